@@ -1,0 +1,168 @@
+//! Who is calling: credentials in, an [`AuthenticatedPartner`] out.
+//!
+//! Every way a partner can prove who it is (an API key today; a client certificate mapped by
+//! name or SPKI pin next) produces the same `AuthenticatedPartner`, so nothing past this module
+//! knows or cares which one was used.
+//!
+//! API keys are never stored: the configuration holds their SHA-256, and a presented key is
+//! hashed and compared against every configured hash in constant time. Keys are 256-bit random
+//! strings, so a plain (unsalted) hash cannot be reversed.
+
+use ring::digest;
+use subtle::ConstantTimeEq;
+
+use crate::config::PartnerId;
+
+/// How the partner proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ApiKey,
+    ClientCertificate,
+}
+
+/// A caller whose credentials map to a configured partner.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedPartner {
+    pub id: PartnerId,
+    pub method: AuthMethod,
+}
+
+/// Why a caller is not authenticated. Deliberately vague towards the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials were presented")]
+    Missing,
+    #[error("the credentials do not belong to any partner")]
+    Unknown,
+}
+
+/// The configured API key hashes.
+#[derive(Debug, Default, Clone)]
+pub struct ApiKeyIndex {
+    entries: Vec<([u8; 32], PartnerId)>,
+}
+
+/// Prefix of the keys the gateway generates, so they are recognisable in a secret scanner.
+pub const API_KEY_PREFIX: &str = "psk_";
+
+impl ApiKeyIndex {
+    /// Adds the hex SHA-256 of a key that `partner` may use.
+    pub fn add_sha256_hex(&mut self, partner: PartnerId, hex: &str) -> Result<(), String> {
+        let bytes = decode_hex(hex.trim())
+            .filter(|b| b.len() == 32)
+            .ok_or("an API key hash must be 64 hexadecimal characters (SHA-256)")?;
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&bytes);
+        self.entries.push((hash, partner));
+        Ok(())
+    }
+
+    /// The partner holding `key`, if any. Every configured hash is compared, in constant time.
+    pub fn find(&self, key: &str) -> Option<PartnerId> {
+        let presented = sha256(key.as_bytes());
+        let mut found = None;
+        for (hash, partner) in &self.entries {
+            if bool::from(hash.ct_eq(&presented)) {
+                found = Some(partner.clone());
+            }
+        }
+        found
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Authenticates a request from its `Authorization` header value.
+pub fn authenticate_api_key(
+    keys: &ApiKeyIndex,
+    authorization: Option<&[u8]>,
+) -> Result<AuthenticatedPartner, AuthError> {
+    let header = authorization.ok_or(AuthError::Missing)?;
+    let text = std::str::from_utf8(header).map_err(|_| AuthError::Unknown)?;
+    let (scheme, token) = text.split_once(' ').ok_or(AuthError::Unknown)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Unknown);
+    }
+    let id = keys.find(token.trim()).ok_or(AuthError::Unknown)?;
+    Ok(AuthenticatedPartner {
+        id,
+        method: AuthMethod::ApiKey,
+    })
+}
+
+/// A new random API key.
+pub fn generate_api_key() -> String {
+    format!("{API_KEY_PREFIX}{}", to_hex(&crate::random_bytes::<32>()))
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Shared handle used by tests and the demo to hash a key the way the gateway does.
+pub fn api_key_hash_hex(key: &str) -> String {
+    to_hex(&sha256(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn keys_map_to_their_partner_only() {
+        let mut index = ApiKeyIndex::default();
+        let a = generate_api_key();
+        let b = generate_api_key();
+        index
+            .add_sha256_hex(Arc::from("a"), &api_key_hash_hex(&a))
+            .unwrap();
+        index
+            .add_sha256_hex(Arc::from("b"), &api_key_hash_hex(&b))
+            .unwrap();
+        let header = format!("Bearer {a}");
+        assert_eq!(
+            &*authenticate_api_key(&index, Some(header.as_bytes()))
+                .unwrap()
+                .id,
+            "a"
+        );
+        assert_eq!(
+            authenticate_api_key(&index, None).unwrap_err(),
+            AuthError::Missing
+        );
+        assert_eq!(
+            authenticate_api_key(&index, Some(b"Bearer psk_nope")).unwrap_err(),
+            AuthError::Unknown
+        );
+        assert_eq!(
+            authenticate_api_key(&index, Some(format!("Basic {a}").as_bytes())).unwrap_err(),
+            AuthError::Unknown
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! The command line: one module per subcommand.
+
+pub mod check;
+pub mod demo;
+pub mod serve;
+pub mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The shipped configuration, relative to the repository root.
+pub const DEFAULT_CONFIG: &str = "config/passerelle.toml";
+
+/// Passerelle: a data-sharing gateway for governments.
+#[derive(Debug, Parser)]
+#[command(name = "passerelle", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The main configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Run the gateway on the shipped configuration with local recipient systems, send a few
+    /// birth bundles and an address change, and show where everything went.
+    Demo {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Exit after the demo records are delivered instead of running on.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check the configuration, agreements and schemas; exit 1 if anything is wrong.
+    Check {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate a JSON file against a record type's schema.
+    Validate {
+        /// The record type, such as `birth-registration`.
+        record_type: String,
+        /// The JSON file.
+        file: PathBuf,
+        /// The schema version (default: the newest).
+        #[arg(long = "schema-version")]
+        schema_version: Option<String>,
+        /// Use the schemas directory of this configuration.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Answer in French.
+        #[arg(long)]
+        fr: bool,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => serve::run(&config),
+        Command::Demo { config, once } => demo::run(&config, once),
+        Command::Check { config } => check::run(&config),
+        Command::Validate {
+            record_type,
+            file,
+            schema_version,
+            config,
+            fr,
+        } => validate::run(&config, &record_type, &file, schema_version.as_deref(), fr),
+    }
+}
+
+/// A multi-threaded runtime for the commands that serve.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("passerelle")
+        .build()?)
+}

@@ -1,0 +1,48 @@
+//! `passerelle serve`: load the configuration, start the gateway, stop cleanly on a signal.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::config;
+use crate::gateway::Gateway;
+
+pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            super::check::print_problems(&e.problems);
+            anyhow::bail!(
+                "the configuration {} has problems; nothing was started",
+                config_path.display()
+            );
+        }
+    };
+    crate::telemetry::logging::init(config.log.format, &config.log.level);
+    super::runtime()?.block_on(async {
+        let gateway = Gateway::start(config)
+            .await
+            .context("the gateway could not start")?;
+        wait_for_signal().await;
+        tracing::info!(message = "Shutting down.");
+        gateway.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

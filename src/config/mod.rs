@@ -1,0 +1,985 @@
+//! Configuration: loaded in two phases, checked as a whole, then held as one immutable snapshot.
+//!
+//! Phase one ([`raw`]) parses the TOML files into structs that mirror them. Phase two ([`load`])
+//! resolves paths against the file that names them, compiles the schemas, checks agreements
+//! against partners and schemas, and either returns a [`Config`] or every [`Problem`] found, each
+//! with its file. `passerelle check` prints those problems; `serve` refuses to start on them.
+//!
+//! **Invariant:** a `Config` that exists has passed every check; nothing downstream re-validates.
+
+pub mod raw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::policy::{FieldList, FieldPointer};
+use crate::schema::{SchemaCatalog, Version};
+
+/// One thing wrong with the configuration, tied to the file it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub message: String,
+    /// What to do about it, when that is not obvious from the message.
+    pub fix: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)?;
+        if let Some(fix) = &self.fix {
+            write!(f, " (fix: {fix})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The configuration could not be loaded; every problem found is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("the configuration has {} problem(s)", problems.len())]
+pub struct LoadError {
+    pub problems: Vec<Problem>,
+}
+
+/// A partner's id, such as `on-vital-stats`.
+pub type PartnerId = Arc<str>;
+
+/// Which order of government a partner belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Jurisdiction {
+    Federal,
+    Provincial,
+    Territorial,
+    Municipal,
+}
+
+/// How the gateway reaches a partner that receives records.
+#[derive(Debug, Clone)]
+pub struct DeliveryEndpoint {
+    /// Base URL; a record of type `T` goes to `{endpoint}/T`.
+    pub endpoint: String,
+    /// CA bundle used to verify the recipient's certificate (HTTPS endpoints).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key the gateway presents to this recipient.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// Environment variable holding a bearer token for this recipient.
+    pub bearer_token_env: Option<String>,
+    pub timeout: Duration,
+    /// Deliveries in flight to this recipient at once.
+    pub concurrency: usize,
+}
+
+/// A token bucket's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+/// An organisation's system, as configured.
+#[derive(Debug, Clone)]
+pub struct Partner {
+    pub id: PartnerId,
+    pub name_en: String,
+    pub name_fr: String,
+    pub jurisdiction: Jurisdiction,
+    pub region: String,
+    pub delivery: Option<DeliveryEndpoint>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Whether an agreement is store-and-forward or synchronous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Push,
+    Request,
+}
+
+/// One recipient of an agreement and the fields it may receive.
+#[derive(Debug, Clone)]
+pub struct AgreementRecipient {
+    pub partner: PartnerId,
+    pub fields: FieldList,
+    /// One delivery in flight at a time, in acceptance order.
+    pub ordered: bool,
+}
+
+/// A data-sharing agreement.
+#[derive(Debug, Clone)]
+pub struct Agreement {
+    pub id: Arc<str>,
+    pub title_en: String,
+    pub title_fr: String,
+    pub sender: PartnerId,
+    pub record_type: Arc<str>,
+    /// Accepted schema versions, oldest first.
+    pub versions: Vec<Version>,
+    /// Sunset instants of deprecated versions.
+    pub sunset: BTreeMap<Version, OffsetDateTime>,
+    pub purpose: String,
+    pub valid_from: OffsetDateTime,
+    pub valid_until: Option<OffsetDateTime>,
+    pub mode: Mode,
+    pub recipients: Vec<AgreementRecipient>,
+    pub response_fields: Option<FieldList>,
+    pub file: PathBuf,
+}
+
+impl Agreement {
+    /// Whether the agreement is in force at `now` (`valid_from` inclusive, `valid_until` exclusive).
+    pub fn in_force(&self, now: OffsetDateTime) -> bool {
+        self.valid_from <= now && self.valid_until.is_none_or(|until| now < until)
+    }
+
+    fn overlaps(&self, other: &Agreement) -> bool {
+        let ends_before =
+            |a: &Agreement, b: &Agreement| a.valid_until.is_some_and(|u| u <= b.valid_from);
+        !ends_before(self, other) && !ends_before(other, self)
+    }
+
+    /// Whether `partner` is the sender or one of the recipients.
+    pub fn is_party(&self, partner: &str) -> bool {
+        &*self.sender == partner || self.recipients.iter().any(|r| &*r.partner == partner)
+    }
+}
+
+/// Listener addresses and caps.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub partner: SocketAddr,
+    pub admin: SocketAddr,
+    pub max_connections: usize,
+}
+
+/// Limits on what a partner may send.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_depth: usize,
+    pub body_timeout: Duration,
+    pub header_timeout: Duration,
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub sqlite_path: PathBuf,
+    /// Requests waiting for the writer at once; a full queue makes requests wait, then 503.
+    pub commit_queue: usize,
+    /// Most requests one transaction carries.
+    pub max_batch: usize,
+    /// How long a request waits for its commit before it is answered 503.
+    pub commit_timeout: Duration,
+}
+
+/// Retry policy and worker settings for deliveries.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub attempt_timeout: Duration,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub concurrency_per_recipient: usize,
+}
+
+/// Admin listener settings.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// The admin token, if one is configured; without one the admin API other than probes and
+    /// metrics is closed.
+    pub token: Option<Arc<str>>,
+    pub metrics_open: bool,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+/// The validated configuration: one immutable snapshot.
+#[derive(Debug)]
+pub struct Config {
+    /// The main file this snapshot was loaded from.
+    pub source: PathBuf,
+    pub data_dir: PathBuf,
+    pub schemas_dir: PathBuf,
+    pub listen: Listen,
+    pub limits: Limits,
+    pub store: StoreSettings,
+    pub delivery: DeliverySettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+    pub partners: BTreeMap<PartnerId, Partner>,
+    pub agreements: Vec<Arc<Agreement>>,
+    pub catalog: SchemaCatalog,
+    pub api_keys: crate::auth::ApiKeyIndex,
+}
+
+impl Config {
+    /// The agreements that let `sender` send `record_type`, whether in force or not.
+    pub fn agreements_for<'a>(
+        &'a self,
+        sender: &'a str,
+        record_type: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Agreement>> + 'a {
+        self.agreements
+            .iter()
+            .filter(move |a| &*a.sender == sender && &*a.record_type == record_type)
+    }
+
+    /// Partners that receive records, each once.
+    pub fn recipients(&self) -> impl Iterator<Item = &Partner> {
+        self.partners.values().filter(|p| p.delivery.is_some())
+    }
+
+    /// Looks a partner up by id.
+    pub fn partner(&self, id: &str) -> Option<&Partner> {
+        self.partners.get(id)
+    }
+}
+
+/// Reads the TOML file at `path` into `T`, recording a problem on failure.
+fn read_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.push(problem(path, format!("cannot be read: {e}"), None));
+            return None;
+        }
+    };
+    match toml::from_str(&text) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let message = e.message().to_owned();
+            let location = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            problems.push(problem(
+                path,
+                format!("is not valid: {message}{location}"),
+                None,
+            ));
+            None
+        }
+    }
+}
+
+fn problem(file: &Path, message: impl Into<String>, fix: Option<&str>) -> Problem {
+    Problem {
+        file: file.to_path_buf(),
+        message: message.into(),
+        fix: fix.map(str::to_owned),
+    }
+}
+
+/// Resolves `value` (or `default`) against `base`, the directory of the file that names it.
+fn resolve(base: &Path, value: Option<&str>, default: &str) -> PathBuf {
+    let p = Path::new(value.unwrap_or(default));
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn parse_instant(text: &str) -> Result<OffsetDateTime, String> {
+    let t = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| format!("`{text}` is not an RFC 3339 date-time"))?;
+    if t.offset() != time::UtcOffset::UTC {
+        return Err(format!("`{text}` must be in UTC (end it with `Z`)"));
+    }
+    Ok(t)
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn ms(value: Option<u64>, default: u64) -> Duration {
+    Duration::from_millis(value.unwrap_or(default))
+}
+
+/// Loads and checks the configuration rooted at `path`.
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let mut problems = Vec::new();
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let Some(main) = read_toml::<raw::RawMain>(&path, &mut problems) else {
+        return Err(LoadError { problems });
+    };
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+
+    let data_dir = resolve(&base, main.data_dir.as_deref(), "../data");
+    let schemas_dir = resolve(&base, main.schemas_dir.as_deref(), "../schemas");
+    let partners_file = resolve(&base, main.partners_file.as_deref(), "partners.toml");
+    let agreements_dir = resolve(&base, main.agreements_dir.as_deref(), "agreements");
+
+    let listen = load_listen(&path, &main.listen, &mut problems);
+    let limits = Limits {
+        max_body_bytes: main.limits.max_body_bytes.unwrap_or(1024 * 1024),
+        max_depth: main.limits.max_depth.unwrap_or(64),
+        body_timeout: ms(main.limits.body_timeout_ms, 10_000),
+        header_timeout: ms(main.limits.header_timeout_ms, 10_000),
+    };
+    if limits.max_depth == 0 || limits.max_depth > 128 {
+        problems.push(problem(
+            &path,
+            "limits.max_depth must be between 1 and 128",
+            None,
+        ));
+    }
+    let store = StoreSettings {
+        sqlite_path: data_dir.join(main.store.path.as_deref().unwrap_or("passerelle.sqlite")),
+        commit_queue: main.store.commit_queue.unwrap_or(4096).max(1),
+        max_batch: main.store.max_batch.unwrap_or(512).max(1),
+        commit_timeout: ms(main.store.commit_timeout_ms, 5_000),
+    };
+    let d = &main.delivery;
+    let delivery = DeliverySettings {
+        max_attempts: d.max_attempts.unwrap_or(12).max(1),
+        max_age: Duration::from_secs(d.max_age_secs.unwrap_or(3 * 24 * 3600)),
+        initial_backoff: ms(d.initial_backoff_ms, 1_000),
+        max_backoff: ms(d.max_backoff_ms, 600_000),
+        attempt_timeout: ms(d.attempt_timeout_ms, 10_000),
+        lease: Duration::from_secs(d.lease_secs.unwrap_or(60).max(1)),
+        poll_interval: ms(d.poll_interval_ms, 1_000),
+        concurrency_per_recipient: d.concurrency_per_recipient.unwrap_or(16).max(1),
+    };
+    let admin = load_admin(&path, &base, &main.admin, &mut problems);
+    let log = LogSettings {
+        format: match main.log.format.as_deref().unwrap_or("auto") {
+            "auto" => LogFormat::Auto,
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => {
+                problems.push(problem(
+                    &path,
+                    format!("log.format `{other}` is not one of auto, json, text"),
+                    None,
+                ));
+                LogFormat::Auto
+            }
+        },
+        level: main.log.level.clone().unwrap_or_else(|| "info".to_owned()),
+    };
+
+    let partners = load_partners(&partners_file, &delivery, &mut problems);
+    let api_keys_file = main
+        .api_keys_file
+        .as_deref()
+        .map(|f| resolve(&base, Some(f), ""));
+    let api_keys = load_api_keys(
+        &partners_file,
+        api_keys_file.as_deref(),
+        &partners,
+        &mut problems,
+    );
+
+    let catalog = match SchemaCatalog::load(&schemas_dir) {
+        Ok(catalog) => catalog,
+        Err(schema_problems) => {
+            problems.extend(schema_problems);
+            SchemaCatalog::default()
+        }
+    };
+    let agreements = load_agreements(&agreements_dir, &partners, &catalog, &mut problems);
+
+    if !problems.is_empty() {
+        return Err(LoadError { problems });
+    }
+    Ok(Config {
+        source: path,
+        data_dir,
+        schemas_dir,
+        listen,
+        limits,
+        store,
+        delivery,
+        admin,
+        log,
+        partners: partners.into_iter().map(|p| (p.id.clone(), p)).collect(),
+        agreements: agreements.into_iter().map(Arc::new).collect(),
+        catalog,
+        api_keys,
+    })
+}
+
+fn load_listen(path: &Path, raw: &raw::RawListen, problems: &mut Vec<Problem>) -> Listen {
+    let mut addr = |value: Option<&str>, default: &str, key: &str| -> SocketAddr {
+        let text = value.unwrap_or(default);
+        text.parse().unwrap_or_else(|_| {
+            problems.push(problem(
+                path,
+                format!("listen.{key} `{text}` is not an address such as 127.0.0.1:8443"),
+                None,
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    };
+    Listen {
+        partner: addr(raw.partner.as_deref(), "127.0.0.1:8443", "partner"),
+        admin: addr(raw.admin.as_deref(), "127.0.0.1:9090", "admin"),
+        max_connections: raw.max_connections.unwrap_or(10_000).max(1),
+    }
+}
+
+fn load_admin(
+    path: &Path,
+    base: &Path,
+    raw: &raw::RawAdmin,
+    problems: &mut Vec<Problem>,
+) -> AdminSettings {
+    let mut token = None;
+    if let Some(var) = &raw.token_env {
+        token = std::env::var(var)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from);
+    }
+    if token.is_none() {
+        if let Some(file) = &raw.token_file {
+            let file = resolve(base, Some(file), "");
+            match std::fs::read_to_string(&file) {
+                Ok(t) if !t.trim().is_empty() => token = Some(Arc::from(t.trim())),
+                Ok(_) => problems.push(problem(&file, "the admin token file is empty", None)),
+                // A missing token file is not fatal: `demo` creates it; the admin API stays closed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(problem(
+                    path,
+                    format!("admin.token_file cannot be read: {e}"),
+                    None,
+                )),
+            }
+        }
+    }
+    AdminSettings {
+        token,
+        metrics_open: raw.metrics_open.unwrap_or(true),
+    }
+}
+
+fn load_partners(
+    file: &Path,
+    delivery: &DeliverySettings,
+    problems: &mut Vec<Problem>,
+) -> Vec<Partner> {
+    let Some(raw) = read_toml::<raw::RawPartners>(file, problems) else {
+        return Vec::new();
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut seen = BTreeSet::new();
+    let mut partners = Vec::new();
+    for p in raw.partners {
+        if !is_slug(&p.id) {
+            problems.push(problem(
+                file,
+                format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id),
+                None,
+            ));
+            continue;
+        }
+        if !seen.insert(p.id.clone()) {
+            problems.push(problem(
+                file,
+                format!("partner id `{}` is defined twice", p.id),
+                Some("give each partner its own id"),
+            ));
+            continue;
+        }
+        let jurisdiction = match p.jurisdiction.as_str() {
+            "federal" => Jurisdiction::Federal,
+            "provincial" => Jurisdiction::Provincial,
+            "territorial" => Jurisdiction::Territorial,
+            "municipal" => Jurisdiction::Municipal,
+            other => {
+                problems.push(problem(
+                    file,
+                    format!("partner `{}`: jurisdiction `{other}` is not one of federal, provincial, territorial, municipal", p.id),
+                    None,
+                ));
+                continue;
+            }
+        };
+        let delivery = p.delivery.map(|d| {
+            if !(d.endpoint.starts_with("http://") || d.endpoint.starts_with("https://"))
+                || d.endpoint.parse::<http::Uri>().is_err()
+            {
+                problems.push(problem(
+                    file,
+                    format!(
+                        "partner `{}`: delivery endpoint `{}` is not an http(s) URL",
+                        p.id, d.endpoint
+                    ),
+                    None,
+                ));
+            }
+            DeliveryEndpoint {
+                endpoint: d.endpoint.trim_end_matches('/').to_owned(),
+                ca_file: d.ca_file.map(|f| resolve(base, Some(&f), "")),
+                client_cert_file: d.client_cert_file.map(|f| resolve(base, Some(&f), "")),
+                client_key_file: d.client_key_file.map(|f| resolve(base, Some(&f), "")),
+                bearer_token_env: d.bearer_token_env,
+                timeout: d
+                    .timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(delivery.attempt_timeout),
+                concurrency: d
+                    .concurrency
+                    .unwrap_or(delivery.concurrency_per_recipient)
+                    .max(1),
+            }
+        });
+        let rate_limit = p.rate_limit.and_then(|r| {
+            if r.per_second.is_finite() && r.per_second > 0.0 {
+                Some(RateLimit {
+                    per_second: r.per_second,
+                    burst: r.burst.unwrap_or(r.per_second).max(1.0),
+                })
+            } else {
+                problems.push(problem(
+                    file,
+                    format!("partner `{}`: rate_limit.per_second must be above 0", p.id),
+                    None,
+                ));
+                None
+            }
+        });
+        partners.push(Partner {
+            id: Arc::from(p.id.as_str()),
+            name_en: p.name_en,
+            name_fr: p.name_fr,
+            jurisdiction,
+            region: p.region,
+            delivery,
+            rate_limit,
+        });
+        // API key hashes are collected separately by `load_api_keys`.
+        let _ = p.api_key_sha256;
+    }
+    partners
+}
+
+fn load_api_keys(
+    partners_file: &Path,
+    keys_file: Option<&Path>,
+    partners: &[Partner],
+    problems: &mut Vec<Problem>,
+) -> crate::auth::ApiKeyIndex {
+    let mut index = crate::auth::ApiKeyIndex::default();
+    let known: BTreeSet<&str> = partners.iter().map(|p| &*p.id).collect();
+    let mut add = |file: &Path, partner: &str, hex: &str, problems: &mut Vec<Problem>| {
+        if !known.contains(partner) {
+            problems.push(problem(
+                file,
+                format!("API keys are listed for unknown partner `{partner}`"),
+                None,
+            ));
+        } else if let Err(e) = index.add_sha256_hex(Arc::from(partner), hex) {
+            problems.push(problem(file, format!("partner `{partner}`: {e}"), None));
+        }
+    };
+    // The partners file may list hashes inline; read it again only for that field.
+    if let Ok(text) = std::fs::read_to_string(partners_file) {
+        if let Ok(raw) = toml::from_str::<raw::RawPartners>(&text) {
+            for p in &raw.partners {
+                for hex in &p.api_key_sha256 {
+                    add(partners_file, &p.id, hex, problems);
+                }
+            }
+        }
+    }
+    if let Some(file) = keys_file {
+        if file.exists() {
+            if let Some(raw) = read_toml::<raw::RawApiKeys>(file, problems) {
+                for (partner, hashes) in &raw.keys {
+                    for hex in hashes {
+                        add(file, partner, hex, problems);
+                    }
+                }
+            }
+        }
+    }
+    index
+}
+
+fn load_agreements(
+    dir: &Path,
+    partners: &[Partner],
+    catalog: &SchemaCatalog,
+    problems: &mut Vec<Problem>,
+) -> Vec<Agreement> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(problem(
+                dir,
+                format!("the agreements directory cannot be read: {e}"),
+                None,
+            ));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+
+    let partner_ids: BTreeMap<&str, &Partner> = partners.iter().map(|p| (&*p.id, p)).collect();
+    let mut agreements: Vec<Agreement> = Vec::new();
+    for file in files {
+        let Some(raw) = read_toml::<raw::RawAgreement>(&file, problems) else {
+            continue;
+        };
+        if let Some(agreement) = check_agreement(&file, raw, &partner_ids, catalog, problems) {
+            if let Some(first) = agreements.iter().find(|a| a.id == agreement.id) {
+                problems.push(problem(
+                    &file,
+                    format!(
+                        "agreement id `{}` is already used by {}",
+                        agreement.id,
+                        first.file.display()
+                    ),
+                    Some("give each agreement its own id"),
+                ));
+                continue;
+            }
+            agreements.push(agreement);
+        }
+    }
+
+    // One recipient may appear in at most one agreement in force for a sender and type; two
+    // agreements whose validity windows overlap would be in force together at some moment.
+    for (i, a) in agreements.iter().enumerate() {
+        for b in &agreements[i + 1..] {
+            if a.sender != b.sender || a.record_type != b.record_type || !a.overlaps(b) {
+                continue;
+            }
+            for r in &a.recipients {
+                if b.recipients.iter().any(|s| s.partner == r.partner) {
+                    problems.push(problem(
+                        &b.file,
+                        format!(
+                            "recipient `{}` also appears in agreement `{}` for the same sender `{}` and type `{}` while both are in force",
+                            r.partner, a.id, a.sender, a.record_type
+                        ),
+                        Some("keep the recipient in one agreement, or make the validity periods not overlap"),
+                    ));
+                }
+            }
+            if a.mode == Mode::Request || b.mode == Mode::Request {
+                problems.push(problem(
+                    &b.file,
+                    format!("agreements `{}` and `{}` are both in force for `{}` sending `{}`, and one is a request agreement, which must be the only one", a.id, b.id, a.sender, a.record_type),
+                    None,
+                ));
+            }
+        }
+    }
+    agreements
+}
+
+fn check_agreement(
+    file: &Path,
+    raw: raw::RawAgreement,
+    partners: &BTreeMap<&str, &Partner>,
+    catalog: &SchemaCatalog,
+    problems: &mut Vec<Problem>,
+) -> Option<Agreement> {
+    let before = problems.len();
+    let mut report =
+        |message: String, fix: Option<&str>| problems.push(problem(file, message, fix));
+
+    if !is_slug(&raw.id) {
+        report(
+            format!("agreement id `{}` must be a slug (a-z, 0-9, -)", raw.id),
+            None,
+        );
+    }
+    if file.file_stem().and_then(|s| s.to_str()) != Some(raw.id.as_str()) {
+        report(
+            format!(
+                "agreement `{}` must be in a file named `{}.toml`",
+                raw.id, raw.id
+            ),
+            None,
+        );
+    }
+    if !partners.contains_key(raw.sender.as_str()) {
+        report(
+            format!(
+                "sender `{}` is not a partner in the partners file",
+                raw.sender
+            ),
+            Some("add the partner or correct the id"),
+        );
+    }
+    let mode = match raw.mode.as_deref().unwrap_or("push") {
+        "push" => Mode::Push,
+        "request" => Mode::Request,
+        other => {
+            report(format!("mode `{other}` is not `push` or `request`"), None);
+            Mode::Push
+        }
+    };
+    let valid_from = parse_instant(&raw.valid_from)
+        .map_err(|e| report(format!("valid_from: {e}"), None))
+        .ok();
+    let valid_until = raw
+        .valid_until
+        .as_deref()
+        .map(|t| {
+            parse_instant(t)
+                .map_err(|e| report(format!("valid_until: {e}"), None))
+                .ok()
+        })
+        .unwrap_or(None);
+    if let (Some(from), Some(until)) = (valid_from, valid_until) {
+        if until <= from {
+            report(
+                format!(
+                    "valid_until ({}) is not after valid_from ({})",
+                    raw.valid_until.as_deref().unwrap_or(""),
+                    raw.valid_from
+                ),
+                Some("valid_until is exclusive and must come after valid_from"),
+            );
+        }
+    }
+
+    let record_type = catalog.record_type(&raw.record_type);
+    if record_type.is_none() {
+        report(
+            format!(
+                "record type `{}` has no schema in the schemas directory",
+                raw.record_type
+            ),
+            None,
+        );
+    }
+    if raw.versions.is_empty() {
+        report("versions lists no schema version".to_owned(), None);
+    }
+    let mut versions = Vec::new();
+    for v in &raw.versions {
+        match v.parse::<Version>() {
+            Ok(version) => {
+                if let Some(t) = record_type {
+                    match t.version(version) {
+                        None => report(
+                            format!("schema `{}` version {v} does not exist", raw.record_type),
+                            None,
+                        ),
+                        Some(s) if mode == Mode::Request && s.response.is_none() => report(
+                            format!(
+                                "request agreement: schema `{}` version {v} has no response schema ({v}.response.json)",
+                                raw.record_type
+                            ),
+                            None,
+                        ),
+                        Some(_) => {}
+                    }
+                }
+                versions.push(version);
+            }
+            Err(_) => report(format!("version `{v}` is not MAJOR.MINOR"), None),
+        }
+    }
+    versions.sort();
+    versions.dedup();
+    let mut sunset = BTreeMap::new();
+    for (v, t) in &raw.sunset {
+        match (v.parse::<Version>(), parse_instant(t)) {
+            (Ok(version), Ok(at)) if versions.contains(&version) => {
+                sunset.insert(version, at);
+            }
+            (Ok(_), Ok(_)) => report(
+                format!("sunset names version {v}, which is not in versions"),
+                None,
+            ),
+            (Err(_), _) => report(format!("sunset version `{v}` is not MAJOR.MINOR"), None),
+            (_, Err(e)) => report(format!("sunset for {v}: {e}"), None),
+        }
+    }
+
+    let mut recipients = Vec::new();
+    if raw.recipients.is_empty() {
+        report("the agreement has no recipient".to_owned(), None);
+    }
+    if mode == Mode::Request && raw.recipients.len() > 1 {
+        report(
+            "a request agreement has exactly one recipient (the responder)".to_owned(),
+            None,
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for r in raw.recipients {
+        match partners.get(r.partner.as_str()) {
+            None => report(
+                format!(
+                    "recipient `{}` is not a partner in the partners file",
+                    r.partner
+                ),
+                Some("add the partner or correct the id"),
+            ),
+            Some(p) if p.delivery.is_none() => report(
+                format!(
+                    "recipient `{}` has no delivery endpoint in the partners file",
+                    r.partner
+                ),
+                Some("add a [partner.delivery] table with its endpoint"),
+            ),
+            Some(_) => {}
+        }
+        if r.partner == raw.sender {
+            report(
+                format!("the sender `{}` is also a recipient", r.partner),
+                None,
+            );
+        }
+        if !seen.insert(r.partner.clone()) {
+            report(format!("recipient `{}` is listed twice", r.partner), None);
+        }
+        let fields = parse_fields(
+            &r.fields,
+            &format!("recipient `{}`", r.partner),
+            &mut report,
+        );
+        if let Some(t) = record_type {
+            for field in fields.pointers() {
+                for version in &versions {
+                    if let Some(s) = t.version(*version) {
+                        if !s.can_produce(field) {
+                            report(
+                                format!(
+                                    "recipient `{}`: field `{field}` cannot be produced by schema `{}` version {version}",
+                                    r.partner, raw.record_type
+                                ),
+                                Some("correct the pointer, or drop the version from versions"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        recipients.push(AgreementRecipient {
+            partner: Arc::from(r.partner.as_str()),
+            fields,
+            ordered: r.ordered,
+        });
+    }
+
+    let response_fields = match mode {
+        Mode::Request => {
+            if raw.response_fields.is_empty() {
+                report("a request agreement needs response_fields".to_owned(), None);
+            }
+            let fields = parse_fields(&raw.response_fields, "response_fields", &mut report);
+            if let Some(t) = record_type {
+                for field in fields.pointers() {
+                    for version in &versions {
+                        if let Some(response) =
+                            t.version(*version).and_then(|s| s.response.as_ref())
+                        {
+                            if !response.can_produce(field) {
+                                report(
+                                    format!(
+                                        "response field `{field}` cannot be produced by the response schema of `{}` version {version}",
+                                        raw.record_type
+                                    ),
+                                    None,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Some(fields)
+        }
+        Mode::Push => {
+            if !raw.response_fields.is_empty() {
+                report(
+                    "response_fields only applies to mode = \"request\"".to_owned(),
+                    None,
+                );
+            }
+            None
+        }
+    };
+
+    if problems.len() > before {
+        return None;
+    }
+    Some(Agreement {
+        id: Arc::from(raw.id.as_str()),
+        title_en: raw.title_en,
+        title_fr: raw.title_fr,
+        sender: Arc::from(raw.sender.as_str()),
+        record_type: Arc::from(raw.record_type.as_str()),
+        versions,
+        sunset,
+        purpose: raw.purpose,
+        valid_from: valid_from?,
+        valid_until,
+        mode,
+        recipients,
+        response_fields,
+        file: file.to_path_buf(),
+    })
+}
+
+fn parse_fields(
+    fields: &[String],
+    whose: &str,
+    report: &mut impl FnMut(String, Option<&str>),
+) -> FieldList {
+    let mut pointers = Vec::new();
+    if fields.is_empty() {
+        report(format!("{whose}: fields is empty"), None);
+    }
+    for f in fields {
+        match f.parse::<FieldPointer>() {
+            Ok(p) => pointers.push(p),
+            Err(e) => report(
+                format!("{whose}: field `{f}`: {e}"),
+                Some(
+                    "fields are JSON Pointers such as /child/date_of_birth; * selects every array element",
+                ),
+            ),
+        }
+    }
+    FieldList::new(pointers)
+}

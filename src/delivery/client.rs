@@ -1,0 +1,169 @@
+//! The outbound side: one pooled HTTP client per recipient, and what one attempt returns.
+//!
+//! Redirects are never followed (the client does not follow them, and a 3xx is not a success).
+//! Recipient URLs come only from configuration.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::backoff::parse_retry_after;
+use crate::config::DeliveryEndpoint;
+use crate::store::ClaimedDelivery;
+
+/// Answers read from a recipient are capped: only the status matters.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// How one attempt ended, as seen from the wire.
+#[derive(Debug, Clone)]
+pub enum AttemptOutcome {
+    /// A 2xx.
+    Accepted { status: u16 },
+    /// A status that may succeed later (408, 425, 429, 5xx).
+    Transient {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// Any other status: retrying will not help.
+    Refused { status: u16 },
+    /// No answer: connection failure or timeout.
+    Unreachable { error: String },
+}
+
+/// A recipient's HTTP client and settings.
+pub struct RecipientClient {
+    endpoint: String,
+    bearer: Option<String>,
+    timeout: Duration,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl RecipientClient {
+    pub fn new(settings: &DeliveryEndpoint) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.timeout));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(settings.concurrency)
+            .build(connector);
+        let bearer = settings
+            .bearer_token_env
+            .as_deref()
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|t| !t.is_empty());
+        RecipientClient {
+            endpoint: settings.endpoint.clone(),
+            bearer,
+            timeout: settings.timeout,
+            http,
+        }
+    }
+
+    /// Posts one stored projected body, returning the outcome and how long it took.
+    pub async fn send(&self, delivery: &ClaimedDelivery) -> (AttemptOutcome, Duration) {
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(self.timeout, self.exchange(delivery)).await {
+            Ok(outcome) => outcome,
+            Err(_) => AttemptOutcome::Unreachable {
+                error: "timed out".to_owned(),
+            },
+        };
+        (outcome, started.elapsed())
+    }
+
+    async fn exchange(&self, d: &ClaimedDelivery) -> AttemptOutcome {
+        if self.endpoint.starts_with("https://") {
+            return AttemptOutcome::Unreachable {
+                error: "HTTPS recipients need the TLS client, which is not configured".to_owned(),
+            };
+        }
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/{}", self.endpoint, d.record_type))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", idempotency_key(d))
+            .header("Passerelle-Record-Id", &d.record_id)
+            .header("Passerelle-Sender", &d.sender)
+            .header("Passerelle-Agreement", &d.agreement)
+            .header(
+                "Passerelle-Schema",
+                format!("{}/{}", d.record_type, d.schema_version),
+            );
+        if let Some(tp) = &d.traceparent {
+            request = request.header("traceparent", tp);
+        }
+        if let Some(token) = &self.bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match request.body(Full::new(d.body.clone())) {
+            Ok(r) => r,
+            Err(_) => {
+                return AttemptOutcome::Unreachable {
+                    error: "the request could not be built".to_owned(),
+                };
+            }
+        };
+        let response = match self.http.request(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                return AttemptOutcome::Unreachable {
+                    error: transport_error(&e),
+                };
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        // Drain (a bounded amount of) the answer so the connection can be reused.
+        let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await;
+        classify(status, retry_after)
+    }
+}
+
+/// Stable per record and recipient, so a recipient can drop a duplicate.
+pub fn idempotency_key(d: &ClaimedDelivery) -> String {
+    format!("{}.{}", d.record_id, d.recipient)
+}
+
+fn classify(status: StatusCode, retry_after: Option<Duration>) -> AttemptOutcome {
+    let code = status.as_u16();
+    match code {
+        200..=299 => AttemptOutcome::Accepted { status: code },
+        408 | 425 | 429 | 500..=599 => AttemptOutcome::Transient {
+            status: code,
+            retry_after,
+        },
+        _ => AttemptOutcome::Refused { status: code },
+    }
+}
+
+fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+                std::io::ErrorKind::TimedOut => "connect timed out".to_owned(),
+                kind => format!("I/O error: {kind}"),
+            };
+        }
+        source = err.source();
+    }
+    if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "the connection closed before an answer".to_owned()
+    }
+}

@@ -1,0 +1,315 @@
+//! Delivery: one worker per recipient claims due deliveries and sends each stored projected body.
+//!
+//! Each recipient has its own worker, client and concurrency cap, so a slow or dead recipient
+//! only ever occupies its own slots: the others keep their pace. Workers lease deliveries from
+//! the store (see [`crate::store::Store::claim_due`]); a worker that dies leaves leases that
+//! expire, and the delivery is claimed again, here or in another process. Intake wakes a
+//! recipient's worker after each commit; a poll interval covers work from other processes and
+//! retries coming due.
+//!
+//! **Invariant:** a delivery's body is the one stored at acceptance; nothing here re-projects.
+
+pub mod backoff;
+pub mod client;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::clock;
+use crate::config::{Config, DeliverySettings};
+use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store};
+use crate::telemetry::Metrics;
+use crate::telemetry::events::{BacklogObserved, DeliveryAttempted};
+use backoff::Backoff;
+use client::{AttemptOutcome, RecipientClient};
+
+/// Wakes recipient workers when new deliveries are committed.
+#[derive(Clone, Default)]
+pub struct Wakers {
+    by_recipient: Arc<HashMap<String, Arc<Notify>>>,
+}
+
+impl Wakers {
+    /// Tells `recipient`'s worker there is new work.
+    pub fn wake(&self, recipient: &str) {
+        if let Some(n) = self.by_recipient.get(recipient) {
+            n.notify_one();
+        }
+    }
+}
+
+/// The running delivery workers.
+pub struct Dispatcher {
+    pub wakers: Wakers,
+    tasks: JoinSet<()>,
+}
+
+struct Worker {
+    recipient: String,
+    ordered: bool,
+    /// A unique name for this worker's leases.
+    worker_id: String,
+    client: RecipientClient,
+    /// Caps deliveries in flight to this recipient; claims never exceed the free permits.
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    wake: Arc<Notify>,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    settings: DeliverySettings,
+    backoff: Backoff,
+}
+
+impl Dispatcher {
+    /// Starts one worker per recipient in `config`, and the backlog gauge updater.
+    pub fn start(
+        config: &Config,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let instance = uuid::Uuid::now_v7().simple().to_string();
+        let mut wakers = HashMap::new();
+        let mut tasks = JoinSet::new();
+        let backoff = Backoff {
+            initial: config.delivery.initial_backoff,
+            max: config.delivery.max_backoff,
+            max_attempts: config.delivery.max_attempts,
+            max_age: config.delivery.max_age,
+        };
+        let mut recipients = Vec::new();
+        for partner in config.recipients() {
+            let Some(endpoint) = &partner.delivery else {
+                continue;
+            };
+            let wake = Arc::new(Notify::new());
+            wakers.insert(partner.id.to_string(), wake.clone());
+            // Strict order is per recipient: if any agreement asks it, the recipient gets it.
+            let ordered = config
+                .agreements
+                .iter()
+                .flat_map(|a| a.recipients.iter())
+                .any(|r| r.partner == partner.id && r.ordered);
+            let concurrency = if ordered { 1 } else { endpoint.concurrency };
+            recipients.push(partner.id.to_string());
+            let worker = Worker {
+                recipient: partner.id.to_string(),
+                ordered,
+                worker_id: format!("{instance}/{}", partner.id),
+                client: RecipientClient::new(endpoint),
+                slots: Arc::new(Semaphore::new(concurrency)),
+                concurrency,
+                wake,
+                store: store.clone(),
+                metrics: metrics.clone(),
+                settings: config.delivery.clone(),
+                backoff: backoff.clone(),
+            };
+            tasks.spawn(Arc::new(worker).run(shutdown.clone()));
+        }
+        tasks.spawn(observe_backlog(recipients, store, metrics, shutdown));
+        Dispatcher {
+            wakers: Wakers {
+                by_recipient: Arc::new(wakers),
+            },
+            tasks,
+        }
+    }
+
+    /// Waits for the workers to stop after shutdown was signalled.
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            // Wait for a free slot before claiming, so claims never outrun the cap.
+            let free = self.slots.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                let now = clock::now_ms();
+                let claim = ClaimRequest {
+                    recipient: self.recipient.clone(),
+                    worker: self.worker_id.clone(),
+                    limit: free,
+                    now,
+                    lease_until: now + self.settings.lease.as_millis() as i64,
+                    head_only: self.ordered,
+                };
+                match self.store.claim_due(claim).await {
+                    Ok(c) => c,
+                    Err(error) => {
+                        tracing::warn!(message = "Claiming deliveries failed.", recipient = %self.recipient, %error);
+                        Vec::new()
+                    }
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                    _ = self.slots.clone().acquire_owned(), if free == 0 => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            for delivery in claimed {
+                let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let worker = self.clone();
+                tokio::spawn(async move {
+                    worker.attempt(delivery).await;
+                    drop(permit);
+                    // A freed slot may let the next claim through.
+                    worker.wake.notify_one();
+                });
+            }
+        }
+        // Let attempts in flight finish (each is bounded by its timeout).
+        let _ = self.slots.acquire_many(self.concurrency as u32).await;
+    }
+
+    async fn attempt(&self, d: ClaimedDelivery) {
+        let (outcome, duration) = self.client.send(&d).await;
+        let attempt = d.attempts + 1;
+        let now = clock::now_ms();
+        let age = Duration::from_millis((now - d.created_at).max(0) as u64);
+        let jitter = crate::random_unit();
+        let (result, label, status, error) = match outcome {
+            AttemptOutcome::Accepted { status } => (
+                AttemptResult::Delivered { status },
+                "delivered",
+                Some(status),
+                None,
+            ),
+            AttemptOutcome::Refused { status } => {
+                let error = format!("HTTP {status}");
+                (
+                    AttemptResult::Dead {
+                        status: Some(status),
+                        error: error.clone(),
+                    },
+                    "dead",
+                    Some(status),
+                    Some(error),
+                )
+            }
+            AttemptOutcome::Transient {
+                status,
+                retry_after,
+            } => self.retry_or_dead(
+                attempt,
+                age,
+                jitter,
+                retry_after,
+                Some(status),
+                format!("HTTP {status}"),
+                now,
+            ),
+            AttemptOutcome::Unreachable { error } => {
+                self.retry_or_dead(attempt, age, jitter, None, None, error, now)
+            }
+        };
+        DeliveryAttempted {
+            delivery_id: d.id,
+            record_id: &d.record_id,
+            recipient: &d.recipient,
+            agreement: &d.agreement,
+            attempt,
+            outcome: label,
+            status,
+            error: error.as_deref(),
+            duration,
+        }
+        .emit(&self.metrics);
+        let update = AttemptUpdate {
+            delivery_id: d.id,
+            worker: self.worker_id.clone(),
+            at: now,
+            result,
+        };
+        if let Err(error) = self.store.finish_attempts(vec![update]).await {
+            // The lease will expire and the delivery will be attempted again; the recipient's
+            // idempotency key makes that harmless.
+            tracing::warn!(message = "Recording a delivery attempt failed.", delivery_id = d.id, %error);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn retry_or_dead(
+        &self,
+        attempt: u32,
+        age: Duration,
+        jitter: f64,
+        retry_after: Option<Duration>,
+        status: Option<u16>,
+        error: String,
+        now: i64,
+    ) -> (AttemptResult, &'static str, Option<u16>, Option<String>) {
+        match self.backoff.next_delay(attempt, age, jitter, retry_after) {
+            Some(delay) => (
+                AttemptResult::Retry {
+                    next_attempt_at: now + delay.as_millis() as i64,
+                    status,
+                    error: error.clone(),
+                },
+                "retry",
+                status,
+                Some(error),
+            ),
+            None => {
+                let error = format!("{error}; gave up after {attempt} attempts");
+                (
+                    AttemptResult::Dead {
+                        status,
+                        error: error.clone(),
+                    },
+                    "dead",
+                    status,
+                    Some(error),
+                )
+            }
+        }
+    }
+}
+
+/// Keeps the pending, oldest-pending and dead gauges current.
+async fn observe_backlog(
+    recipients: Vec<String>,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if let Ok(backlog) = store.backlog().await {
+            let now = clock::now_ms();
+            for recipient in &recipients {
+                let b = backlog.iter().find(|b| &b.recipient == recipient);
+                BacklogObserved {
+                    recipient,
+                    pending: b.map_or(0, |b| b.pending),
+                    oldest_pending_seconds: b
+                        .and_then(|b| b.oldest_pending_at)
+                        .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0),
+                    dead: b.map_or(0, |b| b.dead),
+                }
+                .emit(&metrics);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Every way a partner API call can fail, and the one place that turns a failure into a
+//! `application/problem+json` answer (RFC 9457) in English or French.
+//!
+//! Handlers return `ApiError`; none of them builds an error response itself. Each variant knows
+//! its status, its problem type (`urn:passerelle:problem:<slug>`), its record outcome for the
+//! metrics, and its texts. No text includes a submitted value.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+use super::i18n::{Lang, violation_message};
+use crate::json::JsonError;
+use crate::schema::{Version, Violation};
+
+/// A failed partner API call.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no route")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("unauthenticated")]
+    Unauthenticated,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("no agreement for this record type")]
+    NoAgreement,
+    #[error("no agreement in force")]
+    NotInForce,
+    #[error("schema version not accepted")]
+    UnsupportedVersion { accepted: Vec<Version> },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("content encoding not accepted")]
+    ContentEncoding,
+    #[error("body too large")]
+    TooLarge { limit: usize },
+    #[error("body not received in time")]
+    BodyTimeout,
+    #[error("body is not acceptable JSON: {0}")]
+    Malformed(JsonError),
+    #[error("nesting too deep")]
+    TooDeep { limit: usize },
+    #[error("record violates its schema")]
+    Invalid { violations: Vec<Violation> },
+    #[error("invalid idempotency key")]
+    InvalidIdempotencyKey,
+    #[error("idempotency key reused with another body")]
+    IdempotencyConflict,
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
+    #[error("record not found")]
+    RecordNotFound,
+    #[error("schema not found")]
+    SchemaNotFound,
+    #[error("invalid query parameter")]
+    BadQuery { parameter: &'static str },
+    #[error("the body was cut off")]
+    BodyAborted,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            RouteNotFound
+            | NoAgreement
+            | UnsupportedVersion { .. }
+            | RecordNotFound
+            | SchemaNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Unauthenticated => StatusCode::UNAUTHORIZED,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            NotInForce => StatusCode::FORBIDDEN,
+            UnsupportedMediaType | ContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            TooLarge { .. } | TooDeep { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Malformed(_) | InvalidIdempotencyKey | BadQuery { .. } | BodyAborted => {
+                StatusCode::BAD_REQUEST
+            }
+            Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            IdempotencyConflict => StatusCode::CONFLICT,
+            StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The record outcome counted in `passerelle_records_received_total`.
+    pub fn outcome(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            Unauthenticated => "unauthenticated",
+            RateLimited { .. } => "rate_limited",
+            NoAgreement
+            | UnsupportedVersion { .. }
+            | RouteNotFound
+            | RecordNotFound
+            | SchemaNotFound
+            | MethodNotAllowed { .. } => "not_found",
+            NotInForce => "forbidden",
+            UnsupportedMediaType | ContentEncoding => "unsupported_media_type",
+            TooLarge { .. } => "too_large",
+            Malformed(_)
+            | TooDeep { .. }
+            | BodyTimeout
+            | InvalidIdempotencyKey
+            | BadQuery { .. }
+            | BodyAborted => "malformed",
+            Invalid { .. } => "invalid",
+            IdempotencyConflict => "conflict",
+            StoreUnavailable(_) => "unavailable",
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            RouteNotFound => "not-found",
+            MethodNotAllowed { .. } => "method-not-allowed",
+            Unauthenticated => "unauthenticated",
+            RateLimited { .. } => "rate-limited",
+            NoAgreement => "no-agreement",
+            NotInForce => "agreement-not-in-force",
+            UnsupportedVersion { .. } => "unsupported-schema-version",
+            UnsupportedMediaType => "unsupported-media-type",
+            ContentEncoding => "unsupported-content-encoding",
+            TooLarge { .. } => "payload-too-large",
+            BodyTimeout => "body-timeout",
+            Malformed(_) | BodyAborted => "malformed-json",
+            TooDeep { .. } => "nesting-too-deep",
+            Invalid { .. } => "schema-violation",
+            InvalidIdempotencyKey => "invalid-idempotency-key",
+            IdempotencyConflict => "idempotency-conflict",
+            StoreUnavailable(_) => "store-unavailable",
+            RecordNotFound => "record-not-found",
+            SchemaNotFound => "schema-not-found",
+            BadQuery { .. } => "invalid-query",
+        }
+    }
+
+    fn title(&self, lang: Lang) -> &'static str {
+        use ApiError::*;
+        let (en, fr) = match self {
+            RouteNotFound => ("Not found", "Introuvable"),
+            MethodNotAllowed { .. } => ("Method not allowed", "Méthode non permise"),
+            Unauthenticated => ("Authentication required", "Authentification requise"),
+            RateLimited { .. } => ("Too many requests", "Trop de requêtes"),
+            NoAgreement => (
+                "No agreement for this record type",
+                "Aucune entente pour ce type d'enregistrement",
+            ),
+            NotInForce => ("No agreement in force", "Aucune entente en vigueur"),
+            UnsupportedVersion { .. } => (
+                "Schema version not accepted",
+                "Version de schéma non acceptée",
+            ),
+            UnsupportedMediaType => ("Unsupported media type", "Type de média non pris en charge"),
+            ContentEncoding => (
+                "Content encoding not accepted",
+                "Encodage de contenu non accepté",
+            ),
+            TooLarge { .. } => ("Record too large", "Enregistrement trop volumineux"),
+            BodyTimeout => ("Body not received in time", "Corps non reçu à temps"),
+            Malformed(_) | BodyAborted => ("Malformed JSON", "JSON mal formé"),
+            TooDeep { .. } => ("Record nested too deeply", "Enregistrement trop imbriqué"),
+            Invalid { .. } => (
+                "The record does not match its schema",
+                "L'enregistrement ne respecte pas son schéma",
+            ),
+            InvalidIdempotencyKey => ("Invalid Idempotency-Key", "Idempotency-Key invalide"),
+            IdempotencyConflict => (
+                "Idempotency-Key already used",
+                "Idempotency-Key déjà utilisée",
+            ),
+            StoreUnavailable(_) => ("Service unavailable", "Service indisponible"),
+            RecordNotFound => ("Record not found", "Enregistrement introuvable"),
+            SchemaNotFound => ("Schema not found", "Schéma introuvable"),
+            BadQuery { .. } => ("Invalid query parameter", "Paramètre de requête invalide"),
+        };
+        lang.pick(en, fr)
+    }
+
+    fn detail(&self, lang: Lang) -> String {
+        use ApiError::*;
+        let fr = lang == Lang::Fr;
+        match self {
+            RouteNotFound => lang.pick("No resource exists at this path.", "Aucune ressource n'existe à ce chemin.").into(),
+            MethodNotAllowed { allow } => {
+                if fr { format!("Cette ressource accepte seulement : {allow}.") } else { format!("This resource only accepts: {allow}.") }
+            }
+            Unauthenticated => lang
+                .pick(
+                    "Present a client certificate or an API key (Authorization: Bearer) that belongs to a partner.",
+                    "Présentez un certificat client ou une clé d'API (Authorization: Bearer) appartenant à un partenaire.",
+                )
+                .into(),
+            RateLimited { retry_after_secs } => {
+                if fr { format!("Limite de débit atteinte; réessayez dans {retry_after_secs} s.") } else { format!("Rate limit reached; retry in {retry_after_secs} s.") }
+            }
+            NoAgreement => lang
+                .pick(
+                    "You are party to no agreement that lets you send this record type.",
+                    "Vous n'êtes partie à aucune entente qui vous permet d'envoyer ce type d'enregistrement.",
+                )
+                .into(),
+            NotInForce => lang
+                .pick(
+                    "Your agreements for this record type are not in force now (expired or not yet valid).",
+                    "Vos ententes pour ce type d'enregistrement ne sont pas en vigueur maintenant (expirées ou pas encore valides).",
+                )
+                .into(),
+            UnsupportedVersion { accepted } => {
+                let list = accepted.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
+                if fr { format!("Versions acceptées par vos ententes : {list}.") } else { format!("Versions accepted by your agreements: {list}.") }
+            }
+            UnsupportedMediaType => lang
+                .pick("Send the record as Content-Type: application/json (charset utf-8).", "Envoyez l'enregistrement en Content-Type: application/json (charset utf-8).")
+                .into(),
+            ContentEncoding => lang.pick("Send the record without Content-Encoding.", "Envoyez l'enregistrement sans Content-Encoding.").into(),
+            TooLarge { limit } => {
+                if fr { format!("Le corps dépasse la limite de {limit} octets.") } else { format!("The body exceeds the limit of {limit} bytes.") }
+            }
+            BodyTimeout => lang.pick("The body was not received within the time allowed.", "Le corps n'a pas été reçu dans le délai permis.").into(),
+            Malformed(e) => match e {
+                JsonError::NotUtf8 => lang.pick("The body is not valid UTF-8.", "Le corps n'est pas de l'UTF-8 valide.").into(),
+                JsonError::Syntax { line, column } => {
+                    if fr { format!("Le corps n'est pas du JSON valide (ligne {line}, colonne {column}).") } else { format!("The body is not valid JSON (line {line}, column {column}).") }
+                }
+                JsonError::DuplicateKey { line, column } => {
+                    if fr { format!("Un objet contient deux fois la même clé (ligne {line}, colonne {column}).") } else { format!("An object has the same key twice (line {line}, column {column}).") }
+                }
+                JsonError::TooDeep { limit } => TooDeep { limit: *limit }.detail(lang),
+            },
+            BodyAborted => lang.pick("The body was cut off before its end.", "Le corps a été interrompu avant sa fin.").into(),
+            TooDeep { limit } => {
+                if fr { format!("Les tableaux et objets sont imbriqués sur plus de {limit} niveaux.") } else { format!("Arrays and objects nest deeper than {limit} levels.") }
+            }
+            Invalid { violations } => {
+                let n = violations.len();
+                if fr { format!("{n} violation(s) du schéma; voir « violations ».") } else { format!("{n} schema violation(s); see \"violations\".") }
+            }
+            InvalidIdempotencyKey => lang
+                .pick("Idempotency-Key must be 1 to 256 visible ASCII characters.", "Idempotency-Key doit compter de 1 à 256 caractères ASCII visibles.")
+                .into(),
+            IdempotencyConflict => lang
+                .pick(
+                    "This Idempotency-Key was already used with a different body. Use a new key for a new record.",
+                    "Cette Idempotency-Key a déjà servi avec un autre corps. Utilisez une nouvelle clé pour un nouvel enregistrement.",
+                )
+                .into(),
+            StoreUnavailable(_) => lang
+                .pick(
+                    "The record could not be stored and was not accepted. Retry with the same Idempotency-Key.",
+                    "L'enregistrement n'a pas pu être stocké et n'a pas été accepté. Réessayez avec la même Idempotency-Key.",
+                )
+                .into(),
+            RecordNotFound => lang.pick("You sent no record with this id.", "Vous n'avez envoyé aucun enregistrement avec cet identifiant.").into(),
+            SchemaNotFound => lang.pick("You are party to no agreement using this schema.", "Vous n'êtes partie à aucune entente utilisant ce schéma.").into(),
+            BadQuery { parameter } => {
+                if fr { format!("Le paramètre « {parameter} » est invalide.") } else { format!("The parameter \"{parameter}\" is invalid.") }
+            }
+        }
+    }
+
+    /// The problem document answering this error, for the request at `instance`.
+    pub fn to_response(&self, lang: Lang, instance: &str) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let mut doc = json!({
+            "type": format!("urn:passerelle:problem:{}", self.slug()),
+            "title": self.title(lang),
+            "status": status.as_u16(),
+            "detail": self.detail(lang),
+            "instance": instance,
+        });
+        match self {
+            ApiError::Invalid { violations } => {
+                doc["violations"] = Value::Array(
+                    violations
+                        .iter()
+                        .map(|v| json!({"pointer": v.pointer, "keyword": v.keyword, "message": violation_message(v, lang)}))
+                        .collect(),
+                );
+            }
+            ApiError::UnsupportedVersion { accepted } => {
+                doc["accepted_versions"] =
+                    json!(accepted.iter().map(|v| v.to_string()).collect::<Vec<_>>());
+            }
+            _ => {}
+        }
+        let mut response = Response::new(Full::new(Bytes::from(doc.to_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.code()),
+        );
+        match self {
+            ApiError::MethodNotAllowed { allow } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::StoreUnavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Unauthenticated => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"passerelle\""),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

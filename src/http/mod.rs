@@ -1,0 +1,39 @@
+//! The HTTP surface: the partner API ([`partner`]) and the admin API ([`admin`]).
+//!
+//! Handlers work on one configuration snapshot taken when the request starts, and return
+//! [`error::ApiError`] for every failure; [`error::ApiError::to_response`] is the only place
+//! that turns failures into answers.
+
+pub mod admin;
+pub mod error;
+pub mod i18n;
+pub mod partner;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// A JSON answer with `status`.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A plain-text answer with `status`.
+pub fn text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,697 @@
+//! The partner API: records in, status and discovery out.
+//!
+//! Checks run in the design's order and the first failure answers: route and method, then
+//! credentials, then agreements, schema version, media type, body size and time, JSON, depth,
+//! schema, idempotency, and finally the store. A rejected record is never stored and never
+//! delivered.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::error::ApiError;
+use super::i18n::Lang;
+use super::json_response;
+use crate::auth::{self, AuthenticatedPartner};
+use crate::config::{Config, Mode};
+use crate::gateway::Shared;
+use crate::policy::{self, Route, RouteError};
+use crate::receipt::{Receipt, ReceiptDelivery};
+use crate::schema::Version;
+use crate::store::{CommitOutcome, NewDelivery, NewRecord, RecordQuery, RecordState};
+use crate::telemetry::events::{RecordReceived, RequestServed};
+
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 256;
+/// Most records one page of `GET /v1/records` returns.
+const MAX_PAGE: usize = 200;
+
+/// The routes of the partner API.
+#[derive(Debug)]
+enum Endpoint<'a> {
+    Submit(&'a str),
+    Validate(&'a str),
+    RecordStatus(&'a str),
+    ListRecords,
+    Schemas,
+    Schema(&'a str, &'a str),
+    Agreements,
+}
+
+impl Endpoint<'_> {
+    /// The metric label of the route (a fixed set, never the raw path).
+    fn label(&self) -> &'static str {
+        match self {
+            Endpoint::Submit(_) => "submit",
+            Endpoint::Validate(_) => "validate",
+            Endpoint::RecordStatus(_) => "record",
+            Endpoint::ListRecords => "records",
+            Endpoint::Schemas => "schemas",
+            Endpoint::Schema(..) => "schema",
+            Endpoint::Agreements => "agreements",
+        }
+    }
+}
+
+fn endpoint<'a>(method: &Method, path: &'a str) -> Result<Endpoint<'a>, ApiError> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let allow = |allow: &'static str, ok: bool, e: Endpoint<'a>| {
+        if ok {
+            Ok(e)
+        } else {
+            Err(ApiError::MethodNotAllowed { allow })
+        }
+    };
+    let get = method == Method::GET || method == Method::HEAD;
+    let post = method == Method::POST;
+    match segments.as_slice() {
+        ["v1", "records"] => allow("GET", get, Endpoint::ListRecords),
+        // One path, two meanings: POST a record of type X, or GET the record with id X.
+        ["v1", "records", x] if !x.is_empty() => match *method {
+            Method::POST => Ok(Endpoint::Submit(x)),
+            Method::GET | Method::HEAD => Ok(Endpoint::RecordStatus(x)),
+            _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+        },
+        ["v1", "validate", t] if !t.is_empty() => allow("POST", post, Endpoint::Validate(t)),
+        ["v1", "schemas"] => allow("GET", get, Endpoint::Schemas),
+        ["v1", "schemas", t, v] if !t.is_empty() && !v.is_empty() => {
+            allow("GET", get, Endpoint::Schema(t, v))
+        }
+        ["v1", "agreements"] => allow("GET", get, Endpoint::Agreements),
+        _ => Err(ApiError::RouteNotFound),
+    }
+}
+
+/// Serves one partner API request.
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    // The whole request runs under the configuration in force when it arrived.
+    let config = shared.config.load_full();
+    let lang = Lang::from_accept_language(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let mut outcome = Outcome::default();
+    let (label, result) = match endpoint(&method, &path) {
+        Err(e) => ("unknown", Err(e)),
+        Ok(ep) => {
+            let label = ep.label();
+            let result = match ep {
+                Endpoint::Submit(t) => submit(&shared, &config, req, t, &mut outcome).await,
+                Endpoint::Validate(t) => validate(&config, req, t, &mut outcome).await,
+                Endpoint::RecordStatus(id) => record_status(&shared, &config, &req, id).await,
+                Endpoint::ListRecords => list_records(&shared, &config, &req).await,
+                Endpoint::Schemas => schemas(&config, &req),
+                Endpoint::Schema(t, v) => schema(&config, &req, t, v),
+                Endpoint::Agreements => agreements(&config, &req),
+            };
+            (label, result)
+        }
+    };
+    let (mut response, error) = match result {
+        Ok(response) => (response, None),
+        Err(e) => (e.to_response(lang, &path), Some(e)),
+    };
+    if method == Method::HEAD {
+        *response.body_mut() = Full::new(Bytes::new());
+    }
+    let status = response.status().as_u16();
+    if let Some(record_type) = outcome.record_type {
+        let violations = match &error {
+            Some(ApiError::Invalid { violations }) => violations.as_slice(),
+            _ => &[],
+        };
+        RecordReceived {
+            sender: outcome.sender.as_deref().unwrap_or("unknown"),
+            record_type: config
+                .catalog
+                .record_type(record_type)
+                .map_or("unknown", |t| &t.name),
+            outcome: error.as_ref().map_or(outcome.success, ApiError::outcome),
+            status,
+            record_id: outcome.record_id.as_deref(),
+            violations,
+            latency: started.elapsed(),
+        }
+        .emit(&shared.metrics);
+    }
+    RequestServed {
+        route: label,
+        status,
+        latency: started.elapsed(),
+    }
+    .emit(&shared.metrics);
+    response
+}
+
+/// What the record metrics need to know about a record call, filled in as checks pass.
+#[derive(Default)]
+struct Outcome<'a> {
+    record_type: Option<&'a str>,
+    sender: Option<String>,
+    record_id: Option<String>,
+    success: &'static str,
+}
+
+fn authenticate(config: &Config, headers: &HeaderMap) -> Result<AuthenticatedPartner, ApiError> {
+    auth::authenticate_api_key(
+        &config.api_keys,
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    )
+    .map_err(|_| ApiError::Unauthenticated)
+}
+
+/// Checks 5 to 7: agreements, their validity, the schema version.
+fn route_and_version(
+    config: &Config,
+    sender: &str,
+    record_type: &str,
+    headers: &HeaderMap,
+    now: OffsetDateTime,
+) -> Result<(Route, Version), ApiError> {
+    let route = policy::route(config, sender, record_type, now).map_err(|e| match e {
+        RouteError::NoAgreement => ApiError::NoAgreement,
+        RouteError::NotInForce => ApiError::NotInForce,
+    })?;
+    let accepted = route.accepted_versions();
+    let version = match headers.get("schema-version") {
+        None => route.default_version().ok_or(ApiError::NoAgreement)?,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<Version>().ok())
+            .filter(|v| accepted.contains(v))
+            .ok_or_else(|| ApiError::UnsupportedVersion {
+                accepted: accepted.clone(),
+            })?,
+    };
+    // The catalog holds every version an agreement accepts (checked at load).
+    if config
+        .catalog
+        .record_type(record_type)
+        .and_then(|t| t.version(version))
+        .is_none()
+    {
+        return Err(ApiError::UnsupportedVersion { accepted });
+    }
+    Ok((route, version))
+}
+
+/// Check 8: `application/json`, optionally `charset=utf-8`, and no `Content-Encoding`.
+fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(header::CONTENT_ENCODING) {
+        return Err(ApiError::ContentEncoding);
+    }
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::UnsupportedMediaType)?;
+    let mut parts = value.split(';');
+    if !parts
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    for param in parts {
+        let (name, val) = param
+            .split_once('=')
+            .ok_or(ApiError::UnsupportedMediaType)?;
+        let val = val.trim().trim_matches('"');
+        if !(name.trim().eq_ignore_ascii_case("charset") && val.eq_ignore_ascii_case("utf-8")) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    Ok(())
+}
+
+/// Checks 9 and 10: the body within its size limit and time.
+async fn read_body(config: &Config, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let limit = config.limits.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut body = req.into_body();
+    let mut buffer = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ApiError::BodyAborted)?;
+            if let Ok(data) = frame.into_data() {
+                if buffer.len() + data.len() > limit {
+                    return Err(ApiError::TooLarge { limit });
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(config.limits.body_timeout, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)??;
+    Ok(buffer.freeze())
+}
+
+/// Checks 11 to 13: JSON, depth, schema.
+fn parse_and_validate(
+    config: &Config,
+    record_type: &str,
+    version: Version,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let value = crate::json::parse_strict(body, config.limits.max_depth).map_err(|e| match e {
+        crate::json::JsonError::TooDeep { limit } => ApiError::TooDeep { limit },
+        other => ApiError::Malformed(other),
+    })?;
+    let schema = config
+        .catalog
+        .record_type(record_type)
+        .and_then(|t| t.version(version))
+        .ok_or(ApiError::NoAgreement)?;
+    let violations = schema.validate(&value);
+    if !violations.is_empty() {
+        return Err(ApiError::Invalid { violations });
+    }
+    Ok(value)
+}
+
+/// Check 14 (first half): the key's shape.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?;
+    if key.is_empty()
+        || key.chars().count() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return Err(ApiError::InvalidIdempotencyKey);
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// A W3C `traceparent` to propagate: the caller's if well formed, else a new one.
+fn traceparent(headers: &HeaderMap) -> String {
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        let parts: Vec<&str> = tp.split('-').collect();
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if parts.len() == 4
+            && hex(parts[0], 2)
+            && parts[0] != "ff"
+            && hex(parts[1], 32)
+            && hex(parts[2], 16)
+            && hex(parts[3], 2)
+        {
+            return tp.to_owned();
+        }
+    }
+    let ids = crate::random_bytes::<24>();
+    format!(
+        "00-{}-{}-01",
+        auth::to_hex(&ids[..16]),
+        auth::to_hex(&ids[16..])
+    )
+}
+
+async fn submit<'a>(
+    shared: &Shared,
+    config: &Config,
+    req: Request<Incoming>,
+    record_type: &'a str,
+    outcome: &mut Outcome<'a>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    outcome.record_type = Some(record_type);
+    let partner = authenticate(config, req.headers())?;
+    outcome.sender = Some(partner.id.to_string());
+    let now = OffsetDateTime::now_utc();
+    let (route, version) = route_and_version(config, &partner.id, record_type, req.headers(), now)?;
+    if route.mode() != Mode::Push {
+        // Request agreements are served by POST /v1/requests/{type}.
+        return Err(ApiError::NoAgreement);
+    }
+    check_media_type(req.headers())?;
+    let headers = req.headers().clone();
+    let body = read_body(config, req).await?;
+    let value = parse_and_validate(config, record_type, version, &body)?;
+    let key = idempotency_key(&headers)?;
+
+    let record_id = uuid::Uuid::now_v7().to_string();
+    let received_at = crate::clock::to_ms(now);
+    let shares: Vec<_> = route.shares(version).collect();
+    let deliveries: Vec<NewDelivery> = shares
+        .iter()
+        .map(|(share, recipient)| NewDelivery {
+            recipient: share.recipient.to_string(),
+            agreement: share.agreement.to_string(),
+            ordered: share.ordered,
+            body: Bytes::from(crate::json::to_canonical_vec(
+                &recipient.fields.project(&value),
+            )),
+        })
+        .collect();
+    let receipt = Receipt {
+        record_id: &record_id,
+        record_type,
+        schema_version: version.to_string(),
+        sender: &partner.id,
+        received_at: crate::clock::rfc3339_ms(received_at),
+        deliveries: shares
+            .iter()
+            .map(|(s, _)| ReceiptDelivery {
+                recipient: &s.recipient,
+                agreement: &s.agreement,
+                status: "queued",
+            })
+            .collect(),
+    }
+    .to_bytes();
+    let record = NewRecord {
+        record_id: record_id.clone(),
+        sender: partner.id.to_string(),
+        record_type: record_type.to_owned(),
+        schema_version: version.to_string(),
+        received_at,
+        body_sha256: auth::sha256(&body),
+        audit_digest: shared.digest_key.digest(&body),
+        body,
+        idempotency_key: key,
+        traceparent: Some(traceparent(&headers)),
+        deliveries,
+        receipt: Bytes::from(receipt),
+    };
+    let (receipt, replayed) = match shared.store.commit_record(record).await {
+        Ok(CommitOutcome::Accepted { receipt }) => {
+            for (share, _) in &shares {
+                shared.wakers.wake(&share.recipient);
+            }
+            outcome.record_id = Some(record_id);
+            outcome.success = "accepted";
+            (receipt, false)
+        }
+        Ok(CommitOutcome::Duplicate { receipt }) => {
+            outcome.record_id = serde_json::from_slice::<Value>(&receipt)
+                .ok()
+                .and_then(|r| r["record_id"].as_str().map(str::to_owned));
+            outcome.success = "duplicate";
+            (receipt, true)
+        }
+        Ok(CommitOutcome::Conflict) => return Err(ApiError::IdempotencyConflict),
+        Err(e) => {
+            tracing::error!(message = "Store commit failed; record refused.", sender = %partner.id, record_type, error = %e);
+            return Err(ApiError::StoreUnavailable(e.to_string()));
+        }
+    };
+    let location = outcome
+        .record_id
+        .as_deref()
+        .map(|id| format!("/v1/records/{id}"))
+        .unwrap_or_default();
+    let mut response = json_response(StatusCode::ACCEPTED, receipt.to_vec());
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    if replayed {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    add_deprecation(h, &route, version);
+    Ok(response)
+}
+
+fn add_deprecation(h: &mut HeaderMap, route: &Route, version: Version) {
+    if let Some(sunset) = route.sunset(version) {
+        // RFC 9745: the version is deprecated now; RFC 8594: it stops being accepted at `sunset`.
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("@{}", OffsetDateTime::now_utc().unix_timestamp()))
+        {
+            h.insert("deprecation", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&crate::clock::http_date(sunset)) {
+            h.insert("sunset", v);
+        }
+    }
+}
+
+async fn validate<'a>(
+    config: &Config,
+    req: Request<Incoming>,
+    record_type: &'a str,
+    outcome: &mut Outcome<'a>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let partner = authenticate(config, req.headers())?;
+    outcome.sender = Some(partner.id.to_string());
+    let (route, version) = route_and_version(
+        config,
+        &partner.id,
+        record_type,
+        req.headers(),
+        OffsetDateTime::now_utc(),
+    )?;
+    check_media_type(req.headers())?;
+    let body = read_body(config, req).await?;
+    parse_and_validate(config, record_type, version, &body)?;
+    let mut response = json_response(
+        StatusCode::OK,
+        json!({"valid": true, "record_type": record_type, "schema_version": version})
+            .to_string()
+            .into_bytes(),
+    );
+    add_deprecation(response.headers_mut(), &route, version);
+    Ok(response)
+}
+
+async fn record_status(
+    shared: &Shared,
+    config: &Config,
+    req: &Request<Incoming>,
+    record_id: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let partner = authenticate(config, req.headers())?;
+    if uuid::Uuid::parse_str(record_id).is_err() {
+        return Err(ApiError::RecordNotFound);
+    }
+    let view = shared
+        .store
+        .record(partner.id.to_string(), record_id.to_owned())
+        .await
+        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?
+        .ok_or(ApiError::RecordNotFound)?;
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&view).unwrap_or_default(),
+    ))
+}
+
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn list_records(
+    shared: &Shared,
+    config: &Config,
+    req: &Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let partner = authenticate(config, req.headers())?;
+    let query = req.uri().query().unwrap_or("");
+    let status = match query_param(query, "status") {
+        None | Some("") => None,
+        Some(s) => Some(RecordState::parse(s).ok_or(ApiError::BadQuery {
+            parameter: "status",
+        })?),
+    };
+    let since = match query_param(query, "since") {
+        None | Some("") => None,
+        Some(s) => Some(
+            percent_decode(s)
+                .and_then(|s| crate::clock::parse_rfc3339_ms(&s))
+                .ok_or(ApiError::BadQuery { parameter: "since" })?,
+        ),
+    };
+    let limit = match query_param(query, "limit") {
+        None | Some("") => 50,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or(ApiError::BadQuery { parameter: "limit" })?,
+    };
+    let before = match query_param(query, "cursor") {
+        None | Some("") => None,
+        Some(c) => {
+            let (at, id) = c.split_once('.').ok_or(ApiError::BadQuery {
+                parameter: "cursor",
+            })?;
+            Some((
+                at.parse::<i64>().map_err(|_| ApiError::BadQuery {
+                    parameter: "cursor",
+                })?,
+                id.to_owned(),
+            ))
+        }
+    };
+    let records = shared
+        .store
+        .list_records(RecordQuery {
+            sender: partner.id.to_string(),
+            status,
+            since,
+            before,
+            limit,
+        })
+        .await
+        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let next = (records.len() == limit)
+        .then(|| records.last())
+        .flatten()
+        .and_then(|r| {
+            crate::clock::parse_rfc3339_ms(&r.received_at).map(|at| format!("{at}.{}", r.record_id))
+        });
+    let body = json!({ "records": records, "next_cursor": next });
+    Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
+}
+
+/// The (type, version, role) triples the caller may send or receive.
+fn schema_entries(config: &Config, partner: &str) -> Vec<(String, Version, &'static str)> {
+    let mut entries = Vec::new();
+    for a in config.agreements.iter().filter(|a| a.is_party(partner)) {
+        let role = if &*a.sender == partner {
+            "send"
+        } else {
+            "receive"
+        };
+        for v in &a.versions {
+            let entry = (a.record_type.to_string(), *v, role);
+            if !entries.contains(&entry) {
+                entries.push(entry);
+            }
+        }
+    }
+    entries.sort();
+    entries
+}
+
+fn schemas(config: &Config, req: &Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let partner = authenticate(config, req.headers())?;
+    let list: Vec<Value> = schema_entries(config, &partner.id)
+        .into_iter()
+        .map(|(t, v, role)| json!({"record_type": t, "version": v, "role": role, "href": format!("/v1/schemas/{t}/{v}")}))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "schemas": list }).to_string().into_bytes(),
+    ))
+}
+
+fn schema(
+    config: &Config,
+    req: &Request<Incoming>,
+    record_type: &str,
+    version: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let partner = authenticate(config, req.headers())?;
+    let version: Version = version.parse().map_err(|_| ApiError::SchemaNotFound)?;
+    if !schema_entries(config, &partner.id)
+        .iter()
+        .any(|(t, v, _)| t == record_type && *v == version)
+    {
+        return Err(ApiError::SchemaNotFound);
+    }
+    let schema = config
+        .catalog
+        .record_type(record_type)
+        .and_then(|t| t.version(version))
+        .ok_or(ApiError::SchemaNotFound)?;
+    let mut response = json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&*schema.document).unwrap_or_default(),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/schema+json"),
+    );
+    Ok(response)
+}
+
+fn agreements(config: &Config, req: &Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let partner = authenticate(config, req.headers())?;
+    let me: &str = &partner.id;
+    let list: Vec<Value> = config
+        .agreements
+        .iter()
+        .filter(|a| a.is_party(me))
+        .map(|a| {
+            // The sender sees every recipient's fields; a recipient sees only its own.
+            let recipients: Vec<Value> = a
+                .recipients
+                .iter()
+                .filter(|r| &*a.sender == me || &*r.partner == me)
+                .map(|r| json!({"partner": &*r.partner, "fields": r.fields.pointers().iter().map(|p| p.to_string()).collect::<Vec<_>>(), "ordered": r.ordered}))
+                .collect();
+            json!({
+                "id": &*a.id,
+                "title": {"en": a.title_en, "fr": a.title_fr},
+                "sender": &*a.sender,
+                "record_type": &*a.record_type,
+                "versions": a.versions,
+                "mode": a.mode,
+                "purpose": a.purpose,
+                "valid_from": crate::clock::rfc3339_ms(crate::clock::to_ms(a.valid_from)),
+                "valid_until": a.valid_until.map(|t| crate::clock::rfc3339_ms(crate::clock::to_ms(t))),
+                "in_force": a.in_force(OffsetDateTime::now_utc()),
+                "role": if &*a.sender == me { "sender" } else { "recipient" },
+                "recipients": recipients,
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "agreements": list }).to_string().into_bytes(),
+    ))
+}

@@ -1,0 +1,96 @@
+//! # Passerelle
+//!
+//! A gateway through which Canadian governments (federal, provincial, territorial, municipal)
+//! share records under data-sharing agreements, so that an event reported once reaches every
+//! program that needs it.
+//!
+//! ## Bird's-eye view
+//!
+//! A partner system posts a record. The gateway authenticates the partner, finds the agreements
+//! in force that let it send that record type, validates the record against the agreed JSON
+//! Schema, cuts one projection per recipient down to the fields its agreement allows, and commits
+//! the record, its deliveries (with their projected bodies) and an audit entry in one
+//! transaction before it answers `202` with a receipt. Delivery workers, one per recipient, then
+//! lease due deliveries from the store and POST each stored body, retrying with backoff until the
+//! recipient has it or the delivery is dead and an operator is told.
+//!
+//! ```text
+//!  partner ──HTTP──▶ server ─▶ http::partner ─▶ auth ─▶ policy::route ─▶ schema ─▶ policy::project
+//!                                                                                      │
+//!                                        store (one transaction: record+deliveries+audit) ◀─┘
+//!                                                    │ lease
+//!                                         delivery::Worker (per recipient) ──HTTP──▶ recipient
+//! ```
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML files in two phases (raw serde structs, then a checked [`config::Config`]
+//!   snapshot); every problem is reported with its file. `passerelle check` prints them.
+//! - [`schema`]: the schema catalog, compiled once at load; validation into violations.
+//! - [`policy`]: agreements in force for a sender and type; field projection per recipient.
+//! - [`auth`]: credentials to an [`auth::AuthenticatedPartner`] (API keys now; certificates next).
+//! - [`json`]: strict parsing (duplicate keys, depth) and the canonical serialisation.
+//! - [`http`]: the partner and admin APIs; [`http::error`] is the one place errors become answers.
+//! - [`server`]: listeners, connection caps, graceful drain.
+//! - [`store`]: the [`store::Store`] trait and its SQLite engine with group commit.
+//! - [`delivery`]: per-recipient workers, backoff, the outbound client.
+//! - [`audit`]: the audit trail's body digests (the hash chain and signatures build on it).
+//! - [`telemetry`]: the Prometheus registry and typed events that log and count together.
+//! - [`gateway`]: assembles the parts into a running gateway.
+//! - [`cli`]: one module per subcommand.
+//!
+//! # Invariants
+//!
+//! - **Nothing is acknowledged before it is committed.** The `202` is written only after the
+//!   transaction holding the record, its deliveries and its audit entry has been fsynced.
+//! - **A rejected record is never stored and never delivered.** Every check runs before the
+//!   commit, in the order of the design's table, and the first failure answers.
+//! - **A recipient never receives a field outside its list.** Projections are built from the
+//!   selected paths, fixed at acceptance and stored; a later configuration never changes them.
+//! - **No record value leaves the request.** Logs, metrics labels, error messages and the audit
+//!   trail carry identifiers, pointers, keywords and digests, never values.
+//! - **Schema validation does no I/O.** Schemas are compiled at load; `$ref` resolves only inside
+//!   the schemas directory.
+//! - **Every queue is bounded.** The commit channel, per-recipient concurrency, claim batches and
+//!   request bodies all have limits with a documented behaviour when full.
+//! - **A request runs under one configuration.** It loads the snapshot once when it starts.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod delivery;
+pub mod gateway;
+pub mod http;
+pub mod json;
+pub mod policy;
+pub mod receipt;
+pub mod schema;
+pub mod secrets;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+/// Fills `out` with bytes from the operating system's secure generator.
+pub fn fill_random(out: &mut [u8]) {
+    use ring::rand::SecureRandom;
+    // The system generator only fails if the OS has no entropy source, which we cannot run without.
+    ring::rand::SystemRandom::new()
+        .fill(out)
+        .expect("the operating system's random generator works");
+}
+
+/// `N` random bytes.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    fill_random(&mut out);
+    out
+}
+
+/// A uniform number in [0, 1), for jitter.
+pub fn random_unit() -> f64 {
+    (u64::from_le_bytes(random_bytes::<8>()) >> 11) as f64 / (1u64 << 53) as f64
+}

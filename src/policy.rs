@@ -1,0 +1,335 @@
+//! Who may send what to whom, and which fields each recipient receives.
+//!
+//! [`route`] finds, for an authenticated sender and a record type, the agreements in force and
+//! the recipients they name. [`FieldList::project`] cuts a record down to a recipient's fields:
+//! JSON Pointers, with `*` standing for every element of an array; the projection keeps the
+//! original nesting and holds exactly the selected subtrees.
+//!
+//! **Invariant:** a recipient never receives a value outside its field list; the projection
+//! builds a new document from the selected paths instead of deleting from the original.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::config::{Agreement, Config, Mode};
+use crate::schema::Version;
+
+/// One segment of a field pointer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Segment {
+    /// An object key (or, on an array, an index).
+    Key(String),
+    /// `*`: every element of an array.
+    Every,
+}
+
+/// A JSON Pointer with the `*` extension, such as `/parents/*/address/postal_code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPointer {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl FieldPointer {
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+}
+
+impl fmt::Display for FieldPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for FieldPointer {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err("a field pointer starts with `/`".to_owned());
+        };
+        let mut segments = Vec::new();
+        for raw in rest.split('/') {
+            if raw.is_empty() {
+                return Err("a field pointer has no empty segment".to_owned());
+            }
+            if raw == "*" {
+                segments.push(Segment::Every);
+                continue;
+            }
+            let mut key = String::with_capacity(raw.len());
+            let mut chars = raw.chars();
+            while let Some(c) = chars.next() {
+                if c == '~' {
+                    match chars.next() {
+                        Some('0') => key.push('~'),
+                        Some('1') => key.push('/'),
+                        _ => return Err("`~` must be followed by 0 or 1".to_owned()),
+                    }
+                } else {
+                    key.push(c);
+                }
+            }
+            segments.push(Segment::Key(key));
+        }
+        Ok(FieldPointer {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+}
+
+/// A recipient's fields, held as a tree of selected paths.
+#[derive(Debug, Clone, Default)]
+pub struct FieldList {
+    pointers: Vec<FieldPointer>,
+    root: Selection,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Selection {
+    /// The whole subtree at this point is selected.
+    whole: bool,
+    keys: BTreeMap<String, Selection>,
+    every: Option<Box<Selection>>,
+}
+
+impl FieldList {
+    pub fn new(pointers: Vec<FieldPointer>) -> Self {
+        let mut root = Selection::default();
+        for p in &pointers {
+            let mut node = &mut root;
+            for segment in p.segments() {
+                node = match segment {
+                    Segment::Key(k) => node.keys.entry(k.clone()).or_default(),
+                    Segment::Every => node.every.get_or_insert_with(Default::default),
+                };
+            }
+            node.whole = true;
+        }
+        FieldList { pointers, root }
+    }
+
+    pub fn pointers(&self) -> &[FieldPointer] {
+        &self.pointers
+    }
+
+    /// The part of `record` this list selects. A selected path absent from the record is
+    /// simply absent from the projection.
+    pub fn project(&self, record: &Value) -> Value {
+        select(&self.root, record).unwrap_or_else(|| Value::Object(Map::new()))
+    }
+}
+
+fn select(node: &Selection, value: &Value) -> Option<Value> {
+    if node.whole {
+        return Some(value.clone());
+    }
+    match value {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, child) in &node.keys {
+                if let Some(v) = map.get(key).and_then(|v| select(child, v)) {
+                    out.insert(key.clone(), v);
+                }
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Value::Array(items) => {
+            if let Some(every) = &node.every {
+                // Elements keep their positions; one with nothing selected becomes empty.
+                let out = items
+                    .iter()
+                    .map(|item| select(every, item).unwrap_or_else(|| empty_like(item)))
+                    .collect::<Vec<_>>();
+                return (!out.is_empty()).then_some(Value::Array(out));
+            }
+            // Numeric keys pick single elements; the others in between become null so that
+            // indices keep their meaning.
+            let picked: Vec<(usize, Value)> = node
+                .keys
+                .iter()
+                .filter_map(|(k, child)| {
+                    let i: usize = k.parse().ok()?;
+                    Some((i, select(child, items.get(i)?)?))
+                })
+                .collect();
+            let last = picked.iter().map(|(i, _)| *i).max()?;
+            let mut out = vec![Value::Null; last + 1];
+            for (i, v) in picked {
+                out[i] = v;
+            }
+            Some(Value::Array(out))
+        }
+        _ => None,
+    }
+}
+
+fn empty_like(value: &Value) -> Value {
+    match value {
+        Value::Array(_) => Value::Array(Vec::new()),
+        _ => Value::Object(Map::new()),
+    }
+}
+
+/// One recipient's share of a record, fixed at acceptance.
+#[derive(Debug, Clone)]
+pub struct Share {
+    pub recipient: Arc<str>,
+    pub agreement: Arc<str>,
+    pub ordered: bool,
+}
+
+/// Why a sender may not send a record type now, in the order the checks run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// No agreement names this sender for this type (or the type does not exist).
+    NoAgreement,
+    /// Agreements exist, but none is in force at this moment.
+    NotInForce,
+}
+
+/// The agreements that let a sender send one record type now.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub agreements: Vec<Arc<Agreement>>,
+}
+
+impl Route {
+    /// Versions accepted by at least one agreement of the route, oldest first.
+    pub fn accepted_versions(&self) -> Vec<Version> {
+        let mut versions: Vec<Version> = self
+            .agreements
+            .iter()
+            .flat_map(|a| a.versions.iter().copied())
+            .collect();
+        versions.sort();
+        versions.dedup();
+        versions
+    }
+
+    /// The newest accepted version: the default when the sender names none.
+    pub fn default_version(&self) -> Option<Version> {
+        self.accepted_versions().pop()
+    }
+
+    /// The earliest sunset announced for `version` by the route's agreements.
+    pub fn sunset(&self, version: Version) -> Option<OffsetDateTime> {
+        self.agreements
+            .iter()
+            .filter_map(|a| a.sunset.get(&version).copied())
+            .min()
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.agreements
+            .first()
+            .map(|a| a.mode)
+            .unwrap_or(Mode::Push)
+    }
+
+    /// Each recipient's projection of `record` sent with schema `version`, in a stable order
+    /// (agreement, then recipient as configured). Agreements that do not accept `version`
+    /// contribute nothing.
+    pub fn shares<'a>(
+        &'a self,
+        version: Version,
+    ) -> impl Iterator<Item = (Share, &'a crate::config::AgreementRecipient)> + 'a {
+        self.agreements
+            .iter()
+            .filter(move |a| a.versions.contains(&version))
+            .flat_map(|a| {
+                a.recipients.iter().map(move |r| {
+                    (
+                        Share {
+                            recipient: r.partner.clone(),
+                            agreement: a.id.clone(),
+                            ordered: r.ordered,
+                        },
+                        r,
+                    )
+                })
+            })
+    }
+}
+
+/// Finds the agreements in force at `now` that let `sender` send `record_type`.
+pub fn route(
+    config: &Config,
+    sender: &str,
+    record_type: &str,
+    now: OffsetDateTime,
+) -> Result<Route, RouteError> {
+    let mut any = false;
+    let mut agreements = Vec::new();
+    for a in config.agreements_for(sender, record_type) {
+        any = true;
+        if a.in_force(now) {
+            agreements.push(a.clone());
+        }
+    }
+    match (any, agreements.is_empty()) {
+        (false, _) => Err(RouteError::NoAgreement),
+        (true, true) => Err(RouteError::NotInForce),
+        (true, false) => Ok(Route { agreements }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(list: &[&str]) -> FieldList {
+        FieldList::new(list.iter().map(|s| s.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn projection_keeps_nesting_and_only_selected_subtrees() {
+        let record = json!({
+            "registration_number": "ON-2026-000001",
+            "child": {"surname": "Roy", "given_names": ["Léa"], "sex_at_birth": "F"},
+            "parents": [
+                {"surname": "Roy", "address": {"postal_code": "K1A 0B1", "street": "1 Main"}},
+                {"surname": "Diallo"}
+            ]
+        });
+        let projected =
+            fields(&["/child/surname", "/parents/*/address/postal_code"]).project(&record);
+        assert_eq!(
+            projected,
+            json!({"child": {"surname": "Roy"}, "parents": [{"address": {"postal_code": "K1A 0B1"}}, {}]})
+        );
+    }
+
+    #[test]
+    fn whole_subtrees_and_indices() {
+        let record = json!({"a": {"b": [1, 2, 3], "c": true}, "d": [{"e": 1}, {"e": 2}]});
+        assert_eq!(
+            fields(&["/a/b"]).project(&record),
+            json!({"a": {"b": [1, 2, 3]}})
+        );
+        assert_eq!(
+            fields(&["/d/1/e"]).project(&record),
+            json!({"d": [null, {"e": 2}]})
+        );
+        assert_eq!(fields(&["/missing"]).project(&record), json!({}));
+    }
+
+    #[test]
+    fn escaped_pointer_segments() {
+        let p: FieldPointer = "/a~1b/c~0d".parse().unwrap();
+        assert_eq!(
+            p.segments(),
+            &[Segment::Key("a/b".into()), Segment::Key("c~d".into())]
+        );
+        assert!("a/b".parse::<FieldPointer>().is_err());
+        assert!("/a//b".parse::<FieldPointer>().is_err());
+        assert!("/a~2".parse::<FieldPointer>().is_err());
+    }
+}

@@ -1,0 +1,259 @@
+//! Durable state: records, their deliveries, and the audit trail, behind one [`Store`] trait.
+//!
+//! The trait promises what intake and delivery need and nothing an engine could not do:
+//! - [`Store::commit_record`] commits a record, its deliveries (with their projected bodies) and
+//!   its audit entry in one transaction, and enforces the uniqueness of (sender,
+//!   idempotency key) inside that transaction;
+//! - [`Store::claim_due`] leases due deliveries to one worker, the way `FOR UPDATE SKIP LOCKED`
+//!   would, so several workers in several processes never attempt the same delivery at once; an
+//!   expired lease (a worker that died) makes the delivery claimable again;
+//! - [`Store::finish_attempts`] records each attempt's result, only while the worker still holds
+//!   the lease.
+//!
+//! **Invariant:** nothing is acknowledged before it is committed: `commit_record` resolves only
+//! after the transaction (fsync included) has succeeded.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// A boxed future returned by store operations.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed (I/O, constraint, corruption); the operation was rolled back.
+    #[error("the store failed: {0}")]
+    Engine(String),
+    /// The writer is saturated or gone; the operation was not attempted.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(&'static str),
+}
+
+/// A delivery's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Queued,
+    Retrying,
+    Delivered,
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => DeliveryStatus::Queued,
+            "retrying" => DeliveryStatus::Retrying,
+            "delivered" => DeliveryStatus::Delivered,
+            "dead" => DeliveryStatus::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// One recipient's share of a record, to be stored with it.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub recipient: String,
+    pub agreement: String,
+    pub ordered: bool,
+    /// The canonical projected body, exactly what the recipient will receive.
+    pub body: Bytes,
+}
+
+/// An accepted record, ready to commit.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub record_id: String,
+    pub sender: String,
+    pub record_type: String,
+    pub schema_version: String,
+    /// Unix time in milliseconds.
+    pub received_at: i64,
+    /// The body as posted.
+    pub body: Bytes,
+    /// SHA-256 of the body as posted, to tell a replay from a conflicting reuse of a key.
+    pub body_sha256: [u8; 32],
+    /// HMAC-SHA-256 of the body under the deployment's audit secret: what the audit trail holds.
+    pub audit_digest: [u8; 32],
+    pub idempotency_key: Option<String>,
+    pub traceparent: Option<String>,
+    pub deliveries: Vec<NewDelivery>,
+    /// The receipt returned to the sender, stored so a replay returns it byte for byte.
+    pub receipt: Bytes,
+}
+
+/// What committing a record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Committed; the receipt as stored.
+    Accepted { receipt: Bytes },
+    /// The sender already used this idempotency key with the same body: the original receipt.
+    Duplicate { receipt: Bytes },
+    /// The sender already used this idempotency key with another body; nothing was stored.
+    Conflict,
+}
+
+/// A request to lease due deliveries of one recipient.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub recipient: String,
+    pub worker: String,
+    pub limit: usize,
+    /// Unix ms.
+    pub now: i64,
+    /// Unix ms until which the claim holds.
+    pub lease_until: i64,
+    /// Strict order: claim only the oldest pending delivery, and only if it is due and free.
+    pub head_only: bool,
+}
+
+/// A leased delivery, with everything needed to attempt it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub record_id: String,
+    pub recipient: String,
+    pub agreement: String,
+    pub sender: String,
+    pub record_type: String,
+    pub schema_version: String,
+    pub traceparent: Option<String>,
+    pub body: Bytes,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// Unix ms when the delivery was created.
+    pub created_at: i64,
+}
+
+/// The result of one attempt, to be recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptUpdate {
+    pub delivery_id: i64,
+    pub worker: String,
+    /// Unix ms.
+    pub at: i64,
+    pub result: AttemptResult,
+}
+
+#[derive(Debug, Clone)]
+pub enum AttemptResult {
+    Delivered {
+        status: u16,
+    },
+    Retry {
+        next_attempt_at: i64,
+        status: Option<u16>,
+        error: String,
+    },
+    Dead {
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+/// One delivery as shown to the record's sender.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryView {
+    pub recipient: String,
+    pub agreement: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// A record's overall state, derived from its deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordState {
+    /// Some delivery is still queued or retrying.
+    Pending,
+    /// Every delivery is delivered.
+    Delivered,
+    /// No delivery is pending and at least one is dead.
+    Failed,
+}
+
+impl RecordState {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => RecordState::Pending,
+            "delivered" => RecordState::Delivered,
+            "failed" => RecordState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A record as shown to its sender.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordView {
+    pub record_id: String,
+    pub record_type: String,
+    pub schema_version: String,
+    pub received_at: String,
+    pub status: RecordState,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// A page query over a sender's own records, newest first.
+#[derive(Debug, Clone)]
+pub struct RecordQuery {
+    pub sender: String,
+    pub status: Option<RecordState>,
+    /// Only records received at or after this unix ms.
+    pub since: Option<i64>,
+    /// Continue after this (received_at, record_id) position.
+    pub before: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+/// Pending and dead deliveries of one recipient, for the gauges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipientBacklog {
+    pub recipient: String,
+    pub pending: i64,
+    /// Unix ms of the oldest pending delivery.
+    pub oldest_pending_at: Option<i64>,
+    pub dead: i64,
+}
+
+/// The durable store.
+pub trait Store: Send + Sync + 'static {
+    /// Commits a record with its deliveries and audit entry in one transaction.
+    fn commit_record(&self, record: NewRecord) -> StoreFuture<'_, CommitOutcome>;
+    /// Leases due deliveries of one recipient, oldest first.
+    fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>>;
+    /// Records attempt results; updates for leases no longer held are ignored.
+    fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()>;
+    /// A record and its deliveries, if `sender` sent it.
+    fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>>;
+    /// A page of `sender`'s records.
+    fn list_records(&self, query: RecordQuery) -> StoreFuture<'_, Vec<RecordView>>;
+    /// Pending and dead deliveries per recipient.
+    fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>>;
+    /// Whether the store answers.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+}

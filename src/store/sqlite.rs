@@ -1,0 +1,605 @@
+//! The embedded engine: one SQLite file in WAL mode, fsync on every commit, group commit.
+//!
+//! One writer thread owns the only writing connection. Requests send their operation with a
+//! oneshot for the answer through a bounded channel; the writer takes everything queued (up to
+//! `max_batch`), runs it in one transaction, commits, then answers all of them. Readers use their
+//! own connections from a small pool. A full channel makes callers wait (then answer 503); it
+//! never grows.
+//!
+//! **Invariant:** a caller's future resolves only after the transaction carrying its operation
+//! has committed (or failed and rolled back).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::telemetry::Metrics;
+use crate::telemetry::events::StoreCommitted;
+
+/// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+    CREATE TABLE records (
+        record_id      TEXT PRIMARY KEY,
+        sender         TEXT NOT NULL,
+        record_type    TEXT NOT NULL,
+        schema_version TEXT NOT NULL,
+        received_at    INTEGER NOT NULL,
+        body           BLOB,
+        body_sha256    BLOB NOT NULL,
+        idempotency_key TEXT,
+        traceparent    TEXT,
+        receipt        BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX records_idempotency ON records(sender, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX records_by_sender ON records(sender, received_at DESC, record_id DESC);
+
+    CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id       TEXT NOT NULL REFERENCES records(record_id),
+        recipient       TEXT NOT NULL,
+        agreement       TEXT NOT NULL,
+        ordered         INTEGER NOT NULL,
+        body            BLOB,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        last_attempt_at INTEGER,
+        last_status     INTEGER,
+        last_error      TEXT,
+        delivered_at    INTEGER,
+        claimed_until   INTEGER NOT NULL DEFAULT 0,
+        claimed_by      TEXT
+    );
+    CREATE INDEX deliveries_by_record ON deliveries(record_id);
+    CREATE INDEX deliveries_pending ON deliveries(recipient, next_attempt_at, id)
+        WHERE status IN ('queued', 'retrying');
+    CREATE INDEX deliveries_dead ON deliveries(recipient) WHERE status = 'dead';
+
+    CREATE TABLE audit_log (
+        seq         INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        record_id   TEXT,
+        agreement   TEXT,
+        recipient   TEXT,
+        body_digest BLOB,
+        outcome     TEXT NOT NULL,
+        reason      TEXT,
+        count       INTEGER NOT NULL DEFAULT 1
+    );
+    "#,
+)];
+
+enum WriteOp {
+    Commit(
+        Box<NewRecord>,
+        oneshot::Sender<Result<CommitOutcome, StoreError>>,
+    ),
+    Claim(
+        ClaimRequest,
+        oneshot::Sender<Result<Vec<ClaimedDelivery>, StoreError>>,
+    ),
+    Finish(Vec<AttemptUpdate>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// Settings of the SQLite engine.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub queue: usize,
+    pub max_batch: usize,
+    pub commit_timeout: Duration,
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    /// Operations for the writer thread; bounded, so a saturated writer pushes back on callers.
+    writes: mpsc::Sender<WriteOp>,
+    /// How long a caller waits for room in `writes` and for its answer before giving up.
+    commit_timeout: Duration,
+    readers: Arc<ReadPool>,
+}
+
+struct ReadPool {
+    path: PathBuf,
+    /// Idle read connections; at most a few are kept, more are opened under load.
+    idle: Mutex<Vec<Connection>>,
+}
+
+fn engine(e: rusqlite::Error) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL in WAL mode fsyncs the log on every commit: an acknowledged record survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (version, sql) in MIGRATIONS {
+        if *version > current {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, crate::clock::now_ms()],
+            )?;
+        }
+    }
+    tx.commit()
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store and starts its writer thread.
+    pub fn open(options: SqliteOptions, metrics: Metrics) -> Result<Self, StoreError> {
+        if let Some(dir) = options.path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = open(&options.path).map_err(engine)?;
+        migrate(&mut conn).map_err(engine)?;
+        let (writes, rx) = mpsc::channel(options.queue);
+        let max_batch = options.max_batch;
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || Writer { conn, metrics }.run(rx, max_batch))
+            .map_err(|e| StoreError::Engine(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            writes,
+            commit_timeout: options.commit_timeout,
+            readers: Arc::new(ReadPool {
+                path: options.path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteOp,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + self.commit_timeout;
+        tokio::time::timeout_at(deadline, self.writes.send(make(tx)))
+            .await
+            .map_err(|_| StoreError::Unavailable("the commit queue is full"))?
+            .map_err(|_| StoreError::Unavailable("the writer has stopped"))?;
+        // Once queued, the operation will run; waiting past the deadline would only hide a
+        // stuck disk, so the caller is told, and a committed record is still delivered.
+        tokio::time::timeout_at(deadline, rx)
+            .await
+            .map_err(|_| StoreError::Unavailable("the commit did not finish in time"))?
+            .map_err(|_| StoreError::Unavailable("the writer has stopped"))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
+                Ok(Some(conn)) => conn,
+                _ => open(&pool.path).map_err(engine)?,
+            };
+            let result = f(&conn).map_err(engine);
+            if let Ok(mut idle) = pool.idle.lock() {
+                if idle.len() < 4 {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("a read task failed"))?
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    metrics: Metrics,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
+        let mut batch = Vec::with_capacity(max_batch);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(&mut batch);
+        }
+    }
+
+    fn run_batch(&mut self, batch: &mut Vec<WriteOp>) {
+        let started = Instant::now();
+        let records = batch
+            .iter()
+            .filter(|op| matches!(op, WriteOp::Commit(..)))
+            .count();
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        let outcome = (|| -> rusqlite::Result<()> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for op in batch.iter() {
+                answers.push(match op {
+                    WriteOp::Commit(record, _) => Answer::Commit(commit_record(&tx, record)?),
+                    WriteOp::Claim(claim, _) => Answer::Claim(claim_due(&tx, claim)?),
+                    WriteOp::Finish(updates, _) => {
+                        finish_attempts(&tx, updates)?;
+                        Answer::Finish
+                    }
+                });
+            }
+            tx.commit()
+        })();
+        if records > 0 {
+            StoreCommitted {
+                records,
+                duration: started.elapsed(),
+                ok: outcome.is_ok(),
+            }
+            .emit(&self.metrics);
+        }
+        let failure = outcome.err().map(|e| e.to_string());
+        let mut answers = answers.into_iter();
+        for op in batch.drain(..) {
+            let answer = if failure.is_none() {
+                answers.next()
+            } else {
+                None
+            };
+            let error = || StoreError::Engine(failure.clone().unwrap_or_default());
+            // A caller that gave up has dropped its receiver; its answer is simply discarded.
+            match (op, answer) {
+                (WriteOp::Commit(_, reply), Some(Answer::Commit(outcome))) => {
+                    drop(reply.send(Ok(outcome)))
+                }
+                (WriteOp::Claim(_, reply), Some(Answer::Claim(claimed))) => {
+                    drop(reply.send(Ok(claimed)))
+                }
+                (WriteOp::Finish(_, reply), Some(Answer::Finish)) => drop(reply.send(Ok(()))),
+                (WriteOp::Commit(_, reply), _) => drop(reply.send(Err(error()))),
+                (WriteOp::Claim(_, reply), _) => drop(reply.send(Err(error()))),
+                (WriteOp::Finish(_, reply), _) => drop(reply.send(Err(error()))),
+            }
+        }
+    }
+}
+
+enum Answer {
+    Commit(CommitOutcome),
+    Claim(Vec<ClaimedDelivery>),
+    Finish,
+}
+
+fn commit_record(
+    tx: &rusqlite::Transaction<'_>,
+    record: &NewRecord,
+) -> rusqlite::Result<CommitOutcome> {
+    if let Some(key) = &record.idempotency_key {
+        let existing: Option<(Vec<u8>, Vec<u8>)> = tx
+            .prepare_cached("SELECT body_sha256, receipt FROM records WHERE sender = ?1 AND idempotency_key = ?2")?
+            .query_row(params![record.sender, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((digest, receipt)) = existing {
+            return Ok(if digest == record.body_sha256 {
+                CommitOutcome::Duplicate {
+                    receipt: Bytes::from(receipt),
+                }
+            } else {
+                CommitOutcome::Conflict
+            });
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        record.record_id,
+        record.sender,
+        record.record_type,
+        record.schema_version,
+        record.received_at,
+        &record.body[..],
+        &record.body_sha256[..],
+        record.idempotency_key,
+        record.traceparent,
+        &record.receipt[..],
+    ])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, status, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
+    )?;
+    for d in &record.deliveries {
+        insert.execute(params![
+            record.record_id,
+            d.recipient,
+            d.agreement,
+            d.ordered,
+            &d.body[..],
+            record.received_at
+        ])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO audit_log (at, kind, actor, record_id, body_digest, outcome) VALUES (?1, 'record.accepted', ?2, ?3, ?4, 'accepted')",
+    )?
+    .execute(params![record.received_at, record.sender, record.record_id, &record.audit_digest[..]])?;
+    Ok(CommitOutcome::Accepted {
+        receipt: record.receipt.clone(),
+    })
+}
+
+const CLAIM_COLUMNS: &str = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until";
+
+fn claim_due(
+    tx: &rusqlite::Transaction<'_>,
+    claim: &ClaimRequest,
+) -> rusqlite::Result<Vec<ClaimedDelivery>> {
+    let sql = if claim.head_only {
+        // The head of the recipient's queue, whatever its state: if it is not due or is held by
+        // another worker, nothing behind it may go either.
+        format!(
+            "SELECT {CLAIM_COLUMNS} FROM deliveries d JOIN records r ON r.record_id = d.record_id
+             WHERE d.recipient = ?1 AND d.status IN ('queued', 'retrying') ORDER BY d.id LIMIT 1"
+        )
+    } else {
+        format!(
+            "SELECT {CLAIM_COLUMNS} FROM deliveries d JOIN records r ON r.record_id = d.record_id
+             WHERE d.recipient = ?1 AND d.status IN ('queued', 'retrying') AND d.next_attempt_at <= ?2 AND d.claimed_until < ?2
+             ORDER BY d.next_attempt_at, d.id LIMIT ?3"
+        )
+    };
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = if claim.head_only {
+        stmt.query_map(params![claim.recipient], claimed_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    } else {
+        stmt.query_map(
+            params![claim.recipient, claim.now, claim.limit as i64],
+            claimed_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut lease = tx.prepare_cached(
+        "UPDATE deliveries SET claimed_until = ?1, claimed_by = ?2 WHERE id = ?3",
+    )?;
+    for (delivery, next_attempt_at, claimed_until) in rows {
+        if claim.head_only && (next_attempt_at > claim.now || claimed_until >= claim.now) {
+            continue;
+        }
+        lease.execute(params![claim.lease_until, claim.worker, delivery.id])?;
+        claimed.push(delivery);
+    }
+    Ok(claimed)
+}
+
+fn claimed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ClaimedDelivery, i64, i64)> {
+    let body: Option<Vec<u8>> = r.get(8)?;
+    Ok((
+        ClaimedDelivery {
+            id: r.get(0)?,
+            record_id: r.get(1)?,
+            recipient: r.get(2)?,
+            agreement: r.get(3)?,
+            sender: r.get(4)?,
+            record_type: r.get(5)?,
+            schema_version: r.get(6)?,
+            traceparent: r.get(7)?,
+            body: Bytes::from(body.unwrap_or_default()),
+            attempts: r.get(9)?,
+            created_at: r.get(10)?,
+        },
+        r.get(11)?,
+        r.get(12)?,
+    ))
+}
+
+fn finish_attempts(
+    tx: &rusqlite::Transaction<'_>,
+    updates: &[AttemptUpdate],
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE deliveries SET status = ?1, attempts = attempts + 1, last_attempt_at = ?2, last_status = ?3, last_error = ?4,
+             next_attempt_at = ?5, delivered_at = ?6, claimed_until = 0, claimed_by = NULL
+         WHERE id = ?7 AND claimed_by = ?8",
+    )?;
+    for u in updates {
+        let (status, code, error, next, delivered) = match &u.result {
+            AttemptResult::Delivered { status } => (
+                DeliveryStatus::Delivered,
+                Some(*status),
+                None,
+                u.at,
+                Some(u.at),
+            ),
+            AttemptResult::Retry {
+                next_attempt_at,
+                status,
+                error,
+            } => (
+                DeliveryStatus::Retrying,
+                *status,
+                Some(error.as_str()),
+                *next_attempt_at,
+                None,
+            ),
+            AttemptResult::Dead { status, error } => (
+                DeliveryStatus::Dead,
+                *status,
+                Some(error.as_str()),
+                u.at,
+                None,
+            ),
+        };
+        stmt.execute(params![
+            status.as_str(),
+            u.at,
+            code,
+            error,
+            next,
+            delivered,
+            u.delivery_id,
+            u.worker
+        ])?;
+    }
+    Ok(())
+}
+
+const STATE_SQL: &str = "CASE
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.record_id AND d.status IN ('queued', 'retrying')) THEN 'pending'
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.record_id AND d.status = 'dead') THEN 'failed'
+    ELSE 'delivered' END";
+
+fn record_views(
+    conn: &Connection,
+    rows: Vec<(String, String, String, i64, String)>,
+) -> rusqlite::Result<Vec<RecordView>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT recipient, agreement, status, attempts, last_attempt_at, delivered_at, next_attempt_at, last_error
+         FROM deliveries WHERE record_id = ?1 ORDER BY id",
+    )?;
+    let mut views = Vec::with_capacity(rows.len());
+    for (record_id, record_type, schema_version, received_at, state) in rows {
+        let deliveries = stmt
+            .query_map(params![record_id], |r| {
+                let status = DeliveryStatus::parse(&r.get::<_, String>(2)?)
+                    .unwrap_or(DeliveryStatus::Queued);
+                let pending = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
+                Ok(DeliveryView {
+                    recipient: r.get(0)?,
+                    agreement: r.get(1)?,
+                    status,
+                    attempts: r.get(3)?,
+                    last_attempt_at: r.get::<_, Option<i64>>(4)?.map(crate::clock::rfc3339_ms),
+                    delivered_at: r.get::<_, Option<i64>>(5)?.map(crate::clock::rfc3339_ms),
+                    next_attempt_at: pending
+                        .then(|| r.get::<_, i64>(6).map(crate::clock::rfc3339_ms))
+                        .transpose()?,
+                    last_error: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        views.push(RecordView {
+            record_id,
+            record_type,
+            schema_version,
+            received_at: crate::clock::rfc3339_ms(received_at),
+            status: RecordState::parse(&state).unwrap_or(RecordState::Pending),
+            deliveries,
+        });
+    }
+    Ok(views)
+}
+
+impl Store for SqliteStore {
+    fn commit_record(&self, record: NewRecord) -> StoreFuture<'_, CommitOutcome> {
+        Box::pin(self.write(move |tx| WriteOp::Commit(Box::new(record), tx)))
+    }
+
+    fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>> {
+        Box::pin(self.write(move |tx| WriteOp::Claim(claim, tx)))
+    }
+
+    fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |tx| WriteOp::Finish(updates, tx)))
+    }
+
+    fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>> {
+        Box::pin(self.read(move |conn| {
+            let row = conn
+                .prepare_cached(&format!(
+                    "SELECT r.record_id, r.record_type, r.schema_version, r.received_at, {STATE_SQL} FROM records r
+                     WHERE r.record_id = ?1 AND r.sender = ?2"
+                ))?
+                .query_row(params![record_id, sender], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .optional()?;
+            Ok(record_views(conn, row.into_iter().collect())?.pop())
+        }))
+    }
+
+    fn list_records(&self, query: RecordQuery) -> StoreFuture<'_, Vec<RecordView>> {
+        Box::pin(self.read(move |conn| {
+            let (before_at, before_id) = query.before.clone().map_or((None, None), |(at, id)| (Some(at), Some(id)));
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT * FROM (
+                        SELECT r.record_id, r.record_type, r.schema_version, r.received_at, {STATE_SQL} AS state FROM records r
+                        WHERE r.sender = ?1 AND (?2 IS NULL OR r.received_at >= ?2)
+                          AND (?3 IS NULL OR (r.received_at, r.record_id) < (?3, ?4))
+                        ORDER BY r.received_at DESC, r.record_id DESC
+                     ) WHERE (?5 IS NULL OR state = ?5) LIMIT ?6"
+                ))?
+                .query_map(
+                    params![
+                        query.sender,
+                        query.since,
+                        before_at,
+                        before_id,
+                        query.status.map(|s| match s {
+                            RecordState::Pending => "pending",
+                            RecordState::Delivered => "delivered",
+                            RecordState::Failed => "failed",
+                        }),
+                        query.limit as i64
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            record_views(conn, rows)
+        }))
+    }
+
+    fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>> {
+        Box::pin(self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT recipient,
+                        SUM(status IN ('queued', 'retrying')),
+                        MIN(CASE WHEN status IN ('queued', 'retrying') THEN created_at END),
+                        SUM(status = 'dead')
+                 FROM deliveries WHERE status IN ('queued', 'retrying', 'dead') GROUP BY recipient",
+            )?
+            .query_map([], |r| {
+                Ok(RecipientBacklog {
+                    recipient: r.get(0)?,
+                    pending: r.get(1)?,
+                    oldest_pending_at: r.get(2)?,
+                    dead: r.get(3)?,
+                })
+            })?
+            .collect()
+        }))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))))
+    }
+}

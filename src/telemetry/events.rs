@@ -1,0 +1,198 @@
+//! Typed events: each writes its log line and updates its metrics in one `emit`.
+//!
+//! Log lines carry identifiers (record id, sender, recipient, agreement), outcomes and
+//! latencies, never a record's values, at any level.
+
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::Metrics;
+use crate::schema::Violation;
+
+/// A partner's record (or request) got an answer.
+pub struct RecordReceived<'a> {
+    /// The authenticated sender, or `unknown`.
+    pub sender: &'a str,
+    /// A configured record type, or `unknown`.
+    pub record_type: &'a str,
+    /// One of the record outcomes of the design.
+    pub outcome: &'static str,
+    pub status: u16,
+    pub record_id: Option<&'a str>,
+    pub violations: &'a [Violation],
+    pub latency: Duration,
+}
+
+impl RecordReceived<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .records_received
+            .with_label_values(&[self.sender, self.record_type, self.outcome])
+            .inc();
+        for v in self.violations {
+            metrics
+                .validation_violations
+                .with_label_values(&[self.record_type, v.keyword])
+                .inc();
+        }
+        let latency_ms = self.latency.as_secs_f64() * 1000.0;
+        if self.status < 400 {
+            info!(
+                message = "Record answered.",
+                record_id = self.record_id.unwrap_or(""),
+                sender = self.sender,
+                record_type = self.record_type,
+                outcome = self.outcome,
+                status = self.status,
+                latency_ms
+            );
+        } else {
+            info!(
+                message = "Record rejected.",
+                sender = self.sender,
+                record_type = self.record_type,
+                outcome = self.outcome,
+                status = self.status,
+                violations = self.violations.len(),
+                latency_ms
+            );
+        }
+    }
+}
+
+/// A partner API request finished (every route).
+pub struct RequestServed {
+    pub route: &'static str,
+    pub status: u16,
+    pub latency: Duration,
+}
+
+impl RequestServed {
+    pub fn emit(&self, metrics: &Metrics) {
+        let class = match self.status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        metrics
+            .request_duration
+            .with_label_values(&[self.route, class])
+            .observe(self.latency.as_secs_f64());
+        debug!(
+            message = "Request served.",
+            route = self.route,
+            status = self.status,
+            latency_ms = self.latency.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// One delivery attempt ended.
+pub struct DeliveryAttempted<'a> {
+    pub delivery_id: i64,
+    pub record_id: &'a str,
+    pub recipient: &'a str,
+    pub agreement: &'a str,
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: &'static str,
+    pub status: Option<u16>,
+    /// A short description of the failure (status or transport error), never a body.
+    pub error: Option<&'a str>,
+    pub duration: Duration,
+}
+
+impl DeliveryAttempted<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .deliveries
+            .with_label_values(&[self.recipient, self.agreement, self.outcome])
+            .inc();
+        metrics
+            .delivery_attempt_duration
+            .with_label_values(&[self.recipient])
+            .observe(self.duration.as_secs_f64());
+        let duration_ms = self.duration.as_secs_f64() * 1000.0;
+        let status = self.status.unwrap_or(0);
+        let error = self.error.unwrap_or("");
+        match self.outcome {
+            "delivered" => info!(
+                message = "Delivery attempted.",
+                delivery_id = self.delivery_id,
+                record_id = self.record_id,
+                recipient = self.recipient,
+                agreement = self.agreement,
+                attempt = self.attempt,
+                outcome = self.outcome,
+                status,
+                duration_ms
+            ),
+            _ => warn!(
+                message = "Delivery attempted.",
+                delivery_id = self.delivery_id,
+                record_id = self.record_id,
+                recipient = self.recipient,
+                agreement = self.agreement,
+                attempt = self.attempt,
+                outcome = self.outcome,
+                status,
+                error,
+                duration_ms
+            ),
+        }
+    }
+}
+
+/// The store committed (or failed to commit) one transaction carrying records.
+pub struct StoreCommitted {
+    pub records: usize,
+    pub duration: Duration,
+    pub ok: bool,
+}
+
+impl StoreCommitted {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.store_commit_batch_size.observe(self.records as f64);
+        metrics
+            .store_commit_duration
+            .observe(self.duration.as_secs_f64());
+        if self.ok {
+            debug!(
+                message = "Store committed.",
+                records = self.records,
+                duration_ms = self.duration.as_secs_f64() * 1000.0
+            );
+        } else {
+            warn!(message = "Store commit failed.", records = self.records);
+        }
+    }
+}
+
+/// The pending and dead deliveries of one recipient were measured.
+pub struct BacklogObserved<'a> {
+    pub recipient: &'a str,
+    pub pending: i64,
+    pub oldest_pending_seconds: f64,
+    pub dead: i64,
+}
+
+impl BacklogObserved<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .deliveries_pending
+            .with_label_values(&[self.recipient])
+            .set(self.pending);
+        metrics
+            .delivery_oldest_pending
+            .with_label_values(&[self.recipient])
+            .set(self.oldest_pending_seconds);
+        metrics
+            .deliveries_dead
+            .with_label_values(&[self.recipient])
+            .set(self.dead);
+    }
+}

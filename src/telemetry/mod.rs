@@ -1,0 +1,187 @@
+//! What operators see: the Prometheus registry and the typed events that feed it and the logs.
+//!
+//! Each observable event is a struct in [`events`] whose `emit` writes the log line and updates
+//! the metrics together, so the two never drift apart. Labels come only from configuration
+//! (partner, agreement, record type) or fixed sets (outcome, keyword); anything else is counted
+//! as `unknown`, so the number of series is bounded whatever partners send.
+
+pub mod events;
+pub mod logging;
+
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The gateway's metrics, one registry per running gateway (so tests can run several at once).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub records_received: IntCounterVec,
+    pub validation_violations: IntCounterVec,
+    pub deliveries: IntCounterVec,
+    pub delivery_attempt_duration: HistogramVec,
+    pub request_duration: HistogramVec,
+    pub deliveries_pending: IntGaugeVec,
+    pub delivery_oldest_pending: GaugeVec,
+    pub deliveries_dead: IntGaugeVec,
+    pub store_commit_duration: Histogram,
+    pub store_commit_batch_size: Histogram,
+    pub audit_entries: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        macro_rules! register {
+            ($metric:expr) => {{
+                let m = $metric;
+                // Names are fixed and unique; registration only fails on a programming error.
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric names are unique");
+                m
+            }};
+        }
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+            .expect("valid metric")
+        };
+        let metrics = Metrics {
+            records_received: register!(counter(
+                "passerelle_records_received_total",
+                "Records posted by partners, by sender, record type and outcome.",
+                &["sender", "record_type", "outcome"]
+            )),
+            validation_violations: register!(counter(
+                "passerelle_validation_violations_total",
+                "Schema violations found in rejected records, by record type and JSON Schema keyword.",
+                &["record_type", "keyword"]
+            )),
+            deliveries: register!(counter(
+                "passerelle_deliveries_total",
+                "Delivery attempts by recipient, agreement and outcome (delivered, retry, dead, replayed).",
+                &["recipient", "agreement", "outcome"]
+            )),
+            delivery_attempt_duration: register!(histogram(
+                "passerelle_delivery_attempt_duration_seconds",
+                "Time from sending a delivery to the recipient's answer.",
+                &["recipient"],
+                LATENCY_BUCKETS
+            )),
+            request_duration: register!(histogram(
+                "passerelle_request_duration_seconds",
+                "Partner API request latency by route and status class.",
+                &["route", "status_class"],
+                LATENCY_BUCKETS
+            )),
+            deliveries_pending: register!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "passerelle_deliveries_pending",
+                        "Deliveries queued or retrying, by recipient."
+                    ),
+                    &["recipient"]
+                )
+                .expect("valid metric")
+            ),
+            delivery_oldest_pending: register!(
+                GaugeVec::new(
+                    Opts::new(
+                        "passerelle_delivery_oldest_pending_seconds",
+                        "Age of the oldest pending delivery, by recipient."
+                    ),
+                    &["recipient"]
+                )
+                .expect("valid metric")
+            ),
+            deliveries_dead: register!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "passerelle_deliveries_dead",
+                        "Dead deliveries waiting for an operator, by recipient."
+                    ),
+                    &["recipient"]
+                )
+                .expect("valid metric")
+            ),
+            store_commit_duration: register!(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "passerelle_store_commit_duration_seconds",
+                        "Duration of one store transaction, fsync included."
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec())
+                )
+                .expect("valid metric")
+            ),
+            store_commit_batch_size: register!(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "passerelle_store_commit_batch_size",
+                        "Records carried by one store transaction (group commit)."
+                    )
+                    .buckets(vec![
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0
+                    ])
+                )
+                .expect("valid metric")
+            ),
+            audit_entries: register!(counter(
+                "passerelle_audit_entries_total",
+                "Audit entries written, by kind.",
+                &["kind"]
+            )),
+            tls_handshake_failures: register!(counter(
+                "passerelle_tls_handshake_failures_total",
+                "Failed TLS handshakes on the partner listener, by reason.",
+                &["reason"]
+            )),
+            config_reloads: register!(counter(
+                "passerelle_config_reloads_total",
+                "Configuration reloads by outcome.",
+                &["outcome"]
+            )),
+            registry,
+        };
+        let build_info = IntGaugeVec::new(
+            Opts::new("passerelle_build_info", "The running build."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        metrics
+            .registry
+            .register(Box::new(build_info))
+            .expect("metric names are unique");
+        metrics
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
