@@ -86,10 +86,7 @@ pub fn authenticate_api_key(
         return Err(AuthError::Unknown);
     }
     let id = keys.find(token.trim()).ok_or(AuthError::Unknown)?;
-    Ok(AuthenticatedPartner {
-        id,
-        method: AuthMethod::ApiKey,
-    })
+    Ok(AuthenticatedPartner { id, method: AuthMethod::ApiKey })
 }
 
 /// A new random API key.
@@ -115,13 +112,10 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Shared handle used by tests and the demo to hash a key the way the gateway does.
@@ -139,27 +133,12 @@ mod tests {
         let mut index = ApiKeyIndex::default();
         let a = generate_api_key();
         let b = generate_api_key();
-        index
-            .add_sha256_hex(Arc::from("a"), &api_key_hash_hex(&a))
-            .unwrap();
-        index
-            .add_sha256_hex(Arc::from("b"), &api_key_hash_hex(&b))
-            .unwrap();
+        index.add_sha256_hex(Arc::from("a"), &api_key_hash_hex(&a)).unwrap();
+        index.add_sha256_hex(Arc::from("b"), &api_key_hash_hex(&b)).unwrap();
         let header = format!("Bearer {a}");
-        assert_eq!(
-            &*authenticate_api_key(&index, Some(header.as_bytes()))
-                .unwrap()
-                .id,
-            "a"
-        );
-        assert_eq!(
-            authenticate_api_key(&index, None).unwrap_err(),
-            AuthError::Missing
-        );
-        assert_eq!(
-            authenticate_api_key(&index, Some(b"Bearer psk_nope")).unwrap_err(),
-            AuthError::Unknown
-        );
+        assert_eq!(&*authenticate_api_key(&index, Some(header.as_bytes())).unwrap().id, "a");
+        assert_eq!(authenticate_api_key(&index, None).unwrap_err(), AuthError::Missing);
+        assert_eq!(authenticate_api_key(&index, Some(b"Bearer psk_nope")).unwrap_err(), AuthError::Unknown);
         assert_eq!(
             authenticate_api_key(&index, Some(format!("Basic {a}").as_bytes())).unwrap_err(),
             AuthError::Unknown

@@ -24,18 +24,11 @@ use crate::telemetry::Metrics;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot prepare the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("cannot open the store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("cannot listen on {addr} ({listener}): {source}")]
-    Listen {
-        listener: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { listener: &'static str, addr: SocketAddr, source: std::io::Error },
 }
 
 /// What every request handler shares.
@@ -64,15 +57,10 @@ impl Gateway {
     /// Opens the store, starts delivery and binds both listeners.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
         let data_dir = config.data_dir.clone();
-        crate::secrets::create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
-        let digest_key =
-            DigestKey::load_or_create(&data_dir).map_err(|source| StartError::DataDir {
-                path: data_dir.display().to_string(),
-                source,
-            })?;
+        crate::secrets::create_private_dir(&data_dir)
+            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        let digest_key = DigestKey::load_or_create(&data_dir)
+            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
         let metrics = Metrics::new();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
             SqliteOptions {
@@ -84,17 +72,10 @@ impl Gateway {
             metrics.clone(),
         )?);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let dispatcher =
-            Dispatcher::start(&config, store.clone(), metrics.clone(), shutdown_rx.clone());
+        let dispatcher = Dispatcher::start(&config, store.clone(), metrics.clone(), shutdown_rx.clone());
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Listen {
-                    listener,
-                    addr,
-                    source,
-                })
+            TcpListener::bind(addr).await.map_err(|source| StartError::Listen { listener, addr, source })
         };
         let partner = bind("partner", config.listen.partner).await?;
         let admin = bind("admin", config.listen.admin).await?;
@@ -113,11 +94,8 @@ impl Gateway {
             max_connections: config.listen.max_connections,
             header_timeout: config.limits.header_timeout,
         };
-        let admin_settings = ListenerSettings {
-            name: "admin",
-            max_connections: 256,
-            header_timeout: config.limits.header_timeout,
-        };
+        let admin_settings =
+            ListenerSettings { name: "admin", max_connections: 256, header_timeout: config.limits.header_timeout };
 
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
@@ -127,19 +105,13 @@ impl Gateway {
             digest_key,
         });
         let s = shared.clone();
-        let partner_task = tokio::spawn(server::serve(
-            partner,
-            partner_settings,
-            shutdown_rx.clone(),
-            move |req| crate::http::partner::handle(s.clone(), req),
-        ));
+        let partner_task = tokio::spawn(server::serve(partner, partner_settings, shutdown_rx.clone(), move |req| {
+            crate::http::partner::handle(s.clone(), req)
+        }));
         let s = shared.clone();
-        let admin_task = tokio::spawn(server::serve(
-            admin,
-            admin_settings,
-            shutdown_rx,
-            move |req| crate::http::admin::handle(s.clone(), req),
-        ));
+        let admin_task = tokio::spawn(server::serve(admin, admin_settings, shutdown_rx, move |req| {
+            crate::http::admin::handle(s.clone(), req)
+        }));
         tracing::info!(message = "Listening.", listener = "partner", addr = %partner_addr);
         tracing::info!(message = "Listening.", listener = "admin", addr = %admin_addr);
         Ok(Gateway {

@@ -39,13 +39,8 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
     let text = std::str::from_utf8(bytes).map_err(|_| JsonError::NotUtf8)?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
     // serde_json's own recursion guard (128) is a backstop; ours is lower and reported as such.
-    let seed = StrictValue {
-        depth: 0,
-        max_depth,
-    };
-    let value = seed
-        .deserialize(&mut deserializer)
-        .map_err(|e| classify(&e, max_depth))?;
+    let seed = StrictValue { depth: 0, max_depth };
+    let value = seed.deserialize(&mut deserializer).map_err(|e| classify(&e, max_depth))?;
     deserializer.end().map_err(|e| classify(&e, max_depth))?;
     Ok(value)
 }
@@ -74,10 +69,7 @@ impl StrictValue {
         if self.depth >= self.max_depth {
             return Err(E::custom(TOO_DEEP));
         }
-        Ok(StrictValue {
-            depth: self.depth + 1,
-            max_depth: self.max_depth,
-        })
+        Ok(StrictValue { depth: self.depth + 1, max_depth: self.max_depth })
     }
 }
 
@@ -104,9 +96,7 @@ impl<'de> Visitor<'de> for StrictValue {
         Ok(Value::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("number out of range"))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -202,19 +192,13 @@ mod tests {
     #[test]
     fn depth_limit_counts_containers() {
         assert!(parse_strict(b"[[1]]", 2).is_ok());
-        assert_eq!(
-            parse_strict(b"[[[1]]]", 2).unwrap_err(),
-            JsonError::TooDeep { limit: 2 }
-        );
+        assert_eq!(parse_strict(b"[[[1]]]", 2).unwrap_err(), JsonError::TooDeep { limit: 2 });
     }
 
     #[test]
     fn hundred_thousand_nested_arrays_do_not_recurse() {
         let body = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(
-            parse_strict(body.as_bytes(), 64).unwrap_err(),
-            JsonError::TooDeep { limit: 64 }
-        );
+        assert_eq!(parse_strict(body.as_bytes(), 64).unwrap_err(), JsonError::TooDeep { limit: 64 });
     }
 
     #[test]
@@ -222,38 +206,19 @@ mod tests {
         let err = parse_strict(br#"{"sin": 123456789"#, 64).unwrap_err();
         assert!(!err.to_string().contains("123456789"));
         assert!(matches!(err, JsonError::Syntax { .. }));
-        assert_eq!(
-            parse_strict(&[0xff, 0xfe], 64).unwrap_err(),
-            JsonError::NotUtf8
-        );
+        assert_eq!(parse_strict(&[0xff, 0xfe], 64).unwrap_err(), JsonError::NotUtf8);
     }
 
     #[test]
     fn lone_surrogates_and_trailing_garbage_are_syntax_errors() {
-        assert!(matches!(
-            parse_strict(br#""\ud800""#, 64),
-            Err(JsonError::Syntax { .. })
-        ));
-        assert!(matches!(
-            parse_strict(b"{} {}", 64),
-            Err(JsonError::Syntax { .. })
-        ));
-        assert!(matches!(
-            parse_strict(b"1e400", 64),
-            Err(JsonError::Syntax { .. })
-        ));
+        assert!(matches!(parse_strict(br#""\ud800""#, 64), Err(JsonError::Syntax { .. })));
+        assert!(matches!(parse_strict(b"{} {}", 64), Err(JsonError::Syntax { .. })));
+        assert!(matches!(parse_strict(b"1e400", 64), Err(JsonError::Syntax { .. })));
     }
 
     #[test]
     fn canonical_form_sorts_keys_and_drops_whitespace() {
-        let v = parse_strict(
-            br#"{ "b": [1, 2.5, "\u00e9"], "a": {"z": null, "y": true} }"#,
-            64,
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(to_canonical_vec(&v)).unwrap(),
-            r#"{"a":{"y":true,"z":null},"b":[1,2.5,"é"]}"#
-        );
+        let v = parse_strict(br#"{ "b": [1, 2.5, "\u00e9"], "a": {"z": null, "y": true} }"#, 64).unwrap();
+        assert_eq!(String::from_utf8(to_canonical_vec(&v)).unwrap(), r#"{"a":{"y":true,"z":null},"b":[1,2.5,"é"]}"#);
     }
 }

@@ -78,9 +78,7 @@ pub mod telemetry;
 pub fn fill_random(out: &mut [u8]) {
     use ring::rand::SecureRandom;
     // The system generator only fails if the OS has no entropy source, which we cannot run without.
-    ring::rand::SystemRandom::new()
-        .fill(out)
-        .expect("the operating system's random generator works");
+    ring::rand::SystemRandom::new().fill(out).expect("the operating system's random generator works");
 }
 
 /// `N` random bytes.

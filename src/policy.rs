@@ -77,10 +77,7 @@ impl FromStr for FieldPointer {
             }
             segments.push(Segment::Key(key));
         }
-        Ok(FieldPointer {
-            text: text.to_owned(),
-            segments,
-        })
+        Ok(FieldPointer { text: text.to_owned(), segments })
     }
 }
 
@@ -203,11 +200,7 @@ pub struct Route {
 impl Route {
     /// Versions accepted by at least one agreement of the route, oldest first.
     pub fn accepted_versions(&self) -> Vec<Version> {
-        let mut versions: Vec<Version> = self
-            .agreements
-            .iter()
-            .flat_map(|a| a.versions.iter().copied())
-            .collect();
+        let mut versions: Vec<Version> = self.agreements.iter().flat_map(|a| a.versions.iter().copied()).collect();
         versions.sort();
         versions.dedup();
         versions
@@ -220,17 +213,11 @@ impl Route {
 
     /// The earliest sunset announced for `version` by the route's agreements.
     pub fn sunset(&self, version: Version) -> Option<OffsetDateTime> {
-        self.agreements
-            .iter()
-            .filter_map(|a| a.sunset.get(&version).copied())
-            .min()
+        self.agreements.iter().filter_map(|a| a.sunset.get(&version).copied()).min()
     }
 
     pub fn mode(&self) -> Mode {
-        self.agreements
-            .first()
-            .map(|a| a.mode)
-            .unwrap_or(Mode::Push)
+        self.agreements.first().map(|a| a.mode).unwrap_or(Mode::Push)
     }
 
     /// Each recipient's projection of `record` sent with schema `version`, in a stable order
@@ -240,31 +227,16 @@ impl Route {
         &'a self,
         version: Version,
     ) -> impl Iterator<Item = (Share, &'a crate::config::AgreementRecipient)> + 'a {
-        self.agreements
-            .iter()
-            .filter(move |a| a.versions.contains(&version))
-            .flat_map(|a| {
-                a.recipients.iter().map(move |r| {
-                    (
-                        Share {
-                            recipient: r.partner.clone(),
-                            agreement: a.id.clone(),
-                            ordered: r.ordered,
-                        },
-                        r,
-                    )
-                })
-            })
+        self.agreements.iter().filter(move |a| a.versions.contains(&version)).flat_map(|a| {
+            a.recipients
+                .iter()
+                .map(move |r| (Share { recipient: r.partner.clone(), agreement: a.id.clone(), ordered: r.ordered }, r))
+        })
     }
 }
 
 /// Finds the agreements in force at `now` that let `sender` send `record_type`.
-pub fn route(
-    config: &Config,
-    sender: &str,
-    record_type: &str,
-    now: OffsetDateTime,
-) -> Result<Route, RouteError> {
+pub fn route(config: &Config, sender: &str, record_type: &str, now: OffsetDateTime) -> Result<Route, RouteError> {
     let mut any = false;
     let mut agreements = Vec::new();
     for a in config.agreements_for(sender, record_type) {
@@ -299,8 +271,7 @@ mod tests {
                 {"surname": "Diallo"}
             ]
         });
-        let projected =
-            fields(&["/child/surname", "/parents/*/address/postal_code"]).project(&record);
+        let projected = fields(&["/child/surname", "/parents/*/address/postal_code"]).project(&record);
         assert_eq!(
             projected,
             json!({"child": {"surname": "Roy"}, "parents": [{"address": {"postal_code": "K1A 0B1"}}, {}]})
@@ -310,24 +281,15 @@ mod tests {
     #[test]
     fn whole_subtrees_and_indices() {
         let record = json!({"a": {"b": [1, 2, 3], "c": true}, "d": [{"e": 1}, {"e": 2}]});
-        assert_eq!(
-            fields(&["/a/b"]).project(&record),
-            json!({"a": {"b": [1, 2, 3]}})
-        );
-        assert_eq!(
-            fields(&["/d/1/e"]).project(&record),
-            json!({"d": [null, {"e": 2}]})
-        );
+        assert_eq!(fields(&["/a/b"]).project(&record), json!({"a": {"b": [1, 2, 3]}}));
+        assert_eq!(fields(&["/d/1/e"]).project(&record), json!({"d": [null, {"e": 2}]}));
         assert_eq!(fields(&["/missing"]).project(&record), json!({}));
     }
 
     #[test]
     fn escaped_pointer_segments() {
         let p: FieldPointer = "/a~1b/c~0d".parse().unwrap();
-        assert_eq!(
-            p.segments(),
-            &[Segment::Key("a/b".into()), Segment::Key("c~d".into())]
-        );
+        assert_eq!(p.segments(), &[Segment::Key("a/b".into()), Segment::Key("c~d".into())]);
         assert!("a/b".parse::<FieldPointer>().is_err());
         assert!("/a//b".parse::<FieldPointer>().is_err());
         assert!("/a~2".parse::<FieldPointer>().is_err());

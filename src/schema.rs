@@ -39,10 +39,7 @@ impl FromStr for Version {
             }
             t.parse().map_err(|_| ())
         };
-        Ok(Version {
-            major: number(major)?,
-            minor: number(minor)?,
-        })
+        Ok(Version { major: number(major)?, minor: number(minor)? })
     }
 }
 
@@ -71,9 +68,7 @@ pub struct CompiledSchema {
 
 impl fmt::Debug for CompiledSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompiledSchema")
-            .field("file", &self.file)
-            .finish_non_exhaustive()
+        f.debug_struct("CompiledSchema").field("file", &self.file).finish_non_exhaustive()
     }
 }
 
@@ -145,6 +140,9 @@ pub struct Violation {
 #[derive(Debug, Default)]
 pub struct SchemaCatalog {
     types: BTreeMap<Arc<str>, RecordType>,
+    /// Record types with a file that did not load; their problems are reported once, by the
+    /// catalog, and agreements naming them do not repeat it.
+    broken: std::collections::BTreeSet<String>,
 }
 
 fn file_uri(path: &Path) -> String {
@@ -179,19 +177,20 @@ fn collect_json_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()>
 impl SchemaCatalog {
     /// Loads and compiles every schema under `dir`, or reports every problem found.
     pub fn load(dir: &Path) -> Result<Self, Vec<Problem>> {
+        let (catalog, problems) = Self::load_partial(dir);
+        if problems.is_empty() { Ok(catalog) } else { Err(problems) }
+    }
+
+    /// Loads what compiles and reports the rest, so one broken file does not hide the others.
+    pub fn load_partial(dir: &Path) -> (Self, Vec<Problem>) {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let mut problems = Vec::new();
-        let mut report = |file: &Path, message: String| {
-            problems.push(Problem {
-                file: file.to_path_buf(),
-                message,
-                fix: None,
-            })
-        };
+        let mut report =
+            |file: &Path, message: String| problems.push(Problem { file: file.to_path_buf(), message, fix: None });
         let mut files = Vec::new();
         if let Err(e) = collect_json_files(&dir, &mut files) {
             report(&dir, format!("the schemas directory cannot be read: {e}"));
-            return Err(problems);
+            return (SchemaCatalog::default(), problems);
         }
         files.sort();
 
@@ -209,19 +208,16 @@ impl SchemaCatalog {
         }
         let registry = jsonschema::Registry::new()
             .draft(Draft::Draft202012)
-            .extend(
-                documents
-                    .iter()
-                    .map(|(path, value)| (file_uri(path), value)),
-            )
+            .extend(documents.iter().map(|(path, value)| (file_uri(path), value)))
             .and_then(|b| b.prepare());
         let registry = match registry {
             Ok(r) => r,
             Err(e) => {
                 report(&dir, format!("the schemas cannot be indexed: {e}"));
-                return Err(problems);
+                return (SchemaCatalog::default(), problems);
             }
         };
+        let mut broken = std::collections::BTreeSet::new();
 
         let mut types: BTreeMap<Arc<str>, RecordType> = BTreeMap::new();
         for (path, document) in &documents {
@@ -241,53 +237,37 @@ impl SchemaCatalog {
                 None => (file_name.trim_end_matches(".json"), false),
             };
             let Ok(version) = stem.parse::<Version>() else {
-                report(
-                    path,
-                    "schema files are named MAJOR.MINOR.json or MAJOR.MINOR.response.json"
-                        .to_owned(),
-                );
+                report(path, "schema files are named MAJOR.MINOR.json or MAJOR.MINOR.response.json".to_owned());
                 continue;
             };
             let compiled = match compile(path, document, &registry) {
                 Ok(c) => c,
                 Err(message) => {
                     report(path, message);
+                    broken.insert(type_name.to_string());
                     continue;
                 }
             };
             let record_type = types
                 .entry(Arc::from(*type_name))
-                .or_insert_with(|| RecordType {
-                    name: Arc::from(*type_name),
-                    versions: BTreeMap::new(),
-                });
+                .or_insert_with(|| RecordType { name: Arc::from(*type_name), versions: BTreeMap::new() });
             if is_response {
                 match record_type.versions.get_mut(&version) {
                     Some(v) => v.response = Some(compiled),
-                    None => report(
-                        path,
-                        format!(
-                            "a response schema needs the request schema {version}.json beside it"
-                        ),
-                    ),
+                    None => {
+                        report(path, format!("a response schema needs the request schema {version}.json beside it"))
+                    }
                 }
             } else {
-                record_type.versions.insert(
-                    version,
-                    SchemaVersion {
-                        version,
-                        request: compiled,
-                        response: None,
-                    },
-                );
+                record_type.versions.insert(version, SchemaVersion { version, request: compiled, response: None });
             }
         }
-        // Response files sort after their request files, so a missing request is reported above.
-        if problems.is_empty() {
-            Ok(SchemaCatalog { types })
-        } else {
-            Err(problems)
-        }
+        (SchemaCatalog { types, broken }, problems)
+    }
+
+    /// Whether a file of `record_type` failed to load (its problem is already reported).
+    pub fn is_broken(&self, record_type: &str) -> bool {
+        self.broken.contains(record_type)
     }
 
     pub fn record_type(&self, name: &str) -> Option<&RecordType> {
@@ -299,17 +279,9 @@ impl SchemaCatalog {
     }
 }
 
-fn compile(
-    path: &Path,
-    document: &Value,
-    registry: &jsonschema::Registry<'_>,
-) -> Result<CompiledSchema, String> {
+fn compile(path: &Path, document: &Value, registry: &jsonschema::Registry<'_>) -> Result<CompiledSchema, String> {
     let base = file_uri(path);
-    if document
-        .get("$schema")
-        .and_then(Value::as_str)
-        .is_some_and(|s| !s.contains("2020-12"))
-    {
+    if document.get("$schema").and_then(Value::as_str).is_some_and(|s| !s.contains("2020-12")) {
         return Err("declares a `$schema` other than draft 2020-12".to_owned());
     }
     let options = || {
@@ -320,18 +292,11 @@ fn compile(
             .should_validate_formats(true)
             .offline()
     };
-    let validator = options()
-        .build(document)
-        .map_err(|e| format!("does not compile: {e}"))?;
-    let dereferenced = options().dereference(document).map_err(|e| {
-        format!("has a `$ref` that cannot be resolved inside the schemas directory: {e}")
-    })?;
-    Ok(CompiledSchema {
-        file: path.to_path_buf(),
-        document: Arc::new(document.clone()),
-        dereferenced,
-        validator,
-    })
+    let validator = options().build(document).map_err(|e| format!("does not compile: {e}"))?;
+    let dereferenced = options()
+        .dereference(document)
+        .map_err(|e| format!("has a `$ref` that cannot be resolved inside the schemas directory: {e}"))?;
+    Ok(CompiledSchema { file: path.to_path_buf(), document: Arc::new(document.clone()), dereferenced, validator })
 }
 
 impl CompiledSchema {
@@ -363,11 +328,7 @@ fn push_violation(out: &mut Vec<Violation>, pointer: String, kind: &ValidationEr
         K::Required { property } => {
             let name = property.as_str().unwrap_or_default().to_owned();
             let pointer = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
-            out.push(Violation {
-                pointer,
-                keyword: "required",
-                detail: ViolationDetail::Required { property: name },
-            });
+            out.push(Violation { pointer, keyword: "required", detail: ViolationDetail::Required { property: name } });
             return;
         }
         K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
@@ -378,22 +339,14 @@ fn push_violation(out: &mut Vec<Violation>, pointer: String, kind: &ValidationEr
             };
             for name in unexpected {
                 let pointer = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
-                out.push(Violation {
-                    pointer,
-                    keyword,
-                    detail: ViolationDetail::AdditionalProperty,
-                });
+                out.push(Violation { pointer, keyword, detail: ViolationDetail::AdditionalProperty });
             }
             return;
         }
         K::Type { kind } => ViolationDetail::Type {
             expected: match kind {
                 TypeKind::Single(t) => t.to_string(),
-                TypeKind::Multiple(set) => set
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                TypeKind::Multiple(set) => set.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "),
             },
         },
         K::MinLength { limit } => ViolationDetail::MinLength(*limit),
@@ -404,14 +357,7 @@ fn push_violation(out: &mut Vec<Violation>, pointer: String, kind: &ValidationEr
             options
                 .as_array()
                 .map(|a| {
-                    a.iter()
-                        .take(20)
-                        .map(|o| {
-                            o.as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| o.to_string())
-                        })
-                        .collect()
+                    a.iter().take(20).map(|o| o.as_str().map(str::to_owned).unwrap_or_else(|| o.to_string())).collect()
                 })
                 .unwrap_or_default(),
         ),
@@ -426,17 +372,12 @@ fn push_violation(out: &mut Vec<Violation>, pointer: String, kind: &ValidationEr
         K::UniqueItems => ViolationDetail::UniqueItems,
         K::MinProperties { limit } => ViolationDetail::MinProperties(*limit),
         K::MaxProperties { limit } => ViolationDetail::MaxProperties(*limit),
-        K::AnyOf { .. }
-        | K::OneOfNotValid { .. }
-        | K::OneOfMultipleValid { .. }
-        | K::Not { .. } => ViolationDetail::Combination,
+        K::AnyOf { .. } | K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } | K::Not { .. } => {
+            ViolationDetail::Combination
+        }
         _ => ViolationDetail::Other,
     };
-    out.push(Violation {
-        pointer,
-        keyword: keyword_of(kind),
-        detail,
-    });
+    out.push(Violation { pointer, keyword: keyword_of(kind), detail });
 }
 
 fn keyword_of(kind: &ValidationErrorKind) -> &'static str {
@@ -445,9 +386,7 @@ fn keyword_of(kind: &ValidationErrorKind) -> &'static str {
         K::Type { .. } => "type",
         K::MinLength { .. } => "minLength",
         K::MaxLength { .. } => "maxLength",
-        K::Pattern { .. } | K::BacktrackLimitExceeded { .. } | K::RegexEngineFailure { .. } => {
-            "pattern"
-        }
+        K::Pattern { .. } | K::BacktrackLimitExceeded { .. } | K::RegexEngineFailure { .. } => "pattern",
         K::Format { .. } => "format",
         K::Enum { .. } => "enum",
         K::Constant { .. } => "const",
@@ -484,10 +423,10 @@ fn producible(schema: &Value, segments: &[Segment]) -> bool {
     };
     // Subschemas combined in place can each contribute the field.
     for key in ["allOf", "anyOf", "oneOf"] {
-        if let Some(Value::Array(branches)) = obj.get(key) {
-            if branches.iter().any(|b| producible(b, segments)) {
-                return true;
-            }
+        if let Some(Value::Array(branches)) = obj.get(key)
+            && branches.iter().any(|b| producible(b, segments))
+        {
+            return true;
         }
     }
     for key in ["then", "else"] {
@@ -522,10 +461,7 @@ fn producible(schema: &Value, segments: &[Segment]) -> bool {
 }
 
 fn array_item_producible(obj: &serde_json::Map<String, Value>, rest: &[Segment]) -> bool {
-    if obj
-        .get("items")
-        .is_some_and(|items| items != &Value::Bool(false) && producible(items, rest))
-    {
+    if obj.get("items").is_some_and(|items| items != &Value::Bool(false) && producible(items, rest)) {
         return true;
     }
     matches!(obj.get("prefixItems"), Some(Value::Array(items)) if items.iter().any(|i| producible(i, rest)))
@@ -544,8 +480,7 @@ mod tests {
     use super::*;
 
     fn catalog() -> SchemaCatalog {
-        SchemaCatalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"))
-            .expect("shipped schemas load")
+        SchemaCatalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")).expect("shipped schemas load")
     }
 
     #[test]
@@ -559,13 +494,8 @@ mod tests {
             ("address-change", "1.0", "address-change-1.0.json"),
             ("sin-validation", "1.0", "sin-validation-1.0.json"),
         ] {
-            let schema = catalog
-                .record_type(ty)
-                .unwrap()
-                .version(v.parse().unwrap())
-                .unwrap();
-            let value: Value =
-                serde_json::from_slice(&std::fs::read(dir.join(file)).unwrap()).unwrap();
+            let schema = catalog.record_type(ty).unwrap().version(v.parse().unwrap()).unwrap();
+            let value: Value = serde_json::from_slice(&std::fs::read(dir.join(file)).unwrap()).unwrap();
             assert_eq!(schema.validate(&value), vec![], "{file} against {ty} {v}");
         }
     }
@@ -574,20 +504,10 @@ mod tests {
     fn every_violation_is_reported_with_pointer_and_keyword() {
         let catalog = catalog();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/records");
-        let schema = catalog
-            .record_type("birth-registration")
-            .unwrap()
-            .version("1.1".parse().unwrap())
-            .unwrap();
-        let value: Value = serde_json::from_slice(
-            &std::fs::read(dir.join("birth-registration-1.1-invalid.json")).unwrap(),
-        )
-        .unwrap();
-        let found: Vec<(String, &str)> = schema
-            .validate(&value)
-            .into_iter()
-            .map(|v| (v.pointer, v.keyword))
-            .collect();
+        let schema = catalog.record_type("birth-registration").unwrap().version("1.1".parse().unwrap()).unwrap();
+        let value: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("birth-registration-1.1-invalid.json")).unwrap()).unwrap();
+        let found: Vec<(String, &str)> = schema.validate(&value).into_iter().map(|v| (v.pointer, v.keyword)).collect();
         for expected in [
             ("/child/surname", "required"),
             ("/child/sex_at_birth", "enum"),
@@ -598,10 +518,7 @@ mod tests {
             ("/parents/1/email", "additionalProperties"),
             ("/parents/1/date_of_birth", "format"),
         ] {
-            assert!(
-                found.contains(&(expected.0.to_owned(), expected.1)),
-                "missing {expected:?} in {found:?}"
-            );
+            assert!(found.contains(&(expected.0.to_owned(), expected.1)), "missing {expected:?} in {found:?}");
         }
         assert_eq!(found.len(), 8, "{found:?}");
     }

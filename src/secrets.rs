@@ -6,14 +6,12 @@ use std::path::Path;
 /// Reads the hex secret at `path`, or creates one of `len` random bytes (mode 0600).
 pub fn load_or_create(path: &Path, len: usize) -> std::io::Result<Vec<u8>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => crate::auth::decode_hex(text.trim())
-            .filter(|b| b.len() == len)
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} does not hold a {len}-byte hex secret", path.display()),
-                )
-            }),
+        Ok(text) => crate::auth::decode_hex(text.trim()).filter(|b| b.len() == len).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a {len}-byte hex secret", path.display()),
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = vec![0u8; len];
             crate::fill_random(&mut bytes);

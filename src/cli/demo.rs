@@ -1,8 +1,279 @@
 //! `passerelle demo`: the real gateway on the shipped configuration, with local recipients.
+//!
+//! It generates the demo partners' API keys into the data directory (hashes in
+//! `api-keys.toml`, which the configuration reads; the keys themselves in
+//! `demo-credentials.toml`, owner-only, so later runs print the same ones), starts one small
+//! HTTP server per recipient on the loopback port its delivery endpoint names, starts the
+//! gateway, sends a few birth bundles and an address change, and prints each receipt and what
+//! each recipient received.
 
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-pub fn run(_config: &Path, _once: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("demo: written next")
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::auth;
+use crate::config::{self, raw::RawMain};
+use crate::gateway::Gateway;
+
+/// What the demo recipients received: (recipient, path, body).
+type Inbox = Arc<Mutex<Vec<(String, String, Bytes)>>>;
+
+pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
+    let credentials = prepare_credentials(config_path)?;
+    let config = match config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            super::check::print_problems(&e.problems);
+            anyhow::bail!("the demo configuration has problems");
+        }
+    };
+    crate::telemetry::logging::init(crate::config::LogFormat::Text, "warn");
+    let recipients: Vec<(String, String)> =
+        config.recipients().filter_map(|p| Some((p.id.to_string(), p.delivery.as_ref()?.endpoint.clone()))).collect();
+    super::runtime()?.block_on(async move {
+        let inbox: Inbox = Arc::default();
+        for (id, endpoint) in &recipients {
+            start_recipient(id.clone(), endpoint, inbox.clone()).await?;
+        }
+        let data_dir = config.data_dir.clone();
+        let gateway = Gateway::start(config).await.context("the gateway could not start")?;
+        let base = format!("http://{}", gateway.partner_addr);
+        println!("Passerelle demo: partner API {base}, admin http://{}", gateway.admin_addr);
+        println!("Data directory: {} (credentials in demo-credentials.toml)\n", data_dir.display());
+        println!("Demo partners' API keys (for Authorization: Bearer ...):");
+        for (partner, key) in &credentials {
+            println!("  {partner:<20} {key}");
+        }
+        println!();
+
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let mut expected = 0;
+        for (i, (sender, record_type, record)) in demo_records().into_iter().enumerate() {
+            let key = credentials.get(sender).context("the demo partner has a key")?;
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(format!("{base}/v1/records/{record_type}"))
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .header("idempotency-key", format!("demo-{}-{i}", crate::clock::now_ms()))
+                .body(Full::new(Bytes::from(record.to_string())))?;
+            let response = client.request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            let receipt: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            println!("{sender} sent {record_type}: {status}");
+            println!("{}\n", serde_json::to_string_pretty(&receipt)?);
+            if status == StatusCode::ACCEPTED {
+                expected += receipt["deliveries"].as_array().map_or(0, Vec::len);
+            }
+        }
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while inbox.lock().map(|i| i.len()).unwrap_or(0) < expected && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let received = inbox.lock().map(|i| i.clone()).unwrap_or_default();
+        println!("What each recipient received ({} of {expected} deliveries):", received.len());
+        let mut by_recipient: BTreeMap<&str, Vec<(&str, &Bytes)>> = BTreeMap::new();
+        for (recipient, path, body) in &received {
+            by_recipient.entry(recipient).or_default().push((path, body));
+        }
+        for (recipient, items) in by_recipient {
+            println!("  {recipient}:");
+            for (path, body) in items {
+                println!("    POST {path}  {}", String::from_utf8_lossy(body));
+            }
+        }
+        let sender_key = credentials.get("on-vital-stats").map(String::as_str).unwrap_or("");
+        println!(
+            "\nTry it:\n  curl -s -H 'Authorization: Bearer {sender_key}' {base}/v1/records | head -c 600\n  \
+             curl -s http://{}/metrics | grep passerelle_deliveries_total\n  \
+             passerelle check --config {}",
+            gateway.admin_addr,
+            config_path.display()
+        );
+        if once {
+            gateway.shutdown().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("\nThe gateway keeps running; press Ctrl-C to stop it.");
+        super::serve::wait_for_signal().await;
+        gateway.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Makes sure every partner has a demo API key; returns them by partner.
+fn prepare_credentials(config_path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text =
+        std::fs::read_to_string(config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
+    let main: RawMain = toml::from_str(&text).with_context(|| format!("{} is not valid", config_path.display()))?;
+    let base = std::path::absolute(config_path)?.parent().map(Path::to_path_buf).unwrap_or_default();
+    let data_dir = base.join(main.data_dir.as_deref().unwrap_or("../data"));
+    let keys_file = main
+        .api_keys_file
+        .as_deref()
+        .map(|f| base.join(f))
+        .context("the demo needs `api_keys_file` in the configuration")?;
+    let partners_file = base.join(main.partners_file.as_deref().unwrap_or("partners.toml"));
+    let partners: config::raw::RawPartners = toml::from_str(&std::fs::read_to_string(&partners_file)?)?;
+
+    let credentials_file = data_dir.join("demo-credentials.toml");
+    let mut credentials: BTreeMap<String, String> = std::fs::read_to_string(&credentials_file)
+        .ok()
+        .and_then(|t| toml::from_str::<BTreeMap<String, BTreeMap<String, String>>>(&t).ok())
+        .and_then(|mut t| t.remove("keys"))
+        .unwrap_or_default();
+    for p in &partners.partners {
+        credentials.entry(p.id.clone()).or_insert_with(auth::generate_api_key);
+    }
+    let mut plain = String::from("# Demo API keys. Local development only; never commit.\n[keys]\n");
+    let mut hashed = String::from("# SHA-256 of each partner's API key, written by `passerelle demo`.\n[keys]\n");
+    for (partner, key) in &credentials {
+        plain.push_str(&format!("{partner} = \"{key}\"\n"));
+        hashed.push_str(&format!("{partner} = [\"{}\"]\n", auth::api_key_hash_hex(key)));
+    }
+    crate::secrets::write_private(&credentials_file, plain.as_bytes())?;
+    crate::secrets::write_private(&keys_file, hashed.as_bytes())?;
+    if let Some(token_file) = main.admin.token_file.as_deref().map(|f| base.join(f))
+        && !token_file.exists()
+    {
+        crate::secrets::write_private(&token_file, auth::to_hex(&crate::random_bytes::<24>()).as_bytes())?;
+    }
+    Ok(credentials)
+}
+
+/// Starts a recipient that records and acknowledges every POST, on `endpoint`'s port.
+async fn start_recipient(id: String, endpoint: &str, inbox: Inbox) -> anyhow::Result<()> {
+    let uri: http::Uri = endpoint.parse()?;
+    let host = uri.host().context("the endpoint has a host")?;
+    let addr: SocketAddr = format!("{host}:{}", uri.port_u16().unwrap_or(80))
+        .parse()
+        .context("demo recipients listen on an IP address")?;
+    let listener =
+        TcpListener::bind(addr).await.with_context(|| format!("the demo recipient {id} cannot listen on {addr}"))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (id, inbox) = (id.clone(), inbox.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let (id, inbox) = (id.clone(), inbox.clone());
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        if let Ok(mut i) = inbox.lock() {
+                            i.push((id, path, body));
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{\"received\":true}"))))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Three births in Ontario and one address change: fictional people.
+fn demo_records() -> Vec<(&'static str, &'static str, Value)> {
+    let births = [
+        (
+            "ON-2026-004217",
+            "Amélie",
+            "Tremblay",
+            "F",
+            "2026-11-20",
+            "Ottawa",
+            "K1N 5T5",
+            "Julie",
+            "Tremblay",
+            "Marc",
+            "Gagnon",
+        ),
+        (
+            "ON-2026-004218",
+            "Liam",
+            "Okafor",
+            "M",
+            "2026-11-21",
+            "Ottawa",
+            "K2P 1L4",
+            "Adaeze",
+            "Okafor",
+            "Samuel",
+            "Okafor",
+        ),
+        (
+            "ON-2026-004219",
+            "Noor",
+            "Haddad",
+            "X",
+            "2026-11-22",
+            "Ottawa",
+            "K1S 3W8",
+            "Rania",
+            "Haddad",
+            "Karim",
+            "Haddad",
+        ),
+    ];
+    let mut records = Vec::new();
+    for (number, given, surname, sex, dob, city, postal, mother_given, mother_surname, father_given, father_surname) in
+        births
+    {
+        let address = json!({"street": "120 Rue Principale", "municipality": city, "province": "ON", "postal_code": postal, "country": "CA"});
+        records.push((
+            "on-vital-stats",
+            "birth-registration",
+            json!({
+                "registration_number": number,
+                "registered_at": format!("{dob}T16:30:00Z"),
+                "child": {
+                    "given_names": [given],
+                    "surname": surname,
+                    "date_of_birth": dob,
+                    "sex_at_birth": sex,
+                    "place_of_birth": {"facility_name": "The Ottawa Hospital, Civic Campus", "municipality": city, "province": "ON"}
+                },
+                "parents": [
+                    {"role": "mother", "given_names": [mother_given], "surname": mother_surname, "date_of_birth": "1992-03-14", "address": address, "preferred_language": "fr"},
+                    {"role": "father", "given_names": [father_given], "surname": father_surname, "date_of_birth": "1990-07-02", "address": address}
+                ],
+                "sin_application": true
+            }),
+        ));
+    }
+    records.push((
+        "on-health-plan",
+        "address-change",
+        json!({
+            "change_id": "AC-2026-00001234",
+            "effective_date": "2026-12-01",
+            "person": {"given_names": ["Julie"], "surname": "Tremblay", "date_of_birth": "1992-03-14"},
+            "previous_address": {"street": "120 Rue Principale", "municipality": "Ottawa", "province": "ON", "postal_code": "K1N 5T5"},
+            "new_address": {"street": "45 Avenue des Érables", "unit": "3", "municipality": "Ottawa", "province": "ON", "postal_code": "K1L 6X2"},
+            "reported_at": "2026-11-25T14:05:00Z"
+        }),
+    ));
+    records
 }

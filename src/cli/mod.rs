@@ -67,20 +67,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve::run(&config),
         Command::Demo { config, once } => demo::run(&config, once),
         Command::Check { config } => check::run(&config),
-        Command::Validate {
-            record_type,
-            file,
-            schema_version,
-            config,
-            fr,
-        } => validate::run(&config, &record_type, &file, schema_version.as_deref(), fr),
+        Command::Validate { record_type, file, schema_version, config, fr } => {
+            validate::run(&config, &record_type, &file, schema_version.as_deref(), fr)
+        }
     }
 }
 
 /// A multi-threaded runtime for the commands that serve.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("passerelle")
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("passerelle").build()?)
 }

@@ -13,17 +13,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => {
             super::check::print_problems(&e.problems);
-            anyhow::bail!(
-                "the configuration {} has problems; nothing was started",
-                config_path.display()
-            );
+            anyhow::bail!("the configuration {} has problems; nothing was started", config_path.display());
         }
     };
     crate::telemetry::logging::init(config.log.format, &config.log.level);
     super::runtime()?.block_on(async {
-        let gateway = Gateway::start(config)
-            .await
-            .context("the gateway could not start")?;
+        let gateway = Gateway::start(config).await.context("the gateway could not start")?;
         wait_for_signal().await;
         tracing::info!(message = "Shutting down.");
         gateway.shutdown().await;

@@ -25,25 +25,14 @@ pub fn run(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let t = catalog.record_type(record_type).with_context(|| {
-        format!(
-            "no schema for record type `{record_type}` in {}",
-            schemas_dir.display()
-        )
-    })?;
+    let t = catalog
+        .record_type(record_type)
+        .with_context(|| format!("no schema for record type `{record_type}` in {}", schemas_dir.display()))?;
     let version = match version {
-        Some(v) => v
-            .parse::<Version>()
-            .map_err(|_| anyhow::anyhow!("`{v}` is not MAJOR.MINOR"))?,
-        None => *t
-            .versions
-            .keys()
-            .last()
-            .context("the record type has no version")?,
+        Some(v) => v.parse::<Version>().map_err(|_| anyhow::anyhow!("`{v}` is not MAJOR.MINOR"))?,
+        None => *t.versions.keys().last().context("the record type has no version")?,
     };
-    let schema = t
-        .version(version)
-        .with_context(|| format!("`{record_type}` has no version {version}"))?;
+    let schema = t.version(version).with_context(|| format!("`{record_type}` has no version {version}"))?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let value = match crate::json::parse_strict(&bytes, 64) {
         Ok(v) => v,
@@ -54,28 +43,14 @@ pub fn run(
     };
     let violations = schema.validate(&value);
     if violations.is_empty() {
-        println!(
-            "{}: {} {version}: {}",
-            file.display(),
-            record_type,
-            lang.pick("valid", "valide")
-        );
+        println!("{}: {} {version}: {}", file.display(), record_type, lang.pick("valid", "valide"));
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{}: {} {version}: {} violation(s)",
-        file.display(),
-        record_type,
-        violations.len()
-    );
+    println!("{}: {} {version}: {} violation(s)", file.display(), record_type, violations.len());
     for v in &violations {
         println!(
             "  {} [{}] {}",
-            if v.pointer.is_empty() {
-                "/"
-            } else {
-                &v.pointer
-            },
+            if v.pointer.is_empty() { "/" } else { &v.pointer },
             v.keyword,
             violation_message(v, lang)
         );
@@ -84,13 +59,10 @@ pub fn run(
 }
 
 fn schemas_dir(config_path: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let text =
+        std::fs::read_to_string(config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
     let raw: crate::config::raw::RawMain =
         toml::from_str(&text).with_context(|| format!("{} is not valid", config_path.display()))?;
-    let base = std::path::absolute(config_path)?
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base = std::path::absolute(config_path)?.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(base.join(raw.schemas_dir.as_deref().unwrap_or("../schemas")))
 }

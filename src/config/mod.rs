@@ -142,8 +142,7 @@ impl Agreement {
     }
 
     fn overlaps(&self, other: &Agreement) -> bool {
-        let ends_before =
-            |a: &Agreement, b: &Agreement| a.valid_until.is_some_and(|u| u <= b.valid_from);
+        let ends_before = |a: &Agreement, b: &Agreement| a.valid_until.is_some_and(|u| u <= b.valid_from);
         !ends_before(self, other) && !ends_before(other, self)
     }
 
@@ -244,9 +243,7 @@ impl Config {
         sender: &'a str,
         record_type: &'a str,
     ) -> impl Iterator<Item = &'a Arc<Agreement>> + 'a {
-        self.agreements
-            .iter()
-            .filter(move |a| &*a.sender == sender && &*a.record_type == record_type)
+        self.agreements.iter().filter(move |a| &*a.sender == sender && &*a.record_type == record_type)
     }
 
     /// Partners that receive records, each once.
@@ -261,10 +258,7 @@ impl Config {
 }
 
 /// Reads the TOML file at `path` into `T`, recording a problem on failure.
-fn read_toml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    problems: &mut Vec<Problem>,
-) -> Option<T> {
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, problems: &mut Vec<Problem>) -> Option<T> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
@@ -283,37 +277,43 @@ fn read_toml<T: serde::de::DeserializeOwned>(
                     format!(" (line {line})")
                 })
                 .unwrap_or_default();
-            problems.push(problem(
-                path,
-                format!("is not valid: {message}{location}"),
-                None,
-            ));
+            problems.push(problem(path, format!("is not valid: {message}{location}"), None));
             None
         }
     }
 }
 
 fn problem(file: &Path, message: impl Into<String>, fix: Option<&str>) -> Problem {
-    Problem {
-        file: file.to_path_buf(),
-        message: message.into(),
-        fix: fix.map(str::to_owned),
-    }
+    Problem { file: file.to_path_buf(), message: message.into(), fix: fix.map(str::to_owned) }
 }
 
 /// Resolves `value` (or `default`) against `base`, the directory of the file that names it.
 fn resolve(base: &Path, value: Option<&str>, default: &str) -> PathBuf {
     let p = Path::new(value.unwrap_or(default));
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
+    normalize(&if p.is_absolute() { p.to_path_buf() } else { base.join(p) })
+}
+
+/// Removes `.` and `..` segments without touching the file system, so messages show
+/// `/srv/passerelle/schemas/...` rather than `/srv/passerelle/config/../schemas/...`.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
     }
+    out
 }
 
 fn parse_instant(text: &str) -> Result<OffsetDateTime, String> {
-    let t = OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|_| format!("`{text}` is not an RFC 3339 date-time"))?;
+    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| format!("`{text}` is not an RFC 3339 date-time"))?;
     if t.offset() != time::UtcOffset::UTC {
         return Err(format!("`{text}` must be in UTC (end it with `Z`)"));
     }
@@ -323,8 +323,7 @@ fn parse_instant(text: &str) -> Result<OffsetDateTime, String> {
 fn is_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -336,7 +335,7 @@ fn ms(value: Option<u64>, default: u64) -> Duration {
 /// Loads and checks the configuration rooted at `path`.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
     let mut problems = Vec::new();
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
     let Some(main) = read_toml::<raw::RawMain>(&path, &mut problems) else {
         return Err(LoadError { problems });
     };
@@ -355,11 +354,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         header_timeout: ms(main.limits.header_timeout_ms, 10_000),
     };
     if limits.max_depth == 0 || limits.max_depth > 128 {
-        problems.push(problem(
-            &path,
-            "limits.max_depth must be between 1 and 128",
-            None,
-        ));
+        problems.push(problem(&path, "limits.max_depth must be between 1 and 128", None));
     }
     let store = StoreSettings {
         sqlite_path: data_dir.join(main.store.path.as_deref().unwrap_or("passerelle.sqlite")),
@@ -385,11 +380,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
             other => {
-                problems.push(problem(
-                    &path,
-                    format!("log.format `{other}` is not one of auto, json, text"),
-                    None,
-                ));
+                problems.push(problem(&path, format!("log.format `{other}` is not one of auto, json, text"), None));
                 LogFormat::Auto
             }
         },
@@ -397,24 +388,11 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     };
 
     let partners = load_partners(&partners_file, &delivery, &mut problems);
-    let api_keys_file = main
-        .api_keys_file
-        .as_deref()
-        .map(|f| resolve(&base, Some(f), ""));
-    let api_keys = load_api_keys(
-        &partners_file,
-        api_keys_file.as_deref(),
-        &partners,
-        &mut problems,
-    );
+    let api_keys_file = main.api_keys_file.as_deref().map(|f| resolve(&base, Some(f), ""));
+    let api_keys = load_api_keys(&partners_file, api_keys_file.as_deref(), &partners, &mut problems);
 
-    let catalog = match SchemaCatalog::load(&schemas_dir) {
-        Ok(catalog) => catalog,
-        Err(schema_problems) => {
-            problems.extend(schema_problems);
-            SchemaCatalog::default()
-        }
-    };
+    let (catalog, schema_problems) = SchemaCatalog::load_partial(&schemas_dir);
+    problems.extend(schema_problems);
     let agreements = load_agreements(&agreements_dir, &partners, &catalog, &mut problems);
 
     if !problems.is_empty() {
@@ -456,46 +434,27 @@ fn load_listen(path: &Path, raw: &raw::RawListen, problems: &mut Vec<Problem>) -
     }
 }
 
-fn load_admin(
-    path: &Path,
-    base: &Path,
-    raw: &raw::RawAdmin,
-    problems: &mut Vec<Problem>,
-) -> AdminSettings {
+fn load_admin(path: &Path, base: &Path, raw: &raw::RawAdmin, problems: &mut Vec<Problem>) -> AdminSettings {
     let mut token = None;
     if let Some(var) = &raw.token_env {
-        token = std::env::var(var)
-            .ok()
-            .filter(|t| !t.is_empty())
-            .map(Arc::from);
+        token = std::env::var(var).ok().filter(|t| !t.is_empty()).map(Arc::from);
     }
-    if token.is_none() {
-        if let Some(file) = &raw.token_file {
-            let file = resolve(base, Some(file), "");
-            match std::fs::read_to_string(&file) {
-                Ok(t) if !t.trim().is_empty() => token = Some(Arc::from(t.trim())),
-                Ok(_) => problems.push(problem(&file, "the admin token file is empty", None)),
-                // A missing token file is not fatal: `demo` creates it; the admin API stays closed.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => problems.push(problem(
-                    path,
-                    format!("admin.token_file cannot be read: {e}"),
-                    None,
-                )),
-            }
+    if token.is_none()
+        && let Some(file) = &raw.token_file
+    {
+        let file = resolve(base, Some(file), "");
+        match std::fs::read_to_string(&file) {
+            Ok(t) if !t.trim().is_empty() => token = Some(Arc::from(t.trim())),
+            Ok(_) => problems.push(problem(&file, "the admin token file is empty", None)),
+            // A missing token file is not fatal: `demo` creates it; the admin API stays closed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(problem(path, format!("admin.token_file cannot be read: {e}"), None)),
         }
     }
-    AdminSettings {
-        token,
-        metrics_open: raw.metrics_open.unwrap_or(true),
-    }
+    AdminSettings { token, metrics_open: raw.metrics_open.unwrap_or(true) }
 }
 
-fn load_partners(
-    file: &Path,
-    delivery: &DeliverySettings,
-    problems: &mut Vec<Problem>,
-) -> Vec<Partner> {
+fn load_partners(file: &Path, delivery: &DeliverySettings, problems: &mut Vec<Problem>) -> Vec<Partner> {
     let Some(raw) = read_toml::<raw::RawPartners>(file, problems) else {
         return Vec::new();
     };
@@ -504,11 +463,7 @@ fn load_partners(
     let mut partners = Vec::new();
     for p in raw.partners {
         if !is_slug(&p.id) {
-            problems.push(problem(
-                file,
-                format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id),
-                None,
-            ));
+            problems.push(problem(file, format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id), None));
             continue;
         }
         if !seen.insert(p.id.clone()) {
@@ -539,10 +494,7 @@ fn load_partners(
             {
                 problems.push(problem(
                     file,
-                    format!(
-                        "partner `{}`: delivery endpoint `{}` is not an http(s) URL",
-                        p.id, d.endpoint
-                    ),
+                    format!("partner `{}`: delivery endpoint `{}` is not an http(s) URL", p.id, d.endpoint),
                     None,
                 ));
             }
@@ -552,22 +504,13 @@ fn load_partners(
                 client_cert_file: d.client_cert_file.map(|f| resolve(base, Some(&f), "")),
                 client_key_file: d.client_key_file.map(|f| resolve(base, Some(&f), "")),
                 bearer_token_env: d.bearer_token_env,
-                timeout: d
-                    .timeout_ms
-                    .map(Duration::from_millis)
-                    .unwrap_or(delivery.attempt_timeout),
-                concurrency: d
-                    .concurrency
-                    .unwrap_or(delivery.concurrency_per_recipient)
-                    .max(1),
+                timeout: d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout),
+                concurrency: d.concurrency.unwrap_or(delivery.concurrency_per_recipient).max(1),
             }
         });
         let rate_limit = p.rate_limit.and_then(|r| {
             if r.per_second.is_finite() && r.per_second > 0.0 {
-                Some(RateLimit {
-                    per_second: r.per_second,
-                    burst: r.burst.unwrap_or(r.per_second).max(1.0),
-                })
+                Some(RateLimit { per_second: r.per_second, burst: r.burst.unwrap_or(r.per_second).max(1.0) })
             } else {
                 problems.push(problem(
                     file,
@@ -602,33 +545,28 @@ fn load_api_keys(
     let known: BTreeSet<&str> = partners.iter().map(|p| &*p.id).collect();
     let mut add = |file: &Path, partner: &str, hex: &str, problems: &mut Vec<Problem>| {
         if !known.contains(partner) {
-            problems.push(problem(
-                file,
-                format!("API keys are listed for unknown partner `{partner}`"),
-                None,
-            ));
+            problems.push(problem(file, format!("API keys are listed for unknown partner `{partner}`"), None));
         } else if let Err(e) = index.add_sha256_hex(Arc::from(partner), hex) {
             problems.push(problem(file, format!("partner `{partner}`: {e}"), None));
         }
     };
     // The partners file may list hashes inline; read it again only for that field.
-    if let Ok(text) = std::fs::read_to_string(partners_file) {
-        if let Ok(raw) = toml::from_str::<raw::RawPartners>(&text) {
-            for p in &raw.partners {
-                for hex in &p.api_key_sha256 {
-                    add(partners_file, &p.id, hex, problems);
-                }
+    if let Ok(text) = std::fs::read_to_string(partners_file)
+        && let Ok(raw) = toml::from_str::<raw::RawPartners>(&text)
+    {
+        for p in &raw.partners {
+            for hex in &p.api_key_sha256 {
+                add(partners_file, &p.id, hex, problems);
             }
         }
     }
-    if let Some(file) = keys_file {
-        if file.exists() {
-            if let Some(raw) = read_toml::<raw::RawApiKeys>(file, problems) {
-                for (partner, hashes) in &raw.keys {
-                    for hex in hashes {
-                        add(file, partner, hex, problems);
-                    }
-                }
+    if let Some(file) = keys_file
+        && file.exists()
+        && let Some(raw) = read_toml::<raw::RawApiKeys>(file, problems)
+    {
+        for (partner, hashes) in &raw.keys {
+            for hex in hashes {
+                add(file, partner, hex, problems);
             }
         }
     }
@@ -644,11 +582,7 @@ fn load_agreements(
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            problems.push(problem(
-                dir,
-                format!("the agreements directory cannot be read: {e}"),
-                None,
-            ));
+            problems.push(problem(dir, format!("the agreements directory cannot be read: {e}"), None));
             return Vec::new();
         }
     };
@@ -660,23 +594,21 @@ fn load_agreements(
 
     let partner_ids: BTreeMap<&str, &Partner> = partners.iter().map(|p| (&*p.id, p)).collect();
     let mut agreements: Vec<Agreement> = Vec::new();
+    let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in files {
         let Some(raw) = read_toml::<raw::RawAgreement>(&file, problems) else {
             continue;
         };
+        if let Some(first) = ids.get(&raw.id) {
+            problems.push(problem(
+                &file,
+                format!("agreement id `{}` is already used by {}", raw.id, first.display()),
+                Some("give each agreement its own id"),
+            ));
+            continue;
+        }
+        ids.insert(raw.id.clone(), file.clone());
         if let Some(agreement) = check_agreement(&file, raw, &partner_ids, catalog, problems) {
-            if let Some(first) = agreements.iter().find(|a| a.id == agreement.id) {
-                problems.push(problem(
-                    &file,
-                    format!(
-                        "agreement id `{}` is already used by {}",
-                        agreement.id,
-                        first.file.display()
-                    ),
-                    Some("give each agreement its own id"),
-                ));
-                continue;
-            }
             agreements.push(agreement);
         }
     }
@@ -720,30 +652,17 @@ fn check_agreement(
     problems: &mut Vec<Problem>,
 ) -> Option<Agreement> {
     let before = problems.len();
-    let mut report =
-        |message: String, fix: Option<&str>| problems.push(problem(file, message, fix));
+    let mut report = |message: String, fix: Option<&str>| problems.push(problem(file, message, fix));
 
     if !is_slug(&raw.id) {
-        report(
-            format!("agreement id `{}` must be a slug (a-z, 0-9, -)", raw.id),
-            None,
-        );
+        report(format!("agreement id `{}` must be a slug (a-z, 0-9, -)", raw.id), None);
     }
     if file.file_stem().and_then(|s| s.to_str()) != Some(raw.id.as_str()) {
-        report(
-            format!(
-                "agreement `{}` must be in a file named `{}.toml`",
-                raw.id, raw.id
-            ),
-            None,
-        );
+        report(format!("agreement `{}` must be in a file named `{}.toml`", raw.id, raw.id), None);
     }
     if !partners.contains_key(raw.sender.as_str()) {
         report(
-            format!(
-                "sender `{}` is not a partner in the partners file",
-                raw.sender
-            ),
+            format!("sender `{}` is not a partner in the partners file", raw.sender),
             Some("add the partner or correct the id"),
         );
     }
@@ -755,40 +674,28 @@ fn check_agreement(
             Mode::Push
         }
     };
-    let valid_from = parse_instant(&raw.valid_from)
-        .map_err(|e| report(format!("valid_from: {e}"), None))
-        .ok();
+    let valid_from = parse_instant(&raw.valid_from).map_err(|e| report(format!("valid_from: {e}"), None)).ok();
     let valid_until = raw
         .valid_until
         .as_deref()
-        .map(|t| {
-            parse_instant(t)
-                .map_err(|e| report(format!("valid_until: {e}"), None))
-                .ok()
-        })
+        .map(|t| parse_instant(t).map_err(|e| report(format!("valid_until: {e}"), None)).ok())
         .unwrap_or(None);
-    if let (Some(from), Some(until)) = (valid_from, valid_until) {
-        if until <= from {
-            report(
-                format!(
-                    "valid_until ({}) is not after valid_from ({})",
-                    raw.valid_until.as_deref().unwrap_or(""),
-                    raw.valid_from
-                ),
-                Some("valid_until is exclusive and must come after valid_from"),
-            );
-        }
+    if let (Some(from), Some(until)) = (valid_from, valid_until)
+        && until <= from
+    {
+        report(
+            format!(
+                "valid_until ({}) is not after valid_from ({})",
+                raw.valid_until.as_deref().unwrap_or(""),
+                raw.valid_from
+            ),
+            Some("valid_until is exclusive and must come after valid_from"),
+        );
     }
 
     let record_type = catalog.record_type(&raw.record_type);
-    if record_type.is_none() {
-        report(
-            format!(
-                "record type `{}` has no schema in the schemas directory",
-                raw.record_type
-            ),
-            None,
-        );
+    if record_type.is_none() && !catalog.is_broken(&raw.record_type) {
+        report(format!("record type `{}` has no schema in the schemas directory", raw.record_type), None);
     }
     if raw.versions.is_empty() {
         report("versions lists no schema version".to_owned(), None);
@@ -799,10 +706,8 @@ fn check_agreement(
             Ok(version) => {
                 if let Some(t) = record_type {
                     match t.version(version) {
-                        None => report(
-                            format!("schema `{}` version {v} does not exist", raw.record_type),
-                            None,
-                        ),
+                        None if catalog.is_broken(&raw.record_type) => {}
+                        None => report(format!("schema `{}` version {v} does not exist", raw.record_type), None),
                         Some(s) if mode == Mode::Request && s.response.is_none() => report(
                             format!(
                                 "request agreement: schema `{}` version {v} has no response schema ({v}.response.json)",
@@ -826,10 +731,7 @@ fn check_agreement(
             (Ok(version), Ok(at)) if versions.contains(&version) => {
                 sunset.insert(version, at);
             }
-            (Ok(_), Ok(_)) => report(
-                format!("sunset names version {v}, which is not in versions"),
-                None,
-            ),
+            (Ok(_), Ok(_)) => report(format!("sunset names version {v}, which is not in versions"), None),
             (Err(_), _) => report(format!("sunset version `{v}` is not MAJOR.MINOR"), None),
             (_, Err(e)) => report(format!("sunset for {v}: {e}"), None),
         }
@@ -840,66 +742,46 @@ fn check_agreement(
         report("the agreement has no recipient".to_owned(), None);
     }
     if mode == Mode::Request && raw.recipients.len() > 1 {
-        report(
-            "a request agreement has exactly one recipient (the responder)".to_owned(),
-            None,
-        );
+        report("a request agreement has exactly one recipient (the responder)".to_owned(), None);
     }
     let mut seen = BTreeSet::new();
     for r in raw.recipients {
         match partners.get(r.partner.as_str()) {
             None => report(
-                format!(
-                    "recipient `{}` is not a partner in the partners file",
-                    r.partner
-                ),
+                format!("recipient `{}` is not a partner in the partners file", r.partner),
                 Some("add the partner or correct the id"),
             ),
             Some(p) if p.delivery.is_none() => report(
-                format!(
-                    "recipient `{}` has no delivery endpoint in the partners file",
-                    r.partner
-                ),
+                format!("recipient `{}` has no delivery endpoint in the partners file", r.partner),
                 Some("add a [partner.delivery] table with its endpoint"),
             ),
             Some(_) => {}
         }
         if r.partner == raw.sender {
-            report(
-                format!("the sender `{}` is also a recipient", r.partner),
-                None,
-            );
+            report(format!("the sender `{}` is also a recipient", r.partner), None);
         }
         if !seen.insert(r.partner.clone()) {
             report(format!("recipient `{}` is listed twice", r.partner), None);
         }
-        let fields = parse_fields(
-            &r.fields,
-            &format!("recipient `{}`", r.partner),
-            &mut report,
-        );
+        let fields = parse_fields(&r.fields, &format!("recipient `{}`", r.partner), &mut report);
         if let Some(t) = record_type {
             for field in fields.pointers() {
                 for version in &versions {
-                    if let Some(s) = t.version(*version) {
-                        if !s.can_produce(field) {
-                            report(
-                                format!(
-                                    "recipient `{}`: field `{field}` cannot be produced by schema `{}` version {version}",
-                                    r.partner, raw.record_type
-                                ),
-                                Some("correct the pointer, or drop the version from versions"),
-                            );
-                        }
+                    if let Some(s) = t.version(*version)
+                        && !s.can_produce(field)
+                    {
+                        report(
+                            format!(
+                                "recipient `{}`: field `{field}` cannot be produced by schema `{}` version {version}",
+                                r.partner, raw.record_type
+                            ),
+                            Some("correct the pointer, or drop the version from versions"),
+                        );
                     }
                 }
             }
         }
-        recipients.push(AgreementRecipient {
-            partner: Arc::from(r.partner.as_str()),
-            fields,
-            ordered: r.ordered,
-        });
+        recipients.push(AgreementRecipient { partner: Arc::from(r.partner.as_str()), fields, ordered: r.ordered });
     }
 
     let response_fields = match mode {
@@ -911,18 +793,16 @@ fn check_agreement(
             if let Some(t) = record_type {
                 for field in fields.pointers() {
                     for version in &versions {
-                        if let Some(response) =
-                            t.version(*version).and_then(|s| s.response.as_ref())
+                        if let Some(response) = t.version(*version).and_then(|s| s.response.as_ref())
+                            && !response.can_produce(field)
                         {
-                            if !response.can_produce(field) {
-                                report(
-                                    format!(
-                                        "response field `{field}` cannot be produced by the response schema of `{}` version {version}",
-                                        raw.record_type
-                                    ),
-                                    None,
-                                );
-                            }
+                            report(
+                                format!(
+                                    "response field `{field}` cannot be produced by the response schema of `{}` version {version}",
+                                    raw.record_type
+                                ),
+                                None,
+                            );
                         }
                     }
                 }
@@ -931,10 +811,7 @@ fn check_agreement(
         }
         Mode::Push => {
             if !raw.response_fields.is_empty() {
-                report(
-                    "response_fields only applies to mode = \"request\"".to_owned(),
-                    None,
-                );
+                report("response_fields only applies to mode = \"request\"".to_owned(), None);
             }
             None
         }
@@ -961,11 +838,7 @@ fn check_agreement(
     })
 }
 
-fn parse_fields(
-    fields: &[String],
-    whose: &str,
-    report: &mut impl FnMut(String, Option<&str>),
-) -> FieldList {
+fn parse_fields(fields: &[String], whose: &str, report: &mut impl FnMut(String, Option<&str>)) -> FieldList {
     let mut pointers = Vec::new();
     if fields.is_empty() {
         report(format!("{whose}: fields is empty"), None);
@@ -975,9 +848,7 @@ fn parse_fields(
             Ok(p) => pointers.push(p),
             Err(e) => report(
                 format!("{whose}: field `{f}`: {e}"),
-                Some(
-                    "fields are JSON Pointers such as /child/date_of_birth; * selects every array element",
-                ),
+                Some("fields are JSON Pointers such as /child/date_of_birth; * selects every array element"),
             ),
         }
     }

@@ -69,14 +69,9 @@ mod tests {
         let p = policy();
         for attempts in 1..8 {
             for jitter in [0.0, 0.25, 0.5, 0.999] {
-                let d = p
-                    .next_delay(attempts, Duration::ZERO, jitter, None)
-                    .unwrap();
+                let d = p.next_delay(attempts, Duration::ZERO, jitter, None).unwrap();
                 let base = Duration::from_secs(1u64 << (attempts - 1)).min(p.max);
-                assert!(
-                    d >= base / 2 && d <= base,
-                    "attempt {attempts} jitter {jitter}: {d:?}"
-                );
+                assert!(d >= base / 2 && d <= base, "attempt {attempts} jitter {jitter}: {d:?}");
             }
         }
     }
@@ -84,14 +79,8 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_and_capped() {
         let p = policy();
-        assert_eq!(
-            p.next_delay(1, Duration::ZERO, 0.0, Some(Duration::from_secs(30))),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            p.next_delay(1, Duration::ZERO, 0.0, Some(Duration::from_secs(99_999))),
-            Some(RETRY_AFTER_CAP)
-        );
+        assert_eq!(p.next_delay(1, Duration::ZERO, 0.0, Some(Duration::from_secs(30))), Some(Duration::from_secs(30)));
+        assert_eq!(p.next_delay(1, Duration::ZERO, 0.0, Some(Duration::from_secs(99_999))), Some(RETRY_AFTER_CAP));
     }
 
     #[test]

@@ -25,10 +25,7 @@ pub enum AttemptOutcome {
     /// A 2xx.
     Accepted { status: u16 },
     /// A status that may succeed later (408, 425, 429, 5xx).
-    Transient {
-        status: u16,
-        retry_after: Option<Duration>,
-    },
+    Transient { status: u16, retry_after: Option<Duration> },
     /// Any other status: retrying will not help.
     Refused { status: u16 },
     /// No answer: connection failure or timeout.
@@ -52,17 +49,9 @@ impl RecipientClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(settings.concurrency)
             .build(connector);
-        let bearer = settings
-            .bearer_token_env
-            .as_deref()
-            .and_then(|var| std::env::var(var).ok())
-            .filter(|t| !t.is_empty());
-        RecipientClient {
-            endpoint: settings.endpoint.clone(),
-            bearer,
-            timeout: settings.timeout,
-            http,
-        }
+        let bearer =
+            settings.bearer_token_env.as_deref().and_then(|var| std::env::var(var).ok()).filter(|t| !t.is_empty());
+        RecipientClient { endpoint: settings.endpoint.clone(), bearer, timeout: settings.timeout, http }
     }
 
     /// Posts one stored projected body, returning the outcome and how long it took.
@@ -70,9 +59,7 @@ impl RecipientClient {
         let started = Instant::now();
         let outcome = match tokio::time::timeout(self.timeout, self.exchange(delivery)).await {
             Ok(outcome) => outcome,
-            Err(_) => AttemptOutcome::Unreachable {
-                error: "timed out".to_owned(),
-            },
+            Err(_) => AttemptOutcome::Unreachable { error: "timed out".to_owned() },
         };
         (outcome, started.elapsed())
     }
@@ -91,10 +78,7 @@ impl RecipientClient {
             .header("Passerelle-Record-Id", &d.record_id)
             .header("Passerelle-Sender", &d.sender)
             .header("Passerelle-Agreement", &d.agreement)
-            .header(
-                "Passerelle-Schema",
-                format!("{}/{}", d.record_type, d.schema_version),
-            );
+            .header("Passerelle-Schema", format!("{}/{}", d.record_type, d.schema_version));
         if let Some(tp) = &d.traceparent {
             request = request.header("traceparent", tp);
         }
@@ -104,29 +88,20 @@ impl RecipientClient {
         let request = match request.body(Full::new(d.body.clone())) {
             Ok(r) => r,
             Err(_) => {
-                return AttemptOutcome::Unreachable {
-                    error: "the request could not be built".to_owned(),
-                };
+                return AttemptOutcome::Unreachable { error: "the request could not be built".to_owned() };
             }
         };
         let response = match self.http.request(request).await {
             Ok(r) => r,
             Err(e) => {
-                return AttemptOutcome::Unreachable {
-                    error: transport_error(&e),
-                };
+                return AttemptOutcome::Unreachable { error: transport_error(&e) };
             }
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after =
+            response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
         // Drain (a bounded amount of) the answer so the connection can be reused.
-        let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await;
+        let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await;
         classify(status, retry_after)
     }
 }
@@ -140,10 +115,7 @@ fn classify(status: StatusCode, retry_after: Option<Duration>) -> AttemptOutcome
     let code = status.as_u16();
     match code {
         200..=299 => AttemptOutcome::Accepted { status: code },
-        408 | 425 | 429 | 500..=599 => AttemptOutcome::Transient {
-            status: code,
-            retry_after,
-        },
+        408 | 425 | 429 | 500..=599 => AttemptOutcome::Transient { status: code, retry_after },
         _ => AttemptOutcome::Refused { status: code },
     }
 }
@@ -161,9 +133,5 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
         }
         source = err.source();
     }
-    if e.is_connect() {
-        "connection failed".to_owned()
-    } else {
-        "the connection closed before an answer".to_owned()
-    }
+    if e.is_connect() { "connection failed".to_owned() } else { "the connection closed before an answer".to_owned() }
 }

@@ -66,12 +66,7 @@ struct Worker {
 
 impl Dispatcher {
     /// Starts one worker per recipient in `config`, and the backlog gauge updater.
-    pub fn start(
-        config: &Config,
-        store: Arc<dyn Store>,
-        metrics: Metrics,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn start(config: &Config, store: Arc<dyn Store>, metrics: Metrics, shutdown: watch::Receiver<bool>) -> Self {
         let instance = uuid::Uuid::now_v7().simple().to_string();
         let mut wakers = HashMap::new();
         let mut tasks = JoinSet::new();
@@ -112,12 +107,7 @@ impl Dispatcher {
             tasks.spawn(Arc::new(worker).run(shutdown.clone()));
         }
         tasks.spawn(observe_backlog(recipients, store, metrics, shutdown));
-        Dispatcher {
-            wakers: Wakers {
-                by_recipient: Arc::new(wakers),
-            },
-            tasks,
-        }
+        Dispatcher { wakers: Wakers { by_recipient: Arc::new(wakers) }, tasks }
     }
 
     /// Waits for the workers to stop after shutdown was signalled.
@@ -187,39 +177,17 @@ impl Worker {
         let age = Duration::from_millis((now - d.created_at).max(0) as u64);
         let jitter = crate::random_unit();
         let (result, label, status, error) = match outcome {
-            AttemptOutcome::Accepted { status } => (
-                AttemptResult::Delivered { status },
-                "delivered",
-                Some(status),
-                None,
-            ),
+            AttemptOutcome::Accepted { status } => {
+                (AttemptResult::Delivered { status }, "delivered", Some(status), None)
+            }
             AttemptOutcome::Refused { status } => {
                 let error = format!("HTTP {status}");
-                (
-                    AttemptResult::Dead {
-                        status: Some(status),
-                        error: error.clone(),
-                    },
-                    "dead",
-                    Some(status),
-                    Some(error),
-                )
+                (AttemptResult::Dead { status: Some(status), error: error.clone() }, "dead", Some(status), Some(error))
             }
-            AttemptOutcome::Transient {
-                status,
-                retry_after,
-            } => self.retry_or_dead(
-                attempt,
-                age,
-                jitter,
-                retry_after,
-                Some(status),
-                format!("HTTP {status}"),
-                now,
-            ),
-            AttemptOutcome::Unreachable { error } => {
-                self.retry_or_dead(attempt, age, jitter, None, None, error, now)
+            AttemptOutcome::Transient { status, retry_after } => {
+                self.retry_or_dead(attempt, age, jitter, retry_after, Some(status), format!("HTTP {status}"), now)
             }
+            AttemptOutcome::Unreachable { error } => self.retry_or_dead(attempt, age, jitter, None, None, error, now),
         };
         DeliveryAttempted {
             delivery_id: d.id,
@@ -233,12 +201,7 @@ impl Worker {
             duration,
         }
         .emit(&self.metrics);
-        let update = AttemptUpdate {
-            delivery_id: d.id,
-            worker: self.worker_id.clone(),
-            at: now,
-            result,
-        };
+        let update = AttemptUpdate { delivery_id: d.id, worker: self.worker_id.clone(), at: now, result };
         if let Err(error) = self.store.finish_attempts(vec![update]).await {
             // The lease will expire and the delivery will be attempted again; the recipient's
             // idempotency key makes that harmless.
@@ -259,26 +222,14 @@ impl Worker {
     ) -> (AttemptResult, &'static str, Option<u16>, Option<String>) {
         match self.backoff.next_delay(attempt, age, jitter, retry_after) {
             Some(delay) => (
-                AttemptResult::Retry {
-                    next_attempt_at: now + delay.as_millis() as i64,
-                    status,
-                    error: error.clone(),
-                },
+                AttemptResult::Retry { next_attempt_at: now + delay.as_millis() as i64, status, error: error.clone() },
                 "retry",
                 status,
                 Some(error),
             ),
             None => {
                 let error = format!("{error}; gave up after {attempt} attempts");
-                (
-                    AttemptResult::Dead {
-                        status,
-                        error: error.clone(),
-                    },
-                    "dead",
-                    status,
-                    Some(error),
-                )
+                (AttemptResult::Dead { status, error: error.clone() }, "dead", status, Some(error))
             }
         }
     }

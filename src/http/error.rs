@@ -65,11 +65,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            RouteNotFound
-            | NoAgreement
-            | UnsupportedVersion { .. }
-            | RecordNotFound
-            | SchemaNotFound => StatusCode::NOT_FOUND,
+            RouteNotFound | NoAgreement | UnsupportedVersion { .. } | RecordNotFound | SchemaNotFound => {
+                StatusCode::NOT_FOUND
+            }
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Unauthenticated => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -77,9 +75,7 @@ impl ApiError {
             UnsupportedMediaType | ContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooLarge { .. } | TooDeep { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Malformed(_) | InvalidIdempotencyKey | BadQuery { .. } | BodyAborted => {
-                StatusCode::BAD_REQUEST
-            }
+            Malformed(_) | InvalidIdempotencyKey | BadQuery { .. } | BodyAborted => StatusCode::BAD_REQUEST,
             Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyConflict => StatusCode::CONFLICT,
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -101,12 +97,9 @@ impl ApiError {
             NotInForce => "forbidden",
             UnsupportedMediaType | ContentEncoding => "unsupported_media_type",
             TooLarge { .. } => "too_large",
-            Malformed(_)
-            | TooDeep { .. }
-            | BodyTimeout
-            | InvalidIdempotencyKey
-            | BadQuery { .. }
-            | BodyAborted => "malformed",
+            Malformed(_) | TooDeep { .. } | BodyTimeout | InvalidIdempotencyKey | BadQuery { .. } | BodyAborted => {
+                "malformed"
+            }
             Invalid { .. } => "invalid",
             IdempotencyConflict => "conflict",
             StoreUnavailable(_) => "unavailable",
@@ -146,33 +139,18 @@ impl ApiError {
             MethodNotAllowed { .. } => ("Method not allowed", "Méthode non permise"),
             Unauthenticated => ("Authentication required", "Authentification requise"),
             RateLimited { .. } => ("Too many requests", "Trop de requêtes"),
-            NoAgreement => (
-                "No agreement for this record type",
-                "Aucune entente pour ce type d'enregistrement",
-            ),
+            NoAgreement => ("No agreement for this record type", "Aucune entente pour ce type d'enregistrement"),
             NotInForce => ("No agreement in force", "Aucune entente en vigueur"),
-            UnsupportedVersion { .. } => (
-                "Schema version not accepted",
-                "Version de schéma non acceptée",
-            ),
+            UnsupportedVersion { .. } => ("Schema version not accepted", "Version de schéma non acceptée"),
             UnsupportedMediaType => ("Unsupported media type", "Type de média non pris en charge"),
-            ContentEncoding => (
-                "Content encoding not accepted",
-                "Encodage de contenu non accepté",
-            ),
+            ContentEncoding => ("Content encoding not accepted", "Encodage de contenu non accepté"),
             TooLarge { .. } => ("Record too large", "Enregistrement trop volumineux"),
             BodyTimeout => ("Body not received in time", "Corps non reçu à temps"),
             Malformed(_) | BodyAborted => ("Malformed JSON", "JSON mal formé"),
             TooDeep { .. } => ("Record nested too deeply", "Enregistrement trop imbriqué"),
-            Invalid { .. } => (
-                "The record does not match its schema",
-                "L'enregistrement ne respecte pas son schéma",
-            ),
+            Invalid { .. } => ("The record does not match its schema", "L'enregistrement ne respecte pas son schéma"),
             InvalidIdempotencyKey => ("Invalid Idempotency-Key", "Idempotency-Key invalide"),
-            IdempotencyConflict => (
-                "Idempotency-Key already used",
-                "Idempotency-Key déjà utilisée",
-            ),
+            IdempotencyConflict => ("Idempotency-Key already used", "Idempotency-Key déjà utilisée"),
             StoreUnavailable(_) => ("Service unavailable", "Service indisponible"),
             RecordNotFound => ("Record not found", "Enregistrement introuvable"),
             SchemaNotFound => ("Schema not found", "Schéma introuvable"),
@@ -283,22 +261,15 @@ impl ApiError {
                 );
             }
             ApiError::UnsupportedVersion { accepted } => {
-                doc["accepted_versions"] =
-                    json!(accepted.iter().map(|v| v.to_string()).collect::<Vec<_>>());
+                doc["accepted_versions"] = json!(accepted.iter().map(|v| v.to_string()).collect::<Vec<_>>());
             }
             _ => {}
         }
         let mut response = Response::new(Full::new(Bytes::from(doc.to_string())));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        headers.insert(
-            header::CONTENT_LANGUAGE,
-            HeaderValue::from_static(lang.code()),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
         match self {
             ApiError::MethodNotAllowed { allow } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -310,10 +281,7 @@ impl ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthenticated => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"passerelle\""),
-                );
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"passerelle\""));
             }
             _ => {}
         }

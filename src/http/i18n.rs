@@ -21,13 +21,7 @@ impl Lang {
         for part in header.split(',') {
             let mut pieces = part.split(';');
             let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = pieces
-                .find_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|q| q.parse::<f32>().ok())
-                })
-                .unwrap_or(1.0);
+            let q = pieces.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
             let lang = if tag == "fr" || tag.starts_with("fr-") {
                 Lang::Fr
             } else if tag == "en" || tag.starts_with("en-") {
@@ -91,20 +85,14 @@ pub fn violation_message(v: &Violation, lang: Lang) -> String {
                 format!("The value must be at most {n} character(s) long.")
             }
         }
-        D::Pattern => lang
-            .pick(
-                "The value does not have the expected form.",
-                "La valeur n'a pas la forme attendue.",
-            )
-            .to_owned(),
+        D::Pattern => {
+            lang.pick("The value does not have the expected form.", "La valeur n'a pas la forme attendue.").to_owned()
+        }
         D::Format(f) => {
             let (en, fr_name) = match f.as_str() {
                 "date" => ("a date (YYYY-MM-DD)", "une date (AAAA-MM-JJ)"),
                 "date-time" => ("a date and time (RFC 3339)", "une date et heure (RFC 3339)"),
-                "time" => (
-                    "a time with offset (HH:MM:SS±HH:MM)",
-                    "une heure avec décalage (HH:MM:SS±HH:MM)",
-                ),
+                "time" => ("a time with offset (HH:MM:SS±HH:MM)", "une heure avec décalage (HH:MM:SS±HH:MM)"),
                 "email" => ("an email address", "une adresse courriel"),
                 "uuid" => ("a UUID", "un UUID"),
                 "uri" => ("a URI", "un URI"),
@@ -130,12 +118,7 @@ pub fn violation_message(v: &Violation, lang: Lang) -> String {
                 format!("The value must be one of: {list}.")
             }
         }
-        D::Const => lang
-            .pick(
-                "The value is not the one expected.",
-                "La valeur n'est pas celle attendue.",
-            )
-            .to_owned(),
+        D::Const => lang.pick("The value is not the one expected.", "La valeur n'est pas celle attendue.").to_owned(),
         D::Minimum(n) => {
             if fr {
                 format!("La valeur doit être supérieure ou égale à {n}.")
@@ -185,12 +168,9 @@ pub fn violation_message(v: &Violation, lang: Lang) -> String {
                 format!("The list must have at most {n} item(s).")
             }
         }
-        D::UniqueItems => lang
-            .pick(
-                "The list must not repeat an item.",
-                "La liste ne doit pas répéter un élément.",
-            )
-            .to_owned(),
+        D::UniqueItems => {
+            lang.pick("The list must not repeat an item.", "La liste ne doit pas répéter un élément.").to_owned()
+        }
         D::MinProperties(n) => {
             if fr {
                 format!("L'objet doit avoir au moins {n} champ(s).")
@@ -205,12 +185,9 @@ pub fn violation_message(v: &Violation, lang: Lang) -> String {
                 format!("The object must have at most {n} field(s).")
             }
         }
-        D::AdditionalProperty => lang
-            .pick(
-                "This field is not allowed by the schema.",
-                "Ce champ n'est pas permis par le schéma.",
-            )
-            .to_owned(),
+        D::AdditionalProperty => {
+            lang.pick("This field is not allowed by the schema.", "Ce champ n'est pas permis par le schéma.").to_owned()
+        }
         D::Combination => lang
             .pick(
                 "The value matches none of the allowed shapes.",

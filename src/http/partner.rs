@@ -62,11 +62,7 @@ impl Endpoint<'_> {
 fn endpoint<'a>(method: &Method, path: &'a str) -> Result<Endpoint<'a>, ApiError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let allow = |allow: &'static str, ok: bool, e: Endpoint<'a>| {
-        if ok {
-            Ok(e)
-        } else {
-            Err(ApiError::MethodNotAllowed { allow })
-        }
+        if ok { Ok(e) } else { Err(ApiError::MethodNotAllowed { allow }) }
     };
     let get = method == Method::GET || method == Method::HEAD;
     let post = method == Method::POST;
@@ -80,9 +76,7 @@ fn endpoint<'a>(method: &Method, path: &'a str) -> Result<Endpoint<'a>, ApiError
         },
         ["v1", "validate", t] if !t.is_empty() => allow("POST", post, Endpoint::Validate(t)),
         ["v1", "schemas"] => allow("GET", get, Endpoint::Schemas),
-        ["v1", "schemas", t, v] if !t.is_empty() && !v.is_empty() => {
-            allow("GET", get, Endpoint::Schema(t, v))
-        }
+        ["v1", "schemas", t, v] if !t.is_empty() && !v.is_empty() => allow("GET", get, Endpoint::Schema(t, v)),
         ["v1", "agreements"] => allow("GET", get, Endpoint::Agreements),
         _ => Err(ApiError::RouteNotFound),
     }
@@ -93,11 +87,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
     let started = Instant::now();
     // The whole request runs under the configuration in force when it arrived.
     let config = shared.config.load_full();
-    let lang = Lang::from_accept_language(
-        req.headers()
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let mut outcome = Outcome::default();
@@ -132,10 +122,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         };
         RecordReceived {
             sender: outcome.sender.as_deref().unwrap_or("unknown"),
-            record_type: config
-                .catalog
-                .record_type(record_type)
-                .map_or("unknown", |t| &t.name),
+            record_type: config.catalog.record_type(record_type).map_or("unknown", |t| &t.name),
             outcome: error.as_ref().map_or(outcome.success, ApiError::outcome),
             status,
             record_id: outcome.record_id.as_deref(),
@@ -144,12 +131,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         }
         .emit(&shared.metrics);
     }
-    RequestServed {
-        route: label,
-        status,
-        latency: started.elapsed(),
-    }
-    .emit(&shared.metrics);
+    RequestServed { route: label, status, latency: started.elapsed() }.emit(&shared.metrics);
     response
 }
 
@@ -163,13 +145,8 @@ struct Outcome<'a> {
 }
 
 fn authenticate(config: &Config, headers: &HeaderMap) -> Result<AuthenticatedPartner, ApiError> {
-    auth::authenticate_api_key(
-        &config.api_keys,
-        headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    )
-    .map_err(|_| ApiError::Unauthenticated)
+    auth::authenticate_api_key(&config.api_keys, headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
+        .map_err(|_| ApiError::Unauthenticated)
 }
 
 /// Checks 5 to 7: agreements, their validity, the schema version.
@@ -192,17 +169,10 @@ fn route_and_version(
             .ok()
             .and_then(|v| v.trim().parse::<Version>().ok())
             .filter(|v| accepted.contains(v))
-            .ok_or_else(|| ApiError::UnsupportedVersion {
-                accepted: accepted.clone(),
-            })?,
+            .ok_or_else(|| ApiError::UnsupportedVersion { accepted: accepted.clone() })?,
     };
     // The catalog holds every version an agreement accepts (checked at load).
-    if config
-        .catalog
-        .record_type(record_type)
-        .and_then(|t| t.version(version))
-        .is_none()
-    {
+    if config.catalog.record_type(record_type).and_then(|t| t.version(version)).is_none() {
         return Err(ApiError::UnsupportedVersion { accepted });
     }
     Ok((route, version))
@@ -213,23 +183,14 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     if headers.contains_key(header::CONTENT_ENCODING) {
         return Err(ApiError::ContentEncoding);
     }
-    let value = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::UnsupportedMediaType)?;
+    let value =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).ok_or(ApiError::UnsupportedMediaType)?;
     let mut parts = value.split(';');
-    if !parts
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("application/json")
-    {
+    if !parts.next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType);
     }
     for param in parts {
-        let (name, val) = param
-            .split_once('=')
-            .ok_or(ApiError::UnsupportedMediaType)?;
+        let (name, val) = param.split_once('=').ok_or(ApiError::UnsupportedMediaType)?;
         let val = val.trim().trim_matches('"');
         if !(name.trim().eq_ignore_ascii_case("charset") && val.eq_ignore_ascii_case("utf-8")) {
             return Err(ApiError::UnsupportedMediaType);
@@ -241,11 +202,8 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Checks 9 and 10: the body within its size limit and time.
 async fn read_body(config: &Config, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = config.limits.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::TooLarge { limit });
     }
@@ -263,28 +221,18 @@ async fn read_body(config: &Config, req: Request<Incoming>) -> Result<Bytes, Api
         }
         Ok(())
     };
-    tokio::time::timeout(config.limits.body_timeout, read)
-        .await
-        .map_err(|_| ApiError::BodyTimeout)??;
+    tokio::time::timeout(config.limits.body_timeout, read).await.map_err(|_| ApiError::BodyTimeout)??;
     Ok(buffer.freeze())
 }
 
 /// Checks 11 to 13: JSON, depth, schema.
-fn parse_and_validate(
-    config: &Config,
-    record_type: &str,
-    version: Version,
-    body: &[u8],
-) -> Result<Value, ApiError> {
+fn parse_and_validate(config: &Config, record_type: &str, version: Version, body: &[u8]) -> Result<Value, ApiError> {
     let value = crate::json::parse_strict(body, config.limits.max_depth).map_err(|e| match e {
         crate::json::JsonError::TooDeep { limit } => ApiError::TooDeep { limit },
         other => ApiError::Malformed(other),
     })?;
-    let schema = config
-        .catalog
-        .record_type(record_type)
-        .and_then(|t| t.version(version))
-        .ok_or(ApiError::NoAgreement)?;
+    let schema =
+        config.catalog.record_type(record_type).and_then(|t| t.version(version)).ok_or(ApiError::NoAgreement)?;
     let violations = schema.validate(&value);
     if !violations.is_empty() {
         return Err(ApiError::Invalid { violations });
@@ -298,10 +246,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         return Ok(None);
     };
     let key = v.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?;
-    if key.is_empty()
-        || key.chars().count() > MAX_IDEMPOTENCY_KEY
-        || !key.bytes().all(|b| (0x20..0x7f).contains(&b))
-    {
+    if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(ApiError::InvalidIdempotencyKey);
     }
     Ok(Some(key.to_owned()))
@@ -311,11 +256,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 fn traceparent(headers: &HeaderMap) -> String {
     if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
         let parts: Vec<&str> = tp.split('-').collect();
-        let hex = |s: &str, n: usize| {
-            s.len() == n
-                && s.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
+        let hex =
+            |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if parts.len() == 4
             && hex(parts[0], 2)
             && parts[0] != "ff"
@@ -327,11 +269,7 @@ fn traceparent(headers: &HeaderMap) -> String {
         }
     }
     let ids = crate::random_bytes::<24>();
-    format!(
-        "00-{}-{}-01",
-        auth::to_hex(&ids[..16]),
-        auth::to_hex(&ids[16..])
-    )
+    format!("00-{}-{}-01", auth::to_hex(&ids[..16]), auth::to_hex(&ids[16..]))
 }
 
 async fn submit<'a>(
@@ -365,9 +303,7 @@ async fn submit<'a>(
             recipient: share.recipient.to_string(),
             agreement: share.agreement.to_string(),
             ordered: share.ordered,
-            body: Bytes::from(crate::json::to_canonical_vec(
-                &recipient.fields.project(&value),
-            )),
+            body: Bytes::from(crate::json::to_canonical_vec(&recipient.fields.project(&value))),
         })
         .collect();
     let receipt = Receipt {
@@ -378,11 +314,7 @@ async fn submit<'a>(
         received_at: crate::clock::rfc3339_ms(received_at),
         deliveries: shares
             .iter()
-            .map(|(s, _)| ReceiptDelivery {
-                recipient: &s.recipient,
-                agreement: &s.agreement,
-                status: "queued",
-            })
+            .map(|(s, _)| ReceiptDelivery { recipient: &s.recipient, agreement: &s.agreement, status: "queued" })
             .collect(),
     }
     .to_bytes();
@@ -410,9 +342,8 @@ async fn submit<'a>(
             (receipt, false)
         }
         Ok(CommitOutcome::Duplicate { receipt }) => {
-            outcome.record_id = serde_json::from_slice::<Value>(&receipt)
-                .ok()
-                .and_then(|r| r["record_id"].as_str().map(str::to_owned));
+            outcome.record_id =
+                serde_json::from_slice::<Value>(&receipt).ok().and_then(|r| r["record_id"].as_str().map(str::to_owned));
             outcome.success = "duplicate";
             (receipt, true)
         }
@@ -422,11 +353,7 @@ async fn submit<'a>(
             return Err(ApiError::StoreUnavailable(e.to_string()));
         }
     };
-    let location = outcome
-        .record_id
-        .as_deref()
-        .map(|id| format!("/v1/records/{id}"))
-        .unwrap_or_default();
+    let location = outcome.record_id.as_deref().map(|id| format!("/v1/records/{id}")).unwrap_or_default();
     let mut response = json_response(StatusCode::ACCEPTED, receipt.to_vec());
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -442,9 +369,7 @@ async fn submit<'a>(
 fn add_deprecation(h: &mut HeaderMap, route: &Route, version: Version) {
     if let Some(sunset) = route.sunset(version) {
         // RFC 9745: the version is deprecated now; RFC 8594: it stops being accepted at `sunset`.
-        if let Ok(v) =
-            HeaderValue::from_str(&format!("@{}", OffsetDateTime::now_utc().unix_timestamp()))
-        {
+        if let Ok(v) = HeaderValue::from_str(&format!("@{}", OffsetDateTime::now_utc().unix_timestamp())) {
             h.insert("deprecation", v);
         }
         if let Ok(v) = HeaderValue::from_str(&crate::clock::http_date(sunset)) {
@@ -461,21 +386,14 @@ async fn validate<'a>(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let partner = authenticate(config, req.headers())?;
     outcome.sender = Some(partner.id.to_string());
-    let (route, version) = route_and_version(
-        config,
-        &partner.id,
-        record_type,
-        req.headers(),
-        OffsetDateTime::now_utc(),
-    )?;
+    let (route, version) =
+        route_and_version(config, &partner.id, record_type, req.headers(), OffsetDateTime::now_utc())?;
     check_media_type(req.headers())?;
     let body = read_body(config, req).await?;
     parse_and_validate(config, record_type, version, &body)?;
     let mut response = json_response(
         StatusCode::OK,
-        json!({"valid": true, "record_type": record_type, "schema_version": version})
-            .to_string()
-            .into_bytes(),
+        json!({"valid": true, "record_type": record_type, "schema_version": version}).to_string().into_bytes(),
     );
     add_deprecation(response.headers_mut(), &route, version);
     Ok(response)
@@ -497,10 +415,7 @@ async fn record_status(
         .await
         .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?
         .ok_or(ApiError::RecordNotFound)?;
-    Ok(json_response(
-        StatusCode::OK,
-        serde_json::to_vec(&view).unwrap_or_default(),
-    ))
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&view).unwrap_or_default()))
 }
 
 fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
@@ -542,9 +457,7 @@ async fn list_records(
     let query = req.uri().query().unwrap_or("");
     let status = match query_param(query, "status") {
         None | Some("") => None,
-        Some(s) => Some(RecordState::parse(s).ok_or(ApiError::BadQuery {
-            parameter: "status",
-        })?),
+        Some(s) => Some(RecordState::parse(s).ok_or(ApiError::BadQuery { parameter: "status" })?),
     };
     let since = match query_param(query, "since") {
         None | Some("") => None,
@@ -565,34 +478,19 @@ async fn list_records(
     let before = match query_param(query, "cursor") {
         None | Some("") => None,
         Some(c) => {
-            let (at, id) = c.split_once('.').ok_or(ApiError::BadQuery {
-                parameter: "cursor",
-            })?;
-            Some((
-                at.parse::<i64>().map_err(|_| ApiError::BadQuery {
-                    parameter: "cursor",
-                })?,
-                id.to_owned(),
-            ))
+            let (at, id) = c.split_once('.').ok_or(ApiError::BadQuery { parameter: "cursor" })?;
+            Some((at.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "cursor" })?, id.to_owned()))
         }
     };
     let records = shared
         .store
-        .list_records(RecordQuery {
-            sender: partner.id.to_string(),
-            status,
-            since,
-            before,
-            limit,
-        })
+        .list_records(RecordQuery { sender: partner.id.to_string(), status, since, before, limit })
         .await
         .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     let next = (records.len() == limit)
         .then(|| records.last())
         .flatten()
-        .and_then(|r| {
-            crate::clock::parse_rfc3339_ms(&r.received_at).map(|at| format!("{at}.{}", r.record_id))
-        });
+        .and_then(|r| crate::clock::parse_rfc3339_ms(&r.received_at).map(|at| format!("{at}.{}", r.record_id)));
     let body = json!({ "records": records, "next_cursor": next });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }
@@ -601,11 +499,7 @@ async fn list_records(
 fn schema_entries(config: &Config, partner: &str) -> Vec<(String, Version, &'static str)> {
     let mut entries = Vec::new();
     for a in config.agreements.iter().filter(|a| a.is_party(partner)) {
-        let role = if &*a.sender == partner {
-            "send"
-        } else {
-            "receive"
-        };
+        let role = if &*a.sender == partner { "send" } else { "receive" };
         for v in &a.versions {
             let entry = (a.record_type.to_string(), *v, role);
             if !entries.contains(&entry) {
@@ -623,10 +517,7 @@ fn schemas(config: &Config, req: &Request<Incoming>) -> Result<Response<Full<Byt
         .into_iter()
         .map(|(t, v, role)| json!({"record_type": t, "version": v, "role": role, "href": format!("/v1/schemas/{t}/{v}")}))
         .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        json!({ "schemas": list }).to_string().into_bytes(),
-    ))
+    Ok(json_response(StatusCode::OK, json!({ "schemas": list }).to_string().into_bytes()))
 }
 
 fn schema(
@@ -637,25 +528,13 @@ fn schema(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let partner = authenticate(config, req.headers())?;
     let version: Version = version.parse().map_err(|_| ApiError::SchemaNotFound)?;
-    if !schema_entries(config, &partner.id)
-        .iter()
-        .any(|(t, v, _)| t == record_type && *v == version)
-    {
+    if !schema_entries(config, &partner.id).iter().any(|(t, v, _)| t == record_type && *v == version) {
         return Err(ApiError::SchemaNotFound);
     }
-    let schema = config
-        .catalog
-        .record_type(record_type)
-        .and_then(|t| t.version(version))
-        .ok_or(ApiError::SchemaNotFound)?;
-    let mut response = json_response(
-        StatusCode::OK,
-        serde_json::to_vec(&*schema.document).unwrap_or_default(),
-    );
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/schema+json"),
-    );
+    let schema =
+        config.catalog.record_type(record_type).and_then(|t| t.version(version)).ok_or(ApiError::SchemaNotFound)?;
+    let mut response = json_response(StatusCode::OK, serde_json::to_vec(&*schema.document).unwrap_or_default());
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/schema+json"));
     Ok(response)
 }
 
@@ -690,8 +569,5 @@ fn agreements(config: &Config, req: &Request<Incoming>) -> Result<Response<Full<
             })
         })
         .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        json!({ "agreements": list }).to_string().into_bytes(),
-    ))
+    Ok(json_response(StatusCode::OK, json!({ "agreements": list }).to_string().into_bytes()))
 }

@@ -153,18 +153,9 @@ pub struct AttemptUpdate {
 
 #[derive(Debug, Clone)]
 pub enum AttemptResult {
-    Delivered {
-        status: u16,
-    },
-    Retry {
-        next_attempt_at: i64,
-        status: Option<u16>,
-        error: String,
-    },
-    Dead {
-        status: Option<u16>,
-        error: String,
-    },
+    Delivered { status: u16 },
+    Retry { next_attempt_at: i64, status: Option<u16>, error: String },
+    Dead { status: Option<u16>, error: String },
 }
 
 /// One delivery as shown to the record's sender.

@@ -81,14 +81,8 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 )];
 
 enum WriteOp {
-    Commit(
-        Box<NewRecord>,
-        oneshot::Sender<Result<CommitOutcome, StoreError>>,
-    ),
-    Claim(
-        ClaimRequest,
-        oneshot::Sender<Result<Vec<ClaimedDelivery>, StoreError>>,
-    ),
+    Commit(Box<NewRecord>, oneshot::Sender<Result<CommitOutcome, StoreError>>),
+    Claim(ClaimRequest, oneshot::Sender<Result<Vec<ClaimedDelivery>, StoreError>>),
     Finish(Vec<AttemptUpdate>, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -131,13 +125,11 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let current: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
     for (version, sql) in MIGRATIONS {
         if *version > current {
             tx.execute_batch(sql)?;
@@ -168,10 +160,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writes,
             commit_timeout: options.commit_timeout,
-            readers: Arc::new(ReadPool {
-                path: options.path,
-                idle: Mutex::new(Vec::new()),
-            }),
+            readers: Arc::new(ReadPool { path: options.path, idle: Mutex::new(Vec::new()) }),
         })
     }
 
@@ -204,10 +193,10 @@ impl SqliteStore {
                 _ => open(&pool.path).map_err(engine)?,
             };
             let result = f(&conn).map_err(engine);
-            if let Ok(mut idle) = pool.idle.lock() {
-                if idle.len() < 4 {
-                    idle.push(conn);
-                }
+            if let Ok(mut idle) = pool.idle.lock()
+                && idle.len() < 4
+            {
+                idle.push(conn);
             }
             result
         })
@@ -238,15 +227,10 @@ impl Writer {
 
     fn run_batch(&mut self, batch: &mut Vec<WriteOp>) {
         let started = Instant::now();
-        let records = batch
-            .iter()
-            .filter(|op| matches!(op, WriteOp::Commit(..)))
-            .count();
+        let records = batch.iter().filter(|op| matches!(op, WriteOp::Commit(..))).count();
         let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
         let outcome = (|| -> rusqlite::Result<()> {
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for op in batch.iter() {
                 answers.push(match op {
                     WriteOp::Commit(record, _) => Answer::Commit(commit_record(&tx, record)?),
@@ -260,30 +244,17 @@ impl Writer {
             tx.commit()
         })();
         if records > 0 {
-            StoreCommitted {
-                records,
-                duration: started.elapsed(),
-                ok: outcome.is_ok(),
-            }
-            .emit(&self.metrics);
+            StoreCommitted { records, duration: started.elapsed(), ok: outcome.is_ok() }.emit(&self.metrics);
         }
         let failure = outcome.err().map(|e| e.to_string());
         let mut answers = answers.into_iter();
         for op in batch.drain(..) {
-            let answer = if failure.is_none() {
-                answers.next()
-            } else {
-                None
-            };
+            let answer = if failure.is_none() { answers.next() } else { None };
             let error = || StoreError::Engine(failure.clone().unwrap_or_default());
             // A caller that gave up has dropped its receiver; its answer is simply discarded.
             match (op, answer) {
-                (WriteOp::Commit(_, reply), Some(Answer::Commit(outcome))) => {
-                    drop(reply.send(Ok(outcome)))
-                }
-                (WriteOp::Claim(_, reply), Some(Answer::Claim(claimed))) => {
-                    drop(reply.send(Ok(claimed)))
-                }
+                (WriteOp::Commit(_, reply), Some(Answer::Commit(outcome))) => drop(reply.send(Ok(outcome))),
+                (WriteOp::Claim(_, reply), Some(Answer::Claim(claimed))) => drop(reply.send(Ok(claimed))),
                 (WriteOp::Finish(_, reply), Some(Answer::Finish)) => drop(reply.send(Ok(()))),
                 (WriteOp::Commit(_, reply), _) => drop(reply.send(Err(error()))),
                 (WriteOp::Claim(_, reply), _) => drop(reply.send(Err(error()))),
@@ -299,10 +270,7 @@ enum Answer {
     Finish,
 }
 
-fn commit_record(
-    tx: &rusqlite::Transaction<'_>,
-    record: &NewRecord,
-) -> rusqlite::Result<CommitOutcome> {
+fn commit_record(tx: &rusqlite::Transaction<'_>, record: &NewRecord) -> rusqlite::Result<CommitOutcome> {
     if let Some(key) = &record.idempotency_key {
         let existing: Option<(Vec<u8>, Vec<u8>)> = tx
             .prepare_cached("SELECT body_sha256, receipt FROM records WHERE sender = ?1 AND idempotency_key = ?2")?
@@ -310,9 +278,7 @@ fn commit_record(
             .optional()?;
         if let Some((digest, receipt)) = existing {
             return Ok(if digest == record.body_sha256 {
-                CommitOutcome::Duplicate {
-                    receipt: Bytes::from(receipt),
-                }
+                CommitOutcome::Duplicate { receipt: Bytes::from(receipt) }
             } else {
                 CommitOutcome::Conflict
             });
@@ -352,17 +318,12 @@ fn commit_record(
         "INSERT INTO audit_log (at, kind, actor, record_id, body_digest, outcome) VALUES (?1, 'record.accepted', ?2, ?3, ?4, 'accepted')",
     )?
     .execute(params![record.received_at, record.sender, record.record_id, &record.audit_digest[..]])?;
-    Ok(CommitOutcome::Accepted {
-        receipt: record.receipt.clone(),
-    })
+    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone() })
 }
 
 const CLAIM_COLUMNS: &str = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until";
 
-fn claim_due(
-    tx: &rusqlite::Transaction<'_>,
-    claim: &ClaimRequest,
-) -> rusqlite::Result<Vec<ClaimedDelivery>> {
+fn claim_due(tx: &rusqlite::Transaction<'_>, claim: &ClaimRequest) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let sql = if claim.head_only {
         // The head of the recipient's queue, whatever its state: if it is not due or is held by
         // another worker, nothing behind it may go either.
@@ -379,19 +340,13 @@ fn claim_due(
     };
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = if claim.head_only {
-        stmt.query_map(params![claim.recipient], claimed_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?
+        stmt.query_map(params![claim.recipient], claimed_row)?.collect::<rusqlite::Result<Vec<_>>>()?
     } else {
-        stmt.query_map(
-            params![claim.recipient, claim.now, claim.limit as i64],
-            claimed_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?
+        stmt.query_map(params![claim.recipient, claim.now, claim.limit as i64], claimed_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?
     };
     let mut claimed = Vec::with_capacity(rows.len());
-    let mut lease = tx.prepare_cached(
-        "UPDATE deliveries SET claimed_until = ?1, claimed_by = ?2 WHERE id = ?3",
-    )?;
+    let mut lease = tx.prepare_cached("UPDATE deliveries SET claimed_until = ?1, claimed_by = ?2 WHERE id = ?3")?;
     for (delivery, next_attempt_at, claimed_until) in rows {
         if claim.head_only && (next_attempt_at > claim.now || claimed_until >= claim.now) {
             continue;
@@ -423,10 +378,7 @@ fn claimed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ClaimedDelivery, i64,
     ))
 }
 
-fn finish_attempts(
-    tx: &rusqlite::Transaction<'_>,
-    updates: &[AttemptUpdate],
-) -> rusqlite::Result<()> {
+fn finish_attempts(tx: &rusqlite::Transaction<'_>, updates: &[AttemptUpdate]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "UPDATE deliveries SET status = ?1, attempts = attempts + 1, last_attempt_at = ?2, last_status = ?3, last_error = ?4,
              next_attempt_at = ?5, delivered_at = ?6, claimed_until = 0, claimed_by = NULL
@@ -434,42 +386,13 @@ fn finish_attempts(
     )?;
     for u in updates {
         let (status, code, error, next, delivered) = match &u.result {
-            AttemptResult::Delivered { status } => (
-                DeliveryStatus::Delivered,
-                Some(*status),
-                None,
-                u.at,
-                Some(u.at),
-            ),
-            AttemptResult::Retry {
-                next_attempt_at,
-                status,
-                error,
-            } => (
-                DeliveryStatus::Retrying,
-                *status,
-                Some(error.as_str()),
-                *next_attempt_at,
-                None,
-            ),
-            AttemptResult::Dead { status, error } => (
-                DeliveryStatus::Dead,
-                *status,
-                Some(error.as_str()),
-                u.at,
-                None,
-            ),
+            AttemptResult::Delivered { status } => (DeliveryStatus::Delivered, Some(*status), None, u.at, Some(u.at)),
+            AttemptResult::Retry { next_attempt_at, status, error } => {
+                (DeliveryStatus::Retrying, *status, Some(error.as_str()), *next_attempt_at, None)
+            }
+            AttemptResult::Dead { status, error } => (DeliveryStatus::Dead, *status, Some(error.as_str()), u.at, None),
         };
-        stmt.execute(params![
-            status.as_str(),
-            u.at,
-            code,
-            error,
-            next,
-            delivered,
-            u.delivery_id,
-            u.worker
-        ])?;
+        stmt.execute(params![status.as_str(), u.at, code, error, next, delivered, u.delivery_id, u.worker])?;
     }
     Ok(())
 }
@@ -491,8 +414,7 @@ fn record_views(
     for (record_id, record_type, schema_version, received_at, state) in rows {
         let deliveries = stmt
             .query_map(params![record_id], |r| {
-                let status = DeliveryStatus::parse(&r.get::<_, String>(2)?)
-                    .unwrap_or(DeliveryStatus::Queued);
+                let status = DeliveryStatus::parse(&r.get::<_, String>(2)?).unwrap_or(DeliveryStatus::Queued);
                 let pending = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
                 Ok(DeliveryView {
                     recipient: r.get(0)?,
@@ -501,9 +423,7 @@ fn record_views(
                     attempts: r.get(3)?,
                     last_attempt_at: r.get::<_, Option<i64>>(4)?.map(crate::clock::rfc3339_ms),
                     delivered_at: r.get::<_, Option<i64>>(5)?.map(crate::clock::rfc3339_ms),
-                    next_attempt_at: pending
-                        .then(|| r.get::<_, i64>(6).map(crate::clock::rfc3339_ms))
-                        .transpose()?,
+                    next_attempt_at: pending.then(|| r.get::<_, i64>(6).map(crate::clock::rfc3339_ms)).transpose()?,
                     last_error: r.get(7)?,
                 })
             })?

@@ -26,15 +26,9 @@ pub struct RecordReceived<'a> {
 
 impl RecordReceived<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        metrics
-            .records_received
-            .with_label_values(&[self.sender, self.record_type, self.outcome])
-            .inc();
+        metrics.records_received.with_label_values(&[self.sender, self.record_type, self.outcome]).inc();
         for v in self.violations {
-            metrics
-                .validation_violations
-                .with_label_values(&[self.record_type, v.keyword])
-                .inc();
+            metrics.validation_violations.with_label_values(&[self.record_type, v.keyword]).inc();
         }
         let latency_ms = self.latency.as_secs_f64() * 1000.0;
         if self.status < 400 {
@@ -77,10 +71,7 @@ impl RequestServed {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        metrics
-            .request_duration
-            .with_label_values(&[self.route, class])
-            .observe(self.latency.as_secs_f64());
+        metrics.request_duration.with_label_values(&[self.route, class]).observe(self.latency.as_secs_f64());
         debug!(
             message = "Request served.",
             route = self.route,
@@ -108,14 +99,8 @@ pub struct DeliveryAttempted<'a> {
 
 impl DeliveryAttempted<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        metrics
-            .deliveries
-            .with_label_values(&[self.recipient, self.agreement, self.outcome])
-            .inc();
-        metrics
-            .delivery_attempt_duration
-            .with_label_values(&[self.recipient])
-            .observe(self.duration.as_secs_f64());
+        metrics.deliveries.with_label_values(&[self.recipient, self.agreement, self.outcome]).inc();
+        metrics.delivery_attempt_duration.with_label_values(&[self.recipient]).observe(self.duration.as_secs_f64());
         let duration_ms = self.duration.as_secs_f64() * 1000.0;
         let status = self.status.unwrap_or(0);
         let error = self.error.unwrap_or("");
@@ -157,9 +142,7 @@ pub struct StoreCommitted {
 impl StoreCommitted {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.store_commit_batch_size.observe(self.records as f64);
-        metrics
-            .store_commit_duration
-            .observe(self.duration.as_secs_f64());
+        metrics.store_commit_duration.observe(self.duration.as_secs_f64());
         if self.ok {
             debug!(
                 message = "Store committed.",
@@ -182,17 +165,8 @@ pub struct BacklogObserved<'a> {
 
 impl BacklogObserved<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        metrics
-            .deliveries_pending
-            .with_label_values(&[self.recipient])
-            .set(self.pending);
-        metrics
-            .delivery_oldest_pending
-            .with_label_values(&[self.recipient])
-            .set(self.oldest_pending_seconds);
-        metrics
-            .deliveries_dead
-            .with_label_values(&[self.recipient])
-            .set(self.dead);
+        metrics.deliveries_pending.with_label_values(&[self.recipient]).set(self.pending);
+        metrics.delivery_oldest_pending.with_label_values(&[self.recipient]).set(self.oldest_pending_seconds);
+        metrics.deliveries_dead.with_label_values(&[self.recipient]).set(self.dead);
     }
 }

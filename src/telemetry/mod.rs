@@ -9,8 +9,7 @@ pub mod events;
 pub mod logging;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The gateway's metrics, one registry per running gateway (so tests can run several at once).
@@ -32,9 +31,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
 }
 
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -43,9 +41,7 @@ impl Metrics {
             ($metric:expr) => {{
                 let m = $metric;
                 // Names are fixed and unique; registration only fails on a programming error.
-                registry
-                    .register(Box::new(m.clone()))
-                    .expect("metric names are unique");
+                registry.register(Box::new(m.clone())).expect("metric names are unique");
                 m
             }};
         }
@@ -53,11 +49,7 @@ impl Metrics {
             IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
-            HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-                labels,
-            )
-            .expect("valid metric")
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid metric")
         };
         let metrics = Metrics {
             records_received: register!(counter(
@@ -89,10 +81,7 @@ impl Metrics {
             )),
             deliveries_pending: register!(
                 IntGaugeVec::new(
-                    Opts::new(
-                        "passerelle_deliveries_pending",
-                        "Deliveries queued or retrying, by recipient."
-                    ),
+                    Opts::new("passerelle_deliveries_pending", "Deliveries queued or retrying, by recipient."),
                     &["recipient"]
                 )
                 .expect("valid metric")
@@ -109,10 +98,7 @@ impl Metrics {
             ),
             deliveries_dead: register!(
                 IntGaugeVec::new(
-                    Opts::new(
-                        "passerelle_deliveries_dead",
-                        "Dead deliveries waiting for an operator, by recipient."
-                    ),
+                    Opts::new("passerelle_deliveries_dead", "Dead deliveries waiting for an operator, by recipient."),
                     &["recipient"]
                 )
                 .expect("valid metric")
@@ -133,9 +119,7 @@ impl Metrics {
                         "passerelle_store_commit_batch_size",
                         "Records carried by one store transaction (group commit)."
                     )
-                    .buckets(vec![
-                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0
-                    ])
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0])
                 )
                 .expect("valid metric")
             ),
@@ -156,18 +140,10 @@ impl Metrics {
             )),
             registry,
         };
-        let build_info = IntGaugeVec::new(
-            Opts::new("passerelle_build_info", "The running build."),
-            &["version"],
-        )
-        .expect("valid metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        metrics
-            .registry
-            .register(Box::new(build_info))
-            .expect("metric names are unique");
+        let build_info = IntGaugeVec::new(Opts::new("passerelle_build_info", "The running build."), &["version"])
+            .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        metrics.registry.register(Box::new(build_info)).expect("metric names are unique");
         metrics
     }
 

@@ -1,0 +1,168 @@
+//! `passerelle check` and `passerelle validate`: every configuration mistake named with its file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::*;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() { copy_dir(&path, &target) } else { std::fs::copy(&path, &target).map(|_| ()).unwrap() }
+    }
+}
+
+/// A copy of the shipped configuration and schemas, to break.
+fn shipped() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("config"), &dir.path().join("config"));
+    copy_dir(&repo().join("schemas"), &dir.path().join("schemas"));
+    let main = dir.path().join("config/passerelle.toml");
+    (dir, main)
+}
+
+fn check(main: &Path) -> (i32, String) {
+    let out = Command::new(binary()).args(["check", "--config", main.to_str().unwrap()]).output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// The problem lines printed under `file`'s heading.
+fn problems_of(output: &str, file: &str) -> String {
+    let mut lines = output.lines().skip_while(|l| !l.ends_with(file) || l.starts_with(' '));
+    let mut found = String::new();
+    lines.next().unwrap_or_else(|| panic!("no heading for {file} in:\n{output}"));
+    for l in lines.take_while(|l| l.starts_with(' ')) {
+        found.push_str(l);
+        found.push('\n');
+    }
+    found
+}
+
+#[test]
+fn the_shipped_configuration_is_clean() {
+    let (code, out) = check(&repo().join("config/passerelle.toml"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK (6 partners, 6 agreements, 3 record types)"), "{out}");
+}
+
+#[test]
+fn every_kind_of_mistake_is_reported_with_its_file() {
+    let (dir, main) = shipped();
+    let agreements = dir.path().join("config/agreements");
+    // An unknown partner in an agreement.
+    edit(&agreements.join("address-change-on.toml"), "partner = \"ottawa-city\"", "partner = \"gatineau-city\"");
+    // valid_until before valid_from.
+    edit(
+        &agreements.join("birth-federal-on.toml"),
+        "valid_until = \"2031-01-01T00:00:00Z\"",
+        "valid_until = \"2025-01-01T00:00:00Z\"",
+    );
+    // A field that one accepted version (1.0) cannot produce.
+    edit(
+        &agreements.join("birth-ohip.toml"),
+        "\"/registration_number\",",
+        "\"/registration_number\",\n  \"/sin_application\",",
+    );
+    // A recipient in two agreements in force for the same sender and type.
+    std::fs::write(
+        agreements.join("birth-ottawa-extra.toml"),
+        std::fs::read_to_string(repo().join("config/agreements/birth-ottawa.toml"))
+            .unwrap()
+            .replace("id = \"birth-ottawa\"", "id = \"birth-ottawa-extra\""),
+    )
+    .unwrap();
+    // A duplicate partner id.
+    let partners = dir.path().join("config/partners.toml");
+    let text = std::fs::read_to_string(&partners).unwrap();
+    std::fs::write(&partners, format!("{text}\n[[partner]]\nid = \"ottawa-city\"\nname_en = \"Again\"\nname_fr = \"Encore\"\njurisdiction = \"municipal\"\nregion = \"ON-Ottawa\"\n")).unwrap();
+    // A schema that does not compile.
+    std::fs::write(
+        dir.path().join("schemas/address-change/1.0.json"),
+        r#"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "strin"}"#,
+    )
+    .unwrap();
+
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    let ottawa = problems_of(&out, "address-change-on.toml");
+    assert!(ottawa.contains("recipient `gatineau-city` is not a partner in the partners file"), "{out}");
+    let federal = problems_of(&out, "birth-federal-on.toml");
+    assert!(
+        federal.contains("valid_until (2025-01-01T00:00:00Z) is not after valid_from (2026-01-01T00:00:00Z)"),
+        "{out}"
+    );
+    let ohip = problems_of(&out, "birth-ohip.toml");
+    assert!(
+        ohip.contains("field `/sin_application` cannot be produced by schema `birth-registration` version 1.0"),
+        "{out}"
+    );
+    assert!(!ohip.contains("version 1.1"), "1.1 has the field: {out}");
+    let overlap = problems_of(&out, "birth-ottawa.toml");
+    assert!(overlap.contains("recipient `ottawa-city` also appears in agreement `birth-ottawa-extra` for the same sender `on-vital-stats` and type `birth-registration` while both are in force"), "{out}");
+    let partners = problems_of(&out, "partners.toml");
+    assert!(partners.contains("partner id `ottawa-city` is defined twice"), "{out}");
+    let schema = problems_of(&out, "address-change/1.0.json");
+    assert!(schema.contains("does not compile"), "{out}");
+    assert!(out.contains("fix: "), "fixes are suggested: {out}");
+}
+
+#[test]
+fn duplicate_agreement_ids_and_unknown_keys_are_reported() {
+    let (dir, main) = shipped();
+    let agreements = dir.path().join("config/agreements");
+    std::fs::copy(agreements.join("birth-ottawa.toml"), agreements.join("birth-ottawa-copy.toml")).unwrap();
+    edit(&agreements.join("address-change-on.toml"), "mode = \"push\"", "mode = \"push\"\ncolour = \"blue\"");
+    let (code, out) = check(&main);
+    assert_eq!(code, 1);
+    assert!(out.contains("agreement id `birth-ottawa` is already used by"), "{out}");
+    let address = problems_of(&out, "address-change-on.toml");
+    assert!(address.contains("unknown field `colour`"), "{out}");
+}
+
+#[test]
+fn an_unknown_sender_and_a_missing_schema_version_are_reported() {
+    let (dir, main) = shipped();
+    let agreements = dir.path().join("config/agreements");
+    edit(&agreements.join("birth-federal-nt.toml"), "sender = \"nt-vital-stats\"", "sender = \"yt-vital-stats\"");
+    edit(&agreements.join("address-change-on.toml"), "versions = [\"1.0\"]", "versions = [\"1.0\", \"2.0\"]");
+    let (code, out) = check(&main);
+    assert_eq!(code, 1);
+    assert!(problems_of(&out, "birth-federal-nt.toml").contains("sender `yt-vital-stats` is not a partner"), "{out}");
+    assert!(
+        problems_of(&out, "address-change-on.toml").contains("schema `address-change` version 2.0 does not exist"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_checks_a_file_from_the_command_line() {
+    let run = |args: &[&str]| {
+        let out = Command::new(binary()).current_dir(repo()).args(args).output().unwrap();
+        (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = run(&["validate", "birth-registration", "tests/data/records/birth-registration-1.1.json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("birth-registration 1.1: valid"));
+    let (code, out) =
+        run(&["validate", "birth-registration", "tests/data/records/birth-registration-1.1-invalid.json", "--fr"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("8 violation(s)"), "{out}");
+    assert!(out.contains("/parents/0/address/postal_code [pattern] La valeur n'a pas la forme attendue."), "{out}");
+    assert!(!out.contains("m6j 2j1"), "values are not echoed");
+    let (code, _) = run(&[
+        "validate",
+        "birth-registration",
+        "tests/data/records/birth-registration-1.0.json",
+        "--schema-version",
+        "1.0",
+    ]);
+    assert_eq!(code, 0);
+}

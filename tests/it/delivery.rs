@@ -1,0 +1,208 @@
+//! Delivery: retries with backoff, dead letters, redirects, and isolation between recipients.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+async fn post_birth(gw: &TestGateway) -> String {
+    let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    r.json()["record_id"].as_str().unwrap().to_owned()
+}
+
+async fn status_of(gw: &TestGateway, id: &str) -> Value {
+    gw.client.get(&format!("/v1/records/{id}"), gw.key("on-vital-stats")).await.json()
+}
+
+fn delivery<'a>(view: &'a Value, recipient: &str) -> &'a Value {
+    view["deliveries"].as_array().unwrap().iter().find(|d| d["recipient"] == recipient).unwrap()
+}
+
+async fn wait_status(gw: &TestGateway, id: &str, recipient: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let view = status_of(gw, id).await;
+        if delivery(&view, recipient)["status"] == status {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "{recipient} never reached {status}: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_delivered() {
+    let gw = Setup::new().start().await;
+    gw.recipient("ottawa-city").fail_times(2, 503);
+    let id = post_birth(&gw).await;
+    let got = gw.recipient("ottawa-city").wait_for(3, Duration::from_secs(10)).await;
+    assert!(got.iter().all(|r| r.body == got[0].body), "each retry sends the same stored body");
+    assert!(got.iter().all(|r| r.header("idempotency-key") == got[0].header("idempotency-key")));
+    let view = wait_status(&gw, &id, "ottawa-city", "delivered").await;
+    assert_eq!(delivery(&view, "ottawa-city")["attempts"], 3);
+    assert_eq!(view["status"], "delivered");
+    let page = gw.metrics().await;
+    assert_eq!(
+        metric(&page, "passerelle_deliveries_total", &[("recipient", "ottawa-city"), ("outcome", "retry")]),
+        2.0
+    );
+    assert_eq!(
+        metric(&page, "passerelle_deliveries_total", &[("recipient", "ottawa-city"), ("outcome", "delivered")]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn every_retryable_status_is_retried_and_retry_after_is_honoured() {
+    let gw = Setup::new().start().await;
+    let city = gw.recipient("ottawa-city");
+    for status in [408, 425, 429, 500, 502] {
+        city.fail_times(1, status);
+    }
+    city.with_header("retry-after", "1");
+    let started = Instant::now();
+    let id = post_birth(&gw).await;
+    wait_status(&gw, &id, "ottawa-city", "delivered").await;
+    assert_eq!(city.received().len(), 6);
+    // Five retries, each waiting at least the recipient's Retry-After of one second.
+    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_refusing_recipient_makes_the_delivery_dead_at_once() {
+    let gw = Setup::new().start().await;
+    gw.recipient("ottawa-city").respond(400);
+    let id = post_birth(&gw).await;
+    let view = wait_status(&gw, &id, "ottawa-city", "dead").await;
+    let city = delivery(&view, "ottawa-city");
+    assert_eq!(city["attempts"], 1);
+    assert_eq!(city["last_error"], "HTTP 400");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gw.recipient("ottawa-city").received().len(), 1, "a dead delivery is not retried");
+    for other in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan"] {
+        wait_status(&gw, &id, other, "delivered").await;
+    }
+    assert_eq!(status_of(&gw, &id).await["status"], "failed");
+    let page = gw.metrics().await;
+    assert_eq!(metric(&page, "passerelle_deliveries_total", &[("recipient", "ottawa-city"), ("outcome", "dead")]), 1.0);
+}
+
+#[tokio::test]
+async fn too_many_attempts_make_the_delivery_dead() {
+    let gw = Setup::new().delivery("max_attempts = 3").start().await;
+    gw.recipient("ottawa-city").respond(503);
+    let id = post_birth(&gw).await;
+    let view = wait_status(&gw, &id, "ottawa-city", "dead").await;
+    assert_eq!(delivery(&view, "ottawa-city")["attempts"], 3);
+    assert!(delivery(&view, "ottawa-city")["last_error"].as_str().unwrap().contains("gave up after 3 attempts"));
+    assert_eq!(gw.recipient("ottawa-city").received().len(), 3);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let elsewhere = MockRecipient::start().await;
+    let gw = Setup::new().start().await;
+    gw.recipient("ottawa-city").respond(307).with_header("location", &elsewhere.endpoint());
+    let id = post_birth(&gw).await;
+    let view = wait_status(&gw, &id, "ottawa-city", "dead").await;
+    assert_eq!(delivery(&view, "ottawa-city")["last_error"], "HTTP 307");
+    assert!(elsewhere.received().is_empty(), "the redirect was followed");
+}
+
+#[tokio::test]
+async fn a_slow_recipient_does_not_delay_the_others() {
+    let gw = Setup::new().start().await;
+    gw.recipient("ottawa-city").delay(Duration::from_secs(5));
+    let started = Instant::now();
+    for _ in 0..5 {
+        post_birth(&gw).await;
+    }
+    for fast in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan"] {
+        gw.recipient(fast).wait_for(5, Duration::from_secs(1)).await;
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn an_unreachable_recipient_does_not_delay_the_others() {
+    let mut recipients = HashMap::new();
+    for id in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan"] {
+        recipients.insert(id.to_owned(), MockRecipient::start().await);
+    }
+    // ottawa-city points at a closed port.
+    let gw = Setup::new().start_with(recipients).await;
+    let id = post_birth(&gw).await;
+    for fast in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan"] {
+        gw.recipient(fast).wait_for(1, Duration::from_secs(1)).await;
+    }
+    let view = wait_status(&gw, &id, "ottawa-city", "retrying").await;
+    assert_eq!(delivery(&view, "ottawa-city")["last_error"], "connection refused");
+}
+
+#[tokio::test]
+async fn first_attempts_leave_in_acceptance_order() {
+    let gw = Setup::new().delivery("concurrency_per_recipient = 1").start().await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(post_birth(&gw).await);
+    }
+    let got = gw.recipient("on-health-plan").wait_for(20, Duration::from_secs(10)).await;
+    let order: Vec<&str> = got.iter().map(|r| r.header("passerelle-record-id").unwrap()).collect();
+    assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn backlog_gauges_show_pending_and_dead_deliveries() {
+    let mut recipients = HashMap::new();
+    for id in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan"] {
+        recipients.insert(id.to_owned(), MockRecipient::start().await);
+    }
+    let gw = Setup::new().start_with(recipients).await;
+    for _ in 0..3 {
+        post_birth(&gw).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = gw.metrics().await;
+        let pending = metric(&page, "passerelle_deliveries_pending", &[("recipient", "ottawa-city")]);
+        let oldest = metric(&page, "passerelle_delivery_oldest_pending_seconds", &[("recipient", "ottawa-city")]);
+        if pending == 3.0 && oldest > 0.0 {
+            assert_eq!(metric(&page, "passerelle_deliveries_pending", &[("recipient", "on-health-plan")]), 0.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "gauges never showed the backlog");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn accepted_records_survive_a_restart_and_are_delivered_once() {
+    let mut recipients = HashMap::new();
+    for id in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan"] {
+        recipients.insert(id.to_owned(), MockRecipient::start().await);
+    }
+    let gw = Setup::new().start_with(recipients).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(post_birth(&gw).await);
+    }
+    gw.recipient("on-health-plan").wait_for(3, Duration::from_secs(5)).await;
+    let mut recipients = gw.recipients.clone();
+    let setup = gw.stop().await;
+    // The city comes online; the gateway restarts on the same data directory.
+    recipients.insert("ottawa-city".to_owned(), MockRecipient::start().await);
+    let gw = setup.start_with(recipients).await;
+    let city = gw.recipient("ottawa-city").wait_for(3, Duration::from_secs(10)).await;
+    let mut got: Vec<&str> = city.iter().map(|r| r.header("passerelle-record-id").unwrap()).collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (id, m) in &gw.recipients {
+        assert_eq!(m.duplicates(), 0, "{id} received a delivered record again");
+        assert_eq!(m.received().len(), 3, "{id}");
+    }
+}

@@ -1,0 +1,56 @@
+//! `passerelle demo` runs the real gateway on the shipped configuration and shows every delivery.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn the_demo_delivers_every_record_to_every_recipient() {
+    // The shipped configuration, moved to free ports so the test runs beside anything else.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(config.join("agreements")).unwrap();
+    for entry in std::fs::read_dir(repo().join("config/agreements")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, config.join("agreements").join(path.file_name().unwrap())).unwrap();
+    }
+    let mut partners = std::fs::read_to_string(repo().join("config/partners.toml")).unwrap();
+    for (_, shipped) in RECIPIENTS {
+        partners = partners.replace(shipped, &format!("http://127.0.0.1:{}/inbox", free_port()));
+    }
+    std::fs::write(config.join("partners.toml"), partners).unwrap();
+    let main = std::fs::read_to_string(repo().join("config/passerelle.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8443", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace("schemas_dir = \"../schemas\"", &format!("schemas_dir = \"{}\"", repo().join("schemas").display()));
+    std::fs::write(config.join("passerelle.toml"), main).unwrap();
+
+    let out = Command::new(binary())
+        .args(["demo", "--once", "--config", config.join("passerelle.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("202 Accepted").count(), 4, "{stdout}");
+    assert!(stdout.contains("(14 of 14 deliveries)"), "{stdout}");
+    assert!(stdout.contains("ottawa-city:"));
+    // The keys are printed and kept, hashed for the gateway, in the data directory.
+    let data = dir.path().join("data");
+    let credentials = std::fs::read_to_string(data.join("demo-credentials.toml")).unwrap();
+    let key = credentials.lines().find(|l| l.starts_with("on-vital-stats")).unwrap().split('"').nth(1).unwrap();
+    assert!(stdout.contains(key));
+    let hashes = std::fs::read_to_string(data.join("api-keys.toml")).unwrap();
+    assert!(hashes.contains(&passerelle::auth::api_key_hash_hex(key)));
+    assert!(!hashes.contains(key), "only hashes go where the configuration reads them");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("demo-credentials.toml")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "credentials are readable by the owner only");
+    }
+}

@@ -1,0 +1,12 @@
+//! Passerelle's integration tests: a real gateway over real HTTP on 127.0.0.1, with real mock
+//! recipient servers. One file per capability; shared helpers in `support`.
+
+mod support;
+
+mod config_check;
+mod delivery;
+mod demo;
+mod discovery;
+mod operators;
+mod push;
+mod rejections;

@@ -1,0 +1,441 @@
+//! Every row of the design's ordered check table, each as a problem document, each leaving
+//! nothing stored and nothing delivered.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+const BIRTH: &str = "/v1/records/birth-registration";
+
+/// Asserts that no record was stored and no recipient received anything.
+async fn nothing_stored_or_delivered(gw: &TestGateway) {
+    assert_eq!(gw.count("records"), 0, "a rejected record was stored");
+    assert_eq!(gw.count("deliveries"), 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (id, m) in &gw.recipients {
+        assert!(m.received().is_empty(), "{id} received a rejected record");
+    }
+}
+
+fn bearer(gw: &TestGateway, partner: &str) -> String {
+    format!("Bearer {}", gw.key(partner))
+}
+
+#[tokio::test]
+async fn method_not_allowed_405() {
+    let gw = Setup::new().start().await;
+    let r = gw.client.send(Method::PUT, BIRTH, &[("authorization", &bearer(&gw, "on-vital-stats"))], "{}").await;
+    r.problem(405, "method-not-allowed");
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+    // 405 comes before authentication.
+    gw.client.send(Method::DELETE, "/v1/agreements", &[], "").await.problem(405, "method-not-allowed");
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn missing_or_unknown_credentials_401() {
+    let gw = Setup::new().start().await;
+    let body = record("birth-registration-1.1.json").to_string();
+    let r = gw.client.send(Method::POST, BIRTH, &[("content-type", "application/json")], body.clone()).await;
+    r.problem(401, "unauthenticated");
+    assert!(r.header("www-authenticate").is_some());
+    for auth in ["Bearer psk_0000", "Basic dXNlcjpwYXNz", &format!("Bearer {}x", gw.key("on-vital-stats"))] {
+        gw.client
+            .send(Method::POST, BIRTH, &[("authorization", auth), ("content-type", "application/json")], body.clone())
+            .await
+            .problem(401, "unauthenticated");
+    }
+    let page = gw.metrics().await;
+    assert_eq!(
+        metric(&page, "passerelle_records_received_total", &[("sender", "unknown"), ("outcome", "unauthenticated")]),
+        4.0
+    );
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn unknown_type_and_type_without_agreement_are_the_same_404() {
+    let gw = Setup::new().start().await;
+    let body = record("birth-registration-1.1.json").to_string();
+    // cra-child-benefit receives births but may not send them; `marriage` does not exist.
+    let not_party = gw
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[("authorization", &bearer(&gw, "cra-child-benefit")), ("content-type", "application/json")],
+            body.clone(),
+        )
+        .await;
+    let unknown = gw
+        .client
+        .send(
+            Method::POST,
+            "/v1/records/marriage",
+            &[("authorization", &bearer(&gw, "cra-child-benefit")), ("content-type", "application/json")],
+            body.clone(),
+        )
+        .await;
+    let a = not_party.problem(404, "no-agreement");
+    let b = unknown.problem(404, "no-agreement");
+    assert_eq!(
+        (a["title"].clone(), a["detail"].clone()),
+        (b["title"].clone(), b["detail"].clone()),
+        "an existing type is not revealed"
+    );
+    // A label that is not configured is counted as `unknown`, never as the raw path.
+    let page = gw.metrics().await;
+    assert!(!page.contains("marriage"));
+    assert_eq!(
+        metric(&page, "passerelle_records_received_total", &[("record_type", "unknown"), ("outcome", "not_found")]),
+        1.0
+    );
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn agreements_not_in_force_403() {
+    let expired = r#"
+id = "address-change-nt"
+title_en = "Expired"
+title_fr = "Expirée"
+sender = "nt-vital-stats"
+record_type = "address-change"
+versions = ["1.0"]
+purpose = "Test."
+valid_from = "2020-01-01T00:00:00Z"
+valid_until = "2021-01-01T00:00:00Z"
+[[recipient]]
+partner = "ottawa-city"
+fields = ["/change_id"]
+"#;
+    let future = expired
+        .replace("address-change-nt", "address-change-nt-next")
+        .replace("2020-01-01", "2099-01-01")
+        .replace("2021-01-01", "2100-01-01");
+    let gw =
+        Setup::new().agreement("address-change-nt", expired).agreement("address-change-nt-next", &future).start().await;
+    let r = gw
+        .client
+        .send(
+            Method::POST,
+            "/v1/records/address-change",
+            &[("authorization", &bearer(&gw, "nt-vital-stats")), ("content-type", "application/json")],
+            record("address-change-1.0.json").to_string(),
+        )
+        .await;
+    r.problem(403, "agreement-not-in-force");
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn unknown_or_unaccepted_schema_version_404_lists_accepted() {
+    let gw = Setup::new().start().await;
+    let body = record("birth-registration-1.1.json").to_string();
+    let r = gw
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[
+                ("authorization", &bearer(&gw, "on-vital-stats")),
+                ("content-type", "application/json"),
+                ("schema-version", "9.9"),
+            ],
+            body.clone(),
+        )
+        .await;
+    let doc = r.problem(404, "unsupported-schema-version");
+    assert_eq!(doc["accepted_versions"], json!(["1.0", "1.1"]));
+    // The territorial agreement accepts 1.1 only, though 1.0 exists.
+    let r = gw
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[
+                ("authorization", &bearer(&gw, "nt-vital-stats")),
+                ("content-type", "application/json"),
+                ("schema-version", "1.0"),
+            ],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(r.problem(404, "unsupported-schema-version")["accepted_versions"], json!(["1.1"]));
+    let r = gw
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[
+                ("authorization", &bearer(&gw, "on-vital-stats")),
+                ("content-type", "application/json"),
+                ("schema-version", "one"),
+            ],
+            body,
+        )
+        .await;
+    r.problem(404, "unsupported-schema-version");
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn wrong_media_type_or_any_content_encoding_415() {
+    let gw = Setup::new().start().await;
+    let body = record("birth-registration-1.1.json").to_string();
+    let auth = bearer(&gw, "on-vital-stats");
+    for headers in [
+        vec![("content-type", "text/plain")],
+        vec![],
+        vec![("content-type", "application/json; charset=latin-1")],
+        vec![("content-type", "application/jsonx")],
+        vec![("content-type", "application/json"), ("content-encoding", "gzip")],
+        vec![("content-type", "application/json"), ("content-encoding", "identity")],
+    ] {
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend(headers.iter().copied());
+        let r = gw.client.send(Method::POST, BIRTH, &all, body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{headers:?}");
+        assert!(r.json()["type"].as_str().unwrap().starts_with("urn:passerelle:problem:unsupported-"));
+    }
+    // Both spellings of the charset are fine.
+    let ok = gw
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[("authorization", &auth), ("content-type", "Application/JSON; charset=\"UTF-8\"")],
+            body,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn body_over_the_limit_413_declared_or_streamed() {
+    let gw = Setup::new().limits("max_body_bytes = 4096").start().await;
+    let auth = bearer(&gw, "on-vital-stats");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(5000));
+    gw.client
+        .send(Method::POST, BIRTH, &[("authorization", &auth), ("content-type", "application/json")], big.clone())
+        .await
+        .problem(413, "payload-too-large");
+    // Without Content-Length (chunked), the limit holds while reading.
+    let mut stream = tokio::net::TcpStream::connect(gw.gateway.as_ref().unwrap().partner_addr).await.unwrap();
+    let mut request = format!(
+        "POST {BIRTH} HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    for chunk in big.as_bytes().chunks(1000) {
+        request.push_str(&format!("{:x}\r\n{}\r\n", chunk.len(), String::from_utf8_lossy(chunk)));
+    }
+    request.push_str("0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("urn:passerelle:problem:payload-too-large"));
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn body_not_received_in_time_408() {
+    let gw = Setup::new().limits("body_timeout_ms = 500").start().await;
+    let mut stream = tokio::net::TcpStream::connect(gw.gateway.as_ref().unwrap().partner_addr).await.unwrap();
+    let head = format!(
+        "POST {BIRTH} HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"registration",
+        bearer(&gw, "on-vital-stats")
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered before the test gave up")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("urn:passerelle:problem:body-timeout"));
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_utf8_json_or_have_duplicate_keys_400() {
+    let gw = Setup::new().start().await;
+    let auth = bearer(&gw, "on-vital-stats");
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("not UTF-8", vec![b'{', 0xff, 0xfe, b'}']),
+        ("not JSON", b"registration_number=ON-2026-000001".to_vec()),
+        ("truncated", br#"{"registration_number": "ON-2026-0"#.to_vec()),
+        (
+            "duplicate keys",
+            br#"{"registration_number": "ON-2026-000001", "registration_number": "ON-2026-000002"}"#.to_vec(),
+        ),
+        ("two documents", b"{} {}".to_vec()),
+    ];
+    for (what, body) in cases {
+        let r = gw
+            .client
+            .send(Method::POST, BIRTH, &[("authorization", &auth), ("content-type", "application/json")], body)
+            .await;
+        let doc = r.problem(400, "malformed-json");
+        assert!(!doc.to_string().contains("ON-2026"), "{what}: the problem echoes the body: {doc}");
+    }
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn nesting_deeper_than_the_limit_413_and_the_gateway_keeps_serving() {
+    let gw = Setup::new().start().await;
+    let auth = bearer(&gw, "on-vital-stats");
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let r = gw
+        .client
+        .send(Method::POST, BIRTH, &[("authorization", &auth), ("content-type", "application/json")], deep)
+        .await;
+    r.problem(413, "nesting-too-deep");
+    let ok = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn schema_violations_422_list_every_violation_in_both_languages_without_values() {
+    let gw = Setup::new().start().await;
+    let invalid = record("birth-registration-1.1-invalid.json");
+    let r = gw.post_record("on-vital-stats", "birth-registration", &invalid).await;
+    let doc = r.problem(422, "schema-violation");
+    let violations = doc["violations"].as_array().unwrap();
+    let found: Vec<(String, String)> = violations
+        .iter()
+        .map(|v| (v["pointer"].as_str().unwrap().into(), v["keyword"].as_str().unwrap().into()))
+        .collect();
+    for expected in [
+        ("/child/surname", "required"),
+        ("/child/sex_at_birth", "enum"),
+        ("/child/time_of_birth", "format"),
+        ("/child/multiple_birth_order", "minimum"),
+        ("/parents", "maxItems"),
+        ("/parents/0/address/postal_code", "pattern"),
+        ("/parents/1/email", "additionalProperties"),
+        ("/parents/1/date_of_birth", "format"),
+    ] {
+        assert!(found.contains(&(expected.0.into(), expected.1.into())), "missing {expected:?}: {found:?}");
+    }
+    assert_eq!(violations.len(), 8);
+    assert!(violations.iter().all(|v| v["message"].as_str().is_some_and(|m| !m.is_empty())));
+    // No submitted value appears anywhere in the answer.
+    let text = r.text();
+    for value in ["Male", "m6j 2j1", "12/03/1991", "23:18:00"] {
+        assert!(!text.contains(value), "the answer echoes {value:?}");
+    }
+    let fr = gw
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[
+                ("authorization", &bearer(&gw, "on-vital-stats")),
+                ("content-type", "application/json"),
+                ("accept-language", "fr-CA"),
+            ],
+            invalid.to_string(),
+        )
+        .await;
+    let doc = fr.problem(422, "schema-violation");
+    assert_eq!(fr.header("content-language"), Some("fr"));
+    assert_eq!(doc["title"], "L'enregistrement ne respecte pas son schéma");
+    let required = doc["violations"].as_array().unwrap().iter().find(|v| v["keyword"] == "required").unwrap();
+    assert_eq!(required["message"], "Le champ obligatoire « surname » est absent.");
+    let page = gw.metrics().await;
+    assert_eq!(
+        metric(
+            &page,
+            "passerelle_validation_violations_total",
+            &[("record_type", "birth-registration"), ("keyword", "format")]
+        ),
+        4.0
+    );
+    assert_eq!(metric(&page, "passerelle_records_received_total", &[("outcome", "invalid")]), 2.0);
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn idempotency_key_too_long_400() {
+    let gw = Setup::new().start().await;
+    let long = "k".repeat(257);
+    let r = gw
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[
+                ("authorization", &bearer(&gw, "on-vital-stats")),
+                ("content-type", "application/json"),
+                ("idempotency-key", &long),
+            ],
+            record("birth-registration-1.1.json").to_string(),
+        )
+        .await;
+    r.problem(400, "invalid-idempotency-key");
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn reused_idempotency_key_with_another_body_409_stores_nothing_new() {
+    let gw = Setup::new().start().await;
+    let auth = bearer(&gw, "on-vital-stats");
+    let body = record("birth-registration-1.1.json");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "k1")];
+    let post = |b: String| gw.client.send(Method::POST, BIRTH, &headers, b);
+    assert_eq!(post(body.to_string()).await.status, StatusCode::ACCEPTED);
+    let mut other = body.clone();
+    other["registration_number"] = json!("ON-2026-000777");
+    post(other.to_string()).await.problem(409, "idempotency-conflict");
+    assert_eq!(gw.count("records"), 1);
+    assert_eq!(gw.count("deliveries"), 4);
+}
+
+#[tokio::test]
+async fn store_that_cannot_commit_503_and_nothing_is_acknowledged() {
+    let gw = Setup::new().start().await;
+    // Make the real SQLite transaction fail, as a full disk or a broken file would.
+    gw.db()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'simulated failure'); END;",
+        )
+        .unwrap();
+    let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    r.problem(503, "store-unavailable");
+    assert!(r.header("retry-after").is_some());
+    nothing_stored_or_delivered(&gw).await;
+    let page = gw.metrics().await;
+    assert_eq!(metric(&page, "passerelle_records_received_total", &[("outcome", "unavailable")]), 1.0);
+    // Once the store works again, so does intake.
+    gw.db().execute_batch("DROP TRIGGER refuse;").unwrap();
+    let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn problems_are_in_french_when_asked() {
+    let gw = Setup::new().start().await;
+    let r = gw
+        .client
+        .send(Method::POST, BIRTH, &[("content-type", "application/json"), ("accept-language", "fr")], "{}")
+        .await;
+    let doc = r.problem(401, "unauthenticated");
+    assert_eq!(doc["title"], "Authentification requise");
+    let r = gw
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[("content-type", "application/json"), ("accept-language", "en-CA, fr;q=0.5")],
+            "{}",
+        )
+        .await;
+    assert_eq!(r.problem(401, "unauthenticated")["title"], "Authentication required");
+}

@@ -1,0 +1,193 @@
+//! Mock recipient systems: real HTTP servers on 127.0.0.1 that record what they receive.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// One request a recipient received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("recipient received JSON")
+    }
+}
+
+/// What the mock answers.
+#[derive(Debug, Clone)]
+struct Behaviour {
+    /// Answers to give first, in order, before `then`.
+    script: VecDeque<(u16, Option<&'static str>)>,
+    status: u16,
+    delay: Duration,
+    /// Extra header on every answer.
+    header: Option<(&'static str, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    received: Vec<Received>,
+    /// Accepted requests by Idempotency-Key, to count duplicates the way a real recipient would.
+    seen_keys: HashMap<String, usize>,
+    duplicates: usize,
+}
+
+/// A recipient system that records every request and answers as told.
+#[derive(Clone)]
+pub struct MockRecipient {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl MockRecipient {
+    /// Starts a recipient that answers 200.
+    pub async fn start() -> MockRecipient {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener)
+    }
+
+    /// Starts a recipient on a given listener (to bring one "back" on the same port).
+    pub fn serve(listener: TcpListener) -> MockRecipient {
+        let mock = MockRecipient {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::default(),
+            behaviour: Arc::new(Mutex::new(Behaviour {
+                script: VecDeque::new(),
+                status: 200,
+                delay: Duration::ZERO,
+                header: None,
+            })),
+            notify: Arc::default(),
+        };
+        let m = mock.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let m = m.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let m = m.clone();
+                        async move { Ok::<_, Infallible>(m.answer(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        mock
+    }
+
+    /// The base URL to configure as the partner's delivery endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/inbox", self.addr)
+    }
+
+    /// Answer `status` the next `times` requests, then as before.
+    pub fn fail_times(&self, times: usize, status: u16) -> &Self {
+        let mut b = self.behaviour.lock().unwrap();
+        for _ in 0..times {
+            b.script.push_back((status, None));
+        }
+        self
+    }
+
+    /// Answer `status` from now on.
+    pub fn respond(&self, status: u16) -> &Self {
+        self.behaviour.lock().unwrap().status = status;
+        self
+    }
+
+    /// Wait this long before answering.
+    pub fn delay(&self, delay: Duration) -> &Self {
+        self.behaviour.lock().unwrap().delay = delay;
+        self
+    }
+
+    /// Add a header to every answer.
+    pub fn with_header(&self, name: &'static str, value: &str) -> &Self {
+        self.behaviour.lock().unwrap().header = Some((name, value.to_owned()));
+        self
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (delay, status, header) = {
+            let mut b = self.behaviour.lock().unwrap();
+            let status = b.script.pop_front().map(|(s, _)| s).unwrap_or(b.status);
+            (b.delay, status, b.header.clone())
+        };
+        let path = req.uri().path().to_owned();
+        let headers = req.headers().clone();
+        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        {
+            let mut s = self.state.lock().unwrap();
+            let received = Received { path, headers, body };
+            if (200..300).contains(&status)
+                && let Some(key) = received.header("idempotency-key").map(str::to_owned)
+            {
+                let count = s.seen_keys.entry(key).or_default();
+                *count += 1;
+                if *count > 1 {
+                    s.duplicates += 1;
+                }
+            }
+            s.received.push(received);
+        }
+        self.notify.notify_waiters();
+        let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        if let Some((name, value)) = header {
+            response.headers_mut().insert(name, value.parse().unwrap());
+        }
+        response
+    }
+
+    /// Every request received so far, answered or not.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Requests that repeated an Idempotency-Key this mock had already accepted.
+    pub fn duplicates(&self) -> usize {
+        self.state.lock().unwrap().duplicates
+    }
+
+    /// Waits until `count` requests have arrived, or panics after `timeout`.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let n = self.received().len();
+                panic!("recipient {} got {n} of {count} requests within {timeout:?}", self.addr);
+            }
+        }
+    }
+}

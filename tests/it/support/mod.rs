@@ -1,0 +1,312 @@
+//! Shared test helpers: a real gateway on 127.0.0.1 port 0, its configuration in a temporary
+//! directory, mock recipients, and a small HTTP client.
+
+pub mod mock;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+pub use mock::MockRecipient;
+use passerelle::gateway::Gateway;
+use serde_json::Value;
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A record from `tests/data/records`.
+pub fn record(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(repo().join("tests/data/records").join(name)).unwrap()).unwrap()
+}
+
+/// The demo partners that receive records, with the ports the shipped configuration gives them.
+pub const RECIPIENTS: [(&str, &str); 4] = [
+    ("esdc-sin-registry", "http://127.0.0.1:18101/inbox"),
+    ("cra-child-benefit", "http://127.0.0.1:18102/inbox"),
+    ("on-health-plan", "http://127.0.0.1:18103/inbox"),
+    ("ottawa-city", "http://127.0.0.1:18104/inbox"),
+];
+
+/// Every demo partner.
+pub const PARTNERS: [&str; 6] =
+    ["on-vital-stats", "nt-vital-stats", "esdc-sin-registry", "cra-child-benefit", "on-health-plan", "ottawa-city"];
+
+/// A configuration written into a temporary directory: the shipped partners and agreements,
+/// recipients pointed at mocks, test-friendly timings, and one API key per partner.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub keys: HashMap<String, String>,
+    /// Lines added to `[delivery]` (overriding the defaults below).
+    delivery: Vec<String>,
+    limits: Vec<String>,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("config/agreements")).unwrap();
+        for entry in std::fs::read_dir(repo().join("config/agreements")).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.path().join("config/agreements").join(path.file_name().unwrap())).unwrap();
+        }
+        let keys: HashMap<String, String> =
+            PARTNERS.iter().map(|p| (p.to_string(), passerelle::auth::generate_api_key())).collect();
+        Setup { dir, keys, delivery: Vec::new(), limits: Vec::new() }
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn main_config(&self) -> PathBuf {
+        self.config_dir().join("passerelle.toml")
+    }
+
+    pub fn delivery(mut self, line: &str) -> Self {
+        self.delivery.push(line.to_owned());
+        self
+    }
+
+    pub fn limits(mut self, line: &str) -> Self {
+        self.limits.push(line.to_owned());
+        self
+    }
+
+    /// Adds or replaces an agreement file.
+    pub fn agreement(self, id: &str, toml: &str) -> Self {
+        std::fs::write(self.config_dir().join("agreements").join(format!("{id}.toml")), toml).unwrap();
+        self
+    }
+
+    /// Writes the files, pointing each recipient at `endpoints[partner]`.
+    pub fn write(&self, endpoints: &HashMap<String, String>) {
+        let mut partners = std::fs::read_to_string(repo().join("config/partners.toml")).unwrap();
+        for (id, shipped) in RECIPIENTS {
+            let endpoint = endpoints.get(id).cloned().unwrap_or_else(|| "http://127.0.0.1:9/closed".to_owned());
+            partners = partners.replace(shipped, &endpoint);
+        }
+        std::fs::write(self.config_dir().join("partners.toml"), partners).unwrap();
+        let mut keys = String::from("[keys]\n");
+        for (partner, key) in &self.keys {
+            keys.push_str(&format!("{partner} = [\"{}\"]\n", passerelle::auth::api_key_hash_hex(key)));
+        }
+        std::fs::write(self.config_dir().join("api-keys.toml"), keys).unwrap();
+        let main = format!(
+            r#"data_dir = "../data"
+schemas_dir = "{schemas}"
+api_keys_file = "api-keys.toml"
+[listen]
+partner = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+[limits]
+{limits}
+[delivery]
+initial_backoff_ms = 100
+max_backoff_ms = 1000
+poll_interval_ms = 100
+attempt_timeout_ms = 10000
+{delivery}
+[admin]
+token_file = "admin-token"
+[log]
+level = "info"
+"#,
+            schemas = repo().join("schemas").display(),
+            limits = self.limits.join("\n"),
+            delivery = self.delivery.join("\n"),
+        );
+        std::fs::write(self.main_config(), main).unwrap();
+        std::fs::write(self.config_dir().join("admin-token"), "test-admin-token\n").unwrap();
+    }
+
+    /// Starts mock recipients for the four demo recipients and a gateway on them.
+    pub async fn start(self) -> TestGateway {
+        let mut recipients = HashMap::new();
+        for (id, _) in RECIPIENTS {
+            recipients.insert(id.to_owned(), MockRecipient::start().await);
+        }
+        self.start_with(recipients).await
+    }
+
+    /// Starts a gateway on the given mock recipients (absent ones point at a closed port).
+    pub async fn start_with(self, recipients: HashMap<String, MockRecipient>) -> TestGateway {
+        let endpoints = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
+        self.write(&endpoints);
+        let config =
+            passerelle::config::load(&self.main_config()).unwrap_or_else(|e| panic!("test config: {:?}", e.problems));
+        let gateway = Gateway::start(config).await.unwrap();
+        let client = TestClient::new(format!("http://{}", gateway.partner_addr));
+        let admin = TestClient::new(format!("http://{}", gateway.admin_addr));
+        TestGateway { gateway: Some(gateway), setup: self, recipients, client, admin }
+    }
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running gateway with its mocks.
+pub struct TestGateway {
+    pub gateway: Option<Gateway>,
+    pub setup: Setup,
+    pub recipients: HashMap<String, MockRecipient>,
+    pub client: TestClient,
+    pub admin: TestClient,
+}
+
+impl TestGateway {
+    pub fn key(&self, partner: &str) -> &str {
+        &self.setup.keys[partner]
+    }
+
+    pub fn recipient(&self, id: &str) -> &MockRecipient {
+        &self.recipients[id]
+    }
+
+    /// Posts `body` as `partner` to `POST /v1/records/{type}`.
+    pub async fn post_record(&self, partner: &str, record_type: &str, body: &Value) -> TestResponse {
+        self.client
+            .send(
+                Method::POST,
+                &format!("/v1/records/{record_type}"),
+                &[("authorization", &format!("Bearer {}", self.key(partner))), ("content-type", "application/json")],
+                body.to_string(),
+            )
+            .await
+    }
+
+    /// The metrics page.
+    pub async fn metrics(&self) -> String {
+        let r = self.admin.send(Method::GET, "/metrics", &[], "").await;
+        assert_eq!(r.status, StatusCode::OK);
+        r.text()
+    }
+
+    /// Opens the gateway's SQLite file directly.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.setup.data_dir().join("passerelle.sqlite")).unwrap()
+    }
+
+    /// Rows in a table.
+    pub fn count(&self, table: &str) -> i64 {
+        self.db().query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    }
+
+    pub async fn stop(mut self) -> Setup {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown().await;
+        }
+        self.setup
+    }
+}
+
+/// A metric's value from a Prometheus text page: the sum of every series of `name` whose labels
+/// include all of `labels`.
+pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric_name, rest) = series.split_once('{').unwrap_or((series, ""));
+            if metric_name != name {
+                return None;
+            }
+            labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// An answer from the gateway.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Asserts a problem document of `slug` with `status`, and returns it.
+    pub fn problem(&self, status: u16, slug: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        let doc = self.json();
+        assert_eq!(doc["type"], format!("urn:passerelle:problem:{slug}"), "{doc}");
+        assert_eq!(doc["status"], status);
+        assert!(doc["title"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(doc["detail"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(doc["instance"].as_str().is_some());
+        doc
+    }
+}
+
+/// A plain HTTP/1.1 client bound to one base URL.
+#[derive(Clone)]
+pub struct TestClient {
+    pub base: String,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl TestClient {
+    pub fn new(base: String) -> TestClient {
+        TestClient { base, http: HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new()) }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response =
+            tokio::time::timeout(Duration::from_secs(30), self.http.request(req.body(Full::new(body.into())).unwrap()))
+                .await
+                .expect("the gateway answered within 30 s")
+                .expect("the request reached the gateway");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        TestResponse { status, headers, body }
+    }
+
+    /// GET with a partner's key.
+    pub async fn get(&self, path: &str, key: &str) -> TestResponse {
+        self.send(Method::GET, path, &[("authorization", &format!("Bearer {key}"))], "").await
+    }
+}
+
+/// The path of the built `passerelle` binary.
+pub fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_passerelle"))
+}
