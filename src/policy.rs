@@ -295,3 +295,97 @@ mod tests {
         assert!("/a~2".parse::<FieldPointer>().is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Small JSON documents over a few keys, so generated pointers often hit something.
+    fn document() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(Value::from),
+            "[a-z]{0,4}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[abc]", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn pointer() -> impl Strategy<Value = FieldPointer> {
+        prop::collection::vec(prop_oneof![Just("a"), Just("b"), Just("c"), Just("*"), Just("0"), Just("1")], 1..4)
+            .prop_map(|segments| format!("/{}", segments.join("/")).parse().unwrap())
+    }
+
+    /// Whether `path` (concrete keys and indices) is selected by some pointer of `list`, or lies
+    /// under one.
+    fn allowed(list: &[FieldPointer], path: &[String]) -> bool {
+        list.iter().any(|p| {
+            p.segments().len() <= path.len()
+                && p.segments().iter().zip(path).all(|(s, k)| match s {
+                    Segment::Every => k.parse::<usize>().is_ok(),
+                    Segment::Key(key) => key == k,
+                })
+        })
+    }
+
+    /// Every scalar of `projected` with its path; nulls that only fill array gaps are skipped.
+    fn scalars(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value)>) {
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, v)| {
+                path.push(k.clone());
+                scalars(v, path, out);
+                path.pop();
+            }),
+            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| {
+                path.push(i.to_string());
+                scalars(v, path, out);
+                path.pop();
+            }),
+            other => out.push((path.clone(), other.clone())),
+        }
+    }
+
+    fn at<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
+        path.iter().try_fold(v, |v, k| match v {
+            Value::Object(m) => m.get(k),
+            Value::Array(a) => a.get(k.parse::<usize>().ok()?),
+            _ => None,
+        })
+    }
+
+    proptest! {
+        /// A projection holds only original values, at their original paths, under a selected
+        /// pointer: no field outside the list can ever leak to a recipient.
+        #[test]
+        fn projections_only_hold_selected_original_values(doc in document(), list in prop::collection::vec(pointer(), 1..4)) {
+            let projected = FieldList::new(list.clone()).project(&doc);
+            let mut found = Vec::new();
+            scalars(&projected, &mut Vec::new(), &mut found);
+            for (path, value) in found {
+                let original = at(&doc, &path);
+                // Index-selected arrays pad skipped positions with null.
+                if value.is_null() && !allowed(&list, &path) {
+                    continue;
+                }
+                prop_assert_eq!(original, Some(&value), "{:?} is not the original value", path);
+                prop_assert!(allowed(&list, &path), "{:?} is outside {:?}", path, list);
+            }
+        }
+
+        /// Selecting a whole document's top-level keys gives the document back.
+        #[test]
+        fn selecting_every_top_level_key_is_the_identity(doc in document()) {
+            if let Value::Object(m) = &doc
+                && !m.is_empty() {
+                    let list: Vec<FieldPointer> = m.keys().map(|k| format!("/{k}").parse().unwrap()).collect();
+                    prop_assert_eq!(FieldList::new(list).project(&doc), doc.clone());
+                }
+        }
+    }
+}

@@ -131,7 +131,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         }
         .emit(&shared.metrics);
     }
-    RequestServed { route: label, status, latency: started.elapsed() }.emit(&shared.metrics);
+    RequestServed { route: label, status, latency: started.elapsed(), record_call: outcome.record_type.is_some() }
+        .emit(&shared.metrics);
     response
 }
 

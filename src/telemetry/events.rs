@@ -60,6 +60,8 @@ pub struct RequestServed {
     pub route: &'static str,
     pub status: u16,
     pub latency: Duration,
+    /// A record call already wrote its line ([`RecordReceived`]); others get theirs here.
+    pub record_call: bool,
 }
 
 impl RequestServed {
@@ -72,12 +74,12 @@ impl RequestServed {
             _ => "5xx",
         };
         metrics.request_duration.with_label_values(&[self.route, class]).observe(self.latency.as_secs_f64());
-        debug!(
-            message = "Request served.",
-            route = self.route,
-            status = self.status,
-            latency_ms = self.latency.as_secs_f64() * 1000.0
-        );
+        let latency_ms = self.latency.as_secs_f64() * 1000.0;
+        if self.record_call {
+            debug!(message = "Request served.", route = self.route, status = self.status, latency_ms);
+        } else {
+            info!(message = "Request served.", route = self.route, status = self.status, latency_ms);
+        }
     }
 }
 
