@@ -439,3 +439,79 @@ async fn problems_are_in_french_when_asked() {
         .await;
     assert_eq!(r.problem(401, "unauthenticated")["title"], "Authentication required");
 }
+
+#[tokio::test]
+async fn headers_too_large_431_and_the_connection_is_refused_cleanly() {
+    let gw = Setup::new().start().await;
+    let mut stream = tokio::net::TcpStream::connect(gw.gateway.as_ref().unwrap().partner_addr).await.unwrap();
+    let head = format!(
+        "POST {BIRTH} HTTP/1.1\r\nhost: x\r\nx-padding: {}\r\ncontent-length: 2\r\n\r\n{{}}",
+        "a".repeat(64 * 1024)
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
+async fn checks_run_in_the_table_order() {
+    let gw = Setup::new().start().await;
+    // Wrong method beats missing credentials (2 before 3).
+    gw.client
+        .send(Method::PATCH, BIRTH, &[("content-type", "text/plain")], "x")
+        .await
+        .problem(405, "method-not-allowed");
+    // Missing credentials beat a wrong media type and a bad body (3 before 8 and 11).
+    gw.client.send(Method::POST, BIRTH, &[("content-type", "text/plain")], "x").await.problem(401, "unauthenticated");
+    let auth = bearer(&gw, "on-vital-stats");
+    // No agreement beats a wrong media type (5 before 8).
+    gw.client
+        .send(
+            Method::POST,
+            "/v1/records/address-change",
+            &[("authorization", &auth), ("content-type", "text/plain")],
+            "x",
+        )
+        .await
+        .problem(404, "no-agreement");
+    // A wrong version beats a wrong media type (7 before 8).
+    gw.client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[("authorization", &auth), ("content-type", "text/plain"), ("schema-version", "3.0")],
+            "x",
+        )
+        .await
+        .problem(404, "unsupported-schema-version");
+    // A wrong media type beats a bad body (8 before 11).
+    gw.client
+        .send(Method::POST, BIRTH, &[("authorization", &auth), ("content-type", "text/plain")], "x")
+        .await
+        .problem(415, "unsupported-media-type");
+    // Malformed JSON beats the idempotency key (11 before 14).
+    gw.client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[("authorization", &auth), ("content-type", "application/json"), ("idempotency-key", &"k".repeat(300))],
+            "{",
+        )
+        .await
+        .problem(400, "malformed-json");
+    // Schema violations beat the idempotency key (13 before 14).
+    let invalid = record("birth-registration-1.1-invalid.json").to_string();
+    gw.client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[("authorization", &auth), ("content-type", "application/json"), ("idempotency-key", &"k".repeat(300))],
+            invalid,
+        )
+        .await
+        .problem(422, "schema-violation");
+    nothing_stored_or_delivered(&gw).await;
+}
