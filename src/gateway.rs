@@ -12,7 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::audit::DigestKey;
+use crate::audit::keys::{SigningKey, TrustedKeys};
+use crate::audit::notary::{self, Notary};
+use crate::audit::rejections::{self, RejectionTally};
+use crate::audit::{AuditEvent, DigestKey};
 use crate::config::Config;
 use crate::delivery::{Dispatcher, Wakers};
 use crate::server::{self, ListenerSettings};
@@ -27,6 +30,8 @@ pub enum StartError {
     DataDir { path: String, source: std::io::Error },
     #[error("cannot open the store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("audit keys: {0}")]
+    Keys(#[from] crate::audit::keys::KeyError),
     #[error("cannot listen on {addr} ({listener}): {source}")]
     Listen { listener: &'static str, addr: SocketAddr, source: std::io::Error },
 }
@@ -40,6 +45,10 @@ pub struct Shared {
     /// Wakes a recipient's delivery worker after a commit.
     pub wakers: Wakers,
     pub digest_key: DigestKey,
+    /// Signs receipts and checkpoints.
+    pub notary: Arc<Notary>,
+    /// Rejections waiting to be audited in aggregate.
+    pub rejections: Arc<RejectionTally>,
 }
 
 /// A started gateway.
@@ -50,7 +59,33 @@ pub struct Gateway {
     /// Tells listeners and workers to stop; they drain what they are doing first.
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
+    /// Checkpoints, rejection tallies and retention: they finish their last round at shutdown.
+    background: Vec<JoinHandle<()>>,
     dispatcher: Dispatcher,
+}
+
+/// Opens the notary of a configuration: the signing key (created on first start) and the keys it
+/// trusts besides its own.
+pub fn notary(config: &Config) -> Result<Notary, StartError> {
+    let key = SigningKey::load_or_create(&config.audit.signing_key_file)?;
+    let mut trusted = TrustedKeys::default();
+    for file in &config.audit.trusted_key_files {
+        trusted.add_file(file)?;
+    }
+    Ok(Notary::new(key, trusted))
+}
+
+/// Opens the store a configuration names.
+pub fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Store>, StartError> {
+    Ok(Arc::new(SqliteStore::open(
+        SqliteOptions {
+            path: config.store.sqlite_path.clone(),
+            queue: config.store.commit_queue,
+            max_batch: config.store.max_batch,
+            commit_timeout: config.store.commit_timeout,
+        },
+        metrics,
+    )?))
 }
 
 impl Gateway {
@@ -62,15 +97,12 @@ impl Gateway {
         let digest_key = DigestKey::load_or_create(&data_dir)
             .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
         let metrics = Metrics::new();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-            SqliteOptions {
-                path: config.store.sqlite_path.clone(),
-                queue: config.store.commit_queue,
-                max_batch: config.store.max_batch,
-                commit_timeout: config.store.commit_timeout,
-            },
-            metrics.clone(),
-        )?);
+        let notary = Arc::new(notary(&config)?);
+        let store = open_store(&config, metrics.clone())?;
+        let mut loaded =
+            AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "gateway", "loaded");
+        loaded.reason = Some(format!("sha256:{}", config.fingerprint));
+        store.append_audit(vec![loaded]).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let dispatcher = Dispatcher::start(&config, store.clone(), metrics.clone(), shutdown_rx.clone());
 
@@ -97,12 +129,32 @@ impl Gateway {
         let admin_settings =
             ListenerSettings { name: "admin", max_connections: 256, header_timeout: config.limits.header_timeout };
 
+        let rejections = Arc::new(RejectionTally::default());
+        let background = vec![
+            tokio::spawn(notary::run_checkpoints(
+                notary.clone(),
+                store.clone(),
+                metrics.clone(),
+                config.audit.checkpoint_every,
+                config.audit.checkpoint_interval,
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(rejections::run_flush(
+                rejections.clone(),
+                store.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(crate::retention::run(config.retention.clone(), store.clone(), shutdown_rx.clone())),
+        ];
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
             store,
             metrics,
             wakers: dispatcher.wakers.clone(),
             digest_key,
+            notary,
+            rejections,
         });
         let s = shared.clone();
         let partner_task = tokio::spawn(server::serve(partner, partner_settings, shutdown_rx.clone(), move |req| {
@@ -120,6 +172,7 @@ impl Gateway {
             shared,
             shutdown,
             listeners: vec![partner_task, admin_task],
+            background,
             dispatcher,
         })
     }
@@ -131,6 +184,10 @@ impl Gateway {
             let _ = task.await;
         }
         self.dispatcher.join().await;
+        // Rejections and the final checkpoint are written after the last delivery result.
+        for task in self.background {
+            let _ = task.await;
+        }
         tracing::info!(message = "Stopped.");
     }
 }

@@ -68,6 +68,7 @@ pub mod http;
 pub mod json;
 pub mod policy;
 pub mod receipt;
+pub mod retention;
 pub mod schema;
 pub mod secrets;
 pub mod server;

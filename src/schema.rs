@@ -265,6 +265,18 @@ impl SchemaCatalog {
         (SchemaCatalog { types, broken }, problems)
     }
 
+    /// Every schema file in the catalog, in a stable order.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self
+            .types
+            .values()
+            .flat_map(|t| t.versions.values())
+            .flat_map(|v| std::iter::once(v.request.file.clone()).chain(v.response.as_ref().map(|r| r.file.clone())))
+            .collect();
+        files.sort();
+        files
+    }
+
     /// Whether a file of `record_type` failed to load (its problem is already reported).
     pub fn is_broken(&self, record_type: &str) -> bool {
         self.broken.contains(record_type)

@@ -1,41 +1,229 @@
-//! The audit trail: what happened, to which record, by whom, without any record's values.
+//! The audit trail: a hash chain of everything that happened, signed, without personal data.
 //!
-//! A record's audit entry holds an HMAC-SHA-256 of its body under a deployment secret (the
-//! *body digest*), not a plain hash: a small record such as a nine-digit SIN could otherwise be
-//! recovered from the trail by trying every value. The secret is generated into the data
-//! directory on first start and never leaves it.
+//! Every event (a record accepted, each delivery attempt, a replay, a configuration loaded,
+//! rejections counted per sender, reason and minute, a request answered) becomes an
+//! [`AuditEntry`]. Each entry is linked to the one before by `prev_hash`, and its `hash` covers
+//! the link and the entry's canonical bytes, so changing, removing or reordering any entry breaks
+//! every hash after it. The gateway periodically signs the chain head ([`Checkpoint`]) and signs
+//! every receipt, so entries after the last checkpoint are protected by the receipts partners hold.
+//!
+//! # The canonical form (to recompute a hash with another program)
+//!
+//! An entry's canonical bytes are the UTF-8 JSON serialisation of an object holding exactly these
+//! members, with keys sorted, no whitespace, and strings escaped as RFC 8785 (JCS) does:
+//!
+//! | member | type | present |
+//! |---|---|---|
+//! | `seq` | integer, from 1, no gaps | always |
+//! | `at` | string, RFC 3339 UTC with milliseconds, e.g. `2026-11-29T17:04:05.123Z` | always |
+//! | `kind` | string, e.g. `record.accepted` | always |
+//! | `actor` | string: the partner, `gateway`, or `operator` | always |
+//! | `outcome` | string | always |
+//! | `count` | integer (1 except for aggregated rejections) | always |
+//! | `record_id`, `agreement`, `recipient`, `reason` | string | when set |
+//! | `body_digest` | string, 64 lowercase hex characters | when set |
+//!
+//! `hash = SHA-256(prev_hash || canonical bytes)`, where `prev_hash` is the previous entry's hash
+//! as 32 raw bytes (32 zero bytes for entry 1). Hashes are written as lowercase hex.
+//!
+//! A checkpoint signs `"passerelle:checkpoint:v1:" || canonical({at, hash, key_id, seq})` and a
+//! receipt signs `"passerelle:receipt:v1:" || canonical({at, body_digest, entry_hash, key_id,
+//! record_id, seq})`, both with Ed25519. A key id is the first 8 bytes of the SHA-256 of the raw
+//! public key, in hex.
 
-use std::path::Path;
+pub mod digest;
+pub mod keys;
+pub mod notary;
+pub mod rejections;
+pub mod verify;
 
-use ring::hmac;
+use serde_json::{Map, Value};
 
-use crate::secrets;
+pub use digest::DigestKey;
 
-/// File name of the audit secret inside the data directory.
-pub const SECRET_FILE: &str = "audit-secret";
+use crate::auth::{sha256, to_hex};
 
-/// The deployment's key for body digests.
-#[derive(Clone)]
-pub struct DigestKey(hmac::Key);
+/// `prev_hash` of the first entry.
+pub const GENESIS: [u8; 32] = [0; 32];
 
-impl std::fmt::Debug for DigestKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DigestKey(..)")
+/// Something to record, before it has a place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Unix ms.
+    pub at: i64,
+    pub kind: String,
+    pub actor: String,
+    pub record_id: Option<String>,
+    pub agreement: Option<String>,
+    pub recipient: Option<String>,
+    /// HMAC-SHA-256 of the body concerned, under the deployment's digest key.
+    pub body_digest: Option<[u8; 32]>,
+    pub outcome: String,
+    /// A short reason, never a value: an HTTP status, a transport error, a configuration hash.
+    pub reason: Option<String>,
+    pub count: i64,
+}
+
+impl AuditEvent {
+    /// An event of `kind` by `actor` with `outcome`, everything else unset.
+    pub fn new(at: i64, kind: &str, actor: &str, outcome: &str) -> Self {
+        AuditEvent {
+            at,
+            kind: kind.to_owned(),
+            actor: actor.to_owned(),
+            record_id: None,
+            agreement: None,
+            recipient: None,
+            body_digest: None,
+            outcome: outcome.to_owned(),
+            reason: None,
+            count: 1,
+        }
     }
 }
 
-impl DigestKey {
-    /// Loads the secret from `data_dir`, creating it (owner-only) on first start.
-    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
-        let bytes = secrets::load_or_create(&data_dir.join(SECRET_FILE), 32)?;
-        Ok(DigestKey(hmac::Key::new(hmac::HMAC_SHA256, &bytes)))
+/// An event placed in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub event: AuditEvent,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// Where an entry sits: what a receipt quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditStamp {
+    pub seq: i64,
+    pub hash: [u8; 32],
+}
+
+/// The canonical bytes of an entry (see the module documentation).
+pub fn canonical_bytes(seq: i64, e: &AuditEvent) -> Vec<u8> {
+    let mut m = Map::new();
+    m.insert("seq".into(), seq.into());
+    m.insert("at".into(), crate::clock::rfc3339_ms(e.at).into());
+    m.insert("kind".into(), e.kind.clone().into());
+    m.insert("actor".into(), e.actor.clone().into());
+    m.insert("outcome".into(), e.outcome.clone().into());
+    m.insert("count".into(), e.count.into());
+    for (key, value) in
+        [("record_id", &e.record_id), ("agreement", &e.agreement), ("recipient", &e.recipient), ("reason", &e.reason)]
+    {
+        if let Some(v) = value {
+            m.insert(key.into(), v.clone().into());
+        }
+    }
+    if let Some(d) = &e.body_digest {
+        m.insert("body_digest".into(), to_hex(d).into());
+    }
+    crate::json::to_canonical_vec(&Value::Object(m))
+}
+
+/// The hash of entry `seq` holding `event`, linked to `prev_hash`.
+pub fn entry_hash(prev_hash: &[u8; 32], seq: i64, event: &AuditEvent) -> [u8; 32] {
+    let canonical = canonical_bytes(seq, event);
+    let mut input = Vec::with_capacity(32 + canonical.len());
+    input.extend_from_slice(prev_hash);
+    input.extend_from_slice(&canonical);
+    sha256(&input)
+}
+
+/// Appends `events` after the head `(seq, hash)`, returning the new entries.
+pub fn chain(head: AuditStamp, events: impl IntoIterator<Item = AuditEvent>) -> Vec<AuditEntry> {
+    let mut prev = head;
+    events
+        .into_iter()
+        .map(|event| {
+            let seq = prev.seq + 1;
+            let hash = entry_hash(&prev.hash, seq, &event);
+            let entry = AuditEntry { seq, event, prev_hash: prev.hash, hash };
+            prev = AuditStamp { seq, hash };
+            entry
+        })
+        .collect()
+}
+
+/// A signed statement that the chain's entry `seq` has `hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: [u8; 32],
+    /// Unix ms.
+    pub at: i64,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+/// The bytes a checkpoint's signature covers.
+pub fn checkpoint_message(seq: i64, hash: &[u8; 32], at: i64, key_id: &str) -> Vec<u8> {
+    let body =
+        serde_json::json!({"seq": seq, "hash": to_hex(hash), "at": crate::clock::rfc3339_ms(at), "key_id": key_id});
+    [b"passerelle:checkpoint:v1:".as_slice(), &crate::json::to_canonical_vec(&body)].concat()
+}
+
+/// The bytes a receipt's signature covers.
+pub fn receipt_message(record_id: &str, body_digest: &[u8; 32], stamp: AuditStamp, at: i64, key_id: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "record_id": record_id,
+        "body_digest": to_hex(body_digest),
+        "seq": stamp.seq,
+        "entry_hash": to_hex(&stamp.hash),
+        "at": crate::clock::rfc3339_ms(at),
+        "key_id": key_id,
+    });
+    [b"passerelle:receipt:v1:".as_slice(), &crate::json::to_canonical_vec(&body)].concat()
+}
+
+/// The kinds of entries, as written in `kind`.
+pub mod kind {
+    pub const RECORD_ACCEPTED: &str = "record.accepted";
+    pub const RECORDS_REJECTED: &str = "records.rejected";
+    pub const DELIVERY_DELIVERED: &str = "delivery.delivered";
+    pub const DELIVERY_RETRIED: &str = "delivery.retried";
+    pub const DELIVERY_DEAD: &str = "delivery.dead";
+    pub const DELIVERY_REPLAYED: &str = "delivery.replayed";
+    pub const REQUEST_ANSWERED: &str = "request.answered";
+    pub const CONFIG_LOADED: &str = "config.loaded";
+    pub const BODIES_PURGED: &str = "bodies.purged";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: i64) -> AuditEvent {
+        let mut e = AuditEvent::new(1_795_000_000_000 + n, kind::RECORD_ACCEPTED, "on-vital-stats", "accepted");
+        e.record_id = Some(format!("r{n}"));
+        e.body_digest = Some([n as u8; 32]);
+        e
     }
 
-    /// The body digest of `body`.
-    pub fn digest(&self, body: &[u8]) -> [u8; 32] {
-        let tag = hmac::sign(&self.0, body);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(tag.as_ref());
-        out
+    #[test]
+    fn canonical_bytes_are_documented_exactly() {
+        let mut e = event(1);
+        e.body_digest = Some([0xab; 32]);
+        let text = String::from_utf8(canonical_bytes(7, &e)).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"actor":"on-vital-stats","at":"2026-11-18T11:06:40.001Z","body_digest":"{}","count":1,"kind":"record.accepted","outcome":"accepted","record_id":"r1","seq":7}}"#,
+                "ab".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn each_hash_covers_the_link_and_the_entry() {
+        let entries = chain(AuditStamp { seq: 0, hash: GENESIS }, (1..=3).map(event));
+        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(entries[0].prev_hash, GENESIS);
+        assert_eq!(entries[1].prev_hash, entries[0].hash);
+        let mut input = entries[2].prev_hash.to_vec();
+        input.extend(canonical_bytes(3, &entries[2].event));
+        assert_eq!(entries[2].hash, sha256(&input));
+        let mut changed = entries[1].event.clone();
+        changed.outcome = "rejected".into();
+        assert_ne!(entry_hash(&entries[1].prev_hash, 2, &changed), entries[1].hash);
     }
 }

@@ -192,6 +192,25 @@ pub struct DeliverySettings {
     pub lease: Duration,
     pub poll_interval: Duration,
     pub concurrency_per_recipient: usize,
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
+}
+
+/// The audit chain's keys and checkpoint cadence.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub signing_key_file: PathBuf,
+    pub trusted_key_files: Vec<PathBuf>,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+}
+
+/// How long bodies are kept.
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    pub delivered: Duration,
+    pub dead: Duration,
+    pub purge_interval: Duration,
 }
 
 /// Admin listener settings.
@@ -222,6 +241,9 @@ pub enum LogFormat {
 pub struct Config {
     /// The main file this snapshot was loaded from.
     pub source: PathBuf,
+    /// SHA-256 (hex) over every file the snapshot was built from, in a fixed order: what the
+    /// audit trail records when a configuration is loaded.
+    pub fingerprint: String,
     pub data_dir: PathBuf,
     pub schemas_dir: PathBuf,
     pub listen: Listen,
@@ -230,6 +252,8 @@ pub struct Config {
     pub delivery: DeliverySettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    pub audit: AuditSettings,
+    pub retention: RetentionSettings,
     pub partners: BTreeMap<PartnerId, Partner>,
     pub agreements: Vec<Arc<Agreement>>,
     pub catalog: SchemaCatalog,
@@ -372,6 +396,37 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         lease: Duration::from_secs(d.lease_secs.unwrap_or(60).max(1)),
         poll_interval: ms(d.poll_interval_ms, 1_000),
         concurrency_per_recipient: d.concurrency_per_recipient.unwrap_or(16).max(1),
+        breaker_failures: d.breaker_failures.unwrap_or(5).max(1),
+        breaker_open: ms(d.breaker_open_ms, 30_000),
+    };
+    let audit = AuditSettings {
+        signing_key_file: main
+            .audit
+            .signing_key_file
+            .as_deref()
+            .map_or_else(|| data_dir.join(crate::audit::keys::SIGNING_KEY_FILE), |f| resolve(&base, Some(f), "")),
+        trusted_key_files: main.audit.trusted_keys.iter().map(|f| resolve(&base, Some(f), "")).collect(),
+        checkpoint_every: main.audit.checkpoint_every.unwrap_or(1000).max(1),
+        checkpoint_interval: Duration::from_secs(main.audit.checkpoint_interval_secs.unwrap_or(60).max(1)),
+    };
+    for file in &audit.trusted_key_files {
+        let mut keys = crate::audit::keys::TrustedKeys::default();
+        if let Err(e) = keys.add_file(file) {
+            problems.push(problem(&path, format!("audit.trusted_keys: {e}"), None));
+        }
+    }
+    let days = |v: Option<f64>, default: f64, key: &str, problems: &mut Vec<Problem>| {
+        let d = v.unwrap_or(default);
+        if !(d.is_finite() && d >= 0.0) {
+            problems.push(problem(&path, format!("retention.{key} must be a number of days, 0 or more"), None));
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(d * 86_400.0)
+    };
+    let retention = RetentionSettings {
+        delivered: days(main.retention.delivered_days, 7.0, "delivered_days", &mut problems),
+        dead: days(main.retention.dead_days, 30.0, "dead_days", &mut problems),
+        purge_interval: Duration::from_secs(main.retention.purge_interval_secs.unwrap_or(3600).max(1)),
     };
     let admin = load_admin(&path, &base, &main.admin, &mut problems);
     let log = LogSettings {
@@ -398,8 +453,15 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     if !problems.is_empty() {
         return Err(LoadError { problems });
     }
+    let mut inputs = vec![path.clone(), partners_file.clone()];
+    inputs.extend(agreements.iter().map(|a| a.file.clone()));
+    inputs.extend(api_keys_file.clone());
+    inputs.extend(audit.trusted_key_files.iter().cloned());
+    inputs.extend(catalog.files());
+    let fingerprint = fingerprint(&inputs);
     Ok(Config {
         source: path,
+        fingerprint,
         data_dir,
         schemas_dir,
         listen,
@@ -408,11 +470,25 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         delivery,
         admin,
         log,
+        audit,
+        retention,
         partners: partners.into_iter().map(|p| (p.id.clone(), p)).collect(),
         agreements: agreements.into_iter().map(Arc::new).collect(),
         catalog,
         api_keys,
     })
+}
+
+/// SHA-256 over each file's path and contents, in the order given.
+fn fingerprint(files: &[PathBuf]) -> String {
+    let mut all = Vec::new();
+    for f in files {
+        all.extend_from_slice(f.to_string_lossy().as_bytes());
+        all.push(0);
+        all.extend_from_slice(&std::fs::read(f).unwrap_or_default());
+        all.push(0);
+    }
+    crate::auth::to_hex(&crate::auth::sha256(&all))
 }
 
 fn load_listen(path: &Path, raw: &raw::RawListen, problems: &mut Vec<Problem>) -> Listen {

@@ -33,6 +33,35 @@ pub struct RawMain {
     pub admin: RawAdmin,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// The Ed25519 signing key (hex PKCS#8); generated into the data directory when absent.
+    pub signing_key_file: Option<String>,
+    /// Files of public keys (`ed25519 <key-id> <hex>` lines) whose signatures are trusted too.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// Sign the chain head after this many new entries...
+    pub checkpoint_every: Option<u64>,
+    /// ...or after this many seconds with new entries, whichever comes first.
+    pub checkpoint_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Bodies of delivered records are deleted after this many days.
+    pub delivered_days: Option<f64>,
+    /// Bodies of dead deliveries are deleted after this many days (replay is then impossible).
+    pub dead_days: Option<f64>,
+    /// How often the purge runs.
+    pub purge_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -74,6 +103,10 @@ pub struct RawDelivery {
     pub lease_secs: Option<u64>,
     pub poll_interval_ms: Option<u64>,
     pub concurrency_per_recipient: Option<usize>,
+    /// Consecutive failures that open a recipient's circuit breaker.
+    pub breaker_failures: Option<u32>,
+    /// How long an open breaker waits before one probe goes out.
+    pub breaker_open_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

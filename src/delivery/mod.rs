@@ -201,7 +201,16 @@ impl Worker {
             duration,
         }
         .emit(&self.metrics);
-        let update = AttemptUpdate { delivery_id: d.id, worker: self.worker_id.clone(), at: now, result };
+        let update = AttemptUpdate {
+            delivery_id: d.id,
+            worker: self.worker_id.clone(),
+            record_id: d.record_id.clone(),
+            recipient: d.recipient.clone(),
+            agreement: d.agreement.clone(),
+            body_digest: d.body_digest,
+            at: now,
+            result,
+        };
         if let Err(error) = self.store.finish_attempts(vec![update]).await {
             // The lease will expire and the delivery will be attempted again; the recipient's
             // idempotency key makes that harmless.

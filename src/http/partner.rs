@@ -130,6 +130,14 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
             latency: started.elapsed(),
         }
         .emit(&shared.metrics);
+        // Rejected records (not dry runs) are audited in aggregate.
+        if let (Some(e), "submit" | "request") = (&error, label) {
+            shared.rejections.count(
+                outcome.sender.as_deref().unwrap_or("unknown"),
+                e.outcome(),
+                crate::clock::now_ms(),
+            );
+        }
     }
     RequestServed { route: label, status, latency: started.elapsed(), record_call: outcome.record_type.is_some() }
         .emit(&shared.metrics);
@@ -300,11 +308,15 @@ async fn submit<'a>(
     let shares: Vec<_> = route.shares(version).collect();
     let deliveries: Vec<NewDelivery> = shares
         .iter()
-        .map(|(share, recipient)| NewDelivery {
-            recipient: share.recipient.to_string(),
-            agreement: share.agreement.to_string(),
-            ordered: share.ordered,
-            body: Bytes::from(crate::json::to_canonical_vec(&recipient.fields.project(&value))),
+        .map(|(share, recipient)| {
+            let body = crate::json::to_canonical_vec(&recipient.fields.project(&value));
+            NewDelivery {
+                recipient: share.recipient.to_string(),
+                agreement: share.agreement.to_string(),
+                ordered: share.ordered,
+                body_digest: shared.digest_key.digest(&body),
+                body: Bytes::from(body),
+            }
         })
         .collect();
     let receipt = Receipt {
@@ -319,6 +331,7 @@ async fn submit<'a>(
             .collect(),
     }
     .to_bytes();
+    let audit_digest = shared.digest_key.digest(&body);
     let record = NewRecord {
         record_id: record_id.clone(),
         sender: partner.id.to_string(),
@@ -326,27 +339,27 @@ async fn submit<'a>(
         schema_version: version.to_string(),
         received_at,
         body_sha256: auth::sha256(&body),
-        audit_digest: shared.digest_key.digest(&body),
+        audit_digest,
         body,
         idempotency_key: key,
         traceparent: Some(traceparent(&headers)),
         deliveries,
         receipt: Bytes::from(receipt),
     };
-    let (receipt, replayed) = match shared.store.commit_record(record).await {
-        Ok(CommitOutcome::Accepted { receipt }) => {
+    let (receipt, stamp, replayed) = match shared.store.commit_record(record).await {
+        Ok(CommitOutcome::Accepted { receipt, stamp }) => {
             for (share, _) in &shares {
                 shared.wakers.wake(&share.recipient);
             }
-            outcome.record_id = Some(record_id);
+            outcome.record_id = Some(record_id.clone());
             outcome.success = "accepted";
-            (receipt, false)
+            (receipt, stamp, false)
         }
-        Ok(CommitOutcome::Duplicate { receipt }) => {
+        Ok(CommitOutcome::Duplicate { receipt, stamp }) => {
             outcome.record_id =
                 serde_json::from_slice::<Value>(&receipt).ok().and_then(|r| r["record_id"].as_str().map(str::to_owned));
             outcome.success = "duplicate";
-            (receipt, true)
+            (receipt, stamp, true)
         }
         Ok(CommitOutcome::Conflict) => return Err(ApiError::IdempotencyConflict),
         Err(e) => {
@@ -354,8 +367,18 @@ async fn submit<'a>(
             return Err(ApiError::StoreUnavailable(e.to_string()));
         }
     };
+    // The proof is derived from the stored receipt and the entry, so a replay gets the same one.
+    let original: Value = serde_json::from_slice(&receipt).unwrap_or(Value::Null);
+    let signed_at = original["received_at"].as_str().and_then(crate::clock::parse_rfc3339_ms).unwrap_or(received_at);
+    let proof = shared.notary.receipt_proof(
+        outcome.record_id.as_deref().unwrap_or(&record_id),
+        &audit_digest,
+        stamp,
+        signed_at,
+    );
+    let receipt = crate::receipt::with_proof(&receipt, &proof);
     let location = outcome.record_id.as_deref().map(|id| format!("/v1/records/{id}")).unwrap_or_default();
-    let mut response = json_response(StatusCode::ACCEPTED, receipt.to_vec());
+    let mut response = json_response(StatusCode::ACCEPTED, receipt);
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);

@@ -21,6 +21,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
+
 /// A boxed future returned by store operations.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -74,6 +76,8 @@ pub struct NewDelivery {
     pub ordered: bool,
     /// The canonical projected body, exactly what the recipient will receive.
     pub body: Bytes,
+    /// HMAC-SHA-256 of `body`: what the audit trail records for each attempt.
+    pub body_digest: [u8; 32],
 }
 
 /// An accepted record, ready to commit.
@@ -94,17 +98,19 @@ pub struct NewRecord {
     pub idempotency_key: Option<String>,
     pub traceparent: Option<String>,
     pub deliveries: Vec<NewDelivery>,
-    /// The receipt returned to the sender, stored so a replay returns it byte for byte.
+    /// The receipt returned to the sender (without its audit proof, which is derived from the
+    /// stamp), stored so a replay of the request returns the same receipt.
     pub receipt: Bytes,
 }
 
 /// What committing a record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
-    /// Committed; the receipt as stored.
-    Accepted { receipt: Bytes },
-    /// The sender already used this idempotency key with the same body: the original receipt.
-    Duplicate { receipt: Bytes },
+    /// Committed; the receipt as stored and the record's audit entry.
+    Accepted { receipt: Bytes, stamp: AuditStamp },
+    /// The sender already used this idempotency key with the same body: the original receipt
+    /// and audit entry.
+    Duplicate { receipt: Bytes, stamp: AuditStamp },
     /// The sender already used this idempotency key with another body; nothing was stored.
     Conflict,
 }
@@ -135,6 +141,7 @@ pub struct ClaimedDelivery {
     pub schema_version: String,
     pub traceparent: Option<String>,
     pub body: Bytes,
+    pub body_digest: [u8; 32],
     /// Attempts made before this one.
     pub attempts: u32,
     /// Unix ms when the delivery was created.
@@ -146,6 +153,11 @@ pub struct ClaimedDelivery {
 pub struct AttemptUpdate {
     pub delivery_id: i64,
     pub worker: String,
+    /// What the audit entry of the attempt names.
+    pub record_id: String,
+    pub recipient: String,
+    pub agreement: String,
+    pub body_digest: [u8; 32],
     /// Unix ms.
     pub at: i64,
     pub result: AttemptResult,
@@ -231,6 +243,87 @@ pub struct RecipientBacklog {
     pub dead: i64,
 }
 
+/// A filter over deliveries, for operators.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub recipient: Option<String>,
+    /// Continue after this delivery id.
+    pub after_id: Option<i64>,
+    pub limit: usize,
+}
+
+/// A delivery as operators see it (no body).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryAdminView {
+    pub id: i64,
+    pub record_id: String,
+    pub sender: String,
+    pub record_type: String,
+    pub recipient: String,
+    pub agreement: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub replays: u32,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Whether the stored body is still there (a purged dead delivery cannot be replayed).
+    pub body_kept: bool,
+}
+
+/// Which dead deliveries an operator replays.
+#[derive(Debug, Clone)]
+pub enum ReplayTarget {
+    One(i64),
+    /// Every dead delivery of one recipient.
+    Recipient(String),
+}
+
+/// What happened to one delivery asked to be replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayOutcome {
+    Replayed,
+    NotFound,
+    /// Only dead deliveries are replayed; this one is queued, retrying or delivered.
+    NotDead,
+    /// The body was purged after its retention; there is nothing to send.
+    BodyPurged,
+}
+
+/// A replay request, recorded in the audit trail.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    pub target: ReplayTarget,
+    /// Who asked (the audit actor).
+    pub actor: String,
+    /// Unix ms.
+    pub now: i64,
+}
+
+/// Body retention, applied by [`Store::purge`].
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeRequest {
+    /// Unix ms.
+    pub now: i64,
+    /// Bodies of records and deliveries fully delivered longer ago than this are deleted (ms).
+    pub delivered_retention_ms: i64,
+    /// Bodies of dead deliveries older than this are deleted (ms).
+    pub dead_retention_ms: i64,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    pub record_bodies: u64,
+    pub delivery_bodies: u64,
+}
+
 /// The durable store.
 pub trait Store: Send + Sync + 'static {
     /// Commits a record with its deliveries and audit entry in one transaction.
@@ -247,4 +340,21 @@ pub trait Store: Send + Sync + 'static {
     fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>>;
     /// Whether the store answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Appends events to the audit chain in one transaction.
+    fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditStamp>>;
+    /// The newest entry of the chain.
+    fn audit_head(&self) -> StoreFuture<'_, Option<AuditStamp>>;
+    /// Up to `limit` entries with `seq > after`, in order.
+    fn audit_entries(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>>;
+    /// Records a signed checkpoint.
+    fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
+    /// Every checkpoint, oldest first.
+    fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>>;
+    /// Deliveries matching `filter`, oldest first.
+    fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>>;
+    /// Requeues dead deliveries for one more round of attempts, each audited.
+    fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<(i64, ReplayOutcome)>>;
+    /// Deletes bodies past their retention; metadata and audit entries stay.
+    fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport>;
 }

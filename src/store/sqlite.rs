@@ -6,6 +6,10 @@
 //! own connections from a small pool. A full channel makes callers wait (then answer 503); it
 //! never grows.
 //!
+//! The audit chain's append is serialised by the transaction: each transaction reads the chain
+//! head once under SQLite's write lock, so another process writing the same file (a command-line
+//! replay) still extends one chain.
+//!
 //! **Invariant:** a caller's future resolves only after the transaction carrying its operation
 //! has committed (or failed and rolled back).
 
@@ -18,28 +22,31 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
+use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, Checkpoint, GENESIS};
 use crate::telemetry::Metrics;
-use crate::telemetry::events::StoreCommitted;
+use crate::telemetry::events::{AuditAppended, StoreCommitted};
 
 /// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[(
     1,
     r#"
     CREATE TABLE records (
-        record_id      TEXT PRIMARY KEY,
-        sender         TEXT NOT NULL,
-        record_type    TEXT NOT NULL,
-        schema_version TEXT NOT NULL,
-        received_at    INTEGER NOT NULL,
-        body           BLOB,
-        body_sha256    BLOB NOT NULL,
+        record_id       TEXT PRIMARY KEY,
+        sender          TEXT NOT NULL,
+        record_type     TEXT NOT NULL,
+        schema_version  TEXT NOT NULL,
+        received_at     INTEGER NOT NULL,
+        body            BLOB,
+        body_sha256     BLOB NOT NULL,
         idempotency_key TEXT,
-        traceparent    TEXT,
-        receipt        BLOB NOT NULL
+        traceparent     TEXT,
+        receipt         BLOB NOT NULL,
+        audit_seq       INTEGER NOT NULL
     );
     CREATE UNIQUE INDEX records_idempotency ON records(sender, idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     CREATE INDEX records_by_sender ON records(sender, received_at DESC, record_id DESC);
+    CREATE INDEX records_with_body ON records(received_at) WHERE body IS NOT NULL;
 
     CREATE TABLE deliveries (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -48,8 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         agreement       TEXT NOT NULL,
         ordered         INTEGER NOT NULL,
         body            BLOB,
+        body_digest     BLOB NOT NULL,
         status          TEXT NOT NULL,
         attempts        INTEGER NOT NULL DEFAULT 0,
+        replays         INTEGER NOT NULL DEFAULT 0,
         created_at      INTEGER NOT NULL,
         next_attempt_at INTEGER NOT NULL,
         last_attempt_at INTEGER,
@@ -62,7 +71,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     CREATE INDEX deliveries_by_record ON deliveries(record_id);
     CREATE INDEX deliveries_pending ON deliveries(recipient, next_attempt_at, id)
         WHERE status IN ('queued', 'retrying');
-    CREATE INDEX deliveries_dead ON deliveries(recipient) WHERE status = 'dead';
+    CREATE INDEX deliveries_by_status ON deliveries(status, recipient, id);
 
     CREATE TABLE audit_log (
         seq         INTEGER PRIMARY KEY,
@@ -75,16 +84,20 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         body_digest BLOB,
         outcome     TEXT NOT NULL,
         reason      TEXT,
-        count       INTEGER NOT NULL DEFAULT 1
+        count       INTEGER NOT NULL,
+        prev_hash   BLOB NOT NULL,
+        hash        BLOB NOT NULL
+    );
+    CREATE TABLE audit_checkpoints (
+        seq       INTEGER NOT NULL,
+        key_id    TEXT NOT NULL,
+        hash      BLOB NOT NULL,
+        at        INTEGER NOT NULL,
+        signature BLOB NOT NULL,
+        PRIMARY KEY (seq, key_id)
     );
     "#,
 )];
-
-enum WriteOp {
-    Commit(Box<NewRecord>, oneshot::Sender<Result<CommitOutcome, StoreError>>),
-    Claim(ClaimRequest, oneshot::Sender<Result<Vec<ClaimedDelivery>, StoreError>>),
-    Finish(Vec<AttemptUpdate>, oneshot::Sender<Result<(), StoreError>>),
-}
 
 /// Settings of the SQLite engine.
 #[derive(Debug, Clone)]
@@ -98,7 +111,7 @@ pub struct SqliteOptions {
 /// The SQLite store.
 pub struct SqliteStore {
     /// Operations for the writer thread; bounded, so a saturated writer pushes back on callers.
-    writes: mpsc::Sender<WriteOp>,
+    writes: mpsc::Sender<Box<dyn Job>>,
     /// How long a caller waits for room in `writes` and for its answer before giving up.
     commit_timeout: Duration,
     readers: Arc<ReadPool>,
@@ -142,11 +155,117 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// What an operation sees inside the writer's transaction.
+pub struct Cx<'t> {
+    tx: &'t rusqlite::Transaction<'t>,
+    /// The chain head, read once per transaction under the write lock.
+    head: Option<AuditStamp>,
+    /// Entries appended in this transaction, by kind, for the metrics after commit.
+    appended: Vec<String>,
+}
+
+impl Cx<'_> {
+    fn head(&mut self) -> rusqlite::Result<AuditStamp> {
+        if let Some(h) = self.head {
+            return Ok(h);
+        }
+        let head = self
+            .tx
+            .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok(AuditStamp { seq: r.get(0)?, hash: blob32(r.get::<_, Vec<u8>>(1)?) }))
+            .optional()?
+            .unwrap_or(AuditStamp { seq: 0, hash: GENESIS });
+        self.head = Some(head);
+        Ok(head)
+    }
+
+    /// Appends `events` to the chain.
+    fn append(&mut self, events: Vec<AuditEvent>) -> rusqlite::Result<Vec<AuditStamp>> {
+        let head = self.head()?;
+        let entries = audit::chain(head, events);
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO audit_log (seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        let mut stamps = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let ev = &e.event;
+            insert.execute(params![
+                e.seq,
+                ev.at,
+                ev.kind,
+                ev.actor,
+                ev.record_id,
+                ev.agreement,
+                ev.recipient,
+                ev.body_digest.as_ref().map(|d| &d[..]),
+                ev.outcome,
+                ev.reason,
+                ev.count,
+                &e.prev_hash[..],
+                &e.hash[..],
+            ])?;
+            stamps.push(AuditStamp { seq: e.seq, hash: e.hash });
+            self.appended.push(ev.kind.clone());
+        }
+        if let Some(last) = stamps.last() {
+            self.head = Some(*last);
+        }
+        Ok(stamps)
+    }
+}
+
+fn blob32(v: Vec<u8>) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if v.len() == 32 {
+        out.copy_from_slice(&v);
+    }
+    out
+}
+
+/// One operation for the writer: run inside the transaction, answered after the commit.
+trait Job: Send {
+    fn run(&mut self, cx: &mut Cx<'_>) -> rusqlite::Result<()>;
+    /// Answers the caller: with the result if the transaction committed, else with `failure`.
+    fn answer(self: Box<Self>, failure: Option<&str>);
+    /// Records this operation carries (for the group-commit metrics).
+    fn records(&self) -> usize;
+}
+
+struct Op<T, F> {
+    work: Option<F>,
+    result: Option<T>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+    records: usize,
+}
+
+impl<T: Send, F: FnOnce(&mut Cx<'_>) -> rusqlite::Result<T> + Send> Job for Op<T, F> {
+    fn run(&mut self, cx: &mut Cx<'_>) -> rusqlite::Result<()> {
+        if let Some(work) = self.work.take() {
+            self.result = Some(work(cx)?);
+        }
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, failure: Option<&str>) {
+        let answer = match (failure, self.result) {
+            (None, Some(result)) => Ok(result),
+            (failure, _) => Err(StoreError::Engine(failure.unwrap_or("the operation did not run").to_owned())),
+        };
+        // A caller that gave up has dropped its receiver; its answer is simply discarded.
+        let _ = self.reply.send(answer);
+    }
+
+    fn records(&self) -> usize {
+        self.records
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the store and starts its writer thread.
     pub fn open(options: SqliteOptions, metrics: Metrics) -> Result<Self, StoreError> {
         if let Some(dir) = options.path.parent() {
-            std::fs::create_dir_all(dir)
+            crate::secrets::create_private_dir(dir)
                 .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut conn = open(&options.path).map_err(engine)?;
@@ -164,13 +283,16 @@ impl SqliteStore {
         })
     }
 
-    async fn write<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteOp,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
+    /// Runs `work` in the writer's next transaction and waits for the commit.
+    async fn write<T, F>(&self, records: usize, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Cx<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Op { work: Some(work), result: None, reply, records });
         let deadline = tokio::time::Instant::now() + self.commit_timeout;
-        tokio::time::timeout_at(deadline, self.writes.send(make(tx)))
+        tokio::time::timeout_at(deadline, self.writes.send(job))
             .await
             .map_err(|_| StoreError::Unavailable("the commit queue is full"))?
             .map_err(|_| StoreError::Unavailable("the writer has stopped"))?;
@@ -211,7 +333,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
+    fn run(mut self, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
         let mut batch = Vec::with_capacity(max_batch);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
@@ -225,84 +347,83 @@ impl Writer {
         }
     }
 
-    fn run_batch(&mut self, batch: &mut Vec<WriteOp>) {
+    fn run_batch(&mut self, batch: &mut Vec<Box<dyn Job>>) {
         let started = Instant::now();
-        let records = batch.iter().filter(|op| matches!(op, WriteOp::Commit(..))).count();
-        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        let records: usize = batch.iter().map(|j| j.records()).sum();
+        let mut appended = Vec::new();
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for op in batch.iter() {
-                answers.push(match op {
-                    WriteOp::Commit(record, _) => Answer::Commit(commit_record(&tx, record)?),
-                    WriteOp::Claim(claim, _) => Answer::Claim(claim_due(&tx, claim)?),
-                    WriteOp::Finish(updates, _) => {
-                        finish_attempts(&tx, updates)?;
-                        Answer::Finish
-                    }
-                });
+            {
+                let mut cx = Cx { tx: &tx, head: None, appended: Vec::new() };
+                for job in batch.iter_mut() {
+                    job.run(&mut cx)?;
+                }
+                appended = cx.appended;
             }
             tx.commit()
         })();
         if records > 0 {
             StoreCommitted { records, duration: started.elapsed(), ok: outcome.is_ok() }.emit(&self.metrics);
         }
-        let failure = outcome.err().map(|e| e.to_string());
-        let mut answers = answers.into_iter();
-        for op in batch.drain(..) {
-            let answer = if failure.is_none() { answers.next() } else { None };
-            let error = || StoreError::Engine(failure.clone().unwrap_or_default());
-            // A caller that gave up has dropped its receiver; its answer is simply discarded.
-            match (op, answer) {
-                (WriteOp::Commit(_, reply), Some(Answer::Commit(outcome))) => drop(reply.send(Ok(outcome))),
-                (WriteOp::Claim(_, reply), Some(Answer::Claim(claimed))) => drop(reply.send(Ok(claimed))),
-                (WriteOp::Finish(_, reply), Some(Answer::Finish)) => drop(reply.send(Ok(()))),
-                (WriteOp::Commit(_, reply), _) => drop(reply.send(Err(error()))),
-                (WriteOp::Claim(_, reply), _) => drop(reply.send(Err(error()))),
-                (WriteOp::Finish(_, reply), _) => drop(reply.send(Err(error()))),
+        if outcome.is_ok() {
+            for kind in &appended {
+                AuditAppended { kind }.emit(&self.metrics);
             }
+        }
+        let failure = outcome.err().map(|e| e.to_string());
+        for job in batch.drain(..) {
+            job.answer(failure.as_deref());
         }
     }
 }
 
-enum Answer {
-    Commit(CommitOutcome),
-    Claim(Vec<ClaimedDelivery>),
-    Finish,
-}
-
-fn commit_record(tx: &rusqlite::Transaction<'_>, record: &NewRecord) -> rusqlite::Result<CommitOutcome> {
+fn commit_record(cx: &mut Cx<'_>, record: NewRecord) -> rusqlite::Result<CommitOutcome> {
     if let Some(key) = &record.idempotency_key {
-        let existing: Option<(Vec<u8>, Vec<u8>)> = tx
-            .prepare_cached("SELECT body_sha256, receipt FROM records WHERE sender = ?1 AND idempotency_key = ?2")?
-            .query_row(params![record.sender, key], |r| Ok((r.get(0)?, r.get(1)?)))
+        let existing: Option<(Vec<u8>, Vec<u8>, i64, Vec<u8>)> = cx
+            .tx
+            .prepare_cached(
+                "SELECT r.body_sha256, r.receipt, a.seq, a.hash FROM records r JOIN audit_log a ON a.seq = r.audit_seq
+                 WHERE r.sender = ?1 AND r.idempotency_key = ?2",
+            )?
+            .query_row(params![record.sender, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .optional()?;
-        if let Some((digest, receipt)) = existing {
+        if let Some((digest, receipt, seq, hash)) = existing {
             return Ok(if digest == record.body_sha256 {
-                CommitOutcome::Duplicate { receipt: Bytes::from(receipt) }
+                CommitOutcome::Duplicate {
+                    receipt: Bytes::from(receipt),
+                    stamp: AuditStamp { seq, hash: blob32(hash) },
+                }
             } else {
                 CommitOutcome::Conflict
             });
         }
     }
-    tx.prepare_cached(
-        "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        record.record_id,
-        record.sender,
-        record.record_type,
-        record.schema_version,
-        record.received_at,
-        &record.body[..],
-        &record.body_sha256[..],
-        record.idempotency_key,
-        record.traceparent,
-        &record.receipt[..],
-    ])?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, status, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
+    let mut event = AuditEvent::new(record.received_at, audit::kind::RECORD_ACCEPTED, &record.sender, "accepted");
+    event.record_id = Some(record.record_id.clone());
+    event.body_digest = Some(record.audit_digest);
+    event.reason = Some(format!("{}/{}", record.record_type, record.schema_version));
+    let stamp = cx.append(vec![event])?[0];
+    cx.tx
+        .prepare_cached(
+            "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            record.record_id,
+            record.sender,
+            record.record_type,
+            record.schema_version,
+            record.received_at,
+            &record.body[..],
+            &record.body_sha256[..],
+            record.idempotency_key,
+            record.traceparent,
+            &record.receipt[..],
+            stamp.seq,
+        ])?;
+    let mut insert = cx.tx.prepare_cached(
+        "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7)",
     )?;
     for d in &record.deliveries {
         insert.execute(params![
@@ -311,19 +432,16 @@ fn commit_record(tx: &rusqlite::Transaction<'_>, record: &NewRecord) -> rusqlite
             d.agreement,
             d.ordered,
             &d.body[..],
+            &d.body_digest[..],
             record.received_at
         ])?;
     }
-    tx.prepare_cached(
-        "INSERT INTO audit_log (at, kind, actor, record_id, body_digest, outcome) VALUES (?1, 'record.accepted', ?2, ?3, ?4, 'accepted')",
-    )?
-    .execute(params![record.received_at, record.sender, record.record_id, &record.audit_digest[..]])?;
-    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone() })
+    Ok(CommitOutcome::Accepted { receipt: record.receipt, stamp })
 }
 
-const CLAIM_COLUMNS: &str = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until";
+const CLAIM_COLUMNS: &str = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until";
 
-fn claim_due(tx: &rusqlite::Transaction<'_>, claim: &ClaimRequest) -> rusqlite::Result<Vec<ClaimedDelivery>> {
+fn claim_due(cx: &mut Cx<'_>, claim: &ClaimRequest) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let sql = if claim.head_only {
         // The head of the recipient's queue, whatever its state: if it is not due or is held by
         // another worker, nothing behind it may go either.
@@ -338,7 +456,7 @@ fn claim_due(tx: &rusqlite::Transaction<'_>, claim: &ClaimRequest) -> rusqlite::
              ORDER BY d.next_attempt_at, d.id LIMIT ?3"
         )
     };
-    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut stmt = cx.tx.prepare_cached(&sql)?;
     let rows = if claim.head_only {
         stmt.query_map(params![claim.recipient], claimed_row)?.collect::<rusqlite::Result<Vec<_>>>()?
     } else {
@@ -346,7 +464,7 @@ fn claim_due(tx: &rusqlite::Transaction<'_>, claim: &ClaimRequest) -> rusqlite::
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
     let mut claimed = Vec::with_capacity(rows.len());
-    let mut lease = tx.prepare_cached("UPDATE deliveries SET claimed_until = ?1, claimed_by = ?2 WHERE id = ?3")?;
+    let mut lease = cx.tx.prepare_cached("UPDATE deliveries SET claimed_until = ?1, claimed_by = ?2 WHERE id = ?3")?;
     for (delivery, next_attempt_at, claimed_until) in rows {
         if claim.head_only && (next_attempt_at > claim.now || claimed_until >= claim.now) {
             continue;
@@ -370,31 +488,144 @@ fn claimed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ClaimedDelivery, i64,
             schema_version: r.get(6)?,
             traceparent: r.get(7)?,
             body: Bytes::from(body.unwrap_or_default()),
-            attempts: r.get(9)?,
-            created_at: r.get(10)?,
+            body_digest: blob32(r.get(9)?),
+            attempts: r.get(10)?,
+            created_at: r.get(11)?,
         },
-        r.get(11)?,
         r.get(12)?,
+        r.get(13)?,
     ))
 }
 
-fn finish_attempts(tx: &rusqlite::Transaction<'_>, updates: &[AttemptUpdate]) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "UPDATE deliveries SET status = ?1, attempts = attempts + 1, last_attempt_at = ?2, last_status = ?3, last_error = ?4,
-             next_attempt_at = ?5, delivered_at = ?6, claimed_until = 0, claimed_by = NULL
-         WHERE id = ?7 AND claimed_by = ?8",
-    )?;
-    for u in updates {
-        let (status, code, error, next, delivered) = match &u.result {
-            AttemptResult::Delivered { status } => (DeliveryStatus::Delivered, Some(*status), None, u.at, Some(u.at)),
-            AttemptResult::Retry { next_attempt_at, status, error } => {
-                (DeliveryStatus::Retrying, *status, Some(error.as_str()), *next_attempt_at, None)
+fn finish_attempts(cx: &mut Cx<'_>, updates: Vec<AttemptUpdate>) -> rusqlite::Result<()> {
+    let mut events = Vec::with_capacity(updates.len());
+    {
+        let mut stmt = cx.tx.prepare_cached(
+            "UPDATE deliveries SET status = ?1, attempts = attempts + 1, last_attempt_at = ?2, last_status = ?3, last_error = ?4,
+                 next_attempt_at = ?5, delivered_at = ?6, claimed_until = 0, claimed_by = NULL
+             WHERE id = ?7 AND claimed_by = ?8",
+        )?;
+        for u in updates {
+            let (status, code, error, next, delivered, kind, outcome) = match &u.result {
+                AttemptResult::Delivered { status } => (
+                    DeliveryStatus::Delivered,
+                    Some(*status),
+                    None,
+                    u.at,
+                    Some(u.at),
+                    audit::kind::DELIVERY_DELIVERED,
+                    "delivered",
+                ),
+                AttemptResult::Retry { next_attempt_at, status, error } => (
+                    DeliveryStatus::Retrying,
+                    *status,
+                    Some(error.as_str()),
+                    *next_attempt_at,
+                    None,
+                    audit::kind::DELIVERY_RETRIED,
+                    "retry",
+                ),
+                AttemptResult::Dead { status, error } => (
+                    DeliveryStatus::Dead,
+                    *status,
+                    Some(error.as_str()),
+                    u.at,
+                    None,
+                    audit::kind::DELIVERY_DEAD,
+                    "dead",
+                ),
+            };
+            let changed =
+                stmt.execute(params![status.as_str(), u.at, code, error, next, delivered, u.delivery_id, u.worker])?;
+            // A worker that lost its lease reports nothing: the attempt of the new holder counts.
+            if changed == 1 {
+                let mut event = AuditEvent::new(u.at, kind, "gateway", outcome);
+                event.record_id = Some(u.record_id);
+                event.agreement = Some(u.agreement);
+                event.recipient = Some(u.recipient);
+                event.body_digest = Some(u.body_digest);
+                event.reason = code.map(|c| format!("HTTP {c}")).or_else(|| error.map(str::to_owned));
+                events.push(event);
             }
-            AttemptResult::Dead { status, error } => (DeliveryStatus::Dead, *status, Some(error.as_str()), u.at, None),
-        };
-        stmt.execute(params![status.as_str(), u.at, code, error, next, delivered, u.delivery_id, u.worker])?;
+        }
     }
+    cx.append(events)?;
     Ok(())
+}
+
+fn replay(cx: &mut Cx<'_>, request: ReplayRequest) -> rusqlite::Result<Vec<(i64, ReplayOutcome)>> {
+    let candidates: Vec<(i64, String, String, String, Vec<u8>, bool, String)> = {
+        let (sql, param) = match &request.target {
+            ReplayTarget::One(id) => (
+                "SELECT id, record_id, recipient, agreement, body_digest, body IS NOT NULL, status FROM deliveries WHERE id = ?1",
+                rusqlite::types::Value::Integer(*id),
+            ),
+            ReplayTarget::Recipient(r) => (
+                "SELECT id, record_id, recipient, agreement, body_digest, body IS NOT NULL, status FROM deliveries
+                 WHERE recipient = ?1 AND status = 'dead' ORDER BY id",
+                rusqlite::types::Value::Text(r.clone()),
+            ),
+        };
+        cx.tx
+            .prepare_cached(sql)?
+            .query_map([param], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    if candidates.is_empty() {
+        if let ReplayTarget::One(id) = request.target {
+            return Ok(vec![(id, ReplayOutcome::NotFound)]);
+        }
+    }
+    let mut results = Vec::with_capacity(candidates.len());
+    let mut events = Vec::new();
+    for (id, record_id, recipient, agreement, digest, body_kept, status) in candidates {
+        let outcome = if status != "dead" {
+            ReplayOutcome::NotDead
+        } else if !body_kept {
+            ReplayOutcome::BodyPurged
+        } else {
+            cx.tx
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'queued', next_attempt_at = ?1, claimed_until = 0, claimed_by = NULL,
+                         replays = replays + 1 WHERE id = ?2",
+                )?
+                .execute(params![request.now, id])?;
+            let mut event = AuditEvent::new(request.now, audit::kind::DELIVERY_REPLAYED, &request.actor, "replayed");
+            event.record_id = Some(record_id);
+            event.agreement = Some(agreement);
+            event.recipient = Some(recipient);
+            event.body_digest = Some(blob32(digest));
+            events.push(event);
+            ReplayOutcome::Replayed
+        };
+        results.push((id, outcome));
+    }
+    cx.append(events)?;
+    Ok(results)
+}
+
+fn purge(cx: &mut Cx<'_>, request: PurgeRequest) -> rusqlite::Result<PurgeReport> {
+    let delivered_before = request.now - request.delivered_retention_ms;
+    let dead_before = request.now - request.dead_retention_ms;
+    let delivery_bodies = cx.tx.execute(
+        "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND (
+             (status = 'delivered' AND delivered_at < ?1) OR (status = 'dead' AND last_attempt_at < ?2))",
+        params![delivered_before, dead_before],
+    )? as u64;
+    // A record's own body goes once it is old enough and none of its deliveries still needs a body.
+    let record_bodies = cx.tx.execute(
+        "UPDATE records SET body = NULL WHERE body IS NOT NULL AND received_at < ?1 AND NOT EXISTS (
+             SELECT 1 FROM deliveries d WHERE d.record_id = records.record_id AND d.body IS NOT NULL)",
+        params![delivered_before],
+    )? as u64;
+    let report = PurgeReport { record_bodies, delivery_bodies };
+    if record_bodies + delivery_bodies > 0 {
+        let mut event = AuditEvent::new(request.now, audit::kind::BODIES_PURGED, "gateway", "purged");
+        event.count = (record_bodies + delivery_bodies) as i64;
+        event.reason = Some(format!("{record_bodies} record bodies, {delivery_bodies} delivery bodies"));
+        cx.append(vec![event])?;
+    }
+    Ok(report)
 }
 
 const STATE_SQL: &str = "CASE
@@ -440,17 +671,37 @@ fn record_views(
     Ok(views)
 }
 
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.get(0)?,
+        event: AuditEvent {
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            actor: r.get(3)?,
+            record_id: r.get(4)?,
+            agreement: r.get(5)?,
+            recipient: r.get(6)?,
+            body_digest: r.get::<_, Option<Vec<u8>>>(7)?.map(blob32),
+            outcome: r.get(8)?,
+            reason: r.get(9)?,
+            count: r.get(10)?,
+        },
+        prev_hash: blob32(r.get(11)?),
+        hash: blob32(r.get(12)?),
+    })
+}
+
 impl Store for SqliteStore {
     fn commit_record(&self, record: NewRecord) -> StoreFuture<'_, CommitOutcome> {
-        Box::pin(self.write(move |tx| WriteOp::Commit(Box::new(record), tx)))
+        Box::pin(self.write(1, move |cx| commit_record(cx, record)))
     }
 
     fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>> {
-        Box::pin(self.write(move |tx| WriteOp::Claim(claim, tx)))
+        Box::pin(self.write(0, move |cx| claim_due(cx, &claim)))
     }
 
     fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |tx| WriteOp::Finish(updates, tx)))
+        Box::pin(self.write(0, move |cx| finish_attempts(cx, updates)))
     }
 
     fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>> {
@@ -522,6 +773,103 @@ impl Store for SqliteStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))))
     }
+
+    fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditStamp>> {
+        Box::pin(self.write(0, move |cx| cx.append(events)))
+    }
+
+    fn audit_head(&self) -> StoreFuture<'_, Option<AuditStamp>> {
+        Box::pin(self.read(|conn| {
+            conn.prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+                .query_row([], |r| Ok(AuditStamp { seq: r.get(0)?, hash: blob32(r.get(1)?) }))
+                .optional()
+        }))
+    }
+
+    fn audit_entries(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash
+                 FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?
+            .query_map(params![after, limit as i64], audit_row)?
+            .collect()
+        }))
+    }
+
+    fn add_checkpoint(&self, c: Checkpoint) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(0, move |cx| {
+            cx.tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO audit_checkpoints (seq, key_id, hash, at, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![c.seq, c.key_id, &c.hash[..], c.at, c.signature])?;
+            Ok(())
+        }))
+    }
+
+    fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>> {
+        Box::pin(self.read(|conn| {
+            conn.prepare_cached("SELECT seq, key_id, hash, at, signature FROM audit_checkpoints ORDER BY seq, key_id")?
+                .query_map([], |r| {
+                    Ok(Checkpoint {
+                        seq: r.get(0)?,
+                        key_id: r.get(1)?,
+                        hash: blob32(r.get(2)?),
+                        at: r.get(3)?,
+                        signature: r.get(4)?,
+                    })
+                })?
+                .collect()
+        }))
+    }
+
+    fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>> {
+        Box::pin(self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT d.id, d.record_id, r.sender, r.record_type, d.recipient, d.agreement, d.status, d.attempts, d.replays,
+                        d.created_at, d.last_attempt_at, d.last_status, d.last_error, d.body IS NOT NULL
+                 FROM deliveries d JOIN records r ON r.record_id = d.record_id
+                 WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.recipient = ?2) AND d.id > ?3
+                 ORDER BY d.id LIMIT ?4",
+            )?
+            .query_map(
+                params![
+                    filter.status.map(DeliveryStatus::as_str),
+                    filter.recipient,
+                    filter.after_id.unwrap_or(0),
+                    filter.limit as i64
+                ],
+                |r| {
+                    Ok(DeliveryAdminView {
+                        id: r.get(0)?,
+                        record_id: r.get(1)?,
+                        sender: r.get(2)?,
+                        record_type: r.get(3)?,
+                        recipient: r.get(4)?,
+                        agreement: r.get(5)?,
+                        status: DeliveryStatus::parse(&r.get::<_, String>(6)?).unwrap_or(DeliveryStatus::Queued),
+                        attempts: r.get(7)?,
+                        replays: r.get(8)?,
+                        created_at: crate::clock::rfc3339_ms(r.get(9)?),
+                        last_attempt_at: r.get::<_, Option<i64>>(10)?.map(crate::clock::rfc3339_ms),
+                        last_status: r.get(11)?,
+                        last_error: r.get(12)?,
+                        body_kept: r.get(13)?,
+                    })
+                },
+            )?
+            .collect()
+        }))
+    }
+
+    fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<(i64, ReplayOutcome)>> {
+        Box::pin(self.write(0, move |cx| replay(cx, request)))
+    }
+
+    fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport> {
+        Box::pin(self.write(0, move |cx| purge(cx, request)))
+    }
 }
 
 #[cfg(test)]
@@ -557,9 +905,23 @@ mod tests {
                     agreement: "a".into(),
                     ordered: false,
                     body: Bytes::new(),
+                    body_digest: [2; 32],
                 })
                 .collect(),
             receipt: Bytes::from_static(b"{}"),
+        }
+    }
+
+    fn update(delivery_id: i64, worker: &str, at: i64, result: AttemptResult) -> AttemptUpdate {
+        AttemptUpdate {
+            delivery_id,
+            worker: worker.into(),
+            record_id: "r".into(),
+            recipient: "r".into(),
+            agreement: "a".into(),
+            body_digest: [2; 32],
+            at,
+            result,
         }
     }
 
@@ -583,12 +945,7 @@ mod tests {
         let c = s.claim_due(claim("c", 10, 3_001, false)).await.unwrap();
         assert_eq!(c.iter().map(|d| d.id).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
         // A late answer from the worker that lost the lease changes nothing.
-        let late = AttemptUpdate {
-            delivery_id: 1,
-            worker: "a".into(),
-            at: 3_100,
-            result: AttemptResult::Delivered { status: 200 },
-        };
+        let late = update(1, "a", 3_100, AttemptResult::Delivered { status: 200 });
         s.finish_attempts(vec![late]).await.unwrap();
         let view = s.record("s".into(), record(0, &[]).record_id).await.unwrap().unwrap();
         assert_eq!(view.deliveries[0].status, DeliveryStatus::Queued);
@@ -604,14 +961,7 @@ mod tests {
         let head = s.claim_due(claim("w", 1, 2_000, true)).await.unwrap();
         assert_eq!(head.len(), 1);
         let retry = AttemptResult::Retry { next_attempt_at: 10_000, status: Some(503), error: "HTTP 503".into() };
-        s.finish_attempts(vec![AttemptUpdate {
-            delivery_id: head[0].id,
-            worker: "w".into(),
-            at: 2_100,
-            result: retry,
-        }])
-        .await
-        .unwrap();
+        s.finish_attempts(vec![update(head[0].id, "w", 2_100, retry)]).await.unwrap();
         // The head is not due: nothing behind it may leave.
         assert!(s.claim_due(claim("w", 1, 5_000, true)).await.unwrap().is_empty());
         // Without strict order, the others go.
@@ -631,8 +981,9 @@ mod tests {
         other.idempotency_key = Some("k".into());
         other.body_sha256 = [9; 32];
         let (a, b, c) = tokio::join!(s.commit_record(first), s.commit_record(same), s.commit_record(other));
-        assert_eq!(a.unwrap(), CommitOutcome::Accepted { receipt: Bytes::from_static(b"{\"first\":true}") });
-        assert_eq!(b.unwrap(), CommitOutcome::Duplicate { receipt: Bytes::from_static(b"{\"first\":true}") });
+        let CommitOutcome::Accepted { receipt, stamp } = a.unwrap() else { panic!("the first is accepted") };
+        assert_eq!(receipt, Bytes::from_static(b"{\"first\":true}"));
+        assert_eq!(b.unwrap(), CommitOutcome::Duplicate { receipt, stamp }, "the original receipt and entry");
         assert_eq!(c.unwrap(), CommitOutcome::Conflict);
     }
 

@@ -172,3 +172,31 @@ impl BacklogObserved<'_> {
         metrics.deliveries_dead.with_label_values(&[self.recipient]).set(self.dead);
     }
 }
+
+/// An entry was appended to the audit chain (emitted after its transaction committed).
+pub struct AuditAppended<'a> {
+    pub kind: &'a str,
+}
+
+impl AuditAppended<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        // Kinds are a fixed set (see `audit::kind`), so the label stays bounded.
+        metrics.audit_entries.with_label_values(&[self.kind]).inc();
+    }
+}
+
+/// A checkpoint of the audit chain was signed and stored.
+pub struct CheckpointSigned<'a> {
+    pub seq: i64,
+    pub key_id: &'a str,
+    pub at: i64,
+}
+
+impl CheckpointSigned<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.audit_checkpoints.inc();
+        metrics.audit_last_checkpoint.set(self.at as f64 / 1000.0);
+        metrics.audit_last_checkpoint_seq.set(self.seq);
+        info!(message = "Audit checkpoint signed.", seq = self.seq, key_id = self.key_id);
+    }
+}

@@ -27,6 +27,11 @@ pub struct Metrics {
     pub store_commit_duration: Histogram,
     pub store_commit_batch_size: Histogram,
     pub audit_entries: IntCounterVec,
+    pub audit_checkpoints: prometheus::IntCounter,
+    pub audit_last_checkpoint: prometheus::Gauge,
+    pub audit_last_checkpoint_seq: prometheus::IntGauge,
+    pub breaker_state: IntGaugeVec,
+    pub rejections_aggregated: prometheus::IntCounter,
     pub tls_handshake_failures: IntCounterVec,
     pub config_reloads: IntCounterVec,
 }
@@ -128,6 +133,44 @@ impl Metrics {
                 "Audit entries written, by kind.",
                 &["kind"]
             )),
+            audit_checkpoints: register!(
+                prometheus::IntCounter::new(
+                    "passerelle_audit_checkpoints_total",
+                    "Signed checkpoints of the audit chain."
+                )
+                .expect("valid metric")
+            ),
+            audit_last_checkpoint: register!(
+                prometheus::Gauge::new(
+                    "passerelle_audit_last_checkpoint_timestamp_seconds",
+                    "Unix time of the last signed checkpoint of the audit chain."
+                )
+                .expect("valid metric")
+            ),
+            audit_last_checkpoint_seq: register!(
+                prometheus::IntGauge::new(
+                    "passerelle_audit_last_checkpoint_seq",
+                    "Entry covered by the last signed checkpoint."
+                )
+                .expect("valid metric")
+            ),
+            breaker_state: register!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "passerelle_circuit_breaker_state",
+                        "Circuit breaker per recipient: 0 closed, 1 half-open (probing), 2 open."
+                    ),
+                    &["recipient"]
+                )
+                .expect("valid metric")
+            ),
+            rejections_aggregated: register!(
+                prometheus::IntCounter::new(
+                    "passerelle_audit_rejections_aggregated_total",
+                    "Rejected records counted into aggregated audit entries."
+                )
+                .expect("valid metric")
+            ),
             tls_handshake_failures: register!(counter(
                 "passerelle_tls_handshake_failures_total",
                 "Failed TLS handshakes on the partner listener, by reason.",

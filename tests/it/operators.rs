@@ -137,14 +137,24 @@ async fn a_record_value_never_reaches_logs_metrics_or_the_audit_trail() {
     let mut stmt = db.prepare("SELECT * FROM audit_log").unwrap();
     let columns = stmt.column_count();
     let rows: Vec<String> = stmt
-        .query_map([], |row| {
-            Ok((0..columns).map(|i| format!("{:?}", row.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))
-        })
+        .query_map([], |row| Ok((0..columns).map(|i| cell(row.get_ref(i).unwrap())).collect::<Vec<_>>().join("|")))
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(rows.len(), 1);
+    assert!(rows.iter().any(|r| r.contains("record.accepted")), "the accepted record is audited");
     assert!(rows.iter().all(|r| !r.contains(marker) && !r.contains(&hex(marker.as_bytes()))));
+}
+
+/// A cell as text: strings as themselves, blobs in hex and as (lossy) text.
+fn cell(v: rusqlite::types::ValueRef<'_>) -> String {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => String::new(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Blob(b) => format!("{} {}", hex(b), String::from_utf8_lossy(b)),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,0 +1,175 @@
+//! Ed25519 keys: the instance's signing key, and the public keys whose signatures are trusted.
+//!
+//! The signing key is a PKCS#8 document, hex-encoded in a file readable by the owner only
+//! (generated into the data directory on first start unless one is configured). A public key is
+//! written as one line, `ed25519 <key-id> <public-key-hex>`: what `passerelle audit key` prints
+//! and what `[audit] trusted_keys` files hold, so several instances and rotated keys verify.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+
+use crate::auth::{decode_hex, sha256, to_hex};
+
+/// File name of the generated signing key inside the data directory.
+pub const SIGNING_KEY_FILE: &str = "audit-signing-key";
+
+/// Why a key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: not an Ed25519 key in the expected form ({what})")]
+    Format { path: String, what: &'static str },
+}
+
+/// The id of a public key: the first 8 bytes of its SHA-256, in hex.
+pub fn key_id(public_key: &[u8]) -> String {
+    to_hex(&sha256(public_key)[..8])
+}
+
+/// This instance's signing key.
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+    id: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({})", self.id)
+    }
+}
+
+impl SigningKey {
+    /// Loads the key at `path`, generating it (owner-only) if the file does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        let io = |source| KeyError::Io { path: path.display().to_string(), source };
+        let pkcs8 = match std::fs::read_to_string(path) {
+            Ok(text) => decode_hex(text.trim())
+                .ok_or(KeyError::Format { path: path.display().to_string(), what: "hex PKCS#8" })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let document = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|_| {
+                    KeyError::Format { path: path.display().to_string(), what: "key generation failed" }
+                })?;
+                crate::secrets::write_private(path, to_hex(document.as_ref()).as_bytes()).map_err(io)?;
+                document.as_ref().to_vec()
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+            .map_err(|_| KeyError::Format { path: path.display().to_string(), what: "PKCS#8 Ed25519" })?;
+        let id = key_id(pair.public_key().as_ref());
+        Ok(SigningKey { pair, id })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn public_key(&self) -> &[u8] {
+        self.pair.public_key().as_ref()
+    }
+
+    /// The public key line: `ed25519 <key-id> <hex>`.
+    pub fn public_line(&self) -> String {
+        format!("ed25519 {} {}", self.id, to_hex(self.public_key()))
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
+    }
+
+    /// The public half, as a trusted key.
+    pub fn trusted(&self) -> (String, Vec<u8>) {
+        (self.id.clone(), self.public_key().to_vec())
+    }
+}
+
+/// Public keys whose signatures are accepted, by key id.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedKeys {
+    keys: BTreeMap<String, Vec<u8>>,
+}
+
+impl TrustedKeys {
+    pub fn add(&mut self, id: String, public_key: Vec<u8>) {
+        self.keys.insert(id, public_key);
+    }
+
+    /// Adds every `ed25519 <id> <hex>` line of `text`; `#` starts a comment.
+    pub fn add_lines(&mut self, text: &str, path: &str) -> Result<usize, KeyError> {
+        let mut added = 0;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [algorithm, id, hex] = parts.as_slice() else {
+                return Err(KeyError::Format { path: path.to_owned(), what: "expected `ed25519 <key-id> <hex>`" });
+            };
+            let key = decode_hex(hex).filter(|k| k.len() == 32 && *algorithm == "ed25519");
+            let Some(key) = key else {
+                return Err(KeyError::Format {
+                    path: path.to_owned(),
+                    what: "expected a 32-byte Ed25519 public key in hex",
+                });
+            };
+            if key_id(&key) != *id {
+                return Err(KeyError::Format { path: path.to_owned(), what: "the key id does not match the key" });
+            }
+            self.keys.insert(id.to_string(), key);
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// Reads a file of public key lines.
+    pub fn add_file(&mut self, path: &Path) -> Result<usize, KeyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
+        self.add_lines(&text, &path.display().to_string())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Whether `signature` over `message` was made by the trusted key `key_id`.
+    pub fn verify(&self, key_id: &str, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+        let key = self.keys.get(key_id).ok_or(SignatureError::UnknownKey)?;
+        UnparsedPublicKey::new(&ED25519, key).verify(message, signature).map_err(|_| SignatureError::Invalid)
+    }
+}
+
+/// Why a signature is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signed by a key that is not trusted")]
+    UnknownKey,
+    #[error("the signature does not match")]
+    Invalid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_generated_once_and_verify_their_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SIGNING_KEY_FILE);
+        let key = SigningKey::load_or_create(&path).unwrap();
+        let again = SigningKey::load_or_create(&path).unwrap();
+        assert_eq!(key.id(), again.id());
+        let mut trusted = TrustedKeys::default();
+        assert_eq!(trusted.add_lines(&key.public_line(), "test").unwrap(), 1);
+        let signature = key.sign(b"message");
+        assert_eq!(trusted.verify(key.id(), b"message", &signature), Ok(()));
+        assert_eq!(trusted.verify(key.id(), b"messagf", &signature), Err(SignatureError::Invalid));
+        assert_eq!(trusted.verify("0000000000000000", b"message", &signature), Err(SignatureError::UnknownKey));
+        let line = key.public_line().replace(key.id(), "0123456789abcdef");
+        assert!(trusted.add_lines(&line, "test").is_err(), "a key id that does not match its key is refused");
+    }
+}
