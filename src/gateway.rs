@@ -59,8 +59,10 @@ pub struct Gateway {
     /// Tells listeners and workers to stop; they drain what they are doing first.
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
-    /// Checkpoints, rejection tallies and retention: they finish their last round at shutdown.
+    /// Rejection tallies and retention: they finish their last round at shutdown.
     background: Vec<JoinHandle<()>>,
+    /// The checkpoint signer stops last, so its final checkpoint covers every entry.
+    checkpoints: (watch::Sender<bool>, JoinHandle<()>),
     dispatcher: Dispatcher,
 }
 
@@ -130,15 +132,19 @@ impl Gateway {
             ListenerSettings { name: "admin", max_connections: 256, header_timeout: config.limits.header_timeout };
 
         let rejections = Arc::new(RejectionTally::default());
-        let background = vec![
+        let (stop_checkpoints, checkpoints_rx) = watch::channel(false);
+        let checkpoints = (
+            stop_checkpoints,
             tokio::spawn(notary::run_checkpoints(
                 notary.clone(),
                 store.clone(),
                 metrics.clone(),
                 config.audit.checkpoint_every,
                 config.audit.checkpoint_interval,
-                shutdown_rx.clone(),
+                checkpoints_rx,
             )),
+        );
+        let background = vec![
             tokio::spawn(rejections::run_flush(
                 rejections.clone(),
                 store.clone(),
@@ -173,6 +179,7 @@ impl Gateway {
             shutdown,
             listeners: vec![partner_task, admin_task],
             background,
+            checkpoints,
             dispatcher,
         })
     }
@@ -188,6 +195,9 @@ impl Gateway {
         for task in self.background {
             let _ = task.await;
         }
+        let (stop, task) = self.checkpoints;
+        let _ = stop.send(true);
+        let _ = task.await;
         tracing::info!(message = "Stopped.");
     }
 }

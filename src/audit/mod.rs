@@ -32,6 +32,7 @@
 //! public key, in hex.
 
 pub mod digest;
+pub mod export;
 pub mod keys;
 pub mod notary;
 pub mod rejections;

@@ -149,10 +149,10 @@ impl ChainVerifier {
         if entry_hash(&e.prev_hash, e.seq, &e.event) != e.hash {
             return Err(VerifyFailure::HashMismatch { seq: e.seq });
         }
-        if let Some(c) = self.checkpoints.get(&e.seq) {
-            if c.hash != e.hash {
-                return Err(VerifyFailure::CheckpointMismatch { seq: e.seq, key_id: c.key_id.clone() });
-            }
+        if let Some(c) = self.checkpoints.get(&e.seq)
+            && c.hash != e.hash
+        {
+            return Err(VerifyFailure::CheckpointMismatch { seq: e.seq, key_id: c.key_id.clone() });
         }
         self.prev = Some(AuditStamp { seq: e.seq, hash: e.hash });
         self.summary.entries += 1;
@@ -164,10 +164,10 @@ impl ChainVerifier {
         let last = self.prev.map_or(0, |p| p.seq);
         let first = self.summary.first.unwrap_or(1);
         // In a range, only checkpoints inside it are checked against entries.
-        if let Some((&seq, _)) = self.checkpoints.range(first..).find(|(seq, _)| **seq > last) {
-            if self.start == Start::Beginning || self.summary.entries > 0 {
-                return Err(VerifyFailure::Truncated { last, checkpoint: seq });
-            }
+        if let Some((&seq, _)) = self.checkpoints.range(first..).find(|(seq, _)| **seq > last)
+            && (self.start == Start::Beginning || self.summary.entries > 0)
+        {
+            return Err(VerifyFailure::Truncated { last, checkpoint: seq });
         }
         if self.start == Start::Anywhere {
             self.summary.checkpoints = self.checkpoints.range(first..=last).count() as u64;

@@ -1,6 +1,8 @@
 //! The command line: one module per subcommand.
 
+pub mod audit;
 pub mod check;
+pub mod deliveries;
 pub mod demo;
 pub mod serve;
 pub mod validate;
@@ -43,6 +45,12 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// The audit trail: keys, verification, export, receipts.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Dead and retrying deliveries: list them, replay them (through the running gateway).
+    #[command(subcommand)]
+    Deliveries(deliveries::DeliveriesCommand),
     /// Validate a JSON file against a record type's schema.
     Validate {
         /// The record type, such as `birth-registration`.
@@ -67,6 +75,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve::run(&config),
         Command::Demo { config, once } => demo::run(&config, once),
         Command::Check { config } => check::run(&config),
+        Command::Audit(command) => audit::run(command),
+        Command::Deliveries(command) => deliveries::run(command),
         Command::Validate { record_type, file, schema_version, config, fr } => {
             validate::run(&config, &record_type, &file, schema_version.as_deref(), fr)
         }

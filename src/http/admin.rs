@@ -1,7 +1,9 @@
-//! The admin API: probes and metrics for operators.
+//! The admin API: probes, metrics, dead letters, replay and the audit trail, for operators.
 //!
 //! `/healthz` (alive) and `/readyz` (store reachable, configuration loaded) are always open, for
-//! probes. `/metrics` is open unless configured otherwise; then it needs the admin token.
+//! probes. `/metrics` is open unless configured otherwise. Everything under `/admin/v1` needs the
+//! admin token, and every state-changing call (`POST`) must also come from the admin listener's
+//! own origin (`Origin`, when a browser sends one, must match `Host`), even on loopback.
 
 use std::sync::Arc;
 
@@ -9,36 +11,77 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::text_response;
+use super::error::ApiError;
+use super::i18n::Lang;
+use super::{json_response, text_response};
 use crate::gateway::Shared;
+use crate::store::{DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget};
+use crate::telemetry::events::DeliveryReplayed;
+
+/// Most deliveries or audit entries one page returns.
+const MAX_PAGE: usize = 1000;
 
 /// Serves one admin request.
 pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let config = shared.config.load_full();
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "method not allowed\n");
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return r;
-    }
-    match req.uri().path() {
-        "/healthz" => text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-        "/readyz" => match shared.store.ping().await {
-            Ok(()) => text_response(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
-            Err(e) => {
-                tracing::warn!(message = "Readiness check failed.", error = %e);
-                text_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "store unavailable\n")
-            }
-        },
-        "/metrics" => {
-            if !config.admin.metrics_open && !has_admin_token(config.admin.token.as_deref(), &req) {
-                return text_response(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", "admin token required\n");
-            }
-            text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render())
+    let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    match path.as_str() {
+        "/healthz" if get => return text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        "/readyz" if get => {
+            return match shared.store.ping().await {
+                Ok(()) => text_response(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+                Err(e) => {
+                    tracing::warn!(message = "Readiness check failed.", error = %e);
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "store unavailable\n")
+                }
+            };
         }
-        _ => text_response(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),
+        "/metrics" if get && config.admin.metrics_open => {
+            return text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render());
+        }
+        _ => {}
     }
+    let result = async {
+        if !has_admin_token(config.admin.token.as_deref(), &req) {
+            return Err(ApiError::AdminTokenRequired);
+        }
+        if method == Method::POST && !same_origin(&req) {
+            return Err(ApiError::CrossOrigin);
+        }
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (method.clone(), segments.as_slice()) {
+            (Method::GET, ["metrics"]) => {
+                Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render()))
+            }
+            (Method::GET, ["admin", "v1", "deliveries"]) => deliveries(&shared, req.uri().query().unwrap_or("")).await,
+            (Method::POST, ["admin", "v1", "deliveries", id, "replay"]) => {
+                let id = id.parse::<i64>().map_err(|_| ApiError::DeliveryNotFound)?;
+                replay(&shared, ReplayTarget::One(id)).await
+            }
+            (Method::POST, ["admin", "v1", "recipients", recipient, "replay"]) => {
+                if config.partner(recipient).is_none() {
+                    return Err(ApiError::RouteNotFound);
+                }
+                replay(&shared, ReplayTarget::Recipient(recipient.to_string())).await
+            }
+            (Method::GET, ["admin", "v1", "audit"]) => audit(&shared, req.uri().query().unwrap_or("")).await,
+            (_, ["admin", "v1", "deliveries"] | ["admin", "v1", "audit"]) => {
+                Err(ApiError::MethodNotAllowed { allow: "GET" })
+            }
+            (_, ["admin", "v1", "deliveries", _, "replay"] | ["admin", "v1", "recipients", _, "replay"]) => {
+                Err(ApiError::MethodNotAllowed { allow: "POST" })
+            }
+            _ => Err(ApiError::RouteNotFound),
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| e.to_response(lang, &path))
 }
 
 /// Whether the request carries the admin token as a bearer header (compared in constant time).
@@ -50,4 +93,83 @@ pub fn has_admin_token(token: Option<&str>, req: &Request<Incoming>) -> bool {
     };
     let presented = presented.strip_prefix("Bearer ").unwrap_or("");
     bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// A state-changing call is accepted only with a `Host`, and, when the client names its origin
+/// (browsers do), only from that same host; a cross-site fetch is refused.
+fn same_origin(req: &Request<Incoming>) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let Some(host) = header("host") else { return false };
+    if header("sec-fetch-site").is_some_and(|s| s == "cross-site" || s == "same-site") {
+        return false;
+    }
+    match header("origin") {
+        None => true,
+        Some(origin) => origin.split_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+    }
+}
+
+fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name && !v.is_empty()).then_some(v)
+    })
+}
+
+async fn deliveries(shared: &Shared, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+    let status = match param(query, "status") {
+        None => None,
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or(ApiError::BadQuery { parameter: "status" })?),
+    };
+    let limit = match param(query, "limit") {
+        None => 100,
+        Some(n) => {
+            n.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or(ApiError::BadQuery { parameter: "limit" })?
+        }
+    };
+    let after_id = param(query, "after")
+        .map(|a| a.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "after" }))
+        .transpose()?;
+    let filter = DeliveryFilter { status, recipient: param(query, "recipient").map(str::to_owned), after_id, limit };
+    let list = shared.store.deliveries(filter).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let next = (list.len() == limit).then(|| list.last().map(|d| d.id)).flatten();
+    Ok(json_response(StatusCode::OK, json!({"deliveries": list, "next_after": next}).to_string().into_bytes()))
+}
+
+async fn replay(shared: &Shared, target: ReplayTarget) -> Result<Response<Full<Bytes>>, ApiError> {
+    let single = matches!(target, ReplayTarget::One(_));
+    let request = ReplayRequest { target, actor: "operator".to_owned(), now: crate::clock::now_ms() };
+    let results = shared.store.replay(request).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    if single && results.first().is_some_and(|r| r.outcome == ReplayOutcome::NotFound) {
+        return Err(ApiError::DeliveryNotFound);
+    }
+    let mut replayed = 0;
+    for r in results.iter().filter(|r| r.outcome == ReplayOutcome::Replayed) {
+        replayed += 1;
+        let (recipient, agreement) = (r.recipient.as_deref().unwrap_or(""), r.agreement.as_deref().unwrap_or(""));
+        DeliveryReplayed { delivery_id: r.id, recipient, agreement }.emit(&shared.metrics);
+        // The recipient's worker picks the delivery up at once.
+        shared.wakers.wake(recipient);
+    }
+    let status = if single && replayed == 0 { StatusCode::CONFLICT } else { StatusCode::OK };
+    Ok(json_response(status, json!({"replayed": replayed, "deliveries": results}).to_string().into_bytes()))
+}
+
+async fn audit(shared: &Shared, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+    let after = param(query, "after")
+        .map(|a| a.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "after" }))
+        .transpose()?
+        .unwrap_or(0);
+    let limit = match param(query, "limit") {
+        None => 100,
+        Some(n) => {
+            n.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or(ApiError::BadQuery { parameter: "limit" })?
+        }
+    };
+    let entries =
+        shared.store.audit_entries(after, limit).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let lines: Vec<_> = entries.iter().map(crate::audit::export::entry_json).collect();
+    let mut response = json_response(StatusCode::OK, json!({"entries": lines}).to_string().into_bytes());
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }

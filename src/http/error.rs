@@ -59,15 +59,37 @@ pub enum ApiError {
     BadQuery { parameter: &'static str },
     #[error("the body was cut off")]
     BodyAborted,
+    #[error("the admin token is required")]
+    AdminTokenRequired,
+    #[error("a state-changing call from another origin")]
+    CrossOrigin,
+    #[error("delivery not found")]
+    DeliveryNotFound,
+    #[error("the responder's answer does not match its schema")]
+    UpstreamInvalid,
+    #[error("the responder failed")]
+    UpstreamError { status: Option<u16> },
+    #[error("the responder did not answer in time")]
+    UpstreamTimeout,
+    #[error("the responder's circuit breaker is open")]
+    BreakerOpen { retry_after_secs: u64 },
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            RouteNotFound | NoAgreement | UnsupportedVersion { .. } | RecordNotFound | SchemaNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            RouteNotFound
+            | NoAgreement
+            | UnsupportedVersion { .. }
+            | RecordNotFound
+            | SchemaNotFound
+            | DeliveryNotFound => StatusCode::NOT_FOUND,
+            AdminTokenRequired => StatusCode::UNAUTHORIZED,
+            CrossOrigin => StatusCode::FORBIDDEN,
+            UpstreamInvalid | UpstreamError { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Unauthenticated => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -102,7 +124,12 @@ impl ApiError {
             }
             Invalid { .. } => "invalid",
             IdempotencyConflict => "conflict",
-            StoreUnavailable(_) => "unavailable",
+            StoreUnavailable(_) | UpstreamInvalid | UpstreamError { .. } | UpstreamTimeout | BreakerOpen { .. } => {
+                "unavailable"
+            }
+            AdminTokenRequired => "unauthenticated",
+            CrossOrigin => "forbidden",
+            DeliveryNotFound => "not_found",
         }
     }
 
@@ -129,6 +156,13 @@ impl ApiError {
             RecordNotFound => "record-not-found",
             SchemaNotFound => "schema-not-found",
             BadQuery { .. } => "invalid-query",
+            AdminTokenRequired => "admin-token-required",
+            CrossOrigin => "cross-origin",
+            DeliveryNotFound => "delivery-not-found",
+            UpstreamInvalid => "upstream-invalid",
+            UpstreamError { .. } => "upstream-error",
+            UpstreamTimeout => "upstream-timeout",
+            BreakerOpen { .. } => "upstream-unavailable",
         }
     }
 
@@ -155,6 +189,13 @@ impl ApiError {
             RecordNotFound => ("Record not found", "Enregistrement introuvable"),
             SchemaNotFound => ("Schema not found", "Schéma introuvable"),
             BadQuery { .. } => ("Invalid query parameter", "Paramètre de requête invalide"),
+            AdminTokenRequired => ("Admin token required", "Jeton d'administration requis"),
+            CrossOrigin => ("Refused: another origin", "Refusé : autre origine"),
+            DeliveryNotFound => ("Delivery not found", "Livraison introuvable"),
+            UpstreamInvalid => ("The responder's answer is invalid", "La réponse du répondant est invalide"),
+            UpstreamError { .. } => ("The responder failed", "Le répondant a échoué"),
+            UpstreamTimeout => ("The responder did not answer in time", "Le répondant n'a pas répondu à temps"),
+            BreakerOpen { .. } => ("The responder is unavailable", "Le répondant est indisponible"),
         };
         lang.pick(en, fr)
     }
@@ -238,6 +279,38 @@ impl ApiError {
             BadQuery { parameter } => {
                 if fr { format!("Le paramètre « {parameter} » est invalide.") } else { format!("The parameter \"{parameter}\" is invalid.") }
             }
+            AdminTokenRequired => lang
+                .pick("Present the admin token as Authorization: Bearer.", "Présentez le jeton d'administration en Authorization: Bearer.")
+                .into(),
+            CrossOrigin => lang
+                .pick(
+                    "State-changing admin calls must come from the admin listener's own origin.",
+                    "Les appels d'administration qui modifient l'état doivent venir de l'origine de l'écouteur d'administration.",
+                )
+                .into(),
+            DeliveryNotFound => lang.pick("No delivery has this id.", "Aucune livraison n'a cet identifiant.").into(),
+            UpstreamInvalid => lang
+                .pick(
+                    "The responder answered, but its answer does not match the agreed response schema; nothing of it is returned.",
+                    "Le répondant a répondu, mais sa réponse ne respecte pas le schéma convenu; rien n'en est retourné.",
+                )
+                .into(),
+            UpstreamError { status: Some(code) } => {
+                if fr { format!("Le répondant a répondu avec le statut {code}.") } else { format!("The responder answered with status {code}.") }
+            }
+            UpstreamError { status: None } => lang
+                .pick("The responder could not be reached.", "Le répondant n'a pas pu être joint.")
+                .into(),
+            UpstreamTimeout => lang
+                .pick("The responder did not answer within the time allowed.", "Le répondant n'a pas répondu dans le délai permis.")
+                .into(),
+            BreakerOpen { retry_after_secs } => {
+                if fr {
+                    format!("Le répondant échoue à répétition; les requêtes reprendront dans {retry_after_secs} s.")
+                } else {
+                    format!("The responder keeps failing; requests resume in {retry_after_secs} s.")
+                }
+            }
         }
     }
 
@@ -263,6 +336,9 @@ impl ApiError {
             ApiError::UnsupportedVersion { accepted } => {
                 doc["accepted_versions"] = json!(accepted.iter().map(|v| v.to_string()).collect::<Vec<_>>());
             }
+            ApiError::UpstreamError { status: Some(code) } => {
+                doc["upstream_status"] = json!(code);
+            }
             _ => {}
         }
         let mut response = Response::new(Full::new(Bytes::from(doc.to_string())));
@@ -274,7 +350,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs } | ApiError::BreakerOpen { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::StoreUnavailable(_) => {

@@ -296,6 +296,17 @@ pub enum ReplayOutcome {
     BodyPurged,
 }
 
+/// One delivery asked to be replayed, and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplayResult {
+    pub id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<String>,
+    pub outcome: ReplayOutcome,
+}
+
 /// A replay request, recorded in the audit trail.
 #[derive(Debug, Clone)]
 pub struct ReplayRequest {
@@ -354,7 +365,7 @@ pub trait Store: Send + Sync + 'static {
     /// Deliveries matching `filter`, oldest first.
     fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>>;
     /// Requeues dead deliveries for one more round of attempts, each audited.
-    fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<(i64, ReplayOutcome)>>;
+    fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<ReplayResult>>;
     /// Deletes bodies past their retention; metadata and audit entries stay.
     fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport>;
 }

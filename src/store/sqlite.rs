@@ -379,20 +379,20 @@ impl Writer {
 
 fn commit_record(cx: &mut Cx<'_>, record: NewRecord) -> rusqlite::Result<CommitOutcome> {
     if let Some(key) = &record.idempotency_key {
-        let existing: Option<(Vec<u8>, Vec<u8>, i64, Vec<u8>)> = cx
+        let existing = cx
             .tx
             .prepare_cached(
                 "SELECT r.body_sha256, r.receipt, a.seq, a.hash FROM records r JOIN audit_log a ON a.seq = r.audit_seq
                  WHERE r.sender = ?1 AND r.idempotency_key = ?2",
             )?
-            .query_row(params![record.sender, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_row(params![record.sender, key], |r| {
+                let stamp = AuditStamp { seq: r.get(2)?, hash: blob32(r.get(3)?) };
+                Ok((r.get::<_, Vec<u8>>(0)?, Bytes::from(r.get::<_, Vec<u8>>(1)?), stamp))
+            })
             .optional()?;
-        if let Some((digest, receipt, seq, hash)) = existing {
+        if let Some((digest, receipt, stamp)) = existing {
             return Ok(if digest == record.body_sha256 {
-                CommitOutcome::Duplicate {
-                    receipt: Bytes::from(receipt),
-                    stamp: AuditStamp { seq, hash: blob32(hash) },
-                }
+                CommitOutcome::Duplicate { receipt, stamp }
             } else {
                 CommitOutcome::Conflict
             });
@@ -553,8 +553,18 @@ fn finish_attempts(cx: &mut Cx<'_>, updates: Vec<AttemptUpdate>) -> rusqlite::Re
     Ok(())
 }
 
-fn replay(cx: &mut Cx<'_>, request: ReplayRequest) -> rusqlite::Result<Vec<(i64, ReplayOutcome)>> {
-    let candidates: Vec<(i64, String, String, String, Vec<u8>, bool, String)> = {
+struct ReplayCandidate {
+    id: i64,
+    record_id: String,
+    recipient: String,
+    agreement: String,
+    digest: [u8; 32],
+    body_kept: bool,
+    dead: bool,
+}
+
+fn replay(cx: &mut Cx<'_>, request: ReplayRequest) -> rusqlite::Result<Vec<ReplayResult>> {
+    let candidates: Vec<ReplayCandidate> = {
         let (sql, param) = match &request.target {
             ReplayTarget::One(id) => (
                 "SELECT id, record_id, recipient, agreement, body_digest, body IS NOT NULL, status FROM deliveries WHERE id = ?1",
@@ -568,18 +578,28 @@ fn replay(cx: &mut Cx<'_>, request: ReplayRequest) -> rusqlite::Result<Vec<(i64,
         };
         cx.tx
             .prepare_cached(sql)?
-            .query_map([param], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
+            .query_map([param], |r| {
+                Ok(ReplayCandidate {
+                    id: r.get(0)?,
+                    record_id: r.get(1)?,
+                    recipient: r.get(2)?,
+                    agreement: r.get(3)?,
+                    digest: blob32(r.get(4)?),
+                    body_kept: r.get(5)?,
+                    dead: r.get::<_, String>(6)? == "dead",
+                })
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
-    if candidates.is_empty() {
-        if let ReplayTarget::One(id) = request.target {
-            return Ok(vec![(id, ReplayOutcome::NotFound)]);
-        }
+    if candidates.is_empty()
+        && let ReplayTarget::One(id) = request.target
+    {
+        return Ok(vec![ReplayResult { id, recipient: None, agreement: None, outcome: ReplayOutcome::NotFound }]);
     }
     let mut results = Vec::with_capacity(candidates.len());
     let mut events = Vec::new();
-    for (id, record_id, recipient, agreement, digest, body_kept, status) in candidates {
-        let outcome = if status != "dead" {
+    for ReplayCandidate { id, record_id, recipient, agreement, digest, body_kept, dead } in candidates {
+        let outcome = if !dead {
             ReplayOutcome::NotDead
         } else if !body_kept {
             ReplayOutcome::BodyPurged
@@ -592,13 +612,13 @@ fn replay(cx: &mut Cx<'_>, request: ReplayRequest) -> rusqlite::Result<Vec<(i64,
                 .execute(params![request.now, id])?;
             let mut event = AuditEvent::new(request.now, audit::kind::DELIVERY_REPLAYED, &request.actor, "replayed");
             event.record_id = Some(record_id);
-            event.agreement = Some(agreement);
-            event.recipient = Some(recipient);
-            event.body_digest = Some(blob32(digest));
+            event.agreement = Some(agreement.clone());
+            event.recipient = Some(recipient.clone());
+            event.body_digest = Some(digest);
             events.push(event);
             ReplayOutcome::Replayed
         };
-        results.push((id, outcome));
+        results.push(ReplayResult { id, recipient: Some(recipient), agreement: Some(agreement), outcome });
     }
     cx.append(events)?;
     Ok(results)
@@ -863,7 +883,7 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<(i64, ReplayOutcome)>> {
+    fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<ReplayResult>> {
         Box::pin(self.write(0, move |cx| replay(cx, request)))
     }
 

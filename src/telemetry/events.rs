@@ -200,3 +200,42 @@ impl CheckpointSigned<'_> {
         info!(message = "Audit checkpoint signed.", seq = self.seq, key_id = self.key_id);
     }
 }
+
+/// An operator replayed a dead delivery.
+pub struct DeliveryReplayed<'a> {
+    pub delivery_id: i64,
+    pub recipient: &'a str,
+    pub agreement: &'a str,
+}
+
+impl DeliveryReplayed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.deliveries.with_label_values(&[self.recipient, self.agreement, "replayed"]).inc();
+        info!(
+            message = "Delivery replayed.",
+            delivery_id = self.delivery_id,
+            recipient = self.recipient,
+            agreement = self.agreement
+        );
+    }
+}
+
+/// A recipient's circuit breaker changed state.
+pub struct BreakerChanged<'a> {
+    pub recipient: &'a str,
+    /// 0 closed, 1 half-open, 2 open.
+    pub state: i64,
+    pub failures: u32,
+}
+
+impl BreakerChanged<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.breaker_state.with_label_values(&[self.recipient]).set(self.state);
+        let state = ["closed", "half-open", "open"].get(self.state as usize).copied().unwrap_or("unknown");
+        if self.state == 2 {
+            warn!(message = "Circuit breaker opened.", recipient = self.recipient, failures = self.failures);
+        } else {
+            info!(message = "Circuit breaker changed.", recipient = self.recipient, state);
+        }
+    }
+}

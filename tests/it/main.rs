@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit;
 mod config_check;
 mod delivery;
 mod demo;

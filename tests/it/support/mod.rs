@@ -47,6 +47,8 @@ pub struct Setup {
     /// Lines added to `[delivery]` (overriding the defaults below).
     delivery: Vec<String>,
     limits: Vec<String>,
+    audit: Vec<String>,
+    retention: Vec<String>,
 }
 
 impl Setup {
@@ -59,7 +61,7 @@ impl Setup {
         }
         let keys: HashMap<String, String> =
             PARTNERS.iter().map(|p| (p.to_string(), passerelle::auth::generate_api_key())).collect();
-        Setup { dir, keys, delivery: Vec::new(), limits: Vec::new() }
+        Setup { dir, keys, delivery: Vec::new(), limits: Vec::new(), audit: Vec::new(), retention: Vec::new() }
     }
 
     pub fn config_dir(&self) -> PathBuf {
@@ -76,6 +78,16 @@ impl Setup {
 
     pub fn delivery(mut self, line: &str) -> Self {
         self.delivery.push(line.to_owned());
+        self
+    }
+
+    pub fn audit(mut self, line: &str) -> Self {
+        self.audit.push(line.to_owned());
+        self
+    }
+
+    pub fn retention(mut self, line: &str) -> Self {
+        self.retention.push(line.to_owned());
         self
     }
 
@@ -118,6 +130,10 @@ max_backoff_ms = 1000
 poll_interval_ms = 100
 attempt_timeout_ms = 10000
 {delivery}
+[audit]
+{audit}
+[retention]
+{retention}
 [admin]
 token_file = "admin-token"
 [log]
@@ -126,6 +142,8 @@ level = "info"
             schemas = repo().join("schemas").display(),
             limits = self.limits.join("\n"),
             delivery = self.delivery.join("\n"),
+            audit = self.audit.join("\n"),
+            retention = self.retention.join("\n"),
         );
         std::fs::write(self.main_config(), main).unwrap();
         std::fs::write(self.config_dir().join("admin-token"), "test-admin-token\n").unwrap();
@@ -309,4 +327,10 @@ impl TestClient {
 /// The path of the built `passerelle` binary.
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_passerelle"))
+}
+
+/// Runs the `passerelle` binary with `args`; returns its exit code and standard output.
+pub fn cli(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(binary()).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }

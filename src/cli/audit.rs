@@ -1,0 +1,247 @@
+//! `passerelle audit`: the signing key, verifying the chain (live or exported), exporting it, and
+//! checking a receipt.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use crate::audit::export::{self, Line};
+use crate::audit::keys::{SigningKey, TrustedKeys};
+use crate::audit::verify::{ChainVerifier, Start, Summary, VerifyFailure};
+use crate::config::{self, Config};
+use crate::telemetry::Metrics;
+
+/// Entries read from the store per page.
+const PAGE: usize = 5000;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print this instance's public key and key id (creating the key on first use).
+    Key {
+        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Recompute every hash and check every link and checkpoint signature.
+    Verify {
+        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Verify an export file offline instead of the store.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Trusted public key files (`ed25519 <key-id> <hex>` lines); default: the configuration's.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+    },
+    /// Write the chain as JSON lines, verifiable offline with `audit verify --file`.
+    Export {
+        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// First entry to export (default: 1).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Last entry to export (default: the head).
+        #[arg(long)]
+        to: Option<i64>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Check the gateway's signature on a receipt a sender holds.
+    VerifyReceipt {
+        /// The receipt (the JSON body of the 202).
+        receipt: PathBuf,
+        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Trusted public key files; default: the configuration's.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+    },
+}
+
+pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Key { config } => {
+            let config = load(&config)?;
+            let key = SigningKey::load_or_create(&config.audit.signing_key_file)?;
+            println!("{}", key.public_line());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { config, file, keys } => match file {
+            Some(file) => verify_file(&file, trusted(&config, &keys)?),
+            None => verify_store(&load(&config)?, trusted(&config, &keys)?),
+        },
+        AuditCommand::Export { config, from, to, output } => export(&load(&config)?, from, to, output.as_deref()),
+        AuditCommand::VerifyReceipt { receipt, config, keys } => {
+            let keys = trusted(&config, &keys)?;
+            let bytes = std::fs::read(&receipt).with_context(|| format!("cannot read {}", receipt.display()))?;
+            match crate::receipt::verify(&bytes, &keys) {
+                Ok((record_id, proof)) => {
+                    println!(
+                        "valid: record {record_id} is audit entry {} (hash {}), signed at {} by key {}",
+                        proof.seq, proof.entry_hash, proof.signed_at, proof.key_id
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("INVALID: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    config::load(path).map_err(|e| {
+        super::check::print_problems(&e.problems);
+        anyhow::anyhow!("the configuration {} has problems", path.display())
+    })
+}
+
+/// The keys to trust: the files given, or this instance's own key and the configured ones.
+fn trusted(config_path: &Path, files: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
+    let mut keys = TrustedKeys::default();
+    if !files.is_empty() {
+        for f in files {
+            keys.add_file(f)?;
+        }
+        return Ok(keys);
+    }
+    let config = load(config_path)?;
+    if config.audit.signing_key_file.exists() {
+        let (id, public) = SigningKey::load_or_create(&config.audit.signing_key_file)?.trusted();
+        keys.add(id, public);
+    }
+    for f in &config.audit.trusted_key_files {
+        keys.add_file(f)?;
+    }
+    Ok(keys)
+}
+
+fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} entries ({per_sec}, {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn report(result: Result<Summary, VerifyFailure>) -> ExitCode {
+    match result {
+        Ok(summary) => {
+            println!("OK: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            println!("FAILED: {failure}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify_store(config: &Config, keys: TrustedKeys) -> anyhow::Result<ExitCode> {
+    let store = crate::gateway::open_store(config, Metrics::new())?;
+    super::runtime()?.block_on(async move {
+        let head = store.audit_head().await?.map_or(0, |h| h.seq);
+        let checkpoints = store.checkpoints().await?;
+        let mut verifier = match ChainVerifier::new(&keys, checkpoints, Start::Beginning) {
+            Ok(v) => v,
+            Err(failure) => return Ok(report(Err(failure))),
+        };
+        let bar = progress(head as u64, "Verifying");
+        let mut after = 0;
+        loop {
+            let page = store.audit_entries(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for entry in &page {
+                if let Err(failure) = verifier.entry(entry) {
+                    bar.abandon();
+                    return Ok(report(Err(failure)));
+                }
+            }
+            bar.set_position(after as u64);
+        }
+        bar.finish_and_clear();
+        Ok(report(verifier.finish()))
+    })
+}
+
+fn verify_file(file: &Path, keys: TrustedKeys) -> anyhow::Result<ExitCode> {
+    let open = || -> anyhow::Result<BufReader<std::fs::File>> {
+        Ok(BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?))
+    };
+    // First pass: the checkpoints (written after the entries) and the size, for the progress bar.
+    let mut checkpoints = Vec::new();
+    let mut entries = 0u64;
+    for (n, line) in open()?.lines().enumerate() {
+        match export::parse_line(&line?) {
+            Ok(Line::Checkpoint(c)) => checkpoints.push(c),
+            Ok(Line::Entry(_)) => entries += 1,
+            Ok(Line::Header) => {}
+            Err(e) => {
+                println!("FAILED: line {}: {e}", n + 1);
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    // An export may start anywhere; its first entry's link is taken as given.
+    let mut verifier = match ChainVerifier::new(&keys, checkpoints, Start::Anywhere) {
+        Ok(v) => v,
+        Err(failure) => return Ok(report(Err(failure))),
+    };
+    let bar = progress(entries, "Verifying");
+    for line in open()?.lines() {
+        if let Ok(Line::Entry(entry)) = export::parse_line(&line?) {
+            if let Err(failure) = verifier.entry(&entry) {
+                bar.abandon();
+                return Ok(report(Err(failure)));
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(report(verifier.finish()))
+}
+
+fn export(config: &Config, from: Option<i64>, to: Option<i64>, output: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let store = crate::gateway::open_store(config, Metrics::new())?;
+    let mut out: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    super::runtime()?.block_on(async move {
+        let head = store.audit_head().await?.map_or(0, |h| h.seq);
+        let first = from.unwrap_or(1).max(1);
+        let last = to.unwrap_or(head).min(head);
+        writeln!(out, "{}", export::header(Some(first), Some(last)))?;
+        let bar = progress((last - first + 1).max(0) as u64, "Exporting");
+        let mut after = first - 1;
+        let mut written = 0u64;
+        while after < last {
+            let page = store.audit_entries(after, PAGE).await?;
+            let Some(end) = page.last().map(|e| e.seq) else { break };
+            for entry in page.iter().filter(|e| e.seq <= last) {
+                writeln!(out, "{}", export::entry_json(entry))?;
+                written += 1;
+            }
+            after = end;
+            bar.set_position(written);
+        }
+        for c in store.checkpoints().await?.iter().filter(|c| (first..=last).contains(&c.seq)) {
+            writeln!(out, "{}", export::checkpoint_json(c))?;
+        }
+        out.flush()?;
+        bar.finish_and_clear();
+        eprintln!("Exported entries {first} to {last} ({written} entries).");
+        Ok(ExitCode::SUCCESS)
+    })
+}

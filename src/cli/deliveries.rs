@@ -1,0 +1,164 @@
+//! `passerelle deliveries`: list dead or retrying deliveries and replay them, through the running
+//! gateway's admin API (so the replay wakes its workers and is audited like any other).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Subcommand;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries by status (default: dead).
+    List {
+        #[arg(long, default_value = "dead")]
+        status: String,
+        #[arg(long)]
+        recipient: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Re-send dead deliveries: one by id, or every dead delivery of one recipient. Only that
+    /// recipient receives them again.
+    Replay {
+        /// The delivery id.
+        id: Option<i64>,
+        /// Replay every dead delivery of this recipient instead.
+        #[arg(long, conflicts_with = "id")]
+        recipient: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the admin API is and how to authenticate to it.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    #[arg(long, default_value = super::DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// The admin API's base URL (default: `listen.admin` of the configuration).
+    #[arg(long)]
+    admin: Option<String>,
+}
+
+struct AdminClient {
+    base: String,
+    token: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AdminClient {
+    fn new(args: &AdminArgs) -> anyhow::Result<Self> {
+        let config = crate::config::load(&args.config).map_err(|e| {
+            super::check::print_problems(&e.problems);
+            anyhow::anyhow!("the configuration {} has problems", args.config.display())
+        })?;
+        let token = std::env::var("PASSERELLE_ADMIN_TOKEN")
+            .ok()
+            .or_else(|| config.admin.token.as_deref().map(str::to_owned))
+            .context("no admin token: set PASSERELLE_ADMIN_TOKEN or admin.token_file")?;
+        let base = args.admin.clone().unwrap_or_else(|| format!("http://{}", config.listen.admin));
+        Ok(AdminClient {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        })
+    }
+
+    async fn call(&self, method: Method, path: &str) -> anyhow::Result<(u16, Value)> {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::new()))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .with_context(|| format!("the admin API at {} does not answer", self.base))?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+}
+
+pub fn run(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(async move {
+        match command {
+            DeliveriesCommand::List { status, recipient, admin } => {
+                let client = AdminClient::new(&admin)?;
+                let mut after = 0i64;
+                let mut total = 0;
+                println!(
+                    "{:>8}  {:<38} {:<20} {:<10} {:>8}  last error",
+                    "id", "record", "recipient", "status", "attempts"
+                );
+                loop {
+                    let mut path = format!("/admin/v1/deliveries?status={status}&limit=1000&after={after}");
+                    if let Some(r) = &recipient {
+                        path.push_str(&format!("&recipient={r}"));
+                    }
+                    let (code, body) = client.call(Method::GET, &path).await?;
+                    anyhow::ensure!(code == 200, "the admin API answered {code}: {body}");
+                    let list = body["deliveries"].as_array().cloned().unwrap_or_default();
+                    for d in &list {
+                        println!(
+                            "{:>8}  {:<38} {:<20} {:<10} {:>8}  {}",
+                            d["id"],
+                            d["record_id"].as_str().unwrap_or(""),
+                            d["recipient"].as_str().unwrap_or(""),
+                            d["status"].as_str().unwrap_or(""),
+                            d["attempts"],
+                            d["last_error"].as_str().unwrap_or("")
+                        );
+                    }
+                    total += list.len();
+                    match body["next_after"].as_i64() {
+                        Some(next) => after = next,
+                        None => break,
+                    }
+                }
+                println!("{total} deliveries.");
+                Ok(ExitCode::SUCCESS)
+            }
+            DeliveriesCommand::Replay { id, recipient, admin } => {
+                let client = AdminClient::new(&admin)?;
+                let path = match (id, &recipient) {
+                    (Some(id), None) => format!("/admin/v1/deliveries/{id}/replay"),
+                    (None, Some(r)) => format!("/admin/v1/recipients/{r}/replay"),
+                    _ => anyhow::bail!("give a delivery id or --recipient"),
+                };
+                let spinner = indicatif::ProgressBar::new_spinner();
+                spinner.set_message("Replaying...");
+                let (code, body) = client.call(Method::POST, &path).await?;
+                spinner.finish_and_clear();
+                match code {
+                    200 => {
+                        println!("{} deliveries replayed.", body["replayed"]);
+                        for d in body["deliveries"].as_array().into_iter().flatten() {
+                            println!("  {:>8}  {}", d["id"], d["outcome"].as_str().unwrap_or(""));
+                        }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    _ => {
+                        println!(
+                            "Not replayed ({code}): {}",
+                            body["detail"].as_str().map_or_else(|| body.to_string(), str::to_owned)
+                        );
+                        for d in body["deliveries"].as_array().into_iter().flatten() {
+                            println!("  {:>8}  {}", d["id"], d["outcome"].as_str().unwrap_or(""));
+                        }
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,344 @@
+//! The audit trail: verification of the live chain and of exports, every kind of tampering named,
+//! receipts a sender can check, aggregated rejections, retention.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::support::*;
+
+/// A gateway that accepted a few records (one recipient refusing, so one delivery is dead),
+/// rejected three, and was stopped (writing its final checkpoint).
+async fn traffic(checkpoint_every: u64) -> (Setup, Vec<Value>) {
+    let gw = Setup::new().audit(&format!("checkpoint_every = {checkpoint_every}")).start().await;
+    gw.recipient("ottawa-city").respond(400);
+    let mut receipts = Vec::new();
+    for _ in 0..5 {
+        let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        receipts.push(r.json());
+    }
+    for _ in 0..3 {
+        let r = gw
+            .post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1-invalid.json"))
+            .await;
+        assert_eq!(r.status.as_u16(), 422);
+    }
+    for id in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan", "ottawa-city"] {
+        gw.recipient(id).wait_for(5, Duration::from_secs(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (gw.stop().await, receipts)
+}
+
+fn config_arg(setup: &Setup) -> String {
+    setup.main_config().to_str().unwrap().to_owned()
+}
+
+fn verify(setup: &Setup) -> (i32, String) {
+    cli(&["audit", "verify", "--config", &config_arg(setup)])
+}
+
+fn db(setup: &Setup) -> rusqlite::Connection {
+    rusqlite::Connection::open(setup.data_dir().join("passerelle.sqlite")).unwrap()
+}
+
+fn last_checkpoint(setup: &Setup) -> i64 {
+    db(setup).query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test]
+async fn the_chain_records_every_event_and_verifies() {
+    let (setup, _) = traffic(1000).await;
+    let (code, out) = verify(&setup);
+    assert_eq!(code, 0, "{out}");
+    let conn = db(&setup);
+    let count = |kind: &str| -> i64 {
+        conn.query_row("SELECT COALESCE(SUM(count), 0) FROM audit_log WHERE kind = ?1", [kind], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(count("config.loaded"), 1);
+    assert_eq!(count("record.accepted"), 5);
+    assert_eq!(count("delivery.delivered"), 15);
+    assert_eq!(count("delivery.dead"), 5);
+    // Rejections: one aggregated entry per sender, reason and minute, with their count.
+    assert_eq!(count("records.rejected"), 3);
+    let rejected: i64 =
+        conn.query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'records.rejected'", [], |r| r.get(0)).unwrap();
+    assert!(rejected <= 2, "at most one entry per minute crossed");
+    let entries: i64 = conn.query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0)).unwrap();
+    assert!(out.contains(&format!("{entries} entries (1 to {entries})")), "{out}");
+    assert!(out.contains("checkpoint signatures verified"), "{out}");
+    assert_eq!(last_checkpoint(&setup), entries, "the shutdown checkpoint covers the head");
+    let reason: String =
+        conn.query_row("SELECT reason FROM audit_log WHERE kind = 'config.loaded'", [], |r| r.get(0)).unwrap();
+    assert!(reason.starts_with("sha256:") && reason.len() == 71, "{reason}");
+}
+
+#[tokio::test]
+async fn changing_one_byte_of_an_entry_is_named() {
+    let (setup, _) = traffic(1000).await;
+    db(&setup).execute("UPDATE audit_log SET outcome = 'acceptee' WHERE seq = 3", []).unwrap();
+    let (code, out) = verify(&setup);
+    assert_eq!(code, 1);
+    assert!(out.contains("FAILED: entry 3: its hash does not match its contents"), "{out}");
+}
+
+#[tokio::test]
+async fn deleting_an_entry_is_named() {
+    let (setup, _) = traffic(1000).await;
+    db(&setup).execute("DELETE FROM audit_log WHERE seq = 4", []).unwrap();
+    let (code, out) = verify(&setup);
+    assert_eq!(code, 1);
+    assert!(out.contains("FAILED: entry 4 is missing: the chain jumps from entry 3 to entry 5"), "{out}");
+}
+
+#[tokio::test]
+async fn swapping_two_entries_is_named() {
+    let (setup, _) = traffic(1000).await;
+    let conn = db(&setup);
+    // Exchange everything but the position of entries 5 and 6.
+    conn.execute_batch(
+        "UPDATE audit_log SET seq = -5 WHERE seq = 5; UPDATE audit_log SET seq = 5 WHERE seq = 6; UPDATE audit_log SET seq = 6 WHERE seq = -5;",
+    )
+    .unwrap();
+    let (code, out) = verify(&setup);
+    assert_eq!(code, 1);
+    assert!(out.contains("FAILED: entry 5:"), "{out}");
+}
+
+#[tokio::test]
+async fn cutting_entries_covered_by_a_checkpoint_is_named() {
+    let (setup, _) = traffic(1000).await;
+    let head = last_checkpoint(&setup);
+    db(&setup).execute("DELETE FROM audit_log WHERE seq > ?1", [head - 3]).unwrap();
+    let (code, out) = verify(&setup);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(&format!("FAILED: entries {} to {head} are missing: a checkpoint covers entry {head}", head - 2)),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_checkpoint_is_named() {
+    let (setup, _) = traffic(1000).await;
+    let head = last_checkpoint(&setup);
+    // Claim the head has another hash (a rewritten chain would need this).
+    db(&setup).execute("UPDATE audit_checkpoints SET hash = zeroblob(32) WHERE seq = ?1", [head]).unwrap();
+    let (code, out) = verify(&setup);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(&format!("FAILED: checkpoint at entry {head}")) && out.contains("the signature does not match"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_rewritten_chain_contradicts_its_checkpoints() {
+    let (setup, _) = traffic(5).await;
+    // Change entry 2 and recompute every hash after it, as an insider with database access could.
+    let conn = db(&setup);
+    conn.execute("UPDATE audit_log SET actor = 'nt-vital-stats' WHERE seq = 2", []).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count FROM audit_log ORDER BY seq")
+        .unwrap();
+    let rows: Vec<(i64, passerelle::audit::AuditEvent)> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                passerelle::audit::AuditEvent {
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    actor: r.get(3)?,
+                    record_id: r.get(4)?,
+                    agreement: r.get(5)?,
+                    recipient: r.get(6)?,
+                    body_digest: r.get::<_, Option<Vec<u8>>>(7)?.map(|b| b.try_into().unwrap()),
+                    outcome: r.get(8)?,
+                    reason: r.get(9)?,
+                    count: r.get(10)?,
+                },
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let chain = passerelle::audit::chain(
+        passerelle::audit::AuditStamp { seq: 0, hash: passerelle::audit::GENESIS },
+        rows.into_iter().map(|(_, e)| e),
+    );
+    for e in &chain {
+        conn.execute(
+            "UPDATE audit_log SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![&e.prev_hash[..], &e.hash[..], e.seq],
+        )
+        .unwrap();
+    }
+    let (code, out) = verify(&setup);
+    assert_eq!(code, 1);
+    assert!(out.contains("differs from what the checkpoint signed by key"), "{out}");
+}
+
+#[tokio::test]
+async fn exports_verify_offline_with_the_public_key_and_tampering_is_named() {
+    let (setup, _) = traffic(4).await;
+    let dir = setup.dir.path();
+    let (code, key_line) = cli(&["audit", "key", "--config", &config_arg(&setup)]);
+    assert_eq!(code, 0);
+    assert!(key_line.starts_with("ed25519 "));
+    let key_file = dir.join("gateway.pub");
+    std::fs::write(&key_file, &key_line).unwrap();
+    let export = dir.join("export.jsonl");
+    let (code, _) = cli(&["audit", "export", "--config", &config_arg(&setup), "--output", export.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    // Offline: no configuration, no database; only the export and the public key.
+    std::fs::rename(setup.data_dir(), dir.join("data-moved")).unwrap();
+    let verify_file = |file: &std::path::Path| {
+        cli(&["audit", "verify", "--file", file.to_str().unwrap(), "--key", key_file.to_str().unwrap()])
+    };
+    let (code, out) = verify_file(&export);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("OK: "), "{out}");
+
+    let text = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Change one byte of one entry.
+    let tampered = dir.join("tampered.jsonl");
+    std::fs::write(&tampered, text.replacen("\"kind\":\"record.accepted\"", "\"kind\":\"record.acceptee\"", 1))
+        .unwrap();
+    let (code, out) = verify_file(&tampered);
+    assert_eq!(code, 1);
+    assert!(out.contains("its hash does not match its contents"), "{out}");
+    // Delete one entry line.
+    let deleted: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, l)| *l).collect();
+    std::fs::write(&tampered, deleted.join("\n")).unwrap();
+    let (code, out) = verify_file(&tampered);
+    assert_eq!(code, 1);
+    assert!(out.contains("FAILED: entry 3 is missing"), "{out}");
+    // Swap two entry lines.
+    let mut swapped = lines.clone();
+    swapped.swap(2, 3);
+    std::fs::write(&tampered, swapped.join("\n")).unwrap();
+    let (code, out) = verify_file(&tampered);
+    assert_eq!(code, 1, "{out}");
+    // A key that is not the gateway's.
+    let other = dir.join("other.pub");
+    let other_key = passerelle::audit::keys::SigningKey::load_or_create(&dir.join("other-key")).unwrap();
+    std::fs::write(&other, other_key.public_line()).unwrap();
+    let (code, out) = cli(&["audit", "verify", "--file", export.to_str().unwrap(), "--key", other.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("signed by a key that is not trusted"), "{out}");
+}
+
+#[tokio::test]
+async fn a_partial_export_verifies_its_range() {
+    let (setup, _) = traffic(4).await;
+    let export = setup.dir.path().join("range.jsonl");
+    let (code, _) = cli(&[
+        "audit",
+        "export",
+        "--config",
+        &config_arg(&setup),
+        "--from",
+        "5",
+        "--to",
+        "12",
+        "--output",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let (code, out) = cli(&["audit", "verify", "--config", &config_arg(&setup), "--file", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("8 entries (5 to 12)"), "{out}");
+}
+
+#[tokio::test]
+async fn receipts_carry_a_signature_the_sender_can_check() {
+    let (setup, receipts) = traffic(1000).await;
+    let dir = setup.dir.path();
+    let receipt = &receipts[0];
+    let audit = &receipt["audit"];
+    assert!(audit["seq"].as_i64().unwrap() >= 2);
+    assert_eq!(audit["entry_hash"].as_str().unwrap().len(), 64);
+    let conn = db(&setup);
+    let stored: Vec<u8> = conn
+        .query_row("SELECT hash FROM audit_log WHERE seq = ?1", [audit["seq"].as_i64().unwrap()], |r| r.get(0))
+        .unwrap();
+    assert_eq!(hex(&stored), audit["entry_hash"].as_str().unwrap(), "the receipt names the record's entry");
+    let file = dir.join("receipt.json");
+    std::fs::write(&file, receipt.to_string()).unwrap();
+    let (code, out) = cli(&["audit", "verify-receipt", file.to_str().unwrap(), "--config", &config_arg(&setup)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with(&format!("valid: record {}", receipt["record_id"].as_str().unwrap())), "{out}");
+    // Forged: another entry hash, or another record id.
+    for (path, forged) in [("entry_hash", Value::String("00".repeat(32))), ("seq", Value::from(1))] {
+        let mut f = receipt.clone();
+        f["audit"][path] = forged;
+        std::fs::write(&file, f.to_string()).unwrap();
+        let (code, out) = cli(&["audit", "verify-receipt", file.to_str().unwrap(), "--config", &config_arg(&setup)]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("INVALID") && out.contains("the signature does not match"), "{out}");
+    }
+    let mut f = receipt.clone();
+    f["record_id"] = receipts[1]["record_id"].clone();
+    std::fs::write(&file, f.to_string()).unwrap();
+    assert_eq!(cli(&["audit", "verify-receipt", file.to_str().unwrap(), "--config", &config_arg(&setup)]).0, 1);
+}
+
+#[tokio::test]
+async fn a_replayed_request_gets_the_same_signed_receipt() {
+    let gw = Setup::new().start().await;
+    let body = record("birth-registration-1.1.json").to_string();
+    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "same")];
+    let send = || gw.client.send(Method::POST, "/v1/records/birth-registration", &headers, body.clone());
+    let first = send().await;
+    let again = send().await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(first.body, again.body, "the same receipt, signature included");
+    assert!(first.json()["audit"]["signature"].as_str().is_some_and(|s| s.len() == 128));
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test]
+async fn bodies_are_purged_after_retention_and_the_chain_still_verifies() {
+    let gw = Setup::new().retention("delivered_days = 0\ndead_days = 365\npurge_interval_secs = 1").start().await;
+    gw.recipient("ottawa-city").respond(400);
+    for _ in 0..3 {
+        gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    }
+    gw.recipient("esdc-sin-registry").wait_for(3, Duration::from_secs(5)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let kept: i64 = gw
+            .db()
+            .query_row("SELECT COUNT(*) FROM deliveries WHERE body IS NOT NULL AND status = 'delivered'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        if kept == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "delivered bodies were not purged");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Dead deliveries keep their body (an operator may replay them), so their records do too.
+    let dead_kept: i64 = gw
+        .db()
+        .query_row("SELECT COUNT(*) FROM deliveries WHERE body IS NOT NULL AND status = 'dead'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(dead_kept, 3);
+    // The records are still known to their sender.
+    let list = gw.client.get("/v1/records", gw.key("on-vital-stats")).await.json();
+    assert_eq!(list["records"].as_array().unwrap().len(), 3);
+    let setup = gw.stop().await;
+    let (code, out) = verify(&setup);
+    assert_eq!(code, 0, "{out}");
+    let purged: i64 =
+        db(&setup).query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'bodies.purged'", [], |r| r.get(0)).unwrap();
+    assert!(purged >= 1);
+}
