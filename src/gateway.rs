@@ -17,7 +17,7 @@ use crate::audit::notary::{self, Notary};
 use crate::audit::rejections::{self, RejectionTally};
 use crate::audit::{AuditEvent, DigestKey};
 use crate::config::Config;
-use crate::delivery::{Dispatcher, Wakers};
+use crate::delivery::{Dispatcher, Recipients};
 use crate::server::{self, ListenerSettings};
 use crate::store::Store;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
@@ -42,8 +42,8 @@ pub struct Shared {
     pub config: ArcSwap<Config>,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
-    /// Wakes a recipient's delivery worker after a commit.
-    pub wakers: Wakers,
+    /// Per recipient: the worker to wake after a commit, the breaker, the pooled client.
+    pub recipients: Recipients,
     pub digest_key: DigestKey,
     /// Signs receipts and checkpoints.
     pub notary: Arc<Notary>,
@@ -157,7 +157,7 @@ impl Gateway {
             config: ArcSwap::from_pointee(config),
             store,
             metrics,
-            wakers: dispatcher.wakers.clone(),
+            recipients: dispatcher.recipients.clone(),
             digest_key,
             notary,
             rejections,

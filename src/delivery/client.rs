@@ -32,6 +32,43 @@ pub enum AttemptOutcome {
     Unreachable { error: String },
 }
 
+impl AttemptOutcome {
+    /// Whether the answer shows the recipient is up (for its circuit breaker): any answer but
+    /// 408, 425, 429 and 5xx.
+    pub fn shows_recipient_up(&self) -> bool {
+        matches!(self, AttemptOutcome::Accepted { .. } | AttemptOutcome::Refused { .. })
+    }
+}
+
+/// A synchronous call's result (request/response mode).
+#[derive(Debug)]
+pub enum CallOutcome {
+    /// An answer, whatever its status, with its body (up to the limit).
+    Answered {
+        status: u16,
+        body: Bytes,
+    },
+    /// The answer's body was larger than allowed.
+    TooLarge {
+        status: u16,
+    },
+    TimedOut,
+    Unreachable {
+        error: String,
+    },
+}
+
+/// The headers a recipient gets with every body.
+pub struct Envelope<'a> {
+    pub record_id: &'a str,
+    pub sender: &'a str,
+    pub agreement: &'a str,
+    pub record_type: &'a str,
+    pub schema_version: &'a str,
+    pub idempotency_key: &'a str,
+    pub traceparent: Option<&'a str>,
+}
+
 /// A recipient's HTTP client and settings.
 pub struct RecipientClient {
     endpoint: String,
@@ -65,37 +102,19 @@ impl RecipientClient {
     }
 
     async fn exchange(&self, d: &ClaimedDelivery) -> AttemptOutcome {
-        if self.endpoint.starts_with("https://") {
-            return AttemptOutcome::Unreachable {
-                error: "HTTPS recipients need the TLS client, which is not configured".to_owned(),
-            };
-        }
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}/{}", self.endpoint, d.record_type))
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", idempotency_key(d))
-            .header("Passerelle-Record-Id", &d.record_id)
-            .header("Passerelle-Sender", &d.sender)
-            .header("Passerelle-Agreement", &d.agreement)
-            .header("Passerelle-Schema", format!("{}/{}", d.record_type, d.schema_version));
-        if let Some(tp) = &d.traceparent {
-            request = request.header("traceparent", tp);
-        }
-        if let Some(token) = &self.bearer {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let request = match request.body(Full::new(d.body.clone())) {
-            Ok(r) => r,
-            Err(_) => {
-                return AttemptOutcome::Unreachable { error: "the request could not be built".to_owned() };
-            }
+        let key = idempotency_key(d);
+        let envelope = Envelope {
+            record_id: &d.record_id,
+            sender: &d.sender,
+            agreement: &d.agreement,
+            record_type: &d.record_type,
+            schema_version: &d.schema_version,
+            idempotency_key: &key,
+            traceparent: d.traceparent.as_deref(),
         };
-        let response = match self.http.request(request).await {
+        let response = match self.post(&envelope, d.body.clone()).await {
             Ok(r) => r,
-            Err(e) => {
-                return AttemptOutcome::Unreachable { error: transport_error(&e) };
-            }
+            Err(error) => return AttemptOutcome::Unreachable { error },
         };
         let status = response.status();
         let retry_after =
@@ -103,6 +122,52 @@ impl RecipientClient {
         // Drain (a bounded amount of) the answer so the connection can be reused.
         let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await;
         classify(status, retry_after)
+    }
+
+    /// POSTs `body` to `{endpoint}/{type}` with the envelope's headers.
+    async fn post(&self, e: &Envelope<'_>, body: Bytes) -> Result<http::Response<hyper::body::Incoming>, String> {
+        if self.endpoint.starts_with("https://") {
+            return Err("HTTPS recipients need the TLS client, which is not configured".to_owned());
+        }
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/{}", self.endpoint, e.record_type))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", e.idempotency_key)
+            .header("Passerelle-Record-Id", e.record_id)
+            .header("Passerelle-Sender", e.sender)
+            .header("Passerelle-Agreement", e.agreement)
+            .header("Passerelle-Schema", format!("{}/{}", e.record_type, e.schema_version));
+        if let Some(tp) = e.traceparent {
+            request = request.header("traceparent", tp);
+        }
+        if let Some(token) = &self.bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(body)).map_err(|_| "the request could not be built".to_owned())?;
+        self.http.request(request).await.map_err(|e| transport_error(&e))
+    }
+
+    /// A synchronous call: sends `body` and reads the answer (up to `max_answer` bytes), all
+    /// within the recipient's timeout.
+    pub async fn call(&self, envelope: &Envelope<'_>, body: Bytes, max_answer: usize) -> (CallOutcome, Duration) {
+        let started = Instant::now();
+        let exchange = async {
+            let response = match self.post(envelope, body).await {
+                Ok(r) => r,
+                Err(error) => return CallOutcome::Unreachable { error },
+            };
+            let status = response.status().as_u16();
+            match Limited::new(response.into_body(), max_answer).collect().await {
+                Ok(collected) => CallOutcome::Answered { status, body: collected.to_bytes() },
+                Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                    CallOutcome::TooLarge { status }
+                }
+                Err(_) => CallOutcome::Unreachable { error: "the answer was cut off".to_owned() },
+            }
+        };
+        let outcome = tokio::time::timeout(self.timeout, exchange).await.unwrap_or(CallOutcome::TimedOut);
+        (outcome, started.elapsed())
     }
 }
 

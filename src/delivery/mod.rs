@@ -1,15 +1,16 @@
 //! Delivery: one worker per recipient claims due deliveries and sends each stored projected body.
 //!
-//! Each recipient has its own worker, client and concurrency cap, so a slow or dead recipient
-//! only ever occupies its own slots: the others keep their pace. Workers lease deliveries from
-//! the store (see [`crate::store::Store::claim_due`]); a worker that dies leaves leases that
-//! expire, and the delivery is claimed again, here or in another process. Intake wakes a
-//! recipient's worker after each commit; a poll interval covers work from other processes and
-//! retries coming due.
+//! Each recipient has its own worker, client, circuit breaker and concurrency cap, so a slow or
+//! dead recipient only ever occupies its own slots: the others keep their pace. Workers lease
+//! deliveries from the store (see [`crate::store::Store::claim_due`]); a worker that dies leaves
+//! leases that expire, and the delivery is claimed again, here or in another process. Intake
+//! wakes a recipient's worker after each commit; a poll interval covers work from other
+//! processes and retries coming due.
 //!
 //! **Invariant:** a delivery's body is the one stored at acceptance; nothing here re-projects.
 
 pub mod backoff;
+pub mod breaker;
 pub mod client;
 
 use std::collections::HashMap;
@@ -25,39 +26,52 @@ use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, 
 use crate::telemetry::Metrics;
 use crate::telemetry::events::{BacklogObserved, DeliveryAttempted};
 use backoff::Backoff;
+use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
 
-/// Wakes recipient workers when new deliveries are committed.
-#[derive(Clone, Default)]
-pub struct Wakers {
-    by_recipient: Arc<HashMap<String, Arc<Notify>>>,
+/// What the gateway keeps per recipient: shared by its delivery worker and by request/response
+/// calls to it.
+pub struct Recipient {
+    pub id: String,
+    /// Wakes the worker when new deliveries are committed or replayed.
+    pub wake: Notify,
+    pub breaker: Breaker,
+    pub client: RecipientClient,
 }
 
-impl Wakers {
+/// Every configured recipient, by id.
+#[derive(Clone, Default)]
+pub struct Recipients {
+    by_id: Arc<HashMap<String, Arc<Recipient>>>,
+}
+
+impl Recipients {
     /// Tells `recipient`'s worker there is new work.
     pub fn wake(&self, recipient: &str) {
-        if let Some(n) = self.by_recipient.get(recipient) {
-            n.notify_one();
+        if let Some(r) = self.by_id.get(recipient) {
+            r.wake.notify_one();
         }
+    }
+
+    pub fn get(&self, recipient: &str) -> Option<&Arc<Recipient>> {
+        self.by_id.get(recipient)
     }
 }
 
 /// The running delivery workers.
 pub struct Dispatcher {
-    pub wakers: Wakers,
+    pub recipients: Recipients,
     tasks: JoinSet<()>,
 }
 
 struct Worker {
-    recipient: String,
+    recipient: Arc<Recipient>,
     ordered: bool,
     /// A unique name for this worker's leases.
     worker_id: String,
-    client: RecipientClient,
     /// Caps deliveries in flight to this recipient; claims never exceed the free permits.
     slots: Arc<Semaphore>,
     concurrency: usize,
-    wake: Arc<Notify>,
     store: Arc<dyn Store>,
     metrics: Metrics,
     settings: DeliverySettings,
@@ -68,7 +82,7 @@ impl Dispatcher {
     /// Starts one worker per recipient in `config`, and the backlog gauge updater.
     pub fn start(config: &Config, store: Arc<dyn Store>, metrics: Metrics, shutdown: watch::Receiver<bool>) -> Self {
         let instance = uuid::Uuid::now_v7().simple().to_string();
-        let mut wakers = HashMap::new();
+        let mut by_id = HashMap::new();
         let mut tasks = JoinSet::new();
         let backoff = Backoff {
             initial: config.delivery.initial_backoff,
@@ -76,13 +90,22 @@ impl Dispatcher {
             max_attempts: config.delivery.max_attempts,
             max_age: config.delivery.max_age,
         };
-        let mut recipients = Vec::new();
+        let mut ids = Vec::new();
         for partner in config.recipients() {
-            let Some(endpoint) = &partner.delivery else {
-                continue;
-            };
-            let wake = Arc::new(Notify::new());
-            wakers.insert(partner.id.to_string(), wake.clone());
+            let Some(endpoint) = &partner.delivery else { continue };
+            let recipient = Arc::new(Recipient {
+                id: partner.id.to_string(),
+                wake: Notify::new(),
+                breaker: Breaker::new(
+                    &partner.id,
+                    config.delivery.breaker_failures,
+                    config.delivery.breaker_open,
+                    metrics.clone(),
+                ),
+                client: RecipientClient::new(endpoint),
+            });
+            by_id.insert(partner.id.to_string(), recipient.clone());
+            ids.push(partner.id.to_string());
             // Strict order is per recipient: if any agreement asks it, the recipient gets it.
             let ordered = config
                 .agreements
@@ -90,15 +113,12 @@ impl Dispatcher {
                 .flat_map(|a| a.recipients.iter())
                 .any(|r| r.partner == partner.id && r.ordered);
             let concurrency = if ordered { 1 } else { endpoint.concurrency };
-            recipients.push(partner.id.to_string());
             let worker = Worker {
-                recipient: partner.id.to_string(),
+                recipient,
                 ordered,
                 worker_id: format!("{instance}/{}", partner.id),
-                client: RecipientClient::new(endpoint),
                 slots: Arc::new(Semaphore::new(concurrency)),
                 concurrency,
-                wake,
                 store: store.clone(),
                 metrics: metrics.clone(),
                 settings: config.delivery.clone(),
@@ -106,8 +126,8 @@ impl Dispatcher {
             };
             tasks.spawn(Arc::new(worker).run(shutdown.clone()));
         }
-        tasks.spawn(observe_backlog(recipients, store, metrics, shutdown));
-        Dispatcher { wakers: Wakers { by_recipient: Arc::new(wakers) }, tasks }
+        tasks.spawn(observe_backlog(ids, store, metrics, shutdown));
+        Dispatcher { recipients: Recipients { by_id: Arc::new(by_id) }, tasks }
     }
 
     /// Waits for the workers to stop after shutdown was signalled.
@@ -122,47 +142,36 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
-            // Wait for a free slot before claiming, so claims never outrun the cap.
             let free = self.slots.available_permits();
-            let claimed = if free == 0 {
-                Vec::new()
-            } else {
-                let now = clock::now_ms();
-                let claim = ClaimRequest {
-                    recipient: self.recipient.clone(),
-                    worker: self.worker_id.clone(),
-                    limit: free,
-                    now,
-                    lease_until: now + self.settings.lease.as_millis() as i64,
-                    head_only: self.ordered,
-                };
-                match self.store.claim_due(claim).await {
-                    Ok(c) => c,
-                    Err(error) => {
-                        tracing::warn!(message = "Claiming deliveries failed.", recipient = %self.recipient, %error);
-                        Vec::new()
-                    }
-                }
+            // The breaker decides how much may go: all free slots, one probe, or nothing yet.
+            let (limit, wait) = match self.recipient.breaker.admit() {
+                _ if free == 0 => (0, None),
+                Admission::Go => (free, None),
+                Admission::Probe => (1, None),
+                Admission::Wait(d) => (0, Some(d)),
             };
+            let claimed = if limit == 0 { Vec::new() } else { self.claim(limit).await };
+            if limit == 1 && claimed.is_empty() && self.recipient.breaker.is_probing() {
+                self.recipient.breaker.cancel_probe();
+            }
             if claimed.is_empty() {
+                let idle = wait.unwrap_or(self.settings.poll_interval).min(self.settings.poll_interval);
                 tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                    _ = self.recipient.wake.notified() => {}
+                    _ = tokio::time::sleep(idle) => {}
                     _ = self.slots.clone().acquire_owned(), if free == 0 => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
             for delivery in claimed {
-                let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                    return;
-                };
+                let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
                 let worker = self.clone();
                 tokio::spawn(async move {
                     worker.attempt(delivery).await;
                     drop(permit);
                     // A freed slot may let the next claim through.
-                    worker.wake.notify_one();
+                    worker.recipient.wake.notify_one();
                 });
             }
         }
@@ -170,8 +179,28 @@ impl Worker {
         let _ = self.slots.acquire_many(self.concurrency as u32).await;
     }
 
+    async fn claim(&self, limit: usize) -> Vec<ClaimedDelivery> {
+        let now = clock::now_ms();
+        let claim = ClaimRequest {
+            recipient: self.recipient.id.clone(),
+            worker: self.worker_id.clone(),
+            limit,
+            now,
+            lease_until: now + self.settings.lease.as_millis() as i64,
+            head_only: self.ordered,
+        };
+        match self.store.claim_due(claim).await {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(message = "Claiming deliveries failed.", recipient = %self.recipient.id, %error);
+                Vec::new()
+            }
+        }
+    }
+
     async fn attempt(&self, d: ClaimedDelivery) {
-        let (outcome, duration) = self.client.send(&d).await;
+        let (outcome, duration) = self.recipient.client.send(&d).await;
+        self.recipient.breaker.record(outcome.shows_recipient_up());
         let attempt = d.attempts + 1;
         let now = clock::now_ms();
         let age = Duration::from_millis((now - d.created_at).max(0) as u64);

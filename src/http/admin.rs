@@ -149,7 +149,7 @@ async fn replay(shared: &Shared, target: ReplayTarget) -> Result<Response<Full<B
         let (recipient, agreement) = (r.recipient.as_deref().unwrap_or(""), r.agreement.as_deref().unwrap_or(""));
         DeliveryReplayed { delivery_id: r.id, recipient, agreement }.emit(&shared.metrics);
         // The recipient's worker picks the delivery up at once.
-        shared.wakers.wake(recipient);
+        shared.recipients.wake(recipient);
     }
     let status = if single && replayed == 0 { StatusCode::CONFLICT } else { StatusCode::OK };
     Ok(json_response(status, json!({"replayed": replayed, "deliveries": results}).to_string().into_bytes()))

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod error;
 pub mod i18n;
 pub mod partner;
+pub mod requests;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

@@ -36,6 +36,7 @@ const MAX_PAGE: usize = 200;
 #[derive(Debug)]
 enum Endpoint<'a> {
     Submit(&'a str),
+    Request(&'a str),
     Validate(&'a str),
     RecordStatus(&'a str),
     ListRecords,
@@ -49,6 +50,7 @@ impl Endpoint<'_> {
     fn label(&self) -> &'static str {
         match self {
             Endpoint::Submit(_) => "submit",
+            Endpoint::Request(_) => "request",
             Endpoint::Validate(_) => "validate",
             Endpoint::RecordStatus(_) => "record",
             Endpoint::ListRecords => "records",
@@ -75,6 +77,7 @@ fn endpoint<'a>(method: &Method, path: &'a str) -> Result<Endpoint<'a>, ApiError
             _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
         },
         ["v1", "validate", t] if !t.is_empty() => allow("POST", post, Endpoint::Validate(t)),
+        ["v1", "requests", t] if !t.is_empty() => allow("POST", post, Endpoint::Request(t)),
         ["v1", "schemas"] => allow("GET", get, Endpoint::Schemas),
         ["v1", "schemas", t, v] if !t.is_empty() && !v.is_empty() => allow("GET", get, Endpoint::Schema(t, v)),
         ["v1", "agreements"] => allow("GET", get, Endpoint::Agreements),
@@ -97,6 +100,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
             let label = ep.label();
             let result = match ep {
                 Endpoint::Submit(t) => submit(&shared, &config, req, t, &mut outcome).await,
+                Endpoint::Request(t) => crate::http::requests::handle(&shared, &config, req, t, &mut outcome).await,
                 Endpoint::Validate(t) => validate(&config, req, t, &mut outcome).await,
                 Endpoint::RecordStatus(id) => record_status(&shared, &config, &req, id).await,
                 Endpoint::ListRecords => list_records(&shared, &config, &req).await,
@@ -146,20 +150,20 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
 
 /// What the record metrics need to know about a record call, filled in as checks pass.
 #[derive(Default)]
-struct Outcome<'a> {
-    record_type: Option<&'a str>,
-    sender: Option<String>,
-    record_id: Option<String>,
-    success: &'static str,
+pub(super) struct Outcome<'a> {
+    pub(super) record_type: Option<&'a str>,
+    pub(super) sender: Option<String>,
+    pub(super) record_id: Option<String>,
+    pub(super) success: &'static str,
 }
 
-fn authenticate(config: &Config, headers: &HeaderMap) -> Result<AuthenticatedPartner, ApiError> {
+pub(super) fn authenticate(config: &Config, headers: &HeaderMap) -> Result<AuthenticatedPartner, ApiError> {
     auth::authenticate_api_key(&config.api_keys, headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
         .map_err(|_| ApiError::Unauthenticated)
 }
 
 /// Checks 5 to 7: agreements, their validity, the schema version.
-fn route_and_version(
+pub(super) fn route_and_version(
     config: &Config,
     sender: &str,
     record_type: &str,
@@ -188,7 +192,7 @@ fn route_and_version(
 }
 
 /// Check 8: `application/json`, optionally `charset=utf-8`, and no `Content-Encoding`.
-fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     if headers.contains_key(header::CONTENT_ENCODING) {
         return Err(ApiError::ContentEncoding);
     }
@@ -209,7 +213,7 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Checks 9 and 10: the body within its size limit and time.
-async fn read_body(config: &Config, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(config: &Config, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = config.limits.max_body_bytes;
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -235,7 +239,12 @@ async fn read_body(config: &Config, req: Request<Incoming>) -> Result<Bytes, Api
 }
 
 /// Checks 11 to 13: JSON, depth, schema.
-fn parse_and_validate(config: &Config, record_type: &str, version: Version, body: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn parse_and_validate(
+    config: &Config,
+    record_type: &str,
+    version: Version,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let value = crate::json::parse_strict(body, config.limits.max_depth).map_err(|e| match e {
         crate::json::JsonError::TooDeep { limit } => ApiError::TooDeep { limit },
         other => ApiError::Malformed(other),
@@ -262,7 +271,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// A W3C `traceparent` to propagate: the caller's if well formed, else a new one.
-fn traceparent(headers: &HeaderMap) -> String {
+pub(super) fn traceparent(headers: &HeaderMap) -> String {
     if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
         let parts: Vec<&str> = tp.split('-').collect();
         let hex =
@@ -349,7 +358,7 @@ async fn submit<'a>(
     let (receipt, stamp, replayed) = match shared.store.commit_record(record).await {
         Ok(CommitOutcome::Accepted { receipt, stamp }) => {
             for (share, _) in &shares {
-                shared.wakers.wake(&share.recipient);
+                shared.recipients.wake(&share.recipient);
             }
             outcome.record_id = Some(record_id.clone());
             outcome.success = "accepted";

@@ -5,9 +5,11 @@ mod support;
 
 mod audit;
 mod config_check;
+mod dead_letters;
 mod delivery;
 mod demo;
 mod discovery;
 mod operators;
 mod push;
 mod rejections;
+mod requests;

@@ -40,6 +40,7 @@ struct Behaviour {
     delay: Duration,
     /// Extra header on every answer.
     header: Option<(&'static str, String)>,
+    body: Bytes,
 }
 
 #[derive(Default)]
@@ -76,6 +77,7 @@ impl MockRecipient {
                 status: 200,
                 delay: Duration::ZERO,
                 header: None,
+                body: Bytes::from_static(b"{}"),
             })),
             notify: Arc::default(),
         };
@@ -118,6 +120,14 @@ impl MockRecipient {
         self
     }
 
+    /// Answer `status` with `body` from now on.
+    pub fn respond_with(&self, status: u16, body: &str) -> &Self {
+        let mut b = self.behaviour.lock().unwrap();
+        b.status = status;
+        b.body = Bytes::from(body.to_owned());
+        self
+    }
+
     /// Wait this long before answering.
     pub fn delay(&self, delay: Duration) -> &Self {
         self.behaviour.lock().unwrap().delay = delay;
@@ -131,10 +141,10 @@ impl MockRecipient {
     }
 
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (delay, status, header) = {
+        let (delay, status, header, answer) = {
             let mut b = self.behaviour.lock().unwrap();
             let status = b.script.pop_front().map(|(s, _)| s).unwrap_or(b.status);
-            (b.delay, status, b.header.clone())
+            (b.delay, status, b.header.clone(), b.body.clone())
         };
         let path = req.uri().path().to_owned();
         let headers = req.headers().clone();
@@ -157,7 +167,7 @@ impl MockRecipient {
             s.received.push(received);
         }
         self.notify.notify_waiters();
-        let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+        let mut response = Response::new(Full::new(answer));
         *response.status_mut() = StatusCode::from_u16(status).unwrap();
         if let Some((name, value)) = header {
             response.headers_mut().insert(name, value.parse().unwrap());

@@ -125,10 +125,6 @@ admin = "127.0.0.1:0"
 [limits]
 {limits}
 [delivery]
-initial_backoff_ms = 100
-max_backoff_ms = 1000
-poll_interval_ms = 100
-attempt_timeout_ms = 10000
 {delivery}
 [audit]
 {audit}
@@ -141,7 +137,15 @@ level = "info"
 "#,
             schemas = repo().join("schemas").display(),
             limits = self.limits.join("\n"),
-            delivery = self.delivery.join("\n"),
+            delivery = with_defaults(
+                &self.delivery,
+                &[
+                    "initial_backoff_ms = 100",
+                    "max_backoff_ms = 1000",
+                    "poll_interval_ms = 100",
+                    "attempt_timeout_ms = 10000"
+                ]
+            ),
             audit = self.audit.join("\n"),
             retention = self.retention.join("\n"),
         );
@@ -175,6 +179,18 @@ impl Default for Setup {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `lines`, plus each default whose key `lines` does not set.
+fn with_defaults(lines: &[String], defaults: &[&str]) -> String {
+    let key = |l: &str| l.split('=').next().unwrap_or("").trim().to_owned();
+    let mut all: Vec<String> = lines.to_vec();
+    for d in defaults {
+        if !lines.iter().any(|l| key(l) == key(d)) {
+            all.push(d.to_string());
+        }
+    }
+    all.join("\n")
 }
 
 /// A running gateway with its mocks.

@@ -1,0 +1,144 @@
+//! Request/response: `POST /v1/requests/{type}` for `mode = "request"` agreements.
+//!
+//! The request is checked exactly like a record (same table, same order), projected for the one
+//! responder, and sent synchronously. The responder's 2xx answer is validated against the
+//! response schema and projected with the agreement's `response_fields` before it is returned.
+//! Nothing of a bad answer is ever echoed: a failing answer becomes 502 `upstream-invalid`, a
+//! non-2xx or a connection failure 502 `upstream-error` (with the status), a timeout 504, an
+//! open breaker 503 with `Retry-After`. Both sides are audited, as digests.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use time::OffsetDateTime;
+
+use super::error::ApiError;
+use super::json_response;
+use super::partner::{
+    Outcome, authenticate, check_media_type, parse_and_validate, read_body, route_and_version, traceparent,
+};
+use crate::audit::{AuditEvent, kind};
+use crate::config::{Config, Mode};
+use crate::delivery::breaker::Admission;
+use crate::delivery::client::{CallOutcome, Envelope};
+use crate::gateway::Shared;
+
+/// How a request ended, as written in its audit entry.
+fn audit_outcome(result: &Result<Bytes, ApiError>) -> &'static str {
+    match result {
+        Ok(_) => "answered",
+        Err(ApiError::UpstreamInvalid) => "upstream_invalid",
+        Err(ApiError::UpstreamError { .. }) => "upstream_error",
+        Err(ApiError::UpstreamTimeout) => "upstream_timeout",
+        Err(_) => "upstream_unavailable",
+    }
+}
+
+pub(super) async fn handle<'a>(
+    shared: &Shared,
+    config: &Config,
+    req: Request<Incoming>,
+    record_type: &'a str,
+    outcome: &mut Outcome<'a>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    outcome.record_type = Some(record_type);
+    let partner = authenticate(config, req.headers())?;
+    outcome.sender = Some(partner.id.to_string());
+    let (route, version) =
+        route_and_version(config, &partner.id, record_type, req.headers(), OffsetDateTime::now_utc())?;
+    if route.mode() != Mode::Request {
+        // Push agreements are served by POST /v1/records/{type}.
+        return Err(ApiError::NoAgreement);
+    }
+    check_media_type(req.headers())?;
+    let headers = req.headers().clone();
+    let body = read_body(config, req).await?;
+    let value = parse_and_validate(config, record_type, version, &body)?;
+
+    // A request agreement has one responder (checked at load).
+    let (share, responder) = route.shares(version).next().ok_or(ApiError::NoAgreement)?;
+    let agreement = route.agreements.iter().find(|a| a.id == share.agreement).ok_or(ApiError::NoAgreement)?;
+    let recipient = shared.recipients.get(&share.recipient).ok_or(ApiError::UpstreamError { status: None })?;
+    let projected = Bytes::from(crate::json::to_canonical_vec(&responder.fields.project(&value)));
+    let request_id = uuid::Uuid::now_v7().to_string();
+    outcome.record_id = Some(request_id.clone());
+
+    let admission = recipient.breaker.admit();
+    let result = if let Admission::Wait(_) = admission {
+        Err(ApiError::BreakerOpen { retry_after_secs: recipient.breaker.retry_after_secs() })
+    } else {
+        let tp = traceparent(&headers);
+        let key = format!("{request_id}.{}", share.recipient);
+        let envelope = Envelope {
+            record_id: &request_id,
+            sender: &partner.id,
+            agreement: &share.agreement,
+            record_type,
+            schema_version: &version.to_string(),
+            idempotency_key: &key,
+            traceparent: Some(&tp),
+        };
+        let (call, _) = recipient.client.call(&envelope, projected.clone(), config.limits.max_body_bytes).await;
+        let healthy = matches!(&call, CallOutcome::Answered { status, .. } if !matches!(status, 408 | 425 | 429 | 500..=599))
+            || matches!(&call, CallOutcome::TooLarge { .. });
+        recipient.breaker.record(healthy);
+        answer(config, record_type, version, agreement.response_fields.as_ref(), call)
+    };
+
+    let now = crate::clock::now_ms();
+    let mut forwarded = AuditEvent::new(now, kind::REQUEST_ANSWERED, &partner.id, audit_outcome(&result));
+    forwarded.record_id = Some(request_id.clone());
+    forwarded.agreement = Some(share.agreement.to_string());
+    forwarded.recipient = Some(share.recipient.to_string());
+    forwarded.body_digest = Some(shared.digest_key.digest(&projected));
+    forwarded.reason = Some(match &result {
+        Ok(answer) => format!("response digest {}", crate::auth::to_hex(&shared.digest_key.digest(answer))),
+        Err(ApiError::UpstreamError { status: Some(s) }) => format!("HTTP {s}"),
+        Err(e) => e.to_string(),
+    });
+    if let Err(e) = shared.store.append_audit(vec![forwarded]).await {
+        // Evidence first: an answer that cannot be audited is not given.
+        tracing::error!(message = "Auditing a request failed; answer withheld.", error = %e);
+        return Err(ApiError::StoreUnavailable(e.to_string()));
+    }
+    let answer = result?;
+    outcome.success = "accepted";
+    let mut response = json_response(StatusCode::OK, answer.to_vec());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("passerelle-request-id", v);
+    }
+    Ok(response)
+}
+
+/// Turns the responder's answer into what the sender receives.
+fn answer(
+    config: &Config,
+    record_type: &str,
+    version: crate::schema::Version,
+    response_fields: Option<&crate::policy::FieldList>,
+    call: CallOutcome,
+) -> Result<Bytes, ApiError> {
+    let body = match call {
+        CallOutcome::Answered { status: 200..=299, body } => body,
+        CallOutcome::Answered { status, .. } | CallOutcome::TooLarge { status } if !(200..=299).contains(&status) => {
+            return Err(ApiError::UpstreamError { status: Some(status) });
+        }
+        CallOutcome::TooLarge { .. } => return Err(ApiError::UpstreamInvalid),
+        CallOutcome::Answered { .. } => return Err(ApiError::UpstreamInvalid),
+        CallOutcome::TimedOut => return Err(ApiError::UpstreamTimeout),
+        CallOutcome::Unreachable { .. } => return Err(ApiError::UpstreamError { status: None }),
+    };
+    let value = crate::json::parse_strict(&body, config.limits.max_depth).map_err(|_| ApiError::UpstreamInvalid)?;
+    let schema = config
+        .catalog
+        .record_type(record_type)
+        .and_then(|t| t.version(version))
+        .and_then(|v| v.response.as_ref())
+        .ok_or(ApiError::UpstreamInvalid)?;
+    if !schema.validate(&value).is_empty() {
+        return Err(ApiError::UpstreamInvalid);
+    }
+    let fields = response_fields.ok_or(ApiError::UpstreamInvalid)?;
+    Ok(Bytes::from(crate::json::to_canonical_vec(&fields.project(&value))))
+}
