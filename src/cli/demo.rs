@@ -85,6 +85,22 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             }
         }
 
+        // Request/response: the health plan checks a SIN with the federal registry.
+        let key = credentials.get("on-health-plan").context("the demo partner has a key")?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{base}/v1/requests/sin-validation"))
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                json!({"sin": "046454286", "given_names": ["Julie"], "surname": "Tremblay", "date_of_birth": "1992-03-14"}).to_string(),
+            )))?;
+        let response = client.request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        println!("on-health-plan asked esdc-sin-registry (sin-validation): {status}");
+        println!("{}\n", String::from_utf8_lossy(&body));
+
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         while inbox.lock().map(|i| i.len()).unwrap_or(0) < expected && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -179,10 +195,16 @@ async fn start_recipient(id: String, endpoint: &str, inbox: Inbox) -> anyhow::Re
                     async move {
                         let path = req.uri().path().to_owned();
                         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        if let Ok(mut i) = inbox.lock() {
-                            i.push((id, path, body));
-                        }
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{\"received\":true}"))))
+                        // The registry answers SIN validation requests; every other call is a delivery.
+                        let answer = if path.ends_with("/sin-validation") {
+                            Bytes::from(sin_answer(&body).to_string())
+                        } else {
+                            if let Ok(mut i) = inbox.lock() {
+                                i.push((id, path, body));
+                            }
+                            Bytes::from_static(b"{\"received\":true}")
+                        };
+                        Ok::<_, Infallible>(Response::new(Full::new(answer)))
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -192,6 +214,32 @@ async fn start_recipient(id: String, endpoint: &str, inbox: Inbox) -> anyhow::Re
         }
     });
     Ok(())
+}
+
+/// The demo registry's answer to a SIN validation: a made-up rule, so both outcomes show.
+fn sin_answer(request: &[u8]) -> Value {
+    let request: Value = serde_json::from_slice(request).unwrap_or(Value::Null);
+    let sin = request["sin"].as_str().unwrap_or("");
+    // The Luhn check digit, as real SINs have.
+    let luhn = sin.len() == 9
+        && sin
+            .bytes()
+            .rev()
+            .enumerate()
+            .map(|(i, b)| {
+                let d = u32::from(b.wrapping_sub(b'0'));
+                if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+            })
+            .sum::<u32>()
+            % 10
+            == 0;
+    json!({
+        "sin_status": if luhn { "valid" } else { "invalid" },
+        "name_match": if luhn { "full" } else { "none" },
+        "date_of_birth_match": luhn,
+        "checked_at": crate::clock::rfc3339_ms(crate::clock::now_ms()),
+        "registry_reference": format!("ESDC-{}", &crate::auth::to_hex(&crate::random_bytes::<4>())),
+    })
 }
 
 /// Three births in Ontario and one address change: fictional people.

@@ -39,6 +39,11 @@ fn the_demo_delivers_every_record_to_every_recipient() {
     assert_eq!(stdout.matches("202 Accepted").count(), 4, "{stdout}");
     assert!(stdout.contains("(14 of 14 deliveries)"), "{stdout}");
     assert!(stdout.contains("ottawa-city:"));
+    assert!(stdout.contains("on-health-plan asked esdc-sin-registry (sin-validation): 200 OK"), "{stdout}");
+    assert!(stdout.contains(r#""sin_status":"valid""#), "{stdout}");
+    // What the demo did verifies.
+    let (code, out) = cli(&["audit", "verify", "--config", config.join("passerelle.toml").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
     // The keys are printed and kept, hashed for the gateway, in the data directory.
     let data = dir.path().join("data");
     let credentials = std::fs::read_to_string(data.join("demo-credentials.toml")).unwrap();

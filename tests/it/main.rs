@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod config_check;
+mod crash;
 mod dead_letters;
 mod delivery;
 mod demo;

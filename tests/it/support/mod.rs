@@ -334,6 +334,25 @@ impl TestClient {
         TestResponse { status, headers, body }
     }
 
+    /// Like [`TestClient::send`], but a connection failure is `None` instead of a panic.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Option<TestResponse> {
+        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = self.http.request(req.body(Full::new(body.into())).unwrap()).await.ok()?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some(TestResponse { status, headers, body })
+    }
+
     /// GET with a partner's key.
     pub async fn get(&self, path: &str, key: &str) -> TestResponse {
         self.send(Method::GET, path, &[("authorization", &format!("Bearer {key}"))], "").await
@@ -349,4 +368,71 @@ pub fn binary() -> &'static Path {
 pub fn cli(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new(binary()).args(args).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The gateway binary running as a child process on a written configuration.
+pub struct ChildGateway {
+    pub child: std::process::Child,
+    pub client: TestClient,
+    pub admin: TestClient,
+    /// Every log line read so far.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ChildGateway {
+    /// Starts `passerelle serve` on `config` and waits until both listeners are up.
+    pub async fn spawn(config: &Path, env: &[(&str, &str)]) -> ChildGateway {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(binary());
+        command.args(["serve", "--config", config.to_str().unwrap()]);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child =
+            command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "Listening."
+                {
+                    let _ = tx.send((
+                        v["listener"].as_str().unwrap_or("").to_owned(),
+                        v["addr"].as_str().unwrap_or("").to_owned(),
+                    ));
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (mut partner, mut admin) = (None, None);
+        while partner.is_none() || admin.is_none() {
+            let (listener, addr) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("the gateway started within 60 s")
+                .unwrap_or_else(|| panic!("the gateway exited: {:?}", logs.lock().unwrap()));
+            if listener == "partner" { partner = Some(addr) } else { admin = Some(addr) }
+        }
+        ChildGateway {
+            child,
+            client: TestClient::new(format!("http://{}", partner.unwrap())),
+            admin: TestClient::new(format!("http://{}", admin.unwrap())),
+            logs,
+        }
+    }
+
+    /// `kill -9`: no shutdown, no final checkpoint, nothing flushed.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self) {
+        std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the gateway exited with {status}");
+    }
 }
