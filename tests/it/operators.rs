@@ -1,7 +1,5 @@
 //! What operators see: probes, metrics, and logs that never carry a record's values.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -60,38 +58,8 @@ async fn a_record_value_never_reaches_logs_metrics_or_the_audit_trail() {
     let setup = Setup::new();
     let endpoints = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
     setup.write(&endpoints);
-    let mut child = Command::new(binary())
-        .args(["serve", "--config", setup.main_config().to_str().unwrap()])
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut logs = Vec::new();
-    let mut partner = None;
-    let mut admin = None;
-    while partner.is_none() || admin.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines_rx.recv())
-            .await
-            .expect("the gateway started")
-            .expect("the gateway is running");
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-            && v["message"] == "Listening."
-        {
-            let addr = v["addr"].as_str().unwrap().to_owned();
-            if v["listener"] == "partner" { partner = Some(addr) } else { admin = Some(addr) }
-        }
-        logs.push(line);
-    }
-    let client = TestClient::new(format!("http://{}", partner.unwrap()));
-    let admin = TestClient::new(format!("http://{}", admin.unwrap()));
+    let gateway = ChildGateway::spawn(&setup.main_config(), &[("RUST_LOG", "trace")]).await;
+    let (client, admin) = (gateway.client.clone(), gateway.admin.clone());
     let marker = "Zyxwvutsrqp";
     let mut body = record("birth-registration-1.1.json");
     body["child"]["surname"] = serde_json::json!(marker);
@@ -122,11 +90,9 @@ async fn a_record_value_never_reaches_logs_metrics_or_the_audit_trail() {
     recipients["esdc-sin-registry"].wait_for(1, Duration::from_secs(5)).await;
     let page = admin.send(Method::GET, "/metrics", &[], "").await.text();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    while let Ok(line) = lines_rx.try_recv() {
-        logs.push(line);
-    }
+    let logs = gateway.logs.clone();
+    gateway.kill9();
+    let logs = logs.lock().unwrap().clone();
     assert!(logs.iter().any(|l| l.contains(&id)), "the record id appears in the logs, so the test can see them");
     assert!(logs.iter().any(|l| l.contains("Delivery attempted.")));
     for line in &logs {
