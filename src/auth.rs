@@ -34,6 +34,53 @@ pub enum AuthError {
     Missing,
     #[error("the credentials do not belong to any partner")]
     Unknown,
+    #[error("the certificate and the API key belong to different partners")]
+    Conflict,
+    #[error("a forwarded client certificate does not verify")]
+    BadForwardedCertificate,
+}
+
+/// Authenticates a request: its connection's client certificate (or one forwarded by a trusted
+/// proxy) and its API key each map to a partner; both, when present, must map to the same one.
+pub fn authenticate(
+    config: &crate::config::Config,
+    conn: &crate::server::ConnectionInfo,
+    headers: &http::HeaderMap,
+) -> Result<AuthenticatedPartner, AuthError> {
+    let certificate = match &conn.client_certificate {
+        Some(id) => Some(id.clone()),
+        None => forwarded_certificate(config, conn, headers)?,
+    };
+    let by_certificate = certificate.map(|id| config.certificates.find(&id).ok_or(AuthError::Unknown)).transpose()?;
+    let by_key = match headers.get(http::header::AUTHORIZATION) {
+        Some(h) => Some(authenticate_api_key(&config.api_keys, Some(h.as_bytes()))?.id),
+        None => None,
+    };
+    match (by_certificate, by_key) {
+        (Some(a), Some(b)) if a != b => Err(AuthError::Conflict),
+        (Some(id), _) => Ok(AuthenticatedPartner { id, method: AuthMethod::ClientCertificate }),
+        (None, Some(id)) => Ok(AuthenticatedPartner { id, method: AuthMethod::ApiKey }),
+        (None, None) => Err(AuthError::Missing),
+    }
+}
+
+/// The certificate a trusted proxy forwarded, verified against the partner CAs. The header is
+/// ignored unless the partner listener is plaintext and the peer is a configured proxy.
+fn forwarded_certificate(
+    config: &crate::config::Config,
+    conn: &crate::server::ConnectionInfo,
+    headers: &http::HeaderMap,
+) -> Result<Option<crate::tls::CertIdentity>, AuthError> {
+    let tls = &config.tls;
+    let (Some(header), Some(verifier)) = (&tls.client_cert_header, &tls.forwarded_verifier) else { return Ok(None) };
+    if conn.tls || !tls.trusted_proxies.contains(&conn.peer.ip()) {
+        return Ok(None);
+    }
+    let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let chain = crate::tls::parse_forwarded(value).ok_or(AuthError::BadForwardedCertificate)?;
+    crate::tls::verify_forwarded(verifier.as_ref(), &chain).map(Some).map_err(|_| AuthError::BadForwardedCertificate)
 }
 
 /// The configured API key hashes.

@@ -49,6 +49,8 @@ pub struct Shared {
     pub notary: Arc<Notary>,
     /// Rejections waiting to be audited in aggregate.
     pub rejections: Arc<RejectionTally>,
+    /// Per-partner token buckets.
+    pub rate_limiter: crate::rate_limit::RateLimiter,
 }
 
 /// A started gateway.
@@ -127,9 +129,17 @@ impl Gateway {
             name: "partner",
             max_connections: config.listen.max_connections,
             header_timeout: config.limits.header_timeout,
+            handshake_timeout: config.tls.handshake_timeout,
+            max_head_bytes: config.limits.max_header_bytes * 2,
         };
-        let admin_settings =
-            ListenerSettings { name: "admin", max_connections: 256, header_timeout: config.limits.header_timeout };
+        let admin_settings = ListenerSettings { name: "admin", max_connections: 256, ..partner_settings.clone() };
+        if config.tls.server.is_none() {
+            tracing::warn!(
+                message = "The partner listener is plaintext (tls.insecure_plaintext = true): only run it behind a TLS-terminating proxy.",
+                addr = %partner_addr
+            );
+        }
+        crate::secrets::warn_if_readable_by_others(&config);
 
         let rejections = Arc::new(RejectionTally::default());
         let (stop_checkpoints, checkpoints_rx) = watch::channel(false);
@@ -161,15 +171,27 @@ impl Gateway {
             digest_key,
             notary,
             rejections,
+            rate_limiter: Default::default(),
         });
+        let (s, t) = (shared.clone(), shared.clone());
+        let partner_task = tokio::spawn(server::serve(
+            partner,
+            partner_settings,
+            shutdown_rx.clone(),
+            shared.metrics.clone(),
+            // Each new connection takes the TLS configuration in force (a reload swaps it).
+            move || t.config.load().tls.server.as_ref().map(|s| s.config.clone()),
+            move |req, conn| crate::http::partner::handle(s.clone(), req, conn),
+        ));
         let s = shared.clone();
-        let partner_task = tokio::spawn(server::serve(partner, partner_settings, shutdown_rx.clone(), move |req| {
-            crate::http::partner::handle(s.clone(), req)
-        }));
-        let s = shared.clone();
-        let admin_task = tokio::spawn(server::serve(admin, admin_settings, shutdown_rx, move |req| {
-            crate::http::admin::handle(s.clone(), req)
-        }));
+        let admin_task = tokio::spawn(server::serve(
+            admin,
+            admin_settings,
+            shutdown_rx,
+            shared.metrics.clone(),
+            || None,
+            move |req, _| crate::http::admin::handle(s.clone(), req),
+        ));
         tracing::info!(message = "Listening.", listener = "partner", addr = %partner_addr);
         tracing::info!(message = "Listening.", listener = "admin", addr = %admin_addr);
         Ok(Gateway {

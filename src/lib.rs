@@ -66,7 +66,9 @@ pub mod delivery;
 pub mod gateway;
 pub mod http;
 pub mod json;
+pub mod pki;
 pub mod policy;
+pub mod rate_limit;
 pub mod receipt;
 pub mod retention;
 pub mod schema;
@@ -74,6 +76,7 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// Fills `out` with bytes from the operating system's secure generator.
 pub fn fill_random(out: &mut [u8]) {

@@ -53,3 +53,36 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
     builder.create(dir)
 }
+
+/// Warns at start about secret files that others than the owner may read: private keys, the API
+/// key hashes, the admin token, the audit secrets. The warning names the file, never its content.
+pub fn warn_if_readable_by_others(config: &crate::config::Config) {
+    let mut files: Vec<std::path::PathBuf> =
+        vec![config.data_dir.join(crate::audit::digest::SECRET_FILE), config.audit.signing_key_file.clone()];
+    files.extend(config.admin.token_file.clone());
+    files.extend(config.api_keys_file.clone());
+    files.extend(config.tls.key_files.iter().cloned());
+    for p in config.partners.values() {
+        files.extend(p.delivery.as_ref().and_then(|d| d.client_key_file.clone()));
+    }
+    files.sort();
+    files.dedup();
+    for file in files {
+        if let Some(mode) = permissions(&file)
+            && mode & 0o077 != 0
+        {
+            tracing::warn!(message = "A secret file is readable by others than its owner; chmod 600 it.", file = %file.display(), mode = format!("{mode:o}"));
+        }
+    }
+}
+
+#[cfg(unix)]
+fn permissions(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+fn permissions(_: &Path) -> Option<u32> {
+    None
+}

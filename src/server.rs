@@ -1,11 +1,19 @@
-//! Listeners: accept connections, cap them, serve HTTP/1.1 and HTTP/2, drain on shutdown.
+//! Listeners: accept connections, cap them, terminate TLS, serve HTTP/1.1 and HTTP/2, drain on
+//! shutdown.
 //!
-//! The partner and admin listeners share this loop; what differs is the handler. Transport
-//! security (TLS, client certificates) plugs in at the accept step, before HTTP.
+//! The partner and admin listeners share this loop; what differs is the TLS configuration and
+//! the handler. The TLS handshake runs in the connection's own task under a timeout, so a slow
+//! or hostile client never holds up the accept loop. What the handshake learned (the verified
+//! client certificate's identity) is computed once per connection and handed to every request
+//! on it.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,11 +24,24 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-/// Largest request head (request line and headers) accepted; larger gets 431.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+use crate::telemetry::Metrics;
+use crate::telemetry::events::TlsHandshakeFailed;
+use crate::tls::CertIdentity;
+
+/// What a request knows about the connection it came on.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The verified client certificate's identity, when one was presented.
+    pub client_certificate: Option<CertIdentity>,
+}
 
 /// Settings of one listener.
 #[derive(Debug, Clone)]
@@ -28,17 +49,107 @@ pub struct ListenerSettings {
     pub name: &'static str,
     pub max_connections: usize,
     pub header_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// Hyper's own hard cap on the request head; the handler applies the configured limit (and
+    /// answers it with a problem document) below this.
+    pub max_head_bytes: usize,
+}
+
+/// A connection, plain or TLS.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Completes the TLS handshake (when `tls` is set) and reads the client certificate's identity.
+async fn establish(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+    settings: &ListenerSettings,
+    metrics: &Metrics,
+) -> Option<(Io, ConnectionInfo)> {
+    let Some(config) = tls else {
+        return Some((Io::Plain(stream), ConnectionInfo { peer, tls: false, client_certificate: None }));
+    };
+    let accepted =
+        tokio::time::timeout(settings.handshake_timeout, tokio_rustls::TlsAcceptor::from(config).accept(stream)).await;
+    let stream = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(error)) => {
+            TlsHandshakeFailed { listener: settings.name, reason: crate::tls::failure_reason(&error), peer }
+                .emit(metrics);
+            return None;
+        }
+        Err(_) => {
+            TlsHandshakeFailed { listener: settings.name, reason: "timeout", peer }.emit(metrics);
+            return None;
+        }
+    };
+    let client_certificate =
+        stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::tls::identity);
+    Some((Io::Tls(Box::new(stream)), ConnectionInfo { peer, tls: true, client_certificate }))
 }
 
 /// Serves `listener` with `handler` until `shutdown` turns true, then lets open connections
-/// finish their requests (up to `drain`) before returning.
-pub async fn serve<H, F>(
+/// finish their requests (up to ten seconds) before returning. `tls` gives the TLS
+/// configuration in force for each new connection (`None`: plaintext).
+pub async fn serve<T, H, F>(
     listener: TcpListener,
     settings: ListenerSettings,
     mut shutdown: watch::Receiver<bool>,
+    metrics: Metrics,
+    tls: T,
     handler: H,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    T: Fn() -> Option<Arc<ServerConfig>> + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Arc<ConnectionInfo>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     // Caps open connections; a connection waits in the kernel backlog while the cap is reached.
@@ -48,15 +159,24 @@ pub async fn serve<H, F>(
     builder
         .http1()
         .timer(TokioTimer::new())
+        // Also closes a keep-alive connection that sends nothing for this long.
         .header_read_timeout(settings.header_timeout)
-        .max_buf_size(MAX_HEADER_BYTES.max(8192));
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_buf_size(settings.max_head_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(settings.max_head_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let builder = Arc::new(builder);
+    let settings = Arc::new(settings);
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(error) => {
@@ -69,15 +189,22 @@ pub async fn serve<H, F>(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(req).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let (handler, builder, settings, metrics) =
+            (handler.clone(), builder.clone(), settings.clone(), metrics.clone());
+        let tls_config = tls();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = connection.await;
+            let Some((io, info)) = establish(stream, peer, tls_config, &settings, &metrics).await else {
+                drop(permit);
+                return;
+            };
+            let info = Arc::new(info);
+            let service = service_fn(move |req| {
+                let (handler, info) = (handler.clone(), info.clone());
+                async move { Ok::<_, Infallible>(handler(req, info).await) }
+            });
+            let connection = builder.serve_connection(TokioIo::new(io), service);
+            let _ = watcher.watch(connection).await;
             drop(permit);
         });
     }

@@ -36,6 +36,8 @@ type Inbox = Arc<Mutex<Vec<(String, String, Bytes)>>>;
 
 pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     let credentials = prepare_credentials(config_path)?;
+    let (data_dir, ids) = super::dev_pki::partners_and_data_dir(config_path)?;
+    let (pki, _) = crate::pki::write_dev_pki(&data_dir, &ids.iter().map(String::as_str).collect::<Vec<_>>())?;
     let config = match config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -52,8 +54,11 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             start_recipient(id.clone(), endpoint, inbox.clone()).await?;
         }
         let data_dir = config.data_dir.clone();
+        let tls = config.tls.server.is_some();
         let gateway = Gateway::start(config).await.context("the gateway could not start")?;
-        let base = format!("http://{}", gateway.partner_addr);
+        let port = gateway.partner_addr.port();
+        let base = if tls { format!("https://localhost:{port}") } else { format!("http://127.0.0.1:{port}") };
+        let partners = PartnerClients { pki: pki.clone(), credentials: credentials.clone(), tls };
         println!("Passerelle demo: partner API {base}, admin http://{}", gateway.admin_addr);
         println!("Data directory: {} (credentials in demo-credentials.toml)\n", data_dir.display());
         println!("Demo partners' API keys (for Authorization: Bearer ...):");
@@ -62,21 +67,19 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         }
         println!();
 
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        if tls {
+            println!("Each partner connects with its client certificate from {} (mutual TLS).\n", pki.dir.display());
+        }
         let mut expected = 0;
         for (i, (sender, record_type, record)) in demo_records().into_iter().enumerate() {
-            let key = credentials.get(sender).context("the demo partner has a key")?;
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri(format!("{base}/v1/records/{record_type}"))
-                .header("authorization", format!("Bearer {key}"))
-                .header("content-type", "application/json")
-                .header("idempotency-key", format!("demo-{}-{i}", crate::clock::now_ms()))
-                .body(Full::new(Bytes::from(record.to_string())))?;
-            let response = client.request(request).await?;
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
+            let (status, body) = partners
+                .post(
+                    sender,
+                    &format!("{base}/v1/records/{record_type}"),
+                    Some(&format!("demo-{}-{i}", crate::clock::now_ms())),
+                    record.to_string(),
+                )
+                .await?;
             let receipt: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             println!("{sender} sent {record_type}: {status}");
             println!("{}\n", serde_json::to_string_pretty(&receipt)?);
@@ -86,18 +89,11 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         }
 
         // Request/response: the health plan checks a SIN with the federal registry.
-        let key = credentials.get("on-health-plan").context("the demo partner has a key")?;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{base}/v1/requests/sin-validation"))
-            .header("authorization", format!("Bearer {key}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(
-                json!({"sin": "046454286", "given_names": ["Julie"], "surname": "Tremblay", "date_of_birth": "1992-03-14"}).to_string(),
-            )))?;
-        let response = client.request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
+        let question =
+            json!({"sin": "046454286", "given_names": ["Julie"], "surname": "Tremblay", "date_of_birth": "1992-03-14"});
+        let (status, body) = partners
+            .post("on-health-plan", &format!("{base}/v1/requests/sin-validation"), None, question.to_string())
+            .await?;
         println!("on-health-plan asked esdc-sin-registry (sin-validation): {status}");
         println!("{}\n", String::from_utf8_lossy(&body));
 
@@ -118,10 +114,22 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             }
         }
         let sender_key = credentials.get("on-vital-stats").map(String::as_str).unwrap_or("");
+        let client_cert = pki.client_cert("on-vital-stats");
+        let client_key = pki.client_key("on-vital-stats");
+        println!("\nTry it:");
+        if tls {
+            println!(
+                "  curl -s --cacert {} --cert {} --key {} {base}/v1/records | head -c 600",
+                pki.ca_cert.display(),
+                client_cert.display(),
+                client_key.display()
+            );
+        }
         println!(
-            "\nTry it:\n  curl -s -H 'Authorization: Bearer {sender_key}' {base}/v1/records | head -c 600\n  \
+            "  curl -s {}-H 'Authorization: Bearer {sender_key}' {base}/v1/agreements | head -c 600\n  \
              curl -s http://{}/metrics | grep passerelle_deliveries_total\n  \
-             passerelle check --config {}",
+             passerelle audit verify --config {}",
+            if tls { format!("--cacert {} ", pki.ca_cert.display()) } else { String::new() },
             gateway.admin_addr,
             config_path.display()
         );
@@ -134,6 +142,55 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         gateway.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The demo's partner systems: each connects with its own client certificate over mutual TLS
+/// (or, on a plaintext configuration, with its API key).
+struct PartnerClients {
+    pki: crate::pki::DevPkiFiles,
+    credentials: BTreeMap<String, String>,
+    tls: bool,
+}
+
+impl PartnerClients {
+    async fn post(
+        &self,
+        partner: &str,
+        url: &str,
+        idempotency_key: Option<&str>,
+        body: String,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder().method(Method::POST).uri(url).header("content-type", "application/json");
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let request = if self.tls {
+            request
+        } else {
+            let key = self.credentials.get(partner).context("the demo partner has a key")?;
+            request.header("authorization", format!("Bearer {key}"))
+        }
+        .body(Full::new(Bytes::from(body)))?;
+        let response = if self.tls {
+            let tls = crate::tls::recipient_client(
+                std::slice::from_ref(&self.pki.ca_cert),
+                Some(&self.pki.client_cert(partner)),
+                Some(&self.pki.client_key(partner)),
+            )?;
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*tls).clone())
+                .https_only()
+                .enable_http1()
+                .build();
+            Client::builder(TokioExecutor::new()).build(connector).request(request).await?
+        } else {
+            let client: Client<HttpConnector, Full<Bytes>> =
+                Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+            client.request(request).await?
+        };
+        let status = response.status();
+        Ok((status, response.into_body().collect().await?.to_bytes()))
+    }
 }
 
 /// Makes sure every partner has a demo API key; returns them by partner.

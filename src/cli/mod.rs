@@ -4,6 +4,7 @@ pub mod audit;
 pub mod check;
 pub mod deliveries;
 pub mod demo;
+pub mod dev_pki;
 pub mod serve;
 pub mod validate;
 
@@ -45,6 +46,12 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Write a development PKI (CA, localhost server certificate, one client certificate per
+    /// partner, CRL) into the data directory.
+    DevPki {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// The audit trail: keys, verification, export, receipts.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -76,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { config, once } => demo::run(&config, once),
         Command::Check { config } => check::run(&config),
         Command::Audit(command) => audit::run(command),
+        Command::DevPki { config } => dev_pki::run(&config),
         Command::Deliveries(command) => deliveries::run(command),
         Command::Validate { record_type, file, schema_version, config, fr } => {
             validate::run(&config, &record_type, &file, schema_version.as_deref(), fr)

@@ -73,6 +73,8 @@ pub struct DeliveryEndpoint {
     pub client_key_file: Option<PathBuf>,
     /// Environment variable holding a bearer token for this recipient.
     pub bearer_token_env: Option<String>,
+    /// The TLS client configuration for this recipient (its CAs, the gateway's certificate).
+    pub tls: Arc<rustls::ClientConfig>,
     pub timeout: Duration,
     /// Deliveries in flight to this recipient at once.
     pub concurrency: usize,
@@ -164,6 +166,8 @@ pub struct Listen {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Request line and headers together; larger is 431.
+    pub max_header_bytes: usize,
     pub max_depth: usize,
     pub body_timeout: Duration,
     pub header_timeout: Duration,
@@ -194,6 +198,9 @@ pub struct DeliverySettings {
     pub concurrency_per_recipient: usize,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
+    pub ca_files: Vec<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// The audit chain's keys and checkpoint cadence.
@@ -203,6 +210,22 @@ pub struct AuditSettings {
     pub trusted_key_files: Vec<PathBuf>,
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
+}
+
+/// How partners reach the partner listener.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The TLS configuration; `None` with `insecure_plaintext`.
+    pub server: Option<crate::tls::ServerTls>,
+    /// Verifies client certificates forwarded by a trusted proxy (plaintext mode).
+    pub forwarded_verifier: Option<std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub client_cert_header: Option<http::HeaderName>,
+    pub handshake_timeout: Duration,
+    /// Files whose content the settings came from (certificates, keys, CRLs).
+    pub files: Vec<PathBuf>,
+    /// Private key files among them.
+    pub key_files: Vec<PathBuf>,
 }
 
 /// How long bodies are kept.
@@ -216,6 +239,8 @@ pub struct RetentionSettings {
 /// Admin listener settings.
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
+    /// The file the token came from, if any.
+    pub token_file: Option<PathBuf>,
     /// The admin token, if one is configured; without one the admin API other than probes and
     /// metrics is closed.
     pub token: Option<Arc<str>>,
@@ -254,10 +279,15 @@ pub struct Config {
     pub log: LogSettings,
     pub audit: AuditSettings,
     pub retention: RetentionSettings,
+    pub tls: TlsSettings,
     pub partners: BTreeMap<PartnerId, Partner>,
     pub agreements: Vec<Arc<Agreement>>,
     pub catalog: SchemaCatalog,
     pub api_keys: crate::auth::ApiKeyIndex,
+    /// The file the API key hashes came from, if any.
+    pub api_keys_file: Option<PathBuf>,
+    /// Client certificate names and pins, by partner.
+    pub certificates: crate::tls::CertIndex,
 }
 
 impl Config {
@@ -319,7 +349,7 @@ fn resolve(base: &Path, value: Option<&str>, default: &str) -> PathBuf {
 
 /// Removes `.` and `..` segments without touching the file system, so messages show
 /// `/srv/passerelle/schemas/...` rather than `/srv/passerelle/config/../schemas/...`.
-fn normalize(path: &Path) -> PathBuf {
+pub fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for c in path.components() {
@@ -374,6 +404,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     let limits = Limits {
         max_body_bytes: main.limits.max_body_bytes.unwrap_or(1024 * 1024),
         max_depth: main.limits.max_depth.unwrap_or(64),
+        max_header_bytes: main.limits.max_header_bytes.unwrap_or(16 * 1024).max(1024),
         body_timeout: ms(main.limits.body_timeout_ms, 10_000),
         header_timeout: ms(main.limits.header_timeout_ms, 10_000),
     };
@@ -398,6 +429,9 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         concurrency_per_recipient: d.concurrency_per_recipient.unwrap_or(16).max(1),
         breaker_failures: d.breaker_failures.unwrap_or(5).max(1),
         breaker_open: ms(d.breaker_open_ms, 30_000),
+        ca_files: d.ca_files.iter().map(|f| resolve(&base, Some(f), "")).collect(),
+        client_cert_file: d.client_cert_file.as_deref().map(|f| resolve(&base, Some(f), "")),
+        client_key_file: d.client_key_file.as_deref().map(|f| resolve(&base, Some(f), "")),
     };
     let audit = AuditSettings {
         signing_key_file: main
@@ -442,9 +476,11 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         level: main.log.level.clone().unwrap_or_else(|| "info".to_owned()),
     };
 
+    let tls = load_tls(&path, &base, &main.tls, &mut problems);
     let partners = load_partners(&partners_file, &delivery, &mut problems);
     let api_keys_file = main.api_keys_file.as_deref().map(|f| resolve(&base, Some(f), ""));
     let api_keys = load_api_keys(&partners_file, api_keys_file.as_deref(), &partners, &mut problems);
+    let certificates = load_certificates(&partners_file, &partners, &mut problems);
 
     let (catalog, schema_problems) = SchemaCatalog::load_partial(&schemas_dir);
     problems.extend(schema_problems);
@@ -458,6 +494,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     inputs.extend(api_keys_file.clone());
     inputs.extend(audit.trusted_key_files.iter().cloned());
     inputs.extend(catalog.files());
+    inputs.extend(tls.files.iter().cloned());
     let fingerprint = fingerprint(&inputs);
     Ok(Config {
         source: path,
@@ -472,11 +509,132 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         log,
         audit,
         retention,
+        tls,
         partners: partners.into_iter().map(|p| (p.id.clone(), p)).collect(),
         agreements: agreements.into_iter().map(Arc::new).collect(),
         catalog,
         api_keys,
+        api_keys_file,
+        certificates,
     })
+}
+
+fn load_tls(path: &Path, base: &Path, raw: &raw::RawTls, problems: &mut Vec<Problem>) -> TlsSettings {
+    let files = |list: &[String]| list.iter().map(|f| resolve(base, Some(f), "")).collect::<Vec<_>>();
+    let ca_files = files(&raw.client_ca_files);
+    let crl_files = files(&raw.crl_files);
+    let plaintext = raw.insecure_plaintext.unwrap_or(false);
+    let mut settings = TlsSettings {
+        server: None,
+        forwarded_verifier: None,
+        trusted_proxies: Vec::new(),
+        client_cert_header: None,
+        handshake_timeout: ms(raw.handshake_timeout_ms, 10_000),
+        files: ca_files.iter().chain(&crl_files).cloned().collect(),
+        key_files: Vec::new(),
+    };
+    let fix = Some("run `passerelle dev-pki` for a development PKI, or point tls.* at your certificates");
+    if plaintext {
+        for ip in &raw.trusted_proxies {
+            match ip.parse::<std::net::IpAddr>() {
+                Ok(ip) => settings.trusted_proxies.push(ip),
+                Err(_) => {
+                    problems.push(problem(path, format!("tls.trusted_proxies: `{ip}` is not an IP address"), None))
+                }
+            }
+        }
+        if let Some(h) = &raw.client_cert_header {
+            match http::HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) => settings.client_cert_header = Some(name),
+                Err(_) => {
+                    problems.push(problem(path, format!("tls.client_cert_header `{h}` is not a header name"), None))
+                }
+            }
+        }
+        if settings.client_cert_header.is_some() {
+            if settings.trusted_proxies.is_empty() {
+                problems.push(problem(path, "tls.client_cert_header needs tls.trusted_proxies", None));
+            }
+            if ca_files.is_empty() {
+                problems.push(problem(
+                    path,
+                    "tls.client_cert_header needs tls.client_ca_files to verify forwarded certificates",
+                    None,
+                ));
+            }
+        }
+        if !ca_files.is_empty() {
+            match crate::tls::client_verifier(&ca_files, &crl_files) {
+                Ok(v) => settings.forwarded_verifier = Some(v),
+                Err(e) => problems.push(problem(path, format!("tls: {e}"), fix)),
+            }
+        }
+        return settings;
+    }
+    let (Some(cert), Some(key)) = (&raw.cert_file, &raw.key_file) else {
+        problems.push(problem(
+            path,
+            "the partner listener needs tls.cert_file and tls.key_file (or tls.insecure_plaintext = true behind a TLS-terminating proxy)",
+            fix,
+        ));
+        return settings;
+    };
+    let (cert, key) = (resolve(base, Some(cert), ""), resolve(base, Some(key), ""));
+    settings.files.extend([cert.clone(), key.clone()]);
+    settings.key_files.push(key.clone());
+    let server = if ca_files.is_empty() {
+        crate::tls::server_tls_without_clients(&cert, &key)
+    } else {
+        crate::tls::server_tls(&cert, &key, &ca_files, &crl_files)
+    };
+    match server {
+        Ok(s) => settings.server = Some(s),
+        Err(e) => problems.push(problem(path, format!("tls: {e}"), fix)),
+    }
+    settings
+}
+
+fn load_certificates(partners_file: &Path, partners: &[Partner], problems: &mut Vec<Problem>) -> crate::tls::CertIndex {
+    let mut index = crate::tls::CertIndex::default();
+    let Ok(raw) = std::fs::read_to_string(partners_file)
+        .map_err(|_| ())
+        .and_then(|t| toml::from_str::<raw::RawPartners>(&t).map_err(|_| ()))
+    else {
+        return index;
+    };
+    for p in raw.partners.iter().filter(|p| partners.iter().any(|k| *k.id == *p.id)) {
+        let id: PartnerId = Arc::from(p.id.as_str());
+        for name in &p.cert_names {
+            if let Some(other) = index.add_name(name, id.clone()).filter(|o| *o != id) {
+                problems.push(problem(
+                    partners_file,
+                    format!("certificate name `{name}` is claimed by `{other}` and `{}`", p.id),
+                    None,
+                ));
+            }
+        }
+        for pin in &p.cert_spki_sha256 {
+            match crate::auth::decode_hex(pin.trim()).filter(|b| b.len() == 32) {
+                Some(bytes) => {
+                    let mut pin32 = [0u8; 32];
+                    pin32.copy_from_slice(&bytes);
+                    if let Some(other) = index.add_pin(pin32, id.clone()).filter(|o| *o != id) {
+                        problems.push(problem(
+                            partners_file,
+                            format!("an SPKI pin is claimed by `{other}` and `{}`", p.id),
+                            None,
+                        ));
+                    }
+                }
+                None => problems.push(problem(
+                    partners_file,
+                    format!("partner `{}`: cert_spki_sha256 entries are 64 hex characters", p.id),
+                    None,
+                )),
+            }
+        }
+    }
+    index
 }
 
 /// SHA-256 over each file's path and contents, in the order given.
@@ -527,7 +685,11 @@ fn load_admin(path: &Path, base: &Path, raw: &raw::RawAdmin, problems: &mut Vec<
             Err(e) => problems.push(problem(path, format!("admin.token_file cannot be read: {e}"), None)),
         }
     }
-    AdminSettings { token, metrics_open: raw.metrics_open.unwrap_or(true) }
+    AdminSettings {
+        token_file: raw.token_file.as_deref().map(|f| resolve(base, Some(f), "")),
+        token,
+        metrics_open: raw.metrics_open.unwrap_or(true),
+    }
 }
 
 fn load_partners(file: &Path, delivery: &DeliverySettings, problems: &mut Vec<Problem>) -> Vec<Partner> {
@@ -564,26 +726,56 @@ fn load_partners(file: &Path, delivery: &DeliverySettings, problems: &mut Vec<Pr
                 continue;
             }
         };
-        let delivery = p.delivery.map(|d| {
-            if !(d.endpoint.starts_with("http://") || d.endpoint.starts_with("https://"))
-                || d.endpoint.parse::<http::Uri>().is_err()
-            {
-                problems.push(problem(
-                    file,
-                    format!("partner `{}`: delivery endpoint `{}` is not an http(s) URL", p.id, d.endpoint),
-                    None,
-                ));
+        let delivery = match p.delivery {
+            None => None,
+            Some(d) => {
+                let url_ok = (d.endpoint.starts_with("http://") || d.endpoint.starts_with("https://"))
+                    && d.endpoint.parse::<http::Uri>().is_ok();
+                if !url_ok {
+                    problems.push(problem(
+                        file,
+                        format!("partner `{}`: delivery endpoint `{}` is not an http(s) URL", p.id, d.endpoint),
+                        None,
+                    ));
+                }
+                let ca_files = match &d.ca_file {
+                    Some(f) => vec![resolve(base, Some(f), "")],
+                    None => delivery.ca_files.clone(),
+                };
+                if d.endpoint.starts_with("https://") && ca_files.is_empty() {
+                    problems.push(problem(
+                        file,
+                        format!("partner `{}`: an HTTPS endpoint needs a CA to verify it", p.id),
+                        Some("set delivery.ca_files in passerelle.toml or ca_file in the partner's [partner.delivery]"),
+                    ));
+                }
+                let cert = d
+                    .client_cert_file
+                    .as_deref()
+                    .map(|f| resolve(base, Some(f), ""))
+                    .or(delivery.client_cert_file.clone());
+                let key = d
+                    .client_key_file
+                    .as_deref()
+                    .map(|f| resolve(base, Some(f), ""))
+                    .or(delivery.client_key_file.clone());
+                let tls =
+                    crate::tls::recipient_client(&ca_files, cert.as_deref(), key.as_deref()).unwrap_or_else(|e| {
+                        problems.push(problem(file, format!("partner `{}`: {e}", p.id), None));
+                        crate::tls::plain_client()
+                    });
+                Some(DeliveryEndpoint {
+                    endpoint: d.endpoint.trim_end_matches('/').to_owned(),
+                    ca_file: ca_files.first().cloned(),
+                    client_cert_file: cert,
+                    client_key_file: key,
+                    bearer_token_env: d.bearer_token_env,
+                    tls,
+                    timeout: d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout),
+                    concurrency: d.concurrency.unwrap_or(delivery.concurrency_per_recipient).max(1),
+                })
             }
-            DeliveryEndpoint {
-                endpoint: d.endpoint.trim_end_matches('/').to_owned(),
-                ca_file: d.ca_file.map(|f| resolve(base, Some(&f), "")),
-                client_cert_file: d.client_cert_file.map(|f| resolve(base, Some(&f), "")),
-                client_key_file: d.client_key_file.map(|f| resolve(base, Some(&f), "")),
-                bearer_token_env: d.bearer_token_env,
-                timeout: d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout),
-                concurrency: d.concurrency.unwrap_or(delivery.concurrency_per_recipient).max(1),
-            }
-        });
+        };
         let rate_limit = p.rate_limit.and_then(|r| {
             if r.per_second.is_finite() && r.per_second > 0.0 {
                 Some(RateLimit { per_second: r.per_second, burst: r.burst.unwrap_or(r.per_second).max(1.0) })

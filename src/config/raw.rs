@@ -37,6 +37,31 @@ pub struct RawMain {
     pub audit: RawAudit,
     #[serde(default)]
     pub retention: RawRetention,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The partner listener's certificate chain and key (PEM).
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// CAs that issue partners' client certificates (PEM).
+    #[serde(default)]
+    pub client_ca_files: Vec<String>,
+    /// Certificate revocation lists of those CAs (PEM).
+    #[serde(default)]
+    pub crl_files: Vec<String>,
+    /// Serve the partner API without TLS, for a TLS-terminating load balancer in front.
+    pub insecure_plaintext: Option<bool>,
+    /// With `insecure_plaintext`: proxies whose forwarded client certificate header is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The header carrying the URL-encoded PEM client certificate from a trusted proxy.
+    pub client_cert_header: Option<String>,
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -78,6 +103,7 @@ pub struct RawListen {
 pub struct RawLimits {
     pub max_body_bytes: Option<usize>,
     pub max_depth: Option<usize>,
+    pub max_header_bytes: Option<usize>,
     pub body_timeout_ms: Option<u64>,
     pub header_timeout_ms: Option<u64>,
 }
@@ -103,6 +129,12 @@ pub struct RawDelivery {
     pub lease_secs: Option<u64>,
     pub poll_interval_ms: Option<u64>,
     pub concurrency_per_recipient: Option<usize>,
+    /// CAs that verify recipients' HTTPS certificates (a partner's own `ca_file` replaces them).
+    #[serde(default)]
+    pub ca_files: Vec<String>,
+    /// The certificate and key the gateway presents to recipients (a partner may override).
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
     /// Consecutive failures that open a recipient's circuit breaker.
     pub breaker_failures: Option<u32>,
     /// How long an open breaker waits before one probe goes out.
@@ -148,6 +180,12 @@ pub struct RawPartner {
     /// SHA-256 (hex) of each API key this partner may use.
     #[serde(default)]
     pub api_key_sha256: Vec<String>,
+    /// Names (subject CN, DNS/URI/email SAN) of client certificates that identify this partner.
+    #[serde(default)]
+    pub cert_names: Vec<String>,
+    /// SHA-256 (hex) of the SubjectPublicKeyInfo of client certificates that identify it.
+    #[serde(default)]
+    pub cert_spki_sha256: Vec<String>,
     pub delivery: Option<RawPartnerDelivery>,
     pub rate_limit: Option<RawRateLimit>,
 }

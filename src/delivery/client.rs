@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -74,7 +75,7 @@ pub struct RecipientClient {
     endpoint: String,
     bearer: Option<String>,
     timeout: Duration,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl RecipientClient {
@@ -82,6 +83,14 @@ impl RecipientClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.timeout));
+        // `enforce_http(false)` lets the TLS layer take https URLs; http URLs stay plain.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*settings.tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(settings.concurrency)
@@ -126,9 +135,6 @@ impl RecipientClient {
 
     /// POSTs `body` to `{endpoint}/{type}` with the envelope's headers.
     async fn post(&self, e: &Envelope<'_>, body: Bytes) -> Result<http::Response<hyper::body::Incoming>, String> {
-        if self.endpoint.starts_with("https://") {
-            return Err("HTTPS recipients need the TLS client, which is not configured".to_owned());
-        }
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}/{}", self.endpoint, e.record_type))
@@ -185,7 +191,26 @@ fn classify(status: StatusCode, retry_after: Option<Duration>) -> AttemptOutcome
     }
 }
 
+/// The rustls error somewhere in `err`'s chain (I/O errors hide theirs from `source`).
+fn tls_cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>()
+        && let Some(inner) = io.get_ref()
+    {
+        return tls_cause(inner);
+    }
+    err.source().and_then(tls_cause)
+}
+
 fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
+    if let Some(tls) = tls_cause(e) {
+        return match tls {
+            rustls::Error::InvalidCertificate(c) => format!("TLS: the recipient's certificate is not accepted ({c:?})"),
+            other => format!("TLS handshake failed ({})", crate::tls::failure_label(other)),
+        };
+    }
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {

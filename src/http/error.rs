@@ -17,6 +17,8 @@ use crate::schema::{Version, Violation};
 /// A failed partner API call.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error("request head too large")]
+    HeadersTooLarge { limit: usize },
     #[error("no route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -90,6 +92,7 @@ impl ApiError {
             UpstreamInvalid | UpstreamError { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Unauthenticated => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -128,6 +131,7 @@ impl ApiError {
                 "unavailable"
             }
             AdminTokenRequired => "unauthenticated",
+            HeadersTooLarge { .. } => "too_large",
             CrossOrigin => "forbidden",
             DeliveryNotFound => "not_found",
         }
@@ -157,6 +161,7 @@ impl ApiError {
             SchemaNotFound => "schema-not-found",
             BadQuery { .. } => "invalid-query",
             AdminTokenRequired => "admin-token-required",
+            HeadersTooLarge { .. } => "headers-too-large",
             CrossOrigin => "cross-origin",
             DeliveryNotFound => "delivery-not-found",
             UpstreamInvalid => "upstream-invalid",
@@ -190,6 +195,7 @@ impl ApiError {
             SchemaNotFound => ("Schema not found", "Schéma introuvable"),
             BadQuery { .. } => ("Invalid query parameter", "Paramètre de requête invalide"),
             AdminTokenRequired => ("Admin token required", "Jeton d'administration requis"),
+            HeadersTooLarge { .. } => ("Request headers too large", "En-têtes de requête trop volumineux"),
             CrossOrigin => ("Refused: another origin", "Refusé : autre origine"),
             DeliveryNotFound => ("Delivery not found", "Livraison introuvable"),
             UpstreamInvalid => ("The responder's answer is invalid", "La réponse du répondant est invalide"),
@@ -278,6 +284,13 @@ impl ApiError {
             SchemaNotFound => lang.pick("You are party to no agreement using this schema.", "Vous n'êtes partie à aucune entente utilisant ce schéma.").into(),
             BadQuery { parameter } => {
                 if fr { format!("Le paramètre « {parameter} » est invalide.") } else { format!("The parameter \"{parameter}\" is invalid.") }
+            }
+            HeadersTooLarge { limit } => {
+                if fr {
+                    format!("La ligne de requête et les en-têtes dépassent {limit} octets.")
+                } else {
+                    format!("The request line and headers exceed {limit} bytes.")
+                }
             }
             AdminTokenRequired => lang
                 .pick("Present the admin token as Authorization: Bearer.", "Présentez le jeton d'administration en Authorization: Bearer.")

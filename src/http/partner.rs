@@ -24,6 +24,7 @@ use crate::gateway::Shared;
 use crate::policy::{self, Route, RouteError};
 use crate::receipt::{Receipt, ReceiptDelivery};
 use crate::schema::Version;
+use crate::server::ConnectionInfo;
 use crate::store::{CommitOutcome, NewDelivery, NewRecord, RecordQuery, RecordState};
 use crate::telemetry::events::{RecordReceived, RequestServed};
 
@@ -86,7 +87,7 @@ fn endpoint<'a>(method: &Method, path: &'a str) -> Result<Endpoint<'a>, ApiError
 }
 
 /// Serves one partner API request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Arc<ConnectionInfo>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     // The whole request runs under the configuration in force when it arrived.
     let config = shared.config.load_full();
@@ -94,19 +95,31 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let mut outcome = Outcome::default();
-    let (label, result) = match endpoint(&method, &path) {
+    let (label, result) = match check_head(&config, &req).and_then(|()| endpoint(&method, &path)) {
         Err(e) => ("unknown", Err(e)),
         Ok(ep) => {
             let label = ep.label();
-            let result = match ep {
-                Endpoint::Submit(t) => submit(&shared, &config, req, t, &mut outcome).await,
-                Endpoint::Request(t) => crate::http::requests::handle(&shared, &config, req, t, &mut outcome).await,
-                Endpoint::Validate(t) => validate(&config, req, t, &mut outcome).await,
-                Endpoint::RecordStatus(id) => record_status(&shared, &config, &req, id).await,
-                Endpoint::ListRecords => list_records(&shared, &config, &req).await,
-                Endpoint::Schemas => schemas(&config, &req),
-                Endpoint::Schema(t, v) => schema(&config, &req, t, v),
-                Endpoint::Agreements => agreements(&config, &req),
+            if let Endpoint::Submit(t) | Endpoint::Request(t) | Endpoint::Validate(t) = ep {
+                outcome.record_type = Some(t);
+            }
+            let result = match caller(&shared, &config, &conn, req.headers()) {
+                Err(e) => Err(e),
+                Ok(partner) => {
+                    outcome.sender = Some(partner.id.to_string());
+                    let p = &partner;
+                    match ep {
+                        Endpoint::Submit(t) => submit(&shared, &config, p, req, t, &mut outcome).await,
+                        Endpoint::Request(t) => {
+                            crate::http::requests::handle(&shared, &config, p, req, t, &mut outcome).await
+                        }
+                        Endpoint::Validate(t) => validate(&config, p, req, t).await,
+                        Endpoint::RecordStatus(id) => record_status(&shared, p, id).await,
+                        Endpoint::ListRecords => list_records(&shared, p, &req).await,
+                        Endpoint::Schemas => schemas(&config, p),
+                        Endpoint::Schema(t, v) => schema(&config, p, t, v),
+                        Endpoint::Agreements => agreements(&config, p),
+                    }
+                }
             };
             (label, result)
         }
@@ -157,9 +170,34 @@ pub(super) struct Outcome<'a> {
     pub(super) success: &'static str,
 }
 
-pub(super) fn authenticate(config: &Config, headers: &HeaderMap) -> Result<AuthenticatedPartner, ApiError> {
-    auth::authenticate_api_key(&config.api_keys, headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
-        .map_err(|_| ApiError::Unauthenticated)
+/// Check 1: the request line and headers within the configured size.
+fn check_head(config: &Config, req: &Request<Incoming>) -> Result<(), ApiError> {
+    let size =
+        req.uri().to_string().len() + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    if size > config.limits.max_header_bytes {
+        return Err(ApiError::HeadersTooLarge { limit: config.limits.max_header_bytes });
+    }
+    Ok(())
+}
+
+/// Checks 3 and 4: who is calling, and whether they are within their rate limit.
+fn caller(
+    shared: &Shared,
+    config: &Config,
+    conn: &ConnectionInfo,
+    headers: &HeaderMap,
+) -> Result<AuthenticatedPartner, ApiError> {
+    let partner = auth::authenticate(config, conn, headers).map_err(|e| {
+        tracing::debug!(message = "Authentication refused.", reason = %e, peer = %conn.peer);
+        ApiError::Unauthenticated
+    })?;
+    if let Some(limit) = config.partner(&partner.id).and_then(|p| p.rate_limit.as_ref()) {
+        shared
+            .rate_limiter
+            .take(&partner.id, limit)
+            .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+    }
+    Ok(partner)
 }
 
 /// Checks 5 to 7: agreements, their validity, the schema version.
@@ -290,16 +328,14 @@ pub(super) fn traceparent(headers: &HeaderMap) -> String {
     format!("00-{}-{}-01", auth::to_hex(&ids[..16]), auth::to_hex(&ids[16..]))
 }
 
-async fn submit<'a>(
+async fn submit(
     shared: &Shared,
     config: &Config,
+    partner: &AuthenticatedPartner,
     req: Request<Incoming>,
-    record_type: &'a str,
-    outcome: &mut Outcome<'a>,
+    record_type: &str,
+    outcome: &mut Outcome<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    outcome.record_type = Some(record_type);
-    let partner = authenticate(config, req.headers())?;
-    outcome.sender = Some(partner.id.to_string());
     let now = OffsetDateTime::now_utc();
     let (route, version) = route_and_version(config, &partner.id, record_type, req.headers(), now)?;
     if route.mode() != Mode::Push {
@@ -411,14 +447,12 @@ fn add_deprecation(h: &mut HeaderMap, route: &Route, version: Version) {
     }
 }
 
-async fn validate<'a>(
+async fn validate(
     config: &Config,
+    partner: &AuthenticatedPartner,
     req: Request<Incoming>,
-    record_type: &'a str,
-    outcome: &mut Outcome<'a>,
+    record_type: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let partner = authenticate(config, req.headers())?;
-    outcome.sender = Some(partner.id.to_string());
     let (route, version) =
         route_and_version(config, &partner.id, record_type, req.headers(), OffsetDateTime::now_utc())?;
     check_media_type(req.headers())?;
@@ -434,11 +468,9 @@ async fn validate<'a>(
 
 async fn record_status(
     shared: &Shared,
-    config: &Config,
-    req: &Request<Incoming>,
+    partner: &AuthenticatedPartner,
     record_id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let partner = authenticate(config, req.headers())?;
     if uuid::Uuid::parse_str(record_id).is_err() {
         return Err(ApiError::RecordNotFound);
     }
@@ -483,10 +515,9 @@ fn percent_decode(s: &str) -> Option<String> {
 
 async fn list_records(
     shared: &Shared,
-    config: &Config,
+    partner: &AuthenticatedPartner,
     req: &Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let partner = authenticate(config, req.headers())?;
     let query = req.uri().query().unwrap_or("");
     let status = match query_param(query, "status") {
         None | Some("") => None,
@@ -544,8 +575,7 @@ fn schema_entries(config: &Config, partner: &str) -> Vec<(String, Version, &'sta
     entries
 }
 
-fn schemas(config: &Config, req: &Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
-    let partner = authenticate(config, req.headers())?;
+fn schemas(config: &Config, partner: &AuthenticatedPartner) -> Result<Response<Full<Bytes>>, ApiError> {
     let list: Vec<Value> = schema_entries(config, &partner.id)
         .into_iter()
         .map(|(t, v, role)| json!({"record_type": t, "version": v, "role": role, "href": format!("/v1/schemas/{t}/{v}")}))
@@ -555,11 +585,10 @@ fn schemas(config: &Config, req: &Request<Incoming>) -> Result<Response<Full<Byt
 
 fn schema(
     config: &Config,
-    req: &Request<Incoming>,
+    partner: &AuthenticatedPartner,
     record_type: &str,
     version: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let partner = authenticate(config, req.headers())?;
     let version: Version = version.parse().map_err(|_| ApiError::SchemaNotFound)?;
     if !schema_entries(config, &partner.id).iter().any(|(t, v, _)| t == record_type && *v == version) {
         return Err(ApiError::SchemaNotFound);
@@ -571,8 +600,7 @@ fn schema(
     Ok(response)
 }
 
-fn agreements(config: &Config, req: &Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
-    let partner = authenticate(config, req.headers())?;
+fn agreements(config: &Config, partner: &AuthenticatedPartner) -> Result<Response<Full<Bytes>>, ApiError> {
     let me: &str = &partner.id;
     let list: Vec<Value> = config
         .agreements

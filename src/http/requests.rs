@@ -15,10 +15,9 @@ use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::json_response;
-use super::partner::{
-    Outcome, authenticate, check_media_type, parse_and_validate, read_body, route_and_version, traceparent,
-};
+use super::partner::{Outcome, check_media_type, parse_and_validate, read_body, route_and_version, traceparent};
 use crate::audit::{AuditEvent, kind};
+use crate::auth::AuthenticatedPartner;
 use crate::config::{Config, Mode};
 use crate::delivery::breaker::Admission;
 use crate::delivery::client::{CallOutcome, Envelope};
@@ -35,16 +34,14 @@ fn audit_outcome(result: &Result<Bytes, ApiError>) -> &'static str {
     }
 }
 
-pub(super) async fn handle<'a>(
+pub(super) async fn handle(
     shared: &Shared,
     config: &Config,
+    partner: &AuthenticatedPartner,
     req: Request<Incoming>,
-    record_type: &'a str,
-    outcome: &mut Outcome<'a>,
+    record_type: &str,
+    outcome: &mut Outcome<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    outcome.record_type = Some(record_type);
-    let partner = authenticate(config, req.headers())?;
-    outcome.sender = Some(partner.id.to_string());
     let (route, version) =
         route_and_version(config, &partner.id, record_type, req.headers(), OffsetDateTime::now_utc())?;
     if route.mode() != Mode::Request {

@@ -239,3 +239,18 @@ impl BreakerChanged<'_> {
         }
     }
 }
+
+/// A TLS handshake on a listener failed (bad certificate, protocol error, timeout).
+pub struct TlsHandshakeFailed<'a> {
+    pub listener: &'a str,
+    /// A fixed label, see `tls::failure_reason`.
+    pub reason: &'static str,
+    pub peer: std::net::SocketAddr,
+}
+
+impl TlsHandshakeFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.tls_handshake_failures.with_label_values(&[self.reason]).inc();
+        info!(message = "TLS handshake failed.", listener = self.listener, reason = self.reason, peer = %self.peer);
+    }
+}

@@ -14,3 +14,4 @@ mod operators;
 mod push;
 mod rejections;
 mod requests;
+mod tls;

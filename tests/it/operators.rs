@@ -25,6 +25,7 @@ async fn probes_and_metrics_are_served_on_the_admin_listener() {
     ] {
         assert!(page.contains(name), "{name} missing from /metrics");
     }
+
     assert_eq!(
         metric(
             &page,

@@ -20,6 +20,8 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The names in the client certificate the gateway presented (TLS mocks only).
+    pub client_names: Vec<String>,
 }
 
 impl Received {
@@ -67,8 +69,43 @@ impl MockRecipient {
         Self::serve(listener)
     }
 
+    /// Starts an HTTPS recipient with `cert`/`key` (PEM), asking the gateway for a client
+    /// certificate issued by `client_ca` when given.
+    pub async fn start_tls(cert: &str, key: &str, client_ca: Option<&str>) -> MockRecipient {
+        use rustls_pki_types::pem::PemObject;
+        let chain = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap).collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let builder = rustls::ServerConfig::builder_with_provider(passerelle::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                    roots.add(c.unwrap()).unwrap();
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    passerelle::tls::provider(),
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(chain, key).unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_with(listener, Some(Arc::new(config)))
+    }
+
     /// Starts a recipient on a given listener (to bring one "back" on the same port).
     pub fn serve(listener: TcpListener) -> MockRecipient {
+        Self::serve_with(listener, None)
+    }
+
+    fn serve_with(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> MockRecipient {
         let mock = MockRecipient {
             addr: listener.local_addr().unwrap(),
             state: Arc::default(),
@@ -85,15 +122,36 @@ impl MockRecipient {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let m = m.clone();
+                let (m, tls) = (m.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let m = m.clone();
-                        async move { Ok::<_, Infallible>(m.answer(req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let service = service_fn(move |req| {
+                                let m = m.clone();
+                                async move { Ok::<_, Infallible>(m.answer(req, Vec::new()).await) }
+                            });
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(config) => {
+                            let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await else {
+                                return;
+                            };
+                            let names = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(passerelle::tls::identity)
+                                .map(|i| i.names)
+                                .unwrap_or_default();
+                            let service = service_fn(move |req| {
+                                let (m, names) = (m.clone(), names.clone());
+                                async move { Ok::<_, Infallible>(m.answer(req, names).await) }
+                            });
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -103,6 +161,11 @@ impl MockRecipient {
     /// The base URL to configure as the partner's delivery endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://{}/inbox", self.addr)
+    }
+
+    /// The HTTPS base URL (for mocks started with [`MockRecipient::start_tls`]).
+    pub fn https_endpoint(&self) -> String {
+        format!("https://localhost:{}/inbox", self.addr.port())
     }
 
     /// Answer `status` the next `times` requests, then as before.
@@ -140,7 +203,7 @@ impl MockRecipient {
         self
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(&self, req: Request<Incoming>, client_names: Vec<String>) -> Response<Full<Bytes>> {
         let (delay, status, header, answer) = {
             let mut b = self.behaviour.lock().unwrap();
             let status = b.script.pop_front().map(|(s, _)| s).unwrap_or(b.status);
@@ -154,7 +217,7 @@ impl MockRecipient {
         }
         {
             let mut s = self.state.lock().unwrap();
-            let received = Received { path, headers, body };
+            let received = Received { path, headers, body, client_names };
             if (200..300).contains(&status)
                 && let Some(key) = received.header("idempotency-key").map(str::to_owned)
             {

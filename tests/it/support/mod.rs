@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -49,6 +50,9 @@ pub struct Setup {
     limits: Vec<String>,
     audit: Vec<String>,
     retention: Vec<String>,
+    tls: Vec<String>,
+    /// Text replacements applied to the shipped partners file.
+    partners_edits: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -61,7 +65,16 @@ impl Setup {
         }
         let keys: HashMap<String, String> =
             PARTNERS.iter().map(|p| (p.to_string(), passerelle::auth::generate_api_key())).collect();
-        Setup { dir, keys, delivery: Vec::new(), limits: Vec::new(), audit: Vec::new(), retention: Vec::new() }
+        Setup {
+            dir,
+            keys,
+            delivery: Vec::new(),
+            limits: Vec::new(),
+            audit: Vec::new(),
+            retention: Vec::new(),
+            tls: Vec::new(),
+            partners_edits: Vec::new(),
+        }
     }
 
     pub fn config_dir(&self) -> PathBuf {
@@ -86,6 +99,18 @@ impl Setup {
         self
     }
 
+    /// Replaces `from` with `to` in the partners file.
+    pub fn edit_partners(mut self, from: &str, to: &str) -> Self {
+        self.partners_edits.push((from.to_owned(), to.to_owned()));
+        self
+    }
+
+    /// A line of `[tls]` (the default is `insecure_plaintext = true`, for plain-HTTP tests).
+    pub fn tls(mut self, line: &str) -> Self {
+        self.tls.push(line.to_owned());
+        self
+    }
+
     pub fn retention(mut self, line: &str) -> Self {
         self.retention.push(line.to_owned());
         self
@@ -105,6 +130,10 @@ impl Setup {
     /// Writes the files, pointing each recipient at `endpoints[partner]`.
     pub fn write(&self, endpoints: &HashMap<String, String>) {
         let mut partners = std::fs::read_to_string(repo().join("config/partners.toml")).unwrap();
+        for (from, to) in &self.partners_edits {
+            assert!(partners.contains(from.as_str()), "the partners file has no {from:?}");
+            partners = partners.replace(from, to);
+        }
         for (id, shipped) in RECIPIENTS {
             let endpoint = endpoints.get(id).cloned().unwrap_or_else(|| "http://127.0.0.1:9/closed".to_owned());
             partners = partners.replace(shipped, &endpoint);
@@ -126,6 +155,8 @@ admin = "127.0.0.1:0"
 {limits}
 [delivery]
 {delivery}
+[tls]
+{tls}
 [audit]
 {audit}
 [retention]
@@ -147,6 +178,7 @@ level = "info"
                 ]
             ),
             audit = self.audit.join("\n"),
+            tls = if self.tls.is_empty() { "insecure_plaintext = true".to_owned() } else { self.tls.join("\n") },
             retention = self.retention.join("\n"),
         );
         std::fs::write(self.main_config(), main).unwrap();
@@ -300,16 +332,47 @@ impl TestResponse {
     }
 }
 
-/// A plain HTTP/1.1 client bound to one base URL.
+/// An HTTP client bound to one base URL: plain HTTP/1.1, or TLS with a CA and optionally a
+/// client certificate.
 #[derive(Clone)]
 pub struct TestClient {
     pub base: String,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl TestClient {
     pub fn new(base: String) -> TestClient {
-        TestClient { base, http: HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new()) }
+        Self::build(base, passerelle::tls::plain_client(), false, None)
+    }
+
+    /// A TLS client trusting `ca_pem`, presenting `client` (certificate and key PEM) if given.
+    pub fn tls(base: String, ca_pem: &str, client: Option<(&str, &str)>, http2: bool) -> TestClient {
+        Self::build(base, tls_config(ca_pem, client), http2, None)
+    }
+
+    /// A plain client whose connections leave from `local` (a loopback address such as 127.0.0.2).
+    pub fn from_address(base: String, local: std::net::IpAddr) -> TestClient {
+        Self::build(base, passerelle::tls::plain_client(), false, Some(local))
+    }
+
+    fn build(
+        base: String,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+        http2: bool,
+        local: Option<std::net::IpAddr>,
+    ) -> TestClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_local_address(local);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*tls).clone()).https_or_http();
+        let connector = if http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
+        let mut client = HyperClient::builder(TokioExecutor::new());
+        client.http2_only(http2);
+        TestClient { base, http: client.build(connector) }
     }
 
     pub async fn send(
@@ -357,6 +420,29 @@ impl TestClient {
     pub async fn get(&self, path: &str, key: &str) -> TestResponse {
         self.send(Method::GET, path, &[("authorization", &format!("Bearer {key}"))], "").await
     }
+}
+
+/// A rustls client configuration trusting `ca_pem`, with an optional client certificate.
+pub fn tls_config(ca_pem: &str, client: Option<(&str, &str)>) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(passerelle::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap).collect(),
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    std::sync::Arc::new(config)
 }
 
 /// The path of the built `passerelle` binary.

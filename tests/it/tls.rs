@@ -1,0 +1,287 @@
+//! Mutual TLS: partner identity from client certificates made in the test, every way a
+//! certificate can be wrong refused at the right layer and counted, a TLS-terminating proxy's
+//! forwarded certificate believed only from the proxy, and TLS to recipients.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use passerelle::pki::{Authority, Issued};
+use time::OffsetDateTime;
+
+use crate::support::*;
+
+const BIRTH: &str = "/v1/records/birth-registration";
+
+/// A partner CA, a server certificate for localhost, and the files the gateway reads.
+struct Pki {
+    ca: Authority,
+    ca_file: String,
+    revoked: Issued,
+}
+
+fn pki(setup: &Setup) -> (Pki, Vec<String>) {
+    let ca = Authority::new("Test partner CA").unwrap();
+    let server = ca.server(&["localhost", "127.0.0.1"]).unwrap();
+    let revoked = ca.client_now("on-vital-stats").unwrap();
+    let dir = setup.dir.path();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ca_file = write("ca.pem", &ca.cert_pem);
+    let lines = vec![
+        format!("cert_file = \"{}\"", write("server.pem", &server.cert_pem)),
+        format!("key_file = \"{}\"", write("server-key.pem", &server.key_pem)),
+        format!("client_ca_files = [\"{ca_file}\"]"),
+        format!("crl_files = [\"{}\"]", write("crl.pem", &ca.crl(&[&revoked.serial]).unwrap())),
+    ];
+    (Pki { ca, ca_file: std::fs::read_to_string(&ca_file).unwrap(), revoked }, lines)
+}
+
+async fn tls_gateway(edit: impl FnOnce(Setup) -> Setup) -> (TestGateway, Pki) {
+    let setup = edit(Setup::new());
+    let (pki, lines) = pki(&setup);
+    let setup = lines.iter().fold(setup, |s, l| s.tls(l));
+    (setup.start().await, pki)
+}
+
+fn client(gw: &TestGateway, pki: &Pki, cert: Option<&Issued>) -> TestClient {
+    let port = gw.gateway.as_ref().unwrap().partner_addr.port();
+    TestClient::tls(
+        format!("https://localhost:{port}"),
+        &pki.ca_file,
+        cert.map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())),
+        false,
+    )
+}
+
+async fn post(client: &TestClient, extra: &[(&str, &str)]) -> Option<TestResponse> {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    client.try_send(Method::POST, BIRTH, &headers, record("birth-registration-1.1.json").to_string()).await
+}
+
+async fn handshake_failures(gw: &TestGateway, reason: &str) -> f64 {
+    metric(&gw.metrics().await, "passerelle_tls_handshake_failures_total", &[("reason", reason)])
+}
+
+#[tokio::test]
+async fn a_partner_certificate_is_enough_to_send() {
+    let (gw, pki) = tls_gateway(|s| s).await;
+    let cert = pki.ca.client_now("on-vital-stats").unwrap();
+    let r = post(&client(&gw, &pki, Some(&cert)), &[]).await.expect("the handshake succeeds");
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.json()["sender"], "on-vital-stats");
+    // HTTP/2 is offered by ALPN.
+    let port = gw.gateway.as_ref().unwrap().partner_addr.port();
+    let h2 =
+        TestClient::tls(format!("https://localhost:{port}"), &pki.ca_file, Some((&cert.cert_pem, &cert.key_pem)), true);
+    let r = h2.send(Method::GET, "/v1/agreements", &[], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn no_certificate_and_no_key_is_a_401_problem_not_a_failed_handshake() {
+    let (gw, pki) = tls_gateway(|s| s).await;
+    let r = post(&client(&gw, &pki, None), &[]).await.expect("the handshake succeeds without a certificate");
+    r.problem(401, "unauthenticated");
+    // An API key still works over TLS.
+    let key = format!("Bearer {}", gw.key("on-vital-stats"));
+    let r = post(&client(&gw, &pki, None), &[("authorization", &key)]).await.unwrap();
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    // Plain HTTP on the TLS port is refused at the TLS layer.
+    let plain = TestClient::new(format!("http://{}", gw.gateway.as_ref().unwrap().partner_addr));
+    assert!(plain.try_send(Method::GET, "/v1/agreements", &[], "").await.is_none());
+    assert!(handshake_failures(&gw, "protocol").await >= 1.0);
+}
+
+#[tokio::test]
+async fn self_signed_and_other_ca_certificates_fail_the_handshake() {
+    let (gw, pki) = tls_gateway(|s| s).await;
+    let other = Authority::new("Another CA").unwrap();
+    for cert in [other.client_now("on-vital-stats").unwrap()] {
+        assert!(post(&client(&gw, &pki, Some(&cert)), &[]).await.is_none_or(|r| r.status != StatusCode::ACCEPTED));
+    }
+    // Self-signed: a CA certificate of its own presented as the client certificate.
+    let own = Authority::new("on-vital-stats").unwrap();
+    let self_signed = Issued { cert_pem: own.cert_pem.clone(), key_pem: own.key_pem.clone(), serial: vec![] };
+    assert!(post(&client(&gw, &pki, Some(&self_signed)), &[]).await.is_none_or(|r| r.status != StatusCode::ACCEPTED));
+    assert!(handshake_failures(&gw, "unknown_issuer").await >= 1.0);
+    assert!(
+        handshake_failures(&gw, "unknown_issuer").await + handshake_failures(&gw, "invalid_certificate").await >= 2.0,
+        "{}",
+        gw.metrics().await
+    );
+    assert_eq!(gw.count("records"), 0);
+}
+
+#[tokio::test]
+async fn expired_and_revoked_certificates_fail_the_handshake() {
+    let (gw, pki) = tls_gateway(|s| s).await;
+    let long_ago = OffsetDateTime::now_utc() - time::Duration::days(400);
+    let expired = pki.ca.client("on-vital-stats", long_ago, long_ago + time::Duration::days(30)).unwrap();
+    assert!(post(&client(&gw, &pki, Some(&expired)), &[]).await.is_none_or(|r| r.status != StatusCode::ACCEPTED));
+    assert_eq!(handshake_failures(&gw, "expired").await, 1.0);
+    assert!(post(&client(&gw, &pki, Some(&pki.revoked)), &[]).await.is_none_or(|r| r.status != StatusCode::ACCEPTED));
+    assert_eq!(handshake_failures(&gw, "revoked").await, 1.0);
+    assert_eq!(gw.count("records"), 0);
+}
+
+#[tokio::test]
+async fn a_certificate_for_partner_a_cannot_act_as_partner_b() {
+    let (gw, pki) = tls_gateway(|s| s).await;
+    let a = pki.ca.client_now("on-vital-stats").unwrap();
+    let client_a = client(&gw, &pki, Some(&a));
+    // B's API key beside A's certificate: refused, not resolved either way.
+    let b_key = format!("Bearer {}", gw.key("nt-vital-stats"));
+    post(&client_a, &[("authorization", &b_key)]).await.unwrap().problem(401, "unauthenticated");
+    // Headers that name B are not identity.
+    let r = post(&client_a, &[("passerelle-sender", "nt-vital-stats"), ("x-partner", "nt-vital-stats")]).await.unwrap();
+    assert_eq!(r.json()["sender"], "on-vital-stats");
+    // B's record is not A's to read.
+    let b = pki.ca.client_now("nt-vital-stats").unwrap();
+    let b = post(&client(&gw, &pki, Some(&b)), &[]).await.unwrap();
+    let b_id = b.json()["record_id"].as_str().unwrap().to_owned();
+    client_a.send(Method::GET, &format!("/v1/records/{b_id}"), &[], "").await.problem(404, "record-not-found");
+    // A certificate from the partner CA whose names map to no partner.
+    let stranger = pki.ca.client_now("yt-vital-stats").unwrap();
+    post(&client(&gw, &pki, Some(&stranger)), &[]).await.unwrap().problem(401, "unauthenticated");
+    let page = gw.metrics().await;
+    assert_eq!(metric(&page, "passerelle_records_received_total", &[("outcome", "unauthenticated")]), 2.0);
+}
+
+#[tokio::test]
+async fn names_and_pins_rotate_without_downtime() {
+    // A pinned key whose certificate names no partner, and a second name, both for one partner.
+    let (gw, pki) = tls_gateway(|s| s).await;
+    let pinned = pki.ca.client_now("rotation-2027").unwrap();
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(pinned.cert_pem.as_bytes()).unwrap();
+    let pin = passerelle::tls::identity(&der).unwrap().spki_sha256;
+    let setup = gw.stop().await;
+    let hex: String = pin.iter().map(|b| format!("{b:02x}")).collect();
+    let setup = setup.edit_partners(
+        "cert_names = [\"nt-vital-stats\"]",
+        &format!("cert_names = [\"nt-vital-stats\", \"nt-vital-stats-2027\"]\ncert_spki_sha256 = [\"{hex}\"]"),
+    );
+    let recipients: HashMap<_, _> = HashMap::new();
+    let gw = setup.start_with(recipients).await;
+    for cert in
+        [pki.ca.client_now("nt-vital-stats").unwrap(), pki.ca.client_now("nt-vital-stats-2027").unwrap(), pinned]
+    {
+        let r = post(&client(&gw, &pki, Some(&cert)), &[]).await.unwrap();
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+        assert_eq!(r.json()["sender"], "nt-vital-stats");
+    }
+}
+
+#[tokio::test]
+async fn a_forwarded_certificate_is_believed_only_from_a_trusted_proxy() {
+    let setup = Setup::new();
+    let ca = Authority::new("Proxy partner CA").unwrap();
+    let ca_file = setup.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let gw = setup
+        .tls("insecure_plaintext = true")
+        .tls("trusted_proxies = [\"127.0.0.2\"]")
+        .tls("client_cert_header = \"x-forwarded-client-cert\"")
+        .tls(&format!("client_ca_files = [\"{}\"]", ca_file.display()))
+        .start()
+        .await;
+    let cert = ca.client_now("on-vital-stats").unwrap();
+    let escaped: String = cert
+        .cert_pem
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let base = format!("http://{}", gw.gateway.as_ref().unwrap().partner_addr);
+    let headers = [("content-type", "application/json"), ("x-forwarded-client-cert", escaped.as_str())];
+    let body = record("birth-registration-1.1.json").to_string();
+    // From the proxy's address: the certificate is the caller's identity.
+    let proxy = TestClient::from_address(base.clone(), "127.0.0.2".parse().unwrap());
+    let r = proxy.send(Method::POST, BIRTH, &headers, body.clone()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.json()["sender"], "on-vital-stats");
+    // From anyone else: the header is ignored.
+    let other = TestClient::from_address(base.clone(), "127.0.0.3".parse().unwrap());
+    other.send(Method::POST, BIRTH, &headers, body.clone()).await.problem(401, "unauthenticated");
+    // A forwarded certificate from another CA is refused even from the proxy.
+    let forged = Authority::new("Forger").unwrap().client_now("on-vital-stats").unwrap();
+    let forged: String = forged
+        .cert_pem
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    proxy
+        .send(Method::POST, BIRTH, &[("content-type", "application/json"), ("x-forwarded-client-cert", &forged)], body)
+        .await
+        .problem(401, "unauthenticated");
+    assert_eq!(gw.count("records"), 1);
+}
+
+#[tokio::test]
+async fn recipients_are_reached_over_verified_tls_with_the_gateways_certificate_and_token() {
+    let recipient_ca = Authority::new("Recipient CA").unwrap();
+    let server = recipient_ca.server(&["localhost"]).unwrap();
+    let gateway_ca = Authority::new("Gateway client CA").unwrap();
+    let gateway_cert = gateway_ca.client_now("passerelle-gateway").unwrap();
+    let tls_recipient = MockRecipient::start_tls(&server.cert_pem, &server.key_pem, Some(&gateway_ca.cert_pem)).await;
+    // An HTTPS endpoint whose certificate is from a CA the gateway was not told to trust.
+    let impostor_ca = Authority::new("Impostor CA").unwrap();
+    let impostor_cert = impostor_ca.server(&["localhost"]).unwrap();
+    let impostor = MockRecipient::start_tls(&impostor_cert.cert_pem, &impostor_cert.key_pem, None).await;
+
+    let setup = Setup::new();
+    let dir = setup.dir.path().to_owned();
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap();
+        dir.join(name).display().to_string()
+    };
+    let ca = write("recipient-ca.pem", &recipient_ca.cert_pem);
+    let cert = write("gateway.pem", &gateway_cert.cert_pem);
+    let key = write("gateway-key.pem", &gateway_cert.key_pem);
+    let setup = setup
+        .delivery(&format!("ca_files = [\"{ca}\"]"))
+        .delivery(&format!("client_cert_file = \"{cert}\""))
+        .delivery(&format!("client_key_file = \"{key}\""))
+        .delivery("breaker_failures = 100")
+        .edit_partners(
+            "endpoint = \"http://127.0.0.1:18103/inbox\"",
+            "endpoint = \"http://127.0.0.1:18103/inbox\"\nbearer_token_env = \"PASSERELLE_TEST_OHIP_TOKEN\"",
+        );
+    let mut endpoints = HashMap::new();
+    endpoints.insert("on-health-plan".to_owned(), tls_recipient.https_endpoint());
+    endpoints.insert("ottawa-city".to_owned(), impostor.https_endpoint());
+    setup.write(&endpoints);
+    // The token comes from the gateway's environment: run the real binary with it.
+    let gateway = ChildGateway::spawn(&setup.main_config(), &[("PASSERELLE_TEST_OHIP_TOKEN", "s3cr3t-token")]).await;
+    let r = gateway
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[
+                ("authorization", &format!("Bearer {}", setup.keys["on-vital-stats"])),
+                ("content-type", "application/json"),
+            ],
+            record("birth-registration-1.1.json").to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let got = tls_recipient.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].header("authorization"), Some("Bearer s3cr3t-token"));
+    assert!(got[0].client_names.contains(&"passerelle-gateway".to_owned()), "the gateway presented its certificate");
+    // The impostor's certificate is not trusted: nothing reaches it, and the delivery retries.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(impostor.received().is_empty());
+    let logs = gateway.logs.lock().unwrap().join("\n");
+    assert!(logs.contains("the recipient's certificate is not accepted"), "{logs}");
+    assert!(!logs.contains("s3cr3t-token"), "the token is never logged");
+    // The gateway's private key was written by the test with mode 644: it says so at start.
+    assert!(
+        logs.contains("A secret file is readable by others than its owner") && logs.contains("gateway-key.pem"),
+        "{logs}"
+    );
+    gateway.terminate();
+}
