@@ -114,9 +114,20 @@ async fn establish(
     tls: Option<Arc<ServerConfig>>,
     settings: &ListenerSettings,
     metrics: &Metrics,
-) -> Option<(Io, ConnectionInfo)> {
+) -> Option<(Io, ConnectionInfo, Protocol)> {
     let Some(config) = tls else {
-        return Some((Io::Plain(stream), ConnectionInfo { peer, tls: false, client_certificate: None }));
+        // Nothing is read before the protocol is detected, so a connection that sends nothing
+        // would wait forever: it gets the header timeout to send its first byte.
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(settings.header_timeout, stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+        return Some((
+            Io::Plain(stream),
+            ConnectionInfo { peer, tls: false, client_certificate: None },
+            Protocol::Detect,
+        ));
     };
     let accepted =
         tokio::time::timeout(settings.handshake_timeout, tokio_rustls::TlsAcceptor::from(config).accept(stream)).await;
@@ -134,7 +145,19 @@ async fn establish(
     };
     let client_certificate =
         stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::tls::identity);
-    Some((Io::Tls(Box::new(stream)), ConnectionInfo { peer, tls: true, client_certificate }))
+    // ALPN decided the protocol: HTTP/1.1 is served without a detection read, so its header
+    // timeout also covers a client that completes the handshake and then sends nothing.
+    let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") { Protocol::Http2 } else { Protocol::Http1 };
+    Some((Io::Tls(Box::new(stream)), ConnectionInfo { peer, tls: true, client_certificate }, protocol))
+}
+
+/// How a connection's HTTP version is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// Plaintext: read the first bytes to tell HTTP/2's preface from HTTP/1.1.
+    Detect,
+    Http1,
+    Http2,
 }
 
 /// Serves `listener` with `handler` until `shutdown` turns true, then lets open connections
@@ -169,7 +192,8 @@ pub async fn serve<T, H, F>(
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
-    let builder = Arc::new(builder);
+    // One builder per way of choosing the protocol (see `Protocol`).
+    let builders = Arc::new([builder.clone(), builder.clone().http1_only(), builder.http2_only()]);
     let settings = Arc::new(settings);
     loop {
         let permit = tokio::select! {
@@ -189,12 +213,12 @@ pub async fn serve<T, H, F>(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (handler, builder, settings, metrics) =
-            (handler.clone(), builder.clone(), settings.clone(), metrics.clone());
+        let (handler, builders, settings, metrics) =
+            (handler.clone(), builders.clone(), settings.clone(), metrics.clone());
         let tls_config = tls();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let Some((io, info)) = establish(stream, peer, tls_config, &settings, &metrics).await else {
+            let Some((io, info, protocol)) = establish(stream, peer, tls_config, &settings, &metrics).await else {
                 drop(permit);
                 return;
             };
@@ -203,6 +227,11 @@ pub async fn serve<T, H, F>(
                 let (handler, info) = (handler.clone(), info.clone());
                 async move { Ok::<_, Infallible>(handler(req, info).await) }
             });
+            let builder = match protocol {
+                Protocol::Detect => &builders[0],
+                Protocol::Http1 => &builders[1],
+                Protocol::Http2 => &builders[2],
+            };
             let connection = builder.serve_connection(TokioIo::new(io), service);
             let _ = watcher.watch(connection).await;
             drop(permit);

@@ -102,22 +102,25 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Arc<Conne
             if let Endpoint::Submit(t) | Endpoint::Request(t) | Endpoint::Validate(t) = ep {
                 outcome.record_type = Some(t);
             }
-            let result = match caller(&shared, &config, &conn, req.headers()) {
+            let result = match authenticate(&config, &conn, req.headers()) {
                 Err(e) => Err(e),
                 Ok(partner) => {
                     outcome.sender = Some(partner.id.to_string());
                     let p = &partner;
-                    match ep {
-                        Endpoint::Submit(t) => submit(&shared, &config, p, req, t, &mut outcome).await,
-                        Endpoint::Request(t) => {
-                            crate::http::requests::handle(&shared, &config, p, req, t, &mut outcome).await
-                        }
-                        Endpoint::Validate(t) => validate(&config, p, req, t).await,
-                        Endpoint::RecordStatus(id) => record_status(&shared, p, id).await,
-                        Endpoint::ListRecords => list_records(&shared, p, &req).await,
-                        Endpoint::Schemas => schemas(&config, p),
-                        Endpoint::Schema(t, v) => schema(&config, p, t, v),
-                        Endpoint::Agreements => agreements(&config, p),
+                    match within_rate_limit(&shared, &config, p) {
+                        Err(e) => Err(e),
+                        Ok(()) => match ep {
+                            Endpoint::Submit(t) => submit(&shared, &config, p, req, t, &mut outcome).await,
+                            Endpoint::Request(t) => {
+                                crate::http::requests::handle(&shared, &config, p, req, t, &mut outcome).await
+                            }
+                            Endpoint::Validate(t) => validate(&config, p, req, t).await,
+                            Endpoint::RecordStatus(id) => record_status(&shared, p, id).await,
+                            Endpoint::ListRecords => list_records(&shared, p, &req).await,
+                            Endpoint::Schemas => schemas(&config, p),
+                            Endpoint::Schema(t, v) => schema(&config, p, t, v),
+                            Endpoint::Agreements => agreements(&config, p),
+                        },
                     }
                 }
             };
@@ -180,24 +183,23 @@ fn check_head(config: &Config, req: &Request<Incoming>) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// Checks 3 and 4: who is calling, and whether they are within their rate limit.
-fn caller(
-    shared: &Shared,
-    config: &Config,
-    conn: &ConnectionInfo,
-    headers: &HeaderMap,
-) -> Result<AuthenticatedPartner, ApiError> {
-    let partner = auth::authenticate(config, conn, headers).map_err(|e| {
+/// Check 3: who is calling.
+fn authenticate(config: &Config, conn: &ConnectionInfo, headers: &HeaderMap) -> Result<AuthenticatedPartner, ApiError> {
+    auth::authenticate(config, conn, headers).map_err(|e| {
         tracing::debug!(message = "Authentication refused.", reason = %e, peer = %conn.peer);
         ApiError::Unauthenticated
-    })?;
-    if let Some(limit) = config.partner(&partner.id).and_then(|p| p.rate_limit.as_ref()) {
-        shared
+    })
+}
+
+/// Check 4: the caller's rate limit.
+fn within_rate_limit(shared: &Shared, config: &Config, partner: &AuthenticatedPartner) -> Result<(), ApiError> {
+    match config.partner(&partner.id).and_then(|p| p.rate_limit.as_ref()) {
+        Some(limit) => shared
             .rate_limiter
             .take(&partner.id, limit)
-            .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+            .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs }),
+        None => Ok(()),
     }
-    Ok(partner)
 }
 
 /// Checks 5 to 7: agreements, their validity, the schema version.

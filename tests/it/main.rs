@@ -10,6 +10,7 @@ mod dead_letters;
 mod delivery;
 mod demo;
 mod discovery;
+mod limits;
 mod operators;
 mod push;
 mod rejections;

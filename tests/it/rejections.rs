@@ -441,8 +441,13 @@ async fn problems_are_in_french_when_asked() {
 }
 
 #[tokio::test]
-async fn headers_too_large_431_and_the_connection_is_refused_cleanly() {
+async fn headers_too_large_431() {
     let gw = Setup::new().start().await;
+    // Over the configured limit (16 KiB): a problem document, before anything else is looked at.
+    let padding = "a".repeat(20 * 1024);
+    let r = gw.client.send(Method::PUT, BIRTH, &[("x-padding", &padding)], "{}").await;
+    r.problem(431, "headers-too-large");
+    // Far over it (beyond hyper's hard cap of twice the limit), hyper answers 431 itself.
     let mut stream = tokio::net::TcpStream::connect(gw.gateway.as_ref().unwrap().partner_addr).await.unwrap();
     let head = format!(
         "POST {BIRTH} HTTP/1.1\r\nhost: x\r\nx-padding: {}\r\ncontent-length: 2\r\n\r\n{{}}",
@@ -457,8 +462,57 @@ async fn headers_too_large_431_and_the_connection_is_refused_cleanly() {
 }
 
 #[tokio::test]
+async fn over_the_rate_limit_429_with_retry_after() {
+    // A bucket that refills slowly: 1 every 5 s, bursts of 3.
+    let gw = Setup::new()
+        .edit_partners("rate_limit = { per_second = 50, burst = 100 }", "rate_limit = { per_second = 0.2, burst = 3 }")
+        .start()
+        .await;
+    let auth = bearer(&gw, "nt-vital-stats");
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = gw.client.send(Method::GET, "/v1/agreements", &[("authorization", &auth)], "").await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the burst of 3 ran out");
+    r.problem(429, "rate-limited");
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    // Rate limits are per partner: another partner is not affected.
+    let other =
+        gw.client.send(Method::GET, "/v1/agreements", &[("authorization", &bearer(&gw, "on-vital-stats"))], "").await;
+    assert_eq!(other.status, StatusCode::OK);
+    // A record over the limit is refused before anything else, and counted.
+    let r = gw
+        .client
+        .send(
+            Method::POST,
+            BIRTH,
+            &[("authorization", &auth), ("content-type", "application/json")],
+            record("birth-registration-1.1.json").to_string(),
+        )
+        .await;
+    r.problem(429, "rate-limited");
+    let page = gw.metrics().await;
+    assert_eq!(
+        metric(
+            &page,
+            "passerelle_records_received_total",
+            &[("sender", "nt-vital-stats"), ("outcome", "rate_limited")]
+        ),
+        1.0
+    );
+    nothing_stored_or_delivered(&gw).await;
+}
+
+#[tokio::test]
 async fn checks_run_in_the_table_order() {
     let gw = Setup::new().start().await;
+    // Oversized headers beat everything (1 before 2).
+    let padding = "a".repeat(20 * 1024);
+    gw.client.send(Method::PATCH, BIRTH, &[("x-padding", &padding)], "x").await.problem(431, "headers-too-large");
     // Wrong method beats missing credentials (2 before 3).
     gw.client
         .send(Method::PATCH, BIRTH, &[("content-type", "text/plain")], "x")

@@ -51,6 +51,7 @@ pub struct Setup {
     audit: Vec<String>,
     retention: Vec<String>,
     tls: Vec<String>,
+    listen: Vec<String>,
     /// Text replacements applied to the shipped partners file.
     partners_edits: Vec<(String, String)>,
 }
@@ -73,6 +74,7 @@ impl Setup {
             audit: Vec::new(),
             retention: Vec::new(),
             tls: Vec::new(),
+            listen: Vec::new(),
             partners_edits: Vec::new(),
         }
     }
@@ -96,6 +98,12 @@ impl Setup {
 
     pub fn audit(mut self, line: &str) -> Self {
         self.audit.push(line.to_owned());
+        self
+    }
+
+    /// A line of `[listen]`.
+    pub fn edit_listen(mut self, line: &str) -> Self {
+        self.listen.push(line.to_owned());
         self
     }
 
@@ -151,6 +159,7 @@ api_keys_file = "api-keys.toml"
 [listen]
 partner = "127.0.0.1:0"
 admin = "127.0.0.1:0"
+{listen}
 [limits]
 {limits}
 [delivery]
@@ -178,6 +187,7 @@ level = "info"
                 ]
             ),
             audit = self.audit.join("\n"),
+            listen = self.listen.join("\n"),
             tls = if self.tls.is_empty() { "insecure_plaintext = true".to_owned() } else { self.tls.join("\n") },
             retention = self.retention.join("\n"),
         );
