@@ -10,6 +10,8 @@ mod dead_letters;
 mod delivery;
 mod demo;
 mod discovery;
+mod hostile;
+mod isolation;
 mod limits;
 mod operators;
 mod push;
