@@ -1,0 +1,146 @@
+//! Micro-benchmarks of the hot paths: validation, projection, audit hashing and signing, and the
+//! store's group commit. `cargo bench --bench hot_paths`; compare ratios within one run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use passerelle::audit::{AuditEvent, AuditStamp, GENESIS};
+use passerelle::config::Config;
+use passerelle::store::sqlite::{SqliteOptions, SqliteStore};
+use passerelle::store::{NewDelivery, NewRecord, Store};
+
+/// The shipped agreements and schemas, on a plaintext listener (no certificates needed).
+fn config(dir: &Path) -> Config {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let main = format!(
+        "schemas_dir = \"{}\"\npartners_file = \"{}\"\nagreements_dir = \"{}\"\ndata_dir = \"{}\"\n[tls]\ninsecure_plaintext = true\n",
+        root.join("schemas").display(),
+        root.join("config/partners.toml").display(),
+        root.join("config/agreements").display(),
+        dir.join("data").display()
+    );
+    std::fs::write(dir.join("passerelle.toml"), main).unwrap();
+    passerelle::config::load(&dir.join("passerelle.toml")).unwrap_or_else(|e| panic!("{:?}", e.problems))
+}
+
+fn record(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/records").join(name)).unwrap()
+}
+
+fn validation(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let schema = config.catalog.record_type("birth-registration").unwrap().version("1.1".parse().unwrap()).unwrap();
+    let mut group = c.benchmark_group("validation");
+    for (name, file) in [("valid", "birth-registration-1.1.json"), ("invalid", "birth-registration-1.1-invalid.json")] {
+        let body = record(file);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(BenchmarkId::new("parse_and_validate", name), |b| {
+            b.iter(|| {
+                let value = passerelle::json::parse_strict(&body, 64).unwrap();
+                schema.validate(&value)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn projection(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let value = passerelle::json::parse_strict(&record("birth-registration-1.1.json"), 64).unwrap();
+    let recipients: Vec<_> =
+        config.agreements_for("on-vital-stats", "birth-registration").flat_map(|a| a.recipients.iter().cloned()).collect();
+    assert_eq!(recipients.len(), 4);
+    c.bench_function("projection/four_recipients_canonical", |b| {
+        b.iter(|| recipients.iter().map(|r| passerelle::json::to_canonical_vec(&r.fields.project(&value)).len()).sum::<usize>())
+    });
+}
+
+fn audit(c: &mut Criterion) {
+    let mut event = AuditEvent::new(1_795_000_000_000, "record.accepted", "on-vital-stats", "accepted");
+    event.record_id = Some("01a22845-b4d8-76e5-8af9-10c28aa06121".into());
+    event.body_digest = Some([7; 32]);
+    event.reason = Some("birth-registration/1.1".into());
+    c.bench_function("audit/entry_hash", |b| b.iter(|| passerelle::audit::entry_hash(&GENESIS, 42, &event)));
+    let dir = tempfile::tempdir().unwrap();
+    let key = passerelle::audit::keys::SigningKey::load_or_create(&dir.path().join("key")).unwrap();
+    let notary = passerelle::audit::notary::Notary::new(key, Default::default());
+    let stamp = AuditStamp { seq: 42, hash: [9; 32] };
+    c.bench_function("audit/receipt_signature", |b| {
+        b.iter(|| notary.receipt_proof("01a22845-b4d8-76e5-8af9-10c28aa06121", &[7; 32], stamp, 1_795_000_000_000))
+    });
+}
+
+fn new_record(n: u64, body: &Bytes) -> NewRecord {
+    NewRecord {
+        record_id: uuid::Uuid::now_v7().to_string(),
+        sender: "on-vital-stats".into(),
+        record_type: "birth-registration".into(),
+        schema_version: "1.1".into(),
+        received_at: 1_795_000_000_000 + n as i64,
+        body: body.clone(),
+        body_sha256: [1; 32],
+        audit_digest: [2; 32],
+        idempotency_key: None,
+        traceparent: None,
+        deliveries: ["esdc-sin-registry", "cra-child-benefit", "on-health-plan", "ottawa-city"]
+            .iter()
+            .map(|r| NewDelivery {
+                recipient: r.to_string(),
+                agreement: "birth".into(),
+                ordered: false,
+                body: body.slice(..body.len() / 2),
+                body_digest: [3; 32],
+            })
+            .collect(),
+        receipt: Bytes::from_static(b"{\"record_id\":\"x\"}"),
+    }
+}
+
+fn group_commit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = runtime.block_on(async {
+        Arc::new(
+            SqliteStore::open(
+                SqliteOptions { path: dir.path().join("bench.sqlite"), queue: 4096, max_batch: 512, commit_timeout: Duration::from_secs(30) },
+                passerelle::telemetry::Metrics::new(),
+            )
+            .unwrap(),
+        )
+    });
+    let body = Bytes::from(record("birth-registration-1.1.json"));
+    let mut group = c.benchmark_group("store_group_commit");
+    group.sample_size(20);
+    for n in [1u64, 64, 512] {
+        group.throughput(Throughput::Elements(n));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter_batched(
+                || (0..n).map(|i| new_record(i, &body)).collect::<Vec<_>>(),
+                |records| {
+                    runtime.block_on(async {
+                        let commits: Vec<_> = records
+                            .into_iter()
+                            .map(|r| {
+                                let store = store.clone();
+                                tokio::spawn(async move { store.commit_record(r).await.unwrap() })
+                            })
+                            .collect();
+                        for c in commits {
+                            c.await.unwrap();
+                        }
+                    })
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, validation, projection, audit, group_commit);
+criterion_main!(benches);

@@ -1,0 +1,532 @@
+#!/usr/bin/env python3
+"""Load benchmark: Passerelle against nginx, on this machine, in one run.
+
+    python3 benches/load.py                 # every scenario, results in benches/results/
+    python3 benches/load.py --quick         # shorter runs (a smoke test of the harness)
+    python3 benches/load.py --only request  # one scenario
+
+Builds the release binary; starts fast local recipient systems (nginx answering 200); starts
+Passerelle with mutual TLS and its default settings on the shipped configuration; starts nginx
+from benches/load/nginx.conf with the same certificates and client verification; drives both
+with oha at the same concurrency, alternating, and writes a Markdown table and SVG charts with
+throughput, latency percentiles, CPU seconds and peak RSS of both, and the ratio
+Passerelle / nginx. Only 127.0.0.1 is used; every run is bounded in time or count.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOAD = ROOT / "benches" / "load"
+WORK = ROOT / "target" / "bench-load"
+PARTNER_PORT, ADMIN_PORT, NGINX_PORT = 18443, 19090, 28443
+RECIPIENT_PORTS = {"esdc-sin-registry": 18101, "cra-child-benefit": 18102, "on-health-plan": 18103, "ottawa-city": 18104}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CONCURRENCY = 64
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def wait_port(port, timeout=30):
+    import socket
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def ensure_tools():
+    if not shutil.which("nginx"):
+        log("Installing nginx from Debian's packages...")
+        run(["apt-get", "install", "-y", "-qq", "nginx"])
+    if not shutil.which("oha"):
+        log("Installing oha from crates.io...")
+        run(["cargo", "install", "oha", "--locked"])
+    if not shutil.which("strace"):
+        run(["apt-get", "install", "-y", "-qq", "strace"])
+
+
+# ---------------------------------------------------------------- processes and their costs
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except FileNotFoundError:
+            pass
+    return total / CLK_TCK
+
+
+def status_kib(pid, key):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        return 0
+    return 0
+
+
+class Nginx:
+    def __init__(self, name, template, replacements):
+        self.prefix = WORK / name
+        for d in ["body", "proxy", "fastcgi", "uwsgi", "scgi"]:
+            (self.prefix / d).mkdir(parents=True, exist_ok=True)
+        text = (LOAD / template).read_text()
+        for k, v in {"@PREFIX@": str(self.prefix), **replacements}.items():
+            text = text.replace(k, v)
+        self.conf = self.prefix / "nginx.conf"
+        self.conf.write_text(text)
+        self.proc = None
+
+    def start(self, port):
+        self.proc = subprocess.Popen(
+            ["nginx", "-c", str(self.conf), "-p", str(self.prefix), "-g", "daemon off;"], stderr=subprocess.DEVNULL
+        )
+        wait_port(port)
+        return self
+
+    def pids(self):
+        return [self.proc.pid] + children(self.proc.pid)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGQUIT)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+class Passerelle:
+    def __init__(self, config):
+        self.config = config
+        self.proc = None
+
+    def start(self, wrapper=()):
+        self.proc = subprocess.Popen(
+            [*wrapper, str(ROOT / "target/release/passerelle"), "serve", "--config", str(self.config)],
+            stderr=open(WORK / "passerelle.log", "a"),
+        )
+        wait_port(PARTNER_PORT)
+        wait_port(ADMIN_PORT)
+        return self
+
+    def pid(self):
+        # Under strace, the gateway is strace's child.
+        kids = children(self.proc.pid)
+        return kids[0] if kids and Path(f"/proc/{self.proc.pid}/comm").read_text().strip() == "strace" else self.proc.pid
+
+    def metric(self, name, labels=None):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/metrics", timeout=10).read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            series, _, value = line.rpartition(" ")
+            metric_name, _, rest = series.partition("{")
+            if metric_name == name and all(f'{k}="{v}"' in rest for k, v in (labels or {}).items()):
+                total += float(value)
+        return total
+
+    def stop(self):
+        if self.proc:
+            # The gateway itself (not strace, when traced) shuts down cleanly on SIGINT.
+            os.kill(self.pid(), signal.SIGINT)
+            self.proc.wait(timeout=60)
+            self.proc = None
+
+
+# ---------------------------------------------------------------- setup
+
+
+def prepare(args):
+    if not args.no_build:
+        log("Building the release binary...")
+        run(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    config = WORK / "config"
+    shutil.copytree(ROOT / "config", config)
+    shutil.copytree(ROOT / "schemas", WORK / "schemas")
+    shutil.copytree(LOAD / "schemas" / "address-roll", WORK / "schemas" / "address-roll")
+    shutil.copy(LOAD / "agreements" / "address-roll-ottawa.toml", config / "agreements")
+    main = (config / "passerelle.toml").read_text()
+    main = main.replace("127.0.0.1:8443", f"127.0.0.1:{PARTNER_PORT}").replace("127.0.0.1:9090", f"127.0.0.1:{ADMIN_PORT}")
+    (config / "passerelle.toml").write_text(main)
+    run([str(ROOT / "target/release/passerelle"), "dev-pki", "--config", str(config / "passerelle.toml")], stdout=subprocess.DEVNULL)
+    pki = WORK / "data" / "pki"
+    records = WORK / "records"
+    records.mkdir()
+    birth = json.loads((ROOT / "tests/data/records/birth-registration-1.1.json").read_text())
+    (records / "birth.json").write_text(json.dumps(birth))
+    (records / "invalid.json").write_text((ROOT / "tests/data/records/birth-registration-1.1-invalid.json").read_text())
+    (records / "sin.json").write_text((ROOT / "tests/data/records/sin-validation-1.0.json").read_text())
+    entry = {"address": {"street": "1200 Rue Saint-Laurent", "unit": "12", "municipality": "Ottawa", "province": "ON", "postal_code": "K1L 6X2", "country": "CA"}, "occupants": 3}
+    roll = {"roll_id": "ROLL-2026-000001", "municipality": "Ottawa", "entries": [entry] * 1}
+    per_entry = len(json.dumps(entry)) + 2
+    roll["entries"] = [entry] * (256 * 1024 // per_entry)
+    (records / "roll.json").write_text(json.dumps(roll))
+    return config / "passerelle.toml", pki, records
+
+
+def client_tls(pki, partner):
+    return ["--cacert", str(pki / "ca.pem"), "--cert", str(pki / "clients" / f"{partner}.pem"), "--key", str(pki / "clients" / f"{partner}-key.pem")]
+
+
+def oha(url, tls, body=None, duration=None, count=None, rate=None, concurrency=CONCURRENCY):
+    cmd = ["oha", "--no-tui", "--output-format", "json", "-c", str(concurrency), *tls]
+    cmd += ["-z", f"{duration}s"] if duration else ["-n", str(count)]
+    if rate:
+        cmd += ["-q", str(rate), "--latency-correction"]
+    if body:
+        cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-D", str(body)]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    data = json.loads(out)
+    p = data["latencyPercentiles"]
+    codes = data.get("statusCodeDistribution", {})
+    return {
+        "rps": data["summary"]["requestsPerSec"],
+        "p50": (p["p50"] or 0) * 1000,
+        "p99": (p["p99"] or 0) * 1000,
+        "p999": (p["p99.9"] or 0) * 1000,
+        "codes": codes,
+        "ok": sum(v for k, v in codes.items() if k.startswith("2")),
+        "total": sum(codes.values()),
+        "bytes": data["summary"].get("totalData", 0),
+    }
+
+
+def measured(pids_fn, fn):
+    """Runs fn, returning its result with the CPU seconds spent by the processes."""
+    pids = pids_fn()
+    before = cpu_seconds(pids)
+    result = fn()
+    result["cpu"] = cpu_seconds(pids_fn()) - before
+    return result
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def scenario_request(ctx):
+    p_url = f"https://localhost:{PARTNER_PORT}/v1/requests/sin-validation"
+    n_url = f"https://localhost:{NGINX_PORT}/v1/requests/sin-validation"
+    tls = client_tls(ctx.pki, "on-health-plan")
+    return ctx.alternate(lambda: oha(p_url, tls, ctx.records / "sin.json", duration=ctx.duration),
+                         lambda: oha(n_url, tls, ctx.records / "sin.json", duration=ctx.duration))
+
+
+def scenario_push_sustained(ctx):
+    """The highest offered rate at which deliveries keep up (the backlog stays flat)."""
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
+    best = None
+    for rate in ctx.rates:
+        ctx.restart_passerelle()
+        pending_before = ctx.passerelle.metric("passerelle_deliveries_pending")
+        delivered_before = ctx.passerelle.metric("passerelle_deliveries_total", {"outcome": "delivered"})
+        result = measured(ctx.passerelle_pids, lambda: oha(url, tls, ctx.records / "birth.json", duration=ctx.duration, rate=rate))
+        time.sleep(2.5)  # the backlog gauge is refreshed every 2 s
+        pending = ctx.passerelle.metric("passerelle_deliveries_pending") - pending_before
+        delivered = ctx.passerelle.metric("passerelle_deliveries_total", {"outcome": "delivered"}) - delivered_before
+        result["rate"] = rate
+        # Records whose four deliveries all arrived, per second of the run.
+        result["delivered_records_per_s"] = delivered / 4 / ctx.duration
+        result["backlog"] = pending
+        result["rss_mib"] = status_kib(ctx.passerelle.pid(), "VmHWM") / 1024
+        flat = pending < rate * 0.5 and result["ok"] >= 0.97 * rate * ctx.duration
+        log(f"  push at {rate}/s: accepted {result['rps']:.0f}/s, backlog {pending:.0f}, delivered {result['delivered_records_per_s']:.0f} records/s {'(keeps up)' if flat else '(falls behind)'}")
+        if not flat:
+            break
+        best = result
+    ctx.restart_passerelle()
+    n_url = f"https://localhost:{NGINX_PORT}/v1/records/birth-registration"
+    nginx = ctx.nginx_run(lambda: oha(n_url, tls, ctx.records / "birth.json", duration=ctx.duration))
+    return {"passerelle": best or result, "nginx": nginx}
+
+
+def scenario_burst(ctx):
+    """Acceptance with every recipient down, against nginx's one-to-one forwarding."""
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    ctx.recipients.stop()
+    ctx.city.stop()
+    ctx.restart_passerelle()
+    url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
+    p = ctx.passerelle_run(lambda: oha(url, tls, ctx.records / "birth.json", duration=ctx.duration))
+    ctx.recipients.start(RECIPIENT_PORTS["esdc-sin-registry"])
+    ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
+    n = ctx.nginx_run(lambda: oha(f"https://localhost:{NGINX_PORT}/v1/forward/birth-registration", tls, ctx.records / "birth.json", duration=ctx.duration))
+    # fsyncs per accepted record, counted from outside the process (strace), in a run of its own
+    # (strace slows the process, so this run's throughput is not reported).
+    ctx.recipients.stop()
+    ctx.city.stop()
+    ctx.passerelle.stop()
+    trace = WORK / "strace.txt"
+    ctx.passerelle.start(wrapper=("strace", "-f", "--seccomp-bpf", "-c", "-o", str(trace), "-e", "trace=fsync,fdatasync"))
+    accepted = oha(url, tls, ctx.records / "birth.json", count=ctx.fsync_count)["ok"]
+    ctx.passerelle.stop()
+    calls = sum(int(m.group(1)) for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+\d*\s*f(?:data)?sync", trace.read_text(), re.M))
+    p["fsyncs_per_record"] = calls / max(accepted, 1)
+    log(f"  fsync: {calls} calls for {accepted} accepted records")
+    ctx.recipients.start(RECIPIENT_PORTS["esdc-sin-registry"])
+    ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
+    ctx.restart_passerelle()
+    ctx.one_to_one = n
+    return {"passerelle": p, "nginx": n}
+
+
+def scenario_invalid(ctx):
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    ctx.restart_passerelle()
+    p = ctx.passerelle_run(lambda: oha(f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration", tls, ctx.records / "invalid.json", duration=ctx.duration))
+    n = ctx.nginx_run(lambda: oha(f"https://localhost:{NGINX_PORT}/v1/forward/birth-registration", tls, ctx.records / "invalid.json", duration=ctx.duration))
+    return {"passerelle": p, "nginx": n}
+
+
+def scenario_large(ctx):
+    tls = client_tls(ctx.pki, "ottawa-city")
+    size = (ctx.records / "roll.json").stat().st_size
+    ctx.restart_passerelle()
+    p = ctx.passerelle_run(lambda: oha(f"https://localhost:{PARTNER_PORT}/v1/records/address-roll", tls, ctx.records / "roll.json", duration=ctx.duration, concurrency=16))
+    n = ctx.nginx_run(lambda: oha(f"https://localhost:{NGINX_PORT}/v1/forward/address-roll", tls, ctx.records / "roll.json", duration=ctx.duration, concurrency=16))
+    for r in (p, n):
+        r["mb_per_s"] = r["ok"] / ctx.duration * size / 1e6
+    return {"passerelle": p, "nginx": n}
+
+
+def scenario_backlog(ctx):
+    """One recipient down while records are accepted; memory before and after; drain time."""
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    ctx.city.stop()
+    ctx.restart_passerelle()
+    pid = ctx.passerelle.pid()
+    rss_before = status_kib(pid, "VmRSS") / 1024
+    started = time.time()
+    accepted = oha(f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration", tls, ctx.records / "birth.json", count=ctx.backlog)
+    accept_s = time.time() - started
+    time.sleep(3)
+    rss_after = status_kib(pid, "VmRSS") / 1024
+    pending = ctx.passerelle.metric("passerelle_deliveries_pending", {"recipient": "ottawa-city"})
+    ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
+    back = time.time()
+    while ctx.passerelle.metric("passerelle_deliveries_pending", {"recipient": "ottawa-city"}) > 0 and time.time() - back < 900:
+        time.sleep(0.5)
+    drain = time.time() - back
+    result = {"accepted": accepted["ok"], "accept_s": accept_s, "rss_before": rss_before, "rss_after": rss_after, "pending": pending, "drain_s": drain}
+    log(f"  backlog: {accepted['ok']} accepted in {accept_s:.1f} s, RSS {rss_before:.0f} -> {rss_after:.0f} MiB, {pending:.0f} pending drained in {drain:.1f} s")
+    return {"passerelle": result, "nginx": None}
+
+
+class Context:
+    def __init__(self, args, config, pki, records):
+        self.duration = 3 if args.quick else args.duration
+        self.rates = [1000, 2000] if args.quick else [1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
+        self.fsync_count = 2000 if args.quick else 20000
+        self.backlog = 5000 if args.quick else 100000
+        self.records, self.pki = records, pki
+        self.passerelle = Passerelle(config)
+        ports = "\n".join(f"        listen 127.0.0.1:{p};" for k, p in RECIPIENT_PORTS.items() if k != "ottawa-city")
+        self.recipients = Nginx("recipients", "recipients.conf", {"@PORTS@": ports}).start(RECIPIENT_PORTS["esdc-sin-registry"])
+        city = f"        listen 127.0.0.1:{RECIPIENT_PORTS['ottawa-city']};"
+        self.city = Nginx("city", "recipients.conf", {"@PORTS@": city}).start(RECIPIENT_PORTS["ottawa-city"])
+        workers = str(os.cpu_count())
+        self.nginx = Nginx("nginx", "nginx.conf", {"@WORKERS@": workers, "@PKI@": str(pki), "@PORT@": str(NGINX_PORT)}).start(NGINX_PORT)
+        self.passerelle.start()
+
+    def passerelle_pids(self):
+        return [self.passerelle.pid()]
+
+    def restart_passerelle(self):
+        """A fresh gateway on an empty store: no scenario inherits another's backlog."""
+        self.passerelle.stop()
+        for f in (WORK / "data").glob("passerelle.sqlite*"):
+            f.unlink()
+        self.passerelle.start()
+
+    def restart_nginx(self):
+        self.nginx.stop()
+        self.nginx.start(NGINX_PORT)
+
+    def passerelle_run(self, fn):
+        r = measured(self.passerelle_pids, fn)
+        r["rss_mib"] = status_kib(self.passerelle.pid(), "VmHWM") / 1024
+        return r
+
+    def nginx_run(self, fn):
+        self.restart_nginx()
+        r = measured(self.nginx.pids, fn)
+        r["rss_mib"] = sum(status_kib(p, "VmHWM") for p in self.nginx.pids()) / 1024
+        return r
+
+    def alternate(self, p_fn, n_fn):
+        self.restart_passerelle()
+        p = self.passerelle_run(p_fn)
+        n = self.nginx_run(n_fn)
+        return {"passerelle": p, "nginx": n}
+
+    def stop(self):
+        for x in (self.passerelle, self.nginx, self.recipients, self.city):
+            x.stop()
+
+
+SCENARIOS = {
+    "request": ("request/response", scenario_request),
+    "push": ("push, sustained", scenario_push_sustained),
+    "burst": ("push, acceptance burst", scenario_burst),
+    "invalid": ("invalid flood", scenario_invalid),
+    "large": ("large record (256 KB)", scenario_large),
+    "backlog": ("backlog", scenario_backlog),
+}
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine():
+    cores = os.cpu_count()
+    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024 // 1024
+    model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+    return f"{cores} cores ({model.group(1).strip() if model else 'unknown CPU'}), {mem} GiB"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def report(results, args):
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    out = ROOT / "benches" / "results" / stamp.strftime("%Y-%m-%d")
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"Measured {stamp:%Y-%m-%d %H:%M} UTC on {machine()}, load generator included, with "
+        f"`python3 benches/load.py{' --quick' if args.quick else ''}`; oha at {CONCURRENCY} connections "
+        f"(16 for 256 KB records), mutual TLS on both sides, {args.duration if not args.quick else 3} s per run.",
+        "",
+        "| scenario | Passerelle | nginx | ratio | p50 ms (P / n) | p99 ms (P / n) | p99.9 ms (P / n) | CPU s (P / n) | peak RSS MiB (P / n) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    bars = []
+    for key, (title, _) in SCENARIOS.items():
+        r = results.get(key)
+        if not r:
+            continue
+        p, n = r["passerelle"], r["nginx"]
+        if key == "backlog":
+            lines.append(
+                f"| {title} | {p['accepted']} accepted in {p['accept_s']:.1f} s; RSS {p['rss_before']:.0f} → {p['rss_after']:.0f} MiB; "
+                f"{p['pending']:.0f} pending drained in {p['drain_s']:.1f} s | | | | | | | |"
+            )
+            continue
+        if key == "push":
+            value = f"{p['rps']:.0f} accepted/s at {p.get('rate', '?')}/s offered, {p['delivered_records_per_s']:.0f} records fully delivered/s, backlog +{p['backlog']:.0f}"
+            nv = f"{n['rps']:.0f} req/s (four-way mirror)"
+            rr = ratio(p["delivered_records_per_s"], n["rps"])
+        elif key == "large":
+            value, nv, rr = f"{p['rps']:.0f} req/s ({p['mb_per_s']:.1f} MB/s validated)", f"{n['rps']:.0f} req/s ({n['mb_per_s']:.1f} MB/s)", ratio(p["rps"], n["rps"])
+        else:
+            value, nv, rr = f"{p['rps']:.0f} req/s", f"{n['rps']:.0f} req/s", ratio(p["rps"], n["rps"])
+        if key == "burst":
+            value += f", {p['fsyncs_per_record']:.3f} fsync/record"
+        lines.append(
+            f"| {title} | {value} | {nv} | {rr} | {p['p50']:.2f} / {n['p50']:.2f} | {p['p99']:.2f} / {n['p99']:.2f} | "
+            f"{p['p999']:.2f} / {n['p999']:.2f} | {p['cpu']:.1f} / {n['cpu']:.1f} | {p['rss_mib']:.0f} / {n['rss_mib']:.0f} |"
+        )
+        bars.append((title, p["rps"] if key != "push" else p["delivered_records_per_s"], n["rps"], p, n))
+    table = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(table)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "throughput.svg").write_text(svg_bars(bars))
+    (out / "latency.svg").write_text(svg_latency(bars))
+    (ROOT / "benches" / "results" / "latest.md").write_text(f"Results: [{out.name}]({out.name}/results.md)\n\n" + table)
+    print(table)
+    log(f"Written to {out}")
+
+
+def svg_bars(bars):
+    width, row = 760, 56
+    height = 40 + row * len(bars)
+    top = max([max(b[1], b[2]) for b in bars] + [1])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             '<text x="10" y="20" font-weight="bold">Throughput (requests or records per second): Passerelle (blue) and nginx (grey)</text>']
+    for i, (title, p, n, _, _) in enumerate(bars):
+        y = 34 + i * row
+        parts.append(f'<text x="10" y="{y + 14}">{title}</text>')
+        for j, (v, colour) in enumerate([(p, "#1f5fa8"), (n, "#9a9a9a")]):
+            w = 400 * v / top
+            parts.append(f'<rect x="230" y="{y + 2 + j * 20}" width="{w:.1f}" height="16" fill="{colour}"/>')
+            parts.append(f'<text x="{235 + w:.1f}" y="{y + 15 + j * 20}">{v:,.0f}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def svg_latency(bars):
+    width, row = 760, 56
+    height = 40 + row * len(bars)
+    top = max([max(b[3]["p999"], b[4]["p999"]) for b in bars] + [1])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             '<text x="10" y="20" font-weight="bold">Latency, ms: p50 | p99 | p99.9 marks; Passerelle (blue) over nginx (grey)</text>']
+    for i, (title, _, _, p, n) in enumerate(bars):
+        y = 34 + i * row
+        parts.append(f'<text x="10" y="{y + 14}">{title}</text>')
+        for j, (r, colour) in enumerate([(p, "#1f5fa8"), (n, "#9a9a9a")]):
+            yy = y + 10 + j * 20
+            x = lambda v: 230 + 400 * v / top
+            parts.append(f'<line x1="{x(r["p50"]):.1f}" y1="{yy}" x2="{x(r["p999"]):.1f}" y2="{yy}" stroke="{colour}" stroke-width="4"/>')
+            for k in ("p50", "p99", "p999"):
+                parts.append(f'<line x1="{x(r[k]):.1f}" y1="{yy - 6}" x2="{x(r[k]):.1f}" y2="{yy + 6}" stroke="{colour}" stroke-width="2"/>')
+            parts.append(f'<text x="{x(r["p999"]) + 6:.1f}" y="{yy + 4}">{r["p50"]:.1f} | {r["p99"]:.1f} | {r["p999"]:.1f}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short runs, to check the harness")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument("--only", choices=list(SCENARIOS), action="append", help="run only these scenarios")
+    parser.add_argument("--no-build", action="store_true", help="use the release binary as it is")
+    args = parser.parse_args()
+    ensure_tools()
+    config, pki, records = prepare(args)
+    ctx = Context(args, config, pki, records)
+    results = {}
+    try:
+        for key, (title, fn) in SCENARIOS.items():
+            if args.only and key not in args.only:
+                continue
+            log(f"Scenario: {title}")
+            results[key] = fn(ctx)
+    finally:
+        ctx.stop()
+    report(results, args)
+
+
+if __name__ == "__main__":
+    main()
