@@ -137,7 +137,8 @@ pub fn to_canonical_vec(value: &Value) -> Vec<u8> {
     out
 }
 
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+/// Appends the canonical form of `value` to `out`.
+pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             out.push(b'{');
@@ -173,10 +174,35 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
-    // serde_json escapes exactly what RFC 8785 requires (quote, backslash, control characters).
-    let escaped = serde_json::to_string(s).unwrap_or_default();
-    out.extend_from_slice(escaped.as_bytes());
+/// Appends `s` as a JSON string, escaping exactly what RFC 8785 requires: the quote, the
+/// backslash, and control characters (as `\b \t \n \f \r` or `\u00XX`).
+pub fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -214,6 +240,16 @@ mod tests {
         assert!(matches!(parse_strict(br#""\ud800""#, 64), Err(JsonError::Syntax { .. })));
         assert!(matches!(parse_strict(b"{} {}", 64), Err(JsonError::Syntax { .. })));
         assert!(matches!(parse_strict(b"1e400", 64), Err(JsonError::Syntax { .. })));
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_does() {
+        for s in ["plain", "quo\"te", "back\\slash", "line\nbreak\r\t", "\u{0}\u{1f}\u{8}\u{c}", "é ☃ 😀", "</script>"]
+        {
+            let mut out = Vec::new();
+            write_string(s, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap());
+        }
     }
 
     #[test]

@@ -86,6 +86,8 @@ impl FromStr for FieldPointer {
 pub struct FieldList {
     pointers: Vec<FieldPointer>,
     root: Selection,
+    /// Some key has a character above U+FFFF, where canonical order differs from the tree's.
+    non_bmp_keys: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -109,7 +111,11 @@ impl FieldList {
             }
             node.whole = true;
         }
-        FieldList { pointers, root }
+        let non_bmp_keys = pointers
+            .iter()
+            .flat_map(|p| p.segments())
+            .any(|s| matches!(s, Segment::Key(k) if k.chars().any(|c| c as u32 > 0xFFFF)));
+        FieldList { pointers, root, non_bmp_keys }
     }
 
     pub fn pointers(&self) -> &[FieldPointer] {
@@ -120,6 +126,80 @@ impl FieldList {
     /// simply absent from the projection.
     pub fn project(&self, record: &Value) -> Value {
         select(&self.root, record).unwrap_or_else(|| Value::Object(Map::new()))
+    }
+
+    /// `project(record)` in canonical form, written straight from `record` without building the
+    /// projected document: the bytes a recipient receives (the hot path of intake).
+    pub fn project_canonical(&self, record: &Value) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        if self.non_bmp_keys || !write_selected(&self.root, record, &mut out) {
+            // Rare key orders (characters above U+FFFF) and empty projections take the slow path.
+            return crate::json::to_canonical_vec(&self.project(record));
+        }
+        out
+    }
+}
+
+/// Writes the canonical projection of `value` under `node`; false (and nothing written) when
+/// the selection holds nothing.
+fn write_selected(node: &Selection, value: &Value, out: &mut Vec<u8>) -> bool {
+    if node.whole {
+        crate::json::write_canonical(value, out);
+        return true;
+    }
+    let start = out.len();
+    match value {
+        Value::Object(map) => {
+            out.push(b'{');
+            let mut any = false;
+            for (key, child) in &node.keys {
+                let Some(v) = map.get(key) else { continue };
+                let mark = out.len();
+                if any {
+                    out.push(b',');
+                }
+                crate::json::write_string(key, out);
+                out.push(b':');
+                if write_selected(child, v, out) {
+                    any = true;
+                } else {
+                    out.truncate(mark);
+                }
+            }
+            if !any {
+                out.truncate(start);
+                return false;
+            }
+            out.push(b'}');
+            true
+        }
+        Value::Array(items) => {
+            if let Some(every) = &node.every {
+                if items.is_empty() {
+                    return false;
+                }
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    if !write_selected(every, item, out) {
+                        out.extend_from_slice(if matches!(item, Value::Array(_)) { b"[]" } else { b"{}" });
+                    }
+                }
+                out.push(b']');
+                return true;
+            }
+            // Index selections are rare: the slow path builds them exactly.
+            match select(node, value) {
+                Some(v) => {
+                    crate::json::write_canonical(&v, out);
+                    true
+                }
+                None => false,
+            }
+        }
+        _ => false,
     }
 }
 
@@ -376,6 +456,13 @@ mod properties {
                 prop_assert_eq!(original, Some(&value), "{:?} is not the original value", path);
                 prop_assert!(allowed(&list, &path), "{:?} is outside {:?}", path, list);
             }
+        }
+
+        /// The direct canonical writer gives exactly the bytes of projecting then serialising.
+        #[test]
+        fn canonical_projection_matches_the_slow_path(doc in document(), list in prop::collection::vec(pointer(), 1..4)) {
+            let fields = FieldList::new(list);
+            prop_assert_eq!(fields.project_canonical(&doc), crate::json::to_canonical_vec(&fields.project(&doc)));
         }
 
         /// Selecting a whole document's top-level keys gives the document back.

@@ -356,7 +356,7 @@ async fn submit(
     let deliveries: Vec<NewDelivery> = shares
         .iter()
         .map(|(share, recipient)| {
-            let body = crate::json::to_canonical_vec(&recipient.fields.project(&value));
+            let body = recipient.fields.project_canonical(&value);
             NewDelivery {
                 recipient: share.recipient.to_string(),
                 agreement: share.agreement.to_string(),
@@ -385,7 +385,8 @@ async fn submit(
         record_type: record_type.to_owned(),
         schema_version: version.to_string(),
         received_at,
-        body_sha256: auth::sha256(&body),
+        // Only a reused idempotency key is compared against the original body.
+        body_sha256: if key.is_some() { auth::sha256(&body) } else { [0; 32] },
         audit_digest,
         body,
         idempotency_key: key,
@@ -415,8 +416,14 @@ async fn submit(
         }
     };
     // The proof is derived from the stored receipt and the entry, so a replay gets the same one.
-    let original: Value = serde_json::from_slice(&receipt).unwrap_or(Value::Null);
-    let signed_at = original["received_at"].as_str().and_then(crate::clock::parse_rfc3339_ms).unwrap_or(received_at);
+    let signed_at = if replayed {
+        serde_json::from_slice::<Value>(&receipt)
+            .ok()
+            .and_then(|r| r["received_at"].as_str().and_then(crate::clock::parse_rfc3339_ms))
+            .unwrap_or(received_at)
+    } else {
+        received_at
+    };
     let proof = shared.notary.receipt_proof(
         outcome.record_id.as_deref().unwrap_or(&record_id),
         &audit_digest,

@@ -57,7 +57,7 @@ pub(super) async fn handle(
     let (share, responder) = route.shares(version).next().ok_or(ApiError::NoAgreement)?;
     let agreement = route.agreements.iter().find(|a| a.id == share.agreement).ok_or(ApiError::NoAgreement)?;
     let recipient = shared.recipients.get(&share.recipient).ok_or(ApiError::UpstreamError { status: None })?;
-    let projected = Bytes::from(crate::json::to_canonical_vec(&responder.fields.project(&value)));
+    let projected = Bytes::from(responder.fields.project_canonical(&value));
     let request_id = uuid::Uuid::now_v7().to_string();
     outcome.record_id = Some(request_id.clone());
 
@@ -137,5 +137,5 @@ fn answer(
         return Err(ApiError::UpstreamInvalid);
     }
     let fields = response_fields.ok_or(ApiError::UpstreamInvalid)?;
-    Ok(Bytes::from(crate::json::to_canonical_vec(&fields.project(&value))))
+    Ok(Bytes::from(fields.project_canonical(&value)))
 }

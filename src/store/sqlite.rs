@@ -115,6 +115,28 @@ pub struct SqliteStore {
     /// How long a caller waits for room in `writes` and for its answer before giving up.
     commit_timeout: Duration,
     readers: Arc<ReadPool>,
+    /// Tells the checkpoint thread to stop when the store goes away.
+    stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_checkpoints.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Copies the write-ahead log into the database file every half second (passive: never blocks
+/// the writer or readers), so the log stays small without the writer paying for it.
+fn checkpoints(path: &Path, stop: &std::sync::atomic::AtomicBool) {
+    let Ok(conn) = open(path) else { return };
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(message = "A store checkpoint failed; it is retried.", %error);
+        }
+    }
+    // A last one on the way out, so a stopped gateway leaves a short log behind.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 struct ReadPool {
@@ -270,6 +292,15 @@ impl SqliteStore {
         }
         let mut conn = open(&options.path).map_err(engine)?;
         migrate(&mut conn).map_err(engine)?;
+        // Checkpoints copy the log into the database file and fsync it: on the writer they would
+        // stall every commit queued behind them, so another thread does them (see `checkpoints`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(engine)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (path, flag) = (options.path.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoints(&path, &flag))
+            .map_err(|e| StoreError::Engine(format!("cannot start the checkpoint thread: {e}")))?;
         let (writes, rx) = mpsc::channel(options.queue);
         let max_batch = options.max_batch;
         std::thread::Builder::new()
@@ -278,6 +309,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Engine(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             writes,
+            stop_checkpoints: stop,
             commit_timeout: options.commit_timeout,
             readers: Arc::new(ReadPool { path: options.path, idle: Mutex::new(Vec::new()) }),
         })
