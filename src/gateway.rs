@@ -53,6 +53,55 @@ pub struct Shared {
     pub rate_limiter: crate::rate_limit::RateLimiter,
 }
 
+/// Why a new configuration was not put in force (the old one stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new configuration has {} problem(s); the old one stays in force", .0.len())]
+    Invalid(Vec<crate::config::Problem>),
+    #[error("the reload could not be audited: {0}")]
+    Audit(#[from] crate::store::StoreError),
+}
+
+impl Shared {
+    /// Loads the configuration file again and, if it passes every check, swaps it in: requests
+    /// in flight finish under the snapshot they started with, new requests and new connections
+    /// (TLS certificates and CRLs) take the new one. A configuration that fails is refused and
+    /// counted, and the old one stays. Each reload is audited with the new configuration's hash.
+    pub async fn reload(&self) -> Result<String, ReloadError> {
+        let source = self.config.load().source.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load(&source)).await;
+        let config = match loaded {
+            Ok(Ok(config)) => config,
+            Ok(Err(e)) => {
+                self.metrics.config_reloads.with_label_values(&["refused"]).inc();
+                for p in &e.problems {
+                    tracing::warn!(message = "Configuration reload refused.", problem = %p);
+                }
+                return Err(ReloadError::Invalid(e.problems));
+            }
+            Err(_) => {
+                self.metrics.config_reloads.with_label_values(&["refused"]).inc();
+                return Err(ReloadError::Invalid(Vec::new()));
+            }
+        };
+        let old = self.config.load();
+        let recipients = |c: &Config| c.recipients().map(|p| p.id.to_string()).collect::<Vec<_>>();
+        if recipients(&old) != recipients(&config) {
+            // Delivery workers are per recipient and started with the gateway.
+            tracing::warn!(message = "Recipients changed: deliveries to added recipients start at the next restart.");
+        }
+        let fingerprint = config.fingerprint.clone();
+        let mut event =
+            AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "operator", "reloaded");
+        event.reason = Some(format!("sha256:{fingerprint}"));
+        self.store.append_audit(vec![event]).await?;
+        self.config.store(Arc::new(config));
+        self.metrics.config_reloads.with_label_values(&["applied"]).inc();
+        tracing::info!(message = "Configuration reloaded.", fingerprint = %fingerprint);
+        Ok(fingerprint)
+    }
+}
+
 /// A started gateway.
 pub struct Gateway {
     pub partner_addr: SocketAddr,
@@ -204,6 +253,11 @@ impl Gateway {
             checkpoints,
             dispatcher,
         })
+    }
+
+    /// Re-reads the configuration from its file; see [`Shared::reload`].
+    pub async fn reload(&self) -> Result<String, ReloadError> {
+        self.shared.reload().await
     }
 
     /// Stops accepting, lets requests and delivery attempts in flight finish, then returns.

@@ -19,11 +19,33 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     crate::telemetry::logging::init(config.log.format, &config.log.level);
     super::runtime()?.block_on(async {
         let gateway = Gateway::start(config).await.context("the gateway could not start")?;
-        wait_for_signal().await;
+        reload_on_sighup(&gateway).await;
         tracing::info!(message = "Shutting down.");
         gateway.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Reloads the configuration on each SIGHUP until Ctrl-C or SIGTERM.
+async fn reload_on_sighup(gateway: &Gateway) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            let stop = wait_for_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = hup.recv() => {
+                        // A refused reload is logged and counted; the old configuration stays.
+                        let _ = gateway.reload().await;
+                    }
+                }
+            }
+        }
+    }
+    wait_for_signal().await;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

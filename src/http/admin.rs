@@ -71,12 +71,28 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
                 replay(&shared, ReplayTarget::Recipient(recipient.to_string())).await
             }
             (Method::GET, ["admin", "v1", "audit"]) => audit(&shared, req.uri().query().unwrap_or("")).await,
+            (Method::POST, ["admin", "v1", "reload"]) => Ok(match shared.reload().await {
+                Ok(fingerprint) => json_response(
+                    StatusCode::OK,
+                    json!({"reloaded": true, "fingerprint": fingerprint}).to_string().into_bytes(),
+                ),
+                Err(crate::gateway::ReloadError::Invalid(problems)) => json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"reloaded": false, "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()})
+                        .to_string()
+                        .into_bytes(),
+                ),
+                Err(e) => return Err(ApiError::StoreUnavailable(e.to_string())),
+            }),
             (_, ["admin", "v1", "deliveries"] | ["admin", "v1", "audit"]) => {
                 Err(ApiError::MethodNotAllowed { allow: "GET" })
             }
-            (_, ["admin", "v1", "deliveries", _, "replay"] | ["admin", "v1", "recipients", _, "replay"]) => {
-                Err(ApiError::MethodNotAllowed { allow: "POST" })
-            }
+            (
+                _,
+                ["admin", "v1", "deliveries", _, "replay"]
+                | ["admin", "v1", "recipients", _, "replay"]
+                | ["admin", "v1", "reload"],
+            ) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
             _ => Err(ApiError::RouteNotFound),
         }
     }

@@ -285,3 +285,37 @@ async fn recipients_are_reached_over_verified_tls_with_the_gateways_certificate_
     );
     gateway.terminate();
 }
+
+#[tokio::test]
+async fn a_new_crl_takes_effect_on_reload_and_a_broken_configuration_is_refused() {
+    let (gw, pki) = tls_gateway(|s| s).await;
+    let cert = pki.ca.client_now("on-vital-stats").unwrap();
+    assert_eq!(post(&client(&gw, &pki, Some(&cert)), &[]).await.unwrap().status, StatusCode::ACCEPTED);
+    // Revoke it in the CRL file the configuration names, then reload.
+    let crl = pki.ca.crl(&[&pki.revoked.serial, &cert.serial]).unwrap();
+    std::fs::write(gw.setup.dir.path().join("crl.pem"), crl).unwrap();
+    let token = [("authorization", "Bearer test-admin-token")];
+    let r = gw.admin.send(Method::POST, "/admin/v1/reload", &token, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(post(&client(&gw, &pki, Some(&cert)), &[]).await.is_none_or(|r| r.status != StatusCode::ACCEPTED));
+    assert_eq!(handshake_failures(&gw, "revoked").await, 1.0);
+    // A configuration that fails its checks is refused; the one in force stays.
+    let partners = gw.setup.config_dir().join("partners.toml");
+    let good = std::fs::read_to_string(&partners).unwrap();
+    std::fs::write(&partners, good.replace("jurisdiction = \"federal\"", "jurisdiction = \"imperial\"")).unwrap();
+    let r = gw.admin.send(Method::POST, "/admin/v1/reload", &token, "").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().contains("imperial"), "{}", r.text());
+    let other = pki.ca.client_now("on-vital-stats").unwrap();
+    assert_eq!(post(&client(&gw, &pki, Some(&other)), &[]).await.unwrap().status, StatusCode::ACCEPTED);
+    let page = gw.metrics().await;
+    assert_eq!(metric(&page, "passerelle_config_reloads_total", &[("outcome", "applied")]), 1.0);
+    assert_eq!(metric(&page, "passerelle_config_reloads_total", &[("outcome", "refused")]), 1.0);
+    let reloads: i64 = gw
+        .db()
+        .query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'config.loaded' AND outcome = 'reloaded'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(reloads, 1);
+}
