@@ -28,13 +28,20 @@
 //!   snapshot); every problem is reported with its file. `passerelle check` prints them.
 //! - [`schema`]: the schema catalog, compiled once at load; validation into violations.
 //! - [`policy`]: agreements in force for a sender and type; field projection per recipient.
-//! - [`auth`]: credentials to an [`auth::AuthenticatedPartner`] (API keys now; certificates next).
+//! - [`auth`]: credentials to an [`auth::AuthenticatedPartner`]: a client certificate (or one a
+//!   trusted proxy forwarded) or an API key, the same partner either way.
+//! - [`tls`]: rustls (ring only) for the partner listener and recipients; certificate identity.
+//! - [`pki`]: the development PKI (`passerelle dev-pki`, the demo, the tests).
+//! - [`rate_limit`]: per-partner token buckets.
 //! - [`json`]: strict parsing (duplicate keys, depth) and the canonical serialisation.
 //! - [`http`]: the partner and admin APIs; [`http::error`] is the one place errors become answers.
-//! - [`server`]: listeners, connection caps, graceful drain.
+//! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain.
 //! - [`store`]: the [`store::Store`] trait and its SQLite engine with group commit.
-//! - [`delivery`]: per-recipient workers, backoff, the outbound client.
-//! - [`audit`]: the audit trail's body digests (the hash chain and signatures build on it).
+//! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client.
+//! - [`audit`]: the hash chain (its canonical form is documented there), signatures of
+//!   checkpoints and receipts ([`audit::notary`]), verification, export, aggregated rejections.
+//! - [`retention`]: purging bodies after their retention; the trail stays.
+//! - [`receipt`]: what a sender gets back, and checking its signature.
 //! - [`telemetry`]: the Prometheus registry and typed events that log and count together.
 //! - [`gateway`]: assembles the parts into a running gateway.
 //! - [`cli`]: one module per subcommand.
@@ -53,7 +60,13 @@
 //!   the schemas directory.
 //! - **Every queue is bounded.** The commit channel, per-recipient concurrency, claim batches and
 //!   request bodies all have limits with a documented behaviour when full.
-//! - **A request runs under one configuration.** It loads the snapshot once when it starts.
+//! - **A request runs under one configuration.** It loads the snapshot once when it starts; a
+//!   reload swaps the snapshot only when the new configuration passes every check.
+//! - **The audit chain is one chain.** Every append reads the head inside the transaction that
+//!   extends it; an accepted record's entry is in the record's own transaction.
+//! - **Identity comes only from credentials.** A client certificate verified against the
+//!   partner CAs, a forwarded one only from a configured proxy, or an API key; never a header
+//!   or a body field.
 
 #![forbid(unsafe_code)]
 

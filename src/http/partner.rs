@@ -203,7 +203,7 @@ fn within_rate_limit(shared: &Shared, config: &Config, partner: &AuthenticatedPa
 }
 
 /// Checks 5 to 7: agreements, their validity, the schema version.
-pub(super) fn route_and_version(
+fn route_and_version(
     config: &Config,
     sender: &str,
     record_type: &str,
@@ -232,7 +232,7 @@ pub(super) fn route_and_version(
 }
 
 /// Check 8: `application/json`, optionally `charset=utf-8`, and no `Content-Encoding`.
-pub(super) fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     if headers.contains_key(header::CONTENT_ENCODING) {
         return Err(ApiError::ContentEncoding);
     }
@@ -253,7 +253,7 @@ pub(super) fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Checks 9 and 10: the body within its size limit and time.
-pub(super) async fn read_body(config: &Config, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+async fn read_body(config: &Config, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = config.limits.max_body_bytes;
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -279,12 +279,7 @@ pub(super) async fn read_body(config: &Config, req: Request<Incoming>) -> Result
 }
 
 /// Checks 11 to 13: JSON, depth, schema.
-pub(super) fn parse_and_validate(
-    config: &Config,
-    record_type: &str,
-    version: Version,
-    body: &[u8],
-) -> Result<Value, ApiError> {
+fn parse_and_validate(config: &Config, record_type: &str, version: Version, body: &[u8]) -> Result<Value, ApiError> {
     let value = crate::json::parse_strict(body, config.limits.max_depth).map_err(|e| match e {
         crate::json::JsonError::TooDeep { limit } => ApiError::TooDeep { limit },
         other => ApiError::Malformed(other),
@@ -296,6 +291,37 @@ pub(super) fn parse_and_validate(
         return Err(ApiError::Invalid { violations });
     }
     Ok(value)
+}
+
+/// A record that passed checks 5 to 13.
+pub(super) struct Intake {
+    pub(super) route: Route,
+    pub(super) version: Version,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Bytes,
+    pub(super) value: Value,
+}
+
+/// Checks 5 to 13 for a record sent under an agreement of `mode`: agreements in force, the
+/// schema version, the media type, the body within its limits, JSON, depth, schema.
+pub(super) async fn intake(
+    config: &Config,
+    partner: &AuthenticatedPartner,
+    req: Request<Incoming>,
+    record_type: &str,
+    mode: Mode,
+    now: OffsetDateTime,
+) -> Result<Intake, ApiError> {
+    let (route, version) = route_and_version(config, &partner.id, record_type, req.headers(), now)?;
+    if route.mode() != mode {
+        // Push and request agreements each have their own route; the other does not exist.
+        return Err(ApiError::NoAgreement);
+    }
+    check_media_type(req.headers())?;
+    let headers = req.headers().clone();
+    let body = read_body(config, req).await?;
+    let value = parse_and_validate(config, record_type, version, &body)?;
+    Ok(Intake { route, version, headers, body, value })
 }
 
 /// Check 14 (first half): the key's shape.
@@ -339,15 +365,8 @@ async fn submit(
     outcome: &mut Outcome<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let now = OffsetDateTime::now_utc();
-    let (route, version) = route_and_version(config, &partner.id, record_type, req.headers(), now)?;
-    if route.mode() != Mode::Push {
-        // Request agreements are served by POST /v1/requests/{type}.
-        return Err(ApiError::NoAgreement);
-    }
-    check_media_type(req.headers())?;
-    let headers = req.headers().clone();
-    let body = read_body(config, req).await?;
-    let value = parse_and_validate(config, record_type, version, &body)?;
+    let Intake { route, version, headers, body, value } =
+        intake(config, partner, req, record_type, Mode::Push, now).await?;
     let key = idempotency_key(&headers)?;
 
     let record_id = uuid::Uuid::now_v7().to_string();

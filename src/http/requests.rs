@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::json_response;
-use super::partner::{Outcome, check_media_type, parse_and_validate, read_body, route_and_version, traceparent};
+use super::partner::{Intake, Outcome, intake, traceparent};
 use crate::audit::{AuditEvent, kind};
 use crate::auth::AuthenticatedPartner;
 use crate::config::{Config, Mode};
@@ -42,16 +42,8 @@ pub(super) async fn handle(
     record_type: &str,
     outcome: &mut Outcome<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (route, version) =
-        route_and_version(config, &partner.id, record_type, req.headers(), OffsetDateTime::now_utc())?;
-    if route.mode() != Mode::Request {
-        // Push agreements are served by POST /v1/records/{type}.
-        return Err(ApiError::NoAgreement);
-    }
-    check_media_type(req.headers())?;
-    let headers = req.headers().clone();
-    let body = read_body(config, req).await?;
-    let value = parse_and_validate(config, record_type, version, &body)?;
+    let Intake { route, version, headers, value, .. } =
+        intake(config, partner, req, record_type, Mode::Request, OffsetDateTime::now_utc()).await?;
 
     // A request agreement has one responder (checked at load).
     let (share, responder) = route.shares(version).next().ok_or(ApiError::NoAgreement)?;
