@@ -13,6 +13,8 @@
 //! **Invariant:** nothing is acknowledged before it is committed: `commit_record` resolves only
 //! after the transaction (fsync included) has succeeded.
 
+#[cfg(test)]
+pub mod conformance;
 pub mod sqlite;
 
 use std::future::Future;

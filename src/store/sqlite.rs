@@ -928,7 +928,7 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    async fn store(dir: &Path) -> SqliteStore {
+    fn open_at(dir: &Path) -> SqliteStore {
         let options = SqliteOptions {
             path: dir.join("s.sqlite"),
             queue: 64,
@@ -938,112 +938,18 @@ mod tests {
         SqliteStore::open(options, Metrics::new()).unwrap()
     }
 
-    fn record(n: usize, recipients: &[&str]) -> NewRecord {
-        NewRecord {
-            record_id: format!("00000000-0000-7000-8000-{n:012}"),
-            sender: "s".into(),
-            record_type: "t".into(),
-            schema_version: "1.0".into(),
-            received_at: 1_000 + n as i64,
-            body: Bytes::from_static(b"{}"),
-            body_sha256: [0; 32],
-            audit_digest: [1; 32],
-            idempotency_key: None,
-            traceparent: None,
-            deliveries: recipients
-                .iter()
-                .map(|r| NewDelivery {
-                    recipient: r.to_string(),
-                    agreement: "a".into(),
-                    ordered: false,
-                    body: Bytes::new(),
-                    body_digest: [2; 32],
-                })
-                .collect(),
-            receipt: Bytes::from_static(b"{}"),
-        }
-    }
-
-    fn update(delivery_id: i64, worker: &str, at: i64, result: AttemptResult) -> AttemptUpdate {
-        AttemptUpdate {
-            delivery_id,
-            worker: worker.into(),
-            record_id: "r".into(),
-            recipient: "r".into(),
-            agreement: "a".into(),
-            body_digest: [2; 32],
-            at,
-            result,
-        }
-    }
-
-    fn claim(worker: &str, limit: usize, now: i64, head_only: bool) -> ClaimRequest {
-        ClaimRequest { recipient: "r".into(), worker: worker.into(), limit, now, lease_until: now + 1_000, head_only }
-    }
-
-    #[tokio::test]
-    async fn claims_are_exclusive_until_the_lease_expires() {
+    async fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path()).await;
-        for n in 0..5 {
-            s.commit_record(record(n, &["r"])).await.unwrap();
-        }
-        let a = s.claim_due(claim("a", 3, 2_000, false)).await.unwrap();
-        let b = s.claim_due(claim("b", 10, 2_000, false)).await.unwrap();
-        assert_eq!(a.iter().map(|d| d.id).collect::<Vec<_>>(), vec![1, 2, 3], "oldest first");
-        assert_eq!(b.iter().map(|d| d.id).collect::<Vec<_>>(), vec![4, 5], "never what another worker holds");
-        assert!(s.claim_due(claim("c", 10, 2_500, false)).await.unwrap().is_empty());
-        // Worker a dies; after its lease, another worker takes its deliveries.
-        let c = s.claim_due(claim("c", 10, 3_001, false)).await.unwrap();
-        assert_eq!(c.iter().map(|d| d.id).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
-        // A late answer from the worker that lost the lease changes nothing.
-        let late = update(1, "a", 3_100, AttemptResult::Delivered { status: 200 });
-        s.finish_attempts(vec![late]).await.unwrap();
-        let view = s.record("s".into(), record(0, &[]).record_id).await.unwrap().unwrap();
-        assert_eq!(view.deliveries[0].status, DeliveryStatus::Queued);
+        (Arc::new(open_at(dir.path())), dir)
     }
 
-    #[tokio::test]
-    async fn head_only_claims_hold_the_queue_behind_a_failing_head() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path()).await;
-        for n in 0..3 {
-            s.commit_record(record(n, &["r"])).await.unwrap();
-        }
-        let head = s.claim_due(claim("w", 1, 2_000, true)).await.unwrap();
-        assert_eq!(head.len(), 1);
-        let retry = AttemptResult::Retry { next_attempt_at: 10_000, status: Some(503), error: "HTTP 503".into() };
-        s.finish_attempts(vec![update(head[0].id, "w", 2_100, retry)]).await.unwrap();
-        // The head is not due: nothing behind it may leave.
-        assert!(s.claim_due(claim("w", 1, 5_000, true)).await.unwrap().is_empty());
-        // Without strict order, the others go.
-        assert_eq!(s.claim_due(claim("w", 5, 5_000, false)).await.unwrap().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn idempotency_is_enforced_inside_the_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path()).await;
-        let mut first = record(1, &["r"]);
-        first.idempotency_key = Some("k".into());
-        first.receipt = Bytes::from_static(b"{\"first\":true}");
-        let mut same = record(2, &["r"]);
-        same.idempotency_key = Some("k".into());
-        let mut other = record(3, &["r"]);
-        other.idempotency_key = Some("k".into());
-        other.body_sha256 = [9; 32];
-        let (a, b, c) = tokio::join!(s.commit_record(first), s.commit_record(same), s.commit_record(other));
-        let CommitOutcome::Accepted { receipt, stamp } = a.unwrap() else { panic!("the first is accepted") };
-        assert_eq!(receipt, Bytes::from_static(b"{\"first\":true}"));
-        assert_eq!(b.unwrap(), CommitOutcome::Duplicate { receipt, stamp }, "the original receipt and entry");
-        assert_eq!(c.unwrap(), CommitOutcome::Conflict);
-    }
+    crate::store_conformance!(store());
 
     #[tokio::test]
     async fn migrations_run_once_and_reopen_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        drop(store(dir.path()).await);
-        let s = store(dir.path()).await;
+        drop(open_at(dir.path()));
+        let s = open_at(dir.path());
         s.ping().await.unwrap();
         let conn = Connection::open(dir.path().join("s.sqlite")).unwrap();
         let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();

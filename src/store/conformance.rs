@@ -1,0 +1,232 @@
+//! The store's contract, written once: every engine runs these checks (see `store_conformance!`).
+//!
+//! Each check takes a fresh, empty store. They assert what intake and delivery rely on:
+//! exclusive leases that expire, strict order behind a failing head, idempotency inside the
+//! transaction, one audit chain whatever the concurrency, replay and purge.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::audit::verify::{ChainVerifier, Start};
+
+/// A record with one delivery per recipient.
+pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
+    NewRecord {
+        record_id: format!("00000000-0000-7000-8000-{n:012}"),
+        sender: "s".into(),
+        record_type: "t".into(),
+        schema_version: "1.0".into(),
+        received_at: 1_000 + n as i64,
+        body: Bytes::from_static(b"{}"),
+        body_sha256: [0; 32],
+        audit_digest: [1; 32],
+        idempotency_key: None,
+        traceparent: None,
+        deliveries: recipients
+            .iter()
+            .map(|r| NewDelivery {
+                recipient: r.to_string(),
+                agreement: "a".into(),
+                ordered: false,
+                body: Bytes::new(),
+                body_digest: [2; 32],
+            })
+            .collect(),
+        receipt: Bytes::from_static(b"{}"),
+    }
+}
+
+/// The result of an attempt by `worker`.
+pub fn update(delivery_id: i64, worker: &str, at: i64, result: AttemptResult) -> AttemptUpdate {
+    AttemptUpdate {
+        delivery_id,
+        worker: worker.into(),
+        record_id: "r".into(),
+        recipient: "r".into(),
+        agreement: "a".into(),
+        body_digest: [2; 32],
+        at,
+        result,
+    }
+}
+
+/// A claim on recipient `r`, leased for one second.
+pub fn claim(worker: &str, limit: usize, now: i64, head_only: bool) -> ClaimRequest {
+    ClaimRequest { recipient: "r".into(), worker: worker.into(), limit, now, lease_until: now + 1_000, head_only }
+}
+
+/// A claimed delivery is nobody else's until its lease expires; a late answer from a worker
+/// that lost its lease changes nothing.
+pub async fn claims_are_exclusive_until_the_lease_expires(s: &dyn Store) {
+    for n in 0..5 {
+        s.commit_record(record(n, &["r"])).await.unwrap();
+    }
+    let a = s.claim_due(claim("a", 3, 2_000, false)).await.unwrap();
+    let b = s.claim_due(claim("b", 10, 2_000, false)).await.unwrap();
+    assert_eq!(a.iter().map(|d| d.id).collect::<Vec<_>>(), vec![1, 2, 3], "oldest first");
+    assert_eq!(b.iter().map(|d| d.id).collect::<Vec<_>>(), vec![4, 5], "never what another worker holds");
+    assert!(s.claim_due(claim("c", 10, 2_500, false)).await.unwrap().is_empty());
+    // Worker a dies; after its lease, another worker takes its deliveries.
+    let c = s.claim_due(claim("c", 10, 3_001, false)).await.unwrap();
+    assert_eq!(c.iter().map(|d| d.id).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    // A late answer from the worker that lost the lease changes nothing.
+    let late = update(1, "a", 3_100, AttemptResult::Delivered { status: 200 });
+    s.finish_attempts(vec![late]).await.unwrap();
+    let view = s.record("s".into(), record(0, &[]).record_id).await.unwrap().unwrap();
+    assert_eq!(view.deliveries[0].status, DeliveryStatus::Queued);
+}
+
+/// Strict order: a head that is not due holds every delivery behind it.
+pub async fn head_only_claims_hold_the_queue_behind_a_failing_head(s: &dyn Store) {
+    for n in 0..3 {
+        s.commit_record(record(n, &["r"])).await.unwrap();
+    }
+    let head = s.claim_due(claim("w", 1, 2_000, true)).await.unwrap();
+    assert_eq!(head.len(), 1);
+    let retry = AttemptResult::Retry { next_attempt_at: 10_000, status: Some(503), error: "HTTP 503".into() };
+    s.finish_attempts(vec![update(head[0].id, "w", 2_100, retry)]).await.unwrap();
+    // The head is not due: nothing behind it may leave.
+    assert!(s.claim_due(claim("w", 1, 5_000, true)).await.unwrap().is_empty());
+    // Without strict order, the others go.
+    assert_eq!(s.claim_due(claim("w", 5, 5_000, false)).await.unwrap().len(), 2);
+}
+
+/// Concurrent commits with one key make one record: a replay or a conflict for the others.
+pub async fn idempotency_is_enforced_inside_the_transaction(s: &dyn Store) {
+    let mut first = record(1, &["r"]);
+    first.idempotency_key = Some("k".into());
+    first.receipt = Bytes::from_static(b"{\"first\":true}");
+    let mut same = record(2, &["r"]);
+    same.idempotency_key = Some("k".into());
+    let mut other = record(3, &["r"]);
+    other.idempotency_key = Some("k".into());
+    other.body_sha256 = [9; 32];
+    let (a, b, c) = tokio::join!(s.commit_record(first), s.commit_record(same), s.commit_record(other));
+    let CommitOutcome::Accepted { receipt, stamp } = a.unwrap() else { panic!("the first is accepted") };
+    assert_eq!(receipt, Bytes::from_static(b"{\"first\":true}"));
+    assert_eq!(b.unwrap(), CommitOutcome::Duplicate { receipt, stamp }, "the original receipt and entry");
+    assert_eq!(c.unwrap(), CommitOutcome::Conflict);
+}
+
+/// Concurrent appends from many callers make one contiguous chain that verifies.
+pub async fn concurrent_appends_make_one_chain(s: &dyn Store) {
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        tasks.push(async move {
+            if n % 2 == 0 {
+                s.commit_record(record(n, &["r"])).await.map(|_| ())
+            } else {
+                s.append_audit(vec![crate::audit::AuditEvent::new(
+                    1_000 + n as i64,
+                    "config.loaded",
+                    "gateway",
+                    "loaded",
+                )])
+                .await
+                .map(|_| ())
+            }
+        });
+    }
+    for result in futures_join_all(tasks).await {
+        result.unwrap();
+    }
+    let entries = s.audit_entries(0, 1_000).await.unwrap();
+    assert_eq!(entries.len(), 50);
+    let mut verifier = ChainVerifier::new(&Default::default(), Vec::new(), Start::Beginning).unwrap();
+    for e in &entries {
+        verifier.entry(e).unwrap();
+    }
+    assert_eq!(verifier.finish().unwrap().entries, 50);
+    assert_eq!(s.audit_head().await.unwrap().map(|h| h.seq), Some(50));
+}
+
+/// Only dead deliveries are replayed, each once, and a replay is audited.
+pub async fn replay_requeues_dead_deliveries_only(s: &dyn Store) {
+    for n in 0..3 {
+        s.commit_record(record(n, &["r"])).await.unwrap();
+    }
+    let claimed = s.claim_due(claim("w", 3, 2_000, false)).await.unwrap();
+    let dead = AttemptResult::Dead { status: Some(400), error: "HTTP 400".into() };
+    s.finish_attempts(vec![update(claimed[0].id, "w", 2_100, dead)]).await.unwrap();
+    let request = |target| ReplayRequest { target, actor: "operator".into(), now: 3_000 };
+    let one = s.replay(request(ReplayTarget::One(claimed[0].id))).await.unwrap();
+    assert_eq!(one[0].outcome, ReplayOutcome::Replayed);
+    let again = s.replay(request(ReplayTarget::One(claimed[0].id))).await.unwrap();
+    assert_eq!(again[0].outcome, ReplayOutcome::NotDead);
+    let missing = s.replay(request(ReplayTarget::One(9_999))).await.unwrap();
+    assert_eq!(missing[0].outcome, ReplayOutcome::NotFound);
+    let dead_now = s
+        .deliveries(DeliveryFilter { status: Some(DeliveryStatus::Dead), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(dead_now.is_empty());
+    let replays = s.audit_entries(0, 100).await.unwrap().iter().filter(|e| e.event.kind == "delivery.replayed").count();
+    assert_eq!(replays, 1);
+}
+
+/// A purge removes bodies past their retention and keeps everything else.
+pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
+    s.commit_record(record(1, &["r"])).await.unwrap();
+    let claimed = s.claim_due(claim("w", 1, 2_000, false)).await.unwrap();
+    s.finish_attempts(vec![update(claimed[0].id, "w", 2_100, AttemptResult::Delivered { status: 200 })]).await.unwrap();
+    let report = s
+        .purge(PurgeRequest { now: 1_000_000, delivered_retention_ms: 1_000, dead_retention_ms: 1_000 })
+        .await
+        .unwrap();
+    assert_eq!(report, PurgeReport { record_bodies: 1, delivery_bodies: 1 });
+    let view = s.record("s".into(), record(1, &[]).record_id).await.unwrap().unwrap();
+    assert_eq!(view.deliveries[0].status, DeliveryStatus::Delivered);
+    let entries = s.audit_entries(0, 100).await.unwrap();
+    let mut verifier = ChainVerifier::new(&Default::default(), Vec::new(), Start::Beginning).unwrap();
+    for e in &entries {
+        verifier.entry(e).unwrap();
+    }
+    verifier.finish().unwrap();
+}
+
+/// Runs futures concurrently on the current task and collects their outputs in order (they
+/// borrow the store, so they cannot be spawned).
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    done.into_iter().map(|d| d.expect("every future finished")).collect()
+}
+
+/// Declares one `#[tokio::test]` per conformance check, each on a fresh store from `$make`
+/// (an async expression giving `(Arc<dyn Store>, guard)`; the guard keeps the store's
+/// resources, such as a temporary directory or database, alive for the test).
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::store_conformance!(@tests $make;
+            claims_are_exclusive_until_the_lease_expires,
+            head_only_claims_hold_the_queue_behind_a_failing_head,
+            idempotency_is_enforced_inside_the_transaction,
+            concurrent_appends_make_one_chain,
+            replay_requeues_dead_deliveries_only,
+            purge_keeps_metadata_and_the_chain
+        );
+    };
+    (@tests $make:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (store, _guard) = $make.await;
+                $crate::store::conformance::$check(store.as_ref()).await;
+            }
+        )*
+    };
+}
