@@ -95,7 +95,7 @@ pub mod tls;
 pub fn fill_random(out: &mut [u8]) {
     use ring::rand::SecureRandom;
     // The system generator only fails if the OS has no entropy source, which we cannot run without.
-    ring::rand::SystemRandom::new().fill(out).expect("the operating system's random generator works");
+    ring::rand::SystemRandom::new().fill(out).expect("the operating system's random generator works"); // invariant: no entropy, no gateway
 }
 
 /// `N` random bytes.

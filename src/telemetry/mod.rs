@@ -39,6 +39,18 @@ pub struct Metrics {
 const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// Metric definitions are fixed in this file: their names are valid and unique, so building
+/// and registering them cannot fail except through a programming error caught by any test.
+trait Defined<T> {
+    fn defined(self) -> T;
+}
+
+impl<T> Defined<T> for prometheus::Result<T> {
+    fn defined(self) -> T {
+        self.expect("metric definitions are fixed and unique") // invariant: see the trait's documentation
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
@@ -46,15 +58,14 @@ impl Metrics {
             ($metric:expr) => {{
                 let m = $metric;
                 // Names are fixed and unique; registration only fails on a programming error.
-                registry.register(Box::new(m.clone())).expect("metric names are unique");
+                registry.register(Box::new(m.clone())).defined();
                 m
             }};
         }
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
-        };
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels).defined();
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
-            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid metric")
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).defined()
         };
         let metrics = Metrics {
             records_received: register!(counter(
@@ -89,7 +100,7 @@ impl Metrics {
                     Opts::new("passerelle_deliveries_pending", "Deliveries queued or retrying, by recipient."),
                     &["recipient"]
                 )
-                .expect("valid metric")
+                .defined()
             ),
             delivery_oldest_pending: register!(
                 GaugeVec::new(
@@ -99,14 +110,14 @@ impl Metrics {
                     ),
                     &["recipient"]
                 )
-                .expect("valid metric")
+                .defined()
             ),
             deliveries_dead: register!(
                 IntGaugeVec::new(
                     Opts::new("passerelle_deliveries_dead", "Dead deliveries waiting for an operator, by recipient."),
                     &["recipient"]
                 )
-                .expect("valid metric")
+                .defined()
             ),
             store_commit_duration: register!(
                 Histogram::with_opts(
@@ -116,7 +127,7 @@ impl Metrics {
                     )
                     .buckets(LATENCY_BUCKETS.to_vec())
                 )
-                .expect("valid metric")
+                .defined()
             ),
             store_commit_batch_size: register!(
                 Histogram::with_opts(
@@ -126,7 +137,7 @@ impl Metrics {
                     )
                     .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0])
                 )
-                .expect("valid metric")
+                .defined()
             ),
             audit_entries: register!(counter(
                 "passerelle_audit_entries_total",
@@ -138,21 +149,21 @@ impl Metrics {
                     "passerelle_audit_checkpoints_total",
                     "Signed checkpoints of the audit chain."
                 )
-                .expect("valid metric")
+                .defined()
             ),
             audit_last_checkpoint: register!(
                 prometheus::Gauge::new(
                     "passerelle_audit_last_checkpoint_timestamp_seconds",
                     "Unix time of the last signed checkpoint of the audit chain."
                 )
-                .expect("valid metric")
+                .defined()
             ),
             audit_last_checkpoint_seq: register!(
                 prometheus::IntGauge::new(
                     "passerelle_audit_last_checkpoint_seq",
                     "Entry covered by the last signed checkpoint."
                 )
-                .expect("valid metric")
+                .defined()
             ),
             breaker_state: register!(
                 IntGaugeVec::new(
@@ -162,14 +173,14 @@ impl Metrics {
                     ),
                     &["recipient"]
                 )
-                .expect("valid metric")
+                .defined()
             ),
             rejections_aggregated: register!(
                 prometheus::IntCounter::new(
                     "passerelle_audit_rejections_aggregated_total",
                     "Rejected records counted into aggregated audit entries."
                 )
-                .expect("valid metric")
+                .defined()
             ),
             tls_handshake_failures: register!(counter(
                 "passerelle_tls_handshake_failures_total",
@@ -183,10 +194,10 @@ impl Metrics {
             )),
             registry,
         };
-        let build_info = IntGaugeVec::new(Opts::new("passerelle_build_info", "The running build."), &["version"])
-            .expect("valid metric");
+        let build_info =
+            IntGaugeVec::new(Opts::new("passerelle_build_info", "The running build."), &["version"]).defined();
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        metrics.registry.register(Box::new(build_info)).expect("metric names are unique");
+        metrics.registry.register(Box::new(build_info)).defined();
         metrics
     }
 
