@@ -15,6 +15,7 @@
 
 #[cfg(test)]
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;

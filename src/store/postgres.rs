@@ -1,0 +1,952 @@
+//! The PostgreSQL engine: the same tables and the same contract as SQLite, for several gateway
+//! instances sharing one store.
+//!
+//! Writes that extend the audit chain (records, attempt results, replays, purges, appended
+//! entries, checkpoints) go through one writer task per instance, which groups everything
+//! queued into one transaction, exactly as the SQLite writer does. The chain stays one chain
+//! across instances because each such transaction first locks the `audit_head` row (`FOR
+//! UPDATE`), once per batch, and moves it forward before committing. Claims do not touch the
+//! chain: they run in their own short transactions with `FOR UPDATE SKIP LOCKED`, so workers in
+//! every instance take disjoint deliveries, and a lease held by an instance that died expires.
+//!
+//! **Invariant:** a caller's future resolves only after the transaction carrying its operation
+//! has committed (or failed and rolled back).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, Transaction};
+
+use super::*;
+use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, Checkpoint};
+use crate::telemetry::Metrics;
+use crate::telemetry::events::{AuditAppended, StoreCommitted};
+
+/// Schema migrations, applied in order under an advisory lock, each once.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+    CREATE TABLE records (
+        record_id       TEXT PRIMARY KEY,
+        sender          TEXT NOT NULL,
+        record_type     TEXT NOT NULL,
+        schema_version  TEXT NOT NULL,
+        received_at     BIGINT NOT NULL,
+        body            BYTEA,
+        body_sha256     BYTEA NOT NULL,
+        idempotency_key TEXT,
+        traceparent     TEXT,
+        receipt         BYTEA NOT NULL,
+        audit_seq       BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX records_idempotency ON records(sender, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX records_by_sender ON records(sender, received_at DESC, record_id DESC);
+    CREATE TABLE deliveries (
+        id              BIGSERIAL PRIMARY KEY,
+        record_id       TEXT NOT NULL REFERENCES records(record_id),
+        recipient       TEXT NOT NULL,
+        agreement       TEXT NOT NULL,
+        ordered         BOOLEAN NOT NULL,
+        body            BYTEA,
+        body_digest     BYTEA NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        replays         INTEGER NOT NULL DEFAULT 0,
+        created_at      BIGINT NOT NULL,
+        next_attempt_at BIGINT NOT NULL,
+        last_attempt_at BIGINT,
+        last_status     INTEGER,
+        last_error      TEXT,
+        delivered_at    BIGINT,
+        claimed_until   BIGINT NOT NULL DEFAULT 0,
+        claimed_by      TEXT
+    );
+    CREATE INDEX deliveries_by_record ON deliveries(record_id);
+    CREATE INDEX deliveries_pending ON deliveries(recipient, next_attempt_at, id) WHERE status IN ('queued', 'retrying');
+    CREATE INDEX deliveries_by_status ON deliveries(status, recipient, id);
+    CREATE TABLE audit_log (
+        seq         BIGINT PRIMARY KEY,
+        at          BIGINT NOT NULL,
+        kind        TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        record_id   TEXT,
+        agreement   TEXT,
+        recipient   TEXT,
+        body_digest BYTEA,
+        outcome     TEXT NOT NULL,
+        reason      TEXT,
+        count       BIGINT NOT NULL,
+        prev_hash   BYTEA NOT NULL,
+        hash        BYTEA NOT NULL
+    );
+    CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL, hash BYTEA NOT NULL);
+    INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
+    CREATE TABLE audit_checkpoints (
+        seq       BIGINT NOT NULL,
+        key_id    TEXT NOT NULL,
+        hash      BYTEA NOT NULL,
+        at        BIGINT NOT NULL,
+        signature BYTEA NOT NULL,
+        PRIMARY KEY (seq, key_id)
+    );
+    "#,
+)];
+
+/// Any number fits: the lock only serialises migrations between instances starting together.
+const MIGRATION_LOCK: i64 = 0x7061_7373_6572_656c; // "passerel"
+
+fn engine(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+/// Settings of the PostgreSQL engine.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    pub config: tokio_postgres::Config,
+    pub pool_size: usize,
+    pub queue: usize,
+    pub max_batch: usize,
+    pub commit_timeout: Duration,
+}
+
+/// One operation for the writer, answered after the batch's commit.
+enum Op {
+    Commit(Box<NewRecord>, oneshot::Sender<Result<CommitOutcome, StoreError>>),
+    Finish(Vec<AttemptUpdate>, oneshot::Sender<Result<(), StoreError>>),
+    Append(Vec<AuditEvent>, oneshot::Sender<Result<Vec<AuditStamp>, StoreError>>),
+    Checkpoint(Checkpoint, oneshot::Sender<Result<(), StoreError>>),
+    Replay(ReplayRequest, oneshot::Sender<Result<Vec<ReplayResult>, StoreError>>),
+    Purge(PurgeRequest, oneshot::Sender<Result<PurgeReport, StoreError>>),
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    /// Operations for this instance's writer task; bounded, so a saturated writer pushes back.
+    writes: mpsc::Sender<Op>,
+    /// Reads and claims.
+    pool: Pool,
+    commit_timeout: Duration,
+}
+
+impl PostgresStore {
+    /// Connects, applies migrations (once across instances) and starts the writer task.
+    pub async fn open(options: PostgresOptions, metrics: Metrics) -> Result<Self, StoreError> {
+        let manager = Manager::from_config(
+            options.config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager).max_size(options.pool_size.max(2)).build().map_err(engine)?;
+        let (mut client, connection) = options.config.connect(NoTls).await.map_err(engine)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(message = "The store's writer connection closed.", %error);
+            }
+        });
+        migrate(&mut client).await?;
+        let (writes, rx) = mpsc::channel(options.queue);
+        tokio::spawn(Writer { client, metrics }.run(rx, options.max_batch));
+        Ok(PostgresStore { writes, pool, commit_timeout: options.commit_timeout })
+    }
+
+    async fn write<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + self.commit_timeout;
+        tokio::time::timeout_at(deadline, self.writes.send(make(tx)))
+            .await
+            .map_err(|_| StoreError::Unavailable("the commit queue is full"))?
+            .map_err(|_| StoreError::Unavailable("the writer has stopped"))?;
+        tokio::time::timeout_at(deadline, rx)
+            .await
+            .map_err(|_| StoreError::Unavailable("the commit did not finish in time"))?
+            .map_err(|_| StoreError::Unavailable("the writer has stopped"))?
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(if e.to_string().is_empty() { "no connection" } else { "no database connection" })
+        })
+    }
+}
+
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(engine)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(engine)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(engine)?;
+    let current: i64 =
+        tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await.map_err(engine)?.get(0);
+    for (version, sql) in MIGRATIONS {
+        if *version > current {
+            tx.batch_execute(sql).await.map_err(engine)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[version, &crate::clock::now_ms()],
+            )
+            .await
+            .map_err(engine)?;
+        }
+    }
+    tx.commit().await.map_err(engine)
+}
+
+fn blob32(v: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if v.len() == 32 {
+        out.copy_from_slice(v);
+    }
+    out
+}
+
+struct Writer {
+    client: tokio_postgres::Client,
+    metrics: Metrics,
+}
+
+/// What a batch's transaction sees: the chain head, locked once.
+struct Cx<'a, 't> {
+    tx: &'a Transaction<'t>,
+    head: Option<AuditStamp>,
+    appended: Vec<String>,
+}
+
+impl Cx<'_, '_> {
+    async fn append(&mut self, events: Vec<AuditEvent>) -> Result<Vec<AuditStamp>, tokio_postgres::Error> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let head = match self.head {
+            Some(h) => h,
+            None => {
+                let row = self.tx.query_one("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE", &[]).await?;
+                let h = AuditStamp { seq: row.get(0), hash: blob32(row.get::<_, &[u8]>(1)) };
+                self.head = Some(h);
+                h
+            }
+        };
+        let entries = audit::chain(head, events);
+        let insert = self
+            .tx
+            .prepare(
+                "INSERT INTO audit_log (seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .await?;
+        let mut stamps = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let ev = &e.event;
+            let digest = ev.body_digest.map(|d| d.to_vec());
+            self.tx
+                .execute(
+                    &insert,
+                    &[
+                        &e.seq,
+                        &ev.at,
+                        &ev.kind,
+                        &ev.actor,
+                        &ev.record_id,
+                        &ev.agreement,
+                        &ev.recipient,
+                        &digest,
+                        &ev.outcome,
+                        &ev.reason,
+                        &ev.count,
+                        &&e.prev_hash[..],
+                        &&e.hash[..],
+                    ],
+                )
+                .await?;
+            stamps.push(AuditStamp { seq: e.seq, hash: e.hash });
+            self.appended.push(ev.kind.clone());
+        }
+        if let Some(last) = stamps.last() {
+            self.head = Some(*last);
+        }
+        Ok(stamps)
+    }
+
+    async fn finish(self) -> Result<Vec<String>, tokio_postgres::Error> {
+        if let Some(head) = self.head {
+            self.tx
+                .execute("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", &[&head.seq, &&head.hash[..]])
+                .await?;
+        }
+        Ok(self.appended)
+    }
+}
+
+/// The answer to an operation, kept until the commit.
+enum Answer {
+    Commit(CommitOutcome),
+    Unit,
+    Stamps(Vec<AuditStamp>),
+    Replay(Vec<ReplayResult>),
+    Purge(PurgeReport),
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+        let mut batch = Vec::with_capacity(max_batch);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(&mut batch).await;
+        }
+    }
+
+    async fn run_batch(&mut self, batch: &mut Vec<Op>) {
+        let started = Instant::now();
+        let records = batch.iter().filter(|op| matches!(op, Op::Commit(..))).count();
+        let result = async {
+            let tx = self.client.transaction().await?;
+            let mut cx = Cx { tx: &tx, head: None, appended: Vec::new() };
+            let mut answers = Vec::with_capacity(batch.len());
+            for op in batch.iter() {
+                answers.push(match op {
+                    Op::Commit(record, _) => Answer::Commit(commit_record(&mut cx, record).await?),
+                    Op::Finish(updates, _) => {
+                        finish_attempts(&mut cx, updates).await?;
+                        Answer::Unit
+                    }
+                    Op::Append(events, _) => Answer::Stamps(cx.append(events.clone()).await?),
+                    Op::Checkpoint(c, _) => {
+                        cx.tx
+                            .execute(
+                                "INSERT INTO audit_checkpoints (seq, key_id, hash, at, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                                &[&c.seq, &c.key_id, &&c.hash[..], &c.at, &c.signature],
+                            )
+                            .await?;
+                        Answer::Unit
+                    }
+                    Op::Replay(request, _) => Answer::Replay(replay(&mut cx, request).await?),
+                    Op::Purge(request, _) => Answer::Purge(purge(&mut cx, request).await?),
+                });
+            }
+            let appended = cx.finish().await?;
+            tx.commit().await?;
+            Ok::<_, tokio_postgres::Error>((answers, appended))
+        }
+        .await;
+        if records > 0 {
+            StoreCommitted { records, duration: started.elapsed(), ok: result.is_ok() }.emit(&self.metrics);
+        }
+        let (answers, failure) = match result {
+            Ok((answers, appended)) => {
+                for kind in &appended {
+                    AuditAppended { kind }.emit(&self.metrics);
+                }
+                (answers.into_iter().map(Some).collect::<Vec<_>>(), None)
+            }
+            Err(e) => ((0..batch.len()).map(|_| None).collect(), Some(e.to_string())),
+        };
+        let fail = || StoreError::Engine(failure.clone().unwrap_or_else(|| "the operation did not run".into()));
+        for (op, answer) in batch.drain(..).zip(answers) {
+            // A caller that gave up has dropped its receiver; its answer is simply discarded.
+            match (op, answer) {
+                (Op::Commit(_, r), Some(Answer::Commit(o))) => drop(r.send(Ok(o))),
+                (Op::Finish(_, r), Some(Answer::Unit)) | (Op::Checkpoint(_, r), Some(Answer::Unit)) => {
+                    drop(r.send(Ok(())))
+                }
+                (Op::Append(_, r), Some(Answer::Stamps(s))) => drop(r.send(Ok(s))),
+                (Op::Replay(_, r), Some(Answer::Replay(x))) => drop(r.send(Ok(x))),
+                (Op::Purge(_, r), Some(Answer::Purge(x))) => drop(r.send(Ok(x))),
+                (Op::Commit(_, r), _) => drop(r.send(Err(fail()))),
+                (Op::Finish(_, r), _) | (Op::Checkpoint(_, r), _) => drop(r.send(Err(fail()))),
+                (Op::Append(_, r), _) => drop(r.send(Err(fail()))),
+                (Op::Replay(_, r), _) => drop(r.send(Err(fail()))),
+                (Op::Purge(_, r), _) => drop(r.send(Err(fail()))),
+            }
+        }
+    }
+}
+
+async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<CommitOutcome, tokio_postgres::Error> {
+    if let Some(key) = &record.idempotency_key {
+        let existing = cx
+            .tx
+            .query_opt(
+                "SELECT r.body_sha256, r.receipt, a.seq, a.hash FROM records r JOIN audit_log a ON a.seq = r.audit_seq
+                 WHERE r.sender = $1 AND r.idempotency_key = $2",
+                &[&record.sender, key],
+            )
+            .await?;
+        if let Some(row) = existing {
+            let stamp = AuditStamp { seq: row.get(2), hash: blob32(row.get::<_, &[u8]>(3)) };
+            return Ok(if row.get::<_, &[u8]>(0) == record.body_sha256 {
+                CommitOutcome::Duplicate { receipt: Bytes::from(row.get::<_, Vec<u8>>(1)), stamp }
+            } else {
+                CommitOutcome::Conflict
+            });
+        }
+    }
+    let mut event = AuditEvent::new(record.received_at, audit::kind::RECORD_ACCEPTED, &record.sender, "accepted");
+    event.record_id = Some(record.record_id.clone());
+    event.body_digest = Some(record.audit_digest);
+    event.reason = Some(format!("{}/{}", record.record_type, record.schema_version));
+    let stamp = cx.append(vec![event]).await?[0];
+    cx.tx
+        .execute(
+            "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &record.record_id,
+                &record.sender,
+                &record.record_type,
+                &record.schema_version,
+                &record.received_at,
+                &&record.body[..],
+                &&record.body_sha256[..],
+                &record.idempotency_key,
+                &record.traceparent,
+                &&record.receipt[..],
+                &stamp.seq,
+            ],
+        )
+        .await?;
+    let insert = cx
+        .tx
+        .prepare(
+            "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7)",
+        )
+        .await?;
+    for d in &record.deliveries {
+        cx.tx
+            .execute(
+                &insert,
+                &[
+                    &record.record_id,
+                    &d.recipient,
+                    &d.agreement,
+                    &d.ordered,
+                    &&d.body[..],
+                    &&d.body_digest[..],
+                    &record.received_at,
+                ],
+            )
+            .await?;
+    }
+    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp })
+}
+
+async fn finish_attempts(cx: &mut Cx<'_, '_>, updates: &[AttemptUpdate]) -> Result<(), tokio_postgres::Error> {
+    let mut events = Vec::with_capacity(updates.len());
+    for u in updates {
+        let (status, code, error, next, delivered, kind, outcome) = match &u.result {
+            AttemptResult::Delivered { status } => (
+                DeliveryStatus::Delivered,
+                Some(*status as i32),
+                None,
+                u.at,
+                Some(u.at),
+                audit::kind::DELIVERY_DELIVERED,
+                "delivered",
+            ),
+            AttemptResult::Retry { next_attempt_at, status, error } => (
+                DeliveryStatus::Retrying,
+                status.map(i32::from),
+                Some(error.as_str()),
+                *next_attempt_at,
+                None,
+                audit::kind::DELIVERY_RETRIED,
+                "retry",
+            ),
+            AttemptResult::Dead { status, error } => (
+                DeliveryStatus::Dead,
+                status.map(i32::from),
+                Some(error.as_str()),
+                u.at,
+                None,
+                audit::kind::DELIVERY_DEAD,
+                "dead",
+            ),
+        };
+        let changed = cx
+            .tx
+            .execute(
+                "UPDATE deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3, last_error = $4,
+                     next_attempt_at = $5, delivered_at = $6, claimed_until = 0, claimed_by = NULL
+                 WHERE id = $7 AND claimed_by = $8",
+                &[&status.as_str(), &u.at, &code, &error, &next, &delivered, &u.delivery_id, &u.worker],
+            )
+            .await?;
+        // A worker that lost its lease reports nothing: the attempt of the new holder counts.
+        if changed == 1 {
+            let mut event = AuditEvent::new(u.at, kind, "gateway", outcome);
+            event.record_id = Some(u.record_id.clone());
+            event.agreement = Some(u.agreement.clone());
+            event.recipient = Some(u.recipient.clone());
+            event.body_digest = Some(u.body_digest);
+            event.reason = code.map(|c| format!("HTTP {c}")).or_else(|| error.map(str::to_owned));
+            events.push(event);
+        }
+    }
+    cx.append(events).await?;
+    Ok(())
+}
+
+async fn replay(cx: &mut Cx<'_, '_>, request: &ReplayRequest) -> Result<Vec<ReplayResult>, tokio_postgres::Error> {
+    let rows = match &request.target {
+        ReplayTarget::One(id) => {
+            cx.tx
+                .query(
+                    "SELECT id, record_id, recipient, agreement, body_digest, body IS NOT NULL, status FROM deliveries WHERE id = $1 FOR UPDATE",
+                    &[id],
+                )
+                .await?
+        }
+        ReplayTarget::Recipient(r) => {
+            cx.tx
+                .query(
+                    "SELECT id, record_id, recipient, agreement, body_digest, body IS NOT NULL, status FROM deliveries
+                     WHERE recipient = $1 AND status = 'dead' ORDER BY id FOR UPDATE",
+                    &[r],
+                )
+                .await?
+        }
+    };
+    if rows.is_empty()
+        && let ReplayTarget::One(id) = request.target
+    {
+        return Ok(vec![ReplayResult { id, recipient: None, agreement: None, outcome: ReplayOutcome::NotFound }]);
+    }
+    let mut results = Vec::with_capacity(rows.len());
+    let mut events = Vec::new();
+    for row in rows {
+        let (id, record_id, recipient, agreement): (i64, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let outcome = if row.get::<_, &str>(6) != "dead" {
+            ReplayOutcome::NotDead
+        } else if !row.get::<_, bool>(5) {
+            ReplayOutcome::BodyPurged
+        } else {
+            cx.tx
+                .execute(
+                    "UPDATE deliveries SET status = 'queued', next_attempt_at = $1, claimed_until = 0, claimed_by = NULL, replays = replays + 1 WHERE id = $2",
+                    &[&request.now, &id],
+                )
+                .await?;
+            let mut event = AuditEvent::new(request.now, audit::kind::DELIVERY_REPLAYED, &request.actor, "replayed");
+            event.record_id = Some(record_id);
+            event.agreement = Some(agreement.clone());
+            event.recipient = Some(recipient.clone());
+            event.body_digest = Some(blob32(row.get::<_, &[u8]>(4)));
+            events.push(event);
+            ReplayOutcome::Replayed
+        };
+        results.push(ReplayResult { id, recipient: Some(recipient), agreement: Some(agreement), outcome });
+    }
+    cx.append(events).await?;
+    Ok(results)
+}
+
+async fn purge(cx: &mut Cx<'_, '_>, request: &PurgeRequest) -> Result<PurgeReport, tokio_postgres::Error> {
+    let delivered_before = request.now - request.delivered_retention_ms;
+    let dead_before = request.now - request.dead_retention_ms;
+    let delivery_bodies = cx
+        .tx
+        .execute(
+            "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND (
+                 (status = 'delivered' AND delivered_at < $1) OR (status = 'dead' AND last_attempt_at < $2))",
+            &[&delivered_before, &dead_before],
+        )
+        .await?;
+    let record_bodies = cx
+        .tx
+        .execute(
+            "UPDATE records SET body = NULL WHERE body IS NOT NULL AND received_at < $1 AND NOT EXISTS (
+                 SELECT 1 FROM deliveries d WHERE d.record_id = records.record_id AND d.body IS NOT NULL)",
+            &[&delivered_before],
+        )
+        .await?;
+    let report = PurgeReport { record_bodies, delivery_bodies };
+    if record_bodies + delivery_bodies > 0 {
+        let mut event = AuditEvent::new(request.now, audit::kind::BODIES_PURGED, "gateway", "purged");
+        event.count = (record_bodies + delivery_bodies) as i64;
+        event.reason = Some(format!("{record_bodies} record bodies, {delivery_bodies} delivery bodies"));
+        cx.append(vec![event]).await?;
+    }
+    Ok(report)
+}
+
+const STATE_SQL: &str = "CASE
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.record_id AND d.status IN ('queued', 'retrying')) THEN 'pending'
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.record_id AND d.status = 'dead') THEN 'failed'
+    ELSE 'delivered' END";
+
+async fn record_views(
+    client: &deadpool_postgres::Object,
+    rows: Vec<Row>,
+) -> Result<Vec<RecordView>, tokio_postgres::Error> {
+    let mut views = Vec::with_capacity(rows.len());
+    for row in rows {
+        let record_id: String = row.get(0);
+        let deliveries = client
+            .query(
+                "SELECT recipient, agreement, status, attempts, last_attempt_at, delivered_at, next_attempt_at, last_error
+                 FROM deliveries WHERE record_id = $1 ORDER BY id",
+                &[&record_id],
+            )
+            .await?
+            .into_iter()
+            .map(|r| {
+                let status = DeliveryStatus::parse(r.get(2)).unwrap_or(DeliveryStatus::Queued);
+                let pending = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
+                DeliveryView {
+                    recipient: r.get(0),
+                    agreement: r.get(1),
+                    status,
+                    attempts: r.get::<_, i32>(3) as u32,
+                    last_attempt_at: r.get::<_, Option<i64>>(4).map(crate::clock::rfc3339_ms),
+                    delivered_at: r.get::<_, Option<i64>>(5).map(crate::clock::rfc3339_ms),
+                    next_attempt_at: pending.then(|| crate::clock::rfc3339_ms(r.get(6))),
+                    last_error: r.get(7),
+                }
+            })
+            .collect();
+        views.push(RecordView {
+            record_id,
+            record_type: row.get(1),
+            schema_version: row.get(2),
+            received_at: crate::clock::rfc3339_ms(row.get(3)),
+            status: RecordState::parse(row.get(4)).unwrap_or(RecordState::Pending),
+            deliveries,
+        });
+    }
+    Ok(views)
+}
+
+fn audit_row(r: &Row) -> AuditEntry {
+    AuditEntry {
+        seq: r.get(0),
+        event: AuditEvent {
+            at: r.get(1),
+            kind: r.get(2),
+            actor: r.get(3),
+            record_id: r.get(4),
+            agreement: r.get(5),
+            recipient: r.get(6),
+            body_digest: r.get::<_, Option<&[u8]>>(7).map(blob32),
+            outcome: r.get(8),
+            reason: r.get(9),
+            count: r.get(10),
+        },
+        prev_hash: blob32(r.get(11)),
+        hash: blob32(r.get(12)),
+    }
+}
+
+impl Store for PostgresStore {
+    fn commit_record(&self, record: NewRecord) -> StoreFuture<'_, CommitOutcome> {
+        Box::pin(self.write(move |tx| Op::Commit(Box::new(record), tx)))
+    }
+
+    fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(engine)?;
+            let columns = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until";
+            let rows = if claim.head_only {
+                // The head, whatever its state, locked: one instance at a time decides about it.
+                tx.query(
+                    &format!(
+                        "SELECT {columns} FROM deliveries d JOIN records r ON r.record_id = d.record_id
+                         WHERE d.recipient = $1 AND d.status IN ('queued', 'retrying') ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
+                    ),
+                    &[&claim.recipient],
+                )
+                .await
+            } else {
+                tx.query(
+                    &format!(
+                        "SELECT {columns} FROM deliveries d JOIN records r ON r.record_id = d.record_id
+                         WHERE d.recipient = $1 AND d.status IN ('queued', 'retrying') AND d.next_attempt_at <= $2 AND d.claimed_until < $2
+                         ORDER BY d.next_attempt_at, d.id LIMIT $3 FOR UPDATE OF d SKIP LOCKED"
+                    ),
+                    &[&claim.recipient, &claim.now, &(claim.limit as i64)],
+                )
+                .await
+            }
+            .map_err(engine)?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (next_attempt_at, claimed_until): (i64, i64) = (row.get(12), row.get(13));
+                if claim.head_only && (next_attempt_at > claim.now || claimed_until >= claim.now) {
+                    continue;
+                }
+                let id: i64 = row.get(0);
+                tx.execute(
+                    "UPDATE deliveries SET claimed_until = $1, claimed_by = $2 WHERE id = $3",
+                    &[&claim.lease_until, &claim.worker, &id],
+                )
+                .await
+                .map_err(engine)?;
+                claimed.push(ClaimedDelivery {
+                    id,
+                    record_id: row.get(1),
+                    recipient: row.get(2),
+                    agreement: row.get(3),
+                    sender: row.get(4),
+                    record_type: row.get(5),
+                    schema_version: row.get(6),
+                    traceparent: row.get(7),
+                    body: Bytes::from(row.get::<_, Option<Vec<u8>>>(8).unwrap_or_default()),
+                    body_digest: blob32(row.get(9)),
+                    attempts: row.get::<_, i32>(10) as u32,
+                    created_at: row.get(11),
+                });
+            }
+            tx.commit().await.map_err(engine)?;
+            Ok(claimed)
+        })
+    }
+
+    fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |tx| Op::Finish(updates, tx)))
+    }
+
+    fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT r.record_id, r.record_type, r.schema_version, r.received_at, {STATE_SQL} FROM records r
+                         WHERE r.record_id = $1 AND r.sender = $2"
+                    ),
+                    &[&record_id, &sender],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(record_views(&client, rows).await.map_err(engine)?.pop())
+        })
+    }
+
+    fn list_records(&self, query: RecordQuery) -> StoreFuture<'_, Vec<RecordView>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let (before_at, before_id) = query.before.clone().map_or((None, None), |(at, id)| (Some(at), Some(id)));
+            let status = query.status.map(|s| match s {
+                RecordState::Pending => "pending",
+                RecordState::Delivered => "delivered",
+                RecordState::Failed => "failed",
+            });
+            let params: [&(dyn ToSql + Sync); 6] =
+                [&query.sender, &query.since, &before_at, &before_id, &status, &(query.limit as i64)];
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT * FROM (
+                            SELECT r.record_id, r.record_type, r.schema_version, r.received_at, {STATE_SQL} AS state FROM records r
+                            WHERE r.sender = $1 AND ($2::BIGINT IS NULL OR r.received_at >= $2)
+                              AND ($3::BIGINT IS NULL OR (r.received_at, r.record_id) < ($3, $4::TEXT))
+                         ) page WHERE ($5::TEXT IS NULL OR state = $5) ORDER BY received_at DESC, record_id DESC LIMIT $6"
+                    ),
+                    &params,
+                )
+                .await
+                .map_err(engine)?;
+            record_views(&client, rows).await.map_err(engine)
+        })
+    }
+
+    fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT recipient,
+                            COUNT(*) FILTER (WHERE status IN ('queued', 'retrying')),
+                            MIN(created_at) FILTER (WHERE status IN ('queued', 'retrying')),
+                            COUNT(*) FILTER (WHERE status = 'dead')
+                     FROM deliveries WHERE status IN ('queued', 'retrying', 'dead') GROUP BY recipient",
+                    &[],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| RecipientBacklog {
+                    recipient: r.get(0),
+                    pending: r.get(1),
+                    oldest_pending_at: r.get(2),
+                    dead: r.get(3),
+                })
+                .collect())
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.client().await?.query_one("SELECT 1", &[]).await.map_err(engine)?;
+            Ok(())
+        })
+    }
+
+    fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditStamp>> {
+        Box::pin(self.write(move |tx| Op::Append(events, tx)))
+    }
+
+    fn audit_head(&self) -> StoreFuture<'_, Option<AuditStamp>> {
+        Box::pin(async move {
+            let row = self
+                .client()
+                .await?
+                .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
+                .await
+                .map_err(engine)?;
+            let head = AuditStamp { seq: row.get(0), hash: blob32(row.get(1)) };
+            Ok((head.seq > 0).then_some(head))
+        })
+    }
+
+    fn audit_entries(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(async move {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash
+                     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    &[&after, &(limit as i64)],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(rows.iter().map(audit_row).collect())
+        })
+    }
+
+    fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |tx| Op::Checkpoint(checkpoint, tx)))
+    }
+
+    fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>> {
+        Box::pin(async move {
+            let rows = self
+                .client()
+                .await?
+                .query("SELECT seq, key_id, hash, at, signature FROM audit_checkpoints ORDER BY seq, key_id", &[])
+                .await
+                .map_err(engine)?;
+            Ok(rows
+                .iter()
+                .map(|r| Checkpoint {
+                    seq: r.get(0),
+                    key_id: r.get(1),
+                    hash: blob32(r.get(2)),
+                    at: r.get(3),
+                    signature: r.get(4),
+                })
+                .collect())
+        })
+    }
+
+    fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>> {
+        Box::pin(async move {
+            let status = filter.status.map(DeliveryStatus::as_str);
+            let params: [&(dyn ToSql + Sync); 4] =
+                [&status, &filter.recipient, &filter.after_id.unwrap_or(0), &(filter.limit as i64)];
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT d.id, d.record_id, r.sender, r.record_type, d.recipient, d.agreement, d.status, d.attempts, d.replays,
+                            d.created_at, d.last_attempt_at, d.last_status, d.last_error, d.body IS NOT NULL
+                     FROM deliveries d JOIN records r ON r.record_id = d.record_id
+                     WHERE ($1::TEXT IS NULL OR d.status = $1) AND ($2::TEXT IS NULL OR d.recipient = $2) AND d.id > $3
+                     ORDER BY d.id LIMIT $4",
+                    &params,
+                )
+                .await
+                .map_err(engine)?;
+            Ok(rows
+                .iter()
+                .map(|r| DeliveryAdminView {
+                    id: r.get(0),
+                    record_id: r.get(1),
+                    sender: r.get(2),
+                    record_type: r.get(3),
+                    recipient: r.get(4),
+                    agreement: r.get(5),
+                    status: DeliveryStatus::parse(r.get(6)).unwrap_or(DeliveryStatus::Queued),
+                    attempts: r.get::<_, i32>(7) as u32,
+                    replays: r.get::<_, i32>(8) as u32,
+                    created_at: crate::clock::rfc3339_ms(r.get(9)),
+                    last_attempt_at: r.get::<_, Option<i64>>(10).map(crate::clock::rfc3339_ms),
+                    last_status: r.get::<_, Option<i32>>(11).map(|s| s as u16),
+                    last_error: r.get(12),
+                    body_kept: r.get(13),
+                })
+                .collect())
+        })
+    }
+
+    fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<ReplayResult>> {
+        Box::pin(self.write(move |tx| Op::Replay(request, tx)))
+    }
+
+    fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport> {
+        Box::pin(self.write(move |tx| Op::Purge(request, tx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// The test server: `PASSERELLE_TEST_POSTGRES` (a connection string), or the local one these
+    /// machines run (127.0.0.1:5432, user postgres, database test).
+    fn server() -> String {
+        std::env::var("PASSERELLE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned())
+    }
+
+    /// Drops a test's schema when the test ends.
+    struct Schema(String);
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            let statement = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0);
+            // The test's runtime cannot be awaited from `drop`; a short-lived one can.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                runtime.block_on(async {
+                    let (client, connection) = tokio_postgres::connect(&server(), NoTls).await.ok()?;
+                    tokio::spawn(connection);
+                    client.batch_execute(&statement).await.ok()
+                })
+            })
+            .join();
+        }
+    }
+
+    /// A store in a schema of its own, so tests run in parallel on one database.
+    async fn store() -> (Arc<dyn Store>, Schema) {
+        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+        let (client, connection) = tokio_postgres::connect(&server(), NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required for these tests ({}): {e}", server()));
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
+        let mut config: tokio_postgres::Config = server().parse().unwrap();
+        config.options(format!("-c search_path={schema}"));
+        let options =
+            PostgresOptions { config, pool_size: 4, queue: 64, max_batch: 16, commit_timeout: Duration::from_secs(10) };
+        (Arc::new(PostgresStore::open(options, Metrics::new()).await.unwrap()), Schema(schema))
+    }
+
+    crate::store_conformance!(store());
+}
