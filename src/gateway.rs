@@ -128,8 +128,18 @@ pub fn notary(config: &Config) -> Result<Notary, StartError> {
     Ok(Notary::new(key, trusted))
 }
 
-/// Opens the store a configuration names.
-pub fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Store>, StartError> {
+/// Opens the store a configuration names: PostgreSQL when `store.url` is set, else SQLite.
+pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Store>, StartError> {
+    if let Some(pg) = &config.store.postgres {
+        let options = crate::store::postgres::PostgresOptions {
+            config: pg.config.clone(),
+            pool_size: pg.pool_size,
+            queue: config.store.commit_queue,
+            max_batch: config.store.max_batch,
+            commit_timeout: config.store.commit_timeout,
+        };
+        return Ok(Arc::new(crate::store::postgres::PostgresStore::open(options, metrics).await?));
+    }
     Ok(Arc::new(SqliteStore::open(
         SqliteOptions {
             path: config.store.sqlite_path.clone(),
@@ -151,7 +161,7 @@ impl Gateway {
             .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
         let metrics = Metrics::new();
         let notary = Arc::new(notary(&config)?);
-        let store = open_store(&config, metrics.clone())?;
+        let store = open_store(&config, metrics.clone()).await?;
         let mut loaded =
             AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "gateway", "loaded");
         loaded.reason = Some(format!("sha256:{}", config.fingerprint));

@@ -146,8 +146,8 @@ fn report(result: Result<Summary, VerifyFailure>) -> ExitCode {
 }
 
 fn verify_store(config: &Config, keys: TrustedKeys) -> anyhow::Result<ExitCode> {
-    let store = crate::gateway::open_store(config, Metrics::new())?;
     super::runtime()?.block_on(async move {
+        let store = crate::gateway::open_store(config, Metrics::new()).await?;
         let head = store.audit_head().await?.map_or(0, |h| h.seq);
         let checkpoints = store.checkpoints().await?;
         let mut verifier = match ChainVerifier::new(&keys, checkpoints, Start::Beginning) {
@@ -211,7 +211,6 @@ fn verify_file(file: &Path, keys: TrustedKeys) -> anyhow::Result<ExitCode> {
 }
 
 fn export(config: &Config, from: Option<i64>, to: Option<i64>, output: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let store = crate::gateway::open_store(config, Metrics::new())?;
     let mut out: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
@@ -219,6 +218,7 @@ fn export(config: &Config, from: Option<i64>, to: Option<i64>, output: Option<&P
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     super::runtime()?.block_on(async move {
+        let store = crate::gateway::open_store(config, Metrics::new()).await?;
         let head = store.audit_head().await?.map_or(0, |h| h.seq);
         let first = from.unwrap_or(1).max(1);
         let last = to.unwrap_or(head).min(head);

@@ -177,12 +177,31 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub sqlite_path: PathBuf,
+    /// PostgreSQL instead of SQLite (several instances sharing one store).
+    pub postgres: Option<PostgresSettings>,
     /// Requests waiting for the writer at once; a full queue makes requests wait, then 503.
     pub commit_queue: usize,
     /// Most requests one transaction carries.
     pub max_batch: usize,
     /// How long a request waits for its commit before it is answered 503.
     pub commit_timeout: Duration,
+}
+
+/// How to reach PostgreSQL.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    pub config: tokio_postgres::Config,
+    pub pool_size: usize,
+}
+
+impl fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The connection settings may hold a password: only the hosts and database are shown.
+        f.debug_struct("PostgresSettings")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish()
+    }
 }
 
 /// Retry policy and worker settings for deliveries.
@@ -413,6 +432,26 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     }
     let store = StoreSettings {
         sqlite_path: data_dir.join(main.store.path.as_deref().unwrap_or("passerelle.sqlite")),
+        postgres: main.store.url.as_deref().and_then(|url| match url.parse::<tokio_postgres::Config>() {
+            Ok(mut config) => {
+                if let Some(var) = &main.store.password_env {
+                    match std::env::var(var) {
+                        Ok(password) => {
+                            config.password(password);
+                        }
+                        Err(_) => {
+                            problems.push(problem(&path, format!("store.password_env: `{var}` is not set"), None))
+                        }
+                    }
+                }
+                Some(PostgresSettings { config, pool_size: main.store.pool_size.unwrap_or(8).max(2) })
+            }
+            // The error names what is wrong with the string, never the string (it may hold a password).
+            Err(e) => {
+                problems.push(problem(&path, format!("store.url is not a PostgreSQL connection string: {e}"), None));
+                None
+            }
+        }),
         commit_queue: main.store.commit_queue.unwrap_or(4096).max(1),
         max_batch: main.store.max_batch.unwrap_or(512).max(1),
         commit_timeout: ms(main.store.commit_timeout_ms, 5_000),

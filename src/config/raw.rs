@@ -113,6 +113,13 @@ pub struct RawLimits {
 pub struct RawStore {
     /// SQLite file, relative to the data directory.
     pub path: Option<String>,
+    /// A PostgreSQL connection string (`postgres://user@host:5432/db` or `host=... dbname=...`);
+    /// when set, the store is PostgreSQL instead of SQLite.
+    pub url: Option<String>,
+    /// Environment variable holding the PostgreSQL password (kept out of the file).
+    pub password_env: Option<String>,
+    /// Connections in the PostgreSQL pool (reads and claims).
+    pub pool_size: Option<usize>,
     pub commit_queue: Option<usize>,
     pub max_batch: Option<usize>,
     pub commit_timeout_ms: Option<u64>,

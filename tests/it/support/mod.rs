@@ -52,6 +52,7 @@ pub struct Setup {
     retention: Vec<String>,
     tls: Vec<String>,
     listen: Vec<String>,
+    store: Vec<String>,
     /// Text replacements applied to the shipped partners file.
     partners_edits: Vec<(String, String)>,
 }
@@ -75,6 +76,7 @@ impl Setup {
             retention: Vec::new(),
             tls: Vec::new(),
             listen: Vec::new(),
+            store: Vec::new(),
             partners_edits: Vec::new(),
         }
     }
@@ -98,6 +100,12 @@ impl Setup {
 
     pub fn audit(mut self, line: &str) -> Self {
         self.audit.push(line.to_owned());
+        self
+    }
+
+    /// A line of `[store]`.
+    pub fn store(mut self, line: &str) -> Self {
+        self.store.push(line.to_owned());
         self
     }
 
@@ -164,6 +172,8 @@ admin = "127.0.0.1:0"
 {limits}
 [delivery]
 {delivery}
+[store]
+{store}
 [tls]
 {tls}
 [audit]
@@ -188,6 +198,7 @@ level = "info"
             ),
             audit = self.audit.join("\n"),
             listen = self.listen.join("\n"),
+            store = self.store.join("\n"),
             tls = if self.tls.is_empty() { "insecure_plaintext = true".to_owned() } else { self.tls.join("\n") },
             retention = self.retention.join("\n"),
         );
