@@ -63,3 +63,112 @@ async fn the_birth_bundle_goes_through_a_postgresql_store() {
     assert!(out.contains("checkpoint signatures verified"), "{out}");
     schema.drop_now().await;
 }
+
+/// Two real gateway processes share one PostgreSQL store: records go to both, one is killed
+/// with `kill -9` mid-run and restarted, and every record that got a 202 reaches every
+/// recipient; recipients drop duplicates by Idempotency-Key; the one audit chain verifies with
+/// both instances' keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_store_and_survive_a_kill() {
+    use std::collections::{BTreeSet, HashMap};
+
+    let schema = Schema::create().await;
+    let mut recipients = HashMap::new();
+    for (id, _) in RECIPIENTS {
+        recipients.insert(id.to_owned(), MockRecipient::start().await);
+    }
+    let endpoints: HashMap<String, String> = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
+    // Two instances: same partners, agreements and store; each its own data directory and key.
+    let url = format!("url = \"{}\"", schema.url());
+    let a = Setup::new().store(&url).delivery("lease_secs = 2");
+    let mut b = Setup::new().store(&url).delivery("lease_secs = 2");
+    b.keys = a.keys.clone();
+    for s in [&a, &b] {
+        s.write(&endpoints);
+        let (code, out) = cli(&["audit", "key", "--config", s.main_config().to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}");
+        std::fs::write(s.dir.path().join("instance.pub"), out).unwrap();
+    }
+    // Each trusts the other's key, so `audit verify` accepts the checkpoints of both.
+    let trust = |s: &Setup, other: &Setup| {
+        let main = std::fs::read_to_string(s.main_config()).unwrap();
+        let main = main.replace(
+            "[audit]\n",
+            &format!("[audit]\ntrusted_keys = [\"{}\"]\n", other.dir.path().join("instance.pub").display()),
+        );
+        std::fs::write(s.main_config(), main).unwrap();
+    };
+    trust(&a, &b);
+    trust(&b, &a);
+    let key = a.keys["on-vital-stats"].clone();
+    let body = record("birth-registration-1.1.json").to_string();
+    let post = |client: TestClient, n: usize| {
+        let (key, body) = (key.clone(), body.clone());
+        async move {
+            let auth = format!("Bearer {key}");
+            let idem = format!("two-{n}");
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+                ("idempotency-key", idem.as_str()),
+            ];
+            let r = client.try_send(Method::POST, "/v1/records/birth-registration", &headers, body).await?;
+            (r.status == StatusCode::ACCEPTED).then(|| r.json()["record_id"].as_str().unwrap().to_owned())
+        }
+    };
+    let first = ChildGateway::spawn(&a.main_config(), &[]).await;
+    let second = ChildGateway::spawn(&b.main_config(), &[]).await;
+    let mut accepted: HashMap<usize, String> = HashMap::new();
+    let mut missing = Vec::new();
+    // A tiny round-robin over the two instances; instance A dies a third of the way through.
+    let total = 600;
+    let mut first = Some(first);
+    for n in 0..total {
+        if n == total / 3 {
+            first.take().unwrap().kill9();
+        }
+        let client = if n % 2 == 0 {
+            first.as_ref().map_or(second.client.clone(), |g| g.client.clone())
+        } else {
+            second.client.clone()
+        };
+        match post(client, n).await {
+            Some(id) => {
+                accepted.insert(n, id);
+            }
+            None => missing.push(n),
+        }
+    }
+    // A comes back on its data directory; the cut requests are retried with their keys.
+    let first = ChildGateway::spawn(&a.main_config(), &[]).await;
+    for n in missing {
+        let id = post(first.client.clone(), n).await.expect("accepted on retry");
+        accepted.insert(n, id);
+    }
+    assert_eq!(accepted.len(), total);
+    let expected: BTreeSet<String> = accepted.values().cloned().collect();
+    assert_eq!(expected.len(), total, "one record per idempotency key");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for (id, mock) in &recipients {
+        loop {
+            let got: BTreeSet<String> =
+                mock.received().iter().filter_map(|r| r.header("passerelle-record-id").map(str::to_owned)).collect();
+            let missing = expected.difference(&got).count();
+            if missing == 0 {
+                assert!(got.is_subset(&expected), "{id} received a record that was never accepted");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id} is missing {missing} accepted records");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let duplicates: usize = recipients.values().map(|m| m.duplicates()).sum();
+    eprintln!("two instances: {total} accepted, {duplicates} duplicate deliveries dropped by recipients");
+    first.terminate();
+    second.terminate();
+    for s in [&a, &b] {
+        let (code, out) = cli(&["audit", "verify", "--config", s.main_config().to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}");
+    }
+    schema.drop_now().await;
+}
