@@ -5,6 +5,7 @@ pub mod check;
 pub mod deliveries;
 pub mod demo;
 pub mod dev_pki;
+pub mod migrate_store;
 pub mod serve;
 pub mod validate;
 
@@ -52,6 +53,15 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Copy the SQLite store (records, deliveries, the audit chain) into PostgreSQL and verify
+    /// the chain there.
+    MigrateStore {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The PostgreSQL connection string to copy into (an empty store).
+        #[arg(long)]
+        to: String,
+    },
     /// The audit trail: keys, verification, export, receipts.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -84,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => check::run(&config),
         Command::Audit(command) => audit::run(command),
         Command::DevPki { config } => dev_pki::run(&config),
+        Command::MigrateStore { config, to } => migrate_store::run(&config, &to),
         Command::Deliveries(command) => deliveries::run(command),
         Command::Validate { record_type, file, schema_version, config, fr } => {
             validate::run(&config, &record_type, &file, schema_version.as_deref(), fr)

@@ -172,3 +172,50 @@ async fn two_instances_share_one_store_and_survive_a_kill() {
     }
     schema.drop_now().await;
 }
+
+/// A store that started on SQLite moves to PostgreSQL with its evidence.
+#[tokio::test]
+async fn migrate_store_copies_a_sqlite_store_and_its_chain() {
+    let gw = Setup::new().start().await;
+    gw.recipient("ottawa-city").respond(400);
+    for _ in 0..5 {
+        gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    }
+    gw.recipient("ottawa-city").wait_for(5, Duration::from_secs(10)).await;
+    gw.recipient("esdc-sin-registry").wait_for(5, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let setup = gw.stop().await;
+    let schema = Schema::create().await;
+    let main = setup.main_config();
+    let (code, out) = cli(&["migrate-store", "--config", main.to_str().unwrap(), "--to", &schema.url()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Migrated; the chain verifies on PostgreSQL"), "{out}");
+    // Migrating again into a store that is no longer empty is refused.
+    let (code, _) = cli(&["migrate-store", "--config", main.to_str().unwrap(), "--to", &schema.url()]);
+    assert_ne!(code, 0);
+    // The gateway now runs on PostgreSQL with everything it had.
+    let text =
+        std::fs::read_to_string(&main).unwrap().replace("[store]\n", &format!("[store]\nurl = \"{}\"\n", schema.url()));
+    std::fs::write(&main, text).unwrap();
+    let gw = setup.start().await;
+    let list = gw.client.get("/v1/records?limit=10", gw.key("on-vital-stats")).await.json();
+    assert_eq!(list["records"].as_array().unwrap().len(), 5);
+    let dead = gw
+        .admin
+        .send(
+            Method::GET,
+            "/admin/v1/deliveries?status=dead&recipient=ottawa-city",
+            &[("authorization", "Bearer test-admin-token")],
+            "",
+        )
+        .await
+        .json();
+    assert_eq!(dead["deliveries"].as_array().unwrap().len(), 5, "dead letters came along, replayable");
+    // New records extend the migrated chain.
+    let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let setup = gw.stop().await;
+    let (code, out) = cli(&["audit", "verify", "--config", setup.main_config().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    schema.drop_now().await;
+}

@@ -1,0 +1,150 @@
+//! `passerelle migrate-store`: copy a SQLite store into PostgreSQL, evidence included.
+//!
+//! Records not yet purged (with their bodies), every delivery (ids kept), the whole audit chain
+//! and its checkpoints are copied in one PostgreSQL transaction, so a partner that starts small
+//! can grow to several instances without losing its evidence. The chain is verified on
+//! PostgreSQL afterwards, with this instance's key and the configured trusted keys.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rusqlite::OpenFlags;
+use tokio_postgres::NoTls;
+
+use crate::audit::verify::{ChainVerifier, Start};
+use crate::config;
+use crate::store::postgres::{PostgresOptions, PostgresStore};
+use crate::telemetry::Metrics;
+
+/// Rows copied per statement batch (one progress step).
+const STEP: usize = 1000;
+
+pub fn run(config_path: &Path, to: &str) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path).map_err(|e| {
+        super::check::print_problems(&e.problems);
+        anyhow::anyhow!("the configuration {} has problems", config_path.display())
+    })?;
+    let source = &config.store.sqlite_path;
+    let sqlite = rusqlite::Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {}", source.display()))?;
+    let target: tokio_postgres::Config = to.parse().context("--to is not a PostgreSQL connection string")?;
+    let count = |table: &str| -> anyhow::Result<u64> {
+        Ok(sqlite.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
+    };
+    let total = count("audit_log")? + count("audit_checkpoints")? + count("records")? + count("deliveries")?;
+
+    super::runtime()?.block_on(async move {
+        // Opening the store applies the migrations (and proves the schema is the one we write).
+        let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60) };
+        drop(PostgresStore::open(options, Metrics::new()).await?);
+        let (mut client, connection) = target.connect(NoTls).await.context("cannot connect to PostgreSQL")?;
+        tokio::spawn(connection);
+        let existing: i64 = client.query_one("SELECT COUNT(*) FROM audit_log", &[]).await?.get(0);
+        anyhow::ensure!(existing == 0, "the PostgreSQL store already holds {existing} audit entries; migrate into an empty one");
+
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("Copying [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        let tx = client.transaction().await?;
+        let mut copied = 0u64;
+        {
+            let mut rows = sqlite.prepare("SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash FROM audit_log ORDER BY seq")?;
+            let insert = tx.prepare("INSERT INTO audit_log (seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)").await?;
+            let mut it = rows.query([])?;
+            let mut head: Option<(i64, Vec<u8>)> = None;
+            while let Some(r) = it.next()? {
+                let (seq, hash): (i64, Vec<u8>) = (r.get(0)?, r.get(12)?);
+                tx.execute(&insert, &[&seq, &r.get::<_, i64>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, Option<String>>(4)?, &r.get::<_, Option<String>>(5)?, &r.get::<_, Option<String>>(6)?, &r.get::<_, Option<Vec<u8>>>(7)?, &r.get::<_, String>(8)?, &r.get::<_, Option<String>>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, Vec<u8>>(11)?, &hash]).await?;
+                head = Some((seq, hash));
+                copied += 1;
+                if copied % STEP as u64 == 0 {
+                    bar.set_position(copied);
+                }
+            }
+            if let Some((seq, hash)) = head {
+                tx.execute("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", &[&seq, &hash]).await?;
+            }
+        }
+        {
+            let mut rows = sqlite.prepare("SELECT seq, key_id, hash, at, signature FROM audit_checkpoints ORDER BY seq")?;
+            let mut it = rows.query([])?;
+            while let Some(r) = it.next()? {
+                tx.execute("INSERT INTO audit_checkpoints (seq, key_id, hash, at, signature) VALUES ($1,$2,$3,$4,$5)", &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, Vec<u8>>(2)?, &r.get::<_, i64>(3)?, &r.get::<_, Vec<u8>>(4)?]).await?;
+                copied += 1;
+            }
+        }
+        {
+            let mut rows = sqlite.prepare("SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq FROM records ORDER BY received_at")?;
+            let insert = tx.prepare("INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)").await?;
+            let mut it = rows.query([])?;
+            while let Some(r) = it.next()? {
+                tx.execute(&insert, &[&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, i64>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, Option<String>>(7)?, &r.get::<_, Option<String>>(8)?, &r.get::<_, Vec<u8>>(9)?, &r.get::<_, i64>(10)?]).await?;
+                copied += 1;
+                if copied % STEP as u64 == 0 {
+                    bar.set_position(copied);
+                }
+            }
+        }
+        {
+            let mut rows = sqlite.prepare("SELECT id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at FROM deliveries ORDER BY id")?;
+            let insert = tx.prepare("INSERT INTO deliveries (id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)").await?;
+            let mut it = rows.query([])?;
+            while let Some(r) = it.next()? {
+                // Leases are not copied: every pending delivery is free to be claimed again.
+                tx.execute(&insert, &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, bool>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, String>(7)?, &r.get::<_, i32>(8)?, &r.get::<_, i32>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, i64>(11)?, &r.get::<_, Option<i64>>(12)?, &r.get::<_, Option<i32>>(13)?, &r.get::<_, Option<String>>(14)?, &r.get::<_, Option<i64>>(15)?]).await?;
+                copied += 1;
+                if copied % STEP as u64 == 0 {
+                    bar.set_position(copied);
+                }
+            }
+            tx.execute("SELECT setval(pg_get_serial_sequence('deliveries', 'id'), GREATEST((SELECT MAX(id) FROM deliveries), 1))", &[]).await?;
+        }
+        tx.commit().await?;
+        bar.finish_and_clear();
+        eprintln!("Copied {copied} rows from {} into PostgreSQL.", source.display());
+
+        // The evidence survived the move: verify the chain where it now lives.
+        let mut keys = crate::audit::keys::TrustedKeys::default();
+        if config.audit.signing_key_file.exists() {
+            let (id, public) = crate::audit::keys::SigningKey::load_or_create(&config.audit.signing_key_file)?.trusted();
+            keys.add(id, public);
+        }
+        for f in &config.audit.trusted_key_files {
+            keys.add_file(f)?;
+        }
+        let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60) };
+        let store = PostgresStore::open(options, Metrics::new()).await?;
+        use crate::store::Store;
+        let mut verifier = match ChainVerifier::new(&keys, store.checkpoints().await?, Start::Beginning) {
+            Ok(v) => v,
+            Err(failure) => {
+                println!("FAILED after the copy: {failure}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let mut after = 0;
+        loop {
+            let page = store.audit_entries(after, 5000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                if let Err(failure) = verifier.entry(e) {
+                    println!("FAILED after the copy: {failure}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        match verifier.finish() {
+            Ok(summary) => {
+                println!("Migrated; the chain verifies on PostgreSQL: {summary}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(failure) => {
+                println!("FAILED after the copy: {failure}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    })
+}
