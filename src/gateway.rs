@@ -162,6 +162,7 @@ impl Gateway {
         let metrics = Metrics::new();
         let notary = Arc::new(notary(&config)?);
         let store = open_store(&config, metrics.clone()).await?;
+        metrics.store_info.with_label_values(&[store.engine()]).set(1);
         let mut loaded =
             AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "gateway", "loaded");
         loaded.reason = Some(format!("sha256:{}", config.fingerprint));

@@ -59,7 +59,7 @@ pub fn run(config_path: &Path, to: &str) -> anyhow::Result<ExitCode> {
                 tx.execute(&insert, &[&seq, &r.get::<_, i64>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, Option<String>>(4)?, &r.get::<_, Option<String>>(5)?, &r.get::<_, Option<String>>(6)?, &r.get::<_, Option<Vec<u8>>>(7)?, &r.get::<_, String>(8)?, &r.get::<_, Option<String>>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, Vec<u8>>(11)?, &hash]).await?;
                 head = Some((seq, hash));
                 copied += 1;
-                if copied % STEP as u64 == 0 {
+                if copied.is_multiple_of(STEP as u64) {
                     bar.set_position(copied);
                 }
             }
@@ -82,7 +82,7 @@ pub fn run(config_path: &Path, to: &str) -> anyhow::Result<ExitCode> {
             while let Some(r) = it.next()? {
                 tx.execute(&insert, &[&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, i64>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, Option<String>>(7)?, &r.get::<_, Option<String>>(8)?, &r.get::<_, Vec<u8>>(9)?, &r.get::<_, i64>(10)?]).await?;
                 copied += 1;
-                if copied % STEP as u64 == 0 {
+                if copied.is_multiple_of(STEP as u64) {
                     bar.set_position(copied);
                 }
             }
@@ -95,7 +95,7 @@ pub fn run(config_path: &Path, to: &str) -> anyhow::Result<ExitCode> {
                 // Leases are not copied: every pending delivery is free to be claimed again.
                 tx.execute(&insert, &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, bool>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, String>(7)?, &r.get::<_, i32>(8)?, &r.get::<_, i32>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, i64>(11)?, &r.get::<_, Option<i64>>(12)?, &r.get::<_, Option<i32>>(13)?, &r.get::<_, Option<String>>(14)?, &r.get::<_, Option<i64>>(15)?]).await?;
                 copied += 1;
-                if copied % STEP as u64 == 0 {
+                if copied.is_multiple_of(STEP as u64) {
                     bar.set_position(copied);
                 }
             }

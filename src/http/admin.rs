@@ -35,7 +35,11 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         "/healthz" if get => return text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/readyz" if get => {
             return match shared.store.ping().await {
-                Ok(()) => text_response(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+                Ok(()) => text_response(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    format!("ready ({} store)\n", shared.store.engine()),
+                ),
                 Err(e) => {
                     tracing::warn!(message = "Readiness check failed.", error = %e);
                     text_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "store unavailable\n")

@@ -354,6 +354,8 @@ pub trait Store: Send + Sync + 'static {
     fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>>;
     /// Whether the store answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
+    /// `sqlite` or `postgres`, for probes and metrics.
+    fn engine(&self) -> &'static str;
 
     /// Appends events to the audit chain in one transaction.
     fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditStamp>>;

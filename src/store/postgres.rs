@@ -148,6 +148,7 @@ impl PostgresStore {
         });
         migrate(&mut client).await?;
         let (writes, rx) = mpsc::channel(options.queue);
+        tokio::spawn(observe_pool(pool.clone(), metrics.clone(), writes.downgrade()));
         tokio::spawn(Writer { client, metrics }.run(rx, options.max_batch));
         Ok(PostgresStore { writes, pool, commit_timeout: options.commit_timeout })
     }
@@ -169,6 +170,16 @@ impl PostgresStore {
         self.pool.get().await.map_err(|e| {
             StoreError::Unavailable(if e.to_string().is_empty() { "no connection" } else { "no database connection" })
         })
+    }
+}
+
+/// Keeps the pool gauges current while the store exists (its writer channel is open).
+async fn observe_pool(pool: Pool, metrics: Metrics, alive: mpsc::WeakSender<Op>) {
+    while alive.upgrade().is_some() {
+        let status = pool.status();
+        metrics.store_pool_connections.with_label_values(&["in_use"]).set((status.size - status.available) as i64);
+        metrics.store_pool_connections.with_label_values(&["idle"]).set(status.available as i64);
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
@@ -792,6 +803,10 @@ impl Store for PostgresStore {
             self.client().await?.query_one("SELECT 1", &[]).await.map_err(engine)?;
             Ok(())
         })
+    }
+
+    fn engine(&self) -> &'static str {
+        "postgres"
     }
 
     fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditStamp>> {

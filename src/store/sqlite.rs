@@ -826,6 +826,10 @@ impl Store for SqliteStore {
         Box::pin(self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))))
     }
 
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+
     fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditStamp>> {
         Box::pin(self.write(0, move |cx| cx.append(events)))
     }

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub audit_last_checkpoint_seq: prometheus::IntGauge,
     pub breaker_state: IntGaugeVec,
     pub rejections_aggregated: prometheus::IntCounter,
+    pub store_pool_connections: IntGaugeVec,
+    pub store_info: IntGaugeVec,
     pub tls_handshake_failures: IntCounterVec,
     pub config_reloads: IntCounterVec,
 }
@@ -172,6 +174,23 @@ impl Metrics {
                         "Circuit breaker per recipient: 0 closed, 1 half-open (probing), 2 open."
                     ),
                     &["recipient"]
+                )
+                .defined()
+            ),
+            store_pool_connections: register!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "passerelle_store_pool_connections",
+                        "PostgreSQL pool connections by state (in_use, idle)."
+                    ),
+                    &["state"]
+                )
+                .defined()
+            ),
+            store_info: register!(
+                IntGaugeVec::new(
+                    Opts::new("passerelle_store_info", "The store engine in use (sqlite or postgres)."),
+                    &["engine"]
                 )
                 .defined()
             ),

@@ -10,7 +10,9 @@ use crate::support::*;
 async fn probes_and_metrics_are_served_on_the_admin_listener() {
     let gw = Setup::new().start().await;
     assert_eq!(gw.admin.send(Method::GET, "/healthz", &[], "").await.status, StatusCode::OK);
-    assert_eq!(gw.admin.send(Method::GET, "/readyz", &[], "").await.status, StatusCode::OK);
+    let ready = gw.admin.send(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.text(), "ready (sqlite store)\n");
     gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
     gw.recipient("ottawa-city").wait_for(1, Duration::from_secs(5)).await;
     let page = gw.metrics().await;

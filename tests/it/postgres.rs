@@ -41,7 +41,9 @@ impl Schema {
 async fn the_birth_bundle_goes_through_a_postgresql_store() {
     let schema = Schema::create().await;
     let gw = Setup::new().store(&format!("url = \"{}\"", schema.url())).start().await;
-    assert_eq!(gw.admin.send(Method::GET, "/readyz", &[], "").await.status, StatusCode::OK);
+    let ready = gw.admin.send(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.text(), "ready (postgres store)\n");
     let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     let id = r.json()["record_id"].as_str().unwrap().to_owned();
@@ -57,6 +59,11 @@ async fn the_birth_bundle_goes_through_a_postgresql_store() {
     let again = gw.client.send(Method::POST, "/v1/records/birth-registration", &headers, body).await;
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(first.body, again.body);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let page = gw.metrics().await;
+    assert_eq!(metric(&page, "passerelle_store_info", &[("engine", "postgres")]), 1.0);
+    assert!(page.contains("passerelle_store_pool_connections{state=\"idle\"}"), "the pool is measured");
+    assert!(metric(&page, "passerelle_store_commit_duration_seconds_count", &[]) >= 2.0, "commit latency is measured");
     let setup = gw.stop().await;
     let (code, out) = cli(&["audit", "verify", "--config", setup.main_config().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
