@@ -220,9 +220,50 @@ struct Writer {
     metrics: Metrics,
 }
 
+/// The writer's statements, prepared once on its connection (each prepare is a round trip).
+struct Statements {
+    insert_audit: tokio_postgres::Statement,
+    insert_record: tokio_postgres::Statement,
+    insert_delivery: tokio_postgres::Statement,
+    finish_delivery: tokio_postgres::Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Statements {
+            insert_audit: client
+                .prepare(
+                    "INSERT INTO audit_log (seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .await?,
+            insert_record: client
+                .prepare(
+                    "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .await?,
+            insert_delivery: client
+                .prepare(
+                    "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7)",
+                )
+                .await?,
+            finish_delivery: client
+                .prepare(
+                    "UPDATE deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3, last_error = $4,
+                         next_attempt_at = $5, delivered_at = $6, claimed_until = 0, claimed_by = NULL
+                     WHERE id = $7 AND claimed_by = $8",
+                )
+                .await?,
+        })
+    }
+}
+
 /// What a batch's transaction sees: the chain head, locked once.
 struct Cx<'a, 't> {
     tx: &'a Transaction<'t>,
+    statements: &'a Statements,
     head: Option<AuditStamp>,
     appended: Vec<String>,
 }
@@ -242,20 +283,14 @@ impl Cx<'_, '_> {
             }
         };
         let entries = audit::chain(head, events);
-        let insert = self
-            .tx
-            .prepare(
-                "INSERT INTO audit_log (seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .await?;
+        let insert = &self.statements.insert_audit;
         let mut stamps = Vec::with_capacity(entries.len());
         for e in &entries {
             let ev = &e.event;
             let digest = ev.body_digest.map(|d| d.to_vec());
             self.tx
                 .execute(
-                    &insert,
+                    insert,
                     &[
                         &e.seq,
                         &ev.at,
@@ -303,6 +338,14 @@ enum Answer {
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+        let statements = match Statements::prepare(&self.client).await {
+            Ok(s) => s,
+            Err(error) => {
+                // Every caller then gets "the writer has stopped" (503), and /readyz still answers.
+                tracing::error!(message = "The store's writer cannot prepare its statements.", %error);
+                return;
+            }
+        };
         let mut batch = Vec::with_capacity(max_batch);
         while let Some(first) = rx.recv().await {
             batch.push(first);
@@ -312,16 +355,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.run_batch(&mut batch).await;
+            self.run_batch(&mut batch, &statements).await;
         }
     }
 
-    async fn run_batch(&mut self, batch: &mut Vec<Op>) {
+    async fn run_batch(&mut self, batch: &mut Vec<Op>, statements: &Statements) {
         let started = Instant::now();
         let records = batch.iter().filter(|op| matches!(op, Op::Commit(..))).count();
         let result = async {
             let tx = self.client.transaction().await?;
-            let mut cx = Cx { tx: &tx, head: None, appended: Vec::new() };
+            let mut cx = Cx { tx: &tx, statements, head: None, appended: Vec::new() };
             let mut answers = Vec::with_capacity(batch.len());
             for op in batch.iter() {
                 answers.push(match op {
@@ -408,8 +451,7 @@ async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<Commit
     let stamp = cx.append(vec![event]).await?[0];
     cx.tx
         .execute(
-            "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &cx.statements.insert_record,
             &[
                 &record.record_id,
                 &record.sender,
@@ -425,17 +467,10 @@ async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<Commit
             ],
         )
         .await?;
-    let insert = cx
-        .tx
-        .prepare(
-            "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7)",
-        )
-        .await?;
     for d in &record.deliveries {
         cx.tx
             .execute(
-                &insert,
+                &cx.statements.insert_delivery,
                 &[
                     &record.record_id,
                     &d.recipient,
@@ -486,9 +521,7 @@ async fn finish_attempts(cx: &mut Cx<'_, '_>, updates: &[AttemptUpdate]) -> Resu
         let changed = cx
             .tx
             .execute(
-                "UPDATE deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3, last_error = $4,
-                     next_attempt_at = $5, delivered_at = $6, claimed_until = 0, claimed_by = NULL
-                 WHERE id = $7 AND claimed_by = $8",
+                &cx.statements.finish_delivery,
                 &[&status.as_str(), &u.at, &code, &error, &next, &delivered, &u.delivery_id, &u.worker],
             )
             .await?;
