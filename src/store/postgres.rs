@@ -702,11 +702,14 @@ impl Store for PostgresStore {
             let tx = client.transaction().await.map_err(engine)?;
             let columns = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until";
             let rows = if claim.head_only {
-                // The head, whatever its state, locked: one instance at a time decides about it.
+                // The head, whatever its state, locked: one instance at a time decides about it. No
+                // SKIP LOCKED here: skipping a head another instance is claiming would hand out the
+                // delivery behind it and break the order. Waiting is short (claims are short) and
+                // then the head is seen leased.
                 tx.query(
                     &format!(
                         "SELECT {columns} FROM deliveries d JOIN records r ON r.record_id = d.record_id
-                         WHERE d.recipient = $1 AND d.status IN ('queued', 'retrying') ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
+                         WHERE d.recipient = $1 AND d.status IN ('queued', 'retrying') ORDER BY d.id LIMIT 1 FOR UPDATE OF d"
                     ),
                     &[&claim.recipient],
                 )

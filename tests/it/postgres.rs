@@ -226,3 +226,47 @@ async fn migrate_store_copies_a_sqlite_store_and_its_chain() {
     assert_eq!(code, 0, "{out}");
     schema.drop_now().await;
 }
+
+/// `ordered = true` holds across instances: with two gateways on one store, a failing head
+/// holds every later record for that recipient, whichever instance accepted them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_order_holds_across_two_instances() {
+    use std::collections::HashMap;
+
+    let schema = Schema::create().await;
+    let mut recipients = HashMap::new();
+    for (id, _) in RECIPIENTS {
+        recipients.insert(id.to_owned(), MockRecipient::start().await);
+    }
+    let endpoints: HashMap<String, String> = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
+    let ordered = std::fs::read_to_string(repo().join("config/agreements/birth-ottawa.toml"))
+        .unwrap()
+        .replace("partner = \"ottawa-city\"", "partner = \"ottawa-city\"\nordered = true");
+    let url = format!("url = \"{}\"", schema.url());
+    let a = Setup::new().store(&url).agreement("birth-ottawa", &ordered);
+    let mut b = Setup::new().store(&url).agreement("birth-ottawa", &ordered);
+    b.keys = a.keys.clone();
+    a.write(&endpoints);
+    b.write(&endpoints);
+    let city = &recipients["ottawa-city"];
+    city.fail_times(3, 503);
+    let first = ChildGateway::spawn(&a.main_config(), &[]).await;
+    let second = ChildGateway::spawn(&b.main_config(), &[]).await;
+    let auth = format!("Bearer {}", a.keys["on-vital-stats"]);
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let body = record("birth-registration-1.1.json").to_string();
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let gateway = if n % 2 == 0 { &first } else { &second };
+        let r = gateway.client.send(Method::POST, "/v1/records/birth-registration", &headers, body.clone()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        ids.push(r.json()["record_id"].as_str().unwrap().to_owned());
+    }
+    let got = city.wait_for(9, Duration::from_secs(30)).await;
+    let order: Vec<&str> = got.iter().map(|r| r.header("passerelle-record-id").unwrap()).collect();
+    assert_eq!(&order[..4], &[ids[0].as_str(); 4], "the head is retried until it succeeds, and nothing passes it");
+    assert_eq!(&order[4..], &ids[1..].iter().map(String::as_str).collect::<Vec<_>>()[..]);
+    first.terminate();
+    second.terminate();
+    schema.drop_now().await;
+}
