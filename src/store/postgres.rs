@@ -444,11 +444,7 @@ async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<Commit
             });
         }
     }
-    let mut event = AuditEvent::new(record.received_at, audit::kind::RECORD_ACCEPTED, &record.sender, "accepted");
-    event.record_id = Some(record.record_id.clone());
-    event.body_digest = Some(record.audit_digest);
-    event.reason = Some(format!("{}/{}", record.record_type, record.schema_version));
-    let stamp = cx.append(vec![event]).await?[0];
+    let stamp = cx.append(vec![record.accepted_event()]).await?[0];
     cx.tx
         .execute(
             &cx.statements.insert_record,
@@ -489,35 +485,10 @@ async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<Commit
 async fn finish_attempts(cx: &mut Cx<'_, '_>, updates: &[AttemptUpdate]) -> Result<(), tokio_postgres::Error> {
     let mut events = Vec::with_capacity(updates.len());
     for u in updates {
-        let (status, code, error, next, delivered, kind, outcome) = match &u.result {
-            AttemptResult::Delivered { status } => (
-                DeliveryStatus::Delivered,
-                Some(*status as i32),
-                None,
-                u.at,
-                Some(u.at),
-                audit::kind::DELIVERY_DELIVERED,
-                "delivered",
-            ),
-            AttemptResult::Retry { next_attempt_at, status, error } => (
-                DeliveryStatus::Retrying,
-                status.map(i32::from),
-                Some(error.as_str()),
-                *next_attempt_at,
-                None,
-                audit::kind::DELIVERY_RETRIED,
-                "retry",
-            ),
-            AttemptResult::Dead { status, error } => (
-                DeliveryStatus::Dead,
-                status.map(i32::from),
-                Some(error.as_str()),
-                u.at,
-                None,
-                audit::kind::DELIVERY_DEAD,
-                "dead",
-            ),
-        };
+        let effect = u.effect();
+        let code = effect.http_status.map(i32::from);
+        let (status, error, next, delivered) =
+            (effect.status, effect.error, effect.next_attempt_at, effect.delivered_at);
         let changed = cx
             .tx
             .execute(
@@ -527,13 +498,7 @@ async fn finish_attempts(cx: &mut Cx<'_, '_>, updates: &[AttemptUpdate]) -> Resu
             .await?;
         // A worker that lost its lease reports nothing: the attempt of the new holder counts.
         if changed == 1 {
-            let mut event = AuditEvent::new(u.at, kind, "gateway", outcome);
-            event.record_id = Some(u.record_id.clone());
-            event.agreement = Some(u.agreement.clone());
-            event.recipient = Some(u.recipient.clone());
-            event.body_digest = Some(u.body_digest);
-            event.reason = code.map(|c| format!("HTTP {c}")).or_else(|| error.map(str::to_owned));
-            events.push(event);
+            events.push(u.event());
         }
     }
     cx.append(events).await?;
@@ -581,12 +546,7 @@ async fn replay(cx: &mut Cx<'_, '_>, request: &ReplayRequest) -> Result<Vec<Repl
                     &[&request.now, &id],
                 )
                 .await?;
-            let mut event = AuditEvent::new(request.now, audit::kind::DELIVERY_REPLAYED, &request.actor, "replayed");
-            event.record_id = Some(record_id);
-            event.agreement = Some(agreement.clone());
-            event.recipient = Some(recipient.clone());
-            event.body_digest = Some(blob32(row.get::<_, &[u8]>(4)));
-            events.push(event);
+            events.push(request.event(record_id, &agreement, &recipient, blob32(row.get::<_, &[u8]>(4))));
             ReplayOutcome::Replayed
         };
         results.push(ReplayResult { id, recipient: Some(recipient), agreement: Some(agreement), outcome });
@@ -615,10 +575,7 @@ async fn purge(cx: &mut Cx<'_, '_>, request: &PurgeRequest) -> Result<PurgeRepor
         )
         .await?;
     let report = PurgeReport { record_bodies, delivery_bodies };
-    if record_bodies + delivery_bodies > 0 {
-        let mut event = AuditEvent::new(request.now, audit::kind::BODIES_PURGED, "gateway", "purged");
-        event.count = (record_bodies + delivery_bodies) as i64;
-        event.reason = Some(format!("{record_bodies} record bodies, {delivery_bodies} delivery bodies"));
+    if let Some(event) = report.event(request.now) {
         cx.append(vec![event]).await?;
     }
     Ok(report)

@@ -430,11 +430,7 @@ fn commit_record(cx: &mut Cx<'_>, record: NewRecord) -> rusqlite::Result<CommitO
             });
         }
     }
-    let mut event = AuditEvent::new(record.received_at, audit::kind::RECORD_ACCEPTED, &record.sender, "accepted");
-    event.record_id = Some(record.record_id.clone());
-    event.body_digest = Some(record.audit_digest);
-    event.reason = Some(format!("{}/{}", record.record_type, record.schema_version));
-    let stamp = cx.append(vec![event])?[0];
+    let stamp = cx.append(vec![record.accepted_event()])?[0];
     cx.tx
         .prepare_cached(
             "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq)
@@ -538,46 +534,14 @@ fn finish_attempts(cx: &mut Cx<'_>, updates: Vec<AttemptUpdate>) -> rusqlite::Re
              WHERE id = ?7 AND claimed_by = ?8",
         )?;
         for u in updates {
-            let (status, code, error, next, delivered, kind, outcome) = match &u.result {
-                AttemptResult::Delivered { status } => (
-                    DeliveryStatus::Delivered,
-                    Some(*status),
-                    None,
-                    u.at,
-                    Some(u.at),
-                    audit::kind::DELIVERY_DELIVERED,
-                    "delivered",
-                ),
-                AttemptResult::Retry { next_attempt_at, status, error } => (
-                    DeliveryStatus::Retrying,
-                    *status,
-                    Some(error.as_str()),
-                    *next_attempt_at,
-                    None,
-                    audit::kind::DELIVERY_RETRIED,
-                    "retry",
-                ),
-                AttemptResult::Dead { status, error } => (
-                    DeliveryStatus::Dead,
-                    *status,
-                    Some(error.as_str()),
-                    u.at,
-                    None,
-                    audit::kind::DELIVERY_DEAD,
-                    "dead",
-                ),
-            };
+            let effect = u.effect();
+            let (status, code, error, next, delivered) =
+                (effect.status, effect.http_status, effect.error, effect.next_attempt_at, effect.delivered_at);
             let changed =
                 stmt.execute(params![status.as_str(), u.at, code, error, next, delivered, u.delivery_id, u.worker])?;
             // A worker that lost its lease reports nothing: the attempt of the new holder counts.
             if changed == 1 {
-                let mut event = AuditEvent::new(u.at, kind, "gateway", outcome);
-                event.record_id = Some(u.record_id);
-                event.agreement = Some(u.agreement);
-                event.recipient = Some(u.recipient);
-                event.body_digest = Some(u.body_digest);
-                event.reason = code.map(|c| format!("HTTP {c}")).or_else(|| error.map(str::to_owned));
-                events.push(event);
+                events.push(u.event());
             }
         }
     }
@@ -642,12 +606,7 @@ fn replay(cx: &mut Cx<'_>, request: ReplayRequest) -> rusqlite::Result<Vec<Repla
                          replays = replays + 1 WHERE id = ?2",
                 )?
                 .execute(params![request.now, id])?;
-            let mut event = AuditEvent::new(request.now, audit::kind::DELIVERY_REPLAYED, &request.actor, "replayed");
-            event.record_id = Some(record_id);
-            event.agreement = Some(agreement.clone());
-            event.recipient = Some(recipient.clone());
-            event.body_digest = Some(digest);
-            events.push(event);
+            events.push(request.event(record_id, &agreement, &recipient, digest));
             ReplayOutcome::Replayed
         };
         results.push(ReplayResult { id, recipient: Some(recipient), agreement: Some(agreement), outcome });
@@ -671,10 +630,7 @@ fn purge(cx: &mut Cx<'_>, request: PurgeRequest) -> rusqlite::Result<PurgeReport
         params![delivered_before],
     )? as u64;
     let report = PurgeReport { record_bodies, delivery_bodies };
-    if record_bodies + delivery_bodies > 0 {
-        let mut event = AuditEvent::new(request.now, audit::kind::BODIES_PURGED, "gateway", "purged");
-        event.count = (record_bodies + delivery_bodies) as i64;
-        event.reason = Some(format!("{record_bodies} record bodies, {delivery_bodies} delivery bodies"));
+    if let Some(event) = report.event(request.now) {
         cx.append(vec![event])?;
     }
     Ok(report)
