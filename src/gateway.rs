@@ -137,6 +137,7 @@ pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Sto
             queue: config.store.commit_queue,
             max_batch: config.store.max_batch,
             commit_timeout: config.store.commit_timeout,
+            tls: pg.tls.clone(),
         };
         return Ok(Arc::new(crate::store::postgres::PostgresStore::open(options, metrics).await?));
     }
@@ -163,6 +164,8 @@ impl Gateway {
         let notary = Arc::new(notary(&config)?);
         let store = open_store(&config, metrics.clone()).await?;
         metrics.store_info.with_label_values(&[store.engine()]).set(1);
+        // The latency series exists from the start, so dashboards and alerts see 0, not "no data".
+        metrics.store_commit_duration.with_label_values(&[store.engine()]);
         let mut loaded =
             AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "gateway", "loaded");
         loaded.reason = Some(format!("sha256:{}", config.fingerprint));

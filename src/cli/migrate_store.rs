@@ -10,17 +10,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use rusqlite::OpenFlags;
-use tokio_postgres::NoTls;
 
 use crate::audit::verify::{ChainVerifier, Start};
 use crate::config;
-use crate::store::postgres::{PostgresOptions, PostgresStore};
+use crate::store::postgres::{PostgresOptions, PostgresStore, connect};
 use crate::telemetry::Metrics;
 
 /// Rows copied per statement batch (one progress step).
 const STEP: usize = 1000;
 
-pub fn run(config_path: &Path, to: &str) -> anyhow::Result<ExitCode> {
+pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path).map_err(|e| {
         super::check::print_problems(&e.problems);
         anyhow::anyhow!("the configuration {} has problems", config_path.display())
@@ -28,7 +27,21 @@ pub fn run(config_path: &Path, to: &str) -> anyhow::Result<ExitCode> {
     let source = &config.store.sqlite_path;
     let sqlite = rusqlite::Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("cannot open {}", source.display()))?;
-    let target: tokio_postgres::Config = to.parse().context("--to is not a PostgreSQL connection string")?;
+    let mut target: tokio_postgres::Config = to.parse().context("--to is not a PostgreSQL connection string")?;
+    let tls = match to_ca_file {
+        Some(ca) => {
+            target.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Some(crate::tls::recipient_client(&[ca.to_path_buf()], None, None)?)
+        }
+        None => {
+            anyhow::ensure!(
+                target.get_ssl_mode() != tokio_postgres::config::SslMode::Require,
+                "--to asks for TLS (sslmode=require): give the server's CA with --to-ca-file"
+            );
+            target.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            None
+        }
+    };
     let count = |table: &str| -> anyhow::Result<u64> {
         Ok(sqlite.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
     };
@@ -36,10 +49,9 @@ pub fn run(config_path: &Path, to: &str) -> anyhow::Result<ExitCode> {
 
     super::runtime()?.block_on(async move {
         // Opening the store applies the migrations (and proves the schema is the one we write).
-        let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60) };
+        let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone() };
         drop(PostgresStore::open(options, Metrics::new()).await?);
-        let (mut client, connection) = target.connect(NoTls).await.context("cannot connect to PostgreSQL")?;
-        tokio::spawn(connection);
+        let mut client = connect(&target, &tls).await.context("cannot connect to PostgreSQL")?;
         let existing: i64 = client.query_one("SELECT COUNT(*) FROM audit_log", &[]).await?.get(0);
         anyhow::ensure!(existing == 0, "the PostgreSQL store already holds {existing} audit entries; migrate into an empty one");
 
@@ -114,7 +126,7 @@ pub fn run(config_path: &Path, to: &str) -> anyhow::Result<ExitCode> {
         for f in &config.audit.trusted_key_files {
             keys.add_file(f)?;
         }
-        let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60) };
+        let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone() };
         let store = PostgresStore::open(options, Metrics::new()).await?;
         use crate::store::Store;
         let mut verifier = match ChainVerifier::new(&keys, store.checkpoints().await?, Start::Beginning) {

@@ -61,6 +61,9 @@ pub enum Command {
         /// The PostgreSQL connection string to copy into (an empty store).
         #[arg(long)]
         to: String,
+        /// CA (PEM) the PostgreSQL server's certificate must chain to: the copy then goes over TLS.
+        #[arg(long, value_name = "FILE")]
+        to_ca_file: Option<PathBuf>,
     },
     /// The audit trail: keys, verification, export, receipts.
     #[command(subcommand)]
@@ -94,7 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => check::run(&config),
         Command::Audit(command) => audit::run(command),
         Command::DevPki { config } => dev_pki::run(&config),
-        Command::MigrateStore { config, to } => migrate_store::run(&config, &to),
+        Command::MigrateStore { config, to, to_ca_file } => migrate_store::run(&config, &to, to_ca_file.as_deref()),
         Command::Deliveries(command) => deliveries::run(command),
         Command::Validate { record_type, file, schema_version, config, fr } => {
             validate::run(&config, &record_type, &file, schema_version.as_deref(), fr)

@@ -192,6 +192,8 @@ pub struct StoreSettings {
 pub struct PostgresSettings {
     pub config: tokio_postgres::Config,
     pub pool_size: usize,
+    /// TLS to the database, verified against `store.ca_file`; `None` means plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for PostgresSettings {
@@ -356,6 +358,47 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, problems: &mut Vec<Pro
     }
 }
 
+/// TLS to PostgreSQL: with `store.ca_file` the connection requires TLS and verifies the server
+/// against that CA; without it the connection is plain, and a URL asking for TLS is a problem
+/// (the gateway never encrypts without knowing whom it talks to).
+fn postgres_tls(
+    path: &Path,
+    base: &Path,
+    store: &raw::RawStore,
+    config: &mut tokio_postgres::Config,
+    problems: &mut Vec<Problem>,
+) -> Option<Arc<rustls::ClientConfig>> {
+    use tokio_postgres::config::SslMode;
+    let Some(ca_file) = store.ca_file.as_deref() else {
+        if config.get_ssl_mode() == SslMode::Require {
+            problems.push(problem(
+                path,
+                "store.url asks for TLS (sslmode=require) but store.ca_file is not set",
+                Some("set store.ca_file to the CA that signed the database server's certificate"),
+            ));
+        }
+        config.ssl_mode(SslMode::Disable);
+        return None;
+    };
+    if config.get_ssl_mode() == SslMode::Disable {
+        problems.push(problem(
+            path,
+            "store.ca_file is set but store.url says sslmode=disable",
+            Some("remove sslmode=disable from store.url, or remove store.ca_file"),
+        ));
+        return None;
+    }
+    config.ssl_mode(SslMode::Require);
+    let ca_file = resolve(base, Some(ca_file), "");
+    match crate::tls::recipient_client(&[ca_file], None, None) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            problems.push(problem(path, format!("store.ca_file: {e}"), None));
+            None
+        }
+    }
+}
+
 fn problem(file: &Path, message: impl Into<String>, fix: Option<&str>) -> Problem {
     Problem { file: file.to_path_buf(), message: message.into(), fix: fix.map(str::to_owned) }
 }
@@ -444,7 +487,8 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
                         }
                     }
                 }
-                Some(PostgresSettings { config, pool_size: main.store.pool_size.unwrap_or(8).max(2) })
+                let tls = postgres_tls(&path, &base, &main.store, &mut config, &mut problems);
+                Some(PostgresSettings { config, pool_size: main.store.pool_size.unwrap_or(8).max(2), tls })
             }
             // The error names what is wrong with the string, never the string (it may hold a password).
             Err(e) => {

@@ -118,6 +118,9 @@ pub struct RawStore {
     pub url: Option<String>,
     /// Environment variable holding the PostgreSQL password (kept out of the file).
     pub password_env: Option<String>,
+    /// CA certificate(s) (PEM) the PostgreSQL server's certificate must chain to; when set, the
+    /// connection is TLS (rustls) and the server's name is verified against the URL's host.
+    pub ca_file: Option<String>,
     /// Connections in the PostgreSQL pool (reads and claims).
     pub pool_size: Option<usize>,
     pub commit_queue: Option<usize>,

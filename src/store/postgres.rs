@@ -12,13 +12,15 @@
 //! **Invariant:** a caller's future resolves only after the transaction carrying its operation
 //! has committed (or failed and rolled back).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Transaction};
+use tokio_postgres::{Row, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::*;
 use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, Checkpoint};
@@ -98,8 +100,19 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 /// Any number fits: the lock only serialises migrations between instances starting together.
 const MIGRATION_LOCK: i64 = 0x7061_7373_6572_656c; // "passerel"
 
-fn engine(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Engine(e.to_string())
+/// An engine error with its causes ("error performing TLS handshake: invalid peer certificate:
+/// UnknownIssuer"), so the operator reads why, not only what.
+fn engine(e: impl std::error::Error) -> StoreError {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message = format!("{message}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    StoreError::Engine(message)
 }
 
 /// Settings of the PostgreSQL engine.
@@ -110,6 +123,28 @@ pub struct PostgresOptions {
     pub queue: usize,
     pub max_batch: usize,
     pub commit_timeout: Duration,
+    /// TLS to the server (`store.ca_file`); `None` is plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The connector for `tls`: rustls when configured; otherwise one that is never used, because the
+/// configuration then says `sslmode=disable` (see `config::postgres_tls`).
+fn connector(tls: &Option<Arc<rustls::ClientConfig>>) -> MakeRustlsConnect {
+    MakeRustlsConnect::new(tls.as_deref().cloned().unwrap_or_else(|| (*crate::tls::plain_client()).clone()))
+}
+
+/// One connection outside the pool, its I/O driven by a task of its own.
+pub async fn connect(
+    config: &tokio_postgres::Config,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(connector(tls)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(message = "A store connection closed.", %error);
+        }
+    });
+    Ok(client)
 }
 
 /// One operation for the writer, answered after the batch's commit.
@@ -136,16 +171,11 @@ impl PostgresStore {
     pub async fn open(options: PostgresOptions, metrics: Metrics) -> Result<Self, StoreError> {
         let manager = Manager::from_config(
             options.config.clone(),
-            NoTls,
+            connector(&options.tls),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager).max_size(options.pool_size.max(2)).build().map_err(engine)?;
-        let (mut client, connection) = options.config.connect(NoTls).await.map_err(engine)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(message = "The store's writer connection closed.", %error);
-            }
-        });
+        let mut client = connect(&options.config, &options.tls).await.map_err(engine)?;
         migrate(&mut client).await?;
         let (writes, rx) = mpsc::channel(options.queue);
         tokio::spawn(observe_pool(pool.clone(), metrics.clone(), writes.downgrade()));
@@ -393,7 +423,8 @@ impl Writer {
         }
         .await;
         if records > 0 {
-            StoreCommitted { records, duration: started.elapsed(), ok: result.is_ok() }.emit(&self.metrics);
+            StoreCommitted { engine: "postgres", records, duration: started.elapsed(), ok: result.is_ok() }
+                .emit(&self.metrics);
         }
         let (answers, failure) = match result {
             Ok((answers, appended)) => {
@@ -911,9 +942,9 @@ impl Store for PostgresStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
+    use tokio_postgres::NoTls;
 
     /// The test server: `PASSERELLE_TEST_POSTGRES` (a connection string), or the local one these
     /// machines run (127.0.0.1:5432, user postgres, database test).
@@ -951,10 +982,40 @@ mod tests {
         client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
         let mut config: tokio_postgres::Config = server().parse().unwrap();
         config.options(format!("-c search_path={schema}"));
-        let options =
-            PostgresOptions { config, pool_size: 4, queue: 64, max_batch: 16, commit_timeout: Duration::from_secs(10) };
+        let options = PostgresOptions {
+            config,
+            pool_size: 4,
+            queue: 64,
+            max_batch: 16,
+            commit_timeout: Duration::from_secs(10),
+            tls: None,
+        };
         (Arc::new(PostgresStore::open(options, Metrics::new()).await.unwrap()), Schema(schema))
     }
 
     crate::store_conformance!(store());
+
+    /// A server whose certificate does not chain to `store.ca_file` is refused, and the error
+    /// says why: a store never falls back to an unverified or plain connection.
+    #[tokio::test]
+    async fn a_database_certificate_from_another_ca_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let authority = crate::pki::Authority::new("Some other CA").unwrap();
+        let ca = dir.path().join("other-ca.pem");
+        std::fs::write(&ca, &authority.cert_pem).unwrap();
+        let config: tokio_postgres::Config =
+            "host=localhost hostaddr=127.0.0.1 port=5432 user=postgres dbname=test sslmode=require".parse().unwrap();
+        let options = PostgresOptions {
+            config,
+            pool_size: 2,
+            queue: 4,
+            max_batch: 4,
+            commit_timeout: Duration::from_secs(5),
+            tls: Some(crate::tls::recipient_client(&[ca], None, None).unwrap()),
+        };
+        let Err(error) = PostgresStore::open(options, Metrics::new()).await else {
+            panic!("a server certificate from another CA was accepted");
+        };
+        assert!(error.to_string().contains("certificate"), "{error}");
+    }
 }

@@ -395,7 +395,8 @@ impl Writer {
             tx.commit()
         })();
         if records > 0 {
-            StoreCommitted { records, duration: started.elapsed(), ok: outcome.is_ok() }.emit(&self.metrics);
+            StoreCommitted { engine: "sqlite", records, duration: started.elapsed(), ok: outcome.is_ok() }
+                .emit(&self.metrics);
         }
         if outcome.is_ok() {
             for kind in &appended {

@@ -136,6 +136,8 @@ impl DeliveryAttempted<'_> {
 
 /// The store committed (or failed to commit) one transaction carrying records.
 pub struct StoreCommitted {
+    /// `sqlite` or `postgres`.
+    pub engine: &'static str,
     pub records: usize,
     pub duration: Duration,
     pub ok: bool,
@@ -144,7 +146,7 @@ pub struct StoreCommitted {
 impl StoreCommitted {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.store_commit_batch_size.observe(self.records as f64);
-        metrics.store_commit_duration.observe(self.duration.as_secs_f64());
+        metrics.store_commit_duration.with_label_values(&[self.engine]).observe(self.duration.as_secs_f64());
         if self.ok {
             debug!(
                 message = "Store committed.",

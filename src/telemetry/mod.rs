@@ -24,7 +24,7 @@ pub struct Metrics {
     pub deliveries_pending: IntGaugeVec,
     pub delivery_oldest_pending: GaugeVec,
     pub deliveries_dead: IntGaugeVec,
-    pub store_commit_duration: Histogram,
+    pub store_commit_duration: HistogramVec,
     pub store_commit_batch_size: Histogram,
     pub audit_entries: IntCounterVec,
     pub audit_checkpoints: prometheus::IntCounter,
@@ -122,12 +122,13 @@ impl Metrics {
                 .defined()
             ),
             store_commit_duration: register!(
-                Histogram::with_opts(
+                HistogramVec::new(
                     HistogramOpts::new(
                         "passerelle_store_commit_duration_seconds",
-                        "Duration of one store transaction, fsync included."
+                        "Duration of one store transaction carrying records, fsync included, by engine."
                     )
-                    .buckets(LATENCY_BUCKETS.to_vec())
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["engine"]
                 )
                 .defined()
             ),

@@ -173,3 +173,19 @@ fn validate_checks_a_file_from_the_command_line() {
     ]);
     assert_eq!(code, 0);
 }
+
+#[test]
+fn a_database_url_asking_for_tls_needs_the_servers_ca() {
+    let (_dir, main) = shipped();
+    edit(&main, "[store]\n", "[store]\nurl = \"postgres://postgres@db.example:5432/passerelle?sslmode=require\"\n");
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    let found = problems_of(&out, "passerelle.toml");
+    assert!(found.contains("store.url asks for TLS (sslmode=require) but store.ca_file is not set"), "{out}");
+    assert!(found.contains("store.ca_file"), "the fix names the setting: {out}");
+    edit(&main, "[store]\n", "[store]\nca_file = \"no-such-ca.pem\"\n");
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    assert!(problems_of(&out, "passerelle.toml").contains("no-such-ca.pem"), "{out}");
+    assert!(!out.contains("asks for TLS"), "with a CA the URL's sslmode is satisfied: {out}");
+}

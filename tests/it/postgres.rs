@@ -63,11 +63,55 @@ async fn the_birth_bundle_goes_through_a_postgresql_store() {
     let page = gw.metrics().await;
     assert_eq!(metric(&page, "passerelle_store_info", &[("engine", "postgres")]), 1.0);
     assert!(page.contains("passerelle_store_pool_connections{state=\"idle\"}"), "the pool is measured");
-    assert!(metric(&page, "passerelle_store_commit_duration_seconds_count", &[]) >= 2.0, "commit latency is measured");
+    assert!(
+        metric(&page, "passerelle_store_commit_duration_seconds_count", &[("engine", "postgres")]) >= 2.0,
+        "commit latency is measured"
+    );
     let setup = gw.stop().await;
     let (code, out) = cli(&["audit", "verify", "--config", setup.main_config().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("checkpoint signatures verified"), "{out}");
+    schema.drop_now().await;
+}
+
+/// The CA for the test server's TLS certificate: `PASSERELLE_TEST_POSTGRES_CA`, or the snakeoil
+/// certificate Debian's PostgreSQL serves (self-signed, for `localhost`).
+fn server_ca() -> String {
+    std::env::var("PASSERELLE_TEST_POSTGRES_CA").unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".to_owned())
+}
+
+/// `store.ca_file` puts every store connection on TLS (rustls, verified against that CA and the
+/// URL's host name), and PostgreSQL itself reports those connections as encrypted.
+#[tokio::test]
+async fn the_store_connection_can_be_tls_verified_against_a_ca() {
+    let schema = Schema::create().await;
+    let (client, connection) = tokio_postgres::connect(&server(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let ssl: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(ssl, "on", "the test server must have ssl = on (Debian's default, with the snakeoil certificate)");
+    let app = format!("passerelle-tls-{}", &schema.0[3..]);
+    // The certificate names `localhost`; `hostaddr` keeps the connection on 127.0.0.1.
+    let url = format!(
+        "host=localhost hostaddr=127.0.0.1 port=5432 user=postgres dbname=test application_name={app} \
+         options='-c search_path={}'",
+        schema.0
+    );
+    let gw = Setup::new().store(&format!("url = \"{url}\"\nca_file = \"{}\"", server_ca())).start().await;
+    let ready = gw.admin.send(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    gw.recipient("ottawa-city").wait_for(1, Duration::from_secs(10)).await;
+    let rows = client
+        .query(
+            "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap();
+    assert!(rows.len() >= 2, "the writer and the pool are connected ({} connections)", rows.len());
+    assert!(rows.iter().all(|r| r.get::<_, bool>(0)), "every store connection is encrypted");
+    gw.stop().await;
     schema.drop_now().await;
 }
 
