@@ -44,6 +44,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Per recipient: the worker to wake after a commit, the breaker, the pooled client.
     pub recipients: Recipients,
+    /// The delivery workers, restarted from the new configuration by a reload.
+    pub dispatcher: Dispatcher,
     pub digest_key: DigestKey,
     /// Signs receipts and checkpoints.
     pub notary: Arc<Notary>,
@@ -84,18 +86,14 @@ impl Shared {
                 return Err(ReloadError::Invalid(Vec::new()));
             }
         };
-        let old = self.config.load();
-        let recipients = |c: &Config| c.recipients().map(|p| p.id.to_string()).collect::<Vec<_>>();
-        if recipients(&old) != recipients(&config) {
-            // Delivery workers are per recipient and started with the gateway.
-            tracing::warn!(message = "Recipients changed: deliveries to added recipients start at the next restart.");
-        }
         let fingerprint = config.fingerprint.clone();
         let mut event =
             AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "operator", "reloaded");
         event.reason = Some(format!("sha256:{fingerprint}"));
         self.store.append_audit(vec![event]).await?;
-        self.config.store(Arc::new(config));
+        let config = Arc::new(config);
+        self.config.store(config.clone());
+        self.dispatcher.apply(&config);
         self.metrics.config_reloads.with_label_values(&["applied"]).inc();
         tracing::info!(message = "Configuration reloaded.", fingerprint = %fingerprint);
         Ok(fingerprint)
@@ -114,7 +112,6 @@ pub struct Gateway {
     background: Vec<JoinHandle<()>>,
     /// The checkpoint signer stops last, so its final checkpoint covers every entry.
     checkpoints: (watch::Sender<bool>, JoinHandle<()>),
-    dispatcher: Dispatcher,
 }
 
 /// Opens the notary of a configuration: the signing key (created on first start) and the keys it
@@ -231,6 +228,7 @@ impl Gateway {
             store,
             metrics,
             recipients: dispatcher.recipients.clone(),
+            dispatcher,
             digest_key,
             notary,
             rejections,
@@ -265,7 +263,6 @@ impl Gateway {
             listeners: vec![partner_task, admin_task],
             background,
             checkpoints,
-            dispatcher,
         })
     }
 
@@ -280,7 +277,7 @@ impl Gateway {
         for task in self.listeners {
             let _ = task.await;
         }
-        self.dispatcher.join().await;
+        self.shared.dispatcher.join().await;
         // Rejections and the final checkpoint are written after the last delivery result.
         for task in self.background {
             let _ = task.await;

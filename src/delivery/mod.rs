@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -35,32 +36,57 @@ pub struct Recipient {
     pub id: String,
     /// Wakes the worker when new deliveries are committed or replayed.
     pub wake: Notify,
-    pub breaker: Breaker,
+    /// Kept across reloads: a reload does not forget that a recipient is down.
+    pub breaker: Arc<Breaker>,
     pub client: RecipientClient,
 }
 
-/// Every configured recipient, by id.
+/// Every configured recipient, by id: the set in force, swapped whole by a reload.
 #[derive(Clone, Default)]
 pub struct Recipients {
-    by_id: Arc<HashMap<String, Arc<Recipient>>>,
+    by_id: Arc<ArcSwap<HashMap<String, Arc<Recipient>>>>,
 }
 
 impl Recipients {
     /// Tells `recipient`'s worker there is new work.
     pub fn wake(&self, recipient: &str) {
-        if let Some(r) = self.by_id.get(recipient) {
+        if let Some(r) = self.by_id.load().get(recipient) {
             r.wake.notify_one();
         }
     }
 
-    pub fn get(&self, recipient: &str) -> Option<&Arc<Recipient>> {
-        self.by_id.get(recipient)
+    pub fn get(&self, recipient: &str) -> Option<Arc<Recipient>> {
+        self.by_id.load().get(recipient).cloned()
+    }
+
+    /// The ids of the recipients in force.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.by_id.load().keys().cloned().collect();
+        ids.sort();
+        ids
     }
 }
 
-/// The running delivery workers.
+/// The running delivery workers: one generation per configuration. A reload starts a new
+/// generation from the new configuration and tells the old one to stop claiming; the old
+/// workers finish the attempts they have in flight (under the settings they started with) and
+/// exit. Leases keep the two generations from sending the same delivery, and an ordered
+/// recipient's head stays leased until its attempt ends, so order holds across the switch.
 pub struct Dispatcher {
     pub recipients: Recipients,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    /// Names this process's leases; a generation number is added per worker.
+    instance: String,
+    shutdown: watch::Receiver<bool>,
+    workers: std::sync::Mutex<Generation>,
+}
+
+struct Generation {
+    number: u64,
+    /// Tells this generation's workers to stop claiming.
+    stop: watch::Sender<bool>,
+    /// Every worker of every generation still running, and the backlog observer.
     tasks: JoinSet<()>,
 }
 
@@ -81,31 +107,56 @@ struct Worker {
 impl Dispatcher {
     /// Starts one worker per recipient in `config`, and the backlog gauge updater.
     pub fn start(config: &Config, store: Arc<dyn Store>, metrics: Metrics, shutdown: watch::Receiver<bool>) -> Self {
-        let instance = uuid::Uuid::now_v7().simple().to_string();
-        let mut by_id = HashMap::new();
         let mut tasks = JoinSet::new();
+        let recipients = Recipients::default();
+        tasks.spawn(observe_backlog(recipients.clone(), store.clone(), metrics.clone(), shutdown.clone()));
+        let dispatcher = Dispatcher {
+            recipients,
+            store,
+            metrics,
+            instance: uuid::Uuid::now_v7().simple().to_string(),
+            shutdown,
+            workers: std::sync::Mutex::new(Generation { number: 0, stop: watch::channel(false).0, tasks }),
+        };
+        dispatcher.apply(config);
+        dispatcher
+    }
+
+    /// Puts `config`'s recipients in force: a new generation of workers, with new clients (so new
+    /// endpoints, CAs and certificates apply), each recipient's breaker carried over; recipients
+    /// no longer configured stop being delivered to (their deliveries wait in the store).
+    pub fn apply(&self, config: &Config) {
+        let mut generation = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        if *self.shutdown.borrow() {
+            return;
+        }
         let backoff = Backoff {
             initial: config.delivery.initial_backoff,
             max: config.delivery.max_backoff,
             max_attempts: config.delivery.max_attempts,
             max_age: config.delivery.max_age,
         };
-        let mut ids = Vec::new();
+        let previous = self.recipients.by_id.load_full();
+        let (stop, stop_rx) = watch::channel(false);
+        let number = generation.number + 1;
+        let mut by_id = HashMap::new();
         for partner in config.recipients() {
             let Some(endpoint) = &partner.delivery else { continue };
-            let recipient = Arc::new(Recipient {
-                id: partner.id.to_string(),
-                wake: Notify::new(),
-                breaker: Breaker::new(
+            let breaker = previous.get(&partner.id.to_string()).map(|r| r.breaker.clone()).unwrap_or_else(|| {
+                Arc::new(Breaker::new(
                     &partner.id,
                     config.delivery.breaker_failures,
                     config.delivery.breaker_open,
-                    metrics.clone(),
-                ),
+                    self.metrics.clone(),
+                ))
+            });
+            let recipient = Arc::new(Recipient {
+                id: partner.id.to_string(),
+                wake: Notify::new(),
+                breaker,
                 client: RecipientClient::new(endpoint),
             });
             by_id.insert(partner.id.to_string(), recipient.clone());
-            ids.push(partner.id.to_string());
             // Strict order is per recipient: if any agreement asks it, the recipient gets it.
             let ordered = config
                 .agreements
@@ -116,30 +167,34 @@ impl Dispatcher {
             let worker = Worker {
                 recipient,
                 ordered,
-                worker_id: format!("{instance}/{}", partner.id),
+                worker_id: format!("{}/{}/{number}", self.instance, partner.id),
                 slots: Arc::new(Semaphore::new(concurrency)),
                 concurrency,
-                store: store.clone(),
-                metrics: metrics.clone(),
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
                 settings: config.delivery.clone(),
                 backoff: backoff.clone(),
             };
-            tasks.spawn(Arc::new(worker).run(shutdown.clone()));
+            generation.tasks.spawn(Arc::new(worker).run(self.shutdown.clone(), stop_rx.clone()));
         }
-        tasks.spawn(observe_backlog(ids, store, metrics, shutdown));
-        Dispatcher { recipients: Recipients { by_id: Arc::new(by_id) }, tasks }
+        self.recipients.by_id.store(Arc::new(by_id));
+        let _ = generation.stop.send(true);
+        generation.stop = stop;
+        generation.number = number;
     }
 
     /// Waits for the workers to stop after shutdown was signalled.
-    pub async fn join(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn join(&self) {
+        let mut tasks = std::mem::take(&mut self.workers.lock().unwrap_or_else(|e| e.into_inner()).tasks);
+        while tasks.join_next().await.is_some() {}
     }
 }
 
 impl Worker {
-    async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Claims and sends until the gateway shuts down or a reload retires this worker's generation.
+    async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, mut retired: watch::Receiver<bool>) {
         loop {
-            if *shutdown.borrow() {
+            if *shutdown.borrow() || *retired.borrow() {
                 break;
             }
             let free = self.slots.available_permits();
@@ -161,6 +216,7 @@ impl Worker {
                     _ = tokio::time::sleep(idle) => {}
                     _ = self.slots.clone().acquire_owned(), if free == 0 => {}
                     _ = shutdown.changed() => {}
+                    _ = retired.changed() => {}
                 }
                 continue;
             }
@@ -275,7 +331,7 @@ impl Worker {
 
 /// Keeps the pending, oldest-pending and dead gauges current.
 async fn observe_backlog(
-    recipients: Vec<String>,
+    recipients: Recipients,
     store: Arc<dyn Store>,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
@@ -283,7 +339,7 @@ async fn observe_backlog(
     loop {
         if let Ok(backlog) = store.backlog().await {
             let now = clock::now_ms();
-            for recipient in &recipients {
+            for recipient in &recipients.ids() {
                 let b = backlog.iter().find(|b| &b.recipient == recipient);
                 BacklogObserved {
                     recipient,

@@ -17,5 +17,6 @@ mod operators;
 mod postgres;
 mod push;
 mod rejections;
+mod reload;
 mod requests;
 mod tls;
