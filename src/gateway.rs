@@ -53,6 +53,10 @@ pub struct Shared {
     pub rejections: Arc<RejectionTally>,
     /// Per-partner token buckets.
     pub rate_limiter: crate::rate_limit::RateLimiter,
+    /// Signed-in operator console sessions.
+    pub console_sessions: crate::http::console::Sessions,
+    /// The console's sampled counters, for rates and charts.
+    pub console_history: Arc<crate::http::console::History>,
 }
 
 /// Why a new configuration was not put in force (the old one stays).
@@ -202,6 +206,7 @@ impl Gateway {
         crate::secrets::warn_if_readable_by_others(&config);
 
         let rejections = Arc::new(RejectionTally::default());
+        let console_history = Arc::new(crate::http::console::History::default());
         let (stop_checkpoints, checkpoints_rx) = watch::channel(false);
         let checkpoints = (
             stop_checkpoints,
@@ -222,6 +227,11 @@ impl Gateway {
                 shutdown_rx.clone(),
             )),
             tokio::spawn(crate::retention::run(config.retention.clone(), store.clone(), shutdown_rx.clone())),
+            tokio::spawn(crate::http::console::run_sampler(
+                console_history.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+            )),
         ];
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
@@ -233,6 +243,8 @@ impl Gateway {
             notary,
             rejections,
             rate_limiter: Default::default(),
+            console_sessions: Default::default(),
+            console_history,
         });
         let (s, t) = (shared.clone(), shared.clone());
         let partner_task = tokio::spawn(server::serve(

@@ -51,8 +51,13 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         }
         _ => {}
     }
+    let signed_in = has_admin_token(config.admin.token.as_deref(), &req)
+        || shared.console_sessions.valid(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()));
+    if path == "/console" || path.starts_with("/console/") {
+        return console(&shared, config.admin.token.as_deref(), req, lang, signed_in).await;
+    }
     let result = async {
-        if !has_admin_token(config.admin.token.as_deref(), &req) {
+        if !signed_in {
             return Err(ApiError::AdminTokenRequired);
         }
         if method == Method::POST && !same_origin(&req) {
@@ -74,6 +79,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
                 }
                 replay(&shared, ReplayTarget::Recipient(recipient.to_string())).await
             }
+            (Method::GET, ["admin", "v1", "overview"]) => {
+                Ok(json_response(StatusCode::OK, super::console::overview(&shared, &config).to_string().into_bytes()))
+            }
             (Method::GET, ["admin", "v1", "audit"]) => audit(&shared, req.uri().query().unwrap_or("")).await,
             (Method::POST, ["admin", "v1", "reload"]) => Ok(match shared.reload().await {
                 Ok(fingerprint) => json_response(
@@ -88,7 +96,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
                 ),
                 Err(e) => return Err(ApiError::StoreUnavailable(e.to_string())),
             }),
-            (_, ["admin", "v1", "deliveries"] | ["admin", "v1", "audit"]) => {
+            (_, ["admin", "v1", "deliveries"] | ["admin", "v1", "audit"] | ["admin", "v1", "overview"]) => {
                 Err(ApiError::MethodNotAllowed { allow: "GET" })
             }
             (
@@ -102,6 +110,91 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
     }
     .await;
     result.unwrap_or_else(|e| e.to_response(lang, &path))
+}
+
+/// The console: the page for a signed-in operator, else the sign-in form; signing in and out.
+async fn console(
+    shared: &Shared,
+    token: Option<&str>,
+    req: Request<Incoming>,
+    lang: Lang,
+    signed_in: bool,
+) -> Response<Full<Bytes>> {
+    use super::console;
+    let lang_tag = match lang {
+        Lang::Fr => "fr",
+        Lang::En => "en",
+    };
+    let nonce: String = crate::random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, "/console") if signed_in => {
+            html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce))
+        }
+        (Method::GET | Method::HEAD, "/console") => {
+            html_response(StatusCode::OK, &nonce, console::login(lang_tag, &nonce, false))
+        }
+        (Method::POST, "/console/login" | "/console/logout") if !same_origin(&req) => {
+            ApiError::CrossOrigin.to_response(lang, &path)
+        }
+        (Method::POST, "/console/login") => {
+            let body = http_body_util::Limited::new(req.into_body(), 4096);
+            let presented = match http_body_util::BodyExt::collect(body).await {
+                Ok(body) => console::form_token(&body.to_bytes()),
+                Err(_) => None,
+            };
+            let valid = match (token, presented) {
+                (Some(token), Some(presented)) => bool::from(presented.as_bytes().ct_eq(token.as_bytes())),
+                _ => false,
+            };
+            if !valid {
+                tracing::warn!(message = "Console sign-in refused.");
+                return html_response(StatusCode::UNAUTHORIZED, &nonce, console::login(lang_tag, &nonce, true));
+            }
+            tracing::info!(message = "Console sign-in.");
+            let session = shared.console_sessions.start();
+            redirect_to_console(&console::set_cookie(Some(&session)))
+        }
+        (Method::POST, "/console/logout") => {
+            shared.console_sessions.end(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()));
+            redirect_to_console(&console::set_cookie(None))
+        }
+        (_, "/console") => ApiError::MethodNotAllowed { allow: "GET" }.to_response(lang, &path),
+        (_, "/console/login" | "/console/logout") => {
+            ApiError::MethodNotAllowed { allow: "POST" }.to_response(lang, &path)
+        }
+        _ => ApiError::RouteNotFound.to_response(lang, &path),
+    }
+}
+
+/// An HTML page whose inline script and style run only with `nonce`, never framed or cached.
+fn html_response(status: StatusCode, nonce: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = text_response(status, "text/html; charset=utf-8", body);
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; \
+         img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let h = response.headers_mut();
+    if let Ok(csp) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: with it, a form post says `Origin: null` and the origin check refuses it.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// `303 See Other` to the console, setting (or clearing) the session cookie.
+fn redirect_to_console(cookie: &str) -> Response<Full<Bytes>> {
+    let mut response = text_response(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+    response.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/console"));
+    if let Ok(cookie) = HeaderValue::from_str(cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// Whether the request carries the admin token as a bearer header (compared in constant time).

@@ -5,6 +5,7 @@
 //! that turns failures into answers.
 
 pub mod admin;
+pub mod console;
 pub mod error;
 pub mod i18n;
 pub mod partner;

@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod config_check;
+mod console;
 mod crash;
 mod dead_letters;
 mod delivery;

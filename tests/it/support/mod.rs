@@ -1,6 +1,7 @@
 //! Shared test helpers: a real gateway on 127.0.0.1 port 0, its configuration in a temporary
 //! directory, mock recipients, and a small HTTP client.
 
+pub mod browser;
 pub mod mock;
 
 use std::collections::HashMap;

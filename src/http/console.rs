@@ -1,0 +1,441 @@
+//! The operator console: one self-contained page on the admin listener (`GET /console`), its
+//! login, and the overview it polls (`GET /admin/v1/overview`).
+//!
+//! The page is `console.html`, compiled in: no build step, nothing fetched from elsewhere, its
+//! script and style allowed by a per-response CSP nonce. Signing in with the admin token sets a
+//! session cookie (`HttpOnly`, `SameSite=Strict`, never the token itself); the session then
+//! stands for the bearer token on every admin call, and state-changing calls still need a
+//! same-origin request (see [`super::admin`]).
+//!
+//! Every number the page shows comes from the gateway's own Prometheus counters and gauges, so
+//! the console and `/metrics` cannot disagree. A sampler keeps the counters' totals every
+//! [`SAMPLE_EVERY`] for [`HISTORY`]; rates per minute and the charts are computed from those
+//! samples. The history is bounded and holds no record values (labels come from configuration).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus::core::Collector;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::gateway::Shared;
+use crate::telemetry::Metrics;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "passerelle_console";
+/// How long a console session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+/// Sessions held at once; signing in beyond it ends the oldest.
+const MAX_SESSIONS: usize = 64;
+/// How often the sampler reads the counters.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// How far back the charts go.
+const HISTORY: Duration = Duration::from_secs(30 * 60);
+
+const PAGE: &str = include_str!("console.html");
+const LOGIN: &str = include_str!("console-login.html");
+
+/// Signed-in console sessions, by the SHA-256 of their cookie (the cookie itself is not kept).
+#[derive(Default)]
+pub struct Sessions {
+    by_digest: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+impl Sessions {
+    /// Starts a session and returns the cookie value that stands for it.
+    pub fn start(&self) -> String {
+        let secret: [u8; 32] = crate::random_bytes();
+        let cookie: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let now = Instant::now();
+        let mut sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, expires| *expires > now);
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k)
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(digest(&cookie), now + SESSION_TTL);
+        cookie
+    }
+
+    /// Whether the request's `Cookie` header carries a live session.
+    pub fn valid(&self, cookie_header: Option<&str>) -> bool {
+        let Some(value) = cookie_header.and_then(session_cookie) else { return false };
+        let sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.get(&digest(value)).is_some_and(|expires| *expires > Instant::now())
+    }
+
+    /// Ends the request's session, if any.
+    pub fn end(&self, cookie_header: Option<&str>) {
+        if let Some(value) = cookie_header.and_then(session_cookie) {
+            self.by_digest.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(value));
+        }
+    }
+}
+
+fn digest(cookie: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, cookie.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The value of our cookie in a `Cookie` header.
+fn session_cookie(header: &str) -> Option<&str> {
+    header.split(';').find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+/// The `Set-Cookie` value for a session (or, with `None`, one that clears it). No `Secure`
+/// attribute: the admin listener speaks plain HTTP and belongs on loopback or behind a proxy.
+pub fn set_cookie(session: Option<&str>) -> String {
+    match session {
+        Some(value) => {
+            format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_TTL.as_secs())
+        }
+        None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    }
+}
+
+/// The counters' totals at one moment.
+#[derive(Clone, Default)]
+struct Sample {
+    at_ms: i64,
+    /// (sender, record type, outcome) → records.
+    records: BTreeMap<(String, String, String), u64>,
+    /// (recipient, agreement, outcome) → delivery attempts and replays.
+    deliveries: BTreeMap<(String, String, String), u64>,
+    /// recipient → deliveries pending.
+    pending: BTreeMap<String, u64>,
+}
+
+/// The last [`HISTORY`] of samples.
+#[derive(Default)]
+pub struct History {
+    samples: Mutex<VecDeque<Sample>>,
+}
+
+impl History {
+    fn push(&self, sample: Sample) {
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = (HISTORY.as_secs() / SAMPLE_EVERY.as_secs()) as usize + 1;
+        while samples.len() >= keep {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+    }
+
+    fn snapshot(&self) -> Vec<Sample> {
+        self.samples.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+}
+
+/// Samples the counters every [`SAMPLE_EVERY`] until shutdown.
+pub async fn run_sampler(history: Arc<History>, metrics: Metrics, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        history.push(sample(&metrics));
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Every series of a metric: its labels (in `names` order) and its value.
+fn series(collector: &impl Collector, names: &[&str]) -> Vec<(Vec<String>, f64)> {
+    let mut out = Vec::new();
+    for family in collector.collect() {
+        let kind = family.get_field_type();
+        for m in family.get_metric() {
+            let labels = names
+                .iter()
+                .map(|n| {
+                    m.get_label().iter().find(|l| l.name() == *n).map(|l| l.value().to_owned()).unwrap_or_default()
+                })
+                .collect();
+            let value = match kind {
+                prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+                prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+                _ => continue,
+            };
+            out.push((labels, value));
+        }
+    }
+    out
+}
+
+fn triple(labels: Vec<String>) -> (String, String, String) {
+    let mut it = labels.into_iter();
+    (it.next().unwrap_or_default(), it.next().unwrap_or_default(), it.next().unwrap_or_default())
+}
+
+fn sample(metrics: &Metrics) -> Sample {
+    Sample {
+        at_ms: crate::clock::now_ms(),
+        records: series(&metrics.records_received, &["sender", "record_type", "outcome"])
+            .into_iter()
+            .map(|(l, v)| (triple(l), v as u64))
+            .collect(),
+        deliveries: series(&metrics.deliveries, &["recipient", "agreement", "outcome"])
+            .into_iter()
+            .map(|(l, v)| (triple(l), v as u64))
+            .collect(),
+        pending: series(&metrics.deliveries_pending, &["recipient"])
+            .into_iter()
+            .map(|(mut l, v)| (l.swap_remove(0), v as u64))
+            .collect(),
+    }
+}
+
+/// One sender and record type's records, now and at the base of the rates.
+#[derive(Default)]
+struct SenderTally {
+    accepted: u64,
+    rejected: u64,
+    duplicate: u64,
+    accepted_then: u64,
+    rejected_then: u64,
+}
+
+/// A counter's total now, and at the base of the rates (`None` before there is a base).
+type Totals = (u64, Option<u64>);
+
+/// Record outcomes that are not rejections.
+fn is_rejection(outcome: &str) -> bool {
+    outcome != "accepted" && outcome != "duplicate"
+}
+
+/// Per minute over the window from `then` to `now` (`None` until two samples exist).
+fn per_minute(now_total: u64, then_total: Option<u64>, window_ms: i64) -> Value {
+    match then_total {
+        Some(then) if window_ms > 0 => {
+            let rate = now_total.saturating_sub(then) as f64 * 60_000.0 / window_ms as f64;
+            json!((rate * 10.0).round() / 10.0)
+        }
+        _ => Value::Null,
+    }
+}
+
+/// What the console shows, from the counters as they are now and the sampled history.
+pub fn overview(shared: &Shared, config: &Config) -> Value {
+    let metrics = &shared.metrics;
+    let now = sample(metrics);
+    let history = shared.console_history.snapshot();
+    // The sample about a minute old (or the oldest there is) is the base of the rates.
+    let base = history.iter().find(|s| s.at_ms >= now.at_ms - 60_000 - SAMPLE_EVERY.as_millis() as i64 / 2);
+    let window = base.map_or(0, |b| now.at_ms - b.at_ms);
+
+    let mut senders: BTreeMap<(String, String), SenderTally> = BTreeMap::new();
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for ((sender, record_type, outcome), count) in &now.records {
+        let then = base.and_then(|b| b.records.get(&(sender.clone(), record_type.clone(), outcome.clone()))).copied();
+        let row = senders.entry((sender.clone(), record_type.clone())).or_default();
+        if outcome == "accepted" {
+            row.accepted += count;
+            row.accepted_then += then.unwrap_or(0);
+        } else if is_rejection(outcome) {
+            row.rejected += count;
+            row.rejected_then += then.unwrap_or(0);
+            *reasons.entry(outcome.clone()).or_default() += count;
+        } else {
+            row.duplicate += count;
+        }
+    }
+    let has_base = base.is_some();
+    let senders: Vec<Value> = senders
+        .into_iter()
+        .map(|((sender, record_type), t)| {
+            json!({
+                "sender": sender,
+                "record_type": record_type,
+                "accepted": t.accepted,
+                "rejected": t.rejected,
+                "duplicate": t.duplicate,
+                "accepted_per_minute": per_minute(t.accepted, has_base.then_some(t.accepted_then), window),
+                "rejected_per_minute": per_minute(t.rejected, has_base.then_some(t.rejected_then), window),
+            })
+        })
+        .collect();
+
+    // (recipient, agreement) → outcome → (total now, total at the base sample).
+    let mut flows: BTreeMap<(String, String), BTreeMap<String, Totals>> = BTreeMap::new();
+    for ((recipient, agreement, outcome), count) in &now.deliveries {
+        let then = base
+            .map(|b| b.deliveries.get(&(recipient.clone(), agreement.clone(), outcome.clone())).copied().unwrap_or(0));
+        flows.entry((recipient.clone(), agreement.clone())).or_default().insert(outcome.clone(), (*count, then));
+    }
+    let deliveries: Vec<Value> = flows
+        .into_iter()
+        .map(|((recipient, agreement), outcomes)| {
+            let mut row = json!({"recipient": recipient, "agreement": agreement});
+            for outcome in ["delivered", "retry", "dead", "replayed"] {
+                let (total, then) = outcomes.get(outcome).copied().unwrap_or((0, base.map(|_| 0)));
+                row[outcome] = json!(total);
+                row[format!("{outcome}_per_minute")] = per_minute(total, then, window);
+            }
+            row
+        })
+        .collect();
+
+    let gauge = |collector: &dyn Fn() -> Vec<(Vec<String>, f64)>| -> HashMap<String, f64> {
+        collector().into_iter().map(|(mut l, v)| (l.swap_remove(0), v)).collect()
+    };
+    let oldest = gauge(&|| series(&metrics.delivery_oldest_pending, &["recipient"]));
+    let dead = gauge(&|| series(&metrics.deliveries_dead, &["recipient"]));
+    let breakers = gauge(&|| series(&metrics.breaker_state, &["recipient"]));
+    let recipients: Vec<Value> = config
+        .recipients()
+        .filter(|p| p.delivery.is_some())
+        .map(|p| {
+            let id = p.id.to_string();
+            json!({
+                "recipient": id,
+                "name_en": p.name_en,
+                "name_fr": p.name_fr,
+                "pending": now.pending.get(&id).copied().unwrap_or(0),
+                "oldest_pending_seconds": oldest.get(&id).copied().unwrap_or(0.0),
+                "dead": dead.get(&id).copied().unwrap_or(0.0) as u64,
+                "breaker": match breakers.get(&id).copied().unwrap_or(0.0) as i64 {
+                    2 => "open",
+                    1 => "probing",
+                    _ => "closed",
+                },
+            })
+        })
+        .collect();
+
+    // Charts: per minute between consecutive samples, the last one being now.
+    let mut points = history;
+    points.push(now.clone());
+    let chart: Vec<Value> = points
+        .windows(2)
+        .filter(|w| w[1].at_ms > w[0].at_ms)
+        .map(|w| {
+            let dt = w[1].at_ms - w[0].at_ms;
+            let records = |s: &Sample, f: &dyn Fn(&str) -> bool| -> u64 {
+                s.records.iter().filter(|((_, _, o), _)| f(o)).map(|(_, n)| n).sum()
+            };
+            let attempts = |s: &Sample, outcome: &str| -> u64 {
+                s.deliveries.iter().filter(|((_, _, o), _)| o == outcome).map(|(_, n)| n).sum()
+            };
+            let rate = |a: u64, b: u64| (b.saturating_sub(a) as f64 * 60_000.0 / dt as f64 * 10.0).round() / 10.0;
+            json!({
+                "at": w[1].at_ms,
+                "accepted": rate(records(&w[0], &|o| o == "accepted"), records(&w[1], &|o| o == "accepted")),
+                "rejected": rate(records(&w[0], &is_rejection), records(&w[1], &is_rejection)),
+                "delivered": rate(attempts(&w[0], "delivered"), attempts(&w[1], "delivered")),
+                "retry": rate(attempts(&w[0], "retry"), attempts(&w[1], "retry")),
+                "dead": rate(attempts(&w[0], "dead"), attempts(&w[1], "dead")),
+                "pending": w[1].pending.values().sum::<u64>(),
+            })
+        })
+        .collect();
+
+    let partners: Vec<Value> = config
+        .partners
+        .values()
+        .map(|p| json!({"id": p.id.to_string(), "name_en": p.name_en, "name_fr": p.name_fr}))
+        .collect();
+    let agreements: Vec<Value> = config
+        .agreements
+        .iter()
+        .map(|a| json!({"id": a.id.to_string(), "title_en": a.title_en, "title_fr": a.title_fr}))
+        .collect();
+    let checkpoint_at = metrics.audit_last_checkpoint.get();
+    json!({
+        "generated_at_ms": now.at_ms,
+        "rate_window_seconds": window / 1000,
+        "version": env!("CARGO_PKG_VERSION"),
+        "config_fingerprint": config.fingerprint,
+        "store": shared.store.engine(),
+        "partners": partners,
+        "agreements": agreements,
+        "senders": senders,
+        "rejection_reasons": reasons.into_iter().map(|(reason, count)| json!({"reason": reason, "count": count})).collect::<Vec<_>>(),
+        "deliveries": deliveries,
+        "recipients": recipients,
+        "chart": chart,
+        "audit": {
+            "last_checkpoint_seq": metrics.audit_last_checkpoint_seq.get(),
+            "last_checkpoint_at_ms": (checkpoint_at > 0.0).then_some((checkpoint_at * 1000.0) as i64),
+            "checkpoints": metrics.audit_checkpoints.get(),
+        },
+    })
+}
+
+/// The console page, in `lang` until the operator switches, with `nonce` on its script and style.
+pub fn page(lang: &str, nonce: &str) -> String {
+    PAGE.replace("{{LANG}}", lang).replace("{{NONCE}}", nonce)
+}
+
+/// The sign-in page; `failed` shows that the last token was wrong.
+pub fn login(lang: &str, nonce: &str, failed: bool) -> String {
+    LOGIN
+        .replace("{{LANG}}", lang)
+        .replace("{{NONCE}}", nonce)
+        .replace("{{FAILED}}", if failed { "" } else { "hidden" })
+}
+
+/// The `token` field of an `application/x-www-form-urlencoded` body.
+pub fn form_token(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let raw = text.split('&').find_map(|pair| pair.strip_prefix("token="))?;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok().map(|t| t.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_known_by_its_cookie_only_and_ends() {
+        let sessions = Sessions::default();
+        let cookie = sessions.start();
+        assert!(sessions.valid(Some(&format!("other=1; {COOKIE}={cookie}"))));
+        assert!(!sessions.valid(Some(&format!("{COOKIE}={}", "0".repeat(64)))));
+        assert!(!sessions.valid(None));
+        sessions.end(Some(&format!("{COOKIE}={cookie}")));
+        assert!(!sessions.valid(Some(&format!("{COOKIE}={cookie}"))));
+    }
+
+    #[test]
+    fn sessions_are_bounded() {
+        let sessions = Sessions::default();
+        let first = sessions.start();
+        for _ in 0..MAX_SESSIONS {
+            sessions.start();
+        }
+        assert!(!sessions.valid(Some(&format!("{COOKIE}={first}"))), "the oldest session made room");
+        assert_eq!(sessions.by_digest.lock().unwrap().len(), MAX_SESSIONS);
+    }
+
+    #[test]
+    fn the_form_token_is_decoded() {
+        assert_eq!(form_token(b"token=abc%2Fd+e&x=1").as_deref(), Some("abc/d e"));
+        assert_eq!(form_token(b"x=1"), None);
+        assert_eq!(form_token(b"token=%zz"), None);
+    }
+
+    #[test]
+    fn the_history_is_bounded() {
+        let history = History::default();
+        for i in 0..1000 {
+            history.push(Sample { at_ms: i, ..Default::default() });
+        }
+        assert_eq!(history.snapshot().len(), (HISTORY.as_secs() / SAMPLE_EVERY.as_secs()) as usize + 1);
+    }
+}

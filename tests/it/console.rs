@@ -1,0 +1,238 @@
+//! The operator console in a real headless Chromium: sign in, numbers that match `/metrics`,
+//! French and English, replaying dead letters with the mouse and with the keyboard, a narrow
+//! window, and screenshots (printed paths under `target/console/`).
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::browser::{Browser, ENTER, TAB};
+use crate::support::*;
+
+/// The number shown in a cell ("1,234" → 1234; "–" → 0).
+fn number(text: &str) -> f64 {
+    let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
+    digits.parse().unwrap_or(0.0)
+}
+
+async fn cell(browser: &Browser, row: &str, field: &str) -> f64 {
+    let element = browser.find(&format!("{row} td[data-field=\"{field}\"]")).await;
+    number(&browser.text(&element).await)
+}
+
+/// Waits until the page shows data generated after `after_ms`.
+async fn refreshed(browser: &Browser, after_ms: i64) {
+    browser.click(&browser.find("#refresh").await).await;
+    browser
+        .wait_until(
+            &format!("return Number(document.body.dataset.generated || 0) > {after_ms};"),
+            Duration::from_secs(10),
+        )
+        .await;
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
+    let gw = Setup::new().start().await;
+    // The child benefit refuses everything for now: its deliveries die at once.
+    gw.recipient("cra-child-benefit").respond(400);
+    for _ in 0..3 {
+        let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    }
+    let invalid = record("birth-registration-1.1-invalid.json");
+    assert_eq!(gw.post_record("on-vital-stats", "birth-registration", &invalid).await.status, 422);
+    let r = gw.post_record("on-health-plan", "address-change", &record("address-change-1.0.json")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    gw.recipient("cra-child-benefit").wait_for(4, Duration::from_secs(10)).await;
+    gw.recipient("ottawa-city").wait_for(3, Duration::from_secs(10)).await;
+    // The traffic has stopped; the backlog gauges settle within their 2 s period.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let base = format!("http://{}", gw.gateway.as_ref().unwrap().admin_addr);
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/console")).await;
+    // A wrong token is refused on the form, in words.
+    browser.type_into(&browser.find("#token").await, "not-the-token").await;
+    browser.click(&browser.find("#sign-in").await).await;
+    browser.wait_until("return !document.getElementById('login-failed').hidden;", Duration::from_secs(10)).await;
+    browser.type_into(&browser.find("#token").await, "test-admin-token").await;
+    browser.click(&browser.find("#sign-in").await).await;
+    browser.wait_until("return !!document.body.dataset.generated;", Duration::from_secs(10)).await;
+
+    // The session cookie: HttpOnly, SameSite=Strict, and not the token itself.
+    let cookies = browser.cookies().await;
+    let session = cookies.iter().find(|c| c["name"] == "passerelle_console").expect("the session cookie is set");
+    assert_eq!(session["httpOnly"], true);
+    assert_eq!(session["sameSite"], "Strict");
+    assert!(!session["value"].as_str().unwrap().contains("test-admin-token"));
+    assert_eq!(browser.execute("return document.cookie;", json!([])).await, "", "scripts cannot read the session");
+
+    refreshed(&browser, now_ms()).await;
+    let page = gw.metrics().await;
+    let received = |sender: &str, record_type: &str, outcome: &str| {
+        metric(
+            &page,
+            "passerelle_records_received_total",
+            &[("sender", sender), ("record_type", record_type), ("outcome", outcome)],
+        )
+    };
+    let row = "#senders tr[data-sender=\"on-vital-stats\"][data-record-type=\"birth-registration\"]";
+    assert_eq!(cell(&browser, row, "accepted").await, received("on-vital-stats", "birth-registration", "accepted"));
+    assert_eq!(cell(&browser, row, "accepted").await, 3.0);
+    assert_eq!(cell(&browser, row, "rejected").await, received("on-vital-stats", "birth-registration", "invalid"));
+    assert_eq!(cell(&browser, row, "rejected").await, 1.0);
+    let address = "#senders tr[data-sender=\"on-health-plan\"][data-record-type=\"address-change\"]";
+    assert_eq!(cell(&browser, address, "accepted").await, received("on-health-plan", "address-change", "accepted"));
+    assert_eq!(cell(&browser, address, "accepted").await, 1.0);
+    assert_eq!(cell(&browser, "#reasons tr[data-reason=\"invalid\"]", "count").await, 1.0);
+    for recipient in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan", "ottawa-city"] {
+        let row = format!("#recipients tr[data-recipient=\"{recipient}\"]");
+        let gauge = |name: &str| metric(&page, name, &[("recipient", recipient)]);
+        assert_eq!(cell(&browser, &row, "pending").await, gauge("passerelle_deliveries_pending"), "{recipient}");
+        assert_eq!(cell(&browser, &row, "dead").await, gauge("passerelle_deliveries_dead"), "{recipient}");
+    }
+    let cra = "#flows tr[data-recipient=\"cra-child-benefit\"][data-agreement=\"birth-federal-on\"]";
+    let deliveries = |recipient: &str, agreement: &str, outcome: &str| {
+        metric(
+            &page,
+            "passerelle_deliveries_total",
+            &[("recipient", recipient), ("agreement", agreement), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(cell(&browser, cra, "dead").await, deliveries("cra-child-benefit", "birth-federal-on", "dead"));
+    assert_eq!(cell(&browser, cra, "dead").await, 3.0);
+    let ottawa = "#flows tr[data-recipient=\"ottawa-city\"][data-agreement=\"birth-ottawa\"]";
+    assert_eq!(cell(&browser, ottawa, "delivered").await, deliveries("ottawa-city", "birth-ottawa", "delivered"));
+    let breaker = browser.find("#recipients tr[data-recipient=\"esdc-sin-registry\"] .badge").await;
+    assert_eq!(browser.text(&breaker).await, "closed");
+    assert_eq!(browser.find_all("#dead-letters button.replay").await.len(), 4);
+    assert_ne!(browser.text(&browser.find("#checkpoints").await).await, "…", "the audit panel is filled");
+
+    let screenshots = repo().join("target/console");
+    let wide = screenshots.join("console-1280x800.png");
+    browser.screenshot(&wide).await;
+    println!("console screenshot: {}", wide.display());
+
+    // French, and back.
+    browser.click(&browser.find("#lang-toggle").await).await;
+    assert_eq!(browser.text(&browser.find("#title").await).await, "Console d'exploitation Passerelle");
+    assert_eq!(browser.text(&breaker_badge(&browser).await).await, "fermé");
+    let french = screenshots.join("console-fr-1280x800.png");
+    browser.screenshot(&french).await;
+    println!("console screenshot (French): {}", french.display());
+    browser.click(&browser.find("#lang-toggle").await).await;
+    assert_eq!(browser.text(&browser.find("#title").await).await, "Passerelle operator console");
+
+    // The child benefit is back; replay one dead letter with the mouse, after confirming.
+    gw.recipient("cra-child-benefit").respond(202);
+    let buttons = browser.find_all("#dead-letters button.replay").await;
+    browser.click(&buttons[0]).await;
+    browser.wait_until("return document.getElementById('confirm').open;", Duration::from_secs(5)).await;
+    browser.click(&browser.find("#confirm-yes").await).await;
+    gw.recipient("cra-child-benefit").wait_for(5, Duration::from_secs(10)).await;
+    browser
+        .wait_until(
+            "return document.querySelectorAll('#dead-letters button.replay').length === 3;",
+            Duration::from_secs(10),
+        )
+        .await;
+
+    // And one with the keyboard only: Enter on the button, Tab from Cancel to Replay, Enter.
+    browser.execute("document.querySelector('#dead-letters button.replay').focus();", json!([])).await;
+    browser.press(&[ENTER]).await;
+    browser.wait_until("return document.getElementById('confirm').open;", Duration::from_secs(5)).await;
+    assert_eq!(
+        browser.execute("return document.activeElement.id;", json!([])).await,
+        "confirm-no",
+        "the dialog opens on Cancel, the safe choice"
+    );
+    browser.press(&[TAB, ENTER]).await;
+    gw.recipient("cra-child-benefit").wait_for(6, Duration::from_secs(10)).await;
+    browser
+        .wait_until(
+            "return document.querySelectorAll('#dead-letters button.replay').length === 2;",
+            Duration::from_secs(10),
+        )
+        .await;
+    let page = gw.metrics().await;
+    let replayed = ["birth-federal-on", "address-change-on"]
+        .iter()
+        .map(|a| {
+            metric(
+                &page,
+                "passerelle_deliveries_total",
+                &[("recipient", "cra-child-benefit"), ("agreement", a), ("outcome", "replayed")],
+            )
+        })
+        .sum::<f64>();
+    assert_eq!(replayed, 2.0);
+
+    // A narrow window: the page reflows instead of scrolling sideways.
+    browser.set_window(420, 800).await;
+    browser
+        .wait_until("return document.documentElement.scrollWidth <= window.innerWidth + 1;", Duration::from_secs(5))
+        .await;
+    let narrow = screenshots.join("console-narrow.png");
+    browser.screenshot(&narrow).await;
+    println!("console screenshot (narrow): {}", narrow.display());
+    drop(browser);
+    gw.stop().await;
+}
+
+async fn breaker_badge(browser: &Browser) -> String {
+    browser.find("#recipients tr[data-recipient=\"esdc-sin-registry\"] .badge").await
+}
+
+/// Without a session the console is a sign-in form and the overview is refused; the form
+/// refuses a cross-site post; the page defaults to French for a French browser; the page's
+/// script and style run under a nonce-only CSP.
+#[tokio::test]
+async fn the_console_needs_a_session_and_speaks_the_browsers_language() {
+    let gw = Setup::new().start().await;
+    let login = gw.admin.send(Method::GET, "/console", &[("accept-language", "fr-CA,fr;q=0.9")], "").await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.text().contains("<html lang=\"fr\">"));
+    assert!(login.text().contains("name=\"token\""));
+    let csp = login.header("content-security-policy").unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'nonce-"), "{csp}");
+    assert_eq!(login.header("x-frame-options"), Some("DENY"));
+    let overview = gw.admin.send(Method::GET, "/admin/v1/overview", &[], "").await;
+    assert_eq!(overview.status, StatusCode::UNAUTHORIZED);
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let cross = gw
+        .admin
+        .send(Method::POST, "/console/login", &[form[0], ("origin", "http://evil.example")], "token=test-admin-token")
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    assert!(cross.header("set-cookie").is_none());
+    let ok = gw.admin.send(Method::POST, "/console/login", &form, "token=test-admin-token").await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let cookie = ok.header("set-cookie").unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let overview = gw.admin.send(Method::GET, "/admin/v1/overview", &[("cookie", &session)], "").await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert_eq!(overview.json()["store"], "sqlite");
+    // A signed-in POST from another origin is still refused.
+    let replay = gw
+        .admin
+        .send(
+            Method::POST,
+            "/admin/v1/recipients/ottawa-city/replay",
+            &[("cookie", &session), ("origin", "http://evil.example")],
+            "",
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN);
+    let out = gw.admin.send(Method::POST, "/console/logout", &[("cookie", &session)], "").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let overview = gw.admin.send(Method::GET, "/admin/v1/overview", &[("cookie", &session)], "").await;
+    assert_eq!(overview.status, StatusCode::UNAUTHORIZED, "a signed-out session is gone");
+    gw.stop().await;
+}
