@@ -127,10 +127,23 @@ pub struct PostgresOptions {
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// The connector for `tls`: rustls when configured; otherwise one that is never used, because the
-/// configuration then says `sslmode=disable` (see `config::postgres_tls`).
+/// The connector for `tls`: rustls when configured; otherwise one that is never used, because
+/// [`plain_unless_tls`] then sets `sslmode=disable`.
 fn connector(tls: &Option<Arc<rustls::ClientConfig>>) -> MakeRustlsConnect {
     MakeRustlsConnect::new(tls.as_deref().cloned().unwrap_or_else(|| (*crate::tls::plain_client()).clone()))
+}
+
+/// Without a CA there is no TLS at all (tokio-postgres would otherwise try it under its default
+/// `sslmode=prefer` and fail on an unverifiable certificate): never unverified encryption.
+fn plain_unless_tls(
+    config: &tokio_postgres::Config,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    if tls.is_none() {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
+    config
 }
 
 /// One connection outside the pool, its I/O driven by a task of its own.
@@ -138,7 +151,7 @@ pub async fn connect(
     config: &tokio_postgres::Config,
     tls: &Option<Arc<rustls::ClientConfig>>,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(connector(tls)).await?;
+    let (client, connection) = plain_unless_tls(config, tls).connect(connector(tls)).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(message = "A store connection closed.", %error);
@@ -170,7 +183,7 @@ impl PostgresStore {
     /// Connects, applies migrations (once across instances) and starts the writer task.
     pub async fn open(options: PostgresOptions, metrics: Metrics) -> Result<Self, StoreError> {
         let manager = Manager::from_config(
-            options.config.clone(),
+            plain_unless_tls(&options.config, &options.tls),
             connector(&options.tls),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
