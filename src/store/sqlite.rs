@@ -286,10 +286,9 @@ impl<T: Send, F: FnOnce(&mut Cx<'_>) -> rusqlite::Result<T> + Send> Job for Op<T
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the store and starts its writer thread.
     pub fn open(options: SqliteOptions, metrics: Metrics) -> Result<Self, StoreError> {
-        if let Some(dir) = options.path.parent() {
-            crate::secrets::create_private_dir(dir)
-                .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
-        }
+        // Created owner-only before SQLite sees it, so its -wal and -shm files are too.
+        crate::secrets::create_private_file(&options.path)
+            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", options.path.display())))?;
         let mut conn = open(&options.path).map_err(engine)?;
         migrate(&mut conn).map_err(engine)?;
         // Checkpoints copy the log into the database file and fsync it: on the writer they would

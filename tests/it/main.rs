@@ -14,6 +14,7 @@ mod hostile;
 mod isolation;
 mod limits;
 mod operators;
+mod permissions;
 mod postgres;
 mod push;
 mod rejections;
