@@ -56,10 +56,7 @@ struct AdminClient {
 
 impl AdminClient {
     fn new(args: &AdminArgs) -> anyhow::Result<Self> {
-        let config = crate::config::load(&args.config).map_err(|e| {
-            super::check::print_problems(&e.problems);
-            anyhow::anyhow!("the configuration {} has problems", args.config.display())
-        })?;
+        let config = super::load_config(&args.config)?;
         let token = std::env::var("PASSERELLE_ADMIN_TOKEN")
             .ok()
             .or_else(|| config.admin.token.as_deref().map(str::to_owned))

@@ -105,6 +105,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Loads a configuration for a command, printing its problems (grouped by file, with the fix)
+/// when it has any.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<crate::config::Config> {
+    crate::config::load(path).map_err(|e| {
+        check::print_problems(&e.problems);
+        anyhow::anyhow!("the configuration {} has problems", path.display())
+    })
+}
+
+/// A progress bar on standard error for a long operation over `len` things counted in `unit`
+/// ("entries", "pages", "rows"). indicatif hides it when standard error is not a terminal, so
+/// scripts and logs see only the result lines on standard output.
+pub fn progress_bar(len: u64, what: &str, unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    let template = format!("{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}})");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
 /// A multi-threaded runtime for the commands that serve.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("passerelle").build()?)
