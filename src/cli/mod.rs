@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand.
 
 pub mod audit;
+pub mod backup;
 pub mod check;
 pub mod deliveries;
 pub mod demo;
@@ -65,6 +66,19 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         to_ca_file: Option<PathBuf>,
     },
+    /// Copy the SQLite store to a file while the gateway runs, then verify the copy's audit chain.
+    Backup {
+        /// The file to write (owner-only); it must not exist yet, unless --force is given.
+        dest: PathBuf,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Replace DEST if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Database pages copied per step; the progress bar moves once per step.
+        #[arg(long, value_name = "N", default_value_t = backup::PAGES_PER_STEP, value_parser = clap::value_parser!(i32).range(1..))]
+        pages_per_step: i32,
+    },
     /// The audit trail: keys, verification, export, receipts.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -99,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DevPki { config } => dev_pki::run(&config),
         Command::MigrateStore { config, to, to_ca_file } => migrate_store::run(&config, &to, to_ca_file.as_deref()),
         Command::Deliveries(command) => deliveries::run(command),
+        Command::Backup { dest, config, force, pages_per_step } => backup::run(&config, &dest, force, pages_per_step),
         Command::Validate { record_type, file, schema_version, config, fr } => {
             validate::run(&config, &record_type, &file, schema_version.as_deref(), fr)
         }

@@ -4,6 +4,7 @@
 mod support;
 
 mod audit;
+mod backup;
 mod config_check;
 mod crash;
 mod dead_letters;
