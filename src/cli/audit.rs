@@ -22,43 +22,64 @@ const PAGE: usize = 5000;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Print this instance's public key and key id (creating the key on first use).
+    ///
+    /// One line, `ed25519 <key-id> <hex>`: what other instances list in `audit.trusted_keys`, and
+    /// what verifies an export or a receipt offline. The private key never leaves its file.
+    #[command(after_long_help = "Example:\n  passerelle audit key > gateway.pub")]
     Key {
-        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
         config: PathBuf,
     },
     /// Recompute every hash and check every link and checkpoint signature.
+    ///
+    /// Reads the store of the configuration, or an export file with --file (offline, without the
+    /// database). Prints `OK:` with what was covered, or `FAILED:` naming the first entry that does
+    /// not hold and why; exits 1 then.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle audit verify\n  \
+                                 passerelle audit verify --file audit.jsonl --key gateway.pub")]
     Verify {
-        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
         config: PathBuf,
         /// Verify an export file offline instead of the store.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
         /// Trusted public key files (`ed25519 <key-id> <hex>` lines); default: the configuration's.
-        #[arg(long = "key")]
+        #[arg(long = "key", value_name = "FILE")]
         keys: Vec<PathBuf>,
     },
     /// Write the chain as JSON lines, verifiable offline with `audit verify --file`.
+    ///
+    /// A header line, one line per entry, then the checkpoints that fall in the range. Entries hold
+    /// identifiers, outcomes and body digests, never a record's values.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle audit export --output audit.jsonl\n  \
+                                 passerelle audit export --from 1000 --to 2000 > part.jsonl")]
     Export {
-        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
         config: PathBuf,
         /// First entry to export (default: 1).
-        #[arg(long)]
+        #[arg(long, value_name = "SEQ")]
         from: Option<i64>,
         /// Last entry to export (default: the head).
-        #[arg(long)]
+        #[arg(long, value_name = "SEQ")]
         to: Option<i64>,
         /// Write here instead of standard output.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
     /// Check the gateway's signature on a receipt a sender holds.
+    ///
+    /// Prints which audit entry the record is, and when and by which key it was signed; exits 1 if
+    /// the signature does not hold.
+    #[command(after_long_help = "Example:\n  passerelle audit verify-receipt receipt.json --key gateway.pub")]
     VerifyReceipt {
-        /// The receipt (the JSON body of the 202).
+        /// The receipt file (the JSON body of the 202).
         receipt: PathBuf,
-        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
         config: PathBuf,
         /// Trusted public key files; default: the configuration's.
-        #[arg(long = "key")]
+        #[arg(long = "key", value_name = "FILE")]
         keys: Vec<PathBuf>,
     },
 }

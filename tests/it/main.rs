@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod backup;
+mod command_line;
 mod config_check;
 mod crash;
 mod dead_letters;
