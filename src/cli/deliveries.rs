@@ -147,8 +147,15 @@ pub fn run(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
                     (None, Some(r)) => format!("/admin/v1/recipients/{r}/replay"),
                     _ => anyhow::bail!("give a delivery id or --recipient"),
                 };
-                let spinner = indicatif::ProgressBar::new_spinner();
-                spinner.set_message("Replaying...");
+                // One call does the whole replay, so there is no count to show, only that it is
+                // still going; on standard error, and only when that is a terminal.
+                let spinner = indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
+                spinner.set_message(match (id, &recipient) {
+                    (Some(id), _) => format!("Replaying delivery {id}..."),
+                    (_, Some(r)) => format!("Replaying every dead delivery of {r}..."),
+                    _ => "Replaying...".to_owned(),
+                });
+                spinner.enable_steady_tick(std::time::Duration::from_millis(100));
                 let (code, body) = client.call(Method::POST, &path).await?;
                 spinner.finish_and_clear();
                 match code {
