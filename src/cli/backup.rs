@@ -165,7 +165,7 @@ fn print_secrets_not_copied(config: &Config) {
     }
     let names: Vec<String> = secrets.iter().map(|f| f.display().to_string()).collect();
     println!(
-        "Not copied, being secrets (back them up apart, as the README's \"Backup and restore\" says): {}",
+        "Secrets not copied (back them up apart, as the README's \"Backup and restore\" says): {}",
         names.join(", ")
     );
 }
