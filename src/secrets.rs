@@ -39,6 +39,28 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Creates an empty file at `path`, readable and writable by the owner only, unless a file is
+/// already there. The SQLite store is created this way before SQLite opens it: SQLite gives the
+/// `-wal` and `-shm` files it makes beside a database the database file's own mode, whatever the
+/// umask, so the whole store stays owner-only.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates `dir` (and parents) readable by the owner only when it does not exist.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.exists() {
@@ -55,10 +77,15 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Warns at start about secret files that others than the owner may read: private keys, the API
-/// key hashes, the admin token, the audit secrets. The warning names the file, never its content.
+/// key hashes, the admin token, the audit secrets, and the SQLite store, which holds the records
+/// (one created before the store was made owner-only may still be world-readable). The warning
+/// names the file, never its content.
 pub fn warn_if_readable_by_others(config: &crate::config::Config) {
     let mut files: Vec<std::path::PathBuf> =
         vec![config.data_dir.join(crate::audit::digest::SECRET_FILE), config.audit.signing_key_file.clone()];
+    if config.store.postgres.is_none() {
+        files.push(config.store.sqlite_path.clone());
+    }
     files.extend(config.admin.token_file.clone());
     files.extend(config.api_keys_file.clone());
     files.extend(config.tls.key_files.iter().cloned());

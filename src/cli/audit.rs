@@ -8,10 +8,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
+use super::{load_config as load, progress_bar};
 use crate::audit::export::{self, Line};
 use crate::audit::keys::{SigningKey, TrustedKeys};
 use crate::audit::verify::{ChainVerifier, Start, Summary, VerifyFailure};
-use crate::config::{self, Config};
+use crate::config::Config;
+use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// Entries read from the store per page.
@@ -20,43 +22,64 @@ const PAGE: usize = 5000;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Print this instance's public key and key id (creating the key on first use).
+    ///
+    /// One line, `ed25519 <key-id> <hex>`: what other instances list in `audit.trusted_keys`, and
+    /// what verifies an export or a receipt offline. The private key never leaves its file.
+    #[command(after_long_help = "Example:\n  passerelle audit key > gateway.pub")]
     Key {
-        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
         config: PathBuf,
     },
     /// Recompute every hash and check every link and checkpoint signature.
+    ///
+    /// Reads the store of the configuration, or an export file with --file (offline, without the
+    /// database). Prints `OK:` with what was covered, or `FAILED:` naming the first entry that does
+    /// not hold and why; exits 1 then.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle audit verify\n  \
+                                 passerelle audit verify --file audit.jsonl --key gateway.pub")]
     Verify {
-        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
         config: PathBuf,
         /// Verify an export file offline instead of the store.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
         /// Trusted public key files (`ed25519 <key-id> <hex>` lines); default: the configuration's.
-        #[arg(long = "key")]
+        #[arg(long = "key", value_name = "FILE")]
         keys: Vec<PathBuf>,
     },
     /// Write the chain as JSON lines, verifiable offline with `audit verify --file`.
+    ///
+    /// A header line, one line per entry, then the checkpoints that fall in the range. Entries hold
+    /// identifiers, outcomes and body digests, never a record's values.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle audit export --output audit.jsonl\n  \
+                                 passerelle audit export --from 1000 --to 2000 > part.jsonl")]
     Export {
-        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
         config: PathBuf,
         /// First entry to export (default: 1).
-        #[arg(long)]
+        #[arg(long, value_name = "SEQ")]
         from: Option<i64>,
         /// Last entry to export (default: the head).
-        #[arg(long)]
+        #[arg(long, value_name = "SEQ")]
         to: Option<i64>,
         /// Write here instead of standard output.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
     /// Check the gateway's signature on a receipt a sender holds.
+    ///
+    /// Prints which audit entry the record is, and when and by which key it was signed; exits 1 if
+    /// the signature does not hold.
+    #[command(after_long_help = "Example:\n  passerelle audit verify-receipt receipt.json --key gateway.pub")]
     VerifyReceipt {
-        /// The receipt (the JSON body of the 202).
+        /// The receipt file (the JSON body of the 202).
         receipt: PathBuf,
-        #[arg(long, default_value = super::DEFAULT_CONFIG)]
+        #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
         config: PathBuf,
         /// Trusted public key files; default: the configuration's.
-        #[arg(long = "key")]
+        #[arg(long = "key", value_name = "FILE")]
         keys: Vec<PathBuf>,
     },
 }
@@ -94,13 +117,6 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<Config> {
-    config::load(path).map_err(|e| {
-        super::check::print_problems(&e.problems);
-        anyhow::anyhow!("the configuration {} has problems", path.display())
-    })
-}
-
 /// The keys to trust: the files given, or this instance's own key and the configured ones.
 fn trusted(config_path: &Path, files: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
     let mut keys = TrustedKeys::default();
@@ -110,7 +126,13 @@ fn trusted(config_path: &Path, files: &[PathBuf]) -> anyhow::Result<TrustedKeys>
         }
         return Ok(keys);
     }
-    let config = load(config_path)?;
+    trusted_keys(&load(config_path)?)
+}
+
+/// A configuration's trusted keys: this instance's own key (if it has one yet) and the
+/// `audit.trusted_keys` files.
+pub fn trusted_keys(config: &Config) -> anyhow::Result<TrustedKeys> {
+    let mut keys = TrustedKeys::default();
     if config.audit.signing_key_file.exists() {
         let (id, public) = SigningKey::load_or_create(&config.audit.signing_key_file)?.trusted();
         keys.add(id, public);
@@ -119,17 +141,6 @@ fn trusted(config_path: &Path, files: &[PathBuf]) -> anyhow::Result<TrustedKeys>
         keys.add_file(f)?;
     }
     Ok(keys)
-}
-
-fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} entries ({per_sec}, {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_owned());
-    bar
 }
 
 fn report(result: Result<Summary, VerifyFailure>) -> ExitCode {
@@ -148,29 +159,34 @@ fn report(result: Result<Summary, VerifyFailure>) -> ExitCode {
 fn verify_store(config: &Config, keys: TrustedKeys) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async move {
         let store = crate::gateway::open_store(config, Metrics::new()).await?;
-        let head = store.audit_head().await?.map_or(0, |h| h.seq);
-        let checkpoints = store.checkpoints().await?;
-        let mut verifier = match ChainVerifier::new(&keys, checkpoints, Start::Beginning) {
-            Ok(v) => v,
-            Err(failure) => return Ok(report(Err(failure))),
-        };
-        let bar = progress(head as u64, "Verifying");
-        let mut after = 0;
-        loop {
-            let page = store.audit_entries(after, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for entry in &page {
-                if let Err(failure) = verifier.entry(entry) {
-                    bar.abandon();
-                    return Ok(report(Err(failure)));
-                }
-            }
-            bar.set_position(after as u64);
-        }
-        bar.finish_and_clear();
-        Ok(report(verifier.finish()))
+        Ok(report(verify_chain(store.as_ref(), &keys).await?))
     })
+}
+
+/// Verifies a store's whole chain, from entry 1 to the head, with a progress bar on standard
+/// error: what `audit verify` does, and what `migrate-store` and `backup` do to their copies.
+pub async fn verify_chain(store: &dyn Store, keys: &TrustedKeys) -> Result<Result<Summary, VerifyFailure>, StoreError> {
+    let head = store.audit_head().await?.map_or(0, |h| h.seq);
+    let mut verifier = match ChainVerifier::new(keys, store.checkpoints().await?, Start::Beginning) {
+        Ok(v) => v,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let bar = progress_bar(head as u64, "Verifying", "entries");
+    let mut after = 0;
+    loop {
+        let page = store.audit_entries(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for entry in &page {
+            if let Err(failure) = verifier.entry(entry) {
+                bar.abandon();
+                return Ok(Err(failure));
+            }
+        }
+        bar.set_position(after as u64);
+    }
+    bar.finish_and_clear();
+    Ok(verifier.finish())
 }
 
 fn verify_file(file: &Path, keys: TrustedKeys) -> anyhow::Result<ExitCode> {
@@ -196,7 +212,7 @@ fn verify_file(file: &Path, keys: TrustedKeys) -> anyhow::Result<ExitCode> {
         Ok(v) => v,
         Err(failure) => return Ok(report(Err(failure))),
     };
-    let bar = progress(entries, "Verifying");
+    let bar = progress_bar(entries, "Verifying", "entries");
     for line in open()?.lines() {
         if let Ok(Line::Entry(entry)) = export::parse_line(&line?) {
             if let Err(failure) = verifier.entry(&entry) {
@@ -223,7 +239,7 @@ fn export(config: &Config, from: Option<i64>, to: Option<i64>, output: Option<&P
         let first = from.unwrap_or(1).max(1);
         let last = to.unwrap_or(head).min(head);
         writeln!(out, "{}", export::header(Some(first), Some(last)))?;
-        let bar = progress((last - first + 1).max(0) as u64, "Exporting");
+        let bar = progress_bar((last - first + 1).max(0) as u64, "Exporting", "entries");
         let mut after = first - 1;
         let mut written = 0u64;
         while after < last {

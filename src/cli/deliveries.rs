@@ -17,21 +17,36 @@ use serde_json::Value;
 #[derive(Debug, Subcommand)]
 pub enum DeliveriesCommand {
     /// List deliveries by status (default: dead).
+    ///
+    /// One line per delivery: id, record, recipient, status, attempts and the last error. Asks
+    /// the running gateway's admin API, with PASSERELLE_ADMIN_TOKEN or the configured token.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle deliveries list\n  \
+                                 passerelle deliveries list --status retrying --recipient ottawa-city")]
     List {
-        #[arg(long, default_value = "dead")]
+        /// Which deliveries: dead, retrying, queued or delivered.
+        #[arg(long, default_value = "dead", value_parser = ["dead", "retrying", "queued", "delivered"])]
         status: String,
-        #[arg(long)]
+        /// Only this recipient's deliveries (a partner id).
+        #[arg(long, value_name = "PARTNER")]
         recipient: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Re-send dead deliveries: one by id, or every dead delivery of one recipient. Only that
-    /// recipient receives them again.
+    /// Re-send dead deliveries: one by id, or every dead delivery of one recipient.
+    ///
+    /// Only that recipient receives them again, the stored projection as it was accepted; each
+    /// replay is audited. Goes through the running gateway's admin API, so its workers pick the
+    /// deliveries up at once.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle deliveries replay 42\n  \
+                                 passerelle deliveries replay --recipient ottawa-city")]
     Replay {
-        /// The delivery id.
+        /// The delivery id (from `deliveries list`).
+        #[arg(required_unless_present = "recipient")]
         id: Option<i64>,
-        /// Replay every dead delivery of this recipient instead.
-        #[arg(long, conflicts_with = "id")]
+        /// Replay every dead delivery of this recipient instead (a partner id).
+        #[arg(long, value_name = "PARTNER", conflicts_with = "id")]
         recipient: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
@@ -41,10 +56,10 @@ pub enum DeliveriesCommand {
 /// Where the admin API is and how to authenticate to it.
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
-    #[arg(long, default_value = super::DEFAULT_CONFIG)]
+    #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
     config: PathBuf,
     /// The admin API's base URL (default: `listen.admin` of the configuration).
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     admin: Option<String>,
 }
 
@@ -56,10 +71,7 @@ struct AdminClient {
 
 impl AdminClient {
     fn new(args: &AdminArgs) -> anyhow::Result<Self> {
-        let config = crate::config::load(&args.config).map_err(|e| {
-            super::check::print_problems(&e.problems);
-            anyhow::anyhow!("the configuration {} has problems", args.config.display())
-        })?;
+        let config = super::load_config(&args.config)?;
         let token = std::env::var("PASSERELLE_ADMIN_TOKEN")
             .ok()
             .or_else(|| config.admin.token.as_deref().map(str::to_owned))
@@ -135,8 +147,15 @@ pub fn run(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
                     (None, Some(r)) => format!("/admin/v1/recipients/{r}/replay"),
                     _ => anyhow::bail!("give a delivery id or --recipient"),
                 };
-                let spinner = indicatif::ProgressBar::new_spinner();
-                spinner.set_message("Replaying...");
+                // One call does the whole replay, so there is no count to show, only that it is
+                // still going; on standard error, and only when that is a terminal.
+                let spinner = indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
+                spinner.set_message(match (id, &recipient) {
+                    (Some(id), _) => format!("Replaying delivery {id}..."),
+                    (_, Some(r)) => format!("Replaying every dead delivery of {r}..."),
+                    _ => "Replaying...".to_owned(),
+                });
+                spinner.enable_steady_tick(std::time::Duration::from_millis(100));
                 let (code, body) = client.call(Method::POST, &path).await?;
                 spinner.finish_and_clear();
                 match code {

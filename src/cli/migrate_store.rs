@@ -11,8 +11,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rusqlite::OpenFlags;
 
-use crate::audit::verify::{ChainVerifier, Start};
-use crate::config;
 use crate::store::postgres::{PostgresOptions, PostgresStore, connect};
 use crate::telemetry::Metrics;
 
@@ -20,10 +18,7 @@ use crate::telemetry::Metrics;
 const STEP: usize = 1000;
 
 pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = config::load(config_path).map_err(|e| {
-        super::check::print_problems(&e.problems);
-        anyhow::anyhow!("the configuration {} has problems", config_path.display())
-    })?;
+    let config = super::load_config(config_path)?;
     let source = &config.store.sqlite_path;
     let sqlite = rusqlite::Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("cannot open {}", source.display()))?;
@@ -47,6 +42,8 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
     };
     let total = count("audit_log")? + count("audit_checkpoints")? + count("records")? + count("deliveries")?;
 
+    // Read before the copy, so a missing trusted key file stops the migration before it starts.
+    let keys = super::audit::trusted_keys(&config)?;
     super::runtime()?.block_on(async move {
         // Opening the store applies the migrations (and proves the schema is the one we write).
         let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone() };
@@ -55,10 +52,7 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
         let existing: i64 = client.query_one("SELECT COUNT(*) FROM audit_log", &[]).await?.get(0);
         anyhow::ensure!(existing == 0, "the PostgreSQL store already holds {existing} audit entries; migrate into an empty one");
 
-        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) = indicatif::ProgressStyle::with_template("Copying [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})") {
-            bar.set_style(style.progress_chars("=> "));
-        }
+        let bar = super::progress_bar(total, "Copying", "rows");
         let tx = client.transaction().await?;
         let mut copied = 0u64;
         {
@@ -118,37 +112,9 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
         eprintln!("Copied {copied} rows from {} into PostgreSQL.", source.display());
 
         // The evidence survived the move: verify the chain where it now lives.
-        let mut keys = crate::audit::keys::TrustedKeys::default();
-        if config.audit.signing_key_file.exists() {
-            let (id, public) = crate::audit::keys::SigningKey::load_or_create(&config.audit.signing_key_file)?.trusted();
-            keys.add(id, public);
-        }
-        for f in &config.audit.trusted_key_files {
-            keys.add_file(f)?;
-        }
         let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone() };
         let store = PostgresStore::open(options, Metrics::new()).await?;
-        use crate::store::Store;
-        let mut verifier = match ChainVerifier::new(&keys, store.checkpoints().await?, Start::Beginning) {
-            Ok(v) => v,
-            Err(failure) => {
-                println!("FAILED after the copy: {failure}");
-                return Ok(ExitCode::FAILURE);
-            }
-        };
-        let mut after = 0;
-        loop {
-            let page = store.audit_entries(after, 5000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for e in &page {
-                if let Err(failure) = verifier.entry(e) {
-                    println!("FAILED after the copy: {failure}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-        }
-        match verifier.finish() {
+        match super::audit::verify_chain(&store, &keys).await? {
             Ok(summary) => {
                 println!("Migrated; the chain verifies on PostgreSQL: {summary}");
                 Ok(ExitCode::SUCCESS)

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
@@ -111,7 +111,8 @@ pub struct SqliteOptions {
 /// The SQLite store.
 pub struct SqliteStore {
     /// Operations for the writer thread; bounded, so a saturated writer pushes back on callers.
-    writes: mpsc::Sender<Box<dyn Job>>,
+    /// `None` when the store is opened read-only: there is no writer, and writes are refused.
+    writes: Option<mpsc::Sender<Box<dyn Job>>>,
     /// How long a caller waits for room in `writes` and for its answer before giving up.
     commit_timeout: Duration,
     readers: Arc<ReadPool>,
@@ -141,8 +142,17 @@ fn checkpoints(path: &Path, stop: &std::sync::atomic::AtomicBool) {
 
 struct ReadPool {
     path: PathBuf,
+    /// Connections are opened read-only and leave the file exactly as it is (see
+    /// [`SqliteStore::open_read_only`]).
+    read_only: bool,
     /// Idle read connections; at most a few are kept, more are opened under load.
     idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        if self.read_only { open_read_only(&self.path) } else { open(&self.path) }
+    }
 }
 
 fn engine(e: rusqlite::Error) -> StoreError {
@@ -156,6 +166,14 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     // FULL in WAL mode fsyncs the log on every commit: an acknowledged record survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// A connection that can only read, and changes nothing in the file: not its journal mode, not
+/// its schema. It never creates the file.
+fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
 }
 
@@ -286,10 +304,9 @@ impl<T: Send, F: FnOnce(&mut Cx<'_>) -> rusqlite::Result<T> + Send> Job for Op<T
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the store and starts its writer thread.
     pub fn open(options: SqliteOptions, metrics: Metrics) -> Result<Self, StoreError> {
-        if let Some(dir) = options.path.parent() {
-            crate::secrets::create_private_dir(dir)
-                .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
-        }
+        // Created owner-only before SQLite sees it, so its -wal and -shm files are too.
+        crate::secrets::create_private_file(&options.path)
+            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", options.path.display())))?;
         let mut conn = open(&options.path).map_err(engine)?;
         migrate(&mut conn).map_err(engine)?;
         // Checkpoints copy the log into the database file and fsync it: on the writer they would
@@ -308,10 +325,36 @@ impl SqliteStore {
             .spawn(move || Writer { conn, metrics }.run(rx, max_batch))
             .map_err(|e| StoreError::Engine(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
-            writes,
+            writes: Some(writes),
             stop_checkpoints: stop,
             commit_timeout: options.commit_timeout,
-            readers: Arc::new(ReadPool { path: options.path, idle: Mutex::new(Vec::new()) }),
+            readers: Arc::new(ReadPool { path: options.path, read_only: false, idle: Mutex::new(Vec::new()) }),
+        })
+    }
+
+    /// Opens an existing store file to read it only: no writer thread, no checkpoints, no
+    /// migration, nothing written to the file (every write answers [`StoreError::Unavailable`]).
+    /// This is how a copy made by `passerelle backup` is verified before anyone uses it; the file
+    /// must be in rollback-journal mode, as the backup leaves it, since reading a file in WAL mode
+    /// needs its `-shm` index.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn =
+            open_read_only(path).map_err(|e| StoreError::Engine(format!("cannot open {}: {e}", path.display())))?;
+        let version: i64 = conn
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .map_err(|e| StoreError::Engine(format!("{} is not a Passerelle store: {e}", path.display())))?;
+        let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if version > known {
+            return Err(StoreError::Engine(format!(
+                "{} is at schema version {version}, newer than this program's {known}",
+                path.display()
+            )));
+        }
+        Ok(SqliteStore {
+            writes: None,
+            stop_checkpoints: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            commit_timeout: Duration::from_secs(5),
+            readers: Arc::new(ReadPool { path: path.to_path_buf(), read_only: true, idle: Mutex::new(vec![conn]) }),
         })
     }
 
@@ -321,10 +364,13 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Cx<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
+        let Some(writes) = &self.writes else {
+            return Err(StoreError::Unavailable("the store is open read-only"));
+        };
         let (reply, rx) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Op { work: Some(work), result: None, reply, records });
         let deadline = tokio::time::Instant::now() + self.commit_timeout;
-        tokio::time::timeout_at(deadline, self.writes.send(job))
+        tokio::time::timeout_at(deadline, writes.send(job))
             .await
             .map_err(|_| StoreError::Unavailable("the commit queue is full"))?
             .map_err(|_| StoreError::Unavailable("the writer has stopped"))?;
@@ -344,7 +390,7 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
                 Ok(Some(conn)) => conn,
-                _ => open(&pool.path).map_err(engine)?,
+                _ => pool.connect().map_err(engine)?,
             };
             let result = f(&conn).map_err(engine);
             if let Ok(mut idle) = pool.idle.lock()
@@ -915,5 +961,37 @@ mod tests {
         let conn = Connection::open(dir.path().join("s.sqlite")).unwrap();
         let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(versions, MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_store_opened_read_only_reads_and_refuses_writes_and_leaves_the_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open_at(dir.path());
+        s.append_audit(vec![AuditEvent::new(1, "config.loaded", "gateway", "loaded")]).await.unwrap();
+        drop(s);
+        // What `passerelle backup` leaves: one file in rollback-journal mode.
+        let path = dir.path().join("s.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        // The writer and checkpoint threads let go of the file shortly after the store is dropped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "DELETE") {
+            assert!(Instant::now() < deadline, "{e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+
+        let s = SqliteStore::open_read_only(&path).unwrap();
+        assert_eq!(s.audit_entries(0, 10).await.unwrap().len(), 1);
+        assert!(matches!(
+            s.append_audit(vec![AuditEvent::new(2, "config.loaded", "gateway", "loaded")]).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        drop(s);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("s.sqlite")]);
+        assert!(SqliteStore::open_read_only(&dir.path().join("absent.sqlite")).is_err());
+        assert!(!dir.path().join("absent.sqlite").exists());
     }
 }

@@ -189,3 +189,34 @@ fn a_database_url_asking_for_tls_needs_the_servers_ca() {
     assert!(problems_of(&out, "passerelle.toml").contains("no-such-ca.pem"), "{out}");
     assert!(!out.contains("asks for TLS"), "with a CA the URL's sslmode is satisfied: {out}");
 }
+
+#[test]
+fn check_prints_each_files_problems_under_it_with_the_fix_then_a_count() {
+    let (dir, main) = shipped();
+    let (code, out) = cli(&["dev-pki", "--config", main.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let agreements = dir.path().join("config/agreements");
+    edit(&agreements.join("address-change-on.toml"), "partner = \"ottawa-city\"", "partner = \"gatineau-city\"");
+    edit(&agreements.join("birth-ottawa.toml"), "partner = \"ottawa-city\"", "partner = \"kanata-city\"");
+    edit(&agreements.join("birth-ohip.toml"), "mode = \"push\"", "mode = \"push\"\ncolour = \"blue\"");
+    // Run from the configuration's directory: files are named relative to it.
+    let out = Command::new(binary())
+        .current_dir(dir.path())
+        .args(["check", "--config", "config/passerelle.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let expected_heading = "config/agreements/address-change-on.toml";
+    assert!(out.lines().any(|l| l == expected_heading), "headings are relative paths: {out}");
+    let problems = problems_of(&out, "address-change-on.toml");
+    assert_eq!(
+        problems,
+        "  - recipient `gatineau-city` is not a partner in the partners file\n    fix: add the partner or correct the id\n",
+        "{out}"
+    );
+    assert!(problems_of(&out, "birth-ohip.toml").contains("unknown field `colour`"), "{out}");
+    // A blank line after each file's problems, and the count last.
+    assert_eq!(out.matches("\n\n").count(), 3, "{out}");
+    assert_eq!(out.lines().last(), Some("3 problems in 3 files."), "{out}");
+}

@@ -4,6 +4,8 @@
 mod support;
 
 mod audit;
+mod backup;
+mod command_line;
 mod config_check;
 mod console;
 mod crash;
@@ -15,6 +17,7 @@ mod hostile;
 mod isolation;
 mod limits;
 mod operators;
+mod permissions;
 mod postgres;
 mod push;
 mod rejections;
