@@ -9,6 +9,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use passerelle::audit::{AuditEvent, AuditStamp, GENESIS};
 use passerelle::config::Config;
+use passerelle::store::postgres::{PostgresOptions, PostgresStore};
 use passerelle::store::sqlite::{SqliteOptions, SqliteStore};
 use passerelle::store::{NewDelivery, NewRecord, Store};
 
@@ -112,10 +113,36 @@ fn new_record(n: u64, body: &Bytes) -> NewRecord {
     }
 }
 
+/// A PostgreSQL store in a schema of its own on the test server (see the README's Tests
+/// section), so both engines are measured in one run; the schema is dropped afterwards.
+async fn postgres_store() -> (Arc<dyn Store>, String) {
+    let server = std::env::var("PASSERELLE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned());
+    let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("the store benchmark needs PostgreSQL ({server}): {e}"));
+    tokio::spawn(connection);
+    client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
+    let mut config: tokio_postgres::Config = server.parse().unwrap();
+    config.options(format!("-c search_path={schema}"));
+    let options = PostgresOptions {
+        config,
+        pool_size: 8,
+        queue: 4096,
+        max_batch: 512,
+        commit_timeout: Duration::from_secs(30),
+        tls: None,
+    };
+    (Arc::new(PostgresStore::open(options, passerelle::telemetry::Metrics::new()).await.unwrap()), schema)
+}
+
+/// Group commit of 1, 64 and 512 concurrent records (four deliveries each), SQLite and
+/// PostgreSQL in the same run: compare the ratio, not the absolute times.
 fn group_commit(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = runtime.block_on(async {
+    let sqlite: Arc<dyn Store> = runtime.block_on(async {
         Arc::new(
             SqliteStore::open(
                 SqliteOptions {
@@ -129,33 +156,43 @@ fn group_commit(c: &mut Criterion) {
             .unwrap(),
         )
     });
+    let (postgres, schema) = runtime.block_on(postgres_store());
     let body = Bytes::from(record("birth-registration-1.1.json"));
     let mut group = c.benchmark_group("store_group_commit");
     group.sample_size(20);
-    for n in [1u64, 64, 512] {
-        group.throughput(Throughput::Elements(n));
-        group.bench_function(BenchmarkId::from_parameter(n), |b| {
-            b.iter_batched(
-                || (0..n).map(|i| new_record(i, &body)).collect::<Vec<_>>(),
-                |records| {
-                    runtime.block_on(async {
-                        let commits: Vec<_> = records
-                            .into_iter()
-                            .map(|r| {
-                                let store = store.clone();
-                                tokio::spawn(async move { store.commit_record(r).await.unwrap() })
-                            })
-                            .collect();
-                        for c in commits {
-                            c.await.unwrap();
-                        }
-                    })
-                },
-                BatchSize::PerIteration,
-            )
-        });
+    for (engine, store) in [("sqlite", &sqlite), ("postgres", &postgres)] {
+        for n in [1u64, 64, 512] {
+            group.throughput(Throughput::Elements(n));
+            group.bench_function(BenchmarkId::new(engine, n), |b| {
+                b.iter_batched(
+                    || (0..n).map(|i| new_record(i, &body)).collect::<Vec<_>>(),
+                    |records| {
+                        runtime.block_on(async {
+                            let commits: Vec<_> = records
+                                .into_iter()
+                                .map(|r| {
+                                    let store = store.clone();
+                                    tokio::spawn(async move { store.commit_record(r).await.unwrap() })
+                                })
+                                .collect();
+                            for c in commits {
+                                c.await.unwrap();
+                            }
+                        })
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
     }
     group.finish();
+    runtime.block_on(async {
+        let server = std::env::var("PASSERELLE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned());
+        let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+    });
 }
 
 criterion_group!(benches, validation, projection, audit, group_commit);

@@ -274,22 +274,36 @@ struct Statements {
 impl Statements {
     async fn prepare(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
         Ok(Statements {
+            // Multi-row inserts from one array per column: a batch's rows go in one round trip
+            // per table. `WITH ORDINALITY ... ORDER BY` keeps the arrays' order, so delivery ids
+            // (and first attempts) follow acceptance order.
             insert_audit: client
                 .prepare(
                     "INSERT INTO audit_log (seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash
+                     FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[],
+                                 $9::text[], $10::text[], $11::bigint[], $12::bytea[], $13::bytea[])
+                          WITH ORDINALITY AS u(seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash, n)
+                     ORDER BY n",
                 )
                 .await?,
             insert_record: client
                 .prepare(
                     "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bytea[], $7::bytea[], $8::text[],
+                                 $9::text[], $10::bytea[], $11::bigint[])
+                          WITH ORDINALITY AS u(record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, n)
+                     ORDER BY n",
                 )
                 .await?,
             insert_delivery: client
                 .prepare(
                     "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7)",
+                     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[])
+                          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, n)
+                     ORDER BY n",
                 )
                 .await?,
             finish_delivery: client
@@ -303,15 +317,72 @@ impl Statements {
     }
 }
 
-/// What a batch's transaction sees: the chain head, locked once.
+/// What a batch's transaction sees: the chain head, locked once, and the rows written so far
+/// but not yet sent (see [`Pending`]).
 struct Cx<'a, 't> {
     tx: &'a Transaction<'t>,
     statements: &'a Statements,
     head: Option<AuditStamp>,
     appended: Vec<String>,
+    pending: Pending,
+}
+
+/// Inserts waiting to be sent, one array per column: a batch's audit entries, records and
+/// deliveries go to the server in three statements at the next [`Cx::flush`], instead of one
+/// round trip per row. Every read in the batch flushes first, so the transaction always sees
+/// its own writes; any failure still fails the whole batch.
+#[derive(Default)]
+struct Pending {
+    audit: AuditColumns,
+    records: RecordColumns,
+    deliveries: DeliveryColumns,
+}
+
+#[derive(Default)]
+struct AuditColumns {
+    seq: Vec<i64>,
+    at: Vec<i64>,
+    kind: Vec<String>,
+    actor: Vec<String>,
+    record_id: Vec<Option<String>>,
+    agreement: Vec<Option<String>>,
+    recipient: Vec<Option<String>>,
+    body_digest: Vec<Option<Vec<u8>>>,
+    outcome: Vec<String>,
+    reason: Vec<Option<String>>,
+    count: Vec<i64>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct RecordColumns {
+    record_id: Vec<String>,
+    sender: Vec<String>,
+    record_type: Vec<String>,
+    schema_version: Vec<String>,
+    received_at: Vec<i64>,
+    body: Vec<Vec<u8>>,
+    body_sha256: Vec<Vec<u8>>,
+    idempotency_key: Vec<Option<String>>,
+    traceparent: Vec<Option<String>>,
+    receipt: Vec<Vec<u8>>,
+    audit_seq: Vec<i64>,
+}
+
+#[derive(Default)]
+struct DeliveryColumns {
+    record_id: Vec<String>,
+    recipient: Vec<String>,
+    agreement: Vec<String>,
+    ordered: Vec<bool>,
+    body: Vec<Vec<u8>>,
+    body_digest: Vec<Vec<u8>>,
+    created_at: Vec<i64>,
 }
 
 impl Cx<'_, '_> {
+    /// Extends the chain by `events` (their rows are sent at the next flush).
     async fn append(&mut self, events: Vec<AuditEvent>) -> Result<Vec<AuditStamp>, tokio_postgres::Error> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -325,34 +396,25 @@ impl Cx<'_, '_> {
                 h
             }
         };
-        let entries = audit::chain(head, events);
-        let insert = &self.statements.insert_audit;
-        let mut stamps = Vec::with_capacity(entries.len());
-        for e in &entries {
-            let ev = &e.event;
-            let digest = ev.body_digest.map(|d| d.to_vec());
-            self.tx
-                .execute(
-                    insert,
-                    &[
-                        &e.seq,
-                        &ev.at,
-                        &ev.kind,
-                        &ev.actor,
-                        &ev.record_id,
-                        &ev.agreement,
-                        &ev.recipient,
-                        &digest,
-                        &ev.outcome,
-                        &ev.reason,
-                        &ev.count,
-                        &&e.prev_hash[..],
-                        &&e.hash[..],
-                    ],
-                )
-                .await?;
+        let mut stamps = Vec::with_capacity(events.len());
+        let a = &mut self.pending.audit;
+        for e in audit::chain(head, events) {
             stamps.push(AuditStamp { seq: e.seq, hash: e.hash });
-            self.appended.push(ev.kind.clone());
+            self.appended.push(e.event.kind.clone());
+            let ev = e.event;
+            a.seq.push(e.seq);
+            a.at.push(ev.at);
+            a.kind.push(ev.kind);
+            a.actor.push(ev.actor);
+            a.record_id.push(ev.record_id);
+            a.agreement.push(ev.agreement);
+            a.recipient.push(ev.recipient);
+            a.body_digest.push(ev.body_digest.map(|d| d.to_vec()));
+            a.outcome.push(ev.outcome);
+            a.reason.push(ev.reason);
+            a.count.push(ev.count);
+            a.prev_hash.push(e.prev_hash.to_vec());
+            a.hash.push(e.hash.to_vec());
         }
         if let Some(last) = stamps.last() {
             self.head = Some(*last);
@@ -360,7 +422,90 @@ impl Cx<'_, '_> {
         Ok(stamps)
     }
 
-    async fn finish(self) -> Result<Vec<String>, tokio_postgres::Error> {
+    /// Adds an accepted record and its deliveries to the pending rows.
+    fn insert_record(&mut self, record: &NewRecord, audit_seq: i64) {
+        let r = &mut self.pending.records;
+        r.record_id.push(record.record_id.clone());
+        r.sender.push(record.sender.clone());
+        r.record_type.push(record.record_type.clone());
+        r.schema_version.push(record.schema_version.clone());
+        r.received_at.push(record.received_at);
+        r.body.push(record.body.to_vec());
+        r.body_sha256.push(record.body_sha256.to_vec());
+        r.idempotency_key.push(record.idempotency_key.clone());
+        r.traceparent.push(record.traceparent.clone());
+        r.receipt.push(record.receipt.to_vec());
+        r.audit_seq.push(audit_seq);
+        let d = &mut self.pending.deliveries;
+        for delivery in &record.deliveries {
+            d.record_id.push(record.record_id.clone());
+            d.recipient.push(delivery.recipient.clone());
+            d.agreement.push(delivery.agreement.clone());
+            d.ordered.push(delivery.ordered);
+            d.body.push(delivery.body.to_vec());
+            d.body_digest.push(delivery.body_digest.to_vec());
+            d.created_at.push(record.received_at);
+        }
+    }
+
+    /// Sends the pending rows: audit entries, then records, then their deliveries.
+    async fn flush(&mut self) -> Result<(), tokio_postgres::Error> {
+        let Pending { audit: a, records: r, deliveries: d } = std::mem::take(&mut self.pending);
+        if !a.seq.is_empty() {
+            self.tx
+                .execute(
+                    &self.statements.insert_audit,
+                    &[
+                        &a.seq,
+                        &a.at,
+                        &a.kind,
+                        &a.actor,
+                        &a.record_id,
+                        &a.agreement,
+                        &a.recipient,
+                        &a.body_digest,
+                        &a.outcome,
+                        &a.reason,
+                        &a.count,
+                        &a.prev_hash,
+                        &a.hash,
+                    ],
+                )
+                .await?;
+        }
+        if !r.record_id.is_empty() {
+            self.tx
+                .execute(
+                    &self.statements.insert_record,
+                    &[
+                        &r.record_id,
+                        &r.sender,
+                        &r.record_type,
+                        &r.schema_version,
+                        &r.received_at,
+                        &r.body,
+                        &r.body_sha256,
+                        &r.idempotency_key,
+                        &r.traceparent,
+                        &r.receipt,
+                        &r.audit_seq,
+                    ],
+                )
+                .await?;
+        }
+        if !d.record_id.is_empty() {
+            self.tx
+                .execute(
+                    &self.statements.insert_delivery,
+                    &[&d.record_id, &d.recipient, &d.agreement, &d.ordered, &d.body, &d.body_digest, &d.created_at],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Vec<String>, tokio_postgres::Error> {
+        self.flush().await?;
         if let Some(head) = self.head {
             self.tx
                 .execute("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", &[&head.seq, &&head.hash[..]])
@@ -407,7 +552,7 @@ impl Writer {
         let records = batch.iter().filter(|op| matches!(op, Op::Commit(..))).count();
         let result = async {
             let tx = self.client.transaction().await?;
-            let mut cx = Cx { tx: &tx, statements, head: None, appended: Vec::new() };
+            let mut cx = Cx { tx: &tx, statements, head: None, appended: Vec::new(), pending: Pending::default() };
             let mut answers = Vec::with_capacity(batch.len());
             for op in batch.iter() {
                 answers.push(match op {
@@ -418,6 +563,7 @@ impl Writer {
                     }
                     Op::Append(events, _) => Answer::Stamps(cx.append(events.clone()).await?),
                     Op::Checkpoint(c, _) => {
+                        cx.flush().await?;
                         cx.tx
                             .execute(
                                 "INSERT INTO audit_checkpoints (seq, key_id, hash, at, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -471,6 +617,8 @@ impl Writer {
 
 async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<CommitOutcome, tokio_postgres::Error> {
     if let Some(key) = &record.idempotency_key {
+        // An earlier record of this batch may carry the same key: it must be visible.
+        cx.flush().await?;
         let existing = cx
             .tx
             .query_opt(
@@ -489,40 +637,7 @@ async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<Commit
         }
     }
     let stamp = cx.append(vec![record.accepted_event()]).await?[0];
-    cx.tx
-        .execute(
-            &cx.statements.insert_record,
-            &[
-                &record.record_id,
-                &record.sender,
-                &record.record_type,
-                &record.schema_version,
-                &record.received_at,
-                &&record.body[..],
-                &&record.body_sha256[..],
-                &record.idempotency_key,
-                &record.traceparent,
-                &&record.receipt[..],
-                &stamp.seq,
-            ],
-        )
-        .await?;
-    for d in &record.deliveries {
-        cx.tx
-            .execute(
-                &cx.statements.insert_delivery,
-                &[
-                    &record.record_id,
-                    &d.recipient,
-                    &d.agreement,
-                    &d.ordered,
-                    &&d.body[..],
-                    &&d.body_digest[..],
-                    &record.received_at,
-                ],
-            )
-            .await?;
-    }
+    cx.insert_record(record, stamp.seq);
     Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp })
 }
 
@@ -550,6 +665,7 @@ async fn finish_attempts(cx: &mut Cx<'_, '_>, updates: &[AttemptUpdate]) -> Resu
 }
 
 async fn replay(cx: &mut Cx<'_, '_>, request: &ReplayRequest) -> Result<Vec<ReplayResult>, tokio_postgres::Error> {
+    cx.flush().await?;
     let rows = match &request.target {
         ReplayTarget::One(id) => {
             cx.tx
@@ -600,6 +716,7 @@ async fn replay(cx: &mut Cx<'_, '_>, request: &ReplayRequest) -> Result<Vec<Repl
 }
 
 async fn purge(cx: &mut Cx<'_, '_>, request: &PurgeRequest) -> Result<PurgeReport, tokio_postgres::Error> {
+    cx.flush().await?;
     let delivered_before = request.now - request.delivered_retention_ms;
     let dead_before = request.now - request.dead_retention_ms;
     let delivery_bodies = cx
