@@ -167,6 +167,9 @@ impl Gateway {
         metrics.store_info.with_label_values(&[store.engine()]).set(1);
         // The latency series exists from the start, so dashboards and alerts see 0, not "no data".
         metrics.store_commit_duration.with_label_values(&[store.engine()]);
+        if let Some(last) = store.checkpoints().await?.into_iter().max_by_key(|c| (c.seq, c.at)) {
+            crate::telemetry::events::CheckpointRecalled { seq: last.seq, at: last.at }.emit(&metrics);
+        }
         let mut loaded =
             AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "gateway", "loaded");
         loaded.reason = Some(format!("sha256:{}", config.fingerprint));

@@ -187,6 +187,20 @@ impl AuditAppended<'_> {
     }
 }
 
+/// At start, the last checkpoint already in the store (signed by an earlier run or by another
+/// instance), so the checkpoint-age alert does not see 0 until the first new signature.
+pub struct CheckpointRecalled {
+    pub seq: i64,
+    pub at: i64,
+}
+
+impl CheckpointRecalled {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.audit_last_checkpoint.set(self.at as f64 / 1000.0);
+        metrics.audit_last_checkpoint_seq.set(self.seq);
+    }
+}
+
 /// A checkpoint of the audit chain was signed and stored.
 pub struct CheckpointSigned<'a> {
     pub seq: i64,

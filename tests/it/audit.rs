@@ -342,3 +342,23 @@ async fn bodies_are_purged_after_retention_and_the_chain_still_verifies() {
         db(&setup).query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'bodies.purged'", [], |r| r.get(0)).unwrap();
     assert!(purged >= 1);
 }
+
+/// A restarted gateway reports the last checkpoint already in the store, so the checkpoint-age
+/// gauge (and its alert) is right from the start, not 0 until the next signature.
+#[tokio::test]
+async fn a_restarted_gateway_reports_the_stored_checkpoint() {
+    let gw = Setup::new().start().await;
+    let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    assert_eq!(r.status, http::StatusCode::ACCEPTED);
+    // Shutdown signs a final checkpoint over everything.
+    let setup = gw.stop().await;
+    let gw = setup.start().await;
+    let page = gw.metrics().await;
+    let seq = metric(&page, "passerelle_audit_last_checkpoint_seq", &[]);
+    let at = metric(&page, "passerelle_audit_last_checkpoint_timestamp_seconds", &[]);
+    assert!(seq >= 2.0, "the stored checkpoint covers the accepted record: {seq}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(at > now - 60.0 && at <= now + 1.0, "signed at the last shutdown: {at} (now {now})");
+    assert_eq!(metric(&page, "passerelle_audit_checkpoints_total", &[]), 0.0, "none signed by this run yet");
+    gw.stop().await;
+}
