@@ -826,7 +826,15 @@ impl Store for SqliteStore {
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
-        Box::pin(self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))))
+        // Open connections keep working on a file that was deleted or moved away (and whatever
+        // they wrote would be lost at the next start): the file must still be at its path.
+        let path = self.readers.path.clone();
+        Box::pin(async move {
+            if !tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
+                return Err(StoreError::Unavailable("the database file is not at its path"));
+            }
+            self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+        })
     }
 
     fn engine(&self) -> &'static str {
