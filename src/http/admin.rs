@@ -64,6 +64,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         "/metrics" if get && config.admin.metrics_open => {
             return text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render());
         }
+        // As on the partner API, a method the route does not take is answered before credentials.
+        "/healthz" | "/readyz" | "/metrics" if !get => {
+            return ApiError::MethodNotAllowed { allow: "GET" }.to_response(lang, &path);
+        }
         _ => {}
     }
     let result = async {
