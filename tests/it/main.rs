@@ -13,6 +13,7 @@ mod discovery;
 mod hostile;
 mod isolation;
 mod limits;
+mod openapi;
 mod operators;
 mod postgres;
 mod push;
