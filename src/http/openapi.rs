@@ -134,7 +134,7 @@ fn request_body(schemas: &[&CompiledSchema]) -> Value {
     };
     json!({
         "required": true,
-        "description": "The record, a JSON document valid under the schema of the version named by `Schema-Version`.",
+        "description": "A JSON document valid under the schema of the version named by `Schema-Version`.",
         "content": {"application/json": {"schema": schema}}
     })
 }
