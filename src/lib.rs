@@ -34,7 +34,8 @@
 //! - [`pki`]: the development PKI (`passerelle dev-pki`, the demo, the tests).
 //! - [`rate_limit`]: per-partner token buckets.
 //! - [`json`]: strict parsing (duplicate keys, depth) and the canonical serialisation.
-//! - [`http`]: the partner and admin APIs; [`http::error`] is the one place errors become answers.
+//! - [`http`]: the partner and admin APIs; [`http::error`] is the one place errors become answers;
+//!   [`http::openapi`] is their contract (OpenAPI 3.1), served on both listeners.
 //! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain.
 //! - [`store`]: the [`store::Store`] trait and its SQLite engine with group commit.
 //! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client.

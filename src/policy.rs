@@ -296,6 +296,15 @@ impl Route {
         self.agreements.iter().filter_map(|a| a.sunset.get(&version).copied()).min()
     }
 
+    /// The agreement and the one responder that a request sent with schema `version` goes to
+    /// (request agreements have one recipient, checked at load).
+    pub fn responder(&self, version: Version) -> Option<(&Arc<Agreement>, &crate::config::AgreementRecipient)> {
+        self.agreements
+            .iter()
+            .filter(|a| a.versions.contains(&version))
+            .find_map(|a| a.recipients.first().map(|r| (a, r)))
+    }
+
     pub fn mode(&self) -> Mode {
         self.agreements.first().map(|a| a.mode).unwrap_or(Mode::Push)
     }

@@ -59,6 +59,8 @@ impl serde::Serialize for Version {
 pub struct CompiledSchema {
     /// The file it came from.
     pub file: PathBuf,
+    /// The file's path inside the schemas directory, `/`-separated (`birth-registration/1.1.json`).
+    pub path: String,
     /// The document as written, served to partners.
     pub document: Arc<Value>,
     /// The document with every `$ref` inlined, walked to check field pointers.
@@ -140,6 +142,9 @@ pub struct Violation {
 #[derive(Debug, Default)]
 pub struct SchemaCatalog {
     types: BTreeMap<Arc<str>, RecordType>,
+    /// Every document of the directory as written (record schemas and shared definitions), by
+    /// its `/`-separated path inside the directory: what a `$ref` between files points at.
+    documents: BTreeMap<String, Arc<Value>>,
     /// Record types with a file that did not load; their problems are reported once, by the
     /// catalog, and agreements naming them do not repeat it.
     broken: std::collections::BTreeSet<String>,
@@ -218,6 +223,14 @@ impl SchemaCatalog {
             }
         };
         let mut broken = std::collections::BTreeSet::new();
+        let relative_path = |path: &Path| -> Option<String> {
+            let parts: Vec<&str> = path.strip_prefix(&dir).ok()?.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
+            Some(parts.join("/"))
+        };
+        let shared_documents: BTreeMap<String, Arc<Value>> = documents
+            .iter()
+            .filter_map(|(path, value)| Some((relative_path(path)?, Arc::new(value.clone()))))
+            .collect();
 
         let mut types: BTreeMap<Arc<str>, RecordType> = BTreeMap::new();
         for (path, document) in &documents {
@@ -240,7 +253,7 @@ impl SchemaCatalog {
                 report(path, "schema files are named MAJOR.MINOR.json or MAJOR.MINOR.response.json".to_owned());
                 continue;
             };
-            let compiled = match compile(path, document, &registry) {
+            let compiled = match compile(path, &parts.join("/"), document, &registry) {
                 Ok(c) => c,
                 Err(message) => {
                     report(path, message);
@@ -262,7 +275,7 @@ impl SchemaCatalog {
                 record_type.versions.insert(version, SchemaVersion { version, request: compiled, response: None });
             }
         }
-        (SchemaCatalog { types, broken }, problems)
+        (SchemaCatalog { types, documents: shared_documents, broken }, problems)
     }
 
     /// Every schema file in the catalog, in a stable order.
@@ -289,9 +302,20 @@ impl SchemaCatalog {
     pub fn types(&self) -> impl Iterator<Item = &RecordType> {
         self.types.values()
     }
+
+    /// A document of the directory as written, by its `/`-separated path inside it (the
+    /// target of a `$ref` such as `../common/definitions.json`).
+    pub fn document(&self, path: &str) -> Option<&Arc<Value>> {
+        self.documents.get(path)
+    }
 }
 
-fn compile(path: &Path, document: &Value, registry: &jsonschema::Registry<'_>) -> Result<CompiledSchema, String> {
+fn compile(
+    path: &Path,
+    relative: &str,
+    document: &Value,
+    registry: &jsonschema::Registry<'_>,
+) -> Result<CompiledSchema, String> {
     let base = file_uri(path);
     if document.get("$schema").and_then(Value::as_str).is_some_and(|s| !s.contains("2020-12")) {
         return Err("declares a `$schema` other than draft 2020-12".to_owned());
@@ -308,7 +332,13 @@ fn compile(path: &Path, document: &Value, registry: &jsonschema::Registry<'_>) -
     let dereferenced = options()
         .dereference(document)
         .map_err(|e| format!("has a `$ref` that cannot be resolved inside the schemas directory: {e}"))?;
-    Ok(CompiledSchema { file: path.to_path_buf(), document: Arc::new(document.clone()), dereferenced, validator })
+    Ok(CompiledSchema {
+        file: path.to_path_buf(),
+        path: relative.to_owned(),
+        document: Arc::new(document.clone()),
+        dereferenced,
+        validator,
+    })
 }
 
 impl CompiledSchema {
@@ -330,6 +360,11 @@ impl CompiledSchema {
     /// `additionalProperties` schema), and `*` needs `items` or `prefixItems`.
     pub fn can_produce(&self, field: &FieldPointer) -> bool {
         producible(&self.dereferenced, field.segments())
+    }
+
+    /// The document with every `$ref` inlined: self-contained, as the validator sees it.
+    pub fn dereferenced(&self) -> &Value {
+        &self.dereferenced
     }
 }
 

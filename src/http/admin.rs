@@ -1,4 +1,5 @@
-//! The admin API: probes, metrics, dead letters, replay and the audit trail, for operators.
+//! The admin API: probes, metrics, dead letters, replay, the audit trail, configuration reload
+//! and this API's own OpenAPI document, for operators.
 //!
 //! `/healthz` (alive) and `/readyz` (store reachable, configuration loaded) are always open, for
 //! probes. `/metrics` is open unless configured otherwise. Everything under `/admin/v1` needs the
@@ -20,6 +21,24 @@ use super::{json_response, text_response};
 use crate::gateway::Shared;
 use crate::store::{DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget};
 use crate::telemetry::events::DeliveryReplayed;
+
+/// Every route of the admin API as (method, path template); the admin OpenAPI document
+/// ([`super::openapi::ADMIN_DOCUMENT`]) describes exactly these, and a test holds the two together.
+pub const ROUTES: [(&str, &str); 13] = [
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/admin/v1/deliveries"),
+    ("POST", "/admin/v1/deliveries/{delivery_id}/replay"),
+    ("POST", "/admin/v1/recipients/{recipient}/replay"),
+    ("GET", "/admin/v1/audit"),
+    ("POST", "/admin/v1/reload"),
+    ("GET", "/admin/v1/overview"),
+    ("GET", "/console"),
+    ("POST", "/console/login"),
+    ("POST", "/console/logout"),
+    ("GET", "/admin/v1/openapi.json"),
+];
 
 /// Most deliveries or audit entries one page returns.
 const MAX_PAGE: usize = 1000;
@@ -48,6 +67,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         }
         "/metrics" if get && config.admin.metrics_open => {
             return text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render());
+        }
+        // As on the partner API, a method the route does not take is answered before credentials.
+        "/healthz" | "/readyz" | "/metrics" if !get => {
+            return ApiError::MethodNotAllowed { allow: "GET" }.to_response(lang, &path);
         }
         _ => {}
     }
@@ -83,6 +106,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
                 Ok(json_response(StatusCode::OK, super::console::overview(&shared, &config).to_string().into_bytes()))
             }
             (Method::GET, ["admin", "v1", "audit"]) => audit(&shared, req.uri().query().unwrap_or("")).await,
+            (Method::GET, ["admin", "v1", "openapi.json"]) => {
+                Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec()))
+            }
             (Method::POST, ["admin", "v1", "reload"]) => Ok(match shared.reload().await {
                 Ok(fingerprint) => json_response(
                     StatusCode::OK,
@@ -96,9 +122,13 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
                 ),
                 Err(e) => return Err(ApiError::StoreUnavailable(e.to_string())),
             }),
-            (_, ["admin", "v1", "deliveries"] | ["admin", "v1", "audit"] | ["admin", "v1", "overview"]) => {
-                Err(ApiError::MethodNotAllowed { allow: "GET" })
-            }
+            (
+                _,
+                ["admin", "v1", "deliveries"]
+                | ["admin", "v1", "audit"]
+                | ["admin", "v1", "overview"]
+                | ["admin", "v1", "openapi.json"],
+            ) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
             (
                 _,
                 ["admin", "v1", "deliveries", _, "replay"]

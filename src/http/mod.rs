@@ -1,4 +1,5 @@
-//! The HTTP surface: the partner API ([`partner`]) and the admin API ([`admin`]).
+//! The HTTP surface: the partner API ([`partner`]) and the admin API ([`admin`]), and the
+//! contract that describes both ([`openapi`]).
 //!
 //! Handlers work on one configuration snapshot taken when the request starts, and return
 //! [`error::ApiError`] for every failure; [`error::ApiError::to_response`] is the only place
@@ -8,6 +9,7 @@ pub mod admin;
 pub mod console;
 pub mod error;
 pub mod i18n;
+pub mod openapi;
 pub mod partner;
 pub mod requests;
 

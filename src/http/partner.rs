@@ -33,6 +33,21 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 256;
 /// Most records one page of `GET /v1/records` returns.
 const MAX_PAGE: usize = 200;
 
+/// Every route of the partner API as (method, path template); `HEAD` goes wherever `GET` does.
+/// The OpenAPI document ([`super::openapi`]) describes exactly these, and a test holds the two
+/// together.
+pub const ROUTES: [(&str, &str); 9] = [
+    ("POST", "/v1/records/{record_type}"),
+    ("POST", "/v1/requests/{record_type}"),
+    ("POST", "/v1/validate/{record_type}"),
+    ("GET", "/v1/records/{record_id}"),
+    ("GET", "/v1/records"),
+    ("GET", "/v1/schemas"),
+    ("GET", "/v1/schemas/{record_type}/{version}"),
+    ("GET", "/v1/agreements"),
+    ("GET", "/v1/openapi.json"),
+];
+
 /// The routes of the partner API.
 #[derive(Debug)]
 enum Endpoint<'a> {
@@ -44,6 +59,7 @@ enum Endpoint<'a> {
     Schemas,
     Schema(&'a str, &'a str),
     Agreements,
+    OpenApi,
 }
 
 impl Endpoint<'_> {
@@ -58,7 +74,24 @@ impl Endpoint<'_> {
             Endpoint::Schemas => "schemas",
             Endpoint::Schema(..) => "schema",
             Endpoint::Agreements => "agreements",
+            Endpoint::OpenApi => "openapi",
         }
+    }
+
+    /// The route's entry in [`ROUTES`].
+    #[cfg(test)]
+    fn route(&self) -> (&'static str, &'static str) {
+        ROUTES[match self {
+            Endpoint::Submit(_) => 0,
+            Endpoint::Request(_) => 1,
+            Endpoint::Validate(_) => 2,
+            Endpoint::RecordStatus(_) => 3,
+            Endpoint::ListRecords => 4,
+            Endpoint::Schemas => 5,
+            Endpoint::Schema(..) => 6,
+            Endpoint::Agreements => 7,
+            Endpoint::OpenApi => 8,
+        }]
     }
 }
 
@@ -82,6 +115,7 @@ fn endpoint<'a>(method: &Method, path: &'a str) -> Result<Endpoint<'a>, ApiError
         ["v1", "schemas"] => allow("GET", get, Endpoint::Schemas),
         ["v1", "schemas", t, v] if !t.is_empty() && !v.is_empty() => allow("GET", get, Endpoint::Schema(t, v)),
         ["v1", "agreements"] => allow("GET", get, Endpoint::Agreements),
+        ["v1", "openapi.json"] => allow("GET", get, Endpoint::OpenApi),
         _ => Err(ApiError::RouteNotFound),
     }
 }
@@ -120,6 +154,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Arc<Conne
                             Endpoint::Schemas => schemas(&config, p),
                             Endpoint::Schema(t, v) => schema(&config, p, t, v),
                             Endpoint::Agreements => agreements(&config, p),
+                            Endpoint::OpenApi => Ok(json_response(
+                                StatusCode::OK,
+                                super::openapi::partner_document(&config, &p.id).to_string().into_bytes(),
+                            )),
                         },
                     }
                 }
@@ -588,7 +626,7 @@ async fn list_records(
 }
 
 /// The (type, version, role) triples the caller may send or receive.
-fn schema_entries(config: &Config, partner: &str) -> Vec<(String, Version, &'static str)> {
+pub(super) fn schema_entries(config: &Config, partner: &str) -> Vec<(String, Version, &'static str)> {
     let mut entries = Vec::new();
     for a in config.agreements.iter().filter(|a| a.is_party(partner)) {
         let role = if &*a.sender == partner { "send" } else { "receive" };
@@ -659,4 +697,27 @@ fn agreements(config: &Config, partner: &AuthenticatedPartner) -> Result<Respons
         })
         .collect();
     Ok(json_response(StatusCode::OK, json!({ "agreements": list }).to_string().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_routed_to_itself() {
+        for (method, template) in ROUTES {
+            let path = template
+                .replace("{record_type}", "birth-registration")
+                .replace("{record_id}", "01900000-0000-7000-8000-000000000000")
+                .replace("{version}", "1.1");
+            let method: Method = method.parse().unwrap();
+            let endpoint = endpoint(&method, &path).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            assert_eq!(endpoint.route(), (method.as_str(), template), "{method} {path}");
+        }
+        let labels: std::collections::BTreeSet<&str> = ROUTES
+            .iter()
+            .map(|(m, t)| endpoint(&m.parse().unwrap(), &t.replace('{', "x").replace('}', "")).unwrap().label())
+            .collect();
+        assert_eq!(labels.len(), ROUTES.len(), "one metric label per route");
+    }
 }

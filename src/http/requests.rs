@@ -45,10 +45,8 @@ pub(super) async fn handle(
     let Intake { route, version, headers, value, .. } =
         intake(config, partner, req, record_type, Mode::Request, OffsetDateTime::now_utc()).await?;
 
-    // A request agreement has one responder (checked at load).
-    let (share, responder) = route.shares(version).next().ok_or(ApiError::NoAgreement)?;
-    let agreement = route.agreements.iter().find(|a| a.id == share.agreement).ok_or(ApiError::NoAgreement)?;
-    let recipient = shared.recipients.get(&share.recipient).ok_or(ApiError::UpstreamError { status: None })?;
+    let (agreement, responder) = route.responder(version).ok_or(ApiError::NoAgreement)?;
+    let recipient = shared.recipients.get(&responder.partner).ok_or(ApiError::UpstreamError { status: None })?;
     let projected = Bytes::from(responder.fields.project_canonical(&value));
     let request_id = uuid::Uuid::now_v7().to_string();
     outcome.record_id = Some(request_id.clone());
@@ -58,11 +56,11 @@ pub(super) async fn handle(
         Err(ApiError::BreakerOpen { retry_after_secs: recipient.breaker.retry_after_secs() })
     } else {
         let tp = traceparent(&headers);
-        let key = format!("{request_id}.{}", share.recipient);
+        let key = format!("{request_id}.{}", responder.partner);
         let envelope = Envelope {
             record_id: &request_id,
             sender: &partner.id,
-            agreement: &share.agreement,
+            agreement: &agreement.id,
             record_type,
             schema_version: &version.to_string(),
             idempotency_key: &key,
@@ -78,8 +76,8 @@ pub(super) async fn handle(
     let now = crate::clock::now_ms();
     let mut forwarded = AuditEvent::new(now, kind::REQUEST_ANSWERED, &partner.id, audit_outcome(&result));
     forwarded.record_id = Some(request_id.clone());
-    forwarded.agreement = Some(share.agreement.to_string());
-    forwarded.recipient = Some(share.recipient.to_string());
+    forwarded.agreement = Some(agreement.id.to_string());
+    forwarded.recipient = Some(responder.partner.to_string());
     forwarded.body_digest = Some(shared.digest_key.digest(&projected));
     forwarded.reason = Some(match &result {
         Ok(answer) => format!("response digest {}", crate::auth::to_hex(&shared.digest_key.digest(answer))),

@@ -16,6 +16,7 @@ mod discovery;
 mod hostile;
 mod isolation;
 mod limits;
+mod openapi;
 mod operators;
 mod permissions;
 mod postgres;

@@ -42,6 +42,22 @@ async fn probes_and_metrics_are_served_on_the_admin_listener() {
     );
 }
 
+/// Found by Schemathesis: another method on a probe answered 404 (with the token) or 401.
+#[tokio::test]
+async fn a_probe_answers_another_method_with_405() {
+    let gw = Setup::new().start().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        for auth in [&[][..], &[("authorization", "Bearer test-admin-token")][..]] {
+            for method in [Method::POST, Method::DELETE, Method::TRACE] {
+                let r = gw.admin.send(method.clone(), path, auth, "").await;
+                r.problem(405, "method-not-allowed");
+                assert_eq!(r.header("allow"), Some("GET"), "{method} {path}");
+            }
+        }
+        assert_eq!(gw.admin.send(Method::HEAD, path, &[], "").await.status, StatusCode::OK, "HEAD {path}");
+    }
+}
+
 #[tokio::test]
 async fn readiness_fails_when_the_store_is_gone() {
     let gw = Setup::new().start().await;

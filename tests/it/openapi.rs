@@ -1,0 +1,513 @@
+//! The API contract: the OpenAPI documents say what the gateway does. Every documented operation
+//! is routed and every route documented, a partner sees only its own record types, the bundled
+//! schemas mean what the files in `schemas/` mean, the documents hold together as OpenAPI 3.1,
+//! and real answers match the schemas the documents give them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use http::{Method, StatusCode};
+use passerelle::http::openapi::component_name;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const ADMIN: (&str, &str) = ("authorization", "Bearer test-admin-token");
+
+async fn partner_document(gw: &TestGateway, partner: &str) -> Value {
+    let r = gw.client.get("/v1/openapi.json", gw.key(partner)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    r.json()
+}
+
+async fn admin_document(gw: &TestGateway) -> Value {
+    let r = gw.admin.send(Method::GET, "/admin/v1/openapi.json", &[ADMIN], "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()
+}
+
+/// Every (method, path) of a document, the method upper-case.
+fn operations(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in METHODS {
+            if item.get(method).is_some() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the concrete or templated `path` is an instance of the router's `template`.
+fn instance_of(path: &str, template: &str) -> bool {
+    let (p, t): (Vec<&str>, Vec<&str>) = (path.split('/').collect(), template.split('/').collect());
+    p.len() == t.len() && p.iter().zip(&t).all(|(p, t)| p == t || (t.starts_with('{') && !p.is_empty()))
+}
+
+/// The value a `$ref` of the document points at.
+fn resolve<'d>(doc: &'d Value, reference: &str) -> &'d Value {
+    let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("{reference} leaves the document"));
+    doc.pointer(pointer).unwrap_or_else(|| panic!("{reference} does not resolve"))
+}
+
+/// `value`, or what it points at if it is a `$ref`.
+fn follow<'d>(doc: &'d Value, value: &'d Value) -> &'d Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(reference) => follow(doc, resolve(doc, reference)),
+        None => value,
+    }
+}
+
+/// A validator for a schema of the document (its `$ref`s resolve inside the document).
+fn validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
+    let mut root = doc.clone();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["allOf"] = json!([schema]);
+    jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&root).unwrap()
+}
+
+/// The schema a documented answer has, by method, path, status and media type.
+fn answer_schema<'d>(doc: &'d Value, method: &str, path: &str, status: u16, media: &str) -> &'d Value {
+    let operation = &doc["paths"][path][method];
+    let answer = follow(doc, &operation["responses"][status.to_string()]);
+    &answer["content"][media]["schema"]
+}
+
+/// Asserts that `response` is documented for the operation and matches its schema.
+fn assert_documented(doc: &Value, method: &str, path: &str, response: &TestResponse) {
+    let status = response.status.as_u16();
+    let media = response.header("content-type").unwrap_or("").split(';').next().unwrap().trim().to_owned();
+    let schema = answer_schema(doc, method, path, status, &media);
+    assert!(!schema.is_null(), "{method} {path}: {status} {media} is not documented");
+    let body = response.json();
+    let errors: Vec<String> = validator(doc, schema).iter_errors(&body).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{method} {path} {status}: {errors:?}\n{body}");
+}
+
+#[tokio::test]
+async fn a_partner_sees_only_its_own_record_types() {
+    let gw = Setup::new().start().await;
+    let config = passerelle::config::load(&gw.setup.main_config()).unwrap();
+    let all_types: BTreeSet<String> = config.catalog.types().map(|t| t.name.to_string()).collect();
+    for partner in PARTNERS {
+        let doc = partner_document(&gw, partner).await;
+        let mut sent: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (_, path) in operations(&doc) {
+            if let ["", "v1", route @ ("records" | "validate" | "requests"), t] =
+                path.split('/').collect::<Vec<_>>()[..]
+                && !t.starts_with('{')
+            {
+                sent.entry(route.to_owned()).or_default().insert(t.to_owned());
+            }
+        }
+        let expected = |mode: Option<passerelle::config::Mode>| -> BTreeSet<String> {
+            config
+                .agreements
+                .iter()
+                .filter(|a| &*a.sender == partner && mode.is_none_or(|m| a.mode == m))
+                .map(|a| a.record_type.to_string())
+                .collect()
+        };
+        use passerelle::config::Mode;
+        assert_eq!(sent.remove("records").unwrap_or_default(), expected(Some(Mode::Push)), "{partner}: records");
+        assert_eq!(sent.remove("requests").unwrap_or_default(), expected(Some(Mode::Request)), "{partner}: requests");
+        assert_eq!(sent.remove("validate").unwrap_or_default(), expected(None), "{partner}: validate");
+
+        // The types it is party to in no way are named nowhere in its document.
+        let party: BTreeSet<String> =
+            config.agreements.iter().filter(|a| a.is_party(partner)).map(|a| a.record_type.to_string()).collect();
+        let text = doc.to_string();
+        for stranger in all_types.difference(&party) {
+            assert!(!text.contains(stranger.as_str()), "{partner}'s document names {stranger}");
+        }
+        // The types it may read schemas of are the ones GET /v1/schemas lists.
+        let listed: BTreeSet<String> = gw.client.get("/v1/schemas", gw.key(partner)).await.json()["schemas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["record_type"].as_str().unwrap().to_owned())
+            .collect();
+        let enumerated: BTreeSet<String> = doc["components"]["parameters"]["SchemaRecordType"]["schema"]["enum"]
+            .as_array()
+            .map(|e| e.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default();
+        assert_eq!(enumerated, listed, "{partner}");
+    }
+    // The shipped agreements, spelled out once.
+    let doc = partner_document(&gw, "on-health-plan").await;
+    let ops = operations(&doc);
+    for op in ["/v1/records/address-change", "/v1/validate/address-change", "/v1/requests/sin-validation"] {
+        assert!(ops.contains(&("POST".to_owned(), op.to_owned())), "{op}");
+    }
+    assert!(!ops.iter().any(|(_, p)| p.contains("birth-registration")));
+    // The contract is only for partners.
+    gw.client.send(Method::GET, "/v1/openapi.json", &[], "").await.problem(401, "unauthenticated");
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed_and_every_route_is_documented() {
+    let gw = Setup::new().start().await;
+    let mut covered: BTreeSet<&(&str, &str)> = BTreeSet::new();
+    for partner in ["on-vital-stats", "on-health-plan"] {
+        let doc = partner_document(&gw, partner).await;
+        for (method, path) in operations(&doc) {
+            let routes: Vec<_> = passerelle::http::partner::ROUTES
+                .iter()
+                .filter(|(m, t)| *m == method && instance_of(&path, t))
+                .collect();
+            assert!(!routes.is_empty(), "{method} {path} is documented but not routed");
+            covered.extend(routes);
+            let concrete = path
+                .replace("{record_id}", "01900000-0000-7000-8000-000000000000")
+                .replace("{record_type}", "birth-registration")
+                .replace("{version}", "1.1");
+            let r = gw
+                .client
+                .send(
+                    method.parse().unwrap(),
+                    &concrete,
+                    &[("authorization", &format!("Bearer {}", gw.key(partner)))],
+                    "",
+                )
+                .await;
+            assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {concrete}");
+            if r.status == StatusCode::NOT_FOUND {
+                assert_ne!(r.json()["type"], "urn:passerelle:problem:not-found", "{method} {concrete}");
+            }
+            // Whatever it answered is documented.
+            let documented = doc["paths"][&path][method.to_lowercase()]["responses"].get(r.status.as_str());
+            assert!(documented.is_some(), "{method} {path} answered an undocumented {}", r.status);
+        }
+    }
+    for route in passerelle::http::partner::ROUTES.iter() {
+        assert!(covered.contains(route), "{route:?} is routed but not documented");
+    }
+
+    let doc = admin_document(&gw).await;
+    let documented = operations(&doc);
+    let routed: BTreeSet<(String, String)> =
+        passerelle::http::admin::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, routed);
+    for (method, path) in documented {
+        let concrete = path.replace("{delivery_id}", "1").replace("{recipient}", "ottawa-city");
+        let r = gw.admin.send(method.parse().unwrap(), &concrete, &[ADMIN], "").await;
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {concrete}");
+        assert!(
+            r.header("content-type") != Some("application/problem+json")
+                || r.json()["type"] != "urn:passerelle:problem:not-found",
+            "{method} {concrete}"
+        );
+        let answered = doc["paths"][&path][method.to_lowercase()]["responses"].get(r.status.as_str());
+        assert!(answered.is_some(), "{method} {path} answered an undocumented {}", r.status);
+    }
+}
+
+/// `value` with every `$ref` replaced by what it points at, `resolve` telling where a reference
+/// made from `base` leads (the target and its own base).
+fn inline<B: Clone>(value: &Value, base: &B, resolve: &dyn Fn(&str, &B) -> (Value, B), depth: usize) -> Value {
+    assert!(depth < 32, "references nest too deep");
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => {
+                        let (target, target_base) = resolve(r, base);
+                        (k.clone(), inline(&target, &target_base, resolve, depth + 1))
+                    }
+                    _ => (k.clone(), inline(v, base, resolve, depth)),
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| inline(v, base, resolve, depth)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A schema file with every `$ref` inlined, resolving them as files of `schemas/`.
+fn inline_file(file: &Path) -> Value {
+    let read = |path: &Path| -> Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let resolve = |reference: &str, base: &PathBuf| -> (Value, PathBuf) {
+        let (uri, fragment) = reference.split_once('#').unwrap_or((reference, ""));
+        let target = if uri.is_empty() { base.clone() } else { base.parent().unwrap().join(uri) };
+        let target = target.canonicalize().unwrap();
+        assert!(target.starts_with(repo().join("schemas").canonicalize().unwrap()));
+        (read(&target).pointer(fragment).unwrap_or_else(|| panic!("{reference}")).clone(), target)
+    };
+    let mut value = inline(&read(file), &file.canonicalize().unwrap(), &resolve, 0);
+    value.as_object_mut().unwrap().remove("$schema");
+    value
+}
+
+fn schema_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            schema_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_bundled_schemas_mean_what_the_files_in_schemas_say() {
+    let gw = Setup::new().start().await;
+    let dir = repo().join("schemas");
+    let mut files = Vec::new();
+    schema_files(&dir, &mut files);
+    let mut seen = BTreeSet::new();
+    for partner in ["on-vital-stats", "on-health-plan", "nt-vital-stats"] {
+        let doc = partner_document(&gw, partner).await;
+        let components = doc["components"]["schemas"].as_object().unwrap();
+        let resolve = |reference: &str, _: &()| (resolve(&doc, reference).clone(), ());
+        for file in &files {
+            let relative = file.strip_prefix(&dir).unwrap().to_str().unwrap().replace('\\', "/");
+            let Some(component) = components.get(&component_name(&relative)) else { continue };
+            seen.insert(relative.clone());
+            assert!(component.get("$schema").is_none(), "{relative}: the dialect is the document's");
+            assert_eq!(inline(component, &(), &resolve, 0), inline_file(file), "{relative} as bundled for {partner}");
+        }
+    }
+    let all: BTreeSet<String> =
+        files.iter().map(|f| f.strip_prefix(&dir).unwrap().to_str().unwrap().replace('\\', "/")).collect();
+    assert_eq!(seen, all, "the three senders between them use every schema file");
+}
+
+#[tokio::test]
+async fn the_documents_hold_together_as_openapi_3_1() {
+    let gw = Setup::new().start().await;
+    let mut docs = vec![("admin".to_owned(), admin_document(&gw).await)];
+    for partner in PARTNERS {
+        docs.push((partner.to_owned(), partner_document(&gw, partner).await));
+    }
+    for (name, doc) in &docs {
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{name}");
+        assert_eq!(doc["jsonSchemaDialect"], "https://json-schema.org/draft/2020-12/schema");
+        assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string(), "{name}");
+        // Every reference resolves inside the document.
+        let mut stack = vec![doc];
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(reference)) = map.get("$ref") {
+                        resolve(doc, reference);
+                    }
+                    stack.extend(map.values());
+                }
+                Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        for scheme in schemes.values() {
+            assert!(
+                ["apiKey", "http", "mutualTLS", "oauth2", "openIdConnect"].contains(&scheme["type"].as_str().unwrap())
+            );
+        }
+        for section in ["schemas", "responses", "parameters", "headers", "securitySchemes"] {
+            for key in doc["components"][section].as_object().map(|o| o.keys().collect::<Vec<_>>()).unwrap_or_default()
+            {
+                assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)), "{name}: {key}");
+            }
+        }
+        let requirements = |security: &Value| {
+            for requirement in security.as_array().unwrap() {
+                for scheme in requirement.as_object().unwrap().keys() {
+                    assert!(schemes.contains_key(scheme), "{name}: unknown security scheme {scheme}");
+                }
+            }
+        };
+        requirements(&doc["security"]);
+        let mut operation_ids = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            assert!(path.starts_with('/'), "{name}: {path}");
+            let templated: BTreeSet<&str> =
+                path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+            for method in METHODS {
+                let Some(operation) = item.get(method) else { continue };
+                let id = operation["operationId"].as_str().unwrap();
+                assert!(operation_ids.insert(id.to_owned()), "{name}: operationId {id} twice");
+                if let Some(security) = operation.get("security") {
+                    requirements(security);
+                }
+                let mut in_path = BTreeSet::new();
+                let none = Vec::new();
+                for parameter in operation["parameters"].as_array().unwrap_or(&none) {
+                    let parameter = follow(doc, parameter);
+                    let place = parameter["in"].as_str().unwrap();
+                    assert!(["query", "header", "path", "cookie"].contains(&place), "{name} {id}");
+                    assert!(parameter["schema"].is_object(), "{name} {id}");
+                    if place == "path" {
+                        assert_eq!(parameter["required"], true, "{name} {id}");
+                        in_path.insert(parameter["name"].as_str().unwrap());
+                    }
+                }
+                assert_eq!(in_path, templated, "{name}: {method} {path} declares its path parameters");
+                if let Some(body) = operation.get("requestBody") {
+                    assert!(body["content"].as_object().is_some_and(|c| !c.is_empty()), "{name} {id}");
+                }
+                let responses = operation["responses"].as_object().unwrap();
+                assert!(!responses.is_empty(), "{name} {id}");
+                for (status, response) in responses {
+                    assert!(
+                        status == "default" || status.parse::<u16>().is_ok_and(|s| (100..600).contains(&s)),
+                        "{name} {id}: {status}"
+                    );
+                    let response = follow(doc, response);
+                    assert!(response["description"].is_string(), "{name} {id} {status}");
+                    for media in
+                        response["content"].as_object().map(|c| c.values().collect::<Vec<_>>()).unwrap_or_default()
+                    {
+                        // Every schema compiles as JSON Schema 2020-12 with the document around it.
+                        validator(doc, &media["schema"]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn answers_match_the_documented_schemas() {
+    let gw = Setup::new().start().await;
+    gw.recipient("esdc-sin-registry").respond_with(
+        200,
+        &json!({"sin_status": "valid", "name_match": "full", "date_of_birth_match": true, "checked_at": "2026-11-29T17:00:00Z", "registry_reference": "R-1"})
+            .to_string(),
+    );
+    let doc = partner_document(&gw, "on-vital-stats").await;
+    let key = format!("Bearer {}", gw.key("on-vital-stats"));
+    let json_headers = [("authorization", key.as_str()), ("content-type", "application/json")];
+    let body = record("birth-registration-1.1.json").to_string();
+
+    // The record types' bodies are the agreed schemas.
+    let request_schema =
+        &doc["paths"]["/v1/records/birth-registration"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let request = validator(&doc, request_schema);
+    assert!(request.is_valid(&record("birth-registration-1.1.json")));
+    assert!(request.is_valid(&record("birth-registration-1.0.json")));
+    assert!(!request.is_valid(&json!({"registration_number": "ON-2026-000001"})));
+
+    let sent = gw.client.send(Method::POST, "/v1/records/birth-registration", &json_headers, body.clone()).await;
+    assert_documented(&doc, "post", "/v1/records/birth-registration", &sent);
+    let location = sent.header("location").unwrap().to_owned();
+    let with_sunset = [
+        ("authorization", key.as_str()),
+        ("content-type", "application/json"),
+        ("schema-version", "1.0"),
+        ("idempotency-key", "k-1"),
+    ];
+    let old = gw
+        .client
+        .send(
+            Method::POST,
+            "/v1/records/birth-registration",
+            &with_sunset,
+            record("birth-registration-1.0.json").to_string(),
+        )
+        .await;
+    assert!(old.header("deprecation").is_some() && old.header("sunset").is_some());
+    assert_documented(&doc, "post", "/v1/records/birth-registration", &old);
+    let again = gw
+        .client
+        .send(
+            Method::POST,
+            "/v1/records/birth-registration",
+            &with_sunset,
+            record("birth-registration-1.0.json").to_string(),
+        )
+        .await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_documented(&doc, "post", "/v1/records/birth-registration", &again);
+    for (path, template) in [
+        (location.as_str(), "/v1/records/{record_id}"),
+        ("/v1/records", "/v1/records"),
+        ("/v1/records?limit=1", "/v1/records"),
+        ("/v1/records?limit=0", "/v1/records"),
+        ("/v1/schemas", "/v1/schemas"),
+        ("/v1/agreements", "/v1/agreements"),
+        ("/v1/records/01900000-0000-7000-8000-000000000000", "/v1/records/{record_id}"),
+        ("/v1/schemas/birth-registration/9.9", "/v1/schemas/{record_type}/{version}"),
+        ("/v1/openapi.json", "/v1/openapi.json"),
+    ] {
+        assert_documented(&doc, "get", template, &gw.client.get(path, gw.key("on-vital-stats")).await);
+    }
+    let schema = gw.client.get("/v1/schemas/birth-registration/1.1", gw.key("on-vital-stats")).await;
+    assert_eq!(schema.header("content-type"), Some("application/schema+json"));
+    assert_documented(&doc, "get", "/v1/schemas/{record_type}/{version}", &schema);
+
+    let invalid = record("birth-registration-1.1-invalid.json").to_string();
+    for path in ["/v1/records/birth-registration", "/v1/validate/birth-registration"] {
+        let answers = [
+            gw.client.send(Method::POST, path, &json_headers, body.clone()).await,
+            gw.client.send(Method::POST, path, &json_headers, invalid.clone()).await,
+            gw.client.send(Method::POST, path, &json_headers, "{\"a\": 1, \"a\": 2}").await,
+            gw.client.send(Method::POST, path, &[("authorization", key.as_str())], body.clone()).await,
+            gw.client.send(Method::POST, path, &[("content-type", "application/json")], body.clone()).await,
+            gw.client
+                .send(Method::POST, path, &[json_headers[0], json_headers[1], ("schema-version", "7.0")], body.clone())
+                .await,
+        ];
+        for answer in &answers {
+            assert_documented(&doc, "post", path, answer);
+        }
+    }
+
+    // Request/response, as the health plan.
+    let doc = partner_document(&gw, "on-health-plan").await;
+    let key = format!("Bearer {}", gw.key("on-health-plan"));
+    let asked = gw
+        .client
+        .send(
+            Method::POST,
+            "/v1/requests/sin-validation",
+            &[("authorization", &key), ("content-type", "application/json")],
+            record("sin-validation-1.0.json").to_string(),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.text());
+    assert_documented(&doc, "post", "/v1/requests/sin-validation", &asked);
+    // The documented answer is exactly the agreement's response_fields: more would not match.
+    let answer = validator(&doc, answer_schema(&doc, "post", "/v1/requests/sin-validation", 200, "application/json"));
+    let mut with_reference = asked.json();
+    with_reference["registry_reference"] = json!("R-1");
+    assert!(!answer.is_valid(&with_reference));
+    gw.recipient("esdc-sin-registry").respond_with(200, "{\"sin_status\": 1}");
+    let bad = gw
+        .client
+        .send(
+            Method::POST,
+            "/v1/requests/sin-validation",
+            &[("authorization", &key), ("content-type", "application/json")],
+            record("sin-validation-1.0.json").to_string(),
+        )
+        .await;
+    assert_documented(&doc, "post", "/v1/requests/sin-validation", &bad);
+
+    // The admin API.
+    let doc = admin_document(&gw).await;
+    for (path, template) in [
+        ("/admin/v1/deliveries", "/admin/v1/deliveries"),
+        ("/admin/v1/deliveries?status=lost", "/admin/v1/deliveries"),
+        ("/admin/v1/audit?limit=5", "/admin/v1/audit"),
+        ("/admin/v1/openapi.json", "/admin/v1/openapi.json"),
+        ("/admin/v1/overview", "/admin/v1/overview"),
+    ] {
+        assert_documented(&doc, "get", template, &gw.admin.send(Method::GET, path, &[ADMIN], "").await);
+    }
+    assert_documented(&doc, "get", "/admin/v1/audit", &gw.admin.send(Method::GET, "/admin/v1/audit", &[], "").await);
+    for (path, template) in [
+        ("/admin/v1/deliveries/1/replay", "/admin/v1/deliveries/{delivery_id}/replay"),
+        ("/admin/v1/deliveries/999999/replay", "/admin/v1/deliveries/{delivery_id}/replay"),
+        ("/admin/v1/recipients/ottawa-city/replay", "/admin/v1/recipients/{recipient}/replay"),
+        ("/admin/v1/recipients/nobody/replay", "/admin/v1/recipients/{recipient}/replay"),
+        ("/admin/v1/reload", "/admin/v1/reload"),
+    ] {
+        assert_documented(&doc, "post", template, &gw.admin.send(Method::POST, path, &[ADMIN], "").await);
+        let foreign = gw.admin.send(Method::POST, path, &[ADMIN, ("origin", "https://elsewhere.example")], "").await;
+        assert_documented(&doc, "post", template, &foreign);
+    }
+}
