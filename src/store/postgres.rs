@@ -133,16 +133,19 @@ fn connector(tls: &Option<Arc<rustls::ClientConfig>>) -> MakeRustlsConnect {
     MakeRustlsConnect::new(tls.as_deref().cloned().unwrap_or_else(|| (*crate::tls::plain_client()).clone()))
 }
 
-/// Without a CA there is no TLS at all (tokio-postgres would otherwise try it under its default
-/// `sslmode=prefer` and fail on an unverifiable certificate): never unverified encryption.
+/// With a CA, verified TLS or nothing; without one, no TLS at all (tokio-postgres would otherwise
+/// try it under its default `sslmode=prefer` and fail on an unverifiable certificate).
 fn plain_unless_tls(
     config: &tokio_postgres::Config,
     tls: &Option<Arc<rustls::ClientConfig>>,
 ) -> tokio_postgres::Config {
     let mut config = config.clone();
-    if tls.is_none() {
-        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-    }
+    // With a CA, TLS is required: `prefer` would fall back to plain text if someone on the path
+    // refused the SSLRequest.
+    config.ssl_mode(match tls {
+        Some(_) => tokio_postgres::config::SslMode::Require,
+        None => tokio_postgres::config::SslMode::Disable,
+    });
     config
 }
 
@@ -336,7 +339,13 @@ struct Pending {
     audit: AuditColumns,
     records: RecordColumns,
     deliveries: DeliveryColumns,
+    /// Body bytes waiting; past [`MAX_PENDING_BYTES`] they are sent before the next record.
+    bytes: usize,
 }
+
+/// Body bytes one flush sends at most (plus one record's worth): PostgreSQL refuses a message
+/// or an array over about 1 GB, and a group commit of large records must not come near it.
+const MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Default)]
 struct AuditColumns {
@@ -362,7 +371,7 @@ struct RecordColumns {
     record_type: Vec<String>,
     schema_version: Vec<String>,
     received_at: Vec<i64>,
-    body: Vec<Vec<u8>>,
+    body: Vec<Bytes>,
     body_sha256: Vec<Vec<u8>>,
     idempotency_key: Vec<Option<String>>,
     traceparent: Vec<Option<String>>,
@@ -376,7 +385,7 @@ struct DeliveryColumns {
     recipient: Vec<String>,
     agreement: Vec<String>,
     ordered: Vec<bool>,
-    body: Vec<Vec<u8>>,
+    body: Vec<Bytes>,
     body_digest: Vec<Vec<u8>>,
     created_at: Vec<i64>,
 }
@@ -424,13 +433,14 @@ impl Cx<'_, '_> {
 
     /// Adds an accepted record and its deliveries to the pending rows.
     fn insert_record(&mut self, record: &NewRecord, audit_seq: i64) {
+        self.pending.bytes += record.body.len() + record.deliveries.iter().map(|d| d.body.len()).sum::<usize>();
         let r = &mut self.pending.records;
         r.record_id.push(record.record_id.clone());
         r.sender.push(record.sender.clone());
         r.record_type.push(record.record_type.clone());
         r.schema_version.push(record.schema_version.clone());
         r.received_at.push(record.received_at);
-        r.body.push(record.body.to_vec());
+        r.body.push(record.body.clone());
         r.body_sha256.push(record.body_sha256.to_vec());
         r.idempotency_key.push(record.idempotency_key.clone());
         r.traceparent.push(record.traceparent.clone());
@@ -442,7 +452,7 @@ impl Cx<'_, '_> {
             d.recipient.push(delivery.recipient.clone());
             d.agreement.push(delivery.agreement.clone());
             d.ordered.push(delivery.ordered);
-            d.body.push(delivery.body.to_vec());
+            d.body.push(delivery.body.clone());
             d.body_digest.push(delivery.body_digest.to_vec());
             d.created_at.push(record.received_at);
         }
@@ -450,7 +460,10 @@ impl Cx<'_, '_> {
 
     /// Sends the pending rows: audit entries, then records, then their deliveries.
     async fn flush(&mut self) -> Result<(), tokio_postgres::Error> {
-        let Pending { audit: a, records: r, deliveries: d } = std::mem::take(&mut self.pending);
+        let Pending { audit: a, records: r, deliveries: d, bytes: _ } = std::mem::take(&mut self.pending);
+        // Bound as `bytea[]` without copying the bodies.
+        let record_bodies: Vec<&[u8]> = r.body.iter().map(|b| &b[..]).collect();
+        let delivery_bodies: Vec<&[u8]> = d.body.iter().map(|b| &b[..]).collect();
         if !a.seq.is_empty() {
             self.tx
                 .execute(
@@ -483,7 +496,7 @@ impl Cx<'_, '_> {
                         &r.record_type,
                         &r.schema_version,
                         &r.received_at,
-                        &r.body,
+                        &record_bodies,
                         &r.body_sha256,
                         &r.idempotency_key,
                         &r.traceparent,
@@ -497,7 +510,7 @@ impl Cx<'_, '_> {
             self.tx
                 .execute(
                     &self.statements.insert_delivery,
-                    &[&d.record_id, &d.recipient, &d.agreement, &d.ordered, &d.body, &d.body_digest, &d.created_at],
+                    &[&d.record_id, &d.recipient, &d.agreement, &d.ordered, &delivery_bodies, &d.body_digest, &d.created_at],
                 )
                 .await?;
         }
@@ -635,6 +648,9 @@ async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<Commit
                 CommitOutcome::Conflict
             });
         }
+    }
+    if cx.pending.bytes >= MAX_PENDING_BYTES {
+        cx.flush().await?;
     }
     let stamp = cx.append(vec![record.accepted_event()]).await?[0];
     cx.insert_record(record, stamp.seq);
@@ -1124,6 +1140,41 @@ mod tests {
     }
 
     crate::store_conformance!(store());
+
+    /// A group commit of large records is sent in pieces (the pending bodies are bounded), and
+    /// every record and delivery arrives intact.
+    #[tokio::test]
+    async fn large_records_in_one_batch_are_sent_in_pieces() {
+        let (store, _schema) = store().await;
+        let body = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let commits: Vec<_> = (0..40)
+            .map(|n| {
+                let mut record = crate::store::conformance::record(n, &["r1", "r2"]);
+                record.body = body.clone();
+                for d in &mut record.deliveries {
+                    d.body = body.slice(..512 * 1024);
+                }
+                let store = store.clone();
+                tokio::spawn(async move { store.commit_record(record).await })
+            })
+            .collect();
+        for c in commits {
+            assert!(matches!(c.await.unwrap(), Ok(CommitOutcome::Accepted { .. })));
+        }
+        let claim = |recipient: &str| ClaimRequest {
+            recipient: recipient.to_owned(),
+            worker: "w".into(),
+            limit: 100,
+            now: i64::MAX / 2,
+            lease_until: i64::MAX / 2 + 1,
+            head_only: false,
+        };
+        let claimed = store.claim_due(claim("r2")).await.unwrap();
+        assert_eq!(claimed.len(), 40);
+        assert!(claimed.iter().all(|d| d.body.len() == 512 * 1024 && d.body.iter().all(|b| *b == b'x')));
+        let records: std::collections::BTreeSet<&str> = claimed.iter().map(|d| d.record_id.as_str()).collect();
+        assert_eq!(records.len(), 40, "one delivery per record");
+    }
 
     /// A server whose certificate does not chain to `store.ca_file` is refused, and the error
     /// says why: a store never falls back to an unverified or plain connection.
