@@ -75,7 +75,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         _ => {}
     }
     let signed_in = has_admin_token(config.admin.token.as_deref(), &req)
-        || shared.console_sessions.valid(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()));
+        || shared
+            .console_sessions
+            .valid(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()), config.admin.token.as_deref());
     if path == "/console" || path.starts_with("/console/") {
         return console(&shared, config.admin.token.as_deref(), req, lang, signed_in).await;
     }
@@ -139,7 +141,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
         }
     }
     .await;
-    result.unwrap_or_else(|e| e.to_response(lang, &path))
+    let mut response = result.unwrap_or_else(|e| e.to_response(lang, &path));
+    // Operators' data (dead letters, the overview, the audit trail) is never kept by a cache.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The console: the page for a signed-in operator, else the sign-in form; signing in and out.
@@ -169,21 +174,24 @@ async fn console(
             ApiError::CrossOrigin.to_response(lang, &path)
         }
         (Method::POST, "/console/login") => {
+            if let Err(retry_after_secs) = shared.console_sessions.may_try() {
+                return ApiError::RateLimited { retry_after_secs }.to_response(lang, &path);
+            }
             let body = http_body_util::Limited::new(req.into_body(), 4096);
             let presented = match http_body_util::BodyExt::collect(body).await {
                 Ok(body) => console::form_token(&body.to_bytes()),
                 Err(_) => None,
             };
-            let valid = match (token, presented) {
-                (Some(token), Some(presented)) => bool::from(presented.as_bytes().ct_eq(token.as_bytes())),
-                _ => false,
+            let token = match (token, presented) {
+                (Some(token), Some(presented)) if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) => token,
+                _ => {
+                    shared.console_sessions.failed();
+                    tracing::warn!(message = "Console sign-in refused.");
+                    return html_response(StatusCode::UNAUTHORIZED, &nonce, console::login(lang_tag, &nonce, true));
+                }
             };
-            if !valid {
-                tracing::warn!(message = "Console sign-in refused.");
-                return html_response(StatusCode::UNAUTHORIZED, &nonce, console::login(lang_tag, &nonce, true));
-            }
             tracing::info!(message = "Console sign-in.");
-            let session = shared.console_sessions.start();
+            let session = shared.console_sessions.start(token);
             redirect_to_console(&console::set_cookie(Some(&session)))
         }
         (Method::POST, "/console/logout") => {

@@ -32,6 +32,8 @@ pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 const MAX_SESSIONS: usize = 64;
 /// How often the sampler reads the counters.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// The shortest window a rate per minute is computed over.
+const MIN_RATE_WINDOW: Duration = Duration::from_secs(30);
 /// How far back the charts go.
 const HISTORY: Duration = Duration::from_secs(30 * 60);
 
@@ -39,33 +41,74 @@ const PAGE: &str = include_str!("console.html");
 const LOGIN: &str = include_str!("console-login.html");
 
 /// Signed-in console sessions, by the SHA-256 of their cookie (the cookie itself is not kept).
+/// Each remembers the digest of the admin token it was opened with: rotating or removing the
+/// token (a reload) ends every session opened with the old one.
 #[derive(Default)]
 pub struct Sessions {
-    by_digest: Mutex<HashMap<[u8; 32], Instant>>,
+    by_digest: Mutex<HashMap<[u8; 32], Session>>,
+    /// Recent failed sign-ins, to slow down guessing (see [`Sessions::may_try`]).
+    failures: Mutex<VecDeque<Instant>>,
+}
+
+/// Failed sign-ins allowed per minute, for the whole listener.
+const MAX_FAILURES_PER_MINUTE: usize = 10;
+
+struct Session {
+    expires: Instant,
+    token: [u8; 32],
 }
 
 impl Sessions {
-    /// Starts a session and returns the cookie value that stands for it.
-    pub fn start(&self) -> String {
+    /// Starts a session for `token` and returns the cookie value that stands for it.
+    pub fn start(&self, token: &str) -> String {
         let secret: [u8; 32] = crate::random_bytes();
         let cookie: String = secret.iter().map(|b| format!("{b:02x}")).collect();
         let now = Instant::now();
         let mut sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, expires| *expires > now);
+        sessions.retain(|_, s| s.expires > now);
         if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k)
+            && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k)
         {
             sessions.remove(&oldest);
         }
-        sessions.insert(digest(&cookie), now + SESSION_TTL);
+        sessions.insert(digest(&cookie), Session { expires: now + SESSION_TTL, token: digest(token) });
         cookie
     }
 
-    /// Whether the request's `Cookie` header carries a live session.
-    pub fn valid(&self, cookie_header: Option<&str>) -> bool {
-        let Some(value) = cookie_header.and_then(session_cookie) else { return false };
+    /// Whether the request's `Cookie` header carries a live session opened with `token`, the
+    /// admin token in force (none: no session is valid).
+    pub fn valid(&self, cookie_header: Option<&str>, token: Option<&str>) -> bool {
+        let (Some(value), Some(token)) = (cookie_header.and_then(session_cookie), token) else { return false };
         let sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.get(&digest(value)).is_some_and(|expires| *expires > Instant::now())
+        sessions.get(&digest(value)).is_some_and(|s| {
+            s.expires > Instant::now() && bool::from(subtle::ConstantTimeEq::ct_eq(&s.token[..], &digest(token)[..]))
+        })
+    }
+
+    /// Whether a sign-in may be tried now; `Err` holds the seconds to wait. After
+    /// [`MAX_FAILURES_PER_MINUTE`] wrong tokens in a minute, sign-ins wait (a page elsewhere that
+    /// reaches the listener cannot guess at full speed).
+    pub fn may_try(&self) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        while failures.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+            failures.pop_front();
+        }
+        match failures.front() {
+            Some(first) if failures.len() >= MAX_FAILURES_PER_MINUTE => {
+                Err(60u64.saturating_sub(now.duration_since(*first).as_secs()).max(1))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a wrong token.
+    pub fn failed(&self) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= MAX_FAILURES_PER_MINUTE {
+            failures.pop_front();
+        }
+        failures.push_back(Instant::now());
     }
 
     /// Ends the request's session, if any.
@@ -210,7 +253,8 @@ fn is_rejection(outcome: &str) -> bool {
 /// Per minute over the window from `then` to `now` (`None` until two samples exist).
 fn per_minute(now_total: u64, then_total: Option<u64>, window_ms: i64) -> Value {
     match then_total {
-        Some(then) if window_ms > 0 => {
+        // A rate over a few seconds (just after start) says little: none until half a minute.
+        Some(then) if window_ms >= MIN_RATE_WINDOW.as_millis() as i64 => {
             let rate = now_total.saturating_sub(then) as f64 * 60_000.0 / window_ms as f64;
             json!((rate * 10.0).round() / 10.0)
         }
@@ -311,7 +355,8 @@ pub fn overview(shared: &Shared, config: &Config) -> Value {
     points.push(now.clone());
     let chart: Vec<Value> = points
         .windows(2)
-        .filter(|w| w[1].at_ms > w[0].at_ms)
+        // The last point (up to now) only once it spans half a sampling period, so it does not jump.
+        .filter(|w| w[1].at_ms - w[0].at_ms >= SAMPLE_EVERY.as_millis() as i64 / 2)
         .map(|w| {
             let dt = w[1].at_ms - w[0].at_ms;
             let records = |s: &Sample, f: &dyn Fn(&str) -> bool| -> u64 {
@@ -404,22 +449,36 @@ mod tests {
     #[test]
     fn a_session_is_known_by_its_cookie_only_and_ends() {
         let sessions = Sessions::default();
-        let cookie = sessions.start();
-        assert!(sessions.valid(Some(&format!("other=1; {COOKIE}={cookie}"))));
-        assert!(!sessions.valid(Some(&format!("{COOKIE}={}", "0".repeat(64)))));
-        assert!(!sessions.valid(None));
+        let cookie = sessions.start("t");
+        assert!(sessions.valid(Some(&format!("other=1; {COOKIE}={cookie}")), Some("t")));
+        assert!(!sessions.valid(Some(&format!("{COOKIE}={}", "0".repeat(64))), Some("t")));
+        assert!(!sessions.valid(None, Some("t")));
+        // A rotated or removed token ends the session.
+        assert!(!sessions.valid(Some(&format!("{COOKIE}={cookie}")), Some("new")));
+        assert!(!sessions.valid(Some(&format!("{COOKIE}={cookie}")), None));
         sessions.end(Some(&format!("{COOKIE}={cookie}")));
-        assert!(!sessions.valid(Some(&format!("{COOKIE}={cookie}"))));
+        assert!(!sessions.valid(Some(&format!("{COOKIE}={cookie}")), Some("t")));
+    }
+
+    #[test]
+    fn wrong_tokens_are_slowed_down() {
+        let sessions = Sessions::default();
+        for _ in 0..MAX_FAILURES_PER_MINUTE {
+            assert!(sessions.may_try().is_ok());
+            sessions.failed();
+        }
+        let wait = sessions.may_try().unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
     }
 
     #[test]
     fn sessions_are_bounded() {
         let sessions = Sessions::default();
-        let first = sessions.start();
+        let first = sessions.start("t");
         for _ in 0..MAX_SESSIONS {
-            sessions.start();
+            sessions.start("t");
         }
-        assert!(!sessions.valid(Some(&format!("{COOKIE}={first}"))), "the oldest session made room");
+        assert!(!sessions.valid(Some(&format!("{COOKIE}={first}")), Some("t")), "the oldest session made room");
         assert_eq!(sessions.by_digest.lock().unwrap().len(), MAX_SESSIONS);
     }
 

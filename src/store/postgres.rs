@@ -510,7 +510,15 @@ impl Cx<'_, '_> {
             self.tx
                 .execute(
                     &self.statements.insert_delivery,
-                    &[&d.record_id, &d.recipient, &d.agreement, &d.ordered, &delivery_bodies, &d.body_digest, &d.created_at],
+                    &[
+                        &d.record_id,
+                        &d.recipient,
+                        &d.agreement,
+                        &d.ordered,
+                        &delivery_bodies,
+                        &d.body_digest,
+                        &d.created_at,
+                    ],
                 )
                 .await?;
         }

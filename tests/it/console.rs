@@ -113,6 +113,11 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     assert_eq!(browser.text(&breaker).await, "closed");
     assert_eq!(browser.find_all("#dead-letters button.replay").await.len(), 4);
     assert_ne!(browser.text(&browser.find("#checkpoints").await).await, "…", "the audit panel is filled");
+    let headers = browser
+        .execute("return [...document.querySelectorAll('th')].map(th => th.textContent).join('|');", json!([]))
+        .await;
+    assert!(!headers.as_str().unwrap().contains("=>"), "every header is text: {headers}");
+    assert!(headers.as_str().unwrap().contains("Duplicates"), "{headers}");
 
     let screenshots = repo().join("target/console");
     let wide = screenshots.join("console-1280x800.png");
@@ -230,6 +235,23 @@ async fn the_console_needs_a_session_and_speaks_the_browsers_language() {
         )
         .await;
     assert_eq!(replay.status, StatusCode::FORBIDDEN);
+    assert_eq!(overview.header("cache-control"), Some("no-store"));
+    // Rotating the admin token (a reload) ends the sessions opened with the old one.
+    let second = gw.admin.send(Method::POST, "/console/login", &form, "token=test-admin-token").await;
+    let rotated = second.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    std::fs::write(gw.setup.config_dir().join("admin-token"), "a-new-admin-token\n").unwrap();
+    let reload = gw.admin.send(Method::POST, "/admin/v1/reload", &[("cookie", &rotated)], "").await;
+    assert_eq!(reload.status, StatusCode::OK, "{}", reload.text());
+    let after = gw.admin.send(Method::GET, "/admin/v1/overview", &[("cookie", &rotated)], "").await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "a session does not outlive its token");
+    // Guessing is slowed down: ten wrong tokens a minute, then 429 with Retry-After.
+    for _ in 0..10 {
+        let wrong = gw.admin.send(Method::POST, "/console/login", &form, "token=guess").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = gw.admin.send(Method::POST, "/console/login", &form, "token=a-new-admin-token").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.header("retry-after").is_some());
     let out = gw.admin.send(Method::POST, "/console/logout", &[("cookie", &session)], "").await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     let overview = gw.admin.send(Method::GET, "/admin/v1/overview", &[("cookie", &session)], "").await;
