@@ -57,6 +57,8 @@ pub struct Shared {
     pub console_sessions: crate::http::console::Sessions,
     /// The console's sampled counters, for rates and charts.
     pub console_history: Arc<crate::http::console::History>,
+    /// Held for the whole of a reload.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// Why a new configuration was not put in force (the old one stays).
@@ -74,6 +76,9 @@ impl Shared {
     /// (TLS certificates and CRLs) take the new one. A configuration that fails is refused and
     /// counted, and the old one stays. Each reload is audited with the new configuration's hash.
     pub async fn reload(&self) -> Result<String, ReloadError> {
+        // One reload at a time (SIGHUP and the admin call may race): the configuration in force,
+        // the delivery workers and the audit trail then change in the same order.
+        let _one_at_a_time = self.reloading.lock().await;
         let source = self.config.load().source.clone();
         let loaded = tokio::task::spawn_blocking(move || crate::config::load(&source)).await;
         let config = match loaded {
@@ -248,6 +253,7 @@ impl Gateway {
             rate_limiter: Default::default(),
             console_sessions: Default::default(),
             console_history,
+            reloading: Default::default(),
         });
         let (s, t) = (shared.clone(), shared.clone());
         let partner_task = tokio::spawn(server::serve(

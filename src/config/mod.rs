@@ -775,6 +775,9 @@ fn load_admin(path: &Path, base: &Path, raw: &raw::RawAdmin, problems: &mut Vec<
     }
 }
 
+/// How much longer than an attempt a delivery's lease must last (the result is recorded after it).
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
 fn load_partners(file: &Path, delivery: &DeliverySettings, problems: &mut Vec<Problem>) -> Vec<Partner> {
     let Some(raw) = read_toml::<raw::RawPartners>(file, problems) else {
         return Vec::new();
@@ -847,6 +850,23 @@ fn load_partners(file: &Path, delivery: &DeliverySettings, problems: &mut Vec<Pr
                         problems.push(problem(file, format!("partner `{}`: {e}", p.id), None));
                         crate::tls::plain_client()
                     });
+                let timeout = d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout);
+                // A lease shorter than an attempt lets another worker take the delivery while it is
+                // still in flight (a duplicate, and strict order broken): the lease must outlast
+                // the attempt and the recording of its result.
+                if timeout + LEASE_MARGIN > delivery.lease {
+                    problems.push(problem(
+                        file,
+                        format!(
+                            "partner `{}`: its delivery timeout ({} ms) plus {} s must be within delivery.lease_secs ({} s)",
+                            p.id,
+                            timeout.as_millis(),
+                            LEASE_MARGIN.as_secs(),
+                            delivery.lease.as_secs()
+                        ),
+                        Some("lower the partner's delivery.timeout_ms or raise delivery.lease_secs in the main file"),
+                    ));
+                }
                 Some(DeliveryEndpoint {
                     endpoint: d.endpoint.trim_end_matches('/').to_owned(),
                     ca_file: ca_files.first().cloned(),
@@ -854,7 +874,7 @@ fn load_partners(file: &Path, delivery: &DeliverySettings, problems: &mut Vec<Pr
                     client_key_file: key,
                     bearer_token_env: d.bearer_token_env,
                     tls,
-                    timeout: d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout),
+                    timeout,
                     concurrency: d.concurrency.unwrap_or(delivery.concurrency_per_recipient).max(1),
                 })
             }

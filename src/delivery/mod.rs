@@ -25,7 +25,7 @@ use crate::clock;
 use crate::config::{Config, DeliverySettings};
 use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store};
 use crate::telemetry::Metrics;
-use crate::telemetry::events::{BacklogObserved, DeliveryAttempted};
+use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, RecipientRemoved};
 use backoff::Backoff;
 use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
@@ -39,6 +39,10 @@ pub struct Recipient {
     /// Kept across reloads: a reload does not forget that a recipient is down.
     pub breaker: Arc<Breaker>,
     pub client: RecipientClient,
+    /// Caps deliveries in flight to this recipient. Kept across reloads while the cap is the same,
+    /// so the attempts a retired worker still has in flight count against the new worker's cap.
+    slots: Arc<Semaphore>,
+    concurrency: usize,
 }
 
 /// Every configured recipient, by id: the set in force, swapped whole by a reload.
@@ -150,13 +154,6 @@ impl Dispatcher {
                     self.metrics.clone(),
                 ))
             });
-            let recipient = Arc::new(Recipient {
-                id: partner.id.to_string(),
-                wake: Notify::new(),
-                breaker,
-                client: RecipientClient::new(endpoint),
-            });
-            by_id.insert(partner.id.to_string(), recipient.clone());
             // Strict order is per recipient: if any agreement asks it, the recipient gets it.
             let ordered = config
                 .agreements
@@ -164,11 +161,26 @@ impl Dispatcher {
                 .flat_map(|a| a.recipients.iter())
                 .any(|r| r.partner == partner.id && r.ordered);
             let concurrency = if ordered { 1 } else { endpoint.concurrency };
+            // A changed cap starts afresh: for one attempt timeout both caps may be in use.
+            let slots = previous
+                .get(&partner.id.to_string())
+                .filter(|r| r.concurrency == concurrency)
+                .map(|r| r.slots.clone())
+                .unwrap_or_else(|| Arc::new(Semaphore::new(concurrency)));
+            let recipient = Arc::new(Recipient {
+                id: partner.id.to_string(),
+                wake: Notify::new(),
+                breaker,
+                client: RecipientClient::new(endpoint),
+                slots: slots.clone(),
+                concurrency,
+            });
+            by_id.insert(partner.id.to_string(), recipient.clone());
             let worker = Worker {
                 recipient,
                 ordered,
                 worker_id: format!("{}/{}/{number}", self.instance, partner.id),
-                slots: Arc::new(Semaphore::new(concurrency)),
+                slots,
                 concurrency,
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),
@@ -177,7 +189,14 @@ impl Dispatcher {
             };
             generation.tasks.spawn(Arc::new(worker).run(self.shutdown.clone(), stop_rx.clone()));
         }
+        // A recipient no longer configured is no longer measured: its gauges go, rather than
+        // freeze at their last value (its deliveries wait in the store).
+        for gone in previous.keys().filter(|id| !by_id.contains_key(*id)) {
+            RecipientRemoved { recipient: gone }.emit(&self.metrics);
+        }
         self.recipients.by_id.store(Arc::new(by_id));
+        // Workers of earlier generations that have finished are reaped here, not at shutdown.
+        while generation.tasks.try_join_next().is_some() {}
         let _ = generation.stop.send(true);
         generation.stop = stop;
         generation.number = number;

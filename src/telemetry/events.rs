@@ -201,6 +201,22 @@ impl CheckpointRecalled {
     }
 }
 
+/// A reload removed a recipient: its per-recipient gauges are dropped.
+pub struct RecipientRemoved<'a> {
+    pub recipient: &'a str,
+}
+
+impl RecipientRemoved<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let labels = [self.recipient];
+        let _ = metrics.deliveries_pending.remove_label_values(&labels);
+        let _ = metrics.delivery_oldest_pending.remove_label_values(&labels);
+        let _ = metrics.deliveries_dead.remove_label_values(&labels);
+        let _ = metrics.breaker_state.remove_label_values(&labels);
+        info!(message = "Recipient removed by a reload; its deliveries wait in the store.", recipient = self.recipient);
+    }
+}
+
 /// A checkpoint of the audit chain was signed and stored.
 pub struct CheckpointSigned<'a> {
     pub seq: i64,

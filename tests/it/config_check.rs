@@ -220,3 +220,20 @@ fn check_prints_each_files_problems_under_it_with_the_fix_then_a_count() {
     assert_eq!(out.matches("\n\n").count(), 3, "{out}");
     assert_eq!(out.lines().last(), Some("3 problems in 3 files."), "{out}");
 }
+
+#[test]
+fn a_lease_shorter_than_a_delivery_attempt_is_refused() {
+    let (dir, main) = shipped();
+    edit(&main, "lease_secs = 60", "lease_secs = 5");
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    let partners = problems_of(&out, "partners.toml");
+    assert!(
+        partners.contains(
+            "partner `ottawa-city`: its delivery timeout (10000 ms) plus 1 s must be within delivery.lease_secs (5 s)"
+        ),
+        "{out}"
+    );
+    assert!(partners.contains("raise delivery.lease_secs"), "the fix is named: {out}");
+    drop(dir);
+}

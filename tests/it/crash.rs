@@ -64,7 +64,10 @@ async fn crash_run(kill_after: usize) {
     for (id, _) in RECIPIENTS {
         recipients.insert(id.to_owned(), MockRecipient::start().await);
     }
-    let setup = Setup::new().delivery("lease_secs = 2").delivery("poll_interval_ms = 100");
+    let setup = Setup::new()
+        .delivery("lease_secs = 2")
+        .delivery("attempt_timeout_ms = 1000")
+        .delivery("poll_interval_ms = 100");
     setup.write(&recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect());
     let config = setup.main_config();
     let api_key = setup.keys["on-vital-stats"].clone();

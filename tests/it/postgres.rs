@@ -131,8 +131,8 @@ async fn two_instances_share_one_store_and_survive_a_kill() {
     let endpoints: HashMap<String, String> = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
     // Two instances: same partners, agreements and store; each its own data directory and key.
     let url = format!("url = \"{}\"", schema.url());
-    let a = Setup::new().store(&url).delivery("lease_secs = 2");
-    let mut b = Setup::new().store(&url).delivery("lease_secs = 2");
+    let a = Setup::new().store(&url).delivery("lease_secs = 2").delivery("attempt_timeout_ms = 1000");
+    let mut b = Setup::new().store(&url).delivery("lease_secs = 2").delivery("attempt_timeout_ms = 1000");
     b.keys = a.keys.clone();
     for s in [&a, &b] {
         s.write(&endpoints);

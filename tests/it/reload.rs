@@ -73,6 +73,20 @@ async fn a_reload_starts_deliveries_to_an_added_recipient_and_follows_a_moved_en
         metric(&page, "passerelle_deliveries_total", &[("recipient", "nt-vital-stats"), ("outcome", "delivered")]),
         1.0
     );
+
+    // A recipient removed by a reload stops being measured rather than freezing its gauges.
+    assert!(page.contains("passerelle_deliveries_pending{recipient=\"ottawa-city\"}"), "measured while configured");
+    let text = std::fs::read_to_string(&partners).unwrap();
+    let city = text.find("id = \"ottawa-city\"").unwrap();
+    let delivery = city + text[city..].find("[partner.delivery]").unwrap();
+    std::fs::write(&partners, &text[..delivery]).unwrap();
+    std::fs::remove_file(&agreement).unwrap();
+    std::fs::remove_file(gw.setup.config_dir().join("agreements/address-change-on.toml")).unwrap();
+    reload(&gw).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let page = gw.metrics().await;
+    assert!(!page.contains("passerelle_deliveries_pending{recipient=\"ottawa-city\"}"), "no frozen gauge");
+    assert!(!page.contains("passerelle_circuit_breaker_state{recipient=\"ottawa-city\"}"), "no frozen breaker");
     gw.stop().await;
 }
 
