@@ -32,6 +32,13 @@ async fn refreshed(browser: &Browser, after_ms: i64) {
         .await;
 }
 
+/// Writes a line to the test run's own output: straight to stderr, past the test harness's
+/// capture (which keeps `println!` of passing tests), so CI logs show where the screenshots are.
+fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
@@ -122,7 +129,7 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     let screenshots = repo().join("target/console");
     let wide = screenshots.join("console-1280x800.png");
     browser.screenshot(&wide).await;
-    println!("console screenshot: {}", wide.display());
+    report(&format!("console screenshot: {}", wide.display()));
 
     // French, and back.
     browser.click(&browser.find("#lang-toggle").await).await;
@@ -130,7 +137,7 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     assert_eq!(browser.text(&breaker_badge(&browser).await).await, "fermé");
     let french = screenshots.join("console-fr-1280x800.png");
     browser.screenshot(&french).await;
-    println!("console screenshot (French): {}", french.display());
+    report(&format!("console screenshot (French): {}", french.display()));
     browser.click(&browser.find("#lang-toggle").await).await;
     assert_eq!(browser.text(&browser.find("#title").await).await, "Passerelle operator console");
 
@@ -185,7 +192,7 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
         .await;
     let narrow = screenshots.join("console-narrow.png");
     browser.screenshot(&narrow).await;
-    println!("console screenshot (narrow): {}", narrow.display());
+    report(&format!("console screenshot (narrow): {}", narrow.display()));
     drop(browser);
     gw.stop().await;
 }
