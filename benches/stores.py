@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Push throughput by store engine, in one run: SQLite, PostgreSQL with one instance, and
+PostgreSQL with two instances sharing one database.
+
+    python3 benches/stores.py               # 10 s per setup, results in benches/results/<date>/stores.md
+    python3 benches/stores.py --duration 3  # a quick look
+
+Uses the load benchmark's harness (benches/load.py): the release binary, the shipped
+configuration with mutual TLS, the development PKI, and nginx answering 200 as the four
+recipients. Each setup starts on an empty store (a fresh SQLite file, a fresh PostgreSQL
+schema on 127.0.0.1:5432, see the README's Tests section) and is driven by oha at 64
+connections (32 to each instance when there are two) with a 2 KB birth registration from
+`on-vital-stats`. Only 127.0.0.1 is used; every run is bounded in time.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import load  # noqa: E402  (the shared harness)
+
+SERVER = os.environ.get("PASSERELLE_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+
+
+def psql(sql):
+    env = {**os.environ, "PGOPTIONS": "-c client_min_messages=warning"}
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql], check=True, env=env)
+
+
+class Instance:
+    """One gateway process on its own ports and data directory."""
+
+    def __init__(self, name, base_config, partner_port, admin_port, store_url=None):
+        self.partner_port, self.admin_port = partner_port, admin_port
+        text = base_config.read_text()
+        text = text.replace(f"127.0.0.1:{load.PARTNER_PORT}", f"127.0.0.1:{partner_port}")
+        text = text.replace(f"127.0.0.1:{load.ADMIN_PORT}", f"127.0.0.1:{admin_port}")
+        # Each instance has its own data directory (its own signing key), the PKI and keys stay shared.
+        text = text.replace('data_dir = "../data"', f'data_dir = "../{name}"')
+        if store_url:
+            text = text.replace("[store]\n", f'[store]\nurl = "{store_url}"\n')
+        data = load.WORK / name
+        if data.exists():
+            shutil.rmtree(data)
+        data.mkdir(mode=0o700)
+        self.config = base_config.parent / f"{name}.toml"
+        self.config.write_text(text)
+        self.proc = subprocess.Popen(
+            [str(load.ROOT / "target/release/passerelle"), "serve", "--config", str(self.config)],
+            stderr=open(load.WORK / f"{name}.log", "a"),
+        )
+        load.wait_port(partner_port)
+        load.wait_port(admin_port)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=60)
+
+
+def drive(instances, body, tls, duration):
+    """oha against every instance at once; returns the summed rate and the worst p99."""
+    per = load.CONCURRENCY // len(instances)
+    procs = []
+    for inst in instances:
+        url = f"https://localhost:{inst.partner_port}/v1/records/birth-registration"
+        cmd = ["oha", "--no-tui", "--output-format", "json", "-c", str(per), "-z", f"{duration}s", *tls]
+        cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-D", str(body), url]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+    results = [json.loads(p.communicate()[0]) for p in procs]
+    accepted = sum(r.get("statusCodeDistribution", {}).get("202", 0) for r in results)
+    total = sum(sum(r.get("statusCodeDistribution", {}).values()) for r in results)
+    return {
+        "rps": sum(r["summary"]["requestsPerSec"] for r in results),
+        "each": [r["summary"]["requestsPerSec"] for r in results],
+        "p99": max((r["latencyPercentiles"]["p99"] or 0) * 1000 for r in results),
+        "accepted": accepted,
+        "total": total,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--no-build", action="store_true")
+    args = parser.parse_args()
+    load.ensure_tools()
+    config, pki, records = load.prepare(argparse.Namespace(no_build=args.no_build))
+    ports = "\n".join(f"        listen 127.0.0.1:{p};" for p in load.RECIPIENT_PORTS.values())
+    recipients = load.Nginx("recipients", "recipients.conf", {"@PORTS@": ports}).start(load.RECIPIENT_PORTS["esdc-sin-registry"])
+    tls = load.client_tls(pki, "on-vital-stats")
+    body = records / "birth.json"
+    rows = []
+    try:
+        setups = [("SQLite", None, 1), ("PostgreSQL, one instance", "pg", 1), ("PostgreSQL, two instances", "pg", 2)]
+        for label, engine, count in setups:
+            schema = None
+            url = None
+            if engine == "pg":
+                schema = f"bench_{uuid.uuid4().hex[:12]}"
+                psql(f"CREATE SCHEMA {schema}")
+                url = f"{SERVER} options='-c search_path={schema}'"
+            instances = []
+            try:
+                for i in range(count):
+                    name = f"{'pg' if engine else 'sqlite'}-{count}-{i}"
+                    instances.append(Instance(name, config, 18443 + i, 19090 + i, url))
+                    # The second instance starts once the first has migrated the schema.
+                    time.sleep(0.5)
+                load.log(f"{label}: {args.duration} s at {load.CONCURRENCY} connections...")
+                result = drive(instances, body, tls, args.duration)
+                load.log(f"  {result['rps']:.0f} records/s, p99 {result['p99']:.1f} ms, {result['accepted']}/{result['total']} accepted")
+                rows.append((label, result))
+            finally:
+                for inst in instances:
+                    inst.stop()
+                if schema:
+                    psql(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        recipients.stop()
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = load.ROOT / "benches" / "results" / now.strftime("%Y-%m-%d")
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Push throughput by store engine",
+        "",
+        f"Measured {now:%Y-%m-%d %H:%M} UTC on {load.machine()}, load generator, recipients and PostgreSQL",
+        f"included, with `python3 benches/stores.py --duration {args.duration}`: oha at {load.CONCURRENCY} connections",
+        "(split between instances), mutual TLS, a 2 KB birth registration with four recipients taking deliveries.",
+        "",
+        "| store | records/s accepted | per instance | p99 ms | non-202 answers |",
+        "|---|---|---|---|---|",
+    ]
+    for label, r in rows:
+        each = " + ".join(f"{x:.0f}" for x in r["each"])
+        lines.append(f"| {label} | {r['rps']:.0f} | {each} | {r['p99']:.1f} | {r['total'] - r['accepted']} |")
+    (out / "stores.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
