@@ -309,11 +309,17 @@ impl Statements {
                      ORDER BY n",
                 )
                 .await?,
+            // Every attempt result of a batch in one statement; a worker that lost its lease
+            // matches nothing, and RETURNING says which rows changed.
             finish_delivery: client
                 .prepare(
-                    "UPDATE deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3, last_error = $4,
-                         next_attempt_at = $5, delivered_at = $6, claimed_until = 0, claimed_by = NULL
-                     WHERE id = $7 AND claimed_by = $8",
+                    "UPDATE deliveries AS d SET status = u.status, attempts = d.attempts + 1, last_attempt_at = u.at,
+                         last_status = u.code, last_error = u.error, next_attempt_at = u.next, delivered_at = u.delivered,
+                         claimed_until = 0, claimed_by = NULL
+                     FROM UNNEST($1::text[], $2::bigint[], $3::integer[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])
+                          AS u(status, at, code, error, next, delivered, id, worker)
+                     WHERE d.id = u.id AND d.claimed_by = u.worker
+                     RETURNING d.id",
                 )
                 .await?,
         })
@@ -574,12 +580,19 @@ impl Writer {
         let result = async {
             let tx = self.client.transaction().await?;
             let mut cx = Cx { tx: &tx, statements, head: None, appended: Vec::new(), pending: Pending::default() };
+            let attempts: Vec<&AttemptUpdate> = batch
+                .iter()
+                .filter_map(|op| if let Op::Finish(updates, _) = op { Some(updates.iter()) } else { None })
+                .flatten()
+                .collect();
+            let changed = record_attempts(&cx, &attempts).await?;
             let mut answers = Vec::with_capacity(batch.len());
             for op in batch.iter() {
                 answers.push(match op {
                     Op::Commit(record, _) => Answer::Commit(commit_record(&mut cx, record).await?),
                     Op::Finish(updates, _) => {
-                        finish_attempts(&mut cx, updates).await?;
+                        let events = updates.iter().filter(|u| changed.contains(&u.delivery_id)).map(|u| u.event());
+                        cx.append(events.collect()).await?;
                         Answer::Unit
                     }
                     Op::Append(events, _) => Answer::Stamps(cx.append(events.clone()).await?),
@@ -665,27 +678,38 @@ async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<Commit
     Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp })
 }
 
-async fn finish_attempts(cx: &mut Cx<'_, '_>, updates: &[AttemptUpdate]) -> Result<(), tokio_postgres::Error> {
-    let mut events = Vec::with_capacity(updates.len());
+/// Records every attempt result of a batch in one statement, before the chain head is locked;
+/// returns the deliveries whose row changed (a worker that lost its lease reports nothing: the
+/// attempt of the new holder counts). The rows were committed by earlier transactions (a
+/// delivery is claimed only once committed), so nothing pending needs flushing first.
+async fn record_attempts(
+    cx: &Cx<'_, '_>,
+    updates: &[&AttemptUpdate],
+) -> Result<std::collections::HashSet<i64>, tokio_postgres::Error> {
+    if updates.is_empty() {
+        return Ok(Default::default());
+    }
+    let n = updates.len();
+    let (mut status, mut at, mut code, mut error) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut next, mut delivered, mut ids, mut workers) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for u in updates {
         let effect = u.effect();
-        let code = effect.http_status.map(i32::from);
-        let (status, error, next, delivered) =
-            (effect.status, effect.error, effect.next_attempt_at, effect.delivered_at);
-        let changed = cx
-            .tx
-            .execute(
-                &cx.statements.finish_delivery,
-                &[&status.as_str(), &u.at, &code, &error, &next, &delivered, &u.delivery_id, &u.worker],
-            )
-            .await?;
-        // A worker that lost its lease reports nothing: the attempt of the new holder counts.
-        if changed == 1 {
-            events.push(u.event());
-        }
+        status.push(effect.status.as_str());
+        at.push(u.at);
+        code.push(effect.http_status.map(i32::from));
+        error.push(effect.error);
+        next.push(effect.next_attempt_at);
+        delivered.push(effect.delivered_at);
+        ids.push(u.delivery_id);
+        workers.push(u.worker.as_str());
     }
-    cx.append(events).await?;
-    Ok(())
+    let rows = cx
+        .tx
+        .query(&cx.statements.finish_delivery, &[&status, &at, &code, &error, &next, &delivered, &ids, &workers])
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
 }
 
 async fn replay(cx: &mut Cx<'_, '_>, request: &ReplayRequest) -> Result<Vec<ReplayResult>, tokio_postgres::Error> {
