@@ -39,6 +39,19 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Creates (or truncates) the file at `path` for writing, readable and writable by the owner only
+/// when it is new: for exports of the audit trail, which an operator hands on deliberately.
+pub fn create_owner_only(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 /// Creates an empty file at `path`, readable and writable by the owner only, unless a file is
 /// already there. The SQLite store is created this way before SQLite opens it: SQLite gives the
 /// `-wal` and `-shm` files it makes beside a database the database file's own mode, whatever the

@@ -229,7 +229,7 @@ fn verify_file(file: &Path, keys: TrustedKeys) -> anyhow::Result<ExitCode> {
 fn export(config: &Config, from: Option<i64>, to: Option<i64>, output: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut out: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+            crate::secrets::create_owner_only(path).with_context(|| format!("cannot write {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };

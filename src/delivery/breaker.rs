@@ -40,6 +40,12 @@ pub struct Breaker {
 }
 
 impl Breaker {
+    /// Whether this breaker already runs with these settings (a reload keeps it, and its state,
+    /// only then).
+    pub fn has_settings(&self, threshold: u32, open_for: Duration) -> bool {
+        self.threshold == threshold && self.open_for == open_for
+    }
+
     pub fn new(recipient: &str, threshold: u32, open_for: Duration, metrics: Metrics) -> Self {
         metrics.breaker_state.with_label_values(&[recipient]).set(0);
         Breaker {

@@ -36,7 +36,8 @@ pub struct Recipient {
     pub id: String,
     /// Wakes the worker when new deliveries are committed or replayed.
     pub wake: Notify,
-    /// Kept across reloads: a reload does not forget that a recipient is down.
+    /// Kept across reloads (unless its settings change): a reload does not forget that a
+    /// recipient is down.
     pub breaker: Arc<Breaker>,
     pub client: RecipientClient,
     /// Caps deliveries in flight to this recipient. Kept across reloads while the cap is the same,
@@ -146,14 +147,11 @@ impl Dispatcher {
         let mut by_id = HashMap::new();
         for partner in config.recipients() {
             let Some(endpoint) = &partner.delivery else { continue };
-            let breaker = previous.get(&partner.id.to_string()).map(|r| r.breaker.clone()).unwrap_or_else(|| {
-                Arc::new(Breaker::new(
-                    &partner.id,
-                    config.delivery.breaker_failures,
-                    config.delivery.breaker_open,
-                    self.metrics.clone(),
-                ))
-            });
+            let (threshold, open_for) = (config.delivery.breaker_failures, config.delivery.breaker_open);
+            let kept = previous.get(&partner.id.to_string()).map(|r| r.breaker.clone());
+            let breaker = kept
+                .filter(|b| b.has_settings(threshold, open_for))
+                .unwrap_or_else(|| Arc::new(Breaker::new(&partner.id, threshold, open_for, self.metrics.clone())));
             // Strict order is per recipient: if any agreement asks it, the recipient gets it.
             let ordered = config
                 .agreements

@@ -192,6 +192,8 @@ async fn exports_verify_offline_with_the_public_key_and_tampering_is_named() {
     let export = dir.join("export.jsonl");
     let (code, _) = cli(&["audit", "export", "--config", &config_arg(&setup), "--output", export.to_str().unwrap()]);
     assert_eq!(code, 0);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&export).unwrap().permissions().mode() & 0o777, 0o600, "the export is owner-only");
     // Offline: no configuration, no database; only the export and the public key.
     std::fs::rename(setup.data_dir(), dir.join("data-moved")).unwrap();
     let verify_file = |file: &std::path::Path| {

@@ -233,3 +233,29 @@ async fn wait_for_metric(gateway: &ChildGateway, outcome: &str, value: f64) -> b
     }
     false
 }
+
+/// A reload keeps a recipient's open breaker (it is still down), unless the breaker's settings
+/// changed: then the new settings apply at once, to a closed breaker.
+#[tokio::test]
+async fn a_reload_keeps_an_open_breaker_unless_its_settings_change() {
+    let gw = Setup::new().delivery("breaker_failures = 2").delivery("breaker_open_ms = 60000").start().await;
+    gw.recipient("esdc-sin-registry").respond(503);
+    for _ in 0..2 {
+        let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    let state = |page: &str| metric(page, "passerelle_circuit_breaker_state", &[("recipient", "esdc-sin-registry")]);
+    for _ in 0..100 {
+        if state(&gw.metrics().await) == 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state(&gw.metrics().await), 2.0, "the breaker opened");
+    reload(&gw).await;
+    assert_eq!(state(&gw.metrics().await), 2.0, "an unchanged reload keeps it open");
+    edit(&gw.setup.main_config(), "breaker_failures = 2", "breaker_failures = 3");
+    reload(&gw).await;
+    assert_eq!(state(&gw.metrics().await), 0.0, "new settings, a new (closed) breaker");
+    gw.stop().await;
+}
