@@ -10,6 +10,11 @@ use serde_json::json;
 use crate::support::browser::{Browser, ENTER, TAB};
 use crate::support::*;
 
+/// A birth registration that breaks its schema.
+fn invalid_body() -> String {
+    record("birth-registration-1.1-invalid.json").to_string()
+}
+
 /// The number shown in a cell ("1,234" → 1234; "–" → 0).
 fn number(text: &str) -> f64 {
     let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
@@ -58,8 +63,23 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     gw.recipient("cra-child-benefit").wait_for(4, Duration::from_secs(10)).await;
     gw.recipient("ottawa-city").wait_for(3, Duration::from_secs(10)).await;
-    // The traffic has stopped; the backlog gauges settle within their 2 s period.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Traffic goes on while the operator signs in: a territory sends invalid births.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (client, key, stop) = (gw.client.clone(), gw.key("nt-vital-stats").to_owned(), stop.clone());
+        tokio::spawn(async move {
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let headers = [("authorization", format!("Bearer {key}")), ("content-type", "application/json".into())];
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let r = client.send(Method::POST, "/v1/records/birth-registration", &headers, invalid_body()).await;
+                assert!(r.status == 422 || r.status == 429, "{}", r.status);
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            sent
+        })
+    };
 
     let base = format!("http://{}", gw.gateway.as_ref().unwrap().admin_addr);
     let browser = Browser::start().await;
@@ -80,6 +100,14 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     assert!(!session["value"].as_str().unwrap().contains("test-admin-token"));
     assert_eq!(browser.execute("return document.cookie;", json!([])).await, "", "scripts cannot read the session");
 
+    // The page follows the traffic, then the traffic stops and the backlog gauges settle
+    // (they are measured every 2 s); what the page shows must then be what /metrics says.
+    let territory = "#senders tr[data-sender=\"nt-vital-stats\"][data-record-type=\"birth-registration\"]";
+    refreshed(&browser, now_ms()).await;
+    assert!(cell(&browser, territory, "rejected").await > 0.0, "the live traffic shows");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = traffic.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     refreshed(&browser, now_ms()).await;
     let page = gw.metrics().await;
     let received = |sender: &str, record_type: &str, outcome: &str| {
@@ -97,7 +125,11 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     let address = "#senders tr[data-sender=\"on-health-plan\"][data-record-type=\"address-change\"]";
     assert_eq!(cell(&browser, address, "accepted").await, received("on-health-plan", "address-change", "accepted"));
     assert_eq!(cell(&browser, address, "accepted").await, 1.0);
-    assert_eq!(cell(&browser, "#reasons tr[data-reason=\"invalid\"]", "count").await, 1.0);
+    let territory_total = metric(&page, "passerelle_records_received_total", &[("sender", "nt-vital-stats")]);
+    assert_eq!(territory_total, f64::from(sent), "every request of the traffic is counted");
+    assert_eq!(cell(&browser, territory, "rejected").await, territory_total);
+    let invalid = metric(&page, "passerelle_records_received_total", &[("outcome", "invalid")]);
+    assert_eq!(cell(&browser, "#reasons tr[data-reason=\"invalid\"]", "count").await, invalid);
     for recipient in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan", "ottawa-city"] {
         let row = format!("#recipients tr[data-recipient=\"{recipient}\"]");
         let gauge = |name: &str| metric(&page, name, &[("recipient", recipient)]);
