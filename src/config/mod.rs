@@ -560,14 +560,18 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     };
 
     let tls = load_tls(&path, &base, &main.tls, &mut problems);
-    let partners = load_partners(&partners_file, &delivery, &mut problems);
+    // A partners file that cannot be read is one problem, not one more for every reference to a
+    // partner: references are only checked against a partners file that was read.
+    let loaded = load_partners(&partners_file, &delivery, &mut problems);
+    let partners_known = loaded.is_some();
+    let partners = loaded.unwrap_or_default();
     let api_keys_file = main.api_keys_file.as_deref().map(|f| resolve(&base, Some(f), ""));
-    let api_keys = load_api_keys(&partners_file, api_keys_file.as_deref(), &partners, &mut problems);
+    let api_keys = load_api_keys(&partners_file, api_keys_file.as_deref(), &partners, partners_known, &mut problems);
     let certificates = load_certificates(&partners_file, &partners, &mut problems);
 
     let (catalog, schema_problems) = SchemaCatalog::load_partial(&schemas_dir);
     problems.extend(schema_problems);
-    let agreements = load_agreements(&agreements_dir, &partners, &catalog, &mut problems);
+    let agreements = load_agreements(&agreements_dir, &partners, partners_known, &catalog, &mut problems);
 
     if !problems.is_empty() {
         return Err(LoadError { problems });
@@ -778,10 +782,9 @@ fn load_admin(path: &Path, base: &Path, raw: &raw::RawAdmin, problems: &mut Vec<
 /// How much longer than an attempt a delivery's lease must last (the result is recorded after it).
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
-fn load_partners(file: &Path, delivery: &DeliverySettings, problems: &mut Vec<Problem>) -> Vec<Partner> {
-    let Some(raw) = read_toml::<raw::RawPartners>(file, problems) else {
-        return Vec::new();
-    };
+/// The partners, or `None` when the file cannot be read or parsed (that problem is reported).
+fn load_partners(file: &Path, delivery: &DeliverySettings, problems: &mut Vec<Problem>) -> Option<Vec<Partner>> {
+    let raw = read_toml::<raw::RawPartners>(file, problems)?;
     let base = file.parent().unwrap_or(Path::new("."));
     let mut seen = BTreeSet::new();
     let mut partners = Vec::new();
@@ -903,19 +906,23 @@ fn load_partners(file: &Path, delivery: &DeliverySettings, problems: &mut Vec<Pr
         // API key hashes are collected separately by `load_api_keys`.
         let _ = p.api_key_sha256;
     }
-    partners
+    Some(partners)
 }
 
 fn load_api_keys(
     partners_file: &Path,
     keys_file: Option<&Path>,
     partners: &[Partner],
+    partners_known: bool,
     problems: &mut Vec<Problem>,
 ) -> crate::auth::ApiKeyIndex {
     let mut index = crate::auth::ApiKeyIndex::default();
     let known: BTreeSet<&str> = partners.iter().map(|p| &*p.id).collect();
     let mut add = |file: &Path, partner: &str, hex: &str, problems: &mut Vec<Problem>| {
         if !known.contains(partner) {
+            if !partners_known {
+                return;
+            }
             problems.push(problem(file, format!("API keys are listed for unknown partner `{partner}`"), None));
         } else if let Err(e) = index.add_sha256_hex(Arc::from(partner), hex) {
             problems.push(problem(file, format!("partner `{partner}`: {e}"), None));
@@ -947,6 +954,7 @@ fn load_api_keys(
 fn load_agreements(
     dir: &Path,
     partners: &[Partner],
+    partners_known: bool,
     catalog: &SchemaCatalog,
     problems: &mut Vec<Problem>,
 ) -> Vec<Agreement> {
@@ -979,7 +987,7 @@ fn load_agreements(
             continue;
         }
         ids.insert(raw.id.clone(), file.clone());
-        if let Some(agreement) = check_agreement(&file, raw, &partner_ids, catalog, problems) {
+        if let Some(agreement) = check_agreement(&file, raw, &partner_ids, partners_known, catalog, problems) {
             agreements.push(agreement);
         }
     }
@@ -1019,6 +1027,7 @@ fn check_agreement(
     file: &Path,
     raw: raw::RawAgreement,
     partners: &BTreeMap<&str, &Partner>,
+    partners_known: bool,
     catalog: &SchemaCatalog,
     problems: &mut Vec<Problem>,
 ) -> Option<Agreement> {
@@ -1031,7 +1040,7 @@ fn check_agreement(
     if file.file_stem().and_then(|s| s.to_str()) != Some(raw.id.as_str()) {
         report(format!("agreement `{}` must be in a file named `{}.toml`", raw.id, raw.id), None);
     }
-    if !partners.contains_key(raw.sender.as_str()) {
+    if partners_known && !partners.contains_key(raw.sender.as_str()) {
         report(
             format!("sender `{}` is not a partner in the partners file", raw.sender),
             Some("add the partner or correct the id"),
@@ -1118,6 +1127,7 @@ fn check_agreement(
     let mut seen = BTreeSet::new();
     for r in raw.recipients {
         match partners.get(r.partner.as_str()) {
+            None if !partners_known => {}
             None => report(
                 format!("recipient `{}` is not a partner in the partners file", r.partner),
                 Some("add the partner or correct the id"),

@@ -237,3 +237,20 @@ fn a_lease_shorter_than_a_delivery_attempt_is_refused() {
     assert!(partners.contains("raise delivery.lease_secs"), "the fix is named: {out}");
     drop(dir);
 }
+
+/// A partners file that cannot be parsed is one problem: the agreements and keys that name its
+/// partners are not reported again as naming unknown partners.
+#[test]
+fn a_broken_partners_file_is_one_problem_not_one_per_reference() {
+    let (dir, main) = shipped();
+    edit(
+        &dir.path().join("config/partners.toml"),
+        "[[partner]]\nid = \"ottawa-city\"",
+        "[[partner]\nid = \"ottawa-city\"",
+    );
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    assert!(!problems_of(&out, "partners.toml").is_empty(), "the parse error is reported: {out}");
+    assert!(!out.contains("is not a partner"), "no follow-on problems: {out}");
+    assert!(!out.contains("unknown partner"), "no follow-on problems: {out}");
+}
