@@ -22,18 +22,16 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
     let source = &config.store.sqlite_path;
     let sqlite = rusqlite::Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("cannot open {}", source.display()))?;
-    let mut target: tokio_postgres::Config = to.parse().context("--to is not a PostgreSQL connection string")?;
+    let target: tokio_postgres::Config = to.parse().context("--to is not a PostgreSQL connection string")?;
+    // The store requires TLS with a CA and uses none without one; only a URL asking for TLS
+    // without a CA is the operator's mistake to point out.
     let tls = match to_ca_file {
-        Some(ca) => {
-            target.ssl_mode(tokio_postgres::config::SslMode::Require);
-            Some(crate::tls::recipient_client(&[ca.to_path_buf()], None, None)?)
-        }
+        Some(ca) => Some(crate::tls::recipient_client(&[ca.to_path_buf()], None, None)?),
         None => {
             anyhow::ensure!(
                 target.get_ssl_mode() != tokio_postgres::config::SslMode::Require,
                 "--to asks for TLS (sslmode=require): give the server's CA with --to-ca-file"
             );
-            target.ssl_mode(tokio_postgres::config::SslMode::Disable);
             None
         }
     };

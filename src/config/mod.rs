@@ -360,12 +360,13 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, problems: &mut Vec<Pro
 
 /// TLS to PostgreSQL: with `store.ca_file` the connection requires TLS and verifies the server
 /// against that CA; without it the connection is plain, and a URL asking for TLS is a problem
-/// (the gateway never encrypts without knowing whom it talks to).
+/// (the gateway never encrypts without knowing whom it talks to). The store sets `sslmode` from
+/// the result (`store::postgres::connect`); this checks what the operator wrote against it.
 fn postgres_tls(
     path: &Path,
     base: &Path,
     store: &raw::RawStore,
-    config: &mut tokio_postgres::Config,
+    config: &tokio_postgres::Config,
     problems: &mut Vec<Problem>,
 ) -> Option<Arc<rustls::ClientConfig>> {
     use tokio_postgres::config::SslMode;
@@ -377,7 +378,6 @@ fn postgres_tls(
                 Some("set store.ca_file to the CA that signed the database server's certificate"),
             ));
         }
-        config.ssl_mode(SslMode::Disable);
         return None;
     };
     if config.get_ssl_mode() == SslMode::Disable {
@@ -388,7 +388,6 @@ fn postgres_tls(
         ));
         return None;
     }
-    config.ssl_mode(SslMode::Require);
     let ca_file = resolve(base, Some(ca_file), "");
     match crate::tls::recipient_client(&[ca_file], None, None) {
         Ok(tls) => Some(tls),
@@ -487,7 +486,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
                         }
                     }
                 }
-                let tls = postgres_tls(&path, &base, &main.store, &mut config, &mut problems);
+                let tls = postgres_tls(&path, &base, &main.store, &config, &mut problems);
                 Some(PostgresSettings { config, pool_size: main.store.pool_size.unwrap_or(8).max(2), tls })
             }
             // The error names what is wrong with the string, never the string (it may hold a password).

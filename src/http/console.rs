@@ -225,10 +225,7 @@ fn sample(metrics: &Metrics) -> Sample {
             .into_iter()
             .map(|(l, v)| (triple(l), v as u64))
             .collect(),
-        pending: series(&metrics.deliveries_pending, &["recipient"])
-            .into_iter()
-            .map(|(mut l, v)| (l.swap_remove(0), v as u64))
-            .collect(),
+        pending: by_recipient(&metrics.deliveries_pending).into_iter().map(|(r, v)| (r, v as u64)).collect(),
     }
 }
 
@@ -254,12 +251,19 @@ fn is_rejection(outcome: &str) -> bool {
 fn per_minute(now_total: u64, then_total: Option<u64>, window_ms: i64) -> Value {
     match then_total {
         // A rate over a few seconds (just after start) says little: none until half a minute.
-        Some(then) if window_ms >= MIN_RATE_WINDOW.as_millis() as i64 => {
-            let rate = now_total.saturating_sub(then) as f64 * 60_000.0 / window_ms as f64;
-            json!((rate * 10.0).round() / 10.0)
-        }
+        Some(then) if window_ms >= MIN_RATE_WINDOW.as_millis() as i64 => json!(rate(then, now_total, window_ms)),
         _ => Value::Null,
     }
+}
+
+/// Per minute, to one decimal, from a counter going from `then` to `now` in `window_ms`.
+fn rate(then: u64, now: u64, window_ms: i64) -> f64 {
+    (now.saturating_sub(then) as f64 * 60_000.0 / window_ms as f64 * 10.0).round() / 10.0
+}
+
+/// A per-recipient gauge's values, by recipient.
+fn by_recipient(collector: &impl Collector) -> HashMap<String, f64> {
+    series(collector, &["recipient"]).into_iter().map(|(mut labels, v)| (labels.swap_remove(0), v)).collect()
 }
 
 /// What the console shows, from the counters as they are now and the sampled history.
@@ -323,12 +327,9 @@ pub fn overview(shared: &Shared, config: &Config) -> Value {
         })
         .collect();
 
-    let gauge = |collector: &dyn Fn() -> Vec<(Vec<String>, f64)>| -> HashMap<String, f64> {
-        collector().into_iter().map(|(mut l, v)| (l.swap_remove(0), v)).collect()
-    };
-    let oldest = gauge(&|| series(&metrics.delivery_oldest_pending, &["recipient"]));
-    let dead = gauge(&|| series(&metrics.deliveries_dead, &["recipient"]));
-    let breakers = gauge(&|| series(&metrics.breaker_state, &["recipient"]));
+    let oldest = by_recipient(&metrics.delivery_oldest_pending);
+    let dead = by_recipient(&metrics.deliveries_dead);
+    let breakers = by_recipient(&metrics.breaker_state);
     let recipients: Vec<Value> = config
         .recipients()
         .filter(|p| p.delivery.is_some())
@@ -365,7 +366,7 @@ pub fn overview(shared: &Shared, config: &Config) -> Value {
             let attempts = |s: &Sample, outcome: &str| -> u64 {
                 s.deliveries.iter().filter(|((_, _, o), _)| o == outcome).map(|(_, n)| n).sum()
             };
-            let rate = |a: u64, b: u64| (b.saturating_sub(a) as f64 * 60_000.0 / dt as f64 * 10.0).round() / 10.0;
+            let rate = |a: u64, b: u64| rate(a, b, dt);
             json!({
                 "at": w[1].at_ms,
                 "accepted": rate(records(&w[0], &|o| o == "accepted"), records(&w[1], &|o| o == "accepted")),

@@ -156,8 +156,31 @@ fn schema_version_parameter(versions: &BTreeSet<Version>, agreements: &[&Arc<Agr
     json!({"name": "Schema-Version", "in": "header", "description": description, "schema": {"type": "string", "enum": versions}})
 }
 
+/// Adds the answers every call that takes a record body can give, checked in the design's
+/// order before its own work: `bad_body` names the 400 (a record, or any body).
+fn with_intake_errors(mut operation: Value, bad_body: &str) -> Value {
+    let common = [
+        ("400", bad_body),
+        ("401", "Unauthenticated"),
+        ("403", "NotInForce"),
+        ("404", "RecordTypeNotFound"),
+        ("408", "BodyTimeout"),
+        ("413", "TooLarge"),
+        ("415", "UnsupportedMediaType"),
+        ("422", "SchemaViolation"),
+        ("429", "RateLimited"),
+        ("431", "HeadersTooLarge"),
+    ];
+    if let Some(Value::Object(responses)) = operation.get_mut("responses") {
+        for (status, name) in common {
+            responses.insert(status.to_owned(), response(name));
+        }
+    }
+    operation
+}
+
 fn submit(record_type: &str, version: &Value, body: &Value) -> Value {
-    json!({
+    let operation = json!({
         "operationId": format!("submit.{record_type}"),
         "tags": ["records"],
         "summary": format!("Send a {record_type} record: validate, store, then deliver it to every recipient."),
@@ -175,24 +198,15 @@ fn submit(record_type: &str, version: &Value, body: &Value) -> Value {
                 },
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Receipt"}}}
             },
-            "400": response("MalformedRecord"),
-            "401": response("Unauthenticated"),
-            "403": response("NotInForce"),
-            "404": response("RecordTypeNotFound"),
-            "408": response("BodyTimeout"),
             "409": response("IdempotencyConflict"),
-            "413": response("TooLarge"),
-            "415": response("UnsupportedMediaType"),
-            "422": response("SchemaViolation"),
-            "429": response("RateLimited"),
-            "431": response("HeadersTooLarge"),
             "503": response("StoreUnavailable")
         }
-    })
+    });
+    with_intake_errors(operation, "MalformedRecord")
 }
 
 fn validate(record_type: &str, version: &Value, body: &Value) -> Value {
-    json!({
+    let operation = json!({
         "operationId": format!("validate.{record_type}"),
         "tags": ["records"],
         "summary": format!("Dry run: check a {record_type} record as sending it would, and store nothing."),
@@ -204,18 +218,9 @@ fn validate(record_type: &str, version: &Value, body: &Value) -> Value {
                 "headers": {"Deprecation": header("Deprecation"), "Sunset": header("Sunset")},
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ValidationResult"}}}
             },
-            "400": response("MalformedBody"),
-            "401": response("Unauthenticated"),
-            "403": response("NotInForce"),
-            "404": response("RecordTypeNotFound"),
-            "408": response("BodyTimeout"),
-            "413": response("TooLarge"),
-            "415": response("UnsupportedMediaType"),
-            "422": response("SchemaViolation"),
-            "429": response("RateLimited"),
-            "431": response("HeadersTooLarge")
         }
-    })
+    });
+    with_intake_errors(operation, "MalformedBody")
 }
 
 fn request(record_type: &str, version: &Value, body: &Value, answers: Vec<Value>) -> Value {
@@ -224,7 +229,7 @@ fn request(record_type: &str, version: &Value, body: &Value, answers: Vec<Value>
         [] => json!({"type": "object"}),
         _ => json!({"anyOf": answers}),
     };
-    json!({
+    let operation = json!({
         "operationId": format!("request.{record_type}"),
         "tags": ["requests"],
         "summary": format!("Ask the responder of the {record_type} agreement, synchronously."),
@@ -237,21 +242,12 @@ fn request(record_type: &str, version: &Value, body: &Value, answers: Vec<Value>
                 "headers": {"Passerelle-Request-Id": header("RequestId")},
                 "content": {"application/json": {"schema": answer}}
             },
-            "400": response("MalformedBody"),
-            "401": response("Unauthenticated"),
-            "403": response("NotInForce"),
-            "404": response("RecordTypeNotFound"),
-            "408": response("BodyTimeout"),
-            "413": response("TooLarge"),
-            "415": response("UnsupportedMediaType"),
-            "422": response("SchemaViolation"),
-            "429": response("RateLimited"),
-            "431": response("HeadersTooLarge"),
             "502": response("UpstreamFailed"),
             "503": response("UpstreamUnavailable"),
             "504": response("UpstreamTimeout")
         }
-    })
+    });
+    with_intake_errors(operation, "MalformedBody")
 }
 
 /// What a request answers: the responder's answer (valid under the response schema at

@@ -128,17 +128,14 @@ pub struct PostgresOptions {
 }
 
 /// The connector for `tls`: rustls when configured; otherwise one that is never used, because
-/// [`plain_unless_tls`] then sets `sslmode=disable`.
+/// [`with_ssl_mode`] then sets `sslmode=disable`.
 fn connector(tls: &Option<Arc<rustls::ClientConfig>>) -> MakeRustlsConnect {
     MakeRustlsConnect::new(tls.as_deref().cloned().unwrap_or_else(|| (*crate::tls::plain_client()).clone()))
 }
 
 /// With a CA, verified TLS or nothing; without one, no TLS at all (tokio-postgres would otherwise
 /// try it under its default `sslmode=prefer` and fail on an unverifiable certificate).
-fn plain_unless_tls(
-    config: &tokio_postgres::Config,
-    tls: &Option<Arc<rustls::ClientConfig>>,
-) -> tokio_postgres::Config {
+fn with_ssl_mode(config: &tokio_postgres::Config, tls: &Option<Arc<rustls::ClientConfig>>) -> tokio_postgres::Config {
     let mut config = config.clone();
     // With a CA, TLS is required: `prefer` would fall back to plain text if someone on the path
     // refused the SSLRequest.
@@ -154,7 +151,7 @@ pub async fn connect(
     config: &tokio_postgres::Config,
     tls: &Option<Arc<rustls::ClientConfig>>,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = plain_unless_tls(config, tls).connect(connector(tls)).await?;
+    let (client, connection) = with_ssl_mode(config, tls).connect(connector(tls)).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(message = "A store connection closed.", %error);
@@ -186,7 +183,7 @@ impl PostgresStore {
     /// Connects, applies migrations (once across instances) and starts the writer task.
     pub async fn open(options: PostgresOptions, metrics: Metrics) -> Result<Self, StoreError> {
         let manager = Manager::from_config(
-            plain_unless_tls(&options.config, &options.tls),
+            with_ssl_mode(&options.config, &options.tls),
             connector(&options.tls),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );

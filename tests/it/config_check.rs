@@ -28,12 +28,6 @@ fn check(main: &Path) -> (i32, String) {
     (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn edit(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{} has no {from:?}", path.display());
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
-}
-
 /// The problem lines printed under `file`'s heading.
 fn problems_of(output: &str, file: &str) -> String {
     let mut lines = output.lines().skip_while(|l| !l.ends_with(file) || l.starts_with(' '));
@@ -65,15 +59,15 @@ fn every_kind_of_mistake_is_reported_with_its_file() {
     let (dir, main) = shipped();
     let agreements = dir.path().join("config/agreements");
     // An unknown partner in an agreement.
-    edit(&agreements.join("address-change-on.toml"), "partner = \"ottawa-city\"", "partner = \"gatineau-city\"");
+    edit_file(&agreements.join("address-change-on.toml"), "partner = \"ottawa-city\"", "partner = \"gatineau-city\"");
     // valid_until before valid_from.
-    edit(
+    edit_file(
         &agreements.join("birth-federal-on.toml"),
         "valid_until = \"2031-01-01T00:00:00Z\"",
         "valid_until = \"2025-01-01T00:00:00Z\"",
     );
     // A field that one accepted version (1.0) cannot produce.
-    edit(
+    edit_file(
         &agreements.join("birth-ohip.toml"),
         "\"/registration_number\",",
         "\"/registration_number\",\n  \"/sin_application\",",
@@ -126,7 +120,7 @@ fn duplicate_agreement_ids_and_unknown_keys_are_reported() {
     let (dir, main) = shipped();
     let agreements = dir.path().join("config/agreements");
     std::fs::copy(agreements.join("birth-ottawa.toml"), agreements.join("birth-ottawa-copy.toml")).unwrap();
-    edit(&agreements.join("address-change-on.toml"), "mode = \"push\"", "mode = \"push\"\ncolour = \"blue\"");
+    edit_file(&agreements.join("address-change-on.toml"), "mode = \"push\"", "mode = \"push\"\ncolour = \"blue\"");
     let (code, out) = check(&main);
     assert_eq!(code, 1);
     assert!(out.contains("agreement id `birth-ottawa` is already used by"), "{out}");
@@ -138,8 +132,8 @@ fn duplicate_agreement_ids_and_unknown_keys_are_reported() {
 fn an_unknown_sender_and_a_missing_schema_version_are_reported() {
     let (dir, main) = shipped();
     let agreements = dir.path().join("config/agreements");
-    edit(&agreements.join("birth-federal-nt.toml"), "sender = \"nt-vital-stats\"", "sender = \"yt-vital-stats\"");
-    edit(&agreements.join("address-change-on.toml"), "versions = [\"1.0\"]", "versions = [\"1.0\", \"2.0\"]");
+    edit_file(&agreements.join("birth-federal-nt.toml"), "sender = \"nt-vital-stats\"", "sender = \"yt-vital-stats\"");
+    edit_file(&agreements.join("address-change-on.toml"), "versions = [\"1.0\"]", "versions = [\"1.0\", \"2.0\"]");
     let (code, out) = check(&main);
     assert_eq!(code, 1);
     assert!(problems_of(&out, "birth-federal-nt.toml").contains("sender `yt-vital-stats` is not a partner"), "{out}");
@@ -177,13 +171,17 @@ fn validate_checks_a_file_from_the_command_line() {
 #[test]
 fn a_database_url_asking_for_tls_needs_the_servers_ca() {
     let (_dir, main) = shipped();
-    edit(&main, "[store]\n", "[store]\nurl = \"postgres://postgres@db.example:5432/passerelle?sslmode=require\"\n");
+    edit_file(
+        &main,
+        "[store]\n",
+        "[store]\nurl = \"postgres://postgres@db.example:5432/passerelle?sslmode=require\"\n",
+    );
     let (code, out) = check(&main);
     assert_eq!(code, 1, "{out}");
     let found = problems_of(&out, "passerelle.toml");
     assert!(found.contains("store.url asks for TLS (sslmode=require) but store.ca_file is not set"), "{out}");
     assert!(found.contains("store.ca_file"), "the fix names the setting: {out}");
-    edit(&main, "[store]\n", "[store]\nca_file = \"no-such-ca.pem\"\n");
+    edit_file(&main, "[store]\n", "[store]\nca_file = \"no-such-ca.pem\"\n");
     let (code, out) = check(&main);
     assert_eq!(code, 1, "{out}");
     assert!(problems_of(&out, "passerelle.toml").contains("no-such-ca.pem"), "{out}");
@@ -196,9 +194,9 @@ fn check_prints_each_files_problems_under_it_with_the_fix_then_a_count() {
     let (code, out) = cli(&["dev-pki", "--config", main.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     let agreements = dir.path().join("config/agreements");
-    edit(&agreements.join("address-change-on.toml"), "partner = \"ottawa-city\"", "partner = \"gatineau-city\"");
-    edit(&agreements.join("birth-ottawa.toml"), "partner = \"ottawa-city\"", "partner = \"kanata-city\"");
-    edit(&agreements.join("birth-ohip.toml"), "mode = \"push\"", "mode = \"push\"\ncolour = \"blue\"");
+    edit_file(&agreements.join("address-change-on.toml"), "partner = \"ottawa-city\"", "partner = \"gatineau-city\"");
+    edit_file(&agreements.join("birth-ottawa.toml"), "partner = \"ottawa-city\"", "partner = \"kanata-city\"");
+    edit_file(&agreements.join("birth-ohip.toml"), "mode = \"push\"", "mode = \"push\"\ncolour = \"blue\"");
     // Run from the configuration's directory: files are named relative to it.
     let out = Command::new(binary())
         .current_dir(dir.path())
@@ -224,7 +222,7 @@ fn check_prints_each_files_problems_under_it_with_the_fix_then_a_count() {
 #[test]
 fn a_lease_shorter_than_a_delivery_attempt_is_refused() {
     let (dir, main) = shipped();
-    edit(&main, "lease_secs = 60", "lease_secs = 5");
+    edit_file(&main, "lease_secs = 60", "lease_secs = 5");
     let (code, out) = check(&main);
     assert_eq!(code, 1, "{out}");
     let partners = problems_of(&out, "partners.toml");
@@ -243,7 +241,7 @@ fn a_lease_shorter_than_a_delivery_attempt_is_refused() {
 #[test]
 fn a_broken_partners_file_is_one_problem_not_one_per_reference() {
     let (dir, main) = shipped();
-    edit(
+    edit_file(
         &dir.path().join("config/partners.toml"),
         "[[partner]]\nid = \"ottawa-city\"",
         "[[partner]\nid = \"ottawa-city\"",

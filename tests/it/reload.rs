@@ -14,12 +14,6 @@ use crate::support::*;
 
 const TOKEN: [(&str, &str); 1] = [("authorization", "Bearer test-admin-token")];
 
-fn edit(path: &std::path::Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{} has no {from:?}", path.display());
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
-}
-
 async fn reload(gw: &TestGateway) {
     let r = gw.admin.send(Method::POST, "/admin/v1/reload", &TOKEN, "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -36,7 +30,7 @@ async fn a_reload_starts_deliveries_to_an_added_recipient_and_follows_a_moved_en
 
     let (added, moved) = (MockRecipient::start().await, MockRecipient::start().await);
     let partners = gw.setup.config_dir().join("partners.toml");
-    edit(
+    edit_file(
         &partners,
         "rate_limit = { per_second = 50, burst = 100 }\n",
         &format!(
@@ -44,7 +38,7 @@ async fn a_reload_starts_deliveries_to_an_added_recipient_and_follows_a_moved_en
             added.endpoint()
         ),
     );
-    edit(&partners, &gw.recipient("ottawa-city").endpoint(), &moved.endpoint());
+    edit_file(&partners, &gw.recipient("ottawa-city").endpoint(), &moved.endpoint());
     let agreement = gw.setup.config_dir().join("agreements/birth-ottawa.toml");
     let text = std::fs::read_to_string(&agreement).unwrap();
     std::fs::write(
@@ -134,7 +128,7 @@ async fn a_request_in_flight_finishes_under_the_configuration_it_started_with() 
 
     // The city's agreement shrinks to the date of birth.
     let agreement = gw.setup.config_dir().join("agreements/birth-ottawa.toml");
-    edit(&agreement, "  \"/child/place_of_birth/municipality\",\n  \"/parents/*/address/postal_code\",\n", "");
+    edit_file(&agreement, "  \"/child/place_of_birth/municipality\",\n  \"/parents/*/address/postal_code\",\n", "");
     reload(&gw).await;
 
     stream.write_all(rest).await.unwrap();
@@ -196,7 +190,7 @@ async fn sighup_reloads_the_running_binary_and_refuses_a_broken_file() {
     assert!(!recipients(&after).contains(&"ottawa-city".to_owned()), "the removed agreement no longer applies");
 
     let partners = setup.config_dir().join("partners.toml");
-    edit(&partners, "jurisdiction = \"municipal\"", "jurisdiction = \"galactic\"");
+    edit_file(&partners, "jurisdiction = \"municipal\"", "jurisdiction = \"galactic\"");
     assert!(hup(gateway.child.id()).success());
     assert!(wait_for_metric(&gateway, "refused", 1.0).await, "the broken file was refused");
     assert_eq!(post().await.status, StatusCode::ACCEPTED, "the gateway keeps serving on the old configuration");
@@ -254,7 +248,7 @@ async fn a_reload_keeps_an_open_breaker_unless_its_settings_change() {
     assert_eq!(state(&gw.metrics().await), 2.0, "the breaker opened");
     reload(&gw).await;
     assert_eq!(state(&gw.metrics().await), 2.0, "an unchanged reload keeps it open");
-    edit(&gw.setup.main_config(), "breaker_failures = 2", "breaker_failures = 3");
+    edit_file(&gw.setup.main_config(), "breaker_failures = 2", "breaker_failures = 3");
     reload(&gw).await;
     assert_eq!(state(&gw.metrics().await), 0.0, "new settings, a new (closed) breaker");
     gw.stop().await;

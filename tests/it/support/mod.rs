@@ -302,6 +302,13 @@ impl TestGateway {
     }
 }
 
+/// Replaces the first `from` in the file at `path` with `to`; `from` must be there.
+pub fn edit_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
 /// A metric's value from a Prometheus text page: the sum of every series of `name` whose labels
 /// include all of `labels`.
 pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
