@@ -13,19 +13,19 @@ use tokio::sync::watch;
 
 use super::{AuditEvent, kind};
 use crate::store::Store;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, RecordOutcome};
 
 const MINUTE_MS: i64 = 60_000;
 
 /// Counts of rejections not yet written to the trail.
 #[derive(Default)]
 pub struct RejectionTally {
-    counts: Mutex<BTreeMap<(i64, String, &'static str), i64>>,
+    counts: Mutex<BTreeMap<(i64, String, RecordOutcome), i64>>,
 }
 
 impl RejectionTally {
     /// Counts one rejection of `sender`'s record for `reason` (a record outcome) at `now` (ms).
-    pub fn count(&self, sender: &str, reason: &'static str, now: i64) {
+    pub fn count(&self, sender: &str, reason: RecordOutcome, now: i64) {
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry((now - now.rem_euclid(MINUTE_MS), sender.to_owned(), reason)).or_default() += 1;
         }
@@ -41,7 +41,7 @@ impl RejectionTally {
             .filter_map(|key| {
                 let n = counts.remove(&key)?;
                 let (minute, sender, reason) = key;
-                let mut e = AuditEvent::new(minute, kind::RECORDS_REJECTED, &sender, reason);
+                let mut e = AuditEvent::new(minute, kind::RECORDS_REJECTED, &sender, reason.as_str());
                 e.count = n;
                 e.reason = Some(format!("minute starting {}", crate::clock::rfc3339_ms(minute)));
                 Some(e)
@@ -85,10 +85,10 @@ mod tests {
         let t = RejectionTally::default();
         let m = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
         for _ in 0..3 {
-            t.count("p", "invalid", m + 10);
+            t.count("p", RecordOutcome::Invalid, m + 10);
         }
-        t.count("p", "malformed", m + 20);
-        t.count("unknown", "unauthenticated", m + MINUTE_MS + 5);
+        t.count("p", RecordOutcome::Malformed, m + 20);
+        t.count("unknown", RecordOutcome::Unauthenticated, m + MINUTE_MS + 5);
         let done = t.take(Some(m + MINUTE_MS + 10));
         assert_eq!(done.len(), 2, "only the finished minute");
         assert!(done.iter().any(|e| e.actor == "p" && e.outcome == "invalid" && e.count == 3));

@@ -242,9 +242,9 @@ struct SenderTally {
 /// A counter's total now, and at the base of the rates (`None` before there is a base).
 type Totals = (u64, Option<u64>);
 
-/// Record outcomes that are not rejections.
+/// Record outcomes that are rejections (not accepted, not a replay, not a dry run that passed).
 fn is_rejection(outcome: &str) -> bool {
-    outcome != "accepted" && outcome != "duplicate"
+    crate::telemetry::RecordOutcome::parse(outcome).is_none_or(crate::telemetry::RecordOutcome::is_rejection)
 }
 
 /// Per minute over the window from `then` to `now` (`None` until two samples exist).

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::i18n::{Lang, violation_message};
 use crate::json::JsonError;
 use crate::schema::{Version, Violation};
+use crate::telemetry::RecordOutcome;
 
 /// A failed partner API call.
 #[derive(Debug, thiserror::Error)]
@@ -108,32 +109,29 @@ impl ApiError {
     }
 
     /// The record outcome counted in `passerelle_records_received_total`.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> RecordOutcome {
         use ApiError::*;
         match self {
-            Unauthenticated => "unauthenticated",
-            RateLimited { .. } => "rate_limited",
+            Unauthenticated | AdminTokenRequired => RecordOutcome::Unauthenticated,
+            RateLimited { .. } => RecordOutcome::RateLimited,
             NoAgreement
             | UnsupportedVersion { .. }
             | RouteNotFound
             | RecordNotFound
             | SchemaNotFound
-            | MethodNotAllowed { .. } => "not_found",
-            NotInForce => "forbidden",
-            UnsupportedMediaType | ContentEncoding => "unsupported_media_type",
-            TooLarge { .. } => "too_large",
+            | DeliveryNotFound
+            | MethodNotAllowed { .. } => RecordOutcome::NotFound,
+            NotInForce | CrossOrigin => RecordOutcome::Forbidden,
+            UnsupportedMediaType | ContentEncoding => RecordOutcome::UnsupportedMediaType,
+            TooLarge { .. } | HeadersTooLarge { .. } => RecordOutcome::TooLarge,
             Malformed(_) | TooDeep { .. } | BodyTimeout | InvalidIdempotencyKey | BadQuery { .. } | BodyAborted => {
-                "malformed"
+                RecordOutcome::Malformed
             }
-            Invalid { .. } => "invalid",
-            IdempotencyConflict => "conflict",
+            Invalid { .. } => RecordOutcome::Invalid,
+            IdempotencyConflict => RecordOutcome::Conflict,
             StoreUnavailable(_) | UpstreamInvalid | UpstreamError { .. } | UpstreamTimeout | BreakerOpen { .. } => {
-                "unavailable"
+                RecordOutcome::Unavailable
             }
-            AdminTokenRequired => "unauthenticated",
-            HeadersTooLarge { .. } => "too_large",
-            CrossOrigin => "forbidden",
-            DeliveryNotFound => "not_found",
         }
     }
 

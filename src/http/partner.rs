@@ -26,6 +26,7 @@ use crate::receipt::{Receipt, ReceiptDelivery};
 use crate::schema::Version;
 use crate::server::ConnectionInfo;
 use crate::store::{CommitOutcome, NewDelivery, NewRecord, RecordQuery, RecordState};
+use crate::telemetry::RecordOutcome;
 use crate::telemetry::events::{RecordReceived, RequestServed};
 
 /// Longest `Idempotency-Key` accepted.
@@ -136,6 +137,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Arc<Conne
             if let Endpoint::Submit(t) | Endpoint::Request(t) | Endpoint::Validate(t) = ep {
                 outcome.record_type = Some(t);
             }
+            if let Endpoint::Validate(_) = ep {
+                outcome.success = RecordOutcome::Validated;
+            }
             let result = match authenticate(&config, &conn, req.headers()) {
                 Err(e) => Err(e),
                 Ok(partner) => {
@@ -181,7 +185,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Arc<Conne
         RecordReceived {
             sender: outcome.sender.as_deref().unwrap_or("unknown"),
             record_type: config.catalog.record_type(record_type).map_or("unknown", |t| &t.name),
-            outcome: error.as_ref().map_or(outcome.success, ApiError::outcome),
+            outcome: match &error {
+                Some(e) => e.outcome(),
+                None => outcome.success,
+            },
             status,
             record_id: outcome.record_id.as_deref(),
             violations,
@@ -203,12 +210,19 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Arc<Conne
 }
 
 /// What the record metrics need to know about a record call, filled in as checks pass.
-#[derive(Default)]
 pub(super) struct Outcome<'a> {
     pub(super) record_type: Option<&'a str>,
     pub(super) sender: Option<String>,
     pub(super) record_id: Option<String>,
-    pub(super) success: &'static str,
+    /// The outcome if the call succeeds: a dry run that passes is `validated`, a record stored
+    /// is `accepted`, an idempotent replay `duplicate`.
+    pub(super) success: RecordOutcome,
+}
+
+impl Default for Outcome<'_> {
+    fn default() -> Self {
+        Outcome { record_type: None, sender: None, record_id: None, success: RecordOutcome::Accepted }
+    }
 }
 
 /// Check 1: the request line and headers within the configured size.
@@ -457,13 +471,13 @@ async fn submit(
                 shared.recipients.wake(&share.recipient);
             }
             outcome.record_id = Some(record_id.clone());
-            outcome.success = "accepted";
+            outcome.success = RecordOutcome::Accepted;
             (receipt, stamp, false)
         }
         Ok(CommitOutcome::Duplicate { receipt, stamp }) => {
             outcome.record_id =
                 serde_json::from_slice::<Value>(&receipt).ok().and_then(|r| r["record_id"].as_str().map(str::to_owned));
-            outcome.success = "duplicate";
+            outcome.success = RecordOutcome::Duplicate;
             (receipt, stamp, true)
         }
         Ok(CommitOutcome::Conflict) => return Err(ApiError::IdempotencyConflict),

@@ -90,7 +90,7 @@ pub(super) async fn handle(
         return Err(ApiError::StoreUnavailable(e.to_string()));
     }
     let answer = result?;
-    outcome.success = "accepted";
+    outcome.success = crate::telemetry::RecordOutcome::Accepted;
     let mut response = json_response(StatusCode::OK, answer.to_vec());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("passerelle-request-id", v);

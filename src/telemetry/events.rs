@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::Metrics;
+use super::{Metrics, RecordOutcome};
 use crate::schema::Violation;
 
 /// A partner's record (or request) got an answer.
@@ -16,8 +16,7 @@ pub struct RecordReceived<'a> {
     pub sender: &'a str,
     /// A configured record type, or `unknown`.
     pub record_type: &'a str,
-    /// One of the record outcomes of the design.
-    pub outcome: &'static str,
+    pub outcome: RecordOutcome,
     pub status: u16,
     pub record_id: Option<&'a str>,
     pub violations: &'a [Violation],
@@ -26,7 +25,8 @@ pub struct RecordReceived<'a> {
 
 impl RecordReceived<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        metrics.records_received.with_label_values(&[self.sender, self.record_type, self.outcome]).inc();
+        let outcome = self.outcome.as_str();
+        metrics.records_received.with_label_values(&[self.sender, self.record_type, outcome]).inc();
         for v in self.violations {
             metrics.validation_violations.with_label_values(&[self.record_type, v.keyword]).inc();
         }
@@ -37,7 +37,7 @@ impl RecordReceived<'_> {
                 record_id = self.record_id.unwrap_or(""),
                 sender = self.sender,
                 record_type = self.record_type,
-                outcome = self.outcome,
+                outcome,
                 status = self.status,
                 latency_ms
             );
@@ -46,7 +46,7 @@ impl RecordReceived<'_> {
                 message = "Record rejected.",
                 sender = self.sender,
                 record_type = self.record_type,
-                outcome = self.outcome,
+                outcome,
                 status = self.status,
                 violations = self.violations.len(),
                 latency_ms

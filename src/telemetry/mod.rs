@@ -8,6 +8,78 @@
 pub mod events;
 pub mod logging;
 
+/// How a partner's record call ended: the `outcome` label of
+/// `passerelle_records_received_total`. A fixed set, so an empty or misspelled label cannot
+/// exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RecordOutcome {
+    /// Stored and queued for its recipients (or, for a request, answered).
+    Accepted,
+    /// An idempotent replay: the original receipt again.
+    Duplicate,
+    /// A dry run (`POST /v1/validate/{type}`) that passed: nothing was stored.
+    Validated,
+    Invalid,
+    Malformed,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    TooLarge,
+    UnsupportedMediaType,
+    RateLimited,
+    Conflict,
+    Unavailable,
+}
+
+impl RecordOutcome {
+    /// Every outcome, in the order the design lists them.
+    pub const ALL: [RecordOutcome; 13] = [
+        RecordOutcome::Accepted,
+        RecordOutcome::Duplicate,
+        RecordOutcome::Validated,
+        RecordOutcome::Invalid,
+        RecordOutcome::Malformed,
+        RecordOutcome::Unauthenticated,
+        RecordOutcome::Forbidden,
+        RecordOutcome::NotFound,
+        RecordOutcome::TooLarge,
+        RecordOutcome::UnsupportedMediaType,
+        RecordOutcome::RateLimited,
+        RecordOutcome::Conflict,
+        RecordOutcome::Unavailable,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordOutcome::Accepted => "accepted",
+            RecordOutcome::Duplicate => "duplicate",
+            RecordOutcome::Validated => "validated",
+            RecordOutcome::Invalid => "invalid",
+            RecordOutcome::Malformed => "malformed",
+            RecordOutcome::Unauthenticated => "unauthenticated",
+            RecordOutcome::Forbidden => "forbidden",
+            RecordOutcome::NotFound => "not_found",
+            RecordOutcome::TooLarge => "too_large",
+            RecordOutcome::UnsupportedMediaType => "unsupported_media_type",
+            RecordOutcome::RateLimited => "rate_limited",
+            RecordOutcome::Conflict => "conflict",
+            RecordOutcome::Unavailable => "unavailable",
+        }
+    }
+
+    /// The outcome a label names, if any.
+    pub fn parse(label: &str) -> Option<RecordOutcome> {
+        RecordOutcome::ALL.into_iter().find(|o| o.as_str() == label)
+    }
+
+    /// Whether the record was refused. Accepted records, idempotent replays and passing dry
+    /// runs are not rejections: a partner sending only valid dry runs has a rejection ratio of 0.
+    pub fn is_rejection(self) -> bool {
+        !matches!(self, RecordOutcome::Accepted | RecordOutcome::Duplicate | RecordOutcome::Validated)
+    }
+}
+
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };

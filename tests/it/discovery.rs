@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -107,6 +107,45 @@ async fn validate_is_a_dry_run() {
     assert_eq!(gw.count("records"), 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(gw.recipients.values().all(|m| m.received().is_empty()));
+}
+
+/// Found trying the product as an operator: a valid dry run was counted with an empty outcome,
+/// listed by the console as a rejection and fired the sender rejection-ratio alert.
+#[tokio::test]
+async fn a_valid_dry_run_is_counted_as_validated_never_as_a_rejection() {
+    let gw = Setup::new().start().await;
+    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
+    for body in [record("birth-registration-1.1.json"), record("birth-registration-1.1.json"), json!({})] {
+        gw.client
+            .send(
+                Method::POST,
+                "/v1/validate/birth-registration",
+                &[("authorization", &auth), ("content-type", "application/json")],
+                body.to_string(),
+            )
+            .await;
+    }
+    let page = gw.metrics().await;
+    let count = |outcome: &str| {
+        metric(
+            &page,
+            "passerelle_records_received_total",
+            &[("sender", "on-vital-stats"), ("record_type", "birth-registration"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(count("validated"), 2.0);
+    assert_eq!(count("invalid"), 1.0);
+    assert!(!page.contains("outcome=\"\""), "no series has an empty outcome:\n{page}");
+    let overview = gw.admin.get("/admin/v1/overview", "test-admin-token").await.json();
+    let row = overview["senders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["sender"] == "on-vital-stats" && r["record_type"] == "birth-registration")
+        .unwrap()
+        .clone();
+    assert_eq!(row["rejected"], 1, "{row}");
+    assert_eq!(row["accepted"], 0, "{row}");
 }
 
 fn schema_list(doc: &Value) -> Vec<(String, String, String)> {
