@@ -29,17 +29,27 @@ pub struct Version {
     pub minor: u16,
 }
 
+/// Why a text is not a [`Version`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionError {
+    /// Not `MAJOR.MINOR` in digits without leading zeros (`01.1` is not another spelling of `1.1`).
+    Syntax,
+    /// Well formed, but a number is too large to be a version of any schema.
+    OutOfRange,
+}
+
 impl FromStr for Version {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let (major, minor) = s.split_once('.').ok_or(())?;
-        let number = |t: &str| -> Result<u16, ()> {
-            if t.is_empty() || t.len() > 4 || !t.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(());
+    type Err = VersionError;
+    fn from_str(s: &str) -> Result<Self, VersionError> {
+        let (major, minor) = s.split_once('.').ok_or(VersionError::Syntax)?;
+        let number = |t: &str| -> Result<u16, VersionError> {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) || (t.len() > 1 && t.starts_with('0')) {
+                return Err(VersionError::Syntax);
             }
-            t.parse().map_err(|_| ())
+            t.parse().map_err(|_| VersionError::OutOfRange)
         };
-        Ok(Version { major: number(major)?, minor: number(minor)? })
+        let (major, minor) = (number(major), number(minor));
+        Ok(Version { major: major?, minor: minor? })
     }
 }
 

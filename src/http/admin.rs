@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
+use crate::server::RequestBody;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -44,12 +44,15 @@ pub const ROUTES: [(&str, &str); 13] = [
 const MAX_PAGE: usize = 1000;
 
 /// Serves one admin request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<Full<Bytes>> {
     let config = shared.config.load_full();
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let get = method == Method::GET || method == Method::HEAD;
+    if let Err(e) = super::check_host(&req) {
+        return e.to_response(lang, &path);
+    }
     match path.as_str() {
         "/healthz" if get => return text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/readyz" if get => {
@@ -151,7 +154,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Ful
 async fn console(
     shared: &Shared,
     token: Option<&str>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     lang: Lang,
     signed_in: bool,
 ) -> Response<Full<Bytes>> {
@@ -236,7 +239,7 @@ fn redirect_to_console(cookie: &str) -> Response<Full<Bytes>> {
 }
 
 /// Whether the request carries the admin token as a bearer header (compared in constant time).
-pub fn has_admin_token(token: Option<&str>, req: &Request<Incoming>) -> bool {
+pub fn has_admin_token(token: Option<&str>, req: &Request<RequestBody>) -> bool {
     let (Some(token), Some(presented)) =
         (token, req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
     else {
@@ -248,7 +251,7 @@ pub fn has_admin_token(token: Option<&str>, req: &Request<Incoming>) -> bool {
 
 /// A state-changing call is accepted only with a `Host`, and, when the client names its origin
 /// (browsers do), only from that same host; a cross-site fetch is refused.
-fn same_origin(req: &Request<Incoming>) -> bool {
+fn same_origin(req: &Request<RequestBody>) -> bool {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let Some(host) = header("host") else { return false };
     if header("sec-fetch-site").is_some_and(|s| s == "cross-site" || s == "same-site") {

@@ -15,6 +15,17 @@ use crate::json::JsonError;
 use crate::schema::{Version, Violation};
 use crate::telemetry::RecordOutcome;
 
+/// What is wrong with a request header the gateway reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderFault {
+    /// Required and absent (`Host` on HTTP/1.1, RFC 9112 §3.2).
+    Missing,
+    /// Sent more than once where one value is meant: which one counts would be a guess.
+    Repeated,
+    /// Not in the header's syntax.
+    Malformed,
+}
+
 /// A failed partner API call.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -50,6 +61,8 @@ pub enum ApiError {
     Invalid { violations: Vec<Violation> },
     #[error("invalid idempotency key")]
     InvalidIdempotencyKey,
+    #[error("invalid header {header}: {fault:?}")]
+    InvalidHeader { header: &'static str, fault: HeaderFault },
     #[error("idempotency key reused with another body")]
     IdempotencyConflict,
     #[error("store unavailable: {0}")]
@@ -78,6 +91,17 @@ pub enum ApiError {
     BreakerOpen { retry_after_secs: u64 },
 }
 
+/// The expected syntax of a header the gateway parses, as a parenthesis for the detail text.
+fn syntax(header: &str, lang: Lang) -> &'static str {
+    match header {
+        "Schema-Version" => lang.pick(
+            " (MAJOR.MINOR, digits without leading zeros, such as 1.1)",
+            " (MAJEURE.MINEURE, des chiffres sans zéro en tête, par exemple 1.1)",
+        ),
+        _ => "",
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
@@ -101,7 +125,9 @@ impl ApiError {
             UnsupportedMediaType | ContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             TooLarge { .. } | TooDeep { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Malformed(_) | InvalidIdempotencyKey | BadQuery { .. } | BodyAborted => StatusCode::BAD_REQUEST,
+            Malformed(_) | InvalidIdempotencyKey | InvalidHeader { .. } | BadQuery { .. } | BodyAborted => {
+                StatusCode::BAD_REQUEST
+            }
             Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyConflict => StatusCode::CONFLICT,
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,9 +150,13 @@ impl ApiError {
             NotInForce | CrossOrigin => RecordOutcome::Forbidden,
             UnsupportedMediaType | ContentEncoding => RecordOutcome::UnsupportedMediaType,
             TooLarge { .. } | HeadersTooLarge { .. } => RecordOutcome::TooLarge,
-            Malformed(_) | TooDeep { .. } | BodyTimeout | InvalidIdempotencyKey | BadQuery { .. } | BodyAborted => {
-                RecordOutcome::Malformed
-            }
+            Malformed(_)
+            | TooDeep { .. }
+            | BodyTimeout
+            | InvalidIdempotencyKey
+            | InvalidHeader { .. }
+            | BadQuery { .. }
+            | BodyAborted => RecordOutcome::Malformed,
             Invalid { .. } => RecordOutcome::Invalid,
             IdempotencyConflict => RecordOutcome::Conflict,
             StoreUnavailable(_) | UpstreamInvalid | UpstreamError { .. } | UpstreamTimeout | BreakerOpen { .. } => {
@@ -153,6 +183,7 @@ impl ApiError {
             TooDeep { .. } => "nesting-too-deep",
             Invalid { .. } => "schema-violation",
             InvalidIdempotencyKey => "invalid-idempotency-key",
+            InvalidHeader { .. } => "invalid-header",
             IdempotencyConflict => "idempotency-conflict",
             StoreUnavailable(_) => "store-unavailable",
             RecordNotFound => "record-not-found",
@@ -187,6 +218,7 @@ impl ApiError {
             TooDeep { .. } => ("Record nested too deeply", "Enregistrement trop imbriqué"),
             Invalid { .. } => ("The record does not match its schema", "L'enregistrement ne respecte pas son schéma"),
             InvalidIdempotencyKey => ("Invalid Idempotency-Key", "Idempotency-Key invalide"),
+            InvalidHeader { .. } => ("Invalid request header", "En-tête de requête invalide"),
             IdempotencyConflict => ("Idempotency-Key already used", "Idempotency-Key déjà utilisée"),
             StoreUnavailable(_) => ("Service unavailable", "Service indisponible"),
             RecordNotFound => ("Record not found", "Enregistrement introuvable"),
@@ -264,8 +296,19 @@ impl ApiError {
                 if fr { format!("{n} violation(s) du schéma; voir « violations ».") } else { format!("{n} schema violation(s); see \"violations\".") }
             }
             InvalidIdempotencyKey => lang
-                .pick("Idempotency-Key must be 1 to 256 visible ASCII characters.", "Idempotency-Key doit compter de 1 à 256 caractères ASCII visibles.")
+                .pick(
+                    "Idempotency-Key must be sent once, as 1 to 256 visible ASCII characters.",
+                    "Idempotency-Key doit être envoyée une seule fois, en 1 à 256 caractères ASCII visibles.",
+                )
                 .into(),
+            InvalidHeader { header, fault } => match (fault, fr) {
+                (HeaderFault::Missing, false) => format!("The {header} header is required."),
+                (HeaderFault::Missing, true) => format!("L'en-tête {header} est obligatoire."),
+                (HeaderFault::Repeated, false) => format!("Send the {header} header once."),
+                (HeaderFault::Repeated, true) => format!("Envoyez l'en-tête {header} une seule fois."),
+                (HeaderFault::Malformed, false) => format!("The {header} header is not in its syntax{}.", syntax(header, lang)),
+                (HeaderFault::Malformed, true) => format!("L'en-tête {header} ne respecte pas sa syntaxe{}.", syntax(header, lang)),
+            },
             IdempotencyConflict => lang
                 .pick(
                     "This Idempotency-Key was already used with a different body. Use a new key for a new record.",
@@ -349,6 +392,9 @@ impl ApiError {
             }
             ApiError::UpstreamError { status: Some(code) } => {
                 doc["upstream_status"] = json!(code);
+            }
+            ApiError::InvalidHeader { header, .. } => {
+                doc["header"] = json!(header);
             }
             _ => {}
         }

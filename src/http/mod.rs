@@ -17,6 +17,21 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host` header (HTTP/2 names the
+/// authority in its `:authority` pseudo-header instead).
+pub fn check_host<B>(req: &http::Request<B>) -> Result<(), error::ApiError> {
+    use error::{ApiError, HeaderFault};
+    if req.version() != http::Version::HTTP_11 {
+        return Ok(());
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => Err(ApiError::InvalidHeader { header: "Host", fault: HeaderFault::Missing }),
+        (Some(_), Some(_)) => Err(ApiError::InvalidHeader { header: "Host", fault: HeaderFault::Repeated }),
+        (Some(_), None) => Ok(()),
+    }
+}
+
 /// A JSON answer with `status`.
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -8,14 +8,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::server::RequestBody;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::error::ApiError;
+use super::error::{ApiError, HeaderFault};
 use super::i18n::Lang;
 use super::json_response;
 use crate::auth::{self, AuthenticatedPartner};
@@ -23,7 +23,7 @@ use crate::config::{Config, Mode};
 use crate::gateway::Shared;
 use crate::policy::{self, Route, RouteError};
 use crate::receipt::{Receipt, ReceiptDelivery};
-use crate::schema::Version;
+use crate::schema::{Version, VersionError};
 use crate::server::ConnectionInfo;
 use crate::store::{CommitOutcome, NewDelivery, NewRecord, RecordQuery, RecordState};
 use crate::telemetry::RecordOutcome;
@@ -122,7 +122,11 @@ fn endpoint<'a>(method: &Method, path: &'a str) -> Result<Endpoint<'a>, ApiError
 }
 
 /// Serves one partner API request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Arc<ConnectionInfo>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<RequestBody>,
+    conn: Arc<ConnectionInfo>,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     // The whole request runs under the configuration in force when it arrived.
     let config = shared.config.load_full();
@@ -225,14 +229,15 @@ impl Default for Outcome<'_> {
     }
 }
 
-/// Check 1: the request line and headers within the configured size.
-fn check_head(config: &Config, req: &Request<Incoming>) -> Result<(), ApiError> {
+/// Check 1: the request line and headers within the configured size, and a `Host` where HTTP/1.1
+/// requires one.
+fn check_head(config: &Config, req: &Request<RequestBody>) -> Result<(), ApiError> {
     let size =
         req.uri().to_string().len() + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
     if size > config.limits.max_header_bytes {
         return Err(ApiError::HeadersTooLarge { limit: config.limits.max_header_bytes });
     }
-    Ok(())
+    super::check_host(req)
 }
 
 /// Check 3: who is calling.
@@ -267,14 +272,15 @@ fn route_and_version(
         RouteError::NotInForce => ApiError::NotInForce,
     })?;
     let accepted = route.accepted_versions();
-    let version = match headers.get("schema-version") {
+    let version = match single_header(headers, "schema-version", "Schema-Version")? {
         None => route.default_version().ok_or(ApiError::NoAgreement)?,
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<Version>().ok())
-            .filter(|v| accepted.contains(v))
-            .ok_or_else(|| ApiError::UnsupportedVersion { accepted: accepted.clone() })?,
+        Some(v) => match v.to_str().map(|v| v.trim().parse::<Version>()) {
+            Ok(Ok(version)) if accepted.contains(&version) => version,
+            Ok(Ok(_) | Err(VersionError::OutOfRange)) => return Err(ApiError::UnsupportedVersion { accepted }),
+            Ok(Err(VersionError::Syntax)) | Err(_) => {
+                return Err(ApiError::InvalidHeader { header: "Schema-Version", fault: HeaderFault::Malformed });
+            }
+        },
     };
     // The catalog holds every version an agreement accepts (checked at load).
     if config.catalog.record_type(record_type).and_then(|t| t.version(version)).is_none() {
@@ -305,7 +311,7 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Checks 9 and 10: the body within its size limit and time.
-async fn read_body(config: &Config, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+async fn read_body(config: &Config, req: Request<RequestBody>) -> Result<Bytes, ApiError> {
     let limit = config.limits.max_body_bytes;
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -359,7 +365,7 @@ pub(super) struct Intake {
 pub(super) async fn intake(
     config: &Config,
     partner: &AuthenticatedPartner,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     record_type: &str,
     mode: Mode,
     now: OffsetDateTime,
@@ -376,9 +382,26 @@ pub(super) async fn intake(
     Ok(Intake { route, version, headers, body, value })
 }
 
-/// Check 14 (first half): the key's shape.
+/// The one value of header `name`, if sent; sent twice is refused, since which one counts would
+/// be a guess. `display` is the header's name as the problem document spells it.
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    display: &'static str,
+) -> Result<Option<&'h HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::InvalidHeader { header: display, fault: HeaderFault::Repeated });
+    }
+    Ok(first)
+}
+
+/// Check 14 (first half): the key's shape, and only one key.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else {
+    let Some(v) =
+        single_header(headers, "idempotency-key", "Idempotency-Key").map_err(|_| ApiError::InvalidIdempotencyKey)?
+    else {
         return Ok(None);
     };
     let key = v.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?;
@@ -412,7 +435,7 @@ async fn submit(
     shared: &Shared,
     config: &Config,
     partner: &AuthenticatedPartner,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     record_type: &str,
     outcome: &mut Outcome<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -530,7 +553,7 @@ fn add_deprecation(h: &mut HeaderMap, route: &Route, version: Version) {
 async fn validate(
     config: &Config,
     partner: &AuthenticatedPartner,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     record_type: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (route, version) =
@@ -596,7 +619,7 @@ fn percent_decode(s: &str) -> Option<String> {
 async fn list_records(
     shared: &Shared,
     partner: &AuthenticatedPartner,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let query = req.uri().query().unwrap_or("");
     let status = match query_param(query, "status") {

@@ -7,10 +7,10 @@
 //! non-2xx or a connection failure 502 `upstream-error` (with the status), a timeout 504, an
 //! open breaker 503 with `Retry-After`. Both sides are audited, as digests.
 
+use crate::server::RequestBody;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use time::OffsetDateTime;
 
 use super::error::ApiError;
@@ -38,7 +38,7 @@ pub(super) async fn handle(
     shared: &Shared,
     config: &Config,
     partner: &AuthenticatedPartner,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     record_type: &str,
     outcome: &mut Outcome<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {

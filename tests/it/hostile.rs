@@ -96,6 +96,12 @@ async fn every_malformed_request_gets_its_status_and_the_gateway_keeps_serving()
             "unsupported-schema-version",
         ),
         (
+            "a schema version that is not MAJOR.MINOR",
+            post(birth, &format!("{json}schema-version: 1.1.0\r\n"), valid.as_bytes()),
+            400,
+            "invalid-header",
+        ),
+        (
             "an absurd bearer token",
             post(
                 birth,
@@ -196,6 +202,118 @@ async fn request_smuggling_shapes_are_refused() {
             StatusCode::OK,
             "after {what}"
         );
+    }
+    assert_eq!(gw.count("records"), 0);
+}
+
+/// Held-out hostile requests: `Schema-Version: 01.1` was taken as 1.1.
+#[tokio::test]
+async fn a_schema_version_with_leading_zeros_is_refused_not_read_as_another() {
+    let gw = Setup::new().start().await;
+    let addr = gw.gateway.as_ref().unwrap().partner_addr;
+    let json = format!("authorization: Bearer {}\r\ncontent-type: application/json\r\n", gw.key("on-vital-stats"));
+    let valid = record("birth-registration-1.1.json").to_string();
+    for version in ["01.1", "1.01", "001.1", " 1.1x", "1.", ".1", "+1.1"] {
+        let request =
+            post("/v1/records/birth-registration", &format!("{json}schema-version: {version}\r\n"), valid.as_bytes());
+        let (status, body) = raw(addr, &request).await;
+        assert_eq!(status, 400, "{version:?}: {body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(doc["type"], "urn:passerelle:problem:invalid-header", "{version:?}");
+        assert_eq!(doc["header"], "Schema-Version");
+    }
+    assert_eq!(gw.count("records"), 0);
+    // The canonical spelling is accepted.
+    let request = post("/v1/records/birth-registration", &format!("{json}schema-version: 1.1\r\n"), valid.as_bytes());
+    assert_eq!(raw(addr, &request).await.0, 202);
+}
+
+/// Held-out hostile requests: with two `Schema-Version` or two `Idempotency-Key` headers the
+/// gateway silently used one of them.
+#[tokio::test]
+async fn a_repeated_schema_version_or_idempotency_key_is_refused() {
+    let gw = Setup::new().start().await;
+    let addr = gw.gateway.as_ref().unwrap().partner_addr;
+    let json = format!("authorization: Bearer {}\r\ncontent-type: application/json\r\n", gw.key("on-vital-stats"));
+    let valid = record("birth-registration-1.1.json").to_string();
+    let birth = "/v1/records/birth-registration";
+    let twice = post(birth, &format!("{json}schema-version: 1.1\r\nschema-version: 1.0\r\n"), valid.as_bytes());
+    let (status, body) = raw(addr, &twice).await;
+    assert_eq!(status, 400, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["type"], "urn:passerelle:problem:invalid-header");
+    assert_eq!(doc["header"], "Schema-Version");
+    assert!(doc["detail"].as_str().unwrap().contains("once"), "{doc}");
+    let twice = post(birth, &format!("{json}idempotency-key: a\r\nidempotency-key: b\r\n"), valid.as_bytes());
+    let (status, body) = raw(addr, &twice).await;
+    assert_eq!(status, 400, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["type"], "urn:passerelle:problem:invalid-idempotency-key");
+    // Also as one comma-joined header, a list is not a key a client meant.
+    assert_eq!(gw.count("records"), 0);
+}
+
+/// Held-out hostile requests: an HTTP/1.1 request without `Host` was answered 200; RFC 9112
+/// §3.2 requires 400. HTTP/1.0 has no such rule.
+#[tokio::test]
+async fn an_http11_request_without_host_is_400_on_both_listeners() {
+    let gw = Setup::new().start().await;
+    let partner = gw.gateway.as_ref().unwrap().partner_addr;
+    let admin = gw.gateway.as_ref().unwrap().admin_addr;
+    let auth = format!("authorization: Bearer {}\r\n", gw.key("on-vital-stats"));
+    for (addr, request) in [
+        (partner, format!("GET /v1/agreements HTTP/1.1\r\n{auth}\r\n")),
+        (partner, format!("GET /v1/agreements HTTP/1.1\r\nhost: a\r\nhost: b\r\n{auth}\r\n")),
+        (admin, "GET /healthz HTTP/1.1\r\n\r\n".to_owned()),
+        (admin, "GET /admin/v1/overview HTTP/1.1\r\nauthorization: Bearer test-admin-token\r\n\r\n".to_owned()),
+    ] {
+        let (status, body) = raw(addr, request.as_bytes()).await;
+        assert_eq!(status, 400, "{request}: {body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(doc["type"], "urn:passerelle:problem:invalid-header");
+        assert_eq!(doc["header"], "Host");
+    }
+    let (status, _) = raw(partner, format!("GET /v1/agreements HTTP/1.0\r\n{auth}\r\n").as_bytes()).await;
+    assert_eq!(status, 200, "HTTP/1.0 needs no Host");
+}
+
+/// Held-out hostile requests: a control character in `Authorization` or `Idempotency-Key`. HTTP
+/// forbids control characters other than a tab in a header value (RFC 9110 §5.5): hyper's
+/// parser refuses such a request with a bare 400 and closes, before any handler runs, so the
+/// gateway never sees it (nor a value it could echo). What does reach the gateway (a tab, bytes
+/// above 0x7F) gets a problem document.
+#[tokio::test]
+async fn a_control_character_in_a_credential_or_key_is_refused_with_a_problem_where_the_gateway_sees_it() {
+    let gw = Setup::new().start().await;
+    let addr = gw.gateway.as_ref().unwrap().partner_addr;
+    let valid = record("birth-registration-1.1.json").to_string();
+    let with = |name: &str, byte: u8| {
+        let mut headers = b"content-type: application/json\r\n".to_vec();
+        if name == "idempotency-key" {
+            headers.extend_from_slice(format!("authorization: Bearer {}\r\n", gw.key("on-vital-stats")).as_bytes());
+            headers.extend_from_slice(b"idempotency-key: ab");
+        } else {
+            headers.extend_from_slice(format!("authorization: Bearer {}", gw.key("on-vital-stats")).as_bytes());
+        }
+        headers.push(byte);
+        headers.extend_from_slice(b"cd\r\n");
+        post("/v1/records/birth-registration", &String::from_utf8_lossy(&headers), valid.as_bytes())
+            .into_iter()
+            .collect::<Vec<u8>>()
+    };
+    for byte in [0x01u8, 0x08, 0x0b, 0x1f, 0x7f] {
+        for name in ["authorization", "idempotency-key"] {
+            let (status, body) = raw(addr, &with(name, byte)).await;
+            assert_eq!((status, body.as_str()), (400, ""), "{byte:#04x} in {name}: refused by the HTTP parser");
+        }
+    }
+    for (byte, name, status, slug) in
+        [(b'\t', "authorization", 401, "unauthenticated"), (b'\t', "idempotency-key", 400, "invalid-idempotency-key")]
+    {
+        let (got, body) = raw(addr, &with(name, byte)).await;
+        assert_eq!(got, status, "{byte:#04x} in {name}: {body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(doc["type"], format!("urn:passerelle:problem:{slug}"));
     }
     assert_eq!(gw.count("records"), 0);
 }

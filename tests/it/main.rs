@@ -13,6 +13,7 @@ mod dead_letters;
 mod delivery;
 mod demo;
 mod discovery;
+mod edge;
 mod hostile;
 mod isolation;
 mod limits;

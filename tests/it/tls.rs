@@ -7,55 +7,13 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use passerelle::pki::{Authority, Issued};
+
+use crate::support::tls::*;
 use time::OffsetDateTime;
 
 use crate::support::*;
 
 const BIRTH: &str = "/v1/records/birth-registration";
-
-/// A partner CA, a server certificate for localhost, and the files the gateway reads.
-struct Pki {
-    ca: Authority,
-    ca_file: String,
-    revoked: Issued,
-}
-
-fn pki(setup: &Setup) -> (Pki, Vec<String>) {
-    let ca = Authority::new("Test partner CA").unwrap();
-    let server = ca.server(&["localhost", "127.0.0.1"]).unwrap();
-    let revoked = ca.client_now("on-vital-stats").unwrap();
-    let dir = setup.dir.path();
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let ca_file = write("ca.pem", &ca.cert_pem);
-    let lines = vec![
-        format!("cert_file = \"{}\"", write("server.pem", &server.cert_pem)),
-        format!("key_file = \"{}\"", write("server-key.pem", &server.key_pem)),
-        format!("client_ca_files = [\"{ca_file}\"]"),
-        format!("crl_files = [\"{}\"]", write("crl.pem", &ca.crl(&[&revoked.serial]).unwrap())),
-    ];
-    (Pki { ca, ca_file: std::fs::read_to_string(&ca_file).unwrap(), revoked }, lines)
-}
-
-async fn tls_gateway(edit: impl FnOnce(Setup) -> Setup) -> (TestGateway, Pki) {
-    let setup = edit(Setup::new());
-    let (pki, lines) = pki(&setup);
-    let setup = lines.iter().fold(setup, |s, l| s.tls(l));
-    (setup.start().await, pki)
-}
-
-fn client(gw: &TestGateway, pki: &Pki, cert: Option<&Issued>) -> TestClient {
-    let port = gw.gateway.as_ref().unwrap().partner_addr.port();
-    TestClient::tls(
-        format!("https://localhost:{port}"),
-        &pki.ca_file,
-        cert.map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())),
-        false,
-    )
-}
 
 async fn post(client: &TestClient, extra: &[(&str, &str)]) -> Option<TestResponse> {
     let mut headers = vec![("content-type", "application/json")];

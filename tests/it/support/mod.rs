@@ -3,6 +3,8 @@
 
 pub mod browser;
 pub mod mock;
+pub mod raw;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -300,6 +302,27 @@ impl TestGateway {
         }
         self.setup
     }
+}
+
+/// An address-change agreement `id` from `sender` to the city, in force only from `from` to
+/// `until` (RFC 3339 dates): an agreement that exists but is not in force now.
+pub fn address_agreement(id: &str, sender: &str, from: &str, until: &str) -> String {
+    format!(
+        r#"
+id = "{id}"
+title_en = "Not in force"
+title_fr = "Pas en vigueur"
+sender = "{sender}"
+record_type = "address-change"
+versions = ["1.0"]
+purpose = "Test."
+valid_from = "{from}T00:00:00Z"
+valid_until = "{until}T00:00:00Z"
+[[recipient]]
+partner = "ottawa-city"
+fields = ["/change_id"]
+"#
+    )
 }
 
 /// Replaces the first `from` in the file at `path` with `to`; `from` must be there.

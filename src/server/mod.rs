@@ -1,19 +1,23 @@
 //! Listeners: accept connections, cap them, terminate TLS, serve HTTP/1.1 and HTTP/2, drain on
 //! shutdown.
 //!
+//! - [`io`]: a connection's stream, and its lingering close.
+//! - [`body`]: request and answer bodies, and a request body the handler answered unread.
+//!
 //! The partner and admin listeners share this loop; what differs is the TLS configuration and
 //! the handler. The TLS handshake runs in the connection's own task under a timeout, so a slow
 //! or hostile client never holds up the accept loop. What the handshake learned (the verified
 //! client certificate's identity) is computed once per connection and handed to every request
 //! on it.
 
+pub mod body;
+pub mod io;
+
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,13 +29,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::telemetry::Metrics;
 use crate::telemetry::events::TlsHandshakeFailed;
 use crate::tls::CertIdentity;
+use body::UnreadSlot;
+pub use body::{RequestBody, ResponseBody};
+use io::{Connection, Stream};
 
 /// What a request knows about the connection it came on.
 #[derive(Debug, Clone)]
@@ -55,58 +61,6 @@ pub struct ListenerSettings {
     pub max_head_bytes: usize,
 }
 
-/// A connection, plain or TLS.
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Io {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
-    }
-}
-
 /// Completes the TLS handshake (when `tls` is set) and reads the client certificate's identity.
 async fn establish(
     stream: TcpStream,
@@ -114,7 +68,7 @@ async fn establish(
     tls: Option<Arc<ServerConfig>>,
     settings: &ListenerSettings,
     metrics: &Metrics,
-) -> Option<(Io, ConnectionInfo, Protocol)> {
+) -> Option<(Stream, ConnectionInfo, Protocol)> {
     let Some(config) = tls else {
         // Nothing is read before the protocol is detected, so a connection that sends nothing
         // would wait forever: it gets the header timeout to send its first byte.
@@ -124,7 +78,7 @@ async fn establish(
             _ => return None,
         }
         return Some((
-            Io::Plain(stream),
+            Stream::Plain(stream),
             ConnectionInfo { peer, tls: false, client_certificate: None },
             Protocol::Detect,
         ));
@@ -148,7 +102,7 @@ async fn establish(
     // ALPN decided the protocol: HTTP/1.1 is served without a detection read, so its header
     // timeout also covers a client that completes the handshake and then sends nothing.
     let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") { Protocol::Http2 } else { Protocol::Http1 };
-    Some((Io::Tls(Box::new(stream)), ConnectionInfo { peer, tls: true, client_certificate }, protocol))
+    Some((Stream::Tls(Box::new(stream)), ConnectionInfo { peer, tls: true, client_certificate }, protocol))
 }
 
 /// How a connection's HTTP version is chosen.
@@ -172,7 +126,7 @@ pub async fn serve<T, H, F>(
     handler: H,
 ) where
     T: Fn() -> Option<Arc<ServerConfig>> + Send + Sync + 'static,
-    H: Fn(Request<Incoming>, Arc<ConnectionInfo>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Arc<ConnectionInfo>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     // Caps open connections; a connection waits in the kernel backlog while the cap is reached.
@@ -218,14 +172,16 @@ pub async fn serve<T, H, F>(
         let tls_config = tls();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let Some((io, info, protocol)) = establish(stream, peer, tls_config, &settings, &metrics).await else {
+            let Some((stream, info, protocol)) = establish(stream, peer, tls_config, &settings, &metrics).await else {
                 drop(permit);
                 return;
             };
             let info = Arc::new(info);
-            let service = service_fn(move |req| {
-                let (handler, info) = (handler.clone(), info.clone());
-                async move { Ok::<_, Infallible>(handler(req, info).await) }
+            let linger = Arc::new(AtomicBool::new(false));
+            let io = Connection::new(stream, linger.clone());
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (handler, info, linger) = (handler.clone(), info.clone(), linger.clone());
+                async move { Ok::<_, Infallible>(serve_request(req, info, &linger, handler).await) }
             });
             let builder = match protocol {
                 Protocol::Detect => &builders[0],
@@ -240,4 +196,24 @@ pub async fn serve<T, H, F>(
     drop(listener);
     // Open connections finish the requests they are serving, then close.
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// Runs `handler` on one request, then settles what it left of the request body (see [`body`]).
+async fn serve_request<H, F>(
+    req: Request<Incoming>,
+    info: Arc<ConnectionInfo>,
+    linger: &AtomicBool,
+    handler: H,
+) -> Response<ResponseBody>
+where
+    H: Fn(Request<RequestBody>, Arc<ConnectionInfo>) -> F,
+    F: Future<Output = Response<Full<Bytes>>>,
+{
+    let version = req.version();
+    let expects_continue =
+        req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let unread = UnreadSlot::default();
+    let req = req.map(|body| RequestBody::new(body, unread.clone()));
+    let response = handler(req, info).await;
+    body::settle(response, &unread, version, expects_continue, linger).await
 }
