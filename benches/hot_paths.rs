@@ -82,8 +82,21 @@ fn audit(c: &mut Criterion) {
     let key = passerelle::audit::keys::SigningKey::load_or_create(&dir.path().join("key")).unwrap();
     let notary = passerelle::audit::notary::Notary::new(key, Default::default());
     let stamp = AuditStamp { seq: 42, hash: [9; 32] };
+    // What intake signs: the stored receipt of a birth registration with four deliveries.
+    let deliveries = ["esdc-sin-registry", "cra-child-benefit", "on-health-plan", "ottawa-city"].map(|recipient| {
+        passerelle::receipt::ReceiptDelivery { recipient, agreement: "birth-bundle", status: "queued" }
+    });
+    let stored = passerelle::receipt::Receipt {
+        record_id: "01a22845-b4d8-76e5-8af9-10c28aa06121",
+        record_type: "birth-registration",
+        schema_version: "1.1".into(),
+        sender: "on-vital-stats",
+        received_at: "2026-11-18T11:06:40.001Z".into(),
+        deliveries: deliveries.to_vec(),
+    }
+    .to_bytes();
     c.bench_function("audit/receipt_signature", |b| {
-        b.iter(|| notary.receipt_proof("01a22845-b4d8-76e5-8af9-10c28aa06121", &[7; 32], stamp, 1_795_000_000_000))
+        b.iter(|| notary.sign_receipt(&stored, &[7; 32], stamp, 1_795_000_000_000))
     });
 }
 

@@ -42,7 +42,8 @@
 //! - [`audit`]: the hash chain (its canonical form is documented there), signatures of
 //!   checkpoints and receipts ([`audit::notary`]), verification, export, aggregated rejections.
 //! - [`retention`]: purging bodies after their retention; the trail stays.
-//! - [`receipt`]: what a sender gets back, and checking its signature.
+//! - [`receipt`]: what a sender gets back, signed over every field it shows, and checking it
+//!   (offline with the public key, or online against the store).
 //! - [`telemetry`]: the Prometheus registry and typed events that log and count together.
 //! - [`gateway`]: assembles the parts into a running gateway.
 //! - [`cli`]: one module per subcommand.

@@ -1,9 +1,46 @@
-//! The receipt a sender gets for an accepted record.
+//! The receipt a sender gets for an accepted record: what it holds, how the gateway signs it, and
+//! how anyone checks it, offline with the gateway's public key or online against its store.
 //!
-//! A JSON object that grows by adding fields, never by changing them: later releases add the
-//! audit entry's `seq` and `hash` and the gateway's signature beside these fields.
+//! A JSON object that grows by adding fields, never by changing them: `record_id`,
+//! `record_type`, `schema_version`, `sender`, `received_at`, `deliveries` (`recipient`,
+//! `agreement`, `status` as at acceptance, so `queued`), then the `audit` proof: the record's
+//! audit entry (`seq`, `entry_hash`), the entry's `body_digest`, `signed_at`, `key_id`, `format`
+//! and `signature`.
+//!
+//! # A receipt binds everything it shows
+//!
+//! The signature of a **format 2** receipt covers the whole receipt but the signature itself (the
+//! exact message is in [`crate::audit`]'s documentation), so a change to any field, or a field
+//! added or removed, makes it fail offline, with nothing but the public key. The gateway signs
+//! the receipt itself (its canonical JSON), not a summary of it, so a field a later release adds
+//! is covered without a new format.
+//!
+//! Receipts issued before format 2 carry no `format` (**format 1**) and sign only `record_id` and
+//! the audit proof. They stay verifiable, because a sender may hold them for years: the verifier
+//! checks the format-1 message and says plainly which fields that signature does not cover. The
+//! two messages have different prefixes, so stripping `format` from a format 2 receipt does not
+//! downgrade it: its signature then fails.
+//!
+//! Online, [`PresentedReceipt::compare`] also compares a receipt with the one stored with the
+//! record (the store keeps it without the proof) and the record's audit entry, and names the
+//! first field that differs. That is how a changed field of a format-1 receipt is caught, and how
+//! an edited receipt is told from an edited store (the receipt's signature then still holds).
 
 use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::audit::keys::{SignatureError, TrustedKeys};
+use crate::audit::{AuditStamp, receipt_message_v1, receipt_message_v2};
+use crate::auth::{decode_hex, to_hex};
+use crate::json::JsonError;
+use crate::store::StoredReceipt;
+
+/// The format of the receipts this gateway issues (see the module documentation).
+pub const FORMAT: u64 = 2;
+
+/// The deepest nesting a receipt is read with: it has three levels, and the margin leaves room
+/// for later fields while keeping a hostile file from recursing far.
+const MAX_DEPTH: usize = 16;
 
 /// One delivery created by the record, as listed on its receipt.
 #[derive(Debug, Clone, Serialize)]
@@ -13,7 +50,7 @@ pub struct ReceiptDelivery<'a> {
     pub status: &'static str,
 }
 
-/// The receipt's fields.
+/// The receipt's fields, as stored with the record (without the proof).
 #[derive(Debug, Clone, Serialize)]
 pub struct Receipt<'a> {
     pub record_id: &'a str,
@@ -31,61 +68,496 @@ impl Receipt<'_> {
     }
 }
 
-/// The audit proof appended to a receipt: where the record's entry sits in the chain, and the
-/// gateway's signature over it (see [`crate::audit::receipt_message`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// The audit proof added to a receipt as its `audit` member: where the record's entry sits in
+/// the chain, and the gateway's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Proof {
     pub seq: i64,
     pub entry_hash: String,
     pub body_digest: String,
     pub signed_at: String,
     pub key_id: String,
+    /// Which message `signature` covers; absent on format-1 receipts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<u64>,
     pub signature: String,
 }
 
-/// `receipt` (a JSON object as stored) with `"audit": proof` added as its last member.
-pub fn with_proof(receipt: &[u8], proof: &Proof) -> Vec<u8> {
+/// Which message a receipt's signature covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `record_id` and the audit proof only: receipts issued before format 2.
+    V1,
+    /// Every member of the receipt but `audit.signature`.
+    V2,
+}
+
+/// Why a receipt does not check out, or cannot be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("the receipt is not acceptable JSON: {0}")]
+    Json(#[from] JsonError),
+    #[error("the receipt is malformed: `{field}` {problem}")]
+    Field { field: &'static str, problem: &'static str },
+    #[error("`audit.format` is {0}; this verifier knows formats 1 and 2")]
+    UnknownFormat(u64),
+    #[error("`audit.key_id` names key {0}, which is not trusted")]
+    UntrustedKey(String),
+    #[error("the receipt body does not match its signature: a field was changed after the gateway signed it")]
+    BodyMismatch,
+    #[error(
+        "the signature does not match the receipt's `record_id` and audit proof as format 1 signs them \
+         (`audit.format` absent or 1)"
+    )]
+    ProofMismatch,
+}
+
+/// How a receipt differs from the gateway's own record of it (checked online).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Discrepancy {
+    #[error("the gateway has no record {record_id} (field `record_id`)")]
+    UnknownRecord { record_id: String },
+    #[error(
+        "field `record_id` does not go with the receipt's audit entry: the gateway's record {record_id} is audit entry {seq}"
+    )]
+    OtherRecord { record_id: String, seq: i64 },
+    #[error("field `{field}` differs from the gateway's record")]
+    Differs { field: String },
+    #[error("field `{field}` is missing, but the gateway's record has it")]
+    Missing { field: String },
+    #[error("field `{field}` is not in the gateway's record")]
+    Extra { field: String },
+    #[error("field `{field}` lists {presented} items where the gateway's record lists {stored}")]
+    Length { field: String, presented: usize, stored: usize },
+    #[error("the gateway's stored receipt cannot be read: {0}")]
+    Unreadable(String),
+}
+
+/// `stored` (a receipt as committed, without a proof) with `proof` added as its `audit` member,
+/// signed in the current format by `sign`.
+///
+/// The signature covers the receipt as the sender will parse it. The bytes returned keep the
+/// stored member order with `audit` last, which is the same JSON value: the order is not signed.
+pub fn seal(stored: &[u8], mut proof: Proof, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> Result<Vec<u8>, ReceiptError> {
+    let mut receipt = crate::json::parse_strict(stored, MAX_DEPTH)?;
+    let Some(members) = receipt.as_object_mut() else {
+        return Err(ReceiptError::Field { field: "receipt", problem: "is not a JSON object" });
+    };
+    // A second `audit` member would be a duplicate key: readers could see either proof.
+    if members.contains_key("audit") {
+        return Err(ReceiptError::Field { field: "audit", problem: "is already present in the stored receipt" });
+    }
+    let was_empty = members.is_empty();
+    proof.format = Some(FORMAT);
+    proof.signature = String::new();
+    // Serialising strings and integers cannot fail.
+    members.insert("audit".into(), serde_json::to_value(&proof).unwrap_or_default());
+    proof.signature = to_hex(&sign(&receipt_message_v2(&receipt)));
+    Ok(append_audit(stored, &proof, was_empty))
+}
+
+/// `receipt` (a JSON object's bytes) with `"audit": proof` added as its last member.
+fn append_audit(receipt: &[u8], proof: &Proof, empty: bool) -> Vec<u8> {
     let proof = serde_json::to_vec(proof).unwrap_or_default();
     let Some(end) = receipt.iter().rposition(|b| *b == b'}') else {
         return receipt.to_vec();
     };
     let mut out = Vec::with_capacity(receipt.len() + proof.len() + 12);
     out.extend_from_slice(&receipt[..end]);
-    out.extend_from_slice(b",\"audit\":");
+    out.extend_from_slice(if empty { b"\"audit\":".as_slice() } else { b",\"audit\":".as_slice() });
     out.extend_from_slice(&proof);
     out.push(b'}');
     out
 }
 
-/// Why a receipt does not check out.
-#[derive(Debug, thiserror::Error)]
-pub enum ReceiptError {
-    #[error("the receipt is not JSON with `record_id` and an `audit` proof: {0}")]
-    Shape(String),
-    #[error("the receipt's signature: {0}")]
-    Signature(#[from] crate::audit::keys::SignatureError),
+/// Checks a receipt's signature against `keys`, offline.
+pub fn verify(receipt: &[u8], keys: &TrustedKeys) -> Result<PresentedReceipt, ReceiptError> {
+    let receipt = PresentedReceipt::parse(receipt)?;
+    receipt.check_signature(keys)?;
+    Ok(receipt)
 }
 
-/// Checks a receipt's signature against `keys`; returns its proof.
-pub fn verify(receipt: &[u8], keys: &crate::audit::keys::TrustedKeys) -> Result<(String, Proof), ReceiptError> {
-    let value: serde_json::Value = serde_json::from_slice(receipt).map_err(|e| ReceiptError::Shape(e.to_string()))?;
-    let record_id = value["record_id"].as_str().ok_or_else(|| ReceiptError::Shape("no record_id".into()))?.to_owned();
-    let proof: Proof =
-        serde_json::from_value(value["audit"].clone()).map_err(|e| ReceiptError::Shape(e.to_string()))?;
-    let hex32 = |s: &str| -> Result<[u8; 32], ReceiptError> {
-        crate::auth::decode_hex(s)
-            .filter(|b| b.len() == 32)
-            .map(|b| {
-                let mut out = [0u8; 32];
-                out.copy_from_slice(&b);
-                out
-            })
-            .ok_or_else(|| ReceiptError::Shape("a digest is not 64 hex characters".into()))
-    };
-    let at = crate::clock::parse_rfc3339_ms(&proof.signed_at).ok_or_else(|| ReceiptError::Shape("signed_at".into()))?;
-    let stamp = crate::audit::AuditStamp { seq: proof.seq, hash: hex32(&proof.entry_hash)? };
-    let message = crate::audit::receipt_message(&record_id, &hex32(&proof.body_digest)?, stamp, at, &proof.key_id);
-    let signature = crate::auth::decode_hex(&proof.signature).ok_or_else(|| ReceiptError::Shape("signature".into()))?;
-    keys.verify(&proof.key_id, &message, &signature)?;
-    Ok((record_id, proof))
+/// A receipt as a sender presents it for checking: read and decoded, nothing verified yet.
+#[derive(Debug, Clone)]
+pub struct PresentedReceipt {
+    /// The whole receipt, as parsed: what a format-2 signature covers.
+    value: Value,
+    pub record_id: String,
+    pub proof: Proof,
+    pub format: Format,
+    entry_hash: [u8; 32],
+    body_digest: [u8; 32],
+    /// Unix ms.
+    signed_at: i64,
+    signature: Vec<u8>,
+}
+
+impl PresentedReceipt {
+    /// Reads a receipt; every problem names the field it is in.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ReceiptError> {
+        let value = crate::json::parse_strict(bytes, MAX_DEPTH)?;
+        let malformed = |field, problem| move || ReceiptError::Field { field, problem };
+        let record_id = value
+            .get("record_id")
+            .and_then(Value::as_str)
+            .ok_or_else(malformed("record_id", "is not a string"))?
+            .to_owned();
+        let audit = value.get("audit").and_then(Value::as_object).ok_or_else(malformed("audit", "is not an object"))?;
+        // `field` is the member's full name, `audit.<member>`, so that errors name it as written.
+        let text = |field: &'static str| {
+            let member = field.trim_start_matches("audit.");
+            audit.get(member).and_then(Value::as_str).map(str::to_owned).ok_or_else(malformed(field, "is not a string"))
+        };
+        let digest = |hex: &str, field: &'static str| {
+            decode_hex(hex)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(malformed(field, "is not 64 hexadecimal characters"))
+        };
+        let format = match audit.get("format") {
+            None => Format::V1,
+            Some(v) => match v.as_u64() {
+                Some(1) => Format::V1,
+                Some(2) => Format::V2,
+                Some(other) => return Err(ReceiptError::UnknownFormat(other)),
+                None => return Err(malformed("audit.format", "is not a positive integer")()),
+            },
+        };
+        let proof = Proof {
+            seq: audit.get("seq").and_then(Value::as_i64).ok_or_else(malformed("audit.seq", "is not an integer"))?,
+            entry_hash: text("audit.entry_hash")?,
+            body_digest: text("audit.body_digest")?,
+            signed_at: text("audit.signed_at")?,
+            key_id: text("audit.key_id")?,
+            format: audit.get("format").and_then(Value::as_u64),
+            signature: text("audit.signature")?,
+        };
+        Ok(PresentedReceipt {
+            record_id,
+            entry_hash: digest(&proof.entry_hash, "audit.entry_hash")?,
+            body_digest: digest(&proof.body_digest, "audit.body_digest")?,
+            signed_at: crate::clock::parse_rfc3339_ms(&proof.signed_at)
+                .ok_or_else(malformed("audit.signed_at", "is not an RFC 3339 time"))?,
+            signature: decode_hex(&proof.signature).ok_or_else(malformed("audit.signature", "is not hexadecimal"))?,
+            format,
+            proof,
+            value,
+        })
+    }
+
+    /// The bytes its signature should cover, by its format.
+    fn message(&self) -> Vec<u8> {
+        match self.format {
+            Format::V1 => {
+                let stamp = AuditStamp { seq: self.proof.seq, hash: self.entry_hash };
+                receipt_message_v1(&self.record_id, &self.body_digest, stamp, self.signed_at, &self.proof.key_id)
+            }
+            Format::V2 => receipt_message_v2(&self.value),
+        }
+    }
+
+    /// Whether a trusted key signed what this receipt's format covers.
+    pub fn check_signature(&self, keys: &TrustedKeys) -> Result<(), ReceiptError> {
+        keys.verify(&self.proof.key_id, &self.message(), &self.signature).map_err(|e| match (e, self.format) {
+            (SignatureError::UnknownKey, _) => ReceiptError::UntrustedKey(self.proof.key_id.clone()),
+            (SignatureError::Invalid, Format::V2) => ReceiptError::BodyMismatch,
+            (SignatureError::Invalid, Format::V1) => ReceiptError::ProofMismatch,
+        })
+    }
+
+    /// Which record and entry it names, and who signed it when.
+    pub fn summary(&self) -> String {
+        format!(
+            "record {} is audit entry {} (hash {}), signed at {} by key {}",
+            self.record_id, self.proof.seq, self.proof.entry_hash, self.proof.signed_at, self.proof.key_id
+        )
+    }
+
+    /// The top-level fields its signature does not cover: none in format 2.
+    pub fn unsigned_fields(&self) -> Vec<&str> {
+        match (self.format, self.value.as_object()) {
+            (Format::V1, Some(members)) => {
+                members.keys().map(String::as_str).filter(|k| !matches!(*k, "record_id" | "audit")).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// What its signature covers, in words, for the verdict.
+    pub fn coverage(&self) -> String {
+        match self.format {
+            Format::V2 => "the signature covers every field of the receipt (format 2)".to_owned(),
+            Format::V1 => {
+                let unsigned: Vec<String> = self.unsigned_fields().iter().map(|f| format!("`{f}`")).collect();
+                format!(
+                    "format 1: the signature covers only `record_id` and the audit proof, not {}",
+                    match unsigned.split_last() {
+                        Some((last, [])) => last.clone(),
+                        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                        None => "any other field".to_owned(),
+                    }
+                )
+            }
+        }
+    }
+
+    /// Compares it with the gateway's own record of it: the receipt stored with the record
+    /// `record_id` names (`None`: there is no such record) and that record's audit entry.
+    ///
+    /// The audit entry is compared first, so that a `record_id` changed to another record's is
+    /// named as such rather than as the first of that record's fields that happens to differ.
+    pub fn compare(&self, stored: Option<&StoredReceipt>) -> Result<(), Discrepancy> {
+        let Some(stored) = stored else {
+            return Err(Discrepancy::UnknownRecord { record_id: self.record_id.clone() });
+        };
+        let differs = |field: &str| Err(Discrepancy::Differs { field: field.to_owned() });
+        match (stored.stamp.seq != self.proof.seq, stored.stamp.hash != self.entry_hash) {
+            (true, true) => {
+                return Err(Discrepancy::OtherRecord { record_id: self.record_id.clone(), seq: stored.stamp.seq });
+            }
+            (true, false) => return differs("audit.seq"),
+            (false, true) => return differs("audit.entry_hash"),
+            (false, false) => {}
+        }
+        if stored.body_digest != Some(self.body_digest) {
+            return differs("audit.body_digest");
+        }
+        let theirs = crate::json::parse_strict(&stored.receipt, MAX_DEPTH)
+            .map_err(|e| Discrepancy::Unreadable(e.to_string()))?;
+        let (Some(ours), Some(theirs)) = (self.value.as_object(), theirs.as_object()) else {
+            return Err(Discrepancy::Unreadable("it is not a JSON object".into()));
+        };
+        // The proof is not stored (it is derived from the entry, compared above).
+        let mut ours = ours.clone();
+        ours.remove("audit");
+        match first_difference_in_object("", &ours, theirs) {
+            Some(discrepancy) => Err(discrepancy),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The first member of `ours` that differs from `theirs`, named by its path (`deliveries[1].agreement`).
+fn first_difference_in_object(
+    path: &str,
+    ours: &Map<String, Value>,
+    theirs: &Map<String, Value>,
+) -> Option<Discrepancy> {
+    let name = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    for (key, stored) in theirs {
+        match ours.get(key) {
+            None => return Some(Discrepancy::Missing { field: name(key) }),
+            Some(presented) => {
+                if let Some(d) = first_difference(&name(key), presented, stored) {
+                    return Some(d);
+                }
+            }
+        }
+    }
+    ours.keys().find(|k| !theirs.contains_key(*k)).map(|k| Discrepancy::Extra { field: name(k) })
+}
+
+fn first_difference(path: &str, ours: &Value, theirs: &Value) -> Option<Discrepancy> {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => first_difference_in_object(path, a, b),
+        (Value::Array(a), Value::Array(b)) if a.len() != b.len() => {
+            Some(Discrepancy::Length { field: path.to_owned(), presented: a.len(), stored: b.len() })
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.iter().zip(b).enumerate().find_map(|(i, (x, y))| first_difference(&format!("{path}[{i}]"), x, y))
+        }
+        (a, b) if a == b => None,
+        _ => Some(Discrepancy::Differs { field: path.to_owned() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::keys::SigningKey;
+
+    const STORED: &str = r#"{"record_id":"r1","record_type":"birth-registration","schema_version":"1.1","sender":"on-vital-stats","received_at":"2026-11-18T11:06:40.001Z","deliveries":[{"recipient":"esdc-sin-registry","agreement":"a1","status":"queued"},{"recipient":"ottawa-city","agreement":"a2","status":"queued"}]}"#;
+
+    fn key() -> (tempfile::TempDir, SigningKey, TrustedKeys) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(&dir.path().join("key")).unwrap();
+        let mut trusted = TrustedKeys::default();
+        let (id, public) = key.trusted();
+        trusted.add(id, public);
+        (dir, key, trusted)
+    }
+
+    fn stamp() -> AuditStamp {
+        AuditStamp { seq: 7, hash: [0xab; 32] }
+    }
+
+    fn unsigned(key: &SigningKey) -> Proof {
+        Proof {
+            seq: stamp().seq,
+            entry_hash: to_hex(&stamp().hash),
+            body_digest: to_hex(&[0xcd; 32]),
+            signed_at: "2026-11-18T11:06:40.001Z".into(),
+            key_id: key.id().to_owned(),
+            format: None,
+            signature: String::new(),
+        }
+    }
+
+    fn sealed(key: &SigningKey) -> Value {
+        let bytes = seal(STORED.as_bytes(), unsigned(key), |m| key.sign(m)).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn stored() -> StoredReceipt {
+        StoredReceipt {
+            receipt: bytes::Bytes::from_static(STORED.as_bytes()),
+            stamp: stamp(),
+            body_digest: Some([0xcd; 32]),
+        }
+    }
+
+    fn check(receipt: &Value, keys: &TrustedKeys) -> Result<PresentedReceipt, ReceiptError> {
+        verify(receipt.to_string().as_bytes(), keys)
+    }
+
+    #[test]
+    fn sealing_adds_the_proof_last_and_signs_the_whole_receipt() {
+        let (_dir, key, trusted) = key();
+        let bytes = seal(STORED.as_bytes(), unsigned(&key), |m| key.sign(m)).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(&STORED[..STORED.len() - 1]), "the stored bytes come first, unchanged: {text}");
+        assert!(text.contains(r#","audit":{"seq":7,"#) && text.contains(r#""format":2,"signature":""#), "{text}");
+        let receipt = verify(&bytes, &trusted).unwrap();
+        assert_eq!(receipt.format, Format::V2);
+        assert!(receipt.unsigned_fields().is_empty());
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        let signature = decode_hex(value["audit"]["signature"].as_str().unwrap()).unwrap();
+        assert_eq!(trusted.verify(key.id(), &receipt_message_v2(&value), &signature), Ok(()));
+    }
+
+    #[test]
+    fn sealing_is_deterministic_so_a_replay_gets_the_same_receipt() {
+        let (_dir, key, _) = key();
+        let once = seal(STORED.as_bytes(), unsigned(&key), |m| key.sign(m)).unwrap();
+        let twice = seal(STORED.as_bytes(), unsigned(&key), |m| key.sign(m)).unwrap();
+        assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn a_stored_receipt_that_is_not_an_object_or_has_a_proof_is_not_signed() {
+        let (_dir, key, _) = key();
+        assert!(seal(b"[1]", unsigned(&key), |m| key.sign(m)).is_err());
+        assert!(seal(br#"{"audit":{}}"#, unsigned(&key), |m| key.sign(m)).is_err());
+        let empty = seal(b"{}", unsigned(&key), |m| key.sign(m)).unwrap();
+        assert!(serde_json::from_slice::<Value>(&empty).is_ok(), "an empty object still gives JSON");
+    }
+
+    #[test]
+    fn every_edit_of_a_format_2_receipt_breaks_its_signature() {
+        let (_dir, key, trusted) = key();
+        let receipt = sealed(&key);
+        assert!(check(&receipt, &trusted).is_ok());
+        type Edit = (&'static str, fn(&mut Value));
+        let edits: [Edit; 8] = [
+            ("sender", |r| r["sender"] = "qc-etat-civil".into()),
+            ("record_type", |r| r["record_type"] = "death-registration".into()),
+            ("schema_version", |r| r["schema_version"] = "1.0".into()),
+            ("received_at", |r| r["received_at"] = "2026-11-18T11:06:40.002Z".into()),
+            ("a delivery's recipient", |r| r["deliveries"][1]["recipient"] = "toronto-city".into()),
+            ("a delivery's agreement", |r| r["deliveries"][0]["agreement"] = "a3".into()),
+            ("a delivery removed", |r| drop(r["deliveries"].as_array_mut().unwrap().pop())),
+            ("a field added", |r| r["note"] = "added".into()),
+        ];
+        for (what, edit) in edits {
+            let mut forged = receipt.clone();
+            edit(&mut forged);
+            assert!(matches!(check(&forged, &trusted), Err(ReceiptError::BodyMismatch)), "{what}");
+        }
+    }
+
+    #[test]
+    fn stripping_the_format_does_not_downgrade_a_receipt() {
+        let (_dir, key, trusted) = key();
+        let mut receipt = sealed(&key);
+        receipt["audit"].as_object_mut().unwrap().remove("format");
+        assert!(matches!(check(&receipt, &trusted), Err(ReceiptError::ProofMismatch)));
+        receipt["audit"]["format"] = 3.into();
+        assert!(matches!(check(&receipt, &trusted), Err(ReceiptError::UnknownFormat(3))));
+    }
+
+    #[test]
+    fn a_format_1_receipt_verifies_and_says_what_it_leaves_unsigned() {
+        let (_dir, key, trusted) = key();
+        let mut proof = unsigned(&key);
+        let message = receipt_message_v1("r1", &[0xcd; 32], stamp(), 1_795_000_000_001, key.id());
+        proof.signature = to_hex(&key.sign(&message));
+        let mut receipt: Value = serde_json::from_str(STORED).unwrap();
+        receipt["audit"] = serde_json::to_value(&proof).unwrap();
+        let checked = check(&receipt, &trusted).unwrap();
+        assert_eq!(checked.format, Format::V1);
+        assert_eq!(checked.unsigned_fields(), ["deliveries", "received_at", "record_type", "schema_version", "sender"]);
+        assert!(
+            checked
+                .coverage()
+                .ends_with("not `deliveries`, `received_at`, `record_type`, `schema_version` or `sender`"),
+            "{}",
+            checked.coverage()
+        );
+        // What format 1 does sign still holds.
+        receipt["record_id"] = "r2".into();
+        assert!(matches!(check(&receipt, &trusted), Err(ReceiptError::ProofMismatch)));
+    }
+
+    #[test]
+    fn malformed_receipts_name_the_field() {
+        let (_dir, key, trusted) = key();
+        let receipt = sealed(&key);
+        let text = receipt.to_string();
+        let duplicate = text.replacen(r#""sender":"#, r#""sender":"x","sender":"#, 1);
+        assert!(matches!(
+            verify(duplicate.as_bytes(), &trusted),
+            Err(ReceiptError::Json(JsonError::DuplicateKey { .. }))
+        ));
+        let mut bad = receipt.clone();
+        bad["audit"]["entry_hash"] = "00".into();
+        let e = check(&bad, &trusted).unwrap_err();
+        assert_eq!(e.to_string(), "the receipt is malformed: `audit.entry_hash` is not 64 hexadecimal characters");
+        let mut bad = receipt.clone();
+        bad["audit"]["key_id"] = "0000000000000000".into();
+        assert_eq!(
+            check(&bad, &trusted).unwrap_err().to_string(),
+            "`audit.key_id` names key 0000000000000000, which is not trusted"
+        );
+    }
+
+    #[test]
+    fn comparing_with_the_stored_receipt_names_the_first_differing_field() {
+        let (_dir, key, _) = key();
+        let receipt = sealed(&key);
+        let compare = |edit: &dyn Fn(&mut Value)| {
+            let mut r = receipt.clone();
+            edit(&mut r);
+            PresentedReceipt::parse(r.to_string().as_bytes()).unwrap().compare(Some(&stored()))
+        };
+        assert_eq!(compare(&|_| {}), Ok(()));
+        let differs = |field: &str| Err(Discrepancy::Differs { field: field.into() });
+        assert_eq!(compare(&|r| r["sender"] = "x".into()), differs("sender"));
+        assert_eq!(compare(&|r| r["deliveries"][1]["agreement"] = "x".into()), differs("deliveries[1].agreement"));
+        assert_eq!(compare(&|r| r["audit"]["seq"] = 8.into()), differs("audit.seq"));
+        assert_eq!(compare(&|r| r["audit"]["entry_hash"] = "00".repeat(32).into()), differs("audit.entry_hash"));
+        assert_eq!(compare(&|r| r["audit"]["body_digest"] = "00".repeat(32).into()), differs("audit.body_digest"));
+        assert_eq!(
+            compare(&|r| drop(r["deliveries"].as_array_mut().unwrap().remove(0))),
+            Err(Discrepancy::Length { field: "deliveries".into(), presented: 1, stored: 2 })
+        );
+        assert_eq!(
+            compare(&|r| drop(r.as_object_mut().unwrap().remove("sender"))),
+            Err(Discrepancy::Missing { field: "sender".into() })
+        );
+        assert_eq!(compare(&|r| r["note"] = "x".into()), Err(Discrepancy::Extra { field: "note".into() }));
+        // Another record's id: neither the entry nor its hash goes with it.
+        let parsed = PresentedReceipt::parse(receipt.to_string().as_bytes()).unwrap();
+        let other = StoredReceipt { stamp: AuditStamp { seq: 9, hash: [1; 32] }, ..stored() };
+        assert_eq!(parsed.compare(Some(&other)), Err(Discrepancy::OtherRecord { record_id: "r1".into(), seq: 9 }));
+        assert_eq!(parsed.compare(None), Err(Discrepancy::UnknownRecord { record_id: "r1".into() }));
+    }
 }

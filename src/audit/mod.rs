@@ -26,10 +26,33 @@
 //! `hash = SHA-256(prev_hash || canonical bytes)`, where `prev_hash` is the previous entry's hash
 //! as 32 raw bytes (32 zero bytes for entry 1). Hashes are written as lowercase hex.
 //!
-//! A checkpoint signs `"passerelle:checkpoint:v1:" || canonical({at, hash, key_id, seq})` and a
-//! receipt signs `"passerelle:receipt:v1:" || canonical({at, body_digest, entry_hash, key_id,
-//! record_id, seq})`, both with Ed25519. A key id is the first 8 bytes of the SHA-256 of the raw
-//! public key, in hex.
+//! A checkpoint signs `"passerelle:checkpoint:v1:" || canonical({at, hash, key_id, seq})` with
+//! Ed25519. A key id is the first 8 bytes of the SHA-256 of the raw public key, in hex.
+//!
+//! # What a receipt's signature covers
+//!
+//! A receipt is the JSON object of the `202`; its `audit` member holds `seq`, `entry_hash`,
+//! `body_digest`, `signed_at`, `key_id`, `format` and `signature` (see [`crate::receipt`]). Its
+//! `audit.format` says which message `audit.signature` (Ed25519, lowercase hex) signs:
+//!
+//! - **Format 2** (`"format": 2`, every receipt issued now) signs
+//!   `"passerelle:receipt:v2:" || canonical(R)`, where `R` is the receipt exactly as received,
+//!   parsed as JSON, with the single member `audit.signature` removed. Every other member at every
+//!   level is covered: `record_id`, `record_type`, `schema_version`, `sender`, `received_at`,
+//!   `deliveries` (each `recipient`, `agreement` and `status`, in order), every member of `audit`
+//!   including `format`, and any member a later release adds. `canonical` is the form above
+//!   (keys sorted by UTF-16 code units, no whitespace, RFC 8785 string escaping); a receipt holds
+//!   only objects, arrays, strings and integers, and integers are written in plain decimal. A
+//!   receipt with a duplicate key is refused rather than verified.
+//! - **Format 1** (no `format` member: receipts issued before format 2) signs
+//!   `"passerelle:receipt:v1:" || canonical({at, body_digest, entry_hash, key_id, record_id,
+//!   seq})`, with `at` the receipt's `audit.signed_at` and the other values from `audit` and the
+//!   receipt's `record_id`. It does not cover `sender`, `record_type`, `schema_version`,
+//!   `received_at` or `deliveries`. Such receipts still verify; the verifier says which fields
+//!   the signature leaves out, and checked online it compares them with the gateway's record.
+//!
+//! The two prefixes differ, so a signature made for one format never verifies as the other:
+//! removing or changing `format` on a format-2 receipt only makes its signature fail.
 
 pub mod digest;
 pub mod export;
@@ -163,8 +186,15 @@ pub fn checkpoint_message(seq: i64, hash: &[u8; 32], at: i64, key_id: &str) -> V
     [b"passerelle:checkpoint:v1:".as_slice(), &crate::json::to_canonical_vec(&body)].concat()
 }
 
-/// The bytes a receipt's signature covers.
-pub fn receipt_message(record_id: &str, body_digest: &[u8; 32], stamp: AuditStamp, at: i64, key_id: &str) -> Vec<u8> {
+/// The bytes a format-1 receipt's signature covers: `record_id` and the audit proof, nothing
+/// else. The gateway no longer signs this message; verifiers keep it so old receipts still check.
+pub fn receipt_message_v1(
+    record_id: &str,
+    body_digest: &[u8; 32],
+    stamp: AuditStamp,
+    at: i64,
+    key_id: &str,
+) -> Vec<u8> {
     let body = serde_json::json!({
         "record_id": record_id,
         "body_digest": to_hex(body_digest),
@@ -174,6 +204,17 @@ pub fn receipt_message(record_id: &str, body_digest: &[u8; 32], stamp: AuditStam
         "key_id": key_id,
     });
     [b"passerelle:receipt:v1:".as_slice(), &crate::json::to_canonical_vec(&body)].concat()
+}
+
+/// The bytes a format-2 receipt's signature covers: the whole receipt (a JSON object with an
+/// `audit` object) except `audit.signature`, so that no field can change unnoticed, including
+/// fields a later release adds.
+pub fn receipt_message_v2(receipt: &Value) -> Vec<u8> {
+    let mut signed = receipt.clone();
+    if let Some(audit) = signed.get_mut("audit").and_then(Value::as_object_mut) {
+        audit.remove("signature");
+    }
+    [b"passerelle:receipt:v2:".as_slice(), &crate::json::to_canonical_vec(&signed)].concat()
 }
 
 /// The kinds of entries, as written in `kind`.
@@ -211,6 +252,30 @@ mod tests {
                 r#"{{"actor":"on-vital-stats","at":"2026-11-18T11:06:40.001Z","body_digest":"{}","count":1,"kind":"record.accepted","outcome":"accepted","record_id":"r1","seq":7}}"#,
                 "ab".repeat(32)
             )
+        );
+    }
+
+    #[test]
+    fn receipt_messages_are_documented_exactly() {
+        let stamp = AuditStamp { seq: 7, hash: [0xab; 32] };
+        let v1 = receipt_message_v1("r1", &[0xcd; 32], stamp, 1_795_000_000_001, "0123456789abcdef");
+        assert_eq!(
+            String::from_utf8(v1).unwrap(),
+            format!(
+                r#"passerelle:receipt:v1:{{"at":"2026-11-18T11:06:40.001Z","body_digest":"{}","entry_hash":"{}","key_id":"0123456789abcdef","record_id":"r1","seq":7}}"#,
+                "cd".repeat(32),
+                "ab".repeat(32)
+            )
+        );
+        // Format 2: the whole receipt as received, keys sorted, `audit.signature` left out.
+        let receipt: Value = serde_json::from_str(
+            r#"{"record_id": "r1", "sender": "on-vital-stats", "deliveries": [{"recipient": "ottawa-city", "agreement": "a", "status": "queued"}],
+                "audit": {"seq": 7, "key_id": "k", "format": 2, "signature": "ff00"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(receipt_message_v2(&receipt)).unwrap(),
+            r#"passerelle:receipt:v2:{"audit":{"format":2,"key_id":"k","seq":7},"deliveries":[{"agreement":"a","recipient":"ottawa-city","status":"queued"}],"record_id":"r1","sender":"on-vital-stats"}"#
         );
     }
 

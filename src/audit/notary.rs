@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::keys::{SigningKey, TrustedKeys};
-use super::{AuditStamp, Checkpoint, checkpoint_message, receipt_message};
+use super::{AuditStamp, Checkpoint, checkpoint_message};
 use crate::auth::to_hex;
-use crate::receipt::Proof;
+use crate::receipt::{Proof, ReceiptError};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::telemetry::events::CheckpointSigned;
@@ -30,17 +30,28 @@ impl Notary {
         Notary { key, trusted }
     }
 
-    /// The proof for a record's receipt.
-    pub fn receipt_proof(&self, record_id: &str, body_digest: &[u8; 32], stamp: AuditStamp, at: i64) -> Proof {
-        let message = receipt_message(record_id, body_digest, stamp, at, self.key.id());
-        Proof {
+    /// The receipt to answer with: `stored` (the receipt as committed with the record) with its
+    /// signed audit proof for the record's entry `stamp`, signed at `at` (unix ms).
+    ///
+    /// Everything it takes is stored, so a replayed request gets the same bytes back.
+    pub fn sign_receipt(
+        &self,
+        stored: &[u8],
+        body_digest: &[u8; 32],
+        stamp: AuditStamp,
+        at: i64,
+    ) -> Result<Vec<u8>, ReceiptError> {
+        let proof = Proof {
             seq: stamp.seq,
             entry_hash: to_hex(&stamp.hash),
             body_digest: to_hex(body_digest),
             signed_at: crate::clock::rfc3339_ms(at),
             key_id: self.key.id().to_owned(),
-            signature: to_hex(&self.key.sign(&message)),
-        }
+            // `seal` sets the format it signs in, and the signature.
+            format: None,
+            signature: String::new(),
+        };
+        crate::receipt::seal(stored, proof, |message| self.key.sign(message))
     }
 
     /// A signed checkpoint of `head`.

@@ -13,6 +13,7 @@ use crate::audit::export::{self, Line};
 use crate::audit::keys::{SigningKey, TrustedKeys};
 use crate::audit::verify::{ChainVerifier, Start, Summary, VerifyFailure};
 use crate::config::Config;
+use crate::receipt::{Format, PresentedReceipt};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -68,17 +69,24 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Check the gateway's signature on a receipt a sender holds.
+    /// Check a receipt a sender holds: the gateway's signature, and (online) its record.
     ///
-    /// Prints which audit entry the record is, and when and by which key it was signed; exits 1 if
-    /// the signature does not hold.
-    #[command(after_long_help = "Example:\n  passerelle audit verify-receipt receipt.json --key gateway.pub")]
+    /// With --key, offline: only the receipt and the public key are read, and the signature must
+    /// cover what the receipt shows. Without it, online: the configuration's keys, and the receipt
+    /// is also compared with the record as the gateway stored it. Prints `valid:` with which audit
+    /// entry the record is, when and by which key it was signed and what the signature covers, or
+    /// `INVALID:` naming the field that does not hold (or saying the receipt body does not match
+    /// its signature); exits 1 then.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle audit verify-receipt receipt.json --key gateway.pub\n  \
+                                 passerelle audit verify-receipt receipt.json --config config/passerelle.toml")]
     VerifyReceipt {
         /// The receipt file (the JSON body of the 202).
         receipt: PathBuf,
         #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
         config: PathBuf,
-        /// Trusted public key files; default: the configuration's.
+        /// Trusted public key files: check offline, reading neither the configuration nor its
+        /// store. Default: the configuration's keys, and the online comparison.
         #[arg(long = "key", value_name = "FILE")]
         keys: Vec<PathBuf>,
     },
@@ -98,23 +106,72 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
         },
         AuditCommand::Export { config, from, to, output } => export(&load(&config)?, from, to, output.as_deref()),
         AuditCommand::VerifyReceipt { receipt, config, keys } => {
-            let keys = trusted(&config, &keys)?;
             let bytes = std::fs::read(&receipt).with_context(|| format!("cannot read {}", receipt.display()))?;
-            match crate::receipt::verify(&bytes, &keys) {
-                Ok((record_id, proof)) => {
-                    println!(
-                        "valid: record {record_id} is audit entry {} (hash {}), signed at {} by key {}",
-                        proof.seq, proof.entry_hash, proof.signed_at, proof.key_id
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    println!("INVALID: {e}");
-                    Ok(ExitCode::FAILURE)
-                }
+            if keys.is_empty() {
+                verify_receipt_online(&load(&config)?, &bytes)
+            } else {
+                Ok(verify_receipt_offline(&bytes, &trusted(&config, &keys)?))
             }
         }
     }
+}
+
+/// Checks a receipt with nothing but the trusted public keys: its signature.
+fn verify_receipt_offline(bytes: &[u8], keys: &TrustedKeys) -> ExitCode {
+    match crate::receipt::verify(bytes, keys) {
+        Ok(receipt) => {
+            let hint = if receipt.unsigned_fields().is_empty() {
+                ""
+            } else {
+                " (check it without --key to compare them with the gateway's record)"
+            };
+            println!("valid: {}; {}{hint}", receipt.summary(), receipt.coverage());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks a receipt's signature with the configuration's keys, and compares the receipt with
+/// the record as the gateway stored it, naming the first field that differs.
+fn verify_receipt_online(config: &Config, bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    let keys = trusted_keys(config)?;
+    let receipt = match PresentedReceipt::parse(bytes) {
+        Ok(receipt) => receipt,
+        Err(e) => {
+            println!("INVALID: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let stored = super::runtime()?.block_on(async {
+        let store = crate::gateway::open_store(config, Metrics::new()).await?;
+        anyhow::Ok(store.receipt(receipt.record_id.clone()).await?)
+    })?;
+    let signature = receipt.check_signature(&keys);
+    match (receipt.compare(stored.as_ref()), signature) {
+        (Ok(()), Ok(())) => {
+            let matched = if receipt.unsigned_fields().is_empty() {
+                ", and the receipt matches the gateway's record"
+            } else {
+                "; those fields match the gateway's record"
+            };
+            println!("valid: {}; {}{matched}", receipt.summary(), receipt.coverage());
+            return Ok(ExitCode::SUCCESS);
+        }
+        (Ok(()), Err(e)) => println!("INVALID: {e}"),
+        (Err(d), Err(e)) => println!("INVALID: {d}, and {e}"),
+        // A format-2 signature covers every field, so a stored copy that contradicts it is what
+        // changed; `audit verify` cannot see that, as stored receipts are not in the chain.
+        (Err(d), Ok(())) if receipt.format == Format::V2 => {
+            println!("INVALID: {d}, yet the receipt's signature holds: the gateway's own record was changed or lost")
+        }
+        // Format 1 leaves most fields unsigned: either side may have changed.
+        (Err(d), Ok(())) => println!("INVALID: {d}; {}", receipt.coverage()),
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 /// The keys to trust: the files given, or this instance's own key and the configured ones.

@@ -518,13 +518,11 @@ async fn submit(
     } else {
         received_at
     };
-    let proof = shared.notary.receipt_proof(
-        outcome.record_id.as_deref().unwrap_or(&record_id),
-        &audit_digest,
-        stamp,
-        signed_at,
-    );
-    let receipt = crate::receipt::with_proof(&receipt, &proof);
+    // The signature covers the stored receipt itself, so every field the sender reads is bound.
+    let receipt = shared
+        .notary
+        .sign_receipt(&receipt, &audit_digest, stamp, signed_at)
+        .map_err(|e| ApiError::StoreUnavailable(format!("the stored receipt cannot be signed: {e}")))?;
     let location = outcome.record_id.as_deref().map(|id| format!("/v1/records/{id}")).unwrap_or_default();
     let mut response = json_response(StatusCode::ACCEPTED, receipt);
     let h = response.headers_mut();

@@ -108,6 +108,23 @@ pub async fn idempotency_is_enforced_inside_the_transaction(s: &dyn Store) {
     assert_eq!(c.unwrap(), CommitOutcome::Conflict);
 }
 
+/// A record's receipt comes back as committed, with the audit entry it quotes, whoever asks.
+pub async fn stored_receipts_come_back_with_their_entry(s: &dyn Store) {
+    let mut first = record(1, &["r"]);
+    first.receipt = Bytes::from_static(b"{\"record_id\":\"first\"}");
+    let CommitOutcome::Accepted { stamp, .. } = s.commit_record(first.clone()).await.unwrap() else {
+        panic!("the record is accepted")
+    };
+    s.commit_record(record(2, &["r"])).await.unwrap();
+    let stored = s.receipt(first.record_id.clone()).await.unwrap().expect("the record is found");
+    assert_eq!(
+        stored,
+        StoredReceipt { receipt: first.receipt, stamp, body_digest: Some(first.audit_digest) },
+        "the receipt as committed and the record's own entry"
+    );
+    assert_eq!(s.receipt("00000000-0000-7000-8000-999999999999".into()).await.unwrap(), None);
+}
+
 /// Concurrent appends from many callers make one contiguous chain that verifies.
 pub async fn concurrent_appends_make_one_chain(s: &dyn Store) {
     let mut tasks = Vec::new();
@@ -215,6 +232,7 @@ macro_rules! store_conformance {
             claims_are_exclusive_until_the_lease_expires,
             head_only_claims_hold_the_queue_behind_a_failing_head,
             idempotency_is_enforced_inside_the_transaction,
+            stored_receipts_come_back_with_their_entry,
             concurrent_appends_make_one_chain,
             replay_requeues_dead_deliveries_only,
             purge_keeps_metadata_and_the_chain

@@ -118,6 +118,18 @@ pub enum CommitOutcome {
     Conflict,
 }
 
+/// A record's receipt as the gateway stored it, with the audit entry the receipt quotes: what
+/// `passerelle audit verify-receipt` compares a presented receipt with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReceipt {
+    /// The receipt as committed, without its audit proof.
+    pub receipt: Bytes,
+    /// The record's `record.accepted` entry.
+    pub stamp: AuditStamp,
+    /// That entry's body digest.
+    pub body_digest: Option<[u8; 32]>,
+}
+
 /// A request to lease due deliveries of one recipient.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
@@ -348,6 +360,8 @@ pub trait Store: Send + Sync + 'static {
     fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()>;
     /// A record and its deliveries, if `sender` sent it.
     fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>>;
+    /// The receipt stored with a record, whoever sent it, and the record's audit entry.
+    fn receipt(&self, record_id: String) -> StoreFuture<'_, Option<StoredReceipt>>;
     /// A page of `sender`'s records.
     fn list_records(&self, query: RecordQuery) -> StoreFuture<'_, Vec<RecordView>>;
     /// Pending and dead deliveries per recipient.

@@ -943,6 +943,26 @@ impl Store for PostgresStore {
         })
     }
 
+    fn receipt(&self, record_id: String) -> StoreFuture<'_, Option<StoredReceipt>> {
+        Box::pin(async move {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT r.receipt, a.seq, a.hash, a.body_digest FROM records r JOIN audit_log a ON a.seq = r.audit_seq
+                     WHERE r.record_id = $1",
+                    &[&record_id],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(row.map(|r| StoredReceipt {
+                receipt: Bytes::from(r.get::<_, Vec<u8>>(0)),
+                stamp: AuditStamp { seq: r.get(1), hash: blob32(r.get::<_, &[u8]>(2)) },
+                body_digest: r.get::<_, Option<&[u8]>>(3).map(blob32),
+            }))
+        })
+    }
+
     fn list_records(&self, query: RecordQuery) -> StoreFuture<'_, Vec<RecordView>> {
         Box::pin(async move {
             let client = self.client().await?;

@@ -772,6 +772,23 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn receipt(&self, record_id: String) -> StoreFuture<'_, Option<StoredReceipt>> {
+        Box::pin(self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT r.receipt, a.seq, a.hash, a.body_digest FROM records r JOIN audit_log a ON a.seq = r.audit_seq
+                 WHERE r.record_id = ?1",
+            )?
+            .query_row(params![record_id], |r| {
+                Ok(StoredReceipt {
+                    receipt: Bytes::from(r.get::<_, Vec<u8>>(0)?),
+                    stamp: AuditStamp { seq: r.get(1)?, hash: blob32(r.get(2)?) },
+                    body_digest: r.get::<_, Option<Vec<u8>>>(3)?.map(blob32),
+                })
+            })
+            .optional()
+        }))
+    }
+
     fn list_records(&self, query: RecordQuery) -> StoreFuture<'_, Vec<RecordView>> {
         Box::pin(self.read(move |conn| {
             let (before_at, before_id) = query.before.clone().map_or((None, None), |(at, id)| (Some(at), Some(id)));

@@ -22,6 +22,7 @@ mod operators;
 mod permissions;
 mod postgres;
 mod push;
+mod receipts;
 mod rejections;
 mod reload;
 mod requests;
