@@ -48,6 +48,16 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// Sends `body` to the partner API as `key` (none: no credentials at all).
+async fn send(gw: &TestGateway, key: Option<&str>, path: &str, body: String) -> StatusCode {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("authorization", auth.as_str()));
+    }
+    gw.client.send(Method::POST, path, &headers, body).await.status
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     let gw = Setup::new().start().await;
@@ -61,6 +71,11 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     assert_eq!(gw.post_record("on-vital-stats", "birth-registration", &invalid).await.status, 422);
     let r = gw.post_record("on-health-plan", "address-change", &record("address-change-1.0.json")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    // Two valid dry runs: counted apart, neither accepted nor rejected.
+    for _ in 0..2 {
+        let body = record("address-change-1.0.json").to_string();
+        assert_eq!(send(&gw, Some(gw.key("on-health-plan")), "/v1/validate/address-change", body).await, 200);
+    }
     gw.recipient("cra-child-benefit").wait_for(4, Duration::from_secs(10)).await;
     gw.recipient("ottawa-city").wait_for(3, Duration::from_secs(10)).await;
     // Traffic goes on while the operator signs in: a territory sends invalid births.
@@ -125,6 +140,9 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     let address = "#senders tr[data-sender=\"on-health-plan\"][data-record-type=\"address-change\"]";
     assert_eq!(cell(&browser, address, "accepted").await, received("on-health-plan", "address-change", "accepted"));
     assert_eq!(cell(&browser, address, "accepted").await, 1.0);
+    assert_eq!(cell(&browser, address, "validated").await, received("on-health-plan", "address-change", "validated"));
+    assert_eq!(cell(&browser, address, "validated").await, 2.0);
+    assert_eq!(cell(&browser, address, "rejected").await, 0.0, "a valid dry run is not a rejection");
     let territory_total = metric(&page, "passerelle_records_received_total", &[("sender", "nt-vital-stats")]);
     assert_eq!(territory_total, f64::from(sent), "every request of the traffic is counted");
     assert_eq!(cell(&browser, territory, "rejected").await, territory_total);
@@ -157,6 +175,7 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
         .await;
     assert!(!headers.as_str().unwrap().contains("=>"), "every header is text: {headers}");
     assert!(headers.as_str().unwrap().contains("Duplicates"), "{headers}");
+    assert!(headers.as_str().unwrap().contains("Valid dry runs"), "{headers}");
 
     let screenshots = repo().join("target/console");
     let wide = screenshots.join("console-1280x800.png");
@@ -226,6 +245,32 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     browser.screenshot(&narrow).await;
     report(&format!("console screenshot (narrow): {}", narrow.display()));
     drop(browser);
+    gw.stop().await;
+}
+
+/// A dry run that passes is `validated`: in the overview it has its own number, and is neither
+/// a rejection (no reason, not in the rejected column or chart) nor an accepted record nor a
+/// duplicate. (`discovery.rs` checks the metric itself.)
+#[tokio::test]
+async fn the_overview_counts_valid_dry_runs_apart_from_accepted_rejected_and_duplicates() {
+    let gw = Setup::new().start().await;
+    let (key, body) = (gw.key("nt-vital-stats").to_owned(), record("birth-registration-1.1.json").to_string());
+    for _ in 0..3 {
+        assert_eq!(send(&gw, Some(&key), "/v1/validate/birth-registration", body.clone()).await, 200);
+    }
+    // The chart needs a rate over at least half a sampling period.
+    tokio::time::sleep(passerelle::http::console::SAMPLE_EVERY / 2).await;
+    let overview = gw.admin.get("/admin/v1/overview", "test-admin-token").await.json();
+    let rows = overview["senders"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["sender"], "nt-vital-stats");
+    assert_eq!((&rows[0]["validated"], &rows[0]["rejected"]), (&json!(3), &json!(0)), "{rows:?}");
+    assert_eq!((&rows[0]["accepted"], &rows[0]["duplicate"]), (&json!(0), &json!(0)), "{rows:?}");
+    assert_eq!(overview["rejection_reasons"], json!([]), "no reason, blank or otherwise");
+    let chart = overview["chart"].as_array().unwrap();
+    assert!(!chart.is_empty() && chart.iter().all(|p| p["rejected"] == 0.0), "{chart:?}");
+    let page = gw.metrics().await;
+    assert_eq!(metric(&page, "passerelle_records_received_total", &[("outcome", "validated")]), 3.0);
     gw.stop().await;
 }
 
