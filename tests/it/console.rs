@@ -1,7 +1,9 @@
 //! The operator console in a real headless Chromium: sign in, numbers that match `/metrics`,
-//! French and English, replaying dead letters with the mouse and with the keyboard, a narrow
-//! window, and screenshots (printed paths under `target/console/`).
+//! French and English, replaying dead letters with the mouse and with the keyboard, tables that
+//! fit their panels at 1,280 and 1,400 px, a narrow window, and screenshots (printed paths
+//! under `target/console/`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -48,6 +50,27 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// The admin listener's base URL.
+fn admin_base(gw: &TestGateway) -> String {
+    format!("http://{}", gw.gateway.as_ref().unwrap().admin_addr)
+}
+
+/// Signs in on the console's form with the admin token and waits for the first overview.
+async fn sign_in(browser: &Browser, gw: &TestGateway) {
+    browser.goto(&format!("{}/console", admin_base(gw))).await;
+    browser.type_into(&browser.find("#token").await, "test-admin-token").await;
+    browser.click(&browser.find("#sign-in").await).await;
+    browser.wait_until("return !!document.body.dataset.generated;", Duration::from_secs(10)).await;
+}
+
+/// Switches the console to `lang` with its toggle, if it is not in it already.
+async fn speak(browser: &Browser, lang: &str) {
+    if browser.execute("return document.documentElement.lang;", json!([])).await != lang {
+        browser.click(&browser.find("#lang-toggle").await).await;
+    }
+    assert_eq!(browser.execute("return document.documentElement.lang;", json!([])).await, lang);
+}
+
 /// Sends `body` to the partner API as `key` (none: no credentials at all).
 async fn send(gw: &TestGateway, key: Option<&str>, path: &str, body: String) -> StatusCode {
     let auth = key.map(|k| format!("Bearer {k}"));
@@ -57,6 +80,69 @@ async fn send(gw: &TestGateway, key: Option<&str>, path: &str, body: String) -> 
     }
     gw.client.send(Method::POST, path, &headers, body).await.status
 }
+
+/// A gateway that has seen every kind of row the console shows, with a browser signed in: the
+/// longest names and titles of the shipped configuration, valid dry runs, unauthenticated
+/// callers and an unknown record type (both counted as `unknown`), several rejection reasons,
+/// dead letters with a short error ("HTTP 400", the child benefit refuses everything) and a
+/// long one (Ottawa's system is down: a transport error, then "gave up after 2 attempts"),
+/// and a circuit breaker that opened.
+async fn busy_console() -> (TestGateway, Browser) {
+    let mut recipients = HashMap::new();
+    for id in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan"] {
+        recipients.insert(id.to_owned(), MockRecipient::start().await);
+    }
+    let gw = Setup::new().delivery("max_attempts = 2").start_with(recipients).await;
+    gw.recipient("cra-child-benefit").respond(400);
+    let birth = record("birth-registration-1.1.json").to_string();
+    let (on, nt) = (gw.key("on-vital-stats").to_owned(), gw.key("nt-vital-stats").to_owned());
+    for _ in 0..3 {
+        assert_eq!(send(&gw, Some(&on), "/v1/records/birth-registration", birth.clone()).await, 202);
+    }
+    assert_eq!(send(&gw, Some(&on), "/v1/records/birth-registration", invalid_body()).await, 422);
+    assert_eq!(send(&gw, Some(&nt), "/v1/validate/birth-registration", birth.clone()).await, 200);
+    assert_eq!(send(&gw, Some(&nt), "/v1/records/no-such-type", birth.clone()).await, 404);
+    assert_eq!(send(&gw, None, "/v1/records/birth-registration", birth.clone()).await, 401);
+    assert_eq!(send(&gw, None, "/v1/records/no-such-type", birth).await, 401);
+    let browser = Browser::start().await;
+    sign_in(&browser, &gw).await;
+    browser
+        .wait_until(
+            "return document.getElementById('dead-letters').textContent.includes('gave up');",
+            Duration::from_secs(20),
+        )
+        .await;
+    (gw, browser)
+}
+
+/// What is clipped or sticks out on the page as it is laid out now: every table must fit the
+/// panel it is in (no sideways scrolling inside it), and every header, cell, badge and button
+/// must lie inside its table's scrolling box and its panel. An empty list is a pass.
+const CLIPPED: &str = r#"
+const problems = [];
+const inside = (r, box) => r.left >= box.left - 0.5 && r.right <= box.right + 0.5;
+if (document.documentElement.scrollWidth > document.documentElement.clientWidth) {
+  problems.push(`the page scrolls sideways (${document.documentElement.scrollWidth} px in ${document.documentElement.clientWidth})`);
+}
+for (const table of document.querySelectorAll("main table")) {
+  const scroller = table.closest(".scroll"), panel = table.closest("section");
+  const box = scroller.getBoundingClientRect(), panelBox = panel.getBoundingClientRect();
+  if (table.tBodies[0].rows.length === 0) problems.push(`#${table.id} has no rows to check`);
+  if (table.scrollWidth > scroller.clientWidth || scroller.scrollWidth > scroller.clientWidth) {
+    problems.push(`#${table.id} is ${table.scrollWidth} px wide in a ${scroller.clientWidth} px panel`);
+  }
+  for (const el of table.querySelectorAll("th, td, .badge, button")) {
+    const r = el.getBoundingClientRect();
+    const what = `#${table.id} ${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 40)}"`;
+    if (!inside(r, box) || !inside(r, panelBox)) {
+      problems.push(`${what} is clipped: ${Math.round(r.left)}–${Math.round(r.right)} px, its panel ${Math.round(box.left)}–${Math.round(box.right)}`);
+    } else if (el.tagName !== "BUTTON" && el.scrollWidth > el.clientWidth + 1) {
+      problems.push(`${what} overflows its cell (${el.scrollWidth} px in ${el.clientWidth})`);
+    }
+  }
+}
+return problems;
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
@@ -271,6 +357,39 @@ async fn the_overview_counts_valid_dry_runs_apart_from_accepted_rejected_and_dup
     assert!(!chart.is_empty() && chart.iter().all(|p| p["rejected"] == 0.0), "{chart:?}");
     let page = gw.metrics().await;
     assert_eq!(metric(&page, "passerelle_records_received_total", &[("outcome", "validated")]), 3.0);
+    gw.stop().await;
+}
+
+/// At 1,280 and 1,400 px, in English and in French (whose labels are longer), every table fits
+/// its panel: nothing is clipped or hidden behind a sideways scroll. Screenshots of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_fits_its_panel_at_1280_and_1400_px_in_english_and_french() {
+    let (gw, browser) = busy_console().await;
+    let screenshots = repo().join("target/console");
+    // Every language and width is checked (and photographed) before the test says what failed.
+    let mut failures = Vec::new();
+    for lang in ["en", "fr"] {
+        speak(&browser, lang).await;
+        for width in [1280u32, 1400] {
+            // As an operator sees it (a window 800 px high, with a scroll bar), then all of it
+            // at once for the screenshot.
+            browser.set_window(width, 800).await;
+            let inner = browser.execute("return window.innerWidth;", json!([])).await;
+            assert_eq!(inner, width, "the window is {width} px wide");
+            let problems = browser.execute(CLIPPED, json!([])).await;
+            failures.extend(problems.as_array().unwrap().iter().map(|p| format!("{lang} at {width} px: {p}")));
+            let height = browser.execute("return document.documentElement.scrollHeight;", json!([])).await;
+            browser.set_window(width, height.as_u64().unwrap() as u32 + 16).await;
+            let problems = browser.execute(CLIPPED, json!([])).await;
+            failures
+                .extend(problems.as_array().unwrap().iter().map(|p| format!("{lang} at {width} px, full height: {p}")));
+            let path = screenshots.join(format!("console-{lang}-{width}.png"));
+            browser.screenshot(&path).await;
+            report(&format!("console screenshot ({lang}, {width} px): {}", path.display()));
+        }
+    }
+    assert!(failures.is_empty(), "clipped or scrolling sideways:\n{}", failures.join("\n"));
+    drop(browser);
     gw.stop().await;
 }
 
