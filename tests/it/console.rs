@@ -393,6 +393,44 @@ async fn every_table_fits_its_panel_at_1280_and_1400_px_in_english_and_french() 
     gw.stop().await;
 }
 
+/// In French, no English word is left on the page: not the `unknown` of an unauthenticated
+/// sender or an unknown record type, not a breaker state, a rejection reason or a chart label.
+/// Only what is marked `lang="en"` may be English (the gateway's own error messages, and the
+/// "English" toggle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_french_console_shows_no_english_word() {
+    let (gw, browser) = busy_console().await;
+    speak(&browser, "fr").await;
+    let english = browser
+        .execute(
+            r##"
+const words = new Set(["unknown", "peak", "pending", "now", "updated", "per minute"]);
+for (const [key, en] of Object.entries(TEXT.en)) if (typeof en === "string" && en !== TEXT.fr[key]) words.add(en);
+const untranslated = Object.keys(TEXT.en).filter((key) => !(key in TEXT.fr)).map((key) => `TEXT.fr has no ${key}`);
+const escape = (w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const found = (text) => [...words].filter((w) => new RegExp(`(^|[^\\p{L}])${escape(w)}($|[^\\p{L}])`, "iu").test(text));
+const shown = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {
+  const el = walker.currentNode.parentElement, text = walker.currentNode.textContent.trim();
+  if (text && el.getClientRects().length > 0 && el.closest("[lang]").lang !== "en") shown.push(text);
+}
+for (const el of document.querySelectorAll("[aria-label]")) if (el.closest("[lang]").lang !== "en") shown.push(el.getAttribute("aria-label"));
+const hits = shown.flatMap((text) => found(text).map((w) => `"${w}" in "${text}"`));
+const raw = [...document.querySelectorAll("#reasons tr[data-reason]")]
+  .filter((tr) => tr.cells[0].textContent === tr.dataset.reason).map((tr) => `reason ${tr.dataset.reason} untranslated`);
+return [...untranslated, ...hits, ...raw];
+"##,
+            json!([]),
+        )
+        .await;
+    assert_eq!(english, json!([]), "English left on the French page");
+    let unknown = "#senders tr[data-sender=\"unknown\"][data-record-type=\"birth-registration\"]";
+    assert_eq!(browser.text(&browser.find(&format!("{unknown} td")).await).await, "inconnu (non authentifié)");
+    drop(browser);
+    gw.stop().await;
+}
+
 async fn breaker_badge(browser: &Browser) -> String {
     browser.find("#recipients tr[data-recipient=\"esdc-sin-registry\"] .badge").await
 }
