@@ -297,6 +297,37 @@ fn tally(now: &Sample, base: Option<&Sample>) -> (BTreeMap<(String, String), Sen
     (senders, reasons)
 }
 
+/// The charts' points: per minute between consecutive samples. Each point is the rate over
+/// `from`..`at`, so the page can say how far back the history goes (the first point's `from`)
+/// instead of assuming the full [`HISTORY`].
+fn chart(points: &[Sample]) -> Vec<Value> {
+    points
+        .windows(2)
+        // The last point (up to now) only once it spans half a sampling period, so it does not jump.
+        .filter(|w| w[1].at_ms - w[0].at_ms >= SAMPLE_EVERY.as_millis() as i64 / 2)
+        .map(|w| {
+            let dt = w[1].at_ms - w[0].at_ms;
+            let records = |s: &Sample, f: &dyn Fn(&str) -> bool| -> u64 {
+                s.records.iter().filter(|((_, _, o), _)| f(o)).map(|(_, n)| n).sum()
+            };
+            let attempts = |s: &Sample, outcome: &str| -> u64 {
+                s.deliveries.iter().filter(|((_, _, o), _)| o == outcome).map(|(_, n)| n).sum()
+            };
+            let rate = |a: u64, b: u64| rate(a, b, dt);
+            json!({
+                "from": w[0].at_ms,
+                "at": w[1].at_ms,
+                "accepted": rate(records(&w[0], &|o| o == "accepted"), records(&w[1], &|o| o == "accepted")),
+                "rejected": rate(records(&w[0], &is_rejection), records(&w[1], &is_rejection)),
+                "delivered": rate(attempts(&w[0], "delivered"), attempts(&w[1], "delivered")),
+                "retry": rate(attempts(&w[0], "retry"), attempts(&w[1], "retry")),
+                "dead": rate(attempts(&w[0], "dead"), attempts(&w[1], "dead")),
+                "pending": w[1].pending.values().sum::<u64>(),
+            })
+        })
+        .collect()
+}
+
 /// What the console shows, from the counters as they are now and the sampled history.
 pub fn overview(shared: &Shared, config: &Config) -> Value {
     let metrics = &shared.metrics;
@@ -371,30 +402,7 @@ pub fn overview(shared: &Shared, config: &Config) -> Value {
     // Charts: per minute between consecutive samples, the last one being now.
     let mut points = history;
     points.push(now.clone());
-    let chart: Vec<Value> = points
-        .windows(2)
-        // The last point (up to now) only once it spans half a sampling period, so it does not jump.
-        .filter(|w| w[1].at_ms - w[0].at_ms >= SAMPLE_EVERY.as_millis() as i64 / 2)
-        .map(|w| {
-            let dt = w[1].at_ms - w[0].at_ms;
-            let records = |s: &Sample, f: &dyn Fn(&str) -> bool| -> u64 {
-                s.records.iter().filter(|((_, _, o), _)| f(o)).map(|(_, n)| n).sum()
-            };
-            let attempts = |s: &Sample, outcome: &str| -> u64 {
-                s.deliveries.iter().filter(|((_, _, o), _)| o == outcome).map(|(_, n)| n).sum()
-            };
-            let rate = |a: u64, b: u64| rate(a, b, dt);
-            json!({
-                "at": w[1].at_ms,
-                "accepted": rate(records(&w[0], &|o| o == "accepted"), records(&w[1], &|o| o == "accepted")),
-                "rejected": rate(records(&w[0], &is_rejection), records(&w[1], &is_rejection)),
-                "delivered": rate(attempts(&w[0], "delivered"), attempts(&w[1], "delivered")),
-                "retry": rate(attempts(&w[0], "retry"), attempts(&w[1], "retry")),
-                "dead": rate(attempts(&w[0], "dead"), attempts(&w[1], "dead")),
-                "pending": w[1].pending.values().sum::<u64>(),
-            })
-        })
-        .collect();
+    let chart = chart(&points);
 
     let partners: Vec<Value> = config
         .partners
@@ -558,5 +566,21 @@ mod tests {
         // A label this build does not know is shown as a refusal rather than hidden.
         let (senders, _) = tally(&records_at(0, &[("s", "t", "from-a-newer-build", 1)]), None);
         assert_eq!(senders[&("s".to_owned(), "t".to_owned())].rejected, 1);
+    }
+
+    #[test]
+    fn the_chart_says_where_its_history_starts() {
+        // Two minutes of samples, then now 4 s after the last one (too short to be a point).
+        let samples: Vec<Sample> = (0..=12)
+            .map(|i| records_at(1_000_000 + i * 10_000, &[("s", "t", "validated", i as u64 * 5)]))
+            .chain([records_at(1_124_000, &[("s", "t", "validated", 60)])])
+            .collect();
+        let points = chart(&samples);
+        assert_eq!(points.len(), 12);
+        assert_eq!(points[0]["from"], 1_000_000, "the oldest sample, not now minus the full history");
+        assert_eq!(points[11]["at"], 1_120_000);
+        // Dry runs are neither accepted nor rejected records.
+        assert!(points.iter().all(|p| p["accepted"] == 0.0 && p["rejected"] == 0.0), "{points:?}");
+        assert!(chart(&samples[..1]).is_empty(), "one sample is no rate yet");
     }
 }

@@ -1,7 +1,7 @@
 //! The operator console in a real headless Chromium: sign in, numbers that match `/metrics`,
 //! French and English, replaying dead letters with the mouse and with the keyboard, tables that
-//! fit their panels at 1,280 and 1,400 px, a narrow window, and screenshots (printed paths
-//! under `target/console/`).
+//! fit their panels at 1,280 and 1,400 px, a narrow window, chart labels, and screenshots
+//! (printed paths under `target/console/`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -427,6 +427,63 @@ return [...untranslated, ...hits, ...raw];
     assert_eq!(english, json!([]), "English left on the French page");
     let unknown = "#senders tr[data-sender=\"unknown\"][data-record-type=\"birth-registration\"]";
     assert_eq!(browser.text(&browser.find(&format!("{unknown} td")).await).await, "inconnu (non authentifié)");
+    drop(browser);
+    gw.stop().await;
+}
+
+/// The charts' time axis says how much history they hold (a fresh gateway: seconds; two
+/// minutes of samples: "−2 min"; the full history: "−30 min"), and the top of each scale is
+/// labelled as a peak per minute (the backlog's as a peak of pending deliveries), so a reader
+/// does not take it for a total. Checked on the live page, then on histories of known length
+/// drawn by the page itself, in both languages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_say_how_far_back_they_go_and_label_the_peak_per_minute() {
+    let gw = Setup::new().start().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &gw).await;
+    // The first point comes half a sampling period after the start; the page polls every 5 s.
+    let axis = "return [...document.querySelectorAll('#chart-records text')].map(t => t.textContent)\
+                  .find(t => t.startsWith('−')) || null;";
+    browser.wait_until(&axis.replace("|| null", "!== undefined"), Duration::from_secs(15)).await;
+    let live = browser.execute(axis, json!([])).await;
+    let live = live.as_str().unwrap_or_default();
+    let seconds: u64 =
+        live.strip_prefix('−').and_then(|l| l.strip_suffix(" s")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!((1..=20).contains(&seconds), "a gateway up for seconds holds seconds of history, not {live:?}");
+    let peak = browser.text(&browser.find("#chart-records text.peak").await).await;
+    assert_eq!(peak, "peak 0/min");
+
+    // Histories of 10-second points ending now, drawn by the page's own render().
+    let labels = r##"
+const o = structuredClone(last), now = o.generated_at_ms;
+const history = (n, value) => Array.from({ length: n }, (_, i) => ({
+  from: now - (n - i) * 10000, at: now - (n - i - 1) * 10000,
+  accepted: value(i), rejected: 3, delivered: 1, retry: 0, dead: 0, pending: i,
+}));
+const drawn = (chart) => {
+  render({ ...o, chart });
+  return ["#chart-records text.axis-from", "#chart-records text.peak", "#chart-deliveries text.peak-count",
+          "#chart-records text.axis-now"].map((css) => document.querySelector(css).textContent);
+};
+const result = [drawn(history(12, (i) => (i === 5 ? 12.5 : 1))), drawn(history(180, () => 2))];
+render(last);
+return result;
+"##;
+    assert_eq!(
+        browser.execute(labels, json!([])).await,
+        json!([
+            ["−2 min", "peak 12.5/min", "peak 11 pending", "now"],
+            ["−30 min", "peak 3/min", "peak 179 pending", "now"]
+        ])
+    );
+    speak(&browser, "fr").await;
+    assert_eq!(
+        browser.execute(labels, json!([])).await,
+        json!([
+            ["−2 min", "pointe 12,5/min", "pointe 11 en attente", "maintenant"],
+            ["−30 min", "pointe 3/min", "pointe 179 en attente", "maintenant"]
+        ])
+    );
     drop(browser);
     gw.stop().await;
 }
