@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::gateway::Shared;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, RecordOutcome};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "passerelle_console";
@@ -235,6 +235,8 @@ struct SenderTally {
     accepted: u64,
     rejected: u64,
     duplicate: u64,
+    /// Dry runs (`POST /v1/validate/{type}`) that passed: nothing was stored, nothing refused.
+    validated: u64,
     accepted_then: u64,
     rejected_then: u64,
 }
@@ -244,7 +246,7 @@ type Totals = (u64, Option<u64>);
 
 /// Record outcomes that are rejections (not accepted, not a replay, not a dry run that passed).
 fn is_rejection(outcome: &str) -> bool {
-    crate::telemetry::RecordOutcome::parse(outcome).is_none_or(crate::telemetry::RecordOutcome::is_rejection)
+    RecordOutcome::parse(outcome).is_none_or(RecordOutcome::is_rejection)
 }
 
 /// Per minute over the window from `then` to `now` (`None` until two samples exist).
@@ -266,6 +268,66 @@ fn by_recipient(collector: &impl Collector) -> HashMap<String, f64> {
     series(collector, &["recipient"]).into_iter().map(|(mut labels, v)| (labels.swap_remove(0), v)).collect()
 }
 
+/// Each sender and record type's records by what became of them, and the rejections by reason
+/// (the outcome), from the totals `now` and at the `base` of the rates.
+fn tally(now: &Sample, base: Option<&Sample>) -> (BTreeMap<(String, String), SenderTally>, BTreeMap<String, u64>) {
+    let mut senders: BTreeMap<(String, String), SenderTally> = BTreeMap::new();
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for ((sender, record_type, outcome), count) in &now.records {
+        let then = base.and_then(|b| b.records.get(&(sender.clone(), record_type.clone(), outcome.clone()))).copied();
+        let row = senders.entry((sender.clone(), record_type.clone())).or_default();
+        match RecordOutcome::parse(outcome) {
+            Some(RecordOutcome::Accepted) => {
+                row.accepted += count;
+                row.accepted_then += then.unwrap_or(0);
+            }
+            Some(RecordOutcome::Duplicate) => row.duplicate += count,
+            // A passing dry run has its own column: it is neither a record stored nor a refusal.
+            Some(RecordOutcome::Validated) => row.validated += count,
+            // Every other outcome is a refusal (`RecordOutcome::is_rejection`; the unit test
+            // `each_outcome_has_one_column` holds the two together), and so is a label this
+            // build does not know.
+            _ => {
+                row.rejected += count;
+                row.rejected_then += then.unwrap_or(0);
+                *reasons.entry(outcome.clone()).or_default() += count;
+            }
+        }
+    }
+    (senders, reasons)
+}
+
+/// The charts' points: per minute between consecutive samples. Each point is the rate over
+/// `from`..`at`, so the page can say how far back the history goes (the first point's `from`)
+/// instead of assuming the full [`HISTORY`].
+fn chart(points: &[Sample]) -> Vec<Value> {
+    points
+        .windows(2)
+        // The last point (up to now) only once it spans half a sampling period, so it does not jump.
+        .filter(|w| w[1].at_ms - w[0].at_ms >= SAMPLE_EVERY.as_millis() as i64 / 2)
+        .map(|w| {
+            let dt = w[1].at_ms - w[0].at_ms;
+            let records = |s: &Sample, f: &dyn Fn(&str) -> bool| -> u64 {
+                s.records.iter().filter(|((_, _, o), _)| f(o)).map(|(_, n)| n).sum()
+            };
+            let attempts = |s: &Sample, outcome: &str| -> u64 {
+                s.deliveries.iter().filter(|((_, _, o), _)| o == outcome).map(|(_, n)| n).sum()
+            };
+            let rate = |a: u64, b: u64| rate(a, b, dt);
+            json!({
+                "from": w[0].at_ms,
+                "at": w[1].at_ms,
+                "accepted": rate(records(&w[0], &|o| o == "accepted"), records(&w[1], &|o| o == "accepted")),
+                "rejected": rate(records(&w[0], &is_rejection), records(&w[1], &is_rejection)),
+                "delivered": rate(attempts(&w[0], "delivered"), attempts(&w[1], "delivered")),
+                "retry": rate(attempts(&w[0], "retry"), attempts(&w[1], "retry")),
+                "dead": rate(attempts(&w[0], "dead"), attempts(&w[1], "dead")),
+                "pending": w[1].pending.values().sum::<u64>(),
+            })
+        })
+        .collect()
+}
+
 /// What the console shows, from the counters as they are now and the sampled history.
 pub fn overview(shared: &Shared, config: &Config) -> Value {
     let metrics = &shared.metrics;
@@ -275,22 +337,7 @@ pub fn overview(shared: &Shared, config: &Config) -> Value {
     let base = history.iter().find(|s| s.at_ms >= now.at_ms - 60_000 - SAMPLE_EVERY.as_millis() as i64 / 2);
     let window = base.map_or(0, |b| now.at_ms - b.at_ms);
 
-    let mut senders: BTreeMap<(String, String), SenderTally> = BTreeMap::new();
-    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    for ((sender, record_type, outcome), count) in &now.records {
-        let then = base.and_then(|b| b.records.get(&(sender.clone(), record_type.clone(), outcome.clone()))).copied();
-        let row = senders.entry((sender.clone(), record_type.clone())).or_default();
-        if outcome == "accepted" {
-            row.accepted += count;
-            row.accepted_then += then.unwrap_or(0);
-        } else if is_rejection(outcome) {
-            row.rejected += count;
-            row.rejected_then += then.unwrap_or(0);
-            *reasons.entry(outcome.clone()).or_default() += count;
-        } else {
-            row.duplicate += count;
-        }
-    }
+    let (senders, reasons) = tally(&now, base);
     let has_base = base.is_some();
     let senders: Vec<Value> = senders
         .into_iter()
@@ -301,6 +348,7 @@ pub fn overview(shared: &Shared, config: &Config) -> Value {
                 "accepted": t.accepted,
                 "rejected": t.rejected,
                 "duplicate": t.duplicate,
+                "validated": t.validated,
                 "accepted_per_minute": per_minute(t.accepted, has_base.then_some(t.accepted_then), window),
                 "rejected_per_minute": per_minute(t.rejected, has_base.then_some(t.rejected_then), window),
             })
@@ -354,30 +402,7 @@ pub fn overview(shared: &Shared, config: &Config) -> Value {
     // Charts: per minute between consecutive samples, the last one being now.
     let mut points = history;
     points.push(now.clone());
-    let chart: Vec<Value> = points
-        .windows(2)
-        // The last point (up to now) only once it spans half a sampling period, so it does not jump.
-        .filter(|w| w[1].at_ms - w[0].at_ms >= SAMPLE_EVERY.as_millis() as i64 / 2)
-        .map(|w| {
-            let dt = w[1].at_ms - w[0].at_ms;
-            let records = |s: &Sample, f: &dyn Fn(&str) -> bool| -> u64 {
-                s.records.iter().filter(|((_, _, o), _)| f(o)).map(|(_, n)| n).sum()
-            };
-            let attempts = |s: &Sample, outcome: &str| -> u64 {
-                s.deliveries.iter().filter(|((_, _, o), _)| o == outcome).map(|(_, n)| n).sum()
-            };
-            let rate = |a: u64, b: u64| rate(a, b, dt);
-            json!({
-                "at": w[1].at_ms,
-                "accepted": rate(records(&w[0], &|o| o == "accepted"), records(&w[1], &|o| o == "accepted")),
-                "rejected": rate(records(&w[0], &is_rejection), records(&w[1], &is_rejection)),
-                "delivered": rate(attempts(&w[0], "delivered"), attempts(&w[1], "delivered")),
-                "retry": rate(attempts(&w[0], "retry"), attempts(&w[1], "retry")),
-                "dead": rate(attempts(&w[0], "dead"), attempts(&w[1], "dead")),
-                "pending": w[1].pending.values().sum::<u64>(),
-            })
-        })
-        .collect();
+    let chart = chart(&points);
 
     let partners: Vec<Value> = config
         .partners
@@ -497,5 +522,65 @@ mod tests {
             history.push(Sample { at_ms: i, ..Default::default() });
         }
         assert_eq!(history.snapshot().len(), (HISTORY.as_secs() / SAMPLE_EVERY.as_secs()) as usize + 1);
+    }
+
+    /// A sample at `at_ms` holding `records` as (sender, record type, outcome, total).
+    fn records_at(at_ms: i64, records: &[(&str, &str, &str, u64)]) -> Sample {
+        Sample {
+            at_ms,
+            records: records.iter().map(|(s, t, o, n)| ((s.to_string(), t.to_string(), o.to_string()), *n)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn valid_dry_runs_are_counted_apart_never_as_rejections() {
+        let now = records_at(
+            60_000,
+            &[
+                ("on-vital-stats", "birth-registration", "validated", 40),
+                ("on-vital-stats", "birth-registration", "accepted", 3),
+                ("on-vital-stats", "birth-registration", "duplicate", 1),
+                ("on-vital-stats", "birth-registration", "invalid", 2),
+                // A partner that only sends valid dry runs.
+                ("nt-vital-stats", "birth-registration", "validated", 25),
+            ],
+        );
+        let (senders, reasons) = tally(&now, None);
+        let on = &senders[&("on-vital-stats".to_owned(), "birth-registration".to_owned())];
+        assert_eq!((on.accepted, on.rejected, on.duplicate, on.validated), (3, 2, 1, 40));
+        let nt = &senders[&("nt-vital-stats".to_owned(), "birth-registration".to_owned())];
+        assert_eq!((nt.accepted, nt.rejected, nt.duplicate, nt.validated), (0, 0, 0, 25));
+        assert_eq!(reasons.into_iter().collect::<Vec<_>>(), [("invalid".to_owned(), 2)], "no blank or dry-run reason");
+    }
+
+    #[test]
+    fn each_outcome_has_one_column() {
+        for outcome in RecordOutcome::ALL {
+            let (senders, reasons) = tally(&records_at(0, &[("s", "t", outcome.as_str(), 1)]), None);
+            let row = &senders[&("s".to_owned(), "t".to_owned())];
+            assert_eq!(row.accepted + row.rejected + row.duplicate + row.validated, 1, "{outcome:?}");
+            assert_eq!(row.rejected == 1, outcome.is_rejection(), "{outcome:?}");
+            assert_eq!(reasons.contains_key(outcome.as_str()), outcome.is_rejection(), "{outcome:?}");
+        }
+        // A label this build does not know is shown as a refusal rather than hidden.
+        let (senders, _) = tally(&records_at(0, &[("s", "t", "from-a-newer-build", 1)]), None);
+        assert_eq!(senders[&("s".to_owned(), "t".to_owned())].rejected, 1);
+    }
+
+    #[test]
+    fn the_chart_says_where_its_history_starts() {
+        // Two minutes of samples, then now 4 s after the last one (too short to be a point).
+        let samples: Vec<Sample> = (0..=12)
+            .map(|i| records_at(1_000_000 + i * 10_000, &[("s", "t", "validated", i as u64 * 5)]))
+            .chain([records_at(1_124_000, &[("s", "t", "validated", 60)])])
+            .collect();
+        let points = chart(&samples);
+        assert_eq!(points.len(), 12);
+        assert_eq!(points[0]["from"], 1_000_000, "the oldest sample, not now minus the full history");
+        assert_eq!(points[11]["at"], 1_120_000);
+        // Dry runs are neither accepted nor rejected records.
+        assert!(points.iter().all(|p| p["accepted"] == 0.0 && p["rejected"] == 0.0), "{points:?}");
+        assert!(chart(&samples[..1]).is_empty(), "one sample is no rate yet");
     }
 }

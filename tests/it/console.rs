@@ -1,7 +1,9 @@
 //! The operator console in a real headless Chromium: sign in, numbers that match `/metrics`,
-//! French and English, replaying dead letters with the mouse and with the keyboard, a narrow
-//! window, and screenshots (printed paths under `target/console/`).
+//! French and English, replaying dead letters with the mouse and with the keyboard, tables that
+//! fit their panels at 1,280 and 1,400 px, a narrow window, chart labels, and screenshots
+//! (printed paths under `target/console/`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -48,6 +50,100 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// The admin listener's base URL.
+fn admin_base(gw: &TestGateway) -> String {
+    format!("http://{}", gw.gateway.as_ref().unwrap().admin_addr)
+}
+
+/// Signs in on the console's form with the admin token and waits for the first overview.
+async fn sign_in(browser: &Browser, gw: &TestGateway) {
+    browser.goto(&format!("{}/console", admin_base(gw))).await;
+    browser.type_into(&browser.find("#token").await, "test-admin-token").await;
+    browser.click(&browser.find("#sign-in").await).await;
+    browser.wait_until("return !!document.body.dataset.generated;", Duration::from_secs(10)).await;
+}
+
+/// Switches the console to `lang` with its toggle, if it is not in it already.
+async fn speak(browser: &Browser, lang: &str) {
+    if browser.execute("return document.documentElement.lang;", json!([])).await != lang {
+        browser.click(&browser.find("#lang-toggle").await).await;
+    }
+    assert_eq!(browser.execute("return document.documentElement.lang;", json!([])).await, lang);
+}
+
+/// Sends `body` to the partner API as `key` (none: no credentials at all).
+async fn send(gw: &TestGateway, key: Option<&str>, path: &str, body: String) -> StatusCode {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("authorization", auth.as_str()));
+    }
+    gw.client.send(Method::POST, path, &headers, body).await.status
+}
+
+/// A gateway that has seen every kind of row the console shows, with a browser signed in: the
+/// longest names and titles of the shipped configuration, valid dry runs, unauthenticated
+/// callers and an unknown record type (both counted as `unknown`), several rejection reasons,
+/// dead letters with a short error ("HTTP 400", the child benefit refuses everything) and a
+/// long one (Ottawa's system is down: a transport error, then "gave up after 2 attempts"),
+/// and a circuit breaker that opened.
+async fn busy_console() -> (TestGateway, Browser) {
+    let mut recipients = HashMap::new();
+    for id in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan"] {
+        recipients.insert(id.to_owned(), MockRecipient::start().await);
+    }
+    let gw = Setup::new().delivery("max_attempts = 2").start_with(recipients).await;
+    gw.recipient("cra-child-benefit").respond(400);
+    let birth = record("birth-registration-1.1.json").to_string();
+    let (on, nt) = (gw.key("on-vital-stats").to_owned(), gw.key("nt-vital-stats").to_owned());
+    for _ in 0..3 {
+        assert_eq!(send(&gw, Some(&on), "/v1/records/birth-registration", birth.clone()).await, 202);
+    }
+    assert_eq!(send(&gw, Some(&on), "/v1/records/birth-registration", invalid_body()).await, 422);
+    assert_eq!(send(&gw, Some(&nt), "/v1/validate/birth-registration", birth.clone()).await, 200);
+    assert_eq!(send(&gw, Some(&nt), "/v1/records/no-such-type", birth.clone()).await, 404);
+    assert_eq!(send(&gw, None, "/v1/records/birth-registration", birth.clone()).await, 401);
+    assert_eq!(send(&gw, None, "/v1/records/no-such-type", birth).await, 401);
+    let browser = Browser::start().await;
+    sign_in(&browser, &gw).await;
+    browser
+        .wait_until(
+            "return document.getElementById('dead-letters').textContent.includes('gave up');",
+            Duration::from_secs(20),
+        )
+        .await;
+    (gw, browser)
+}
+
+/// What is clipped or sticks out on the page as it is laid out now: every table must fit the
+/// panel it is in (no sideways scrolling inside it), and every header, cell, badge and button
+/// must lie inside its table's scrolling box and its panel. An empty list is a pass.
+const CLIPPED: &str = r#"
+const problems = [];
+const inside = (r, box) => r.left >= box.left - 0.5 && r.right <= box.right + 0.5;
+if (document.documentElement.scrollWidth > document.documentElement.clientWidth) {
+  problems.push(`the page scrolls sideways (${document.documentElement.scrollWidth} px in ${document.documentElement.clientWidth})`);
+}
+for (const table of document.querySelectorAll("main table")) {
+  const scroller = table.closest(".scroll"), panel = table.closest("section");
+  const box = scroller.getBoundingClientRect(), panelBox = panel.getBoundingClientRect();
+  if (table.tBodies[0].rows.length === 0) problems.push(`#${table.id} has no rows to check`);
+  if (table.scrollWidth > scroller.clientWidth || scroller.scrollWidth > scroller.clientWidth) {
+    problems.push(`#${table.id} is ${table.scrollWidth} px wide in a ${scroller.clientWidth} px panel`);
+  }
+  for (const el of table.querySelectorAll("th, td, .badge, button")) {
+    const r = el.getBoundingClientRect();
+    const what = `#${table.id} ${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 40)}"`;
+    if (!inside(r, box) || !inside(r, panelBox)) {
+      problems.push(`${what} is clipped: ${Math.round(r.left)}–${Math.round(r.right)} px, its panel ${Math.round(box.left)}–${Math.round(box.right)}`);
+    } else if (el.tagName !== "BUTTON" && el.scrollWidth > el.clientWidth + 1) {
+      problems.push(`${what} overflows its cell (${el.scrollWidth} px in ${el.clientWidth})`);
+    }
+  }
+}
+return problems;
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     let gw = Setup::new().start().await;
@@ -61,6 +157,11 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     assert_eq!(gw.post_record("on-vital-stats", "birth-registration", &invalid).await.status, 422);
     let r = gw.post_record("on-health-plan", "address-change", &record("address-change-1.0.json")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    // Two valid dry runs: counted apart, neither accepted nor rejected.
+    for _ in 0..2 {
+        let body = record("address-change-1.0.json").to_string();
+        assert_eq!(send(&gw, Some(gw.key("on-health-plan")), "/v1/validate/address-change", body).await, 200);
+    }
     gw.recipient("cra-child-benefit").wait_for(4, Duration::from_secs(10)).await;
     gw.recipient("ottawa-city").wait_for(3, Duration::from_secs(10)).await;
     // Traffic goes on while the operator signs in: a territory sends invalid births.
@@ -125,6 +226,9 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     let address = "#senders tr[data-sender=\"on-health-plan\"][data-record-type=\"address-change\"]";
     assert_eq!(cell(&browser, address, "accepted").await, received("on-health-plan", "address-change", "accepted"));
     assert_eq!(cell(&browser, address, "accepted").await, 1.0);
+    assert_eq!(cell(&browser, address, "validated").await, received("on-health-plan", "address-change", "validated"));
+    assert_eq!(cell(&browser, address, "validated").await, 2.0);
+    assert_eq!(cell(&browser, address, "rejected").await, 0.0, "a valid dry run is not a rejection");
     let territory_total = metric(&page, "passerelle_records_received_total", &[("sender", "nt-vital-stats")]);
     assert_eq!(territory_total, f64::from(sent), "every request of the traffic is counted");
     assert_eq!(cell(&browser, territory, "rejected").await, territory_total);
@@ -157,6 +261,18 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
         .await;
     assert!(!headers.as_str().unwrap().contains("=>"), "every header is text: {headers}");
     assert!(headers.as_str().unwrap().contains("Duplicates"), "{headers}");
+    assert!(headers.as_str().unwrap().contains("Valid dry runs"), "{headers}");
+
+    // The charts' time axis says how much history there is: seconds, on a gateway just started
+    // (not "−30 min"); the top of the scale is a peak per minute.
+    browser
+        .wait_until("return !!document.querySelector('#chart-records text.axis-from');", Duration::from_secs(15))
+        .await;
+    let axis = browser.text(&browser.find("#chart-records text.axis-from").await).await;
+    let held: u64 = axis.strip_prefix('−').and_then(|l| l.strip_suffix(" s")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!((1..=89).contains(&held), "a gateway up for seconds holds seconds of history, not {axis:?}");
+    let peak = browser.text(&browser.find("#chart-records text.peak").await).await;
+    assert!(peak.starts_with("peak ") && peak.ends_with("/min"), "{peak:?}");
 
     let screenshots = repo().join("target/console");
     let wide = screenshots.join("console-1280x800.png");
@@ -225,6 +341,144 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     let narrow = screenshots.join("console-narrow.png");
     browser.screenshot(&narrow).await;
     report(&format!("console screenshot (narrow): {}", narrow.display()));
+    drop(browser);
+    gw.stop().await;
+}
+
+/// A dry run that passes is `validated`: in the overview it has its own number, and is neither
+/// a rejection (no reason, not in the rejected column) nor an accepted record nor a duplicate.
+/// (`discovery.rs` checks the metric itself; the unit tests in `console.rs`, the chart.)
+#[tokio::test]
+async fn the_overview_counts_valid_dry_runs_apart_from_accepted_rejected_and_duplicates() {
+    let gw = Setup::new().start().await;
+    let (key, body) = (gw.key("nt-vital-stats").to_owned(), record("birth-registration-1.1.json").to_string());
+    for _ in 0..3 {
+        assert_eq!(send(&gw, Some(&key), "/v1/validate/birth-registration", body.clone()).await, 200);
+    }
+    let overview = gw.admin.get("/admin/v1/overview", "test-admin-token").await.json();
+    let rows = overview["senders"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["sender"], "nt-vital-stats");
+    assert_eq!((&rows[0]["validated"], &rows[0]["rejected"]), (&json!(3), &json!(0)), "{rows:?}");
+    assert_eq!((&rows[0]["accepted"], &rows[0]["duplicate"]), (&json!(0), &json!(0)), "{rows:?}");
+    assert_eq!(overview["rejection_reasons"], json!([]), "no reason, blank or otherwise");
+    let page = gw.metrics().await;
+    assert_eq!(metric(&page, "passerelle_records_received_total", &[("outcome", "validated")]), 3.0);
+    gw.stop().await;
+}
+
+/// At 1,280 and 1,400 px, in English and in French (whose labels are longer), every table fits
+/// its panel: nothing is clipped or hidden behind a sideways scroll. Screenshots of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_fits_its_panel_at_1280_and_1400_px_in_english_and_french() {
+    let (gw, browser) = busy_console().await;
+    let screenshots = repo().join("target/console");
+    // Every language and width is checked (and photographed) before the test says what failed.
+    let mut failures = Vec::new();
+    for lang in ["en", "fr"] {
+        speak(&browser, lang).await;
+        for width in [1280u32, 1400] {
+            // As an operator sees it (a window 800 px high, with a scroll bar), then all of it
+            // at once for the screenshot.
+            browser.set_window(width, 800).await;
+            let inner = browser.execute("return window.innerWidth;", json!([])).await;
+            assert_eq!(inner, width, "the window is {width} px wide");
+            let problems = browser.execute(CLIPPED, json!([])).await;
+            failures.extend(problems.as_array().unwrap().iter().map(|p| format!("{lang} at {width} px: {p}")));
+            let height = browser.execute("return document.documentElement.scrollHeight;", json!([])).await;
+            browser.set_window(width, height.as_u64().unwrap() as u32 + 16).await;
+            let problems = browser.execute(CLIPPED, json!([])).await;
+            failures
+                .extend(problems.as_array().unwrap().iter().map(|p| format!("{lang} at {width} px, full height: {p}")));
+            let path = screenshots.join(format!("console-{lang}-{width}.png"));
+            browser.screenshot(&path).await;
+            report(&format!("console screenshot ({lang}, {width} px): {}", path.display()));
+        }
+    }
+    assert!(failures.is_empty(), "clipped or scrolling sideways:\n{}", failures.join("\n"));
+    drop(browser);
+    gw.stop().await;
+}
+
+/// In French, no English word is left on the page: not the `unknown` of an unauthenticated
+/// sender or an unknown record type, not a breaker state, a rejection reason or a chart label.
+/// Only what is marked `lang="en"` may be English (the gateway's own error messages, and the
+/// "English" toggle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_french_console_shows_no_english_word() {
+    let (gw, browser) = busy_console().await;
+    speak(&browser, "fr").await;
+    let english = browser
+        .execute(
+            r##"
+const words = new Set(["unknown", "peak", "pending", "now", "updated", "per minute"]);
+for (const [key, en] of Object.entries(TEXT.en)) if (typeof en === "string" && en !== TEXT.fr[key]) words.add(en);
+const untranslated = Object.keys(TEXT.en).filter((key) => !(key in TEXT.fr)).map((key) => `TEXT.fr has no ${key}`);
+const escape = (w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const found = (text) => [...words].filter((w) => new RegExp(`(^|[^\\p{L}])${escape(w)}($|[^\\p{L}])`, "iu").test(text));
+const shown = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {
+  const el = walker.currentNode.parentElement, text = walker.currentNode.textContent.trim();
+  if (text && el.getClientRects().length > 0 && el.closest("[lang]").lang !== "en") shown.push(text);
+}
+for (const el of document.querySelectorAll("[aria-label]")) if (el.closest("[lang]").lang !== "en") shown.push(el.getAttribute("aria-label"));
+const hits = shown.flatMap((text) => found(text).map((w) => `"${w}" in "${text}"`));
+const raw = [...document.querySelectorAll("#reasons tr[data-reason]")]
+  .filter((tr) => tr.cells[0].textContent === tr.dataset.reason).map((tr) => `reason ${tr.dataset.reason} untranslated`);
+return [...untranslated, ...hits, ...raw];
+"##,
+            json!([]),
+        )
+        .await;
+    assert_eq!(english, json!([]), "English left on the French page");
+    let unknown = "#senders tr[data-sender=\"unknown\"][data-record-type=\"birth-registration\"]";
+    assert_eq!(browser.text(&browser.find(&format!("{unknown} td")).await).await, "inconnu (non authentifié)");
+    drop(browser);
+    gw.stop().await;
+}
+
+/// The charts' time axis says how much history they hold (two minutes of samples: "−2 min";
+/// the full history: "−30 min"), and the top of each scale is labelled as a peak per minute
+/// (the backlog's as a peak of pending deliveries), so a reader does not take it for a total.
+/// Histories of known length drawn by the page itself, in both languages; the console test
+/// above checks the live page (a gateway up for seconds: "−8 s").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_say_how_far_back_they_go_and_label_the_peak_per_minute() {
+    let gw = Setup::new().start().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &gw).await;
+    // Histories of 10-second points ending now, drawn by the page's own render().
+    let labels = r##"
+const o = structuredClone(last), now = o.generated_at_ms;
+const history = (n, value) => Array.from({ length: n }, (_, i) => ({
+  from: now - (n - i) * 10000, at: now - (n - i - 1) * 10000,
+  accepted: value(i), rejected: 3, delivered: 1, retry: 0, dead: 0, pending: i,
+}));
+const drawn = (chart) => {
+  render({ ...o, chart });
+  return ["#chart-records text.axis-from", "#chart-records text.peak", "#chart-deliveries text.peak-count",
+          "#chart-records text.axis-now"].map((css) => document.querySelector(css).textContent);
+};
+const result = [drawn(history(12, (i) => (i === 5 ? 12.5 : 1))), drawn(history(180, () => 2))];
+render(last);
+return result;
+"##;
+    assert_eq!(
+        browser.execute(labels, json!([])).await,
+        json!([
+            ["−2 min", "peak 12.5/min", "peak 11 pending", "now"],
+            ["−30 min", "peak 3/min", "peak 179 pending", "now"]
+        ])
+    );
+    speak(&browser, "fr").await;
+    assert_eq!(
+        browser.execute(labels, json!([])).await,
+        json!([
+            ["−2 min", "pointe 12,5/min", "pointe 11 en attente", "maintenant"],
+            ["−30 min", "pointe 3/min", "pointe 179 en attente", "maintenant"]
+        ])
+    );
     drop(browser);
     gw.stop().await;
 }
