@@ -6,7 +6,7 @@
 //! admin token, and every state-changing call (`POST`) must also come from the admin listener's
 //! own origin (`Origin`, when a browser sends one, must match `Host`), even on loopback.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use crate::server::RequestBody;
 use bytes::Bytes;
@@ -17,45 +17,80 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::i18n::Lang;
+use super::routes::{AnyShape, Miss, Route as HttpRoute, RouteTable};
 use super::{json_response, text_response};
 use crate::gateway::Shared;
 use crate::store::{DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget};
 use crate::telemetry::events::DeliveryReplayed;
 
-/// Every route of the admin API as (method, path template); the admin OpenAPI document
+/// The admin API's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Healthz,
+    Readyz,
+    Metrics,
+    Deliveries,
+    ReplayDelivery,
+    ReplayRecipient,
+    Audit,
+    Reload,
+    Overview,
+    Console,
+    ConsoleLogin,
+    ConsoleLogout,
+    OpenApi,
+}
+
+/// Every route of the admin API; `HEAD` goes wherever `GET` does. The admin OpenAPI document
 /// ([`super::openapi::ADMIN_DOCUMENT`]) describes exactly these, and a test holds the two together.
-pub const ROUTES: [(&str, &str); 13] = [
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/admin/v1/deliveries"),
-    ("POST", "/admin/v1/deliveries/{delivery_id}/replay"),
-    ("POST", "/admin/v1/recipients/{recipient}/replay"),
-    ("GET", "/admin/v1/audit"),
-    ("POST", "/admin/v1/reload"),
-    ("GET", "/admin/v1/overview"),
-    ("GET", "/console"),
-    ("POST", "/console/login"),
-    ("POST", "/console/logout"),
-    ("GET", "/admin/v1/openapi.json"),
+pub static ROUTES: [HttpRoute<Operation>; 13] = [
+    HttpRoute { method: Method::GET, template: "/healthz", operation: Operation::Healthz },
+    HttpRoute { method: Method::GET, template: "/readyz", operation: Operation::Readyz },
+    HttpRoute { method: Method::GET, template: "/metrics", operation: Operation::Metrics },
+    HttpRoute { method: Method::GET, template: "/admin/v1/deliveries", operation: Operation::Deliveries },
+    HttpRoute {
+        method: Method::POST,
+        template: "/admin/v1/deliveries/{delivery_id}/replay",
+        operation: Operation::ReplayDelivery,
+    },
+    HttpRoute {
+        method: Method::POST,
+        template: "/admin/v1/recipients/{recipient}/replay",
+        operation: Operation::ReplayRecipient,
+    },
+    HttpRoute { method: Method::GET, template: "/admin/v1/audit", operation: Operation::Audit },
+    HttpRoute { method: Method::POST, template: "/admin/v1/reload", operation: Operation::Reload },
+    HttpRoute { method: Method::GET, template: "/admin/v1/overview", operation: Operation::Overview },
+    HttpRoute { method: Method::GET, template: "/console", operation: Operation::Console },
+    HttpRoute { method: Method::POST, template: "/console/login", operation: Operation::ConsoleLogin },
+    HttpRoute { method: Method::POST, template: "/console/logout", operation: Operation::ConsoleLogout },
+    HttpRoute { method: Method::GET, template: "/admin/v1/openapi.json", operation: Operation::OpenApi },
 ];
+
+static TABLE: LazyLock<RouteTable<Operation>> = LazyLock::new(|| RouteTable::new(&ROUTES));
 
 /// Most deliveries or audit entries one page returns.
 const MAX_PAGE: usize = 1000;
 
-/// Serves one admin request.
+/// Serves one admin request. As on the partner API, the route and its method are checked before
+/// credentials: a path that is not a route is 404, another method 405 with `Allow`.
 pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<Full<Bytes>> {
     let config = shared.config.load_full();
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let get = method == Method::GET || method == Method::HEAD;
     if let Err(e) = super::check_host(&req) {
         return e.to_response(lang, &path);
     }
-    match path.as_str() {
-        "/healthz" if get => return text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-        "/readyz" if get => {
+    let route = match TABLE.find::<AnyShape>(&method, &path) {
+        Ok(route) => route,
+        Err(Miss::NotFound) => return ApiError::RouteNotFound.to_response(lang, &path),
+        Err(Miss::MethodNotAllowed { allow }) => return ApiError::MethodNotAllowed { allow }.to_response(lang, &path),
+    };
+    let operation = route.route.operation;
+    match operation {
+        Operation::Healthz => return text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        Operation::Readyz => {
             return match shared.store.ping().await {
                 Ok(()) => text_response(
                     StatusCode::OK,
@@ -68,12 +103,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<
                 }
             };
         }
-        "/metrics" if get && config.admin.metrics_open => {
+        Operation::Metrics if config.admin.metrics_open => {
             return text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render());
-        }
-        // As on the partner API, a method the route does not take is answered before credentials.
-        "/healthz" | "/readyz" | "/metrics" if !get => {
-            return ApiError::MethodNotAllowed { allow: "GET" }.to_response(lang, &path);
         }
         _ => {}
     }
@@ -81,8 +112,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<
         || shared
             .console_sessions
             .valid(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()), config.admin.token.as_deref());
-    if path == "/console" || path.starts_with("/console/") {
-        return console(&shared, config.admin.token.as_deref(), req, lang, signed_in).await;
+    if let Operation::Console | Operation::ConsoleLogin | Operation::ConsoleLogout = operation {
+        return console(&shared, config.admin.token.as_deref(), req, operation, lang, signed_in).await;
     }
     let result = async {
         if !signed_in {
@@ -91,30 +122,28 @@ pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<
         if method == Method::POST && !same_origin(&req) {
             return Err(ApiError::CrossOrigin);
         }
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match (method.clone(), segments.as_slice()) {
-            (Method::GET, ["metrics"]) => {
+        match operation {
+            Operation::Metrics => {
                 Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render()))
             }
-            (Method::GET, ["admin", "v1", "deliveries"]) => deliveries(&shared, req.uri().query().unwrap_or("")).await,
-            (Method::POST, ["admin", "v1", "deliveries", id, "replay"]) => {
-                let id = id.parse::<i64>().map_err(|_| ApiError::DeliveryNotFound)?;
+            Operation::Deliveries => deliveries(&shared, req.uri().query().unwrap_or("")).await,
+            Operation::ReplayDelivery => {
+                let id = route.param("delivery_id").parse::<i64>().map_err(|_| ApiError::DeliveryNotFound)?;
                 replay(&shared, ReplayTarget::One(id)).await
             }
-            (Method::POST, ["admin", "v1", "recipients", recipient, "replay"]) => {
+            Operation::ReplayRecipient => {
+                let recipient = route.param("recipient");
                 if config.partner(recipient).is_none() {
                     return Err(ApiError::RouteNotFound);
                 }
-                replay(&shared, ReplayTarget::Recipient(recipient.to_string())).await
+                replay(&shared, ReplayTarget::Recipient(recipient.to_owned())).await
             }
-            (Method::GET, ["admin", "v1", "overview"]) => {
+            Operation::Overview => {
                 Ok(json_response(StatusCode::OK, super::console::overview(&shared, &config).to_string().into_bytes()))
             }
-            (Method::GET, ["admin", "v1", "audit"]) => audit(&shared, req.uri().query().unwrap_or("")).await,
-            (Method::GET, ["admin", "v1", "openapi.json"]) => {
-                Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec()))
-            }
-            (Method::POST, ["admin", "v1", "reload"]) => Ok(match shared.reload().await {
+            Operation::Audit => audit(&shared, req.uri().query().unwrap_or("")).await,
+            Operation::OpenApi => Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec())),
+            Operation::Reload => Ok(match shared.reload().await {
                 Ok(fingerprint) => json_response(
                     StatusCode::OK,
                     json!({"reloaded": true, "fingerprint": fingerprint}).to_string().into_bytes(),
@@ -127,20 +156,12 @@ pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<
                 ),
                 Err(e) => return Err(ApiError::StoreUnavailable(e.to_string())),
             }),
-            (
-                _,
-                ["admin", "v1", "deliveries"]
-                | ["admin", "v1", "audit"]
-                | ["admin", "v1", "overview"]
-                | ["admin", "v1", "openapi.json"],
-            ) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
-            (
-                _,
-                ["admin", "v1", "deliveries", _, "replay"]
-                | ["admin", "v1", "recipients", _, "replay"]
-                | ["admin", "v1", "reload"],
-            ) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
-            _ => Err(ApiError::RouteNotFound),
+            // Served above.
+            Operation::Healthz
+            | Operation::Readyz
+            | Operation::Console
+            | Operation::ConsoleLogin
+            | Operation::ConsoleLogout => Err(ApiError::RouteNotFound),
         }
     }
     .await;
@@ -155,6 +176,7 @@ async fn console(
     shared: &Shared,
     token: Option<&str>,
     req: Request<RequestBody>,
+    operation: Operation,
     lang: Lang,
     signed_in: bool,
 ) -> Response<Full<Bytes>> {
@@ -165,18 +187,13 @@ async fn console(
     };
     let nonce: String = crate::random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
     let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    match (method, path.as_str()) {
-        (Method::GET | Method::HEAD, "/console") if signed_in => {
-            html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce))
-        }
-        (Method::GET | Method::HEAD, "/console") => {
-            html_response(StatusCode::OK, &nonce, console::login(lang_tag, &nonce, false))
-        }
-        (Method::POST, "/console/login" | "/console/logout") if !same_origin(&req) => {
+    match operation {
+        Operation::Console if signed_in => html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce)),
+        Operation::Console => html_response(StatusCode::OK, &nonce, console::login(lang_tag, &nonce, false)),
+        Operation::ConsoleLogin | Operation::ConsoleLogout if !same_origin(&req) => {
             ApiError::CrossOrigin.to_response(lang, &path)
         }
-        (Method::POST, "/console/login") => {
+        Operation::ConsoleLogin => {
             if let Err(retry_after_secs) = shared.console_sessions.may_try() {
                 return ApiError::RateLimited { retry_after_secs }.to_response(lang, &path);
             }
@@ -197,13 +214,9 @@ async fn console(
             let session = shared.console_sessions.start(token);
             redirect_to_console(&console::set_cookie(Some(&session)))
         }
-        (Method::POST, "/console/logout") => {
+        Operation::ConsoleLogout => {
             shared.console_sessions.end(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()));
             redirect_to_console(&console::set_cookie(None))
-        }
-        (_, "/console") => ApiError::MethodNotAllowed { allow: "GET" }.to_response(lang, &path),
-        (_, "/console/login" | "/console/logout") => {
-            ApiError::MethodNotAllowed { allow: "POST" }.to_response(lang, &path)
         }
         _ => ApiError::RouteNotFound.to_response(lang, &path),
     }

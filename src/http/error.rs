@@ -34,7 +34,7 @@ pub enum ApiError {
     #[error("no route")]
     RouteNotFound,
     #[error("method not allowed")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     #[error("unauthenticated")]
     Unauthenticated,
     #[error("rate limited")]
@@ -405,7 +405,9 @@ impl ApiError {
         headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
         match self {
             ApiError::MethodNotAllowed { allow } => {
-                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+                if let Ok(allow) = HeaderValue::from_str(allow) {
+                    headers.insert(header::ALLOW, allow);
+                }
             }
             ApiError::RateLimited { retry_after_secs } | ApiError::BreakerOpen { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

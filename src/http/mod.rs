@@ -12,6 +12,7 @@ pub mod i18n;
 pub mod openapi;
 pub mod partner;
 pub mod requests;
+pub mod routes;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

@@ -5,7 +5,7 @@
 //! schema, idempotency, and finally the store. A rejected record is never stored and never
 //! delivered.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use crate::server::RequestBody;
@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use super::error::{ApiError, HeaderFault};
 use super::i18n::Lang;
 use super::json_response;
+use super::routes::{Matched, Miss, ParameterShape, Route as HttpRoute, RouteTable};
 use crate::auth::{self, AuthenticatedPartner};
 use crate::config::{Config, Mode};
 use crate::gateway::Shared;
@@ -34,91 +35,74 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 256;
 /// Most records one page of `GET /v1/records` returns.
 const MAX_PAGE: usize = 200;
 
-/// Every route of the partner API as (method, path template); `HEAD` goes wherever `GET` does.
-/// The OpenAPI document ([`super::openapi`]) describes exactly these, and a test holds the two
-/// together.
-pub const ROUTES: [(&str, &str); 9] = [
-    ("POST", "/v1/records/{record_type}"),
-    ("POST", "/v1/requests/{record_type}"),
-    ("POST", "/v1/validate/{record_type}"),
-    ("GET", "/v1/records/{record_id}"),
-    ("GET", "/v1/records"),
-    ("GET", "/v1/schemas"),
-    ("GET", "/v1/schemas/{record_type}/{version}"),
-    ("GET", "/v1/agreements"),
-    ("GET", "/v1/openapi.json"),
-];
-
-/// The routes of the partner API.
-#[derive(Debug)]
-enum Endpoint<'a> {
-    Submit(&'a str),
-    Request(&'a str),
-    Validate(&'a str),
-    RecordStatus(&'a str),
+/// The partner API's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Submit,
+    Request,
+    Validate,
+    RecordStatus,
     ListRecords,
     Schemas,
-    Schema(&'a str, &'a str),
+    Schema,
     Agreements,
     OpenApi,
 }
 
-impl Endpoint<'_> {
+impl Operation {
     /// The metric label of the route (a fixed set, never the raw path).
-    fn label(&self) -> &'static str {
+    fn label(self) -> &'static str {
         match self {
-            Endpoint::Submit(_) => "submit",
-            Endpoint::Request(_) => "request",
-            Endpoint::Validate(_) => "validate",
-            Endpoint::RecordStatus(_) => "record",
-            Endpoint::ListRecords => "records",
-            Endpoint::Schemas => "schemas",
-            Endpoint::Schema(..) => "schema",
-            Endpoint::Agreements => "agreements",
-            Endpoint::OpenApi => "openapi",
+            Operation::Submit => "submit",
+            Operation::Request => "request",
+            Operation::Validate => "validate",
+            Operation::RecordStatus => "record",
+            Operation::ListRecords => "records",
+            Operation::Schemas => "schemas",
+            Operation::Schema => "schema",
+            Operation::Agreements => "agreements",
+            Operation::OpenApi => "openapi",
         }
-    }
-
-    /// The route's entry in [`ROUTES`].
-    #[cfg(test)]
-    fn route(&self) -> (&'static str, &'static str) {
-        ROUTES[match self {
-            Endpoint::Submit(_) => 0,
-            Endpoint::Request(_) => 1,
-            Endpoint::Validate(_) => 2,
-            Endpoint::RecordStatus(_) => 3,
-            Endpoint::ListRecords => 4,
-            Endpoint::Schemas => 5,
-            Endpoint::Schema(..) => 6,
-            Endpoint::Agreements => 7,
-            Endpoint::OpenApi => 8,
-        }]
     }
 }
 
-fn endpoint<'a>(method: &Method, path: &'a str) -> Result<Endpoint<'a>, ApiError> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let allow = |allow: &'static str, ok: bool, e: Endpoint<'a>| {
-        if ok { Ok(e) } else { Err(ApiError::MethodNotAllowed { allow }) }
-    };
-    let get = method == Method::GET || method == Method::HEAD;
-    let post = method == Method::POST;
-    match segments.as_slice() {
-        ["v1", "records"] => allow("GET", get, Endpoint::ListRecords),
-        // One path, two meanings: POST a record of type X, or GET the record with id X.
-        ["v1", "records", x] if !x.is_empty() => match *method {
-            Method::POST => Ok(Endpoint::Submit(x)),
-            Method::GET | Method::HEAD => Ok(Endpoint::RecordStatus(x)),
-            _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
-        },
-        ["v1", "validate", t] if !t.is_empty() => allow("POST", post, Endpoint::Validate(t)),
-        ["v1", "requests", t] if !t.is_empty() => allow("POST", post, Endpoint::Request(t)),
-        ["v1", "schemas"] => allow("GET", get, Endpoint::Schemas),
-        ["v1", "schemas", t, v] if !t.is_empty() && !v.is_empty() => allow("GET", get, Endpoint::Schema(t, v)),
-        ["v1", "agreements"] => allow("GET", get, Endpoint::Agreements),
-        ["v1", "openapi.json"] => allow("GET", get, Endpoint::OpenApi),
-        _ => Err(ApiError::RouteNotFound),
+/// Every route of the partner API; `HEAD` goes wherever `GET` does. The OpenAPI document
+/// ([`super::openapi`]) describes exactly these, and a test holds the two together.
+pub static ROUTES: [HttpRoute<Operation>; 9] = [
+    HttpRoute { method: Method::POST, template: "/v1/records/{record_type}", operation: Operation::Submit },
+    HttpRoute { method: Method::POST, template: "/v1/requests/{record_type}", operation: Operation::Request },
+    HttpRoute { method: Method::POST, template: "/v1/validate/{record_type}", operation: Operation::Validate },
+    HttpRoute { method: Method::GET, template: "/v1/records/{record_id}", operation: Operation::RecordStatus },
+    HttpRoute { method: Method::GET, template: "/v1/records", operation: Operation::ListRecords },
+    HttpRoute { method: Method::GET, template: "/v1/schemas", operation: Operation::Schemas },
+    HttpRoute { method: Method::GET, template: "/v1/schemas/{record_type}/{version}", operation: Operation::Schema },
+    HttpRoute { method: Method::GET, template: "/v1/agreements", operation: Operation::Agreements },
+    HttpRoute { method: Method::GET, template: "/v1/openapi.json", operation: Operation::OpenApi },
+];
+
+static TABLE: LazyLock<RouteTable<Operation>> = LazyLock::new(|| RouteTable::new(&ROUTES));
+
+/// A record id is a UUID; a record type never is (`check` refuses a type named like one), so
+/// `/v1/records/{x}` is a record type to POST to or a record to GET, never both.
+struct PartnerParameters;
+
+impl ParameterShape for PartnerParameters {
+    fn accepts(name: &str, value: &str) -> bool {
+        let uuid = uuid::Uuid::try_parse(value).is_ok();
+        match name {
+            "record_id" => uuid,
+            "record_type" => !uuid,
+            _ => true,
+        }
     }
+}
+
+/// The route of a request, or the answer that it has none (404, or 405 with `Allow`).
+fn find_route<'p>(method: &Method, path: &'p str) -> Result<Matched<'static, 'p, Operation>, ApiError> {
+    TABLE.find::<PartnerParameters>(method, path).map_err(|miss| match miss {
+        Miss::NotFound => ApiError::RouteNotFound,
+        Miss::MethodNotAllowed { allow } => ApiError::MethodNotAllowed { allow },
+    })
 }
 
 /// Serves one partner API request.
@@ -134,14 +118,15 @@ pub async fn handle(
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let mut outcome = Outcome::default();
-    let (label, result) = match check_head(&config, &req).and_then(|()| endpoint(&method, &path)) {
+    let (label, result) = match check_head(&config, &req).and_then(|()| find_route(&method, &path)) {
         Err(e) => ("unknown", Err(e)),
-        Ok(ep) => {
-            let label = ep.label();
-            if let Endpoint::Submit(t) | Endpoint::Request(t) | Endpoint::Validate(t) = ep {
-                outcome.record_type = Some(t);
+        Ok(route) => {
+            let operation = route.route.operation;
+            let record_type = route.param("record_type");
+            if let Operation::Submit | Operation::Request | Operation::Validate = operation {
+                outcome.record_type = Some(record_type);
             }
-            if let Endpoint::Validate(_) = ep {
+            if operation == Operation::Validate {
                 outcome.success = RecordOutcome::Validated;
             }
             let result = match authenticate(&config, &conn, req.headers()) {
@@ -151,18 +136,18 @@ pub async fn handle(
                     let p = &partner;
                     match within_rate_limit(&shared, &config, p) {
                         Err(e) => Err(e),
-                        Ok(()) => match ep {
-                            Endpoint::Submit(t) => submit(&shared, &config, p, req, t, &mut outcome).await,
-                            Endpoint::Request(t) => {
-                                crate::http::requests::handle(&shared, &config, p, req, t, &mut outcome).await
+                        Ok(()) => match operation {
+                            Operation::Submit => submit(&shared, &config, p, req, record_type, &mut outcome).await,
+                            Operation::Request => {
+                                crate::http::requests::handle(&shared, &config, p, req, record_type, &mut outcome).await
                             }
-                            Endpoint::Validate(t) => validate(&config, p, req, t).await,
-                            Endpoint::RecordStatus(id) => record_status(&shared, p, id).await,
-                            Endpoint::ListRecords => list_records(&shared, p, &req).await,
-                            Endpoint::Schemas => schemas(&config, p),
-                            Endpoint::Schema(t, v) => schema(&config, p, t, v),
-                            Endpoint::Agreements => agreements(&config, p),
-                            Endpoint::OpenApi => Ok(json_response(
+                            Operation::Validate => validate(&config, p, req, record_type).await,
+                            Operation::RecordStatus => record_status(&shared, p, route.param("record_id")).await,
+                            Operation::ListRecords => list_records(&shared, p, &req).await,
+                            Operation::Schemas => schemas(&config, p),
+                            Operation::Schema => schema(&config, p, record_type, route.param("version")),
+                            Operation::Agreements => agreements(&config, p),
+                            Operation::OpenApi => Ok(json_response(
                                 StatusCode::OK,
                                 super::openapi::partner_document(&config, &p.id).to_string().into_bytes(),
                             )),
@@ -170,7 +155,7 @@ pub async fn handle(
                     }
                 }
             };
-            (label, result)
+            (operation.label(), result)
         }
     };
     let (mut response, error) = match result {
@@ -740,19 +725,16 @@ mod tests {
 
     #[test]
     fn every_route_is_routed_to_itself() {
-        for (method, template) in ROUTES {
-            let path = template
+        for route in &ROUTES {
+            let path = route
+                .template
                 .replace("{record_type}", "birth-registration")
                 .replace("{record_id}", "01900000-0000-7000-8000-000000000000")
                 .replace("{version}", "1.1");
-            let method: Method = method.parse().unwrap();
-            let endpoint = endpoint(&method, &path).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-            assert_eq!(endpoint.route(), (method.as_str(), template), "{method} {path}");
+            let found = find_route(&route.method, &path).unwrap_or_else(|e| panic!("{} {path}: {e}", route.method));
+            assert_eq!(found.route.operation, route.operation, "{} {path}", route.method);
         }
-        let labels: std::collections::BTreeSet<&str> = ROUTES
-            .iter()
-            .map(|(m, t)| endpoint(&m.parse().unwrap(), &t.replace('{', "x").replace('}', "")).unwrap().label())
-            .collect();
+        let labels: std::collections::BTreeSet<&str> = ROUTES.iter().map(|r| r.operation.label()).collect();
         assert_eq!(labels.len(), ROUTES.len(), "one metric label per route");
     }
 }

@@ -138,9 +138,16 @@ async fn every_malformed_request_gets_its_status_and_the_gateway_keeps_serving()
                 .chain(b"\r\n")
                 .copied()
                 .collect(),
-            404,
-            "record-not-found",
+            405,
+            "method-not-allowed",
         ),
+        (
+            "a double slash before the path",
+            post("//v1/records/birth-registration", &json, valid.as_bytes()),
+            404,
+            "not-found",
+        ),
+        ("a trailing slash", post("/v1/records/birth-registration/", &json, valid.as_bytes()), 404, "not-found"),
         ("a type that is a schema path", post("/v1/records/common", &json, valid.as_bytes()), 404, "no-agreement"),
     ];
     for (what, request, status, slug) in corpus {

@@ -30,7 +30,7 @@ async fn method_not_allowed_405() {
     let gw = Setup::new().start().await;
     let r = gw.client.send(Method::PUT, BIRTH, &[("authorization", &bearer(&gw, "on-vital-stats"))], "{}").await;
     r.problem(405, "method-not-allowed");
-    assert_eq!(r.header("allow"), Some("GET, POST"));
+    assert_eq!(r.header("allow"), Some("POST"), "a record type takes POST only");
     // 405 comes before authentication.
     gw.client.send(Method::DELETE, "/v1/agreements", &[], "").await.problem(405, "method-not-allowed");
     nothing_stored_or_delivered(&gw).await;
@@ -555,5 +555,50 @@ async fn checks_run_in_the_table_order() {
         )
         .await
         .problem(422, "schema-violation");
+    nothing_stored_or_delivered(&gw).await;
+}
+
+/// Found by Schemathesis: `OPTIONS /v1/records/birth-registration` answered `Allow: GET, POST`
+/// though only POST is served there, and `OPTIONS /v1/records/{id}` advertised POST.
+#[tokio::test]
+async fn allow_lists_exactly_the_methods_of_the_route() {
+    let gw = Setup::new().start().await;
+    let id = "/v1/records/01900000-0000-7000-8000-000000000000";
+    for (path, allow) in [
+        (BIRTH, "POST"),
+        (id, "GET, HEAD"),
+        ("/v1/records", "GET, HEAD"),
+        ("/v1/validate/birth-registration", "POST"),
+        ("/v1/schemas/birth-registration/1.1", "GET, HEAD"),
+    ] {
+        for method in [Method::OPTIONS, Method::PATCH, Method::DELETE] {
+            let r = gw.client.send(method.clone(), path, &[], "").await;
+            r.problem(405, "method-not-allowed");
+            assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+        }
+    }
+    // The methods Allow names are served (here: refused for credentials, not for the method).
+    gw.client.send(Method::GET, id, &[], "").await.problem(401, "unauthenticated");
+    gw.client.send(Method::HEAD, "/v1/records", &[], "").await;
+}
+
+/// Found by Schemathesis: `POST //v1/records/birth-registration` was accepted and stored.
+#[tokio::test]
+async fn a_path_that_is_not_exactly_a_route_is_404_and_stores_nothing() {
+    let gw = Setup::new().start().await;
+    let body = record("birth-registration-1.1.json").to_string();
+    for path in
+        ["//v1/records/birth-registration", "/v1//records/birth-registration", "/v1/records/birth-registration/"]
+    {
+        gw.client
+            .send(
+                Method::POST,
+                path,
+                &[("authorization", &bearer(&gw, "on-vital-stats")), ("content-type", "application/json")],
+                body.clone(),
+            )
+            .await
+            .problem(404, "not-found");
+    }
     nothing_stored_or_delivered(&gw).await;
 }
