@@ -112,6 +112,7 @@ fn new_record(n: u64, body: &Bytes) -> NewRecord {
         audit_digest: [2; 32],
         idempotency_key: None,
         traceparent: None,
+        tracestate: None,
         deliveries: ["esdc-sin-registry", "cra-child-benefit", "on-health-plan", "ottawa-city"]
             .iter()
             .map(|r| NewDelivery {

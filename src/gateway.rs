@@ -272,7 +272,7 @@ impl Gateway {
             shutdown_rx,
             shared.metrics.clone(),
             || None,
-            move |req, _| crate::http::admin::handle(s.clone(), req),
+            move |req, conn| crate::http::admin::handle(s.clone(), req, conn),
         ));
         tracing::info!(message = "Listening.", listener = "partner", addr = %partner_addr);
         tracing::info!(message = "Listening.", listener = "admin", addr = %admin_addr);

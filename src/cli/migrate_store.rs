@@ -80,11 +80,11 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
             }
         }
         {
-            let mut rows = sqlite.prepare("SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq FROM records ORDER BY received_at")?;
-            let insert = tx.prepare("INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)").await?;
+            let mut rows = sqlite.prepare("SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate FROM records ORDER BY received_at")?;
+            let insert = tx.prepare("INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)").await?;
             let mut it = rows.query([])?;
             while let Some(r) = it.next()? {
-                tx.execute(&insert, &[&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, i64>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, Option<String>>(7)?, &r.get::<_, Option<String>>(8)?, &r.get::<_, Vec<u8>>(9)?, &r.get::<_, i64>(10)?]).await?;
+                tx.execute(&insert, &[&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, i64>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, Option<String>>(7)?, &r.get::<_, Option<String>>(8)?, &r.get::<_, Vec<u8>>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, Option<String>>(11)?]).await?;
                 copied += 1;
                 if copied.is_multiple_of(STEP as u64) {
                     bar.set_position(copied);

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use super::backoff::parse_retry_after;
 use crate::config::DeliveryEndpoint;
 use crate::store::ClaimedDelivery;
+use crate::telemetry::trace::TraceContext;
 
 /// Answers read from a recipient are capped: only the status matters.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -68,6 +69,7 @@ pub struct Envelope<'a> {
     pub schema_version: &'a str,
     pub idempotency_key: &'a str,
     pub traceparent: Option<&'a str>,
+    pub tracestate: Option<&'a str>,
 }
 
 /// A recipient's HTTP client and settings.
@@ -100,18 +102,20 @@ impl RecipientClient {
         RecipientClient { endpoint: settings.endpoint.clone(), bearer, timeout: settings.timeout, http }
     }
 
-    /// Posts one stored projected body, returning the outcome and how long it took.
-    pub async fn send(&self, delivery: &ClaimedDelivery) -> (AttemptOutcome, Duration) {
+    /// Posts one stored projected body as the hop `trace` of its record's trace, returning the
+    /// outcome and how long it took.
+    pub async fn send(&self, delivery: &ClaimedDelivery, trace: &TraceContext) -> (AttemptOutcome, Duration) {
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(self.timeout, self.exchange(delivery)).await {
+        let outcome = match tokio::time::timeout(self.timeout, self.exchange(delivery, trace)).await {
             Ok(outcome) => outcome,
             Err(_) => AttemptOutcome::Unreachable { error: "timed out".to_owned() },
         };
         (outcome, started.elapsed())
     }
 
-    async fn exchange(&self, d: &ClaimedDelivery) -> AttemptOutcome {
+    async fn exchange(&self, d: &ClaimedDelivery, trace: &TraceContext) -> AttemptOutcome {
         let key = idempotency_key(d);
+        let traceparent = trace.traceparent();
         let envelope = Envelope {
             record_id: &d.record_id,
             sender: &d.sender,
@@ -119,7 +123,8 @@ impl RecipientClient {
             record_type: &d.record_type,
             schema_version: &d.schema_version,
             idempotency_key: &key,
-            traceparent: d.traceparent.as_deref(),
+            traceparent: Some(&traceparent),
+            tracestate: trace.state.as_deref(),
         };
         let response = match self.post(&envelope, d.body.clone()).await {
             Ok(r) => r,
@@ -146,6 +151,9 @@ impl RecipientClient {
             .header("Passerelle-Schema", format!("{}/{}", e.record_type, e.schema_version));
         if let Some(tp) = e.traceparent {
             request = request.header("traceparent", tp);
+        }
+        if let Some(state) = e.tracestate {
+            request = request.header("tracestate", state);
         }
         if let Some(token) = &self.bearer {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));

@@ -26,9 +26,11 @@ use crate::config::{Config, DeliverySettings};
 use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store};
 use crate::telemetry::Metrics;
 use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, RecipientRemoved};
+use crate::telemetry::trace::{Hop, HopKind, TraceContext};
 use backoff::Backoff;
 use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
+use tracing::Instrument;
 
 /// What the gateway keeps per recipient: shared by its delivery worker and by request/response
 /// calls to it.
@@ -272,7 +274,13 @@ impl Worker {
     }
 
     async fn attempt(&self, d: ClaimedDelivery) {
-        let (outcome, duration) = self.recipient.client.send(&d).await;
+        // Each attempt is a hop of the record's trace: its own span, the record's intake as parent.
+        let parent = d.traceparent.as_deref().and_then(TraceContext::parse_traceparent).map(|mut parent| {
+            parent.state = d.tracestate.clone();
+            parent
+        });
+        let hop = Hop::start("delivery", HopKind::Client, parent.as_ref());
+        let (outcome, duration) = self.recipient.client.send(&d, &hop.context).instrument(hop.span.clone()).await;
         self.recipient.breaker.record(outcome.shows_recipient_up());
         let attempt = d.attempts + 1;
         let now = clock::now_ms();

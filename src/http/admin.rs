@@ -7,6 +7,7 @@
 //! own origin (`Origin`, when a browser sends one, must match `Host`), even on loopback.
 
 use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
 use crate::server::RequestBody;
 use bytes::Bytes;
@@ -20,8 +21,11 @@ use super::i18n::Lang;
 use super::routes::{AnyShape, Miss, Route as HttpRoute, RouteTable};
 use super::{json_response, text_response};
 use crate::gateway::Shared;
+use crate::server::ConnectionInfo;
 use crate::store::{DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget};
 use crate::telemetry::events::DeliveryReplayed;
+use crate::telemetry::events::RequestServed;
+use crate::telemetry::trace::TraceContext;
 
 /// The admin API's operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,26 +76,69 @@ static TABLE: LazyLock<RouteTable<Operation>> = LazyLock::new(|| RouteTable::new
 /// Most deliveries or audit entries one page returns.
 const MAX_PAGE: usize = 1000;
 
-/// Serves one admin request. As on the partner API, the route and its method are checked before
-/// credentials: a path that is not a route is 404, another method 405 with `Allow`.
-pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<Full<Bytes>> {
+/// Serves one admin request, and writes its line in the log.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<RequestBody>,
+    conn: Arc<ConnectionInfo>,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let trace_id = TraceContext::from_headers(req.headers()).map(|t| t.trace_id_hex());
+    let mut answer = answer(&shared, req).await;
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        answer.response.headers_mut().insert("passerelle-request-id", id);
+    }
+    RequestServed {
+        listener: "admin",
+        method: method.as_str(),
+        route: answer.route,
+        metric_route: None,
+        status: answer.response.status().as_u16(),
+        latency: started.elapsed(),
+        peer: conn.peer,
+        partner: answer.operator.then_some("operator"),
+        request_id: &request_id,
+        trace_id: trace_id.as_deref(),
+        record: None,
+    }
+    .emit(&shared.metrics);
+    answer.response
+}
+
+/// An admin answer, with what its log line says about it.
+struct Answer {
+    response: Response<Full<Bytes>>,
+    /// The route template, or `unknown`.
+    route: &'static str,
+    /// The caller presented the admin token or a console session.
+    operator: bool,
+}
+
+/// The answer to one admin request. As on the partner API, the route and its method are checked
+/// before credentials: a path that is not a route is 404, another method 405 with `Allow`.
+async fn answer(shared: &Shared, req: Request<RequestBody>) -> Answer {
     let config = shared.config.load_full();
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    let refused = |e: ApiError| Answer { response: e.to_response(lang, &path), route: "unknown", operator: false };
     if let Err(e) = super::check_host(&req) {
-        return e.to_response(lang, &path);
+        return refused(e);
     }
     let route = match TABLE.find::<AnyShape>(&method, &path) {
         Ok(route) => route,
-        Err(Miss::NotFound) => return ApiError::RouteNotFound.to_response(lang, &path),
-        Err(Miss::MethodNotAllowed { allow }) => return ApiError::MethodNotAllowed { allow }.to_response(lang, &path),
+        Err(Miss::NotFound) => return refused(ApiError::RouteNotFound),
+        Err(Miss::MethodNotAllowed { allow }) => return refused(ApiError::MethodNotAllowed { allow }),
     };
+    let template = route.route.template;
+    let open = |response| Answer { response, route: template, operator: false };
     let operation = route.route.operation;
     match operation {
-        Operation::Healthz => return text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        Operation::Healthz => return open(text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")),
         Operation::Readyz => {
-            return match shared.store.ping().await {
+            return open(match shared.store.ping().await {
                 Ok(()) => text_response(
                     StatusCode::OK,
                     "text/plain; charset=utf-8",
@@ -101,10 +148,14 @@ pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<
                     tracing::warn!(message = "Readiness check failed.", error = %e);
                     text_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "store unavailable\n")
                 }
-            };
+            });
         }
         Operation::Metrics if config.admin.metrics_open => {
-            return text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render());
+            return open(text_response(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                shared.metrics.render(),
+            ));
         }
         _ => {}
     }
@@ -113,7 +164,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<
             .console_sessions
             .valid(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()), config.admin.token.as_deref());
     if let Operation::Console | Operation::ConsoleLogin | Operation::ConsoleLogout = operation {
-        return console(&shared, config.admin.token.as_deref(), req, operation, lang, signed_in).await;
+        let response = console(shared, config.admin.token.as_deref(), req, operation, lang, signed_in).await;
+        return Answer { response, route: template, operator: signed_in };
     }
     let result = async {
         if !signed_in {
@@ -126,22 +178,22 @@ pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<
             Operation::Metrics => {
                 Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render()))
             }
-            Operation::Deliveries => deliveries(&shared, req.uri().query().unwrap_or("")).await,
+            Operation::Deliveries => deliveries(shared, req.uri().query().unwrap_or("")).await,
             Operation::ReplayDelivery => {
                 let id = route.param("delivery_id").parse::<i64>().map_err(|_| ApiError::DeliveryNotFound)?;
-                replay(&shared, ReplayTarget::One(id)).await
+                replay(shared, ReplayTarget::One(id)).await
             }
             Operation::ReplayRecipient => {
                 let recipient = route.param("recipient");
                 if config.partner(recipient).is_none() {
                     return Err(ApiError::RouteNotFound);
                 }
-                replay(&shared, ReplayTarget::Recipient(recipient.to_owned())).await
+                replay(shared, ReplayTarget::Recipient(recipient.to_owned())).await
             }
             Operation::Overview => {
-                Ok(json_response(StatusCode::OK, super::console::overview(&shared, &config).to_string().into_bytes()))
+                Ok(json_response(StatusCode::OK, super::console::overview(shared, &config).to_string().into_bytes()))
             }
-            Operation::Audit => audit(&shared, req.uri().query().unwrap_or("")).await,
+            Operation::Audit => audit(shared, req.uri().query().unwrap_or("")).await,
             Operation::OpenApi => Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec())),
             Operation::Reload => Ok(match shared.reload().await {
                 Ok(fingerprint) => json_response(
@@ -168,7 +220,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<RequestBody>) -> Response<
     let mut response = result.unwrap_or_else(|e| e.to_response(lang, &path));
     // Operators' data (dead letters, the overview, the audit trail) is never kept by a cache.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Answer { response, route: template, operator: signed_in }
 }
 
 /// The console: the page for a signed-in operator, else the sign-in form; signing in and out.
@@ -234,6 +286,8 @@ fn html_response(status: StatusCode, nonce: &str, body: String) -> Response<Full
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The page is in the caller's language.
+    h.insert(header::VARY, HeaderValue::from_static("accept-language"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Not `no-referrer`: with it, a form post says `Origin: null` and the origin check refuses it.
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));

@@ -403,6 +403,8 @@ impl ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
+        // The text depends on the caller's language: a cache must key on it.
+        headers.insert(header::VARY, HeaderValue::from_static("accept-language"));
         match self {
             ApiError::MethodNotAllowed { allow } => {
                 if let Ok(allow) = HeaderValue::from_str(allow) {

@@ -28,7 +28,9 @@ use crate::schema::{Version, VersionError};
 use crate::server::ConnectionInfo;
 use crate::store::{CommitOutcome, NewDelivery, NewRecord, RecordQuery, RecordState};
 use crate::telemetry::RecordOutcome;
-use crate::telemetry::events::{RecordReceived, RequestServed};
+use crate::telemetry::events::{RecordCall, RequestServed};
+use crate::telemetry::trace::{Hop, HopKind, TraceContext};
+use tracing::Instrument;
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 256;
@@ -117,45 +119,19 @@ pub async fn handle(
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let mut outcome = Outcome::default();
-    let (label, result) = match check_head(&config, &req).and_then(|()| find_route(&method, &path)) {
-        Err(e) => ("unknown", Err(e)),
+    let request_id = uuid::Uuid::now_v7().to_string();
+    // This request is a hop of the caller's trace (or the first of a new one).
+    let intake = Hop::start("intake", HopKind::Server, TraceContext::from_headers(req.headers()).as_ref());
+    let mut outcome = Outcome::new(request_id.clone(), intake.context.clone());
+    let found = check_head(&config, &req).and_then(|()| find_route(&method, &path));
+    let template = found.as_ref().map_or("unknown", |r| r.route.template);
+    let (label, result) = match found {
+        Err(e) => (None, Err(e)),
         Ok(route) => {
             let operation = route.route.operation;
-            let record_type = route.param("record_type");
-            if let Operation::Submit | Operation::Request | Operation::Validate = operation {
-                outcome.record_type = Some(record_type);
-            }
-            if operation == Operation::Validate {
-                outcome.success = RecordOutcome::Validated;
-            }
-            let result = match authenticate(&config, &conn, req.headers()) {
-                Err(e) => Err(e),
-                Ok(partner) => {
-                    outcome.sender = Some(partner.id.to_string());
-                    let p = &partner;
-                    match within_rate_limit(&shared, &config, p) {
-                        Err(e) => Err(e),
-                        Ok(()) => match operation {
-                            Operation::Submit => submit(&shared, &config, p, req, record_type, &mut outcome).await,
-                            Operation::Request => {
-                                crate::http::requests::handle(&shared, &config, p, req, record_type, &mut outcome).await
-                            }
-                            Operation::Validate => validate(&config, p, req, record_type).await,
-                            Operation::RecordStatus => record_status(&shared, p, route.param("record_id")).await,
-                            Operation::ListRecords => list_records(&shared, p, &req).await,
-                            Operation::Schemas => schemas(&config, p),
-                            Operation::Schema => schema(&config, p, record_type, route.param("version")),
-                            Operation::Agreements => agreements(&config, p),
-                            Operation::OpenApi => Ok(json_response(
-                                StatusCode::OK,
-                                super::openapi::partner_document(&config, &p.id).to_string().into_bytes(),
-                            )),
-                        },
-                    }
-                }
-            };
-            (operation.label(), result)
+            let result =
+                dispatch(&shared, &config, &conn, req, &route, &mut outcome).instrument(intake.span.clone()).await;
+            (Some(operation.label()), result)
         }
     };
     let (mut response, error) = match result {
@@ -165,41 +141,89 @@ pub async fn handle(
     if method == Method::HEAD {
         *response.body_mut() = Full::new(Bytes::new());
     }
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("passerelle-request-id", id);
+    }
     let status = response.status().as_u16();
-    if let Some(record_type) = outcome.record_type {
-        let violations = match &error {
+    let sender = outcome.sender.as_deref().unwrap_or("unknown");
+    let record = outcome.record_type.map(|record_type| RecordCall {
+        sender,
+        record_type: config.catalog.record_type(record_type).map_or("unknown", |t| &t.name),
+        outcome: match &error {
+            Some(e) => e.outcome(),
+            None => outcome.success,
+        },
+        record_id: outcome.record_id.as_deref(),
+        violations: match &error {
             Some(ApiError::Invalid { violations }) => violations.as_slice(),
             _ => &[],
-        };
-        RecordReceived {
-            sender: outcome.sender.as_deref().unwrap_or("unknown"),
-            record_type: config.catalog.record_type(record_type).map_or("unknown", |t| &t.name),
-            outcome: match &error {
-                Some(e) => e.outcome(),
-                None => outcome.success,
-            },
-            status,
-            record_id: outcome.record_id.as_deref(),
-            violations,
-            latency: started.elapsed(),
-        }
-        .emit(&shared.metrics);
-        // Rejected records (not dry runs) are audited in aggregate.
-        if let (Some(e), "submit" | "request") = (&error, label) {
-            shared.rejections.count(
-                outcome.sender.as_deref().unwrap_or("unknown"),
-                e.outcome(),
-                crate::clock::now_ms(),
-            );
-        }
+        },
+    });
+    // Rejected records (not dry runs) are audited in aggregate.
+    if let (Some(e), Some("submit" | "request")) = (&error, label) {
+        shared.rejections.count(sender, e.outcome(), crate::clock::now_ms());
     }
-    RequestServed { route: label, status, latency: started.elapsed(), record_call: outcome.record_type.is_some() }
-        .emit(&shared.metrics);
+    let trace_id = intake.context.trace_id_hex();
+    RequestServed {
+        listener: "partner",
+        method: method.as_str(),
+        route: template,
+        metric_route: Some(label.unwrap_or("unknown")),
+        status,
+        latency: started.elapsed(),
+        peer: conn.peer,
+        partner: outcome.sender.as_deref(),
+        request_id: &request_id,
+        trace_id: Some(&trace_id),
+        record,
+    }
+    .emit(&shared.metrics);
     response
 }
 
-/// What the record metrics need to know about a record call, filled in as checks pass.
+/// Checks 3 and 4 (credentials, rate limit), then the operation of `route`.
+async fn dispatch<'r>(
+    shared: &Shared,
+    config: &Config,
+    conn: &ConnectionInfo,
+    req: Request<RequestBody>,
+    route: &Matched<'static, 'r, Operation>,
+    outcome: &mut Outcome<'r>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let operation = route.route.operation;
+    let record_type = route.param("record_type");
+    if let Operation::Submit | Operation::Request | Operation::Validate = operation {
+        outcome.record_type = Some(record_type);
+    }
+    if operation == Operation::Validate {
+        outcome.success = RecordOutcome::Validated;
+    }
+    let partner = authenticate(config, conn, req.headers())?;
+    outcome.sender = Some(partner.id.to_string());
+    within_rate_limit(shared, config, &partner)?;
+    let p = &partner;
+    match operation {
+        Operation::Submit => submit(shared, config, p, req, record_type, outcome).await,
+        Operation::Request => crate::http::requests::handle(shared, config, p, req, record_type, outcome).await,
+        Operation::Validate => validate(config, p, req, record_type).await,
+        Operation::RecordStatus => record_status(shared, p, route.param("record_id")).await,
+        Operation::ListRecords => list_records(shared, p, &req).await,
+        Operation::Schemas => schemas(config, p),
+        Operation::Schema => schema(config, p, record_type, route.param("version")),
+        Operation::Agreements => agreements(config, p),
+        Operation::OpenApi => {
+            Ok(json_response(StatusCode::OK, super::openapi::partner_document(config, &p.id).to_string().into_bytes()))
+        }
+    }
+}
+
+/// What the request's line and the record metrics need to know about a call, filled in as
+/// checks pass.
 pub(super) struct Outcome<'a> {
+    /// This request's id, on its answer (`Passerelle-Request-Id`) and in its log line.
+    pub(super) request_id: String,
+    /// This request's hop of its trace: what the record stores and its deliveries continue.
+    pub(super) trace: TraceContext,
     pub(super) record_type: Option<&'a str>,
     pub(super) sender: Option<String>,
     pub(super) record_id: Option<String>,
@@ -208,9 +232,16 @@ pub(super) struct Outcome<'a> {
     pub(super) success: RecordOutcome,
 }
 
-impl Default for Outcome<'_> {
-    fn default() -> Self {
-        Outcome { record_type: None, sender: None, record_id: None, success: RecordOutcome::Accepted }
+impl Outcome<'_> {
+    fn new(request_id: String, trace: TraceContext) -> Self {
+        Outcome {
+            request_id,
+            trace,
+            record_type: None,
+            sender: None,
+            record_id: None,
+            success: RecordOutcome::Accepted,
+        }
     }
 }
 
@@ -396,26 +427,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// A W3C `traceparent` to propagate: the caller's if well formed, else a new one.
-pub(super) fn traceparent(headers: &HeaderMap) -> String {
-    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
-        let parts: Vec<&str> = tp.split('-').collect();
-        let hex =
-            |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if parts.len() == 4
-            && hex(parts[0], 2)
-            && parts[0] != "ff"
-            && hex(parts[1], 32)
-            && hex(parts[2], 16)
-            && hex(parts[3], 2)
-        {
-            return tp.to_owned();
-        }
-    }
-    let ids = crate::random_bytes::<24>();
-    format!("00-{}-{}-01", auth::to_hex(&ids[..16]), auth::to_hex(&ids[16..]))
-}
-
 async fn submit(
     shared: &Shared,
     config: &Config,
@@ -469,7 +480,8 @@ async fn submit(
         audit_digest,
         body,
         idempotency_key: key,
-        traceparent: Some(traceparent(&headers)),
+        traceparent: Some(outcome.trace.traceparent()),
+        tracestate: outcome.trace.state.clone(),
         deliveries,
         receipt: Bytes::from(receipt),
     };

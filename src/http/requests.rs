@@ -9,19 +9,21 @@
 
 use crate::server::RequestBody;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::json_response;
-use super::partner::{Intake, Outcome, intake, traceparent};
+use super::partner::{Intake, Outcome, intake};
 use crate::audit::{AuditEvent, kind};
 use crate::auth::AuthenticatedPartner;
 use crate::config::{Config, Mode};
 use crate::delivery::breaker::Admission;
 use crate::delivery::client::{CallOutcome, Envelope};
 use crate::gateway::Shared;
+use crate::telemetry::trace::{Hop, HopKind};
+use tracing::Instrument;
 
 /// How a request ended, as written in its audit entry.
 fn audit_outcome(result: &Result<Bytes, ApiError>) -> &'static str {
@@ -42,20 +44,23 @@ pub(super) async fn handle(
     record_type: &str,
     outcome: &mut Outcome<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let Intake { route, version, headers, value, .. } =
+    let Intake { route, version, value, .. } =
         intake(config, partner, req, record_type, Mode::Request, OffsetDateTime::now_utc()).await?;
 
     let (agreement, responder) = route.responder(version).ok_or(ApiError::NoAgreement)?;
     let recipient = shared.recipients.get(&responder.partner).ok_or(ApiError::UpstreamError { status: None })?;
     let projected = Bytes::from(responder.fields.project_canonical(&value));
-    let request_id = uuid::Uuid::now_v7().to_string();
+    // The request is audited under this request's id, which its answer carries.
+    let request_id = outcome.request_id.clone();
     outcome.record_id = Some(request_id.clone());
 
     let admission = recipient.breaker.admit();
     let result = if let Admission::Wait(_) = admission {
         Err(ApiError::BreakerOpen { retry_after_secs: recipient.breaker.retry_after_secs() })
     } else {
-        let tp = traceparent(&headers);
+        // The call to the responder is a hop of the request's trace.
+        let hop = Hop::start("request", HopKind::Client, Some(&outcome.trace));
+        let tp = hop.context.traceparent();
         let key = format!("{request_id}.{}", responder.partner);
         let envelope = Envelope {
             record_id: &request_id,
@@ -65,8 +70,13 @@ pub(super) async fn handle(
             schema_version: &version.to_string(),
             idempotency_key: &key,
             traceparent: Some(&tp),
+            tracestate: hop.context.state.as_deref(),
         };
-        let (call, _) = recipient.client.call(&envelope, projected.clone(), config.limits.max_body_bytes).await;
+        let (call, _) = recipient
+            .client
+            .call(&envelope, projected.clone(), config.limits.max_body_bytes)
+            .instrument(hop.span.clone())
+            .await;
         let healthy = matches!(&call, CallOutcome::Answered { status, .. } if !matches!(status, 408 | 425 | 429 | 500..=599))
             || matches!(&call, CallOutcome::TooLarge { .. });
         recipient.breaker.record(healthy);
@@ -91,11 +101,7 @@ pub(super) async fn handle(
     }
     let answer = result?;
     outcome.success = crate::telemetry::RecordOutcome::Accepted;
-    let mut response = json_response(StatusCode::OK, answer.to_vec());
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("passerelle-request-id", v);
-    }
-    Ok(response)
+    Ok(json_response(StatusCode::OK, answer.to_vec()))
 }
 
 /// Turns the responder's answer into what the sender receives.

@@ -22,6 +22,7 @@ pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
         audit_digest: [1; 32],
         idempotency_key: None,
         traceparent: None,
+        tracestate: None,
         deliveries: recipients
             .iter()
             .map(|r| NewDelivery {

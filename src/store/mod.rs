@@ -99,7 +99,10 @@ pub struct NewRecord {
     /// HMAC-SHA-256 of the body under the deployment's audit secret: what the audit trail holds.
     pub audit_digest: [u8; 32],
     pub idempotency_key: Option<String>,
+    /// The record's hop of its trace (W3C `traceparent`), which its deliveries continue.
     pub traceparent: Option<String>,
+    /// The caller's `tracestate`, passed on with every delivery.
+    pub tracestate: Option<String>,
     pub deliveries: Vec<NewDelivery>,
     /// The receipt returned to the sender (without its audit proof, which is derived from the
     /// stamp), stored so a replay of the request returns the same receipt.
@@ -155,6 +158,7 @@ pub struct ClaimedDelivery {
     pub record_type: String,
     pub schema_version: String,
     pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
     pub body: Bytes,
     pub body_digest: [u8; 32],
     /// Attempts made before this one.

@@ -28,9 +28,10 @@ use crate::telemetry::Metrics;
 use crate::telemetry::events::{AuditAppended, StoreCommitted};
 
 /// Schema migrations, applied in order under an advisory lock, each once.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE records (
         record_id       TEXT PRIMARY KEY,
         sender          TEXT NOT NULL,
@@ -95,7 +96,10 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         PRIMARY KEY (seq, key_id)
     );
     "#,
-)];
+    ),
+    // The caller's `tracestate`, passed on with every delivery beside the `traceparent`.
+    (2, "ALTER TABLE records ADD COLUMN tracestate TEXT;"),
+];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
 const MIGRATION_LOCK: i64 = 0x7061_7373_6572_656c; // "passerel"
@@ -289,11 +293,11 @@ impl Statements {
                 .await?,
             insert_record: client
                 .prepare(
-                    "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq)
-                     SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq
+                    "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate)
+                     SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate
                      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bytea[], $7::bytea[], $8::text[],
-                                 $9::text[], $10::bytea[], $11::bigint[])
-                          WITH ORDINALITY AS u(record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, n)
+                                 $9::text[], $10::bytea[], $11::bigint[], $12::text[])
+                          WITH ORDINALITY AS u(record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, n)
                      ORDER BY n",
                 )
                 .await?,
@@ -380,6 +384,7 @@ struct RecordColumns {
     traceparent: Vec<Option<String>>,
     receipt: Vec<Vec<u8>>,
     audit_seq: Vec<i64>,
+    tracestate: Vec<Option<String>>,
 }
 
 #[derive(Default)]
@@ -449,6 +454,7 @@ impl Cx<'_, '_> {
         r.traceparent.push(record.traceparent.clone());
         r.receipt.push(record.receipt.to_vec());
         r.audit_seq.push(audit_seq);
+        r.tracestate.push(record.tracestate.clone());
         let d = &mut self.pending.deliveries;
         for delivery in &record.deliveries {
             d.record_id.push(record.record_id.clone());
@@ -505,6 +511,7 @@ impl Cx<'_, '_> {
                         &r.traceparent,
                         &r.receipt,
                         &r.audit_seq,
+                        &r.tracestate,
                     ],
                 )
                 .await?;
@@ -863,7 +870,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(engine)?;
-            let columns = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until";
+            let columns = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until, r.tracestate";
             let rows = if claim.head_only {
                 // The head, whatever its state, locked: one instance at a time decides about it. No
                 // SKIP LOCKED here: skipping a head another instance is claiming would hand out the
@@ -911,6 +918,7 @@ impl Store for PostgresStore {
                     record_type: row.get(5),
                     schema_version: row.get(6),
                     traceparent: row.get(7),
+                    tracestate: row.get(14),
                     body: Bytes::from(row.get::<_, Option<Vec<u8>>>(8).unwrap_or_default()),
                     body_digest: blob32(row.get(9)),
                     attempts: row.get::<_, i32>(10) as u32,

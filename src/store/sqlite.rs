@@ -27,9 +27,10 @@ use crate::telemetry::Metrics;
 use crate::telemetry::events::{AuditAppended, StoreCommitted};
 
 /// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE records (
         record_id       TEXT PRIMARY KEY,
         sender          TEXT NOT NULL,
@@ -97,7 +98,10 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         PRIMARY KEY (seq, key_id)
     );
     "#,
-)];
+    ),
+    // The caller's `tracestate`, passed on with every delivery beside the `traceparent`.
+    (2, "ALTER TABLE records ADD COLUMN tracestate TEXT;"),
+];
 
 /// Settings of the SQLite engine.
 #[derive(Debug, Clone)]
@@ -480,8 +484,8 @@ fn commit_record(cx: &mut Cx<'_>, record: NewRecord) -> rusqlite::Result<CommitO
     let stamp = cx.append(vec![record.accepted_event()])?[0];
     cx.tx
         .prepare_cached(
-            "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, tracestate, receipt, audit_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             record.record_id,
@@ -493,6 +497,7 @@ fn commit_record(cx: &mut Cx<'_>, record: NewRecord) -> rusqlite::Result<CommitO
             &record.body_sha256[..],
             record.idempotency_key,
             record.traceparent,
+            record.tracestate,
             &record.receipt[..],
             stamp.seq,
         ])?;
@@ -514,7 +519,7 @@ fn commit_record(cx: &mut Cx<'_>, record: NewRecord) -> rusqlite::Result<CommitO
     Ok(CommitOutcome::Accepted { receipt: record.receipt, stamp })
 }
 
-const CLAIM_COLUMNS: &str = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until";
+const CLAIM_COLUMNS: &str = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until, r.tracestate";
 
 fn claim_due(cx: &mut Cx<'_>, claim: &ClaimRequest) -> rusqlite::Result<Vec<ClaimedDelivery>> {
     let sql = if claim.head_only {
@@ -562,6 +567,7 @@ fn claimed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ClaimedDelivery, i64,
             record_type: r.get(5)?,
             schema_version: r.get(6)?,
             traceparent: r.get(7)?,
+            tracestate: r.get(14)?,
             body: Bytes::from(body.unwrap_or_default()),
             body_digest: blob32(r.get(9)?),
             attempts: r.get(10)?,

@@ -10,76 +10,82 @@ use tracing::{debug, info, warn};
 use super::{Metrics, RecordOutcome};
 use crate::schema::Violation;
 
-/// A partner's record (or request) got an answer.
-pub struct RecordReceived<'a> {
+/// What a record call (`POST /v1/records`, `/v1/requests`, `/v1/validate`) adds to its
+/// request's line and counts.
+pub struct RecordCall<'a> {
     /// The authenticated sender, or `unknown`.
     pub sender: &'a str,
     /// A configured record type, or `unknown`.
     pub record_type: &'a str,
     pub outcome: RecordOutcome,
-    pub status: u16,
+    /// The record's id (or the request's, for request/response) once it has one.
     pub record_id: Option<&'a str>,
     pub violations: &'a [Violation],
-    pub latency: Duration,
 }
 
-impl RecordReceived<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        let outcome = self.outcome.as_str();
-        metrics.records_received.with_label_values(&[self.sender, self.record_type, outcome]).inc();
-        for v in self.violations {
-            metrics.validation_violations.with_label_values(&[self.record_type, v.keyword]).inc();
-        }
-        let latency_ms = self.latency.as_secs_f64() * 1000.0;
-        if self.status < 400 {
-            info!(
-                message = "Record answered.",
-                record_id = self.record_id.unwrap_or(""),
-                sender = self.sender,
-                record_type = self.record_type,
-                outcome,
-                status = self.status,
-                latency_ms
-            );
-        } else {
-            info!(
-                message = "Record rejected.",
-                sender = self.sender,
-                record_type = self.record_type,
-                outcome,
-                status = self.status,
-                violations = self.violations.len(),
-                latency_ms
-            );
-        }
-    }
-}
-
-/// A partner API request finished (every route).
-pub struct RequestServed {
+/// A request on either listener got its answer: its one log line and, on the partner
+/// listener, its latency and (for a record call) the record counters.
+pub struct RequestServed<'a> {
+    /// `partner` or `admin`.
+    pub listener: &'static str,
+    pub method: &'a str,
+    /// The route template (`/v1/records/{record_type}`), never the raw path; `unknown` when the
+    /// path is not a route.
     pub route: &'static str,
+    /// The metric label of the route (a fixed set); `None` where no latency is counted.
+    pub metric_route: Option<&'static str>,
     pub status: u16,
     pub latency: Duration,
-    /// A record call already wrote its line ([`RecordReceived`]); others get theirs here.
-    pub record_call: bool,
+    pub peer: std::net::SocketAddr,
+    /// The authenticated partner (or `operator` on the admin listener).
+    pub partner: Option<&'a str>,
+    pub request_id: &'a str,
+    pub trace_id: Option<&'a str>,
+    pub record: Option<RecordCall<'a>>,
 }
 
-impl RequestServed {
+impl RequestServed<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        let class = match self.status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        metrics.request_duration.with_label_values(&[self.route, class]).observe(self.latency.as_secs_f64());
-        let latency_ms = self.latency.as_secs_f64() * 1000.0;
-        if self.record_call {
-            debug!(message = "Request served.", route = self.route, status = self.status, latency_ms);
-        } else {
-            info!(message = "Request served.", route = self.route, status = self.status, latency_ms);
+        if let Some(route) = self.metric_route {
+            let class = match self.status {
+                100..=199 => "1xx",
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            };
+            metrics.request_duration.with_label_values(&[route, class]).observe(self.latency.as_secs_f64());
         }
+        if let Some(record) = &self.record {
+            let outcome = record.outcome.as_str();
+            metrics.records_received.with_label_values(&[record.sender, record.record_type, outcome]).inc();
+            for v in record.violations {
+                metrics.validation_violations.with_label_values(&[record.record_type, v.keyword]).inc();
+            }
+        }
+        // Whole microseconds: a latency is read by people and parsed by machines, and neither
+        // wants `2.5649219999999997`.
+        let latency_us = self.latency.as_micros() as u64;
+        let (record_type, outcome, record_id, violations) = match &self.record {
+            Some(r) => (Some(r.record_type), Some(r.outcome.as_str()), r.record_id, Some(r.violations.len())),
+            None => (None, None, None, None),
+        };
+        info!(
+            message = "Request served.",
+            listener = self.listener,
+            method = self.method,
+            route = self.route,
+            status = self.status,
+            latency_us,
+            peer = %self.peer,
+            partner = self.partner,
+            request_id = self.request_id,
+            trace_id = self.trace_id,
+            record_type,
+            outcome,
+            record_id,
+            violations,
+        );
     }
 }
 

@@ -15,9 +15,13 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a file or a pipe gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(false).try_init()
+        builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init()
     } else {
         builder.with_target(false).try_init()
     };

@@ -7,6 +7,8 @@
 
 pub mod events;
 pub mod logging;
+pub mod otlp;
+pub mod trace;
 
 /// How a partner's record call ended: the `outcome` label of
 /// `passerelle_records_received_total`. A fixed set, so an empty or misspelled label cannot
@@ -290,6 +292,9 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("passerelle_build_info", "The running build."), &["version"]).defined();
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         metrics.registry.register(Box::new(build_info)).defined();
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds...: what an
+        // operator compares across instances and releases.
+        metrics.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).defined();
         metrics
     }
 

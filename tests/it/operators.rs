@@ -145,3 +145,97 @@ fn cell(v: rusqlite::types::ValueRef<'_>) -> String {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Found trying the product as an operator: the admin listener logged no request at all, the
+/// partner request line had no method, path or peer, and latency read `2.5649219999999997`.
+#[tokio::test]
+async fn every_request_on_both_listeners_has_one_line_with_route_status_latency_peer_partner_and_trace() {
+    let setup = Setup::new();
+    setup.write(&std::collections::HashMap::new());
+    let gateway = ChildGateway::spawn(&setup.main_config(), &[]).await;
+    let (client, admin) = (gateway.client.clone(), gateway.admin.clone());
+    let key = setup.keys["on-vital-stats"].clone();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = client
+        .send(
+            Method::POST,
+            "/v1/records/birth-registration",
+            &[
+                ("authorization", &format!("Bearer {key}")),
+                ("content-type", "application/json"),
+                ("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01")),
+            ],
+            record("birth-registration-1.1.json").to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let record_id = r.json()["record_id"].as_str().unwrap().to_owned();
+    let request_id = r.header("passerelle-request-id").unwrap().to_owned();
+    let status_path = format!("/v1/records/{record_id}");
+    assert_eq!(client.get(&status_path, &key).await.status, StatusCode::OK);
+    assert_eq!(client.send(Method::GET, "/nowhere", &[], "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(admin.send(Method::GET, "/healthz", &[], "").await.status, StatusCode::OK);
+    let overview = admin.send(Method::GET, "/admin/v1/overview", &[("authorization", "Bearer test-admin-token")], "");
+    assert_eq!(overview.await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = gateway.logs.clone();
+    gateway.terminate();
+    let lines: Vec<serde_json::Value> = logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == "Request served.")
+        .collect();
+    let line = |listener: &str, route: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["listener"] == listener && l["route"] == route).collect()
+    };
+    let submit = line("partner", "/v1/records/{record_type}");
+    assert_eq!(submit.len(), 1, "one line per request: {lines:#?}");
+    let submit = submit[0];
+    assert_eq!(submit["method"], "POST");
+    assert_eq!(submit["status"], 202);
+    assert_eq!(submit["partner"], "on-vital-stats");
+    assert_eq!(submit["trace_id"], trace);
+    assert_eq!(submit["request_id"], request_id.as_str());
+    assert_eq!(submit["record_id"], record_id.as_str());
+    assert_eq!(submit["outcome"], "accepted");
+    assert!(submit["latency_us"].is_u64(), "whole microseconds: {submit}");
+    assert!(submit["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.1:")), "{submit}");
+    // The route template, never the raw path (which would carry the record id).
+    let status = line("partner", "/v1/records/{record_id}");
+    assert_eq!(status.len(), 1);
+    assert!(!status[0].to_string().contains(&status_path));
+    assert_eq!(line("partner", "unknown")[0]["status"], 404);
+    assert_eq!(line("admin", "/healthz")[0]["status"], 200);
+    let overview = line("admin", "/admin/v1/overview");
+    assert_eq!((overview[0]["partner"].as_str(), overview[0]["status"].as_u64()), (Some("operator"), Some(200)));
+    assert_eq!(lines.len(), 5, "exactly one line per request: {lines:#?}");
+}
+
+/// Process metrics (CPU, memory, open files) are on `/metrics` beside the gateway's own.
+#[tokio::test]
+async fn process_metrics_are_served() {
+    let gw = Setup::new().start().await;
+    let page = gw.metrics().await;
+    for name in
+        ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"]
+    {
+        assert!(page.lines().any(|l| l.starts_with(name)), "{name} missing");
+    }
+}
+
+/// Every answer whose text follows `Accept-Language` says so, so a cache does not serve the
+/// French answer to an English reader.
+#[tokio::test]
+async fn localised_answers_vary_on_accept_language() {
+    let gw = Setup::new().start().await;
+    let problem =
+        gw.client.send(Method::POST, "/v1/records/birth-registration", &[("accept-language", "fr")], "").await;
+    assert_eq!(problem.header("content-language"), Some("fr"));
+    assert_eq!(problem.header("vary"), Some("accept-language"));
+    let console = gw.admin.send(Method::GET, "/console", &[], "").await;
+    assert_eq!(console.header("vary"), Some("accept-language"));
+    let admin_problem = gw.admin.send(Method::GET, "/admin/v1/overview", &[], "").await;
+    assert_eq!(admin_problem.header("vary"), Some("accept-language"));
+}

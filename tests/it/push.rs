@@ -144,10 +144,14 @@ async fn birth_bundle_reaches_each_recipient_with_only_its_fields() {
     assert!(gw.recipients.values().all(|m| m.received().iter().all(|r| r.json().get("sin_application").is_none())));
 }
 
+/// Found trying the product as a partner developer: `traceparent` was passed through unchanged
+/// (no new parent-id) and `tracestate` was dropped. Each hop (the intake, then each delivery
+/// attempt) gets a span id of its own, in the caller's trace (W3C Trace Context level 1).
 #[tokio::test]
-async fn traceparent_is_propagated_to_recipients() {
+async fn each_hop_continues_the_callers_trace_with_its_own_span_and_passes_tracestate_on() {
     let gw = Setup::new().start().await;
-    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let tp = format!("00-{trace}-00f067aa0ba902b7-01");
     let r = gw
         .client
         .send(
@@ -156,14 +160,52 @@ async fn traceparent_is_propagated_to_recipients() {
             &[
                 ("authorization", &format!("Bearer {}", gw.key("on-vital-stats"))),
                 ("content-type", "application/json"),
-                ("traceparent", tp),
+                ("traceparent", &tp),
+                ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
             ],
             record("birth-registration-1.1.json").to_string(),
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let got = gw.recipient("on-health-plan").wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(got[0].header("traceparent"), Some(tp));
+    let mut parents = BTreeSet::new();
+    for (id, _) in RECIPIENTS {
+        let got = gw.recipient(id).wait_for(1, Duration::from_secs(5)).await;
+        let sent = got[0].header("traceparent").unwrap().to_owned();
+        let parts: Vec<&str> = sent.split('-').collect();
+        assert_eq!((parts[0], parts[1], parts[3]), ("00", trace, "01"), "{id}: same trace, same flags");
+        assert_ne!(parts[2], "00f067aa0ba902b7", "{id}: the gateway's own span is the parent");
+        parents.insert(parts[2].to_owned());
+        assert_eq!(got[0].header("tracestate"), Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"), "{id}");
+    }
+    assert_eq!(parents.len(), RECIPIENTS.len(), "each delivery attempt is a span of its own");
+    // Without a traceparent, a new trace starts: every recipient still gets a well-formed one.
+    let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let got = gw.recipient("ottawa-city").wait_for(2, Duration::from_secs(5)).await;
+    let sent = got[1].header("traceparent").unwrap();
+    assert!(sent.starts_with("00-") && !sent.contains(trace) && sent.len() == 55, "{sent}");
+    assert_eq!(got[1].header("tracestate"), None);
+}
+
+/// The OpenAPI document promised a `Passerelle-Request-Id` on every answer; none was sent.
+#[tokio::test]
+async fn every_partner_answer_carries_a_request_id() {
+    let gw = Setup::new().start().await;
+    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
+    let answers = [
+        gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await,
+        gw.client.send(Method::POST, "/v1/records/birth-registration", &[], "{}").await,
+        gw.client.send(Method::GET, "/nowhere", &[], "").await,
+        gw.client.send(Method::HEAD, "/v1/agreements", &[("authorization", &auth)], "").await,
+        gw.client.get("/v1/agreements", &auth).await,
+    ];
+    let mut ids = BTreeSet::new();
+    for a in &answers {
+        let id = a.header("passerelle-request-id").unwrap_or_else(|| panic!("no request id on a {}", a.status));
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        ids.insert(id.to_owned());
+    }
+    assert_eq!(ids.len(), answers.len(), "one id per request");
 }
 
 #[tokio::test]
