@@ -36,7 +36,9 @@
 //! - [`json`]: strict parsing (duplicate keys, depth) and the canonical serialisation.
 //! - [`http`]: the partner and admin APIs; [`http::error`] is the one place errors become answers;
 //!   [`http::openapi`] is their contract (OpenAPI 3.1), served on both listeners.
-//! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain.
+//! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
+//!   becomes of a request body answered before it was read ([`server::body`]) and the lingering
+//!   close of a connection ([`server::io`]).
 //! - [`store`]: the [`store::Store`] trait and its SQLite engine with group commit.
 //! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client.
 //! - [`audit`]: the hash chain (its canonical form is documented there), signatures of
@@ -44,7 +46,9 @@
 //! - [`retention`]: purging bodies after their retention; the trail stays.
 //! - [`receipt`]: what a sender gets back, signed over every field it shows, and checking it
 //!   (offline with the public key, or online against the store).
-//! - [`telemetry`]: the Prometheus registry and typed events that log and count together.
+//! - [`telemetry`]: the Prometheus registry and typed events that log and count together; W3C
+//!   trace context for every hop ([`telemetry::trace`]) and its export over OTLP
+//!   ([`telemetry::otlp`]).
 //! - [`gateway`]: assembles the parts into a running gateway.
 //! - [`cli`]: one module per subcommand.
 //!

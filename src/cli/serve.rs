@@ -16,12 +16,18 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             anyhow::bail!("the configuration {} has problems; nothing was started", config_path.display());
         }
     };
-    crate::telemetry::logging::init(config.log.format, &config.log.level);
-    super::runtime()?.block_on(async {
+    let runtime = super::runtime()?;
+    let otlp = config.telemetry.otlp.as_ref().map(|settings| (settings, runtime.handle().clone()));
+    let exporting = crate::telemetry::logging::init(config.log.format, &config.log.level, otlp)?;
+    runtime.block_on(async {
         let gateway = Gateway::start(config).await.context("the gateway could not start")?;
         reload_on_sighup(&gateway).await;
         tracing::info!(message = "Shutting down.");
         gateway.shutdown().await;
+        if let Some(exporting) = exporting {
+            // The last spans are sent while the runtime still runs the export's request.
+            let _ = tokio::task::spawn_blocking(move || exporting.shutdown()).await;
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

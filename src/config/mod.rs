@@ -282,6 +282,66 @@ pub enum LogFormat {
     Text,
 }
 
+/// Where spans go, when they are exported.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetrySettings {
+    pub otlp: Option<OtlpSettings>,
+}
+
+/// An OTLP/HTTP collector.
+#[derive(Debug, Clone)]
+pub struct OtlpSettings {
+    /// The full URL spans are posted to (`{otlp_endpoint}/v1/traces`).
+    pub traces_url: String,
+    /// TLS to the collector (its CA), for an `https` URL.
+    pub tls: Arc<rustls::ClientConfig>,
+    pub service_name: String,
+}
+
+/// `[telemetry]`: an OTLP/HTTP collector's URL must be `http` or `https`, and an `https` one
+/// needs the CA of the collector's certificate.
+fn load_telemetry(path: &Path, base: &Path, raw: &raw::RawTelemetry, problems: &mut Vec<Problem>) -> TelemetrySettings {
+    let Some(endpoint) = raw.otlp_endpoint.as_deref().map(|e| e.trim_end_matches('/')) else {
+        return TelemetrySettings::default();
+    };
+    let uri = endpoint.parse::<http::Uri>().ok().filter(|u| u.authority().is_some());
+    let https = match uri.as_ref().and_then(|u| u.scheme_str()) {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            problems.push(problem(
+                path,
+                format!("telemetry.otlp_endpoint `{endpoint}` is not an http:// or https:// URL"),
+                Some("give the collector's OTLP/HTTP base URL, such as http://127.0.0.1:4318"),
+            ));
+            return TelemetrySettings::default();
+        }
+    };
+    let ca_files: Vec<PathBuf> = raw.otlp_ca_file.iter().map(|f| resolve(base, Some(f), "")).collect();
+    if https && ca_files.is_empty() {
+        problems.push(problem(
+            path,
+            "telemetry.otlp_endpoint is https but telemetry.otlp_ca_file is not set",
+            Some("name the CA (PEM) of the collector's certificate"),
+        ));
+        return TelemetrySettings::default();
+    }
+    let tls = match crate::tls::recipient_client(&ca_files, None, None) {
+        Ok(tls) => tls,
+        Err(e) => {
+            problems.push(problem(path, format!("telemetry.otlp_ca_file: {e}"), None));
+            return TelemetrySettings::default();
+        }
+    };
+    TelemetrySettings {
+        otlp: Some(OtlpSettings {
+            traces_url: format!("{endpoint}/v1/traces"),
+            tls,
+            service_name: raw.service_name.clone().unwrap_or_else(|| "passerelle".to_owned()),
+        }),
+    }
+}
+
 /// The validated configuration: one immutable snapshot.
 #[derive(Debug)]
 pub struct Config {
@@ -298,6 +358,8 @@ pub struct Config {
     pub delivery: DeliverySettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    /// Span export; read at start (a reload does not change it).
+    pub telemetry: TelemetrySettings,
     pub audit: AuditSettings,
     pub retention: RetentionSettings,
     pub tls: TlsSettings,
@@ -557,6 +619,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         },
         level: main.log.level.clone().unwrap_or_else(|| "info".to_owned()),
     };
+    let telemetry = load_telemetry(&path, &base, &main.telemetry, &mut problems);
 
     let tls = load_tls(&path, &base, &main.tls, &mut problems);
     // A partners file that cannot be read is one problem, not one more for every reference to a
@@ -593,6 +656,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         delivery,
         admin,
         log,
+        telemetry,
         audit,
         retention,
         tls,

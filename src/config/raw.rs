@@ -39,6 +39,8 @@ pub struct RawMain {
     pub retention: RawRetention,
     #[serde(default)]
     pub tls: RawTls,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -169,6 +171,17 @@ pub struct RawLog {
     pub format: Option<String>,
     /// A `tracing` filter such as `info` or `passerelle=debug`.
     pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// Base URL of an OTLP/HTTP collector (`http://127.0.0.1:4318`); spans go to `/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// CA (PEM) of an `https` collector's certificate.
+    pub otlp_ca_file: Option<String>,
+    /// `service.name` of the exported spans (default `passerelle`).
+    pub service_name: Option<String>,
 }
 
 /// `config/partners.toml`.

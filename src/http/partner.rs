@@ -485,7 +485,8 @@ async fn submit(
         deliveries,
         receipt: Bytes::from(receipt),
     };
-    let (receipt, stamp, replayed) = match shared.store.commit_record(record).await {
+    let commit = crate::telemetry::trace::step("commit", &outcome.trace);
+    let (receipt, stamp, replayed) = match shared.store.commit_record(record).instrument(commit).await {
         Ok(CommitOutcome::Accepted { receipt, stamp }) => {
             for (share, _) in &shares {
                 shared.recipients.wake(&share.recipient);

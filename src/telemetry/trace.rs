@@ -134,6 +134,12 @@ impl Hop {
     }
 }
 
+/// The span of a step inside a hop (the commit of a record) when spans are exported, otherwise
+/// a disabled span: a step passes nothing on, so it needs no ids of its own.
+pub fn step(name: &'static str, hop: &TraceContext) -> tracing::Span {
+    super::otlp::start_span(name, HopKind::Internal, Some(hop)).map_or_else(tracing::Span::none, |h| h.span)
+}
+
 /// `N` bytes from exactly `2N` lowercase hex digits.
 fn lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {

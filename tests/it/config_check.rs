@@ -189,6 +189,26 @@ fn a_database_url_asking_for_tls_needs_the_servers_ca() {
 }
 
 #[test]
+fn an_otlp_endpoint_must_be_an_http_url_and_an_https_one_needs_its_ca() {
+    let (_dir, main) = shipped();
+    let text = std::fs::read_to_string(&main).unwrap();
+    for (telemetry, expected) in [
+        ("otlp_endpoint = \"collector:4318\"", "is not an http:// or https:// URL"),
+        ("otlp_endpoint = \"https://collector.example:4318\"", "telemetry.otlp_ca_file is not set"),
+        ("otlp_endpoint = \"https://collector.example:4318\"\notlp_ca_file = \"no-such-ca.pem\"", "no-such-ca.pem"),
+        ("otlp_exporter = \"http://x\"", "otlp_exporter"),
+    ] {
+        std::fs::write(&main, format!("{text}\n[telemetry]\n{telemetry}\n")).unwrap();
+        let (code, out) = check(&main);
+        assert_eq!(code, 1, "{telemetry}: {out}");
+        assert!(problems_of(&out, "passerelle.toml").contains(expected), "{telemetry}: {out}");
+    }
+    std::fs::write(&main, format!("{text}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n")).unwrap();
+    let (code, out) = check(&main);
+    assert!(!problems_of(&out, "passerelle.toml").contains("telemetry"), "{code}: {out}");
+}
+
+#[test]
 fn check_prints_each_files_problems_under_it_with_the_fix_then_a_count() {
     let (dir, main) = shipped();
     let (code, out) = cli(&["dev-pki", "--config", main.to_str().unwrap()]);

@@ -26,4 +26,5 @@ mod receipts;
 mod rejections;
 mod reload;
 mod requests;
+mod spans;
 mod tls;

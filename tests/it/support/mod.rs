@@ -56,6 +56,7 @@ pub struct Setup {
     tls: Vec<String>,
     listen: Vec<String>,
     store: Vec<String>,
+    telemetry: Vec<String>,
     /// Text replacements applied to the shipped partners file.
     partners_edits: Vec<(String, String)>,
 }
@@ -80,6 +81,7 @@ impl Setup {
             tls: Vec::new(),
             listen: Vec::new(),
             store: Vec::new(),
+            telemetry: Vec::new(),
             partners_edits: Vec::new(),
         }
     }
@@ -109,6 +111,12 @@ impl Setup {
     /// A line of `[store]`.
     pub fn store(mut self, line: &str) -> Self {
         self.store.push(line.to_owned());
+        self
+    }
+
+    /// A line of `[telemetry]`.
+    pub fn telemetry(mut self, line: &str) -> Self {
+        self.telemetry.push(line.to_owned());
         self
     }
 
@@ -183,6 +191,8 @@ admin = "127.0.0.1:0"
 {audit}
 [retention]
 {retention}
+[telemetry]
+{telemetry}
 [admin]
 token_file = "admin-token"
 [log]
@@ -204,6 +214,7 @@ level = "info"
             store = self.store.join("\n"),
             tls = if self.tls.is_empty() { "insecure_plaintext = true".to_owned() } else { self.tls.join("\n") },
             retention = self.retention.join("\n"),
+            telemetry = self.telemetry.join("\n"),
         );
         std::fs::write(self.main_config(), main).unwrap();
         std::fs::write(self.config_dir().join("admin-token"), "test-admin-token\n").unwrap();
