@@ -1,8 +1,8 @@
 //! Who is calling: credentials in, an [`AuthenticatedPartner`] out.
 //!
-//! Every way a partner can prove who it is (an API key today; a client certificate mapped by
-//! name or SPKI pin next) produces the same `AuthenticatedPartner`, so nothing past this module
-//! knows or cares which one was used.
+//! Every way a partner can prove who it is (a client certificate mapped by name or SPKI pin,
+//! one a trusted proxy forwarded, or an API key) produces the same `AuthenticatedPartner`, so
+//! nothing past this module knows or cares which one was used.
 //!
 //! API keys are never stored: the configuration holds their SHA-256, and a presented key is
 //! hashed and compared against every configured hash in constant time. Keys are 256-bit random
@@ -148,21 +148,15 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Lowercase hex.
 pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
+    hex::encode(bytes)
 }
 
+/// The bytes of `s`, exactly two hex digits each, or `None`: no sign (`+f` is not `0f`), no
+/// whitespace, no odd length.
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    hex::decode(s).ok()
 }
 
 /// Shared handle used by tests and the demo to hash a key the way the gateway does.

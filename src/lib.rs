@@ -39,7 +39,9 @@
 //! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
 //!   becomes of a request body answered before it was read ([`server::body`]) and the lingering
 //!   close of a connection ([`server::io`]).
-//! - [`store`]: the [`store::Store`] trait and its SQLite engine with group commit.
+//! - [`store`]: the [`store::Store`] trait and its two engines, SQLite (embedded, one writer
+//!   thread with group commit) and PostgreSQL (several instances, `FOR UPDATE SKIP LOCKED`),
+//!   held to one conformance suite.
 //! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client.
 //! - [`audit`]: the hash chain (its canonical form is documented there), signatures of
 //!   checkpoints and receipts ([`audit::notary`]), verification, export, aggregated rejections.

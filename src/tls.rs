@@ -251,25 +251,10 @@ pub fn verify_forwarded(
 /// `$ssl_client_escaped_cert`, Envoy's `Cert="..."` in `x-forwarded-client-cert`).
 pub fn parse_forwarded(value: &str) -> Option<Vec<CertificateDer<'static>>> {
     let value = value.split(';').find_map(|part| part.trim().strip_prefix("Cert=")).unwrap_or(value).trim_matches('"');
-    let pem = percent_decode(value)?;
+    // Percent-encoding (RFC 3986), not a form: `+` is a base64 digit of the PEM, not a space.
+    let pem = percent_encoding::percent_decode_str(value).decode_utf8().ok()?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().ok()?;
     (!certs.is_empty()).then_some(certs)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The label counted in `passerelle_tls_handshake_failures_total{reason}` for a failed handshake.
@@ -299,7 +284,6 @@ pub fn failure_label(tls: &rustls::Error) -> &'static str {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_issuer",
         Error::InvalidCertificate(CertificateError::BadSignature) => "bad_signature",
         Error::InvalidCertificate(_) => "invalid_certificate",
-        Error::NoCertificatesPresented => "no_certificate",
         Error::AlertReceived(_) => "alert_received",
         Error::PeerIncompatible(_) => "incompatible",
         Error::InappropriateMessage { .. } | Error::InappropriateHandshakeMessage { .. } | Error::InvalidMessage(_) => {

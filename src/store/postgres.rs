@@ -254,12 +254,62 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> 
     tx.commit().await.map_err(engine)
 }
 
-fn blob32(v: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    if v.len() == 32 {
-        out.copy_from_slice(v);
+/// A 32-byte hash or digest column: a value of another length is an error, never zero-filled.
+struct Hash32([u8; 32]);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Hash32 {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let bytes = <&[u8]>::from_sql(ty, raw)?;
+        let hash: [u8; 32] = bytes.try_into().map_err(|_| format!("a hash of {} bytes, not 32", bytes.len()))?;
+        Ok(Hash32(hash))
     }
-    out
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&[u8] as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+/// A stored status read back as its type: a row whose status the code does not know is an
+/// error naming it, never taken for another status.
+impl<'a> tokio_postgres::types::FromSql<'a> for DeliveryStatus {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = <&str>::from_sql(ty, raw)?;
+        Ok(DeliveryStatus::parse(text).ok_or_else(|| format!("unknown delivery status `{text}`"))?)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RecordState {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = <&str>::from_sql(ty, raw)?;
+        Ok(RecordState::parse(text).ok_or_else(|| format!("unknown record state `{text}`"))?)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+/// Column `i` of `row` as a 32-byte hash.
+fn hash(row: &Row, i: usize) -> Result<[u8; 32], tokio_postgres::Error> {
+    Ok(row.try_get::<_, Hash32>(i)?.0)
+}
+
+/// Column `i` of `row` as an optional 32-byte digest.
+fn digest(row: &Row, i: usize) -> Result<Option<[u8; 32]>, tokio_postgres::Error> {
+    Ok(row.try_get::<_, Option<Hash32>>(i)?.map(|h| h.0))
 }
 
 struct Writer {
@@ -408,7 +458,7 @@ impl Cx<'_, '_> {
             Some(h) => h,
             None => {
                 let row = self.tx.query_one("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE", &[]).await?;
-                let h = AuditStamp { seq: row.get(0), hash: blob32(row.get::<_, &[u8]>(1)) };
+                let h = AuditStamp { seq: row.get(0), hash: hash(&row, 1)? };
                 self.head = Some(h);
                 h
             }
@@ -666,7 +716,7 @@ async fn commit_record(cx: &mut Cx<'_, '_>, record: &NewRecord) -> Result<Commit
             )
             .await?;
         if let Some(row) = existing {
-            let stamp = AuditStamp { seq: row.get(2), hash: blob32(row.get::<_, &[u8]>(3)) };
+            let stamp = AuditStamp { seq: row.get(2), hash: hash(&row, 3)? };
             return Ok(if row.get::<_, &[u8]>(0) == record.body_sha256 {
                 CommitOutcome::Duplicate { receipt: Bytes::from(row.get::<_, Vec<u8>>(1)), stamp }
             } else {
@@ -758,7 +808,7 @@ async fn replay(cx: &mut Cx<'_, '_>, request: &ReplayRequest) -> Result<Vec<Repl
                     &[&request.now, &id],
                 )
                 .await?;
-            events.push(request.event(record_id, &agreement, &recipient, blob32(row.get::<_, &[u8]>(4))));
+            events.push(request.event(record_id, &agreement, &recipient, hash(&row, 4)?));
             ReplayOutcome::Replayed
         };
         results.push(ReplayResult { id, recipient: Some(recipient), agreement: Some(agreement), outcome });
@@ -815,9 +865,9 @@ async fn record_views(
             .await?
             .into_iter()
             .map(|r| {
-                let status = DeliveryStatus::parse(r.get(2)).unwrap_or(DeliveryStatus::Queued);
+                let status: DeliveryStatus = r.try_get(2)?;
                 let pending = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
-                DeliveryView {
+                Ok(DeliveryView {
                     recipient: r.get(0),
                     agreement: r.get(1),
                     status,
@@ -826,23 +876,23 @@ async fn record_views(
                     delivered_at: r.get::<_, Option<i64>>(5).map(crate::clock::rfc3339_ms),
                     next_attempt_at: pending.then(|| crate::clock::rfc3339_ms(r.get(6))),
                     last_error: r.get(7),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, tokio_postgres::Error>>()?;
         views.push(RecordView {
             record_id,
             record_type: row.get(1),
             schema_version: row.get(2),
             received_at: crate::clock::rfc3339_ms(row.get(3)),
-            status: RecordState::parse(row.get(4)).unwrap_or(RecordState::Pending),
+            status: row.try_get(4)?,
             deliveries,
         });
     }
     Ok(views)
 }
 
-fn audit_row(r: &Row) -> AuditEntry {
-    AuditEntry {
+fn audit_row(r: &Row) -> Result<AuditEntry, tokio_postgres::Error> {
+    Ok(AuditEntry {
         seq: r.get(0),
         event: AuditEvent {
             at: r.get(1),
@@ -851,14 +901,14 @@ fn audit_row(r: &Row) -> AuditEntry {
             record_id: r.get(4),
             agreement: r.get(5),
             recipient: r.get(6),
-            body_digest: r.get::<_, Option<&[u8]>>(7).map(blob32),
+            body_digest: digest(r, 7)?,
             outcome: r.get(8),
             reason: r.get(9),
             count: r.get(10),
         },
-        prev_hash: blob32(r.get(11)),
-        hash: blob32(r.get(12)),
-    }
+        prev_hash: hash(r, 11)?,
+        hash: hash(r, 12)?,
+    })
 }
 
 impl Store for PostgresStore {
@@ -920,7 +970,7 @@ impl Store for PostgresStore {
                     traceparent: row.get(7),
                     tracestate: row.get(14),
                     body: Bytes::from(row.get::<_, Option<Vec<u8>>>(8).unwrap_or_default()),
-                    body_digest: blob32(row.get(9)),
+                    body_digest: hash(&row, 9).map_err(engine)?,
                     attempts: row.get::<_, i32>(10) as u32,
                     created_at: row.get(11),
                 });
@@ -963,10 +1013,11 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(engine)?;
-            Ok(row.map(|r| StoredReceipt {
+            let Some(r) = row else { return Ok(None) };
+            Ok(Some(StoredReceipt {
                 receipt: Bytes::from(r.get::<_, Vec<u8>>(0)),
-                stamp: AuditStamp { seq: r.get(1), hash: blob32(r.get::<_, &[u8]>(2)) },
-                body_digest: r.get::<_, Option<&[u8]>>(3).map(blob32),
+                stamp: AuditStamp { seq: r.get(1), hash: hash(&r, 2).map_err(engine)? },
+                body_digest: digest(&r, 3).map_err(engine)?,
             }))
         })
     }
@@ -1048,7 +1099,7 @@ impl Store for PostgresStore {
                 .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
                 .await
                 .map_err(engine)?;
-            let head = AuditStamp { seq: row.get(0), hash: blob32(row.get(1)) };
+            let head = AuditStamp { seq: row.get(0), hash: hash(&row, 1).map_err(engine)? };
             Ok((head.seq > 0).then_some(head))
         })
     }
@@ -1065,7 +1116,7 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(engine)?;
-            Ok(rows.iter().map(audit_row).collect())
+            rows.iter().map(audit_row).collect::<Result<_, _>>().map_err(engine)
         })
     }
 
@@ -1081,16 +1132,18 @@ impl Store for PostgresStore {
                 .query("SELECT seq, key_id, hash, at, signature FROM audit_checkpoints ORDER BY seq, key_id", &[])
                 .await
                 .map_err(engine)?;
-            Ok(rows
-                .iter()
-                .map(|r| Checkpoint {
-                    seq: r.get(0),
-                    key_id: r.get(1),
-                    hash: blob32(r.get(2)),
-                    at: r.get(3),
-                    signature: r.get(4),
+            rows.iter()
+                .map(|r| {
+                    Ok(Checkpoint {
+                        seq: r.get(0),
+                        key_id: r.get(1),
+                        hash: hash(r, 2)?,
+                        at: r.get(3),
+                        signature: r.get(4),
+                    })
                 })
-                .collect())
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(engine)
         })
     }
 
@@ -1112,25 +1165,27 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(engine)?;
-            Ok(rows
-                .iter()
-                .map(|r| DeliveryAdminView {
-                    id: r.get(0),
-                    record_id: r.get(1),
-                    sender: r.get(2),
-                    record_type: r.get(3),
-                    recipient: r.get(4),
-                    agreement: r.get(5),
-                    status: DeliveryStatus::parse(r.get(6)).unwrap_or(DeliveryStatus::Queued),
-                    attempts: r.get::<_, i32>(7) as u32,
-                    replays: r.get::<_, i32>(8) as u32,
-                    created_at: crate::clock::rfc3339_ms(r.get(9)),
-                    last_attempt_at: r.get::<_, Option<i64>>(10).map(crate::clock::rfc3339_ms),
-                    last_status: r.get::<_, Option<i32>>(11).map(|s| s as u16),
-                    last_error: r.get(12),
-                    body_kept: r.get(13),
+            rows.iter()
+                .map(|r| {
+                    Ok(DeliveryAdminView {
+                        id: r.get(0),
+                        record_id: r.get(1),
+                        sender: r.get(2),
+                        record_type: r.get(3),
+                        recipient: r.get(4),
+                        agreement: r.get(5),
+                        status: r.try_get(6)?,
+                        attempts: r.get::<_, i32>(7) as u32,
+                        replays: r.get::<_, i32>(8) as u32,
+                        created_at: crate::clock::rfc3339_ms(r.get(9)),
+                        last_attempt_at: r.get::<_, Option<i64>>(10).map(crate::clock::rfc3339_ms),
+                        last_status: r.get::<_, Option<i32>>(11).map(|s| s as u16),
+                        last_error: r.get(12),
+                        body_kept: r.get(13),
+                    })
                 })
-                .collect())
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(engine)
         })
     }
 

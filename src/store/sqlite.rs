@@ -216,7 +216,7 @@ impl Cx<'_> {
         let head = self
             .tx
             .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
-            .query_row([], |r| Ok(AuditStamp { seq: r.get(0)?, hash: blob32(r.get::<_, Vec<u8>>(1)?) }))
+            .query_row([], |r| Ok(AuditStamp { seq: r.get(0)?, hash: r.get::<_, [u8; 32]>(1)? }))
             .optional()?
             .unwrap_or(AuditStamp { seq: 0, hash: GENESIS });
         self.head = Some(head);
@@ -259,12 +259,22 @@ impl Cx<'_> {
     }
 }
 
-fn blob32(v: Vec<u8>) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    if v.len() == 32 {
-        out.copy_from_slice(&v);
+/// A stored status read back as its type: a row whose status the code does not know is an
+/// error naming it, never taken for another status.
+impl rusqlite::types::FromSql for DeliveryStatus {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        DeliveryStatus::parse(text)
+            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown delivery status `{text}`").into()))
     }
-    out
+}
+
+impl rusqlite::types::FromSql for RecordState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        RecordState::parse(text)
+            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown record state `{text}`").into()))
+    }
 }
 
 /// One operation for the writer: run inside the transaction, answered after the commit.
@@ -469,7 +479,7 @@ fn commit_record(cx: &mut Cx<'_>, record: NewRecord) -> rusqlite::Result<CommitO
                  WHERE r.sender = ?1 AND r.idempotency_key = ?2",
             )?
             .query_row(params![record.sender, key], |r| {
-                let stamp = AuditStamp { seq: r.get(2)?, hash: blob32(r.get(3)?) };
+                let stamp = AuditStamp { seq: r.get(2)?, hash: r.get::<_, [u8; 32]>(3)? };
                 Ok((r.get::<_, Vec<u8>>(0)?, Bytes::from(r.get::<_, Vec<u8>>(1)?), stamp))
             })
             .optional()?;
@@ -569,7 +579,7 @@ fn claimed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ClaimedDelivery, i64,
             traceparent: r.get(7)?,
             tracestate: r.get(14)?,
             body: Bytes::from(body.unwrap_or_default()),
-            body_digest: blob32(r.get(9)?),
+            body_digest: r.get::<_, [u8; 32]>(9)?,
             attempts: r.get(10)?,
             created_at: r.get(11)?,
         },
@@ -633,7 +643,7 @@ fn replay(cx: &mut Cx<'_>, request: ReplayRequest) -> rusqlite::Result<Vec<Repla
                     record_id: r.get(1)?,
                     recipient: r.get(2)?,
                     agreement: r.get(3)?,
-                    digest: blob32(r.get(4)?),
+                    digest: r.get::<_, [u8; 32]>(4)?,
                     body_kept: r.get(5)?,
                     dead: r.get::<_, String>(6)? == "dead",
                 })
@@ -696,7 +706,7 @@ const STATE_SQL: &str = "CASE
 
 fn record_views(
     conn: &Connection,
-    rows: Vec<(String, String, String, i64, String)>,
+    rows: Vec<(String, String, String, i64, RecordState)>,
 ) -> rusqlite::Result<Vec<RecordView>> {
     let mut stmt = conn.prepare_cached(
         "SELECT recipient, agreement, status, attempts, last_attempt_at, delivered_at, next_attempt_at, last_error
@@ -706,7 +716,7 @@ fn record_views(
     for (record_id, record_type, schema_version, received_at, state) in rows {
         let deliveries = stmt
             .query_map(params![record_id], |r| {
-                let status = DeliveryStatus::parse(&r.get::<_, String>(2)?).unwrap_or(DeliveryStatus::Queued);
+                let status = r.get::<_, DeliveryStatus>(2)?;
                 let pending = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
                 Ok(DeliveryView {
                     recipient: r.get(0)?,
@@ -725,7 +735,7 @@ fn record_views(
             record_type,
             schema_version,
             received_at: crate::clock::rfc3339_ms(received_at),
-            status: RecordState::parse(&state).unwrap_or(RecordState::Pending),
+            status: state,
             deliveries,
         });
     }
@@ -742,13 +752,13 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
             record_id: r.get(4)?,
             agreement: r.get(5)?,
             recipient: r.get(6)?,
-            body_digest: r.get::<_, Option<Vec<u8>>>(7)?.map(blob32),
+            body_digest: r.get::<_, Option<[u8; 32]>>(7)?,
             outcome: r.get(8)?,
             reason: r.get(9)?,
             count: r.get(10)?,
         },
-        prev_hash: blob32(r.get(11)?),
-        hash: blob32(r.get(12)?),
+        prev_hash: r.get::<_, [u8; 32]>(11)?,
+        hash: r.get::<_, [u8; 32]>(12)?,
     })
 }
 
@@ -787,8 +797,8 @@ impl Store for SqliteStore {
             .query_row(params![record_id], |r| {
                 Ok(StoredReceipt {
                     receipt: Bytes::from(r.get::<_, Vec<u8>>(0)?),
-                    stamp: AuditStamp { seq: r.get(1)?, hash: blob32(r.get(2)?) },
-                    body_digest: r.get::<_, Option<Vec<u8>>>(3)?.map(blob32),
+                    stamp: AuditStamp { seq: r.get(1)?, hash: r.get::<_, [u8; 32]>(2)? },
+                    body_digest: r.get::<_, Option<[u8; 32]>>(3)?,
                 })
             })
             .optional()
@@ -871,7 +881,7 @@ impl Store for SqliteStore {
     fn audit_head(&self) -> StoreFuture<'_, Option<AuditStamp>> {
         Box::pin(self.read(|conn| {
             conn.prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
-                .query_row([], |r| Ok(AuditStamp { seq: r.get(0)?, hash: blob32(r.get(1)?) }))
+                .query_row([], |r| Ok(AuditStamp { seq: r.get(0)?, hash: r.get::<_, [u8; 32]>(1)? }))
                 .optional()
         }))
     }
@@ -905,7 +915,7 @@ impl Store for SqliteStore {
                     Ok(Checkpoint {
                         seq: r.get(0)?,
                         key_id: r.get(1)?,
-                        hash: blob32(r.get(2)?),
+                        hash: r.get::<_, [u8; 32]>(2)?,
                         at: r.get(3)?,
                         signature: r.get(4)?,
                     })
@@ -938,7 +948,7 @@ impl Store for SqliteStore {
                         record_type: r.get(3)?,
                         recipient: r.get(4)?,
                         agreement: r.get(5)?,
-                        status: DeliveryStatus::parse(&r.get::<_, String>(6)?).unwrap_or(DeliveryStatus::Queued),
+                        status: r.get::<_, DeliveryStatus>(6)?,
                         attempts: r.get(7)?,
                         replays: r.get(8)?,
                         created_at: crate::clock::rfc3339_ms(r.get(9)?),

@@ -15,6 +15,7 @@ mod demo;
 mod discovery;
 mod edge;
 mod hostile;
+mod integrity;
 mod isolation;
 mod limits;
 mod openapi;

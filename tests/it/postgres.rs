@@ -314,3 +314,25 @@ async fn strict_order_holds_across_two_instances() {
     second.terminate();
     schema.drop_now().await;
 }
+
+/// As on SQLite: a stored status the code does not know, or a hash of the wrong length, is an
+/// error that says so, never `queued` or a zero-filled hash.
+#[tokio::test]
+async fn a_damaged_row_is_an_error_on_postgresql_too() {
+    let schema = Schema::create().await;
+    let gw = Setup::new().store(&format!("url = \"{}\"", schema.url())).start().await;
+    let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let (client, connection) = tokio_postgres::connect(&server(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let admin = [("authorization", "Bearer test-admin-token")];
+    client.batch_execute(&format!("UPDATE {}.deliveries SET status = 'lost'", schema.0)).await.unwrap();
+    gw.admin.send(Method::GET, "/admin/v1/deliveries", &admin, "").await.problem(503, "store-unavailable");
+    client
+        .batch_execute(&format!("UPDATE {}.audit_log SET hash = '\\x00'::bytea WHERE seq = 1", schema.0))
+        .await
+        .unwrap();
+    gw.admin.send(Method::GET, "/admin/v1/audit", &admin, "").await.problem(503, "store-unavailable");
+    gw.stop().await;
+    schema.drop_now().await;
+}

@@ -413,6 +413,11 @@ impl TestClient {
         Self::build(base, tls_config(ca_pem, client), http2, None)
     }
 
+    /// An HTTP/1.1 client with its own TLS configuration.
+    pub fn with_tls(base: String, tls: std::sync::Arc<rustls::ClientConfig>) -> TestClient {
+        Self::build(base, tls, false, None)
+    }
+
     /// A plain client whose connections leave from `local` (a loopback address such as 127.0.0.2).
     pub fn from_address(base: String, local: std::net::IpAddr) -> TestClient {
         Self::build(base, passerelle::tls::plain_client(), false, Some(local))
