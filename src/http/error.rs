@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::i18n::{Lang, violation_message};
 use crate::json::JsonError;
-use crate::schema::{Version, Violation};
+use crate::schema::{Version, Violations};
 use crate::telemetry::RecordOutcome;
 
 /// A failed partner API call.
@@ -47,7 +47,7 @@ pub enum ApiError {
     #[error("nesting too deep")]
     TooDeep { limit: usize },
     #[error("record violates its schema")]
-    Invalid { violations: Vec<Violation> },
+    Invalid { violations: Violations },
     #[error("invalid idempotency key")]
     InvalidIdempotencyKey,
     #[error("idempotency key reused with another body")]
@@ -260,8 +260,18 @@ impl ApiError {
                 if fr { format!("Les tableaux et objets sont imbriqués sur plus de {limit} niveaux.") } else { format!("Arrays and objects nest deeper than {limit} levels.") }
             }
             Invalid { violations } => {
-                let n = violations.len();
-                if fr { format!("{n} violation(s) du schéma; voir « violations ».") } else { format!("{n} schema violation(s); see \"violations\".") }
+                let (n, listed) = (violations.total(), violations.listed().len());
+                if listed < n {
+                    if fr {
+                        format!("{n} violations du schéma; les {listed} premières sont dans « violations ».")
+                    } else {
+                        format!("{n} schema violations; the first {listed} are listed in \"violations\".")
+                    }
+                } else if fr {
+                    format!("{n} violation(s) du schéma; voir « violations ».")
+                } else {
+                    format!("{n} schema violation(s); see \"violations\".")
+                }
             }
             InvalidIdempotencyKey => lang
                 .pick("Idempotency-Key must be 1 to 256 visible ASCII characters.", "Idempotency-Key doit compter de 1 à 256 caractères ASCII visibles.")
@@ -339,10 +349,14 @@ impl ApiError {
             ApiError::Invalid { violations } => {
                 doc["violations"] = Value::Array(
                     violations
+                        .listed()
                         .iter()
                         .map(|v| json!({"pointer": v.pointer, "keyword": v.keyword, "message": violation_message(v, lang)}))
                         .collect(),
                 );
+                // The list stops at `LISTED_VIOLATIONS`, so the answer stays smaller than a
+                // request full of mistakes; the total says how many there are.
+                doc["violations_total"] = json!(violations.total());
             }
             ApiError::UnsupportedVersion { accepted } => {
                 doc["accepted_versions"] = json!(accepted.iter().map(|v| v.to_string()).collect::<Vec<_>>());

@@ -25,3 +25,4 @@ mod rejections;
 mod reload;
 mod requests;
 mod tls;
+mod validation;
