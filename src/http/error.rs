@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::i18n::{Lang, violation_message};
 use crate::json::JsonError;
-use crate::schema::{Version, Violation};
+use crate::schema::{Version, Violations};
 use crate::telemetry::RecordOutcome;
 
 /// What is wrong with a request header the gateway reads.
@@ -58,7 +58,7 @@ pub enum ApiError {
     #[error("nesting too deep")]
     TooDeep { limit: usize },
     #[error("record violates its schema")]
-    Invalid { violations: Vec<Violation> },
+    Invalid { violations: Violations },
     #[error("invalid idempotency key")]
     InvalidIdempotencyKey,
     #[error("invalid header {header}: {fault:?}")]
@@ -292,8 +292,18 @@ impl ApiError {
                 if fr { format!("Les tableaux et objets sont imbriqués sur plus de {limit} niveaux.") } else { format!("Arrays and objects nest deeper than {limit} levels.") }
             }
             Invalid { violations } => {
-                let n = violations.len();
-                if fr { format!("{n} violation(s) du schéma; voir « violations ».") } else { format!("{n} schema violation(s); see \"violations\".") }
+                let (n, listed) = (violations.total(), violations.listed().len());
+                if listed < n {
+                    if fr {
+                        format!("{n} violations du schéma; les {listed} premières sont dans « violations ».")
+                    } else {
+                        format!("{n} schema violations; the first {listed} are listed in \"violations\".")
+                    }
+                } else if fr {
+                    format!("{n} violation(s) du schéma; voir « violations ».")
+                } else {
+                    format!("{n} schema violation(s); see \"violations\".")
+                }
             }
             InvalidIdempotencyKey => lang
                 .pick(
@@ -382,10 +392,14 @@ impl ApiError {
             ApiError::Invalid { violations } => {
                 doc["violations"] = Value::Array(
                     violations
+                        .listed()
                         .iter()
                         .map(|v| json!({"pointer": v.pointer, "keyword": v.keyword, "message": violation_message(v, lang)}))
                         .collect(),
                 );
+                // The list stops at `LISTED_VIOLATIONS`, so the answer stays smaller than a
+                // request full of mistakes; the total says how many there are.
+                doc["violations_total"] = json!(violations.total());
             }
             ApiError::UnsupportedVersion { accepted } => {
                 doc["accepted_versions"] = json!(accepted.iter().map(|v| v.to_string()).collect::<Vec<_>>());

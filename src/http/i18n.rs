@@ -2,6 +2,7 @@
 //!
 //! Texts describe what is wrong and where, never the submitted value.
 
+use crate::json::InexactNumber;
 use crate::schema::{Violation, ViolationDetail};
 
 /// The language of an answer.
@@ -192,6 +193,18 @@ pub fn violation_message(v: &Violation, lang: Lang) -> String {
             .pick(
                 "The value matches none of the allowed shapes.",
                 "La valeur ne correspond à aucune des formes permises.",
+            )
+            .to_owned(),
+        D::NumberPrecision(InexactNumber::OutOfRange) => lang
+            .pick(
+                "The number is beyond the range of a 64-bit floating-point number (IEEE 754 double).",
+                "Le nombre dépasse la plage d'un nombre à virgule flottante de 64 bits (double IEEE 754).",
+            )
+            .to_owned(),
+        D::NumberPrecision(InexactNumber::TooPrecise) => lang
+            .pick(
+                "The number is more precise than a 64-bit floating-point number (IEEE 754 double) holds, so it can be neither checked nor delivered exactly; send it as a double prints it.",
+                "Le nombre est plus précis que ce que contient un nombre à virgule flottante de 64 bits (double IEEE 754) : il ne peut être ni vérifié ni transmis exactement; envoyez-le tel qu'un double l'affiche.",
             )
             .to_owned(),
         D::Other => {

@@ -155,7 +155,7 @@ pub async fn handle(
         },
         record_id: outcome.record_id.as_deref(),
         violations: match &error {
-            Some(ApiError::Invalid { violations }) => violations.as_slice(),
+            Some(ApiError::Invalid { violations }) => violations.by_keyword(),
             _ => &[],
         },
     });
@@ -354,17 +354,17 @@ async fn read_body(config: &Config, req: Request<RequestBody>) -> Result<Bytes, 
 
 /// Checks 11 to 13: JSON, depth, schema.
 fn parse_and_validate(config: &Config, record_type: &str, version: Version, body: &[u8]) -> Result<Value, ApiError> {
-    let value = crate::json::parse_strict(body, config.limits.max_depth).map_err(|e| match e {
+    let schema =
+        config.catalog.record_type(record_type).and_then(|t| t.version(version)).ok_or(ApiError::NoAgreement)?;
+    // Numbers are checked as written, from the body's text (see `schema`'s docs).
+    let checked = schema.check_body(body, config.limits.max_depth).map_err(|e| match e {
         crate::json::JsonError::TooDeep { limit } => ApiError::TooDeep { limit },
         other => ApiError::Malformed(other),
     })?;
-    let schema =
-        config.catalog.record_type(record_type).and_then(|t| t.version(version)).ok_or(ApiError::NoAgreement)?;
-    let violations = schema.validate(&value);
-    if !violations.is_empty() {
-        return Err(ApiError::Invalid { violations });
+    if !checked.violations.is_empty() {
+        return Err(ApiError::Invalid { violations: checked.violations });
     }
-    Ok(value)
+    Ok(checked.value)
 }
 
 /// A record that passed checks 5 to 13.

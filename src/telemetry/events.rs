@@ -8,7 +8,6 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::{Metrics, RecordOutcome};
-use crate::schema::Violation;
 
 /// What a record call (`POST /v1/records`, `/v1/requests`, `/v1/validate`) adds to its
 /// request's line and counts.
@@ -20,7 +19,8 @@ pub struct RecordCall<'a> {
     pub outcome: RecordOutcome,
     /// The record's id (or the request's, for request/response) once it has one.
     pub record_id: Option<&'a str>,
-    pub violations: &'a [Violation],
+    /// Schema violations found, by keyword (all of them, not only those the answer lists).
+    pub violations: &'a [(&'static str, usize)],
 }
 
 /// A request on either listener got its answer: its one log line and, on the partner
@@ -59,15 +59,20 @@ impl RequestServed<'_> {
         if let Some(record) = &self.record {
             let outcome = record.outcome.as_str();
             metrics.records_received.with_label_values(&[record.sender, record.record_type, outcome]).inc();
-            for v in record.violations {
-                metrics.validation_violations.with_label_values(&[record.record_type, v.keyword]).inc();
+            for (keyword, n) in record.violations {
+                metrics.validation_violations.with_label_values(&[record.record_type, keyword]).inc_by(*n as u64);
             }
         }
         // Whole microseconds: a latency is read by people and parsed by machines, and neither
         // wants `2.5649219999999997`.
         let latency_us = self.latency.as_micros() as u64;
         let (record_type, outcome, record_id, violations) = match &self.record {
-            Some(r) => (Some(r.record_type), Some(r.outcome.as_str()), r.record_id, Some(r.violations.len())),
+            Some(r) => (
+                Some(r.record_type),
+                Some(r.outcome.as_str()),
+                r.record_id,
+                Some(r.violations.iter().map(|(_, n)| n).sum::<usize>()),
+            ),
             None => (None, None, None, None),
         };
         info!(

@@ -29,3 +29,4 @@ mod reload;
 mod requests;
 mod spans;
 mod tls;
+mod validation;
