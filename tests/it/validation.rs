@@ -290,8 +290,13 @@ fn carried_exactly(literal: &str) -> bool {
     if !double.is_finite() {
         return false;
     }
+    // The shortest round-trip form the gateway's canonical writer prints (serde_json's, ryu):
+    // a literal half-way between two shortest forms (`-1676939070918890.2` and `.3` stand for
+    // the same double) is carried only in the form that writer picks, which keeps the mapping
+    // from accepted literals to doubles one-to-one, so comparisons stay exact.
     let written = Exact::parse(literal);
-    if written != Exact::parse(&format!("{double:e}")) {
+    let shortest = serde_json::Number::from_f64(double).map(|n| n.to_string()).unwrap_or_default();
+    if written != Exact::parse(&shortest) {
         return false;
     }
     let magnitude = double.abs();
