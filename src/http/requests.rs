@@ -122,16 +122,17 @@ fn answer(
         CallOutcome::TimedOut => return Err(ApiError::UpstreamTimeout),
         CallOutcome::Unreachable { .. } => return Err(ApiError::UpstreamError { status: None }),
     };
-    let value = crate::json::parse_strict(&body, config.limits.max_depth).map_err(|_| ApiError::UpstreamInvalid)?;
     let schema = config
         .catalog
         .record_type(record_type)
         .and_then(|t| t.version(version))
         .and_then(|v| v.response.as_ref())
         .ok_or(ApiError::UpstreamInvalid)?;
-    if !schema.validate(&value).is_empty() {
+    // The answer is read as a partner's record is: numbers as written, every check.
+    let checked = schema.check_body(&body, config.limits.max_depth).map_err(|_| ApiError::UpstreamInvalid)?;
+    if !checked.violations.is_empty() {
         return Err(ApiError::UpstreamInvalid);
     }
     let fields = response_fields.ok_or(ApiError::UpstreamInvalid)?;
-    Ok(Bytes::from(fields.project_canonical(&value)))
+    Ok(Bytes::from(fields.project_canonical(&checked.value)))
 }
