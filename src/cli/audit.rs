@@ -223,7 +223,7 @@ fn verify_store(config: &Config, keys: TrustedKeys) -> anyhow::Result<ExitCode> 
 /// Verifies a store's whole chain, from entry 1 to the head, with a progress bar on standard
 /// error: what `audit verify` does, and what `migrate-store` and `backup` do to their copies.
 pub async fn verify_chain(store: &dyn Store, keys: &TrustedKeys) -> Result<Result<Summary, VerifyFailure>, StoreError> {
-    let head = store.audit_head().await?.map_or(0, |h| h.seq);
+    let mut head = store.audit_head().await?.map_or(0, |h| h.seq);
     let mut verifier = match ChainVerifier::new(keys, store.checkpoints().await?, Start::Beginning) {
         Ok(v) => v,
         Err(failure) => return Ok(Err(failure)),
@@ -239,6 +239,11 @@ pub async fn verify_chain(store: &dyn Store, keys: &TrustedKeys) -> Result<Resul
                 bar.abandon();
                 return Ok(Err(failure));
             }
+        }
+        // A running gateway keeps appending: the total follows the chain as it grows.
+        if after > head {
+            head = store.audit_head().await?.map_or(after, |h| h.seq.max(after));
+            bar.set_length(head as u64);
         }
         bar.set_position(after as u64);
     }

@@ -66,6 +66,8 @@ pub struct AdminArgs {
 struct AdminClient {
     base: String,
     token: String,
+    /// The configuration's partners, for the width of the recipient column.
+    partner_ids: Vec<String>,
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -80,6 +82,7 @@ impl AdminClient {
         Ok(AdminClient {
             base: base.trim_end_matches('/').to_owned(),
             token,
+            partner_ids: config.partners.keys().map(|p| p.to_string()).collect(),
             http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
         })
     }
@@ -106,12 +109,18 @@ pub fn run(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
         match command {
             DeliveriesCommand::List { status, recipient, admin } => {
                 let client = AdminClient::new(&admin)?;
+                // Columns as wide as what they can hold: ids of any size, a UUID, the longest
+                // partner id of the configuration, the longest status.
+                let recipient_width =
+                    client.partner_ids.iter().map(|p| p.chars().count()).max().unwrap_or(0).max("recipient".len());
+                let line = |id: &str, record: &str, recipient: &str, status: &str, attempts: &str, error: &str| {
+                    format!(
+                        "{id:>10}  {record:<36}  {recipient:<recipient_width$}  {status:<9}  {attempts:>8}  {error}"
+                    )
+                };
                 let mut after = 0i64;
                 let mut total = 0;
-                println!(
-                    "{:>8}  {:<38} {:<20} {:<10} {:>8}  last error",
-                    "id", "record", "recipient", "status", "attempts"
-                );
+                println!("{}", line("id", "record", "recipient", "status", "attempts", "last error").trim_end());
                 loop {
                     let mut path = format!("/admin/v1/deliveries?status={status}&limit=1000&after={after}");
                     if let Some(r) = &recipient {
@@ -121,15 +130,17 @@ pub fn run(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
                     anyhow::ensure!(code == 200, "the admin API answered {code}: {body}");
                     let list = body["deliveries"].as_array().cloned().unwrap_or_default();
                     for d in &list {
-                        println!(
-                            "{:>8}  {:<38} {:<20} {:<10} {:>8}  {}",
-                            d["id"],
-                            d["record_id"].as_str().unwrap_or(""),
-                            d["recipient"].as_str().unwrap_or(""),
-                            d["status"].as_str().unwrap_or(""),
-                            d["attempts"],
-                            d["last_error"].as_str().unwrap_or("")
+                        // A JSON number does not pad itself: format it as text first.
+                        let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                        let row = line(
+                            &text(&d["id"]),
+                            &text(&d["record_id"]),
+                            &text(&d["recipient"]),
+                            &text(&d["status"]),
+                            &text(&d["attempts"]),
+                            d["last_error"].as_str().unwrap_or(""),
                         );
+                        println!("{}", row.trim_end());
                     }
                     total += list.len();
                     match body["next_after"].as_i64() {

@@ -54,6 +54,7 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             start_recipient(id.clone(), endpoint, inbox.clone()).await?;
         }
         let data_dir = config.data_dir.clone();
+        let admin_token_file = config.admin.token_file.clone();
         let tls = config.tls.server.is_some();
         let gateway = Gateway::start(config).await.context("the gateway could not start")?;
         let port = gateway.partner_addr.port();
@@ -133,6 +134,12 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             gateway.admin_addr,
             config_path.display()
         );
+        println!("\nOperators:");
+        println!("  the console: http://{}/console", gateway.admin_addr);
+        match &admin_token_file {
+            Some(file) => println!("  sign in with the admin token in {}", file.display()),
+            None => println!("  (no admin token is configured: set admin.token_file to sign in)"),
+        }
         if once {
             gateway.shutdown().await;
             return Ok(ExitCode::SUCCESS);

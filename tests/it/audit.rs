@@ -364,3 +364,46 @@ async fn a_restarted_gateway_reports_the_stored_checkpoint() {
     assert_eq!(metric(&page, "passerelle_audit_checkpoints_total", &[]), 0.0, "none signed by this run yet");
     gw.stop().await;
 }
+
+/// Found trying the product as an operator: `audit verify` run beside a busy gateway showed a
+/// progress total fixed at the start (`12000/10000 entries`). The total follows the chain. The
+/// command runs in a pseudo-terminal (`script`), where its progress bar is drawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_verify_progress_total_follows_a_growing_chain() {
+    let gw = Setup::new().start().await;
+    let store = gw.gateway.as_ref().unwrap().shared.store.clone();
+    let event = |n: i64| passerelle::audit::AuditEvent::new(1_800_000_000_000 + n, "records.rejected", "p", "invalid");
+    for batch in 0..20 {
+        store.append_audit((0..1000).map(|n| event(batch * 1000 + n)).collect()).await.unwrap();
+    }
+    // The chain keeps growing while the command reads it.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for batch in 0..200 {
+                store.append_audit((0..500).map(|n| event(batch * 500 + n)).collect()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let command = format!("{} audit verify --config {}", binary().display(), config_arg(&gw.setup));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("script").args(["-qec", &command, "/dev/null"]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    writer.abort();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && shown.contains("OK:"), "{shown}");
+    let draws: Vec<(u64, u64)> = shown
+        .split(" entries")
+        .filter_map(|part| {
+            let (position, total) = part.rsplit(' ').next()?.split_once('/')?;
+            Some((position.parse().ok()?, total.parse().ok()?))
+        })
+        .collect();
+    assert!(!draws.is_empty(), "the progress bar was drawn: {shown:?}");
+    for (position, total) in draws {
+        assert!(position <= total, "{position}/{total} entries: the total stayed behind the chain");
+    }
+}

@@ -87,3 +87,37 @@ fn bash_completions_name_every_command() {
     let (code, _) = cli(&["completions", "cmd"]);
     assert_eq!(code, 2, "an unknown shell is a usage error");
 }
+
+/// Found trying the product as a newcomer: the README's commands wrote `audit.jsonl`,
+/// `gateway.pub` and `receipt.json` into the working tree, where `git status` then showed them.
+/// Every file a README command writes inside the repository lands where git ignores it.
+#[test]
+fn the_readmes_commands_write_only_where_git_ignores() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut written = Vec::new();
+    for block in readme.split("```sh\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        for line in block.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| l.split(" #").next().unwrap()) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for pair in words.windows(2) {
+                if matches!(pair[0], "--output" | "-o" | ">") {
+                    written.push(pair[1].to_owned());
+                }
+            }
+            if let Some(backup) = line.split("passerelle backup ").nth(1).or(line.split("-- backup ").nth(1)) {
+                written.extend(backup.split_whitespace().next().map(str::to_owned));
+            }
+        }
+    }
+    assert!(written.iter().any(|w| w.contains("receipt.json")), "{written:?}");
+    for path in written.iter().filter(|p| !p.starts_with('/') && !p.starts_with('~') && !p.starts_with('$')) {
+        let ignored = std::process::Command::new("git")
+            .args(["check-ignore", "-q", "--no-index", path])
+            .current_dir(repo())
+            .status()
+            .unwrap();
+        assert!(ignored.success(), "a README command writes {path}, which git does not ignore");
+    }
+    // And the commands run the release build the first command builds, not a second debug one.
+    assert!(!readme.contains("cargo run -- "), "a README command compiles a debug build");
+}

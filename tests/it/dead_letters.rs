@@ -153,6 +153,21 @@ async fn the_command_line_lists_and_replays_a_recipients_dead_letters() {
     .unwrap();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("3 deliveries.") && out.contains("HTTP 422"), "{out}");
+    // Found trying the product as an operator: the id and attempts columns did not align.
+    let table: Vec<&str> = out.lines().filter(|l| !l.ends_with("deliveries.")).collect();
+    assert_eq!(table.len(), 4, "{out}");
+    for column in ["record", "recipient", "status", "attempts", "last error"] {
+        let at = table[0].find(column).unwrap();
+        let end = at + column.len();
+        for row in &table[1..] {
+            let cell = if column == "attempts" { &row[..end] } else { &row[at..] };
+            let edge = if column == "attempts" { cell.chars().last() } else { cell.chars().next() };
+            assert!(edge.is_some_and(|c| c != ' '), "{column} does not line up:\n{out}");
+            if column != "attempts" {
+                assert!(row[..at].ends_with("  "), "{column} does not start its own column:\n{out}");
+            }
+        }
+    }
     let (code, out) = tokio::task::spawn_blocking({
         let a = args(&["deliveries", "replay", "--recipient", "ottawa-city"]);
         move || run(a)

@@ -41,6 +41,15 @@ fn the_demo_delivers_every_record_to_every_recipient() {
     assert!(stdout.contains("ottawa-city:"));
     assert!(stdout.contains("on-health-plan asked esdc-sin-registry (sin-validation): 200 OK"), "{stdout}");
     assert!(stdout.contains(r#""sin_status":"valid""#), "{stdout}");
+    // A newcomer is told where the operators' side is and how to sign in.
+    let console = stdout.lines().find(|l| l.contains("/console")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(console.contains("http://127.0.0.1:"), "{console}");
+    let token_file = dir.path().join("config").join("../data/admin-token");
+    assert!(stdout.contains(&format!("admin token in {}", token_file.display())), "{stdout}");
+    assert!(token_file.exists());
+    // Standard error is a pipe here: no colour codes in the log lines.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains('\u{1b}'), "ANSI escapes in a log written to a pipe: {stderr:?}");
     // What the demo did verifies.
     let (code, out) = cli(&["audit", "verify", "--config", config.join("passerelle.toml").to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
