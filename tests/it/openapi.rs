@@ -510,3 +510,89 @@ async fn answers_match_the_documented_schemas() {
         assert_documented(&doc, "post", template, &foreign);
     }
 }
+
+#[tokio::test]
+async fn the_record_list_cursor_is_exactly_what_its_documented_pattern_allows() {
+    let gw = Setup::new().start().await;
+    let doc = partner_document(&gw, "on-vital-stats").await;
+    let key = gw.key("on-vital-stats");
+    for _ in 0..3 {
+        gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    }
+    let pattern = doc["components"]["schemas"]["Cursor"]["pattern"].as_str().unwrap();
+    let cursor_schema = validator(&doc, &json!({"$ref": "#/components/schemas/Cursor"}));
+    // The cursor the gateway hands out fits the pattern, and leads to the next page.
+    let first = gw.client.get("/v1/records?limit=2", key).await;
+    assert_documented(&doc, "get", "/v1/records", &first);
+    let cursor = first.json()["next_cursor"].as_str().unwrap().to_owned();
+    assert!(cursor_schema.is_valid(&json!(cursor)), "{cursor} does not match {pattern}");
+    let second = gw.client.get(&format!("/v1/records?limit=2&cursor={cursor}"), key).await;
+    assert_eq!(second.json()["records"].as_array().unwrap().len(), 1);
+    // Anything the pattern allows is a position, answered 200 (an empty page, if nothing is older).
+    for fits in [
+        "0.00000000-0000-0000-0000-000000000000",
+        "999999999999999999.ffffffff-ffff-ffff-ffff-ffffffffffff",
+        "000001.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+    ] {
+        assert!(cursor_schema.is_valid(&json!(fits)), "{fits}");
+        let r = gw.client.get(&format!("/v1/records?cursor={fits}"), key).await;
+        assert_eq!(r.status, StatusCode::OK, "{fits}: {}", r.text());
+        assert_documented(&doc, "get", "/v1/records", &r);
+    }
+    // Anything else is a documented 400 naming the parameter.
+    for malformed in [
+        "-1.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+        "-82551417248067451604.%C3%9Efm",
+        "9999999999999999999.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+        "1795971600000.019AD0A5-5C00-7C3A-9D2E-6B1F0A4C8E21",
+        "1795971600000.019ad0a55c007c3a9d2e6b1f0a4c8e21",
+        "1795971600000.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21x",
+        "1795971600000",
+        ".019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+        "%2B1.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+        "1%2",
+    ] {
+        let decoded = malformed.replace("%2B", "+");
+        assert!(!cursor_schema.is_valid(&json!(decoded)), "{malformed} matches {pattern}");
+        let r = gw.client.get(&format!("/v1/records?cursor={malformed}"), key).await;
+        assert!(r.problem(400, "invalid-query")["detail"].as_str().unwrap().contains("cursor"), "{malformed}");
+        assert_documented(&doc, "get", "/v1/records", &r);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_record_list_parameter_is_refused_not_ignored() {
+    let gw = Setup::new().start().await;
+    let doc = partner_document(&gw, "on-vital-stats").await;
+    let key = gw.key("on-vital-stats");
+    gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    // `?since=` usually stands for an unset variable: answering every record would hide it.
+    for (query, parameter) in [
+        ("since=", "since"),
+        ("since", "since"),
+        ("status=", "status"),
+        ("limit=", "limit"),
+        ("cursor=", "cursor"),
+        ("limit=%2B5", "limit"),
+        ("since=2026-11-29T00:00:00%", "since"),
+        ("since=2026-11-29T00:00:00+01:00", "since"),
+    ] {
+        let r = gw.client.get(&format!("/v1/records?{query}"), key).await;
+        let problem = r.problem(400, "invalid-query");
+        assert!(problem["detail"].as_str().unwrap().contains(parameter), "{query}: {problem}");
+        assert_documented(&doc, "get", "/v1/records", &r);
+    }
+    // Valid values, percent-encoded or not, are taken.
+    for query in [
+        "since=2026-01-01T00:00:00Z",
+        "since=2026-01-01T01:00:00%2B01:00",
+        "status=pending&limit=5",
+        "status=%64elivered",
+    ] {
+        let r = gw.client.get(&format!("/v1/records?{query}"), key).await;
+        assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text());
+        assert_documented(&doc, "get", "/v1/records", &r);
+    }
+    let description = doc["paths"]["/v1/records"]["get"]["description"].as_str().unwrap();
+    assert!(description.contains("given empty") && description.contains("400"), "{description}");
+}
