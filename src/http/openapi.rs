@@ -6,19 +6,28 @@
 //! `GET /v1/openapi.json`: to the written routes it adds one operation per record type the caller
 //! sends (`POST /v1/records/{type}` under push agreements, `POST /v1/requests/{type}` under
 //! request agreements, `POST /v1/validate/{type}` under either), whose bodies are the agreed JSON
-//! Schemas themselves, bundled into `components.schemas`; no other partner's type appears.
+//! Schemas themselves, bundled into `components.schemas`, with examples drawn from the caller's
+//! own agreements; no other partner's type appears, and no component the caller's operations do
+//! not use.
 //!
 //! A schema file becomes the component named after its path inside the schemas directory
-//! (`birth-registration/1.1.json` is `birth-registration.1.1`), as written but for its `$ref`s
-//! between files, which are rewritten to point inside the document
-//! (`../common/definitions.json#/$defs/address` becomes
-//! `#/components/schemas/common.definitions/$defs/address`). OpenAPI 3.1 schemas are JSON Schema
-//! 2020-12, so nothing else changes.
+//! (`birth-registration/1.1.json` is `birth-registration.1.1`), as written but for its `$defs`
+//! and its `$ref`s between files. Each `$defs` entry that is referenced becomes a component of
+//! its own, named after its file and its name (`common/definitions.json#/$defs/address` is
+//! `common.definitions.address`), and every `$ref` is rewritten to point inside the document. So
+//! every component is referenced as a whole, and a caller sees only the definitions its schemas
+//! use. OpenAPI 3.1 schemas are JSON Schema 2020-12, so nothing else changes.
+//!
+//! OpenAPI cannot make a body's schema depend on a header, and a record's schema is the one of
+//! the version `Schema-Version` names. So a record body is documented as valid under any accepted
+//! version (`anyOf`), with one example per version, and the description says that a record valid
+//! only under another version than the one named is answered 422, which is listed.
 //!
 //! **Invariant:** the documents describe the code. `tests/it/openapi.rs` checks that every
-//! documented operation is routed, every route is documented, only the caller's types are listed
-//! and the bundled schemas mean what the files in `schemas/` mean; `.ci/schemathesis` checks the
-//! running gateway's answers against the document.
+//! documented operation is routed, every route is documented, only the caller's types are listed,
+//! the bundled schemas mean what the files in `schemas/` mean and every example is valid under
+//! its schema; `.ci/schemathesis` checks the running gateway's answers against the document, and
+//! lints both documents with Redocly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
@@ -28,7 +37,9 @@ use time::OffsetDateTime;
 
 use crate::config::{Agreement, Config, Mode};
 use crate::policy::{FieldList, Route, Segment};
+use crate::receipt::{Proof, Receipt, ReceiptDelivery};
 use crate::schema::{CompiledSchema, SchemaCatalog, Version};
+use crate::store::{DeliveryStatus, DeliveryView, RecordState, RecordView};
 
 /// The admin API's document, served as written.
 pub const ADMIN_DOCUMENT: &str = include_str!("openapi/admin.json");
@@ -42,8 +53,27 @@ static PARTNER: LazyLock<Value> = LazyLock::new(|| {
     serde_json::from_str(PARTNER_TEMPLATE).expect("openapi/partner.json is JSON") // invariant: tested below
 });
 
-/// The partner API's document for `partner`: the written routes, plus the operations and the
-/// schemas of each record type it sends.
+/// The sample records of the shipped record types (the ones the README's demo sends), by type and
+/// version, shown as examples of the bodies they fit. A schema's own `examples` come first, and a
+/// sample is shown only if it is valid under the loaded schema of its version, so a deployment
+/// whose schemas differ never shows a wrong example.
+const SAMPLES: [(&str, &str, &str); 4] = [
+    ("address-change", "1.0", include_str!("../../tests/data/records/address-change-1.0.json")),
+    ("birth-registration", "1.0", include_str!("../../tests/data/records/birth-registration-1.0.json")),
+    ("birth-registration", "1.1", include_str!("../../tests/data/records/birth-registration-1.1.json")),
+    ("sin-validation", "1.0", include_str!("../../tests/data/records/sin-validation-1.0.json")),
+];
+
+/// A sample answer of each shipped response schema, as [`SAMPLES`].
+const RESPONSE_SAMPLES: [(&str, &str, &str); 1] =
+    [("sin-validation", "1.0", include_str!("../../tests/data/records/sin-validation-1.0.response.json"))];
+
+/// The instant and the record id the examples show.
+const EXAMPLE_TIME: &str = "2026-11-29T17:00:00.000Z";
+const EXAMPLE_RECORD_ID: &str = "019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21";
+
+/// The partner API's document for `partner`: the written routes, plus the operations, schemas
+/// and examples of each record type it sends, without the components it has no use for.
 pub fn partner_document(config: &Config, partner: &str) -> Value {
     let mut document = PARTNER.clone();
     let now = OffsetDateTime::now_utc();
@@ -52,38 +82,56 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
         sent.entry(&agreement.record_type).or_default().push(agreement);
     }
     let mut paths = Map::new();
-    let mut files = BTreeSet::new();
+    let mut components = Map::new();
+    let mut records = Vec::new();
     for (&record_type, agreements) in &sent {
         // Every version an agreement accepts is in the catalog (checked at load).
         let Some(schemas) = config.catalog.record_type(record_type) else { continue };
         let versions: BTreeSet<Version> = agreements.iter().flat_map(|a| a.versions.iter().copied()).collect();
-        let requests: Vec<&CompiledSchema> =
-            versions.iter().filter_map(|v| schemas.version(*v)).map(|s| &s.request).collect();
-        files.extend(requests.iter().map(|s| s.path.clone()));
-        let body = request_body(&requests);
+        let requests: Vec<(Version, &CompiledSchema)> =
+            versions.iter().filter_map(|v| schemas.version(*v).map(|s| (*v, &s.request))).collect();
+        for (_, schema) in &requests {
+            add_schema_file(&config.catalog, schema, &mut components);
+        }
+        // The agreements the handler would use now; if none is in force (403), the ones it would
+        // use once they are.
+        let route = crate::policy::route(config, partner, record_type, now)
+            .unwrap_or_else(|_| Route { agreements: agreements.iter().map(|a| Arc::clone(a)).collect() });
+        let Some(&newest) = versions.last() else { continue };
+        let body = request_body(record_type, &requests);
         let version = schema_version_parameter(&versions, agreements);
-        paths.insert(format!("/v1/validate/{record_type}"), json!({"post": validate(record_type, &version, &body)}));
+        let validated = json!({"valid": true, "record_type": record_type, "schema_version": newest});
+        paths.insert(
+            format!("/v1/validate/{record_type}"),
+            json!({"post": validate(record_type, &version, &body, validated)}),
+        );
         if agreements.iter().any(|a| a.mode == Mode::Push) {
-            paths.insert(format!("/v1/records/{record_type}"), json!({"post": submit(record_type, &version, &body)}));
+            let receipt = receipt_example(partner, record_type, newest, &route);
+            paths.insert(
+                format!("/v1/records/{record_type}"),
+                json!({"post": submit(record_type, &version, &body, receipt)}),
+            );
+            records.push(record_example(record_type, newest, &route));
         }
         if agreements.iter().any(|a| a.mode == Mode::Request) {
-            // The responder the handler would pick now; if no agreement is in force (403), the
-            // one it would pick once they are.
-            let route = crate::policy::route(config, partner, record_type, now)
-                .unwrap_or_else(|_| Route { agreements: agreements.iter().map(|a| Arc::clone(a)).collect() });
             let mut answers = Vec::new();
+            let mut examples = Vec::new();
             for v in &versions {
                 let (Some(response), Some((agreement, _))) =
                     (schemas.version(*v).and_then(|s| s.response.as_ref()), route.responder(*v))
                 else {
                     continue;
                 };
-                files.insert(response.path.clone());
-                answers.push(answer_schema(&config.catalog, &response.path, agreement.response_fields.as_ref()));
+                let fields = agreement.response_fields.as_ref();
+                answers.push(answer_schema(&config.catalog, response, fields, &mut components));
+                examples.extend(
+                    sample(&RESPONSE_SAMPLES, record_type, *v, response)
+                        .map(|answer| fields.map_or(answer.clone(), |f| f.project(&answer))),
+                );
             }
             paths.insert(
                 format!("/v1/requests/{record_type}"),
-                json!({"post": request(record_type, &version, &body, answers)}),
+                json!({"post": request(record_type, &version, &body, answers, examples.pop())}),
             );
         }
     }
@@ -97,10 +145,70 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
     {
         schema.insert("enum".to_owned(), json!(readable));
     }
-    if let Some(Value::Object(components)) = document.pointer_mut("/components/schemas") {
-        components.extend(bundle(&config.catalog, &files));
+    let examples = [
+        ("/paths/~1v1~1schemas/get/responses/200/content/application~1json", Some(schema_list(config, partner))),
+        (
+            "/paths/~1v1~1agreements/get/responses/200/content/application~1json",
+            Some(agreement_list(config, partner, now)),
+        ),
+        ("/paths/~1v1~1records~1{record_id}/get/responses/200/content/application~1json", records.first().cloned()),
+        (
+            "/paths/~1v1~1records/get/responses/200/content/application~1json",
+            records.first().map(|r| json!({"records": [r], "next_cursor": next_cursor_example(r)})),
+        ),
+    ];
+    for (pointer, example) in examples {
+        if let (Some(example), Some(Value::Object(media))) = (example, document.pointer_mut(pointer)) {
+            media.insert("example".to_owned(), example);
+        }
     }
+    if let Some(Value::Object(schemas)) = document.pointer_mut("/components/schemas") {
+        schemas.extend(components);
+    }
+    drop_unused_components(&mut document);
     document
+}
+
+/// What `GET /v1/schemas` answers `partner`.
+pub fn schema_list(config: &Config, partner: &str) -> Value {
+    let list: Vec<Value> = super::partner::schema_entries(config, partner)
+        .into_iter()
+        .map(|(t, v, role)| json!({"record_type": t, "version": v, "role": role, "href": format!("/v1/schemas/{t}/{v}")}))
+        .collect();
+    json!({ "schemas": list })
+}
+
+/// What `GET /v1/agreements` answers `partner` at `now`: each agreement it is party to; the
+/// sender sees every recipient's fields, a recipient only its own.
+pub fn agreement_list(config: &Config, partner: &str, now: OffsetDateTime) -> Value {
+    let list: Vec<Value> = config
+        .agreements
+        .iter()
+        .filter(|a| a.is_party(partner))
+        .map(|a| {
+            let recipients: Vec<Value> = a
+                .recipients
+                .iter()
+                .filter(|r| &*a.sender == partner || &*r.partner == partner)
+                .map(|r| json!({"partner": &*r.partner, "fields": r.fields.pointers().iter().map(|p| p.to_string()).collect::<Vec<_>>(), "ordered": r.ordered}))
+                .collect();
+            json!({
+                "id": &*a.id,
+                "title": {"en": a.title_en, "fr": a.title_fr},
+                "sender": &*a.sender,
+                "record_type": &*a.record_type,
+                "versions": a.versions,
+                "mode": a.mode,
+                "purpose": a.purpose,
+                "valid_from": crate::clock::rfc3339_ms(crate::clock::to_ms(a.valid_from)),
+                "valid_until": a.valid_until.map(|t| crate::clock::rfc3339_ms(crate::clock::to_ms(t))),
+                "in_force": a.in_force(now),
+                "role": if &*a.sender == partner { "sender" } else { "recipient" },
+                "recipients": recipients,
+            })
+        })
+        .collect();
+    json!({ "agreements": list })
 }
 
 /// The component that holds the schema file at `path` (inside the schemas directory).
@@ -124,25 +232,70 @@ fn header(name: &str) -> Value {
     json!({"$ref": format!("#/components/headers/{name}")})
 }
 
-/// The body of a record of one type: any accepted version's schema (`Schema-Version` says which
-/// one the gateway checks it against).
-fn request_body(schemas: &[&CompiledSchema]) -> Value {
-    let refs: Vec<Value> = schemas.iter().map(|s| json!({"$ref": component_ref(&s.path)})).collect();
+/// An example for a body of `schema` (of `record_type`, `version`): the schema's own first valid
+/// `examples` entry, else the shipped sample if the schema accepts it.
+fn sample(
+    samples: &[(&str, &str, &str)],
+    record_type: &str,
+    version: Version,
+    schema: &CompiledSchema,
+) -> Option<Value> {
+    let own = schema.document.get("examples").and_then(Value::as_array).into_iter().flatten().cloned();
+    let version = version.to_string();
+    let shipped = samples
+        .iter()
+        .filter(|(t, v, _)| *t == record_type && *v == version)
+        .filter_map(|(_, _, text)| serde_json::from_str::<Value>(text).ok());
+    own.chain(shipped).find(|value| schema.validate(value).is_empty())
+}
+
+/// The body of a record of one type: valid under the schema of the version `Schema-Version`
+/// names. OpenAPI cannot tie a body to a header, so the schema is any accepted version's, and
+/// the description says what the header decides.
+fn request_body(record_type: &str, versions: &[(Version, &CompiledSchema)]) -> Value {
+    let refs: Vec<Value> = versions.iter().map(|(_, s)| json!({"$ref": component_ref(&s.path)})).collect();
     let schema = match refs.as_slice() {
         [one] => one.clone(),
         _ => json!({"anyOf": refs}),
     };
-    json!({
-        "required": true,
-        "description": "A JSON document valid under the schema of the version named by `Schema-Version`.",
-        "content": {"application/json": {"schema": schema}}
-    })
+    let newest = versions.last().map(|(v, _)| v.to_string()).unwrap_or_default();
+    let mut description = format!(
+        "A {record_type} record, valid under the schema of the version `Schema-Version` names ({newest} when it is absent)."
+    );
+    if versions.len() > 1 {
+        let each: Vec<String> = versions.iter().map(|(v, s)| format!("{v}: `{}`", component_ref(&s.path))).collect();
+        description.push_str(&format!(
+            " OpenAPI cannot make a body's schema depend on a header, so the schema given here accepts a record of any accepted version; \
+             the gateway checks it against the one version named, and a record valid only under another version is answered 422 \
+             `schema-violation` (for example a {newest} record that uses fields its declared older version does not have). \
+             The schema of each version: {}.",
+            each.join(", ")
+        ));
+    }
+    let mut media = json!({"schema": schema});
+    let examples: Map<String, Value> = versions
+        .iter()
+        .filter_map(|(v, s)| {
+            sample(&SAMPLES, record_type, *v, s).map(|value| {
+                (
+                    v.to_string(),
+                    json!({"summary": format!("A {record_type} record of version {v}, sent with `Schema-Version: {v}`."), "value": value}),
+                )
+            })
+        })
+        .collect();
+    if !examples.is_empty() {
+        media["examples"] = Value::Object(examples);
+    }
+    json!({"required": true, "description": description, "content": {"application/json": media}})
 }
 
 /// `Schema-Version`: the versions the caller's agreements accept, and which are deprecated.
 fn schema_version_parameter(versions: &BTreeSet<Version>, agreements: &[&Arc<Agreement>]) -> Value {
     let mut description = format!(
-        "The schema version of the body, `MAJOR.MINOR`. Without it, the newest version the agreements in force accept{}.",
+        "The schema version of the body, `MAJOR.MINOR`, sent once. Without it, the newest version the agreements in force accept{}. \
+         A value not in this syntax (digits without leading zeros), or the header sent twice, is answered 400 `invalid-header`; \
+         a version the agreements do not accept, 404 `unsupported-schema-version`.",
         versions.last().map(|v| format!(" ({v})")).unwrap_or_default()
     );
     for version in versions {
@@ -157,10 +310,10 @@ fn schema_version_parameter(versions: &BTreeSet<Version>, agreements: &[&Arc<Agr
 }
 
 /// Adds the answers every call that takes a record body can give, checked in the design's
-/// order before its own work: `bad_body` names the 400 (a record, or any body).
-fn with_intake_errors(mut operation: Value, bad_body: &str) -> Value {
+/// order before its own work: `bad_request` names the 400 (a record, or any body).
+fn with_intake_errors(mut operation: Value, bad_request: &str) -> Value {
     let common = [
-        ("400", bad_body),
+        ("400", bad_request),
         ("401", "Unauthenticated"),
         ("403", "NotInForce"),
         ("404", "RecordTypeNotFound"),
@@ -179,7 +332,7 @@ fn with_intake_errors(mut operation: Value, bad_body: &str) -> Value {
     operation
 }
 
-fn submit(record_type: &str, version: &Value, body: &Value) -> Value {
+fn submit(record_type: &str, version: &Value, body: &Value, receipt: Value) -> Value {
     let operation = json!({
         "operationId": format!("submit.{record_type}"),
         "tags": ["records"],
@@ -196,7 +349,7 @@ fn submit(record_type: &str, version: &Value, body: &Value) -> Value {
                     "Deprecation": header("Deprecation"),
                     "Sunset": header("Sunset")
                 },
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Receipt"}}}
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Receipt"}, "example": receipt}}
             },
             "409": response("IdempotencyConflict"),
             "503": response("StoreUnavailable")
@@ -205,7 +358,7 @@ fn submit(record_type: &str, version: &Value, body: &Value) -> Value {
     with_intake_errors(operation, "MalformedRecord")
 }
 
-fn validate(record_type: &str, version: &Value, body: &Value) -> Value {
+fn validate(record_type: &str, version: &Value, body: &Value, validated: Value) -> Value {
     let operation = json!({
         "operationId": format!("validate.{record_type}"),
         "tags": ["records"],
@@ -216,19 +369,23 @@ fn validate(record_type: &str, version: &Value, body: &Value) -> Value {
             "200": {
                 "description": "The record is valid.",
                 "headers": {"Deprecation": header("Deprecation"), "Sunset": header("Sunset")},
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ValidationResult"}}}
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ValidationResult"}, "example": validated}}
             },
         }
     });
     with_intake_errors(operation, "MalformedBody")
 }
 
-fn request(record_type: &str, version: &Value, body: &Value, answers: Vec<Value>) -> Value {
+fn request(record_type: &str, version: &Value, body: &Value, answers: Vec<Value>, example: Option<Value>) -> Value {
     let answer = match answers.as_slice() {
         [one] => one.clone(),
         [] => json!({"type": "object"}),
         _ => json!({"anyOf": answers}),
     };
+    let mut media = json!({"schema": answer});
+    if let Some(example) = example {
+        media["example"] = example;
+    }
     let operation = json!({
         "operationId": format!("request.{record_type}"),
         "tags": ["requests"],
@@ -240,7 +397,7 @@ fn request(record_type: &str, version: &Value, body: &Value, answers: Vec<Value>
             "200": {
                 "description": "The responder's answer, valid under the response schema, with only the agreement's `response_fields`.",
                 "headers": {"Passerelle-Request-Id": header("RequestId")},
-                "content": {"application/json": {"schema": answer}}
+                "content": {"application/json": media}
             },
             "502": response("UpstreamFailed"),
             "503": response("UpstreamUnavailable"),
@@ -250,12 +407,81 @@ fn request(record_type: &str, version: &Value, body: &Value, answers: Vec<Value>
     with_intake_errors(operation, "MalformedBody")
 }
 
-/// What a request answers: the responder's answer (valid under the response schema at
-/// `response`) cut down to `fields`. A field selected whole keeps its schema and, if the
-/// response schema requires it, stays required; a field selected only in part is any value.
-fn answer_schema(catalog: &SchemaCatalog, response: &str, fields: Option<&FieldList>) -> Value {
+/// The receipt a record of `record_type` sent now would get (with a made-up id and proof).
+fn receipt_example(partner: &str, record_type: &str, version: Version, route: &Route) -> Value {
+    let shares: Vec<_> = route.shares(version).map(|(share, _)| share).collect();
+    let receipt = Receipt {
+        record_id: EXAMPLE_RECORD_ID,
+        record_type,
+        schema_version: version.to_string(),
+        sender: partner,
+        received_at: EXAMPLE_TIME.to_owned(),
+        deliveries: shares
+            .iter()
+            .map(|s| ReceiptDelivery { recipient: &s.recipient, agreement: &s.agreement, status: "queued" })
+            .collect(),
+    };
+    let proof = Proof {
+        seq: 1042,
+        entry_hash: "6f1d0c5e2b8a4f7d9e3c1b0a5d8f2e4c6b9a7d3e1f0c8b5a2d4e6f8a0c1b3d5e".to_owned(),
+        body_digest: "a3c5e7f9b1d2046e8c0a2b4d6f8e1c3a5b7d9f0e2c4a6b8d0f1e3c5a7b9d2f4e".to_owned(),
+        signed_at: EXAMPLE_TIME.to_owned(),
+        key_id: "5c1e9a7b2d4f6e80".to_owned(),
+        format: Some(2),
+        signature: "9e".repeat(64),
+    };
+    let mut value = serde_json::to_value(&receipt).unwrap_or_default();
+    value["audit"] = serde_json::to_value(&proof).unwrap_or_default();
+    value
+}
+
+/// A record of `record_type` as `GET /v1/records/{record_id}` shows it once delivered.
+fn record_example(record_type: &str, version: Version, route: &Route) -> Value {
+    let view = RecordView {
+        record_id: EXAMPLE_RECORD_ID.to_owned(),
+        record_type: record_type.to_owned(),
+        schema_version: version.to_string(),
+        received_at: EXAMPLE_TIME.to_owned(),
+        status: RecordState::Delivered,
+        deliveries: route
+            .shares(version)
+            .map(|(share, _)| DeliveryView {
+                recipient: share.recipient.to_string(),
+                agreement: share.agreement.to_string(),
+                status: DeliveryStatus::Delivered,
+                attempts: 1,
+                last_attempt_at: Some("2026-11-29T17:00:00.120Z".to_owned()),
+                delivered_at: Some("2026-11-29T17:00:00.120Z".to_owned()),
+                next_attempt_at: None,
+                last_error: None,
+            })
+            .collect(),
+    };
+    serde_json::to_value(&view).unwrap_or_default()
+}
+
+/// The `next_cursor` of a page that ends with `record`.
+fn next_cursor_example(record: &Value) -> Value {
+    let at = record["received_at"].as_str().and_then(crate::clock::parse_rfc3339_ms);
+    match (at, record["record_id"].as_str()) {
+        (Some(at), Some(id)) => json!(format!("{at}.{id}")),
+        _ => Value::Null,
+    }
+}
+
+/// What a request answers: the responder's answer (valid under the `response` schema) cut down
+/// to `fields`. A field selected whole keeps its schema and, if the response schema requires it,
+/// stays required; a field selected only in part is any value. The schemas of the fields are
+/// copied in (with the components their references need added to `components`), since the
+/// response schema as a whole is not the answer's.
+fn answer_schema(
+    catalog: &SchemaCatalog,
+    response: &CompiledSchema,
+    fields: Option<&FieldList>,
+    components: &mut Map<String, Value>,
+) -> Value {
     let unknown = json!({"type": "object", "description": "The responder's answer, cut down to the agreement's `response_fields`."});
-    let (Some(fields), Some(Value::Object(schema))) = (fields, catalog.document(response).map(|d| &**d)) else {
+    let (Some(fields), Value::Object(schema)) = (fields, &*response.document) else {
         return unknown;
     };
     let declared = schema.get("properties").and_then(Value::as_object);
@@ -266,13 +492,23 @@ fn answer_schema(catalog: &SchemaCatalog, response: &str, fields: Option<&FieldL
         let Some(Segment::Key(name)) = pointer.segments().first() else {
             return unknown;
         };
-        if pointer.segments().len() == 1 && declared.is_some_and(|d| d.contains_key(name)) {
-            let escaped = name.replace('~', "~0").replace('/', "~1");
-            properties
-                .insert(name.clone(), json!({"$ref": format!("{}/properties/{escaped}", component_ref(response))}));
-            whole.insert(name.clone());
-        } else if !whole.contains(name) {
-            properties.insert(name.clone(), json!({}));
+        match declared.and_then(|d| d.get(name)).filter(|_| pointer.segments().len() == 1) {
+            Some(field) => {
+                let field = embed(catalog, field, &response.path, components).unwrap_or_else(|| {
+                    // As the validator sees it, every reference inlined.
+                    response
+                        .dereferenced()
+                        .pointer(&format!("/properties/{}", escape(name)))
+                        .cloned()
+                        .unwrap_or(json!({}))
+                });
+                properties.insert(name.clone(), field);
+                whole.insert(name.clone());
+            }
+            None if !whole.contains(name) => {
+                properties.insert(name.clone(), json!({}));
+            }
+            None => {}
         }
     }
     let required: Vec<&str> = schema
@@ -289,63 +525,116 @@ fn answer_schema(catalog: &SchemaCatalog, response: &str, fields: Option<&FieldL
     })
 }
 
-/// The schema files at `paths` and every file they reference, as components. A file whose
-/// references cannot be rewritten into the document (an `$id`, an anchor, a URI outside the
-/// schemas directory) is embedded with every `$ref` inlined instead, as the validator sees it.
-fn bundle(catalog: &SchemaCatalog, paths: &BTreeSet<String>) -> Map<String, Value> {
-    let mut components = Map::new();
-    for path in paths {
-        match bundle_from(catalog, path) {
-            Some(files) => {
-                for (file, schema) in files {
-                    components.insert(component_name(&file), schema);
-                }
-            }
-            None => {
-                let compiled = catalog
-                    .types()
-                    .flat_map(|t| t.versions.values())
-                    .flat_map(|v| std::iter::once(&v.request).chain(v.response.as_ref()))
-                    .find(|s| &s.path == path);
-                if let Some(compiled) = compiled {
-                    let mut schema = compiled.dereferenced().clone();
-                    if let Value::Object(o) = &mut schema {
-                        o.remove("$schema");
-                    }
-                    components.insert(component_name(path), schema);
-                }
-            }
-        }
-    }
-    components
+/// `name` as a JSON Pointer segment.
+fn escape(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
 }
 
-/// `root` and the files it references, each with its references rewritten.
-fn bundle_from(catalog: &SchemaCatalog, root: &str) -> Option<Vec<(String, Value)>> {
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut queue = vec![root.to_owned()];
-    while let Some(path) = queue.pop() {
-        if !seen.insert(path.clone()) {
-            continue;
+/// What a `$ref` between schema files names, as a component of the document.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    /// A whole file (inside the schemas directory), without its `$defs`.
+    File(String),
+    /// One `$defs` entry of a file.
+    Definition(String, String),
+}
+
+impl Target {
+    /// The component's name: the file's, and the definition's after it.
+    fn component(&self) -> String {
+        match self {
+            Target::File(path) => component_name(path),
+            Target::Definition(path, name) => format!("{}.{name}", component_name(path)),
         }
-        if !component_name(&path).bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-            return None;
+    }
+
+    fn file(&self) -> &str {
+        match self {
+            Target::File(path) | Target::Definition(path, _) => path,
         }
-        let mut schema = Value::clone(catalog.document(&path)?);
-        if let Value::Object(o) = &mut schema {
-            // The document's `jsonSchemaDialect` says the same.
+    }
+
+    /// The schema as written in its file: a whole file loses `$schema` (the document's
+    /// `jsonSchemaDialect` says the same) and `$defs` (each entry in use is a component).
+    fn schema(&self, catalog: &SchemaCatalog) -> Option<Value> {
+        let document = catalog.document(self.file())?;
+        match self {
+            Target::File(_) => {
+                let mut schema = Value::clone(document);
+                if let Value::Object(o) = &mut schema {
+                    o.remove("$schema");
+                    o.remove("$defs");
+                }
+                Some(schema)
+            }
+            Target::Definition(_, name) => document.get("$defs")?.get(name).cloned(),
+        }
+    }
+}
+
+/// The component and the JSON Pointer inside it that a `$ref` of `file` names. A pointer into
+/// `$defs` names the definition's own component; anything else, the file's.
+fn target(file: &str, reference: &str) -> Option<(Target, String)> {
+    let (path, fragment) = resolve(file, reference)?;
+    let Some(rest) = fragment.strip_prefix("/$defs") else {
+        return Some((Target::File(path), fragment));
+    };
+    let rest = rest.strip_prefix('/')?;
+    let (name, inside) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if name.is_empty() {
+        return None;
+    }
+    Some((Target::Definition(path, name.to_owned()), inside.to_owned()))
+}
+
+/// Adds the request schema `schema` to `components`: its file and every component its
+/// references need, or, if a reference cannot be rewritten into the document (an `$id`, an
+/// anchor, a URI outside the schemas directory, a name that collides), the file with every
+/// `$ref` inlined, as the validator sees it.
+fn add_schema_file(catalog: &SchemaCatalog, schema: &CompiledSchema, components: &mut Map<String, Value>) {
+    let root = Target::File(schema.path.clone());
+    let bundled = root.schema(catalog).and_then(|value| embed(catalog, &value, &schema.path, components));
+    let value = bundled.unwrap_or_else(|| {
+        let mut value = schema.dereferenced().clone();
+        if let Value::Object(o) = &mut value {
             o.remove("$schema");
         }
-        rewrite_refs(&mut schema, &path, &mut queue)?;
-        out.push((path, schema));
+        value
+    });
+    components.insert(root.component(), value);
+}
+
+/// `schema` (found in the file at `file`) with its references rewritten to point inside the
+/// document; the components they need are added to `components`. `None`, and `components`
+/// unchanged, if a reference cannot be rewritten or a component's name is taken by another.
+fn embed(catalog: &SchemaCatalog, schema: &Value, file: &str, components: &mut Map<String, Value>) -> Option<Value> {
+    let mut schema = schema.clone();
+    let mut queue = Vec::new();
+    rewrite_refs(&mut schema, file, &mut queue)?;
+    let mut added = Map::new();
+    let mut seen = BTreeSet::new();
+    while let Some(target) = queue.pop() {
+        if !seen.insert(target.clone()) {
+            continue;
+        }
+        let name = target.component();
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            return None;
+        }
+        let mut value = target.schema(catalog)?;
+        rewrite_refs(&mut value, target.file(), &mut queue)?;
+        if components.get(&name).is_some_and(|existing| *existing != value) {
+            return None;
+        }
+        added.insert(name, value);
     }
-    Some(out)
+    components.extend(added);
+    Some(schema)
 }
 
 /// Rewrites every `$ref` of the schema `value` (found in the file at `file`) to point inside the
-/// document, and queues the files it points at.
-fn rewrite_refs(value: &mut Value, file: &str, targets: &mut Vec<String>) -> Option<()> {
+/// document, and queues the components they point at.
+fn rewrite_refs(value: &mut Value, file: &str, targets: &mut Vec<Target>) -> Option<()> {
     let Value::Object(map) = value else {
         return Some(());
     };
@@ -356,8 +645,8 @@ fn rewrite_refs(value: &mut Value, file: &str, targets: &mut Vec<String>) -> Opt
         match key.as_str() {
             "$ref" => {
                 let Value::String(reference) = child else { return None };
-                let (target, fragment) = resolve(file, reference)?;
-                *reference = format!("{}{fragment}", component_ref(&target));
+                let (target, pointer) = target(file, reference)?;
+                *reference = format!("#/components/schemas/{}{pointer}", target.component());
                 targets.push(target);
             }
             // Instances, not schemas: a `$ref` in there is data.
@@ -410,6 +699,51 @@ fn resolve(file: &str, reference: &str) -> Option<(String, String)> {
     Some((parts.join("/"), fragment.to_owned()))
 }
 
+/// Removes the components nothing in the document leads to (through `$ref`s from the paths, or
+/// from components that are themselves in use): a caller without request agreements has no use
+/// for the upstream answers, and one whose schemas use no address no use for its definition.
+/// Security schemes are named, not referenced, and stay.
+fn drop_unused_components(document: &mut Value) {
+    const SECTIONS: [&str; 6] = ["schemas", "responses", "parameters", "headers", "examples", "requestBodies"];
+    /// The (section, name) of every component a `$ref` under `value` points into.
+    fn referenced(value: &Value, out: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(reference)) = map.get("$ref")
+                    && let Some(rest) = reference.strip_prefix("#/components/")
+                {
+                    let mut parts = rest.splitn(3, '/');
+                    if let (Some(section), Some(name)) = (parts.next(), parts.next()) {
+                        out.push((section.to_owned(), name.replace("~1", "/").replace("~0", "~")));
+                    }
+                }
+                map.values().for_each(|v| referenced(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| referenced(v, out)),
+            _ => {}
+        }
+    }
+    let mut queue = Vec::new();
+    if let Value::Object(top) = &*document {
+        for (_, value) in top.iter().filter(|(key, _)| *key != "components") {
+            referenced(value, &mut queue);
+        }
+    }
+    let mut used = BTreeSet::new();
+    while let Some((section, name)) = queue.pop() {
+        if let Some(component) = document.pointer(&format!("/components/{section}/{}", escape(&name)))
+            && used.insert((section, name))
+        {
+            referenced(component, &mut queue);
+        }
+    }
+    for section in SECTIONS {
+        if let Some(Value::Object(components)) = document.pointer_mut(&format!("/components/{section}")) {
+            components.retain(|name, _| used.contains(&(section.to_owned(), name.clone())));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,17 +775,59 @@ mod tests {
         let mut schema = json!({
             "properties": {
                 "a": {"$ref": "../common/definitions.json#/$defs/address"},
-                "enum": {"items": [{"$ref": "#/$defs/x"}]}
+                "b": {"$ref": "../common/definitions.json#/$defs/address/properties/street"},
+                "enum": {"items": [{"$ref": "#/$defs/x"}]},
+                "c": {"$ref": "./1.1.json#/properties/c"}
             },
             "const": {"$ref": "not a reference"},
             "$defs": {"x": {"type": "string"}}
         });
         let mut targets = Vec::new();
         rewrite_refs(&mut schema, "t/1.0.json", &mut targets).unwrap();
-        assert_eq!(schema["properties"]["a"]["$ref"], "#/components/schemas/common.definitions/$defs/address");
-        assert_eq!(schema["properties"]["enum"]["items"][0]["$ref"], "#/components/schemas/t.1.0/$defs/x");
+        assert_eq!(schema["properties"]["a"]["$ref"], "#/components/schemas/common.definitions.address");
+        assert_eq!(
+            schema["properties"]["b"]["$ref"],
+            "#/components/schemas/common.definitions.address/properties/street"
+        );
+        assert_eq!(schema["properties"]["enum"]["items"][0]["$ref"], "#/components/schemas/t.1.0.x");
+        assert_eq!(schema["properties"]["c"]["$ref"], "#/components/schemas/t.1.1/properties/c");
         assert_eq!(schema["const"]["$ref"], "not a reference");
-        assert_eq!(targets, ["common/definitions.json", "t/1.0.json"]);
+        let definition = |file: &str, name: &str| Target::Definition(file.to_owned(), name.to_owned());
+        targets.sort();
+        assert_eq!(
+            targets,
+            [
+                Target::File("t/1.1.json".to_owned()),
+                definition("common/definitions.json", "address"),
+                definition("common/definitions.json", "address"),
+                definition("t/1.0.json", "x"),
+            ]
+        );
         assert!(rewrite_refs(&mut json!({"$id": "x", "type": "string"}), "t/1.0.json", &mut targets).is_none());
+        // `$defs` itself, or an entry without a name, is not a component.
+        assert!(rewrite_refs(&mut json!({"$ref": "#/$defs"}), "t/1.0.json", &mut targets).is_none());
+        assert!(rewrite_refs(&mut json!({"$ref": "#/$defs/"}), "t/1.0.json", &mut targets).is_none());
+    }
+
+    #[test]
+    fn components_nothing_leads_to_are_dropped() {
+        let mut document = json!({
+            "paths": {"/a": {"get": {"responses": {"200": {"$ref": "#/components/responses/Used"}}}}},
+            "components": {
+                "responses": {
+                    "Used": {"description": "", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/A/properties/x"}}}},
+                    "Unused": {"description": "", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/B"}}}}
+                },
+                "schemas": {"A": {"properties": {"x": {"$ref": "#/components/schemas/C~1D"}}}, "B": {}, "C/D": {}},
+                "securitySchemes": {"key": {"type": "http", "scheme": "bearer"}}
+            }
+        });
+        drop_unused_components(&mut document);
+        let names = |section: &str| -> Vec<String> {
+            document["components"][section].as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(names("responses"), ["Used"]);
+        assert_eq!(names("schemas"), ["A", "C/D"]);
+        assert_eq!(names("securitySchemes"), ["key"]);
     }
 }

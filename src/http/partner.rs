@@ -582,6 +582,8 @@ async fn record_status(
     Ok(json_response(StatusCode::OK, serde_json::to_vec(&view).unwrap_or_default()))
 }
 
+/// The raw value of the query parameter `name` (the first, if it is repeated); a name without
+/// `=` has the empty value.
 fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -589,6 +591,8 @@ fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     })
 }
 
+/// A query value as `application/x-www-form-urlencoded` encodes it (`%XX`, and `+` for a space),
+/// or `None` if an escape is cut off or the bytes are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -596,7 +600,12 @@ fn percent_decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+                let hex = s.get(i + 1..i + 3)?;
+                // `from_str_radix` would take a sign (`%+1`); an escape is two hex digits.
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
             b'+' => {
@@ -612,39 +621,69 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `GET /v1/records`: the caller's records, newest first, one page at a time.
+///
+/// Every parameter is either absent or a valid value, as the OpenAPI document types it. An empty
+/// value (`?since=`) is refused like any other invalid one: it usually stands for a variable the
+/// client left unset, and answering as if the filter were absent would hand back records the
+/// caller did not ask for.
 async fn list_records(
     shared: &Shared,
     partner: &AuthenticatedPartner,
     req: &Request<RequestBody>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    /// The page cursor: the last record's `received_at` (unix ms) and id, as
+    /// `<digits>.<lower-case hyphenated UUID>`. Partners treat it as opaque; the OpenAPI document
+    /// gives exactly this syntax as its pattern, so what the document allows is what is accepted.
+    fn cursor(at: i64, record_id: &str) -> String {
+        format!("{at}.{record_id}")
+    }
+
+    /// The position a cursor names, or `None` if it is not in the cursor's syntax. Up to 18
+    /// digits always fit an `i64`.
+    fn parse_cursor(text: &str) -> Option<(i64, String)> {
+        let (at, id) = text.split_once('.')?;
+        if at.is_empty() || at.len() > 18 || !at.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let hyphens = [8, 13, 18, 23];
+        let uuid = id.len() == 36
+            && id.bytes().enumerate().all(|(i, b)| {
+                if hyphens.contains(&i) { b == b'-' } else { b.is_ascii_digit() || (b'a'..=b'f').contains(&b) }
+            });
+        if !uuid {
+            return None;
+        }
+        Some((at.parse().ok()?, id.to_owned()))
+    }
+
     let query = req.uri().query().unwrap_or("");
-    let status = match query_param(query, "status") {
-        None | Some("") => None,
-        Some(s) => Some(RecordState::parse(s).ok_or(ApiError::BadQuery { parameter: "status" })?),
-    };
-    let since = match query_param(query, "since") {
-        None | Some("") => None,
-        Some(s) => Some(
-            percent_decode(s)
-                .and_then(|s| crate::clock::parse_rfc3339_ms(&s))
-                .ok_or(ApiError::BadQuery { parameter: "since" })?,
-        ),
-    };
-    let limit = match query_param(query, "limit") {
-        None | Some("") => 50,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or(ApiError::BadQuery { parameter: "limit" })?,
-    };
-    let before = match query_param(query, "cursor") {
-        None | Some("") => None,
-        Some(c) => {
-            let (at, id) = c.split_once('.').ok_or(ApiError::BadQuery { parameter: "cursor" })?;
-            Some((at.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "cursor" })?, id.to_owned()))
+    let param = |name: &'static str| -> Result<Option<String>, ApiError> {
+        match query_param(query, name) {
+            None => Ok(None),
+            Some(raw) => match percent_decode(raw) {
+                Some(value) if !value.is_empty() => Ok(Some(value)),
+                _ => Err(ApiError::BadQuery { parameter: name }),
+            },
         }
     };
+    let invalid = |parameter: &'static str| move || ApiError::BadQuery { parameter };
+    let status = param("status")?.map(|s| RecordState::parse(&s).ok_or_else(invalid("status"))).transpose()?;
+    let since = param("since")?.map(|s| crate::clock::parse_rfc3339_ms(&s).ok_or_else(invalid("since"))).transpose()?;
+    let limit = param("limit")?
+        .map(|s| {
+            // Digits only: `parse` would also take a sign (`+5`), which the document's integer
+            // does not allow.
+            s.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| s.parse::<usize>().ok())
+                .flatten()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(invalid("limit"))
+        })
+        .transpose()?
+        .unwrap_or(50);
+    let before = param("cursor")?.map(|c| parse_cursor(&c).ok_or_else(invalid("cursor"))).transpose()?;
     let records = shared
         .store
         .list_records(RecordQuery { sender: partner.id.to_string(), status, since, before, limit })
@@ -653,7 +692,7 @@ async fn list_records(
     let next = (records.len() == limit)
         .then(|| records.last())
         .flatten()
-        .and_then(|r| crate::clock::parse_rfc3339_ms(&r.received_at).map(|at| format!("{at}.{}", r.record_id)));
+        .and_then(|r| crate::clock::parse_rfc3339_ms(&r.received_at).map(|at| cursor(at, &r.record_id)));
     let body = json!({ "records": records, "next_cursor": next });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }

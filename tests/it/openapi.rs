@@ -264,10 +264,37 @@ async fn the_bundled_schemas_mean_what_the_files_in_schemas_say() {
         let resolve = |reference: &str, _: &()| (resolve(&doc, reference).clone(), ());
         for file in &files {
             let relative = file.strip_prefix(&dir).unwrap().to_str().unwrap().replace('\\', "/");
-            let Some(component) = components.get(&component_name(&relative)) else { continue };
-            seen.insert(relative.clone());
-            assert!(component.get("$schema").is_none(), "{relative}: the dialect is the document's");
-            assert_eq!(inline(component, &(), &resolve, 0), inline_file(file), "{relative} as bundled for {partner}");
+            let mut written = inline_file(file);
+            let definitions = written.as_object_mut().unwrap().remove("$defs").unwrap_or(json!({}));
+            // A whole file is the component named after it, as written but for its `$defs`...
+            if let Some(component) = components.get(&component_name(&relative)) {
+                seen.insert(relative.clone());
+                assert!(component.get("$schema").is_none(), "{relative}: the dialect is the document's");
+                assert!(component.get("$defs").is_none(), "{relative}: its definitions are components");
+                assert_eq!(inline(component, &(), &resolve, 0), written, "{relative} as bundled for {partner}");
+            }
+            // ...each of which, if in use, is a component of its own.
+            for (name, definition) in definitions.as_object().unwrap() {
+                let name = format!("{}.{name}", component_name(&relative));
+                if let Some(component) = components.get(&name) {
+                    seen.insert(relative.clone());
+                    assert_eq!(&inline(component, &(), &resolve, 0), definition, "{name} as bundled for {partner}");
+                }
+            }
+        }
+        // A request's answer is the response schema's fields, as written, that the agreement returns.
+        let answer = &doc["paths"]["/v1/requests/sin-validation"]["post"]["responses"]["200"]["content"]["application/json"]
+            ["schema"];
+        if let Some(fields) = answer["properties"].as_object() {
+            let response = inline_file(&dir.join("sin-validation/1.0.response.json"));
+            for (name, field) in fields {
+                assert_eq!(
+                    inline(field, &(), &resolve, 0),
+                    response["properties"][name],
+                    "{name} as answered to {partner}"
+                );
+            }
+            seen.insert("sin-validation/1.0.response.json".to_owned());
         }
     }
     let all: BTreeSet<String> =
@@ -509,4 +536,264 @@ async fn answers_match_the_documented_schemas() {
         let foreign = gw.admin.send(Method::POST, path, &[ADMIN, ("origin", "https://elsewhere.example")], "").await;
         assert_documented(&doc, "post", template, &foreign);
     }
+}
+
+/// Every example under `value` (a media type's or a parameter's `example` and `examples`, a
+/// schema's `example`), with where it is and the schema it must be valid under.
+fn examples<'d>(doc: &'d Value, value: &'d Value, at: String, out: &mut Vec<(String, &'d Value, &'d Value)>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(schema) = map.get("schema") {
+                if let Some(example) = map.get("example") {
+                    out.push((at.clone(), schema, example));
+                }
+                for (name, example) in map.get("examples").and_then(Value::as_object).into_iter().flatten() {
+                    out.push((format!("{at}/examples/{name}"), schema, &follow(doc, example)["value"]));
+                }
+            } else if let (Some(example), Some(_)) = (map.get("example"), map.get("type").or(map.get("pattern"))) {
+                // A schema's own example.
+                out.push((at.clone(), value, example));
+            }
+            for (key, child) in map {
+                if key != "example" && key != "examples" {
+                    examples(doc, child, format!("{at}/{key}"), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                examples(doc, item, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_documented_example_is_valid_under_its_schema() {
+    let gw = Setup::new().start().await;
+    let mut docs = vec![("admin".to_owned(), admin_document(&gw).await)];
+    for partner in PARTNERS {
+        docs.push((partner.to_owned(), partner_document(&gw, partner).await));
+    }
+    for (name, doc) in &docs {
+        let mut found = Vec::new();
+        examples(doc, doc, String::new(), &mut found);
+        for (at, schema, example) in &found {
+            let errors: Vec<String> = validator(doc, schema).iter_errors(example).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{name}: the example at {at} breaks its schema: {errors:?}\n{example}");
+        }
+        if name != "admin" {
+            assert!(found.len() >= 10, "{name}: {} examples", found.len());
+        }
+    }
+
+    // A sender's document shows each of its record bodies, one example per accepted version,
+    // and what a real answer would hold.
+    let doc = partner_document(&gw, "on-vital-stats").await;
+    let body = &doc["paths"]["/v1/records/birth-registration"]["post"]["requestBody"]["content"]["application/json"];
+    let versions: Vec<&String> = body["examples"].as_object().unwrap().keys().collect();
+    assert_eq!(versions, ["1.0", "1.1"]);
+    assert_eq!(body["examples"]["1.1"]["value"], record("birth-registration-1.1.json"));
+    for (version, example) in body["examples"].as_object().unwrap() {
+        let component = json!({"$ref": format!("#/components/schemas/birth-registration.{version}")});
+        assert!(validator(&doc, &component).is_valid(&example["value"]), "{version}");
+    }
+    let receipt = &doc["paths"]["/v1/records/birth-registration"]["post"]["responses"]["202"]["content"]["application/json"]
+        ["example"];
+    let sent = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    let real = sent.json();
+    let recipients = |receipt: &Value| -> Vec<(String, String)> {
+        receipt["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["recipient"].to_string(), d["agreement"].to_string()))
+            .collect()
+    };
+    assert_eq!(recipients(receipt), recipients(&real), "the example receipt names the real recipients");
+    assert_eq!((&receipt["sender"], &receipt["schema_version"]), (&real["sender"], &real["schema_version"]));
+    // The discovery examples are what the gateway answers.
+    for (path, example) in [
+        (
+            "/v1/schemas",
+            &doc["paths"]["/v1/schemas"]["get"]["responses"]["200"]["content"]["application/json"]["example"],
+        ),
+        (
+            "/v1/agreements",
+            &doc["paths"]["/v1/agreements"]["get"]["responses"]["200"]["content"]["application/json"]["example"],
+        ),
+    ] {
+        assert_eq!(example, &gw.client.get(path, gw.key("on-vital-stats")).await.json(), "{path}");
+    }
+    // A request's example answer is the sample response cut down to the agreement's fields.
+    let doc = partner_document(&gw, "on-health-plan").await;
+    let answer = &doc["paths"]["/v1/requests/sin-validation"]["post"]["responses"]["200"]["content"]["application/json"]
+        ["example"];
+    let fields: BTreeSet<&String> = answer.as_object().unwrap().keys().collect();
+    let documented: BTreeSet<&String> = doc["paths"]["/v1/requests/sin-validation"]["post"]["responses"]["200"]
+        ["content"]["application/json"]["schema"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(fields, documented);
+}
+
+#[tokio::test]
+async fn every_component_of_a_partner_document_is_used() {
+    let gw = Setup::new().start().await;
+    for partner in PARTNERS {
+        let doc = partner_document(&gw, partner).await;
+        let mut references = BTreeSet::new();
+        let mut stack = vec![&doc];
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(reference)) = map.get("$ref") {
+                        references.insert(reference.clone());
+                    }
+                    stack.extend(map.values());
+                }
+                Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+        for section in ["schemas", "responses", "parameters", "headers"] {
+            for name in doc["components"][section].as_object().map(|o| o.keys().collect::<Vec<_>>()).unwrap_or_default()
+            {
+                // Referenced whole, as Redocly counts a use (a reference into it does not count).
+                let whole = format!("#/components/{section}/{}", name.replace('~', "~0").replace('/', "~1"));
+                assert!(references.contains(&whole), "{partner}: {whole} is never referenced");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_record_valid_only_under_another_version_than_it_declares_is_answered_as_documented() {
+    let gw = Setup::new().start().await;
+    let doc = partner_document(&gw, "on-vital-stats").await;
+    let key = format!("Bearer {}", gw.key("on-vital-stats"));
+    let newer = record("birth-registration-1.1.json").to_string();
+    for path in ["/v1/records/birth-registration", "/v1/validate/birth-registration"] {
+        let operation = &doc["paths"][path]["post"];
+        // The body schema admits the record (any accepted version's), and says the header decides.
+        let body = &operation["requestBody"];
+        assert!(
+            validator(&doc, &body["content"]["application/json"]["schema"])
+                .is_valid(&record("birth-registration-1.1.json"))
+        );
+        let description = body["description"].as_str().unwrap();
+        assert!(description.contains("`Schema-Version`") && description.contains("422"), "{description}");
+        let declared_older =
+            [("authorization", key.as_str()), ("content-type", "application/json"), ("schema-version", "1.0")];
+        let answer = gw.client.send(Method::POST, path, &declared_older, newer.clone()).await;
+        let problem = answer.problem(422, "schema-violation");
+        let pointers: BTreeSet<&str> =
+            problem["violations"].as_array().unwrap().iter().map(|v| v["pointer"].as_str().unwrap()).collect();
+        assert!(pointers.contains("/sin_application"), "{pointers:?}");
+        assert_documented(&doc, "post", path, &answer);
+        // Declared as what it is, or not declared (the newest), it passes.
+        for version in [&[("schema-version", "1.1")][..], &[]] {
+            let headers: Vec<(&str, &str)> = [("authorization", key.as_str()), ("content-type", "application/json")]
+                .into_iter()
+                .chain(version.iter().copied())
+                .collect();
+            let answer = gw.client.send(Method::POST, path, &headers, newer.clone()).await;
+            assert!(answer.status.is_success(), "{path} {version:?}: {}", answer.text());
+        }
+        // A malformed `Schema-Version` is a documented 400 `invalid-header`.
+        let malformed =
+            [("authorization", key.as_str()), ("content-type", "application/json"), ("schema-version", "01.1")];
+        let answer = gw.client.send(Method::POST, path, &malformed, newer.clone()).await;
+        assert_eq!(answer.problem(400, "invalid-header")["header"], "Schema-Version");
+        assert_documented(&doc, "post", path, &answer);
+    }
+}
+
+#[tokio::test]
+async fn the_record_list_cursor_is_exactly_what_its_documented_pattern_allows() {
+    let gw = Setup::new().start().await;
+    let doc = partner_document(&gw, "on-vital-stats").await;
+    let key = gw.key("on-vital-stats");
+    for _ in 0..3 {
+        gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    }
+    let pattern = doc["components"]["schemas"]["Cursor"]["pattern"].as_str().unwrap();
+    let cursor_schema = validator(&doc, &json!({"$ref": "#/components/schemas/Cursor"}));
+    // The cursor the gateway hands out fits the pattern, and leads to the next page.
+    let first = gw.client.get("/v1/records?limit=2", key).await;
+    assert_documented(&doc, "get", "/v1/records", &first);
+    let cursor = first.json()["next_cursor"].as_str().unwrap().to_owned();
+    assert!(cursor_schema.is_valid(&json!(cursor)), "{cursor} does not match {pattern}");
+    let second = gw.client.get(&format!("/v1/records?limit=2&cursor={cursor}"), key).await;
+    assert_eq!(second.json()["records"].as_array().unwrap().len(), 1);
+    // Anything the pattern allows is a position, answered 200 (an empty page, if nothing is older).
+    for fits in [
+        "0.00000000-0000-0000-0000-000000000000",
+        "999999999999999999.ffffffff-ffff-ffff-ffff-ffffffffffff",
+        "000001.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+    ] {
+        assert!(cursor_schema.is_valid(&json!(fits)), "{fits}");
+        let r = gw.client.get(&format!("/v1/records?cursor={fits}"), key).await;
+        assert_eq!(r.status, StatusCode::OK, "{fits}: {}", r.text());
+        assert_documented(&doc, "get", "/v1/records", &r);
+    }
+    // Anything else is a documented 400 naming the parameter.
+    for malformed in [
+        "-1.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+        "-82551417248067451604.%C3%9Efm",
+        "9999999999999999999.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+        "1795971600000.019AD0A5-5C00-7C3A-9D2E-6B1F0A4C8E21",
+        "1795971600000.019ad0a55c007c3a9d2e6b1f0a4c8e21",
+        "1795971600000.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21x",
+        "1795971600000",
+        ".019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+        "%2B1.019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21",
+        "1%2",
+    ] {
+        let decoded = malformed.replace("%2B", "+");
+        assert!(!cursor_schema.is_valid(&json!(decoded)), "{malformed} matches {pattern}");
+        let r = gw.client.get(&format!("/v1/records?cursor={malformed}"), key).await;
+        assert!(r.problem(400, "invalid-query")["detail"].as_str().unwrap().contains("cursor"), "{malformed}");
+        assert_documented(&doc, "get", "/v1/records", &r);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_record_list_parameter_is_refused_not_ignored() {
+    let gw = Setup::new().start().await;
+    let doc = partner_document(&gw, "on-vital-stats").await;
+    let key = gw.key("on-vital-stats");
+    gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    // `?since=` usually stands for an unset variable: answering every record would hide it.
+    for (query, parameter) in [
+        ("since=", "since"),
+        ("since", "since"),
+        ("status=", "status"),
+        ("limit=", "limit"),
+        ("cursor=", "cursor"),
+        ("limit=%2B5", "limit"),
+        ("since=2026-11-29T00:00:00%", "since"),
+        ("since=2026-11-29T00:00:00+01:00", "since"),
+    ] {
+        let r = gw.client.get(&format!("/v1/records?{query}"), key).await;
+        let problem = r.problem(400, "invalid-query");
+        assert!(problem["detail"].as_str().unwrap().contains(parameter), "{query}: {problem}");
+        assert_documented(&doc, "get", "/v1/records", &r);
+    }
+    // Valid values, percent-encoded or not, are taken.
+    for query in [
+        "since=2026-01-01T00:00:00Z",
+        "since=2026-01-01T01:00:00%2B01:00",
+        "status=pending&limit=5",
+        "status=%64elivered",
+    ] {
+        let r = gw.client.get(&format!("/v1/records?{query}"), key).await;
+        assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text());
+        assert_documented(&doc, "get", "/v1/records", &r);
+    }
+    let description = doc["paths"]["/v1/records"]["get"]["description"].as_str().unwrap();
+    assert!(description.contains("given empty") && description.contains("400"), "{description}");
 }
