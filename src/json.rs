@@ -53,10 +53,11 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
 /// Why a number literal is not carried exactly by the value parsed from it.
 ///
 /// A literal is carried exactly when serde_json holds it as a 64-bit integer (an integer
-/// literal within `i64` or `u64`), or when it holds it as a finite double whose shortest
-/// round-trip form (what the canonical writer prints) has the same decimal value as the
-/// literal, and, for magnitudes from 2^53 to 2^64, where 64-bit integers are finer than
-/// doubles, when that double is the literal's value itself. So `0.1`, `1.0`, `90e-1`, `-0` and
+/// literal within `i64` or `u64`), or when it holds it as a finite double of which the literal
+/// is a shortest round-trip form (no more significant digits than the form the canonical writer
+/// prints: what any language's shortest printing gives, whichever way it breaks a tie between
+/// two such forms), and, for magnitudes from 2^53 to 2^64, where 64-bit integers are finer
+/// than doubles, when that double is the literal's value itself. So `0.1`, `1.0`, `90e-1`, `-0` and
 /// `1e20` are carried exactly; `9.0000000000000000001` (whose double is 9),
 /// `18446744073709551616` and `9007199254740993.0` (whose double is 2^53) are not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +139,12 @@ fn exactness(literal: &str) -> Result<(), InexactNumber> {
     // beyond a double's range.
     let double: f64 = serde_json::from_str(literal).map_err(|_| InexactNumber::OutOfRange)?;
     let printed = Number::from_f64(double).ok_or(InexactNumber::OutOfRange)?;
+    // A shortest round-trip form of the double: no more significant digits than the shortest
+    // form serde_json prints. Two shortest forms can stand for one double when it lies half-way
+    // between them (`-1676939070918890.2` and `.3` for `...890.25`); whichever the partner's
+    // system printed is what it holds, and both are taken.
     let written = Decimal::parse(literal);
-    if written != Decimal::parse(&printed.to_string()) {
+    if written.digits.len() > Decimal::parse(&printed.to_string()).digits.len() {
         return Err(InexactNumber::TooPrecise);
     }
     const TWO_TO_53: f64 = 9_007_199_254_740_992.0;

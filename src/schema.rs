@@ -12,8 +12,8 @@
 //! `9.0000000000000000001` parses to the double 9 and would pass `"maximum": 9`. So a body is
 //! parsed with [`crate::json::parse_exact`], and every number literal the parsed value does not
 //! carry exactly is refused as a [`NUMBER_PRECISION`] violation at its pointer. The rule is
-//! [`InexactNumber`]'s: a 64-bit integer, or a double whose shortest round-trip form has the
-//! written value (and which, between 2^53 and 2^64, is that value itself). serde_json parses
+//! [`InexactNumber`]'s: a 64-bit integer, or a double of which the literal is a shortest
+//! round-trip form (and which, between 2^53 and 2^64, is that value itself). serde_json parses
 //! with `float_roundtrip`, so that double is the correctly rounded one, and whatever a partner's
 //! system prints from a double is accepted; `0.1` is carried exactly in this sense. The schema
 //! files are held to the same rule when they load, so every limit is carried exactly too.
@@ -21,7 +21,10 @@
 //! Then the validator's verdict is the verdict on the written decimals:
 //!
 //! - two doubles compare as their shortest forms do, since distinct doubles have distinct
-//!   shortest forms in the same order;
+//!   shortest forms in the same order (the one exception: a double half-way between two
+//!   shortest forms, such as `...890.25` for `-1676939070918890.2` and `.3`, possible only
+//!   past 2^49 with a fraction, stands for both, so a limit written as one of them and an
+//!   instance written as the other compare equal);
 //! - a double and a 64-bit integer (compared exactly by the crate) compare as the written
 //!   values do: below 2^53 every integer is itself a double, so none lies between a double and
 //!   its shortest form, and from 2^53 to 2^64 an accepted double is its written value;

@@ -592,33 +592,18 @@ fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 }
 
 /// A query value as `application/x-www-form-urlencoded` encodes it (`%XX`, and `+` for a space),
-/// or `None` if an escape is cut off or the bytes are not UTF-8.
+/// or `None` if an escape is cut off or the bytes are not UTF-8. (A forwarded certificate header
+/// is plain percent-encoding instead, where `+` is itself: see `tls::parse_forwarded`.)
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                // `from_str_radix` would take a sign (`%+1`); an escape is two hex digits.
-                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return None;
-                }
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    // percent-encoding keeps a cut-off escape (`%4`, `%+1`) as text; a query value that has one is
+    // malformed.
+    let escapes_whole = s
+        .match_indices('%')
+        .all(|(i, _)| s.get(i + 1..i + 3).is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())));
+    if !escapes_whole {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().ok().map(|v| v.into_owned())
 }
 
 /// `GET /v1/records`: the caller's records, newest first, one page at a time.
@@ -714,11 +699,8 @@ pub(super) fn schema_entries(config: &Config, partner: &str) -> Vec<(String, Ver
 }
 
 fn schemas(config: &Config, partner: &AuthenticatedPartner) -> Result<Response<Full<Bytes>>, ApiError> {
-    let list: Vec<Value> = schema_entries(config, &partner.id)
-        .into_iter()
-        .map(|(t, v, role)| json!({"record_type": t, "version": v, "role": role, "href": format!("/v1/schemas/{t}/{v}")}))
-        .collect();
-    Ok(json_response(StatusCode::OK, json!({ "schemas": list }).to_string().into_bytes()))
+    // The same list the OpenAPI document gives as this answer's example.
+    Ok(json_response(StatusCode::OK, super::openapi::schema_list(config, &partner.id).to_string().into_bytes()))
 }
 
 fn schema(
@@ -739,36 +721,8 @@ fn schema(
 }
 
 fn agreements(config: &Config, partner: &AuthenticatedPartner) -> Result<Response<Full<Bytes>>, ApiError> {
-    let me: &str = &partner.id;
-    let list: Vec<Value> = config
-        .agreements
-        .iter()
-        .filter(|a| a.is_party(me))
-        .map(|a| {
-            // The sender sees every recipient's fields; a recipient sees only its own.
-            let recipients: Vec<Value> = a
-                .recipients
-                .iter()
-                .filter(|r| &*a.sender == me || &*r.partner == me)
-                .map(|r| json!({"partner": &*r.partner, "fields": r.fields.pointers().iter().map(|p| p.to_string()).collect::<Vec<_>>(), "ordered": r.ordered}))
-                .collect();
-            json!({
-                "id": &*a.id,
-                "title": {"en": a.title_en, "fr": a.title_fr},
-                "sender": &*a.sender,
-                "record_type": &*a.record_type,
-                "versions": a.versions,
-                "mode": a.mode,
-                "purpose": a.purpose,
-                "valid_from": crate::clock::rfc3339_ms(crate::clock::to_ms(a.valid_from)),
-                "valid_until": a.valid_until.map(|t| crate::clock::rfc3339_ms(crate::clock::to_ms(t))),
-                "in_force": a.in_force(OffsetDateTime::now_utc()),
-                "role": if &*a.sender == me { "sender" } else { "recipient" },
-                "recipients": recipients,
-            })
-        })
-        .collect();
-    Ok(json_response(StatusCode::OK, json!({ "agreements": list }).to_string().into_bytes()))
+    let list = super::openapi::agreement_list(config, &partner.id, OffsetDateTime::now_utc());
+    Ok(json_response(StatusCode::OK, list.to_string().into_bytes()))
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ fn the_demo_delivers_every_record_to_every_recipient() {
     // A newcomer is told where the operators' side is and how to sign in.
     let console = stdout.lines().find(|l| l.contains("/console")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(console.contains("http://127.0.0.1:"), "{console}");
-    let token_file = dir.path().join("config").join("../data/admin-token");
+    let token_file = dir.path().join("data/admin-token");
     assert!(stdout.contains(&format!("admin token in {}", token_file.display())), "{stdout}");
     assert!(token_file.exists());
     // Standard error is a pipe here: no colour codes in the log lines.

@@ -290,13 +290,10 @@ fn carried_exactly(literal: &str) -> bool {
     if !double.is_finite() {
         return false;
     }
-    // The shortest round-trip form the gateway's canonical writer prints (serde_json's, ryu):
-    // a literal half-way between two shortest forms (`-1676939070918890.2` and `.3` stand for
-    // the same double) is carried only in the form that writer picks, which keeps the mapping
-    // from accepted literals to doubles one-to-one, so comparisons stay exact.
+    // A shortest round-trip form: no more significant digits than std's shortest printing
+    // (`-1676939070918890.2` and `.3` are both shortest forms of the double `...890.25`).
     let written = Exact::parse(literal);
-    let shortest = serde_json::Number::from_f64(double).map(|n| n.to_string()).unwrap_or_default();
-    if written != Exact::parse(&shortest) {
+    if written.digits.len() > Exact::parse(&format!("{double:e}")).digits.len() {
         return false;
     }
     let magnitude = double.abs();
