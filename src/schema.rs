@@ -413,6 +413,13 @@ impl SchemaCatalog {
             if *type_name == "common" {
                 continue;
             }
+            // `/v1/records/{x}` is a record id when `x` is a UUID, a record type otherwise.
+            if uuid::Uuid::try_parse(type_name).is_ok() {
+                if broken.insert(type_name.to_string()) {
+                    report(path, format!("the record type `{type_name}` is named like a record id (a UUID)"));
+                }
+                continue;
+            }
             let (stem, is_response) = match file_name.strip_suffix(".response.json") {
                 Some(stem) => (stem, true),
                 None => (file_name.trim_end_matches(".json"), false),

@@ -128,6 +128,19 @@ fn duplicate_agreement_ids_and_unknown_keys_are_reported() {
     assert!(address.contains("unknown field `colour`"), "{out}");
 }
 
+/// `/v1/records/{x}` is a record when `x` is a UUID and a record type otherwise, so no record
+/// type may be named like a UUID.
+#[test]
+fn a_record_type_named_like_a_record_id_is_refused() {
+    let (dir, main) = shipped();
+    let uuid_type = dir.path().join("schemas/01900000-0000-7000-8000-000000000000");
+    std::fs::create_dir_all(&uuid_type).unwrap();
+    std::fs::copy(dir.path().join("schemas/address-change/1.0.json"), uuid_type.join("1.0.json")).unwrap();
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is named like a record id (a UUID)"), "{out}");
+}
+
 #[test]
 fn an_unknown_sender_and_a_missing_schema_version_are_reported() {
     let (dir, main) = shipped();
