@@ -43,6 +43,15 @@ const TOO_DEEP: &str = "passerelle:too-deep";
 /// How serde_json's message for a number beyond a double's range begins.
 const OUT_OF_RANGE: &str = "number out of range";
 
+/// `key` as one token of a JSON Pointer (RFC 6901): `~` as `~0`, `/` as `~1`.
+pub fn pointer_token(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.contains(['~', '/']) {
+        std::borrow::Cow::Owned(key.replace('~', "~0").replace('/', "~1"))
+    } else {
+        std::borrow::Cow::Borrowed(key)
+    }
+}
+
 /// Parses `bytes` as one JSON document, refusing duplicate keys and nesting deeper than
 /// `max_depth` (a scalar at the top is depth 0, `[]` is depth 1).
 pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
@@ -249,7 +258,7 @@ impl fmt::Display for NumberLocation<'_> {
                 Frame::Member(Some(key)) => {
                     let raw = &self.text[key.clone()];
                     let key = serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_owned());
-                    f.write_str(&key.replace('~', "~0").replace('/', "~1"))?;
+                    f.write_str(&pointer_token(&key))?;
                 }
                 Frame::Member(None) => {}
             }
@@ -367,7 +376,7 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         self.saw_double.set(true);
-        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom(OUT_OF_RANGE))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))

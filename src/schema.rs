@@ -265,11 +265,6 @@ impl Violations {
         &self.listed
     }
 
-    /// The listed violations, as a slice.
-    pub fn as_slice(&self) -> &[Violation] {
-        &self.listed
-    }
-
     /// Counts one violation of `keyword`, and builds it only while the list has room.
     fn push(&mut self, keyword: &'static str, violation: impl FnOnce() -> Violation) {
         if self.listed.len() < self.limit {
@@ -580,7 +575,7 @@ fn push_violation(out: &mut Violations, pointer: &str, kind: &ValidationErrorKin
     match kind {
         K::Required { property } => out.push("required", || {
             let name = property.as_str().unwrap_or_default().to_owned();
-            let pointer = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
+            let pointer = format!("{pointer}/{}", crate::json::pointer_token(&name));
             Violation { pointer, keyword: "required", detail: ViolationDetail::Required { property: name } }
         }),
         K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
@@ -590,7 +585,7 @@ fn push_violation(out: &mut Violations, pointer: &str, kind: &ValidationErrorKin
                 "unevaluatedProperties"
             };
             out.push_many(keyword, unexpected.len(), |i| Violation {
-                pointer: format!("{pointer}/{}", unexpected[i].replace('~', "~0").replace('/', "~1")),
+                pointer: format!("{pointer}/{}", crate::json::pointer_token(&unexpected[i])),
                 keyword,
                 detail: ViolationDetail::AdditionalProperty,
             });

@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::i18n::Lang;
-use super::routes::{AnyShape, Miss, Route as HttpRoute, RouteTable};
+use super::routes::{AnyShape, Route as HttpRoute, RouteTable};
 use super::{json_response, text_response};
 use crate::gateway::Shared;
 use crate::server::ConnectionInfo;
@@ -129,8 +129,7 @@ async fn answer(shared: &Shared, req: Request<RequestBody>) -> Answer {
     }
     let route = match TABLE.find::<AnyShape>(&method, &path) {
         Ok(route) => route,
-        Err(Miss::NotFound) => return refused(ApiError::RouteNotFound),
-        Err(Miss::MethodNotAllowed { allow }) => return refused(ApiError::MethodNotAllowed { allow }),
+        Err(miss) => return refused(miss.into()),
     };
     let template = route.route.template;
     let open = |response| Answer { response, route: template, operator: false };

@@ -102,6 +102,16 @@ fn syntax(header: &str, lang: Lang) -> &'static str {
     }
 }
 
+/// A request that matched no route: 404, or 405 with the route's methods.
+impl From<super::routes::Miss> for ApiError {
+    fn from(miss: super::routes::Miss) -> Self {
+        match miss {
+            super::routes::Miss::NotFound => ApiError::RouteNotFound,
+            super::routes::Miss::MethodNotAllowed { allow } => ApiError::MethodNotAllowed { allow },
+        }
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;

@@ -498,7 +498,7 @@ fn answer_schema(
                     // As the validator sees it, every reference inlined.
                     response
                         .dereferenced()
-                        .pointer(&format!("/properties/{}", escape(name)))
+                        .pointer(&format!("/properties/{}", crate::json::pointer_token(name)))
                         .cloned()
                         .unwrap_or(json!({}))
                 });
@@ -523,11 +523,6 @@ fn answer_schema(
         "required": required,
         "additionalProperties": false
     })
-}
-
-/// `name` as a JSON Pointer segment.
-fn escape(name: &str) -> String {
-    name.replace('~', "~0").replace('/', "~1")
 }
 
 /// What a `$ref` between schema files names, as a component of the document.
@@ -731,7 +726,8 @@ fn drop_unused_components(document: &mut Value) {
     }
     let mut used = BTreeSet::new();
     while let Some((section, name)) = queue.pop() {
-        if let Some(component) = document.pointer(&format!("/components/{section}/{}", escape(&name)))
+        if let Some(component) =
+            document.pointer(&format!("/components/{section}/{}", crate::json::pointer_token(&name)))
             && used.insert((section, name))
         {
             referenced(component, &mut queue);

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use super::error::{ApiError, HeaderFault};
 use super::i18n::Lang;
 use super::json_response;
-use super::routes::{Matched, Miss, ParameterShape, Route as HttpRoute, RouteTable};
+use super::routes::{Matched, ParameterShape, Route as HttpRoute, RouteTable};
 use crate::auth::{self, AuthenticatedPartner};
 use crate::config::{Config, Mode};
 use crate::gateway::Shared;
@@ -101,10 +101,7 @@ impl ParameterShape for PartnerParameters {
 
 /// The route of a request, or the answer that it has none (404, or 405 with `Allow`).
 fn find_route<'p>(method: &Method, path: &'p str) -> Result<Matched<'static, 'p, Operation>, ApiError> {
-    TABLE.find::<PartnerParameters>(method, path).map_err(|miss| match miss {
-        Miss::NotFound => ApiError::RouteNotFound,
-        Miss::MethodNotAllowed { allow } => ApiError::MethodNotAllowed { allow },
-    })
+    Ok(TABLE.find::<PartnerParameters>(method, path)?)
 }
 
 /// Serves one partner API request.
@@ -485,7 +482,7 @@ async fn submit(
         deliveries,
         receipt: Bytes::from(receipt),
     };
-    let commit = crate::telemetry::trace::step("commit", &outcome.trace);
+    let commit = crate::telemetry::trace::step("commit");
     let (receipt, stamp, replayed) = match shared.store.commit_record(record).instrument(commit).await {
         Ok(CommitOutcome::Accepted { receipt, stamp }) => {
             for (share, _) in &shares {
@@ -603,7 +600,9 @@ fn percent_decode(s: &str) -> Option<String> {
     if !escapes_whole {
         return None;
     }
-    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().ok().map(|v| v.into_owned())
+    let spaced =
+        if s.contains('+') { std::borrow::Cow::Owned(s.replace('+', " ")) } else { std::borrow::Cow::Borrowed(s) };
+    percent_encoding::percent_decode_str(&spaced).decode_utf8().ok().map(|v| v.into_owned())
 }
 
 /// `GET /v1/records`: the caller's records, newest first, one page at a time.
@@ -631,12 +630,9 @@ async fn list_records(
         if at.is_empty() || at.len() > 18 || !at.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let hyphens = [8, 13, 18, 23];
-        let uuid = id.len() == 36
-            && id.bytes().enumerate().all(|(i, b)| {
-                if hyphens.contains(&i) { b == b'-' } else { b.is_ascii_digit() || (b'a'..=b'f').contains(&b) }
-            });
-        if !uuid {
+        // The id exactly as the gateway writes it: a hyphenated, lowercase UUID.
+        let written = uuid::Uuid::try_parse(id).ok()?.hyphenated().to_string();
+        if written != id {
             return None;
         }
         Some((at.parse().ok()?, id.to_owned()))

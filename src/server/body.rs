@@ -23,6 +23,11 @@
 //!   `Expect: 100-continue` whose body has not started is never solicited: it is answered and
 //!   closed.
 //!
+//! The worst case a client can cause: on HTTP/2, one background discard per stream it leaves
+//! unread, at most 256 streams a connection (`max_concurrent_streams`), each ending after 16 MiB
+//! or 10 s; on HTTP/1.1, one lingering close a connection, holding its slot for at most 10 s
+//! (2 s without a byte). Connections are capped by `listen.max_connections` either way.
+//!
 //! **Invariant:** a connection the gateway means to close says so on its last answer
 //! (`Connection: close` on HTTP/1.1; hyper sends `GOAWAY` on HTTP/2).
 
@@ -67,11 +72,13 @@ pub struct RequestBody {
     inner: Option<Incoming>,
     started: bool,
     finished: bool,
-    unread: UnreadSlot,
+    /// Where an unfinished rest goes; `None` for a body that ends with its head (most `GET`s),
+    /// which cannot be left unread.
+    unread: Option<UnreadSlot>,
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, unread: UnreadSlot) -> Self {
+    pub fn new(inner: Incoming, unread: Option<UnreadSlot>) -> Self {
         RequestBody { inner: Some(inner), started: false, finished: false, unread }
     }
 }
@@ -106,7 +113,8 @@ impl Drop for RequestBody {
         if let Some(inner) = self.inner.take()
             && !self.finished
             && !inner.is_end_stream()
-            && let Ok(mut slot) = self.unread.0.lock()
+            && let Some(unread) = &self.unread
+            && let Ok(mut slot) = unread.0.lock()
         {
             *slot = Some(Unread { body: inner, started: self.started });
         }
@@ -133,20 +141,7 @@ impl Drop for ResponseBody {
         if let Some(body) = self.unread_request.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(discard(body));
-        }
-    }
-}
-
-/// Reads and discards `body` until it ends or a lingering close's bounds are reached.
-async fn discard(mut body: Incoming) {
-    let deadline = tokio::time::Instant::now() + LINGER_TIME;
-    let mut read = 0usize;
-    while read < LINGER_BYTES {
-        let next = (tokio::time::Instant::now() + LINGER_IDLE).min(deadline);
-        match tokio::time::timeout_at(next, body.frame()).await {
-            Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, Bytes::len),
-            _ => return,
+            runtime.spawn(discard(body, LINGER));
         }
     }
 }
@@ -171,24 +166,39 @@ impl Body for ResponseBody {
     }
 }
 
-/// Reads and discards `body` if its rest is at most [`DRAIN_BYTES`] and arrives within
-/// [`DRAIN_TIME`]; whether it was read to its end.
-async fn drain(mut body: Incoming) -> bool {
-    if body.size_hint().lower() > DRAIN_BYTES {
+/// How much of an unread body the gateway will read to throw it away, and for how long.
+struct DiscardBounds {
+    bytes: u64,
+    total: Duration,
+    /// The longest wait for the next frame.
+    idle: Duration,
+}
+
+/// HTTP/1.1: a small rest that is already arriving, read to keep the connection.
+const DRAIN: DiscardBounds = DiscardBounds { bytes: DRAIN_BYTES, total: DRAIN_TIME, idle: DRAIN_TIME };
+/// HTTP/2: the rest of a stream after its answer, as much as a lingering close reads.
+const LINGER: DiscardBounds = DiscardBounds { bytes: LINGER_BYTES as u64, total: LINGER_TIME, idle: LINGER_IDLE };
+
+/// Reads and throws away `body` within `bounds`; whether it ended within them.
+async fn discard(mut body: Incoming, bounds: DiscardBounds) -> bool {
+    if body.size_hint().lower() > bounds.bytes {
         return false;
     }
-    let read = async {
-        let mut read = 0u64;
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { return false };
-            read += frame.data_ref().map_or(0, |d| d.len() as u64);
-            if read > DRAIN_BYTES {
-                return false;
+    let deadline = tokio::time::Instant::now() + bounds.total;
+    let mut read = 0u64;
+    loop {
+        let next = (tokio::time::Instant::now() + bounds.idle).min(deadline);
+        match tokio::time::timeout_at(next, body.frame()).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if read > bounds.bytes {
+                    return false;
+                }
             }
+            Ok(Some(Err(_))) | Err(_) => return false,
         }
-        true
-    };
-    tokio::time::timeout(DRAIN_TIME, read).await.unwrap_or(false)
+    }
 }
 
 /// Turns a handler's answer into what the connection sends, dealing with the request body the
@@ -196,19 +206,19 @@ async fn drain(mut body: Incoming) -> bool {
 /// lingering close.
 pub async fn settle(
     response: Response<Full<Bytes>>,
-    unread: &UnreadSlot,
+    unread: Option<&UnreadSlot>,
     version: Version,
     expects_continue: bool,
     linger: &AtomicBool,
 ) -> Response<ResponseBody> {
-    let Some(Unread { body, started }) = unread.take() else {
+    let Some(Unread { body, started }) = unread.and_then(UnreadSlot::take) else {
         return response.map(ResponseBody::new);
     };
     if version == Version::HTTP_2 {
         return response.map(|inner| ResponseBody { inner, unread_request: Some(body) });
     }
     let solicited = started || !expects_continue;
-    if solicited && drain(body).await {
+    if solicited && discard(body, DRAIN).await {
         return response.map(ResponseBody::new);
     }
     let mut response = response.map(ResponseBody::new);

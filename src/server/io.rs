@@ -124,25 +124,32 @@ impl AsyncWrite for Connection {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // The bounds of a lingering close count from its start, shutting our side down included:
+        // a client that reads nothing cannot hold the `close_notify` flush open either.
+        if this.lingering.is_none() && this.linger.load(Ordering::Acquire) {
+            let deadline = Instant::now() + LINGER_TIME;
+            this.lingering =
+                Some(Lingering { discarded: 0, deadline, timer: Box::pin(tokio::time::sleep_until(deadline)) });
+        }
         if !this.shut {
             let shut = match &mut this.stream {
                 Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
                 Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             };
-            ready!(shut)?;
-            this.shut = true;
-        }
-        if !this.linger.load(Ordering::Acquire) {
-            return Poll::Ready(Ok(()));
-        }
-        let state = this.lingering.get_or_insert_with(|| {
-            let deadline = Instant::now() + LINGER_TIME;
-            Lingering {
-                discarded: 0,
-                deadline,
-                timer: Box::pin(tokio::time::sleep_until((Instant::now() + LINGER_IDLE).min(deadline))),
+            match shut {
+                Poll::Ready(result) => result?,
+                Poll::Pending => {
+                    let expired = this.lingering.as_mut().is_some_and(|l| l.timer.as_mut().poll(cx).is_ready());
+                    return if expired { Poll::Ready(Ok(())) } else { Poll::Pending };
+                }
             }
-        });
+            this.shut = true;
+            if let Some(state) = this.lingering.as_mut() {
+                let next = (Instant::now() + LINGER_IDLE).min(state.deadline);
+                state.timer.as_mut().reset(next);
+            }
+        }
+        let Some(state) = this.lingering.as_mut() else { return Poll::Ready(Ok(())) };
         ready!(poll_linger(this.stream.tcp(), state, cx));
         Poll::Ready(Ok(()))
     }

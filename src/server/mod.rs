@@ -212,8 +212,9 @@ where
     let version = req.version();
     let expects_continue =
         req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let unread = UnreadSlot::default();
+    // Only a body that does not end with the head can be left unread.
+    let unread = (!hyper::body::Body::is_end_stream(req.body())).then(UnreadSlot::default);
     let req = req.map(|body| RequestBody::new(body, unread.clone()));
     let response = handler(req, info).await;
-    body::settle(response, &unread, version, expects_continue, linger).await
+    body::settle(response, unread.as_ref(), version, expects_continue, linger).await
 }

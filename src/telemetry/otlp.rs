@@ -39,8 +39,8 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Why span export could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("OTLP exporter: {0}")]
-pub struct OtlpError(String);
+#[error("the OTLP exporter cannot be built")]
+pub struct OtlpError(#[source] opentelemetry_otlp::ExporterBuildError);
 
 /// The exporting pipeline; [`Exporting::shutdown`] sends what is still queued.
 pub struct Exporting {
@@ -72,7 +72,7 @@ where
         .with_endpoint(settings.traces_url.clone())
         .with_timeout(EXPORT_TIMEOUT)
         .build()
-        .map_err(|e| OtlpError(e.to_string()))?;
+        .map_err(OtlpError)?;
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(settings.service_name.clone()).build();
     let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
     let tracer = provider.tracer("passerelle");

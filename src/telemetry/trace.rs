@@ -51,6 +51,10 @@ impl TraceContext {
     /// refused.
     pub fn parse_traceparent(text: &str) -> Option<TraceContext> {
         let text = text.trim_matches([' ', '\t']);
+        // The fields are read by position, which only ASCII makes safe.
+        if !text.is_ascii() {
+            return None;
+        }
         let bytes = text.as_bytes();
         if bytes.len() < 55 || !(bytes.len() == 55 || bytes[55] == b'-') {
             return None;
@@ -134,10 +138,11 @@ impl Hop {
     }
 }
 
-/// The span of a step inside a hop (the commit of a record) when spans are exported, otherwise
-/// a disabled span: a step passes nothing on, so it needs no ids of its own.
-pub fn step(name: &'static str, hop: &TraceContext) -> tracing::Span {
-    super::otlp::start_span(name, HopKind::Internal, Some(hop)).map_or_else(tracing::Span::none, |h| h.span)
+/// The span of a step inside the hop whose span is current (the commit of a record, inside
+/// its intake), a local child of it, when spans are exported; otherwise a disabled span. A step
+/// passes nothing on, so it needs no ids of its own.
+pub fn step(name: &'static str) -> tracing::Span {
+    super::otlp::start_span(name, HopKind::Internal, None).map_or_else(tracing::Span::none, |h| h.span)
 }
 
 /// `N` bytes from exactly `2N` lowercase hex digits.
@@ -218,6 +223,8 @@ mod tests {
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
             "0-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319é-b7ad6b7169203331-01",
+            "00-éééééééééééééééé-b7ad6b7169203331-01-ééééééééééééé",
         ] {
             assert!(TraceContext::parse_traceparent(bad).is_none(), "{bad:?}");
         }

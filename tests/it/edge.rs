@@ -458,3 +458,46 @@ async fn keep_alive_requests_through_a_rate_limit_lose_no_answer() {
         r.problem(429, "rate-limited");
     }
 }
+
+/// A body announced with `Expect: 100-continue` is not solicited for an early answer: the client
+/// gets its 401 (no `100 Continue` first), told the connection closes, without sending a byte
+/// of its body.
+#[tokio::test]
+async fn an_early_answer_does_not_solicit_a_body_announced_with_expect_continue() {
+    let (gw, pki) = edge_gateway().await;
+    let addr = gw.gateway.as_ref().unwrap().partner_addr;
+    let mut connection = RawConnection::tls(addr, tls_config(&pki.ca_file, None)).await.unwrap();
+    let head = "POST /v1/records/birth-registration HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+                content-length: 900000\r\nexpect: 100-continue\r\n\r\n";
+    connection.write(head.as_bytes()).await.unwrap();
+    let answer = connection.read_answer().await.unwrap();
+    assert_eq!(answer.status, 401, "the final answer comes first, not 100 Continue");
+    assert!(answer.closes());
+    assert!(connection.is_closed_by_server().await);
+}
+
+/// A lingering close is bounded: a client that got its early 413 and then neither sends nor
+/// closes holds its connection slot for the idle bound (2 s), not for the whole lingering time
+/// (10 s). With one slot, the next client waits only that long.
+#[tokio::test]
+async fn a_lingering_close_lets_go_of_a_client_that_goes_quiet() {
+    let (gw, pki) = tls::tls_gateway(|s| s.edit_listen("max_connections = 1")).await;
+    let addr = gw.gateway.as_ref().unwrap().partner_addr;
+    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
+    let mut quiet = RawConnection::tls(addr, tls_config(&pki.ca_file, None)).await.unwrap();
+    let head = format!(
+        "POST /v1/records/birth-registration HTTP/1.1\r\nhost: localhost\r\nauthorization: {auth}\r\n\
+         content-type: application/json\r\ncontent-length: 5000000\r\n\r\n"
+    );
+    quiet.write(head.as_bytes()).await.unwrap();
+    quiet.write(&[b' '; 100_000]).await.unwrap();
+    let answer = quiet.read_answer().await.unwrap();
+    assert_eq!((answer.status, answer.closes()), (413, true));
+    // `quiet` stays open and silent; the next client needs its slot.
+    let started = std::time::Instant::now();
+    let next = tls::client(&gw, &pki, None).get("/v1/agreements", gw.key("on-vital-stats")).await;
+    assert_eq!(next.status, 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "the slot was held {waited:?}, past the idle bound");
+    drop(quiet);
+}

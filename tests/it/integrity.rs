@@ -35,6 +35,20 @@ async fn a_delivery_with_an_unknown_status_is_an_error_not_queued() {
     let gw = Setup::new().start().await;
     let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
     assert_eq!(r.status, 202);
+    // Once the delivery is settled, no worker writes its row again.
+    let settled = || -> i64 {
+        gw.db()
+            .query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE recipient = 'ottawa-city' AND status = 'delivered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while settled() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     gw.db().execute_batch("UPDATE deliveries SET status = 'lost' WHERE recipient = 'ottawa-city'").unwrap();
     let list = gw.admin.send(Method::GET, "/admin/v1/deliveries", &[("authorization", "Bearer test-admin-token")], "");
     list.await.problem(503, "store-unavailable");

@@ -56,6 +56,12 @@ impl RawConnection {
         self.read_answer().await
     }
 
+    /// Writes `bytes` without reading anything.
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
     /// Reads one answer delimited by its `Content-Length`.
     pub async fn read_answer(&mut self) -> Result<RawAnswer, String> {
         let head_end = loop {
