@@ -8,10 +8,10 @@
 //! hashed and compared against every configured hash in constant time. Keys are 256-bit random
 //! strings, so a plain (unsalted) hash cannot be reversed.
 
-use ring::digest;
 use subtle::ConstantTimeEq;
 
-use crate::config::PartnerId;
+use crate::digest::{decode_hex, sha256, to_hex};
+use crate::ids::PartnerId;
 
 /// How the partner proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,25 +138,7 @@ pub fn authenticate_api_key(
 
 /// A new random API key.
 pub fn generate_api_key() -> String {
-    format!("{API_KEY_PREFIX}{}", to_hex(&crate::random_bytes::<32>()))
-}
-
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-/// Lowercase hex.
-pub fn to_hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
-/// The bytes of `s`, exactly two hex digits each, or `None`: no sign (`+f` is not `0f`), no
-/// whitespace, no odd length.
-pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    hex::decode(s).ok()
+    format!("{API_KEY_PREFIX}{}", to_hex(&crate::random::bytes::<32>()))
 }
 
 /// Shared handle used by tests and the demo to hash a key the way the gateway does.

@@ -65,7 +65,7 @@ pub struct Shared {
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("the new configuration has {} problem(s); the old one stays in force", .0.len())]
-    Invalid(Vec<crate::config::Problem>),
+    Invalid(Vec<crate::problem::Problem>),
     #[error("the reload could not be audited: {0}")]
     Audit(#[from] crate::store::StoreError),
 }

@@ -84,11 +84,16 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod digest;
 pub mod gateway;
 pub mod http;
+pub mod ids;
 pub mod json;
 pub mod pki;
+pub mod pointer;
 pub mod policy;
+pub mod problem;
+pub mod random;
 pub mod rate_limit;
 pub mod receipt;
 pub mod retention;
@@ -98,22 +103,3 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
-
-/// Fills `out` with bytes from the operating system's secure generator.
-pub fn fill_random(out: &mut [u8]) {
-    use ring::rand::SecureRandom;
-    // The system generator only fails if the OS has no entropy source, which we cannot run without.
-    ring::rand::SystemRandom::new().fill(out).expect("the operating system's random generator works"); // invariant: no entropy, no gateway
-}
-
-/// `N` random bytes.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    fill_random(&mut out);
-    out
-}
-
-/// A uniform number in [0, 1), for jitter.
-pub fn random_unit() -> f64 {
-    (u64::from_le_bytes(random_bytes::<8>()) >> 11) as f64 / (1u64 << 53) as f64
-}

@@ -29,7 +29,7 @@ pub struct Authority {
 }
 
 fn serial() -> SerialNumber {
-    let mut bytes = crate::random_bytes::<16>();
+    let mut bytes = crate::random::bytes::<16>();
     bytes[0] &= 0x7f; // positive
     SerialNumber::from_slice(&bytes)
 }

@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 
 use crate::audit::keys::{SignatureError, TrustedKeys};
 use crate::audit::{AuditStamp, receipt_message_v1, receipt_message_v2};
-use crate::auth::{decode_hex, to_hex};
+use crate::digest::{decode_hex, to_hex};
 use crate::json::JsonError;
 use crate::store::StoredReceipt;
 

@@ -78,9 +78,9 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 
-use crate::config::Problem;
 use crate::json::{InexactNumber, JsonError};
-use crate::policy::{FieldPointer, Segment};
+use crate::pointer::{FieldPointer, Segment};
+use crate::problem::Problem;
 
 /// A schema version, `MAJOR.MINOR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

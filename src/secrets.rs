@@ -6,7 +6,7 @@ use std::path::Path;
 /// Reads the hex secret at `path`, or creates one of `len` random bytes (mode 0600).
 pub fn load_or_create(path: &Path, len: usize) -> std::io::Result<Vec<u8>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => crate::auth::decode_hex(text.trim()).filter(|b| b.len() == len).ok_or_else(|| {
+        Ok(text) => crate::digest::decode_hex(text.trim()).filter(|b| b.len() == len).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("{} does not hold a {len}-byte hex secret", path.display()),
@@ -14,8 +14,8 @@ pub fn load_or_create(path: &Path, len: usize) -> std::io::Result<Vec<u8>> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = vec![0u8; len];
-            crate::fill_random(&mut bytes);
-            write_private(path, crate::auth::to_hex(&bytes).as_bytes())?;
+            crate::random::fill(&mut bytes);
+            write_private(path, crate::digest::to_hex(&bytes).as_bytes())?;
             Ok(bytes)
         }
         Err(e) => Err(e),

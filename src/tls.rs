@@ -20,7 +20,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 
-use crate::config::PartnerId;
+use crate::ids::PartnerId;
 
 /// Why TLS material could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +196,7 @@ pub fn identity(cert: &CertificateDer<'_>) -> Option<CertIdentity> {
             }
         }
     }
-    Some(CertIdentity { names, spki_sha256: crate::auth::sha256(parsed.public_key().raw) })
+    Some(CertIdentity { names, spki_sha256: crate::digest::sha256(parsed.public_key().raw) })
 }
 
 /// Maps certificate names and pins to partners (built from the partners file).

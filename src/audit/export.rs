@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use super::{AuditEntry, AuditEvent, Checkpoint};
-use crate::auth::{decode_hex, to_hex};
+use crate::digest::{decode_hex, to_hex};
 
 /// The format's name and version, in the header line.
 pub const FORMAT: &str = "passerelle-audit-export";

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 
-use crate::auth::{decode_hex, sha256, to_hex};
+use crate::digest::{decode_hex, sha256, to_hex};
 
 /// File name of the generated signing key inside the data directory.
 pub const SIGNING_KEY_FILE: &str = "audit-signing-key";

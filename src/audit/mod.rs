@@ -65,7 +65,7 @@ use serde_json::{Map, Value};
 
 pub use digest::DigestKey;
 
-use crate::auth::{sha256, to_hex};
+use crate::digest::{sha256, to_hex};
 
 /// `prev_hash` of the first entry.
 pub const GENESIS: [u8; 32] = [0; 32];

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::keys::{SigningKey, TrustedKeys};
 use super::{AuditStamp, Checkpoint, checkpoint_message};
-use crate::auth::to_hex;
+use crate::digest::to_hex;
 use crate::receipt::{Proof, ReceiptError};
 use crate::store::Store;
 use crate::telemetry::Metrics;

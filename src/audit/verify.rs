@@ -9,7 +9,7 @@ use std::fmt;
 
 use super::keys::{SignatureError, TrustedKeys};
 use super::{AuditEntry, AuditStamp, Checkpoint, GENESIS, checkpoint_message, entry_hash};
-use crate::auth::to_hex;
+use crate::digest::to_hex;
 
 /// What failed, naming the entry or checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -186,7 +186,7 @@ impl PartialCopy {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let random = crate::auth::to_hex(&crate::random_bytes::<6>());
+        let random = crate::digest::to_hex(&crate::random::bytes::<6>());
         let path = dir.join(format!(".{}.{random}.partial", name.to_string_lossy()));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{self, Problem};
+use crate::config;
+use crate::problem::Problem;
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     match config::load(config_path) {

@@ -235,7 +235,7 @@ fn prepare_credentials(config_path: &Path) -> anyhow::Result<BTreeMap<String, St
     if let Some(token_file) = main.admin.token_file.as_deref().map(|f| base.join(f))
         && !token_file.exists()
     {
-        crate::secrets::write_private(&token_file, auth::to_hex(&crate::random_bytes::<24>()).as_bytes())?;
+        crate::secrets::write_private(&token_file, crate::digest::to_hex(&crate::random::bytes::<24>()).as_bytes())?;
     }
     Ok(credentials)
 }
@@ -302,7 +302,7 @@ fn sin_answer(request: &[u8]) -> Value {
         "name_match": if luhn { "full" } else { "none" },
         "date_of_birth_match": luhn,
         "checked_at": crate::clock::rfc3339_ms(crate::clock::now_ms()),
-        "registry_reference": format!("ESDC-{}", &crate::auth::to_hex(&crate::random_bytes::<4>())),
+        "registry_reference": format!("ESDC-{}", &crate::digest::to_hex(&crate::random::bytes::<4>())),
     })
 }
 

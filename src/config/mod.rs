@@ -19,27 +19,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::policy::{FieldList, FieldPointer};
+use crate::pointer::FieldPointer;
+use crate::policy::FieldList;
+use crate::problem::Problem;
 use crate::schema::{SchemaCatalog, Version};
-
-/// One thing wrong with the configuration, tied to the file it is in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    pub message: String,
-    /// What to do about it, when that is not obvious from the message.
-    pub fix: Option<String>,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.file.display(), self.message)?;
-        if let Some(fix) = &self.fix {
-            write!(f, " (fix: {fix})")?;
-        }
-        Ok(())
-    }
-}
 
 /// The configuration could not be loaded; every problem found is listed.
 #[derive(Debug, thiserror::Error)]
@@ -764,7 +747,7 @@ fn load_certificates(partners_file: &Path, partners: &[Partner], problems: &mut 
             }
         }
         for pin in &p.cert_spki_sha256 {
-            match crate::auth::decode_hex(pin.trim()).filter(|b| b.len() == 32) {
+            match crate::digest::decode_hex(pin.trim()).filter(|b| b.len() == 32) {
                 Some(bytes) => {
                     let mut pin32 = [0u8; 32];
                     pin32.copy_from_slice(&bytes);
@@ -796,7 +779,7 @@ fn fingerprint(files: &[PathBuf]) -> String {
         all.extend_from_slice(&std::fs::read(f).unwrap_or_default());
         all.push(0);
     }
-    crate::auth::to_hex(&crate::auth::sha256(&all))
+    crate::digest::to_hex(&crate::digest::sha256(&all))
 }
 
 fn load_listen(path: &Path, raw: &raw::RawListen, problems: &mut Vec<Problem>) -> Listen {

@@ -285,7 +285,7 @@ impl Worker {
         let attempt = d.attempts + 1;
         let now = clock::now_ms();
         let age = Duration::from_millis((now - d.created_at).max(0) as u64);
-        let jitter = crate::random_unit();
+        let jitter = crate::random::unit();
         let (result, label, status, error) = match outcome {
             AttemptOutcome::Accepted { status } => {
                 (AttemptResult::Delivered { status }, "delivered", Some(status), None)

@@ -236,7 +236,7 @@ async fn console(
         Lang::Fr => "fr",
         Lang::En => "en",
     };
-    let nonce: String = crate::random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
+    let nonce: String = crate::random::bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
     let path = req.uri().path().to_owned();
     match operation {
         Operation::Console if signed_in => html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce)),

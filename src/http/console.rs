@@ -61,7 +61,7 @@ struct Session {
 impl Sessions {
     /// Starts a session for `token` and returns the cookie value that stands for it.
     pub fn start(&self, token: &str) -> String {
-        let secret: [u8; 32] = crate::random_bytes();
+        let secret: [u8; 32] = crate::random::bytes();
         let cookie: String = secret.iter().map(|b| format!("{b:02x}")).collect();
         let now = Instant::now();
         let mut sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());

@@ -36,7 +36,8 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use crate::config::{Agreement, Config, Mode};
-use crate::policy::{FieldList, Route, Segment};
+use crate::pointer::Segment;
+use crate::policy::{FieldList, Route};
 use crate::receipt::{Proof, Receipt, ReceiptDelivery};
 use crate::schema::{CompiledSchema, SchemaCatalog, Version};
 use crate::store::{DeliveryStatus, DeliveryView, RecordState, RecordView};

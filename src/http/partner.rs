@@ -473,7 +473,7 @@ async fn submit(
         schema_version: version.to_string(),
         received_at,
         // Only a reused idempotency key is compared against the original body.
-        body_sha256: if key.is_some() { auth::sha256(&body) } else { [0; 32] },
+        body_sha256: if key.is_some() { crate::digest::sha256(&body) } else { [0; 32] },
         audit_digest,
         body,
         idempotency_key: key,

@@ -90,7 +90,7 @@ pub(super) async fn handle(
     forwarded.recipient = Some(responder.partner.to_string());
     forwarded.body_digest = Some(shared.digest_key.digest(&projected));
     forwarded.reason = Some(match &result {
-        Ok(answer) => format!("response digest {}", crate::auth::to_hex(&shared.digest_key.digest(answer))),
+        Ok(answer) => format!("response digest {}", crate::digest::to_hex(&shared.digest_key.digest(answer))),
         Err(ApiError::UpstreamError { status: Some(s) }) => format!("HTTP {s}"),
         Err(e) => e.to_string(),
     });

@@ -10,7 +10,7 @@ use crate::support::*;
 /// key hash written `+f...` was taken for `0f...`.
 #[test]
 fn hex_is_two_digits_a_byte_and_nothing_else() {
-    use passerelle::auth::decode_hex;
+    use passerelle::digest::decode_hex;
     assert_eq!(decode_hex("0f"), Some(vec![15]));
     for bad in ["+f", "-1", " f", "f", "0x0f", "g0"] {
         assert_eq!(decode_hex(bad), None, "{bad:?}");

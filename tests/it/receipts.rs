@@ -251,7 +251,7 @@ async fn an_old_format_receipt_still_verifies_and_says_what_it_does_not_cover() 
         passerelle::clock::parse_rfc3339_ms(audit["signed_at"].as_str().unwrap()).unwrap(),
         key.id(),
     );
-    audit["signature"] = passerelle::auth::to_hex(&key.sign(&message)).into();
+    audit["signature"] = passerelle::digest::to_hex(&key.sign(&message)).into();
 
     let not_covered = "format 1: the signature covers only `record_id` and the audit proof, \
                        not `deliveries`, `received_at`, `record_type`, `schema_version` or `sender`";
