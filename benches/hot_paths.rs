@@ -97,9 +97,9 @@ fn audit(c: &mut Criterion) {
     let stamp = AuditStamp { seq: 42, hash: [9; 32] };
     // What intake signs: the stored receipt of a birth registration with four deliveries.
     let deliveries = ["esdc-sin-registry", "cra-child-benefit", "on-health-plan", "ottawa-city"].map(|recipient| {
-        passerelle::receipt::ReceiptDelivery { recipient, agreement: "birth-bundle", status: "queued" }
+        passerelle::audit::receipt::ReceiptDelivery { recipient, agreement: "birth-bundle", status: "queued" }
     });
-    let stored = passerelle::receipt::Receipt {
+    let stored = passerelle::audit::receipt::Receipt {
         record_id: "01a22845-b4d8-76e5-8af9-10c28aa06121",
         record_type: "birth-registration",
         schema_version: "1.1".into(),

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::audit::keys::{SigningKey, TrustedKeys};
-use crate::audit::notary::{self, Notary};
-use crate::audit::rejections::{self, RejectionTally};
+use crate::audit::notary::Notary;
+use crate::audit::rejections::RejectionTally;
 use crate::audit::{AuditEvent, DigestKey};
 use crate::config::Config;
 use crate::delivery::{Dispatcher, Recipients};
@@ -211,14 +211,14 @@ impl Gateway {
                 addr = %partner_addr
             );
         }
-        crate::secrets::warn_if_readable_by_others(&config);
+        crate::secrets::warn_if_readable_by_others(&config.secret_files());
 
         let rejections = Arc::new(RejectionTally::default());
         let console_history = Arc::new(crate::http::console::History::default());
         let (stop_checkpoints, checkpoints_rx) = watch::channel(false);
         let checkpoints = (
             stop_checkpoints,
-            tokio::spawn(notary::run_checkpoints(
+            tokio::spawn(crate::upkeep::run_checkpoints(
                 notary.clone(),
                 store.clone(),
                 metrics.clone(),
@@ -228,13 +228,13 @@ impl Gateway {
             )),
         );
         let background = vec![
-            tokio::spawn(rejections::run_flush(
+            tokio::spawn(crate::upkeep::run_flush(
                 rejections.clone(),
                 store.clone(),
                 metrics.clone(),
                 shutdown_rx.clone(),
             )),
-            tokio::spawn(crate::retention::run(config.retention.clone(), store.clone(), shutdown_rx.clone())),
+            tokio::spawn(crate::upkeep::run(config.retention.clone(), store.clone(), shutdown_rx.clone())),
             tokio::spawn(crate::http::console::run_sampler(
                 console_history.clone(),
                 metrics.clone(),

@@ -7,11 +7,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::config::{PartnerId, RateLimit};
+use crate::ids::PartnerId;
 
 struct Bucket {
     tokens: f64,
     last: Instant,
+}
+
+/// A token bucket's settings: `rate_limit = { per_second, burst }` of a partner.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
 }
 
 /// The buckets of every partner that has sent something.

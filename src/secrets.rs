@@ -89,26 +89,12 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// Warns at start about secret files that others than the owner may read: private keys, the API
-/// key hashes, the admin token, the audit secrets, and the SQLite store, which holds the records
-/// (one created before the store was made owner-only may still be world-readable). The warning
-/// names the file, never its content.
-pub fn warn_if_readable_by_others(config: &crate::config::Config) {
-    let mut files: Vec<std::path::PathBuf> =
-        vec![config.data_dir.join(crate::audit::digest::SECRET_FILE), config.audit.signing_key_file.clone()];
-    if config.store.postgres.is_none() {
-        files.push(config.store.sqlite_path.clone());
-    }
-    files.extend(config.admin.token_file.clone());
-    files.extend(config.api_keys_file.clone());
-    files.extend(config.tls.key_files.iter().cloned());
-    for p in config.partners.values() {
-        files.extend(p.delivery.as_ref().and_then(|d| d.client_key_file.clone()));
-    }
-    files.sort();
-    files.dedup();
+/// Warns about each of `files` (private keys, key hashes, tokens, audit secrets, the SQLite store:
+/// the configuration lists them) that others than its owner may read. The warning names the
+/// file, never its content.
+pub fn warn_if_readable_by_others(files: &[std::path::PathBuf]) {
     for file in files {
-        if let Some(mode) = permissions(&file)
+        if let Some(mode) = permissions(file)
             && mode & 0o077 != 0
         {
             tracing::warn!(message = "A secret file is readable by others than its owner; chmod 600 it.", file = %file.display(), mode = format!("{mode:o}"));

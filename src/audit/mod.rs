@@ -32,7 +32,7 @@
 //! # What a receipt's signature covers
 //!
 //! A receipt is the JSON object of the `202`; its `audit` member holds `seq`, `entry_hash`,
-//! `body_digest`, `signed_at`, `key_id`, `format` and `signature` (see [`crate::receipt`]). Its
+//! `body_digest`, `signed_at`, `key_id`, `format` and `signature` (see [`crate::audit::receipt`]). Its
 //! `audit.format` says which message `audit.signature` (Ed25519, lowercase hex) signs:
 //!
 //! - **Format 2** (`"format": 2`, every receipt issued now) signs
@@ -58,6 +58,7 @@ pub mod digest;
 pub mod export;
 pub mod keys;
 pub mod notary;
+pub mod receipt;
 pub mod rejections;
 pub mod verify;
 

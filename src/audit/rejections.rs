@@ -6,14 +6,10 @@
 //! so it is bounded whatever partners send.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use tokio::sync::watch;
+use std::sync::Mutex;
 
 use super::{AuditEvent, kind};
-use crate::store::Store;
-use crate::telemetry::{Metrics, RecordOutcome};
+use crate::telemetry::RecordOutcome;
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -47,32 +43,6 @@ impl RejectionTally {
                 Some(e)
             })
             .collect()
-    }
-}
-
-/// Writes finished minutes every few seconds, and everything at shutdown.
-pub async fn run_flush(
-    tally: Arc<RejectionTally>,
-    store: Arc<dyn Store>,
-    metrics: Metrics,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => false,
-            _ = shutdown.changed() => true,
-        };
-        let events = tally.take(if stopping { None } else { Some(crate::clock::now_ms()) });
-        if !events.is_empty() {
-            let total: i64 = events.iter().map(|e| e.count).sum();
-            match store.append_audit(events).await {
-                Ok(_) => metrics.rejections_aggregated.inc_by(total as u64),
-                Err(error) => tracing::warn!(message = "Auditing rejections failed.", %error, rejections = total),
-            }
-        }
-        if stopping {
-            return;
-        }
     }
 }
 

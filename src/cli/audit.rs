@@ -11,9 +11,9 @@ use clap::Subcommand;
 use super::{load_config as load, progress_bar};
 use crate::audit::export::{self, Line};
 use crate::audit::keys::{SigningKey, TrustedKeys};
+use crate::audit::receipt::{Format, PresentedReceipt};
 use crate::audit::verify::{ChainVerifier, Start, Summary, VerifyFailure};
 use crate::config::Config;
-use crate::receipt::{Format, PresentedReceipt};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -118,7 +118,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
 
 /// Checks a receipt with nothing but the trusted public keys: its signature.
 fn verify_receipt_offline(bytes: &[u8], keys: &TrustedKeys) -> ExitCode {
-    match crate::receipt::verify(bytes, keys) {
+    match crate::audit::receipt::verify(bytes, keys) {
         Ok(receipt) => {
             let hint = if receipt.unsigned_fields().is_empty() {
                 ""

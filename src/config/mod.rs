@@ -19,10 +19,15 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::ids::PartnerId;
 use crate::pointer::FieldPointer;
 use crate::policy::FieldList;
 use crate::problem::Problem;
+use crate::rate_limit::RateLimit;
 use crate::schema::{SchemaCatalog, Version};
+use crate::telemetry::logging::LogFormat;
+use crate::telemetry::otlp::OtlpSettings;
+use crate::upkeep::RetentionSettings;
 
 /// The configuration could not be loaded; every problem found is listed.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +35,6 @@ use crate::schema::{SchemaCatalog, Version};
 pub struct LoadError {
     pub problems: Vec<Problem>,
 }
-
-/// A partner's id, such as `on-vital-stats`.
-pub type PartnerId = Arc<str>;
 
 /// Which order of government a partner belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -61,13 +63,6 @@ pub struct DeliveryEndpoint {
     pub timeout: Duration,
     /// Deliveries in flight to this recipient at once.
     pub concurrency: usize,
-}
-
-/// A token bucket's settings.
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimit {
-    pub per_second: f64,
-    pub burst: f64,
 }
 
 /// An organisation's system, as configured.
@@ -232,14 +227,6 @@ pub struct TlsSettings {
     pub key_files: Vec<PathBuf>,
 }
 
-/// How long bodies are kept.
-#[derive(Debug, Clone)]
-pub struct RetentionSettings {
-    pub delivered: Duration,
-    pub dead: Duration,
-    pub purge_interval: Duration,
-}
-
 /// Admin listener settings.
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
@@ -258,27 +245,10 @@ pub struct LogSettings {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Auto,
-    Json,
-    Text,
-}
-
 /// Where spans go, when they are exported.
 #[derive(Debug, Clone, Default)]
 pub struct TelemetrySettings {
     pub otlp: Option<OtlpSettings>,
-}
-
-/// An OTLP/HTTP collector.
-#[derive(Debug, Clone)]
-pub struct OtlpSettings {
-    /// The full URL spans are posted to (`{otlp_endpoint}/v1/traces`).
-    pub traces_url: String,
-    /// TLS to the collector (its CA), for an `https` URL.
-    pub tls: Arc<rustls::ClientConfig>,
-    pub service_name: String,
 }
 
 /// `[telemetry]`: an OTLP/HTTP collector's URL must be `http` or `https`, and an `https` one
@@ -357,6 +327,26 @@ pub struct Config {
 }
 
 impl Config {
+    /// The files holding secrets, checked at start for their mode: private keys, the API key
+    /// hashes, the admin token, the audit secrets, and the SQLite store, which holds the records
+    /// (one created before the store was made owner-only may still be world-readable).
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        let mut files =
+            vec![self.data_dir.join(crate::audit::digest::SECRET_FILE), self.audit.signing_key_file.clone()];
+        if self.store.postgres.is_none() {
+            files.push(self.store.sqlite_path.clone());
+        }
+        files.extend(self.admin.token_file.clone());
+        files.extend(self.api_keys_file.clone());
+        files.extend(self.tls.key_files.iter().cloned());
+        for p in self.partners.values() {
+            files.extend(p.delivery.as_ref().and_then(|d| d.client_key_file.clone()));
+        }
+        files.sort();
+        files.dedup();
+        files
+    }
+
     /// The agreements that let `sender` send `record_type`, whether in force or not.
     pub fn agreements_for<'a>(
         &'a self,

@@ -35,10 +35,10 @@ use std::sync::{Arc, LazyLock};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
+use crate::audit::receipt::{Proof, Receipt, ReceiptDelivery};
 use crate::config::{Agreement, Config, Mode};
 use crate::pointer::Segment;
 use crate::policy::{FieldList, Route};
-use crate::receipt::{Proof, Receipt, ReceiptDelivery};
 use crate::schema::{CompiledSchema, SchemaCatalog, Version};
 use crate::store::{DeliveryStatus, DeliveryView, RecordState, RecordView};
 

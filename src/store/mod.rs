@@ -121,17 +121,7 @@ pub enum CommitOutcome {
     Conflict,
 }
 
-/// A record's receipt as the gateway stored it, with the audit entry the receipt quotes: what
-/// `passerelle audit verify-receipt` compares a presented receipt with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredReceipt {
-    /// The receipt as committed, without its audit proof.
-    pub receipt: Bytes,
-    /// The record's `record.accepted` entry.
-    pub stamp: AuditStamp,
-    /// That entry's body digest.
-    pub body_digest: Option<[u8; 32]>,
-}
+pub use crate::audit::receipt::StoredReceipt;
 
 /// A request to lease due deliveries of one recipient.
 #[derive(Debug, Clone)]

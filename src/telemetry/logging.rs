@@ -8,8 +8,17 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::otlp::OtlpSettings;
 use super::otlp::{self, Exporting, OtlpError};
-use crate::config::{LogFormat, OtlpSettings};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON unless standard error is a terminal.
+    Auto,
+    Json,
+    Text,
+}
 
 /// Installs the global subscriber, exporting spans to `otlp` (with the runtime that sends them)
 /// if given; the exporting pipeline is returned, to be shut down last. Calling it twice keeps the

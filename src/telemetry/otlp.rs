@@ -12,7 +12,7 @@
 //! **Invariant:** a span carries its name, kind and ids, never a record's value; the log lines
 //! emitted inside a span are not copied into it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +27,16 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::trace::{Hop, HopKind, TraceContext};
-use crate::config::OtlpSettings;
+
+/// An OTLP/HTTP collector.
+#[derive(Debug, Clone)]
+pub struct OtlpSettings {
+    /// The full URL spans are posted to (`{otlp_endpoint}/v1/traces`).
+    pub traces_url: String,
+    /// TLS to the collector (its CA), for an `https` URL.
+    pub tls: Arc<rustls::ClientConfig>,
+    pub service_name: String,
+}
 
 /// Set once the exporting layer is installed: hops then make spans.
 static EXPORTING: OnceLock<()> = OnceLock::new();

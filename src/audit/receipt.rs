@@ -33,7 +33,18 @@ use crate::audit::keys::{SignatureError, TrustedKeys};
 use crate::audit::{AuditStamp, receipt_message_v1, receipt_message_v2};
 use crate::digest::{decode_hex, to_hex};
 use crate::json::JsonError;
-use crate::store::StoredReceipt;
+
+/// A record's receipt as the gateway stored it, with the audit entry the receipt quotes: what
+/// `passerelle audit verify-receipt` compares a presented receipt with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReceipt {
+    /// The receipt as committed, without its audit proof.
+    pub receipt: bytes::Bytes,
+    /// The record's `record.accepted` entry.
+    pub stamp: AuditStamp,
+    /// That entry's body digest.
+    pub body_digest: Option<[u8; 32]>,
+}
 
 /// The format of the receipts this gateway issues (see the module documentation).
 pub const FORMAT: u64 = 2;
