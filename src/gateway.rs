@@ -102,7 +102,7 @@ impl Shared {
         self.store.append_audit(vec![event]).await?;
         let config = Arc::new(config);
         self.config.store(config.clone());
-        self.dispatcher.apply(&config);
+        self.dispatcher.apply(&config.delivery_plan());
         self.metrics.config_reloads.with_label_values(&["applied"]).inc();
         tracing::info!(message = "Configuration reloaded.", fingerprint = %fingerprint);
         Ok(fingerprint)
@@ -180,7 +180,7 @@ impl Gateway {
         loaded.reason = Some(format!("sha256:{}", config.fingerprint));
         store.append_audit(vec![loaded]).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let dispatcher = Dispatcher::start(&config, store.clone(), metrics.clone(), shutdown_rx.clone());
+        let dispatcher = Dispatcher::start(&config.delivery_plan(), store.clone(), metrics.clone(), shutdown_rx.clone());
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| StartError::Listen { listener, addr, source })

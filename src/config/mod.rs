@@ -19,6 +19,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::delivery::{DeliveryEndpoint, DeliveryPlan, DeliverySettings, PlannedRecipient};
 use crate::ids::PartnerId;
 use crate::pointer::FieldPointer;
 use crate::policy::FieldList;
@@ -44,25 +45,6 @@ pub enum Jurisdiction {
     Provincial,
     Territorial,
     Municipal,
-}
-
-/// How the gateway reaches a partner that receives records.
-#[derive(Debug, Clone)]
-pub struct DeliveryEndpoint {
-    /// Base URL; a record of type `T` goes to `{endpoint}/T`.
-    pub endpoint: String,
-    /// CA bundle used to verify the recipient's certificate (HTTPS endpoints).
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate and key the gateway presents to this recipient.
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-    /// Environment variable holding a bearer token for this recipient.
-    pub bearer_token_env: Option<String>,
-    /// The TLS client configuration for this recipient (its CAs, the gateway's certificate).
-    pub tls: Arc<rustls::ClientConfig>,
-    pub timeout: Duration,
-    /// Deliveries in flight to this recipient at once.
-    pub concurrency: usize,
 }
 
 /// An organisation's system, as configured.
@@ -182,24 +164,6 @@ impl fmt::Debug for PostgresSettings {
             .field("dbname", &self.config.get_dbname())
             .finish()
     }
-}
-
-/// Retry policy and worker settings for deliveries.
-#[derive(Debug, Clone)]
-pub struct DeliverySettings {
-    pub max_attempts: u32,
-    pub max_age: Duration,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    pub attempt_timeout: Duration,
-    pub lease: Duration,
-    pub poll_interval: Duration,
-    pub concurrency_per_recipient: usize,
-    pub breaker_failures: u32,
-    pub breaker_open: Duration,
-    pub ca_files: Vec<PathBuf>,
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
 }
 
 /// The audit chain's keys and checkpoint cadence.
@@ -359,6 +323,24 @@ impl Config {
     /// Partners that receive records, each once.
     pub fn recipients(&self) -> impl Iterator<Item = &Partner> {
         self.partners.values().filter(|p| p.delivery.is_some())
+    }
+
+    /// What the delivery workers put in force: the delivery settings and every recipient, in
+    /// strict order if any agreement asks it for that recipient.
+    pub fn delivery_plan(&self) -> DeliveryPlan {
+        let recipients = self
+            .recipients()
+            .filter_map(|partner| {
+                let endpoint = partner.delivery.clone()?;
+                let ordered = self
+                    .agreements
+                    .iter()
+                    .flat_map(|a| a.recipients.iter())
+                    .any(|r| r.partner == partner.id && r.ordered);
+                Some(PlannedRecipient { id: partner.id.clone(), endpoint, ordered })
+            })
+            .collect();
+        DeliveryPlan { settings: self.delivery.clone(), recipients }
     }
 
     /// Looks a partner up by id.

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::backoff::parse_retry_after;
-use crate::config::DeliveryEndpoint;
+use super::DeliveryEndpoint;
 use crate::store::ClaimedDelivery;
 use crate::telemetry::trace::TraceContext;
 

@@ -14,6 +14,7 @@ pub mod breaker;
 pub mod client;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::clock;
-use crate::config::{Config, DeliverySettings};
+use crate::ids::PartnerId;
 use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store};
 use crate::telemetry::Metrics;
 use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, RecipientRemoved};
@@ -31,6 +32,60 @@ use backoff::Backoff;
 use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
 use tracing::Instrument;
+
+/// Retry policy and worker settings for deliveries.
+/// How every recipient is delivered to (`[delivery]`).
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub attempt_timeout: Duration,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub concurrency_per_recipient: usize,
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
+    pub ca_files: Vec<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// How the gateway reaches a partner that receives records.
+#[derive(Debug, Clone)]
+pub struct DeliveryEndpoint {
+    /// Base URL; a record of type `T` goes to `{endpoint}/T`.
+    pub endpoint: String,
+    /// CA bundle used to verify the recipient's certificate (HTTPS endpoints).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key the gateway presents to this recipient.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// Environment variable holding a bearer token for this recipient.
+    pub bearer_token_env: Option<String>,
+    /// The TLS client configuration for this recipient (its CAs, the gateway's certificate).
+    pub tls: Arc<rustls::ClientConfig>,
+    pub timeout: Duration,
+    /// Deliveries in flight to this recipient at once.
+    pub concurrency: usize,
+}
+
+/// What a configuration puts in force for delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryPlan {
+    pub settings: DeliverySettings,
+    pub recipients: Vec<PlannedRecipient>,
+}
+
+/// One recipient of a plan.
+#[derive(Debug, Clone)]
+pub struct PlannedRecipient {
+    pub id: PartnerId,
+    pub endpoint: DeliveryEndpoint,
+    /// One delivery in flight at a time, in acceptance order (an agreement asks it).
+    pub ordered: bool,
+}
 
 /// What the gateway keeps per recipient: shared by its delivery worker and by request/response
 /// calls to it.
@@ -112,8 +167,8 @@ struct Worker {
 }
 
 impl Dispatcher {
-    /// Starts one worker per recipient in `config`, and the backlog gauge updater.
-    pub fn start(config: &Config, store: Arc<dyn Store>, metrics: Metrics, shutdown: watch::Receiver<bool>) -> Self {
+    /// Starts one worker per recipient of `plan`, and the backlog gauge updater.
+    pub fn start(plan: &DeliveryPlan, store: Arc<dyn Store>, metrics: Metrics, shutdown: watch::Receiver<bool>) -> Self {
         let mut tasks = JoinSet::new();
         let recipients = Recipients::default();
         tasks.spawn(observe_backlog(recipients.clone(), store.clone(), metrics.clone(), shutdown.clone()));
@@ -125,66 +180,61 @@ impl Dispatcher {
             shutdown,
             workers: std::sync::Mutex::new(Generation { number: 0, stop: watch::channel(false).0, tasks }),
         };
-        dispatcher.apply(config);
+        dispatcher.apply(plan);
         dispatcher
     }
 
-    /// Puts `config`'s recipients in force: a new generation of workers, with new clients (so new
+    /// Puts `plan`'s recipients in force: a new generation of workers, with new clients (so new
     /// endpoints, CAs and certificates apply), each recipient's breaker carried over; recipients
     /// no longer configured stop being delivered to (their deliveries wait in the store).
-    pub fn apply(&self, config: &Config) {
+    pub fn apply(&self, plan: &DeliveryPlan) {
         let mut generation = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         if *self.shutdown.borrow() {
             return;
         }
+        let settings = &plan.settings;
         let backoff = Backoff {
-            initial: config.delivery.initial_backoff,
-            max: config.delivery.max_backoff,
-            max_attempts: config.delivery.max_attempts,
-            max_age: config.delivery.max_age,
+            initial: settings.initial_backoff,
+            max: settings.max_backoff,
+            max_attempts: settings.max_attempts,
+            max_age: settings.max_age,
         };
         let previous = self.recipients.by_id.load_full();
         let (stop, stop_rx) = watch::channel(false);
         let number = generation.number + 1;
         let mut by_id = HashMap::new();
-        for partner in config.recipients() {
-            let Some(endpoint) = &partner.delivery else { continue };
-            let (threshold, open_for) = (config.delivery.breaker_failures, config.delivery.breaker_open);
-            let kept = previous.get(&partner.id.to_string()).map(|r| r.breaker.clone());
+        for planned in &plan.recipients {
+            let (partner, endpoint, ordered) = (&planned.id, &planned.endpoint, planned.ordered);
+            let (threshold, open_for) = (settings.breaker_failures, settings.breaker_open);
+            let kept = previous.get(&partner.to_string()).map(|r| r.breaker.clone());
             let breaker = kept
                 .filter(|b| b.has_settings(threshold, open_for))
-                .unwrap_or_else(|| Arc::new(Breaker::new(&partner.id, threshold, open_for, self.metrics.clone())));
-            // Strict order is per recipient: if any agreement asks it, the recipient gets it.
-            let ordered = config
-                .agreements
-                .iter()
-                .flat_map(|a| a.recipients.iter())
-                .any(|r| r.partner == partner.id && r.ordered);
+                .unwrap_or_else(|| Arc::new(Breaker::new(partner, threshold, open_for, self.metrics.clone())));
             let concurrency = if ordered { 1 } else { endpoint.concurrency };
             // A changed cap starts afresh: for one attempt timeout both caps may be in use.
             let slots = previous
-                .get(&partner.id.to_string())
+                .get(&partner.to_string())
                 .filter(|r| r.concurrency == concurrency)
                 .map(|r| r.slots.clone())
                 .unwrap_or_else(|| Arc::new(Semaphore::new(concurrency)));
             let recipient = Arc::new(Recipient {
-                id: partner.id.to_string(),
+                id: partner.to_string(),
                 wake: Notify::new(),
                 breaker,
                 client: RecipientClient::new(endpoint),
                 slots: slots.clone(),
                 concurrency,
             });
-            by_id.insert(partner.id.to_string(), recipient.clone());
+            by_id.insert(partner.to_string(), recipient.clone());
             let worker = Worker {
                 recipient,
                 ordered,
-                worker_id: format!("{}/{}/{number}", self.instance, partner.id),
+                worker_id: format!("{}/{partner}/{number}", self.instance),
                 slots,
                 concurrency,
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),
-                settings: config.delivery.clone(),
+                settings: settings.clone(),
                 backoff: backoff.clone(),
             };
             generation.tasks.spawn(Arc::new(worker).run(self.shutdown.clone(), stop_rx.clone()));
