@@ -8,10 +8,14 @@
 //! hashed and compared against every configured hash in constant time. Keys are 256-bit random
 //! strings, so a plain (unsalted) hash cannot be reversed.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
 use subtle::ConstantTimeEq;
 
 use crate::digest::{decode_hex, sha256, to_hex};
 use crate::ids::PartnerId;
+use crate::tls::{CertIdentity, CertIndex};
 
 /// How the partner proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,47 +44,92 @@ pub enum AuthError {
     BadForwardedCertificate,
 }
 
-/// Authenticates a request: its connection's client certificate (or one forwarded by a trusted
-/// proxy) and its API key each map to a partner; both, when present, must map to the same one.
-pub fn authenticate(
-    config: &crate::config::Config,
-    conn: &crate::server::ConnectionInfo,
-    headers: &http::HeaderMap,
-) -> Result<AuthenticatedPartner, AuthError> {
-    let certificate = match &conn.client_certificate {
-        Some(id) => Some(id.clone()),
-        None => forwarded_certificate(config, conn, headers)?,
-    };
-    let by_certificate = certificate.map(|id| config.certificates.find(&id).ok_or(AuthError::Unknown)).transpose()?;
-    let by_key = match headers.get(http::header::AUTHORIZATION) {
-        Some(h) => Some(authenticate_api_key(&config.api_keys, Some(h.as_bytes()))?.id),
-        None => None,
-    };
-    match (by_certificate, by_key) {
-        (Some(a), Some(b)) if a != b => Err(AuthError::Conflict),
-        (Some(id), _) => Ok(AuthenticatedPartner { id, method: AuthMethod::ClientCertificate }),
-        (None, Some(id)) => Ok(AuthenticatedPartner { id, method: AuthMethod::ApiKey }),
-        (None, None) => Err(AuthError::Missing),
+/// What a request knows about the connection it came on.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The verified client certificate's identity, when one was presented.
+    pub client_certificate: Option<CertIdentity>,
+}
+
+/// A TLS-terminating proxy whose forwarded client certificates are believed (a plaintext
+/// partner listener only).
+#[derive(Clone)]
+pub struct Forwarding {
+    /// The header holding the URL-encoded PEM.
+    pub header: http::HeaderName,
+    /// The proxies it is believed from; from anyone else it is ignored.
+    pub proxies: Vec<IpAddr>,
+    /// Verifies a forwarded chain against the partner CAs and CRLs.
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl std::fmt::Debug for Forwarding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarding")
+            .field("header", &self.header)
+            .field("proxies", &self.proxies)
+            .finish_non_exhaustive()
     }
 }
 
-/// The certificate a trusted proxy forwarded, verified against the partner CAs. The header is
-/// ignored unless the partner listener is plaintext and the peer is a configured proxy.
-fn forwarded_certificate(
-    config: &crate::config::Config,
-    conn: &crate::server::ConnectionInfo,
-    headers: &http::HeaderMap,
-) -> Result<Option<crate::tls::CertIdentity>, AuthError> {
-    let tls = &config.tls;
-    let (Some(header), Some(verifier)) = (&tls.client_cert_header, &tls.forwarded_verifier) else { return Ok(None) };
-    if conn.tls || !tls.trusted_proxies.contains(&conn.peer.ip()) {
-        return Ok(None);
+/// Everything a caller may prove itself with: client certificate names and pins, API key
+/// hashes, and a trusted proxy's forwarded certificates.
+#[derive(Debug, Default, Clone)]
+pub struct Credentials {
+    pub certificates: CertIndex,
+    pub api_keys: ApiKeyIndex,
+    pub forwarding: Option<Forwarding>,
+}
+
+impl Credentials {
+    /// Authenticates a request: its connection's client certificate (or one forwarded by a
+    /// trusted proxy) and its API key each map to a partner; both, when present, must map to the
+    /// same one.
+    pub fn authenticate(
+        &self,
+        conn: &ConnectionInfo,
+        headers: &http::HeaderMap,
+    ) -> Result<AuthenticatedPartner, AuthError> {
+        let certificate = match &conn.client_certificate {
+            Some(id) => Some(id.clone()),
+            None => self.forwarded_certificate(conn, headers)?,
+        };
+        let by_certificate = certificate.map(|id| self.certificates.find(&id).ok_or(AuthError::Unknown)).transpose()?;
+        let by_key = match headers.get(http::header::AUTHORIZATION) {
+            Some(h) => Some(authenticate_api_key(&self.api_keys, Some(h.as_bytes()))?.id),
+            None => None,
+        };
+        match (by_certificate, by_key) {
+            (Some(a), Some(b)) if a != b => Err(AuthError::Conflict),
+            (Some(id), _) => Ok(AuthenticatedPartner { id, method: AuthMethod::ClientCertificate }),
+            (None, Some(id)) => Ok(AuthenticatedPartner { id, method: AuthMethod::ApiKey }),
+            (None, None) => Err(AuthError::Missing),
+        }
     }
-    let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    let chain = crate::tls::parse_forwarded(value).ok_or(AuthError::BadForwardedCertificate)?;
-    crate::tls::verify_forwarded(verifier.as_ref(), &chain).map(Some).map_err(|_| AuthError::BadForwardedCertificate)
+
+    /// The certificate a trusted proxy forwarded, verified against the partner CAs. The header
+    /// is ignored unless the partner listener is plaintext and the peer is a configured proxy.
+    fn forwarded_certificate(
+        &self,
+        conn: &ConnectionInfo,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<CertIdentity>, AuthError> {
+        let Some(forwarding) = &self.forwarding else { return Ok(None) };
+        if conn.tls || !forwarding.proxies.contains(&conn.peer.ip()) {
+            return Ok(None);
+        }
+        let Some(value) = headers.get(&forwarding.header).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
+        else {
+            return Ok(None);
+        };
+        let chain = crate::tls::parse_forwarded(value).ok_or(AuthError::BadForwardedCertificate)?;
+        crate::tls::verify_forwarded(forwarding.verifier.as_ref(), &chain)
+            .map(Some)
+            .map_err(|_| AuthError::BadForwardedCertificate)
+    }
 }
 
 /// The configured API key hashes.

@@ -180,10 +180,6 @@ pub struct AuditSettings {
 pub struct TlsSettings {
     /// The TLS configuration; `None` with `insecure_plaintext`.
     pub server: Option<crate::tls::ServerTls>,
-    /// Verifies client certificates forwarded by a trusted proxy (plaintext mode).
-    pub forwarded_verifier: Option<std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>>,
-    pub trusted_proxies: Vec<std::net::IpAddr>,
-    pub client_cert_header: Option<http::HeaderName>,
     pub handshake_timeout: Duration,
     /// Files whose content the settings came from (certificates, keys, CRLs).
     pub files: Vec<PathBuf>,
@@ -283,11 +279,10 @@ pub struct Config {
     pub partners: BTreeMap<PartnerId, Partner>,
     pub agreements: Vec<Arc<Agreement>>,
     pub catalog: SchemaCatalog,
-    pub api_keys: crate::auth::ApiKeyIndex,
+    /// Client certificate names and pins, API key hashes, a trusted proxy's forwarding.
+    pub credentials: crate::auth::Credentials,
     /// The file the API key hashes came from, if any.
     pub api_keys_file: Option<PathBuf>,
-    /// Client certificate names and pins, by partner.
-    pub certificates: crate::tls::CertIndex,
 }
 
 impl Config {
@@ -576,7 +571,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     };
     let telemetry = load_telemetry(&path, &base, &main.telemetry, &mut problems);
 
-    let tls = load_tls(&path, &base, &main.tls, &mut problems);
+    let (tls, forwarding) = load_tls(&path, &base, &main.tls, &mut problems);
     // A partners file that cannot be read is one problem, not one more for every reference to a
     // partner: references are only checked against a partners file that was read.
     let loaded = load_partners(&partners_file, &delivery, &mut problems);
@@ -618,46 +613,51 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         partners: partners.into_iter().map(|p| (p.id.clone(), p)).collect(),
         agreements: agreements.into_iter().map(Arc::new).collect(),
         catalog,
-        api_keys,
+        credentials: crate::auth::Credentials { certificates, api_keys, forwarding },
         api_keys_file,
-        certificates,
     })
 }
 
-fn load_tls(path: &Path, base: &Path, raw: &raw::RawTls, problems: &mut Vec<Problem>) -> TlsSettings {
+/// `[tls]`: the partner listener's TLS, or, on a plaintext listener, the proxy whose forwarded
+/// client certificates are believed.
+fn load_tls(
+    path: &Path,
+    base: &Path,
+    raw: &raw::RawTls,
+    problems: &mut Vec<Problem>,
+) -> (TlsSettings, Option<crate::auth::Forwarding>) {
     let files = |list: &[String]| list.iter().map(|f| resolve(base, Some(f), "")).collect::<Vec<_>>();
     let ca_files = files(&raw.client_ca_files);
     let crl_files = files(&raw.crl_files);
     let plaintext = raw.insecure_plaintext.unwrap_or(false);
     let mut settings = TlsSettings {
         server: None,
-        forwarded_verifier: None,
-        trusted_proxies: Vec::new(),
-        client_cert_header: None,
         handshake_timeout: ms(raw.handshake_timeout_ms, 10_000),
         files: ca_files.iter().chain(&crl_files).cloned().collect(),
         key_files: Vec::new(),
     };
     let fix = Some("run `passerelle dev-pki` for a development PKI, or point tls.* at your certificates");
     if plaintext {
+        let mut proxies = Vec::new();
         for ip in &raw.trusted_proxies {
             match ip.parse::<std::net::IpAddr>() {
-                Ok(ip) => settings.trusted_proxies.push(ip),
+                Ok(ip) => proxies.push(ip),
                 Err(_) => {
                     problems.push(problem(path, format!("tls.trusted_proxies: `{ip}` is not an IP address"), None))
                 }
             }
         }
+        let mut header = None;
         if let Some(h) = &raw.client_cert_header {
             match http::HeaderName::from_bytes(h.as_bytes()) {
-                Ok(name) => settings.client_cert_header = Some(name),
+                Ok(name) => header = Some(name),
                 Err(_) => {
                     problems.push(problem(path, format!("tls.client_cert_header `{h}` is not a header name"), None))
                 }
             }
         }
-        if settings.client_cert_header.is_some() {
-            if settings.trusted_proxies.is_empty() {
+        if header.is_some() {
+            if proxies.is_empty() {
                 problems.push(problem(path, "tls.client_cert_header needs tls.trusted_proxies", None));
             }
             if ca_files.is_empty() {
@@ -668,13 +668,18 @@ fn load_tls(path: &Path, base: &Path, raw: &raw::RawTls, problems: &mut Vec<Prob
                 ));
             }
         }
+        let mut verifier = None;
         if !ca_files.is_empty() {
             match crate::tls::client_verifier(&ca_files, &crl_files) {
-                Ok(v) => settings.forwarded_verifier = Some(v),
+                Ok(v) => verifier = Some(v),
                 Err(e) => problems.push(problem(path, format!("tls: {e}"), fix)),
             }
         }
-        return settings;
+        let forwarding = match (header, verifier) {
+            (Some(header), Some(verifier)) => Some(crate::auth::Forwarding { header, proxies, verifier }),
+            _ => None,
+        };
+        return (settings, forwarding);
     }
     let (Some(cert), Some(key)) = (&raw.cert_file, &raw.key_file) else {
         problems.push(problem(
@@ -682,7 +687,7 @@ fn load_tls(path: &Path, base: &Path, raw: &raw::RawTls, problems: &mut Vec<Prob
             "the partner listener needs tls.cert_file and tls.key_file (or tls.insecure_plaintext = true behind a TLS-terminating proxy)",
             fix,
         ));
-        return settings;
+        return (settings, None);
     };
     let (cert, key) = (resolve(base, Some(cert), ""), resolve(base, Some(key), ""));
     settings.files.extend([cert.clone(), key.clone()]);
@@ -696,7 +701,7 @@ fn load_tls(path: &Path, base: &Path, raw: &raw::RawTls, problems: &mut Vec<Prob
         Ok(s) => settings.server = Some(s),
         Err(e) => problems.push(problem(path, format!("tls: {e}"), fix)),
     }
-    settings
+    (settings, None)
 }
 
 fn load_certificates(partners_file: &Path, partners: &[Partner], problems: &mut Vec<Problem>) -> crate::tls::CertIndex {

@@ -13,8 +13,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::backoff::parse_retry_after;
 use super::DeliveryEndpoint;
+use super::backoff::parse_retry_after;
 use crate::store::ClaimedDelivery;
 use crate::telemetry::trace::TraceContext;
 

@@ -168,7 +168,12 @@ struct Worker {
 
 impl Dispatcher {
     /// Starts one worker per recipient of `plan`, and the backlog gauge updater.
-    pub fn start(plan: &DeliveryPlan, store: Arc<dyn Store>, metrics: Metrics, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn start(
+        plan: &DeliveryPlan,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let mut tasks = JoinSet::new();
         let recipients = Recipients::default();
         tasks.spawn(observe_backlog(recipients.clone(), store.clone(), metrics.clone(), shutdown.clone()));

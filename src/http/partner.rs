@@ -20,12 +20,12 @@ use super::i18n::Lang;
 use super::json_response;
 use super::routes::{Matched, ParameterShape, Route as HttpRoute, RouteTable};
 use crate::audit::receipt::{Receipt, ReceiptDelivery};
-use crate::auth::{self, AuthenticatedPartner};
+use crate::auth::AuthenticatedPartner;
+use crate::auth::ConnectionInfo;
 use crate::config::{Config, Mode};
 use crate::gateway::Shared;
 use crate::policy::{self, Route, RouteError};
 use crate::schema::{Version, VersionError};
-use crate::server::ConnectionInfo;
 use crate::store::{CommitOutcome, NewDelivery, NewRecord, RecordQuery, RecordState};
 use crate::telemetry::RecordOutcome;
 use crate::telemetry::events::{RecordCall, RequestServed};
@@ -255,7 +255,7 @@ fn check_head(config: &Config, req: &Request<RequestBody>) -> Result<(), ApiErro
 
 /// Check 3: who is calling.
 fn authenticate(config: &Config, conn: &ConnectionInfo, headers: &HeaderMap) -> Result<AuthenticatedPartner, ApiError> {
-    auth::authenticate(config, conn, headers).map_err(|e| {
+    config.credentials.authenticate(conn, headers).map_err(|e| {
         tracing::debug!(message = "Authentication refused.", reason = %e, peer = %conn.peer);
         ApiError::Unauthenticated
     })

@@ -32,22 +32,12 @@ use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
+use crate::auth::ConnectionInfo;
 use crate::telemetry::Metrics;
 use crate::telemetry::events::TlsHandshakeFailed;
-use crate::tls::CertIdentity;
 use body::UnreadSlot;
 pub use body::{RequestBody, ResponseBody};
 use io::{Connection, Stream};
-
-/// What a request knows about the connection it came on.
-#[derive(Debug, Clone)]
-pub struct ConnectionInfo {
-    pub peer: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// The verified client certificate's identity, when one was presented.
-    pub client_certificate: Option<CertIdentity>,
-}
 
 /// Settings of one listener.
 #[derive(Debug, Clone)]
