@@ -66,10 +66,9 @@ fn projection(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
     let value = passerelle::json::parse_strict(&record("birth-registration-1.1.json"), 64).unwrap();
-    let recipients: Vec<_> = config
-        .agreements_for("on-vital-stats", "birth-registration")
-        .flat_map(|a| a.recipients.iter().cloned())
-        .collect();
+    let now = time::OffsetDateTime::now_utc();
+    let route = passerelle::policy::route(&config.agreements, "on-vital-stats", "birth-registration", now).unwrap();
+    let recipients: Vec<_> = route.agreements.iter().flat_map(|a| a.recipients.iter().cloned()).collect();
     assert_eq!(recipients.len(), 4);
     c.bench_function("projection/four_recipients_canonical", |b| {
         b.iter(|| recipients.iter().map(|r| r.fields.project_canonical(&value).len()).sum::<usize>())

@@ -66,3 +66,17 @@ impl FromStr for FieldPointer {
         Ok(FieldPointer { text: text.to_owned(), segments })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_pointer_segments() {
+        let p: FieldPointer = "/a~1b/c~0d".parse().unwrap();
+        assert_eq!(p.segments(), &[Segment::Key("a/b".into()), Segment::Key("c~d".into())]);
+        assert!("a/b".parse::<FieldPointer>().is_err());
+        assert!("/a//b".parse::<FieldPointer>().is_err());
+        assert!("/a~2".parse::<FieldPointer>().is_err());
+    }
+}

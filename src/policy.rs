@@ -9,14 +9,71 @@
 //! builds a new document from the selected paths instead of deleting from the original.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::config::{Agreement, Config, Mode};
+use crate::ids::{AgreementId, PartnerId};
 use crate::pointer::{FieldPointer, Segment};
 use crate::schema::Version;
+
+/// Whether an agreement is store-and-forward or synchronous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Push,
+    Request,
+}
+
+/// One recipient of an agreement and the fields it may receive.
+#[derive(Debug, Clone)]
+pub struct AgreementRecipient {
+    pub partner: PartnerId,
+    pub fields: FieldList,
+    /// One delivery in flight at a time, in acceptance order.
+    pub ordered: bool,
+}
+
+/// A data-sharing agreement.
+#[derive(Debug, Clone)]
+pub struct Agreement {
+    pub id: AgreementId,
+    pub title_en: String,
+    pub title_fr: String,
+    pub sender: PartnerId,
+    pub record_type: Arc<str>,
+    /// Accepted schema versions, oldest first.
+    pub versions: Vec<Version>,
+    /// Sunset instants of deprecated versions.
+    pub sunset: BTreeMap<Version, OffsetDateTime>,
+    pub purpose: String,
+    pub valid_from: OffsetDateTime,
+    pub valid_until: Option<OffsetDateTime>,
+    pub mode: Mode,
+    pub recipients: Vec<AgreementRecipient>,
+    pub response_fields: Option<FieldList>,
+    pub file: PathBuf,
+}
+
+impl Agreement {
+    /// Whether the agreement is in force at `now` (`valid_from` inclusive, `valid_until` exclusive).
+    pub fn in_force(&self, now: OffsetDateTime) -> bool {
+        self.valid_from <= now && self.valid_until.is_none_or(|until| now < until)
+    }
+
+    /// Whether the two agreements are in force together at some moment.
+    pub fn overlaps(&self, other: &Agreement) -> bool {
+        let ends_before = |a: &Agreement, b: &Agreement| a.valid_until.is_some_and(|u| u <= b.valid_from);
+        !ends_before(self, other) && !ends_before(other, self)
+    }
+
+    /// Whether `partner` is the sender or one of the recipients.
+    pub fn is_party(&self, partner: &str) -> bool {
+        &*self.sender == partner || self.recipients.iter().any(|r| &*r.partner == partner)
+    }
+}
 
 /// A recipient's fields, held as a tree of selected paths.
 #[derive(Debug, Clone, Default)]
@@ -235,7 +292,7 @@ impl Route {
 
     /// The agreement and the one responder that a request sent with schema `version` goes to
     /// (request agreements have one recipient, checked at load).
-    pub fn responder(&self, version: Version) -> Option<(&Arc<Agreement>, &crate::config::AgreementRecipient)> {
+    pub fn responder(&self, version: Version) -> Option<(&Arc<Agreement>, &AgreementRecipient)> {
         self.agreements
             .iter()
             .filter(|a| a.versions.contains(&version))
@@ -249,10 +306,7 @@ impl Route {
     /// Each recipient's projection of `record` sent with schema `version`, in a stable order
     /// (agreement, then recipient as configured). Agreements that do not accept `version`
     /// contribute nothing.
-    pub fn shares<'a>(
-        &'a self,
-        version: Version,
-    ) -> impl Iterator<Item = (Share, &'a crate::config::AgreementRecipient)> + 'a {
+    pub fn shares<'a>(&'a self, version: Version) -> impl Iterator<Item = (Share, &'a AgreementRecipient)> + 'a {
         self.agreements.iter().filter(move |a| a.versions.contains(&version)).flat_map(|a| {
             a.recipients
                 .iter()
@@ -261,27 +315,172 @@ impl Route {
     }
 }
 
-/// Finds the agreements in force at `now` that let `sender` send `record_type`.
-pub fn route(config: &Config, sender: &str, record_type: &str, now: OffsetDateTime) -> Result<Route, RouteError> {
+/// Finds, among `agreements`, those in force at `now` that let `sender` send `record_type`.
+pub fn route(
+    agreements: &[Arc<Agreement>],
+    sender: &str,
+    record_type: &str,
+    now: OffsetDateTime,
+) -> Result<Route, RouteError> {
     let mut any = false;
-    let mut agreements = Vec::new();
-    for a in config.agreements_for(sender, record_type) {
+    let mut in_force = Vec::new();
+    for a in agreements.iter().filter(|a| &*a.sender == sender && &*a.record_type == record_type) {
         any = true;
         if a.in_force(now) {
-            agreements.push(a.clone());
+            in_force.push(a.clone());
         }
     }
-    match (any, agreements.is_empty()) {
+    match (any, in_force.is_empty()) {
         (false, _) => Err(RouteError::NoAgreement),
         (true, true) => Err(RouteError::NotInForce),
-        (true, false) => Ok(Route { agreements }),
+        (true, false) => Ok(Route { agreements: in_force }),
     }
+}
+
+/// Two agreements for one sender and type that would be in force together at some moment (their
+/// validity periods overlap), in a way the design does not allow.
+#[derive(Debug)]
+pub enum Conflict<'a> {
+    /// A recipient in both: it would get the record twice.
+    RecipientTwice { recipient: &'a PartnerId, earlier: &'a Agreement, later: &'a Agreement },
+    /// A request agreement must be the only one in force: a request has one responder.
+    RequestNotAlone { earlier: &'a Agreement, later: &'a Agreement },
+}
+
+/// Every conflict among `agreements`, each pair in the agreements' order.
+pub fn conflicts(agreements: &[Agreement]) -> Vec<Conflict<'_>> {
+    let mut found = Vec::new();
+    for (i, a) in agreements.iter().enumerate() {
+        for b in &agreements[i + 1..] {
+            if a.sender != b.sender || a.record_type != b.record_type || !a.overlaps(b) {
+                continue;
+            }
+            for r in &a.recipients {
+                if b.recipients.iter().any(|s| s.partner == r.partner) {
+                    found.push(Conflict::RecipientTwice { recipient: &r.partner, earlier: a, later: b });
+                }
+            }
+            if a.mode == Mode::Request || b.mode == Mode::Request {
+                found.push(Conflict::RequestNotAlone { earlier: a, later: b });
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use time::macros::datetime;
+
+    /// An agreement `id` from `sender` for `birth`, valid from `from` until `until`, to
+    /// `recipients` (each receiving `/a`).
+    fn agreement(
+        id: &str,
+        sender: &str,
+        from: OffsetDateTime,
+        until: Option<OffsetDateTime>,
+        recipients: &[&str],
+    ) -> Agreement {
+        Agreement {
+            id: id.into(),
+            title_en: id.into(),
+            title_fr: id.into(),
+            sender: sender.into(),
+            record_type: "birth".into(),
+            versions: vec![Version { major: 1, minor: 0 }],
+            sunset: BTreeMap::new(),
+            purpose: "test".into(),
+            valid_from: from,
+            valid_until: until,
+            mode: Mode::Push,
+            recipients: recipients
+                .iter()
+                .map(|r| AgreementRecipient { partner: (*r).into(), fields: fields(&["/a"]), ordered: false })
+                .collect(),
+            response_fields: None,
+            file: PathBuf::from(format!("{id}.toml")),
+        }
+    }
+
+    const FROM: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);
+    const UNTIL: OffsetDateTime = datetime!(2027-01-01 0:00 UTC);
+
+    fn recipients_of(route: &Route) -> Vec<String> {
+        let mut r: Vec<String> =
+            route.shares(Version { major: 1, minor: 0 }).map(|(s, _)| s.recipient.to_string()).collect();
+        r.sort();
+        r
+    }
+
+    #[test]
+    fn validity_is_inclusive_from_and_exclusive_until() {
+        let table = vec![Arc::new(agreement("a", "on", FROM, Some(UNTIL), &["city"]))];
+        let at = |t| route(&table, "on", "birth", t);
+        assert_eq!(at(FROM - time::Duration::milliseconds(1)).unwrap_err(), RouteError::NotInForce);
+        assert!(at(FROM).is_ok(), "valid_from is in force");
+        assert!(at(UNTIL - time::Duration::milliseconds(1)).is_ok());
+        assert_eq!(at(UNTIL).unwrap_err(), RouteError::NotInForce, "valid_until is not");
+    }
+
+    #[test]
+    fn no_agreement_for_the_sender_or_type_is_not_the_same_as_none_in_force() {
+        let table = vec![Arc::new(agreement("a", "on", FROM, Some(UNTIL), &["city"]))];
+        assert_eq!(route(&table, "nt", "birth", FROM).unwrap_err(), RouteError::NoAgreement);
+        assert_eq!(route(&table, "on", "death", FROM).unwrap_err(), RouteError::NoAgreement);
+        assert_eq!(route(&table, "on", "birth", UNTIL).unwrap_err(), RouteError::NotInForce);
+    }
+
+    #[test]
+    fn several_agreements_in_force_send_to_the_union_of_their_recipients() {
+        let table = vec![
+            Arc::new(agreement("federal", "on", FROM, None, &["registry", "benefit"])),
+            Arc::new(agreement("city", "on", FROM, Some(UNTIL), &["city"])),
+            // Another sender's agreement is not part of the route.
+            Arc::new(agreement("nt", "nt", FROM, None, &["registry"])),
+        ];
+        let now = route(&table, "on", "birth", FROM).unwrap();
+        assert_eq!(recipients_of(&now), ["benefit", "city", "registry"]);
+        // Once the city's agreement ends, the federal one alone is in force.
+        let later = route(&table, "on", "birth", UNTIL).unwrap();
+        assert_eq!(recipients_of(&later), ["benefit", "registry"]);
+        assert_eq!(later.agreements.len(), 1);
+    }
+
+    #[test]
+    fn a_recipient_in_two_agreements_in_force_together_is_a_conflict() {
+        let first = agreement("first", "on", FROM, Some(UNTIL), &["city", "registry"]);
+        // Overlapping: a conflict on the recipient both name.
+        let overlapping = agreement("second", "on", UNTIL - time::Duration::days(1), None, &["city"]);
+        // Starting when the first ends: never in force together, no conflict.
+        let following = agreement("third", "on", UNTIL, None, &["city"]);
+        // Another sender: not the same route.
+        let other = agreement("fourth", "nt", FROM, None, &["city"]);
+        let table = vec![first, overlapping, following, other];
+        let found = conflicts(&table);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|c| matches!(c,
+            Conflict::RecipientTwice { recipient, earlier, later }
+                if &***recipient == "city" && &*earlier.id == "first" && &*later.id == "second")));
+        // The second and third overlap too (both open-ended): the city is in both.
+        assert!(found.iter().any(|c| matches!(c,
+            Conflict::RecipientTwice { earlier, later, .. } if &*earlier.id == "second" && &*later.id == "third")));
+    }
+
+    #[test]
+    fn a_request_agreement_must_be_the_only_one_in_force() {
+        let mut request = agreement("request", "on", FROM, None, &["registry"]);
+        request.mode = Mode::Request;
+        let push = agreement("push", "on", FROM, None, &["city"]);
+        let table = vec![request, push];
+        let found = conflicts(&table);
+        assert!(
+            matches!(found.as_slice(), [Conflict::RequestNotAlone { earlier, later }]
+            if &*earlier.id == "request" && &*later.id == "push"),
+            "{found:?}"
+        );
+    }
 
     fn fields(list: &[&str]) -> FieldList {
         FieldList::new(list.iter().map(|s| s.parse().unwrap()).collect())
@@ -310,15 +509,6 @@ mod tests {
         assert_eq!(fields(&["/a/b"]).project(&record), json!({"a": {"b": [1, 2, 3]}}));
         assert_eq!(fields(&["/d/1/e"]).project(&record), json!({"d": [null, {"e": 2}]}));
         assert_eq!(fields(&["/missing"]).project(&record), json!({}));
-    }
-
-    #[test]
-    fn escaped_pointer_segments() {
-        let p: FieldPointer = "/a~1b/c~0d".parse().unwrap();
-        assert_eq!(p.segments(), &[Segment::Key("a/b".into()), Segment::Key("c~d".into())]);
-        assert!("a/b".parse::<FieldPointer>().is_err());
-        assert!("/a//b".parse::<FieldPointer>().is_err());
-        assert!("/a~2".parse::<FieldPointer>().is_err());
     }
 }
 

@@ -23,6 +23,7 @@ use crate::delivery::{DeliveryEndpoint, DeliveryPlan, DeliverySettings, PlannedR
 use crate::ids::PartnerId;
 use crate::pointer::FieldPointer;
 use crate::policy::FieldList;
+use crate::policy::{Agreement, AgreementRecipient, Conflict, Mode};
 use crate::problem::Problem;
 use crate::rate_limit::RateLimit;
 use crate::schema::{SchemaCatalog, Version};
@@ -57,61 +58,6 @@ pub struct Partner {
     pub region: String,
     pub delivery: Option<DeliveryEndpoint>,
     pub rate_limit: Option<RateLimit>,
-}
-
-/// Whether an agreement is store-and-forward or synchronous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Push,
-    Request,
-}
-
-/// One recipient of an agreement and the fields it may receive.
-#[derive(Debug, Clone)]
-pub struct AgreementRecipient {
-    pub partner: PartnerId,
-    pub fields: FieldList,
-    /// One delivery in flight at a time, in acceptance order.
-    pub ordered: bool,
-}
-
-/// A data-sharing agreement.
-#[derive(Debug, Clone)]
-pub struct Agreement {
-    pub id: Arc<str>,
-    pub title_en: String,
-    pub title_fr: String,
-    pub sender: PartnerId,
-    pub record_type: Arc<str>,
-    /// Accepted schema versions, oldest first.
-    pub versions: Vec<Version>,
-    /// Sunset instants of deprecated versions.
-    pub sunset: BTreeMap<Version, OffsetDateTime>,
-    pub purpose: String,
-    pub valid_from: OffsetDateTime,
-    pub valid_until: Option<OffsetDateTime>,
-    pub mode: Mode,
-    pub recipients: Vec<AgreementRecipient>,
-    pub response_fields: Option<FieldList>,
-    pub file: PathBuf,
-}
-
-impl Agreement {
-    /// Whether the agreement is in force at `now` (`valid_from` inclusive, `valid_until` exclusive).
-    pub fn in_force(&self, now: OffsetDateTime) -> bool {
-        self.valid_from <= now && self.valid_until.is_none_or(|until| now < until)
-    }
-
-    fn overlaps(&self, other: &Agreement) -> bool {
-        let ends_before = |a: &Agreement, b: &Agreement| a.valid_until.is_some_and(|u| u <= b.valid_from);
-        !ends_before(self, other) && !ends_before(other, self)
-    }
-
-    /// Whether `partner` is the sender or one of the recipients.
-    pub fn is_party(&self, partner: &str) -> bool {
-        &*self.sender == partner || self.recipients.iter().any(|r| &*r.partner == partner)
-    }
 }
 
 /// Listener addresses and caps.
@@ -304,15 +250,6 @@ impl Config {
         files.sort();
         files.dedup();
         files
-    }
-
-    /// The agreements that let `sender` send `record_type`, whether in force or not.
-    pub fn agreements_for<'a>(
-        &'a self,
-        sender: &'a str,
-        record_type: &'a str,
-    ) -> impl Iterator<Item = &'a Arc<Agreement>> + 'a {
-        self.agreements.iter().filter(move |a| &*a.sender == sender && &*a.record_type == record_type)
     }
 
     /// Partners that receive records, each once.
@@ -1015,33 +952,24 @@ fn load_agreements(
         }
     }
 
-    // One recipient may appear in at most one agreement in force for a sender and type; two
-    // agreements whose validity windows overlap would be in force together at some moment.
-    for (i, a) in agreements.iter().enumerate() {
-        for b in &agreements[i + 1..] {
-            if a.sender != b.sender || a.record_type != b.record_type || !a.overlaps(b) {
-                continue;
-            }
-            for r in &a.recipients {
-                if b.recipients.iter().any(|s| s.partner == r.partner) {
-                    problems.push(problem(
-                        &b.file,
-                        format!(
-                            "recipient `{}` also appears in agreement `{}` for the same sender `{}` and type `{}` while both are in force",
-                            r.partner, a.id, a.sender, a.record_type
-                        ),
-                        Some("keep the recipient in one agreement, or make the validity periods not overlap"),
-                    ));
-                }
-            }
-            if a.mode == Mode::Request || b.mode == Mode::Request {
-                problems.push(problem(
-                    &b.file,
-                    format!("agreements `{}` and `{}` are both in force for `{}` sending `{}`, and one is a request agreement, which must be the only one", a.id, b.id, a.sender, a.record_type),
-                    None,
-                ));
-            }
-        }
+    for conflict in crate::policy::conflicts(&agreements) {
+        let (message, fix) = match conflict {
+            Conflict::RecipientTwice { recipient, earlier, later } => (
+                format!(
+                    "recipient `{recipient}` also appears in agreement `{}` for the same sender `{}` and type `{}` while both are in force",
+                    earlier.id, earlier.sender, earlier.record_type
+                ),
+                (later, Some("keep the recipient in one agreement, or make the validity periods not overlap")),
+            ),
+            Conflict::RequestNotAlone { earlier, later } => (
+                format!(
+                    "agreements `{}` and `{}` are both in force for `{}` sending `{}`, and one is a request agreement, which must be the only one",
+                    earlier.id, later.id, earlier.sender, earlier.record_type
+                ),
+                (later, None),
+            ),
+        };
+        problems.push(problem(&fix.0.file, message, fix.1));
     }
     agreements
 }

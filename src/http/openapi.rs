@@ -36,8 +36,9 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use crate::audit::receipt::{Proof, Receipt, ReceiptDelivery};
-use crate::config::{Agreement, Config, Mode};
+use crate::config::Config;
 use crate::pointer::Segment;
+use crate::policy::{Agreement, Mode};
 use crate::policy::{FieldList, Route};
 use crate::schema::{CompiledSchema, SchemaCatalog, Version};
 use crate::store::{DeliveryStatus, DeliveryView, RecordState, RecordView};
@@ -96,7 +97,7 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
         }
         // The agreements the handler would use now; if none is in force (403), the ones it would
         // use once they are.
-        let route = crate::policy::route(config, partner, record_type, now)
+        let route = crate::policy::route(&config.agreements, partner, record_type, now)
             .unwrap_or_else(|_| Route { agreements: agreements.iter().map(|a| Arc::clone(a)).collect() });
         let Some(&newest) = versions.last() else { continue };
         let body = request_body(record_type, &requests);

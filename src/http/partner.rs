@@ -22,8 +22,9 @@ use super::routes::{Matched, ParameterShape, Route as HttpRoute, RouteTable};
 use crate::audit::receipt::{Receipt, ReceiptDelivery};
 use crate::auth::AuthenticatedPartner;
 use crate::auth::ConnectionInfo;
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::gateway::Shared;
+use crate::policy::Mode;
 use crate::policy::{self, Route, RouteError};
 use crate::schema::{Version, VersionError};
 use crate::store::{CommitOutcome, NewDelivery, NewRecord, RecordQuery, RecordState};
@@ -280,7 +281,7 @@ fn route_and_version(
     headers: &HeaderMap,
     now: OffsetDateTime,
 ) -> Result<(Route, Version), ApiError> {
-    let route = policy::route(config, sender, record_type, now).map_err(|e| match e {
+    let route = policy::route(&config.agreements, sender, record_type, now).map_err(|e| match e {
         RouteError::NoAgreement => ApiError::NoAgreement,
         RouteError::NotInForce => ApiError::NotInForce,
     })?;

@@ -18,10 +18,11 @@ use super::json_response;
 use super::partner::{Intake, Outcome, intake};
 use crate::audit::{AuditEvent, kind};
 use crate::auth::AuthenticatedPartner;
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::delivery::breaker::Admission;
 use crate::delivery::client::{CallOutcome, Envelope};
 use crate::gateway::Shared;
+use crate::policy::Mode;
 use crate::telemetry::trace::{Hop, HopKind};
 use tracing::Instrument;
 

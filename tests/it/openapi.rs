@@ -103,7 +103,7 @@ async fn a_partner_sees_only_its_own_record_types() {
                 sent.entry(route.to_owned()).or_default().insert(t.to_owned());
             }
         }
-        let expected = |mode: Option<passerelle::config::Mode>| -> BTreeSet<String> {
+        let expected = |mode: Option<passerelle::policy::Mode>| -> BTreeSet<String> {
             config
                 .agreements
                 .iter()
@@ -111,7 +111,7 @@ async fn a_partner_sees_only_its_own_record_types() {
                 .map(|a| a.record_type.to_string())
                 .collect()
         };
-        use passerelle::config::Mode;
+        use passerelle::policy::Mode;
         assert_eq!(sent.remove("records").unwrap_or_default(), expected(Some(Mode::Push)), "{partner}: records");
         assert_eq!(sent.remove("requests").unwrap_or_default(), expected(Some(Mode::Request)), "{partner}: requests");
         assert_eq!(sent.remove("validate").unwrap_or_default(), expected(None), "{partner}: validate");
