@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,7 +16,9 @@ use crate::audit::notary::Notary;
 use crate::audit::rejections::RejectionTally;
 use crate::audit::{AuditEvent, DigestKey};
 use crate::config::Config;
-use crate::delivery::{Dispatcher, Recipients};
+use crate::delivery::Dispatcher;
+use crate::http::console::Console;
+use crate::http::state::{State, Trail};
 use crate::server::{self, ListenerSettings};
 use crate::store::Store;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
@@ -36,84 +37,11 @@ pub enum StartError {
     Listen { listener: &'static str, addr: SocketAddr, source: std::io::Error },
 }
 
-/// What every request handler shares.
-pub struct Shared {
-    /// The configuration in force; each request loads it once and keeps that snapshot.
-    pub config: ArcSwap<Config>,
-    pub store: Arc<dyn Store>,
-    pub metrics: Metrics,
-    /// Per recipient: the worker to wake after a commit, the breaker, the pooled client.
-    pub recipients: Recipients,
-    /// The delivery workers, restarted from the new configuration by a reload.
-    pub dispatcher: Dispatcher,
-    pub digest_key: DigestKey,
-    /// Signs receipts and checkpoints.
-    pub notary: Arc<Notary>,
-    /// Rejections waiting to be audited in aggregate.
-    pub rejections: Arc<RejectionTally>,
-    /// Per-partner token buckets.
-    pub rate_limiter: crate::rate_limit::RateLimiter,
-    /// Signed-in operator console sessions.
-    pub console_sessions: crate::http::console::Sessions,
-    /// The console's sampled counters, for rates and charts.
-    pub console_history: Arc<crate::http::console::History>,
-    /// Held for the whole of a reload.
-    reloading: tokio::sync::Mutex<()>,
-}
-
-/// Why a new configuration was not put in force (the old one stays).
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("the new configuration has {} problem(s); the old one stays in force", .0.len())]
-    Invalid(Vec<crate::problem::Problem>),
-    #[error("the reload could not be audited: {0}")]
-    Audit(#[from] crate::store::StoreError),
-}
-
-impl Shared {
-    /// Loads the configuration file again and, if it passes every check, swaps it in: requests
-    /// in flight finish under the snapshot they started with, new requests and new connections
-    /// (TLS certificates and CRLs) take the new one. A configuration that fails is refused and
-    /// counted, and the old one stays. Each reload is audited with the new configuration's hash.
-    pub async fn reload(&self) -> Result<String, ReloadError> {
-        // One reload at a time (SIGHUP and the admin call may race): the configuration in force,
-        // the delivery workers and the audit trail then change in the same order.
-        let _one_at_a_time = self.reloading.lock().await;
-        let source = self.config.load().source.clone();
-        let loaded = tokio::task::spawn_blocking(move || crate::config::load(&source)).await;
-        let config = match loaded {
-            Ok(Ok(config)) => config,
-            Ok(Err(e)) => {
-                self.metrics.config_reloads.with_label_values(&["refused"]).inc();
-                for p in &e.problems {
-                    tracing::warn!(message = "Configuration reload refused.", problem = %p);
-                }
-                return Err(ReloadError::Invalid(e.problems));
-            }
-            Err(_) => {
-                self.metrics.config_reloads.with_label_values(&["refused"]).inc();
-                return Err(ReloadError::Invalid(Vec::new()));
-            }
-        };
-        let fingerprint = config.fingerprint.clone();
-        let mut event =
-            AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "operator", "reloaded");
-        event.reason = Some(format!("sha256:{fingerprint}"));
-        self.store.append_audit(vec![event]).await?;
-        let config = Arc::new(config);
-        self.config.store(config.clone());
-        self.dispatcher.apply(&config.delivery_plan());
-        self.metrics.config_reloads.with_label_values(&["applied"]).inc();
-        tracing::info!(message = "Configuration reloaded.", fingerprint = %fingerprint);
-        Ok(fingerprint)
-    }
-}
-
 /// A started gateway.
 pub struct Gateway {
     pub partner_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub shared: Arc<Shared>,
+    pub state: Arc<State>,
     /// Tells listeners and workers to stop; they drain what they are doing first.
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
@@ -242,36 +170,25 @@ impl Gateway {
                 shutdown_rx.clone(),
             )),
         ];
-        let shared = Arc::new(Shared {
-            config: ArcSwap::from_pointee(config),
-            store,
-            metrics,
-            recipients: dispatcher.recipients.clone(),
-            dispatcher,
-            digest_key,
-            notary,
-            rejections,
-            rate_limiter: Default::default(),
-            console_sessions: Default::default(),
-            console_history,
-            reloading: Default::default(),
-        });
-        let (s, t) = (shared.clone(), shared.clone());
+        let trail = Trail { digest_key, notary, rejections };
+        let console = Console { sessions: Default::default(), history: console_history };
+        let state = Arc::new(State::new(config, store, metrics, dispatcher, trail, console));
+        let (s, t) = (state.clone(), state.clone());
         let partner_task = tokio::spawn(server::serve(
             partner,
             partner_settings,
             shutdown_rx.clone(),
-            shared.metrics.clone(),
+            state.metrics.clone(),
             // Each new connection takes the TLS configuration in force (a reload swaps it).
-            move || t.config.load().tls.server.as_ref().map(|s| s.config.clone()),
+            move || t.config().tls.server.as_ref().map(|s| s.config.clone()),
             move |req, conn| crate::http::partner::handle(s.clone(), req, conn),
         ));
-        let s = shared.clone();
+        let s = state.clone();
         let admin_task = tokio::spawn(server::serve(
             admin,
             admin_settings,
             shutdown_rx,
-            shared.metrics.clone(),
+            state.metrics.clone(),
             || None,
             move |req, conn| crate::http::admin::handle(s.clone(), req, conn),
         ));
@@ -280,7 +197,7 @@ impl Gateway {
         Ok(Gateway {
             partner_addr,
             admin_addr,
-            shared,
+            state,
             shutdown,
             listeners: vec![partner_task, admin_task],
             background,
@@ -288,9 +205,9 @@ impl Gateway {
         })
     }
 
-    /// Re-reads the configuration from its file; see [`Shared::reload`].
-    pub async fn reload(&self) -> Result<String, ReloadError> {
-        self.shared.reload().await
+    /// Re-reads the configuration from its file; see [`State::reload`].
+    pub async fn reload(&self) -> Result<String, crate::http::state::ReloadError> {
+        self.state.reload().await
     }
 
     /// Stops accepting, lets requests and delivery attempts in flight finish, then returns.
@@ -299,7 +216,7 @@ impl Gateway {
         for task in self.listeners {
             let _ = task.await;
         }
-        self.shared.dispatcher.join().await;
+        self.state.dispatcher.join().await;
         // Rejections and the final checkpoint are written after the last delivery result.
         for task in self.background {
             let _ = task.await;

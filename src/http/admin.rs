@@ -19,9 +19,9 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::i18n::Lang;
 use super::routes::{AnyShape, Route as HttpRoute, RouteTable};
+use super::state::State;
 use super::{json_response, text_response};
 use crate::auth::ConnectionInfo;
-use crate::gateway::Shared;
 use crate::store::{DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget};
 use crate::telemetry::events::DeliveryReplayed;
 use crate::telemetry::events::RequestServed;
@@ -77,16 +77,12 @@ static TABLE: LazyLock<RouteTable<Operation>> = LazyLock::new(|| RouteTable::new
 const MAX_PAGE: usize = 1000;
 
 /// Serves one admin request, and writes its line in the log.
-pub async fn handle(
-    shared: Arc<Shared>,
-    req: Request<RequestBody>,
-    conn: Arc<ConnectionInfo>,
-) -> Response<Full<Bytes>> {
+pub async fn handle(state: Arc<State>, req: Request<RequestBody>, conn: Arc<ConnectionInfo>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let method = req.method().clone();
     let request_id = uuid::Uuid::now_v7().to_string();
     let trace_id = TraceContext::from_headers(req.headers()).map(|t| t.trace_id_hex());
-    let mut answer = answer(&shared, req).await;
+    let mut answer = answer(&state, req).await;
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         answer.response.headers_mut().insert("passerelle-request-id", id);
     }
@@ -103,7 +99,7 @@ pub async fn handle(
         trace_id: trace_id.as_deref(),
         record: None,
     }
-    .emit(&shared.metrics);
+    .emit(&state.metrics);
     answer.response
 }
 
@@ -118,8 +114,8 @@ struct Answer {
 
 /// The answer to one admin request. As on the partner API, the route and its method are checked
 /// before credentials: a path that is not a route is 404, another method 405 with `Allow`.
-async fn answer(shared: &Shared, req: Request<RequestBody>) -> Answer {
-    let config = shared.config.load_full();
+async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
+    let config = state.config();
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -137,11 +133,11 @@ async fn answer(shared: &Shared, req: Request<RequestBody>) -> Answer {
     match operation {
         Operation::Healthz => return open(text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")),
         Operation::Readyz => {
-            return open(match shared.store.ping().await {
+            return open(match state.store.ping().await {
                 Ok(()) => text_response(
                     StatusCode::OK,
                     "text/plain; charset=utf-8",
-                    format!("ready ({} store)\n", shared.store.engine()),
+                    format!("ready ({} store)\n", state.store.engine()),
                 ),
                 Err(e) => {
                     tracing::warn!(message = "Readiness check failed.", error = %e);
@@ -153,17 +149,18 @@ async fn answer(shared: &Shared, req: Request<RequestBody>) -> Answer {
             return open(text_response(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                shared.metrics.render(),
+                state.metrics.render(),
             ));
         }
         _ => {}
     }
     let signed_in = has_admin_token(config.admin.token.as_deref(), &req)
-        || shared
-            .console_sessions
+        || state
+            .console
+            .sessions
             .valid(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()), config.admin.token.as_deref());
     if let Operation::Console | Operation::ConsoleLogin | Operation::ConsoleLogout = operation {
-        let response = console(shared, config.admin.token.as_deref(), req, operation, lang, signed_in).await;
+        let response = console(state, config.admin.token.as_deref(), req, operation, lang, signed_in).await;
         return Answer { response, route: template, operator: signed_in };
     }
     let result = async {
@@ -175,31 +172,31 @@ async fn answer(shared: &Shared, req: Request<RequestBody>) -> Answer {
         }
         match operation {
             Operation::Metrics => {
-                Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render()))
+                Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render()))
             }
-            Operation::Deliveries => deliveries(shared, req.uri().query().unwrap_or("")).await,
+            Operation::Deliveries => deliveries(state, req.uri().query().unwrap_or("")).await,
             Operation::ReplayDelivery => {
                 let id = route.param("delivery_id").parse::<i64>().map_err(|_| ApiError::DeliveryNotFound)?;
-                replay(shared, ReplayTarget::One(id)).await
+                replay(state, ReplayTarget::One(id)).await
             }
             Operation::ReplayRecipient => {
                 let recipient = route.param("recipient");
                 if config.partner(recipient).is_none() {
                     return Err(ApiError::RouteNotFound);
                 }
-                replay(shared, ReplayTarget::Recipient(recipient.to_owned())).await
+                replay(state, ReplayTarget::Recipient(recipient.to_owned())).await
             }
             Operation::Overview => {
-                Ok(json_response(StatusCode::OK, super::console::overview(shared, &config).to_string().into_bytes()))
+                Ok(json_response(StatusCode::OK, super::console::overview(state, &config).to_string().into_bytes()))
             }
-            Operation::Audit => audit(shared, req.uri().query().unwrap_or("")).await,
+            Operation::Audit => audit(state, req.uri().query().unwrap_or("")).await,
             Operation::OpenApi => Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec())),
-            Operation::Reload => Ok(match shared.reload().await {
+            Operation::Reload => Ok(match state.reload().await {
                 Ok(fingerprint) => json_response(
                     StatusCode::OK,
                     json!({"reloaded": true, "fingerprint": fingerprint}).to_string().into_bytes(),
                 ),
-                Err(crate::gateway::ReloadError::Invalid(problems)) => json_response(
+                Err(super::state::ReloadError::Invalid(problems)) => json_response(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     json!({"reloaded": false, "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()})
                         .to_string()
@@ -224,7 +221,7 @@ async fn answer(shared: &Shared, req: Request<RequestBody>) -> Answer {
 
 /// The console: the page for a signed-in operator, else the sign-in form; signing in and out.
 async fn console(
-    shared: &Shared,
+    state: &State,
     token: Option<&str>,
     req: Request<RequestBody>,
     operation: Operation,
@@ -245,7 +242,7 @@ async fn console(
             ApiError::CrossOrigin.to_response(lang, &path)
         }
         Operation::ConsoleLogin => {
-            if let Err(retry_after_secs) = shared.console_sessions.may_try() {
+            if let Err(retry_after_secs) = state.console.sessions.may_try() {
                 return ApiError::RateLimited { retry_after_secs }.to_response(lang, &path);
             }
             let body = http_body_util::Limited::new(req.into_body(), 4096);
@@ -256,17 +253,17 @@ async fn console(
             let token = match (token, presented) {
                 (Some(token), Some(presented)) if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) => token,
                 _ => {
-                    shared.console_sessions.failed();
+                    state.console.sessions.failed();
                     tracing::warn!(message = "Console sign-in refused.");
                     return html_response(StatusCode::UNAUTHORIZED, &nonce, console::login(lang_tag, &nonce, true));
                 }
             };
             tracing::info!(message = "Console sign-in.");
-            let session = shared.console_sessions.start(token);
+            let session = state.console.sessions.start(token);
             redirect_to_console(&console::set_cookie(Some(&session)))
         }
         Operation::ConsoleLogout => {
-            shared.console_sessions.end(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()));
+            state.console.sessions.end(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()));
             redirect_to_console(&console::set_cookie(None))
         }
         _ => ApiError::RouteNotFound.to_response(lang, &path),
@@ -336,7 +333,7 @@ fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     })
 }
 
-async fn deliveries(shared: &Shared, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn deliveries(state: &State, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
     let status = match param(query, "status") {
         None => None,
         Some(s) => Some(DeliveryStatus::parse(s).ok_or(ApiError::BadQuery { parameter: "status" })?),
@@ -351,15 +348,15 @@ async fn deliveries(shared: &Shared, query: &str) -> Result<Response<Full<Bytes>
         .map(|a| a.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "after" }))
         .transpose()?;
     let filter = DeliveryFilter { status, recipient: param(query, "recipient").map(str::to_owned), after_id, limit };
-    let list = shared.store.deliveries(filter).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let list = state.store.deliveries(filter).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     let next = (list.len() == limit).then(|| list.last().map(|d| d.id)).flatten();
     Ok(json_response(StatusCode::OK, json!({"deliveries": list, "next_after": next}).to_string().into_bytes()))
 }
 
-async fn replay(shared: &Shared, target: ReplayTarget) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn replay(state: &State, target: ReplayTarget) -> Result<Response<Full<Bytes>>, ApiError> {
     let single = matches!(target, ReplayTarget::One(_));
     let request = ReplayRequest { target, actor: "operator".to_owned(), now: crate::clock::now_ms() };
-    let results = shared.store.replay(request).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let results = state.store.replay(request).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     if single && results.first().is_some_and(|r| r.outcome == ReplayOutcome::NotFound) {
         return Err(ApiError::DeliveryNotFound);
     }
@@ -367,15 +364,15 @@ async fn replay(shared: &Shared, target: ReplayTarget) -> Result<Response<Full<B
     for r in results.iter().filter(|r| r.outcome == ReplayOutcome::Replayed) {
         replayed += 1;
         let (recipient, agreement) = (r.recipient.as_deref().unwrap_or(""), r.agreement.as_deref().unwrap_or(""));
-        DeliveryReplayed { delivery_id: r.id, recipient, agreement }.emit(&shared.metrics);
+        DeliveryReplayed { delivery_id: r.id, recipient, agreement }.emit(&state.metrics);
         // The recipient's worker picks the delivery up at once.
-        shared.recipients.wake(recipient);
+        state.dispatcher.recipients.wake(recipient);
     }
     let status = if single && replayed == 0 { StatusCode::CONFLICT } else { StatusCode::OK };
     Ok(json_response(status, json!({"replayed": replayed, "deliveries": results}).to_string().into_bytes()))
 }
 
-async fn audit(shared: &Shared, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn audit(state: &State, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
     let after = param(query, "after")
         .map(|a| a.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "after" }))
         .transpose()?
@@ -387,7 +384,7 @@ async fn audit(shared: &Shared, query: &str) -> Result<Response<Full<Bytes>>, Ap
         }
     };
     let entries =
-        shared.store.audit_entries(after, limit).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+        state.store.audit_entries(after, limit).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     let lines: Vec<_> = entries.iter().map(crate::audit::export::entry_json).collect();
     let mut response = json_response(StatusCode::OK, json!({"entries": lines}).to_string().into_bytes());
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -20,8 +20,8 @@ use prometheus::core::Collector;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::state::State;
 use crate::config::Config;
-use crate::gateway::Shared;
 use crate::telemetry::{Metrics, RecordOutcome};
 
 /// The session cookie's name.
@@ -39,6 +39,12 @@ const HISTORY: Duration = Duration::from_secs(30 * 60);
 
 const PAGE: &str = include_str!("console.html");
 const LOGIN: &str = include_str!("console-login.html");
+
+/// The console's state: who is signed in, and the counters sampled for rates and charts.
+pub struct Console {
+    pub sessions: Sessions,
+    pub history: Arc<History>,
+}
 
 /// Signed-in console sessions, by the SHA-256 of their cookie (the cookie itself is not kept).
 /// Each remembers the digest of the admin token it was opened with: rotating or removing the
@@ -329,10 +335,10 @@ fn chart(points: &[Sample]) -> Vec<Value> {
 }
 
 /// What the console shows, from the counters as they are now and the sampled history.
-pub fn overview(shared: &Shared, config: &Config) -> Value {
-    let metrics = &shared.metrics;
+pub fn overview(state: &State, config: &Config) -> Value {
+    let metrics = &state.metrics;
     let now = sample(metrics);
-    let history = shared.console_history.snapshot();
+    let history = state.console.history.snapshot();
     // The sample about a minute old (or the oldest there is) is the base of the rates.
     let base = history.iter().find(|s| s.at_ms >= now.at_ms - 60_000 - SAMPLE_EVERY.as_millis() as i64 / 2);
     let window = base.map_or(0, |b| now.at_ms - b.at_ms);
@@ -420,7 +426,7 @@ pub fn overview(shared: &Shared, config: &Config) -> Value {
         "rate_window_seconds": window / 1000,
         "version": env!("CARGO_PKG_VERSION"),
         "config_fingerprint": config.fingerprint,
-        "store": shared.store.engine(),
+        "store": state.store.engine(),
         "partners": partners,
         "agreements": agreements,
         "senders": senders,

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod partner;
 pub mod requests;
 pub mod routes;
+pub mod state;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

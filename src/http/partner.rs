@@ -19,11 +19,11 @@ use super::error::{ApiError, HeaderFault};
 use super::i18n::Lang;
 use super::json_response;
 use super::routes::{Matched, ParameterShape, Route as HttpRoute, RouteTable};
+use super::state::State;
 use crate::audit::receipt::{Receipt, ReceiptDelivery};
 use crate::auth::AuthenticatedPartner;
 use crate::auth::ConnectionInfo;
 use crate::config::Config;
-use crate::gateway::Shared;
 use crate::policy::Mode;
 use crate::policy::{self, Route, RouteError};
 use crate::schema::{Version, VersionError};
@@ -106,14 +106,10 @@ fn find_route<'p>(method: &Method, path: &'p str) -> Result<Matched<'static, 'p,
 }
 
 /// Serves one partner API request.
-pub async fn handle(
-    shared: Arc<Shared>,
-    req: Request<RequestBody>,
-    conn: Arc<ConnectionInfo>,
-) -> Response<Full<Bytes>> {
+pub async fn handle(state: Arc<State>, req: Request<RequestBody>, conn: Arc<ConnectionInfo>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     // The whole request runs under the configuration in force when it arrived.
-    let config = shared.config.load_full();
+    let config = state.config();
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -128,7 +124,7 @@ pub async fn handle(
         Ok(route) => {
             let operation = route.route.operation;
             let result =
-                dispatch(&shared, &config, &conn, req, &route, &mut outcome).instrument(intake.span.clone()).await;
+                dispatch(&state, &config, &conn, req, &route, &mut outcome).instrument(intake.span.clone()).await;
             (Some(operation.label()), result)
         }
     };
@@ -159,7 +155,7 @@ pub async fn handle(
     });
     // Rejected records (not dry runs) are audited in aggregate.
     if let (Some(e), Some("submit" | "request")) = (&error, label) {
-        shared.rejections.count(sender, e.outcome(), crate::clock::now_ms());
+        state.trail.rejections.count(sender, e.outcome(), crate::clock::now_ms());
     }
     let trace_id = intake.context.trace_id_hex();
     RequestServed {
@@ -175,13 +171,13 @@ pub async fn handle(
         trace_id: Some(&trace_id),
         record,
     }
-    .emit(&shared.metrics);
+    .emit(&state.metrics);
     response
 }
 
 /// Checks 3 and 4 (credentials, rate limit), then the operation of `route`.
 async fn dispatch<'r>(
-    shared: &Shared,
+    state: &State,
     config: &Config,
     conn: &ConnectionInfo,
     req: Request<RequestBody>,
@@ -198,14 +194,14 @@ async fn dispatch<'r>(
     }
     let partner = authenticate(config, conn, req.headers())?;
     outcome.sender = Some(partner.id.to_string());
-    within_rate_limit(shared, config, &partner)?;
+    within_rate_limit(state, config, &partner)?;
     let p = &partner;
     match operation {
-        Operation::Submit => submit(shared, config, p, req, record_type, outcome).await,
-        Operation::Request => crate::http::requests::handle(shared, config, p, req, record_type, outcome).await,
+        Operation::Submit => submit(state, config, p, req, record_type, outcome).await,
+        Operation::Request => crate::http::requests::handle(state, config, p, req, record_type, outcome).await,
         Operation::Validate => validate(config, p, req, record_type).await,
-        Operation::RecordStatus => record_status(shared, p, route.param("record_id")).await,
-        Operation::ListRecords => list_records(shared, p, &req).await,
+        Operation::RecordStatus => record_status(state, p, route.param("record_id")).await,
+        Operation::ListRecords => list_records(state, p, &req).await,
         Operation::Schemas => schemas(config, p),
         Operation::Schema => schema(config, p, record_type, route.param("version")),
         Operation::Agreements => agreements(config, p),
@@ -263,9 +259,9 @@ fn authenticate(config: &Config, conn: &ConnectionInfo, headers: &HeaderMap) -> 
 }
 
 /// Check 4: the caller's rate limit.
-fn within_rate_limit(shared: &Shared, config: &Config, partner: &AuthenticatedPartner) -> Result<(), ApiError> {
+fn within_rate_limit(state: &State, config: &Config, partner: &AuthenticatedPartner) -> Result<(), ApiError> {
     match config.partner(&partner.id).and_then(|p| p.rate_limit.as_ref()) {
-        Some(limit) => shared
+        Some(limit) => state
             .rate_limiter
             .take(&partner.id, limit)
             .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs }),
@@ -426,7 +422,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 async fn submit(
-    shared: &Shared,
+    state: &State,
     config: &Config,
     partner: &AuthenticatedPartner,
     req: Request<RequestBody>,
@@ -449,7 +445,7 @@ async fn submit(
                 recipient: share.recipient.to_string(),
                 agreement: share.agreement.to_string(),
                 ordered: share.ordered,
-                body_digest: shared.digest_key.digest(&body),
+                body_digest: state.trail.digest_key.digest(&body),
                 body: Bytes::from(body),
             }
         })
@@ -466,7 +462,7 @@ async fn submit(
             .collect(),
     }
     .to_bytes();
-    let audit_digest = shared.digest_key.digest(&body);
+    let audit_digest = state.trail.digest_key.digest(&body);
     let record = NewRecord {
         record_id: record_id.clone(),
         sender: partner.id.to_string(),
@@ -484,10 +480,10 @@ async fn submit(
         receipt: Bytes::from(receipt),
     };
     let commit = crate::telemetry::trace::step("commit");
-    let (receipt, stamp, replayed) = match shared.store.commit_record(record).instrument(commit).await {
+    let (receipt, stamp, replayed) = match state.store.commit_record(record).instrument(commit).await {
         Ok(CommitOutcome::Accepted { receipt, stamp }) => {
             for (share, _) in &shares {
-                shared.recipients.wake(&share.recipient);
+                state.dispatcher.recipients.wake(&share.recipient);
             }
             outcome.record_id = Some(record_id.clone());
             outcome.success = RecordOutcome::Accepted;
@@ -515,7 +511,8 @@ async fn submit(
         received_at
     };
     // The signature covers the stored receipt itself, so every field the sender reads is bound.
-    let receipt = shared
+    let receipt = state
+        .trail
         .notary
         .sign_receipt(&receipt, &audit_digest, stamp, signed_at)
         .map_err(|e| ApiError::StoreUnavailable(format!("the stored receipt cannot be signed: {e}")))?;
@@ -564,14 +561,14 @@ async fn validate(
 }
 
 async fn record_status(
-    shared: &Shared,
+    state: &State,
     partner: &AuthenticatedPartner,
     record_id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     if uuid::Uuid::parse_str(record_id).is_err() {
         return Err(ApiError::RecordNotFound);
     }
-    let view = shared
+    let view = state
         .store
         .record(partner.id.to_string(), record_id.to_owned())
         .await
@@ -613,7 +610,7 @@ fn percent_decode(s: &str) -> Option<String> {
 /// client left unset, and answering as if the filter were absent would hand back records the
 /// caller did not ask for.
 async fn list_records(
-    shared: &Shared,
+    state: &State,
     partner: &AuthenticatedPartner,
     req: &Request<RequestBody>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -666,7 +663,7 @@ async fn list_records(
         .transpose()?
         .unwrap_or(50);
     let before = param("cursor")?.map(|c| parse_cursor(&c).ok_or_else(invalid("cursor"))).transpose()?;
-    let records = shared
+    let records = state
         .store
         .list_records(RecordQuery { sender: partner.id.to_string(), status, since, before, limit })
         .await

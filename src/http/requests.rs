@@ -16,12 +16,12 @@ use time::OffsetDateTime;
 use super::error::ApiError;
 use super::json_response;
 use super::partner::{Intake, Outcome, intake};
+use super::state::State;
 use crate::audit::{AuditEvent, kind};
 use crate::auth::AuthenticatedPartner;
 use crate::config::Config;
 use crate::delivery::breaker::Admission;
 use crate::delivery::client::{CallOutcome, Envelope};
-use crate::gateway::Shared;
 use crate::policy::Mode;
 use crate::telemetry::trace::{Hop, HopKind};
 use tracing::Instrument;
@@ -38,7 +38,7 @@ fn audit_outcome(result: &Result<Bytes, ApiError>) -> &'static str {
 }
 
 pub(super) async fn handle(
-    shared: &Shared,
+    state: &State,
     config: &Config,
     partner: &AuthenticatedPartner,
     req: Request<RequestBody>,
@@ -49,7 +49,8 @@ pub(super) async fn handle(
         intake(config, partner, req, record_type, Mode::Request, OffsetDateTime::now_utc()).await?;
 
     let (agreement, responder) = route.responder(version).ok_or(ApiError::NoAgreement)?;
-    let recipient = shared.recipients.get(&responder.partner).ok_or(ApiError::UpstreamError { status: None })?;
+    let recipient =
+        state.dispatcher.recipients.get(&responder.partner).ok_or(ApiError::UpstreamError { status: None })?;
     let projected = Bytes::from(responder.fields.project_canonical(&value));
     // The request is audited under this request's id, which its answer carries.
     let request_id = outcome.request_id.clone();
@@ -89,13 +90,13 @@ pub(super) async fn handle(
     forwarded.record_id = Some(request_id.clone());
     forwarded.agreement = Some(agreement.id.to_string());
     forwarded.recipient = Some(responder.partner.to_string());
-    forwarded.body_digest = Some(shared.digest_key.digest(&projected));
+    forwarded.body_digest = Some(state.trail.digest_key.digest(&projected));
     forwarded.reason = Some(match &result {
-        Ok(answer) => format!("response digest {}", crate::digest::to_hex(&shared.digest_key.digest(answer))),
+        Ok(answer) => format!("response digest {}", crate::digest::to_hex(&state.trail.digest_key.digest(answer))),
         Err(ApiError::UpstreamError { status: Some(s) }) => format!("HTTP {s}"),
         Err(e) => e.to_string(),
     });
-    if let Err(e) = shared.store.append_audit(vec![forwarded]).await {
+    if let Err(e) = state.store.append_audit(vec![forwarded]).await {
         // Evidence first: an answer that cannot be audited is not given.
         tracing::error!(message = "Auditing a request failed; answer withheld.", error = %e);
         return Err(ApiError::StoreUnavailable(e.to_string()));

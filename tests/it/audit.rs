@@ -371,7 +371,7 @@ async fn a_restarted_gateway_reports_the_stored_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_verify_progress_total_follows_a_growing_chain() {
     let gw = Setup::new().start().await;
-    let store = gw.gateway.as_ref().unwrap().shared.store.clone();
+    let store = gw.gateway.as_ref().unwrap().state.store.clone();
     let event = |n: i64| passerelle::audit::AuditEvent::new(1_800_000_000_000 + n, "records.rejected", "p", "invalid");
     for batch in 0..20 {
         store.append_audit((0..1000).map(|n| event(batch * 1000 + n)).collect()).await.unwrap();
