@@ -6,6 +6,8 @@ use http::{Method, StatusCode};
 
 use crate::support::*;
 
+const BIRTH: &str = "/v1/records/birth-registration";
+
 #[tokio::test]
 async fn probes_and_metrics_are_served_on_the_admin_listener() {
     let gw = Setup::new().start().await;
@@ -82,27 +84,13 @@ async fn a_record_value_never_reaches_logs_metrics_or_the_audit_trail() {
     let marker = "Zyxwvutsrqp";
     let mut body = record("birth-registration-1.1.json");
     body["child"]["surname"] = serde_json::json!(marker);
-    let key = setup.keys["on-vital-stats"].clone();
-    let r = client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[("authorization", &format!("Bearer {key}")), ("content-type", "application/json")],
-            body.to_string(),
-        )
-        .await;
+    let post = |body: &serde_json::Value| client.post(BIRTH).bearer(&setup.keys["on-vital-stats"]).json(body).send();
+    let r = post(&body).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let id = r.json()["record_id"].as_str().unwrap().to_owned();
     // A rejected record holding the marker, too.
     body["child"]["sex_at_birth"] = serde_json::json!(marker);
-    let r = client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[("authorization", &format!("Bearer {key}")), ("content-type", "application/json")],
-            body.to_string(),
-        )
-        .await;
+    let r = post(&body).await;
     assert_eq!(r.status.as_u16(), 422);
     assert!(!r.text().contains(marker));
     // The surname goes to three recipients; wait for them, then for the log lines of the attempts.
@@ -157,16 +145,11 @@ async fn every_request_on_both_listeners_has_one_line_with_route_status_latency_
     let key = setup.keys["on-vital-stats"].clone();
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let r = client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[
-                ("authorization", &format!("Bearer {key}")),
-                ("content-type", "application/json"),
-                ("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01")),
-            ],
-            record("birth-registration-1.1.json").to_string(),
-        )
+        .post(BIRTH)
+        .bearer(&key)
+        .header("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&record("birth-registration-1.1.json"))
+        .send()
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let record_id = r.json()["record_id"].as_str().unwrap().to_owned();
@@ -230,8 +213,7 @@ async fn process_metrics_are_served() {
 #[tokio::test]
 async fn localised_answers_vary_on_accept_language() {
     let gw = Setup::new().start().await;
-    let problem =
-        gw.client.send(Method::POST, "/v1/records/birth-registration", &[("accept-language", "fr")], "").await;
+    let problem = gw.client.send(Method::POST, BIRTH, &[("accept-language", "fr")], "").await;
     assert_eq!(problem.header("content-language"), Some("fr"));
     assert_eq!(problem.header("vary"), Some("accept-language"));
     let console = gw.admin.send(Method::GET, "/console", &[], "").await;
