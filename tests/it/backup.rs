@@ -11,17 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::Method;
-
 use crate::support::*;
 
 /// Records accepted before the backup starts.
 const BEFORE: usize = 300;
 
 async fn post(client: &TestClient, api_key: &str, body: &str) -> Option<String> {
-    let auth = format!("Bearer {api_key}");
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    let r = client.try_send(Method::POST, "/v1/records/birth-registration", &headers, body.to_owned()).await?;
+    let r =
+        client.post("/v1/records/birth-registration").bearer(api_key).json_bytes(body.to_owned()).try_send().await?;
     (r.status.as_u16() == 202).then(|| r.json()["record_id"].as_str().unwrap().to_owned())
 }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::Method;
 use tokio::sync::Mutex;
 
 use crate::support::*;
@@ -19,14 +18,13 @@ const PER_CLIENT: usize = 300;
 type Accepted = Arc<Mutex<BTreeMap<String, String>>>;
 
 async fn send(client: &TestClient, key: &str, api_key: &str, body: &str) -> Option<(String, bool)> {
-    let headers = [
-        ("authorization", format!("Bearer {api_key}")),
-        ("content-type", "application/json".into()),
-        ("idempotency-key", key.into()),
-    ];
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // A request cut by the crash fails; the client will retry it on the restarted gateway.
-    let request = client.try_send(Method::POST, "/v1/records/birth-registration", &headers, body.to_owned());
+    let request = client
+        .post("/v1/records/birth-registration")
+        .bearer(api_key)
+        .header("idempotency-key", key)
+        .json_bytes(body.to_owned())
+        .try_send();
     let r = tokio::time::timeout(Duration::from_secs(10), request).await.ok()??;
     (r.status.as_u16() == 202)
         .then(|| (r.json()["record_id"].as_str().unwrap().to_owned(), r.header("idempotent-replayed").is_some()))

@@ -52,11 +52,15 @@ async fn the_birth_bundle_goes_through_a_postgresql_store() {
         assert_eq!(got[0].header("passerelle-record-id"), Some(id.as_str()));
     }
     // Idempotency holds in the PostgreSQL transaction too.
-    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "pg-1")];
-    let body = record("birth-registration-1.1.json").to_string();
-    let first = gw.client.send(Method::POST, "/v1/records/birth-registration", &headers, body.clone()).await;
-    let again = gw.client.send(Method::POST, "/v1/records/birth-registration", &headers, body).await;
+    let body = record("birth-registration-1.1.json");
+    let post = || {
+        gw.post_as("on-vital-stats", "/v1/records/birth-registration")
+            .header("idempotency-key", "pg-1")
+            .json(&body)
+            .send()
+    };
+    let first = post().await;
+    let again = post().await;
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(first.body, again.body);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -156,14 +160,13 @@ async fn two_instances_share_one_store_and_survive_a_kill() {
     let post = |client: TestClient, n: usize| {
         let (key, body) = (key.clone(), body.clone());
         async move {
-            let auth = format!("Bearer {key}");
-            let idem = format!("two-{n}");
-            let headers = [
-                ("authorization", auth.as_str()),
-                ("content-type", "application/json"),
-                ("idempotency-key", idem.as_str()),
-            ];
-            let r = client.try_send(Method::POST, "/v1/records/birth-registration", &headers, body).await?;
+            let r = client
+                .post("/v1/records/birth-registration")
+                .bearer(&key)
+                .header("idempotency-key", &format!("two-{n}"))
+                .json_bytes(body)
+                .try_send()
+                .await?;
             (r.status == StatusCode::ACCEPTED).then(|| r.json()["record_id"].as_str().unwrap().to_owned())
         }
     };
@@ -296,13 +299,17 @@ async fn strict_order_holds_across_two_instances() {
     city.fail_times(3, 503);
     let first = ChildGateway::spawn(&a.main_config(), &[]).await;
     let second = ChildGateway::spawn(&b.main_config(), &[]).await;
-    let auth = format!("Bearer {}", a.keys["on-vital-stats"]);
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    let body = record("birth-registration-1.1.json").to_string();
+    let body = record("birth-registration-1.1.json");
     let mut ids = Vec::new();
     for n in 0..6 {
         let gateway = if n % 2 == 0 { &first } else { &second };
-        let r = gateway.client.send(Method::POST, "/v1/records/birth-registration", &headers, body.clone()).await;
+        let r = gateway
+            .client
+            .post("/v1/records/birth-registration")
+            .bearer(&a.keys["on-vital-stats"])
+            .json(&body)
+            .send()
+            .await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
         ids.push(r.json()["record_id"].as_str().unwrap().to_owned());
     }

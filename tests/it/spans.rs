@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
@@ -74,16 +74,11 @@ async fn one_records_intake_commit_and_delivery_spans_arrive_over_otlp_as_one_tr
     let caller_span = "00f067aa0ba902b7";
     let r = gateway
         .client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[
-                ("authorization", &format!("Bearer {}", setup.keys["on-vital-stats"])),
-                ("content-type", "application/json"),
-                ("traceparent", &format!("00-{trace}-{caller_span}-01")),
-            ],
-            record("birth-registration-1.1.json").to_string(),
-        )
+        .post("/v1/records/birth-registration")
+        .bearer(&setup.keys["on-vital-stats"])
+        .header("traceparent", &format!("00-{trace}-{caller_span}-01"))
+        .json(&record("birth-registration-1.1.json"))
+        .send()
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     for m in recipients.values() {

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use std::path::Path;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use passerelle::schema::{CompiledSchema, SchemaCatalog};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -28,15 +28,7 @@ fn birth_with_order(literal: &str) -> String {
 }
 
 async fn post(gw: &TestGateway, path: &str, body: String) -> TestResponse {
-    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
-    gw.client
-        .send(
-            Method::POST,
-            path,
-            &[("authorization", &auth), ("content-type", "application/json"), ("schema-version", "1.1")],
-            body,
-        )
-        .await
+    gw.post_as("on-vital-stats", path).header("schema-version", "1.1").json_bytes(body).send().await
 }
 
 /// The (pointer, keyword) pairs of a 422's violations.
@@ -91,17 +83,10 @@ async fn numbers_a_double_cannot_hold_exactly_are_refused_at_their_pointer() {
         }
     }
     let fr = gw
-        .client
-        .send(
-            Method::POST,
-            DRY_RUN,
-            &[
-                ("authorization", &format!("Bearer {}", gw.key("on-vital-stats"))),
-                ("content-type", "application/json"),
-                ("accept-language", "fr-CA"),
-            ],
-            birth_with_order("1e400"),
-        )
+        .post_as("on-vital-stats", DRY_RUN)
+        .header("accept-language", "fr-CA")
+        .json_bytes(birth_with_order("1e400"))
+        .send()
         .await;
     let doc = fr.problem(422, "schema-violation");
     assert!(doc["violations"][0]["message"].as_str().unwrap().starts_with("Le nombre dépasse"), "{doc}");

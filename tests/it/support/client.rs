@@ -196,6 +196,12 @@ impl TestRequest {
         let headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.client.send(self.method, &self.path, &headers, self.body).await
     }
+
+    /// Like [`TestRequest::send`], but a connection failure is `None` instead of a panic.
+    pub async fn try_send(self) -> Option<TestResponse> {
+        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.client.try_send(self.method, &self.path, &headers, self.body).await
+    }
 }
 
 /// A rustls client configuration trusting `ca_pem`, with an optional client certificate.
