@@ -215,24 +215,8 @@ async fn schema_violations_422_list_every_violation_in_both_languages_without_va
     let invalid = record("birth-registration-1.1-invalid.json");
     let r = gw.post_record("on-vital-stats", "birth-registration", &invalid).await;
     let doc = r.problem(422, "schema-violation");
+    assert_invalid_birth_violations(&doc);
     let violations = doc["violations"].as_array().unwrap();
-    let found: Vec<(String, String)> = violations
-        .iter()
-        .map(|v| (v["pointer"].as_str().unwrap().into(), v["keyword"].as_str().unwrap().into()))
-        .collect();
-    for expected in [
-        ("/child/surname", "required"),
-        ("/child/sex_at_birth", "enum"),
-        ("/child/time_of_birth", "format"),
-        ("/child/multiple_birth_order", "minimum"),
-        ("/parents", "maxItems"),
-        ("/parents/0/address/postal_code", "pattern"),
-        ("/parents/1/email", "additionalProperties"),
-        ("/parents/1/date_of_birth", "format"),
-    ] {
-        assert!(found.contains(&(expected.0.into(), expected.1.into())), "missing {expected:?}: {found:?}");
-    }
-    assert_eq!(violations.len(), 8);
     assert!(violations.iter().all(|v| v["message"].as_str().is_some_and(|m| !m.is_empty())));
     // No submitted value appears anywhere in the answer.
     let text = r.text();
@@ -245,6 +229,8 @@ async fn schema_violations_422_list_every_violation_in_both_languages_without_va
     assert_eq!(doc["title"], "L'enregistrement ne respecte pas son schéma");
     let required = doc["violations"].as_array().unwrap().iter().find(|v| v["keyword"] == "required").unwrap();
     assert_eq!(required["message"], "Le champ obligatoire « surname » est absent.");
+    // Each of the two answers above counted its `format` violations.
+    let formats = invalid_birth_violations().iter().filter(|(_, keyword)| keyword == "format").count();
     let page = gw.metrics().await;
     assert_eq!(
         metric(
@@ -252,7 +238,7 @@ async fn schema_violations_422_list_every_violation_in_both_languages_without_va
             "passerelle_validation_violations_total",
             &[("record_type", "birth-registration"), ("keyword", "format")]
         ),
-        4.0
+        2.0 * formats as f64
     );
     assert_eq!(metric(&page, "passerelle_records_received_total", &[("outcome", "invalid")]), 2.0);
     nothing_stored_or_delivered(&gw).await;

@@ -31,16 +31,6 @@ async fn post(gw: &TestGateway, path: &str, body: String) -> TestResponse {
     gw.post_as("on-vital-stats", path).header("schema-version", "1.1").json_bytes(body).send().await
 }
 
-/// The (pointer, keyword) pairs of a 422's violations.
-fn violations(doc: &Value) -> Vec<(String, String)> {
-    doc["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["pointer"].as_str().unwrap().to_owned(), v["keyword"].as_str().unwrap().to_owned()))
-        .collect()
-}
-
 async fn nothing_stored_or_delivered(gw: &TestGateway) {
     assert_eq!(gw.count("records"), 0, "a rejected record was stored");
     assert_eq!(gw.count("deliveries"), 0);

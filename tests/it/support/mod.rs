@@ -27,6 +27,32 @@ pub fn record(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(repo().join("tests/data/records").join(name)).unwrap()).unwrap()
 }
 
+/// The (pointer, keyword) pairs of a 422's violations, in the order the answer lists them.
+pub fn violations(doc: &Value) -> Vec<(String, String)> {
+    doc["violations"].as_array().unwrap().iter().map(pointer_and_keyword).collect()
+}
+
+fn pointer_and_keyword(violation: &Value) -> (String, String) {
+    (violation["pointer"].as_str().unwrap().to_owned(), violation["keyword"].as_str().unwrap().to_owned())
+}
+
+/// What `birth-registration-1.1-invalid.json` breaks, sorted: the (pointer, keyword) pairs of
+/// `birth-registration-1.1-invalid.expected.json`, the one list of them every test reads.
+pub fn invalid_birth_violations() -> Vec<(String, String)> {
+    let listed = record("birth-registration-1.1-invalid.expected.json");
+    let mut expected: Vec<_> = listed.as_array().unwrap().iter().map(pointer_and_keyword).collect();
+    expected.sort();
+    expected
+}
+
+/// Asserts that `doc`, the 422 answer to `birth-registration-1.1-invalid.json`, lists every one
+/// of [`invalid_birth_violations`] and nothing else.
+pub fn assert_invalid_birth_violations(doc: &Value) {
+    let mut found = violations(doc);
+    found.sort();
+    assert_eq!(found, invalid_birth_violations(), "{doc}");
+}
+
 /// The demo partners that receive records, with the ports the shipped configuration gives them.
 pub const RECIPIENTS: [(&str, &str); 4] = [
     ("esdc-sin-registry", "http://127.0.0.1:18101/inbox"),
