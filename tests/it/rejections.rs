@@ -11,16 +11,6 @@ use crate::support::*;
 
 const BIRTH: &str = "/v1/records/birth-registration";
 
-/// Asserts that no record was stored and no recipient received anything.
-async fn nothing_stored_or_delivered(gw: &TestGateway) {
-    assert_eq!(gw.count("records"), 0, "a rejected record was stored");
-    assert_eq!(gw.count("deliveries"), 0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (id, m) in &gw.recipients {
-        assert!(m.received().is_empty(), "{id} received a rejected record");
-    }
-}
-
 fn bearer(gw: &TestGateway, partner: &str) -> String {
     format!("Bearer {}", gw.key(partner))
 }
@@ -33,7 +23,7 @@ async fn method_not_allowed_405() {
     assert_eq!(r.header("allow"), Some("POST"), "a record type takes POST only");
     // 405 comes before authentication.
     gw.client.send(Method::DELETE, "/v1/agreements", &[], "").await.problem(405, "method-not-allowed");
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -51,7 +41,7 @@ async fn missing_or_unknown_credentials_401() {
         metric(&page, "passerelle_records_received_total", &[("sender", "unknown"), ("outcome", "unauthenticated")]),
         4.0
     );
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -75,7 +65,7 @@ async fn unknown_type_and_type_without_agreement_are_the_same_404() {
         metric(&page, "passerelle_records_received_total", &[("record_type", "unknown"), ("outcome", "not_found")]),
         1.0
     );
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -89,7 +79,7 @@ async fn agreements_not_in_force_403() {
         .await;
     let r = gw.post_record("nt-vital-stats", "address-change", &record("address-change-1.0.json")).await;
     r.problem(403, "agreement-not-in-force");
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -105,7 +95,7 @@ async fn unknown_or_unaccepted_schema_version_404_lists_accepted() {
     let r = gw.post_as("on-vital-stats", BIRTH).header("schema-version", "one").json(&body).send().await;
     // Not a version at all: a malformed header, not an unknown version.
     assert_eq!(r.problem(400, "invalid-header")["header"], "Schema-Version");
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -155,7 +145,7 @@ async fn body_over_the_limit_413_declared_or_streamed() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("urn:passerelle:problem:payload-too-large"));
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -175,7 +165,7 @@ async fn body_not_received_in_time_408() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("urn:passerelle:problem:body-timeout"));
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -196,7 +186,7 @@ async fn bodies_that_are_not_utf8_json_or_have_duplicate_keys_400() {
         let doc = r.problem(400, "malformed-json");
         assert!(!doc.to_string().contains("ON-2026"), "{what}: the problem echoes the body: {doc}");
     }
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -241,7 +231,7 @@ async fn schema_violations_422_list_every_violation_in_both_languages_without_va
         2.0 * formats as f64
     );
     assert_eq!(metric(&page, "passerelle_records_received_total", &[("outcome", "invalid")]), 2.0);
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -255,7 +245,7 @@ async fn idempotency_key_too_long_400() {
         .send()
         .await;
     r.problem(400, "invalid-idempotency-key");
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -283,7 +273,7 @@ async fn store_that_cannot_commit_503_and_nothing_is_acknowledged() {
     let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
     r.problem(503, "store-unavailable");
     assert!(r.header("retry-after").is_some());
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
     let page = gw.metrics().await;
     assert_eq!(metric(&page, "passerelle_records_received_total", &[("outcome", "unavailable")]), 1.0);
     // Once the store works again, so does intake.
@@ -331,7 +321,7 @@ async fn headers_too_large_431() {
     let n = stream.read(&mut answer).await.unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -367,7 +357,7 @@ async fn over_the_rate_limit_429_with_retry_after() {
         ),
         1.0
     );
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 #[tokio::test]
@@ -407,7 +397,7 @@ async fn checks_run_in_the_table_order() {
     // Schema violations beat the idempotency key (13 before 14).
     let invalid = record("birth-registration-1.1-invalid.json");
     post(BIRTH).header("idempotency-key", &long_key).json(&invalid).send().await.problem(422, "schema-violation");
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 /// Found by Schemathesis: `OPTIONS /v1/records/birth-registration` answered `Allow: GET, POST`
@@ -444,5 +434,5 @@ async fn a_path_that_is_not_exactly_a_route_is_404_and_stores_nothing() {
     {
         gw.post_as("on-vital-stats", path).json(&body).send().await.problem(404, "not-found");
     }
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }

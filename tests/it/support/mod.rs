@@ -317,6 +317,17 @@ impl TestGateway {
         r.text()
     }
 
+    /// Asserts that no record or delivery was stored and, given time to arrive, that no recipient
+    /// received anything: what a refused request leaves behind.
+    pub async fn assert_nothing_stored_or_delivered(&self) {
+        assert_eq!(self.count("records"), 0, "a rejected record was stored");
+        assert_eq!(self.count("deliveries"), 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (id, m) in &self.recipients {
+            assert!(m.received().is_empty(), "{id} received a rejected record");
+        }
+    }
+
     /// Opens the gateway's SQLite file directly.
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.setup.data_dir().join("passerelle.sqlite")).unwrap()
