@@ -53,13 +53,7 @@ async fn a_valid_answer_is_projected_and_returned() {
     );
     // Nothing is stored as a record; both sides are audited as one entry.
     assert_eq!(gw.count("records"), 0);
-    let entries: i64 = gw
-        .db()
-        .query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'request.answered' AND outcome = 'answered'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(entries, 1);
+    assert_eq!(gw.audited("request.answered", |e| e.outcome == "answered").await, 1);
     // A push path for a request type is not a way around it.
     let push = gw.post_record("on-health-plan", "sin-validation", &record("sin-validation-1.0.json")).await;
     push.problem(404, "no-agreement");

@@ -228,13 +228,7 @@ async fn a_new_crl_takes_effect_on_reload_and_a_broken_configuration_is_refused(
     let page = gw.metrics().await;
     assert_eq!(metric(&page, "passerelle_config_reloads_total", &[("outcome", "applied")]), 1.0);
     assert_eq!(metric(&page, "passerelle_config_reloads_total", &[("outcome", "refused")]), 1.0);
-    let reloads: i64 = gw
-        .db()
-        .query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'config.loaded' AND outcome = 'reloaded'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(reloads, 1);
+    assert_eq!(gw.audited("config.loaded", |e| e.outcome == "reloaded").await, 1);
 }
 
 /// What one handshake failure added to `passerelle_tls_handshake_failures_total`: every reason

@@ -14,6 +14,8 @@ use std::time::Duration;
 pub use client::{TestClient, TestRequest, TestResponse, tls_config};
 use http::{Method, StatusCode};
 pub use mock::MockRecipient;
+use passerelle::audit::export::{Line, parse_line};
+use passerelle::audit::{AuditEntry, AuditEvent};
 use passerelle::gateway::Gateway;
 use serde_json::Value;
 
@@ -315,6 +317,33 @@ impl TestGateway {
         let r = self.admin.send(Method::GET, "/metrics", &[], "").await;
         assert_eq!(r.status, StatusCode::OK);
         r.text()
+    }
+
+    /// Every entry of the audit trail, as the admin API lists them (`GET /admin/v1/audit`, page
+    /// by page) and read back with the export's own parser: what the store holds, in order,
+    /// without a test knowing its columns.
+    pub async fn audit_entries(&self) -> Vec<AuditEntry> {
+        let mut entries: Vec<AuditEntry> = Vec::new();
+        loop {
+            let after = entries.last().map_or(0, |e| e.seq);
+            let page = self.admin.get(&format!("/admin/v1/audit?after={after}&limit=1000"), "test-admin-token").await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+            let lines = page.json()["entries"].as_array().unwrap().clone();
+            if lines.is_empty() {
+                return entries;
+            }
+            for line in lines {
+                match parse_line(&line.to_string()) {
+                    Ok(Line::Entry(entry)) => entries.push(entry),
+                    other => panic!("not an entry ({other:?}): {line}"),
+                }
+            }
+        }
+    }
+
+    /// How many entries of `kind` the audit trail holds that `select` picks.
+    pub async fn audited(&self, kind: &str, select: impl Fn(&AuditEvent) -> bool) -> usize {
+        self.audit_entries().await.iter().filter(|e| e.event.kind == kind && select(&e.event)).count()
     }
 
     /// Asserts that no record or delivery was stored and, given time to arrive, that no recipient
