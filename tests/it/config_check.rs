@@ -5,15 +5,6 @@ use std::process::Command;
 
 use crate::support::*;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() { copy_dir(&path, &target) } else { std::fs::copy(&path, &target).map(|_| ()).unwrap() }
-    }
-}
-
 /// A copy of the shipped configuration and schemas, to break.
 fn shipped() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -21,6 +21,14 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
+    /// The whole answer, or `None` if its body could not be read to the end.
+    async fn read(response: http::Response<hyper::body::Incoming>) -> Option<TestResponse> {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some(TestResponse { status, headers, body })
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
@@ -99,19 +107,14 @@ impl TestClient {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> TestResponse {
-        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let response =
-            tokio::time::timeout(Duration::from_secs(30), self.http.request(req.body(Full::new(body.into())).unwrap()))
-                .await
-                .expect("the gateway answered within 30 s")
-                .expect("the request reached the gateway");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        TestResponse { status, headers, body }
+        let response = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.http.request(self.http_request(method, path, headers, body)),
+        )
+        .await
+        .expect("the gateway answered within 30 s")
+        .expect("the request reached the gateway");
+        TestResponse::read(response).await.expect("the answer's body was read")
     }
 
     /// Like [`TestClient::send`], but a connection failure is `None` instead of a panic.
@@ -122,15 +125,20 @@ impl TestClient {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Option<TestResponse> {
-        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let response = self.http.request(req.body(Full::new(body.into())).unwrap()).await.ok()?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some(TestResponse { status, headers, body })
+        let response = self.http.request(self.http_request(method, path, headers, body)).await.ok()?;
+        TestResponse::read(response).await
+    }
+
+    fn http_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Request<Full<Bytes>> {
+        let request = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        let request = headers.iter().fold(request, |request, (name, value)| request.header(*name, *value));
+        request.body(Full::new(body.into())).unwrap()
     }
 
     /// GET with a partner's key.
