@@ -34,12 +34,9 @@ fn text(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_taken_while_records_arrive_verifies_and_holds_every_record_accepted_before_it() {
-    let mut recipients = HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_owned(), MockRecipient::start().await);
-    }
+    let recipients = mock_recipients().await;
     let setup = Setup::new();
-    setup.write(&recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect());
+    setup.write_for(&recipients);
     let config = setup.main_config();
     let api_key = setup.keys["on-vital-stats"].clone();
     let body = record("birth-registration-1.1.json").to_string();

@@ -2,7 +2,7 @@
 //! restarted on the same data directory, and every record that got a 202 reaches every
 //! recipient; clients retry with their idempotency keys; the audit chain still verifies.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -58,15 +58,12 @@ async fn drive(client: TestClient, api_key: String, body: String, accepted: Acce
 }
 
 async fn crash_run(kill_after: usize) {
-    let mut recipients = HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_owned(), MockRecipient::start().await);
-    }
+    let recipients = mock_recipients().await;
     let setup = Setup::new()
         .delivery("lease_secs = 2")
         .delivery("attempt_timeout_ms = 1000")
         .delivery("poll_interval_ms = 100");
-    setup.write(&recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect());
+    setup.write_for(&recipients);
     let config = setup.main_config();
     let api_key = setup.keys["on-vital-stats"].clone();
     let body = record("birth-registration-1.1.json").to_string();

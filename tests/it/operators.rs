@@ -72,13 +72,9 @@ async fn readiness_fails_when_the_store_is_gone() {
 /// Runs the real binary at TRACE level and looks for a marker value everywhere it could leak.
 #[tokio::test]
 async fn a_record_value_never_reaches_logs_metrics_or_the_audit_trail() {
-    let mut recipients = std::collections::HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_string(), MockRecipient::start().await);
-    }
+    let recipients = mock_recipients().await;
     let setup = Setup::new();
-    let endpoints = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
-    setup.write(&endpoints);
+    setup.write_for(&recipients);
     let gateway = ChildGateway::spawn(&setup.main_config(), &[("RUST_LOG", "trace")]).await;
     let (client, admin) = (gateway.client.clone(), gateway.admin.clone());
     let marker = "Zyxwvutsrqp";

@@ -128,18 +128,14 @@ async fn two_instances_share_one_store_and_survive_a_kill() {
     use std::collections::{BTreeSet, HashMap};
 
     let schema = Schema::create().await;
-    let mut recipients = HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_owned(), MockRecipient::start().await);
-    }
-    let endpoints: HashMap<String, String> = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
+    let recipients = mock_recipients().await;
     // Two instances: same partners, agreements and store; each its own data directory and key.
     let url = format!("url = \"{}\"", schema.url());
     let a = Setup::new().store(&url).delivery("lease_secs = 2").delivery("attempt_timeout_ms = 1000");
     let mut b = Setup::new().store(&url).delivery("lease_secs = 2").delivery("attempt_timeout_ms = 1000");
     b.keys = a.keys.clone();
     for s in [&a, &b] {
-        s.write(&endpoints);
+        s.write_for(&recipients);
         let (code, out) = cli(&["audit", "key", "--config", s.main_config().to_str().unwrap()]);
         assert_eq!(code, 0, "{out}");
         std::fs::write(s.dir.path().join("instance.pub"), out).unwrap();
@@ -278,14 +274,8 @@ async fn migrate_store_copies_a_sqlite_store_and_its_chain() {
 /// holds every later record for that recipient, whichever instance accepted them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_order_holds_across_two_instances() {
-    use std::collections::HashMap;
-
     let schema = Schema::create().await;
-    let mut recipients = HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_owned(), MockRecipient::start().await);
-    }
-    let endpoints: HashMap<String, String> = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
+    let recipients = mock_recipients().await;
     let ordered = std::fs::read_to_string(repo().join("config/agreements/birth-ottawa.toml"))
         .unwrap()
         .replace("partner = \"ottawa-city\"", "partner = \"ottawa-city\"\nordered = true");
@@ -293,8 +283,8 @@ async fn strict_order_holds_across_two_instances() {
     let a = Setup::new().store(&url).agreement("birth-ottawa", &ordered);
     let mut b = Setup::new().store(&url).agreement("birth-ottawa", &ordered);
     b.keys = a.keys.clone();
-    a.write(&endpoints);
-    b.write(&endpoints);
+    a.write_for(&recipients);
+    b.write_for(&recipients);
     let city = &recipients["ottawa-city"];
     city.fail_times(3, 503);
     let first = ChildGateway::spawn(&a.main_config(), &[]).await;

@@ -244,19 +244,20 @@ level = "info"
         std::fs::write(self.config_dir().join("admin-token"), "test-admin-token\n").unwrap();
     }
 
+    /// Writes the files, pointing each recipient at its mock in `recipients` (absent ones at a
+    /// closed port): for a gateway the test runs as a child process.
+    pub fn write_for(&self, recipients: &HashMap<String, MockRecipient>) {
+        self.write(&recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect());
+    }
+
     /// Starts mock recipients for the four demo recipients and a gateway on them.
     pub async fn start(self) -> TestGateway {
-        let mut recipients = HashMap::new();
-        for (id, _) in RECIPIENTS {
-            recipients.insert(id.to_owned(), MockRecipient::start().await);
-        }
-        self.start_with(recipients).await
+        self.start_with(mock_recipients().await).await
     }
 
     /// Starts a gateway on the given mock recipients (absent ones point at a closed port).
     pub async fn start_with(self, recipients: HashMap<String, MockRecipient>) -> TestGateway {
-        let endpoints = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
-        self.write(&endpoints);
+        self.write_for(&recipients);
         let config =
             passerelle::config::load(&self.main_config()).unwrap_or_else(|e| panic!("test config: {:?}", e.problems));
         let gateway = Gateway::start(config).await.unwrap();
@@ -282,6 +283,15 @@ fn with_defaults(lines: &[String], defaults: &[&str]) -> String {
         }
     }
     all.join("\n")
+}
+
+/// A mock recipient for each of the four demo recipients, by partner id.
+pub async fn mock_recipients() -> HashMap<String, MockRecipient> {
+    let mut recipients = HashMap::new();
+    for (id, _) in RECIPIENTS {
+        recipients.insert(id.to_owned(), MockRecipient::start().await);
+    }
+    recipients
 }
 
 /// A running gateway with its mocks.
