@@ -3,7 +3,6 @@
 //! fit their panels at 1,280 and 1,400 px, a narrow window, chart labels, and screenshots
 //! (printed paths under `target/console/`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -90,11 +89,7 @@ async fn send(gw: &TestGateway, key: Option<&str>, path: &str, body: String) -> 
 /// long one (Ottawa's system is down: a transport error, then "gave up after 2 attempts"),
 /// and a circuit breaker that opened.
 async fn busy_console() -> (TestGateway, Browser) {
-    let mut recipients = HashMap::new();
-    for id in ["esdc-sin-registry", "cra-child-benefit", "on-health-plan"] {
-        recipients.insert(id.to_owned(), MockRecipient::start().await);
-    }
-    let gw = Setup::new().delivery("max_attempts = 2").start_with(recipients).await;
+    let gw = Setup::new().delivery("max_attempts = 2").start_without("ottawa-city").await;
     gw.recipient("cra-child-benefit").respond(400);
     let birth = record("birth-registration-1.1.json").to_string();
     let (on, nt) = (gw.key("on-vital-stats").to_owned(), gw.key("nt-vital-stats").to_owned());

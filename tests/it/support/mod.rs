@@ -255,6 +255,14 @@ level = "info"
         self.start_with(mock_recipients().await).await
     }
 
+    /// Starts mock recipients for the demo recipients but `absent`, which points at a closed port,
+    /// and a gateway on them.
+    pub async fn start_without(self, absent: &str) -> TestGateway {
+        let mut recipients = mock_recipients().await;
+        recipients.remove(absent).expect("a demo recipient");
+        self.start_with(recipients).await
+    }
+
     /// Starts a gateway on the given mock recipients (absent ones point at a closed port).
     pub async fn start_with(self, recipients: HashMap<String, MockRecipient>) -> TestGateway {
         self.write_for(&recipients);
