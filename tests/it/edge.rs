@@ -443,7 +443,7 @@ async fn keep_alive_requests_through_a_rate_limit_lose_no_answer() {
     for i in 0..300 {
         let r = h2
             .post(BIRTH)
-            .header("authorization", &auth)
+            .bearer(gw.key("nt-vital-stats"))
             .json_bytes(filler(2 * 1024))
             .try_send()
             .await

@@ -186,13 +186,13 @@ async fn each_hop_continues_the_callers_trace_with_its_own_span_and_passes_trace
 #[tokio::test]
 async fn every_partner_answer_carries_a_request_id() {
     let gw = Setup::new().start().await;
-    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
+    let key = gw.key("on-vital-stats");
     let answers = [
         gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await,
         gw.client.send(Method::POST, BIRTH, &[], "{}").await,
         gw.client.send(Method::GET, "/nowhere", &[], "").await,
-        gw.client.send(Method::HEAD, "/v1/agreements", &[("authorization", &auth)], "").await,
-        gw.client.get("/v1/agreements", &auth).await,
+        gw.client.request(Method::HEAD, "/v1/agreements").bearer(key).send().await,
+        gw.client.get("/v1/agreements", key).await,
     ];
     let mut ids = BTreeSet::new();
     for a in &answers {

@@ -18,7 +18,7 @@ fn bearer(gw: &TestGateway, partner: &str) -> String {
 #[tokio::test]
 async fn method_not_allowed_405() {
     let gw = Setup::new().start().await;
-    let r = gw.client.send(Method::PUT, BIRTH, &[("authorization", &bearer(&gw, "on-vital-stats"))], "{}").await;
+    let r = gw.client.request(Method::PUT, BIRTH).bearer(gw.key("on-vital-stats")).body("{}").send().await;
     r.problem(405, "method-not-allowed");
     assert_eq!(r.header("allow"), Some("POST"), "a record type takes POST only");
     // 405 comes before authentication.
