@@ -311,10 +311,6 @@ async fn a_replayed_request_gets_the_same_signed_receipt() {
     assert!(first.json()["audit"]["signature"].as_str().is_some_and(|s| s.len() == 128));
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[tokio::test]
 async fn bodies_are_purged_after_retention_and_the_chain_still_verifies() {
     let gw = Setup::new().retention("delivered_days = 0\ndead_days = 365\npurge_interval_secs = 1").start().await;

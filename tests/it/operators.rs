@@ -126,10 +126,6 @@ fn cell(v: rusqlite::types::ValueRef<'_>) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Found trying the product as an operator: the admin listener logged no request at all, the
 /// partner request line had no method, path or peer, and latency read `2.5649219999999997`.
 #[tokio::test]

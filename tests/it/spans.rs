@@ -54,10 +54,6 @@ fn spans(collector: &MockRecipient) -> Vec<Span> {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_records_intake_commit_and_delivery_spans_arrive_over_otlp_as_one_trace() {
     let collector = MockRecipient::start().await;

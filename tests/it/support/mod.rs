@@ -1,5 +1,6 @@
 //! Shared test helpers: a real gateway on 127.0.0.1 port 0, its configuration in a temporary
-//! directory, mock recipients, and a small HTTP client.
+//! directory, mock recipients, a small HTTP client (`client`), and readers of what the gateway
+//! answered and audited.
 
 pub mod browser;
 mod client;
@@ -422,6 +423,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
         let target = to.join(path.file_name().unwrap());
         if path.is_dir() { copy_dir(&path, &target) } else { std::fs::copy(&path, &target).map(|_| ()).unwrap() }
     }
+}
+
+/// `bytes` as lowercase hexadecimal, two digits a byte.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Replaces the first `from` in the file at `path` with `to`; `from` must be there.
