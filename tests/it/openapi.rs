@@ -28,6 +28,15 @@ async fn admin_document(gw: &TestGateway) -> Value {
     r.json()
 }
 
+/// The admin document and each partner's, named by who reads them.
+async fn every_document(gw: &TestGateway) -> Vec<(String, Value)> {
+    let mut docs = vec![("admin".to_owned(), admin_document(gw).await)];
+    for partner in PARTNERS {
+        docs.push((partner.to_owned(), partner_document(gw, partner).await));
+    }
+    docs
+}
+
 /// Every (method, path) of a document, the method upper-case.
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
@@ -297,10 +306,7 @@ async fn the_bundled_schemas_mean_what_the_files_in_schemas_say() {
 #[tokio::test]
 async fn the_documents_hold_together_as_openapi_3_1() {
     let gw = Setup::new().start().await;
-    let mut docs = vec![("admin".to_owned(), admin_document(&gw).await)];
-    for partner in PARTNERS {
-        docs.push((partner.to_owned(), partner_document(&gw, partner).await));
-    }
+    let docs = every_document(&gw).await;
     for (name, doc) in &docs {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{name}");
         assert_eq!(doc["jsonSchemaDialect"], "https://json-schema.org/draft/2020-12/schema");
@@ -531,10 +537,7 @@ fn examples<'d>(doc: &'d Value, value: &'d Value, at: String, out: &mut Vec<(Str
 #[tokio::test]
 async fn every_documented_example_is_valid_under_its_schema() {
     let gw = Setup::new().start().await;
-    let mut docs = vec![("admin".to_owned(), admin_document(&gw).await)];
-    for partner in PARTNERS {
-        docs.push((partner.to_owned(), partner_document(&gw, partner).await));
-    }
+    let docs = every_document(&gw).await;
     for (name, doc) in &docs {
         let mut found = Vec::new();
         examples(doc, doc, String::new(), &mut found);
