@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
+use passerelle::audit::export::{Line, parse_line};
+use passerelle::audit::{AuditEntry, Checkpoint};
 use serde_json::Value;
 
 use crate::support::*;
@@ -40,12 +42,48 @@ fn verify(setup: &Setup) -> (i32, String) {
     cli(&["audit", "verify", "--config", &config_arg(setup)])
 }
 
+/// The store's file, opened directly: how these tests play an insider who rewrites it.
 fn db(setup: &Setup) -> rusqlite::Connection {
     rusqlite::Connection::open(setup.data_dir().join("passerelle.sqlite")).unwrap()
 }
 
+/// The audit trail of a stopped gateway, read as the product reads it: `passerelle audit export`
+/// (the store's own queries) parsed by the export's own reader, so no test knows a column.
+#[derive(Default)]
+struct Trail {
+    entries: Vec<AuditEntry>,
+    checkpoints: Vec<Checkpoint>,
+}
+
+impl Trail {
+    fn read(setup: &Setup) -> Trail {
+        let file = setup.dir.path().join("trail.jsonl");
+        let (code, out) = cli(&["audit", "export", "--config", &config_arg(setup), "--output", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}");
+        let mut trail = Trail::default();
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            match parse_line(line).unwrap_or_else(|e| panic!("{e}: {line}")) {
+                Line::Header => {}
+                Line::Entry(entry) => trail.entries.push(entry),
+                Line::Checkpoint(checkpoint) => trail.checkpoints.push(checkpoint),
+            }
+        }
+        trail
+    }
+
+    /// The entries of `kind`.
+    fn of_kind<'t>(&'t self, kind: &'t str) -> impl Iterator<Item = &'t AuditEntry> + 't {
+        self.entries.iter().filter(move |e| e.event.kind == kind)
+    }
+
+    /// The events of `kind` that the entries stand for (an aggregated entry counts several).
+    fn count(&self, kind: &str) -> i64 {
+        self.of_kind(kind).map(|e| e.event.count).sum()
+    }
+}
+
 fn last_checkpoint(setup: &Setup) -> i64 {
-    db(setup).query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |r| r.get(0)).unwrap()
+    Trail::read(setup).checkpoints.iter().map(|c| c.seq).max().expect("a checkpoint was signed")
 }
 
 #[tokio::test]
@@ -53,25 +91,20 @@ async fn the_chain_records_every_event_and_verifies() {
     let (setup, _) = traffic(1000).await;
     let (code, out) = verify(&setup);
     assert_eq!(code, 0, "{out}");
-    let conn = db(&setup);
-    let count = |kind: &str| -> i64 {
-        conn.query_row("SELECT COALESCE(SUM(count), 0) FROM audit_log WHERE kind = ?1", [kind], |r| r.get(0)).unwrap()
-    };
-    assert_eq!(count("config.loaded"), 1);
-    assert_eq!(count("record.accepted"), 5);
-    assert_eq!(count("delivery.delivered"), 15);
-    assert_eq!(count("delivery.dead"), 5);
+    let trail = Trail::read(&setup);
+    assert_eq!(trail.count("config.loaded"), 1);
+    assert_eq!(trail.count("record.accepted"), 5);
+    assert_eq!(trail.count("delivery.delivered"), 15);
+    assert_eq!(trail.count("delivery.dead"), 5);
     // Rejections: one aggregated entry per sender, reason and minute, with their count.
-    assert_eq!(count("records.rejected"), 3);
-    let rejected: i64 =
-        conn.query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'records.rejected'", [], |r| r.get(0)).unwrap();
+    assert_eq!(trail.count("records.rejected"), 3);
+    let rejected = trail.of_kind("records.rejected").count();
     assert!(rejected <= 2, "at most one entry per minute crossed");
-    let entries: i64 = conn.query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0)).unwrap();
+    let entries = trail.entries.len() as i64;
     assert!(out.contains(&format!("{entries} entries (1 to {entries})")), "{out}");
     assert!(out.contains("checkpoint signatures verified"), "{out}");
     assert_eq!(last_checkpoint(&setup), entries, "the shutdown checkpoint covers the head");
-    let reason: String =
-        conn.query_row("SELECT reason FROM audit_log WHERE kind = 'config.loaded'", [], |r| r.get(0)).unwrap();
+    let reason = trail.of_kind("config.loaded").next().and_then(|e| e.event.reason.clone()).unwrap();
     assert!(reason.starts_with("sha256:") && reason.len() == 71, "{reason}");
 }
 
@@ -140,34 +173,9 @@ async fn a_rewritten_chain_contradicts_its_checkpoints() {
     // Change entry 2 and recompute every hash after it, as an insider with database access could.
     let conn = db(&setup);
     conn.execute("UPDATE audit_log SET actor = 'nt-vital-stats' WHERE seq = 2", []).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count FROM audit_log ORDER BY seq")
-        .unwrap();
-    let rows: Vec<(i64, passerelle::audit::AuditEvent)> = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                passerelle::audit::AuditEvent {
-                    at: r.get(1)?,
-                    kind: r.get(2)?,
-                    actor: r.get(3)?,
-                    record_id: r.get(4)?,
-                    agreement: r.get(5)?,
-                    recipient: r.get(6)?,
-                    body_digest: r.get::<_, Option<Vec<u8>>>(7)?.map(|b| b.try_into().unwrap()),
-                    outcome: r.get(8)?,
-                    reason: r.get(9)?,
-                    count: r.get(10)?,
-                },
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let chain = passerelle::audit::chain(
-        passerelle::audit::AuditStamp { seq: 0, hash: passerelle::audit::GENESIS },
-        rows.into_iter().map(|(_, e)| e),
-    );
+    let events = Trail::read(&setup).entries.into_iter().map(|e| e.event);
+    let chain =
+        passerelle::audit::chain(passerelle::audit::AuditStamp { seq: 0, hash: passerelle::audit::GENESIS }, events);
     for e in &chain {
         conn.execute(
             "UPDATE audit_log SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
@@ -263,10 +271,8 @@ async fn receipts_carry_a_signature_the_sender_can_check() {
     let audit = &receipt["audit"];
     assert!(audit["seq"].as_i64().unwrap() >= 2);
     assert_eq!(audit["entry_hash"].as_str().unwrap().len(), 64);
-    let conn = db(&setup);
-    let stored: Vec<u8> = conn
-        .query_row("SELECT hash FROM audit_log WHERE seq = ?1", [audit["seq"].as_i64().unwrap()], |r| r.get(0))
-        .unwrap();
+    let seq = audit["seq"].as_i64().unwrap();
+    let stored = Trail::read(&setup).entries.into_iter().find(|e| e.seq == seq).expect("the receipt's entry").hash;
     assert_eq!(hex(&stored), audit["entry_hash"].as_str().unwrap(), "the receipt names the record's entry");
     let file = dir.join("receipt.json");
     std::fs::write(&file, receipt.to_string()).unwrap();
@@ -291,19 +297,18 @@ async fn receipts_carry_a_signature_the_sender_can_check() {
 #[tokio::test]
 async fn a_replayed_request_gets_the_same_signed_receipt() {
     let gw = Setup::new().start().await;
-    let body = record("birth-registration-1.1.json").to_string();
-    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "same")];
-    let send = || gw.client.send(Method::POST, "/v1/records/birth-registration", &headers, body.clone());
+    let body = record("birth-registration-1.1.json");
+    let send = || {
+        gw.post_as("on-vital-stats", "/v1/records/birth-registration")
+            .header("idempotency-key", "same")
+            .json(&body)
+            .send()
+    };
     let first = send().await;
     let again = send().await;
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(first.body, again.body, "the same receipt, signature included");
     assert!(first.json()["audit"]["signature"].as_str().is_some_and(|s| s.len() == 128));
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[tokio::test]
@@ -340,9 +345,7 @@ async fn bodies_are_purged_after_retention_and_the_chain_still_verifies() {
     let setup = gw.stop().await;
     let (code, out) = verify(&setup);
     assert_eq!(code, 0, "{out}");
-    let purged: i64 =
-        db(&setup).query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'bodies.purged'", [], |r| r.get(0)).unwrap();
-    assert!(purged >= 1);
+    assert!(Trail::read(&setup).of_kind("bodies.purged").count() >= 1);
 }
 
 /// A restarted gateway reports the last checkpoint already in the store, so the checkpoint-age

@@ -5,13 +5,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-
-use http::Method;
 
 use crate::support::*;
 
@@ -19,9 +16,8 @@ use crate::support::*;
 const BEFORE: usize = 300;
 
 async fn post(client: &TestClient, api_key: &str, body: &str) -> Option<String> {
-    let auth = format!("Bearer {api_key}");
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    let r = client.try_send(Method::POST, "/v1/records/birth-registration", &headers, body.to_owned()).await?;
+    let r =
+        client.post("/v1/records/birth-registration").bearer(api_key).json_bytes(body.to_owned()).try_send().await?;
     (r.status.as_u16() == 202).then(|| r.json()["record_id"].as_str().unwrap().to_owned())
 }
 
@@ -36,23 +32,11 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() { copy_dir(&path, &target) } else { std::fs::copy(&path, &target).map(|_| ()).unwrap() }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_taken_while_records_arrive_verifies_and_holds_every_record_accepted_before_it() {
-    let mut recipients = HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_owned(), MockRecipient::start().await);
-    }
+    let recipients = mock_recipients().await;
     let setup = Setup::new();
-    setup.write(&recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect());
+    setup.write_for(&recipients);
     let config = setup.main_config();
     let api_key = setup.keys["on-vital-stats"].clone();
     let body = record("birth-registration-1.1.json").to_string();

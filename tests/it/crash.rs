@@ -2,12 +2,11 @@
 //! restarted on the same data directory, and every record that got a 202 reaches every
 //! recipient; clients retry with their idempotency keys; the audit chain still verifies.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::Method;
 use tokio::sync::Mutex;
 
 use crate::support::*;
@@ -19,14 +18,13 @@ const PER_CLIENT: usize = 300;
 type Accepted = Arc<Mutex<BTreeMap<String, String>>>;
 
 async fn send(client: &TestClient, key: &str, api_key: &str, body: &str) -> Option<(String, bool)> {
-    let headers = [
-        ("authorization", format!("Bearer {api_key}")),
-        ("content-type", "application/json".into()),
-        ("idempotency-key", key.into()),
-    ];
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // A request cut by the crash fails; the client will retry it on the restarted gateway.
-    let request = client.try_send(Method::POST, "/v1/records/birth-registration", &headers, body.to_owned());
+    let request = client
+        .post("/v1/records/birth-registration")
+        .bearer(api_key)
+        .header("idempotency-key", key)
+        .json_bytes(body.to_owned())
+        .try_send();
     let r = tokio::time::timeout(Duration::from_secs(10), request).await.ok()??;
     (r.status.as_u16() == 202)
         .then(|| (r.json()["record_id"].as_str().unwrap().to_owned(), r.header("idempotent-replayed").is_some()))
@@ -60,15 +58,12 @@ async fn drive(client: TestClient, api_key: String, body: String, accepted: Acce
 }
 
 async fn crash_run(kill_after: usize) {
-    let mut recipients = HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_owned(), MockRecipient::start().await);
-    }
+    let recipients = mock_recipients().await;
     let setup = Setup::new()
         .delivery("lease_secs = 2")
         .delivery("attempt_timeout_ms = 1000")
         .delivery("poll_interval_ms = 100");
-    setup.write(&recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect());
+    setup.write_for(&recipients);
     let config = setup.main_config();
     let api_key = setup.keys["on-vital-stats"].clone();
     let body = record("birth-registration-1.1.json").to_string();

@@ -118,13 +118,7 @@ async fn a_replay_resends_the_stored_body_to_that_recipient_only() {
         metric(&page, "passerelle_deliveries_total", &[("recipient", "ottawa-city"), ("outcome", "replayed")]),
         1.0
     );
-    let replayed: i64 = gw
-        .db()
-        .query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'delivery.replayed' AND actor = 'operator'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(replayed, 1);
+    assert_eq!(gw.audited("delivery.replayed", |e| e.actor == "operator").await, 1);
 }
 
 #[tokio::test]

@@ -96,16 +96,11 @@ async fn edge_gateway() -> (TestGateway, Pki) {
     assert_eq!(spent.status, 200);
     // The key that row 14 reuses with other bodies.
     let seeded = h1
-        .send(
-            Method::POST,
-            BIRTH,
-            &[
-                ("authorization", &format!("Bearer {}", gw.key("on-vital-stats"))),
-                ("content-type", "application/json"),
-                ("idempotency-key", "edge-row-14"),
-            ],
-            record("birth-registration-1.1.json").to_string(),
-        )
+        .post(BIRTH)
+        .bearer(gw.key("on-vital-stats"))
+        .header("idempotency-key", "edge-row-14")
+        .json(&record("birth-registration-1.1.json"))
+        .send()
         .await;
     assert_eq!(seeded.status, 202, "{}", seeded.text());
     // Row 15: the real SQLite transaction fails for address changes, as a full disk would.
@@ -447,12 +442,10 @@ async fn keep_alive_requests_through_a_rate_limit_lose_no_answer() {
     let h2 = tls::h2_client(&gw, &pki);
     for i in 0..300 {
         let r = h2
-            .try_send(
-                Method::POST,
-                BIRTH,
-                &[("authorization", &auth), ("content-type", "application/json")],
-                filler(2 * 1024),
-            )
+            .post(BIRTH)
+            .bearer(gw.key("nt-vital-stats"))
+            .json_bytes(filler(2 * 1024))
+            .try_send()
             .await
             .unwrap_or_else(|| panic!("HTTP/2 request {i} lost"));
         r.problem(429, "rate-limited");

@@ -1,7 +1,7 @@
 //! Isolation between partners: whatever a partner puts in paths, headers or bodies, it sees and
 //! sends only what its agreements allow.
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::json;
 
 use crate::support::*;
@@ -30,31 +30,18 @@ async fn a_partner_sees_and_sends_only_what_its_agreements_allow() {
     // Headers naming B change nothing.
     let r = gw
         .client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[
-                ("authorization", &format!("Bearer {a}")),
-                ("content-type", "application/json"),
-                ("passerelle-sender", "nt-vital-stats"),
-                ("x-forwarded-client-cert", "Cert=junk"),
-            ],
-            record("birth-registration-1.1.json").to_string(),
-        )
+        .post("/v1/records/birth-registration")
+        .bearer(&a)
+        .header("passerelle-sender", "nt-vital-stats")
+        .header("x-forwarded-client-cert", "Cert=junk")
+        .json(&record("birth-registration-1.1.json"))
+        .send()
         .await;
     assert_eq!(r.json()["sender"], "on-vital-stats");
     // A body naming B is refused by the schema, not believed.
     let mut body = record("birth-registration-1.1.json");
     body["sender"] = json!("nt-vital-stats");
-    let r = gw
-        .client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[("authorization", &format!("Bearer {a}")), ("content-type", "application/json")],
-            body.to_string(),
-        )
-        .await;
+    let r = gw.client.post("/v1/records/birth-registration").bearer(&a).json(&body).send().await;
     assert_eq!(r.problem(422, "schema-violation")["violations"][0]["pointer"], "/sender");
     // A type with no agreement for A (B's address changes do not exist; sin-validation is
     // another partner's request agreement) is not found, whatever the version header says.
@@ -63,19 +50,7 @@ async fn a_partner_sees_and_sends_only_what_its_agreements_allow() {
         ("/v1/requests/sin-validation", "1.0"),
         ("/v1/validate/address-change", "1.0"),
     ] {
-        let r = gw
-            .client
-            .send(
-                Method::POST,
-                path,
-                &[
-                    ("authorization", &format!("Bearer {a}")),
-                    ("content-type", "application/json"),
-                    ("schema-version", version),
-                ],
-                "{}",
-            )
-            .await;
+        let r = gw.client.post(path).bearer(&a).header("schema-version", version).json(&json!({})).send().await;
         r.problem(404, "no-agreement");
     }
     // Schemas and agreements of others are not listed or served.

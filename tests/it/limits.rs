@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -68,10 +68,7 @@ async fn a_client_sending_one_byte_a_second_is_cut_off() {
     let mut buf = [0u8; 16];
     let closed = tokio::time::timeout(Duration::from_secs(4), idle.read(&mut buf)).await;
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "an idle connection was kept open");
-    assert_eq!(
-        gw.client.send(Method::GET, "/v1/agreements", &[("authorization", &format!("Bearer {key}"))], "").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(gw.client.get("/v1/agreements", key).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -90,9 +87,7 @@ async fn connections_over_the_cap_wait_their_turn() {
     let fourth = {
         let client = gw.client.clone();
         let key = key.clone();
-        tokio::spawn(async move {
-            client.send(Method::GET, "/v1/agreements", &[("authorization", &format!("Bearer {key}"))], "").await.status
-        })
+        tokio::spawn(async move { client.get("/v1/agreements", &key).await.status })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!fourth.is_finished(), "a fourth connection was served while three were open");
@@ -121,8 +116,7 @@ async fn memory_stays_bounded_with_500_slow_clients() {
     let pid = gateway.child.id();
     let addr: std::net::SocketAddr = gateway.client.base.trim_start_matches("http://").parse().unwrap();
     let key = setup.keys["on-vital-stats"].clone();
-    let auth = format!("Bearer {key}");
-    let ok = gateway.client.send(Method::GET, "/v1/agreements", &[("authorization", &auth)], "").await;
+    let ok = gateway.client.get("/v1/agreements", &key).await;
     assert_eq!(ok.status, StatusCode::OK);
     let idle = rss_kib(pid);
     let mut slow = Vec::new();
@@ -139,7 +133,7 @@ async fn memory_stays_bounded_with_500_slow_clients() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = rss_kib(pid);
-    let r = gateway.client.send(Method::GET, "/v1/agreements", &[("authorization", &auth)], "").await;
+    let r = gateway.client.get("/v1/agreements", &key).await;
     assert_eq!(r.status, StatusCode::OK, "the gateway keeps serving");
     eprintln!(
         "RSS idle {} KiB, with 500 slow clients {} KiB ({} KiB per connection)",

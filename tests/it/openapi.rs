@@ -28,6 +28,15 @@ async fn admin_document(gw: &TestGateway) -> Value {
     r.json()
 }
 
+/// The admin document and each partner's, named by who reads them.
+async fn every_document(gw: &TestGateway) -> Vec<(String, Value)> {
+    let mut docs = vec![("admin".to_owned(), admin_document(gw).await)];
+    for partner in PARTNERS {
+        docs.push((partner.to_owned(), partner_document(gw, partner).await));
+    }
+    docs
+}
+
 /// Every (method, path) of a document, the method upper-case.
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
@@ -163,15 +172,7 @@ async fn every_documented_operation_is_routed_and_every_route_is_documented() {
                 .replace("{record_id}", "01900000-0000-7000-8000-000000000000")
                 .replace("{record_type}", "birth-registration")
                 .replace("{version}", "1.1");
-            let r = gw
-                .client
-                .send(
-                    method.parse().unwrap(),
-                    &concrete,
-                    &[("authorization", &format!("Bearer {}", gw.key(partner)))],
-                    "",
-                )
-                .await;
+            let r = gw.client.request(method.parse().unwrap(), &concrete).bearer(gw.key(partner)).send().await;
             assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {concrete}");
             if r.status == StatusCode::NOT_FOUND {
                 assert_ne!(r.json()["type"], "urn:passerelle:problem:not-found", "{method} {concrete}");
@@ -305,10 +306,7 @@ async fn the_bundled_schemas_mean_what_the_files_in_schemas_say() {
 #[tokio::test]
 async fn the_documents_hold_together_as_openapi_3_1() {
     let gw = Setup::new().start().await;
-    let mut docs = vec![("admin".to_owned(), admin_document(&gw).await)];
-    for partner in PARTNERS {
-        docs.push((partner.to_owned(), partner_document(&gw, partner).await));
-    }
+    let docs = every_document(&gw).await;
     for (name, doc) in &docs {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{name}");
         assert_eq!(doc["jsonSchemaDialect"], "https://json-schema.org/draft/2020-12/schema");
@@ -405,9 +403,8 @@ async fn answers_match_the_documented_schemas() {
             .to_string(),
     );
     let doc = partner_document(&gw, "on-vital-stats").await;
-    let key = format!("Bearer {}", gw.key("on-vital-stats"));
-    let json_headers = [("authorization", key.as_str()), ("content-type", "application/json")];
-    let body = record("birth-registration-1.1.json").to_string();
+    let vital = |path: &str| gw.post_as("on-vital-stats", path);
+    let body = record("birth-registration-1.1.json");
 
     // The record types' bodies are the agreed schemas.
     let request_schema =
@@ -417,35 +414,20 @@ async fn answers_match_the_documented_schemas() {
     assert!(request.is_valid(&record("birth-registration-1.0.json")));
     assert!(!request.is_valid(&json!({"registration_number": "ON-2026-000001"})));
 
-    let sent = gw.client.send(Method::POST, "/v1/records/birth-registration", &json_headers, body.clone()).await;
+    let sent = vital("/v1/records/birth-registration").json(&body).send().await;
     assert_documented(&doc, "post", "/v1/records/birth-registration", &sent);
     let location = sent.header("location").unwrap().to_owned();
-    let with_sunset = [
-        ("authorization", key.as_str()),
-        ("content-type", "application/json"),
-        ("schema-version", "1.0"),
-        ("idempotency-key", "k-1"),
-    ];
-    let old = gw
-        .client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &with_sunset,
-            record("birth-registration-1.0.json").to_string(),
-        )
-        .await;
+    let with_sunset = || {
+        vital("/v1/records/birth-registration")
+            .header("schema-version", "1.0")
+            .header("idempotency-key", "k-1")
+            .json(&record("birth-registration-1.0.json"))
+            .send()
+    };
+    let old = with_sunset().await;
     assert!(old.header("deprecation").is_some() && old.header("sunset").is_some());
     assert_documented(&doc, "post", "/v1/records/birth-registration", &old);
-    let again = gw
-        .client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &with_sunset,
-            record("birth-registration-1.0.json").to_string(),
-        )
-        .await;
+    let again = with_sunset().await;
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_documented(&doc, "post", "/v1/records/birth-registration", &again);
     for (path, template) in [
@@ -465,17 +447,15 @@ async fn answers_match_the_documented_schemas() {
     assert_eq!(schema.header("content-type"), Some("application/schema+json"));
     assert_documented(&doc, "get", "/v1/schemas/{record_type}/{version}", &schema);
 
-    let invalid = record("birth-registration-1.1-invalid.json").to_string();
+    let invalid = record("birth-registration-1.1-invalid.json");
     for path in ["/v1/records/birth-registration", "/v1/validate/birth-registration"] {
         let answers = [
-            gw.client.send(Method::POST, path, &json_headers, body.clone()).await,
-            gw.client.send(Method::POST, path, &json_headers, invalid.clone()).await,
-            gw.client.send(Method::POST, path, &json_headers, "{\"a\": 1, \"a\": 2}").await,
-            gw.client.send(Method::POST, path, &[("authorization", key.as_str())], body.clone()).await,
-            gw.client.send(Method::POST, path, &[("content-type", "application/json")], body.clone()).await,
-            gw.client
-                .send(Method::POST, path, &[json_headers[0], json_headers[1], ("schema-version", "7.0")], body.clone())
-                .await,
+            vital(path).json(&body).send().await,
+            vital(path).json(&invalid).send().await,
+            vital(path).json_bytes("{\"a\": 1, \"a\": 2}").send().await,
+            vital(path).body(body.to_string()).send().await,
+            gw.client.post(path).json(&body).send().await,
+            vital(path).header("schema-version", "7.0").json(&body).send().await,
         ];
         for answer in &answers {
             assert_documented(&doc, "post", path, answer);
@@ -484,16 +464,9 @@ async fn answers_match_the_documented_schemas() {
 
     // Request/response, as the health plan.
     let doc = partner_document(&gw, "on-health-plan").await;
-    let key = format!("Bearer {}", gw.key("on-health-plan"));
-    let asked = gw
-        .client
-        .send(
-            Method::POST,
-            "/v1/requests/sin-validation",
-            &[("authorization", &key), ("content-type", "application/json")],
-            record("sin-validation-1.0.json").to_string(),
-        )
-        .await;
+    let ask =
+        || gw.post_as("on-health-plan", "/v1/requests/sin-validation").json(&record("sin-validation-1.0.json")).send();
+    let asked = ask().await;
     assert_eq!(asked.status, StatusCode::OK, "{}", asked.text());
     assert_documented(&doc, "post", "/v1/requests/sin-validation", &asked);
     // The documented answer is exactly the agreement's response_fields: more would not match.
@@ -502,15 +475,7 @@ async fn answers_match_the_documented_schemas() {
     with_reference["registry_reference"] = json!("R-1");
     assert!(!answer.is_valid(&with_reference));
     gw.recipient("esdc-sin-registry").respond_with(200, "{\"sin_status\": 1}");
-    let bad = gw
-        .client
-        .send(
-            Method::POST,
-            "/v1/requests/sin-validation",
-            &[("authorization", &key), ("content-type", "application/json")],
-            record("sin-validation-1.0.json").to_string(),
-        )
-        .await;
+    let bad = ask().await;
     assert_documented(&doc, "post", "/v1/requests/sin-validation", &bad);
 
     // The admin API.
@@ -572,10 +537,7 @@ fn examples<'d>(doc: &'d Value, value: &'d Value, at: String, out: &mut Vec<(Str
 #[tokio::test]
 async fn every_documented_example_is_valid_under_its_schema() {
     let gw = Setup::new().start().await;
-    let mut docs = vec![("admin".to_owned(), admin_document(&gw).await)];
-    for partner in PARTNERS {
-        docs.push((partner.to_owned(), partner_document(&gw, partner).await));
-    }
+    let docs = every_document(&gw).await;
     for (name, doc) in &docs {
         let mut found = Vec::new();
         examples(doc, doc, String::new(), &mut found);
@@ -674,8 +636,7 @@ async fn every_component_of_a_partner_document_is_used() {
 async fn a_record_valid_only_under_another_version_than_it_declares_is_answered_as_documented() {
     let gw = Setup::new().start().await;
     let doc = partner_document(&gw, "on-vital-stats").await;
-    let key = format!("Bearer {}", gw.key("on-vital-stats"));
-    let newer = record("birth-registration-1.1.json").to_string();
+    let newer = record("birth-registration-1.1.json");
     for path in ["/v1/records/birth-registration", "/v1/validate/birth-registration"] {
         let operation = &doc["paths"][path]["post"];
         // The body schema admits the record (any accepted version's), and says the header decides.
@@ -686,9 +647,9 @@ async fn a_record_valid_only_under_another_version_than_it_declares_is_answered_
         );
         let description = body["description"].as_str().unwrap();
         assert!(description.contains("`Schema-Version`") && description.contains("422"), "{description}");
-        let declared_older =
-            [("authorization", key.as_str()), ("content-type", "application/json"), ("schema-version", "1.0")];
-        let answer = gw.client.send(Method::POST, path, &declared_older, newer.clone()).await;
+        let declared =
+            |version: &[(&str, &str)]| gw.post_as("on-vital-stats", path).headers(version).json(&newer).send();
+        let answer = declared(&[("schema-version", "1.0")]).await;
         let problem = answer.problem(422, "schema-violation");
         let pointers: BTreeSet<&str> =
             problem["violations"].as_array().unwrap().iter().map(|v| v["pointer"].as_str().unwrap()).collect();
@@ -696,17 +657,11 @@ async fn a_record_valid_only_under_another_version_than_it_declares_is_answered_
         assert_documented(&doc, "post", path, &answer);
         // Declared as what it is, or not declared (the newest), it passes.
         for version in [&[("schema-version", "1.1")][..], &[]] {
-            let headers: Vec<(&str, &str)> = [("authorization", key.as_str()), ("content-type", "application/json")]
-                .into_iter()
-                .chain(version.iter().copied())
-                .collect();
-            let answer = gw.client.send(Method::POST, path, &headers, newer.clone()).await;
+            let answer = declared(version).await;
             assert!(answer.status.is_success(), "{path} {version:?}: {}", answer.text());
         }
         // A malformed `Schema-Version` is a documented 400 `invalid-header`.
-        let malformed =
-            [("authorization", key.as_str()), ("content-type", "application/json"), ("schema-version", "01.1")];
-        let answer = gw.client.send(Method::POST, path, &malformed, newer.clone()).await;
+        let answer = declared(&[("schema-version", "01.1")]).await;
         assert_eq!(answer.problem(400, "invalid-header")["header"], "Schema-Version");
         assert_documented(&doc, "post", path, &answer);
     }

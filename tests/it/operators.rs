@@ -6,6 +6,8 @@ use http::{Method, StatusCode};
 
 use crate::support::*;
 
+const BIRTH: &str = "/v1/records/birth-registration";
+
 #[tokio::test]
 async fn probes_and_metrics_are_served_on_the_admin_listener() {
     let gw = Setup::new().start().await;
@@ -70,39 +72,21 @@ async fn readiness_fails_when_the_store_is_gone() {
 /// Runs the real binary at TRACE level and looks for a marker value everywhere it could leak.
 #[tokio::test]
 async fn a_record_value_never_reaches_logs_metrics_or_the_audit_trail() {
-    let mut recipients = std::collections::HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_string(), MockRecipient::start().await);
-    }
+    let recipients = mock_recipients().await;
     let setup = Setup::new();
-    let endpoints = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
-    setup.write(&endpoints);
+    setup.write_for(&recipients);
     let gateway = ChildGateway::spawn(&setup.main_config(), &[("RUST_LOG", "trace")]).await;
     let (client, admin) = (gateway.client.clone(), gateway.admin.clone());
     let marker = "Zyxwvutsrqp";
     let mut body = record("birth-registration-1.1.json");
     body["child"]["surname"] = serde_json::json!(marker);
-    let key = setup.keys["on-vital-stats"].clone();
-    let r = client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[("authorization", &format!("Bearer {key}")), ("content-type", "application/json")],
-            body.to_string(),
-        )
-        .await;
+    let post = |body: &serde_json::Value| client.post(BIRTH).bearer(&setup.keys["on-vital-stats"]).json(body).send();
+    let r = post(&body).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let id = r.json()["record_id"].as_str().unwrap().to_owned();
     // A rejected record holding the marker, too.
     body["child"]["sex_at_birth"] = serde_json::json!(marker);
-    let r = client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[("authorization", &format!("Bearer {key}")), ("content-type", "application/json")],
-            body.to_string(),
-        )
-        .await;
+    let r = post(&body).await;
     assert_eq!(r.status.as_u16(), 422);
     assert!(!r.text().contains(marker));
     // The surname goes to three recipients; wait for them, then for the log lines of the attempts.
@@ -142,10 +126,6 @@ fn cell(v: rusqlite::types::ValueRef<'_>) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Found trying the product as an operator: the admin listener logged no request at all, the
 /// partner request line had no method, path or peer, and latency read `2.5649219999999997`.
 #[tokio::test]
@@ -157,16 +137,11 @@ async fn every_request_on_both_listeners_has_one_line_with_route_status_latency_
     let key = setup.keys["on-vital-stats"].clone();
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let r = client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[
-                ("authorization", &format!("Bearer {key}")),
-                ("content-type", "application/json"),
-                ("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01")),
-            ],
-            record("birth-registration-1.1.json").to_string(),
-        )
+        .post(BIRTH)
+        .bearer(&key)
+        .header("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&record("birth-registration-1.1.json"))
+        .send()
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let record_id = r.json()["record_id"].as_str().unwrap().to_owned();
@@ -230,8 +205,7 @@ async fn process_metrics_are_served() {
 #[tokio::test]
 async fn localised_answers_vary_on_accept_language() {
     let gw = Setup::new().start().await;
-    let problem =
-        gw.client.send(Method::POST, "/v1/records/birth-registration", &[("accept-language", "fr")], "").await;
+    let problem = gw.client.send(Method::POST, BIRTH, &[("accept-language", "fr")], "").await;
     assert_eq!(problem.header("content-language"), Some("fr"));
     assert_eq!(problem.header("vary"), Some("accept-language"));
     let console = gw.admin.send(Method::GET, "/console", &[], "").await;

@@ -52,11 +52,15 @@ async fn the_birth_bundle_goes_through_a_postgresql_store() {
         assert_eq!(got[0].header("passerelle-record-id"), Some(id.as_str()));
     }
     // Idempotency holds in the PostgreSQL transaction too.
-    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "pg-1")];
-    let body = record("birth-registration-1.1.json").to_string();
-    let first = gw.client.send(Method::POST, "/v1/records/birth-registration", &headers, body.clone()).await;
-    let again = gw.client.send(Method::POST, "/v1/records/birth-registration", &headers, body).await;
+    let body = record("birth-registration-1.1.json");
+    let post = || {
+        gw.post_as("on-vital-stats", "/v1/records/birth-registration")
+            .header("idempotency-key", "pg-1")
+            .json(&body)
+            .send()
+    };
+    let first = post().await;
+    let again = post().await;
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(first.body, again.body);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -124,18 +128,14 @@ async fn two_instances_share_one_store_and_survive_a_kill() {
     use std::collections::{BTreeSet, HashMap};
 
     let schema = Schema::create().await;
-    let mut recipients = HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_owned(), MockRecipient::start().await);
-    }
-    let endpoints: HashMap<String, String> = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
+    let recipients = mock_recipients().await;
     // Two instances: same partners, agreements and store; each its own data directory and key.
     let url = format!("url = \"{}\"", schema.url());
     let a = Setup::new().store(&url).delivery("lease_secs = 2").delivery("attempt_timeout_ms = 1000");
     let mut b = Setup::new().store(&url).delivery("lease_secs = 2").delivery("attempt_timeout_ms = 1000");
     b.keys = a.keys.clone();
     for s in [&a, &b] {
-        s.write(&endpoints);
+        s.write_for(&recipients);
         let (code, out) = cli(&["audit", "key", "--config", s.main_config().to_str().unwrap()]);
         assert_eq!(code, 0, "{out}");
         std::fs::write(s.dir.path().join("instance.pub"), out).unwrap();
@@ -156,14 +156,13 @@ async fn two_instances_share_one_store_and_survive_a_kill() {
     let post = |client: TestClient, n: usize| {
         let (key, body) = (key.clone(), body.clone());
         async move {
-            let auth = format!("Bearer {key}");
-            let idem = format!("two-{n}");
-            let headers = [
-                ("authorization", auth.as_str()),
-                ("content-type", "application/json"),
-                ("idempotency-key", idem.as_str()),
-            ];
-            let r = client.try_send(Method::POST, "/v1/records/birth-registration", &headers, body).await?;
+            let r = client
+                .post("/v1/records/birth-registration")
+                .bearer(&key)
+                .header("idempotency-key", &format!("two-{n}"))
+                .json_bytes(body)
+                .try_send()
+                .await?;
             (r.status == StatusCode::ACCEPTED).then(|| r.json()["record_id"].as_str().unwrap().to_owned())
         }
     };
@@ -275,14 +274,8 @@ async fn migrate_store_copies_a_sqlite_store_and_its_chain() {
 /// holds every later record for that recipient, whichever instance accepted them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_order_holds_across_two_instances() {
-    use std::collections::HashMap;
-
     let schema = Schema::create().await;
-    let mut recipients = HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_owned(), MockRecipient::start().await);
-    }
-    let endpoints: HashMap<String, String> = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
+    let recipients = mock_recipients().await;
     let ordered = std::fs::read_to_string(repo().join("config/agreements/birth-ottawa.toml"))
         .unwrap()
         .replace("partner = \"ottawa-city\"", "partner = \"ottawa-city\"\nordered = true");
@@ -290,19 +283,23 @@ async fn strict_order_holds_across_two_instances() {
     let a = Setup::new().store(&url).agreement("birth-ottawa", &ordered);
     let mut b = Setup::new().store(&url).agreement("birth-ottawa", &ordered);
     b.keys = a.keys.clone();
-    a.write(&endpoints);
-    b.write(&endpoints);
+    a.write_for(&recipients);
+    b.write_for(&recipients);
     let city = &recipients["ottawa-city"];
     city.fail_times(3, 503);
     let first = ChildGateway::spawn(&a.main_config(), &[]).await;
     let second = ChildGateway::spawn(&b.main_config(), &[]).await;
-    let auth = format!("Bearer {}", a.keys["on-vital-stats"]);
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    let body = record("birth-registration-1.1.json").to_string();
+    let body = record("birth-registration-1.1.json");
     let mut ids = Vec::new();
     for n in 0..6 {
         let gateway = if n % 2 == 0 { &first } else { &second };
-        let r = gateway.client.send(Method::POST, "/v1/records/birth-registration", &headers, body.clone()).await;
+        let r = gateway
+            .client
+            .post("/v1/records/birth-registration")
+            .bearer(&a.keys["on-vital-stats"])
+            .json(&body)
+            .send()
+            .await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
         ids.push(r.json()["record_id"].as_str().unwrap().to_owned());
     }

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+const BIRTH: &str = "/v1/records/birth-registration";
+
 /// Every leaf path of a JSON document, with array indices replaced by `*`.
 fn leaves(value: &Value, prefix: String, out: &mut BTreeSet<String>) {
     match value {
@@ -153,18 +155,11 @@ async fn each_hop_continues_the_callers_trace_with_its_own_span_and_passes_trace
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let tp = format!("00-{trace}-00f067aa0ba902b7-01");
     let r = gw
-        .client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[
-                ("authorization", &format!("Bearer {}", gw.key("on-vital-stats"))),
-                ("content-type", "application/json"),
-                ("traceparent", &tp),
-                ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
-            ],
-            record("birth-registration-1.1.json").to_string(),
-        )
+        .post_as("on-vital-stats", BIRTH)
+        .header("traceparent", &tp)
+        .header("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+        .json(&record("birth-registration-1.1.json"))
+        .send()
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let mut parents = BTreeSet::new();
@@ -191,13 +186,13 @@ async fn each_hop_continues_the_callers_trace_with_its_own_span_and_passes_trace
 #[tokio::test]
 async fn every_partner_answer_carries_a_request_id() {
     let gw = Setup::new().start().await;
-    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
+    let key = gw.key("on-vital-stats");
     let answers = [
         gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await,
-        gw.client.send(Method::POST, "/v1/records/birth-registration", &[], "{}").await,
+        gw.client.send(Method::POST, BIRTH, &[], "{}").await,
         gw.client.send(Method::GET, "/nowhere", &[], "").await,
-        gw.client.send(Method::HEAD, "/v1/agreements", &[("authorization", &auth)], "").await,
-        gw.client.get("/v1/agreements", &auth).await,
+        gw.client.request(Method::HEAD, "/v1/agreements").bearer(key).send().await,
+        gw.client.get("/v1/agreements", key).await,
     ];
     let mut ids = BTreeSet::new();
     for a in &answers {
@@ -212,17 +207,10 @@ async fn every_partner_answer_carries_a_request_id() {
 async fn deprecated_version_is_accepted_with_deprecation_and_sunset() {
     let gw = Setup::new().start().await;
     let r = gw
-        .client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[
-                ("authorization", &format!("Bearer {}", gw.key("on-vital-stats"))),
-                ("content-type", "application/json"),
-                ("schema-version", "1.0"),
-            ],
-            record("birth-registration-1.0.json").to_string(),
-        )
+        .post_as("on-vital-stats", BIRTH)
+        .header("schema-version", "1.0")
+        .json(&record("birth-registration-1.0.json"))
+        .send()
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     assert_eq!(r.json()["schema_version"], "1.0");
@@ -240,20 +228,8 @@ async fn concurrent_requests_share_commits() {
     let n = 200;
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let client = gw.client.clone();
-        let key = gw.key("on-vital-stats").to_owned();
-        let body = body.to_string();
-        tasks.push(tokio::spawn(async move {
-            client
-                .send(
-                    Method::POST,
-                    "/v1/records/birth-registration",
-                    &[("authorization", &format!("Bearer {key}")), ("content-type", "application/json")],
-                    body,
-                )
-                .await
-                .status
-        }));
+        let request = gw.post_as("on-vital-stats", BIRTH).json(&body);
+        tasks.push(tokio::spawn(async move { request.send().await.status }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::ACCEPTED);
@@ -265,24 +241,12 @@ async fn concurrent_requests_share_commits() {
     assert!(commits < records, "{commits} commits carried {records} records: no commit was shared");
     assert_eq!(gw.count("records"), n);
     assert_eq!(gw.count("deliveries"), 4 * n);
-    let accepted: i64 =
-        gw.db().query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'record.accepted'", [], |r| r.get(0)).unwrap();
-    assert_eq!(accepted, n, "one audit entry per record, in its transaction");
+    let accepted = gw.audited("record.accepted", |_| true).await;
+    assert_eq!(accepted as i64, n, "one audit entry per record, in its transaction");
 }
 
 async fn post_with_key(gw: &TestGateway, key: &str, body: &Value) -> TestResponse {
-    gw.client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[
-                ("authorization", &format!("Bearer {}", gw.key("on-vital-stats"))),
-                ("content-type", "application/json"),
-                ("idempotency-key", key),
-            ],
-            body.to_string(),
-        )
-        .await
+    gw.post_as("on-vital-stats", BIRTH).header("idempotency-key", key).json(body).send().await
 }
 
 #[tokio::test]
@@ -303,19 +267,7 @@ async fn idempotency_key_replays_the_receipt_or_conflicts() {
     conflict.problem(409, "idempotency-conflict");
 
     // The key is per sender: another sender may use the same key.
-    let nt = gw
-        .client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[
-                ("authorization", &format!("Bearer {}", gw.key("nt-vital-stats"))),
-                ("content-type", "application/json"),
-                ("idempotency-key", "order-42"),
-            ],
-            body.to_string(),
-        )
-        .await;
+    let nt = gw.post_as("nt-vital-stats", BIRTH).header("idempotency-key", "order-42").json(&body).send().await;
     assert_eq!(nt.status, StatusCode::ACCEPTED);
     assert_ne!(nt.json()["record_id"], first.json()["record_id"]);
 
@@ -328,26 +280,11 @@ async fn idempotency_key_replays_the_receipt_or_conflicts() {
 #[tokio::test]
 async fn concurrent_requests_with_one_key_make_one_record() {
     let gw = Setup::new().start().await;
-    let body = record("birth-registration-1.1.json").to_string();
+    let body = record("birth-registration-1.1.json");
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let client = gw.client.clone();
-        let key = gw.key("on-vital-stats").to_owned();
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            client
-                .send(
-                    Method::POST,
-                    "/v1/records/birth-registration",
-                    &[
-                        ("authorization", &format!("Bearer {key}")),
-                        ("content-type", "application/json"),
-                        ("idempotency-key", "race"),
-                    ],
-                    body,
-                )
-                .await
-        }));
+        let request = gw.post_as("on-vital-stats", BIRTH).header("idempotency-key", "race").json(&body);
+        tasks.push(tokio::spawn(request.send()));
     }
     let mut ids = BTreeSet::new();
     for t in tasks {

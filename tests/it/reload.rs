@@ -163,16 +163,13 @@ async fn sighup_reloads_the_running_binary_and_refuses_a_broken_file() {
     setup.write(&endpoints);
     let gateway = ChildGateway::spawn(&setup.main_config(), &[]).await;
     let key = setup.keys["on-vital-stats"].clone();
-    let post = || async {
+    let post = || {
         gateway
             .client
-            .send(
-                Method::POST,
-                "/v1/records/birth-registration",
-                &[("authorization", &format!("Bearer {key}")), ("content-type", "application/json")],
-                record("birth-registration-1.1.json").to_string(),
-            )
-            .await
+            .post("/v1/records/birth-registration")
+            .bearer(&key)
+            .json(&record("birth-registration-1.1.json"))
+            .send()
     };
     let recipients = |r: &TestResponse| -> Vec<String> {
         r.json()["deliveries"].as_array().unwrap().iter().map(|d| d["recipient"].as_str().unwrap().to_owned()).collect()

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::json;
 
 use crate::support::*;
@@ -11,14 +11,7 @@ use crate::support::*;
 const PATH: &str = "/v1/requests/sin-validation";
 
 async fn ask(gw: &TestGateway) -> TestResponse {
-    gw.client
-        .send(
-            Method::POST,
-            PATH,
-            &[("authorization", &format!("Bearer {}", gw.key("on-health-plan"))), ("content-type", "application/json")],
-            record("sin-validation-1.0.json").to_string(),
-        )
-        .await
+    gw.post_as("on-health-plan", PATH).json(&record("sin-validation-1.0.json")).send().await
 }
 
 /// A valid answer holding a marker in a field the sender may not see.
@@ -60,23 +53,9 @@ async fn a_valid_answer_is_projected_and_returned() {
     );
     // Nothing is stored as a record; both sides are audited as one entry.
     assert_eq!(gw.count("records"), 0);
-    let entries: i64 = gw
-        .db()
-        .query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'request.answered' AND outcome = 'answered'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(entries, 1);
+    assert_eq!(gw.audited("request.answered", |e| e.outcome == "answered").await, 1);
     // A push path for a request type is not a way around it.
-    let push = gw
-        .client
-        .send(
-            Method::POST,
-            "/v1/records/sin-validation",
-            &[("authorization", &format!("Bearer {}", gw.key("on-health-plan"))), ("content-type", "application/json")],
-            record("sin-validation-1.0.json").to_string(),
-        )
-        .await;
+    let push = gw.post_record("on-health-plan", "sin-validation", &record("sin-validation-1.0.json")).await;
     push.problem(404, "no-agreement");
 }
 
@@ -147,26 +126,14 @@ async fn an_open_breaker_is_503_with_retry_after() {
 #[tokio::test]
 async fn requests_are_checked_like_records() {
     let gw = Setup::new().start().await;
-    let auth = format!("Bearer {}", gw.key("on-health-plan"));
     let mut bad = record("sin-validation-1.0.json");
     bad["sin"] = json!("12345");
-    let r = gw
-        .client
-        .send(Method::POST, PATH, &[("authorization", &auth), ("content-type", "application/json")], bad.to_string())
-        .await;
+    let r = gw.post_as("on-health-plan", PATH).json(&bad).send().await;
     let doc = r.problem(422, "schema-violation");
     assert_eq!(doc["violations"][0]["pointer"], "/sin");
     assert!(!r.text().contains("12345"));
     // Only the agreement's sender may ask.
-    let r = gw
-        .client
-        .send(
-            Method::POST,
-            PATH,
-            &[("authorization", &format!("Bearer {}", gw.key("ottawa-city"))), ("content-type", "application/json")],
-            record("sin-validation-1.0.json").to_string(),
-        )
-        .await;
+    let r = gw.post_as("ottawa-city", PATH).json(&record("sin-validation-1.0.json")).send().await;
     r.problem(404, "no-agreement");
     assert!(gw.recipient("esdc-sin-registry").received().is_empty());
 }

@@ -1,10 +1,9 @@
 //! Spans exported over OTLP/HTTP: one record's intake, commit and delivery attempts arrive at a
 //! collector as one trace, the caller's, each hop under the one it came from.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
@@ -55,35 +54,22 @@ fn spans(collector: &MockRecipient) -> Vec<Span> {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_records_intake_commit_and_delivery_spans_arrive_over_otlp_as_one_trace() {
     let collector = MockRecipient::start().await;
-    let mut recipients = HashMap::new();
-    for (id, _) in RECIPIENTS {
-        recipients.insert(id.to_string(), MockRecipient::start().await);
-    }
+    let recipients = mock_recipients().await;
     let setup = Setup::new().telemetry(&format!("otlp_endpoint = \"http://{}\"", collector.addr));
-    let endpoints = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
-    setup.write(&endpoints);
+    setup.write_for(&recipients);
     let gateway = ChildGateway::spawn(&setup.main_config(), &[]).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let r = gateway
         .client
-        .send(
-            Method::POST,
-            "/v1/records/birth-registration",
-            &[
-                ("authorization", &format!("Bearer {}", setup.keys["on-vital-stats"])),
-                ("content-type", "application/json"),
-                ("traceparent", &format!("00-{trace}-{caller_span}-01")),
-            ],
-            record("birth-registration-1.1.json").to_string(),
-        )
+        .post("/v1/records/birth-registration")
+        .bearer(&setup.keys["on-vital-stats"])
+        .header("traceparent", &format!("00-{trace}-{caller_span}-01"))
+        .json(&record("birth-registration-1.1.json"))
+        .send()
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     for m in recipients.values() {

@@ -16,9 +16,7 @@ use crate::support::*;
 const BIRTH: &str = "/v1/records/birth-registration";
 
 async fn post(client: &TestClient, extra: &[(&str, &str)]) -> Option<TestResponse> {
-    let mut headers = vec![("content-type", "application/json")];
-    headers.extend_from_slice(extra);
-    client.try_send(Method::POST, BIRTH, &headers, record("birth-registration-1.1.json").to_string()).await
+    client.post(BIRTH).headers(extra).json(&record("birth-registration-1.1.json")).try_send().await
 }
 
 async fn handshake_failures(gw: &TestGateway, reason: &str) -> f64 {
@@ -122,16 +120,17 @@ async fn a_forwarded_certificate_is_believed_only_from_a_trusted_proxy() {
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect();
     let base = format!("http://{}", gw.gateway.as_ref().unwrap().partner_addr);
-    let headers = [("content-type", "application/json"), ("x-forwarded-client-cert", escaped.as_str())];
-    let body = record("birth-registration-1.1.json").to_string();
+    let body = record("birth-registration-1.1.json");
+    let forwarding =
+        |client: &TestClient, cert: &str| client.post(BIRTH).header("x-forwarded-client-cert", cert).json(&body).send();
     // From the proxy's address: the certificate is the caller's identity.
     let proxy = TestClient::from_address(base.clone(), "127.0.0.2".parse().unwrap());
-    let r = proxy.send(Method::POST, BIRTH, &headers, body.clone()).await;
+    let r = forwarding(&proxy, &escaped).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     assert_eq!(r.json()["sender"], "on-vital-stats");
     // From anyone else: the header is ignored.
     let other = TestClient::from_address(base.clone(), "127.0.0.3".parse().unwrap());
-    other.send(Method::POST, BIRTH, &headers, body.clone()).await.problem(401, "unauthenticated");
+    forwarding(&other, &escaped).await.problem(401, "unauthenticated");
     // A forwarded certificate from another CA is refused even from the proxy.
     let forged = Authority::new("Forger").unwrap().client_now("on-vital-stats").unwrap();
     let forged: String = forged
@@ -139,10 +138,7 @@ async fn a_forwarded_certificate_is_believed_only_from_a_trusted_proxy() {
         .bytes()
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect();
-    proxy
-        .send(Method::POST, BIRTH, &[("content-type", "application/json"), ("x-forwarded-client-cert", &forged)], body)
-        .await
-        .problem(401, "unauthenticated");
+    forwarding(&proxy, &forged).await.problem(401, "unauthenticated");
     assert_eq!(gw.count("records"), 1);
 }
 
@@ -184,15 +180,10 @@ async fn recipients_are_reached_over_verified_tls_with_the_gateways_certificate_
     let gateway = ChildGateway::spawn(&setup.main_config(), &[("PASSERELLE_TEST_OHIP_TOKEN", "s3cr3t-token")]).await;
     let r = gateway
         .client
-        .send(
-            Method::POST,
-            BIRTH,
-            &[
-                ("authorization", &format!("Bearer {}", setup.keys["on-vital-stats"])),
-                ("content-type", "application/json"),
-            ],
-            record("birth-registration-1.1.json").to_string(),
-        )
+        .post(BIRTH)
+        .bearer(&setup.keys["on-vital-stats"])
+        .json(&record("birth-registration-1.1.json"))
+        .send()
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let got = tls_recipient.wait_for(1, Duration::from_secs(10)).await;
@@ -237,13 +228,7 @@ async fn a_new_crl_takes_effect_on_reload_and_a_broken_configuration_is_refused(
     let page = gw.metrics().await;
     assert_eq!(metric(&page, "passerelle_config_reloads_total", &[("outcome", "applied")]), 1.0);
     assert_eq!(metric(&page, "passerelle_config_reloads_total", &[("outcome", "refused")]), 1.0);
-    let reloads: i64 = gw
-        .db()
-        .query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'config.loaded' AND outcome = 'reloaded'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(reloads, 1);
+    assert_eq!(gw.audited("config.loaded", |e| e.outcome == "reloaded").await, 1);
 }
 
 /// What one handshake failure added to `passerelle_tls_handshake_failures_total`: every reason

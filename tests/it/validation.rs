@@ -6,9 +6,8 @@
 
 use std::cmp::Ordering;
 use std::path::Path;
-use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use passerelle::schema::{CompiledSchema, SchemaCatalog};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -28,32 +27,7 @@ fn birth_with_order(literal: &str) -> String {
 }
 
 async fn post(gw: &TestGateway, path: &str, body: String) -> TestResponse {
-    let auth = format!("Bearer {}", gw.key("on-vital-stats"));
-    gw.client
-        .send(
-            Method::POST,
-            path,
-            &[("authorization", &auth), ("content-type", "application/json"), ("schema-version", "1.1")],
-            body,
-        )
-        .await
-}
-
-/// The (pointer, keyword) pairs of a 422's violations.
-fn violations(doc: &Value) -> Vec<(String, String)> {
-    doc["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["pointer"].as_str().unwrap().to_owned(), v["keyword"].as_str().unwrap().to_owned()))
-        .collect()
-}
-
-async fn nothing_stored_or_delivered(gw: &TestGateway) {
-    assert_eq!(gw.count("records"), 0, "a rejected record was stored");
-    assert_eq!(gw.count("deliveries"), 0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(gw.recipients.values().all(|m| m.received().is_empty()), "a rejected record was delivered");
+    gw.post_as("on-vital-stats", path).header("schema-version", "1.1").json_bytes(body).send().await
 }
 
 /// Issue 18: `9.0000000000000000001` (maximum 9), `0.99999999999999999999` (minimum 1) and
@@ -91,17 +65,10 @@ async fn numbers_a_double_cannot_hold_exactly_are_refused_at_their_pointer() {
         }
     }
     let fr = gw
-        .client
-        .send(
-            Method::POST,
-            DRY_RUN,
-            &[
-                ("authorization", &format!("Bearer {}", gw.key("on-vital-stats"))),
-                ("content-type", "application/json"),
-                ("accept-language", "fr-CA"),
-            ],
-            birth_with_order("1e400"),
-        )
+        .post_as("on-vital-stats", DRY_RUN)
+        .header("accept-language", "fr-CA")
+        .json_bytes(birth_with_order("1e400"))
+        .send()
         .await;
     let doc = fr.problem(422, "schema-violation");
     assert!(doc["violations"][0]["message"].as_str().unwrap().starts_with("Le nombre dépasse"), "{doc}");
@@ -114,7 +81,7 @@ async fn numbers_a_double_cannot_hold_exactly_are_refused_at_their_pointer() {
         ),
         19.0
     );
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 /// Numbers a double holds exactly keep their ordinary verdicts: `-0` is zero (below the minimum
@@ -154,7 +121,7 @@ async fn exact_numbers_get_the_schema_verdict_of_their_written_value() {
         1,
     );
     post(&gw, DRY_RUN, duplicate).await.problem(400, "malformed-json");
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 /// JSON Schema 2020-12 counts a number with a zero fractional part as an integer, so `1.0`,
@@ -201,7 +168,7 @@ async fn ten_thousand_unknown_keys_get_a_bounded_answer() {
         ),
         20_000.0
     );
-    nothing_stored_or_delivered(&gw).await;
+    gw.assert_nothing_stored_or_delivered().await;
 }
 
 // The property: literals near every numeric bound of the schemas get the exact verdict.

@@ -1,7 +1,9 @@
 //! Shared test helpers: a real gateway on 127.0.0.1 port 0, its configuration in a temporary
-//! directory, mock recipients, and a small HTTP client.
+//! directory, mock recipients, a small HTTP client (`client`), and readers of what the gateway
+//! answered and audited.
 
 pub mod browser;
+mod client;
 pub mod mock;
 pub mod raw;
 pub mod tls;
@@ -10,14 +12,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+pub use client::{TestClient, TestRequest, TestResponse, tls_config};
+use http::{Method, StatusCode};
 pub use mock::MockRecipient;
+use passerelle::audit::export::{Line, parse_line};
+use passerelle::audit::{AuditEntry, AuditEvent};
 use passerelle::gateway::Gateway;
 use serde_json::Value;
 
@@ -29,6 +28,32 @@ pub fn repo() -> PathBuf {
 /// A record from `tests/data/records`.
 pub fn record(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(repo().join("tests/data/records").join(name)).unwrap()).unwrap()
+}
+
+/// The (pointer, keyword) pairs of a 422's violations, in the order the answer lists them.
+pub fn violations(doc: &Value) -> Vec<(String, String)> {
+    doc["violations"].as_array().unwrap().iter().map(pointer_and_keyword).collect()
+}
+
+fn pointer_and_keyword(violation: &Value) -> (String, String) {
+    (violation["pointer"].as_str().unwrap().to_owned(), violation["keyword"].as_str().unwrap().to_owned())
+}
+
+/// What `birth-registration-1.1-invalid.json` breaks, sorted: the (pointer, keyword) pairs of
+/// `birth-registration-1.1-invalid.expected.json`, the one list of them every test reads.
+pub fn invalid_birth_violations() -> Vec<(String, String)> {
+    let listed = record("birth-registration-1.1-invalid.expected.json");
+    let mut expected: Vec<_> = listed.as_array().unwrap().iter().map(pointer_and_keyword).collect();
+    expected.sort();
+    expected
+}
+
+/// Asserts that `doc`, the 422 answer to `birth-registration-1.1-invalid.json`, lists every one
+/// of [`invalid_birth_violations`] and nothing else.
+pub fn assert_invalid_birth_violations(doc: &Value) {
+    let mut found = violations(doc);
+    found.sort();
+    assert_eq!(found, invalid_birth_violations(), "{doc}");
 }
 
 /// The demo partners that receive records, with the ports the shipped configuration gives them.
@@ -220,19 +245,28 @@ level = "info"
         std::fs::write(self.config_dir().join("admin-token"), "test-admin-token\n").unwrap();
     }
 
+    /// Writes the files, pointing each recipient at its mock in `recipients` (absent ones at a
+    /// closed port): for a gateway the test runs as a child process.
+    pub fn write_for(&self, recipients: &HashMap<String, MockRecipient>) {
+        self.write(&recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect());
+    }
+
     /// Starts mock recipients for the four demo recipients and a gateway on them.
     pub async fn start(self) -> TestGateway {
-        let mut recipients = HashMap::new();
-        for (id, _) in RECIPIENTS {
-            recipients.insert(id.to_owned(), MockRecipient::start().await);
-        }
+        self.start_with(mock_recipients().await).await
+    }
+
+    /// Starts mock recipients for the demo recipients but `absent`, which points at a closed port,
+    /// and a gateway on them.
+    pub async fn start_without(self, absent: &str) -> TestGateway {
+        let mut recipients = mock_recipients().await;
+        recipients.remove(absent).expect("a demo recipient");
         self.start_with(recipients).await
     }
 
     /// Starts a gateway on the given mock recipients (absent ones point at a closed port).
     pub async fn start_with(self, recipients: HashMap<String, MockRecipient>) -> TestGateway {
-        let endpoints = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
-        self.write(&endpoints);
+        self.write_for(&recipients);
         let config =
             passerelle::config::load(&self.main_config()).unwrap_or_else(|e| panic!("test config: {:?}", e.problems));
         let gateway = Gateway::start(config).await.unwrap();
@@ -260,6 +294,15 @@ fn with_defaults(lines: &[String], defaults: &[&str]) -> String {
     all.join("\n")
 }
 
+/// A mock recipient for each of the four demo recipients, by partner id.
+pub async fn mock_recipients() -> HashMap<String, MockRecipient> {
+    let mut recipients = HashMap::new();
+    for (id, _) in RECIPIENTS {
+        recipients.insert(id.to_owned(), MockRecipient::start().await);
+    }
+    recipients
+}
+
 /// A running gateway with its mocks.
 pub struct TestGateway {
     pub gateway: Option<Gateway>,
@@ -278,16 +321,14 @@ impl TestGateway {
         &self.recipients[id]
     }
 
+    /// `POST path` as `partner` (its API key as the bearer token), to build, then send.
+    pub fn post_as(&self, partner: &str, path: &str) -> TestRequest {
+        self.client.post(path).bearer(self.key(partner))
+    }
+
     /// Posts `body` as `partner` to `POST /v1/records/{type}`.
     pub async fn post_record(&self, partner: &str, record_type: &str, body: &Value) -> TestResponse {
-        self.client
-            .send(
-                Method::POST,
-                &format!("/v1/records/{record_type}"),
-                &[("authorization", &format!("Bearer {}", self.key(partner))), ("content-type", "application/json")],
-                body.to_string(),
-            )
-            .await
+        self.post_as(partner, &format!("/v1/records/{record_type}")).json(body).send().await
     }
 
     /// The metrics page.
@@ -295,6 +336,44 @@ impl TestGateway {
         let r = self.admin.send(Method::GET, "/metrics", &[], "").await;
         assert_eq!(r.status, StatusCode::OK);
         r.text()
+    }
+
+    /// Every entry of the audit trail, as the admin API lists them (`GET /admin/v1/audit`, page
+    /// by page) and read back with the export's own parser: what the store holds, in order,
+    /// without a test knowing its columns.
+    pub async fn audit_entries(&self) -> Vec<AuditEntry> {
+        let mut entries: Vec<AuditEntry> = Vec::new();
+        loop {
+            let after = entries.last().map_or(0, |e| e.seq);
+            let page = self.admin.get(&format!("/admin/v1/audit?after={after}&limit=1000"), "test-admin-token").await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+            let lines = page.json()["entries"].as_array().unwrap().clone();
+            if lines.is_empty() {
+                return entries;
+            }
+            for line in lines {
+                match parse_line(&line.to_string()) {
+                    Ok(Line::Entry(entry)) => entries.push(entry),
+                    other => panic!("not an entry ({other:?}): {line}"),
+                }
+            }
+        }
+    }
+
+    /// How many entries of `kind` the audit trail holds that `select` picks.
+    pub async fn audited(&self, kind: &str, select: impl Fn(&AuditEvent) -> bool) -> usize {
+        self.audit_entries().await.iter().filter(|e| e.event.kind == kind && select(&e.event)).count()
+    }
+
+    /// Asserts that no record or delivery was stored and, given time to arrive, that no recipient
+    /// received anything: what a refused request leaves behind.
+    pub async fn assert_nothing_stored_or_delivered(&self) {
+        assert_eq!(self.count("records"), 0, "a rejected record was stored");
+        assert_eq!(self.count("deliveries"), 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (id, m) in &self.recipients {
+            assert!(m.received().is_empty(), "{id} received a rejected record");
+        }
     }
 
     /// Opens the gateway's SQLite file directly.
@@ -336,6 +415,21 @@ fields = ["/change_id"]
     )
 }
 
+/// Copies the directory `from`, with everything below it, to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() { copy_dir(&path, &target) } else { std::fs::copy(&path, &target).map(|_| ()).unwrap() }
+    }
+}
+
+/// `bytes` as lowercase hexadecimal, two digits a byte.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Replaces the first `from` in the file at `path` with `to`; `from` must be there.
 pub fn edit_file(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
@@ -361,156 +455,6 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .flatten()
         })
         .sum()
-}
-
-/// An answer from the gateway.
-#[derive(Debug)]
-pub struct TestResponse {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl TestResponse {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    /// Asserts a problem document of `slug` with `status`, and returns it.
-    pub fn problem(&self, status: u16, slug: &str) -> Value {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
-        let doc = self.json();
-        assert_eq!(doc["type"], format!("urn:passerelle:problem:{slug}"), "{doc}");
-        assert_eq!(doc["status"], status);
-        assert!(doc["title"].as_str().is_some_and(|t| !t.is_empty()));
-        assert!(doc["detail"].as_str().is_some_and(|t| !t.is_empty()));
-        assert!(doc["instance"].as_str().is_some());
-        doc
-    }
-}
-
-/// An HTTP client bound to one base URL: plain HTTP/1.1, or TLS with a CA and optionally a
-/// client certificate.
-#[derive(Clone)]
-pub struct TestClient {
-    pub base: String,
-    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
-}
-
-impl TestClient {
-    pub fn new(base: String) -> TestClient {
-        Self::build(base, passerelle::tls::plain_client(), false, None)
-    }
-
-    /// A TLS client trusting `ca_pem`, presenting `client` (certificate and key PEM) if given.
-    pub fn tls(base: String, ca_pem: &str, client: Option<(&str, &str)>, http2: bool) -> TestClient {
-        Self::build(base, tls_config(ca_pem, client), http2, None)
-    }
-
-    /// An HTTP/1.1 client with its own TLS configuration.
-    pub fn with_tls(base: String, tls: std::sync::Arc<rustls::ClientConfig>) -> TestClient {
-        Self::build(base, tls, false, None)
-    }
-
-    /// A plain client whose connections leave from `local` (a loopback address such as 127.0.0.2).
-    pub fn from_address(base: String, local: std::net::IpAddr) -> TestClient {
-        Self::build(base, passerelle::tls::plain_client(), false, Some(local))
-    }
-
-    fn build(
-        base: String,
-        tls: std::sync::Arc<rustls::ClientConfig>,
-        http2: bool,
-        local: Option<std::net::IpAddr>,
-    ) -> TestClient {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_local_address(local);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*tls).clone()).https_or_http();
-        let connector = if http2 {
-            builder.enable_http2().wrap_connector(http)
-        } else {
-            builder.enable_http1().wrap_connector(http)
-        };
-        let mut client = HyperClient::builder(TokioExecutor::new());
-        client.http2_only(http2);
-        TestClient { base, http: client.build(connector) }
-    }
-
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Bytes>,
-    ) -> TestResponse {
-        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let response =
-            tokio::time::timeout(Duration::from_secs(30), self.http.request(req.body(Full::new(body.into())).unwrap()))
-                .await
-                .expect("the gateway answered within 30 s")
-                .expect("the request reached the gateway");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        TestResponse { status, headers, body }
-    }
-
-    /// Like [`TestClient::send`], but a connection failure is `None` instead of a panic.
-    pub async fn try_send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Bytes>,
-    ) -> Option<TestResponse> {
-        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let response = self.http.request(req.body(Full::new(body.into())).unwrap()).await.ok()?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some(TestResponse { status, headers, body })
-    }
-
-    /// GET with a partner's key.
-    pub async fn get(&self, path: &str, key: &str) -> TestResponse {
-        self.send(Method::GET, path, &[("authorization", &format!("Bearer {key}"))], "").await
-    }
-}
-
-/// A rustls client configuration trusting `ca_pem`, with an optional client certificate.
-pub fn tls_config(ca_pem: &str, client: Option<(&str, &str)>) -> std::sync::Arc<rustls::ClientConfig> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(passerelle::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match client {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap).collect(),
-                rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    std::sync::Arc::new(config)
 }
 
 /// The path of the built `passerelle` binary.
