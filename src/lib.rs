@@ -24,35 +24,58 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML files in two phases (raw serde structs, then a checked [`config::Config`]
-//!   snapshot); every problem is reported with its file. `passerelle check` prints them.
-//! - [`schema`]: the schema catalog, compiled once at load; validation into violations.
-//! - [`policy`]: agreements in force for a sender and type; field projection per recipient.
-//! - [`auth`]: credentials to an [`auth::AuthenticatedPartner`]: a client certificate (or one a
-//!   trusted proxy forwarded) or an API key, the same partner either way.
-//! - [`tls`]: rustls (ring only) for the partner listener and recipients; certificate identity.
-//! - [`pki`]: the development PKI (`passerelle dev-pki`, the demo, the tests).
-//! - [`rate_limit`]: per-partner token buckets.
-//! - [`json`]: strict parsing (duplicate keys, depth) and the canonical serialisation.
-//! - [`http`]: the partner and admin APIs; [`http::error`] is the one place errors become answers;
-//!   [`http::openapi`] is their contract (OpenAPI 3.1), served on both listeners.
-//! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
-//!   becomes of a request body answered before it was read ([`server::body`]) and the lingering
-//!   close of a connection ([`server::io`]).
+//! From the bottom of the module graph up; each module is described in its own `//!` docs.
+//!
+//! - Leaves: [`ids`] (partner and agreement ids), [`digest`] (SHA-256 and hex), [`problem`] (a
+//!   problem found in a file), [`pointer`] (JSON Pointers with `*`), [`random`], [`clock`] and
+//!   [`json`] (strict parsing, numbers as written, the canonical serialisation).
+//! - [`secrets`]: owner-only files. [`schema`]: the schema catalog, compiled once, validation
+//!   into violations. [`tls`]: rustls (ring only), certificate identity. [`telemetry`]: the
+//!   Prometheus registry, typed events that log and count together, W3C trace context
+//!   ([`telemetry::trace`]) and its export over OTLP ([`telemetry::otlp`]). [`rate_limit`]:
+//!   per-partner token buckets.
+//! - [`auth`]: credentials to an [`auth::AuthenticatedPartner`] (a client certificate, one a
+//!   trusted proxy forwarded, or an API key). [`policy`]: agreements, who may send what to
+//!   whom ([`policy::route`]) and the field projection per recipient. [`audit`]: the hash chain
+//!   (its canonical form is documented there), signing checkpoints and receipts
+//!   ([`audit::receipt`]), verification, export, rejection tallies. [`pki`]: the development PKI.
 //! - [`store`]: the [`store::Store`] trait and its two engines, SQLite (embedded, one writer
 //!   thread with group commit) and PostgreSQL (several instances, `FOR UPDATE SKIP LOCKED`),
 //!   held to one conformance suite.
 //! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client.
-//! - [`audit`]: the hash chain (its canonical form is documented there), signatures of
-//!   checkpoints and receipts ([`audit::notary`]), verification, export, aggregated rejections.
-//! - [`retention`]: purging bodies after their retention; the trail stays.
-//! - [`receipt`]: what a sender gets back, signed over every field it shows, and checking it
-//!   (offline with the public key, or online against the store).
-//! - [`telemetry`]: the Prometheus registry and typed events that log and count together; W3C
-//!   trace context for every hop ([`telemetry::trace`]) and its export over OTLP
-//!   ([`telemetry::otlp`]).
-//! - [`gateway`]: assembles the parts into a running gateway.
-//! - [`cli`]: one module per subcommand.
+//!   [`upkeep`]: checkpoints, aggregated rejections and the retention purge, as tasks.
+//! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
+//!   becomes of a request body answered before it was read ([`server::body`]) and the lingering
+//!   close of a connection ([`server::io`]).
+//! - [`config`]: reads the TOML files and builds the parts above from them, reporting every
+//!   problem with its file (`passerelle check` prints them); a [`config::Config`] is one
+//!   immutable snapshot a reload swaps whole.
+//! - [`http`]: the partner and admin APIs over a route table ([`http::routes`]), their shared
+//!   state ([`http::state`]), [`http::error`] the one place errors become answers, and
+//!   [`http::openapi`] their contract (OpenAPI 3.1).
+//! - [`gateway`]: assembles the parts into a running gateway. [`cli`]: one module per
+//!   subcommand.
+//!
+//! # Dependency rule
+//!
+//! A module may use the modules of lower layers only, never one of its own layer or above, so
+//! the module graph points one way: the leaves know nothing of the gateway, the parts know
+//! nothing of the configuration that builds them, and only `http`, `gateway` and `cli` see the
+//! whole. `tests/it/architecture.rs` reads this table and fails on any `crate::` path in `src/`
+//! (outside unit tests) that breaks it.
+//!
+//! | layer | modules |
+//! |---|---|
+//! | 0 | `clock`, `digest`, `ids`, `json`, `pointer`, `problem`, `random` |
+//! | 1 | `rate_limit`, `schema`, `secrets`, `telemetry`, `tls` |
+//! | 2 | `audit`, `auth`, `pki`, `policy` |
+//! | 3 | `store` |
+//! | 4 | `delivery`, `upkeep` |
+//! | 5 | `server` |
+//! | 6 | `config` |
+//! | 7 | `http` |
+//! | 8 | `gateway` |
+//! | 9 | `cli` |
 //!
 //! # Invariants
 //!

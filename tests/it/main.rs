@@ -3,6 +3,7 @@
 
 mod support;
 
+mod architecture;
 mod audit;
 mod backup;
 mod command_line;

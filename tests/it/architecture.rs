@@ -1,0 +1,97 @@
+//! The module graph points one way: `src/lib.rs`'s dependency rule, held to the code.
+//!
+//! The rule is the table under `# Dependency rule` in `src/lib.rs`: a module may use modules of
+//! lower layers only. This test reads that table, then every `crate::` path in `src/` (outside
+//! comments and unit tests), and names each use that breaks it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::support::repo;
+
+/// The layer of each module, read from `src/lib.rs`.
+fn layers() -> BTreeMap<String, usize> {
+    let lib = std::fs::read_to_string(repo().join("src/lib.rs")).unwrap();
+    let table = lib.split("# Dependency rule").nth(1).expect("src/lib.rs has a dependency rule");
+    let mut layers = BTreeMap::new();
+    for line in table.lines().map(|l| l.trim_start_matches("//!").trim()) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [_, layer, modules, _] = cells.as_slice() else { continue };
+        let Ok(layer) = layer.parse::<usize>() else { continue };
+        for module in modules.split(',') {
+            layers.insert(module.trim().trim_matches('`').to_owned(), layer);
+        }
+    }
+    layers
+}
+
+/// Every `.rs` file under `dir`.
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The modules a file's code (not its comments, not its unit tests) names as `crate::<module>`.
+fn uses(text: &str) -> Vec<(usize, String)> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let mut found = Vec::new();
+    for (n, line) in code.lines().enumerate() {
+        let line = line.split("//").next().unwrap_or("");
+        for (at, _) in line.match_indices("crate::") {
+            let name: String =
+                line[at + "crate::".len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            // `crate::store_conformance!` and the like are macros, not modules.
+            if !line[at + "crate::".len() + name.len()..].starts_with('!') {
+                found.push((n + 1, name));
+            }
+        }
+    }
+    found
+}
+
+/// Found in review: two import cycles tied configuration, policy, schema, TLS, auth, the store,
+/// the audit trail and the gateway together.
+#[test]
+fn the_module_graph_points_one_way() {
+    let layers = layers();
+    assert!(layers.len() > 20, "the table lists the modules: {layers:?}");
+    let src = repo().join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut broken = Vec::new();
+    let mut unlisted = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap();
+        let first = relative.iter().next().unwrap().to_str().unwrap().trim_end_matches(".rs").to_owned();
+        if first == "lib" || first == "main" {
+            continue;
+        }
+        let Some(&own) = layers.get(&first) else {
+            unlisted.push(first);
+            continue;
+        };
+        for (line, used) in uses(&std::fs::read_to_string(file).unwrap()) {
+            if used == first {
+                continue;
+            }
+            match layers.get(&used) {
+                Some(&layer) if layer < own => {}
+                Some(&layer) => broken.push(format!(
+                    "{}:{line}: `{first}` (layer {own}) uses `{used}` (layer {layer})",
+                    relative.display()
+                )),
+                None => unlisted.push(used),
+            }
+        }
+    }
+    unlisted.sort();
+    unlisted.dedup();
+    assert!(unlisted.is_empty(), "modules missing from src/lib.rs's dependency rule: {unlisted:?}");
+    assert!(broken.is_empty(), "uses that break src/lib.rs's dependency rule:\n{}", broken.join("\n"));
+}
