@@ -102,6 +102,14 @@ fn syntax(header: &str, lang: Lang) -> &'static str {
     }
 }
 
+/// What an error kind is, whatever its data: its status, problem type, record outcome and title.
+struct Row {
+    status: StatusCode,
+    slug: &'static str,
+    outcome: RecordOutcome,
+    title: (&'static str, &'static str),
+}
+
 /// A request that matched no route: 404, or 405 with the route's methods.
 impl From<super::routes::Miss> for ApiError {
     fn from(miss: super::routes::Miss) -> Self {
@@ -113,136 +121,63 @@ impl From<super::routes::Miss> for ApiError {
 }
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
+    /// Everything about this error that does not depend on its data: one row per kind (status,
+    /// problem type, record outcome, title in English and French).
+    #[rustfmt::skip]
+    fn row(&self) -> Row {
         use ApiError::*;
+        use RecordOutcome as O;
+        use StatusCode as S;
+        let row = |status, slug, outcome, en, fr| Row { status, slug, outcome, title: (en, fr) };
         match self {
-            RouteNotFound
-            | NoAgreement
-            | UnsupportedVersion { .. }
-            | RecordNotFound
-            | SchemaNotFound
-            | DeliveryNotFound => StatusCode::NOT_FOUND,
-            AdminTokenRequired => StatusCode::UNAUTHORIZED,
-            CrossOrigin => StatusCode::FORBIDDEN,
-            UpstreamInvalid | UpstreamError { .. } => StatusCode::BAD_GATEWAY,
-            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Unauthenticated => StatusCode::UNAUTHORIZED,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            NotInForce => StatusCode::FORBIDDEN,
-            UnsupportedMediaType | ContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            TooLarge { .. } | TooDeep { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Malformed(_) | InvalidIdempotencyKey | InvalidHeader { .. } | BadQuery { .. } | BodyAborted => {
-                StatusCode::BAD_REQUEST
-            }
-            Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            IdempotencyConflict => StatusCode::CONFLICT,
-            StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RouteNotFound => row(S::NOT_FOUND, "not-found", O::NotFound, "Not found", "Introuvable"),
+            MethodNotAllowed { .. } => row(S::METHOD_NOT_ALLOWED, "method-not-allowed", O::NotFound, "Method not allowed", "Méthode non permise"),
+            Unauthenticated => row(S::UNAUTHORIZED, "unauthenticated", O::Unauthenticated, "Authentication required", "Authentification requise"),
+            RateLimited { .. } => row(S::TOO_MANY_REQUESTS, "rate-limited", O::RateLimited, "Too many requests", "Trop de requêtes"),
+            NoAgreement => row(S::NOT_FOUND, "no-agreement", O::NotFound, "No agreement for this record type", "Aucune entente pour ce type d'enregistrement"),
+            NotInForce => row(S::FORBIDDEN, "agreement-not-in-force", O::Forbidden, "No agreement in force", "Aucune entente en vigueur"),
+            UnsupportedVersion { .. } => row(S::NOT_FOUND, "unsupported-schema-version", O::NotFound, "Schema version not accepted", "Version de schéma non acceptée"),
+            UnsupportedMediaType => row(S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", O::UnsupportedMediaType, "Unsupported media type", "Type de média non pris en charge"),
+            ContentEncoding => row(S::UNSUPPORTED_MEDIA_TYPE, "unsupported-content-encoding", O::UnsupportedMediaType, "Content encoding not accepted", "Encodage de contenu non accepté"),
+            TooLarge { .. } => row(S::PAYLOAD_TOO_LARGE, "payload-too-large", O::TooLarge, "Record too large", "Enregistrement trop volumineux"),
+            BodyTimeout => row(S::REQUEST_TIMEOUT, "body-timeout", O::Malformed, "Body not received in time", "Corps non reçu à temps"),
+            Malformed(_) => row(S::BAD_REQUEST, "malformed-json", O::Malformed, "Malformed JSON", "JSON mal formé"),
+            BodyAborted => row(S::BAD_REQUEST, "malformed-json", O::Malformed, "Malformed JSON", "JSON mal formé"),
+            TooDeep { .. } => row(S::PAYLOAD_TOO_LARGE, "nesting-too-deep", O::Malformed, "Record nested too deeply", "Enregistrement trop imbriqué"),
+            Invalid { .. } => row(S::UNPROCESSABLE_ENTITY, "schema-violation", O::Invalid, "The record does not match its schema", "L'enregistrement ne respecte pas son schéma"),
+            InvalidIdempotencyKey => row(S::BAD_REQUEST, "invalid-idempotency-key", O::Malformed, "Invalid Idempotency-Key", "Idempotency-Key invalide"),
+            InvalidHeader { .. } => row(S::BAD_REQUEST, "invalid-header", O::Malformed, "Invalid request header", "En-tête de requête invalide"),
+            IdempotencyConflict => row(S::CONFLICT, "idempotency-conflict", O::Conflict, "Idempotency-Key already used", "Idempotency-Key déjà utilisée"),
+            StoreUnavailable(_) => row(S::SERVICE_UNAVAILABLE, "store-unavailable", O::Unavailable, "Service unavailable", "Service indisponible"),
+            RecordNotFound => row(S::NOT_FOUND, "record-not-found", O::NotFound, "Record not found", "Enregistrement introuvable"),
+            SchemaNotFound => row(S::NOT_FOUND, "schema-not-found", O::NotFound, "Schema not found", "Schéma introuvable"),
+            BadQuery { .. } => row(S::BAD_REQUEST, "invalid-query", O::Malformed, "Invalid query parameter", "Paramètre de requête invalide"),
+            AdminTokenRequired => row(S::UNAUTHORIZED, "admin-token-required", O::Unauthenticated, "Admin token required", "Jeton d'administration requis"),
+            HeadersTooLarge { .. } => row(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large", O::TooLarge, "Request headers too large", "En-têtes de requête trop volumineux"),
+            CrossOrigin => row(S::FORBIDDEN, "cross-origin", O::Forbidden, "Refused: another origin", "Refusé : autre origine"),
+            DeliveryNotFound => row(S::NOT_FOUND, "delivery-not-found", O::NotFound, "Delivery not found", "Livraison introuvable"),
+            UpstreamInvalid => row(S::BAD_GATEWAY, "upstream-invalid", O::Unavailable, "The responder's answer is invalid", "La réponse du répondant est invalide"),
+            UpstreamError { .. } => row(S::BAD_GATEWAY, "upstream-error", O::Unavailable, "The responder failed", "Le répondant a échoué"),
+            UpstreamTimeout => row(S::GATEWAY_TIMEOUT, "upstream-timeout", O::Unavailable, "The responder did not answer in time", "Le répondant n'a pas répondu à temps"),
+            BreakerOpen { .. } => row(S::SERVICE_UNAVAILABLE, "upstream-unavailable", O::Unavailable, "The responder is unavailable", "Le répondant est indisponible"),
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.row().status
     }
 
     /// The record outcome counted in `passerelle_records_received_total`.
     pub fn outcome(&self) -> RecordOutcome {
-        use ApiError::*;
-        match self {
-            Unauthenticated | AdminTokenRequired => RecordOutcome::Unauthenticated,
-            RateLimited { .. } => RecordOutcome::RateLimited,
-            NoAgreement
-            | UnsupportedVersion { .. }
-            | RouteNotFound
-            | RecordNotFound
-            | SchemaNotFound
-            | DeliveryNotFound
-            | MethodNotAllowed { .. } => RecordOutcome::NotFound,
-            NotInForce | CrossOrigin => RecordOutcome::Forbidden,
-            UnsupportedMediaType | ContentEncoding => RecordOutcome::UnsupportedMediaType,
-            TooLarge { .. } | HeadersTooLarge { .. } => RecordOutcome::TooLarge,
-            Malformed(_)
-            | TooDeep { .. }
-            | BodyTimeout
-            | InvalidIdempotencyKey
-            | InvalidHeader { .. }
-            | BadQuery { .. }
-            | BodyAborted => RecordOutcome::Malformed,
-            Invalid { .. } => RecordOutcome::Invalid,
-            IdempotencyConflict => RecordOutcome::Conflict,
-            StoreUnavailable(_) | UpstreamInvalid | UpstreamError { .. } | UpstreamTimeout | BreakerOpen { .. } => {
-                RecordOutcome::Unavailable
-            }
-        }
+        self.row().outcome
     }
 
     fn slug(&self) -> &'static str {
-        use ApiError::*;
-        match self {
-            RouteNotFound => "not-found",
-            MethodNotAllowed { .. } => "method-not-allowed",
-            Unauthenticated => "unauthenticated",
-            RateLimited { .. } => "rate-limited",
-            NoAgreement => "no-agreement",
-            NotInForce => "agreement-not-in-force",
-            UnsupportedVersion { .. } => "unsupported-schema-version",
-            UnsupportedMediaType => "unsupported-media-type",
-            ContentEncoding => "unsupported-content-encoding",
-            TooLarge { .. } => "payload-too-large",
-            BodyTimeout => "body-timeout",
-            Malformed(_) | BodyAborted => "malformed-json",
-            TooDeep { .. } => "nesting-too-deep",
-            Invalid { .. } => "schema-violation",
-            InvalidIdempotencyKey => "invalid-idempotency-key",
-            InvalidHeader { .. } => "invalid-header",
-            IdempotencyConflict => "idempotency-conflict",
-            StoreUnavailable(_) => "store-unavailable",
-            RecordNotFound => "record-not-found",
-            SchemaNotFound => "schema-not-found",
-            BadQuery { .. } => "invalid-query",
-            AdminTokenRequired => "admin-token-required",
-            HeadersTooLarge { .. } => "headers-too-large",
-            CrossOrigin => "cross-origin",
-            DeliveryNotFound => "delivery-not-found",
-            UpstreamInvalid => "upstream-invalid",
-            UpstreamError { .. } => "upstream-error",
-            UpstreamTimeout => "upstream-timeout",
-            BreakerOpen { .. } => "upstream-unavailable",
-        }
+        self.row().slug
     }
 
     fn title(&self, lang: Lang) -> &'static str {
-        use ApiError::*;
-        let (en, fr) = match self {
-            RouteNotFound => ("Not found", "Introuvable"),
-            MethodNotAllowed { .. } => ("Method not allowed", "Méthode non permise"),
-            Unauthenticated => ("Authentication required", "Authentification requise"),
-            RateLimited { .. } => ("Too many requests", "Trop de requêtes"),
-            NoAgreement => ("No agreement for this record type", "Aucune entente pour ce type d'enregistrement"),
-            NotInForce => ("No agreement in force", "Aucune entente en vigueur"),
-            UnsupportedVersion { .. } => ("Schema version not accepted", "Version de schéma non acceptée"),
-            UnsupportedMediaType => ("Unsupported media type", "Type de média non pris en charge"),
-            ContentEncoding => ("Content encoding not accepted", "Encodage de contenu non accepté"),
-            TooLarge { .. } => ("Record too large", "Enregistrement trop volumineux"),
-            BodyTimeout => ("Body not received in time", "Corps non reçu à temps"),
-            Malformed(_) | BodyAborted => ("Malformed JSON", "JSON mal formé"),
-            TooDeep { .. } => ("Record nested too deeply", "Enregistrement trop imbriqué"),
-            Invalid { .. } => ("The record does not match its schema", "L'enregistrement ne respecte pas son schéma"),
-            InvalidIdempotencyKey => ("Invalid Idempotency-Key", "Idempotency-Key invalide"),
-            InvalidHeader { .. } => ("Invalid request header", "En-tête de requête invalide"),
-            IdempotencyConflict => ("Idempotency-Key already used", "Idempotency-Key déjà utilisée"),
-            StoreUnavailable(_) => ("Service unavailable", "Service indisponible"),
-            RecordNotFound => ("Record not found", "Enregistrement introuvable"),
-            SchemaNotFound => ("Schema not found", "Schéma introuvable"),
-            BadQuery { .. } => ("Invalid query parameter", "Paramètre de requête invalide"),
-            AdminTokenRequired => ("Admin token required", "Jeton d'administration requis"),
-            HeadersTooLarge { .. } => ("Request headers too large", "En-têtes de requête trop volumineux"),
-            CrossOrigin => ("Refused: another origin", "Refusé : autre origine"),
-            DeliveryNotFound => ("Delivery not found", "Livraison introuvable"),
-            UpstreamInvalid => ("The responder's answer is invalid", "La réponse du répondant est invalide"),
-            UpstreamError { .. } => ("The responder failed", "Le répondant a échoué"),
-            UpstreamTimeout => ("The responder did not answer in time", "Le répondant n'a pas répondu à temps"),
-            BreakerOpen { .. } => ("The responder is unavailable", "Le répondant est indisponible"),
-        };
+        let (en, fr) = self.row().title;
         lang.pick(en, fr)
     }
 
