@@ -67,9 +67,9 @@
 //! | layer | modules |
 //! |---|---|
 //! | 0 | `clock`, `digest`, `ids`, `json`, `pointer`, `problem`, `random` |
-//! | 1 | `rate_limit`, `schema`, `secrets`, `telemetry`, `tls` |
-//! | 2 | `audit`, `auth`, `pki`, `policy` |
-//! | 3 | `store` |
+//! | 1 | `rate_limit`, `schema`, `secrets`, `telemetry` |
+//! | 2 | `audit`, `pki`, `policy`, `tls` |
+//! | 3 | `auth`, `store` |
 //! | 4 | `delivery`, `upkeep` |
 //! | 5 | `server` |
 //! | 6 | `config` |

@@ -21,6 +21,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 
 use crate::ids::PartnerId;
+use crate::telemetry::HandshakeFailure;
 
 /// Why TLS material could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -257,38 +258,39 @@ pub fn parse_forwarded(value: &str) -> Option<Vec<CertificateDer<'static>>> {
     (!certs.is_empty()).then_some(certs)
 }
 
-/// The label counted in `passerelle_tls_handshake_failures_total{reason}` for a failed handshake.
-pub fn failure_reason(error: &std::io::Error) -> &'static str {
+/// Why a handshake failed, as `passerelle_tls_handshake_failures_total{reason}` counts it.
+pub fn failure_reason(error: &std::io::Error) -> HandshakeFailure {
     use rustls::Error;
     if error.kind() == std::io::ErrorKind::TimedOut {
-        return "timeout";
+        return HandshakeFailure::Timeout;
     }
     let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
         return match error.kind() {
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => "closed",
-            _ => "io",
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => HandshakeFailure::Closed,
+            _ => HandshakeFailure::Io,
         };
     };
     failure_label(tls)
 }
 
 /// A fixed label for a rustls error (never its text).
-pub fn failure_label(tls: &rustls::Error) -> &'static str {
+pub fn failure_label(tls: &rustls::Error) -> HandshakeFailure {
+    use HandshakeFailure as F;
     use rustls::{CertificateError, Error};
     match tls {
-        Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => "expired",
+        Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => F::Expired,
         Error::InvalidCertificate(CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. }) => {
-            "not_yet_valid"
+            F::NotYetValid
         }
-        Error::InvalidCertificate(CertificateError::Revoked) => "revoked",
-        Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_issuer",
-        Error::InvalidCertificate(CertificateError::BadSignature) => "bad_signature",
-        Error::InvalidCertificate(_) => "invalid_certificate",
-        Error::AlertReceived(_) => "alert_received",
-        Error::PeerIncompatible(_) => "incompatible",
+        Error::InvalidCertificate(CertificateError::Revoked) => F::Revoked,
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => F::UnknownIssuer,
+        Error::InvalidCertificate(CertificateError::BadSignature) => F::BadSignature,
+        Error::InvalidCertificate(_) => F::InvalidCertificate,
+        Error::AlertReceived(_) => F::AlertReceived,
+        Error::PeerIncompatible(_) => F::Incompatible,
         Error::InappropriateMessage { .. } | Error::InappropriateHandshakeMessage { .. } | Error::InvalidMessage(_) => {
-            "protocol"
+            F::Protocol
         }
-        _ => "other",
+        _ => F::Other,
     }
 }

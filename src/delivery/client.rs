@@ -216,7 +216,7 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
     if let Some(tls) = tls_cause(e) {
         return match tls {
             rustls::Error::InvalidCertificate(c) => format!("TLS: the recipient's certificate is not accepted ({c:?})"),
-            other => format!("TLS handshake failed ({})", crate::tls::failure_label(other)),
+            other => format!("TLS handshake failed ({})", crate::tls::failure_label(other).as_str()),
         };
     }
     let mut source: Option<&dyn std::error::Error> = Some(e);

@@ -25,9 +25,9 @@ use tokio::task::JoinSet;
 use crate::clock;
 use crate::ids::PartnerId;
 use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store};
-use crate::telemetry::Metrics;
 use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, RecipientRemoved};
 use crate::telemetry::trace::{Hop, HopKind, TraceContext};
+use crate::telemetry::{DeliveryOutcome, Metrics};
 use backoff::Backoff;
 use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
@@ -343,11 +343,16 @@ impl Worker {
         let jitter = crate::random::unit();
         let (result, label, status, error) = match outcome {
             AttemptOutcome::Accepted { status } => {
-                (AttemptResult::Delivered { status }, "delivered", Some(status), None)
+                (AttemptResult::Delivered { status }, DeliveryOutcome::Delivered, Some(status), None)
             }
             AttemptOutcome::Refused { status } => {
                 let error = format!("HTTP {status}");
-                (AttemptResult::Dead { status: Some(status), error: error.clone() }, "dead", Some(status), Some(error))
+                (
+                    AttemptResult::Dead { status: Some(status), error: error.clone() },
+                    DeliveryOutcome::Dead,
+                    Some(status),
+                    Some(error),
+                )
             }
             AttemptOutcome::Transient { status, retry_after } => {
                 self.retry_or_dead(attempt, age, jitter, retry_after, Some(status), format!("HTTP {status}"), now)
@@ -393,17 +398,17 @@ impl Worker {
         status: Option<u16>,
         error: String,
         now: i64,
-    ) -> (AttemptResult, &'static str, Option<u16>, Option<String>) {
+    ) -> (AttemptResult, DeliveryOutcome, Option<u16>, Option<String>) {
         match self.backoff.next_delay(attempt, age, jitter, retry_after) {
             Some(delay) => (
                 AttemptResult::Retry { next_attempt_at: now + delay.as_millis() as i64, status, error: error.clone() },
-                "retry",
+                DeliveryOutcome::Retry,
                 status,
                 Some(error),
             ),
             None => {
                 let error = format!("{error}; gave up after {attempt} attempts");
-                (AttemptResult::Dead { status, error: error.clone() }, "dead", status, Some(error))
+                (AttemptResult::Dead { status, error: error.clone() }, DeliveryOutcome::Dead, status, Some(error))
             }
         }
     }

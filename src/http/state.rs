@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::delivery::Dispatcher;
 use crate::rate_limit::RateLimiter;
 use crate::store::Store;
-use crate::telemetry::Metrics;
+use crate::telemetry::events::ConfigReloaded;
+use crate::telemetry::{Metrics, ReloadOutcome};
 
 /// What a request needs of the audit trail beside the store.
 pub struct Trail {
@@ -95,14 +96,13 @@ impl State {
         let config = match loaded {
             Ok(Ok(config)) => config,
             Ok(Err(e)) => {
-                self.metrics.config_reloads.with_label_values(&["refused"]).inc();
-                for p in &e.problems {
-                    tracing::warn!(message = "Configuration reload refused.", problem = %p);
-                }
+                ConfigReloaded { outcome: ReloadOutcome::Refused, fingerprint: None, problems: &e.problems }
+                    .emit(&self.metrics);
                 return Err(ReloadError::Invalid(e.problems));
             }
             Err(_) => {
-                self.metrics.config_reloads.with_label_values(&["refused"]).inc();
+                ConfigReloaded { outcome: ReloadOutcome::Refused, fingerprint: None, problems: &[] }
+                    .emit(&self.metrics);
                 return Err(ReloadError::Invalid(Vec::new()));
             }
         };
@@ -114,8 +114,8 @@ impl State {
         let config = Arc::new(config);
         self.config.store(config.clone());
         self.dispatcher.apply(&config.delivery_plan());
-        self.metrics.config_reloads.with_label_values(&["applied"]).inc();
-        tracing::info!(message = "Configuration reloaded.", fingerprint = %fingerprint);
+        ConfigReloaded { outcome: ReloadOutcome::Applied, fingerprint: Some(&fingerprint), problems: &[] }
+            .emit(&self.metrics);
         Ok(fingerprint)
     }
 }

@@ -83,7 +83,8 @@ async fn establish(
             return None;
         }
         Err(_) => {
-            TlsHandshakeFailed { listener: settings.name, reason: "timeout", peer }.emit(metrics);
+            TlsHandshakeFailed { listener: settings.name, reason: crate::telemetry::HandshakeFailure::Timeout, peer }
+                .emit(metrics);
             return None;
         }
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::{Metrics, RecordOutcome};
+use super::{DeliveryOutcome, HandshakeFailure, Metrics, RecordOutcome, ReloadOutcome};
 
 /// What a record call (`POST /v1/records`, `/v1/requests`, `/v1/validate`) adds to its
 /// request's line and counts.
@@ -102,8 +102,7 @@ pub struct DeliveryAttempted<'a> {
     pub agreement: &'a str,
     /// The attempt's number, from 1.
     pub attempt: u32,
-    /// `delivered`, `retry` or `dead`.
-    pub outcome: &'static str,
+    pub outcome: DeliveryOutcome,
     pub status: Option<u16>,
     /// A short description of the failure (status or transport error), never a body.
     pub error: Option<&'a str>,
@@ -112,20 +111,21 @@ pub struct DeliveryAttempted<'a> {
 
 impl DeliveryAttempted<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        metrics.deliveries.with_label_values(&[self.recipient, self.agreement, self.outcome]).inc();
+        let outcome = self.outcome.as_str();
+        metrics.deliveries.with_label_values(&[self.recipient, self.agreement, outcome]).inc();
         metrics.delivery_attempt_duration.with_label_values(&[self.recipient]).observe(self.duration.as_secs_f64());
         let duration_ms = self.duration.as_secs_f64() * 1000.0;
         let status = self.status.unwrap_or(0);
         let error = self.error.unwrap_or("");
         match self.outcome {
-            "delivered" => info!(
+            DeliveryOutcome::Delivered => info!(
                 message = "Delivery attempted.",
                 delivery_id = self.delivery_id,
                 record_id = self.record_id,
                 recipient = self.recipient,
                 agreement = self.agreement,
                 attempt = self.attempt,
-                outcome = self.outcome,
+                outcome,
                 status,
                 duration_ms
             ),
@@ -136,7 +136,7 @@ impl DeliveryAttempted<'_> {
                 recipient = self.recipient,
                 agreement = self.agreement,
                 attempt = self.attempt,
-                outcome = self.outcome,
+                outcome,
                 status,
                 error,
                 duration_ms
@@ -253,7 +253,10 @@ pub struct DeliveryReplayed<'a> {
 
 impl DeliveryReplayed<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        metrics.deliveries.with_label_values(&[self.recipient, self.agreement, "replayed"]).inc();
+        metrics
+            .deliveries
+            .with_label_values(&[self.recipient, self.agreement, DeliveryOutcome::Replayed.as_str()])
+            .inc();
         info!(
             message = "Delivery replayed.",
             delivery_id = self.delivery_id,
@@ -286,14 +289,39 @@ impl BreakerChanged<'_> {
 /// A TLS handshake on a listener failed (bad certificate, protocol error, timeout).
 pub struct TlsHandshakeFailed<'a> {
     pub listener: &'a str,
-    /// A fixed label, see `tls::failure_reason`.
-    pub reason: &'static str,
+    pub reason: HandshakeFailure,
     pub peer: std::net::SocketAddr,
 }
 
 impl TlsHandshakeFailed<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        metrics.tls_handshake_failures.with_label_values(&[self.reason]).inc();
-        info!(message = "TLS handshake failed.", listener = self.listener, reason = self.reason, peer = %self.peer);
+        let reason = self.reason.as_str();
+        metrics.tls_handshake_failures.with_label_values(&[reason]).inc();
+        info!(message = "TLS handshake failed.", listener = self.listener, reason, peer = %self.peer);
+    }
+}
+
+/// A configuration reload was put in force, or refused (the old configuration stays).
+pub struct ConfigReloaded<'a> {
+    pub outcome: ReloadOutcome,
+    /// The new configuration's fingerprint, when applied.
+    pub fingerprint: Option<&'a str>,
+    /// What was wrong with it, when refused.
+    pub problems: &'a [crate::problem::Problem],
+}
+
+impl ConfigReloaded<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.config_reloads.with_label_values(&[self.outcome.as_str()]).inc();
+        match self.outcome {
+            ReloadOutcome::Applied => {
+                info!(message = "Configuration reloaded.", fingerprint = self.fingerprint.unwrap_or(""))
+            }
+            ReloadOutcome::Refused => {
+                for p in self.problems {
+                    warn!(message = "Configuration reload refused.", problem = %p);
+                }
+            }
+        }
     }
 }

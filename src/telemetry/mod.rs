@@ -33,6 +33,90 @@ pub enum RecordOutcome {
     Unavailable,
 }
 
+/// How a delivery attempt ended, or that an operator replayed it: the `outcome` label of
+/// `passerelle_deliveries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// Failed, and will be tried again.
+    Retry,
+    /// Failed for good: an operator is told.
+    Dead,
+    Replayed,
+}
+
+impl DeliveryOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Retry => "retry",
+            DeliveryOutcome::Dead => "dead",
+            DeliveryOutcome::Replayed => "replayed",
+        }
+    }
+}
+
+/// Why a TLS handshake on the partner listener failed: the `reason` label of
+/// `passerelle_tls_handshake_failures_total`, as the README's Security section names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    Expired,
+    NotYetValid,
+    Revoked,
+    UnknownIssuer,
+    BadSignature,
+    /// Any other certificate that cannot be a client certificate (a CA certificate, say).
+    InvalidCertificate,
+    /// The client ended the handshake with an alert.
+    AlertReceived,
+    /// No protocol version or cipher suite in common.
+    Incompatible,
+    /// Not TLS (plain HTTP, garbage).
+    Protocol,
+    Timeout,
+    /// The client hung up mid-handshake.
+    Closed,
+    Io,
+    Other,
+}
+
+impl HandshakeFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailure::Expired => "expired",
+            HandshakeFailure::NotYetValid => "not_yet_valid",
+            HandshakeFailure::Revoked => "revoked",
+            HandshakeFailure::UnknownIssuer => "unknown_issuer",
+            HandshakeFailure::BadSignature => "bad_signature",
+            HandshakeFailure::InvalidCertificate => "invalid_certificate",
+            HandshakeFailure::AlertReceived => "alert_received",
+            HandshakeFailure::Incompatible => "incompatible",
+            HandshakeFailure::Protocol => "protocol",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Closed => "closed",
+            HandshakeFailure::Io => "io",
+            HandshakeFailure::Other => "other",
+        }
+    }
+}
+
+/// Whether a configuration reload was put in force: the `outcome` label of
+/// `passerelle_config_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Applied,
+    Refused,
+}
+
+impl ReloadOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadOutcome::Applied => "applied",
+            ReloadOutcome::Refused => "refused",
+        }
+    }
+}
+
 impl RecordOutcome {
     /// Every outcome, in the order the design lists them.
     pub const ALL: [RecordOutcome; 13] = [
