@@ -16,7 +16,7 @@ use http_body_util::Full;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
+use super::error::{AdminError, ApiError};
 use super::i18n::Lang;
 use super::routes::{AnyShape, Route as HttpRoute, RouteTable};
 use super::state::State;
@@ -165,10 +165,10 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
     }
     let result = async {
         if !signed_in {
-            return Err(ApiError::AdminTokenRequired);
+            return Err(AdminError::TokenRequired);
         }
         if method == Method::POST && !same_origin(&req) {
-            return Err(ApiError::CrossOrigin);
+            return Err(AdminError::CrossOrigin);
         }
         match operation {
             Operation::Metrics => {
@@ -176,13 +176,13 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
             }
             Operation::Deliveries => deliveries(state, req.uri().query().unwrap_or("")).await,
             Operation::ReplayDelivery => {
-                let id = route.param("delivery_id").parse::<i64>().map_err(|_| ApiError::DeliveryNotFound)?;
+                let id = route.param("delivery_id").parse::<i64>().map_err(|_| AdminError::DeliveryNotFound)?;
                 replay(state, ReplayTarget::One(id)).await
             }
             Operation::ReplayRecipient => {
                 let recipient = route.param("recipient");
                 if config.partner(recipient).is_none() {
-                    return Err(ApiError::RouteNotFound);
+                    return Err(ApiError::RouteNotFound.into());
                 }
                 replay(state, ReplayTarget::Recipient(recipient.to_owned())).await
             }
@@ -191,25 +191,20 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
             }
             Operation::Audit => audit(state, req.uri().query().unwrap_or("")).await,
             Operation::OpenApi => Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec())),
-            Operation::Reload => Ok(match state.reload().await {
-                Ok(fingerprint) => json_response(
+            Operation::Reload => match state.reload().await {
+                Ok(fingerprint) => Ok(json_response(
                     StatusCode::OK,
                     json!({"reloaded": true, "fingerprint": fingerprint}).to_string().into_bytes(),
-                ),
-                Err(super::state::ReloadError::Invalid(problems)) => json_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    json!({"reloaded": false, "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()})
-                        .to_string()
-                        .into_bytes(),
-                ),
-                Err(e) => return Err(ApiError::StoreUnavailable(e.to_string())),
-            }),
+                )),
+                Err(super::state::ReloadError::Invalid(problems)) => Err(AdminError::ReloadRefused(problems)),
+                Err(e) => Err(ApiError::StoreUnavailable(e.to_string()).into()),
+            },
             // Served above.
             Operation::Healthz
             | Operation::Readyz
             | Operation::Console
             | Operation::ConsoleLogin
-            | Operation::ConsoleLogout => Err(ApiError::RouteNotFound),
+            | Operation::ConsoleLogout => Err(ApiError::RouteNotFound.into()),
         }
     }
     .await;
@@ -239,7 +234,7 @@ async fn console(
         Operation::Console if signed_in => html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce)),
         Operation::Console => html_response(StatusCode::OK, &nonce, console::login(lang_tag, &nonce, false)),
         Operation::ConsoleLogin | Operation::ConsoleLogout if !same_origin(&req) => {
-            ApiError::CrossOrigin.to_response(lang, &path)
+            AdminError::CrossOrigin.to_response(lang, &path)
         }
         Operation::ConsoleLogin => {
             if let Err(retry_after_secs) = state.console.sessions.may_try() {
@@ -333,7 +328,7 @@ fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     })
 }
 
-async fn deliveries(state: &State, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn deliveries(state: &State, query: &str) -> Result<Response<Full<Bytes>>, AdminError> {
     let status = match param(query, "status") {
         None => None,
         Some(s) => Some(DeliveryStatus::parse(s).ok_or(ApiError::BadQuery { parameter: "status" })?),
@@ -353,12 +348,12 @@ async fn deliveries(state: &State, query: &str) -> Result<Response<Full<Bytes>>,
     Ok(json_response(StatusCode::OK, json!({"deliveries": list, "next_after": next}).to_string().into_bytes()))
 }
 
-async fn replay(state: &State, target: ReplayTarget) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn replay(state: &State, target: ReplayTarget) -> Result<Response<Full<Bytes>>, AdminError> {
     let single = matches!(target, ReplayTarget::One(_));
     let request = ReplayRequest { target, actor: "operator".to_owned(), now: crate::clock::now_ms() };
     let results = state.store.replay(request).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     if single && results.first().is_some_and(|r| r.outcome == ReplayOutcome::NotFound) {
-        return Err(ApiError::DeliveryNotFound);
+        return Err(AdminError::DeliveryNotFound);
     }
     let mut replayed = 0;
     for r in results.iter().filter(|r| r.outcome == ReplayOutcome::Replayed) {
@@ -372,7 +367,7 @@ async fn replay(state: &State, target: ReplayTarget) -> Result<Response<Full<Byt
     Ok(json_response(status, json!({"replayed": replayed, "deliveries": results}).to_string().into_bytes()))
 }
 
-async fn audit(state: &State, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn audit(state: &State, query: &str) -> Result<Response<Full<Bytes>>, AdminError> {
     let after = param(query, "after")
         .map(|a| a.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "after" }))
         .transpose()?

@@ -75,12 +75,6 @@ pub enum ApiError {
     BadQuery { parameter: &'static str },
     #[error("the body was cut off")]
     BodyAborted,
-    #[error("the admin token is required")]
-    AdminTokenRequired,
-    #[error("a state-changing call from another origin")]
-    CrossOrigin,
-    #[error("delivery not found")]
-    DeliveryNotFound,
     #[error("the responder's answer does not match its schema")]
     UpstreamInvalid,
     #[error("the responder failed")]
@@ -152,10 +146,7 @@ impl ApiError {
             RecordNotFound => row(S::NOT_FOUND, "record-not-found", O::NotFound, "Record not found", "Enregistrement introuvable"),
             SchemaNotFound => row(S::NOT_FOUND, "schema-not-found", O::NotFound, "Schema not found", "Schéma introuvable"),
             BadQuery { .. } => row(S::BAD_REQUEST, "invalid-query", O::Malformed, "Invalid query parameter", "Paramètre de requête invalide"),
-            AdminTokenRequired => row(S::UNAUTHORIZED, "admin-token-required", O::Unauthenticated, "Admin token required", "Jeton d'administration requis"),
             HeadersTooLarge { .. } => row(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large", O::TooLarge, "Request headers too large", "En-têtes de requête trop volumineux"),
-            CrossOrigin => row(S::FORBIDDEN, "cross-origin", O::Forbidden, "Refused: another origin", "Refusé : autre origine"),
-            DeliveryNotFound => row(S::NOT_FOUND, "delivery-not-found", O::NotFound, "Delivery not found", "Livraison introuvable"),
             UpstreamInvalid => row(S::BAD_GATEWAY, "upstream-invalid", O::Unavailable, "The responder's answer is invalid", "La réponse du répondant est invalide"),
             UpstreamError { .. } => row(S::BAD_GATEWAY, "upstream-error", O::Unavailable, "The responder failed", "Le répondant a échoué"),
             UpstreamTimeout => row(S::GATEWAY_TIMEOUT, "upstream-timeout", O::Unavailable, "The responder did not answer in time", "Le répondant n'a pas répondu à temps"),
@@ -170,15 +161,6 @@ impl ApiError {
     /// The record outcome counted in `passerelle_records_received_total`.
     pub fn outcome(&self) -> RecordOutcome {
         self.row().outcome
-    }
-
-    fn slug(&self) -> &'static str {
-        self.row().slug
-    }
-
-    fn title(&self, lang: Lang) -> &'static str {
-        let (en, fr) = self.row().title;
-        lang.pick(en, fr)
     }
 
     fn detail(&self, lang: Lang) -> String {
@@ -288,16 +270,6 @@ impl ApiError {
                     format!("The request line and headers exceed {limit} bytes.")
                 }
             }
-            AdminTokenRequired => lang
-                .pick("Present the admin token as Authorization: Bearer.", "Présentez le jeton d'administration en Authorization: Bearer.")
-                .into(),
-            CrossOrigin => lang
-                .pick(
-                    "State-changing admin calls must come from the admin listener's own origin.",
-                    "Les appels d'administration qui modifient l'état doivent venir de l'origine de l'écouteur d'administration.",
-                )
-                .into(),
-            DeliveryNotFound => lang.pick("No delivery has this id.", "Aucune livraison n'a cet identifiant.").into(),
             UpstreamInvalid => lang
                 .pick(
                     "The responder answered, but its answer does not match the agreed response schema; nothing of it is returned.",
@@ -325,14 +297,7 @@ impl ApiError {
 
     /// The problem document answering this error, for the request at `instance`.
     pub fn to_response(&self, lang: Lang, instance: &str) -> Response<Full<Bytes>> {
-        let status = self.status();
-        let mut doc = json!({
-            "type": format!("urn:passerelle:problem:{}", self.slug()),
-            "title": self.title(lang),
-            "status": status.as_u16(),
-            "detail": self.detail(lang),
-            "instance": instance,
-        });
+        let mut doc = problem(&self.row(), lang, self.detail(lang), instance);
         match self {
             ApiError::Invalid { violations } => {
                 doc["violations"] = Value::Array(
@@ -357,13 +322,8 @@ impl ApiError {
             }
             _ => {}
         }
-        let mut response = Response::new(Full::new(Bytes::from(doc.to_string())));
-        *response.status_mut() = status;
+        let mut response = respond(self.status(), lang, &doc);
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
-        // The text depends on the caller's language: a cache must key on it.
-        headers.insert(header::VARY, HeaderValue::from_static("accept-language"));
         match self {
             ApiError::MethodNotAllowed { allow } => {
                 if let Ok(allow) = HeaderValue::from_str(allow) {
@@ -382,5 +342,97 @@ impl ApiError {
             _ => {}
         }
         response
+    }
+}
+
+/// A problem document (RFC 9457) of the kind `row`, in `lang`.
+fn problem(row: &Row, lang: Lang, detail: String, instance: &str) -> Value {
+    json!({
+        "type": format!("urn:passerelle:problem:{}", row.slug),
+        "title": lang.pick(row.title.0, row.title.1),
+        "status": row.status.as_u16(),
+        "detail": detail,
+        "instance": instance,
+    })
+}
+
+/// `doc` as an answer with `status`, in `lang`.
+fn respond(status: StatusCode, lang: Lang, doc: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(doc.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
+    // The text depends on the caller's language: a cache must key on it.
+    headers.insert(header::VARY, HeaderValue::from_static("accept-language"));
+    response
+}
+
+/// A failed admin API call: the admin API's own errors, or one it shares with the partner API
+/// (no route, another method, a missing `Host`, a bad query parameter, the store).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Shared(#[from] ApiError),
+    #[error("the admin token is required")]
+    TokenRequired,
+    #[error("a state-changing call from another origin")]
+    CrossOrigin,
+    #[error("delivery not found")]
+    DeliveryNotFound,
+    /// A reload whose configuration has problems: the old one stays in force.
+    #[error("the new configuration has {} problem(s)", .0.len())]
+    ReloadRefused(Vec<crate::problem::Problem>),
+}
+
+impl AdminError {
+    #[rustfmt::skip]
+    fn row(&self) -> Option<Row> {
+        use RecordOutcome as O;
+        use StatusCode as S;
+        let row = |status, slug, outcome, en, fr| Some(Row { status, slug, outcome, title: (en, fr) });
+        match self {
+            AdminError::TokenRequired => row(S::UNAUTHORIZED, "admin-token-required", O::Unauthenticated, "Admin token required", "Jeton d'administration requis"),
+            AdminError::CrossOrigin => row(S::FORBIDDEN, "cross-origin", O::Forbidden, "Refused: another origin", "Refusé : autre origine"),
+            AdminError::DeliveryNotFound => row(S::NOT_FOUND, "delivery-not-found", O::NotFound, "Delivery not found", "Livraison introuvable"),
+            AdminError::Shared(_) | AdminError::ReloadRefused(_) => None,
+        }
+    }
+
+    fn detail(&self, lang: Lang) -> String {
+        use AdminError::*;
+        match self {
+            TokenRequired => lang
+                .pick("Present the admin token as Authorization: Bearer.", "Présentez le jeton d'administration en Authorization: Bearer.")
+                .into(),
+            CrossOrigin => lang
+                .pick(
+                    "State-changing admin calls must come from the admin listener's own origin.",
+                    "Les appels d'administration qui modifient l'état doivent venir de l'origine de l'écouteur d'administration.",
+                )
+                .into(),
+            DeliveryNotFound => lang.pick("No delivery has this id.", "Aucune livraison n'a cet identifiant.").into(),
+            Shared(_) | ReloadRefused(_) => String::new(),
+        }
+    }
+
+    /// The answer to this error, for the request at `instance`.
+    pub fn to_response(&self, lang: Lang, instance: &str) -> Response<Full<Bytes>> {
+        match self {
+            AdminError::Shared(e) => e.to_response(lang, instance),
+            // What `POST /admin/v1/reload` has always answered: the problems, each a line.
+            AdminError::ReloadRefused(problems) => {
+                let body =
+                    json!({"reloaded": false, "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()});
+                let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+                *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
+            }
+            own => match own.row() {
+                Some(row) => respond(row.status, lang, &problem(&row, lang, own.detail(lang), instance)),
+                None => ApiError::RouteNotFound.to_response(lang, instance),
+            },
+        }
     }
 }
