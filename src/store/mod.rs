@@ -16,6 +16,7 @@
 #[cfg(test)]
 pub mod conformance;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::future::Future;

@@ -27,79 +27,10 @@ use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 use crate::telemetry::Metrics;
 use crate::telemetry::events::{AuditAppended, StoreCommitted};
 
-/// Schema migrations, applied in order under an advisory lock, each once.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        r#"
-    CREATE TABLE records (
-        record_id       TEXT PRIMARY KEY,
-        sender          TEXT NOT NULL,
-        record_type     TEXT NOT NULL,
-        schema_version  TEXT NOT NULL,
-        received_at     BIGINT NOT NULL,
-        body            BYTEA,
-        body_sha256     BYTEA NOT NULL,
-        idempotency_key TEXT,
-        traceparent     TEXT,
-        receipt         BYTEA NOT NULL,
-        audit_seq       BIGINT NOT NULL
-    );
-    CREATE UNIQUE INDEX records_idempotency ON records(sender, idempotency_key) WHERE idempotency_key IS NOT NULL;
-    CREATE INDEX records_by_sender ON records(sender, received_at DESC, record_id DESC);
-    CREATE TABLE deliveries (
-        id              BIGSERIAL PRIMARY KEY,
-        record_id       TEXT NOT NULL REFERENCES records(record_id),
-        recipient       TEXT NOT NULL,
-        agreement       TEXT NOT NULL,
-        ordered         BOOLEAN NOT NULL,
-        body            BYTEA,
-        body_digest     BYTEA NOT NULL,
-        status          TEXT NOT NULL,
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        replays         INTEGER NOT NULL DEFAULT 0,
-        created_at      BIGINT NOT NULL,
-        next_attempt_at BIGINT NOT NULL,
-        last_attempt_at BIGINT,
-        last_status     INTEGER,
-        last_error      TEXT,
-        delivered_at    BIGINT,
-        claimed_until   BIGINT NOT NULL DEFAULT 0,
-        claimed_by      TEXT
-    );
-    CREATE INDEX deliveries_by_record ON deliveries(record_id);
-    CREATE INDEX deliveries_pending ON deliveries(recipient, next_attempt_at, id) WHERE status IN ('queued', 'retrying');
-    CREATE INDEX deliveries_by_status ON deliveries(status, recipient, id);
-    CREATE TABLE audit_log (
-        seq         BIGINT PRIMARY KEY,
-        at          BIGINT NOT NULL,
-        kind        TEXT NOT NULL,
-        actor       TEXT NOT NULL,
-        record_id   TEXT,
-        agreement   TEXT,
-        recipient   TEXT,
-        body_digest BYTEA,
-        outcome     TEXT NOT NULL,
-        reason      TEXT,
-        count       BIGINT NOT NULL,
-        prev_hash   BYTEA NOT NULL,
-        hash        BYTEA NOT NULL
-    );
-    CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL, hash BYTEA NOT NULL);
-    INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
-    CREATE TABLE audit_checkpoints (
-        seq       BIGINT NOT NULL,
-        key_id    TEXT NOT NULL,
-        hash      BYTEA NOT NULL,
-        at        BIGINT NOT NULL,
-        signature BYTEA NOT NULL,
-        PRIMARY KEY (seq, key_id)
-    );
-    "#,
-    ),
-    // The caller's `tracestate`, passed on with every delivery beside the `traceparent`.
-    (2, "ALTER TABLE records ADD COLUMN tracestate TEXT;"),
-];
+/// Schema migrations, applied in order under an advisory lock, each once: a version and the
+/// scripts that make it (this engine's tables, then what both engines share).
+const MIGRATIONS: &[(i64, &[&str])] =
+    &[(1, &[include_str!("migrations/postgres/0001_tables.sql"), super::sql::INDEXES]), (2, &[super::sql::TRACESTATE])];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
 const MIGRATION_LOCK: i64 = 0x7061_7373_6572_656c; // "passerel"
@@ -240,9 +171,11 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> 
     .map_err(engine)?;
     let current: i64 =
         tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await.map_err(engine)?.get(0);
-    for (version, sql) in MIGRATIONS {
+    for (version, scripts) in MIGRATIONS {
         if *version > current {
-            tx.batch_execute(sql).await.map_err(engine)?;
+            for script in *scripts {
+                tx.batch_execute(script).await.map_err(engine)?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
                 &[version, &crate::clock::now_ms()],

@@ -26,82 +26,10 @@ use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, Checkpoint, GENESIS
 use crate::telemetry::Metrics;
 use crate::telemetry::events::{AuditAppended, StoreCommitted};
 
-/// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        r#"
-    CREATE TABLE records (
-        record_id       TEXT PRIMARY KEY,
-        sender          TEXT NOT NULL,
-        record_type     TEXT NOT NULL,
-        schema_version  TEXT NOT NULL,
-        received_at     INTEGER NOT NULL,
-        body            BLOB,
-        body_sha256     BLOB NOT NULL,
-        idempotency_key TEXT,
-        traceparent     TEXT,
-        receipt         BLOB NOT NULL,
-        audit_seq       INTEGER NOT NULL
-    );
-    CREATE UNIQUE INDEX records_idempotency ON records(sender, idempotency_key)
-        WHERE idempotency_key IS NOT NULL;
-    CREATE INDEX records_by_sender ON records(sender, received_at DESC, record_id DESC);
-    CREATE INDEX records_with_body ON records(received_at) WHERE body IS NOT NULL;
-
-    CREATE TABLE deliveries (
-        id              INTEGER PRIMARY KEY AUTOINCREMENT,
-        record_id       TEXT NOT NULL REFERENCES records(record_id),
-        recipient       TEXT NOT NULL,
-        agreement       TEXT NOT NULL,
-        ordered         INTEGER NOT NULL,
-        body            BLOB,
-        body_digest     BLOB NOT NULL,
-        status          TEXT NOT NULL,
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        replays         INTEGER NOT NULL DEFAULT 0,
-        created_at      INTEGER NOT NULL,
-        next_attempt_at INTEGER NOT NULL,
-        last_attempt_at INTEGER,
-        last_status     INTEGER,
-        last_error      TEXT,
-        delivered_at    INTEGER,
-        claimed_until   INTEGER NOT NULL DEFAULT 0,
-        claimed_by      TEXT
-    );
-    CREATE INDEX deliveries_by_record ON deliveries(record_id);
-    CREATE INDEX deliveries_pending ON deliveries(recipient, next_attempt_at, id)
-        WHERE status IN ('queued', 'retrying');
-    CREATE INDEX deliveries_by_status ON deliveries(status, recipient, id);
-
-    CREATE TABLE audit_log (
-        seq         INTEGER PRIMARY KEY,
-        at          INTEGER NOT NULL,
-        kind        TEXT NOT NULL,
-        actor       TEXT NOT NULL,
-        record_id   TEXT,
-        agreement   TEXT,
-        recipient   TEXT,
-        body_digest BLOB,
-        outcome     TEXT NOT NULL,
-        reason      TEXT,
-        count       INTEGER NOT NULL,
-        prev_hash   BLOB NOT NULL,
-        hash        BLOB NOT NULL
-    );
-    CREATE TABLE audit_checkpoints (
-        seq       INTEGER NOT NULL,
-        key_id    TEXT NOT NULL,
-        hash      BLOB NOT NULL,
-        at        INTEGER NOT NULL,
-        signature BLOB NOT NULL,
-        PRIMARY KEY (seq, key_id)
-    );
-    "#,
-    ),
-    // The caller's `tracestate`, passed on with every delivery beside the `traceparent`.
-    (2, "ALTER TABLE records ADD COLUMN tracestate TEXT;"),
-];
+/// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`: a
+/// version and the scripts that make it (this engine's tables, then what both engines share).
+const MIGRATIONS: &[(i64, &[&str])] =
+    &[(1, &[include_str!("migrations/sqlite/0001_tables.sql"), super::sql::INDEXES]), (2, &[super::sql::TRACESTATE])];
 
 /// Settings of the SQLite engine.
 #[derive(Debug, Clone)]
@@ -187,9 +115,11 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     )?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: i64 = tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
-    for (version, sql) in MIGRATIONS {
+    for (version, scripts) in MIGRATIONS {
         if *version > current {
-            tx.execute_batch(sql)?;
+            for script in *scripts {
+                tx.execute_batch(script)?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
                 params![version, crate::clock::now_ms()],
