@@ -15,6 +15,7 @@
 
 #[cfg(test)]
 pub mod conformance;
+mod error;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -25,21 +26,11 @@ use std::pin::Pin;
 use bytes::Bytes;
 use serde::Serialize;
 
+pub use self::error::{StoreError, StoreErrorKind};
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 
 /// A boxed future returned by store operations.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// Why the store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The engine failed (I/O, constraint, corruption); the operation was rolled back.
-    #[error("the store failed: {0}")]
-    Engine(String),
-    /// The writer is saturated or gone; the operation was not attempted.
-    #[error("the store is unavailable: {0}")]
-    Unavailable(&'static str),
-}
 
 /// A delivery's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -35,19 +35,30 @@ const MIGRATIONS: &[(i64, &[&str])] =
 /// Any number fits: the lock only serialises migrations between instances starting together.
 const MIGRATION_LOCK: i64 = 0x7061_7373_6572_656c; // "passerel"
 
-/// An engine error with its causes ("error performing TLS handshake: invalid peer certificate:
-/// UnknownIssuer"), so the operator reads why, not only what.
-fn engine(e: impl std::error::Error) -> StoreError {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !message.contains(&cause_text) {
-            message = format!("{message}: {cause_text}");
-        }
-        source = cause.source();
+/// What kind of store failure a PostgreSQL error is, from its SQLSTATE class; the error itself
+/// stays as the cause, so the message still says why ("error performing TLS handshake: invalid
+/// peer certificate: UnknownIssuer").
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let kind = match error.code().map(|c| c.code()) {
+            // No SQLSTATE: the connection, TLS or the socket failed.
+            None => StoreErrorKind::Unavailable,
+            // A statement cancelled by its timeout; a lock not available in time.
+            Some("57014" | "55P03") => StoreErrorKind::TimedOut,
+            // Corrupted data or index (XX000 is any internal error).
+            Some("XX001" | "XX002") => StoreErrorKind::Corrupt,
+            Some(code) => match code.get(..2) {
+                Some("23") => StoreErrorKind::Constraint,
+                // Connection exceptions, insufficient resources, a server shutting down or
+                // starting, a serialization failure or deadlock: the same request may pass later.
+                Some("08" | "53" | "57" | "40") => StoreErrorKind::Unavailable,
+                // Undefined tables or columns: the schema is not this program's.
+                Some("42") => StoreErrorKind::Incompatible,
+                _ => StoreErrorKind::Failed,
+            },
+        };
+        StoreError::new(kind, "").caused_by(error)
     }
-    StoreError::Engine(message)
 }
 
 /// Settings of the PostgreSQL engine.
@@ -122,8 +133,11 @@ impl PostgresStore {
             connector(&options.tls),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
-        let pool = Pool::builder(manager).max_size(options.pool_size.max(2)).build().map_err(engine)?;
-        let mut client = connect(&options.config, &options.tls).await.map_err(engine)?;
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .build()
+            .map_err(|e| StoreError::new(StoreErrorKind::Failed, "cannot build the connection pool").caused_by(e))?;
+        let mut client = connect(&options.config, &options.tls).await?;
         migrate(&mut client).await?;
         let (writes, rx) = mpsc::channel(options.queue);
         tokio::spawn(observe_pool(pool.clone(), metrics.clone(), writes.downgrade()));
@@ -136,17 +150,18 @@ impl PostgresStore {
         let deadline = tokio::time::Instant::now() + self.commit_timeout;
         tokio::time::timeout_at(deadline, self.writes.send(make(tx)))
             .await
-            .map_err(|_| StoreError::Unavailable("the commit queue is full"))?
-            .map_err(|_| StoreError::Unavailable("the writer has stopped"))?;
+            .map_err(|_| StoreError::new(StoreErrorKind::Saturated, "the commit queue is full"))?
+            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "the writer has stopped"))?;
         tokio::time::timeout_at(deadline, rx)
             .await
-            .map_err(|_| StoreError::Unavailable("the commit did not finish in time"))?
-            .map_err(|_| StoreError::Unavailable("the writer has stopped"))?
+            .map_err(|_| StoreError::new(StoreErrorKind::TimedOut, "the commit did not finish in time"))?
+            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "the writer has stopped"))?
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| {
-            StoreError::Unavailable(if e.to_string().is_empty() { "no connection" } else { "no database connection" })
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::from(e),
+            e => StoreError::new(StoreErrorKind::Unavailable, "no database connection").caused_by(e),
         })
     }
 }
@@ -162,29 +177,26 @@ async fn observe_pool(pool: Pool, metrics: Metrics, alive: mpsc::WeakSender<Op>)
 }
 
 async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(engine)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(engine)?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
-    .await
-    .map_err(engine)?;
-    let current: i64 =
-        tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await.map_err(engine)?.get(0);
+    .await?;
+    let current: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?.get(0);
     for (version, scripts) in MIGRATIONS {
         if *version > current {
             for script in *scripts {
-                tx.batch_execute(script).await.map_err(engine)?;
+                tx.batch_execute(script).await?;
             }
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
                 &[version, &crate::clock::now_ms()],
             )
-            .await
-            .map_err(engine)?;
+            .await?;
         }
     }
-    tx.commit().await.map_err(engine)
+    tx.commit().await.map_err(StoreError::from)
 }
 
 /// A 32-byte hash or digest column: a value of another length is an error, never zero-filled.
@@ -613,9 +625,10 @@ impl Writer {
                 }
                 (answers.into_iter().map(Some).collect::<Vec<_>>(), None)
             }
-            Err(e) => ((0..batch.len()).map(|_| None).collect(), Some(e.to_string())),
+            Err(e) => ((0..batch.len()).map(|_| None).collect(), Some(StoreError::from(e))),
         };
-        let fail = || StoreError::Engine(failure.clone().unwrap_or_else(|| "the operation did not run".into()));
+        let fail =
+            || failure.clone().unwrap_or_else(|| StoreError::new(StoreErrorKind::Failed, "the operation did not run"));
         for (op, answer) in batch.drain(..).zip(answers) {
             // A caller that gave up has dropped its receiver; its answer is simply discarded.
             match (op, answer) {
@@ -852,7 +865,7 @@ impl Store for PostgresStore {
     fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>> {
         Box::pin(async move {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(engine)?;
+            let tx = client.transaction().await?;
             let columns = "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until, r.tracestate";
             let rows = if claim.head_only {
                 // The head, whatever its state, locked: one instance at a time decides about it. No
@@ -877,8 +890,7 @@ impl Store for PostgresStore {
                     &[&claim.recipient, &claim.now, &(claim.limit as i64)],
                 )
                 .await
-            }
-            .map_err(engine)?;
+            }?;
             let mut claimed = Vec::with_capacity(rows.len());
             for row in rows {
                 let (next_attempt_at, claimed_until): (i64, i64) = (row.get(12), row.get(13));
@@ -890,8 +902,7 @@ impl Store for PostgresStore {
                     "UPDATE deliveries SET claimed_until = $1, claimed_by = $2 WHERE id = $3",
                     &[&claim.lease_until, &claim.worker, &id],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
                 claimed.push(ClaimedDelivery {
                     id,
                     record_id: row.get(1),
@@ -903,12 +914,12 @@ impl Store for PostgresStore {
                     traceparent: row.get(7),
                     tracestate: row.get(14),
                     body: Bytes::from(row.get::<_, Option<Vec<u8>>>(8).unwrap_or_default()),
-                    body_digest: hash(&row, 9).map_err(engine)?,
+                    body_digest: hash(&row, 9)?,
                     attempts: row.get::<_, i32>(10) as u32,
                     created_at: row.get(11),
                 });
             }
-            tx.commit().await.map_err(engine)?;
+            tx.commit().await?;
             Ok(claimed)
         })
     }
@@ -928,9 +939,8 @@ impl Store for PostgresStore {
                     ),
                     &[&record_id, &sender],
                 )
-                .await
-                .map_err(engine)?;
-            Ok(record_views(&client, rows).await.map_err(engine)?.pop())
+                .await?;
+            Ok(record_views(&client, rows).await?.pop())
         })
     }
 
@@ -945,12 +955,12 @@ impl Store for PostgresStore {
                     &[&record_id],
                 )
                 .await
-                .map_err(engine)?;
+                ?;
             let Some(r) = row else { return Ok(None) };
             Ok(Some(StoredReceipt {
                 receipt: Bytes::from(r.get::<_, Vec<u8>>(0)),
-                stamp: AuditStamp { seq: r.get(1), hash: hash(&r, 2).map_err(engine)? },
-                body_digest: digest(&r, 3).map_err(engine)?,
+                stamp: AuditStamp { seq: r.get(1), hash: hash(&r, 2)? },
+                body_digest: digest(&r, 3)?,
             }))
         })
     }
@@ -978,8 +988,8 @@ impl Store for PostgresStore {
                     &params,
                 )
                 .await
-                .map_err(engine)?;
-            record_views(&client, rows).await.map_err(engine)
+                ?;
+            record_views(&client, rows).await.map_err(StoreError::from)
         })
     }
 
@@ -995,8 +1005,7 @@ impl Store for PostgresStore {
                      FROM deliveries WHERE status IN ('queued', 'retrying', 'dead') GROUP BY recipient",
                     &[],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             Ok(rows
                 .into_iter()
                 .map(|r| RecipientBacklog {
@@ -1011,7 +1020,7 @@ impl Store for PostgresStore {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.client().await?.query_one("SELECT 1", &[]).await.map_err(engine)?;
+            self.client().await?.query_one("SELECT 1", &[]).await?;
             Ok(())
         })
     }
@@ -1026,13 +1035,8 @@ impl Store for PostgresStore {
 
     fn audit_head(&self) -> StoreFuture<'_, Option<AuditStamp>> {
         Box::pin(async move {
-            let row = self
-                .client()
-                .await?
-                .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
-                .await
-                .map_err(engine)?;
-            let head = AuditStamp { seq: row.get(0), hash: hash(&row, 1).map_err(engine)? };
+            let row = self.client().await?.query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[]).await?;
+            let head = AuditStamp { seq: row.get(0), hash: hash(&row, 1)? };
             Ok((head.seq > 0).then_some(head))
         })
     }
@@ -1048,8 +1052,8 @@ impl Store for PostgresStore {
                     &[&after, &(limit as i64)],
                 )
                 .await
-                .map_err(engine)?;
-            rows.iter().map(audit_row).collect::<Result<_, _>>().map_err(engine)
+                ?;
+            rows.iter().map(audit_row).collect::<Result<_, _>>().map_err(StoreError::from)
         })
     }
 
@@ -1063,8 +1067,7 @@ impl Store for PostgresStore {
                 .client()
                 .await?
                 .query("SELECT seq, key_id, hash, at, signature FROM audit_checkpoints ORDER BY seq, key_id", &[])
-                .await
-                .map_err(engine)?;
+                .await?;
             rows.iter()
                 .map(|r| {
                     Ok(Checkpoint {
@@ -1076,7 +1079,7 @@ impl Store for PostgresStore {
                     })
                 })
                 .collect::<Result<_, tokio_postgres::Error>>()
-                .map_err(engine)
+                .map_err(StoreError::from)
         })
     }
 
@@ -1097,7 +1100,7 @@ impl Store for PostgresStore {
                     &params,
                 )
                 .await
-                .map_err(engine)?;
+                ?;
             rows.iter()
                 .map(|r| {
                     Ok(DeliveryAdminView {
@@ -1118,7 +1121,7 @@ impl Store for PostgresStore {
                     })
                 })
                 .collect::<Result<_, tokio_postgres::Error>>()
-                .map_err(engine)
+                .map_err(StoreError::from)
         })
     }
 

@@ -87,8 +87,27 @@ impl ReadPool {
     }
 }
 
-fn engine(e: rusqlite::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
+/// What kind of store failure a SQLite error is; the error itself stays as the cause.
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as Code;
+        let kind = match &error {
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+                // The busy timeout passed with another connection (or process) holding the lock.
+                Code::DatabaseBusy | Code::DatabaseLocked => StoreErrorKind::TimedOut,
+                Code::CannotOpen | Code::ReadOnly | Code::PermissionDenied => StoreErrorKind::Unavailable,
+                Code::ConstraintViolation => StoreErrorKind::Constraint,
+                Code::DatabaseCorrupt | Code::NotADatabase => StoreErrorKind::Corrupt,
+                _ => StoreErrorKind::Failed,
+            },
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::InvalidColumnType(..) => StoreErrorKind::Corrupt,
+            _ => StoreErrorKind::Failed,
+        };
+        StoreError::new(kind, "").caused_by(error)
+    }
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -211,7 +230,7 @@ impl rusqlite::types::FromSql for RecordState {
 trait Job: Send {
     fn run(&mut self, cx: &mut Cx<'_>) -> rusqlite::Result<()>;
     /// Answers the caller: with the result if the transaction committed, else with `failure`.
-    fn answer(self: Box<Self>, failure: Option<&str>);
+    fn answer(self: Box<Self>, failure: Option<&StoreError>);
     /// Records this operation carries (for the group-commit metrics).
     fn records(&self) -> usize;
 }
@@ -231,10 +250,11 @@ impl<T: Send, F: FnOnce(&mut Cx<'_>) -> rusqlite::Result<T> + Send> Job for Op<T
         Ok(())
     }
 
-    fn answer(self: Box<Self>, failure: Option<&str>) {
+    fn answer(self: Box<Self>, failure: Option<&StoreError>) {
         let answer = match (failure, self.result) {
             (None, Some(result)) => Ok(result),
-            (failure, _) => Err(StoreError::Engine(failure.unwrap_or("the operation did not run").to_owned())),
+            (Some(failure), _) => Err(failure.clone()),
+            (None, None) => Err(StoreError::new(StoreErrorKind::Failed, "the operation did not run")),
         };
         // A caller that gave up has dropped its receiver; its answer is simply discarded.
         let _ = self.reply.send(answer);
@@ -249,25 +269,26 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the store and starts its writer thread.
     pub fn open(options: SqliteOptions, metrics: Metrics) -> Result<Self, StoreError> {
         // Created owner-only before SQLite sees it, so its -wal and -shm files are too.
-        crate::secrets::create_private_file(&options.path)
-            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", options.path.display())))?;
-        let mut conn = open(&options.path).map_err(engine)?;
-        migrate(&mut conn).map_err(engine)?;
+        crate::secrets::create_private_file(&options.path).map_err(|e| {
+            StoreError::new(StoreErrorKind::Unavailable, format!("cannot create {}", options.path.display()))
+                .caused_by(e)
+        })?;
+        let mut conn = open(&options.path)?;
+        migrate(&mut conn)?;
         // Checkpoints copy the log into the database file and fsync it: on the writer they would
         // stall every commit queued behind them, so another thread does them (see `checkpoints`).
-        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(engine)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (path, flag) = (options.path.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("store-checkpoint".into())
-            .spawn(move || checkpoints(&path, &flag))
-            .map_err(|e| StoreError::Engine(format!("cannot start the checkpoint thread: {e}")))?;
+        std::thread::Builder::new().name("store-checkpoint".into()).spawn(move || checkpoints(&path, &flag)).map_err(
+            |e| StoreError::new(StoreErrorKind::Unavailable, "cannot start the checkpoint thread").caused_by(e),
+        )?;
         let (writes, rx) = mpsc::channel(options.queue);
         let max_batch = options.max_batch;
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || Writer { conn, metrics }.run(rx, max_batch))
-            .map_err(|e| StoreError::Engine(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, "cannot start the writer thread").caused_by(e))?;
         Ok(SqliteStore {
             writes: Some(writes),
             stop_checkpoints: stop,
@@ -277,22 +298,25 @@ impl SqliteStore {
     }
 
     /// Opens an existing store file to read it only: no writer thread, no checkpoints, no
-    /// migration, nothing written to the file (every write answers [`StoreError::Unavailable`]).
+    /// migration, nothing written to the file (every write answers [`StoreErrorKind::Unavailable`]).
     /// This is how a copy made by `passerelle backup` is verified before anyone uses it; the file
     /// must be in rollback-journal mode, as the backup leaves it, since reading a file in WAL mode
     /// needs its `-shm` index.
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        let conn =
-            open_read_only(path).map_err(|e| StoreError::Engine(format!("cannot open {}: {e}", path.display())))?;
+        let conn = open_read_only(path)
+            .map_err(|e| StoreError::from(e).with_context(format!("cannot open {}", path.display())))?;
         let version: i64 = conn
             .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
-            .map_err(|e| StoreError::Engine(format!("{} is not a Passerelle store: {e}", path.display())))?;
+            .map_err(|e| {
+                StoreError::new(StoreErrorKind::Incompatible, format!("{} is not a Passerelle store", path.display()))
+                    .caused_by(e)
+            })?;
         let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
         if version > known {
-            return Err(StoreError::Engine(format!(
-                "{} is at schema version {version}, newer than this program's {known}",
-                path.display()
-            )));
+            return Err(StoreError::new(
+                StoreErrorKind::Incompatible,
+                format!("{} is at schema version {version}, newer than this program's {known}", path.display()),
+            ));
         }
         Ok(SqliteStore {
             writes: None,
@@ -309,21 +333,21 @@ impl SqliteStore {
         F: FnOnce(&mut Cx<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
         let Some(writes) = &self.writes else {
-            return Err(StoreError::Unavailable("the store is open read-only"));
+            return Err(StoreError::new(StoreErrorKind::Unavailable, "the store is open read-only"));
         };
         let (reply, rx) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Op { work: Some(work), result: None, reply, records });
         let deadline = tokio::time::Instant::now() + self.commit_timeout;
         tokio::time::timeout_at(deadline, writes.send(job))
             .await
-            .map_err(|_| StoreError::Unavailable("the commit queue is full"))?
-            .map_err(|_| StoreError::Unavailable("the writer has stopped"))?;
+            .map_err(|_| StoreError::new(StoreErrorKind::Saturated, "the commit queue is full"))?
+            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "the writer has stopped"))?;
         // Once queued, the operation will run; waiting past the deadline would only hide a
         // stuck disk, so the caller is told, and a committed record is still delivered.
         tokio::time::timeout_at(deadline, rx)
             .await
-            .map_err(|_| StoreError::Unavailable("the commit did not finish in time"))?
-            .map_err(|_| StoreError::Unavailable("the writer has stopped"))?
+            .map_err(|_| StoreError::new(StoreErrorKind::TimedOut, "the commit did not finish in time"))?
+            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "the writer has stopped"))?
     }
 
     async fn read<T: Send + 'static>(
@@ -334,9 +358,9 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
                 Ok(Some(conn)) => conn,
-                _ => pool.connect().map_err(engine)?,
+                _ => pool.connect()?,
             };
-            let result = f(&conn).map_err(engine);
+            let result = f(&conn).map_err(StoreError::from);
             if let Ok(mut idle) = pool.idle.lock()
                 && idle.len() < 4
             {
@@ -345,7 +369,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|_| StoreError::Unavailable("a read task failed"))?
+        .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, "a read task failed").caused_by(e))?
     }
 }
 
@@ -393,9 +417,9 @@ impl Writer {
                 AuditAppended { kind }.emit(&self.metrics);
             }
         }
-        let failure = outcome.err().map(|e| e.to_string());
+        let failure = outcome.err().map(StoreError::from);
         for job in batch.drain(..) {
-            job.answer(failure.as_deref());
+            job.answer(failure.as_ref());
         }
     }
 }
@@ -794,7 +818,7 @@ impl Store for SqliteStore {
         let path = self.readers.path.clone();
         Box::pin(async move {
             if !tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
-                return Err(StoreError::Unavailable("the database file is not at its path"));
+                return Err(StoreError::new(StoreErrorKind::Unavailable, "the database file is not at its path"));
             }
             self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
         })
@@ -956,7 +980,7 @@ mod tests {
         assert_eq!(s.audit_entries(0, 10).await.unwrap().len(), 1);
         assert!(matches!(
             s.append_audit(vec![AuditEvent::new(2, "config.loaded", "gateway", "loaded")]).await,
-            Err(StoreError::Unavailable(_))
+            Err(e) if e.kind() == StoreErrorKind::Unavailable
         ));
         drop(s);
         assert_eq!(std::fs::read(&path).unwrap(), before);
