@@ -39,9 +39,9 @@
 //!   whom ([`policy::route`]) and the field projection per recipient. [`audit`]: the hash chain
 //!   (its canonical form is documented there), signing checkpoints and receipts
 //!   ([`audit::receipt`]), verification, export, rejection tallies. [`pki`]: the development PKI.
-//! - [`store`]: the [`store::Store`] trait and its two engines, SQLite (embedded, one writer
-//!   thread with group commit) and PostgreSQL (several instances, `FOR UPDATE SKIP LOCKED`),
-//!   held to one conformance suite.
+//! - [`store`]: the [`store::Store`] trait, one group-commit core and two thin engines over it,
+//!   SQLite (embedded, one writer thread) and PostgreSQL (several instances, `FOR UPDATE SKIP
+//!   LOCKED`), held to one conformance suite.
 //! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client.
 //!   [`upkeep`]: checkpoints, aggregated rejections and the retention purge, as tasks.
 //! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what

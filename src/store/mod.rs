@@ -12,13 +12,24 @@
 //!
 //! **Invariant:** nothing is acknowledged before it is committed: `commit_record` resolves only
 //! after the transaction (fsync included) has succeeded.
+//!
+//! # Layout
+//!
+//! One core, two thin engines. `writer` is the group commit both engines run (the bounded queue,
+//! each caller's deadline, the batch drain) and what each write decides; `read` the reads, each
+//! one statement; `sql` the SQL they share and the two seams an engine fills (how a value binds,
+//! what a column holds); `error` the kinds of failure ([`StoreError`]). [`sqlite`] and
+//! [`postgres`] open connections, classify their errors, and run the few statements whose text
+//! is their own; `conformance` holds both to one contract.
 
 #[cfg(test)]
 pub mod conformance;
 mod error;
 pub mod postgres;
+mod read;
 mod sql;
 pub mod sqlite;
+mod writer;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,10 +38,54 @@ use bytes::Bytes;
 use serde::Serialize;
 
 pub use self::error::{StoreError, StoreErrorKind};
+pub use self::writer::AttemptEffect;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 
 /// A boxed future returned by store operations.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A label the store does not know, for an enum it keeps (or is asked for) as text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{label}`")]
+pub struct UnknownLabel {
+    /// What the label names ("delivery status").
+    pub what: &'static str,
+    pub label: String,
+}
+
+/// One table per enum the store keeps as text: each variant beside its label, from which
+/// `as_str`, `FromStr` and `Display` are all made, so the two directions cannot disagree.
+macro_rules! labels {
+    ($what:literal, $name:ident { $($variant:ident => $label:literal),+ $(,)? }) => {
+        impl $name {
+            /// Every value, in the table's order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownLabel;
+
+            fn from_str(label: &str) -> Result<Self, UnknownLabel> {
+                match label {
+                    $($label => Ok($name::$variant),)+
+                    _ => Err(UnknownLabel { what: $what, label: label.to_owned() }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
 
 /// A delivery's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,24 +97,16 @@ pub enum DeliveryStatus {
     Dead,
 }
 
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Queued => "queued",
-            DeliveryStatus::Retrying => "retrying",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Dead => "dead",
-        }
-    }
+labels!("delivery status", DeliveryStatus {
+    Queued => "queued",
+    Retrying => "retrying",
+    Delivered => "delivered",
+    Dead => "dead",
+});
 
+impl DeliveryStatus {
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "queued" => DeliveryStatus::Queued,
-            "retrying" => DeliveryStatus::Retrying,
-            "delivered" => DeliveryStatus::Delivered,
-            "dead" => DeliveryStatus::Dead,
-            _ => return None,
-        })
+        s.parse().ok()
     }
 }
 
@@ -200,14 +247,15 @@ pub enum RecordState {
     Failed,
 }
 
+labels!("record state", RecordState {
+    Pending => "pending",
+    Delivered => "delivered",
+    Failed => "failed",
+});
+
 impl RecordState {
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => RecordState::Pending,
-            "delivered" => RecordState::Delivered,
-            "failed" => RecordState::Failed,
-            _ => return None,
-        })
+        s.parse().ok()
     }
 }
 
@@ -297,6 +345,13 @@ pub enum ReplayOutcome {
     BodyPurged,
 }
 
+labels!("replay outcome", ReplayOutcome {
+    Replayed => "replayed",
+    NotFound => "not_found",
+    NotDead => "not_dead",
+    BodyPurged => "body_purged",
+});
+
 /// One delivery asked to be replayed, and what happened to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReplayResult {
@@ -375,88 +430,25 @@ pub trait Store: Send + Sync + 'static {
     fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport>;
 }
 
-// What each write records, shared by the engines so both write the same rows and entries.
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl NewRecord {
-    /// The record's audit entry, written in its own transaction.
-    pub fn accepted_event(&self) -> AuditEvent {
-        let mut event =
-            AuditEvent::new(self.received_at, crate::audit::kind::RECORD_ACCEPTED, &self.sender, "accepted");
-        event.record_id = Some(self.record_id.clone());
-        event.body_digest = Some(self.audit_digest);
-        event.reason = Some(format!("{}/{}", self.record_type, self.schema_version));
-        event
-    }
-}
-
-/// How an attempt's result changes its delivery row.
-#[derive(Debug, Clone, Copy)]
-pub struct AttemptEffect<'a> {
-    pub status: DeliveryStatus,
-    pub http_status: Option<u16>,
-    pub error: Option<&'a str>,
-    pub next_attempt_at: i64,
-    pub delivered_at: Option<i64>,
-}
-
-impl AttemptUpdate {
-    /// The delivery row's new state.
-    pub fn effect(&self) -> AttemptEffect<'_> {
-        let (status, http_status, error, next_attempt_at, delivered_at) = match &self.result {
-            AttemptResult::Delivered { status } => {
-                (DeliveryStatus::Delivered, Some(*status), None, self.at, Some(self.at))
+    /// Each label reads back as the value that wrote it, and nothing else reads at all.
+    #[test]
+    fn labels_read_back_as_what_wrote_them() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug + std::str::FromStr<Err = UnknownLabel>>(
+            all: &[T],
+            as_str: fn(T) -> &'static str,
+        ) {
+            for value in all {
+                assert_eq!(as_str(*value).parse::<T>().ok(), Some(*value));
             }
-            AttemptResult::Retry { next_attempt_at, status, error } => {
-                (DeliveryStatus::Retrying, *status, Some(error.as_str()), *next_attempt_at, None)
-            }
-            AttemptResult::Dead { status, error } => {
-                (DeliveryStatus::Dead, *status, Some(error.as_str()), self.at, None)
-            }
-        };
-        AttemptEffect { status, http_status, error, next_attempt_at, delivered_at }
-    }
-
-    /// The attempt's audit entry (written only if the worker still held the lease).
-    pub fn event(&self) -> AuditEvent {
-        use crate::audit::kind;
-        let (kind, outcome) = match self.result {
-            AttemptResult::Delivered { .. } => (kind::DELIVERY_DELIVERED, "delivered"),
-            AttemptResult::Retry { .. } => (kind::DELIVERY_RETRIED, "retry"),
-            AttemptResult::Dead { .. } => (kind::DELIVERY_DEAD, "dead"),
-        };
-        let effect = self.effect();
-        let mut event = AuditEvent::new(self.at, kind, "gateway", outcome);
-        event.record_id = Some(self.record_id.clone());
-        event.agreement = Some(self.agreement.clone());
-        event.recipient = Some(self.recipient.clone());
-        event.body_digest = Some(self.body_digest);
-        event.reason = effect.http_status.map(|c| format!("HTTP {c}")).or_else(|| effect.error.map(str::to_owned));
-        event
-    }
-}
-
-impl ReplayRequest {
-    /// The audit entry of one replayed delivery.
-    pub fn event(&self, record_id: String, agreement: &str, recipient: &str, body_digest: [u8; 32]) -> AuditEvent {
-        let mut event = AuditEvent::new(self.now, crate::audit::kind::DELIVERY_REPLAYED, &self.actor, "replayed");
-        event.record_id = Some(record_id);
-        event.agreement = Some(agreement.to_owned());
-        event.recipient = Some(recipient.to_owned());
-        event.body_digest = Some(body_digest);
-        event
-    }
-}
-
-impl PurgeReport {
-    /// The purge's audit entry, if anything was purged.
-    pub fn event(&self, at: i64) -> Option<AuditEvent> {
-        let total = self.record_bodies + self.delivery_bodies;
-        (total > 0).then(|| {
-            let mut event = AuditEvent::new(at, crate::audit::kind::BODIES_PURGED, "gateway", "purged");
-            event.count = total as i64;
-            event.reason =
-                Some(format!("{} record bodies, {} delivery bodies", self.record_bodies, self.delivery_bodies));
-            event
-        })
+            assert!("Queued".parse::<T>().is_err() && "".parse::<T>().is_err());
+        }
+        check(DeliveryStatus::ALL, DeliveryStatus::as_str);
+        check(RecordState::ALL, RecordState::as_str);
+        check(ReplayOutcome::ALL, ReplayOutcome::as_str);
+        assert_eq!("lost".parse::<RecordState>().unwrap_err().to_string(), "unknown record state `lost`");
     }
 }

@@ -1,9 +1,429 @@
-//! SQL both engines run, written once.
+//! SQL both engines run, written once, and the two seams each engine fills: how a value is bound
+//! to a statement ([`Param`]) and what value a column of a row holds ([`Row::column`]).
+//!
+//! Shared statements number their parameters `$1, $2, …` in order of first appearance: that is
+//! PostgreSQL's syntax, and SQLite reads `$1` as a named parameter whose index is the order in
+//! which names first appear, so one text binds the same values on both (a test on each engine
+//! holds every statement to it). Where PostgreSQL needs a parameter's type and cannot infer it
+//! (`$2 IS NULL`), the first appearance is a `CAST`, which SQLite also accepts.
+//!
+//! The few statements whose text differs (row locks, a list of ids) are a [`Dialect`] each engine
+//! fills, mostly from the shared fragments here; what only one engine runs (PostgreSQL's
+//! multi-row inserts, SQLite's per-row ones) stays in the engine.
 //!
 //! The schema migrations: each engine creates its own tables (the column types differ), then
 //! both create the same indexes and make the same later changes.
+
+use std::str::FromStr;
+
+use super::{StoreError, UnknownLabel};
 
 /// The indexes of schema version 1, run after the engine's `0001_tables.sql`.
 pub(super) const INDEXES: &str = include_str!("migrations/shared/0001_indexes.sql");
 /// Schema version 2.
 pub(super) const TRACESTATE: &str = include_str!("migrations/shared/0002_tracestate.sql");
+
+/// A value bound to a statement parameter. Each engine converts it to the parameter's type.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Param<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    /// A list of delivery ids (an array on PostgreSQL, a JSON array on SQLite).
+    Ids(&'a [i64]),
+}
+
+impl From<i64> for Param<'_> {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(v: &'a str) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl<'a> From<&'a String> for Param<'a> {
+    fn from(v: &'a String) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Param<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Param::Bytes(v)
+    }
+}
+
+impl<'a, T: Into<Param<'a>>> From<Option<T>> for Param<'a> {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Param::Null, Into::into)
+    }
+}
+
+/// What a column of a row holds, as the engine read it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Column<'r> {
+    Null,
+    /// Any integer, and booleans as 0 or 1.
+    Int(i64),
+    Text(&'r str),
+    Bytes(&'r [u8]),
+}
+
+/// A row of a result. Each engine says what value a column holds; everything else reads rows
+/// through the typed accessors on `dyn Row`, so a value of the wrong type or size is an error
+/// naming its column, never a panic and never taken for another value.
+pub(super) trait Row {
+    fn column(&self, i: usize) -> Result<Column<'_>, StoreError>;
+}
+
+impl dyn Row + '_ {
+    fn unexpected<T>(&self, i: usize, found: Column<'_>, wanted: &str) -> Result<T, StoreError> {
+        let found = match found {
+            Column::Null => "NULL",
+            Column::Int(_) => "an integer",
+            Column::Text(_) => "text",
+            Column::Bytes(_) => "bytes",
+        };
+        Err(StoreError::corrupt(format!("column {i} holds {found}, not {wanted}")))
+    }
+
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.column(i)? {
+            Column::Null => Ok(None),
+            Column::Int(v) => Ok(Some(v)),
+            other => self.unexpected(i, other, "an integer"),
+        }
+    }
+
+    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.opt_int(i)?.map_or_else(|| self.unexpected(i, Column::Null, "an integer"), Ok)
+    }
+
+    /// An integer column that must fit `T` (a count, an HTTP status).
+    pub fn opt_small<T: TryFrom<i64>>(&self, i: usize) -> Result<Option<T>, StoreError> {
+        self.opt_int(i)?
+            .map(|v| T::try_from(v).map_err(|_| StoreError::corrupt(format!("column {i} holds {v}, out of range"))))
+            .transpose()
+    }
+
+    pub fn small<T: TryFrom<i64>>(&self, i: usize) -> Result<T, StoreError> {
+        self.opt_small(i)?.map_or_else(|| self.unexpected(i, Column::Null, "an integer"), Ok)
+    }
+
+    pub fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.int(i)? != 0)
+    }
+
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.column(i)? {
+            Column::Null => Ok(None),
+            Column::Text(v) => Ok(Some(v.to_owned())),
+            other => self.unexpected(i, other, "text"),
+        }
+    }
+
+    pub fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.opt_text(i)?.map_or_else(|| self.unexpected(i, Column::Null, "text"), Ok)
+    }
+
+    /// A label column read as its enum: a label the code does not know is an error naming it.
+    pub fn label<T: FromStr<Err = UnknownLabel>>(&self, i: usize) -> Result<T, StoreError> {
+        match self.column(i)? {
+            Column::Text(v) => v.parse().map_err(|e: UnknownLabel| StoreError::corrupt(format!("column {i}: {e}"))),
+            other => self.unexpected(i, other, "a label"),
+        }
+    }
+
+    pub fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.column(i)? {
+            Column::Null => Ok(None),
+            Column::Bytes(v) => Ok(Some(v.to_vec())),
+            other => self.unexpected(i, other, "bytes"),
+        }
+    }
+
+    pub fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        self.opt_bytes(i)?.map_or_else(|| self.unexpected(i, Column::Null, "bytes"), Ok)
+    }
+
+    /// A 32-byte hash or digest: a value of another length is an error, never zero-filled.
+    pub fn opt_hash(&self, i: usize) -> Result<Option<[u8; 32]>, StoreError> {
+        match self.column(i)? {
+            Column::Null => Ok(None),
+            Column::Bytes(v) => v
+                .try_into()
+                .map(Some)
+                .map_err(|_| StoreError::corrupt(format!("column {i} holds a hash of {} bytes, not 32", v.len()))),
+            other => self.unexpected(i, other, "a hash"),
+        }
+    }
+
+    pub fn hash(&self, i: usize) -> Result<[u8; 32], StoreError> {
+        self.opt_hash(i)?.map_or_else(|| self.unexpected(i, Column::Null, "a hash"), Ok)
+    }
+}
+
+/// A connection (or a transaction on one) that runs statements: what each engine provides so
+/// reads, claims and the writer's decisions are written once.
+pub(super) trait Sql {
+    /// The statements whose text is this engine's own.
+    const DIALECT: Dialect;
+
+    /// Runs `sql` and reads every row it returns with `read`.
+    async fn query<T>(
+        &mut self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        read: impl FnMut(&dyn Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError>;
+
+    /// Runs `sql` and returns how many rows it changed.
+    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError>;
+}
+
+/// The statements whose text differs between engines, with what they take and give.
+pub(super) struct Dialect {
+    /// The newest entry of the chain (`seq`, `hash`), as a reader sees it; `seq` 0 or no row
+    /// when the chain is empty.
+    pub audit_head: &'static str,
+    /// The same, read inside the writer's transaction and locked until it ends.
+    pub chain_head: &'static str,
+    /// Moves the chain head to (`$1` seq, `$2` hash) before a batch commits, if the engine keeps it apart.
+    pub move_head: Option<&'static str>,
+    /// `CLAIM_COLUMNS` of the due, unleased deliveries of recipient `$1` at `$2`, at most `$3`,
+    /// locked where the engine locks rows.
+    pub claim_due: &'static str,
+    /// `CLAIM_COLUMNS` of the head of recipient `$1`'s queue, whatever its state, locked.
+    pub claim_head: &'static str,
+    /// Leases the deliveries `$3` (a list) until `$1` to worker `$2`.
+    pub lease: &'static str,
+    /// `REPLAY_COLUMNS` of delivery `$1`, locked.
+    pub replay_one: &'static str,
+    /// `REPLAY_COLUMNS` of the dead deliveries of recipient `$1`, oldest first, locked.
+    pub replay_recipient: &'static str,
+    /// Queues the deliveries `$2` (a list) again at `$1`.
+    pub requeue: &'static str,
+}
+
+/// The columns of a claimed delivery, then its `next_attempt_at` and `claimed_until`; from
+/// `deliveries d JOIN records r`.
+macro_rules! claim_columns {
+    () => {
+        "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, r.tracestate,
+         d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until"
+    };
+}
+
+/// [`Dialect::claim_due`] without its lock clause.
+macro_rules! claim_due {
+    ($lock:literal) => {
+        concat!(
+            "SELECT ",
+            $crate::store::sql::claim_columns!(),
+            " FROM deliveries d JOIN records r ON r.record_id = d.record_id
+             WHERE d.recipient = $1 AND d.status IN ('queued', 'retrying') AND d.next_attempt_at <= $2 AND d.claimed_until < $2
+             ORDER BY d.next_attempt_at, d.id LIMIT $3",
+            $lock
+        )
+    };
+}
+
+/// [`Dialect::claim_head`] without its lock clause. The head whatever its state: if it is not
+/// due or another worker holds it, nothing behind it may go either.
+macro_rules! claim_head {
+    ($lock:literal) => {
+        concat!(
+            "SELECT ",
+            $crate::store::sql::claim_columns!(),
+            " FROM deliveries d JOIN records r ON r.record_id = d.record_id
+             WHERE d.recipient = $1 AND d.status IN ('queued', 'retrying') ORDER BY d.id LIMIT 1",
+            $lock
+        )
+    };
+}
+
+/// What a replay decides from: id, record, recipient, agreement, body digest, whether the body
+/// is kept, status.
+macro_rules! replay_columns {
+    () => {
+        "SELECT id, record_id, recipient, agreement, body_digest, body IS NOT NULL, status FROM deliveries"
+    };
+}
+
+/// [`Dialect::replay_one`] without its lock clause.
+macro_rules! replay_one {
+    ($lock:literal) => {
+        concat!($crate::store::sql::replay_columns!(), " WHERE id = $1", $lock)
+    };
+}
+
+/// [`Dialect::replay_recipient`] without its lock clause.
+macro_rules! replay_recipient {
+    ($lock:literal) => {
+        concat!($crate::store::sql::replay_columns!(), " WHERE recipient = $1 AND status = 'dead' ORDER BY id", $lock)
+    };
+}
+
+/// [`Dialect::requeue`], given how the engine names the rows of the list `$2`.
+macro_rules! requeue {
+    ($ids:literal) => {
+        concat!(
+            "UPDATE deliveries SET status = 'queued', next_attempt_at = $1, claimed_until = 0, claimed_by = NULL,
+                 replays = replays + 1 WHERE id ",
+            $ids
+        )
+    };
+}
+
+/// [`Dialect::lease`], given how the engine names the rows of the list `$3`.
+macro_rules! lease {
+    ($ids:literal) => {
+        concat!("UPDATE deliveries SET claimed_until = $1, claimed_by = $2 WHERE id ", $ids)
+    };
+}
+
+pub(super) use {claim_columns, claim_due, claim_head, lease, replay_columns, replay_one, replay_recipient, requeue};
+
+/// A record's state from its deliveries (`r` is the record): pending while any is queued or
+/// retrying, failed if any is dead, else delivered.
+macro_rules! record_state {
+    () => {
+        "CASE
+            WHEN EXISTS (SELECT 1 FROM deliveries s WHERE s.record_id = r.record_id AND s.status IN ('queued', 'retrying')) THEN 'pending'
+            WHEN EXISTS (SELECT 1 FROM deliveries s WHERE s.record_id = r.record_id AND s.status = 'dead') THEN 'failed'
+            ELSE 'delivered' END"
+    };
+}
+
+/// Records chosen by a query (its text given in pieces, then `;` and the order to show them in)
+/// giving `record_id, record_type, schema_version, received_at, state`, each with its
+/// deliveries, oldest first: one row per delivery, and one with NULL delivery columns for a
+/// record without any.
+macro_rules! with_deliveries {
+    ($($records:expr),+; $order:literal) => {
+        concat!(
+            "SELECT p.record_id, p.record_type, p.schema_version, p.received_at, p.state,
+                    d.recipient, d.agreement, d.status, d.attempts, d.last_attempt_at, d.delivered_at, d.next_attempt_at, d.last_error
+             FROM (",
+            $($records),+,
+            ") p LEFT JOIN deliveries d ON d.record_id = p.record_id ORDER BY ",
+            $order,
+            "d.id"
+        )
+    };
+}
+
+/// Record `$1` with its deliveries, if `$2` sent it (`with_deliveries!` columns).
+pub(super) const RECORD: &str = with_deliveries!(
+    "SELECT r.record_id, r.record_type, r.schema_version, r.received_at, ",
+    record_state!(),
+    " AS state FROM records r WHERE r.record_id = $1 AND r.sender = $2";
+    ""
+);
+
+/// A page of sender `$1`'s records with their deliveries, newest first: received at or after
+/// `$2` if set, before the position (`$3` received_at, `$4` record_id) if set, in state `$5` if
+/// set, at most `$6` records (`with_deliveries!` columns).
+pub(super) const RECORD_PAGE: &str = with_deliveries!(
+    "SELECT * FROM (
+        SELECT r.record_id, r.record_type, r.schema_version, r.received_at, ",
+    record_state!(),
+    " AS state FROM records r
+        WHERE r.sender = $1 AND (CAST($2 AS BIGINT) IS NULL OR r.received_at >= $2)
+          AND (CAST($3 AS BIGINT) IS NULL OR (r.received_at, r.record_id) < ($3, CAST($4 AS TEXT)))
+     ) s WHERE (CAST($5 AS TEXT) IS NULL OR s.state = $5) ORDER BY s.received_at DESC, s.record_id DESC LIMIT $6";
+    "p.received_at DESC, p.record_id DESC, "
+);
+
+/// The receipt stored with record `$1`, and its entry's seq, hash and body digest.
+pub(super) const RECEIPT: &str =
+    "SELECT r.receipt, a.seq, a.hash, a.body_digest FROM records r JOIN audit_log a ON a.seq = r.audit_seq
+     WHERE r.record_id = $1";
+
+/// Per recipient with pending or dead deliveries: pending count, oldest pending creation, dead count.
+pub(super) const BACKLOG: &str = "SELECT recipient,
+        COUNT(*) FILTER (WHERE status IN ('queued', 'retrying')),
+        MIN(created_at) FILTER (WHERE status IN ('queued', 'retrying')),
+        COUNT(*) FILTER (WHERE status = 'dead')
+     FROM deliveries WHERE status IN ('queued', 'retrying', 'dead') GROUP BY recipient";
+
+/// Up to `$2` audit entries after seq `$1`, in order.
+pub(super) const AUDIT_ENTRIES: &str =
+    "SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash
+     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+/// Every checkpoint, oldest first.
+pub(super) const CHECKPOINTS: &str =
+    "SELECT seq, key_id, hash, at, signature FROM audit_checkpoints ORDER BY seq, key_id";
+
+/// Records a checkpoint (`$1` seq, `$2` key id, `$3` hash, `$4` at, `$5` signature) once.
+pub(super) const ADD_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, key_id, hash, at, signature)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+/// Deliveries as operators see them: in status `$1` if set, to recipient `$2` if set, after id
+/// `$3`, at most `$4`, oldest first.
+pub(super) const DELIVERIES: &str =
+    "SELECT d.id, d.record_id, r.sender, r.record_type, d.recipient, d.agreement, d.status, d.attempts, d.replays,
+            d.created_at, d.last_attempt_at, d.last_status, d.last_error, d.body IS NOT NULL
+     FROM deliveries d JOIN records r ON r.record_id = d.record_id
+     WHERE (CAST($1 AS TEXT) IS NULL OR d.status = $1) AND (CAST($2 AS TEXT) IS NULL OR d.recipient = $2) AND d.id > $3
+     ORDER BY d.id LIMIT $4";
+
+/// The record sender `$1` committed with idempotency key `$2`: its body's SHA-256, receipt, and
+/// entry's seq and hash.
+pub(super) const IDEMPOTENT: &str =
+    "SELECT r.body_sha256, r.receipt, a.seq, a.hash FROM records r JOIN audit_log a ON a.seq = r.audit_seq
+     WHERE r.sender = $1 AND r.idempotency_key = $2";
+
+/// Deletes the bodies of deliveries delivered before `$1` or dead since before `$2`.
+pub(super) const PURGE_DELIVERIES: &str = "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND (
+         (status = 'delivered' AND delivered_at < $1) OR (status = 'dead' AND last_attempt_at < $2))";
+
+/// Deletes the bodies of records received before `$1` once none of their deliveries needs a body.
+pub(super) const PURGE_RECORDS: &str =
+    "UPDATE records SET body = NULL WHERE body IS NOT NULL AND received_at < $1 AND NOT EXISTS (
+         SELECT 1 FROM deliveries d WHERE d.record_id = records.record_id AND d.body IS NOT NULL)";
+
+/// Whether the store answers.
+pub(super) const PING: &str = "SELECT 1";
+
+/// Every shared statement, for the engines' tests.
+#[cfg(test)]
+pub(super) const SHARED: &[&str] = &[
+    RECORD,
+    RECORD_PAGE,
+    RECEIPT,
+    BACKLOG,
+    AUDIT_ENTRIES,
+    CHECKPOINTS,
+    ADD_CHECKPOINT,
+    DELIVERIES,
+    IDEMPOTENT,
+    PURGE_DELIVERIES,
+    PURGE_RECORDS,
+    PING,
+];
+
+#[cfg(test)]
+impl Dialect {
+    /// Every statement of the dialect, for the engines' tests.
+    pub fn statements(&self) -> Vec<&'static str> {
+        let mut all = vec![
+            self.audit_head,
+            self.chain_head,
+            self.claim_due,
+            self.claim_head,
+            self.lease,
+            self.replay_one,
+            self.replay_recipient,
+            self.requeue,
+        ];
+        all.extend(self.move_head);
+        all
+    }
+}

@@ -1,0 +1,387 @@
+//! The PostgreSQL writer's side: the schema migrations, and the connection the shared writer
+//! runs its batches on ([`Batch`]), with the statements only PostgreSQL runs: a batch's audit
+//! entries, records and deliveries go to the server as one multi-row insert per table, and every
+//! attempt result of a batch as one update.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio_postgres::Statement;
+
+use super::{DIALECT, bind};
+use crate::audit::AuditEntry;
+use crate::store::sql::{self, Dialect, Param, Row, Sql};
+use crate::store::writer::Batch;
+use crate::store::{AttemptUpdate, NewRecord, StoreError};
+
+/// Schema migrations, applied in order under an advisory lock, each once: a version and the
+/// scripts that make it (this engine's tables, then what both engines share).
+const MIGRATIONS: &[(i64, &[&str])] =
+    &[(1, &[include_str!("../migrations/postgres/0001_tables.sql"), sql::INDEXES]), (2, &[sql::TRACESTATE])];
+
+/// Any number fits: the lock only serialises migrations between instances starting together.
+const MIGRATION_LOCK: i64 = 0x7061_7373_6572_656c; // "passerel"
+
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let current: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?.get(0);
+    for (version, scripts) in MIGRATIONS {
+        if *version > current {
+            for script in *scripts {
+                tx.batch_execute(script).await?;
+            }
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[version, &crate::clock::now_ms()],
+            )
+            .await?;
+        }
+    }
+    Ok(tx.commit().await?)
+}
+
+// Multi-row inserts from one array per column: a batch's rows go in one round trip per table.
+// `WITH ORDINALITY ... ORDER BY` keeps the arrays' order, so delivery ids (and first attempts)
+// follow acceptance order.
+
+const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash)
+     SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash
+     FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[],
+                 $9::text[], $10::text[], $11::bigint[], $12::bytea[], $13::bytea[])
+          WITH ORDINALITY AS u(seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash, n)
+     ORDER BY n";
+
+const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate)
+     SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bytea[], $7::bytea[], $8::text[],
+                 $9::text[], $10::bytea[], $11::bigint[], $12::text[])
+          WITH ORDINALITY AS u(record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, n)
+     ORDER BY n";
+
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at)
+     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[])
+          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, n)
+     ORDER BY n";
+
+/// Every attempt result of a batch in one statement. A worker that lost its lease matches
+/// nothing, and RETURNING says which results (by their 1-based position) were applied; of two
+/// results for one row, only one is.
+const FINISH_ATTEMPTS: &str = "UPDATE deliveries AS d SET status = u.status, attempts = d.attempts + 1, last_attempt_at = u.at,
+         last_status = u.code, last_error = u.error, next_attempt_at = u.next, delivered_at = u.delivered,
+         claimed_until = 0, claimed_by = NULL
+     FROM UNNEST($1::text[], $2::bigint[], $3::integer[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])
+          WITH ORDINALITY AS u(status, at, code, error, next, delivered, id, worker, n)
+     WHERE d.id = u.id AND d.claimed_by = u.worker
+     RETURNING u.n";
+
+/// Every statement only PostgreSQL's writer runs.
+pub(super) const STATEMENTS: &[&str] = &[INSERT_AUDIT, INSERT_RECORD, INSERT_DELIVERY, FINISH_ATTEMPTS];
+
+/// The statements of the shared writer this engine's writer runs.
+const SHARED: &[&str] = &[
+    sql::IDEMPOTENT,
+    sql::ADD_CHECKPOINT,
+    sql::PURGE_DELIVERIES,
+    sql::PURGE_RECORDS,
+    DIALECT.chain_head,
+    DIALECT.replay_one,
+    DIALECT.replay_recipient,
+    DIALECT.requeue,
+];
+
+/// The writer's own connection, outside the pool.
+pub(super) struct WriterConnection {
+    client: tokio_postgres::Client,
+    /// Every statement the writer runs, prepared once at open (each prepare is a round trip).
+    statements: HashMap<&'static str, Statement>,
+    /// Rows inserted by the batch but not sent yet.
+    pending: Pending,
+}
+
+impl WriterConnection {
+    /// Connects, applies the migrations (once across instances) and prepares the statements.
+    pub async fn open(
+        config: &tokio_postgres::Config,
+        tls: &Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, StoreError> {
+        let mut client = super::connect(config, tls).await?;
+        migrate(&mut client).await?;
+        let mut statements = HashMap::new();
+        for sql in SHARED.iter().chain(STATEMENTS).chain(&DIALECT.move_head) {
+            statements.insert(*sql, client.prepare(sql).await?);
+        }
+        Ok(WriterConnection { client, statements, pending: Pending::default() })
+    }
+
+    /// A statement prepared at open; one the list missed is prepared now, once.
+    async fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+/// Every statement sends the pending rows first, so the transaction always sees its own writes.
+impl Sql for WriterConnection {
+    const DIALECT: Dialect = DIALECT;
+
+    async fn query<T>(
+        &mut self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        read: impl FnMut(&dyn Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.flush().await?;
+        let statement = self.statement(sql).await?;
+        let rows = self.client.query(&statement, &bind(params)).await?;
+        rows.iter().map(|row| row as &dyn Row).map(read).collect()
+    }
+
+    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        self.flush().await?;
+        let statement = self.statement(sql).await?;
+        Ok(self.client.execute(&statement, &bind(params)).await?)
+    }
+}
+
+impl Batch for WriterConnection {
+    const ENGINE: &'static str = "postgres";
+
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        Ok(self.client.batch_execute("BEGIN").await?)
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        self.flush().await?;
+        Ok(self.client.batch_execute("COMMIT").await?)
+    }
+
+    async fn rollback(&mut self) {
+        self.pending = Pending::default();
+        if let Err(error) = self.client.batch_execute("ROLLBACK").await {
+            tracing::warn!(message = "A store rollback failed.", %error);
+        }
+    }
+
+    async fn insert_entries(&mut self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        let a = &mut self.pending.audit;
+        for e in entries {
+            let ev = e.event;
+            a.seq.push(e.seq);
+            a.at.push(ev.at);
+            a.kind.push(ev.kind);
+            a.actor.push(ev.actor);
+            a.record_id.push(ev.record_id);
+            a.agreement.push(ev.agreement);
+            a.recipient.push(ev.recipient);
+            a.body_digest.push(ev.body_digest.map(|d| d.to_vec()));
+            a.outcome.push(ev.outcome);
+            a.reason.push(ev.reason);
+            a.count.push(ev.count);
+            a.prev_hash.push(e.prev_hash.to_vec());
+            a.hash.push(e.hash.to_vec());
+        }
+        Ok(())
+    }
+
+    async fn insert_record(&mut self, record: &NewRecord, audit_seq: i64) -> Result<(), StoreError> {
+        if self.pending.bytes >= MAX_PENDING_BYTES {
+            self.flush().await?;
+        }
+        self.pending.bytes += record.body.len() + record.deliveries.iter().map(|d| d.body.len()).sum::<usize>();
+        let r = &mut self.pending.records;
+        r.record_id.push(record.record_id.clone());
+        r.sender.push(record.sender.clone());
+        r.record_type.push(record.record_type.clone());
+        r.schema_version.push(record.schema_version.clone());
+        r.received_at.push(record.received_at);
+        r.body.push(record.body.clone());
+        r.body_sha256.push(record.body_sha256.to_vec());
+        r.idempotency_key.push(record.idempotency_key.clone());
+        r.traceparent.push(record.traceparent.clone());
+        r.receipt.push(record.receipt.to_vec());
+        r.audit_seq.push(audit_seq);
+        r.tracestate.push(record.tracestate.clone());
+        let d = &mut self.pending.deliveries;
+        for delivery in &record.deliveries {
+            d.record_id.push(record.record_id.clone());
+            d.recipient.push(delivery.recipient.clone());
+            d.agreement.push(delivery.agreement.clone());
+            d.ordered.push(delivery.ordered);
+            d.body.push(delivery.body.clone());
+            d.body_digest.push(delivery.body_digest.to_vec());
+            d.created_at.push(record.received_at);
+        }
+        Ok(())
+    }
+
+    /// The rows were committed by earlier transactions (a delivery is claimed only once
+    /// committed), so nothing pending needs sending first.
+    async fn record_attempts(&mut self, updates: &[&AttemptUpdate]) -> Result<HashSet<usize>, StoreError> {
+        let n = updates.len();
+        let (mut status, mut at, mut code, mut error) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut next, mut delivered, mut ids, mut workers) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for u in updates {
+            let effect = u.effect();
+            status.push(effect.status.as_str());
+            at.push(u.at);
+            code.push(effect.http_status.map(i32::from));
+            error.push(effect.error);
+            next.push(effect.next_attempt_at);
+            delivered.push(effect.delivered_at);
+            ids.push(u.delivery_id);
+            workers.push(u.worker.as_str());
+        }
+        let statement = self.statement(FINISH_ATTEMPTS).await?;
+        let rows =
+            self.client.query(&statement, &[&status, &at, &code, &error, &next, &delivered, &ids, &workers]).await?;
+        // RETURNING gives 1-based positions.
+        rows.iter().map(|r| Ok((r as &dyn Row).small::<usize>(0)?.saturating_sub(1))).collect()
+    }
+}
+
+/// Inserts waiting to be sent, one array per column: a batch's audit entries, records and
+/// deliveries go to the server in three statements at the next [`WriterConnection::flush`],
+/// instead of one round trip per row. Every other statement flushes first; any failure still
+/// fails the whole batch.
+#[derive(Default)]
+struct Pending {
+    audit: AuditColumns,
+    records: RecordColumns,
+    deliveries: DeliveryColumns,
+    /// Body bytes waiting; past [`MAX_PENDING_BYTES`] they are sent before the next record.
+    bytes: usize,
+}
+
+/// Body bytes one flush sends at most (plus one record's worth): PostgreSQL refuses a message
+/// or an array over about 1 GB, and a group commit of large records must not come near it.
+const MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Default)]
+struct AuditColumns {
+    seq: Vec<i64>,
+    at: Vec<i64>,
+    kind: Vec<String>,
+    actor: Vec<String>,
+    record_id: Vec<Option<String>>,
+    agreement: Vec<Option<String>>,
+    recipient: Vec<Option<String>>,
+    body_digest: Vec<Option<Vec<u8>>>,
+    outcome: Vec<String>,
+    reason: Vec<Option<String>>,
+    count: Vec<i64>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct RecordColumns {
+    record_id: Vec<String>,
+    sender: Vec<String>,
+    record_type: Vec<String>,
+    schema_version: Vec<String>,
+    received_at: Vec<i64>,
+    body: Vec<Bytes>,
+    body_sha256: Vec<Vec<u8>>,
+    idempotency_key: Vec<Option<String>>,
+    traceparent: Vec<Option<String>>,
+    receipt: Vec<Vec<u8>>,
+    audit_seq: Vec<i64>,
+    tracestate: Vec<Option<String>>,
+}
+
+#[derive(Default)]
+struct DeliveryColumns {
+    record_id: Vec<String>,
+    recipient: Vec<String>,
+    agreement: Vec<String>,
+    ordered: Vec<bool>,
+    body: Vec<Bytes>,
+    body_digest: Vec<Vec<u8>>,
+    created_at: Vec<i64>,
+}
+
+impl WriterConnection {
+    /// Sends the pending rows: audit entries, then records, then their deliveries.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        let Pending { audit: a, records: r, deliveries: d, bytes: _ } = std::mem::take(&mut self.pending);
+        // Bound as `bytea[]` without copying the bodies.
+        let record_bodies: Vec<&[u8]> = r.body.iter().map(|b| &b[..]).collect();
+        let delivery_bodies: Vec<&[u8]> = d.body.iter().map(|b| &b[..]).collect();
+        if !a.seq.is_empty() {
+            let statement = self.statement(INSERT_AUDIT).await?;
+            self.client
+                .execute(
+                    &statement,
+                    &[
+                        &a.seq,
+                        &a.at,
+                        &a.kind,
+                        &a.actor,
+                        &a.record_id,
+                        &a.agreement,
+                        &a.recipient,
+                        &a.body_digest,
+                        &a.outcome,
+                        &a.reason,
+                        &a.count,
+                        &a.prev_hash,
+                        &a.hash,
+                    ],
+                )
+                .await?;
+        }
+        if !r.record_id.is_empty() {
+            let statement = self.statement(INSERT_RECORD).await?;
+            self.client
+                .execute(
+                    &statement,
+                    &[
+                        &r.record_id,
+                        &r.sender,
+                        &r.record_type,
+                        &r.schema_version,
+                        &r.received_at,
+                        &record_bodies,
+                        &r.body_sha256,
+                        &r.idempotency_key,
+                        &r.traceparent,
+                        &r.receipt,
+                        &r.audit_seq,
+                        &r.tracestate,
+                    ],
+                )
+                .await?;
+        }
+        if !d.record_id.is_empty() {
+            let statement = self.statement(INSERT_DELIVERY).await?;
+            self.client
+                .execute(
+                    &statement,
+                    &[
+                        &d.record_id,
+                        &d.recipient,
+                        &d.agreement,
+                        &d.ordered,
+                        &delivery_bodies,
+                        &d.body_digest,
+                        &d.created_at,
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,457 @@
+//! The PostgreSQL engine: the same tables and the same contract as SQLite, for several gateway
+//! instances sharing one store.
+//!
+//! Writes that extend the audit chain (records, attempt results, replays, purges, appended
+//! entries, checkpoints) go through one writer task per instance, the shared group commit
+//! (`store::writer`), on a connection of its own (`batch`). The chain stays one chain across
+//! instances because each such transaction first locks the `audit_head` row (`FOR UPDATE`), once
+//! per batch, and moves it forward before committing. Claims do not touch the chain: they run in
+//! their own short transactions on a pooled connection with `FOR UPDATE SKIP LOCKED`, so workers
+//! in every instance take disjoint deliveries, and a lease held by an instance that died expires.
+//! Reads prepare each statement once per pooled connection.
+//!
+//! **Invariant:** a caller's future resolves only after the transaction carrying its operation
+//! has committed (or failed and rolled back).
+
+mod batch;
+
+use std::error::Error;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::mpsc;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::sql::{self, Column, Dialect, Param, Row, Sql};
+use super::writer::{Queue, Write, Writer};
+use super::*;
+use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
+use crate::telemetry::Metrics;
+
+/// What kind of store failure a PostgreSQL error is, from its SQLSTATE class; the error itself
+/// stays as the cause, so the message still says why ("error performing TLS handshake: invalid
+/// peer certificate: UnknownIssuer").
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let kind = match error.code().map(|c| c.code()) {
+            // No SQLSTATE: the connection, TLS or the socket failed.
+            None => StoreErrorKind::Unavailable,
+            // A statement cancelled by its timeout; a lock not available in time.
+            Some("57014" | "55P03") => StoreErrorKind::TimedOut,
+            // Corrupted data or index (XX000 is any internal error).
+            Some("XX001" | "XX002") => StoreErrorKind::Corrupt,
+            Some(code) => match code.get(..2) {
+                Some("23") => StoreErrorKind::Constraint,
+                // Connection exceptions, insufficient resources, a server shutting down or
+                // starting, a serialization failure or deadlock: the same request may pass later.
+                Some("08" | "53" | "57" | "40") => StoreErrorKind::Unavailable,
+                // Undefined tables or columns: the schema is not this program's.
+                Some("42") => StoreErrorKind::Incompatible,
+                _ => StoreErrorKind::Failed,
+            },
+        };
+        StoreError::new(kind, "").caused_by(error)
+    }
+}
+
+/// Settings of the PostgreSQL engine.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    pub config: tokio_postgres::Config,
+    pub pool_size: usize,
+    pub queue: usize,
+    pub max_batch: usize,
+    pub commit_timeout: Duration,
+    /// TLS to the server (`store.ca_file`); `None` is plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The connector for `tls`: rustls when configured; otherwise one that is never used, because
+/// [`with_ssl_mode`] then sets `sslmode=disable`.
+fn connector(tls: &Option<Arc<rustls::ClientConfig>>) -> MakeRustlsConnect {
+    MakeRustlsConnect::new(tls.as_deref().cloned().unwrap_or_else(|| (*crate::tls::plain_client()).clone()))
+}
+
+/// With a CA, verified TLS or nothing; without one, no TLS at all (tokio-postgres would otherwise
+/// try it under its default `sslmode=prefer` and fail on an unverifiable certificate).
+fn with_ssl_mode(config: &tokio_postgres::Config, tls: &Option<Arc<rustls::ClientConfig>>) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    // With a CA, TLS is required: `prefer` would fall back to plain text if someone on the path
+    // refused the SSLRequest.
+    config.ssl_mode(match tls {
+        Some(_) => tokio_postgres::config::SslMode::Require,
+        None => tokio_postgres::config::SslMode::Disable,
+    });
+    config
+}
+
+/// One connection outside the pool, its I/O driven by a task of its own.
+pub async fn connect(
+    config: &tokio_postgres::Config,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = with_ssl_mode(config, tls).connect(connector(tls)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(message = "A store connection closed.", %error);
+        }
+    });
+    Ok(client)
+}
+
+/// The statements whose text is PostgreSQL's own: the chain head is a row of its own, rows are
+/// locked where instances could collide, and a list of ids is an array.
+const DIALECT: Dialect = Dialect {
+    audit_head: "SELECT seq, hash FROM audit_head WHERE id = 1",
+    chain_head: "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+    move_head: Some("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1"),
+    // Deliveries another instance is claiming are skipped: workers everywhere take disjoint ones.
+    claim_due: sql::claim_due!(" FOR UPDATE OF d SKIP LOCKED"),
+    // The head, locked: one instance at a time decides about it. No SKIP LOCKED here: skipping a
+    // head another instance is claiming would hand out the delivery behind it and break the
+    // order. Waiting is short (claims are short) and then the head is seen leased.
+    claim_head: sql::claim_head!(" FOR UPDATE OF d"),
+    lease: sql::lease!("= ANY($3)"),
+    replay_one: sql::replay_one!(" FOR UPDATE"),
+    replay_recipient: sql::replay_recipient!(" FOR UPDATE"),
+    requeue: sql::requeue!("= ANY($2)"),
+};
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    /// This instance's writer queue.
+    queue: Queue,
+    /// Reads and claims.
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects, applies migrations (once across instances), prepares the writer's statements
+    /// and starts the writer task.
+    pub async fn open(options: PostgresOptions, metrics: Metrics) -> Result<Self, StoreError> {
+        let manager = Manager::from_config(
+            with_ssl_mode(&options.config, &options.tls),
+            connector(&options.tls),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .build()
+            .map_err(|e| StoreError::new(StoreErrorKind::Failed, "cannot build the connection pool").caused_by(e))?;
+        let connection = batch::WriterConnection::open(&options.config, &options.tls).await?;
+        let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
+        tokio::spawn(observe_pool(pool.clone(), metrics.clone(), queue.watch()));
+        tokio::spawn(Writer::new(connection, metrics, options.max_batch).run(rx));
+        Ok(PostgresStore { queue, pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::from(e),
+            e => StoreError::new(StoreErrorKind::Unavailable, "no database connection").caused_by(e),
+        })
+    }
+}
+
+/// Keeps the pool gauges current while the store exists (its writer queue is open).
+async fn observe_pool(pool: Pool, metrics: Metrics, alive: mpsc::WeakSender<Write>) {
+    while alive.upgrade().is_some() {
+        let status = pool.status();
+        metrics.store_pool_connections.with_label_values(&["in_use"]).set((status.size - status.available) as i64);
+        metrics.store_pool_connections.with_label_values(&["idle"]).set(status.available as i64);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// A pooled connection, or a transaction on one, for reads and claims: each statement is
+/// prepared once per connection (deadpool keeps the prepared statements with the connection).
+struct Pooled<'c, C>(&'c C);
+
+impl<C: GenericClient> Sql for Pooled<'_, C> {
+    const DIALECT: Dialect = DIALECT;
+
+    async fn query<T>(
+        &mut self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        read: impl FnMut(&dyn Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let statement = self.0.prepare_cached(sql).await?;
+        let rows = self.0.query(&statement, &bind(params)).await?;
+        rows.iter().map(|row| row as &dyn Row).map(read).collect()
+    }
+
+    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let statement = self.0.prepare_cached(sql).await?;
+        Ok(self.0.execute(&statement, &bind(params)).await?)
+    }
+}
+
+/// Parameters as tokio-postgres takes them.
+fn bind<'p>(params: &'p [Param<'_>]) -> Vec<&'p (dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+/// What a PostgreSQL column holds, by its type.
+impl Row for tokio_postgres::Row {
+    fn column(&self, i: usize) -> Result<Column<'_>, StoreError> {
+        let unreadable = |e: tokio_postgres::Error| StoreError::corrupt(format!("column {i}")).caused_by(e);
+        let Some(column) = self.columns().get(i) else {
+            return Err(StoreError::corrupt(format!("there is no column {i}")));
+        };
+        let int = |v: Option<i64>| v.map_or(Column::Null, Column::Int);
+        Ok(match column.type_().name() {
+            "int8" => int(self.try_get::<_, Option<i64>>(i).map_err(unreadable)?),
+            "int4" => int(self.try_get::<_, Option<i32>>(i).map_err(unreadable)?.map(i64::from)),
+            "int2" => int(self.try_get::<_, Option<i16>>(i).map_err(unreadable)?.map(i64::from)),
+            "bool" => int(self.try_get::<_, Option<bool>>(i).map_err(unreadable)?.map(i64::from)),
+            "text" | "varchar" => {
+                self.try_get::<_, Option<&str>>(i).map_err(unreadable)?.map_or(Column::Null, Column::Text)
+            }
+            "bytea" => self.try_get::<_, Option<&[u8]>>(i).map_err(unreadable)?.map_or(Column::Null, Column::Bytes),
+            other => return Err(StoreError::corrupt(format!("column {i} has type {other}"))),
+        })
+    }
+}
+
+/// A value as the parameter's type wants it: an integer fits the parameter's width or is
+/// refused, never truncated.
+impl ToSql for Param<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match *self {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Int(v) if *ty == Type::INT4 => i32::try_from(v)?.to_sql_checked(ty, out),
+            Param::Int(v) if *ty == Type::INT2 => i16::try_from(v)?.to_sql_checked(ty, out),
+            Param::Int(v) => v.to_sql_checked(ty, out),
+            Param::Text(v) => v.to_sql_checked(ty, out),
+            Param::Bytes(v) => v.to_sql_checked(ty, out),
+            Param::Ids(v) => v.to_sql_checked(ty, out),
+        }
+    }
+
+    /// Each value checks the type when it is written (see `to_sql`).
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl Store for PostgresStore {
+    fn commit_record(&self, record: NewRecord) -> StoreFuture<'_, CommitOutcome> {
+        Box::pin(self.queue.commit_record(record))
+    }
+
+    fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let claimed = writer::claim(&mut Pooled(&tx), &claim).await?;
+            tx.commit().await?;
+            Ok(claimed)
+        })
+    }
+
+    fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()> {
+        Box::pin(self.queue.finish_attempts(updates))
+    }
+
+    fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>> {
+        Box::pin(async move { read::record(&mut Pooled(&self.client().await?), sender, record_id).await })
+    }
+
+    fn receipt(&self, record_id: String) -> StoreFuture<'_, Option<StoredReceipt>> {
+        Box::pin(async move { read::receipt(&mut Pooled(&self.client().await?), record_id).await })
+    }
+
+    fn list_records(&self, query: RecordQuery) -> StoreFuture<'_, Vec<RecordView>> {
+        Box::pin(async move { read::list_records(&mut Pooled(&self.client().await?), query).await })
+    }
+
+    fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>> {
+        Box::pin(async move { read::backlog(&mut Pooled(&self.client().await?)).await })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move { read::ping(&mut Pooled(&self.client().await?)).await })
+    }
+
+    fn engine(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditStamp>> {
+        Box::pin(self.queue.append_audit(events))
+    }
+
+    fn audit_head(&self) -> StoreFuture<'_, Option<AuditStamp>> {
+        Box::pin(async move { read::audit_head(&mut Pooled(&self.client().await?)).await })
+    }
+
+    fn audit_entries(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(async move { read::audit_entries(&mut Pooled(&self.client().await?), after, limit).await })
+    }
+
+    fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
+        Box::pin(self.queue.add_checkpoint(checkpoint))
+    }
+
+    fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>> {
+        Box::pin(async move { read::checkpoints(&mut Pooled(&self.client().await?)).await })
+    }
+
+    fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>> {
+        Box::pin(async move { read::deliveries(&mut Pooled(&self.client().await?), filter).await })
+    }
+
+    fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<ReplayResult>> {
+        Box::pin(self.queue.replay(request))
+    }
+
+    fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport> {
+        Box::pin(self.queue.purge(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_postgres::NoTls;
+
+    /// The test server: `PASSERELLE_TEST_POSTGRES` (a connection string), or the local one these
+    /// machines run (127.0.0.1:5432, user postgres, database test).
+    fn server() -> String {
+        std::env::var("PASSERELLE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned())
+    }
+
+    /// Drops a test's schema when the test ends.
+    struct Schema(String);
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            let statement = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0);
+            // The test's runtime cannot be awaited from `drop`; a short-lived one can.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                runtime.block_on(async {
+                    let (client, connection) = tokio_postgres::connect(&server(), NoTls).await.ok()?;
+                    tokio::spawn(connection);
+                    client.batch_execute(&statement).await.ok()
+                })
+            })
+            .join();
+        }
+    }
+
+    /// A schema of its own for a test, so tests run in parallel on one database, and a
+    /// configuration that uses it.
+    async fn schema() -> (tokio_postgres::Config, Schema) {
+        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+        let (client, connection) = tokio_postgres::connect(&server(), NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required for these tests ({}): {e}", server()));
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
+        let mut config: tokio_postgres::Config = server().parse().unwrap();
+        config.options(format!("-c search_path={schema}"));
+        (config, Schema(schema))
+    }
+
+    /// A store in a schema of its own.
+    async fn store() -> (Arc<dyn Store>, Schema) {
+        let (config, schema) = schema().await;
+        let options = PostgresOptions {
+            config,
+            pool_size: 4,
+            queue: 64,
+            max_batch: 16,
+            commit_timeout: Duration::from_secs(10),
+            tls: None,
+        };
+        (Arc::new(PostgresStore::open(options, Metrics::new()).await.unwrap()), schema)
+    }
+
+    crate::store_conformance!(store());
+
+    #[tokio::test]
+    async fn a_late_answer_in_the_holders_batch_is_not_audited() {
+        let (store, _schema) = store().await;
+        crate::store::writer::a_late_answer_in_the_holders_batch_is_not_audited(store.as_ref()).await;
+    }
+
+    /// Every statement both engines run, and PostgreSQL's own, prepares on a migrated schema: the
+    /// server infers a type for every parameter and knows every table and column named.
+    #[tokio::test]
+    async fn every_statement_prepares() {
+        let (config, _schema) = schema().await;
+        let writer = batch::WriterConnection::open(&config, &None).await.unwrap();
+        let client = connect(&config, &None).await.unwrap();
+        for sql in sql::SHARED.iter().chain(&DIALECT.statements()).chain(batch::STATEMENTS) {
+            client.prepare(sql).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
+        }
+        drop(writer);
+    }
+
+    /// A group commit of large records is sent in pieces (the pending bodies are bounded), and
+    /// every record and delivery arrives intact.
+    #[tokio::test]
+    async fn large_records_in_one_batch_are_sent_in_pieces() {
+        let (store, _schema) = store().await;
+        let body = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let commits: Vec<_> = (0..40)
+            .map(|n| {
+                let mut record = crate::store::conformance::record(n, &["r1", "r2"]);
+                record.body = body.clone();
+                for d in &mut record.deliveries {
+                    d.body = body.slice(..512 * 1024);
+                }
+                let store = store.clone();
+                tokio::spawn(async move { store.commit_record(record).await })
+            })
+            .collect();
+        for c in commits {
+            assert!(matches!(c.await.unwrap(), Ok(CommitOutcome::Accepted { .. })));
+        }
+        let claim = |recipient: &str| ClaimRequest {
+            recipient: recipient.to_owned(),
+            worker: "w".into(),
+            limit: 100,
+            now: i64::MAX / 2,
+            lease_until: i64::MAX / 2 + 1,
+            head_only: false,
+        };
+        let claimed = store.claim_due(claim("r2")).await.unwrap();
+        assert_eq!(claimed.len(), 40);
+        assert!(claimed.iter().all(|d| d.body.len() == 512 * 1024 && d.body.iter().all(|b| *b == b'x')));
+        let records: std::collections::BTreeSet<&str> = claimed.iter().map(|d| d.record_id.as_str()).collect();
+        assert_eq!(records.len(), 40, "one delivery per record");
+    }
+
+    /// A server whose certificate does not chain to `store.ca_file` is refused, and the error
+    /// says why: a store never falls back to an unverified or plain connection.
+    #[tokio::test]
+    async fn a_database_certificate_from_another_ca_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let authority = crate::pki::Authority::new("Some other CA").unwrap();
+        let ca = dir.path().join("other-ca.pem");
+        std::fs::write(&ca, &authority.cert_pem).unwrap();
+        let config: tokio_postgres::Config =
+            "host=localhost hostaddr=127.0.0.1 port=5432 user=postgres dbname=test sslmode=require".parse().unwrap();
+        let options = PostgresOptions {
+            config,
+            pool_size: 2,
+            queue: 4,
+            max_batch: 4,
+            commit_timeout: Duration::from_secs(5),
+            tls: Some(crate::tls::recipient_client(&[ca], None, None).unwrap()),
+        };
+        let Err(error) = PostgresStore::open(options, Metrics::new()).await else {
+            panic!("a server certificate from another CA was accepted");
+        };
+        assert!(error.to_string().contains("certificate"), "{error}");
+    }
+}

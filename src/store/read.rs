@@ -1,0 +1,170 @@
+//! The reads both engines serve, written once over [`Sql`]: each is one statement, and each row
+//! becomes its view here, so both engines show exactly the same thing.
+
+use bytes::Bytes;
+
+use super::sql::{self, Param, Row, Sql};
+use super::writer::stamp;
+use super::*;
+use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
+
+/// A record and its deliveries, if `sender` sent it.
+pub(super) async fn record(
+    s: &mut impl Sql,
+    sender: String,
+    record_id: String,
+) -> Result<Option<RecordView>, StoreError> {
+    let rows = s.query(sql::RECORD, &[(&record_id).into(), (&sender).into()], record_row).await?;
+    Ok(group(rows).pop())
+}
+
+/// A page of a sender's records, each with its deliveries, in one statement.
+pub(super) async fn list_records(s: &mut impl Sql, query: RecordQuery) -> Result<Vec<RecordView>, StoreError> {
+    let (before_at, before_id) = query.before.as_ref().map_or((None, None), |(at, id)| (Some(*at), Some(id)));
+    let params: [Param<'_>; 6] = [
+        (&query.sender).into(),
+        query.since.into(),
+        before_at.into(),
+        before_id.into(),
+        query.status.map(RecordState::as_str).into(),
+        (query.limit as i64).into(),
+    ];
+    Ok(group(s.query(sql::RECORD_PAGE, &params, record_row).await?))
+}
+
+/// One row of `sql::with_deliveries!`: the record, and one of its deliveries if it has any.
+fn record_row(r: &dyn Row) -> Result<(RecordView, Option<DeliveryView>), StoreError> {
+    let record = RecordView {
+        record_id: r.text(0)?,
+        record_type: r.text(1)?,
+        schema_version: r.text(2)?,
+        received_at: crate::clock::rfc3339_ms(r.int(3)?),
+        status: r.label(4)?,
+        deliveries: Vec::new(),
+    };
+    // A record without deliveries comes once, with NULL delivery columns.
+    let delivery = match r.opt_text(5)? {
+        None => None,
+        Some(recipient) => {
+            let status: DeliveryStatus = r.label(7)?;
+            let pending = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
+            Some(DeliveryView {
+                recipient,
+                agreement: r.text(6)?,
+                status,
+                attempts: r.small(8)?,
+                last_attempt_at: r.opt_int(9)?.map(crate::clock::rfc3339_ms),
+                delivered_at: r.opt_int(10)?.map(crate::clock::rfc3339_ms),
+                next_attempt_at: if pending { Some(crate::clock::rfc3339_ms(r.int(11)?)) } else { None },
+                last_error: r.opt_text(12)?,
+            })
+        }
+    };
+    Ok((record, delivery))
+}
+
+/// Rows of records with their deliveries (a record's rows are adjacent) as one view per record.
+fn group(rows: Vec<(RecordView, Option<DeliveryView>)>) -> Vec<RecordView> {
+    let mut views: Vec<RecordView> = Vec::new();
+    for (record, delivery) in rows {
+        match views.last_mut() {
+            Some(last) if last.record_id == record.record_id => last.deliveries.extend(delivery),
+            _ => views.push(RecordView { deliveries: delivery.into_iter().collect(), ..record }),
+        }
+    }
+    views
+}
+
+/// The receipt stored with a record, and the record's audit entry.
+pub(super) async fn receipt(s: &mut impl Sql, record_id: String) -> Result<Option<StoredReceipt>, StoreError> {
+    let rows = s
+        .query(sql::RECEIPT, &[(&record_id).into()], |r| {
+            Ok(StoredReceipt {
+                receipt: Bytes::from(r.bytes(0)?),
+                stamp: AuditStamp { seq: r.int(1)?, hash: r.hash(2)? },
+                body_digest: r.opt_hash(3)?,
+            })
+        })
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+pub(super) async fn backlog(s: &mut impl Sql) -> Result<Vec<RecipientBacklog>, StoreError> {
+    s.query(sql::BACKLOG, &[], |r| {
+        Ok(RecipientBacklog {
+            recipient: r.text(0)?,
+            pending: r.int(1)?,
+            oldest_pending_at: r.opt_int(2)?,
+            dead: r.int(3)?,
+        })
+    })
+    .await
+}
+
+pub(super) async fn ping(s: &mut impl Sql) -> Result<(), StoreError> {
+    s.query(sql::PING, &[], |_| Ok(())).await.map(drop)
+}
+
+/// The newest entry of the chain, if there is one.
+pub(super) async fn audit_head<S: Sql>(s: &mut S) -> Result<Option<AuditStamp>, StoreError> {
+    let head = s.query(S::DIALECT.audit_head, &[], stamp).await?.pop();
+    Ok(head.filter(|h| h.seq > 0))
+}
+
+pub(super) async fn audit_entries(s: &mut impl Sql, after: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    s.query(sql::AUDIT_ENTRIES, &[after.into(), (limit as i64).into()], |r| {
+        Ok(AuditEntry {
+            seq: r.int(0)?,
+            event: AuditEvent {
+                at: r.int(1)?,
+                kind: r.text(2)?,
+                actor: r.text(3)?,
+                record_id: r.opt_text(4)?,
+                agreement: r.opt_text(5)?,
+                recipient: r.opt_text(6)?,
+                body_digest: r.opt_hash(7)?,
+                outcome: r.text(8)?,
+                reason: r.opt_text(9)?,
+                count: r.int(10)?,
+            },
+            prev_hash: r.hash(11)?,
+            hash: r.hash(12)?,
+        })
+    })
+    .await
+}
+
+pub(super) async fn checkpoints(s: &mut impl Sql) -> Result<Vec<Checkpoint>, StoreError> {
+    s.query(sql::CHECKPOINTS, &[], |r| {
+        Ok(Checkpoint { seq: r.int(0)?, key_id: r.text(1)?, hash: r.hash(2)?, at: r.int(3)?, signature: r.bytes(4)? })
+    })
+    .await
+}
+
+pub(super) async fn deliveries(s: &mut impl Sql, filter: DeliveryFilter) -> Result<Vec<DeliveryAdminView>, StoreError> {
+    let params: [Param<'_>; 4] = [
+        filter.status.map(DeliveryStatus::as_str).into(),
+        filter.recipient.as_ref().into(),
+        filter.after_id.unwrap_or(0).into(),
+        (filter.limit as i64).into(),
+    ];
+    s.query(sql::DELIVERIES, &params, |r| {
+        Ok(DeliveryAdminView {
+            id: r.int(0)?,
+            record_id: r.text(1)?,
+            sender: r.text(2)?,
+            record_type: r.text(3)?,
+            recipient: r.text(4)?,
+            agreement: r.text(5)?,
+            status: r.label(6)?,
+            attempts: r.small(7)?,
+            replays: r.small(8)?,
+            created_at: crate::clock::rfc3339_ms(r.int(9)?),
+            last_attempt_at: r.opt_int(10)?.map(crate::clock::rfc3339_ms),
+            last_status: r.opt_small(11)?,
+            last_error: r.opt_text(12)?,
+            body_kept: r.flag(13)?,
+        })
+    })
+    .await
+}

@@ -1,0 +1,456 @@
+//! The embedded engine: one SQLite file in WAL mode, fsync on every commit, group commit.
+//!
+//! One writer thread owns the only writing connection and runs the shared group commit
+//! (`store::writer`) on a runtime of its own; readers use their own connections from a small
+//! pool. What this engine adds is only how SQLite opens, binds values, reads columns and
+//! checkpoints its log (`batch` holds the writer's transaction and its statements).
+//!
+//! The audit chain's append is serialised by the transaction: each batch takes SQLite's write
+//! lock (`BEGIN IMMEDIATE`) and reads the chain head once under it, so another process writing
+//! the same file (a command-line replay) still extends one chain.
+//!
+//! **Invariant:** a caller's future resolves only after the transaction carrying its operation
+//! has committed (or failed and rolled back).
+
+mod batch;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+
+use super::sql::{self, Column, Dialect, Param, Row, Sql};
+use super::writer::{Queue, Writer};
+use super::*;
+use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
+use crate::telemetry::Metrics;
+
+/// Settings of the SQLite engine.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub queue: usize,
+    pub max_batch: usize,
+    pub commit_timeout: Duration,
+}
+
+/// The statements whose text is SQLite's own. The writer holds the write lock for its whole
+/// transaction, so no row is locked apart; a list of ids is a JSON array read with `json_each`.
+const DIALECT: Dialect = Dialect {
+    audit_head: "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+    chain_head: "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+    move_head: None,
+    claim_due: sql::claim_due!(""),
+    claim_head: sql::claim_head!(""),
+    lease: sql::lease!("IN (SELECT value FROM json_each($3))"),
+    replay_one: sql::replay_one!(""),
+    replay_recipient: sql::replay_recipient!(""),
+    requeue: sql::requeue!("IN (SELECT value FROM json_each($2))"),
+};
+
+/// The SQLite store.
+pub struct SqliteStore {
+    /// The writer's queue; `None` when the store is opened read-only: there is no writer, and
+    /// writes are refused.
+    queue: Option<Queue>,
+    readers: Arc<ReadPool>,
+    /// Tells the checkpoint thread to stop when the store goes away.
+    stop_checkpoints: Arc<AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_checkpoints.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Copies the write-ahead log into the database file every half second (passive: never blocks
+/// the writer or readers), so the log stays small without the writer paying for it.
+fn checkpoints(path: &Path, stop: &AtomicBool) {
+    let Ok(conn) = open(path) else { return };
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(message = "A store checkpoint failed; it is retried.", %error);
+        }
+    }
+    // A last one on the way out, so a stopped gateway leaves a short log behind.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+struct ReadPool {
+    path: PathBuf,
+    /// Connections are opened read-only and leave the file exactly as it is (see
+    /// [`SqliteStore::open_read_only`]).
+    read_only: bool,
+    /// Idle read connections; at most a few are kept, more are opened under load.
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl ReadPool {
+    fn connect(&self) -> rusqlite::Result<Conn> {
+        Ok(Conn(if self.read_only { open_read_only(&self.path)? } else { open(&self.path)? }))
+    }
+}
+
+/// What kind of store failure a SQLite error is; the error itself stays as the cause.
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as Code;
+        let kind = match &error {
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+                // The busy timeout passed with another connection (or process) holding the lock.
+                Code::DatabaseBusy | Code::DatabaseLocked => StoreErrorKind::TimedOut,
+                Code::CannotOpen | Code::ReadOnly | Code::PermissionDenied => StoreErrorKind::Unavailable,
+                Code::ConstraintViolation => StoreErrorKind::Constraint,
+                Code::DatabaseCorrupt | Code::NotADatabase => StoreErrorKind::Corrupt,
+                _ => StoreErrorKind::Failed,
+            },
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::InvalidColumnType(..) => StoreErrorKind::Corrupt,
+            _ => StoreErrorKind::Failed,
+        };
+        StoreError::new(kind, "").caused_by(error)
+    }
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL in WAL mode fsyncs the log on every commit: an acknowledged record survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Room for every statement a connection runs, so none is prepared twice.
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// A connection that can only read, and changes nothing in the file: not its journal mode, not
+/// its schema. It never creates the file.
+fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// A connection the shared reads, claims and writer run their statements on. Its futures are
+/// ready at once: SQLite does its I/O inside each call, on the thread that makes it.
+pub(super) struct Conn(Connection);
+
+impl Sql for Conn {
+    const DIALECT: Dialect = DIALECT;
+
+    async fn query<T>(
+        &mut self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        mut read: impl FnMut(&dyn Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut statement = self.0.prepare_cached(sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+        let mut values = Vec::new();
+        while let Some(row) = rows.next()? {
+            values.push(read(row)?);
+        }
+        Ok(values)
+    }
+
+    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        Ok(self.0.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))? as u64)
+    }
+}
+
+/// What a SQLite column holds, as it is stored.
+impl Row for rusqlite::Row<'_> {
+    fn column(&self, i: usize) -> Result<Column<'_>, StoreError> {
+        Ok(match self.get_ref(i)? {
+            ValueRef::Null => Column::Null,
+            ValueRef::Integer(v) => Column::Int(v),
+            ValueRef::Text(text) => Column::Text(
+                std::str::from_utf8(text)
+                    .map_err(|e| StoreError::corrupt(format!("column {i} is not UTF-8")).caused_by(e))?,
+            ),
+            ValueRef::Blob(bytes) => Column::Bytes(bytes),
+            ValueRef::Real(_) => return Err(StoreError::corrupt(format!("column {i} holds a real number"))),
+        })
+    }
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Param::Null => ToSqlOutput::Owned(Value::Null),
+            Param::Int(v) => ToSqlOutput::Owned(Value::Integer(v)),
+            Param::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Param::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+            // A JSON array, which the dialect's statements read with `json_each`.
+            Param::Ids(ids) => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                ToSqlOutput::Owned(Value::Text(format!("[{}]", list.join(","))))
+            }
+        })
+    }
+}
+
+/// A read to run on a pooled connection.
+type Read<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + 'c>>;
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store and starts its writer thread.
+    pub fn open(options: SqliteOptions, metrics: Metrics) -> Result<Self, StoreError> {
+        let unavailable = |context: String| StoreError::new(StoreErrorKind::Unavailable, context);
+        // Created owner-only before SQLite sees it, so its -wal and -shm files are too.
+        crate::secrets::create_private_file(&options.path)
+            .map_err(|e| unavailable(format!("cannot create {}", options.path.display())).caused_by(e))?;
+        let mut conn = open(&options.path)?;
+        batch::migrate(&mut conn)?;
+        // Checkpoints copy the log into the database file and fsync it: on the writer they would
+        // stall every commit queued behind them, so another thread does them (see `checkpoints`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (path, flag) = (options.path.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoints(&path, &flag))
+            .map_err(|e| unavailable("cannot start the checkpoint thread".into()).caused_by(e))?;
+        // The shared writer is async; on its own thread it runs on a runtime of its own, which
+        // only waits for the queue (SQLite's calls block that thread, and no other).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| unavailable("cannot start the writer's runtime".into()).caused_by(e))?;
+        let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
+        let writer = Writer::new(Conn(conn), metrics, options.max_batch);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || runtime.block_on(writer.run(rx)))
+            .map_err(|e| unavailable("cannot start the writer thread".into()).caused_by(e))?;
+        Ok(SqliteStore {
+            queue: Some(queue),
+            stop_checkpoints: stop,
+            readers: Arc::new(ReadPool { path: options.path, read_only: false, idle: Mutex::new(Vec::new()) }),
+        })
+    }
+
+    /// Opens an existing store file to read it only: no writer thread, no checkpoints, no
+    /// migration, nothing written to the file (every write answers
+    /// [`StoreErrorKind::Unavailable`]). This is how a copy made by `passerelle backup` is
+    /// verified before anyone uses it; the file must be in rollback-journal mode, as the backup
+    /// leaves it, since reading a file in WAL mode needs its `-shm` index.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = open_read_only(path)
+            .map_err(|e| StoreError::from(e).with_context(format!("cannot open {}", path.display())))?;
+        batch::check_version(&conn, path)?;
+        Ok(SqliteStore {
+            queue: None,
+            stop_checkpoints: Arc::new(AtomicBool::new(true)),
+            readers: Arc::new(ReadPool {
+                path: path.to_path_buf(),
+                read_only: true,
+                idle: Mutex::new(vec![Conn(conn)]),
+            }),
+        })
+    }
+
+    fn queue(&self) -> Result<&Queue, StoreError> {
+        self.queue.as_ref().ok_or_else(|| StoreError::new(StoreErrorKind::Unavailable, "the store is open read-only"))
+    }
+
+    /// Runs `read` on a pooled connection, on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl for<'c> FnOnce(&'c mut Conn) -> Read<'c, T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
+                Ok(Some(conn)) => conn,
+                _ => pool.connect()?,
+            };
+            // Ready at once (see `Conn`): this only unwraps the answer.
+            let result = tokio::runtime::Handle::current().block_on(read(&mut conn));
+            if let Ok(mut idle) = pool.idle.lock()
+                && idle.len() < 4
+            {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, "a read task failed").caused_by(e))?
+    }
+}
+
+impl Store for SqliteStore {
+    fn commit_record(&self, record: NewRecord) -> StoreFuture<'_, CommitOutcome> {
+        Box::pin(async move { self.queue()?.commit_record(record).await })
+    }
+
+    fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>> {
+        Box::pin(async move { self.queue()?.claim_due(claim).await })
+    }
+
+    fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.queue()?.finish_attempts(updates).await })
+    }
+
+    fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>> {
+        Box::pin(self.read(move |c| Box::pin(read::record(c, sender, record_id))))
+    }
+
+    fn receipt(&self, record_id: String) -> StoreFuture<'_, Option<StoredReceipt>> {
+        Box::pin(self.read(move |c| Box::pin(read::receipt(c, record_id))))
+    }
+
+    fn list_records(&self, query: RecordQuery) -> StoreFuture<'_, Vec<RecordView>> {
+        Box::pin(self.read(move |c| Box::pin(read::list_records(c, query))))
+    }
+
+    fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>> {
+        Box::pin(self.read(|c| Box::pin(read::backlog(c))))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        // Open connections keep working on a file that was deleted or moved away (and whatever
+        // they wrote would be lost at the next start): the file must still be at its path.
+        let path = self.readers.path.clone();
+        Box::pin(async move {
+            if !tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
+                return Err(StoreError::new(StoreErrorKind::Unavailable, "the database file is not at its path"));
+            }
+            self.read(|c| Box::pin(read::ping(c))).await
+        })
+    }
+
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditStamp>> {
+        Box::pin(async move { self.queue()?.append_audit(events).await })
+    }
+
+    fn audit_head(&self) -> StoreFuture<'_, Option<AuditStamp>> {
+        Box::pin(self.read(|c| Box::pin(read::audit_head(c))))
+    }
+
+    fn audit_entries(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(self.read(move |c| Box::pin(read::audit_entries(c, after, limit))))
+    }
+
+    fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.queue()?.add_checkpoint(checkpoint).await })
+    }
+
+    fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>> {
+        Box::pin(self.read(|c| Box::pin(read::checkpoints(c))))
+    }
+
+    fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>> {
+        Box::pin(self.read(move |c| Box::pin(read::deliveries(c, filter))))
+    }
+
+    fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<ReplayResult>> {
+        Box::pin(async move { self.queue()?.replay(request).await })
+    }
+
+    fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport> {
+        Box::pin(async move { self.queue()?.purge(request).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn open_at(dir: &Path) -> SqliteStore {
+        let options = SqliteOptions {
+            path: dir.join("s.sqlite"),
+            queue: 64,
+            max_batch: 16,
+            commit_timeout: Duration::from_secs(5),
+        };
+        SqliteStore::open(options, Metrics::new()).unwrap()
+    }
+
+    async fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Arc::new(open_at(dir.path())), dir)
+    }
+
+    crate::store_conformance!(store());
+
+    #[tokio::test]
+    async fn a_late_answer_in_the_holders_batch_is_not_audited() {
+        let (store, _dir) = store().await;
+        crate::store::writer::a_late_answer_in_the_holders_batch_is_not_audited(store.as_ref()).await;
+    }
+
+    /// Every statement both engines run, and SQLite's own, numbers its parameters `$1, $2, …` in
+    /// order of first appearance: SQLite binds by that order, PostgreSQL by the number.
+    #[test]
+    fn shared_statements_bind_their_parameters_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("s.sqlite")).unwrap();
+        batch::migrate(&mut conn).unwrap();
+        for sql in sql::SHARED.iter().chain(&DIALECT.statements()).chain(batch::STATEMENTS) {
+            let statement = conn.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+            for i in 1..=statement.parameter_count() {
+                let expected = format!("${i}");
+                assert_eq!(statement.parameter_name(i), Some(expected.as_str()), "{sql}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_run_once_and_reopen_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open_at(dir.path()));
+        let s = open_at(dir.path());
+        s.ping().await.unwrap();
+        let conn = Connection::open(dir.path().join("s.sqlite")).unwrap();
+        let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(versions, batch::SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn a_store_opened_read_only_reads_and_refuses_writes_and_leaves_the_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open_at(dir.path());
+        s.append_audit(vec![AuditEvent::new(1, "config.loaded", "gateway", "loaded")]).await.unwrap();
+        drop(s);
+        // What `passerelle backup` leaves: one file in rollback-journal mode.
+        let path = dir.path().join("s.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        // The writer and checkpoint threads let go of the file shortly after the store is dropped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "DELETE") {
+            assert!(Instant::now() < deadline, "{e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+
+        let s = SqliteStore::open_read_only(&path).unwrap();
+        assert_eq!(s.audit_entries(0, 10).await.unwrap().len(), 1);
+        assert!(matches!(
+            s.append_audit(vec![AuditEvent::new(2, "config.loaded", "gateway", "loaded")]).await,
+            Err(e) if e.kind() == StoreErrorKind::Unavailable
+        ));
+        drop(s);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("s.sqlite")]);
+        assert!(SqliteStore::open_read_only(&dir.path().join("absent.sqlite")).is_err());
+        assert!(!dir.path().join("absent.sqlite").exists());
+    }
+}

@@ -1,0 +1,525 @@
+//! The group commit both engines share: a bounded queue of writes, each caller's deadline, the
+//! writer that drains the queue into one transaction per batch, and what each write decides.
+//!
+//! Callers send their write with a oneshot for the answer through a bounded channel ([`Queue`]).
+//! The writer takes everything queued (up to `max_batch`), runs it in one transaction through the
+//! engine's [`Batch`], commits, then answers every caller: with its result if the transaction
+//! committed, else with the transaction's error. A full channel makes callers wait until their
+//! deadline (then [`StoreErrorKind::Saturated`]); it never grows.
+//!
+//! What a write decides is written here once: when an idempotency key replays a record, which
+//! attempt results count, what a replay does, what a purge removes, and how the audit chain is
+//! extended (its head read once per batch, under the engine's lock). An engine only opens and
+//! commits the transaction and runs the statements whose text is its own.
+//!
+//! **Invariant:** a caller's future resolves only after the transaction carrying its write has
+//! committed (or failed and rolled back).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::sql::{self, Param, Row, Sql};
+use super::*;
+use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, Checkpoint, GENESIS};
+use crate::telemetry::Metrics;
+use crate::telemetry::events::{AuditAppended, StoreCommitted};
+
+/// One write and its caller's answer, kept until the batch's transaction ends.
+pub(super) struct Ask<I, O> {
+    input: I,
+    /// The write's result, answered only once the transaction has committed.
+    output: Option<O>,
+    reply: oneshot::Sender<Result<O, StoreError>>,
+}
+
+impl<I, O> Ask<I, O> {
+    /// Answers the caller: the result if the transaction committed, else `failure`.
+    fn answer(self, failure: Option<&StoreError>) {
+        let answer = match (failure, self.output) {
+            (None, Some(output)) => Ok(output),
+            (Some(failure), _) => Err(failure.clone()),
+            (None, None) => Err(StoreError::new(StoreErrorKind::Failed, "the write did not run")),
+        };
+        // A caller that gave up has dropped its receiver; its answer is simply discarded.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// A write for the writer.
+pub(super) enum Write {
+    Commit(Ask<Box<NewRecord>, CommitOutcome>),
+    Claim(Ask<ClaimRequest, Vec<ClaimedDelivery>>),
+    Finish(Ask<Vec<AttemptUpdate>, ()>),
+    Append(Ask<Vec<AuditEvent>, Vec<AuditStamp>>),
+    Checkpoint(Ask<Checkpoint, ()>),
+    Replay(Ask<ReplayRequest, Vec<ReplayResult>>),
+    Purge(Ask<PurgeRequest, PurgeReport>),
+}
+
+impl Write {
+    fn answer(self, failure: Option<&StoreError>) {
+        match self {
+            Write::Commit(ask) => ask.answer(failure),
+            Write::Claim(ask) => ask.answer(failure),
+            Write::Finish(ask) => ask.answer(failure),
+            Write::Append(ask) => ask.answer(failure),
+            Write::Checkpoint(ask) => ask.answer(failure),
+            Write::Replay(ask) => ask.answer(failure),
+            Write::Purge(ask) => ask.answer(failure),
+        }
+    }
+}
+
+/// The callers' side of the writer: a bounded channel and how long each caller waits.
+pub(super) struct Queue {
+    /// Writes for the writer; bounded, so a saturated writer pushes back on callers.
+    writes: mpsc::Sender<Write>,
+    /// How long a caller waits for room in `writes` and for its answer, in all.
+    commit_timeout: Duration,
+}
+
+impl Queue {
+    /// A queue of `capacity` writes, and the receiver its writer drains.
+    pub fn new(capacity: usize, commit_timeout: Duration) -> (Queue, mpsc::Receiver<Write>) {
+        let (writes, rx) = mpsc::channel(capacity);
+        (Queue { writes, commit_timeout }, rx)
+    }
+
+    /// Whether the writer still has a queue (for tasks that live as long as the store).
+    pub fn watch(&self) -> mpsc::WeakSender<Write> {
+        self.writes.downgrade()
+    }
+
+    async fn ask<I, O>(&self, input: I, write: fn(Ask<I, O>) -> Write) -> Result<O, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + self.commit_timeout;
+        let stopped = || StoreError::new(StoreErrorKind::Unavailable, "the writer has stopped");
+        tokio::time::timeout_at(deadline, self.writes.send(write(Ask { input, output: None, reply })))
+            .await
+            .map_err(|_| StoreError::new(StoreErrorKind::Saturated, "the commit queue is full"))?
+            .map_err(|_| stopped())?;
+        // Once queued, the write will run; waiting past the deadline would only hide a stuck
+        // disk, so the caller is told, and a committed record is still delivered.
+        tokio::time::timeout_at(deadline, answer)
+            .await
+            .map_err(|_| StoreError::new(StoreErrorKind::TimedOut, "the commit did not finish in time"))?
+            .map_err(|_| stopped())?
+    }
+
+    pub async fn commit_record(&self, record: NewRecord) -> Result<CommitOutcome, StoreError> {
+        self.ask(Box::new(record), Write::Commit).await
+    }
+
+    pub async fn claim_due(&self, claim: ClaimRequest) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.ask(claim, Write::Claim).await
+    }
+
+    pub async fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> Result<(), StoreError> {
+        self.ask(updates, Write::Finish).await
+    }
+
+    pub async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditStamp>, StoreError> {
+        self.ask(events, Write::Append).await
+    }
+
+    pub async fn add_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        self.ask(checkpoint, Write::Checkpoint).await
+    }
+
+    pub async fn replay(&self, request: ReplayRequest) -> Result<Vec<ReplayResult>, StoreError> {
+        self.ask(request, Write::Replay).await
+    }
+
+    pub async fn purge(&self, request: PurgeRequest) -> Result<PurgeReport, StoreError> {
+        self.ask(request, Write::Purge).await
+    }
+}
+
+/// The writer's connection: a transaction at a time, and the statements only this engine runs.
+pub(super) trait Batch: Sql {
+    /// `sqlite` or `postgres`, for the metrics.
+    const ENGINE: &'static str;
+
+    async fn begin(&mut self) -> Result<(), StoreError>;
+    /// Sends whatever the engine kept back, then commits.
+    async fn commit(&mut self) -> Result<(), StoreError>;
+    /// Rolls back after a failure; a connection that cannot even do that fails the next batch.
+    async fn rollback(&mut self);
+
+    /// Inserts chained audit entries (the engine may hold them until its next statement).
+    async fn insert_entries(&mut self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
+    /// Inserts an accepted record and its deliveries (the same).
+    async fn insert_record(&mut self, record: &NewRecord, audit_seq: i64) -> Result<(), StoreError>;
+    /// Applies attempt results to the deliveries their worker still holds, and returns the
+    /// positions in `updates` of those applied: a worker that lost its lease changes nothing.
+    async fn record_attempts(&mut self, updates: &[&AttemptUpdate]) -> Result<HashSet<usize>, StoreError>;
+}
+
+/// The writer: drains the queue into one transaction per batch.
+pub(super) struct Writer<B> {
+    batch: B,
+    metrics: Metrics,
+    /// Writes per transaction at most: one commit's latency stays bounded under load.
+    max_batch: usize,
+}
+
+impl<B: Batch> Writer<B> {
+    pub fn new(batch: B, metrics: Metrics, max_batch: usize) -> Self {
+        Writer { batch, metrics, max_batch: max_batch.max(1) }
+    }
+
+    /// Runs until every [`Queue`] is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Write>) {
+        let mut writes = Vec::with_capacity(self.max_batch);
+        while rx.recv_many(&mut writes, self.max_batch).await > 0 {
+            self.commit_batch(&mut writes).await;
+        }
+    }
+
+    async fn commit_batch(&mut self, writes: &mut Vec<Write>) {
+        let started = Instant::now();
+        let records = writes.iter().filter(|w| matches!(w, Write::Commit(_))).count();
+        let result = match self.batch.begin().await {
+            Ok(()) => match run(&mut self.batch, writes).await {
+                Ok(appended) => self.batch.commit().await.map(|()| appended),
+                Err(e) => {
+                    self.batch.rollback().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        if records > 0 {
+            StoreCommitted { engine: B::ENGINE, records, duration: started.elapsed(), ok: result.is_ok() }
+                .emit(&self.metrics);
+        }
+        if let Ok(appended) = &result {
+            for kind in appended {
+                AuditAppended { kind }.emit(&self.metrics);
+            }
+        }
+        let failure = result.err();
+        for write in writes.drain(..) {
+            write.answer(failure.as_ref());
+        }
+    }
+}
+
+/// Runs a batch's writes in its open transaction, in order; returns the kinds of the entries
+/// appended, for the metrics after the commit.
+async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Vec<String>, StoreError> {
+    let mut chain = Chain::default();
+    // Every attempt result of the batch in one go, before the chain head is locked; their audit
+    // entries still take their writes' places in the chain.
+    let applied = {
+        let updates: Vec<&AttemptUpdate> = writes
+            .iter()
+            .filter_map(|w| if let Write::Finish(ask) = w { Some(&ask.input) } else { None })
+            .flatten()
+            .collect();
+        if updates.is_empty() { HashSet::new() } else { b.record_attempts(&updates).await? }
+    };
+    let mut position = 0;
+    for write in writes.iter_mut() {
+        match write {
+            Write::Commit(ask) => ask.output = Some(commit_record(b, &mut chain, &ask.input).await?),
+            Write::Claim(ask) => ask.output = Some(claim(b, &ask.input).await?),
+            Write::Finish(ask) => {
+                let mut events = Vec::new();
+                for update in &ask.input {
+                    if applied.contains(&position) {
+                        events.push(update.event());
+                    }
+                    position += 1;
+                }
+                chain.append(b, events).await?;
+                ask.output = Some(());
+            }
+            Write::Append(ask) => ask.output = Some(chain.append(b, std::mem::take(&mut ask.input)).await?),
+            Write::Checkpoint(ask) => {
+                let c = &ask.input;
+                let params =
+                    [c.seq.into(), (&c.key_id).into(), Param::Bytes(&c.hash), c.at.into(), Param::Bytes(&c.signature)];
+                b.execute(sql::ADD_CHECKPOINT, &params).await?;
+                ask.output = Some(());
+            }
+            Write::Replay(ask) => ask.output = Some(replay(b, &mut chain, &ask.input).await?),
+            Write::Purge(ask) => ask.output = Some(purge(b, &mut chain, &ask.input).await?),
+        }
+    }
+    // The head is known only if this transaction extended the chain.
+    if let (Some(head), Some(move_head)) = (chain.head, B::DIALECT.move_head) {
+        b.execute(move_head, &[head.seq.into(), Param::Bytes(&head.hash)]).await?;
+    }
+    Ok(chain.appended)
+}
+
+/// The audit chain as one transaction extends it.
+#[derive(Default)]
+struct Chain {
+    /// The head, read under the engine's lock at the transaction's first append, then moved by
+    /// each append.
+    head: Option<AuditStamp>,
+    /// The kinds of the entries appended, for the metrics after commit.
+    appended: Vec<String>,
+}
+
+impl Chain {
+    /// Appends `events` to the chain, in order.
+    async fn append<B: Batch>(&mut self, b: &mut B, events: Vec<AuditEvent>) -> Result<Vec<AuditStamp>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let head = match self.head {
+            Some(head) => head,
+            None => {
+                b.query(B::DIALECT.chain_head, &[], stamp).await?.pop().unwrap_or(AuditStamp { seq: 0, hash: GENESIS })
+            }
+        };
+        let entries = audit::chain(head, events);
+        let stamps: Vec<AuditStamp> = entries.iter().map(|e| AuditStamp { seq: e.seq, hash: e.hash }).collect();
+        self.appended.extend(entries.iter().map(|e| e.event.kind.clone()));
+        self.head = stamps.last().copied();
+        b.insert_entries(entries).await?;
+        Ok(stamps)
+    }
+}
+
+/// An audit stamp from `seq, hash`.
+pub(super) fn stamp(row: &dyn Row) -> Result<AuditStamp, StoreError> {
+    Ok(AuditStamp { seq: row.int(0)?, hash: row.hash(1)? })
+}
+
+/// A record, unless its idempotency key was used before: then the original receipt again for
+/// the same body, or a conflict for another. The key's uniqueness holds because this runs inside
+/// the transaction that inserts the record.
+async fn commit_record<B: Batch>(
+    b: &mut B,
+    chain: &mut Chain,
+    record: &NewRecord,
+) -> Result<CommitOutcome, StoreError> {
+    if let Some(key) = &record.idempotency_key {
+        let earlier = b
+            .query(sql::IDEMPOTENT, &[(&record.sender).into(), key.into()], |r| {
+                Ok((r.bytes(0)?, Bytes::from(r.bytes(1)?), AuditStamp { seq: r.int(2)?, hash: r.hash(3)? }))
+            })
+            .await?
+            .pop();
+        if let Some((body_sha256, receipt, stamp)) = earlier {
+            return Ok(if body_sha256 == record.body_sha256 {
+                CommitOutcome::Duplicate { receipt, stamp }
+            } else {
+                CommitOutcome::Conflict
+            });
+        }
+    }
+    let stamp = chain.append(b, vec![record.accepted_event()]).await?[0];
+    b.insert_record(record, stamp.seq).await?;
+    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp })
+}
+
+/// Leases due deliveries of one recipient, oldest first, with one statement to lease them all.
+/// SQLite runs this in the writer; PostgreSQL in a short transaction of its own (claims do not
+/// touch the chain), where the dialect's row locks keep instances apart.
+pub(super) async fn claim<S: Sql>(s: &mut S, claim: &ClaimRequest) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    let rows = if claim.head_only {
+        s.query(S::DIALECT.claim_head, &[(&claim.recipient).into()], claimed_row).await?
+    } else {
+        let params = [(&claim.recipient).into(), claim.now.into(), (claim.limit as i64).into()];
+        s.query(S::DIALECT.claim_due, &params, claimed_row).await?
+    };
+    // The head is read whatever its state: if it is not due or another worker holds it, nothing
+    // behind it may go either.
+    let claimed: Vec<ClaimedDelivery> = rows
+        .into_iter()
+        .filter(|(_, next_attempt_at, claimed_until)| {
+            !claim.head_only || (*next_attempt_at <= claim.now && *claimed_until < claim.now)
+        })
+        .map(|(delivery, _, _)| delivery)
+        .collect();
+    if !claimed.is_empty() {
+        let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
+        let params = [claim.lease_until.into(), (&claim.worker).into(), Param::Ids(&ids)];
+        s.execute(S::DIALECT.lease, &params).await?;
+    }
+    Ok(claimed)
+}
+
+/// A claimed delivery (`sql::claim_columns!`), with its `next_attempt_at` and `claimed_until`.
+fn claimed_row(r: &dyn Row) -> Result<(ClaimedDelivery, i64, i64), StoreError> {
+    let delivery = ClaimedDelivery {
+        id: r.int(0)?,
+        record_id: r.text(1)?,
+        recipient: r.text(2)?,
+        agreement: r.text(3)?,
+        sender: r.text(4)?,
+        record_type: r.text(5)?,
+        schema_version: r.text(6)?,
+        traceparent: r.opt_text(7)?,
+        tracestate: r.opt_text(8)?,
+        body: Bytes::from(r.opt_bytes(9)?.unwrap_or_default()),
+        body_digest: r.hash(10)?,
+        attempts: r.small(11)?,
+        created_at: r.int(12)?,
+    };
+    Ok((delivery, r.int(13)?, r.int(14)?))
+}
+
+/// Requeues dead deliveries whose body is kept, in one statement, each replay audited.
+async fn replay<B: Batch>(
+    b: &mut B,
+    chain: &mut Chain,
+    request: &ReplayRequest,
+) -> Result<Vec<ReplayResult>, StoreError> {
+    let read = |r: &dyn Row| -> Result<_, StoreError> {
+        let status: DeliveryStatus = r.label(6)?;
+        Ok((r.int(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.hash(4)?, r.flag(5)?, status))
+    };
+    let candidates = match &request.target {
+        ReplayTarget::One(id) => b.query(B::DIALECT.replay_one, &[(*id).into()], read).await?,
+        ReplayTarget::Recipient(recipient) => b.query(B::DIALECT.replay_recipient, &[recipient.into()], read).await?,
+    };
+    if candidates.is_empty()
+        && let ReplayTarget::One(id) = request.target
+    {
+        return Ok(vec![ReplayResult { id, recipient: None, agreement: None, outcome: ReplayOutcome::NotFound }]);
+    }
+    let (mut results, mut requeued, mut events) = (Vec::with_capacity(candidates.len()), Vec::new(), Vec::new());
+    for (id, record_id, recipient, agreement, digest, body_kept, status) in candidates {
+        let outcome = if status != DeliveryStatus::Dead {
+            ReplayOutcome::NotDead
+        } else if !body_kept {
+            ReplayOutcome::BodyPurged
+        } else {
+            requeued.push(id);
+            events.push(request.event(record_id, &agreement, &recipient, digest));
+            ReplayOutcome::Replayed
+        };
+        results.push(ReplayResult { id, recipient: Some(recipient), agreement: Some(agreement), outcome });
+    }
+    if !requeued.is_empty() {
+        b.execute(B::DIALECT.requeue, &[request.now.into(), Param::Ids(&requeued)]).await?;
+    }
+    chain.append(b, events).await?;
+    Ok(results)
+}
+
+/// Deletes bodies past their retention; metadata and audit entries stay, and the purge itself
+/// is audited.
+async fn purge<B: Batch>(b: &mut B, chain: &mut Chain, request: &PurgeRequest) -> Result<PurgeReport, StoreError> {
+    let delivered_before = request.now - request.delivered_retention_ms;
+    let dead_before = request.now - request.dead_retention_ms;
+    let delivery_bodies = b.execute(sql::PURGE_DELIVERIES, &[delivered_before.into(), dead_before.into()]).await?;
+    // A record's own body goes once it is old enough and none of its deliveries still needs a body.
+    let record_bodies = b.execute(sql::PURGE_RECORDS, &[delivered_before.into()]).await?;
+    let report = PurgeReport { record_bodies, delivery_bodies };
+    if let Some(event) = report.event(request.now) {
+        chain.append(b, vec![event]).await?;
+    }
+    Ok(report)
+}
+
+// What each write records in the audit trail, so both engines write the same entries.
+
+impl NewRecord {
+    /// The record's audit entry, written in its own transaction.
+    pub fn accepted_event(&self) -> AuditEvent {
+        let mut event =
+            AuditEvent::new(self.received_at, crate::audit::kind::RECORD_ACCEPTED, &self.sender, "accepted");
+        event.record_id = Some(self.record_id.clone());
+        event.body_digest = Some(self.audit_digest);
+        event.reason = Some(format!("{}/{}", self.record_type, self.schema_version));
+        event
+    }
+}
+
+/// How an attempt's result changes its delivery row.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEffect<'a> {
+    pub status: DeliveryStatus,
+    pub http_status: Option<u16>,
+    pub error: Option<&'a str>,
+    pub next_attempt_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+impl AttemptUpdate {
+    /// The delivery row's new state.
+    pub fn effect(&self) -> AttemptEffect<'_> {
+        let (status, http_status, error, next_attempt_at, delivered_at) = match &self.result {
+            AttemptResult::Delivered { status } => {
+                (DeliveryStatus::Delivered, Some(*status), None, self.at, Some(self.at))
+            }
+            AttemptResult::Retry { next_attempt_at, status, error } => {
+                (DeliveryStatus::Retrying, *status, Some(error.as_str()), *next_attempt_at, None)
+            }
+            AttemptResult::Dead { status, error } => {
+                (DeliveryStatus::Dead, *status, Some(error.as_str()), self.at, None)
+            }
+        };
+        AttemptEffect { status, http_status, error, next_attempt_at, delivered_at }
+    }
+
+    /// The attempt's audit entry (written only if the worker still held the lease).
+    pub fn event(&self) -> AuditEvent {
+        use crate::audit::kind;
+        let (kind, outcome) = match self.result {
+            AttemptResult::Delivered { .. } => (kind::DELIVERY_DELIVERED, "delivered"),
+            AttemptResult::Retry { .. } => (kind::DELIVERY_RETRIED, "retry"),
+            AttemptResult::Dead { .. } => (kind::DELIVERY_DEAD, "dead"),
+        };
+        let effect = self.effect();
+        let mut event = AuditEvent::new(self.at, kind, "gateway", outcome);
+        event.record_id = Some(self.record_id.clone());
+        event.agreement = Some(self.agreement.clone());
+        event.recipient = Some(self.recipient.clone());
+        event.body_digest = Some(self.body_digest);
+        event.reason = effect.http_status.map(|c| format!("HTTP {c}")).or_else(|| effect.error.map(str::to_owned));
+        event
+    }
+}
+
+impl ReplayRequest {
+    /// The audit entry of one replayed delivery.
+    pub fn event(&self, record_id: String, agreement: &str, recipient: &str, body_digest: [u8; 32]) -> AuditEvent {
+        let mut event = AuditEvent::new(self.now, crate::audit::kind::DELIVERY_REPLAYED, &self.actor, "replayed");
+        event.record_id = Some(record_id);
+        event.agreement = Some(agreement.to_owned());
+        event.recipient = Some(recipient.to_owned());
+        event.body_digest = Some(body_digest);
+        event
+    }
+}
+
+impl PurgeReport {
+    /// The purge's audit entry, if anything was purged.
+    pub fn event(&self, at: i64) -> Option<AuditEvent> {
+        let total = self.record_bodies + self.delivery_bodies;
+        (total > 0).then(|| {
+            let mut event = AuditEvent::new(at, crate::audit::kind::BODIES_PURGED, "gateway", "purged");
+            event.count = total as i64;
+            event.reason =
+                Some(format!("{} record bodies, {} delivery bodies", self.record_bodies, self.delivery_bodies));
+            event
+        })
+    }
+}
+
+/// A check both engines' tests run (beside the conformance suite): in one batch, a late answer
+/// from a worker that lost its lease is neither applied nor audited, even when the holder's own
+/// answer for the same delivery is in the same batch.
+#[cfg(test)]
+pub async fn a_late_answer_in_the_holders_batch_is_not_audited(s: &dyn Store) {
+    use super::conformance::{claim, record, update};
+    s.commit_record(record(1, &["r"])).await.unwrap();
+    let held = s.claim_due(claim("w", 1, 2_000, false)).await.unwrap();
+    let holder = update(held[0].id, "w", 2_100, AttemptResult::Delivered { status: 200 });
+    let late = update(held[0].id, "gone", 2_200, AttemptResult::Delivered { status: 201 });
+    s.finish_attempts(vec![holder, late]).await.unwrap();
+    let entries = s.audit_entries(0, 10).await.unwrap();
+    let reasons: Vec<_> = entries.iter().filter_map(|e| e.event.reason.as_deref()).collect();
+    assert_eq!(reasons, ["t/1.0", "HTTP 200"], "the record, then the holder's attempt only");
+}
