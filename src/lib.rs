@@ -52,7 +52,9 @@
 //!   immutable snapshot a reload swaps whole.
 //! - [`http`]: the partner and admin APIs over a route table ([`http::routes`]), their shared
 //!   state ([`http::state`]), [`http::error`] the one place errors become answers, and
-//!   [`http::openapi`] their contract (OpenAPI 3.1).
+//!   [`http::openapi`] their contract (OpenAPI 3.1). [`http::partner`] only routes and
+//!   describes each call; intake (checks 5 to 14), request/response, the caller's records and
+//!   discovery each have their own module, and return their answer with a typed outcome.
 //! - [`gateway`]: assembles the parts into a running gateway. [`cli`]: one module per
 //!   subcommand.
 //!

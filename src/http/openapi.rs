@@ -141,17 +141,20 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
         written.extend(paths);
     }
     let readable: BTreeSet<String> =
-        super::partner::schema_entries(config, partner).into_iter().map(|(record_type, _, _)| record_type).collect();
+        super::discovery::schema_entries(config, partner).into_iter().map(|(record_type, _, _)| record_type).collect();
     if !readable.is_empty()
         && let Some(Value::Object(schema)) = document.pointer_mut("/components/parameters/SchemaRecordType/schema")
     {
         schema.insert("enum".to_owned(), json!(readable));
     }
     let examples = [
-        ("/paths/~1v1~1schemas/get/responses/200/content/application~1json", Some(schema_list(config, partner))),
+        (
+            "/paths/~1v1~1schemas/get/responses/200/content/application~1json",
+            Some(super::discovery::schema_list(config, partner)),
+        ),
         (
             "/paths/~1v1~1agreements/get/responses/200/content/application~1json",
-            Some(agreement_list(config, partner, now)),
+            Some(super::discovery::agreement_list(config, partner, now)),
         ),
         ("/paths/~1v1~1records~1{record_id}/get/responses/200/content/application~1json", records.first().cloned()),
         (
@@ -169,48 +172,6 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
     }
     drop_unused_components(&mut document);
     document
-}
-
-/// What `GET /v1/schemas` answers `partner`.
-pub fn schema_list(config: &Config, partner: &str) -> Value {
-    let list: Vec<Value> = super::partner::schema_entries(config, partner)
-        .into_iter()
-        .map(|(t, v, role)| json!({"record_type": t, "version": v, "role": role, "href": format!("/v1/schemas/{t}/{v}")}))
-        .collect();
-    json!({ "schemas": list })
-}
-
-/// What `GET /v1/agreements` answers `partner` at `now`: each agreement it is party to; the
-/// sender sees every recipient's fields, a recipient only its own.
-pub fn agreement_list(config: &Config, partner: &str, now: OffsetDateTime) -> Value {
-    let list: Vec<Value> = config
-        .agreements
-        .iter()
-        .filter(|a| a.is_party(partner))
-        .map(|a| {
-            let recipients: Vec<Value> = a
-                .recipients
-                .iter()
-                .filter(|r| &*a.sender == partner || &*r.partner == partner)
-                .map(|r| json!({"partner": &*r.partner, "fields": r.fields.pointers().iter().map(|p| p.to_string()).collect::<Vec<_>>(), "ordered": r.ordered}))
-                .collect();
-            json!({
-                "id": &*a.id,
-                "title": {"en": a.title_en, "fr": a.title_fr},
-                "sender": &*a.sender,
-                "record_type": &*a.record_type,
-                "versions": a.versions,
-                "mode": a.mode,
-                "purpose": a.purpose,
-                "valid_from": crate::clock::rfc3339_ms(crate::clock::to_ms(a.valid_from)),
-                "valid_until": a.valid_until.map(|t| crate::clock::rfc3339_ms(crate::clock::to_ms(t))),
-                "in_force": a.in_force(now),
-                "role": if &*a.sender == partner { "sender" } else { "recipient" },
-                "recipients": recipients,
-            })
-        })
-        .collect();
-    json!({ "agreements": list })
 }
 
 /// The component that holds the schema file at `path` (inside the schemas directory).
