@@ -333,12 +333,14 @@ fn collect_json_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()>
 impl SchemaCatalog {
     /// Loads and compiles every schema under `dir`, or reports every problem found.
     pub fn load(dir: &Path) -> Result<Self, Vec<Problem>> {
-        let (catalog, problems) = Self::load_partial(dir);
+        let (catalog, problems) = Self::load_partial(dir, &|file| std::fs::read(file));
         if problems.is_empty() { Ok(catalog) } else { Err(problems) }
     }
 
     /// Loads what compiles and reports the rest, so one broken file does not hide the others.
-    pub fn load_partial(dir: &Path) -> (Self, Vec<Problem>) {
+    /// Files are listed from `dir` and read with `read` (the configuration loader keeps what it
+    /// read for its fingerprint).
+    pub fn load_partial(dir: &Path, read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>) -> (Self, Vec<Problem>) {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let mut problems = Vec::new();
         let mut report =
@@ -355,7 +357,7 @@ impl SchemaCatalog {
             // A limit the validator would hold as a rounded stand-in would make its verdicts
             // inexact: schema numbers follow the rule record numbers do.
             let mut inexact = Vec::new();
-            match std::fs::read(file).map_err(|e| e.to_string()).and_then(|bytes| {
+            match read(file).map_err(|e| e.to_string()).and_then(|bytes| {
                 crate::json::parse_exact(&bytes, 128, |_, at| inexact.push(at.to_string())).map_err(|e| e.to_string())
             }) {
                 Ok(_) if !inexact.is_empty() => {
