@@ -27,7 +27,7 @@
 //! From the bottom of the module graph up; each module is described in its own `//!` docs.
 //!
 //! - Leaves: [`ids`] (partner and agreement ids), [`digest`] (SHA-256 and hex), [`problem`] (a
-//!   problem found in a file), [`pointer`] (JSON Pointers with `*`), [`random`], [`clock`] and
+//!   problem found in a file), [`mod@pointer`] (JSON Pointers with `*`), [`random`], [`clock`] and
 //!   [`json`] (strict parsing, numbers as written, the canonical serialisation).
 //! - [`secrets`]: owner-only files. [`schema`]: the schema catalog, compiled once, validation
 //!   into violations. [`tls`]: rustls (ring only), certificate identity. [`telemetry`]: the

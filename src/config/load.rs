@@ -1,4 +1,4 @@
-//! Loading: every file read once through [`Sources`], the settings resolved, and the parts built
+//! Loading: every file read once through `Sources`, the settings resolved, and the parts built
 //! and checked together; the result is a [`Config`] or every problem found.
 
 use std::cell::RefCell;

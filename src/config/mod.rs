@@ -1,23 +1,23 @@
 //! Configuration: loaded in two phases, checked as a whole, then held as one immutable snapshot.
 //!
-//! Phase one ([`raw`]) parses the TOML files into structs that mirror them. Phase two ([`load`])
+//! Phase one ([`raw`]) parses the TOML files into structs that mirror them. Phase two ([`fn@load`], in [`mod@load`])
 //! resolves paths against the file that names them, builds the parts (TLS in [`tls`], partners
 //! and their credentials in [`partners`], agreements in [`agreements`], the schema catalog),
 //! checks them against each other, and either returns a [`Config`] ([`model`]) or every
-//! [`crate::problem::Problem`] found, each with its file. `passerelle check` prints those problems and starts
-//! nothing; `serve` refuses to start on them; a reload swaps the whole `Config`.
+//! [`crate::problem::Problem`] found, each with its file. `passerelle check` prints those
+//! problems and starts nothing; `serve` refuses to start on them; a reload swaps the whole `Config`.
 //!
 //! Every file is read once per load, through one reader that keeps the bytes, and the
 //! configuration's fingerprint is computed from those bytes.
 //!
 //! **Invariant:** a `Config` that exists has passed every check; nothing downstream re-validates.
 
-mod agreements;
-mod load;
+pub mod agreements;
+pub mod load;
 pub mod model;
-mod partners;
+pub mod partners;
 pub mod raw;
-mod tls;
+pub mod tls;
 
 pub use load::{LoadError, load, normalize};
 pub use model::*;

@@ -138,7 +138,7 @@ pub struct TelemetrySettings {
     pub otlp: Option<OtlpSettings>,
 }
 
-/// The validated configuration: one immutable snapshot, built whole by [`super::load`] and
+/// The validated configuration: one immutable snapshot, built whole by [`super::load()`] and
 /// swapped whole by a reload. Its settings are plain values resolved from the files; its built
 /// parts are what the running gateway uses directly, built once here so that `check` builds
 /// exactly what `serve` would run without starting anything.

@@ -1,7 +1,7 @@
 //! Intake: checks 5 to 14 of the design's table, then the record stored with its deliveries.
 //!
 //! `POST /v1/records/{type}` stores a record and answers its signed receipt;
-//! `POST /v1/validate/{type}` runs the same checks as a dry run. [`intake`] is shared with
+//! `POST /v1/validate/{type}` runs the same checks as a dry run. `intake()` is shared with
 //! request/response ([`super::requests`]), so both are checked by the same code in the same
 //! order, and the first failure answers.
 

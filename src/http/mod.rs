@@ -7,13 +7,13 @@
 
 pub mod admin;
 pub mod console;
-mod discovery;
+pub mod discovery;
 pub mod error;
 pub mod i18n;
-mod intake;
+pub mod intake;
 pub mod openapi;
 pub mod partner;
-mod records;
+pub mod records;
 pub mod requests;
 pub mod routes;
 pub mod state;
