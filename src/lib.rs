@@ -49,7 +49,9 @@
 //!   close of a connection ([`server::io`]).
 //! - [`config`]: reads the TOML files and builds the parts above from them, reporting every
 //!   problem with its file (`passerelle check` prints them); a [`config::Config`] is one
-//!   immutable snapshot a reload swaps whole.
+//!   immutable snapshot a reload swaps whole. Each file is read once per load
+//!   ([`mod@config::load`]), and the fingerprint is computed from the bytes read; the partners
+//!   file, the agreements and the TLS material each have their own module.
 //! - [`http`]: the partner and admin APIs over a route table ([`http::routes`]), their shared
 //!   state ([`http::state`]), [`http::error`] the one place errors become answers, and
 //!   [`http::openapi`] their contract (OpenAPI 3.1). [`http::partner`] only routes and
