@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::audit::keys::{SigningKey, TrustedKeys};
+use crate::audit::keys::SigningKey;
 use crate::audit::notary::Notary;
 use crate::audit::rejections::RejectionTally;
 use crate::audit::{AuditEvent, DigestKey};
@@ -55,11 +55,7 @@ pub struct Gateway {
 /// trusts besides its own.
 pub fn notary(config: &Config) -> Result<Notary, StartError> {
     let key = SigningKey::load_or_create(&config.audit.signing_key_file)?;
-    let mut trusted = TrustedKeys::default();
-    for file in &config.audit.trusted_key_files {
-        trusted.add_file(file)?;
-    }
-    Ok(Notary::new(key, trusted))
+    Ok(Notary::new(key, config.trusted_keys.clone()))
 }
 
 /// Opens the store a configuration names: PostgreSQL when `store.url` is set, else SQLite.

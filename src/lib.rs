@@ -27,7 +27,7 @@
 //! From the bottom of the module graph up; each module is described in its own `//!` docs.
 //!
 //! - Leaves: [`ids`] (partner and agreement ids), [`digest`] (SHA-256 and hex), [`problem`] (a
-//!   problem found in a file), [`pointer`] (JSON Pointers with `*`), [`random`], [`clock`] and
+//!   problem found in a file), [`mod@pointer`] (JSON Pointers with `*`), [`random`], [`clock`] and
 //!   [`json`] (strict parsing, numbers as written, the canonical serialisation).
 //! - [`secrets`]: owner-only files. [`schema`]: the schema catalog, compiled once, validation
 //!   into violations. [`tls`]: rustls (ring only), certificate identity. [`telemetry`]: the
@@ -49,10 +49,14 @@
 //!   close of a connection ([`server::io`]).
 //! - [`config`]: reads the TOML files and builds the parts above from them, reporting every
 //!   problem with its file (`passerelle check` prints them); a [`config::Config`] is one
-//!   immutable snapshot a reload swaps whole.
+//!   immutable snapshot a reload swaps whole. Each file is read once per load
+//!   ([`mod@config::load`]), and the fingerprint is computed from the bytes read; the partners
+//!   file, the agreements and the TLS material each have their own module.
 //! - [`http`]: the partner and admin APIs over a route table ([`http::routes`]), their shared
 //!   state ([`http::state`]), [`http::error`] the one place errors become answers, and
-//!   [`http::openapi`] their contract (OpenAPI 3.1).
+//!   [`http::openapi`] their contract (OpenAPI 3.1). [`http::partner`] only routes and
+//!   describes each call; intake (checks 5 to 14), request/response, the caller's records and
+//!   discovery each have their own module, and return their answer with a typed outcome.
 //! - [`gateway`]: assembles the parts into a running gateway. [`cli`]: one module per
 //!   subcommand.
 //!

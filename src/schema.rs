@@ -12,7 +12,7 @@
 //! `9.0000000000000000001` parses to the double 9 and would pass `"maximum": 9`. So a body is
 //! parsed with [`crate::json::parse_exact`], and every number literal the parsed value does not
 //! carry exactly is refused as a [`NUMBER_PRECISION`] violation at its pointer. The rule is
-//! [`InexactNumber`]'s: a 64-bit integer, or a double of which the literal is a shortest
+//! [`crate::json::InexactNumber`]'s: a 64-bit integer, or a double of which the literal is a shortest
 //! round-trip form (and which, between 2^53 and 2^64, is that value itself). serde_json parses
 //! with `float_roundtrip`, so that double is the correctly rounded one, and whatever a partner's
 //! system prints from a double is accepted; `0.1` is carried exactly in this sense. The schema
@@ -74,13 +74,19 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 
-use crate::json::{InexactNumber, JsonError};
-use crate::pointer::{FieldPointer, Segment};
+use crate::json::JsonError;
+use crate::pointer::FieldPointer;
 use crate::problem::Problem;
+
+mod producible;
+mod violations;
+
+use producible::producible;
+use violations::push_violation;
+pub use violations::{LISTED_VIOLATIONS, NUMBER_PRECISION, Violation, ViolationDetail, Violations};
 
 /// A schema version, `MAJOR.MINOR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -172,116 +178,6 @@ impl RecordType {
     }
 }
 
-/// What a violation breaks, with the schema's limits (never the instance's value).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ViolationDetail {
-    Required {
-        property: String,
-    },
-    Type {
-        expected: String,
-    },
-    MinLength(u64),
-    MaxLength(u64),
-    Pattern,
-    Format(String),
-    Enum(Vec<String>),
-    Const,
-    Minimum(String),
-    Maximum(String),
-    ExclusiveMinimum(String),
-    ExclusiveMaximum(String),
-    MultipleOf(String),
-    MinItems(u64),
-    MaxItems(u64),
-    UniqueItems,
-    MinProperties(u64),
-    MaxProperties(u64),
-    AdditionalProperty,
-    Combination,
-    /// A number literal the validated value does not carry exactly.
-    NumberPrecision(InexactNumber),
-    Other,
-}
-
-/// One place where a record breaks its schema.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Violation {
-    /// JSON Pointer to the offending value (for `required`, to the missing property).
-    pub pointer: String,
-    /// The JSON Schema keyword that failed.
-    pub keyword: &'static str,
-    pub detail: ViolationDetail,
-}
-
-/// The keyword of a number a double does not carry exactly: not a JSON Schema keyword, but
-/// the gateway's own rule (see the module docs).
-pub const NUMBER_PRECISION: &str = "numberPrecision";
-
-/// How many violations a 422 lists; the rest are counted.
-pub const LISTED_VIOLATIONS: usize = 100;
-
-/// The violations of one document: the first ones in full, up to a limit, and how many were
-/// found in all.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Violations {
-    listed: Vec<Violation>,
-    total: usize,
-    limit: usize,
-    /// Every violation (listed or not) by keyword: a fixed set of keywords, so a short list.
-    by_keyword: Vec<(&'static str, usize)>,
-}
-
-impl Violations {
-    fn with_limit(limit: usize) -> Violations {
-        Violations { listed: Vec::new(), total: 0, limit, by_keyword: Vec::new() }
-    }
-
-    /// How many violations of each keyword were found, listed or not (for the metrics).
-    pub fn by_keyword(&self) -> &[(&'static str, usize)] {
-        &self.by_keyword
-    }
-
-    fn count(&mut self, keyword: &'static str, n: usize) {
-        self.total += n;
-        match self.by_keyword.iter_mut().find(|(k, _)| *k == keyword) {
-            Some((_, count)) => *count += n,
-            None => self.by_keyword.push((keyword, n)),
-        }
-    }
-
-    /// Whether the document is valid.
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-
-    /// How many violations were found, listed or not.
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
-    /// The violations listed in full, in the order found (numbers first).
-    pub fn listed(&self) -> &[Violation] {
-        &self.listed
-    }
-
-    /// Counts one violation of `keyword`, and builds it only while the list has room.
-    fn push(&mut self, keyword: &'static str, violation: impl FnOnce() -> Violation) {
-        if self.listed.len() < self.limit {
-            self.listed.push(violation());
-        }
-        self.count(keyword, 1);
-    }
-
-    /// Counts `n` violations of `keyword` built by `violation(i)`, building only those the list
-    /// has room for.
-    fn push_many(&mut self, keyword: &'static str, n: usize, mut violation: impl FnMut(usize) -> Violation) {
-        let room = self.limit.saturating_sub(self.listed.len()).min(n);
-        self.listed.extend((0..room).map(&mut violation));
-        self.count(keyword, n);
-    }
-}
-
 /// A body read as the partner API reads it: the parsed value, and what is wrong with it.
 #[derive(Debug)]
 pub struct CheckedBody {
@@ -333,12 +229,14 @@ fn collect_json_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()>
 impl SchemaCatalog {
     /// Loads and compiles every schema under `dir`, or reports every problem found.
     pub fn load(dir: &Path) -> Result<Self, Vec<Problem>> {
-        let (catalog, problems) = Self::load_partial(dir);
+        let (catalog, problems) = Self::load_partial(dir, &|file| std::fs::read(file));
         if problems.is_empty() { Ok(catalog) } else { Err(problems) }
     }
 
     /// Loads what compiles and reports the rest, so one broken file does not hide the others.
-    pub fn load_partial(dir: &Path) -> (Self, Vec<Problem>) {
+    /// Files are listed from `dir` and read with `read` (the configuration loader keeps what it
+    /// read for its fingerprint).
+    pub fn load_partial(dir: &Path, read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>) -> (Self, Vec<Problem>) {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let mut problems = Vec::new();
         let mut report =
@@ -355,7 +253,7 @@ impl SchemaCatalog {
             // A limit the validator would hold as a rounded stand-in would make its verdicts
             // inexact: schema numbers follow the rule record numbers do.
             let mut inexact = Vec::new();
-            match std::fs::read(file).map_err(|e| e.to_string()).and_then(|bytes| {
+            match read(file).map_err(|e| e.to_string()).and_then(|bytes| {
                 crate::json::parse_exact(&bytes, 128, |_, at| inexact.push(at.to_string())).map_err(|e| e.to_string())
             }) {
                 Ok(_) if !inexact.is_empty() => {
@@ -517,7 +415,7 @@ impl CompiledSchema {
     pub fn validate(&self, instance: &Value) -> Vec<Violation> {
         let mut violations = Violations::with_limit(usize::MAX);
         self.collect(instance, &HashSet::new(), &mut violations);
-        violations.listed
+        violations.into_listed()
     }
 
     /// Parses `body` strictly (see [`crate::json::parse_exact`]) and checks it as the partner
@@ -569,170 +467,6 @@ impl CompiledSchema {
     }
 }
 
-/// Counts the violations of one validator error, building those `out` lists.
-fn push_violation(out: &mut Violations, pointer: &str, kind: &ValidationErrorKind) {
-    use ValidationErrorKind as K;
-    match kind {
-        K::Required { property } => out.push("required", || {
-            let name = property.as_str().unwrap_or_default().to_owned();
-            let pointer = format!("{pointer}/{}", crate::json::pointer_token(&name));
-            Violation { pointer, keyword: "required", detail: ViolationDetail::Required { property: name } }
-        }),
-        K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
-            let keyword = if matches!(kind, K::AdditionalProperties { .. }) {
-                "additionalProperties"
-            } else {
-                "unevaluatedProperties"
-            };
-            out.push_many(keyword, unexpected.len(), |i| Violation {
-                pointer: format!("{pointer}/{}", crate::json::pointer_token(&unexpected[i])),
-                keyword,
-                detail: ViolationDetail::AdditionalProperty,
-            });
-        }
-        _ => {
-            let keyword = keyword_of(kind);
-            out.push(keyword, || Violation { pointer: pointer.to_owned(), keyword, detail: detail_of(kind) });
-        }
-    }
-}
-
-/// What a validator error breaks, with the schema's limits.
-fn detail_of(kind: &ValidationErrorKind) -> ViolationDetail {
-    use ValidationErrorKind as K;
-    let number = |v: &Value| v.to_string();
-    match kind {
-        K::Type { kind } => ViolationDetail::Type {
-            expected: match kind {
-                TypeKind::Single(t) => t.to_string(),
-                TypeKind::Multiple(set) => set.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "),
-            },
-        },
-        K::MinLength { limit } => ViolationDetail::MinLength(*limit),
-        K::MaxLength { limit } => ViolationDetail::MaxLength(*limit),
-        K::Pattern { .. } => ViolationDetail::Pattern,
-        K::Format { format } => ViolationDetail::Format(format.clone()),
-        K::Enum { options } => ViolationDetail::Enum(
-            options
-                .as_array()
-                .map(|a| {
-                    a.iter().take(20).map(|o| o.as_str().map(str::to_owned).unwrap_or_else(|| o.to_string())).collect()
-                })
-                .unwrap_or_default(),
-        ),
-        K::Constant { .. } => ViolationDetail::Const,
-        K::Minimum { limit } => ViolationDetail::Minimum(number(limit)),
-        K::Maximum { limit } => ViolationDetail::Maximum(number(limit)),
-        K::ExclusiveMinimum { limit } => ViolationDetail::ExclusiveMinimum(number(limit)),
-        K::ExclusiveMaximum { limit } => ViolationDetail::ExclusiveMaximum(number(limit)),
-        K::MultipleOf { multiple_of } => ViolationDetail::MultipleOf(multiple_of.to_string()),
-        K::MinItems { limit } => ViolationDetail::MinItems(*limit),
-        K::MaxItems { limit } => ViolationDetail::MaxItems(*limit),
-        K::UniqueItems => ViolationDetail::UniqueItems,
-        K::MinProperties { limit } => ViolationDetail::MinProperties(*limit),
-        K::MaxProperties { limit } => ViolationDetail::MaxProperties(*limit),
-        K::AnyOf { .. } | K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } | K::Not { .. } => {
-            ViolationDetail::Combination
-        }
-        _ => ViolationDetail::Other,
-    }
-}
-
-fn keyword_of(kind: &ValidationErrorKind) -> &'static str {
-    use ValidationErrorKind as K;
-    match kind {
-        K::Type { .. } => "type",
-        K::MinLength { .. } => "minLength",
-        K::MaxLength { .. } => "maxLength",
-        K::Pattern { .. } | K::BacktrackLimitExceeded { .. } | K::RegexEngineFailure { .. } => "pattern",
-        K::Format { .. } => "format",
-        K::Enum { .. } => "enum",
-        K::Constant { .. } => "const",
-        K::Minimum { .. } => "minimum",
-        K::Maximum { .. } => "maximum",
-        K::ExclusiveMinimum { .. } => "exclusiveMinimum",
-        K::ExclusiveMaximum { .. } => "exclusiveMaximum",
-        K::MultipleOf { .. } => "multipleOf",
-        K::MinItems { .. } => "minItems",
-        K::MaxItems { .. } => "maxItems",
-        K::UniqueItems => "uniqueItems",
-        K::MinProperties { .. } => "minProperties",
-        K::MaxProperties { .. } => "maxProperties",
-        K::AnyOf { .. } => "anyOf",
-        K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } => "oneOf",
-        K::Not { .. } => "not",
-        K::Contains => "contains",
-        K::FalseSchema => "false",
-        K::PropertyNames { .. } => "propertyNames",
-        K::UnevaluatedItems { .. } => "unevaluatedItems",
-        K::AdditionalItems { .. } => "additionalItems",
-        K::ContentEncoding { .. } | K::FromUtf8 { .. } => "contentEncoding",
-        K::ContentMediaType { .. } => "contentMediaType",
-        _ => "schema",
-    }
-}
-
-fn producible(schema: &Value, segments: &[Segment]) -> bool {
-    let Some((first, rest)) = segments.split_first() else {
-        return schema != &Value::Bool(false);
-    };
-    let Value::Object(obj) = schema else {
-        return false;
-    };
-    // Subschemas combined in place can each contribute the field.
-    for key in ["allOf", "anyOf", "oneOf"] {
-        if let Some(Value::Array(branches)) = obj.get(key)
-            && branches.iter().any(|b| producible(b, segments))
-        {
-            return true;
-        }
-    }
-    for key in ["then", "else"] {
-        if obj.get(key).is_some_and(|b| producible(b, segments)) {
-            return true;
-        }
-    }
-    match first {
-        Segment::Key(name) => {
-            if let Some(sub) = obj.get("properties").and_then(|p| p.get(name.as_str())) {
-                return producible(sub, rest);
-            }
-            if let Some(Value::Object(patterns)) = obj.get("patternProperties") {
-                for (pattern, sub) in patterns {
-                    if regex_matches(pattern, name) && producible(sub, rest) {
-                        return true;
-                    }
-                }
-            }
-            // Only an explicit schema for additional properties counts, so a typo in a field
-            // list is caught even when the schema leaves additionalProperties open.
-            match obj.get("additionalProperties") {
-                Some(sub @ Value::Object(_)) => producible(sub, rest),
-                _ => {
-                    // A numeric key may also index an array.
-                    name.parse::<usize>().is_ok() && array_item_producible(obj, rest)
-                }
-            }
-        }
-        Segment::Every => array_item_producible(obj, rest),
-    }
-}
-
-fn array_item_producible(obj: &serde_json::Map<String, Value>, rest: &[Segment]) -> bool {
-    if obj.get("items").is_some_and(|items| items != &Value::Bool(false) && producible(items, rest)) {
-        return true;
-    }
-    matches!(obj.get("prefixItems"), Some(Value::Array(items)) if items.iter().any(|i| producible(i, rest)))
-}
-
-fn regex_matches(pattern: &str, name: &str) -> bool {
-    // The catalog compiled every pattern already; compiling a throwaway validator keeps one
-    // regex dialect for both.
-    jsonschema::options()
-        .build(&serde_json::json!({"pattern": pattern}))
-        .is_ok_and(|v| v.is_valid(&Value::String(name.to_owned())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -765,20 +499,20 @@ mod tests {
         let schema = catalog.record_type("birth-registration").unwrap().version("1.1".parse().unwrap()).unwrap();
         let value: Value =
             serde_json::from_slice(&std::fs::read(dir.join("birth-registration-1.1-invalid.json")).unwrap()).unwrap();
-        let found: Vec<(String, &str)> = schema.validate(&value).into_iter().map(|v| (v.pointer, v.keyword)).collect();
-        for expected in [
-            ("/child/surname", "required"),
-            ("/child/sex_at_birth", "enum"),
-            ("/child/time_of_birth", "format"),
-            ("/child/multiple_birth_order", "minimum"),
-            ("/parents", "maxItems"),
-            ("/parents/0/address/postal_code", "pattern"),
-            ("/parents/1/email", "additionalProperties"),
-            ("/parents/1/date_of_birth", "format"),
-        ] {
-            assert!(found.contains(&(expected.0.to_owned(), expected.1)), "missing {expected:?} in {found:?}");
-        }
-        assert_eq!(found.len(), 8, "{found:?}");
+        let mut found: Vec<(String, String)> =
+            schema.validate(&value).into_iter().map(|v| (v.pointer, v.keyword.to_owned())).collect();
+        // The same list the integration tests hold the partner API's 422 to.
+        let expected: Vec<Value> =
+            serde_json::from_slice(&std::fs::read(dir.join("birth-registration-1.1-invalid.expected.json")).unwrap())
+                .unwrap();
+        let mut expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|v| (v["pointer"].as_str().unwrap().to_owned(), v["keyword"].as_str().unwrap().to_owned()))
+            .collect();
+        found.sort();
+        expected.sort();
+        assert_eq!(found, expected);
+        assert_eq!(found.len(), 8);
     }
 
     #[test]

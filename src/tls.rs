@@ -41,10 +41,23 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// How TLS material is read: [`disk`], or the configuration loader's reader, which keeps the
+/// bytes it read so the configuration's fingerprint covers exactly what was built.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
+
+/// Reads a file from the file system.
+pub fn disk(path: &Path) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+fn read_pem(path: &Path, read: ReadFile<'_>) -> Result<Vec<u8>, TlsError> {
+    read(path).map_err(|e| file_error(path, format!("cannot be read as PEM: {e}")))
+}
+
 /// Every certificate in a PEM file.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(path, format!("cannot be read as PEM: {e}")))?
+pub fn load_certs(path: &Path, read: ReadFile<'_>) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_pem(path, read)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(path, format!("holds a certificate that is not valid PEM: {e}")))?;
     if certs.is_empty() {
@@ -54,26 +67,26 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 /// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(path, format!("holds no usable private key: {e}")))
+pub fn load_key(path: &Path, read: ReadFile<'_>) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read_pem(path, read)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| file_error(path, format!("holds no usable private key: {e}")))
 }
 
-fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+fn load_crls(paths: &[PathBuf], read: ReadFile<'_>) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let mut crls = Vec::new();
     for path in paths {
-        for crl in CertificateRevocationListDer::pem_file_iter(path)
-            .map_err(|e| file_error(path, format!("cannot be read as PEM: {e}")))?
-        {
+        let pem = read_pem(path, read)?;
+        for crl in CertificateRevocationListDer::pem_slice_iter(&pem) {
             crls.push(crl.map_err(|e| file_error(path, format!("holds a CRL that is not valid PEM: {e}")))?);
         }
     }
     Ok(crls)
 }
 
-fn roots(paths: &[PathBuf]) -> Result<RootCertStore, TlsError> {
+fn roots(paths: &[PathBuf], read: ReadFile<'_>) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for path in paths {
-        for cert in load_certs(path)? {
+        for cert in load_certs(path, read)? {
             roots.add(cert).map_err(|e| file_error(path, format!("holds a CA certificate rustls refuses: {e}")))?;
         }
     }
@@ -96,10 +109,14 @@ impl std::fmt::Debug for ServerTls {
 
 /// Builds the partner CA verifier: chains must end at one of `ca_files` and not be revoked by
 /// `crl_files`; a client without a certificate is let through (to be asked for an API key).
-pub fn client_verifier(ca_files: &[PathBuf], crl_files: &[PathBuf]) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let roots = roots(ca_files)?;
+pub fn client_verifier(
+    ca_files: &[PathBuf],
+    crl_files: &[PathBuf],
+    read: ReadFile<'_>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let roots = roots(ca_files, read)?;
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-        .with_crls(load_crls(crl_files)?)
+        .with_crls(load_crls(crl_files, read)?)
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Config(format!("the partner CA verifier cannot be built: {e}")))
@@ -111,22 +128,28 @@ pub fn server_tls(
     key_file: &Path,
     ca_files: &[PathBuf],
     crl_files: &[PathBuf],
+    read: ReadFile<'_>,
 ) -> Result<ServerTls, TlsError> {
-    build_server(cert_file, key_file, client_verifier(ca_files, crl_files)?)
+    build_server(cert_file, key_file, client_verifier(ca_files, crl_files, read)?, read)
 }
 
 /// The partner listener's TLS when no partner CA is configured: API keys only.
-pub fn server_tls_without_clients(cert_file: &Path, key_file: &Path) -> Result<ServerTls, TlsError> {
-    build_server(cert_file, key_file, WebPkiClientVerifier::no_client_auth())
+pub fn server_tls_without_clients(
+    cert_file: &Path,
+    key_file: &Path,
+    read: ReadFile<'_>,
+) -> Result<ServerTls, TlsError> {
+    build_server(cert_file, key_file, WebPkiClientVerifier::no_client_auth(), read)
 }
 
 fn build_server(
     cert_file: &Path,
     key_file: &Path,
     verifier: Arc<dyn ClientCertVerifier>,
+    read: ReadFile<'_>,
 ) -> Result<ServerTls, TlsError> {
-    let chain = load_certs(cert_file)?;
-    let key = load_key(key_file)?;
+    let chain = load_certs(cert_file, read)?;
+    let key = load_key(key_file, read)?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -143,8 +166,9 @@ pub fn recipient_client(
     ca_files: &[PathBuf],
     cert_file: Option<&Path>,
     key_file: Option<&Path>,
+    read: ReadFile<'_>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = roots(ca_files)?;
+    let roots = roots(ca_files, read)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -152,7 +176,7 @@ pub fn recipient_client(
     // ALPN is left to the HTTP connector, which offers what it can speak.
     let config = match (cert_file, key_file) {
         (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .with_client_auth_cert(load_certs(cert, read)?, load_key(key, read)?)
             .map_err(|e| file_error(key, format!("does not match the certificate: {e}")))?,
         (None, None) => builder.with_no_client_auth(),
         _ => {

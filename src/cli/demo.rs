@@ -183,6 +183,7 @@ impl PartnerClients {
                 std::slice::from_ref(&self.pki.ca_cert),
                 Some(&self.pki.client_cert(partner)),
                 Some(&self.pki.client_key(partner)),
+                &crate::tls::disk,
             )?;
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config((*tls).clone())

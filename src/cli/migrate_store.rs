@@ -26,7 +26,7 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
     // The store requires TLS with a CA and uses none without one; only a URL asking for TLS
     // without a CA is the operator's mistake to point out.
     let tls = match to_ca_file {
-        Some(ca) => Some(crate::tls::recipient_client(&[ca.to_path_buf()], None, None)?),
+        Some(ca) => Some(crate::tls::recipient_client(&[ca.to_path_buf()], None, None, &crate::tls::disk)?),
         None => {
             anyhow::ensure!(
                 target.get_ssl_mode() != tokio_postgres::config::SslMode::Require,

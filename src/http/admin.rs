@@ -27,11 +27,32 @@ use crate::telemetry::events::DeliveryReplayed;
 use crate::telemetry::events::RequestServed;
 use crate::telemetry::trace::TraceContext;
 
-/// The admin API's operations.
+/// The admin API's operations, grouped by who may call them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
+    /// Liveness: open to anyone who reaches the listener.
     Healthz,
+    /// Readiness (the store answers): open.
     Readyz,
+    /// The Prometheus exposition: open with `admin.metrics_open`, else an operator's.
+    Metrics,
+    /// The console's page and its sign-in and sign-out: a session cookie, not the token.
+    Console(ConsolePage),
+    /// An operator's call: the admin token or a console session.
+    Operator(OperatorCall),
+}
+
+/// The console's routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsolePage {
+    Page,
+    Login,
+    Logout,
+}
+
+/// What an operator may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorCall {
     Metrics,
     Deliveries,
     ReplayDelivery,
@@ -39,37 +60,39 @@ pub enum Operation {
     Audit,
     Reload,
     Overview,
-    Console,
-    ConsoleLogin,
-    ConsoleLogout,
     OpenApi,
 }
 
 /// Every route of the admin API; `HEAD` goes wherever `GET` does. The admin OpenAPI document
 /// ([`super::openapi::ADMIN_DOCUMENT`]) describes exactly these, and a test holds the two together.
-pub static ROUTES: [HttpRoute<Operation>; 13] = [
-    HttpRoute { method: Method::GET, template: "/healthz", operation: Operation::Healthz },
-    HttpRoute { method: Method::GET, template: "/readyz", operation: Operation::Readyz },
-    HttpRoute { method: Method::GET, template: "/metrics", operation: Operation::Metrics },
-    HttpRoute { method: Method::GET, template: "/admin/v1/deliveries", operation: Operation::Deliveries },
-    HttpRoute {
-        method: Method::POST,
-        template: "/admin/v1/deliveries/{delivery_id}/replay",
-        operation: Operation::ReplayDelivery,
-    },
-    HttpRoute {
-        method: Method::POST,
-        template: "/admin/v1/recipients/{recipient}/replay",
-        operation: Operation::ReplayRecipient,
-    },
-    HttpRoute { method: Method::GET, template: "/admin/v1/audit", operation: Operation::Audit },
-    HttpRoute { method: Method::POST, template: "/admin/v1/reload", operation: Operation::Reload },
-    HttpRoute { method: Method::GET, template: "/admin/v1/overview", operation: Operation::Overview },
-    HttpRoute { method: Method::GET, template: "/console", operation: Operation::Console },
-    HttpRoute { method: Method::POST, template: "/console/login", operation: Operation::ConsoleLogin },
-    HttpRoute { method: Method::POST, template: "/console/logout", operation: Operation::ConsoleLogout },
-    HttpRoute { method: Method::GET, template: "/admin/v1/openapi.json", operation: Operation::OpenApi },
-];
+pub static ROUTES: [HttpRoute<Operation>; 13] = {
+    use ConsolePage as C;
+    use Operation::{Console, Operator};
+    use OperatorCall as O;
+    [
+        HttpRoute { method: Method::GET, template: "/healthz", operation: Operation::Healthz },
+        HttpRoute { method: Method::GET, template: "/readyz", operation: Operation::Readyz },
+        HttpRoute { method: Method::GET, template: "/metrics", operation: Operation::Metrics },
+        HttpRoute { method: Method::GET, template: "/admin/v1/deliveries", operation: Operator(O::Deliveries) },
+        HttpRoute {
+            method: Method::POST,
+            template: "/admin/v1/deliveries/{delivery_id}/replay",
+            operation: Operator(O::ReplayDelivery),
+        },
+        HttpRoute {
+            method: Method::POST,
+            template: "/admin/v1/recipients/{recipient}/replay",
+            operation: Operator(O::ReplayRecipient),
+        },
+        HttpRoute { method: Method::GET, template: "/admin/v1/audit", operation: Operator(O::Audit) },
+        HttpRoute { method: Method::POST, template: "/admin/v1/reload", operation: Operator(O::Reload) },
+        HttpRoute { method: Method::GET, template: "/admin/v1/overview", operation: Operator(O::Overview) },
+        HttpRoute { method: Method::GET, template: "/console", operation: Console(C::Page) },
+        HttpRoute { method: Method::POST, template: "/console/login", operation: Console(C::Login) },
+        HttpRoute { method: Method::POST, template: "/console/logout", operation: Console(C::Logout) },
+        HttpRoute { method: Method::GET, template: "/admin/v1/openapi.json", operation: Operator(O::OpenApi) },
+    ]
+};
 
 static TABLE: LazyLock<RouteTable<Operation>> = LazyLock::new(|| RouteTable::new(&ROUTES));
 
@@ -129,8 +152,15 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
     };
     let template = route.route.template;
     let open = |response| Answer { response, route: template, operator: false };
-    let operation = route.route.operation;
-    match operation {
+    let metrics = || text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render());
+    let signed_in = || {
+        has_admin_token(config.admin.token.as_deref(), &req)
+            || state
+                .console
+                .sessions
+                .valid(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()), config.admin.token.as_deref())
+    };
+    let call = match route.route.operation {
         Operation::Healthz => return open(text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")),
         Operation::Readyz => {
             return open(match state.store.ping().await {
@@ -145,24 +175,16 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
                 }
             });
         }
-        Operation::Metrics if config.admin.metrics_open => {
-            return open(text_response(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                state.metrics.render(),
-            ));
+        Operation::Metrics if config.admin.metrics_open => return open(metrics()),
+        Operation::Metrics => OperatorCall::Metrics,
+        Operation::Console(page) => {
+            let signed_in = signed_in();
+            let response = console(state, config.admin.token.as_deref(), req, page, lang, signed_in).await;
+            return Answer { response, route: template, operator: signed_in };
         }
-        _ => {}
-    }
-    let signed_in = has_admin_token(config.admin.token.as_deref(), &req)
-        || state
-            .console
-            .sessions
-            .valid(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()), config.admin.token.as_deref());
-    if let Operation::Console | Operation::ConsoleLogin | Operation::ConsoleLogout = operation {
-        let response = console(state, config.admin.token.as_deref(), req, operation, lang, signed_in).await;
-        return Answer { response, route: template, operator: signed_in };
-    }
+        Operation::Operator(call) => call,
+    };
+    let signed_in = signed_in();
     let result = async {
         if !signed_in {
             return Err(AdminError::TokenRequired);
@@ -170,28 +192,28 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
         if method == Method::POST && !same_origin(&req) {
             return Err(AdminError::CrossOrigin);
         }
-        match operation {
-            Operation::Metrics => {
-                Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render()))
-            }
-            Operation::Deliveries => deliveries(state, req.uri().query().unwrap_or("")).await,
-            Operation::ReplayDelivery => {
+        match call {
+            OperatorCall::Metrics => Ok(metrics()),
+            OperatorCall::Deliveries => deliveries(state, req.uri().query().unwrap_or("")).await,
+            OperatorCall::ReplayDelivery => {
                 let id = route.param("delivery_id").parse::<i64>().map_err(|_| AdminError::DeliveryNotFound)?;
                 replay(state, ReplayTarget::One(id)).await
             }
-            Operation::ReplayRecipient => {
+            OperatorCall::ReplayRecipient => {
                 let recipient = route.param("recipient");
                 if config.partner(recipient).is_none() {
                     return Err(ApiError::RouteNotFound.into());
                 }
                 replay(state, ReplayTarget::Recipient(recipient.to_owned())).await
             }
-            Operation::Overview => {
+            OperatorCall::Overview => {
                 Ok(json_response(StatusCode::OK, super::console::overview(state, &config).to_string().into_bytes()))
             }
-            Operation::Audit => audit(state, req.uri().query().unwrap_or("")).await,
-            Operation::OpenApi => Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec())),
-            Operation::Reload => match state.reload().await {
+            OperatorCall::Audit => audit(state, req.uri().query().unwrap_or("")).await,
+            OperatorCall::OpenApi => {
+                Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec()))
+            }
+            OperatorCall::Reload => match state.reload().await {
                 Ok(fingerprint) => Ok(json_response(
                     StatusCode::OK,
                     json!({"reloaded": true, "fingerprint": fingerprint}).to_string().into_bytes(),
@@ -199,12 +221,6 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
                 Err(super::state::ReloadError::Invalid(problems)) => Err(AdminError::ReloadRefused(problems)),
                 Err(e) => Err(ApiError::StoreUnavailable(e.to_string()).into()),
             },
-            // Served above.
-            Operation::Healthz
-            | Operation::Readyz
-            | Operation::Console
-            | Operation::ConsoleLogin
-            | Operation::ConsoleLogout => Err(ApiError::RouteNotFound.into()),
         }
     }
     .await;
@@ -219,7 +235,7 @@ async fn console(
     state: &State,
     token: Option<&str>,
     req: Request<RequestBody>,
-    operation: Operation,
+    page: ConsolePage,
     lang: Lang,
     signed_in: bool,
 ) -> Response<Full<Bytes>> {
@@ -230,13 +246,13 @@ async fn console(
     };
     let nonce: String = crate::random::bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
     let path = req.uri().path().to_owned();
-    match operation {
-        Operation::Console if signed_in => html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce)),
-        Operation::Console => html_response(StatusCode::OK, &nonce, console::login(lang_tag, &nonce, false)),
-        Operation::ConsoleLogin | Operation::ConsoleLogout if !same_origin(&req) => {
+    match page {
+        ConsolePage::Page if signed_in => html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce)),
+        ConsolePage::Page => html_response(StatusCode::OK, &nonce, console::login(lang_tag, &nonce, false)),
+        ConsolePage::Login | ConsolePage::Logout if !same_origin(&req) => {
             AdminError::CrossOrigin.to_response(lang, &path)
         }
-        Operation::ConsoleLogin => {
+        ConsolePage::Login => {
             if let Err(retry_after_secs) = state.console.sessions.may_try() {
                 return ApiError::RateLimited { retry_after_secs }.to_response(lang, &path);
             }
@@ -257,11 +273,10 @@ async fn console(
             let session = state.console.sessions.start(token);
             redirect_to_console(&console::set_cookie(Some(&session)))
         }
-        Operation::ConsoleLogout => {
+        ConsolePage::Logout => {
             state.console.sessions.end(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()));
             redirect_to_console(&console::set_cookie(None))
         }
-        _ => ApiError::RouteNotFound.to_response(lang, &path),
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Every number the page shows comes from the gateway's own Prometheus counters and gauges, so
 //! the console and `/metrics` cannot disagree. A sampler keeps the counters' totals every
-//! [`SAMPLE_EVERY`] for [`HISTORY`]; rates per minute and the charts are computed from those
+//! [`SAMPLE_EVERY`] for `HISTORY`; rates per minute and the charts are computed from those
 //! samples. The history is bounded and holds no record values (labels come from configuration).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -92,7 +92,7 @@ impl Sessions {
     }
 
     /// Whether a sign-in may be tried now; `Err` holds the seconds to wait. After
-    /// [`MAX_FAILURES_PER_MINUTE`] wrong tokens in a minute, sign-ins wait (a page elsewhere that
+    /// `MAX_FAILURES_PER_MINUTE` wrong tokens in a minute, sign-ins wait (a page elsewhere that
     /// reaches the listener cannot guess at full speed).
     pub fn may_try(&self) -> Result<(), u64> {
         let now = Instant::now();
@@ -160,7 +160,7 @@ struct Sample {
     pending: BTreeMap<String, u64>,
 }
 
-/// The last [`HISTORY`] of samples.
+/// The last `HISTORY` of samples.
 #[derive(Default)]
 pub struct History {
     samples: Mutex<VecDeque<Sample>>,

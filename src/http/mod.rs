@@ -7,10 +7,13 @@
 
 pub mod admin;
 pub mod console;
+pub mod discovery;
 pub mod error;
 pub mod i18n;
+pub mod intake;
 pub mod openapi;
 pub mod partner;
+pub mod records;
 pub mod requests;
 pub mod routes;
 pub mod state;

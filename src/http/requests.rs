@@ -9,13 +9,13 @@
 
 use crate::server::RequestBody;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Request, StatusCode};
 use time::OffsetDateTime;
 
 use super::error::ApiError;
+use super::intake::{Intake, intake};
 use super::json_response;
-use super::partner::{Intake, Outcome, intake};
+use super::partner::{Call, Handled, Outcome};
 use super::state::State;
 use crate::audit::{AuditEvent, kind};
 use crate::auth::AuthenticatedPartner;
@@ -37,14 +37,16 @@ fn audit_outcome(result: &Result<Bytes, ApiError>) -> &'static str {
     }
 }
 
+/// `POST /v1/requests/{type}`: checks 5 to 13, then the call to the responder, its answer
+/// checked and projected, and both sides audited.
 pub(super) async fn handle(
     state: &State,
     config: &Config,
     partner: &AuthenticatedPartner,
     req: Request<RequestBody>,
     record_type: &str,
-    outcome: &mut Outcome<'_>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+    call: &Call<'_>,
+) -> Handled {
     let Intake { route, version, value, .. } =
         intake(config, partner, req, record_type, Mode::Request, OffsetDateTime::now_utc()).await?;
 
@@ -53,15 +55,14 @@ pub(super) async fn handle(
         state.dispatcher.recipients.get(&responder.partner).ok_or(ApiError::UpstreamError { status: None })?;
     let projected = Bytes::from(responder.fields.project_canonical(&value));
     // The request is audited under this request's id, which its answer carries.
-    let request_id = outcome.request_id.clone();
-    outcome.record_id = Some(request_id.clone());
+    let request_id = call.request_id.to_owned();
 
     let admission = recipient.breaker.admit();
     let result = if let Admission::Wait(_) = admission {
         Err(ApiError::BreakerOpen { retry_after_secs: recipient.breaker.retry_after_secs() })
     } else {
         // The call to the responder is a hop of the request's trace.
-        let hop = Hop::start("request", HopKind::Client, Some(&outcome.trace));
+        let hop = Hop::start("request", HopKind::Client, Some(call.trace));
         let tp = hop.context.traceparent();
         let key = format!("{request_id}.{}", responder.partner);
         let envelope = Envelope {
@@ -102,8 +103,7 @@ pub(super) async fn handle(
         return Err(ApiError::StoreUnavailable(e.to_string()));
     }
     let answer = result?;
-    outcome.success = crate::telemetry::RecordOutcome::Accepted;
-    Ok(json_response(StatusCode::OK, answer.to_vec()))
+    Ok((json_response(StatusCode::OK, answer.to_vec()), Outcome::Answered { request_id }))
 }
 
 /// Turns the responder's answer into what the sender receives.

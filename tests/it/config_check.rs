@@ -280,3 +280,33 @@ fn a_broken_partners_file_is_one_problem_not_one_per_reference() {
     assert!(!out.contains("is not a partner"), "no follow-on problems: {out}");
     assert!(!out.contains("unknown partner"), "no follow-on problems: {out}");
 }
+
+/// The fingerprint the audit trail records when a configuration is loaded covers every byte
+/// the configuration was built from, the shared schema definitions and the TLS files included,
+/// and nothing else.
+#[test]
+fn the_fingerprint_covers_every_file_the_configuration_was_built_from() {
+    let (dir, main) = shipped();
+    let (code, out) = cli(&["dev-pki", "--config", main.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let fingerprint = || passerelle::config::load(&main).unwrap_or_else(|e| panic!("{:?}", e.problems)).fingerprint;
+    let first = fingerprint();
+    assert_eq!(fingerprint(), first, "the same files give the same fingerprint");
+
+    // A file the configuration does not read changes nothing.
+    std::fs::write(dir.path().join("config/agreements/notes.txt"), "not an agreement").unwrap();
+    assert_eq!(fingerprint(), first);
+
+    // Every kind of file it is built from changes it: a shared schema definition (referenced by
+    // the record schemas, not itself a record schema), the partners file, the partner CA.
+    let mut seen = vec![first];
+    for file in ["schemas/common/definitions.json", "config/partners.toml", "data/pki/ca.pem"] {
+        let path = dir.path().join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.push(b'\n');
+        std::fs::write(&path, bytes).unwrap();
+        let now = fingerprint();
+        assert!(!seen.contains(&now), "changing {file} did not change the fingerprint");
+        seen.push(now);
+    }
+}

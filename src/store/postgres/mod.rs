@@ -447,7 +447,7 @@ mod tests {
             queue: 4,
             max_batch: 4,
             commit_timeout: Duration::from_secs(5),
-            tls: Some(crate::tls::recipient_client(&[ca], None, None).unwrap()),
+            tls: Some(crate::tls::recipient_client(&[ca], None, None, &crate::tls::disk).unwrap()),
         };
         let Err(error) = PostgresStore::open(options, Metrics::new()).await else {
             panic!("a server certificate from another CA was accepted");

@@ -1,0 +1,379 @@
+//! Loading: every file read once through `Sources`, the settings resolved, and the parts built
+//! and checked together; the result is a [`Config`] or every problem found.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::model::*;
+use super::{agreements, partners, raw, tls};
+use crate::audit::keys::{KeyError, TrustedKeys};
+use crate::delivery::DeliverySettings;
+use crate::problem::Problem;
+use crate::schema::SchemaCatalog;
+use crate::telemetry::logging::LogFormat;
+use crate::upkeep::RetentionSettings;
+
+/// The configuration could not be loaded; every problem found is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("the configuration has {} problem(s)", problems.len())]
+pub struct LoadError {
+    pub problems: Vec<Problem>,
+}
+
+/// Every file one load reads, each read once and its bytes kept, so the fingerprint is computed
+/// from exactly the bytes the configuration was built from (a file changed during the load
+/// cannot build one version and fingerprint another).
+#[derive(Default)]
+pub(super) struct Sources {
+    read: RefCell<BTreeMap<PathBuf, Vec<u8>>>,
+}
+
+impl Sources {
+    /// The bytes of `path`: read from disk the first time, the same bytes after.
+    pub(super) fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        if let Some(bytes) = self.read.borrow().get(path) {
+            return Ok(bytes.clone());
+        }
+        let bytes = std::fs::read(path)?;
+        self.read.borrow_mut().insert(path.to_path_buf(), bytes.clone());
+        Ok(bytes)
+    }
+
+    /// Reads the TOML file at `path` into `T`, recording a problem on failure.
+    pub(super) fn read_toml<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+        problems: &mut Vec<Problem>,
+    ) -> Option<T> {
+        let text = match self.read(path).map(String::from_utf8) {
+            Ok(Ok(text)) => text,
+            Ok(Err(_)) => {
+                problems.push(problem(path, "cannot be read: it is not UTF-8 text", None));
+                return None;
+            }
+            Err(e) => {
+                problems.push(problem(path, format!("cannot be read: {e}"), None));
+                return None;
+            }
+        };
+        match toml::from_str(&text) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                let message = e.message().to_owned();
+                let location = e
+                    .span()
+                    .map(|span| {
+                        let line = text[..span.start.min(text.len())].lines().count().max(1);
+                        format!(" (line {line})")
+                    })
+                    .unwrap_or_default();
+                problems.push(problem(path, format!("is not valid: {message}{location}"), None));
+                None
+            }
+        }
+    }
+
+    /// SHA-256 (hex) over each file read, by path: its path, a NUL, its bytes, a NUL.
+    pub(super) fn fingerprint(&self) -> String {
+        let mut all = Vec::new();
+        for (path, bytes) in self.read.borrow().iter() {
+            all.extend_from_slice(path.to_string_lossy().as_bytes());
+            all.push(0);
+            all.extend_from_slice(bytes);
+            all.push(0);
+        }
+        crate::digest::to_hex(&crate::digest::sha256(&all))
+    }
+}
+
+/// Loads and checks the configuration rooted at `path`.
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let mut problems = Vec::new();
+    let files = Sources::default();
+    let path = normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+    let Some(main) = files.read_toml::<raw::RawMain>(&path, &mut problems) else {
+        return Err(LoadError { problems });
+    };
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+
+    let data_dir = resolve(&base, main.data_dir.as_deref(), "../data");
+    let schemas_dir = resolve(&base, main.schemas_dir.as_deref(), "../schemas");
+    let partners_file = resolve(&base, main.partners_file.as_deref(), "partners.toml");
+    let agreements_dir = resolve(&base, main.agreements_dir.as_deref(), "agreements");
+
+    let listen = load_listen(&path, &main.listen, &mut problems);
+    let limits = Limits {
+        max_body_bytes: main.limits.max_body_bytes.unwrap_or(1024 * 1024),
+        max_depth: main.limits.max_depth.unwrap_or(64),
+        max_header_bytes: main.limits.max_header_bytes.unwrap_or(16 * 1024).max(1024),
+        body_timeout: ms(main.limits.body_timeout_ms, 10_000),
+        header_timeout: ms(main.limits.header_timeout_ms, 10_000),
+    };
+    if limits.max_depth == 0 || limits.max_depth > 128 {
+        problems.push(problem(&path, "limits.max_depth must be between 1 and 128", None));
+    }
+    let store = StoreSettings {
+        sqlite_path: data_dir.join(main.store.path.as_deref().unwrap_or("passerelle.sqlite")),
+        postgres: main.store.url.as_deref().and_then(|url| match url.parse::<tokio_postgres::Config>() {
+            Ok(mut config) => {
+                if let Some(var) = &main.store.password_env {
+                    match std::env::var(var) {
+                        Ok(password) => {
+                            config.password(password);
+                        }
+                        Err(_) => {
+                            problems.push(problem(&path, format!("store.password_env: `{var}` is not set"), None))
+                        }
+                    }
+                }
+                let tls = tls::postgres_tls(&files, &path, &base, &main.store, &config, &mut problems);
+                Some(PostgresSettings { config, pool_size: main.store.pool_size.unwrap_or(8).max(2), tls })
+            }
+            // The error names what is wrong with the string, never the string (it may hold a password).
+            Err(e) => {
+                problems.push(problem(&path, format!("store.url is not a PostgreSQL connection string: {e}"), None));
+                None
+            }
+        }),
+        commit_queue: main.store.commit_queue.unwrap_or(4096).max(1),
+        max_batch: main.store.max_batch.unwrap_or(512).max(1),
+        commit_timeout: ms(main.store.commit_timeout_ms, 5_000),
+    };
+    let d = &main.delivery;
+    let delivery = DeliverySettings {
+        max_attempts: d.max_attempts.unwrap_or(12).max(1),
+        max_age: Duration::from_secs(d.max_age_secs.unwrap_or(3 * 24 * 3600)),
+        initial_backoff: ms(d.initial_backoff_ms, 1_000),
+        max_backoff: ms(d.max_backoff_ms, 600_000),
+        attempt_timeout: ms(d.attempt_timeout_ms, 10_000),
+        lease: Duration::from_secs(d.lease_secs.unwrap_or(60).max(1)),
+        poll_interval: ms(d.poll_interval_ms, 1_000),
+        concurrency_per_recipient: d.concurrency_per_recipient.unwrap_or(16).max(1),
+        breaker_failures: d.breaker_failures.unwrap_or(5).max(1),
+        breaker_open: ms(d.breaker_open_ms, 30_000),
+        ca_files: d.ca_files.iter().map(|f| resolve(&base, Some(f), "")).collect(),
+        client_cert_file: d.client_cert_file.as_deref().map(|f| resolve(&base, Some(f), "")),
+        client_key_file: d.client_key_file.as_deref().map(|f| resolve(&base, Some(f), "")),
+    };
+    let audit = AuditSettings {
+        signing_key_file: main
+            .audit
+            .signing_key_file
+            .as_deref()
+            .map_or_else(|| data_dir.join(crate::audit::keys::SIGNING_KEY_FILE), |f| resolve(&base, Some(f), "")),
+        trusted_key_files: main.audit.trusted_keys.iter().map(|f| resolve(&base, Some(f), "")).collect(),
+        checkpoint_every: main.audit.checkpoint_every.unwrap_or(1000).max(1),
+        checkpoint_interval: Duration::from_secs(main.audit.checkpoint_interval_secs.unwrap_or(60).max(1)),
+    };
+    let trusted_keys = trusted_keys(&files, &path, &audit.trusted_key_files, &mut problems);
+    let days = |v: Option<f64>, default: f64, key: &str, problems: &mut Vec<Problem>| {
+        let d = v.unwrap_or(default);
+        if !(d.is_finite() && d >= 0.0) {
+            problems.push(problem(&path, format!("retention.{key} must be a number of days, 0 or more"), None));
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(d * 86_400.0)
+    };
+    let retention = RetentionSettings {
+        delivered: days(main.retention.delivered_days, 7.0, "delivered_days", &mut problems),
+        dead: days(main.retention.dead_days, 30.0, "dead_days", &mut problems),
+        purge_interval: Duration::from_secs(main.retention.purge_interval_secs.unwrap_or(3600).max(1)),
+    };
+    let admin = load_admin(&files, &path, &base, &main.admin, &mut problems);
+    let log = LogSettings {
+        format: match main.log.format.as_deref().unwrap_or("auto") {
+            "auto" => LogFormat::Auto,
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => {
+                problems.push(problem(&path, format!("log.format `{other}` is not one of auto, json, text"), None));
+                LogFormat::Auto
+            }
+        },
+        level: main.log.level.clone().unwrap_or_else(|| "info".to_owned()),
+    };
+    let telemetry = tls::load_telemetry(&files, &path, &base, &main.telemetry, &mut problems);
+
+    let (tls, forwarding) = tls::load_tls(&files, &path, &base, &main.tls, &mut problems);
+    // A partners file that cannot be read is one problem, not one more for every reference to a
+    // partner: references are only checked against a partners file that was read.
+    let loaded = partners::load(&files, &partners_file, &delivery, &mut problems);
+    let partners_known = loaded.is_some();
+    let partners::PartnersFile { partners, certificates, inline_keys } = loaded.unwrap_or_default();
+    let api_keys_file = main.api_keys_file.as_deref().map(|f| resolve(&base, Some(f), ""));
+    let api_keys = partners::api_keys(
+        &files,
+        &inline_keys,
+        api_keys_file.as_deref(),
+        &partners_file,
+        &partners,
+        partners_known,
+        &mut problems,
+    );
+
+    let (catalog, schema_problems) = SchemaCatalog::load_partial(&schemas_dir, &|file| files.read(file));
+    problems.extend(schema_problems);
+    let agreements = agreements::load(&files, &agreements_dir, &partners, partners_known, &catalog, &mut problems);
+
+    if !problems.is_empty() {
+        return Err(LoadError { problems });
+    }
+    let fingerprint = files.fingerprint();
+    Ok(Config {
+        source: path,
+        fingerprint,
+        data_dir,
+        schemas_dir,
+        listen,
+        limits,
+        store,
+        delivery,
+        admin,
+        log,
+        telemetry,
+        audit,
+        retention,
+        tls,
+        partners: partners.into_iter().map(|p| (p.id.clone(), p)).collect(),
+        agreements: agreements.into_iter().map(Arc::new).collect(),
+        catalog,
+        credentials: crate::auth::Credentials { certificates, api_keys, forwarding },
+        api_keys_file,
+        trusted_keys,
+    })
+}
+
+fn load_listen(path: &Path, raw: &raw::RawListen, problems: &mut Vec<Problem>) -> Listen {
+    let mut addr = |value: Option<&str>, default: &str, key: &str| -> SocketAddr {
+        let text = value.unwrap_or(default);
+        text.parse().unwrap_or_else(|_| {
+            problems.push(problem(
+                path,
+                format!("listen.{key} `{text}` is not an address such as 127.0.0.1:8443"),
+                None,
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    };
+    Listen {
+        partner: addr(raw.partner.as_deref(), "127.0.0.1:8443", "partner"),
+        admin: addr(raw.admin.as_deref(), "127.0.0.1:9090", "admin"),
+        max_connections: raw.max_connections.unwrap_or(10_000).max(1),
+    }
+}
+
+fn load_admin(
+    files: &Sources,
+    path: &Path,
+    base: &Path,
+    raw: &raw::RawAdmin,
+    problems: &mut Vec<Problem>,
+) -> AdminSettings {
+    let mut token = None;
+    if let Some(var) = &raw.token_env {
+        token = std::env::var(var).ok().filter(|t| !t.is_empty()).map(Arc::from);
+    }
+    if token.is_none()
+        && let Some(file) = &raw.token_file
+    {
+        let file = resolve(base, Some(file), "");
+        match files.read(&file).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()) {
+            Ok(t) if !t.trim().is_empty() => token = Some(Arc::from(t.trim())),
+            Ok(_) => problems.push(problem(&file, "the admin token file is empty", None)),
+            // A missing token file is not fatal: `demo` creates it; the admin API stays closed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(problem(path, format!("admin.token_file cannot be read: {e}"), None)),
+        }
+    }
+    AdminSettings {
+        token_file: raw.token_file.as_deref().map(|f| resolve(base, Some(f), "")),
+        token,
+        metrics_open: raw.metrics_open.unwrap_or(true),
+    }
+}
+
+/// The audit keys trusted besides the gateway's own, from `audit.trusted_keys`.
+fn trusted_keys(files: &Sources, path: &Path, key_files: &[PathBuf], problems: &mut Vec<Problem>) -> TrustedKeys {
+    let mut keys = TrustedKeys::default();
+    for file in key_files {
+        let added = match files.read(file) {
+            Ok(bytes) => keys.add_lines(&String::from_utf8_lossy(&bytes), &file.display().to_string()),
+            Err(source) => Err(KeyError::Io { path: file.display().to_string(), source }),
+        };
+        if let Err(e) = added {
+            problems.push(problem(path, format!("audit.trusted_keys: {e}"), None));
+        }
+    }
+    keys
+}
+
+pub(super) fn problem(file: &Path, message: impl Into<String>, fix: Option<&str>) -> Problem {
+    Problem { file: file.to_path_buf(), message: message.into(), fix: fix.map(str::to_owned) }
+}
+
+/// Resolves `value` (or `default`) against `base`, the directory of the file that names it.
+pub(super) fn resolve(base: &Path, value: Option<&str>, default: &str) -> PathBuf {
+    let p = Path::new(value.unwrap_or(default));
+    normalize(&if p.is_absolute() { p.to_path_buf() } else { base.join(p) })
+}
+
+/// Removes `.` and `..` segments without touching the file system, so messages show
+/// `/srv/passerelle/schemas/...` rather than `/srv/passerelle/config/../schemas/...`.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+pub(super) fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub(super) fn ms(value: Option<u64>, default: u64) -> Duration {
+    Duration::from_millis(value.unwrap_or(default))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_read_once_and_fingerprinted_as_it_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("partners.toml");
+        std::fs::write(&file, "first").unwrap();
+        let files = Sources::default();
+        assert_eq!(files.read(&file).unwrap(), b"first");
+        let fingerprint = files.fingerprint();
+        // Changed on disk during the load: the load goes on with what it read.
+        std::fs::write(&file, "second").unwrap();
+        assert_eq!(files.read(&file).unwrap(), b"first");
+        assert_eq!(files.fingerprint(), fingerprint);
+
+        let mut expected = file.to_string_lossy().as_bytes().to_vec();
+        expected.extend_from_slice(b"\0first\0");
+        assert_eq!(fingerprint, crate::digest::to_hex(&crate::digest::sha256(&expected)));
+        // A file that could not be read is not part of it.
+        assert!(files.read(&dir.path().join("missing.toml")).is_err());
+        assert_eq!(files.fingerprint(), fingerprint);
+    }
+}

@@ -1,0 +1,231 @@
+//! What a loaded configuration is: the settings resolved from the files, and the parts built
+//! from them (TLS configurations, the schema catalog, the credential indexes, the agreement
+//! table). [`super::raw`] is the files as written; this is what they mean.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::keys::TrustedKeys;
+use crate::delivery::{DeliveryEndpoint, DeliveryPlan, DeliverySettings, PlannedRecipient};
+use crate::ids::PartnerId;
+use crate::policy::Agreement;
+use crate::rate_limit::RateLimit;
+use crate::schema::SchemaCatalog;
+use crate::telemetry::logging::LogFormat;
+use crate::telemetry::otlp::OtlpSettings;
+use crate::upkeep::RetentionSettings;
+
+/// Which order of government a partner belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Jurisdiction {
+    Federal,
+    Provincial,
+    Territorial,
+    Municipal,
+}
+
+/// An organisation's system, as configured.
+#[derive(Debug, Clone)]
+pub struct Partner {
+    pub id: PartnerId,
+    pub name_en: String,
+    pub name_fr: String,
+    pub jurisdiction: Jurisdiction,
+    pub region: String,
+    pub delivery: Option<DeliveryEndpoint>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Listener addresses and caps.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub partner: SocketAddr,
+    pub admin: SocketAddr,
+    pub max_connections: usize,
+}
+
+/// Limits on what a partner may send.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// Request line and headers together; larger is 431.
+    pub max_header_bytes: usize,
+    pub max_depth: usize,
+    pub body_timeout: Duration,
+    pub header_timeout: Duration,
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub sqlite_path: PathBuf,
+    /// PostgreSQL instead of SQLite (several instances sharing one store).
+    pub postgres: Option<PostgresSettings>,
+    /// Requests waiting for the writer at once; a full queue makes requests wait, then 503.
+    pub commit_queue: usize,
+    /// Most requests one transaction carries.
+    pub max_batch: usize,
+    /// How long a request waits for its commit before it is answered 503.
+    pub commit_timeout: Duration,
+}
+
+/// How to reach PostgreSQL.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    pub config: tokio_postgres::Config,
+    pub pool_size: usize,
+    /// TLS to the database, verified against `store.ca_file`; `None` means plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The connection settings may hold a password: only the hosts and database are shown.
+        f.debug_struct("PostgresSettings")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish()
+    }
+}
+
+/// The audit chain's keys and checkpoint cadence.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub signing_key_file: PathBuf,
+    pub trusted_key_files: Vec<PathBuf>,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+}
+
+/// How partners reach the partner listener.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The TLS configuration; `None` with `insecure_plaintext`.
+    pub server: Option<crate::tls::ServerTls>,
+    pub handshake_timeout: Duration,
+    /// Files whose content the settings came from (certificates, keys, CRLs).
+    pub files: Vec<PathBuf>,
+    /// Private key files among them.
+    pub key_files: Vec<PathBuf>,
+}
+
+/// Admin listener settings.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// The file the token came from, if any.
+    pub token_file: Option<PathBuf>,
+    /// The admin token, if one is configured; without one the admin API other than probes and
+    /// metrics is closed.
+    pub token: Option<Arc<str>>,
+    pub metrics_open: bool,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Where spans go, when they are exported.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetrySettings {
+    pub otlp: Option<OtlpSettings>,
+}
+
+/// The validated configuration: one immutable snapshot, built whole by [`super::load()`] and
+/// swapped whole by a reload. Its settings are plain values resolved from the files; its built
+/// parts are what the running gateway uses directly, built once here so that `check` builds
+/// exactly what `serve` would run without starting anything.
+#[derive(Debug)]
+pub struct Config {
+    /// The main file this snapshot was loaded from.
+    pub source: PathBuf,
+    /// SHA-256 (hex) over every file the snapshot was built from, as read: what the audit trail
+    /// records when a configuration is loaded.
+    pub fingerprint: String,
+
+    // Settings.
+    pub data_dir: PathBuf,
+    pub schemas_dir: PathBuf,
+    pub listen: Listen,
+    pub limits: Limits,
+    pub store: StoreSettings,
+    pub delivery: DeliverySettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+    /// Span export; read at start (a reload does not change it).
+    pub telemetry: TelemetrySettings,
+    pub audit: AuditSettings,
+    pub retention: RetentionSettings,
+    pub partners: BTreeMap<PartnerId, Partner>,
+    /// The file the API key hashes came from, if any.
+    pub api_keys_file: Option<PathBuf>,
+
+    // Built parts.
+    /// The partner listener's TLS (or none behind a proxy), and the files it was built from.
+    pub tls: TlsSettings,
+    /// The agreement table [`crate::policy::route`] routes by.
+    pub agreements: Vec<Arc<Agreement>>,
+    /// Every schema, compiled.
+    pub catalog: SchemaCatalog,
+    /// Client certificate names and pins, API key hashes, a trusted proxy's forwarding.
+    pub credentials: crate::auth::Credentials,
+    /// Audit keys whose signatures are trusted besides the gateway's own (`audit.trusted_keys`).
+    pub trusted_keys: TrustedKeys,
+}
+
+impl Config {
+    /// The files holding secrets, checked at start for their mode: private keys, the API key
+    /// hashes, the admin token, the audit secrets, and the SQLite store, which holds the records
+    /// (one created before the store was made owner-only may still be world-readable).
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        let mut files =
+            vec![self.data_dir.join(crate::audit::digest::SECRET_FILE), self.audit.signing_key_file.clone()];
+        if self.store.postgres.is_none() {
+            files.push(self.store.sqlite_path.clone());
+        }
+        files.extend(self.admin.token_file.clone());
+        files.extend(self.api_keys_file.clone());
+        files.extend(self.tls.key_files.iter().cloned());
+        for p in self.partners.values() {
+            files.extend(p.delivery.as_ref().and_then(|d| d.client_key_file.clone()));
+        }
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    /// Partners that receive records, each once.
+    pub fn recipients(&self) -> impl Iterator<Item = &Partner> {
+        self.partners.values().filter(|p| p.delivery.is_some())
+    }
+
+    /// What the delivery workers put in force: the delivery settings and every recipient, in
+    /// strict order if any agreement asks it for that recipient.
+    pub fn delivery_plan(&self) -> DeliveryPlan {
+        let recipients = self
+            .recipients()
+            .filter_map(|partner| {
+                let endpoint = partner.delivery.clone()?;
+                let ordered = self
+                    .agreements
+                    .iter()
+                    .flat_map(|a| a.recipients.iter())
+                    .any(|r| r.partner == partner.id && r.ordered);
+                Some(PlannedRecipient { id: partner.id.clone(), endpoint, ordered })
+            })
+            .collect();
+        DeliveryPlan { settings: self.delivery.clone(), recipients }
+    }
+
+    /// Looks a partner up by id.
+    pub fn partner(&self, id: &str) -> Option<&Partner> {
+        self.partners.get(id)
+    }
+}

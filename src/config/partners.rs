@@ -1,0 +1,244 @@
+//! The partners file: each partner, its delivery endpoint and rate limit, how its certificates
+//! and API keys are recognised. Read once per load.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::load::{Sources, is_slug, problem, resolve};
+use super::model::{Jurisdiction, Partner};
+use super::raw;
+use crate::delivery::{DeliveryEndpoint, DeliverySettings};
+use crate::ids::PartnerId;
+use crate::problem::Problem;
+use crate::rate_limit::RateLimit;
+
+/// How much longer than an attempt a delivery's lease must last (the result is recorded after it).
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// What the partners file gives: the partners, how their certificates are recognised, and the
+/// API key hashes it lists inline.
+#[derive(Default)]
+pub(super) struct PartnersFile {
+    pub(super) partners: Vec<Partner>,
+    pub(super) certificates: crate::tls::CertIndex,
+    /// `(partner, SHA-256 hex)` pairs, checked with the API keys file's (see [`api_keys`]).
+    pub(super) inline_keys: Vec<(String, String)>,
+}
+
+/// The partners file, read once, or `None` when it cannot be read or parsed (that problem is
+/// reported).
+pub(super) fn load(
+    files: &Sources,
+    file: &Path,
+    delivery: &DeliverySettings,
+    problems: &mut Vec<Problem>,
+) -> Option<PartnersFile> {
+    let raw = files.read_toml::<raw::RawPartners>(file, problems)?;
+    let inline_keys =
+        raw.partners.iter().flat_map(|p| p.api_key_sha256.iter().map(|hex| (p.id.clone(), hex.clone()))).collect();
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut seen = BTreeSet::new();
+    let mut partners = Vec::new();
+    for p in &raw.partners {
+        if !is_slug(&p.id) {
+            problems.push(problem(file, format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id), None));
+            continue;
+        }
+        if !seen.insert(p.id.clone()) {
+            problems.push(problem(
+                file,
+                format!("partner id `{}` is defined twice", p.id),
+                Some("give each partner its own id"),
+            ));
+            continue;
+        }
+        let jurisdiction = match p.jurisdiction.as_str() {
+            "federal" => Jurisdiction::Federal,
+            "provincial" => Jurisdiction::Provincial,
+            "territorial" => Jurisdiction::Territorial,
+            "municipal" => Jurisdiction::Municipal,
+            other => {
+                problems.push(problem(
+                    file,
+                    format!("partner `{}`: jurisdiction `{other}` is not one of federal, provincial, territorial, municipal", p.id),
+                    None,
+                ));
+                continue;
+            }
+        };
+        let delivery = match &p.delivery {
+            None => None,
+            Some(d) => {
+                let url_ok = (d.endpoint.starts_with("http://") || d.endpoint.starts_with("https://"))
+                    && d.endpoint.parse::<http::Uri>().is_ok();
+                if !url_ok {
+                    problems.push(problem(
+                        file,
+                        format!("partner `{}`: delivery endpoint `{}` is not an http(s) URL", p.id, d.endpoint),
+                        None,
+                    ));
+                }
+                let ca_files = match &d.ca_file {
+                    Some(f) => vec![resolve(base, Some(f), "")],
+                    None => delivery.ca_files.clone(),
+                };
+                if d.endpoint.starts_with("https://") && ca_files.is_empty() {
+                    problems.push(problem(
+                        file,
+                        format!("partner `{}`: an HTTPS endpoint needs a CA to verify it", p.id),
+                        Some("set delivery.ca_files in passerelle.toml or ca_file in the partner's [partner.delivery]"),
+                    ));
+                }
+                let cert = d
+                    .client_cert_file
+                    .as_deref()
+                    .map(|f| resolve(base, Some(f), ""))
+                    .or(delivery.client_cert_file.clone());
+                let key = d
+                    .client_key_file
+                    .as_deref()
+                    .map(|f| resolve(base, Some(f), ""))
+                    .or(delivery.client_key_file.clone());
+                let tls = crate::tls::recipient_client(&ca_files, cert.as_deref(), key.as_deref(), &|f| files.read(f))
+                    .unwrap_or_else(|e| {
+                        problems.push(problem(file, format!("partner `{}`: {e}", p.id), None));
+                        crate::tls::plain_client()
+                    });
+                let timeout = d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout);
+                // A lease shorter than an attempt lets another worker take the delivery while it is
+                // still in flight (a duplicate, and strict order broken): the lease must outlast
+                // the attempt and the recording of its result.
+                if timeout + LEASE_MARGIN > delivery.lease {
+                    problems.push(problem(
+                        file,
+                        format!(
+                            "partner `{}`: its delivery timeout ({} ms) plus {} s must be within delivery.lease_secs ({} s)",
+                            p.id,
+                            timeout.as_millis(),
+                            LEASE_MARGIN.as_secs(),
+                            delivery.lease.as_secs()
+                        ),
+                        Some("lower the partner's delivery.timeout_ms or raise delivery.lease_secs in the main file"),
+                    ));
+                }
+                Some(DeliveryEndpoint {
+                    endpoint: d.endpoint.trim_end_matches('/').to_owned(),
+                    ca_file: ca_files.first().cloned(),
+                    client_cert_file: cert,
+                    client_key_file: key,
+                    bearer_token_env: d.bearer_token_env.clone(),
+                    tls,
+                    timeout,
+                    concurrency: d.concurrency.unwrap_or(delivery.concurrency_per_recipient).max(1),
+                })
+            }
+        };
+        let rate_limit = p.rate_limit.as_ref().and_then(|r| {
+            if r.per_second.is_finite() && r.per_second > 0.0 {
+                Some(RateLimit { per_second: r.per_second, burst: r.burst.unwrap_or(r.per_second).max(1.0) })
+            } else {
+                problems.push(problem(
+                    file,
+                    format!("partner `{}`: rate_limit.per_second must be above 0", p.id),
+                    None,
+                ));
+                None
+            }
+        });
+        partners.push(Partner {
+            id: Arc::from(p.id.as_str()),
+            name_en: p.name_en.clone(),
+            name_fr: p.name_fr.clone(),
+            jurisdiction,
+            region: p.region.clone(),
+            delivery,
+            rate_limit,
+        });
+    }
+    let certificates = certificates(file, &raw, &partners, problems);
+    Some(PartnersFile { partners, certificates, inline_keys })
+}
+
+/// Certificate names and SPKI pins, each claimed by one partner. Only entries of partners that
+/// were loaded count (a malformed one is reported once, by [`load`]).
+fn certificates(
+    partners_file: &Path,
+    raw: &raw::RawPartners,
+    partners: &[Partner],
+    problems: &mut Vec<Problem>,
+) -> crate::tls::CertIndex {
+    let mut index = crate::tls::CertIndex::default();
+    for p in raw.partners.iter().filter(|p| partners.iter().any(|k| *k.id == *p.id)) {
+        let id: PartnerId = Arc::from(p.id.as_str());
+        for name in &p.cert_names {
+            if let Some(other) = index.add_name(name, id.clone()).filter(|o| *o != id) {
+                problems.push(problem(
+                    partners_file,
+                    format!("certificate name `{name}` is claimed by `{other}` and `{}`", p.id),
+                    None,
+                ));
+            }
+        }
+        for pin in &p.cert_spki_sha256 {
+            match crate::digest::decode_hex(pin.trim()).filter(|b| b.len() == 32) {
+                Some(bytes) => {
+                    let mut pin32 = [0u8; 32];
+                    pin32.copy_from_slice(&bytes);
+                    if let Some(other) = index.add_pin(pin32, id.clone()).filter(|o| *o != id) {
+                        problems.push(problem(
+                            partners_file,
+                            format!("an SPKI pin is claimed by `{other}` and `{}`", p.id),
+                            None,
+                        ));
+                    }
+                }
+                None => problems.push(problem(
+                    partners_file,
+                    format!("partner `{}`: cert_spki_sha256 entries are 64 hex characters", p.id),
+                    None,
+                )),
+            }
+        }
+    }
+    index
+}
+
+/// The API key index: hashes listed inline in the partners file and in the API keys file.
+pub(super) fn api_keys(
+    files: &Sources,
+    inline: &[(String, String)],
+    keys_file: Option<&Path>,
+    partners_file: &Path,
+    partners: &[Partner],
+    partners_known: bool,
+    problems: &mut Vec<Problem>,
+) -> crate::auth::ApiKeyIndex {
+    let mut index = crate::auth::ApiKeyIndex::default();
+    let known: BTreeSet<&str> = partners.iter().map(|p| &*p.id).collect();
+    let mut add = |file: &Path, partner: &str, hex: &str, problems: &mut Vec<Problem>| {
+        if !known.contains(partner) {
+            if !partners_known {
+                return;
+            }
+            problems.push(problem(file, format!("API keys are listed for unknown partner `{partner}`"), None));
+        } else if let Err(e) = index.add_sha256_hex(Arc::from(partner), hex) {
+            problems.push(problem(file, format!("partner `{partner}`: {e}"), None));
+        }
+    };
+    for (partner, hex) in inline {
+        add(partners_file, partner, hex, problems);
+    }
+    if let Some(file) = keys_file
+        && file.exists()
+        && let Some(raw) = files.read_toml::<raw::RawApiKeys>(file, problems)
+    {
+        for (partner, hashes) in &raw.keys {
+            for hex in hashes {
+                add(file, partner, hex, problems);
+            }
+        }
+    }
+    index
+}

@@ -1,0 +1,102 @@
+//! Discovery: what a partner may send and receive, and under which agreements.
+//!
+//! `GET /v1/schemas`, `GET /v1/schemas/{type}/{version}` and `GET /v1/agreements` answer from
+//! the configuration alone; the OpenAPI document ([`super::openapi`]) gives the same lists as
+//! its examples.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::error::ApiError;
+use super::json_response;
+use crate::auth::AuthenticatedPartner;
+use crate::config::Config;
+use crate::schema::Version;
+
+/// The (type, version, role) triples the caller may send or receive.
+pub(super) fn schema_entries(config: &Config, partner: &str) -> Vec<(String, Version, &'static str)> {
+    let mut entries = Vec::new();
+    for a in config.agreements.iter().filter(|a| a.is_party(partner)) {
+        let role = if &*a.sender == partner { "send" } else { "receive" };
+        for v in &a.versions {
+            let entry = (a.record_type.to_string(), *v, role);
+            if !entries.contains(&entry) {
+                entries.push(entry);
+            }
+        }
+    }
+    entries.sort();
+    entries
+}
+
+pub(super) fn schemas(config: &Config, partner: &AuthenticatedPartner) -> Response<Full<Bytes>> {
+    // The same list the OpenAPI document gives as this answer's example.
+    json_response(StatusCode::OK, schema_list(config, &partner.id).to_string().into_bytes())
+}
+
+pub(super) fn schema(
+    config: &Config,
+    partner: &AuthenticatedPartner,
+    record_type: &str,
+    version: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let version: Version = version.parse().map_err(|_| ApiError::SchemaNotFound)?;
+    if !schema_entries(config, &partner.id).iter().any(|(t, v, _)| t == record_type && *v == version) {
+        return Err(ApiError::SchemaNotFound);
+    }
+    let schema =
+        config.catalog.record_type(record_type).and_then(|t| t.version(version)).ok_or(ApiError::SchemaNotFound)?;
+    let mut response = json_response(StatusCode::OK, serde_json::to_vec(&*schema.document).unwrap_or_default());
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/schema+json"));
+    Ok(response)
+}
+
+pub(super) fn agreements(config: &Config, partner: &AuthenticatedPartner) -> Response<Full<Bytes>> {
+    let list = agreement_list(config, &partner.id, OffsetDateTime::now_utc());
+    json_response(StatusCode::OK, list.to_string().into_bytes())
+}
+
+/// What `GET /v1/schemas` answers `partner`.
+pub(super) fn schema_list(config: &Config, partner: &str) -> Value {
+    let list: Vec<Value> = schema_entries(config, partner)
+        .into_iter()
+        .map(|(t, v, role)| json!({"record_type": t, "version": v, "role": role, "href": format!("/v1/schemas/{t}/{v}")}))
+        .collect();
+    json!({ "schemas": list })
+}
+
+/// What `GET /v1/agreements` answers `partner` at `now`: each agreement it is party to; the
+/// sender sees every recipient's fields, a recipient only its own.
+pub(super) fn agreement_list(config: &Config, partner: &str, now: OffsetDateTime) -> Value {
+    let list: Vec<Value> = config
+        .agreements
+        .iter()
+        .filter(|a| a.is_party(partner))
+        .map(|a| {
+            let recipients: Vec<Value> = a
+                .recipients
+                .iter()
+                .filter(|r| &*a.sender == partner || &*r.partner == partner)
+                .map(|r| json!({"partner": &*r.partner, "fields": r.fields.pointers().iter().map(|p| p.to_string()).collect::<Vec<_>>(), "ordered": r.ordered}))
+                .collect();
+            json!({
+                "id": &*a.id,
+                "title": {"en": a.title_en, "fr": a.title_fr},
+                "sender": &*a.sender,
+                "record_type": &*a.record_type,
+                "versions": a.versions,
+                "mode": a.mode,
+                "purpose": a.purpose,
+                "valid_from": crate::clock::rfc3339_ms(crate::clock::to_ms(a.valid_from)),
+                "valid_until": a.valid_until.map(|t| crate::clock::rfc3339_ms(crate::clock::to_ms(t))),
+                "in_force": a.in_force(now),
+                "role": if &*a.sender == partner { "sender" } else { "recipient" },
+                "recipients": recipients,
+            })
+        })
+        .collect();
+    json!({ "agreements": list })
+}
