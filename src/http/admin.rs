@@ -20,7 +20,7 @@ use super::error::{AdminError, ApiError};
 use super::i18n::Lang;
 use super::routes::{AnyShape, Route as HttpRoute, RouteTable};
 use super::state::State;
-use super::{json_response, text_response};
+use super::{json_response, store_json, text_response};
 use crate::auth::ConnectionInfo;
 use crate::store::{DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget};
 use crate::telemetry::events::DeliveryReplayed;
@@ -346,7 +346,7 @@ fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 async fn deliveries(state: &State, query: &str) -> Result<Response<Full<Bytes>>, AdminError> {
     let status = match param(query, "status") {
         None => None,
-        Some(s) => Some(DeliveryStatus::parse(s).ok_or(ApiError::BadQuery { parameter: "status" })?),
+        Some(s) => Some(s.parse::<DeliveryStatus>().map_err(|_| ApiError::BadQuery { parameter: "status" })?),
     };
     let limit = match param(query, "limit") {
         None => 100,
@@ -360,6 +360,7 @@ async fn deliveries(state: &State, query: &str) -> Result<Response<Full<Bytes>>,
     let filter = DeliveryFilter { status, recipient: param(query, "recipient").map(str::to_owned), after_id, limit };
     let list = state.store.deliveries(filter).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     let next = (list.len() == limit).then(|| list.last().map(|d| d.id)).flatten();
+    let list: Vec<_> = list.iter().map(store_json::admin_delivery).collect();
     Ok(json_response(StatusCode::OK, json!({"deliveries": list, "next_after": next}).to_string().into_bytes()))
 }
 
@@ -379,6 +380,7 @@ async fn replay(state: &State, target: ReplayTarget) -> Result<Response<Full<Byt
         state.dispatcher.recipients.wake(recipient);
     }
     let status = if single && replayed == 0 { StatusCode::CONFLICT } else { StatusCode::OK };
+    let results: Vec<_> = results.iter().map(store_json::replay).collect();
     Ok(json_response(status, json!({"replayed": replayed, "deliveries": results}).to_string().into_bytes()))
 }
 

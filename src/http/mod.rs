@@ -17,6 +17,7 @@ pub mod records;
 pub mod requests;
 pub mod routes;
 pub mod state;
+pub mod store_json;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

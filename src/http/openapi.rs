@@ -396,11 +396,14 @@ fn receipt_example(partner: &str, record_type: &str, version: Version, route: &R
 
 /// A record of `record_type` as `GET /v1/records/{record_id}` shows it once delivered.
 fn record_example(record_type: &str, version: Version, route: &Route) -> Value {
+    let received_at = crate::clock::parse_rfc3339_ms(EXAMPLE_TIME).unwrap_or_default();
+    // Delivered 120 ms after it was received.
+    let delivered_at = received_at + 120;
     let view = RecordView {
         record_id: EXAMPLE_RECORD_ID.to_owned(),
         record_type: record_type.to_owned(),
         schema_version: version.to_string(),
-        received_at: EXAMPLE_TIME.to_owned(),
+        received_at,
         status: RecordState::Delivered,
         deliveries: route
             .shares(version)
@@ -409,14 +412,14 @@ fn record_example(record_type: &str, version: Version, route: &Route) -> Value {
                 agreement: share.agreement.to_string(),
                 status: DeliveryStatus::Delivered,
                 attempts: 1,
-                last_attempt_at: Some("2026-11-29T17:00:00.120Z".to_owned()),
-                delivered_at: Some("2026-11-29T17:00:00.120Z".to_owned()),
+                last_attempt_at: Some(delivered_at),
+                delivered_at: Some(delivered_at),
                 next_attempt_at: None,
                 last_error: None,
             })
             .collect(),
     };
-    serde_json::to_value(&view).unwrap_or_default()
+    serde_json::to_value(super::store_json::record(&view)).unwrap_or_default()
 }
 
 /// The `next_cursor` of a page that ends with `record`.

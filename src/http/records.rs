@@ -11,6 +11,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::json_response;
 use super::state::State;
+use super::store_json;
 use crate::auth::AuthenticatedPartner;
 use crate::server::RequestBody;
 use crate::store::{RecordQuery, RecordState};
@@ -32,7 +33,7 @@ pub(super) async fn record_status(
         .await
         .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?
         .ok_or(ApiError::RecordNotFound)?;
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&view).unwrap_or_default()))
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&store_json::record(&view)).unwrap_or_default()))
 }
 
 /// The raw value of the query parameter `name` (the first, if it is repeated); a name without
@@ -105,7 +106,7 @@ pub(super) async fn list_records(
         }
     };
     let invalid = |parameter: &'static str| move || ApiError::BadQuery { parameter };
-    let status = param("status")?.map(|s| RecordState::parse(&s).ok_or_else(invalid("status"))).transpose()?;
+    let status = param("status")?.map(|s| s.parse::<RecordState>().ok().ok_or_else(invalid("status"))).transpose()?;
     let since = param("since")?.map(|s| crate::clock::parse_rfc3339_ms(&s).ok_or_else(invalid("since"))).transpose()?;
     let limit = param("limit")?
         .map(|s| {
@@ -126,10 +127,8 @@ pub(super) async fn list_records(
         .list_records(RecordQuery { sender: partner.id.to_string(), status, since, before, limit })
         .await
         .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
-    let next = (records.len() == limit)
-        .then(|| records.last())
-        .flatten()
-        .and_then(|r| crate::clock::parse_rfc3339_ms(&r.received_at).map(|at| cursor(at, &r.record_id)));
+    let next = (records.len() == limit).then(|| records.last()).flatten().map(|r| cursor(r.received_at, &r.record_id));
+    let records: Vec<_> = records.iter().map(store_json::record).collect();
     let body = json!({ "records": records, "next_cursor": next });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }

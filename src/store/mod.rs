@@ -35,7 +35,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use serde::Serialize;
 
 pub use self::error::{StoreError, StoreErrorKind};
 pub use self::writer::AttemptEffect;
@@ -88,8 +87,7 @@ macro_rules! labels {
 }
 
 /// A delivery's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
     Queued,
     Retrying,
@@ -103,12 +101,6 @@ labels!("delivery status", DeliveryStatus {
     Delivered => "delivered",
     Dead => "dead",
 });
-
-impl DeliveryStatus {
-    pub fn parse(s: &str) -> Option<Self> {
-        s.parse().ok()
-    }
-}
 
 /// One recipient's share of a record, to be stored with it.
 #[derive(Debug, Clone)]
@@ -218,26 +210,23 @@ pub enum AttemptResult {
     Dead { status: Option<u16>, error: String },
 }
 
-/// One delivery as shown to the record's sender.
-#[derive(Debug, Clone, Serialize)]
+/// One delivery as shown to the record's sender. Times are unix milliseconds; the HTTP layer
+/// formats them (`http::store_json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryView {
     pub recipient: String,
     pub agreement: String,
     pub status: DeliveryStatus,
     pub attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_attempt_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delivered_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    /// When the next attempt is due, while the delivery is queued or retrying.
+    pub next_attempt_at: Option<i64>,
     pub last_error: Option<String>,
 }
 
 /// A record's overall state, derived from its deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordState {
     /// Some delivery is still queued or retrying.
     Pending,
@@ -253,19 +242,14 @@ labels!("record state", RecordState {
     Failed => "failed",
 });
 
-impl RecordState {
-    pub fn parse(s: &str) -> Option<Self> {
-        s.parse().ok()
-    }
-}
-
 /// A record as shown to its sender.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordView {
     pub record_id: String,
     pub record_type: String,
     pub schema_version: String,
-    pub received_at: String,
+    /// Unix ms.
+    pub received_at: i64,
     pub status: RecordState,
     pub deliveries: Vec<DeliveryView>,
 }
@@ -302,8 +286,8 @@ pub struct DeliveryFilter {
     pub limit: usize,
 }
 
-/// A delivery as operators see it (no body).
-#[derive(Debug, Clone, Serialize)]
+/// A delivery as operators see it (no body). Times are unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryAdminView {
     pub id: i64,
     pub record_id: String,
@@ -314,12 +298,9 @@ pub struct DeliveryAdminView {
     pub status: DeliveryStatus,
     pub attempts: u32,
     pub replays: u32,
-    pub created_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_attempt_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: i64,
+    pub last_attempt_at: Option<i64>,
     pub last_status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// Whether the stored body is still there (a purged dead delivery cannot be replayed).
     pub body_kept: bool,
@@ -334,8 +315,7 @@ pub enum ReplayTarget {
 }
 
 /// What happened to one delivery asked to be replayed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayOutcome {
     Replayed,
     NotFound,
@@ -353,12 +333,11 @@ labels!("replay outcome", ReplayOutcome {
 });
 
 /// One delivery asked to be replayed, and what happened to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayResult {
     pub id: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `None` when no delivery has the id.
     pub recipient: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub agreement: Option<String>,
     pub outcome: ReplayOutcome,
 }
@@ -385,7 +364,7 @@ pub struct PurgeRequest {
 }
 
 /// What a purge removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeReport {
     pub record_bodies: u64,
     pub delivery_bodies: u64,

@@ -38,7 +38,7 @@ fn record_row(r: &dyn Row) -> Result<(RecordView, Option<DeliveryView>), StoreEr
         record_id: r.text(0)?,
         record_type: r.text(1)?,
         schema_version: r.text(2)?,
-        received_at: crate::clock::rfc3339_ms(r.int(3)?),
+        received_at: r.int(3)?,
         status: r.label(4)?,
         deliveries: Vec::new(),
     };
@@ -53,9 +53,9 @@ fn record_row(r: &dyn Row) -> Result<(RecordView, Option<DeliveryView>), StoreEr
                 agreement: r.text(6)?,
                 status,
                 attempts: r.small(8)?,
-                last_attempt_at: r.opt_int(9)?.map(crate::clock::rfc3339_ms),
-                delivered_at: r.opt_int(10)?.map(crate::clock::rfc3339_ms),
-                next_attempt_at: if pending { Some(crate::clock::rfc3339_ms(r.int(11)?)) } else { None },
+                last_attempt_at: r.opt_int(9)?,
+                delivered_at: r.opt_int(10)?,
+                next_attempt_at: if pending { Some(r.int(11)?) } else { None },
                 last_error: r.opt_text(12)?,
             })
         }
@@ -159,8 +159,8 @@ pub(super) async fn deliveries(s: &mut impl Sql, filter: DeliveryFilter) -> Resu
             status: r.label(6)?,
             attempts: r.small(7)?,
             replays: r.small(8)?,
-            created_at: crate::clock::rfc3339_ms(r.int(9)?),
-            last_attempt_at: r.opt_int(10)?.map(crate::clock::rfc3339_ms),
+            created_at: r.int(9)?,
+            last_attempt_at: r.opt_int(10)?,
             last_status: r.opt_small(11)?,
             last_error: r.opt_text(12)?,
             body_kept: r.flag(13)?,
