@@ -81,6 +81,11 @@
 //! | 8 | `gateway` |
 //! | 9 | `cli` |
 //!
+//! Inside a module, the modules side by side use each other in one direction only (in `http`,
+//! `partner` routes to `intake`, `requests`, `records` and `discovery`, which share
+//! `outcome`; in `config`, `load` drives `partners`, `agreements` and `tls`, which share
+//! `sources`). The same test fails on any cycle among siblings.
+//!
 //! # Invariants
 //!
 //! - **Nothing is acknowledged before it is committed.** The `202` is written only after the

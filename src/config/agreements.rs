@@ -8,9 +8,9 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::load::{Sources, is_slug, problem};
 use super::model::Partner;
 use super::raw;
+use super::sources::{Sources, is_slug, problem};
 use crate::pointer::FieldPointer;
 use crate::policy::{Agreement, AgreementRecipient, Conflict, FieldList, Mode};
 use crate::problem::Problem;

@@ -17,7 +17,9 @@ pub mod load;
 pub mod model;
 pub mod partners;
 pub mod raw;
+pub mod sources;
 pub mod tls;
 
-pub use load::{LoadError, load, normalize};
+pub use load::{LoadError, load};
 pub use model::*;
+pub use sources::normalize;

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::load::{Sources, is_slug, problem, resolve};
 use super::model::{Jurisdiction, Partner};
 use super::raw;
+use super::sources::{Sources, is_slug, problem, resolve};
 use crate::delivery::{DeliveryEndpoint, DeliverySettings};
 use crate::ids::PartnerId;
 use crate::problem::Problem;

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::load::{Sources, ms, problem, resolve};
 use super::model::{TelemetrySettings, TlsSettings};
 use super::raw;
+use super::sources::{Sources, ms, problem, resolve};
 use crate::problem::Problem;
 use crate::telemetry::otlp::OtlpSettings;
 

@@ -206,9 +206,12 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
                 }
                 replay(state, ReplayTarget::Recipient(recipient.to_owned())).await
             }
-            OperatorCall::Overview => {
-                Ok(json_response(StatusCode::OK, super::console::overview(state, &config).to_string().into_bytes()))
-            }
+            OperatorCall::Overview => Ok(json_response(
+                StatusCode::OK,
+                super::console::overview(&state.metrics, &state.console.history, state.store.engine(), &config)
+                    .to_string()
+                    .into_bytes(),
+            )),
             OperatorCall::Audit => audit(state, req.uri().query().unwrap_or("")).await,
             OperatorCall::OpenApi => {
                 Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec()))

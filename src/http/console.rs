@@ -20,7 +20,6 @@ use prometheus::core::Collector;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::state::State;
 use crate::config::Config;
 use crate::telemetry::{Metrics, RecordOutcome};
 
@@ -334,11 +333,11 @@ fn chart(points: &[Sample]) -> Vec<Value> {
         .collect()
 }
 
-/// What the console shows, from the counters as they are now and the sampled history.
-pub fn overview(state: &State, config: &Config) -> Value {
-    let metrics = &state.metrics;
+/// What the console shows, from the counters as they are now and the sampled history; `store`
+/// names the store's engine.
+pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Config) -> Value {
     let now = sample(metrics);
-    let history = state.console.history.snapshot();
+    let history = history.snapshot();
     // The sample about a minute old (or the oldest there is) is the base of the rates.
     let base = history.iter().find(|s| s.at_ms >= now.at_ms - 60_000 - SAMPLE_EVERY.as_millis() as i64 / 2);
     let window = base.map_or(0, |b| now.at_ms - b.at_ms);
@@ -426,7 +425,7 @@ pub fn overview(state: &State, config: &Config) -> Value {
         "rate_window_seconds": window / 1000,
         "version": env!("CARGO_PKG_VERSION"),
         "config_fingerprint": config.fingerprint,
-        "store": state.store.engine(),
+        "store": store,
         "partners": partners,
         "agreements": agreements,
         "senders": senders,

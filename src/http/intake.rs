@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::error::{ApiError, HeaderFault};
 use super::json_response;
-use super::partner::{Handled, Outcome};
+use super::outcome::{Handled, Outcome};
 use super::state::State;
 use crate::audit::receipt::{Receipt, ReceiptDelivery};
 use crate::auth::AuthenticatedPartner;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod i18n;
 pub mod intake;
 pub mod openapi;
+pub mod outcome;
 pub mod partner;
 pub mod records;
 pub mod requests;

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use super::error::ApiError;
 use super::i18n::Lang;
 use super::json_response;
+use super::outcome::{Call, Handled, Outcome};
 use super::routes::{Matched, ParameterShape, Route as HttpRoute, RouteTable};
 use super::state::State;
 use crate::auth::{AuthenticatedPartner, ConnectionInfo};
@@ -207,53 +208,6 @@ async fn dispatch(
         )),
     }
 }
-
-/// What a handler knows of the request it serves, besides the request itself.
-pub(super) struct Call<'a> {
-    /// This request's id, on its answer (`Passerelle-Request-Id`) and in its log line.
-    pub(super) request_id: &'a str,
-    /// This request's hop of its trace: what a record stores and its deliveries continue.
-    pub(super) trace: &'a TraceContext,
-}
-
-/// What a call that succeeded did, for its log line and the record metrics. A call that failed
-/// is described by its [`ApiError`] instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Outcome {
-    /// A call not about sending a record: status, lists, discovery, the document.
-    Served,
-    /// A dry run that passed.
-    Validated,
-    /// A record stored by this call.
-    Accepted { record_id: String },
-    /// An idempotent replay of a record stored before (its id, read from its receipt).
-    Duplicate { record_id: Option<String> },
-    /// A request its responder answered; it is audited under the request's id.
-    Answered { request_id: String },
-}
-
-impl Outcome {
-    /// The record (or request) the call is about, if any.
-    pub(super) fn record_id(&self) -> Option<&str> {
-        match self {
-            Outcome::Accepted { record_id } | Outcome::Answered { request_id: record_id } => Some(record_id),
-            Outcome::Duplicate { record_id } => record_id.as_deref(),
-            Outcome::Served | Outcome::Validated => None,
-        }
-    }
-
-    /// The record metrics' outcome of a call that succeeded.
-    fn metric(&self) -> RecordOutcome {
-        match self {
-            Outcome::Validated => RecordOutcome::Validated,
-            Outcome::Duplicate { .. } => RecordOutcome::Duplicate,
-            Outcome::Served | Outcome::Accepted { .. } | Outcome::Answered { .. } => RecordOutcome::Accepted,
-        }
-    }
-}
-
-/// A handler's answer and what it did, or the refusal.
-pub(super) type Handled = Result<(Response<Full<Bytes>>, Outcome), ApiError>;
 
 /// Check 1: the request line and headers within the configured size, and a `Host` where HTTP/1.1
 /// requires one.

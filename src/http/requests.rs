@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use super::error::ApiError;
 use super::intake::{Intake, intake};
 use super::json_response;
-use super::partner::{Call, Handled, Outcome};
+use super::outcome::{Call, Handled, Outcome};
 use super::state::State;
 use crate::audit::{AuditEvent, kind};
 use crate::auth::AuthenticatedPartner;

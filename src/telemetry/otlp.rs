@@ -26,8 +26,6 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::trace::{Hop, HopKind, TraceContext};
-
 /// An OTLP/HTTP collector.
 #[derive(Debug, Clone)]
 pub struct OtlpSettings {
@@ -98,17 +96,27 @@ where
 /// The target of the hop spans (see [`start_span`]).
 const HOP_TARGET: &str = "passerelle::telemetry::otlp";
 
-/// The span of a hop and its context, when spans are exported; `None` otherwise.
-pub fn start_span(name: &'static str, kind: HopKind, parent: Option<&TraceContext>) -> Option<Hop> {
+/// The ids of a span: an exported one, or the remote parent it continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanIds {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// `trace-flags`; bit 0 is "sampled".
+    pub flags: u8,
+}
+
+/// The span of a hop (`kind` is `server`, `client` or `internal`) and its ids, when spans are
+/// exported; `None` otherwise. A `parent` is the remote span it continues, with its
+/// `tracestate`.
+pub fn start_span(
+    name: &'static str,
+    kind: &'static str,
+    parent: Option<(SpanIds, Option<&str>)>,
+) -> Option<(tracing::Span, SpanIds)> {
     EXPORTING.get()?;
-    let kind = match kind {
-        HopKind::Server => "server",
-        HopKind::Client => "client",
-        HopKind::Internal => "internal",
-    };
     let span = tracing::info_span!(target: HOP_TARGET, "hop", otel.name = name, otel.kind = kind);
-    if let Some(parent) = parent {
-        let state = parent.state.as_deref().and_then(|s| s.parse::<TraceState>().ok()).unwrap_or_default();
+    if let Some((parent, state)) = parent {
+        let state = state.and_then(|s| s.parse::<TraceState>().ok()).unwrap_or_default();
         let remote = SpanContext::new(
             TraceId::from_bytes(parent.trace_id),
             SpanId::from_bytes(parent.span_id),
@@ -125,15 +133,12 @@ pub fn start_span(name: &'static str, kind: HopKind, parent: Option<&TraceContex
         // Filtered out (a log level that excludes it): the hop still needs ids.
         return None;
     }
-    Some(Hop {
-        context: TraceContext {
-            trace_id: own.trace_id().to_bytes(),
-            span_id: own.span_id().to_bytes(),
-            flags: own.trace_flags().to_u8(),
-            state: parent.and_then(|p| p.state.clone()),
-        },
-        span,
-    })
+    let ids = SpanIds {
+        trace_id: own.trace_id().to_bytes(),
+        span_id: own.span_id().to_bytes(),
+        flags: own.trace_flags().to_u8(),
+    };
+    Some((span, ids))
 }
 
 /// The collector's HTTP client, running its requests on the gateway's runtime: the SDK exports

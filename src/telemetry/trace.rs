@@ -117,6 +117,17 @@ pub enum HopKind {
     Internal,
 }
 
+impl HopKind {
+    /// The OpenTelemetry span kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            HopKind::Server => "server",
+            HopKind::Client => "client",
+            HopKind::Internal => "internal",
+        }
+    }
+}
+
 /// One hop of a trace: its context (what it sends on) and, when spans are exported, the span
 /// that stands for it (otherwise a disabled span, which costs nothing).
 pub struct Hop {
@@ -127,7 +138,7 @@ pub struct Hop {
 impl Hop {
     /// Starts hop `name` of the trace `parent` continues, or of a new trace.
     pub fn start(name: &'static str, kind: HopKind, parent: Option<&TraceContext>) -> Hop {
-        if let Some(hop) = super::otlp::start_span(name, kind, parent) {
+        if let Some(hop) = Hop::exported(name, kind, parent) {
             return hop;
         }
         let context = match parent {
@@ -136,13 +147,29 @@ impl Hop {
         };
         Hop { context, span: tracing::Span::none() }
     }
+
+    /// The hop as an exported span, when spans are exported ([`super::otlp`]).
+    fn exported(name: &'static str, kind: HopKind, parent: Option<&TraceContext>) -> Option<Hop> {
+        let remote = parent.map(|p| {
+            let ids = super::otlp::SpanIds { trace_id: p.trace_id, span_id: p.span_id, flags: p.flags };
+            (ids, p.state.as_deref())
+        });
+        let (span, own) = super::otlp::start_span(name, kind.label(), remote)?;
+        let context = TraceContext {
+            trace_id: own.trace_id,
+            span_id: own.span_id,
+            flags: own.flags,
+            state: parent.and_then(|p| p.state.clone()),
+        };
+        Some(Hop { context, span })
+    }
 }
 
 /// The span of a step inside the hop whose span is current (the commit of a record, inside
 /// its intake), a local child of it, when spans are exported; otherwise a disabled span. A step
 /// passes nothing on, so it needs no ids of its own.
 pub fn step(name: &'static str) -> tracing::Span {
-    super::otlp::start_span(name, HopKind::Internal, None).map_or_else(tracing::Span::none, |h| h.span)
+    super::otlp::start_span(name, HopKind::Internal.label(), None).map_or_else(tracing::Span::none, |(span, _)| span)
 }
 
 /// `N` bytes from exactly `2N` lowercase hex digits.

@@ -95,3 +95,97 @@ fn the_module_graph_points_one_way() {
     assert!(unlisted.is_empty(), "modules missing from src/lib.rs's dependency rule: {unlisted:?}");
     assert!(broken.is_empty(), "uses that break src/lib.rs's dependency rule:\n{}", broken.join("\n"));
 }
+
+/// The sibling modules a child of `parent` names: `super::<name>` (alone, in a path or in a
+/// `use super::{…}` group) and `crate::<parent>::<name>`, in its code (not its comments, not
+/// its unit tests). Names that are not siblings (the parent's own items) are left to the caller.
+fn sibling_uses(text: &str, parent: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let code: String = code.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let ident = |s: &str| -> String { s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect() };
+    let mut found = Vec::new();
+    let crate_prefix = format!("crate::{parent}::");
+    for prefix in ["super::", crate_prefix.as_str()] {
+        for (at, _) in code.match_indices(prefix) {
+            let rest = code[at + prefix.len()..].trim_start();
+            if let Some(group) = rest.strip_prefix('{') {
+                let group = group.split('}').next().unwrap_or("");
+                found.extend(group.split(',').map(|part| ident(part.trim())));
+            } else {
+                found.push(ident(rest));
+            }
+        }
+    }
+    found
+}
+
+/// Found in review: inside `http/`, `partner` and `openapi` used each other, and `requests` used
+/// `partner`, which used it. Within each directory of `src/`, the modules that sit side by side
+/// use each other in one direction only: their graph has no cycle.
+#[test]
+fn sibling_modules_do_not_use_each_other_in_a_circle() {
+    let src = repo().join("src");
+    let mut cycles = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let parent = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        // Each child module: `<name>.rs`, or `<name>/mod.rs`.
+        let mut children: BTreeMap<String, String> = BTreeMap::new();
+        for child in std::fs::read_dir(&dir).unwrap() {
+            let path = child.unwrap().path();
+            let (name, file) = if path.is_dir() {
+                (path.file_name().unwrap().to_str().unwrap().to_owned(), path.join("mod.rs"))
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("mod.rs") {
+                (path.file_stem().unwrap().to_str().unwrap().to_owned(), path.clone())
+            } else {
+                continue;
+            };
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                children.insert(name, text);
+            }
+        }
+        let edges: BTreeMap<&str, Vec<String>> = children
+            .iter()
+            .map(|(name, text)| {
+                let mut used: Vec<String> =
+                    sibling_uses(text, &parent).into_iter().filter(|u| u != name && children.contains_key(u)).collect();
+                used.sort();
+                used.dedup();
+                (name.as_str(), used)
+            })
+            .collect();
+        // Depth-first search; a module met again while still on the path closes a cycle.
+        fn visit<'a>(
+            node: &'a str,
+            edges: &'a BTreeMap<&'a str, Vec<String>>,
+            path: &mut Vec<&'a str>,
+            done: &mut Vec<&'a str>,
+            cycles: &mut Vec<String>,
+            parent: &str,
+        ) {
+            if done.contains(&node) {
+                return;
+            }
+            if let Some(start) = path.iter().position(|n| *n == node) {
+                let mut cycle: Vec<&str> = path[start..].to_vec();
+                cycle.push(node);
+                cycles.push(format!("{parent}/: {}", cycle.join(" -> ")));
+                return;
+            }
+            path.push(node);
+            for next in edges.get(node).into_iter().flatten() {
+                visit(next, edges, path, done, cycles, parent);
+            }
+            path.pop();
+            done.push(node);
+        }
+        let mut done = Vec::new();
+        for node in edges.keys() {
+            visit(node, &edges, &mut Vec::new(), &mut done, &mut cycles, &parent);
+        }
+    }
+    assert!(cycles.is_empty(), "modules that use each other in a circle:\n{}", cycles.join("\n"));
+}
