@@ -21,33 +21,45 @@ pub struct RawMain {
     pub agreements_dir: Option<String>,
     /// An optional file of API key hashes per partner (`passerelle demo` writes one).
     pub api_keys_file: Option<String>,
+    /// `[listen]`: the two listeners' addresses.
     #[serde(default)]
     pub listen: RawListen,
+    /// `[limits]`: what a partner may send.
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[store]`: SQLite (the default) or PostgreSQL, and the group commit.
     #[serde(default)]
     pub store: RawStore,
+    /// `[delivery]`: retries, leases, breakers and the TLS used toward recipients.
     #[serde(default)]
     pub delivery: RawDelivery,
+    /// `[admin]`: the admin token and whether `/metrics` is open.
     #[serde(default)]
     pub admin: RawAdmin,
+    /// `[log]`: format and level.
     #[serde(default)]
     pub log: RawLog,
+    /// `[audit]`: the signing key, trusted keys and checkpoint cadence.
     #[serde(default)]
     pub audit: RawAudit,
+    /// `[retention]`: how long stored bodies are kept.
     #[serde(default)]
     pub retention: RawRetention,
+    /// `[tls]`: the partner listener's TLS, or a trusted proxy in front of it.
     #[serde(default)]
     pub tls: RawTls,
+    /// `[telemetry]`: span export to an OTLP collector.
     #[serde(default)]
     pub telemetry: RawTelemetry,
 }
 
+/// `[tls]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    /// The partner listener's certificate chain and key (PEM).
+    /// The partner listener's certificate chain (PEM).
     pub cert_file: Option<String>,
+    /// The private key of that certificate (PEM; PKCS#8, PKCS#1 or SEC1).
     pub key_file: Option<String>,
     /// CAs that issue partners' client certificates (PEM).
     #[serde(default)]
@@ -62,10 +74,11 @@ pub struct RawTls {
     pub trusted_proxies: Vec<String>,
     /// The header carrying the URL-encoded PEM client certificate from a trusted proxy.
     pub client_cert_header: Option<String>,
-    /// Time allowed for a TLS handshake.
+    /// Time allowed for a TLS handshake (default 10000).
     pub handshake_timeout_ms: Option<u64>,
 }
 
+/// `[audit]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
@@ -74,46 +87,58 @@ pub struct RawAudit {
     /// Files of public keys (`ed25519 <key-id> <hex>` lines) whose signatures are trusted too.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
-    /// Sign the chain head after this many new entries...
+    /// Sign the chain head after this many new entries (default 1000)...
     pub checkpoint_every: Option<u64>,
-    /// ...or after this many seconds with new entries, whichever comes first.
+    /// ...or after this many seconds with new entries, whichever comes first (default 60).
     pub checkpoint_interval_secs: Option<u64>,
 }
 
+/// `[retention]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetention {
-    /// Bodies of delivered records are deleted after this many days.
+    /// Bodies of delivered records are deleted after this many days (default 7).
     pub delivered_days: Option<f64>,
-    /// Bodies of dead deliveries are deleted after this many days (replay is then impossible).
+    /// Bodies of dead deliveries are deleted after this many days, after which replay is
+    /// impossible (default 30).
     pub dead_days: Option<f64>,
-    /// How often the purge runs.
+    /// How often the purge runs, in seconds (default 3600).
     pub purge_interval_secs: Option<u64>,
 }
 
+/// `[listen]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawListen {
+    /// The partner API's address (default `127.0.0.1:8443`).
     pub partner: Option<String>,
+    /// The admin API's, probes' and console's address (default `127.0.0.1:9090`).
     pub admin: Option<String>,
-    /// Connections held open at once on each listener.
+    /// Connections held open at once on each listener (default 10000).
     pub max_connections: Option<usize>,
 }
 
+/// `[limits]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
+    /// Largest body accepted, enforced while reading (default 1048576); larger is 413.
     pub max_body_bytes: Option<usize>,
+    /// Deepest nesting of arrays and objects, 1 to 128 (default 64); deeper is 400.
     pub max_depth: Option<usize>,
+    /// Request line and headers together (default 16384, at least 1024); larger is 431.
     pub max_header_bytes: Option<usize>,
+    /// Time allowed to receive a body (default 10000); slower is 408.
     pub body_timeout_ms: Option<u64>,
+    /// Time allowed to receive the request line and headers (default 10000).
     pub header_timeout_ms: Option<u64>,
 }
 
+/// `[store]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
-    /// SQLite file, relative to the data directory.
+    /// SQLite file, relative to the data directory (default `passerelle.sqlite`).
     pub path: Option<String>,
     /// A PostgreSQL connection string (`postgres://user@host:5432/db` or `host=... dbname=...`);
     /// when set, the store is PostgreSQL instead of SQLite.
@@ -123,36 +148,52 @@ pub struct RawStore {
     /// CA certificate(s) (PEM) the PostgreSQL server's certificate must chain to; when set, the
     /// connection is TLS (rustls) and the server's name is verified against the URL's host.
     pub ca_file: Option<String>,
-    /// Connections in the PostgreSQL pool (reads and claims).
+    /// Connections in the PostgreSQL pool for reads and claims (default 8, at least 2).
     pub pool_size: Option<usize>,
+    /// Writes waiting for the writer at once (default 4096); a full queue makes requests wait,
+    /// then answers 503.
     pub commit_queue: Option<usize>,
+    /// Most writes one transaction carries (default 512).
     pub max_batch: Option<usize>,
+    /// How long a request waits for its commit before it is answered 503 (default 5000).
     pub commit_timeout_ms: Option<u64>,
 }
 
+/// `[delivery]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawDelivery {
+    /// Attempts before a delivery is dead (default 12).
     pub max_attempts: Option<u32>,
+    /// Age after which a delivery still failing is dead, in seconds (default 259200, 3 days).
     pub max_age_secs: Option<u64>,
+    /// Wait before the first retry (default 1000); it doubles, with jitter, up to the maximum.
     pub initial_backoff_ms: Option<u64>,
+    /// Longest wait between retries (default 600000).
     pub max_backoff_ms: Option<u64>,
+    /// Time allowed for one attempt (default 10000); a partner's `timeout_ms` replaces it.
     pub attempt_timeout_ms: Option<u64>,
+    /// How long a worker holds a delivery it took (default 60); it must outlast an attempt.
     pub lease_secs: Option<u64>,
+    /// How often idle workers look for due deliveries (default 1000).
     pub poll_interval_ms: Option<u64>,
+    /// Attempts in flight at once per recipient (default 16); a partner's `concurrency`
+    /// replaces it.
     pub concurrency_per_recipient: Option<usize>,
     /// CAs that verify recipients' HTTPS certificates (a partner's own `ca_file` replaces them).
     #[serde(default)]
     pub ca_files: Vec<String>,
-    /// The certificate and key the gateway presents to recipients (a partner may override).
+    /// The certificate the gateway presents to recipients (a partner may override it).
     pub client_cert_file: Option<String>,
+    /// The key of that certificate.
     pub client_key_file: Option<String>,
-    /// Consecutive failures that open a recipient's circuit breaker.
+    /// Consecutive failures that open a recipient's circuit breaker (default 5).
     pub breaker_failures: Option<u32>,
-    /// How long an open breaker waits before one probe goes out.
+    /// How long an open breaker waits before one probe goes out (default 30000).
     pub breaker_open_ms: Option<u64>,
 }
 
+/// `[admin]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
@@ -160,19 +201,21 @@ pub struct RawAdmin {
     pub token_env: Option<String>,
     /// File holding the admin token (relative to this file).
     pub token_file: Option<String>,
-    /// Whether `/metrics` is served without the admin token.
+    /// Whether `/metrics` is served without the admin token (default true).
     pub metrics_open: Option<bool>,
 }
 
+/// `[log]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
-    /// `auto` (JSON unless standard error is a terminal), `json` or `text`.
+    /// `auto` (JSON unless standard error is a terminal; the default), `json` or `text`.
     pub format: Option<String>,
-    /// A `tracing` filter such as `info` or `passerelle=debug`.
+    /// A `tracing` filter such as `info` (the default) or `passerelle=debug`.
     pub level: Option<String>,
 }
 
+/// `[telemetry]` of the main file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawTelemetry {
@@ -188,17 +231,24 @@ pub struct RawTelemetry {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawPartners {
+    /// One `[[partner]]` table each.
     #[serde(default, rename = "partner")]
     pub partners: Vec<RawPartner>,
 }
 
+/// One `[[partner]]`: an organisation's system.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPartner {
+    /// A slug (`a-z`, `0-9`, `-`), unique among partners: what agreements name.
     pub id: String,
+    /// The system's name in English.
     pub name_en: String,
+    /// The system's name in French.
     pub name_fr: String,
+    /// `federal`, `provincial`, `territorial` or `municipal`.
     pub jurisdiction: String,
+    /// Where it serves, such as `CA`, `ON` or `ON-Ottawa`.
     pub region: String,
     /// SHA-256 (hex) of each API key this partner may use.
     #[serde(default)]
@@ -209,27 +259,39 @@ pub struct RawPartner {
     /// SHA-256 (hex) of the SubjectPublicKeyInfo of client certificates that identify it.
     #[serde(default)]
     pub cert_spki_sha256: Vec<String>,
+    /// `[partner.delivery]`: how records reach it, if it receives any.
     pub delivery: Option<RawPartnerDelivery>,
+    /// `[partner.rate_limit]`: how fast it may send, if limited.
     pub rate_limit: Option<RawRateLimit>,
 }
 
+/// `[partner.delivery]`: a recipient's endpoint.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPartnerDelivery {
     /// Base URL; records go to `{endpoint}/{type}`.
     pub endpoint: String,
+    /// CA (PEM) of the endpoint's certificate, instead of `delivery.ca_files`.
     pub ca_file: Option<String>,
+    /// The certificate the gateway presents to this recipient, instead of the main file's.
     pub client_cert_file: Option<String>,
+    /// The key of that certificate.
     pub client_key_file: Option<String>,
+    /// Environment variable holding a bearer token sent to this recipient.
     pub bearer_token_env: Option<String>,
+    /// Time allowed for one attempt, instead of `delivery.attempt_timeout_ms`.
     pub timeout_ms: Option<u64>,
+    /// Attempts in flight at once, instead of `delivery.concurrency_per_recipient`.
     pub concurrency: Option<usize>,
 }
 
+/// `[partner.rate_limit]`: a token bucket.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
+    /// Requests per second, on average; above 0.
     pub per_second: f64,
+    /// Requests at once after a quiet spell (default `per_second`, at least 1).
     pub burst: Option<f64>,
 }
 
@@ -237,20 +299,32 @@ pub struct RawRateLimit {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAgreement {
+    /// A slug, the file's name without `.toml`.
     pub id: String,
+    /// The agreement's title in English.
     pub title_en: String,
+    /// The agreement's title in French.
     pub title_fr: String,
+    /// The partner that sends.
     pub sender: String,
+    /// The record type it covers (a directory of the schemas).
     pub record_type: String,
+    /// The schema versions accepted (`MAJOR.MINOR`); the newest is used when a sender names none.
     pub versions: Vec<String>,
     /// Sunset dates (RFC 3339, UTC) of deprecated versions.
     #[serde(default)]
     pub sunset: BTreeMap<String, String>,
+    /// Why the data is shared (shown to partners and in the console).
     pub purpose: String,
+    /// When it comes into force (RFC 3339, UTC).
     pub valid_from: String,
+    /// When it stops being in force (RFC 3339, UTC), if it does.
     pub valid_until: Option<String>,
+    /// `push` (the default: stored, then delivered to every recipient) or `request` (one
+    /// responder, answered synchronously).
     #[serde(default)]
     pub mode: Option<String>,
+    /// One `[[recipient]]` table each.
     #[serde(default, rename = "recipient")]
     pub recipients: Vec<RawRecipient>,
     /// For `mode = "request"`: the fields of the answer returned to the sender.
@@ -258,11 +332,15 @@ pub struct RawAgreement {
     pub response_fields: Vec<String>,
 }
 
+/// One `[[recipient]]` of an agreement.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRecipient {
+    /// The partner that receives.
     pub partner: String,
+    /// The fields it receives: JSON Pointers, `*` for every item of an array.
     pub fields: Vec<String>,
+    /// Deliver this recipient's records in acceptance order, one at a time (default false).
     #[serde(default)]
     pub ordered: bool,
 }
@@ -271,6 +349,7 @@ pub struct RawRecipient {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeys {
+    /// SHA-256 (hex) of each key, by partner id.
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<String>>,
 }
