@@ -34,7 +34,8 @@ fn record(name: &str) -> Vec<u8> {
 fn validation(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
-    let schema = config.catalog.record_type("birth-registration").unwrap().version("1.1".parse().unwrap()).unwrap();
+    let schema =
+        config.built.catalog.record_type("birth-registration").unwrap().version("1.1".parse().unwrap()).unwrap();
     let mut group = c.benchmark_group("validation");
     let valid = record("birth-registration-1.1.json");
     // The same record with one number the parser makes a double of, so its text is read again
@@ -67,7 +68,8 @@ fn projection(c: &mut Criterion) {
     let config = config(dir.path());
     let value = passerelle::json::parse_strict(&record("birth-registration-1.1.json"), 64).unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let route = passerelle::policy::route(&config.agreements, "on-vital-stats", "birth-registration", now).unwrap();
+    let route =
+        passerelle::policy::route(&config.built.agreements, "on-vital-stats", "birth-registration", now).unwrap();
     let recipients: Vec<_> = route.agreements.iter().flat_map(|a| a.recipients.iter().cloned()).collect();
     assert_eq!(recipients.len(), 4);
     c.bench_function("projection/four_recipients_canonical", |b| {

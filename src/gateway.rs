@@ -54,29 +54,29 @@ pub struct Gateway {
 /// Opens the notary of a configuration: the signing key (created on first start) and the keys it
 /// trusts besides its own.
 pub fn notary(config: &Config) -> Result<Notary, StartError> {
-    let key = SigningKey::load_or_create(&config.audit.signing_key_file)?;
-    Ok(Notary::new(key, config.trusted_keys.clone()))
+    let key = SigningKey::load_or_create(&config.settings.audit.signing_key_file)?;
+    Ok(Notary::new(key, config.built.trusted_keys.clone()))
 }
 
 /// Opens the store a configuration names: PostgreSQL when `store.url` is set, else SQLite.
 pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Store>, StartError> {
-    if let Some(pg) = &config.store.postgres {
+    if let Some(pg) = &config.settings.store.postgres {
         let options = crate::store::postgres::PostgresOptions {
             config: pg.config.clone(),
             pool_size: pg.pool_size,
-            queue: config.store.commit_queue,
-            max_batch: config.store.max_batch,
-            commit_timeout: config.store.commit_timeout,
-            tls: pg.tls.clone(),
+            queue: config.settings.store.commit_queue,
+            max_batch: config.settings.store.max_batch,
+            commit_timeout: config.settings.store.commit_timeout,
+            tls: config.built.postgres_tls.clone(),
         };
         return Ok(Arc::new(crate::store::postgres::PostgresStore::open(options, metrics).await?));
     }
     Ok(Arc::new(SqliteStore::open(
         SqliteOptions {
-            path: config.store.sqlite_path.clone(),
-            queue: config.store.commit_queue,
-            max_batch: config.store.max_batch,
-            commit_timeout: config.store.commit_timeout,
+            path: config.settings.store.sqlite_path.clone(),
+            queue: config.settings.store.commit_queue,
+            max_batch: config.settings.store.max_batch,
+            commit_timeout: config.settings.store.commit_timeout,
         },
         metrics,
     )?))
@@ -85,7 +85,7 @@ pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Sto
 impl Gateway {
     /// Opens the store, starts delivery and binds both listeners.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
-        let data_dir = config.data_dir.clone();
+        let data_dir = config.settings.data_dir.clone();
         crate::secrets::create_private_dir(&data_dir)
             .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
         let digest_key = DigestKey::load_or_create(&data_dir)
@@ -110,27 +110,27 @@ impl Gateway {
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| StartError::Listen { listener, addr, source })
         };
-        let partner = bind("partner", config.listen.partner).await?;
-        let admin = bind("admin", config.listen.admin).await?;
+        let partner = bind("partner", config.settings.listen.partner).await?;
+        let admin = bind("admin", config.settings.listen.admin).await?;
         let partner_addr = partner.local_addr().map_err(|source| StartError::Listen {
             listener: "partner",
-            addr: config.listen.partner,
+            addr: config.settings.listen.partner,
             source,
         })?;
         let admin_addr = admin.local_addr().map_err(|source| StartError::Listen {
             listener: "admin",
-            addr: config.listen.admin,
+            addr: config.settings.listen.admin,
             source,
         })?;
         let partner_settings = ListenerSettings {
             name: "partner",
-            max_connections: config.listen.max_connections,
-            header_timeout: config.limits.header_timeout,
-            handshake_timeout: config.tls.handshake_timeout,
-            max_head_bytes: config.limits.max_header_bytes * 2,
+            max_connections: config.settings.listen.max_connections,
+            header_timeout: config.settings.limits.header_timeout,
+            handshake_timeout: config.settings.tls.handshake_timeout,
+            max_head_bytes: config.settings.limits.max_header_bytes * 2,
         };
         let admin_settings = ListenerSettings { name: "admin", max_connections: 256, ..partner_settings.clone() };
-        if config.tls.server.is_none() {
+        if config.built.partner_tls.is_none() {
             tracing::warn!(
                 message = "The partner listener is plaintext (tls.insecure_plaintext = true): only run it behind a TLS-terminating proxy.",
                 addr = %partner_addr
@@ -147,8 +147,8 @@ impl Gateway {
                 notary.clone(),
                 store.clone(),
                 metrics.clone(),
-                config.audit.checkpoint_every,
-                config.audit.checkpoint_interval,
+                config.settings.audit.checkpoint_every,
+                config.settings.audit.checkpoint_interval,
                 checkpoints_rx,
             )),
         );
@@ -159,7 +159,7 @@ impl Gateway {
                 metrics.clone(),
                 shutdown_rx.clone(),
             )),
-            tokio::spawn(crate::upkeep::run(config.retention.clone(), store.clone(), shutdown_rx.clone())),
+            tokio::spawn(crate::upkeep::run(config.settings.retention.clone(), store.clone(), shutdown_rx.clone())),
             tokio::spawn(crate::http::console::run_sampler(
                 console_history.clone(),
                 metrics.clone(),
@@ -176,7 +176,7 @@ impl Gateway {
             shutdown_rx.clone(),
             state.metrics.clone(),
             // Each new connection takes the TLS configuration in force (a reload swaps it).
-            move || t.config().tls.server.as_ref().map(|s| s.config.clone()),
+            move || t.config().built.partner_tls.as_ref().map(|s| s.config.clone()),
             move |req, conn| crate::http::partner::handle(s.clone(), req, conn),
         ));
         let s = state.clone();

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let dir = dir();
     std::fs::write(dir.join("agreements").join("fuzzed.toml"), data).unwrap();
     match passerelle::config::load(&dir.join("passerelle.toml")) {
-        Ok(config) => assert!(config.agreements.iter().all(|a| a.valid_until.is_none_or(|u| u > a.valid_from))),
+        Ok(config) => assert!(config.built.agreements.iter().all(|a| a.valid_until.is_none_or(|u| u > a.valid_from))),
         Err(e) => assert!(!e.problems.is_empty()),
     }
 });

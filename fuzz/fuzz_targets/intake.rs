@@ -30,9 +30,9 @@ fn config() -> &'static Config {
 
 fuzz_target!(|body: &[u8]| {
     let config = config();
-    let schema = config.catalog.record_type("birth-registration").and_then(|t| t.version("1.1".parse().unwrap())).unwrap();
-    let strict = passerelle::json::parse_strict(body, config.limits.max_depth);
-    let Ok(checked) = schema.check_body(body, config.limits.max_depth) else {
+    let schema = config.built.catalog.record_type("birth-registration").and_then(|t| t.version("1.1".parse().unwrap())).unwrap();
+    let strict = passerelle::json::parse_strict(body, config.settings.limits.max_depth);
+    let Ok(checked) = schema.check_body(body, config.settings.limits.max_depth) else {
         // Reading numbers as written refuses nothing the strict parser takes.
         assert!(strict.is_err());
         return;

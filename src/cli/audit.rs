@@ -96,7 +96,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Key { config } => {
             let config = load(&config)?;
-            let key = SigningKey::load_or_create(&config.audit.signing_key_file)?;
+            let key = SigningKey::load_or_create(&config.settings.audit.signing_key_file)?;
             println!("{}", key.public_line());
             Ok(ExitCode::SUCCESS)
         }
@@ -190,11 +190,11 @@ fn trusted(config_path: &Path, files: &[PathBuf]) -> anyhow::Result<TrustedKeys>
 /// `audit.trusted_keys` files.
 pub fn trusted_keys(config: &Config) -> anyhow::Result<TrustedKeys> {
     let mut keys = TrustedKeys::default();
-    if config.audit.signing_key_file.exists() {
-        let (id, public) = SigningKey::load_or_create(&config.audit.signing_key_file)?.trusted();
+    if config.settings.audit.signing_key_file.exists() {
+        let (id, public) = SigningKey::load_or_create(&config.settings.audit.signing_key_file)?.trusted();
         keys.add(id, public);
     }
-    for f in &config.audit.trusted_key_files {
+    for f in &config.settings.audit.trusted_key_files {
         keys.add_file(f)?;
     }
     Ok(keys)

@@ -42,10 +42,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn run(config_path: &Path, dest: &Path, force: bool, pages_per_step: i32) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     anyhow::ensure!(
-        config.store.postgres.is_none(),
+        config.settings.store.postgres.is_none(),
         "the store is PostgreSQL: back it up with pg_dump (`passerelle backup` copies a SQLite store)"
     );
-    let source = &config.store.sqlite_path;
+    let source = &config.settings.store.sqlite_path;
     anyhow::ensure!(source.is_file(), "there is no SQLite store at {}: nothing to back up", source.display());
     check_destination(source, dest, force)?;
 
@@ -155,11 +155,13 @@ fn copy(source: &Path, target: &Path, pages_per_step: i32) -> anyhow::Result<i64
 
 /// Names the secret files of the data directory that the backup leaves out.
 fn print_secrets_not_copied(config: &Config) {
-    let secrets: Vec<PathBuf> =
-        [config.audit.signing_key_file.clone(), config.data_dir.join(crate::audit::digest::SECRET_FILE)]
-            .into_iter()
-            .filter(|f| f.exists())
-            .collect();
+    let secrets: Vec<PathBuf> = [
+        config.settings.audit.signing_key_file.clone(),
+        config.settings.data_dir.join(crate::audit::digest::SECRET_FILE),
+    ]
+    .into_iter()
+    .filter(|f| f.exists())
+    .collect();
     if secrets.is_empty() {
         return;
     }

@@ -13,9 +13,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             println!(
                 "{}: OK ({} partners, {} agreements, {} record types)",
                 config_path.display(),
-                config.partners.len(),
-                config.agreements.len(),
-                config.catalog.types().count()
+                config.settings.partners.len(),
+                config.built.agreements.len(),
+                config.built.catalog.types().count()
             );
             Ok(ExitCode::SUCCESS)
         }

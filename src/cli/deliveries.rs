@@ -76,13 +76,13 @@ impl AdminClient {
         let config = super::load_config(&args.config)?;
         let token = std::env::var("PASSERELLE_ADMIN_TOKEN")
             .ok()
-            .or_else(|| config.admin.token.as_deref().map(str::to_owned))
+            .or_else(|| config.settings.admin.token.as_deref().map(str::to_owned))
             .context("no admin token: set PASSERELLE_ADMIN_TOKEN or admin.token_file")?;
-        let base = args.admin.clone().unwrap_or_else(|| format!("http://{}", config.listen.admin));
+        let base = args.admin.clone().unwrap_or_else(|| format!("http://{}", config.settings.listen.admin));
         Ok(AdminClient {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            partner_ids: config.partners.keys().map(|p| p.to_string()).collect(),
+            partner_ids: config.settings.partners.keys().map(|p| p.to_string()).collect(),
             http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
         })
     }

@@ -53,9 +53,9 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         for (id, endpoint) in &recipients {
             start_recipient(id.clone(), endpoint, inbox.clone()).await?;
         }
-        let data_dir = config.data_dir.clone();
-        let admin_token_file = config.admin.token_file.clone();
-        let tls = config.tls.server.is_some();
+        let data_dir = config.settings.data_dir.clone();
+        let admin_token_file = config.settings.admin.token_file.clone();
+        let tls = config.built.partner_tls.is_some();
         let gateway = Gateway::start(config).await.context("the gateway could not start")?;
         let port = gateway.partner_addr.port();
         let base = if tls { format!("https://localhost:{port}") } else { format!("http://127.0.0.1:{port}") };

@@ -19,7 +19,7 @@ const STEP: usize = 1000;
 
 pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let source = &config.store.sqlite_path;
+    let source = &config.settings.store.sqlite_path;
     let sqlite = rusqlite::Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("cannot open {}", source.display()))?;
     let target: tokio_postgres::Config = to.parse().context("--to is not a PostgreSQL connection string")?;

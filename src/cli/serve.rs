@@ -17,8 +17,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let runtime = super::runtime()?;
-    let otlp = config.telemetry.otlp.as_ref().map(|settings| (settings, runtime.handle().clone()));
-    let exporting = crate::telemetry::logging::init(config.log.format, &config.log.level, otlp)?;
+    let otlp = config.built.otlp.as_ref().map(|settings| (settings, runtime.handle().clone()));
+    let exporting = crate::telemetry::logging::init(config.settings.log.format, &config.settings.log.level, otlp)?;
     runtime.block_on(async {
         let gateway = Gateway::start(config).await.context("the gateway could not start")?;
         reload_on_sighup(&gateway).await;

@@ -49,6 +49,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     if limits.max_depth == 0 || limits.max_depth > 128 {
         problems.push(problem(&path, "limits.max_depth must be between 1 and 128", None));
     }
+    let mut postgres_tls = None;
     let store = StoreSettings {
         sqlite_path: data_dir.join(main.store.path.as_deref().unwrap_or("passerelle.sqlite")),
         postgres: main.store.url.as_deref().and_then(|url| match url.parse::<tokio_postgres::Config>() {
@@ -63,8 +64,8 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
                         }
                     }
                 }
-                let tls = tls::postgres_tls(&files, &path, &base, &main.store, &config, &mut problems);
-                Some(PostgresSettings { config, pool_size: main.store.pool_size.unwrap_or(8).max(2), tls })
+                postgres_tls = tls::postgres_tls(&files, &path, &base, &main.store, &config, &mut problems);
+                Some(PostgresSettings { config, pool_size: main.store.pool_size.unwrap_or(8).max(2) })
             }
             // The error names what is wrong with the string, never the string (it may hold a password).
             Err(e) => {
@@ -129,14 +130,14 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         },
         level: main.log.level.clone().unwrap_or_else(|| "info".to_owned()),
     };
-    let telemetry = tls::load_telemetry(&files, &path, &base, &main.telemetry, &mut problems);
+    let otlp = tls::load_telemetry(&files, &path, &base, &main.telemetry, &mut problems);
 
-    let (tls, forwarding) = tls::load_tls(&files, &path, &base, &main.tls, &mut problems);
+    let (tls, partner_tls, forwarding) = tls::load_tls(&files, &path, &base, &main.tls, &mut problems);
     // A partners file that cannot be read is one problem, not one more for every reference to a
     // partner: references are only checked against a partners file that was read.
     let loaded = partners::load(&files, &partners_file, &delivery, &mut problems);
     let partners_known = loaded.is_some();
-    let partners::PartnersFile { partners, certificates, inline_keys } = loaded.unwrap_or_default();
+    let partners::PartnersFile { partners, certificates, inline_keys, recipient_tls } = loaded.unwrap_or_default();
     let api_keys_file = main.api_keys_file.as_deref().map(|f| resolve(&base, Some(f), ""));
     let api_keys = partners::api_keys(
         &files,
@@ -156,9 +157,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         return Err(LoadError { problems });
     }
     let fingerprint = files.fingerprint();
-    Ok(Config {
-        source: path,
-        fingerprint,
+    let settings = Settings {
         data_dir,
         schemas_dir,
         listen,
@@ -167,17 +166,23 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         delivery,
         admin,
         log,
-        telemetry,
         audit,
         retention,
         tls,
         partners: partners.into_iter().map(|p| (p.id.clone(), p)).collect(),
+        api_keys_file,
+    };
+    let built = Built {
+        partner_tls,
+        postgres_tls,
+        recipient_tls,
+        otlp,
         agreements: agreements.into_iter().map(Arc::new).collect(),
         catalog,
         credentials: crate::auth::Credentials { certificates, api_keys, forwarding },
-        api_keys_file,
         trusted_keys,
-    })
+    };
+    Ok(Config { source: path, fingerprint, settings, built })
 }
 
 fn load_listen(path: &Path, raw: &raw::RawListen, problems: &mut Vec<Problem>) -> Listen {

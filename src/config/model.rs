@@ -79,8 +79,6 @@ pub struct StoreSettings {
 pub struct PostgresSettings {
     pub config: tokio_postgres::Config,
     pub pool_size: usize,
-    /// TLS to the database, verified against `store.ca_file`; `None` means plain TCP.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for PostgresSettings {
@@ -102,13 +100,11 @@ pub struct AuditSettings {
     pub checkpoint_interval: Duration,
 }
 
-/// How partners reach the partner listener.
+/// How partners reach the partner listener (the TLS built from it is [`Built::partner_tls`]).
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
-    /// The TLS configuration; `None` with `insecure_plaintext`.
-    pub server: Option<crate::tls::ServerTls>,
     pub handshake_timeout: Duration,
-    /// Files whose content the settings came from (certificates, keys, CRLs).
+    /// Files the partner listener's TLS is built from (certificates, keys, CRLs).
     pub files: Vec<PathBuf>,
     /// Private key files among them.
     pub key_files: Vec<PathBuf>,
@@ -132,16 +128,11 @@ pub struct LogSettings {
     pub level: String,
 }
 
-/// Where spans go, when they are exported.
-#[derive(Debug, Clone, Default)]
-pub struct TelemetrySettings {
-    pub otlp: Option<OtlpSettings>,
-}
-
 /// The validated configuration: one immutable snapshot, built whole by [`super::load()`] and
-/// swapped whole by a reload. Its settings are plain values resolved from the files; its built
-/// parts are what the running gateway uses directly, built once here so that `check` builds
-/// exactly what `serve` would run without starting anything.
+/// swapped whole by a reload. Its [`Settings`] are plain values resolved from the files; its
+/// [`Built`] parts (TLS configurations, the schema catalog, the credential indexes, the
+/// agreement table) are built from them once, so that `check` builds exactly what `serve` runs
+/// without starting anything.
 #[derive(Debug)]
 pub struct Config {
     /// The main file this snapshot was loaded from.
@@ -149,8 +140,14 @@ pub struct Config {
     /// SHA-256 (hex) over every file the snapshot was built from, as read: what the audit trail
     /// records when a configuration is loaded.
     pub fingerprint: String,
+    pub settings: Settings,
+    pub built: Built,
+}
 
-    // Settings.
+/// What the files say, resolved: paths made absolute, defaults applied, values checked. Plain
+/// data: no TLS configuration, compiled schema or index.
+#[derive(Debug, Clone)]
+pub struct Settings {
     pub data_dir: PathBuf,
     pub schemas_dir: PathBuf,
     pub listen: Listen,
@@ -159,17 +156,25 @@ pub struct Config {
     pub delivery: DeliverySettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
-    /// Span export; read at start (a reload does not change it).
-    pub telemetry: TelemetrySettings,
     pub audit: AuditSettings,
     pub retention: RetentionSettings,
+    pub tls: TlsSettings,
     pub partners: BTreeMap<PartnerId, Partner>,
     /// The file the API key hashes came from, if any.
     pub api_keys_file: Option<PathBuf>,
+}
 
-    // Built parts.
-    /// The partner listener's TLS (or none behind a proxy), and the files it was built from.
-    pub tls: TlsSettings,
+/// What the running gateway uses, built from the settings and the files they name.
+#[derive(Debug)]
+pub struct Built {
+    /// The partner listener's TLS; `None` with `insecure_plaintext` behind a proxy.
+    pub partner_tls: Option<crate::tls::ServerTls>,
+    /// TLS to PostgreSQL, verified against `store.ca_file`; `None` means plain TCP.
+    pub postgres_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The TLS client configuration of each recipient (its CAs, the gateway's certificate).
+    pub recipient_tls: BTreeMap<PartnerId, Arc<rustls::ClientConfig>>,
+    /// Span export, when a collector is configured; read at start (a reload does not change it).
+    pub otlp: Option<OtlpSettings>,
     /// The agreement table [`crate::policy::route`] routes by.
     pub agreements: Vec<Arc<Agreement>>,
     /// Every schema, compiled.
@@ -185,15 +190,15 @@ impl Config {
     /// hashes, the admin token, the audit secrets, and the SQLite store, which holds the records
     /// (one created before the store was made owner-only may still be world-readable).
     pub fn secret_files(&self) -> Vec<PathBuf> {
-        let mut files =
-            vec![self.data_dir.join(crate::audit::digest::SECRET_FILE), self.audit.signing_key_file.clone()];
-        if self.store.postgres.is_none() {
-            files.push(self.store.sqlite_path.clone());
+        let s = &self.settings;
+        let mut files = vec![s.data_dir.join(crate::audit::digest::SECRET_FILE), s.audit.signing_key_file.clone()];
+        if s.store.postgres.is_none() {
+            files.push(s.store.sqlite_path.clone());
         }
-        files.extend(self.admin.token_file.clone());
-        files.extend(self.api_keys_file.clone());
-        files.extend(self.tls.key_files.iter().cloned());
-        for p in self.partners.values() {
+        files.extend(s.admin.token_file.clone());
+        files.extend(s.api_keys_file.clone());
+        files.extend(s.tls.key_files.iter().cloned());
+        for p in s.partners.values() {
             files.extend(p.delivery.as_ref().and_then(|d| d.client_key_file.clone()));
         }
         files.sort();
@@ -203,7 +208,7 @@ impl Config {
 
     /// Partners that receive records, each once.
     pub fn recipients(&self) -> impl Iterator<Item = &Partner> {
-        self.partners.values().filter(|p| p.delivery.is_some())
+        self.settings.partners.values().filter(|p| p.delivery.is_some())
     }
 
     /// What the delivery workers put in force: the delivery settings and every recipient, in
@@ -213,19 +218,21 @@ impl Config {
             .recipients()
             .filter_map(|partner| {
                 let endpoint = partner.delivery.clone()?;
+                let tls = self.built.recipient_tls.get(&partner.id)?.clone();
                 let ordered = self
+                    .built
                     .agreements
                     .iter()
                     .flat_map(|a| a.recipients.iter())
                     .any(|r| r.partner == partner.id && r.ordered);
-                Some(PlannedRecipient { id: partner.id.clone(), endpoint, ordered })
+                Some(PlannedRecipient { id: partner.id.clone(), endpoint, tls, ordered })
             })
             .collect();
-        DeliveryPlan { settings: self.delivery.clone(), recipients }
+        DeliveryPlan { settings: self.settings.delivery.clone(), recipients }
     }
 
     /// Looks a partner up by id.
     pub fn partner(&self, id: &str) -> Option<&Partner> {
-        self.partners.get(id)
+        self.settings.partners.get(id)
     }
 }

@@ -1,7 +1,7 @@
 //! The partners file: each partner, its delivery endpoint and rate limit, how its certificates
 //! and API keys are recognised. Read once per load.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub(super) struct PartnersFile {
     pub(super) certificates: crate::tls::CertIndex,
     /// `(partner, SHA-256 hex)` pairs, checked with the API keys file's (see [`api_keys`]).
     pub(super) inline_keys: Vec<(String, String)>,
+    /// Each recipient's TLS client configuration.
+    pub(super) recipient_tls: BTreeMap<PartnerId, Arc<rustls::ClientConfig>>,
 }
 
 /// The partners file, read once, or `None` when it cannot be read or parsed (that problem is
@@ -41,6 +43,7 @@ pub(super) fn load(
     let base = file.parent().unwrap_or(Path::new("."));
     let mut seen = BTreeSet::new();
     let mut partners = Vec::new();
+    let mut recipient_tls = BTreeMap::new();
     for p in &raw.partners {
         if !is_slug(&p.id) {
             problems.push(problem(file, format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id), None));
@@ -106,6 +109,7 @@ pub(super) fn load(
                         problems.push(problem(file, format!("partner `{}`: {e}", p.id), None));
                         crate::tls::plain_client()
                     });
+                recipient_tls.insert(PartnerId::from(p.id.as_str()), tls);
                 let timeout = d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout);
                 // A lease shorter than an attempt lets another worker take the delivery while it is
                 // still in flight (a duplicate, and strict order broken): the lease must outlast
@@ -129,7 +133,6 @@ pub(super) fn load(
                     client_cert_file: cert,
                     client_key_file: key,
                     bearer_token_env: d.bearer_token_env.clone(),
-                    tls,
                     timeout,
                     concurrency: d.concurrency.unwrap_or(delivery.concurrency_per_recipient).max(1),
                 })
@@ -158,7 +161,7 @@ pub(super) fn load(
         });
     }
     let certificates = certificates(file, &raw, &partners, problems);
-    Some(PartnersFile { partners, certificates, inline_keys })
+    Some(PartnersFile { partners, certificates, inline_keys, recipient_tls })
 }
 
 /// Certificate names and SPKI pins, each claimed by one partner. Only entries of partners that

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::model::{TelemetrySettings, TlsSettings};
+use super::model::TlsSettings;
 use super::raw;
 use super::sources::{Sources, ms, problem, resolve};
 use crate::problem::Problem;
@@ -18,14 +18,13 @@ pub(super) fn load_tls(
     base: &Path,
     raw: &raw::RawTls,
     problems: &mut Vec<Problem>,
-) -> (TlsSettings, Option<crate::auth::Forwarding>) {
+) -> (TlsSettings, Option<crate::tls::ServerTls>, Option<crate::auth::Forwarding>) {
     let read = |file: &Path| files.read(file);
     let resolved = |list: &[String]| list.iter().map(|f| resolve(base, Some(f), "")).collect::<Vec<_>>();
     let ca_files = resolved(&raw.client_ca_files);
     let crl_files = resolved(&raw.crl_files);
     let plaintext = raw.insecure_plaintext.unwrap_or(false);
     let mut settings = TlsSettings {
-        server: None,
         handshake_timeout: ms(raw.handshake_timeout_ms, 10_000),
         files: ca_files.iter().chain(&crl_files).cloned().collect(),
         key_files: Vec::new(),
@@ -73,7 +72,7 @@ pub(super) fn load_tls(
             (Some(header), Some(verifier)) => Some(crate::auth::Forwarding { header, proxies, verifier }),
             _ => None,
         };
-        return (settings, forwarding);
+        return (settings, None, forwarding);
     }
     let (Some(cert), Some(key)) = (&raw.cert_file, &raw.key_file) else {
         problems.push(problem(
@@ -81,7 +80,7 @@ pub(super) fn load_tls(
             "the partner listener needs tls.cert_file and tls.key_file (or tls.insecure_plaintext = true behind a TLS-terminating proxy)",
             fix,
         ));
-        return (settings, None);
+        return (settings, None, None);
     };
     let (cert, key) = (resolve(base, Some(cert), ""), resolve(base, Some(key), ""));
     settings.files.extend([cert.clone(), key.clone()]);
@@ -92,10 +91,10 @@ pub(super) fn load_tls(
         crate::tls::server_tls(&cert, &key, &ca_files, &crl_files, &read)
     };
     match server {
-        Ok(s) => settings.server = Some(s),
+        Ok(server) => return (settings, Some(server), None),
         Err(e) => problems.push(problem(path, format!("tls: {e}"), fix)),
     }
-    (settings, None)
+    (settings, None, None)
 }
 
 /// TLS to PostgreSQL: with `store.ca_file` the connection requires TLS and verifies the server
@@ -147,10 +146,9 @@ pub(super) fn load_telemetry(
     base: &Path,
     raw: &raw::RawTelemetry,
     problems: &mut Vec<Problem>,
-) -> TelemetrySettings {
-    let Some(endpoint) = raw.otlp_endpoint.as_deref().map(|e| e.trim_end_matches('/')) else {
-        return TelemetrySettings::default();
-    };
+) -> Option<OtlpSettings> {
+    // No collector, no export.
+    let endpoint = raw.otlp_endpoint.as_deref()?.trim_end_matches('/');
     let uri = endpoint.parse::<http::Uri>().ok().filter(|u| u.authority().is_some());
     let https = match uri.as_ref().and_then(|u| u.scheme_str()) {
         Some("http") => false,
@@ -161,7 +159,7 @@ pub(super) fn load_telemetry(
                 format!("telemetry.otlp_endpoint `{endpoint}` is not an http:// or https:// URL"),
                 Some("give the collector's OTLP/HTTP base URL, such as http://127.0.0.1:4318"),
             ));
-            return TelemetrySettings::default();
+            return None;
         }
     };
     let ca_files: Vec<PathBuf> = raw.otlp_ca_file.iter().map(|f| resolve(base, Some(f), "")).collect();
@@ -171,20 +169,18 @@ pub(super) fn load_telemetry(
             "telemetry.otlp_endpoint is https but telemetry.otlp_ca_file is not set",
             Some("name the CA (PEM) of the collector's certificate"),
         ));
-        return TelemetrySettings::default();
+        return None;
     }
     let tls = match crate::tls::recipient_client(&ca_files, None, None, &|file| files.read(file)) {
         Ok(tls) => tls,
         Err(e) => {
             problems.push(problem(path, format!("telemetry.otlp_ca_file: {e}"), None));
-            return TelemetrySettings::default();
+            return None;
         }
     };
-    TelemetrySettings {
-        otlp: Some(OtlpSettings {
-            traces_url: format!("{endpoint}/v1/traces"),
-            tls,
-            service_name: raw.service_name.clone().unwrap_or_else(|| "passerelle".to_owned()),
-        }),
-    }
+    Some(OtlpSettings {
+        traces_url: format!("{endpoint}/v1/traces"),
+        tls,
+        service_name: raw.service_name.clone().unwrap_or_else(|| "passerelle".to_owned()),
+    })
 }

@@ -13,6 +13,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use std::sync::Arc;
+
 use super::DeliveryEndpoint;
 use super::backoff::parse_retry_after;
 use crate::store::ClaimedDelivery;
@@ -81,14 +83,14 @@ pub struct RecipientClient {
 }
 
 impl RecipientClient {
-    pub fn new(settings: &DeliveryEndpoint) -> Self {
+    pub fn new(settings: &DeliveryEndpoint, tls: &Arc<rustls::ClientConfig>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.timeout));
         // `enforce_http(false)` lets the TLS layer take https URLs; http URLs stay plain.
         connector.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*settings.tls).clone())
+            .with_tls_config((**tls).clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()

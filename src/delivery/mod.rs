@@ -64,8 +64,6 @@ pub struct DeliveryEndpoint {
     pub client_key_file: Option<PathBuf>,
     /// Environment variable holding a bearer token for this recipient.
     pub bearer_token_env: Option<String>,
-    /// The TLS client configuration for this recipient (its CAs, the gateway's certificate).
-    pub tls: Arc<rustls::ClientConfig>,
     pub timeout: Duration,
     /// Deliveries in flight to this recipient at once.
     pub concurrency: usize,
@@ -83,6 +81,8 @@ pub struct DeliveryPlan {
 pub struct PlannedRecipient {
     pub id: PartnerId,
     pub endpoint: DeliveryEndpoint,
+    /// The TLS client configuration for this recipient (its CAs, the gateway's certificate).
+    pub tls: Arc<rustls::ClientConfig>,
     /// One delivery in flight at a time, in acceptance order (an agreement asks it).
     pub ordered: bool,
 }
@@ -226,7 +226,7 @@ impl Dispatcher {
                 id: partner.to_string(),
                 wake: Notify::new(),
                 breaker,
-                client: RecipientClient::new(endpoint),
+                client: RecipientClient::new(endpoint, &planned.tls),
                 slots: slots.clone(),
                 concurrency,
             });

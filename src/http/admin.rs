@@ -154,11 +154,11 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
     let open = |response| Answer { response, route: template, operator: false };
     let metrics = || text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render());
     let signed_in = || {
-        has_admin_token(config.admin.token.as_deref(), &req)
-            || state
-                .console
-                .sessions
-                .valid(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()), config.admin.token.as_deref())
+        has_admin_token(config.settings.admin.token.as_deref(), &req)
+            || state.console.sessions.valid(
+                req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()),
+                config.settings.admin.token.as_deref(),
+            )
     };
     let call = match route.route.operation {
         Operation::Healthz => return open(text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")),
@@ -175,11 +175,11 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
                 }
             });
         }
-        Operation::Metrics if config.admin.metrics_open => return open(metrics()),
+        Operation::Metrics if config.settings.admin.metrics_open => return open(metrics()),
         Operation::Metrics => OperatorCall::Metrics,
         Operation::Console(page) => {
             let signed_in = signed_in();
-            let response = console(state, config.admin.token.as_deref(), req, page, lang, signed_in).await;
+            let response = console(state, config.settings.admin.token.as_deref(), req, page, lang, signed_in).await;
             return Answer { response, route: template, operator: signed_in };
         }
         Operation::Operator(call) => call,

@@ -410,11 +410,13 @@ pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Conf
     let chart = chart(&points);
 
     let partners: Vec<Value> = config
+        .settings
         .partners
         .values()
         .map(|p| json!({"id": p.id.to_string(), "name_en": p.name_en, "name_fr": p.name_fr}))
         .collect();
     let agreements: Vec<Value> = config
+        .built
         .agreements
         .iter()
         .map(|a| json!({"id": a.id.to_string(), "title_en": a.title_en, "title_fr": a.title_fr}))

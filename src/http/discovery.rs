@@ -19,7 +19,7 @@ use crate::schema::Version;
 /// The (type, version, role) triples the caller may send or receive.
 pub(super) fn schema_entries(config: &Config, partner: &str) -> Vec<(String, Version, &'static str)> {
     let mut entries = Vec::new();
-    for a in config.agreements.iter().filter(|a| a.is_party(partner)) {
+    for a in config.built.agreements.iter().filter(|a| a.is_party(partner)) {
         let role = if &*a.sender == partner { "send" } else { "receive" };
         for v in &a.versions {
             let entry = (a.record_type.to_string(), *v, role);
@@ -47,8 +47,12 @@ pub(super) fn schema(
     if !schema_entries(config, &partner.id).iter().any(|(t, v, _)| t == record_type && *v == version) {
         return Err(ApiError::SchemaNotFound);
     }
-    let schema =
-        config.catalog.record_type(record_type).and_then(|t| t.version(version)).ok_or(ApiError::SchemaNotFound)?;
+    let schema = config
+        .built
+        .catalog
+        .record_type(record_type)
+        .and_then(|t| t.version(version))
+        .ok_or(ApiError::SchemaNotFound)?;
     let mut response = json_response(StatusCode::OK, serde_json::to_vec(&*schema.document).unwrap_or_default());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/schema+json"));
     Ok(response)
@@ -72,6 +76,7 @@ pub(super) fn schema_list(config: &Config, partner: &str) -> Value {
 /// sender sees every recipient's fields, a recipient only its own.
 pub(super) fn agreement_list(config: &Config, partner: &str, now: OffsetDateTime) -> Value {
     let list: Vec<Value> = config
+        .built
         .agreements
         .iter()
         .filter(|a| a.is_party(partner))

@@ -36,7 +36,7 @@ fn route_and_version(
     headers: &HeaderMap,
     now: OffsetDateTime,
 ) -> Result<(Route, Version), ApiError> {
-    let route = policy::route(&config.agreements, sender, record_type, now).map_err(|e| match e {
+    let route = policy::route(&config.built.agreements, sender, record_type, now).map_err(|e| match e {
         RouteError::NoAgreement => ApiError::NoAgreement,
         RouteError::NotInForce => ApiError::NotInForce,
     })?;
@@ -52,7 +52,7 @@ fn route_and_version(
         },
     };
     // The catalog holds every version an agreement accepts (checked at load).
-    if config.catalog.record_type(record_type).and_then(|t| t.version(version)).is_none() {
+    if config.built.catalog.record_type(record_type).and_then(|t| t.version(version)).is_none() {
         return Err(ApiError::UnsupportedVersion { accepted });
     }
     Ok((route, version))
@@ -81,7 +81,7 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Checks 9 and 10: the body within its size limit and time.
 async fn read_body(config: &Config, req: Request<RequestBody>) -> Result<Bytes, ApiError> {
-    let limit = config.limits.max_body_bytes;
+    let limit = config.settings.limits.max_body_bytes;
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
@@ -101,16 +101,16 @@ async fn read_body(config: &Config, req: Request<RequestBody>) -> Result<Bytes, 
         }
         Ok(())
     };
-    tokio::time::timeout(config.limits.body_timeout, read).await.map_err(|_| ApiError::BodyTimeout)??;
+    tokio::time::timeout(config.settings.limits.body_timeout, read).await.map_err(|_| ApiError::BodyTimeout)??;
     Ok(buffer.freeze())
 }
 
 /// Checks 11 to 13: JSON, depth, schema.
 fn parse_and_validate(config: &Config, record_type: &str, version: Version, body: &[u8]) -> Result<Value, ApiError> {
     let schema =
-        config.catalog.record_type(record_type).and_then(|t| t.version(version)).ok_or(ApiError::NoAgreement)?;
+        config.built.catalog.record_type(record_type).and_then(|t| t.version(version)).ok_or(ApiError::NoAgreement)?;
     // Numbers are checked as written, from the body's text (see `schema`'s docs).
-    let checked = schema.check_body(body, config.limits.max_depth).map_err(|e| match e {
+    let checked = schema.check_body(body, config.settings.limits.max_depth).map_err(|e| match e {
         crate::json::JsonError::TooDeep { limit } => ApiError::TooDeep { limit },
         other => ApiError::Malformed(other),
     })?;

@@ -85,7 +85,7 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
     let mut document = PARTNER.clone();
     let now = OffsetDateTime::now_utc();
     let mut sent: BTreeMap<&str, Vec<&Arc<Agreement>>> = BTreeMap::new();
-    for agreement in config.agreements.iter().filter(|a| &*a.sender == partner) {
+    for agreement in config.built.agreements.iter().filter(|a| &*a.sender == partner) {
         sent.entry(&agreement.record_type).or_default().push(agreement);
     }
     let mut paths = Map::new();
@@ -93,16 +93,16 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
     let mut records = Vec::new();
     for (&record_type, agreements) in &sent {
         // Every version an agreement accepts is in the catalog (checked at load).
-        let Some(schemas) = config.catalog.record_type(record_type) else { continue };
+        let Some(schemas) = config.built.catalog.record_type(record_type) else { continue };
         let versions: BTreeSet<Version> = agreements.iter().flat_map(|a| a.versions.iter().copied()).collect();
         let requests: Vec<(Version, &CompiledSchema)> =
             versions.iter().filter_map(|v| schemas.version(*v).map(|s| (*v, &s.request))).collect();
         for (_, schema) in &requests {
-            add_schema_file(&config.catalog, schema, &mut components);
+            add_schema_file(&config.built.catalog, schema, &mut components);
         }
         // The agreements the handler would use now; if none is in force (403), the ones it would
         // use once they are.
-        let route = crate::policy::route(&config.agreements, partner, record_type, now)
+        let route = crate::policy::route(&config.built.agreements, partner, record_type, now)
             .unwrap_or_else(|_| Route { agreements: agreements.iter().map(|a| Arc::clone(a)).collect() });
         let Some(&newest) = versions.last() else { continue };
         let body = request_body(record_type, &requests);
@@ -130,7 +130,7 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
                     continue;
                 };
                 let fields = agreement.response_fields.as_ref();
-                answers.push(answer_schema(&config.catalog, response, fields, &mut components));
+                answers.push(answer_schema(&config.built.catalog, response, fields, &mut components));
                 examples.extend(
                     sample(&RESPONSE_SAMPLES, record_type, *v, response)
                         .map(|answer| fields.map_or(answer.clone(), |f| f.project(&answer))),

@@ -145,7 +145,7 @@ pub async fn handle(state: Arc<State>, req: Request<RequestBody>, conn: Arc<Conn
     let sender_label = sender.as_deref().unwrap_or("unknown");
     let record = record_type.map(|record_type| RecordCall {
         sender: sender_label,
-        record_type: config.catalog.record_type(record_type).map_or("unknown", |t| &t.name),
+        record_type: config.built.catalog.record_type(record_type).map_or("unknown", |t| &t.name),
         outcome: match (&error, &outcome) {
             (Some(e), _) => e.outcome(),
             (None, Some(outcome)) => outcome.metric(),
@@ -214,15 +214,15 @@ async fn dispatch(
 fn check_head(config: &Config, req: &Request<RequestBody>) -> Result<(), ApiError> {
     let size =
         req.uri().to_string().len() + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
-    if size > config.limits.max_header_bytes {
-        return Err(ApiError::HeadersTooLarge { limit: config.limits.max_header_bytes });
+    if size > config.settings.limits.max_header_bytes {
+        return Err(ApiError::HeadersTooLarge { limit: config.settings.limits.max_header_bytes });
     }
     super::check_host(req)
 }
 
 /// Check 3: who is calling.
 fn authenticate(config: &Config, conn: &ConnectionInfo, headers: &HeaderMap) -> Result<AuthenticatedPartner, ApiError> {
-    config.credentials.authenticate(conn, headers).map_err(|e| {
+    config.built.credentials.authenticate(conn, headers).map_err(|e| {
         tracing::debug!(message = "Authentication refused.", reason = %e, peer = %conn.peer);
         ApiError::Unauthenticated
     })

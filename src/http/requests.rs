@@ -77,7 +77,7 @@ pub(super) async fn handle(
         };
         let (call, _) = recipient
             .client
-            .call(&envelope, projected.clone(), config.limits.max_body_bytes)
+            .call(&envelope, projected.clone(), config.settings.limits.max_body_bytes)
             .instrument(hop.span.clone())
             .await;
         let healthy = matches!(&call, CallOutcome::Answered { status, .. } if !matches!(status, 408 | 425 | 429 | 500..=599))
@@ -125,13 +125,14 @@ fn answer(
         CallOutcome::Unreachable { .. } => return Err(ApiError::UpstreamError { status: None }),
     };
     let schema = config
+        .built
         .catalog
         .record_type(record_type)
         .and_then(|t| t.version(version))
         .and_then(|v| v.response.as_ref())
         .ok_or(ApiError::UpstreamInvalid)?;
     // The answer is read as a partner's record is: numbers as written, every check.
-    let checked = schema.check_body(&body, config.limits.max_depth).map_err(|_| ApiError::UpstreamInvalid)?;
+    let checked = schema.check_body(&body, config.settings.limits.max_depth).map_err(|_| ApiError::UpstreamInvalid)?;
     if !checked.violations.is_empty() {
         return Err(ApiError::UpstreamInvalid);
     }

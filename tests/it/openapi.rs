@@ -100,7 +100,7 @@ fn assert_documented(doc: &Value, method: &str, path: &str, response: &TestRespo
 async fn a_partner_sees_only_its_own_record_types() {
     let gw = Setup::new().start().await;
     let config = passerelle::config::load(&gw.setup.main_config()).unwrap();
-    let all_types: BTreeSet<String> = config.catalog.types().map(|t| t.name.to_string()).collect();
+    let all_types: BTreeSet<String> = config.built.catalog.types().map(|t| t.name.to_string()).collect();
     for partner in PARTNERS {
         let doc = partner_document(&gw, partner).await;
         let mut sent: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -114,6 +114,7 @@ async fn a_partner_sees_only_its_own_record_types() {
         }
         let expected = |mode: Option<passerelle::policy::Mode>| -> BTreeSet<String> {
             config
+                .built
                 .agreements
                 .iter()
                 .filter(|a| &*a.sender == partner && mode.is_none_or(|m| a.mode == m))
@@ -127,7 +128,7 @@ async fn a_partner_sees_only_its_own_record_types() {
 
         // The types it is party to in no way are named nowhere in its document.
         let party: BTreeSet<String> =
-            config.agreements.iter().filter(|a| a.is_party(partner)).map(|a| a.record_type.to_string()).collect();
+            config.built.agreements.iter().filter(|a| a.is_party(partner)).map(|a| a.record_type.to_string()).collect();
         let text = doc.to_string();
         for stranger in all_types.difference(&party) {
             assert!(!text.contains(stranger.as_str()), "{partner}'s document names {stranger}");
