@@ -24,7 +24,6 @@ use super::state::State;
 use crate::auth::{AuthenticatedPartner, ConnectionInfo};
 use crate::config::Config;
 use crate::server::RequestBody;
-use crate::telemetry::RecordOutcome;
 use crate::telemetry::events::{RecordCall, RequestServed};
 use crate::telemetry::trace::{Hop, HopKind, TraceContext};
 
@@ -131,9 +130,10 @@ pub async fn handle(state: Arc<State>, req: Request<RequestBody>, conn: Arc<Conn
             }
         },
     };
-    let (mut response, outcome, error) = match result {
-        Ok((response, outcome)) => (response, Some(outcome), None),
-        Err(e) => (e.to_response(lang, &path), None, Some(e)),
+    // What the call did, or why it was refused, for its line and the metrics.
+    let (mut response, done) = match result {
+        Ok((response, outcome)) => (response, Ok(outcome)),
+        Err(e) => (e.to_response(lang, &path), Err(e)),
     };
     if method == Method::HEAD {
         *response.body_mut() = Full::new(Bytes::new());
@@ -146,19 +146,18 @@ pub async fn handle(state: Arc<State>, req: Request<RequestBody>, conn: Arc<Conn
     let record = record_type.map(|record_type| RecordCall {
         sender: sender_label,
         record_type: config.built.catalog.record_type(record_type).map_or("unknown", |t| &t.name),
-        outcome: match (&error, &outcome) {
-            (Some(e), _) => e.outcome(),
-            (None, Some(outcome)) => outcome.metric(),
-            (None, None) => RecordOutcome::Accepted,
+        outcome: match &done {
+            Ok(outcome) => outcome.metric(),
+            Err(e) => e.outcome(),
         },
-        record_id: outcome.as_ref().and_then(Outcome::record_id),
-        violations: match &error {
-            Some(ApiError::Invalid { violations }) => violations.by_keyword(),
+        record_id: done.as_ref().ok().and_then(Outcome::record_id),
+        violations: match &done {
+            Err(ApiError::Invalid { violations }) => violations.by_keyword(),
             _ => &[],
         },
     });
     // Rejected records (not dry runs) are audited in aggregate.
-    if let (Some(e), Some(Operation::Submit | Operation::Request)) = (&error, operation) {
+    if let (Err(e), Some(Operation::Submit | Operation::Request)) = (&done, operation) {
         state.trail.rejections.count(sender_label, e.outcome(), crate::clock::now_ms());
     }
     let trace_id = intake.context.trace_id_hex();

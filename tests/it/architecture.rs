@@ -109,8 +109,22 @@ fn sibling_uses(text: &str, parent: &str) -> Vec<String> {
         for (at, _) in code.match_indices(prefix) {
             let rest = code[at + prefix.len()..].trim_start();
             if let Some(group) = rest.strip_prefix('{') {
-                let group = group.split('}').next().unwrap_or("");
-                found.extend(group.split(',').map(|part| ident(part.trim())));
+                // The first name of each item at the group's own depth (`{a::{x, y}, b}`: a, b).
+                let mut depth = 0;
+                let mut item_start = true;
+                for (i, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => item_start = true,
+                        c if item_start && !c.is_whitespace() => {
+                            found.push(ident(&group[i..]));
+                            item_start = false;
+                        }
+                        _ => {}
+                    }
+                }
             } else {
                 found.push(ident(rest));
             }
