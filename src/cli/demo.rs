@@ -46,8 +46,10 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         }
     };
     crate::telemetry::logging::init(crate::telemetry::logging::LogFormat::Text, "warn", None)?;
-    let recipients: Vec<(String, String)> =
-        config.recipients().filter_map(|p| Some((p.id.to_string(), p.delivery.as_ref()?.endpoint.clone()))).collect();
+    let recipients: Vec<(String, String)> = config
+        .recipients()
+        .filter_map(|p| Some((p.id.to_string(), p.delivery.as_ref()?.endpoint()?.endpoint.clone())))
+        .collect();
     super::runtime()?.block_on(async move {
         let inbox: Inbox = Arc::default();
         for (id, endpoint) in &recipients {

@@ -195,6 +195,14 @@ fn check_agreement(
                 format!("recipient `{}` has no delivery endpoint in the partners file", r.partner),
                 Some("add a [partner.delivery] table with its endpoint"),
             ),
+            // A responder answers while the sender waits: the gateway must be able to call it.
+            Some(p) if mode == Mode::Request && p.delivery.as_ref().is_some_and(|d| d.endpoint().is_none()) => report(
+                format!(
+                    "responder `{}` takes its records from a mailbox (mode = \"pull\"); a request agreement needs an endpoint the gateway calls",
+                    r.partner
+                ),
+                Some("give the responder a push endpoint, or make the agreement mode = \"push\""),
+            ),
             Some(_) => {}
         }
         if r.partner == raw.sender {

@@ -10,7 +10,7 @@ use super::model::*;
 use super::sources::{Sources, ms, normalize, problem, resolve};
 use super::{agreements, partners, raw, tls};
 use crate::audit::keys::{KeyError, TrustedKeys};
-use crate::delivery::DeliverySettings;
+use crate::delivery::{DeliverySettings, InboxSettings};
 use crate::problem::Problem;
 use crate::schema::SchemaCatalog;
 use crate::telemetry::logging::LogFormat;
@@ -92,6 +92,12 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         ca_files: d.ca_files.iter().map(|f| resolve(&base, Some(f), "")).collect(),
         client_cert_file: d.client_cert_file.as_deref().map(|f| resolve(&base, Some(f), "")),
         client_key_file: d.client_key_file.as_deref().map(|f| resolve(&base, Some(f), "")),
+        inbox: InboxSettings {
+            lease: Duration::from_secs(d.inbox_lease_secs.unwrap_or(60).max(1)),
+            max_wait: Duration::from_secs(d.inbox_max_wait_secs.unwrap_or(30)),
+            max_batch: d.inbox_max_batch.unwrap_or(500).max(1),
+            waiting_per_partner: d.inbox_waiting_per_partner.unwrap_or(8).max(1),
+        },
     };
     let audit = AuditSettings {
         signing_key_file: main

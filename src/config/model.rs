@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::keys::TrustedKeys;
-use crate::delivery::{DeliveryEndpoint, DeliveryPlan, DeliverySettings, PlannedRecipient};
+use crate::delivery::{DeliveryMode, DeliveryPlan, DeliverySettings, PlannedRecipient, Transport};
 use crate::ids::PartnerId;
 use crate::policy::Agreement;
 use crate::rate_limit::RateLimit;
@@ -37,7 +37,8 @@ pub struct Partner {
     pub name_fr: String,
     pub jurisdiction: Jurisdiction,
     pub region: String,
-    pub delivery: Option<DeliveryEndpoint>,
+    /// How it takes the records it receives, if it receives any.
+    pub delivery: Option<DeliveryMode>,
     pub rate_limit: Option<RateLimit>,
 }
 
@@ -199,7 +200,7 @@ impl Config {
         files.extend(s.api_keys_file.clone());
         files.extend(s.tls.key_files.iter().cloned());
         for p in s.partners.values() {
-            files.extend(p.delivery.as_ref().and_then(|d| d.client_key_file.clone()));
+            files.extend(p.delivery.as_ref().and_then(|d| d.endpoint()?.client_key_file.clone()));
         }
         files.sort();
         files.dedup();
@@ -217,15 +218,20 @@ impl Config {
         let recipients = self
             .recipients()
             .filter_map(|partner| {
-                let endpoint = partner.delivery.clone()?;
-                let tls = self.built.recipient_tls.get(&partner.id)?.clone();
+                let transport = match partner.delivery.as_ref()? {
+                    DeliveryMode::Push(endpoint) => Transport::Http {
+                        endpoint: endpoint.clone(),
+                        tls: self.built.recipient_tls.get(&partner.id)?.clone(),
+                    },
+                    DeliveryMode::Pull => Transport::Mailbox,
+                };
                 let ordered = self
                     .built
                     .agreements
                     .iter()
                     .flat_map(|a| a.recipients.iter())
                     .any(|r| r.partner == partner.id && r.ordered);
-                Some(PlannedRecipient { id: partner.id.clone(), endpoint, tls, ordered })
+                Some(PlannedRecipient { id: partner.id.clone(), transport, ordered })
             })
             .collect();
         DeliveryPlan { settings: self.settings.delivery.clone(), recipients }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::model::{Jurisdiction, Partner};
 use super::raw;
 use super::sources::{Sources, is_slug, problem, resolve};
-use crate::delivery::{DeliveryEndpoint, DeliverySettings};
+use crate::delivery::{DeliveryEndpoint, DeliveryMode, DeliverySettings};
 use crate::ids::PartnerId;
 use crate::problem::Problem;
 use crate::rate_limit::RateLimit;
@@ -71,73 +71,16 @@ pub(super) fn load(
                 continue;
             }
         };
-        let delivery = match &p.delivery {
-            None => None,
-            Some(d) => {
-                let url_ok = (d.endpoint.starts_with("http://") || d.endpoint.starts_with("https://"))
-                    && d.endpoint.parse::<http::Uri>().is_ok();
-                if !url_ok {
-                    problems.push(problem(
-                        file,
-                        format!("partner `{}`: delivery endpoint `{}` is not an http(s) URL", p.id, d.endpoint),
-                        None,
-                    ));
+        let delivery = p.delivery.as_ref().and_then(|d| {
+            mode(file, p, d, problems).and_then(|mode| match mode {
+                Mode::Pull => Some(DeliveryMode::Pull),
+                Mode::Push => {
+                    let endpoint = push(files, file, base, p, d, delivery, problems)?;
+                    recipient_tls.insert(PartnerId::from(p.id.as_str()), endpoint.1);
+                    Some(DeliveryMode::Push(endpoint.0))
                 }
-                let ca_files = match &d.ca_file {
-                    Some(f) => vec![resolve(base, Some(f), "")],
-                    None => delivery.ca_files.clone(),
-                };
-                if d.endpoint.starts_with("https://") && ca_files.is_empty() {
-                    problems.push(problem(
-                        file,
-                        format!("partner `{}`: an HTTPS endpoint needs a CA to verify it", p.id),
-                        Some("set delivery.ca_files in passerelle.toml or ca_file in the partner's [partner.delivery]"),
-                    ));
-                }
-                let cert = d
-                    .client_cert_file
-                    .as_deref()
-                    .map(|f| resolve(base, Some(f), ""))
-                    .or(delivery.client_cert_file.clone());
-                let key = d
-                    .client_key_file
-                    .as_deref()
-                    .map(|f| resolve(base, Some(f), ""))
-                    .or(delivery.client_key_file.clone());
-                let tls = crate::tls::recipient_client(&ca_files, cert.as_deref(), key.as_deref(), &|f| files.read(f))
-                    .unwrap_or_else(|e| {
-                        problems.push(problem(file, format!("partner `{}`: {e}", p.id), None));
-                        crate::tls::plain_client()
-                    });
-                recipient_tls.insert(PartnerId::from(p.id.as_str()), tls);
-                let timeout = d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout);
-                // A lease shorter than an attempt lets another worker take the delivery while it is
-                // still in flight (a duplicate, and strict order broken): the lease must outlast
-                // the attempt and the recording of its result.
-                if timeout + LEASE_MARGIN > delivery.lease {
-                    problems.push(problem(
-                        file,
-                        format!(
-                            "partner `{}`: its delivery timeout ({} ms) plus {} s must be within delivery.lease_secs ({} s)",
-                            p.id,
-                            timeout.as_millis(),
-                            LEASE_MARGIN.as_secs(),
-                            delivery.lease.as_secs()
-                        ),
-                        Some("lower the partner's delivery.timeout_ms or raise delivery.lease_secs in the main file"),
-                    ));
-                }
-                Some(DeliveryEndpoint {
-                    endpoint: d.endpoint.trim_end_matches('/').to_owned(),
-                    ca_file: ca_files.first().cloned(),
-                    client_cert_file: cert,
-                    client_key_file: key,
-                    bearer_token_env: d.bearer_token_env.clone(),
-                    timeout,
-                    concurrency: d.concurrency.unwrap_or(delivery.concurrency_per_recipient).max(1),
-                })
-            }
-        };
+            })
+        });
         let rate_limit = p.rate_limit.as_ref().and_then(|r| {
             if r.per_second.is_finite() && r.per_second > 0.0 {
                 Some(RateLimit { per_second: r.per_second, burst: r.burst.unwrap_or(r.per_second).max(1.0) })
@@ -162,6 +105,118 @@ pub(super) fn load(
     }
     let certificates = certificates(file, &raw, &partners, problems);
     Some(PartnersFile { partners, certificates, inline_keys, recipient_tls })
+}
+
+/// How a recipient takes its records (`[partner.delivery] mode`).
+enum Mode {
+    Push,
+    Pull,
+}
+
+fn mode(file: &Path, p: &raw::RawPartner, d: &raw::RawPartnerDelivery, problems: &mut Vec<Problem>) -> Option<Mode> {
+    match d.mode.as_deref().unwrap_or("push") {
+        "push" => Some(Mode::Push),
+        "pull" => {
+            let push_only = [
+                ("endpoint", d.endpoint.is_some()),
+                ("ca_file", d.ca_file.is_some()),
+                ("client_cert_file", d.client_cert_file.is_some()),
+                ("client_key_file", d.client_key_file.is_some()),
+                ("bearer_token_env", d.bearer_token_env.is_some()),
+                ("timeout_ms", d.timeout_ms.is_some()),
+                ("concurrency", d.concurrency.is_some()),
+            ];
+            for (key, _) in push_only.iter().filter(|(_, set)| *set) {
+                problems.push(problem(
+                    file,
+                    format!("partner `{}`: `{key}` is for push delivery; a pull recipient takes its records from its mailbox", p.id),
+                    Some("remove it, or set mode = \"push\""),
+                ));
+            }
+            Some(Mode::Pull)
+        }
+        other => {
+            problems.push(problem(
+                file,
+                format!("partner `{}`: delivery mode `{other}` is not one of push, pull", p.id),
+                None,
+            ));
+            None
+        }
+    }
+}
+
+/// A push recipient's endpoint and the TLS client configuration toward it.
+fn push(
+    files: &Sources,
+    file: &Path,
+    base: &Path,
+    p: &raw::RawPartner,
+    d: &raw::RawPartnerDelivery,
+    delivery: &DeliverySettings,
+    problems: &mut Vec<Problem>,
+) -> Option<(DeliveryEndpoint, Arc<rustls::ClientConfig>)> {
+    let Some(url) = &d.endpoint else {
+        problems.push(problem(
+            file,
+            format!("partner `{}`: a push recipient needs a delivery endpoint", p.id),
+            Some("set endpoint in its [partner.delivery], or mode = \"pull\" for a mailbox"),
+        ));
+        return None;
+    };
+    let url_ok = (url.starts_with("http://") || url.starts_with("https://")) && url.parse::<http::Uri>().is_ok();
+    if !url_ok {
+        problems.push(problem(
+            file,
+            format!("partner `{}`: delivery endpoint `{}` is not an http(s) URL", p.id, url),
+            None,
+        ));
+    }
+    let ca_files = match &d.ca_file {
+        Some(f) => vec![resolve(base, Some(f), "")],
+        None => delivery.ca_files.clone(),
+    };
+    if url.starts_with("https://") && ca_files.is_empty() {
+        problems.push(problem(
+            file,
+            format!("partner `{}`: an HTTPS endpoint needs a CA to verify it", p.id),
+            Some("set delivery.ca_files in passerelle.toml or ca_file in the partner's [partner.delivery]"),
+        ));
+    }
+    let cert = d.client_cert_file.as_deref().map(|f| resolve(base, Some(f), "")).or(delivery.client_cert_file.clone());
+    let key = d.client_key_file.as_deref().map(|f| resolve(base, Some(f), "")).or(delivery.client_key_file.clone());
+    let tls = crate::tls::recipient_client(&ca_files, cert.as_deref(), key.as_deref(), &|f| files.read(f))
+        .unwrap_or_else(|e| {
+            problems.push(problem(file, format!("partner `{}`: {e}", p.id), None));
+            crate::tls::plain_client()
+        });
+    let timeout = d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout);
+    // A lease shorter than an attempt lets another worker take the delivery while it is
+    // still in flight (a duplicate, and strict order broken): the lease must outlast
+    // the attempt and the recording of its result.
+    if timeout + LEASE_MARGIN > delivery.lease {
+        problems.push(problem(
+            file,
+            format!(
+                "partner `{}`: its delivery timeout ({} ms) plus {} s must be within delivery.lease_secs ({} s)",
+                p.id,
+                timeout.as_millis(),
+                LEASE_MARGIN.as_secs(),
+                delivery.lease.as_secs()
+            ),
+            Some("lower the partner's delivery.timeout_ms or raise delivery.lease_secs in the main file"),
+        ));
+    }
+    let endpoint = DeliveryEndpoint {
+        endpoint: url.trim_end_matches('/').to_owned(),
+        ca_file: ca_files.first().cloned(),
+        client_cert_file: cert,
+        client_key_file: key,
+        bearer_token_env: d.bearer_token_env.clone(),
+        timeout,
+        concurrency: d.concurrency.unwrap_or(delivery.concurrency_per_recipient).max(1),
+    };
+    Some((endpoint, tls))
 }
 
 /// Certificate names and SPKI pins, each claimed by one partner. Only entries of partners that

@@ -175,8 +175,17 @@ pub struct RawDelivery {
     pub attempt_timeout_ms: Option<u64>,
     /// How long a worker holds a delivery it took (default 60); it must outlast an attempt.
     pub lease_secs: Option<u64>,
-    /// How often idle workers look for due deliveries (default 1000).
+    /// How often idle workers look for due deliveries (default 1000); also how soon a caller
+    /// waiting on a mailbox sees deliveries committed by another instance.
     pub poll_interval_ms: Option<u64>,
+    /// How long deliveries a pull recipient takes are leased to it, in seconds (default 60).
+    pub inbox_lease_secs: Option<u64>,
+    /// The longest `wait` a pull recipient may ask for, in seconds (default 30).
+    pub inbox_max_wait_secs: Option<u64>,
+    /// The most deliveries one `GET /v1/inbox` returns (default 500).
+    pub inbox_max_batch: Option<usize>,
+    /// Callers waiting on one mailbox at once (default 8); past it, `429`.
+    pub inbox_waiting_per_partner: Option<usize>,
     /// Attempts in flight at once per recipient (default 16); a partner's `concurrency`
     /// replaces it.
     pub concurrency_per_recipient: Option<usize>,
@@ -265,12 +274,15 @@ pub struct RawPartner {
     pub rate_limit: Option<RawRateLimit>,
 }
 
-/// `[partner.delivery]`: a recipient's endpoint.
+/// `[partner.delivery]`: how a recipient takes its records.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPartnerDelivery {
-    /// Base URL; records go to `{endpoint}/{type}`.
-    pub endpoint: String,
+    /// `push` (the default: the gateway POSTs each record to `endpoint`) or `pull` (the
+    /// recipient takes its records from its mailbox, `GET /v1/inbox`; no endpoint).
+    pub mode: Option<String>,
+    /// Base URL; records go to `{endpoint}/{type}`. Push only, and required for it.
+    pub endpoint: Option<String>,
     /// CA (PEM) of the endpoint's certificate, instead of `delivery.ca_files`.
     pub ca_file: Option<String>,
     /// The certificate the gateway presents to this recipient, instead of the main file's.

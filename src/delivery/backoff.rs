@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::store::AttemptResult;
+
 /// The retry policy of deliveries.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -38,6 +40,30 @@ impl Backoff {
         }
         (age + delay <= self.max_age).then_some(delay)
     }
+}
+
+impl Backoff {
+    /// What a failed attempt (the `attempt`th, of a delivery `age` old, at `now` unix ms)
+    /// records: a retry after the backoff, or `dead` once the policy gives up. Push workers and
+    /// pull recipients' `nack` decide the same way.
+    pub fn after_failure(&self, failure: Failure, attempt: u32, age: Duration, jitter: f64, now: i64) -> AttemptResult {
+        let Failure { status, error, retry_after } = failure;
+        match self.next_delay(attempt, age, jitter, retry_after) {
+            Some(delay) => AttemptResult::Retry { next_attempt_at: now + delay.as_millis() as i64, status, error },
+            None => AttemptResult::Dead { status, error: format!("{error}; gave up after {attempt} attempts") },
+        }
+    }
+}
+
+/// Why an attempt failed, as the retry policy sees it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The recipient's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// A short description (a status, a transport error, a recipient's reason), never a body.
+    pub error: String,
+    /// The recipient's `Retry-After`, if any.
+    pub retry_after: Option<Duration>,
 }
 
 /// Parses `Retry-After` as delay-seconds (the HTTP-date form is accepted as "soon").

@@ -12,6 +12,7 @@
 pub mod backoff;
 pub mod breaker;
 pub mod client;
+pub mod mailbox;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,9 +29,10 @@ use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, 
 use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, RecipientRemoved};
 use crate::telemetry::trace::{Hop, HopKind, TraceContext};
 use crate::telemetry::{DeliveryOutcome, Metrics};
-use backoff::Backoff;
+use backoff::{Backoff, Failure};
 use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
+pub use mailbox::{InboxSettings, Mailboxes};
 use tracing::Instrument;
 
 /// Retry policy and worker settings for deliveries.
@@ -50,6 +52,20 @@ pub struct DeliverySettings {
     pub ca_files: Vec<PathBuf>,
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
+    /// How pull recipients take their deliveries.
+    pub inbox: InboxSettings,
+}
+
+impl DeliverySettings {
+    /// The retry policy: the same for push attempts and pull recipients' refusals.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.initial_backoff,
+            max: self.max_backoff,
+            max_attempts: self.max_attempts,
+            max_age: self.max_age,
+        }
+    }
 }
 
 /// How the gateway reaches a partner that receives records.
@@ -69,6 +85,34 @@ pub struct DeliveryEndpoint {
     pub concurrency: usize,
 }
 
+/// How a recipient takes its deliveries (`[partner.delivery] mode`).
+#[derive(Debug, Clone)]
+pub enum DeliveryMode {
+    /// The gateway POSTs each delivery to the recipient's endpoint.
+    Push(DeliveryEndpoint),
+    /// The recipient takes its deliveries from its mailbox over the partner API
+    /// (`GET /v1/inbox`), from behind a firewall that lets no connection in.
+    Pull,
+}
+
+impl DeliveryMode {
+    /// The endpoint the gateway connects to, for a push recipient.
+    pub fn endpoint(&self) -> Option<&DeliveryEndpoint> {
+        match self {
+            DeliveryMode::Push(endpoint) => Some(endpoint),
+            DeliveryMode::Pull => None,
+        }
+    }
+
+    /// `push` or `pull`, as the configuration writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeliveryMode::Push(_) => "push",
+            DeliveryMode::Pull => "pull",
+        }
+    }
+}
+
 /// What a configuration puts in force for delivery.
 #[derive(Debug, Clone)]
 pub struct DeliveryPlan {
@@ -80,11 +124,22 @@ pub struct DeliveryPlan {
 #[derive(Debug, Clone)]
 pub struct PlannedRecipient {
     pub id: PartnerId,
-    pub endpoint: DeliveryEndpoint,
-    /// The TLS client configuration for this recipient (its CAs, the gateway's certificate).
-    pub tls: Arc<rustls::ClientConfig>,
+    pub transport: Transport,
     /// One delivery in flight at a time, in acceptance order (an agreement asks it).
     pub ordered: bool,
+}
+
+/// How the gateway hands a recipient its deliveries.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// A worker POSTs each delivery to the endpoint.
+    Http {
+        endpoint: DeliveryEndpoint,
+        /// The TLS client configuration for this recipient (its CAs, the gateway's certificate).
+        tls: Arc<rustls::ClientConfig>,
+    },
+    /// The deliveries wait in the recipient's mailbox until it takes them.
+    Mailbox,
 }
 
 /// What the gateway keeps per recipient: shared by its delivery worker and by request/response
@@ -135,7 +190,10 @@ impl Recipients {
 /// exit. Leases keep the two generations from sending the same delivery, and an ordered
 /// recipient's head stays leased until its attempt ends, so order holds across the switch.
 pub struct Dispatcher {
+    /// Push recipients: their workers' wake-ups, breakers and clients.
     pub recipients: Recipients,
+    /// Pull recipients' mailboxes.
+    pub mailboxes: Mailboxes,
     store: Arc<dyn Store>,
     metrics: Metrics,
     /// Names this process's leases; a generation number is added per worker.
@@ -175,10 +233,12 @@ impl Dispatcher {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let mut tasks = JoinSet::new();
-        let recipients = Recipients::default();
-        tasks.spawn(observe_backlog(recipients.clone(), store.clone(), metrics.clone(), shutdown.clone()));
+        let (recipients, mailboxes) = (Recipients::default(), Mailboxes::default());
+        let observed = (recipients.clone(), mailboxes.clone());
+        tasks.spawn(observe_backlog(observed, store.clone(), metrics.clone(), shutdown.clone()));
         let dispatcher = Dispatcher {
             recipients,
+            mailboxes,
             store,
             metrics,
             instance: uuid::Uuid::now_v7().simple().to_string(),
@@ -198,18 +258,21 @@ impl Dispatcher {
             return;
         }
         let settings = &plan.settings;
-        let backoff = Backoff {
-            initial: settings.initial_backoff,
-            max: settings.max_backoff,
-            max_attempts: settings.max_attempts,
-            max_age: settings.max_age,
-        };
+        let backoff = settings.backoff();
         let previous = self.recipients.by_id.load_full();
         let (stop, stop_rx) = watch::channel(false);
         let number = generation.number + 1;
         let mut by_id = HashMap::new();
+        let mut mailboxes = Vec::new();
         for planned in &plan.recipients {
-            let (partner, endpoint, ordered) = (&planned.id, &planned.endpoint, planned.ordered);
+            let (partner, ordered) = (&planned.id, planned.ordered);
+            let (endpoint, tls) = match &planned.transport {
+                Transport::Http { endpoint, tls } => (endpoint, tls),
+                Transport::Mailbox => {
+                    mailboxes.push((partner.to_string(), ordered));
+                    continue;
+                }
+            };
             let (threshold, open_for) = (settings.breaker_failures, settings.breaker_open);
             let kept = previous.get(&partner.to_string()).map(|r| r.breaker.clone());
             let breaker = kept
@@ -226,7 +289,7 @@ impl Dispatcher {
                 id: partner.to_string(),
                 wake: Notify::new(),
                 breaker,
-                client: RecipientClient::new(endpoint, &planned.tls),
+                client: RecipientClient::new(endpoint, tls),
                 slots: slots.clone(),
                 concurrency,
             });
@@ -246,8 +309,10 @@ impl Dispatcher {
         }
         // A recipient no longer configured is no longer measured: its gauges go, rather than
         // freeze at their last value (its deliveries wait in the store).
-        for gone in previous.keys().filter(|id| !by_id.contains_key(*id)) {
-            RecipientRemoved { recipient: gone }.emit(&self.metrics);
+        let pulled = self.mailboxes.apply(&mailboxes, &settings.inbox);
+        let pushed = previous.keys().filter(|id| !by_id.contains_key(*id)).cloned();
+        for gone in pushed.chain(pulled).filter(|id| !by_id.contains_key(id) && self.mailboxes.get(id).is_none()) {
+            RecipientRemoved { recipient: &gone }.emit(&self.metrics);
         }
         self.recipients.by_id.store(Arc::new(by_id));
         // Workers of earlier generations that have finished are reaped here, not at shutdown.
@@ -255,6 +320,13 @@ impl Dispatcher {
         let _ = generation.stop.send(true);
         generation.stop = stop;
         generation.number = number;
+    }
+
+    /// Tells `recipient` there is new work: its worker, or the callers waiting on its mailbox.
+    pub fn wake(&self, recipient: &str) {
+        if !self.mailboxes.wake(recipient) {
+            self.recipients.wake(recipient);
+        }
     }
 
     /// Waits for the workers to stop after shutdown was signalled.
@@ -341,24 +413,24 @@ impl Worker {
         let now = clock::now_ms();
         let age = Duration::from_millis((now - d.created_at).max(0) as u64);
         let jitter = crate::random::unit();
-        let (result, label, status, error) = match outcome {
-            AttemptOutcome::Accepted { status } => {
-                (AttemptResult::Delivered { status }, DeliveryOutcome::Delivered, Some(status), None)
-            }
+        let failure = |status: Option<u16>, error: String, retry_after| Failure { status, error, retry_after };
+        let result = match outcome {
+            AttemptOutcome::Accepted { status } => AttemptResult::Delivered { status: Some(status) },
             AttemptOutcome::Refused { status } => {
-                let error = format!("HTTP {status}");
-                (
-                    AttemptResult::Dead { status: Some(status), error: error.clone() },
-                    DeliveryOutcome::Dead,
-                    Some(status),
-                    Some(error),
-                )
+                AttemptResult::Dead { status: Some(status), error: format!("HTTP {status}") }
             }
-            AttemptOutcome::Transient { status, retry_after } => {
-                self.retry_or_dead(attempt, age, jitter, retry_after, Some(status), format!("HTTP {status}"), now)
+            AttemptOutcome::Transient { status, retry_after } => self.backoff.after_failure(
+                failure(Some(status), format!("HTTP {status}"), retry_after),
+                attempt,
+                age,
+                jitter,
+                now,
+            ),
+            AttemptOutcome::Unreachable { error } => {
+                self.backoff.after_failure(failure(None, error, None), attempt, age, jitter, now)
             }
-            AttemptOutcome::Unreachable { error } => self.retry_or_dead(attempt, age, jitter, None, None, error, now),
         };
+        let (label, status, error) = summary(&result);
         DeliveryAttempted {
             delivery_id: d.id,
             record_id: &d.record_id,
@@ -367,7 +439,7 @@ impl Worker {
             attempt,
             outcome: label,
             status,
-            error: error.as_deref(),
+            error,
             duration,
         }
         .emit(&self.metrics);
@@ -387,36 +459,20 @@ impl Worker {
             tracing::warn!(message = "Recording a delivery attempt failed.", delivery_id = d.id, %error);
         }
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn retry_or_dead(
-        &self,
-        attempt: u32,
-        age: Duration,
-        jitter: f64,
-        retry_after: Option<Duration>,
-        status: Option<u16>,
-        error: String,
-        now: i64,
-    ) -> (AttemptResult, DeliveryOutcome, Option<u16>, Option<String>) {
-        match self.backoff.next_delay(attempt, age, jitter, retry_after) {
-            Some(delay) => (
-                AttemptResult::Retry { next_attempt_at: now + delay.as_millis() as i64, status, error: error.clone() },
-                DeliveryOutcome::Retry,
-                status,
-                Some(error),
-            ),
-            None => {
-                let error = format!("{error}; gave up after {attempt} attempts");
-                (AttemptResult::Dead { status, error: error.clone() }, DeliveryOutcome::Dead, status, Some(error))
-            }
-        }
+/// What an attempt's result counts as, its HTTP status and its error, for the telemetry.
+pub fn summary(result: &AttemptResult) -> (DeliveryOutcome, Option<u16>, Option<&str>) {
+    match result {
+        AttemptResult::Delivered { status } => (DeliveryOutcome::Delivered, *status, None),
+        AttemptResult::Retry { status, error, .. } => (DeliveryOutcome::Retry, *status, Some(error)),
+        AttemptResult::Dead { status, error } => (DeliveryOutcome::Dead, *status, Some(error)),
     }
 }
 
 /// Keeps the pending, oldest-pending and dead gauges current.
 async fn observe_backlog(
-    recipients: Recipients,
+    (recipients, mailboxes): (Recipients, Mailboxes),
     store: Arc<dyn Store>,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
@@ -424,7 +480,7 @@ async fn observe_backlog(
     loop {
         if let Ok(backlog) = store.backlog().await {
             let now = clock::now_ms();
-            for recipient in &recipients.ids() {
+            for recipient in recipients.ids().iter().chain(&mailboxes.ids()) {
                 let b = backlog.iter().find(|b| &b.recipient == recipient);
                 BacklogObserved {
                     recipient,

@@ -380,7 +380,7 @@ async fn replay(state: &State, target: ReplayTarget) -> Result<Response<Full<Byt
         let (recipient, agreement) = (r.recipient.as_deref().unwrap_or(""), r.agreement.as_deref().unwrap_or(""));
         DeliveryReplayed { delivery_id: r.id, recipient, agreement }.emit(&state.metrics);
         // The recipient's worker picks the delivery up at once.
-        state.dispatcher.recipients.wake(recipient);
+        state.dispatcher.wake(recipient);
     }
     let status = if single && replayed == 0 { StatusCode::CONFLICT } else { StatusCode::OK };
     let results: Vec<_> = results.iter().map(store_json::replay).collect();

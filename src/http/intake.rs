@@ -244,7 +244,7 @@ pub(super) async fn submit(
     let (receipt, stamp, outcome) = match state.store.commit_record(record).instrument(commit).await {
         Ok(CommitOutcome::Accepted { receipt, stamp }) => {
             for (share, _) in &shares {
-                state.dispatcher.recipients.wake(&share.recipient);
+                state.dispatcher.wake(&share.recipient);
             }
             (receipt, stamp, Outcome::Accepted { record_id })
         }

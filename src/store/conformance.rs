@@ -71,10 +71,58 @@ pub async fn claims_are_exclusive_until_the_lease_expires(s: &dyn Store) {
     let c = s.claim_due(claim("c", 10, 3_001, false)).await.unwrap();
     assert_eq!(c.iter().map(|d| d.id).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
     // A late answer from the worker that lost the lease changes nothing.
-    let late = update(1, "a", 3_100, AttemptResult::Delivered { status: 200 });
+    let late = update(1, "a", 3_100, AttemptResult::Delivered { status: Some(200) });
     s.finish_attempts(vec![late]).await.unwrap();
     let view = s.record("s".into(), record(0, &[]).record_id).await.unwrap().unwrap();
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Queued);
+}
+
+/// A pull recipient's settlement: whole when every delivery is held under its lease, else
+/// nothing changes; a lease another caller took after expiry settles nothing; two settlements of
+/// the same deliveries at once settle them once.
+pub async fn settlements_are_all_or_nothing_under_their_lease(s: &dyn Store) {
+    for n in 0..3 {
+        s.commit_record(record(n, &["r"])).await.unwrap();
+    }
+    let settle = |lease: &str, ids: &[i64], result: AttemptResult| Settlement {
+        recipient: "r".into(),
+        lease: lease.into(),
+        ids: ids.to_vec(),
+        at: 2_500,
+        decide: Box::new(move |_| result.clone()),
+    };
+    let ack = || AttemptResult::Delivered { status: None };
+    let ids = |taken: Vec<ClaimedDelivery>| taken.iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.claim_due(claim("L1", 2, 2_000, false)).await.unwrap()), [1, 2]);
+    let status = |n| async move {
+        s.record("s".into(), record(n, &[]).record_id).await.unwrap().unwrap().deliveries[0].status
+    };
+    // One delivery not held: nothing changes, and the answer names it.
+    let Settled::NotHeld(missing) = s.settle(settle("L1", &[1, 3], ack())).await.unwrap() else { panic!() };
+    assert_eq!(missing, [3]);
+    assert_eq!(status(0).await, DeliveryStatus::Queued, "nothing changed");
+    let Settled::NotHeld(missing) = s.settle(settle("other", &[1], ack())).await.unwrap() else { panic!() };
+    assert_eq!(missing, [1], "another lease settles nothing");
+    // Held: settled whole, and audited as delivered.
+    let (a, b) = tokio::join!(s.settle(settle("L1", &[1, 2], ack())), s.settle(settle("L1", &[2, 1], ack())));
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, Settled::Done(u) if u.len() == 2)).count(), 1);
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, Settled::NotHeld(m) if m == &[1, 2])).count(), 1);
+    assert_eq!((status(0).await, status(1).await), (DeliveryStatus::Delivered, DeliveryStatus::Delivered));
+    let entries = s.audit_entries(0, 10).await.unwrap();
+    let delivered: Vec<_> =
+        entries.iter().filter(|e| e.event.kind == crate::audit::kind::DELIVERY_DELIVERED).collect();
+    assert_eq!(delivered.len(), 2, "each delivery once");
+    assert_eq!(delivered[0].event.reason.as_deref(), Some("acknowledged from the mailbox"));
+    // A lease that expired and was taken by another caller settles nothing; the new holder can.
+    assert_eq!(ids(s.claim_due(claim("L3", 5, 2_000, false)).await.unwrap()), [3]);
+    assert_eq!(ids(s.claim_due(claim("L4", 5, 3_001, false)).await.unwrap()), [3]);
+    assert!(matches!(s.settle(settle("L3", &[3], ack())).await.unwrap(), Settled::NotHeld(_)));
+    let retry = AttemptResult::Retry { next_attempt_at: 9_000, status: None, error: "refused: busy".into() };
+    assert!(matches!(s.settle(settle("L4", &[3], retry)).await.unwrap(), Settled::Done(_)));
+    let view = s.record("s".into(), record(2, &[]).record_id).await.unwrap().unwrap();
+    assert_eq!((view.deliveries[0].status, view.deliveries[0].attempts), (DeliveryStatus::Retrying, 1));
+    assert!(s.claim_due(claim("L5", 5, 5_000, false)).await.unwrap().is_empty(), "not due before its backoff");
 }
 
 /// Strict order: a head that is not due holds every delivery behind it.
@@ -186,7 +234,9 @@ pub async fn replay_requeues_dead_deliveries_only(s: &dyn Store) {
 pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
     s.commit_record(record(1, &["r"])).await.unwrap();
     let claimed = s.claim_due(claim("w", 1, 2_000, false)).await.unwrap();
-    s.finish_attempts(vec![update(claimed[0].id, "w", 2_100, AttemptResult::Delivered { status: 200 })]).await.unwrap();
+    s.finish_attempts(vec![update(claimed[0].id, "w", 2_100, AttemptResult::Delivered { status: Some(200) })])
+        .await
+        .unwrap();
     let report = s
         .purge(PurgeRequest { now: 1_000_000, delivered_retention_ms: 1_000, dead_retention_ms: 1_000 })
         .await
@@ -231,6 +281,7 @@ macro_rules! store_conformance {
     ($make:expr) => {
         $crate::store_conformance!(@tests $make;
             claims_are_exclusive_until_the_lease_expires,
+            settlements_are_all_or_nothing_under_their_lease,
             head_only_claims_hold_the_queue_behind_a_failing_head,
             idempotency_is_enforced_inside_the_transaction,
             stored_receipts_come_back_with_their_entry,

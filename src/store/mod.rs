@@ -8,7 +8,8 @@
 //!   would, so several workers in several processes never attempt the same delivery at once; an
 //!   expired lease (a worker that died) makes the delivery claimable again;
 //! - [`Store::finish_attempts`] records each attempt's result, only while the worker still holds
-//!   the lease.
+//!   the lease; [`Store::settle`] does the same for a pull recipient's acknowledgements, for all
+//!   the deliveries it names or none.
 //!
 //! **Invariant:** nothing is acknowledged before it is committed: `commit_record` resolves only
 //! after the transaction (fsync included) has succeeded.
@@ -205,9 +206,57 @@ pub struct AttemptUpdate {
 
 #[derive(Debug, Clone)]
 pub enum AttemptResult {
-    Delivered { status: u16 },
-    Retry { next_attempt_at: i64, status: Option<u16>, error: String },
-    Dead { status: Option<u16>, error: String },
+    /// The recipient has it: it answered `status` to a push, or (`None`) acknowledged it in its
+    /// mailbox.
+    Delivered {
+        status: Option<u16>,
+    },
+    Retry {
+        next_attempt_at: i64,
+        status: Option<u16>,
+        error: String,
+    },
+    Dead {
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+/// A pull recipient's settlement of deliveries leased to it: each delivery it names must still
+/// be held under its lease, or nothing changes.
+pub struct Settlement {
+    pub recipient: String,
+    /// The lease the deliveries were taken under (their `claimed_by`).
+    pub lease: String,
+    pub ids: Vec<i64>,
+    /// Unix ms.
+    pub at: i64,
+    /// What each held delivery's attempt records (an acknowledgement, or a failure decided by the
+    /// retry policy from its attempts and age).
+    pub decide: Box<dyn Fn(&HeldDelivery) -> AttemptResult + Send + Sync>,
+}
+
+/// A delivery a settlement found held under its lease.
+#[derive(Debug, Clone)]
+pub struct HeldDelivery {
+    pub id: i64,
+    pub record_id: String,
+    pub agreement: String,
+    pub body_digest: [u8; 32],
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// Unix ms when the delivery was created.
+    pub created_at: i64,
+}
+
+/// What a settlement did.
+#[derive(Debug, Clone)]
+pub enum Settled {
+    /// Every delivery was held: each attempt is recorded and audited.
+    Done(Vec<AttemptUpdate>),
+    /// These deliveries are not held under the lease (never were, another caller took them after
+    /// the lease expired, or they were settled already); nothing changed.
+    NotHeld(Vec<i64>),
 }
 
 /// One delivery as shown to the record's sender. Times are unix milliseconds; the HTTP layer
@@ -378,6 +427,9 @@ pub trait Store: Send + Sync + 'static {
     fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>>;
     /// Records attempt results; updates for leases no longer held are ignored.
     fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()>;
+    /// Records a pull recipient's acknowledgements or failures, all or nothing: if any delivery
+    /// named is not held under the lease, nothing changes.
+    fn settle(&self, settlement: Settlement) -> StoreFuture<'_, Settled>;
     /// A record and its deliveries, if `sender` sent it.
     fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>>;
     /// The receipt stored with a record, whoever sent it, and the record's audit entry.

@@ -208,6 +208,9 @@ pub(super) struct Dialect {
     pub replay_recipient: &'static str,
     /// Queues the deliveries `$2` (a list) again at `$1`.
     pub requeue: &'static str,
+    /// `HELD_COLUMNS` of the deliveries `$3` (a list) of recipient `$1` still held under lease
+    /// `$2` and pending, locked.
+    pub held: &'static str,
 }
 
 /// The columns of a claimed delivery, then its `next_attempt_at` and `claimed_until`; from
@@ -287,7 +290,22 @@ macro_rules! lease {
     };
 }
 
-pub(super) use {claim_columns, claim_due, claim_head, lease, replay_columns, replay_one, replay_recipient, requeue};
+/// [`Dialect::held`], given how the engine names the rows of the list `$3` and its lock clause.
+macro_rules! held {
+    ($ids:literal, $lock:literal) => {
+        concat!(
+            "SELECT id, record_id, agreement, body_digest, attempts, created_at FROM deliveries
+             WHERE recipient = $1 AND claimed_by = $2 AND status IN ('queued', 'retrying') AND id ",
+            $ids,
+            " ORDER BY id",
+            $lock
+        )
+    };
+}
+
+pub(super) use {
+    claim_columns, claim_due, claim_head, held, lease, replay_columns, replay_one, replay_recipient, requeue,
+};
 
 /// A record's state from its deliveries (`r` is the record): pending while any is queued or
 /// retrying, failed if any is dead, else delivered.
@@ -422,6 +440,7 @@ impl Dialect {
             self.replay_one,
             self.replay_recipient,
             self.requeue,
+            self.held,
         ];
         all.extend(self.move_head);
         all

@@ -53,6 +53,7 @@ pub(super) enum Write {
     Commit(Ask<Box<NewRecord>, CommitOutcome>),
     Claim(Ask<ClaimRequest, Vec<ClaimedDelivery>>),
     Finish(Ask<Vec<AttemptUpdate>, ()>),
+    Settle(Ask<Settlement, Settled>),
     Append(Ask<Vec<AuditEvent>, Vec<AuditStamp>>),
     Checkpoint(Ask<Checkpoint, ()>),
     Replay(Ask<ReplayRequest, Vec<ReplayResult>>),
@@ -65,6 +66,7 @@ impl Write {
             Write::Commit(ask) => ask.answer(failure),
             Write::Claim(ask) => ask.answer(failure),
             Write::Finish(ask) => ask.answer(failure),
+            Write::Settle(ask) => ask.answer(failure),
             Write::Append(ask) => ask.answer(failure),
             Write::Checkpoint(ask) => ask.answer(failure),
             Write::Replay(ask) => ask.answer(failure),
@@ -119,6 +121,10 @@ impl Queue {
 
     pub async fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> Result<(), StoreError> {
         self.ask(updates, Write::Finish).await
+    }
+
+    pub async fn settle(&self, settlement: Settlement) -> Result<Settled, StoreError> {
+        self.ask(settlement, Write::Settle).await
     }
 
     pub async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditStamp>, StoreError> {
@@ -212,6 +218,13 @@ impl<B: Batch> Writer<B> {
 /// appended, for the metrics after the commit.
 async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Vec<String>, StoreError> {
     let mut chain = Chain::default();
+    // Settlements, each whole or not at all, in order (a second acknowledgement of the same
+    // deliveries in the batch finds them settled), also before the chain head is locked.
+    for write in writes.iter_mut() {
+        if let Write::Settle(ask) = write {
+            ask.output = Some(settle(b, &ask.input).await?);
+        }
+    }
     // Every attempt result of the batch in one go, before the chain head is locked; their audit
     // entries still take their writes' places in the chain.
     let applied = {
@@ -237,6 +250,11 @@ async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Vec<String>, S
                 }
                 chain.append(b, events).await?;
                 ask.output = Some(());
+            }
+            Write::Settle(ask) => {
+                if let Some(Settled::Done(updates)) = &ask.output {
+                    chain.append(b, updates.iter().map(AttemptUpdate::event).collect()).await?;
+                }
             }
             Write::Append(ask) => ask.output = Some(chain.append(b, std::mem::take(&mut ask.input)).await?),
             Write::Checkpoint(ask) => {
@@ -348,6 +366,49 @@ pub(super) async fn claim<S: Sql>(s: &mut S, claim: &ClaimRequest) -> Result<Vec
     Ok(claimed)
 }
 
+/// Records a pull recipient's settlement if every delivery it names is held under its lease (the
+/// rows locked until the transaction ends), else changes nothing.
+async fn settle<B: Batch>(b: &mut B, s: &Settlement) -> Result<Settled, StoreError> {
+    let read = |r: &dyn Row| -> Result<HeldDelivery, StoreError> {
+        Ok(HeldDelivery {
+            id: r.int(0)?,
+            record_id: r.text(1)?,
+            agreement: r.text(2)?,
+            body_digest: r.hash(3)?,
+            attempts: r.small(4)?,
+            created_at: r.int(5)?,
+        })
+    };
+    let mut ids = s.ids.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    let params = [(&s.recipient).into(), (&s.lease).into(), Param::Ids(&ids)];
+    let held = b.query(B::DIALECT.held, &params, read).await?;
+    if held.len() < ids.len() {
+        let found: HashSet<i64> = held.iter().map(|h| h.id).collect();
+        return Ok(Settled::NotHeld(ids.into_iter().filter(|id| !found.contains(id)).collect()));
+    }
+    let updates: Vec<AttemptUpdate> = held
+        .iter()
+        .map(|h| AttemptUpdate {
+            delivery_id: h.id,
+            worker: s.lease.clone(),
+            record_id: h.record_id.clone(),
+            recipient: s.recipient.clone(),
+            agreement: h.agreement.clone(),
+            body_digest: h.body_digest,
+            at: s.at,
+            result: (s.decide)(h),
+        })
+        .collect();
+    let applied = b.record_attempts(&updates.iter().collect::<Vec<_>>()).await?;
+    if applied.len() != updates.len() {
+        // The rows are locked and were read held: only a store that broke its own lock gets here.
+        return Err(StoreError::new(StoreErrorKind::Failed, "a settlement's deliveries changed under it"));
+    }
+    Ok(Settled::Done(updates))
+}
+
 /// A claimed delivery (`sql::claim_columns!`), with its `next_attempt_at` and `claimed_until`.
 fn claimed_row(r: &dyn Row) -> Result<(ClaimedDelivery, i64, i64), StoreError> {
     let delivery = ClaimedDelivery {
@@ -450,9 +511,7 @@ impl AttemptUpdate {
     /// The delivery row's new state.
     pub fn effect(&self) -> AttemptEffect<'_> {
         let (status, http_status, error, next_attempt_at, delivered_at) = match &self.result {
-            AttemptResult::Delivered { status } => {
-                (DeliveryStatus::Delivered, Some(*status), None, self.at, Some(self.at))
-            }
+            AttemptResult::Delivered { status } => (DeliveryStatus::Delivered, *status, None, self.at, Some(self.at)),
             AttemptResult::Retry { next_attempt_at, status, error } => {
                 (DeliveryStatus::Retrying, *status, Some(error.as_str()), *next_attempt_at, None)
             }
@@ -463,7 +522,8 @@ impl AttemptUpdate {
         AttemptEffect { status, http_status, error, next_attempt_at, delivered_at }
     }
 
-    /// The attempt's audit entry (written only if the worker still held the lease).
+    /// The attempt's audit entry (written only if the worker still held the lease). A pull
+    /// recipient's acknowledgement has no HTTP status: its reason says it came from the mailbox.
     pub fn event(&self) -> AuditEvent {
         use crate::audit::kind;
         let (kind, outcome) = match self.result {
@@ -477,7 +537,11 @@ impl AttemptUpdate {
         event.agreement = Some(self.agreement.clone());
         event.recipient = Some(self.recipient.clone());
         event.body_digest = Some(self.body_digest);
-        event.reason = effect.http_status.map(|c| format!("HTTP {c}")).or_else(|| effect.error.map(str::to_owned));
+        event.reason = match (&self.result, effect.http_status) {
+            (_, Some(c)) => Some(format!("HTTP {c}")),
+            (AttemptResult::Delivered { .. }, None) => Some("acknowledged from the mailbox".to_owned()),
+            _ => effect.error.map(str::to_owned),
+        };
         event
     }
 }
@@ -516,8 +580,8 @@ pub async fn a_late_answer_in_the_holders_batch_is_not_audited(s: &dyn Store) {
     use super::conformance::{claim, record, update};
     s.commit_record(record(1, &["r"])).await.unwrap();
     let held = s.claim_due(claim("w", 1, 2_000, false)).await.unwrap();
-    let holder = update(held[0].id, "w", 2_100, AttemptResult::Delivered { status: 200 });
-    let late = update(held[0].id, "gone", 2_200, AttemptResult::Delivered { status: 201 });
+    let holder = update(held[0].id, "w", 2_100, AttemptResult::Delivered { status: Some(200) });
+    let late = update(held[0].id, "gone", 2_200, AttemptResult::Delivered { status: Some(201) });
     s.finish_attempts(vec![holder, late]).await.unwrap();
     let entries = s.audit_entries(0, 10).await.unwrap();
     let reasons: Vec<_> = entries.iter().filter_map(|e| e.event.reason.as_deref()).collect();

@@ -94,6 +94,7 @@ const SHARED: &[&str] = &[
     DIALECT.replay_one,
     DIALECT.replay_recipient,
     DIALECT.requeue,
+    DIALECT.held,
 ];
 
 /// The writer's own connection, outside the pool.

@@ -118,6 +118,7 @@ const DIALECT: Dialect = Dialect {
     replay_one: sql::replay_one!(" FOR UPDATE"),
     replay_recipient: sql::replay_recipient!(" FOR UPDATE"),
     requeue: sql::requeue!("= ANY($2)"),
+    held: sql::held!("= ANY($3)", " FOR UPDATE"),
 };
 
 /// The PostgreSQL store.
@@ -257,6 +258,10 @@ impl Store for PostgresStore {
 
     fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()> {
         Box::pin(self.queue.finish_attempts(updates))
+    }
+
+    fn settle(&self, settlement: Settlement) -> StoreFuture<'_, Settled> {
+        Box::pin(self.queue.settle(settlement))
     }
 
     fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>> {

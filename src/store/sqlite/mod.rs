@@ -51,6 +51,7 @@ const DIALECT: Dialect = Dialect {
     replay_one: sql::replay_one!(""),
     replay_recipient: sql::replay_recipient!(""),
     requeue: sql::requeue!("IN (SELECT value FROM json_each($2))"),
+    held: sql::held!("IN (SELECT value FROM json_each($3))", ""),
 };
 
 /// The SQLite store.
@@ -299,6 +300,10 @@ impl Store for SqliteStore {
 
     fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()> {
         Box::pin(async move { self.queue()?.finish_attempts(updates).await })
+    }
+
+    fn settle(&self, settlement: Settlement) -> StoreFuture<'_, Settled> {
+        Box::pin(async move { self.queue()?.settle(settlement).await })
     }
 
     fn record(&self, sender: String, record_id: String) -> StoreFuture<'_, Option<RecordView>> {
