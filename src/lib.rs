@@ -12,7 +12,10 @@
 //! the record, its deliveries (with their projected bodies) and an audit entry in one
 //! transaction before it answers `202` with a receipt. Delivery workers, one per recipient, then
 //! lease due deliveries from the store and POST each stored body, retrying with backoff until the
-//! recipient has it or the delivery is dead and an operator is told.
+//! recipient has it or the delivery is dead and an operator is told. A pull recipient (one that
+//! accepts no connection) leases its due deliveries itself over the partner API instead
+//! (`GET /v1/inbox`) and settles them (`ack`, `nack`): the same leases, backoff, dead letters and
+//! audit entries, in [`delivery::mailbox`] and [`http::inbox`].
 //!
 //! ```text
 //!  partner ──HTTP──▶ server ─▶ http::partner ─▶ auth ─▶ policy::route ─▶ schema ─▶ policy::project
@@ -42,7 +45,8 @@
 //! - [`store`]: the [`store::Store`] trait, one group-commit core and two thin engines over it,
 //!   SQLite (embedded, one writer thread) and PostgreSQL (several instances, `FOR UPDATE SKIP
 //!   LOCKED`), held to one conformance suite.
-//! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client.
+//! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client, and
+//!   pull recipients' mailboxes ([`delivery::mailbox`]).
 //!   [`upkeep`]: checkpoints, aggregated rejections and the retention purge, as tasks.
 //! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
 //!   becomes of a request body answered before it was read ([`server::body`]) and the lingering
@@ -82,8 +86,8 @@
 //! | 9 | `cli` |
 //!
 //! Inside a module, the modules side by side use each other in one direction only (in `http`,
-//! `partner` routes to `intake`, `requests`, `records` and `discovery`, which share
-//! `outcome`; in `config`, `load` drives `partners`, `agreements` and `tls`, which share
+//! `partner` routes to `intake`, `requests`, `records`, `discovery` and `inbox`, which share
+//! `outcome`, and `inbox` reads bodies and queries as `intake` and `records` do; in `config`, `load` drives `partners`, `agreements` and `tls`, which share
 //! `sources`). The same test fails on any cycle among siblings.
 //!
 //! # Invariants

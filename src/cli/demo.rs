@@ -50,6 +50,12 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         .recipients()
         .filter_map(|p| Some((p.id.to_string(), p.delivery.as_ref()?.endpoint()?.endpoint.clone())))
         .collect();
+    // Recipients that take their records from their mailbox: nothing is started for them.
+    let pulled: Vec<String> = config
+        .recipients()
+        .filter(|p| p.delivery.as_ref().is_some_and(|d| d.endpoint().is_none()))
+        .map(|p| p.id.to_string())
+        .collect();
     super::runtime()?.block_on(async move {
         let inbox: Inbox = Arc::default();
         for (id, endpoint) in &recipients {
@@ -73,7 +79,7 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         if tls {
             println!("Each partner connects with its client certificate from {} (mutual TLS).\n", pki.dir.display());
         }
-        let mut expected = 0;
+        let (mut expected, mut waiting) = (0, BTreeMap::<&str, usize>::new());
         for (i, (sender, record_type, record)) in demo_records().into_iter().enumerate() {
             let (status, body) = partners
                 .post(
@@ -87,7 +93,12 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             println!("{sender} sent {record_type}: {status}");
             println!("{}\n", serde_json::to_string_pretty(&receipt)?);
             if status == StatusCode::ACCEPTED {
-                expected += receipt["deliveries"].as_array().map_or(0, Vec::len);
+                for delivery in receipt["deliveries"].as_array().into_iter().flatten() {
+                    match pulled.iter().find(|p| delivery["recipient"] == p.as_str()) {
+                        Some(p) => *waiting.entry(p).or_default() += 1,
+                        None => expected += 1,
+                    }
+                }
             }
         }
 
@@ -136,6 +147,20 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             gateway.admin_addr,
             config_path.display()
         );
+        for (recipient, n) in &waiting {
+            println!("\n{recipient} takes its records from its mailbox (mode = \"pull\"): {n} deliveries wait for it. Take them:");
+            if tls {
+                println!(
+                    "  passerelle inbox --url {base} --ca {} --cert {} --key {} --once",
+                    pki.ca_cert.display(),
+                    pki.client_cert(recipient).display(),
+                    pki.client_key(recipient).display()
+                );
+            } else {
+                let key = credentials.get(*recipient).map(String::as_str).unwrap_or("");
+                println!("  PASSERELLE_API_KEY={key} passerelle inbox --url {base} --once");
+            }
+        }
         println!("\nOperators:");
         println!("  the console: http://{}/console", gateway.admin_addr);
         match &admin_token_file {

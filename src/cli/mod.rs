@@ -10,6 +10,7 @@ pub mod check;
 pub mod deliveries;
 pub mod demo;
 pub mod dev_pki;
+pub mod inbox;
 pub mod migrate_store;
 pub mod serve;
 pub mod validate;
@@ -141,6 +142,18 @@ pub enum Command {
     /// Dead and retrying deliveries: list them, replay them (through the running gateway).
     #[command(subcommand)]
     Deliveries(deliveries::DeliveriesCommand),
+    /// Take a pull recipient's deliveries from a gateway, hand them over, then acknowledge them.
+    ///
+    /// A reference client for a recipient whose partners file entry says `mode = "pull"`: it
+    /// long-polls `GET /v1/inbox`, prints each delivery as a JSON line (or writes it to
+    /// `DIR/<idempotency key>.json`, synced) and only then acknowledges it. Every call goes out from
+    /// the recipient's side, so it runs behind a firewall that lets no connection in. Runs until
+    /// Ctrl-C, or takes one batch with --once.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle inbox --url https://localhost:8443 --ca data/pki/ca.pem \\\n    \
+                                 --cert data/pki/clients/ottawa-city.pem --key data/pki/clients/ottawa-city-key.pem --once\n  \
+                                 PASSERELLE_API_KEY=psk_... passerelle inbox --url https://localhost:8443 --ca data/pki/ca.pem --out received/")]
+    Inbox(inbox::InboxArgs),
     /// Validate a JSON file against a record type's schema, as the gateway would.
     ///
     /// Prints every violation with its JSON pointer and keyword, never a value from the file.
@@ -186,6 +199,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DevPki { config } => dev_pki::run(&config),
         Command::MigrateStore { config, to, to_ca_file } => migrate_store::run(&config, &to, to_ca_file.as_deref()),
         Command::Deliveries(command) => deliveries::run(command),
+        Command::Inbox(args) => inbox::run(args),
         Command::Backup { dest, config, force, pages_per_step } => backup::run(&config, &dest, force, pages_per_step),
         Command::Validate { record_type, file, schema_version, config, fr } => {
             validate::run(&config, &record_type, &file, schema_version.as_deref(), fr)

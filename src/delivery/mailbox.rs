@@ -130,7 +130,7 @@ impl Mailbox {
     }
 
     /// Settles deliveries taken under `lease`: all of them, or (if any is no longer held under
-    /// it) none. Returns the attempts recorded.
+    /// it) none. Returns the attempts recorded, each with its number.
     pub async fn settle(
         &self,
         store: &dyn Store,
@@ -138,7 +138,7 @@ impl Mailbox {
         lease: String,
         ids: Vec<i64>,
         verdict: Verdict,
-    ) -> Result<Vec<AttemptUpdate>, InboxError> {
+    ) -> Result<Vec<(u32, AttemptUpdate)>, InboxError> {
         let at = clock::now_ms();
         let jitter = crate::random::unit();
         let backoff = backoff.clone();

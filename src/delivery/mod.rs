@@ -440,7 +440,7 @@ impl Worker {
             outcome: label,
             status,
             error,
-            duration,
+            duration: Some(duration),
         }
         .emit(&self.metrics);
         let update = AttemptUpdate {
@@ -489,6 +489,7 @@ async fn observe_backlog(
                         .and_then(|b| b.oldest_pending_at)
                         .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0),
                     dead: b.map_or(0, |b| b.dead),
+                    mailbox: mailboxes.get(recipient).is_some(),
                 }
                 .emit(&metrics);
             }

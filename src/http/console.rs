@@ -385,13 +385,15 @@ pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Conf
     let breakers = by_recipient(&metrics.breaker_state);
     let recipients: Vec<Value> = config
         .recipients()
-        .filter(|p| p.delivery.is_some())
-        .map(|p| {
+        .filter_map(|p| Some((p, p.delivery.as_ref()?)))
+        .map(|(p, delivery)| {
             let id = p.id.to_string();
             json!({
                 "recipient": id,
                 "name_en": p.name_en,
                 "name_fr": p.name_fr,
+                // A pull recipient's pending deliveries are its mailbox, and it has no breaker.
+                "mode": delivery.as_str(),
                 "pending": now.pending.get(&id).copied().unwrap_or(0),
                 "oldest_pending_seconds": oldest.get(&id).copied().unwrap_or(0.0),
                 "dead": dead.get(&id).copied().unwrap_or(0.0) as u64,

@@ -83,6 +83,14 @@ pub enum ApiError {
     UpstreamTimeout,
     #[error("the responder's circuit breaker is open")]
     BreakerOpen { retry_after_secs: u64 },
+    #[error("the caller has no mailbox")]
+    NoMailbox,
+    #[error("too many callers wait on this mailbox")]
+    InboxBusy { waiting: usize },
+    #[error("deliveries not leased to the caller")]
+    NotLeased { ids: Vec<i64> },
+    #[error("invalid settlement: {field}")]
+    InvalidSettlement { field: &'static str },
 }
 
 /// The expected syntax of a header the gateway parses, as a parenthesis for the detail text.
@@ -151,6 +159,10 @@ impl ApiError {
             UpstreamError { .. } => row(S::BAD_GATEWAY, "upstream-error", O::Unavailable, "The responder failed", "Le répondant a échoué"),
             UpstreamTimeout => row(S::GATEWAY_TIMEOUT, "upstream-timeout", O::Unavailable, "The responder did not answer in time", "Le répondant n'a pas répondu à temps"),
             BreakerOpen { .. } => row(S::SERVICE_UNAVAILABLE, "upstream-unavailable", O::Unavailable, "The responder is unavailable", "Le répondant est indisponible"),
+            NoMailbox => row(S::NOT_FOUND, "no-mailbox", O::NotFound, "No mailbox", "Aucune boîte de réception"),
+            InboxBusy { .. } => row(S::TOO_MANY_REQUESTS, "inbox-busy", O::RateLimited, "Too many callers wait on this mailbox", "Trop d'appelants attendent à cette boîte de réception"),
+            NotLeased { .. } => row(S::CONFLICT, "not-leased", O::Conflict, "Deliveries not leased to you", "Livraisons non louées à vous"),
+            InvalidSettlement { .. } => row(S::BAD_REQUEST, "invalid-settlement", O::Malformed, "Invalid acknowledgement", "Accusé de réception invalide"),
         }
     }
 
@@ -292,6 +304,34 @@ impl ApiError {
                     format!("The responder keeps failing; requests resume in {retry_after_secs} s.")
                 }
             }
+            NoMailbox => lang
+                .pick(
+                    "You take no records from a mailbox: records reach you at your endpoint, or you receive none.",
+                    "Vous ne prenez aucun enregistrement d'une boîte de réception : ils vous parviennent à votre point de terminaison, ou vous n'en recevez pas.",
+                )
+                .into(),
+            InboxBusy { waiting } => {
+                if fr {
+                    format!("{waiting} appels attendent déjà à votre boîte de réception; réessayez dans 1 s.")
+                } else {
+                    format!("{waiting} calls already wait on your mailbox; retry in 1 s.")
+                }
+            }
+            NotLeased { ids } => {
+                let n = ids.len();
+                if fr {
+                    format!("{n} des livraisons nommées ne vous sont pas louées sous ce bail (jamais prises, reprises par un autre appel après l'expiration du bail, ou déjà réglées); rien n'a été changé.")
+                } else {
+                    format!("{n} of the deliveries named are not leased to you under this lease (never taken, taken by another call after the lease expired, or already settled); nothing was changed.")
+                }
+            }
+            InvalidSettlement { field } => {
+                if fr {
+                    format!("« {field} » est absent ou invalide : envoyez {{\"lease\": …, \"deliveries\": [identifiants]}}, et pour nack un « reason » (1 à 64 caractères a-z, 0-9, -, _, .).")
+                } else {
+                    format!("\"{field}\" is missing or invalid: send {{\"lease\": …, \"deliveries\": [ids]}}, and for nack a \"reason\" (1 to 64 characters a-z, 0-9, -, _, .).")
+                }
+            }
         }
     }
 
@@ -320,6 +360,9 @@ impl ApiError {
             ApiError::InvalidHeader { header, .. } => {
                 doc["header"] = json!(header);
             }
+            ApiError::NotLeased { ids } => {
+                doc["not_leased"] = json!(ids);
+            }
             _ => {}
         }
         let mut response = respond(self.status(), lang, &doc);
@@ -333,7 +376,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs } | ApiError::BreakerOpen { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            ApiError::StoreUnavailable(_) => {
+            ApiError::StoreUnavailable(_) | ApiError::InboxBusy { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthenticated => {

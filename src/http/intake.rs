@@ -59,7 +59,7 @@ fn route_and_version(
 }
 
 /// Check 8: `application/json`, optionally `charset=utf-8`, and no `Content-Encoding`.
-fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     if headers.contains_key(header::CONTENT_ENCODING) {
         return Err(ApiError::ContentEncoding);
     }
@@ -80,7 +80,7 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Checks 9 and 10: the body within its size limit and time.
-async fn read_body(config: &Config, req: Request<RequestBody>) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(config: &Config, req: Request<RequestBody>) -> Result<Bytes, ApiError> {
     let limit = config.settings.limits.max_body_bytes;
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());

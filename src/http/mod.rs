@@ -10,6 +10,7 @@ pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod i18n;
+pub mod inbox;
 pub mod intake;
 pub mod openapi;
 pub mod outcome;

@@ -167,6 +167,27 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
             records.first().map(|r| json!({"records": [r], "next_cursor": next_cursor_example(r)})),
         ),
     ];
+    // The mailbox's bounds are the deployment's.
+    let inbox = &config.settings.delivery.inbox;
+    let bounds = [
+        ("/paths/~1v1~1inbox/get/parameters/0/schema", json!(inbox.max_batch)),
+        ("/paths/~1v1~1inbox/get/parameters/1/schema", json!(inbox.max_wait.as_secs())),
+    ];
+    for (pointer, maximum) in bounds {
+        if let Some(Value::Object(schema)) = document.pointer_mut(pointer) {
+            schema.insert("maximum".to_owned(), maximum);
+            if schema.get("default").and_then(Value::as_u64).is_some_and(|d| d > inbox.max_batch as u64) {
+                schema.insert("default".to_owned(), json!(inbox.max_batch));
+            }
+        }
+    }
+    if let Some(Value::Object(list)) = document.pointer_mut("/components/schemas/Acknowledgement/properties/deliveries")
+    {
+        list.insert("maxItems".to_owned(), json!(inbox.max_batch));
+    }
+    if let Some(Value::Object(list)) = document.pointer_mut("/components/schemas/Refusal/properties/deliveries") {
+        list.insert("maxItems".to_owned(), json!(inbox.max_batch));
+    }
     for (pointer, example) in examples {
         if let (Some(example), Some(Value::Object(media))) = (example, document.pointer_mut(pointer)) {
             media.insert("example".to_owned(), example);

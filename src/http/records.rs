@@ -62,6 +62,18 @@ fn percent_decode(s: &str) -> Option<String> {
     percent_encoding::percent_decode_str(&spaced).decode_utf8().ok().map(|v| v.into_owned())
 }
 
+/// The decoded value of the query parameter `name`, if present; an empty or malformed value is
+/// refused like any other invalid one.
+pub(super) fn query_value(query: &str, name: &'static str) -> Result<Option<String>, ApiError> {
+    match query_param(query, name) {
+        None => Ok(None),
+        Some(raw) => match percent_decode(raw) {
+            Some(value) if !value.is_empty() => Ok(Some(value)),
+            _ => Err(ApiError::BadQuery { parameter: name }),
+        },
+    }
+}
+
 /// `GET /v1/records`: the caller's records, newest first, one page at a time.
 ///
 /// Every parameter is either absent or a valid value, as the OpenAPI document types it. An empty
@@ -96,15 +108,7 @@ pub(super) async fn list_records(
     }
 
     let query = req.uri().query().unwrap_or("");
-    let param = |name: &'static str| -> Result<Option<String>, ApiError> {
-        match query_param(query, name) {
-            None => Ok(None),
-            Some(raw) => match percent_decode(raw) {
-                Some(value) if !value.is_empty() => Ok(Some(value)),
-                _ => Err(ApiError::BadQuery { parameter: name }),
-            },
-        }
-    };
+    let param = |name: &'static str| query_value(query, name);
     let invalid = |parameter: &'static str| move || ApiError::BadQuery { parameter };
     let status = param("status")?.map(|s| s.parse::<RecordState>().ok().ok_or_else(invalid("status"))).transpose()?;
     let since = param("since")?.map(|s| crate::clock::parse_rfc3339_ms(&s).ok_or_else(invalid("since"))).transpose()?;

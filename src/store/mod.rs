@@ -252,8 +252,9 @@ pub struct HeldDelivery {
 /// What a settlement did.
 #[derive(Debug, Clone)]
 pub enum Settled {
-    /// Every delivery was held: each attempt is recorded and audited.
-    Done(Vec<AttemptUpdate>),
+    /// Every delivery was held: each attempt (its number, from 1, and its result) is recorded and
+    /// audited.
+    Done(Vec<(u32, AttemptUpdate)>),
     /// These deliveries are not held under the lease (never were, another caller took them after
     /// the lease expired, or they were settled already); nothing changed.
     NotHeld(Vec<i64>),

@@ -253,7 +253,7 @@ async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Vec<String>, S
             }
             Write::Settle(ask) => {
                 if let Some(Settled::Done(updates)) = &ask.output {
-                    chain.append(b, updates.iter().map(AttemptUpdate::event).collect()).await?;
+                    chain.append(b, updates.iter().map(|(_, u)| u.event()).collect()).await?;
                 }
             }
             Write::Append(ask) => ask.output = Some(chain.append(b, std::mem::take(&mut ask.input)).await?),
@@ -406,7 +406,7 @@ async fn settle<B: Batch>(b: &mut B, s: &Settlement) -> Result<Settled, StoreErr
         // The rows are locked and were read held: only a store that broke its own lock gets here.
         return Err(StoreError::new(StoreErrorKind::Failed, "a settlement's deliveries changed under it"));
     }
-    Ok(Settled::Done(updates))
+    Ok(Settled::Done(held.iter().map(|h| h.attempts + 1).zip(updates).collect()))
 }
 
 /// A claimed delivery (`sql::claim_columns!`), with its `next_attempt_at` and `claimed_until`.

@@ -106,15 +106,18 @@ pub struct DeliveryAttempted<'a> {
     pub status: Option<u16>,
     /// A short description of the failure (status or transport error), never a body.
     pub error: Option<&'a str>,
-    pub duration: Duration,
+    /// How long a push attempt took; `None` for a pull recipient's acknowledgement or refusal.
+    pub duration: Option<Duration>,
 }
 
 impl DeliveryAttempted<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         let outcome = self.outcome.as_str();
         metrics.deliveries.with_label_values(&[self.recipient, self.agreement, outcome]).inc();
-        metrics.delivery_attempt_duration.with_label_values(&[self.recipient]).observe(self.duration.as_secs_f64());
-        let duration_ms = self.duration.as_secs_f64() * 1000.0;
+        if let Some(duration) = self.duration {
+            metrics.delivery_attempt_duration.with_label_values(&[self.recipient]).observe(duration.as_secs_f64());
+        }
+        let duration_ms = self.duration.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
         let status = self.status.unwrap_or(0);
         let error = self.error.unwrap_or("");
         match self.outcome {
@@ -176,6 +179,8 @@ pub struct BacklogObserved<'a> {
     pub pending: i64,
     pub oldest_pending_seconds: f64,
     pub dead: i64,
+    /// A pull recipient: its pending deliveries are its mailbox.
+    pub mailbox: bool,
 }
 
 impl BacklogObserved<'_> {
@@ -183,6 +188,22 @@ impl BacklogObserved<'_> {
         metrics.deliveries_pending.with_label_values(&[self.recipient]).set(self.pending);
         metrics.delivery_oldest_pending.with_label_values(&[self.recipient]).set(self.oldest_pending_seconds);
         metrics.deliveries_dead.with_label_values(&[self.recipient]).set(self.dead);
+        if self.mailbox {
+            metrics.mailbox_depth.with_label_values(&[self.recipient]).set(self.pending);
+            metrics.mailbox_oldest.with_label_values(&[self.recipient]).set(self.oldest_pending_seconds);
+        }
+    }
+}
+
+/// A pull recipient took deliveries from its mailbox (none when its wait ran out).
+pub struct MailboxTaken<'a> {
+    pub recipient: &'a str,
+    pub deliveries: usize,
+}
+
+impl MailboxTaken<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.mailbox_taken.with_label_values(&[self.recipient]).inc_by(self.deliveries as u64);
     }
 }
 
@@ -224,6 +245,8 @@ impl RecipientRemoved<'_> {
         let _ = metrics.delivery_oldest_pending.remove_label_values(&labels);
         let _ = metrics.deliveries_dead.remove_label_values(&labels);
         let _ = metrics.breaker_state.remove_label_values(&labels);
+        let _ = metrics.mailbox_depth.remove_label_values(&labels);
+        let _ = metrics.mailbox_oldest.remove_label_values(&labels);
         info!(message = "Recipient removed by a reload; its deliveries wait in the store.", recipient = self.recipient);
     }
 }

@@ -182,6 +182,9 @@ pub struct Metrics {
     pub deliveries_pending: IntGaugeVec,
     pub delivery_oldest_pending: GaugeVec,
     pub deliveries_dead: IntGaugeVec,
+    pub mailbox_depth: IntGaugeVec,
+    pub mailbox_oldest: GaugeVec,
+    pub mailbox_taken: IntCounterVec,
     pub store_commit_duration: HistogramVec,
     pub store_commit_batch_size: Histogram,
     pub audit_entries: IntCounterVec,
@@ -275,6 +278,33 @@ impl Metrics {
             deliveries_dead: register!(
                 IntGaugeVec::new(
                     Opts::new("passerelle_deliveries_dead", "Dead deliveries waiting for an operator, by recipient."),
+                    &["recipient"]
+                )
+                .defined()
+            ),
+            mailbox_depth: register!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "passerelle_mailbox_depth",
+                        "Deliveries waiting in a pull recipient's mailbox (queued or retrying), by recipient."
+                    ),
+                    &["recipient"]
+                )
+                .defined()
+            ),
+            mailbox_oldest: register!(
+                GaugeVec::new(
+                    Opts::new(
+                        "passerelle_mailbox_oldest_seconds",
+                        "Age of the oldest delivery waiting in a pull recipient's mailbox, by recipient."
+                    ),
+                    &["recipient"]
+                )
+                .defined()
+            ),
+            mailbox_taken: register!(
+                IntCounterVec::new(
+                    Opts::new("passerelle_mailbox_taken_total", "Deliveries a pull recipient took from its mailbox."),
                     &["recipient"]
                 )
                 .defined()

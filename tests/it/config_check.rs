@@ -256,11 +256,40 @@ fn a_lease_shorter_than_a_delivery_attempt_is_refused() {
     let partners = problems_of(&out, "partners.toml");
     assert!(
         partners.contains(
-            "partner `ottawa-city`: its delivery timeout (10000 ms) plus 1 s must be within delivery.lease_secs (5 s)"
+            "partner `on-health-plan`: its delivery timeout (10000 ms) plus 1 s must be within delivery.lease_secs (5 s)"
         ),
         "{out}"
     );
     assert!(partners.contains("raise delivery.lease_secs"), "the fix is named: {out}");
+    drop(dir);
+}
+
+/// A recipient's delivery mode: push needs an endpoint, pull takes none of push's settings, and a
+/// responder the sender waits on must be one the gateway can call.
+#[test]
+fn delivery_modes_are_checked() {
+    let (dir, main) = shipped();
+    let partners = main.with_file_name("partners.toml");
+    let pulled = "[partner.delivery]\nmode = \"pull\"";
+    edit_file(&partners, pulled, &format!("{pulled}\nendpoint = \"http://127.0.0.1:18104/inbox\""));
+    edit_file(&partners, "endpoint = \"http://127.0.0.1:18101/inbox\"", "mode = \"pull\"");
+    edit_file(&partners, "endpoint = \"http://127.0.0.1:18103/inbox\"", "mode = \"carrier-pigeon\"");
+    edit_file(&partners, "endpoint = \"http://127.0.0.1:18102/inbox\"", "timeout_ms = 1000");
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    let problems = problems_of(&out, "partners.toml");
+    for expected in [
+        "partner `ottawa-city`: `endpoint` is for push delivery; a pull recipient takes its records from its mailbox",
+        "partner `on-health-plan`: delivery mode `carrier-pigeon` is not one of push, pull",
+        "partner `cra-child-benefit`: a push recipient needs a delivery endpoint",
+    ] {
+        assert!(problems.contains(expected), "{expected:?} in {out}");
+    }
+    let responder = problems_of(&out, "sin-validation-ohip.toml");
+    assert!(
+        responder.contains("responder `esdc-sin-registry` takes its records from a mailbox (mode = \"pull\")"),
+        "{out}"
+    );
     drop(dir);
 }
 

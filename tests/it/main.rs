@@ -16,6 +16,7 @@ mod demo;
 mod discovery;
 mod edge;
 mod hostile;
+mod inbox;
 mod integrity;
 mod isolation;
 mod limits;

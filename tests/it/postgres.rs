@@ -341,3 +341,46 @@ async fn a_damaged_row_is_an_error_on_postgresql_too() {
     gw.stop().await;
     schema.drop_now().await;
 }
+
+/// Pull mailboxes across instances: a recipient waiting on instance A is given a record committed
+/// on instance B within the poll interval, and settles it through B (a lease is the store's, not
+/// one instance's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_waiting_on_one_instance_is_given_a_commit_on_another() {
+    let schema = Schema::create().await;
+    let url = format!("url = \"{}\"", schema.url());
+    let a = Setup::new().store(&url).pull("ottawa-city").delivery("poll_interval_ms = 500");
+    let mut b = Setup::new().store(&url).pull("ottawa-city").delivery("poll_interval_ms = 500");
+    b.keys = a.keys.clone();
+    let first = a.start_without("ottawa-city").await;
+    let second = b.start_without("ottawa-city").await;
+    let city = first.key("ottawa-city").to_owned();
+    let client = first.client.clone();
+    let key = city.clone();
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn(async move { client.get("/v1/inbox?wait=20", &key).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = second.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let record_id = r.json()["record_id"].as_str().unwrap().to_owned();
+    let page = waiting.await.unwrap().json();
+    let elapsed = started.elapsed();
+    assert_eq!(page["deliveries"][0]["record_id"], record_id.as_str(), "{page}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "given within the poll interval, not at the end of the wait: {elapsed:?}"
+    );
+    let ack = serde_json::json!({"lease": page["lease"]["id"], "deliveries": [page["deliveries"][0]["delivery_id"]]});
+    let r = second.client.post("/v1/inbox/ack").bearer(&city).json(&ack).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let status = first.client.get(&format!("/v1/records/{record_id}"), first.key("on-vital-stats")).await.json();
+    let delivered = status["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["recipient"] == "ottawa-city" && d["status"] == "delivered");
+    assert!(delivered, "{status}");
+    first.stop().await;
+    second.stop().await;
+    schema.drop_now().await;
+}

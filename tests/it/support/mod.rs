@@ -56,12 +56,15 @@ pub fn assert_invalid_birth_violations(doc: &Value) {
     assert_eq!(found, invalid_birth_violations(), "{doc}");
 }
 
-/// The demo partners that receive records, with the ports the shipped configuration gives them.
+/// The demo partners that receive records, with what the shipped configuration says of their
+/// delivery: an endpoint, or for the city its mailbox. Tests give each one a mock endpoint (the
+/// city too, so every recipient is pushed to) unless a test keeps the city's mailbox
+/// ([`Setup::pull`]).
 pub const RECIPIENTS: [(&str, &str); 4] = [
-    ("esdc-sin-registry", "http://127.0.0.1:18101/inbox"),
-    ("cra-child-benefit", "http://127.0.0.1:18102/inbox"),
-    ("on-health-plan", "http://127.0.0.1:18103/inbox"),
-    ("ottawa-city", "http://127.0.0.1:18104/inbox"),
+    ("esdc-sin-registry", "endpoint = \"http://127.0.0.1:18101/inbox\""),
+    ("cra-child-benefit", "endpoint = \"http://127.0.0.1:18102/inbox\""),
+    ("on-health-plan", "endpoint = \"http://127.0.0.1:18103/inbox\""),
+    ("ottawa-city", "mode = \"pull\""),
 ];
 
 /// Every demo partner.
@@ -84,6 +87,8 @@ pub struct Setup {
     telemetry: Vec<String>,
     /// Text replacements applied to the shipped partners file.
     partners_edits: Vec<(String, String)>,
+    /// Recipients left to take their records from their mailbox, as shipped.
+    pulled: Vec<String>,
 }
 
 impl Setup {
@@ -108,6 +113,7 @@ impl Setup {
             store: Vec::new(),
             telemetry: Vec::new(),
             partners_edits: Vec::new(),
+            pulled: Vec::new(),
         }
     }
 
@@ -121,6 +127,13 @@ impl Setup {
 
     pub fn main_config(&self) -> PathBuf {
         self.config_dir().join("passerelle.toml")
+    }
+
+    /// Leaves `recipient` taking its records from its mailbox, as the shipped configuration has
+    /// it (no mock is started for it).
+    pub fn pull(mut self, recipient: &str) -> Self {
+        self.pulled.push(recipient.to_owned());
+        self
     }
 
     pub fn delivery(mut self, line: &str) -> Self {
@@ -187,8 +200,11 @@ impl Setup {
             partners = partners.replace(from, to);
         }
         for (id, shipped) in RECIPIENTS {
+            if self.pulled.iter().any(|p| p == id) {
+                continue;
+            }
             let endpoint = endpoints.get(id).cloned().unwrap_or_else(|| "http://127.0.0.1:9/closed".to_owned());
-            partners = partners.replace(shipped, &endpoint);
+            partners = partners.replace(shipped, &format!("endpoint = \"{endpoint}\""));
         }
         std::fs::write(self.config_dir().join("partners.toml"), partners).unwrap();
         let mut keys = String::from("[keys]\n");
@@ -466,6 +482,21 @@ pub fn binary() -> &'static Path {
 pub fn cli(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new(binary()).args(args).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs the `passerelle` binary with `args` and the environment variables `env`, off the async
+/// runtime (a gateway in this process keeps serving); returns its exit code and its standard
+/// output followed by its standard error.
+pub async fn cli_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(binary()).args(&args).envs(env).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    })
+    .await
+    .unwrap()
 }
 
 /// The gateway binary running as a child process on a written configuration.
