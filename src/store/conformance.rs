@@ -202,6 +202,51 @@ pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
     verifier.finish().unwrap();
 }
 
+/// A record is complete once every delivery is delivered, and then says when the last one
+/// arrived; the list filters on it (`complete` is `delivered`, `incomplete` pending or failed).
+pub async fn records_are_complete_when_every_delivery_is_delivered(s: &dyn Store) {
+    let (bundle, single, dead) = (record(1, &["r", "q"]), record(2, &["r"]), record(3, &["r"]));
+    for r in [&bundle, &single, &dead] {
+        s.commit_record(r.clone()).await.unwrap();
+    }
+    let view = |r: &NewRecord| s.record("s".into(), r.record_id.clone());
+    let fresh = view(&bundle).await.unwrap().unwrap();
+    assert_eq!((fresh.status, fresh.completed_at), (RecordState::Pending, None));
+    let to_r = s.claim_due(claim("w", 10, 2_000, false)).await.unwrap();
+    let dead_result = AttemptResult::Dead { status: Some(400), error: "HTTP 400".into() };
+    s.finish_attempts(vec![
+        update(to_r[0].id, "w", 2_100, AttemptResult::Delivered { status: 200 }),
+        update(to_r[1].id, "w", 2_200, AttemptResult::Delivered { status: 200 }),
+        update(to_r[2].id, "w", 2_300, dead_result),
+    ])
+    .await
+    .unwrap();
+    let state = |v: RecordView| (v.status, v.completed_at);
+    assert_eq!(state(view(&bundle).await.unwrap().unwrap()), (RecordState::Pending, None), "q has not got it");
+    assert_eq!(state(view(&single).await.unwrap().unwrap()), (RecordState::Delivered, Some(2_200)));
+    assert_eq!(state(view(&dead).await.unwrap().unwrap()), (RecordState::Failed, None));
+
+    let listed = |filter: RecordFilter| async move {
+        let query = RecordQuery { sender: "s".into(), status: Some(filter), since: None, before: None, limit: 10 };
+        let page = s.list_records(query).await.unwrap();
+        page.into_iter().map(|v| (v.received_at, v.completed_at)).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(RecordFilter::Complete).await, [(1_002, Some(2_200))]);
+    assert_eq!(listed(RecordFilter::Delivered).await, [(1_002, Some(2_200))]);
+    assert_eq!(listed(RecordFilter::Incomplete).await, [(1_003, None), (1_001, None)], "failed and pending");
+    assert_eq!(listed(RecordFilter::Pending).await, [(1_001, None)]);
+    assert_eq!(listed(RecordFilter::Failed).await, [(1_003, None)]);
+
+    // The last delivery completes the bundle, at its own time (not the first delivery's).
+    let to_q = s.claim_due(ClaimRequest { recipient: "q".into(), ..claim("w", 10, 2_000, false) }).await.unwrap();
+    s.finish_attempts(vec![update(to_q[0].id, "w", 2_500, AttemptResult::Delivered { status: 200 })]).await.unwrap();
+    let complete = view(&bundle).await.unwrap().unwrap();
+    assert_eq!((complete.status, complete.completed_at), (RecordState::Delivered, Some(2_500)));
+    assert_eq!(complete.deliveries.len(), 2, "one view per record, every delivery in it");
+    assert_eq!(listed(RecordFilter::Complete).await, [(1_002, Some(2_200)), (1_001, Some(2_500))]);
+    assert_eq!(listed(RecordFilter::Incomplete).await, [(1_003, None)]);
+}
+
 /// Runs futures concurrently on the current task and collects their outputs in order (they
 /// borrow the store, so they cannot be spawned).
 async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
@@ -236,7 +281,8 @@ macro_rules! store_conformance {
             stored_receipts_come_back_with_their_entry,
             concurrent_appends_make_one_chain,
             replay_requeues_dead_deliveries_only,
-            purge_keeps_metadata_and_the_chain
+            purge_keeps_metadata_and_the_chain,
+            records_are_complete_when_every_delivery_is_delivered
         );
     };
     (@tests $make:expr; $($check:ident),*) => {

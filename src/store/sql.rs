@@ -301,13 +301,16 @@ macro_rules! record_state {
 }
 
 /// Records chosen by a query (its text given in pieces, then `;` and the order to show them in)
-/// giving `record_id, record_type, schema_version, received_at, state`, each with its
-/// deliveries, oldest first: one row per delivery, and one with NULL delivery columns for a
-/// record without any.
+/// giving `record_id, record_type, schema_version, received_at, state`, each with when it was
+/// complete and its deliveries, oldest first: one row per delivery, and one with NULL delivery
+/// columns for a record without any. A complete record (state `delivered`) was complete when its
+/// last delivery arrived, or, without deliveries, when it was received.
 macro_rules! with_deliveries {
     ($($records:expr),+; $order:literal) => {
         concat!(
             "SELECT p.record_id, p.record_type, p.schema_version, p.received_at, p.state,
+                    CASE WHEN p.state = 'delivered'
+                         THEN COALESCE(MAX(d.delivered_at) OVER (PARTITION BY p.record_id), p.received_at) END,
                     d.recipient, d.agreement, d.status, d.attempts, d.last_attempt_at, d.delivered_at, d.next_attempt_at, d.last_error
              FROM (",
             $($records),+,
@@ -328,7 +331,7 @@ pub(super) const RECORD: &str = with_deliveries!(
 
 /// A page of sender `$1`'s records with their deliveries, newest first: received at or after
 /// `$2` if set, before the position (`$3` received_at, `$4` record_id) if set, in state `$5` if
-/// set, at most `$6` records (`with_deliveries!` columns).
+/// set, not in state `$6` if set, at most `$7` records (`with_deliveries!` columns).
 pub(super) const RECORD_PAGE: &str = with_deliveries!(
     "SELECT * FROM (
         SELECT r.record_id, r.record_type, r.schema_version, r.received_at, ",
@@ -336,7 +339,8 @@ pub(super) const RECORD_PAGE: &str = with_deliveries!(
     " AS state FROM records r
         WHERE r.sender = $1 AND (CAST($2 AS BIGINT) IS NULL OR r.received_at >= $2)
           AND (CAST($3 AS BIGINT) IS NULL OR (r.received_at, r.record_id) < ($3, CAST($4 AS TEXT)))
-     ) s WHERE (CAST($5 AS TEXT) IS NULL OR s.state = $5) ORDER BY s.received_at DESC, s.record_id DESC LIMIT $6";
+     ) s WHERE (CAST($5 AS TEXT) IS NULL OR s.state = $5) AND (CAST($6 AS TEXT) IS NULL OR s.state <> $6)
+     ORDER BY s.received_at DESC, s.record_id DESC LIMIT $7";
     "p.received_at DESC, p.record_id DESC, "
 );
 

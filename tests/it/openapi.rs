@@ -436,6 +436,8 @@ async fn answers_match_the_documented_schemas() {
         ("/v1/records", "/v1/records"),
         ("/v1/records?limit=1", "/v1/records"),
         ("/v1/records?limit=0", "/v1/records"),
+        ("/v1/records?status=complete", "/v1/records"),
+        ("/v1/records?status=incomplete", "/v1/records"),
         ("/v1/schemas", "/v1/schemas"),
         ("/v1/agreements", "/v1/agreements"),
         ("/v1/records/01900000-0000-7000-8000-000000000000", "/v1/records/{record_id}"),
