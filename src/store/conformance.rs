@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::audit::verify::{ChainVerifier, Start};
+use crate::telemetry::Metrics;
 
 /// A record with one delivery per recipient.
 pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
@@ -245,6 +246,35 @@ pub async fn records_are_complete_when_every_delivery_is_delivered(s: &dyn Store
     assert_eq!(complete.deliveries.len(), 2, "one view per record, every delivery in it");
     assert_eq!(listed(RecordFilter::Complete).await, [(1_002, Some(2_200)), (1_001, Some(2_500))]);
     assert_eq!(listed(RecordFilter::Incomplete).await, [(1_003, None)]);
+}
+
+/// A record is counted complete once, by the batch that delivers its last delivery, with the
+/// time from its acceptance to that delivery; a delivery that leaves the record incomplete, a
+/// retry and a late answer from a worker that lost its lease count nothing. Each engine's tests
+/// run it with the metrics its store reports to.
+pub async fn a_record_is_counted_complete_once_by_its_last_delivery(s: &dyn Store, metrics: &Metrics) {
+    let completions = || {
+        let histogram = metrics.record_completion.with_label_values(&["t"]);
+        (histogram.get_sample_count(), histogram.get_sample_sum())
+    };
+    let on = |recipient: &str, now: i64| ClaimRequest { recipient: recipient.into(), ..claim("w", 10, now, false) };
+    let delivered = |id: i64, worker: &str, at: i64| update(id, worker, at, AttemptResult::Delivered { status: 200 });
+    s.commit_record(record(1, &["r", "q"])).await.unwrap();
+    s.commit_record(record(2, &["r"])).await.unwrap();
+    let to_r = s.claim_due(on("r", 2_000)).await.unwrap();
+    let retry = AttemptResult::Retry { next_attempt_at: 100_000, status: Some(503), error: "HTTP 503".into() };
+    s.finish_attempts(vec![delivered(to_r[0].id, "w", 2_100), update(to_r[1].id, "w", 2_100, retry)]).await.unwrap();
+    assert_eq!(completions(), (0, 0.0), "the bundle waits for q; the other record for a retry");
+
+    let to_q = s.claim_due(on("q", 2_000)).await.unwrap();
+    s.finish_attempts(vec![delivered(to_q[0].id, "w", 3_001), delivered(to_q[0].id, "gone", 3_100)]).await.unwrap();
+    assert_eq!(completions(), (1, 2.0), "from acceptance at 1001 to the last delivery at 3001");
+
+    // Both deliveries of a record in one batch: counted once, at the later one.
+    s.commit_record(record(3, &["r", "q"])).await.unwrap();
+    let (to_r, to_q) = (s.claim_due(on("r", 3_500)).await.unwrap(), s.claim_due(on("q", 3_500)).await.unwrap());
+    s.finish_attempts(vec![delivered(to_r[0].id, "w", 4_003), delivered(to_q[0].id, "w", 4_000)]).await.unwrap();
+    assert_eq!(completions(), (2, 5.0));
 }
 
 /// Runs futures concurrently on the current task and collects their outputs in order (they

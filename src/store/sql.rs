@@ -208,6 +208,13 @@ pub(super) struct Dialect {
     pub replay_recipient: &'static str,
     /// Queues the deliveries `$2` (a list) again at `$1`.
     pub requeue: &'static str,
+    /// Locks the records of the deliveries `$1` (a list) until the transaction ends, if the
+    /// engine's writers can run side by side: of two transactions delivering the last two
+    /// deliveries of one record, the second then sees the first's and finds the record complete.
+    pub lock_records: Option<&'static str>,
+    /// The records of the deliveries `$1` (a list) that are complete: `record_id, record_type,
+    /// received_at` and when the last delivery arrived.
+    pub completed: &'static str,
 }
 
 /// The columns of a claimed delivery, then its `next_attempt_at` and `claimed_until`; from
@@ -287,7 +294,43 @@ macro_rules! lease {
     };
 }
 
-pub(super) use {claim_columns, claim_due, claim_head, lease, replay_columns, replay_one, replay_recipient, requeue};
+/// The records of the deliveries in a list, given how the engine names the rows of the list `$1`.
+macro_rules! records_of {
+    ($ids:literal) => {
+        concat!("SELECT record_id FROM deliveries WHERE id ", $ids)
+    };
+}
+
+/// [`Dialect::lock_records`], given how the engine names the rows of the list `$1`. Locked in
+/// the order of the record ids, so two transactions never each hold a lock the other waits for.
+macro_rules! lock_records {
+    ($ids:literal) => {
+        concat!(
+            "SELECT record_id FROM records WHERE record_id IN (",
+            $crate::store::sql::records_of!($ids),
+            ") ORDER BY record_id FOR UPDATE"
+        )
+    };
+}
+
+/// [`Dialect::completed`], given how the engine names the rows of the list `$1`.
+macro_rules! completed {
+    ($ids:literal) => {
+        concat!(
+            "SELECT r.record_id, r.record_type, r.received_at, MAX(d.delivered_at)
+             FROM records r JOIN deliveries d ON d.record_id = r.record_id
+             WHERE r.record_id IN (",
+            $crate::store::sql::records_of!($ids),
+            ") GROUP BY r.record_id, r.record_type, r.received_at
+             HAVING COUNT(*) FILTER (WHERE d.status <> 'delivered') = 0"
+        )
+    };
+}
+
+pub(super) use {
+    claim_columns, claim_due, claim_head, completed, lease, lock_records, records_of, replay_columns, replay_one,
+    replay_recipient, requeue,
+};
 
 /// A record's state from its deliveries (`r` is the record): pending while any is queued or
 /// retrying, failed if any is dead, else delivered.
@@ -426,8 +469,10 @@ impl Dialect {
             self.replay_one,
             self.replay_recipient,
             self.requeue,
+            self.completed,
         ];
         all.extend(self.move_head);
+        all.extend(self.lock_records);
         all
     }
 }
