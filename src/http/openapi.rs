@@ -426,6 +426,7 @@ fn record_example(record_type: &str, version: Version, route: &Route) -> Value {
         schema_version: version.to_string(),
         received_at,
         status: RecordState::Delivered,
+        completed_at: Some(delivered_at),
         deliveries: route
             .shares(version)
             .map(|(share, _)| DeliveryView {
@@ -517,5 +518,20 @@ mod tests {
         assert_eq!(PARTNER["openapi"], "3.1.0");
         let admin: Value = serde_json::from_str(ADMIN_DOCUMENT).unwrap();
         assert_eq!(admin["openapi"], "3.1.0");
+    }
+
+    /// The documented `status` of a record and the `status` filter of the list are exactly the
+    /// labels the code reads and writes.
+    #[test]
+    fn the_record_states_and_filters_are_the_stores_labels() {
+        let labels = |all: Vec<&str>| json!(all);
+        let filter = PARTNER["paths"]["/v1/records"]["get"]["parameters"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == "status"))
+            .map(|p| p["schema"]["enum"].clone());
+        let all_filters = crate::store::RecordFilter::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(filter, Some(labels(all_filters)));
+        let states = RecordState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(PARTNER["components"]["schemas"]["RecordView"]["properties"]["status"]["enum"], labels(states));
     }
 }

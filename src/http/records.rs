@@ -14,7 +14,7 @@ use super::state::State;
 use super::store_json;
 use crate::auth::AuthenticatedPartner;
 use crate::server::RequestBody;
-use crate::store::{RecordQuery, RecordState};
+use crate::store::{RecordFilter, RecordQuery};
 
 /// Most records one page of `GET /v1/records` returns.
 const MAX_PAGE: usize = 200;
@@ -110,7 +110,7 @@ pub(super) async fn list_records(
     let query = req.uri().query().unwrap_or("");
     let param = |name: &'static str| query_value(query, name);
     let invalid = |parameter: &'static str| move || ApiError::BadQuery { parameter };
-    let status = param("status")?.map(|s| s.parse::<RecordState>().ok().ok_or_else(invalid("status"))).transpose()?;
+    let status = param("status")?.map(|s| s.parse::<RecordFilter>().ok().ok_or_else(invalid("status"))).transpose()?;
     let since = param("since")?.map(|s| crate::clock::parse_rfc3339_ms(&s).ok_or_else(invalid("since"))).transpose()?;
     let limit = param("limit")?
         .map(|s| {

@@ -20,6 +20,9 @@ struct RecordJson<'a> {
     schema_version: &'a str,
     received_at: String,
     status: &'static str,
+    /// Every delivery delivered; `completed_at` says when the last one was (null until then).
+    complete: bool,
+    completed_at: Option<String>,
     deliveries: Vec<DeliveryJson<'a>>,
 }
 
@@ -48,6 +51,8 @@ pub fn record(view: &RecordView) -> impl Serialize + '_ {
         schema_version: &view.schema_version,
         received_at: time(view.received_at),
         status: view.status.as_str(),
+        complete: view.status.is_complete(),
+        completed_at: view.completed_at.map(time),
         deliveries: view.deliveries.iter().map(delivery).collect(),
     }
 }
@@ -142,6 +147,7 @@ mod tests {
             schema_version: "1.1".into(),
             received_at: at,
             status: RecordState::Pending,
+            completed_at: None,
             deliveries: vec![
                 DeliveryView {
                     recipient: "a".into(),
@@ -167,7 +173,14 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&record(&view)).unwrap(),
-            r#"{"record_id":"r1","record_type":"birth-registration","schema_version":"1.1","received_at":"2026-11-18T11:06:40.123Z","status":"pending","deliveries":[{"recipient":"a","agreement":"g","status":"retrying","attempts":2,"last_attempt_at":"2026-11-18T11:06:40.124Z","next_attempt_at":"2026-11-18T11:07:40.123Z","last_error":"HTTP 503"},{"recipient":"b","agreement":"g","status":"delivered","attempts":1,"last_attempt_at":"2026-11-18T11:06:40.125Z","delivered_at":"2026-11-18T11:06:40.125Z"}]}"#
+            r#"{"record_id":"r1","record_type":"birth-registration","schema_version":"1.1","received_at":"2026-11-18T11:06:40.123Z","status":"pending","complete":false,"completed_at":null,"deliveries":[{"recipient":"a","agreement":"g","status":"retrying","attempts":2,"last_attempt_at":"2026-11-18T11:06:40.124Z","next_attempt_at":"2026-11-18T11:07:40.123Z","last_error":"HTTP 503"},{"recipient":"b","agreement":"g","status":"delivered","attempts":1,"last_attempt_at":"2026-11-18T11:06:40.125Z","delivered_at":"2026-11-18T11:06:40.125Z"}]}"#
+        );
+        // A complete record says when its last delivery arrived.
+        let complete =
+            RecordView { status: RecordState::Delivered, completed_at: Some(at + 2), deliveries: Vec::new(), ..view };
+        assert_eq!(
+            serde_json::to_string(&record(&complete)).unwrap(),
+            r#"{"record_id":"r1","record_type":"birth-registration","schema_version":"1.1","received_at":"2026-11-18T11:06:40.123Z","status":"delivered","complete":true,"completed_at":"2026-11-18T11:06:40.125Z","deliveries":[]}"#
         );
         let admin = DeliveryAdminView {
             id: 7,

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::audit::verify::{ChainVerifier, Start};
+use crate::telemetry::Metrics;
 
 /// A record with one delivery per recipient.
 pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
@@ -250,6 +251,83 @@ pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
     verifier.finish().unwrap();
 }
 
+/// A record is complete once every delivery is delivered, and then says when the last one
+/// arrived; the list filters on it (`complete` is `delivered`, `incomplete` pending or failed).
+pub async fn records_are_complete_when_every_delivery_is_delivered(s: &dyn Store) {
+    let (bundle, single, dead) = (record(1, &["r", "q"]), record(2, &["r"]), record(3, &["r"]));
+    for r in [&bundle, &single, &dead] {
+        s.commit_record(r.clone()).await.unwrap();
+    }
+    let view = |r: &NewRecord| s.record("s".into(), r.record_id.clone());
+    let fresh = view(&bundle).await.unwrap().unwrap();
+    assert_eq!((fresh.status, fresh.completed_at), (RecordState::Pending, None));
+    let to_r = s.claim_due(claim("w", 10, 2_000, false)).await.unwrap();
+    let dead_result = AttemptResult::Dead { status: Some(400), error: "HTTP 400".into() };
+    s.finish_attempts(vec![
+        update(to_r[0].id, "w", 2_100, AttemptResult::Delivered { status: Some(200) }),
+        update(to_r[1].id, "w", 2_200, AttemptResult::Delivered { status: Some(200) }),
+        update(to_r[2].id, "w", 2_300, dead_result),
+    ])
+    .await
+    .unwrap();
+    let state = |v: RecordView| (v.status, v.completed_at);
+    assert_eq!(state(view(&bundle).await.unwrap().unwrap()), (RecordState::Pending, None), "q has not got it");
+    assert_eq!(state(view(&single).await.unwrap().unwrap()), (RecordState::Delivered, Some(2_200)));
+    assert_eq!(state(view(&dead).await.unwrap().unwrap()), (RecordState::Failed, None));
+
+    let listed = |filter: RecordFilter| async move {
+        let query = RecordQuery { sender: "s".into(), status: Some(filter), since: None, before: None, limit: 10 };
+        let page = s.list_records(query).await.unwrap();
+        page.into_iter().map(|v| (v.received_at, v.completed_at)).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(RecordFilter::Complete).await, [(1_002, Some(2_200))]);
+    assert_eq!(listed(RecordFilter::Delivered).await, [(1_002, Some(2_200))]);
+    assert_eq!(listed(RecordFilter::Incomplete).await, [(1_003, None), (1_001, None)], "failed and pending");
+    assert_eq!(listed(RecordFilter::Pending).await, [(1_001, None)]);
+    assert_eq!(listed(RecordFilter::Failed).await, [(1_003, None)]);
+
+    // The last delivery completes the bundle, at its own time (not the first delivery's).
+    let to_q = s.claim_due(ClaimRequest { recipient: "q".into(), ..claim("w", 10, 2_000, false) }).await.unwrap();
+    s.finish_attempts(vec![update(to_q[0].id, "w", 2_500, AttemptResult::Delivered { status: Some(200) })])
+        .await
+        .unwrap();
+    let complete = view(&bundle).await.unwrap().unwrap();
+    assert_eq!((complete.status, complete.completed_at), (RecordState::Delivered, Some(2_500)));
+    assert_eq!(complete.deliveries.len(), 2, "one view per record, every delivery in it");
+    assert_eq!(listed(RecordFilter::Complete).await, [(1_002, Some(2_200)), (1_001, Some(2_500))]);
+    assert_eq!(listed(RecordFilter::Incomplete).await, [(1_003, None)]);
+}
+
+/// A record is counted complete once, by the batch that delivers its last delivery, with the
+/// time from its acceptance to that delivery; a delivery that leaves the record incomplete, a
+/// retry and a late answer from a worker that lost its lease count nothing. Each engine's tests
+/// run it with the metrics its store reports to.
+pub async fn a_record_is_counted_complete_once_by_its_last_delivery(s: &dyn Store, metrics: &Metrics) {
+    let completions = || {
+        let histogram = metrics.record_completion.with_label_values(&["t"]);
+        (histogram.get_sample_count(), histogram.get_sample_sum())
+    };
+    let on = |recipient: &str, now: i64| ClaimRequest { recipient: recipient.into(), ..claim("w", 10, now, false) };
+    let delivered =
+        |id: i64, worker: &str, at: i64| update(id, worker, at, AttemptResult::Delivered { status: Some(200) });
+    s.commit_record(record(1, &["r", "q"])).await.unwrap();
+    s.commit_record(record(2, &["r"])).await.unwrap();
+    let to_r = s.claim_due(on("r", 2_000)).await.unwrap();
+    let retry = AttemptResult::Retry { next_attempt_at: 100_000, status: Some(503), error: "HTTP 503".into() };
+    s.finish_attempts(vec![delivered(to_r[0].id, "w", 2_100), update(to_r[1].id, "w", 2_100, retry)]).await.unwrap();
+    assert_eq!(completions(), (0, 0.0), "the bundle waits for q; the other record for a retry");
+
+    let to_q = s.claim_due(on("q", 2_000)).await.unwrap();
+    s.finish_attempts(vec![delivered(to_q[0].id, "w", 3_001), delivered(to_q[0].id, "gone", 3_100)]).await.unwrap();
+    assert_eq!(completions(), (1, 2.0), "from acceptance at 1001 to the last delivery at 3001");
+
+    // Both deliveries of a record in one batch: counted once, at the later one.
+    s.commit_record(record(3, &["r", "q"])).await.unwrap();
+    let (to_r, to_q) = (s.claim_due(on("r", 3_500)).await.unwrap(), s.claim_due(on("q", 3_500)).await.unwrap());
+    s.finish_attempts(vec![delivered(to_r[0].id, "w", 4_003), delivered(to_q[0].id, "w", 4_000)]).await.unwrap();
+    assert_eq!(completions(), (2, 5.0));
+}
+
 /// Runs futures concurrently on the current task and collects their outputs in order (they
 /// borrow the store, so they cannot be spawned).
 async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
@@ -285,7 +363,8 @@ macro_rules! store_conformance {
             stored_receipts_come_back_with_their_entry,
             concurrent_appends_make_one_chain,
             replay_requeues_dead_deliveries_only,
-            purge_keeps_metadata_and_the_chain
+            purge_keeps_metadata_and_the_chain,
+            records_are_complete_when_every_delivery_is_delivered
         );
     };
     (@tests $make:expr; $($check:ident),*) => {

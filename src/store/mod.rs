@@ -292,6 +292,45 @@ labels!("record state", RecordState {
     Failed => "failed",
 });
 
+impl RecordState {
+    /// Whether a record in this state is complete: every one of its deliveries is delivered.
+    pub fn is_complete(self) -> bool {
+        self == RecordState::Delivered
+    }
+}
+
+/// Which of a sender's records a page shows (`GET /v1/records?status=`): a state, or whether
+/// the record is complete (every delivery delivered, the `delivered` state) or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFilter {
+    Pending,
+    Delivered,
+    Failed,
+    Complete,
+    /// Pending or failed.
+    Incomplete,
+}
+
+labels!("record filter", RecordFilter {
+    Pending => "pending",
+    Delivered => "delivered",
+    Failed => "failed",
+    Complete => "complete",
+    Incomplete => "incomplete",
+});
+
+impl RecordFilter {
+    /// The records it selects, as the state they must be in and the state they must not be in.
+    pub fn states(self) -> (Option<RecordState>, Option<RecordState>) {
+        match self {
+            RecordFilter::Pending => (Some(RecordState::Pending), None),
+            RecordFilter::Delivered | RecordFilter::Complete => (Some(RecordState::Delivered), None),
+            RecordFilter::Failed => (Some(RecordState::Failed), None),
+            RecordFilter::Incomplete => (None, Some(RecordState::Delivered)),
+        }
+    }
+}
+
 /// A record as shown to its sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordView {
@@ -301,6 +340,9 @@ pub struct RecordView {
     /// Unix ms.
     pub received_at: i64,
     pub status: RecordState,
+    /// Unix ms of the last delivery, once the record is complete (every delivery delivered, the
+    /// `Delivered` state); `None` before. A record without deliveries is complete when received.
+    pub completed_at: Option<i64>,
     pub deliveries: Vec<DeliveryView>,
 }
 
@@ -308,7 +350,7 @@ pub struct RecordView {
 #[derive(Debug, Clone)]
 pub struct RecordQuery {
     pub sender: String,
-    pub status: Option<RecordState>,
+    pub status: Option<RecordFilter>,
     /// Only records received at or after this unix ms.
     pub since: Option<i64>,
     /// Continue after this (received_at, record_id) position.
@@ -480,6 +522,7 @@ mod tests {
         }
         check(DeliveryStatus::ALL, DeliveryStatus::as_str);
         check(RecordState::ALL, RecordState::as_str);
+        check(RecordFilter::ALL, RecordFilter::as_str);
         check(ReplayOutcome::ALL, ReplayOutcome::as_str);
         assert_eq!("lost".parse::<RecordState>().unwrap_err().to_string(), "unknown record state `lost`");
     }

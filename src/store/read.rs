@@ -21,12 +21,14 @@ pub(super) async fn record(
 /// A page of a sender's records, each with its deliveries, in one statement.
 pub(super) async fn list_records(s: &mut impl Sql, query: RecordQuery) -> Result<Vec<RecordView>, StoreError> {
     let (before_at, before_id) = query.before.as_ref().map_or((None, None), |(at, id)| (Some(*at), Some(id)));
-    let params: [Param<'_>; 6] = [
+    let (state, not_state) = query.status.map_or((None, None), RecordFilter::states);
+    let params: [Param<'_>; 7] = [
         (&query.sender).into(),
         query.since.into(),
         before_at.into(),
         before_id.into(),
-        query.status.map(RecordState::as_str).into(),
+        state.map(RecordState::as_str).into(),
+        not_state.map(RecordState::as_str).into(),
         (query.limit as i64).into(),
     ];
     Ok(group(s.query(sql::RECORD_PAGE, &params, record_row).await?))
@@ -40,23 +42,24 @@ fn record_row(r: &dyn Row) -> Result<(RecordView, Option<DeliveryView>), StoreEr
         schema_version: r.text(2)?,
         received_at: r.int(3)?,
         status: r.label(4)?,
+        completed_at: r.opt_int(5)?,
         deliveries: Vec::new(),
     };
     // A record without deliveries comes once, with NULL delivery columns.
-    let delivery = match r.opt_text(5)? {
+    let delivery = match r.opt_text(6)? {
         None => None,
         Some(recipient) => {
-            let status: DeliveryStatus = r.label(7)?;
+            let status: DeliveryStatus = r.label(8)?;
             let pending = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
             Some(DeliveryView {
                 recipient,
-                agreement: r.text(6)?,
+                agreement: r.text(7)?,
                 status,
-                attempts: r.small(8)?,
-                last_attempt_at: r.opt_int(9)?,
-                delivered_at: r.opt_int(10)?,
-                next_attempt_at: if pending { Some(r.int(11)?) } else { None },
-                last_error: r.opt_text(12)?,
+                attempts: r.small(9)?,
+                last_attempt_at: r.opt_int(10)?,
+                delivered_at: r.opt_int(11)?,
+                next_attempt_at: if pending { Some(r.int(12)?) } else { None },
+                last_error: r.opt_text(13)?,
             })
         }
     };

@@ -211,6 +211,13 @@ pub(super) struct Dialect {
     /// `HELD_COLUMNS` of the deliveries `$3` (a list) of recipient `$1` still held under lease
     /// `$2` and pending, locked.
     pub held: &'static str,
+    /// Locks the records of the deliveries `$1` (a list) until the transaction ends, if the
+    /// engine's writers can run side by side: of two transactions delivering the last two
+    /// deliveries of one record, the second then sees the first's and finds the record complete.
+    pub lock_records: Option<&'static str>,
+    /// The records of the deliveries `$1` (a list) that are complete: `record_id, record_type,
+    /// received_at` and when the last delivery arrived.
+    pub completed: &'static str,
 }
 
 /// The columns of a claimed delivery, then its `next_attempt_at` and `claimed_until`; from
@@ -303,8 +310,42 @@ macro_rules! held {
     };
 }
 
+/// The records of the deliveries in a list, given how the engine names the rows of the list `$1`.
+macro_rules! records_of {
+    ($ids:literal) => {
+        concat!("SELECT record_id FROM deliveries WHERE id ", $ids)
+    };
+}
+
+/// [`Dialect::lock_records`], given how the engine names the rows of the list `$1`. Locked in
+/// the order of the record ids, so two transactions never each hold a lock the other waits for.
+macro_rules! lock_records {
+    ($ids:literal) => {
+        concat!(
+            "SELECT record_id FROM records WHERE record_id IN (",
+            $crate::store::sql::records_of!($ids),
+            ") ORDER BY record_id FOR UPDATE"
+        )
+    };
+}
+
+/// [`Dialect::completed`], given how the engine names the rows of the list `$1`.
+macro_rules! completed {
+    ($ids:literal) => {
+        concat!(
+            "SELECT r.record_id, r.record_type, r.received_at, MAX(d.delivered_at)
+             FROM records r JOIN deliveries d ON d.record_id = r.record_id
+             WHERE r.record_id IN (",
+            $crate::store::sql::records_of!($ids),
+            ") GROUP BY r.record_id, r.record_type, r.received_at
+             HAVING COUNT(*) FILTER (WHERE d.status <> 'delivered') = 0"
+        )
+    };
+}
+
 pub(super) use {
-    claim_columns, claim_due, claim_head, held, lease, replay_columns, replay_one, replay_recipient, requeue,
+    claim_columns, claim_due, claim_head, completed, held, lease, lock_records, records_of, replay_columns, replay_one,
+    replay_recipient, requeue,
 };
 
 /// A record's state from its deliveries (`r` is the record): pending while any is queued or
@@ -319,13 +360,16 @@ macro_rules! record_state {
 }
 
 /// Records chosen by a query (its text given in pieces, then `;` and the order to show them in)
-/// giving `record_id, record_type, schema_version, received_at, state`, each with its
-/// deliveries, oldest first: one row per delivery, and one with NULL delivery columns for a
-/// record without any.
+/// giving `record_id, record_type, schema_version, received_at, state`, each with when it was
+/// complete and its deliveries, oldest first: one row per delivery, and one with NULL delivery
+/// columns for a record without any. A complete record (state `delivered`) was complete when its
+/// last delivery arrived, or, without deliveries, when it was received.
 macro_rules! with_deliveries {
     ($($records:expr),+; $order:literal) => {
         concat!(
             "SELECT p.record_id, p.record_type, p.schema_version, p.received_at, p.state,
+                    CASE WHEN p.state = 'delivered'
+                         THEN COALESCE(MAX(d.delivered_at) OVER (PARTITION BY p.record_id), p.received_at) END,
                     d.recipient, d.agreement, d.status, d.attempts, d.last_attempt_at, d.delivered_at, d.next_attempt_at, d.last_error
              FROM (",
             $($records),+,
@@ -346,7 +390,7 @@ pub(super) const RECORD: &str = with_deliveries!(
 
 /// A page of sender `$1`'s records with their deliveries, newest first: received at or after
 /// `$2` if set, before the position (`$3` received_at, `$4` record_id) if set, in state `$5` if
-/// set, at most `$6` records (`with_deliveries!` columns).
+/// set, not in state `$6` if set, at most `$7` records (`with_deliveries!` columns).
 pub(super) const RECORD_PAGE: &str = with_deliveries!(
     "SELECT * FROM (
         SELECT r.record_id, r.record_type, r.schema_version, r.received_at, ",
@@ -354,7 +398,8 @@ pub(super) const RECORD_PAGE: &str = with_deliveries!(
     " AS state FROM records r
         WHERE r.sender = $1 AND (CAST($2 AS BIGINT) IS NULL OR r.received_at >= $2)
           AND (CAST($3 AS BIGINT) IS NULL OR (r.received_at, r.record_id) < ($3, CAST($4 AS TEXT)))
-     ) s WHERE (CAST($5 AS TEXT) IS NULL OR s.state = $5) ORDER BY s.received_at DESC, s.record_id DESC LIMIT $6";
+     ) s WHERE (CAST($5 AS TEXT) IS NULL OR s.state = $5) AND (CAST($6 AS TEXT) IS NULL OR s.state <> $6)
+     ORDER BY s.received_at DESC, s.record_id DESC LIMIT $7";
     "p.received_at DESC, p.record_id DESC, "
 );
 
@@ -441,8 +486,10 @@ impl Dialect {
             self.replay_recipient,
             self.requeue,
             self.held,
+            self.completed,
         ];
         all.extend(self.move_head);
+        all.extend(self.lock_records);
         all
     }
 }

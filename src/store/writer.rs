@@ -25,7 +25,7 @@ use super::sql::{self, Param, Row, Sql};
 use super::*;
 use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, Checkpoint, GENESIS};
 use crate::telemetry::Metrics;
-use crate::telemetry::events::{AuditAppended, StoreCommitted};
+use crate::telemetry::events::{AuditAppended, RecordCompleted, StoreCommitted};
 
 /// One write and its caller's answer, kept until the batch's transaction ends.
 pub(super) struct Ask<I, O> {
@@ -202,9 +202,13 @@ impl<B: Batch> Writer<B> {
             StoreCommitted { engine: B::ENGINE, records, duration: started.elapsed(), ok: result.is_ok() }
                 .emit(&self.metrics);
         }
-        if let Ok(appended) = &result {
-            for kind in appended {
+        if let Ok(committed) = &result {
+            for kind in &committed.appended {
                 AuditAppended { kind }.emit(&self.metrics);
+            }
+            for c in &committed.completed {
+                let duration = Duration::from_millis(c.completed_at.saturating_sub(c.received_at).max(0) as u64);
+                RecordCompleted { record_id: &c.record_id, record_type: &c.record_type, duration }.emit(&self.metrics);
             }
         }
         let failure = result.err();
@@ -214,9 +218,27 @@ impl<B: Batch> Writer<B> {
     }
 }
 
-/// Runs a batch's writes in its open transaction, in order; returns the kinds of the entries
-/// appended, for the metrics after the commit.
-async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Vec<String>, StoreError> {
+/// What a batch did that the metrics report once it has committed.
+struct Committed {
+    /// The kinds of the entries appended to the audit chain.
+    appended: Vec<String>,
+    /// The records the batch's deliveries completed.
+    completed: Vec<Completion>,
+}
+
+/// A record whose last delivery a batch delivered.
+struct Completion {
+    record_id: String,
+    record_type: String,
+    /// Unix ms.
+    received_at: i64,
+    /// Unix ms when its last delivery arrived.
+    completed_at: i64,
+}
+
+/// Runs a batch's writes in its open transaction, in order; returns what the metrics report
+/// after the commit.
+async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Committed, StoreError> {
     let mut chain = Chain::default();
     // Settlements, each whole or not at all, in order (a second acknowledgement of the same
     // deliveries in the batch finds them settled), also before the chain head is locked.
@@ -227,13 +249,27 @@ async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Vec<String>, S
     }
     // Every attempt result of the batch in one go, before the chain head is locked; their audit
     // entries still take their writes' places in the chain.
-    let applied = {
+    let (applied, completed) = {
         let updates: Vec<&AttemptUpdate> = writes
             .iter()
             .filter_map(|w| if let Write::Finish(ask) = w { Some(&ask.input) } else { None })
             .flatten()
             .collect();
-        if updates.is_empty() { HashSet::new() } else { b.record_attempts(&updates).await? }
+        let applied = if updates.is_empty() { HashSet::new() } else { b.record_attempts(&updates).await? };
+        // What was delivered: the applied push results, and every pull acknowledgement settled.
+        let settled = writes.iter().filter_map(|w| match w {
+            Write::Settle(Ask { output: Some(Settled::Done(done)), .. }) => Some(done.iter().map(|(_, u)| u)),
+            _ => None,
+        });
+        let delivered: Vec<i64> = (updates.iter().enumerate())
+            .filter(|(position, _)| applied.contains(position))
+            .map(|(_, u)| *u)
+            .chain(settled.flatten())
+            .filter(|u| matches!(u.result, AttemptResult::Delivered { .. }))
+            .map(|u| u.delivery_id)
+            .collect();
+        let completed = completions(b, &delivered).await?;
+        (applied, completed)
     };
     let mut position = 0;
     for write in writes.iter_mut() {
@@ -272,7 +308,27 @@ async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Vec<String>, S
     if let (Some(head), Some(move_head)) = (chain.head, B::DIALECT.move_head) {
         b.execute(move_head, &[head.seq.into(), Param::Bytes(&head.hash)]).await?;
     }
-    Ok(chain.appended)
+    Ok(Committed { appended: chain.appended, completed })
+}
+
+/// The records the deliveries `delivered` (delivered by this batch) completed: those whose every
+/// other delivery is delivered too (before, or in this batch).
+async fn completions<B: Batch>(b: &mut B, delivered: &[i64]) -> Result<Vec<Completion>, StoreError> {
+    if delivered.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(lock) = B::DIALECT.lock_records {
+        b.execute(lock, &[Param::Ids(delivered)]).await?;
+    }
+    b.query(B::DIALECT.completed, &[Param::Ids(delivered)], |r| {
+        Ok(Completion {
+            record_id: r.text(0)?,
+            record_type: r.text(1)?,
+            received_at: r.int(2)?,
+            completed_at: r.int(3)?,
+        })
+    })
+    .await
 }
 
 /// The audit chain as one transaction extends it.

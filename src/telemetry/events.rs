@@ -148,6 +148,24 @@ impl DeliveryAttempted<'_> {
     }
 }
 
+/// Every delivery of a record is delivered: the bundle is complete (emitted after the
+/// transaction that delivered the last one committed).
+pub struct RecordCompleted<'a> {
+    pub record_id: &'a str,
+    /// The record's type, a configured one (it was accepted under an agreement).
+    pub record_type: &'a str,
+    /// From acceptance to the last delivery.
+    pub duration: Duration,
+}
+
+impl RecordCompleted<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let seconds = self.duration.as_secs_f64();
+        metrics.record_completion.with_label_values(&[self.record_type]).observe(seconds);
+        info!(message = "Record complete.", record_id = self.record_id, record_type = self.record_type, seconds);
+    }
+}
+
 /// The store committed (or failed to commit) one transaction carrying records.
 pub struct StoreCommitted {
     /// `sqlite` or `postgres`.

@@ -178,6 +178,7 @@ pub struct Metrics {
     pub validation_violations: IntCounterVec,
     pub deliveries: IntCounterVec,
     pub delivery_attempt_duration: HistogramVec,
+    pub record_completion: HistogramVec,
     pub request_duration: HistogramVec,
     pub deliveries_pending: IntGaugeVec,
     pub delivery_oldest_pending: GaugeVec,
@@ -201,6 +202,11 @@ pub struct Metrics {
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// From acceptance to a record's last delivery: immediate on a good day, hours or days behind a
+/// recipient that is down (retries run for up to `delivery.max_age_secs`).
+const COMPLETION_BUCKETS: &[f64] =
+    &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 259200.0];
 
 /// Metric definitions are fixed in this file: their names are valid and unique, so building
 /// and registering them cannot fail except through a programming error caught by any test.
@@ -251,6 +257,12 @@ impl Metrics {
                 "Time from sending a delivery to the recipient's answer.",
                 &["recipient"],
                 LATENCY_BUCKETS
+            )),
+            record_completion: register!(histogram(
+                "passerelle_record_completion_seconds",
+                "Time from accepting a record to delivering the last of its deliveries, by record type.",
+                &["record_type"],
+                COMPLETION_BUCKETS
             )),
             request_duration: register!(histogram(
                 "passerelle_request_duration_seconds",

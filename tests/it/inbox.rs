@@ -74,9 +74,29 @@ async fn the_city_takes_its_deliveries_then_acknowledges_them() {
     assert_eq!(take(&gw, "").await.json()["deliveries"].as_array().unwrap().len(), 0);
     assert_eq!(city_delivery(&record_status(&gw, &record_id).await)["status"], "queued");
 
+    // The pushed deliveries arrive meanwhile; the city's acknowledgement is the bundle's last.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = record_status(&gw, &record_id).await;
+        let delivered = status["deliveries"].as_array().unwrap().iter().filter(|d| d["status"] == "delivered").count();
+        if delivered == 3 {
+            assert_eq!(status["complete"], false, "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pushed deliveries never arrived: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let r = settle(&gw, "ack", json!({"lease": lease, "deliveries": [d["delivery_id"]]})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["settled"][0]["status"], "delivered");
+    let status = record_status(&gw, &record_id).await;
+    assert_eq!(status["complete"], true, "the acknowledgement completes the bundle: {status}");
+    let completions = metric(
+        &gw.metrics().await,
+        "passerelle_record_completion_seconds_count",
+        &[("record_type", "birth-registration")],
+    );
+    assert_eq!(completions, 1.0, "counted once, by the acknowledgement");
     let city = city_delivery(&record_status(&gw, &record_id).await);
     assert_eq!(city["status"], "delivered");
     assert!(city["delivered_at"].as_str().is_some());

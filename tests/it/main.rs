@@ -7,6 +7,7 @@ mod architecture;
 mod audit;
 mod backup;
 mod command_line;
+mod completion;
 mod config_check;
 mod console;
 mod crash;

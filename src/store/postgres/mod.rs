@@ -119,6 +119,10 @@ const DIALECT: Dialect = Dialect {
     replay_recipient: sql::replay_recipient!(" FOR UPDATE"),
     requeue: sql::requeue!("= ANY($2)"),
     held: sql::held!("= ANY($3)", " FOR UPDATE"),
+    // Instances' writers run side by side: two of them delivering a record's last deliveries
+    // each find it complete only if they take turns on the record.
+    lock_records: Some(sql::lock_records!("= ANY($1)")),
+    completed: sql::completed!("= ANY($1)"),
 };
 
 /// The PostgreSQL store.
@@ -369,6 +373,11 @@ mod tests {
     /// A store in a schema of its own.
     async fn store() -> (Arc<dyn Store>, Schema) {
         let (config, schema) = schema().await;
+        (Arc::new(open(config, Metrics::new()).await), schema)
+    }
+
+    /// A store (an instance) on the schema `config` names, reporting to `metrics`.
+    async fn open(config: tokio_postgres::Config, metrics: Metrics) -> PostgresStore {
         let options = PostgresOptions {
             config,
             pool_size: 4,
@@ -377,7 +386,7 @@ mod tests {
             commit_timeout: Duration::from_secs(10),
             tls: None,
         };
-        (Arc::new(PostgresStore::open(options, Metrics::new()).await.unwrap()), schema)
+        PostgresStore::open(options, metrics).await.unwrap()
     }
 
     crate::store_conformance!(store());
@@ -386,6 +395,47 @@ mod tests {
     async fn a_late_answer_in_the_holders_batch_is_not_audited() {
         let (store, _schema) = store().await;
         crate::store::writer::a_late_answer_in_the_holders_batch_is_not_audited(store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn a_record_is_counted_complete_once_by_its_last_delivery() {
+        let ((config, _schema), metrics) = (schema().await, Metrics::new());
+        let store = open(config, metrics.clone()).await;
+        crate::store::conformance::a_record_is_counted_complete_once_by_its_last_delivery(&store, &metrics).await;
+    }
+
+    /// Two instances each delivering one of the last two deliveries of the same records, at the
+    /// same time: each record is counted complete exactly once between them (the second
+    /// transaction waits for the first on the record, then sees its delivery).
+    #[tokio::test]
+    async fn two_instances_completing_one_record_count_it_once() {
+        let (config, _schema) = schema().await;
+        let (a_metrics, b_metrics) = (Metrics::new(), Metrics::new());
+        let (a, b) = (open(config.clone(), a_metrics.clone()).await, open(config, b_metrics.clone()).await);
+        const RECORDS: usize = 40;
+        for n in 0..RECORDS {
+            a.commit_record(crate::store::conformance::record(n, &["r", "q"])).await.unwrap();
+        }
+        let claim = |recipient: &str| ClaimRequest {
+            recipient: recipient.into(),
+            worker: "w".into(),
+            limit: RECORDS,
+            now: 2_000,
+            lease_until: 60_000,
+            head_only: false,
+        };
+        let (to_r, to_q) = (a.claim_due(claim("r")).await.unwrap(), b.claim_due(claim("q")).await.unwrap());
+        let delivered = |d: &ClaimedDelivery| {
+            vec![crate::store::conformance::update(d.id, "w", 3_000, AttemptResult::Delivered { status: Some(200) })]
+        };
+        // One record at a time on both instances at once, so their transactions overlap.
+        for (r, q) in to_r.iter().zip(&to_q) {
+            let (ra, qb) = tokio::join!(a.finish_attempts(delivered(r)), b.finish_attempts(delivered(q)));
+            ra.unwrap();
+            qb.unwrap();
+        }
+        let count = |m: &Metrics| m.record_completion.with_label_values(&["t"]).get_sample_count();
+        assert_eq!(count(&a_metrics) + count(&b_metrics), RECORDS as u64);
     }
 
     /// Every statement both engines run, and PostgreSQL's own, prepares on a migrated schema: the

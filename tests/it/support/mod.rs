@@ -1,9 +1,11 @@
 //! Shared test helpers: a real gateway on 127.0.0.1 port 0, its configuration in a temporary
-//! directory, mock recipients, a small HTTP client (`client`), and readers of what the gateway
-//! answered and audited.
+//! directory, mock recipients, a small HTTP client (`client`), readers of what the gateway
+//! answered and audited, and of whether an answer is the one its OpenAPI document describes
+//! (`contract`).
 
 pub mod browser;
 mod client;
+mod contract;
 pub mod mock;
 pub mod raw;
 pub mod tls;
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use client::{TestClient, TestRequest, TestResponse, tls_config};
+pub use contract::{answer_schema, assert_documented, follow, partner_document, resolve, validator};
 use http::{Method, StatusCode};
 pub use mock::MockRecipient;
 use passerelle::audit::export::{Line, parse_line};
