@@ -33,6 +33,8 @@ PARTNER_PORT, ADMIN_PORT, NGINX_PORT = 18443, 19090, 28443
 RECIPIENT_PORTS = {"esdc-sin-registry": 18101, "cra-child-benefit": 18102, "on-health-plan": 18103, "ottawa-city": 18104}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONCURRENCY = 64
+# How the shipped partners file makes a recipient take its records from its mailbox.
+PULLED = '[partner.delivery]\nmode = "pull"'
 
 
 def log(*args):
@@ -180,6 +182,17 @@ def prepare(args):
     main = (config / "passerelle.toml").read_text()
     main = main.replace("127.0.0.1:8443", f"127.0.0.1:{PARTNER_PORT}").replace("127.0.0.1:9090", f"127.0.0.1:{ADMIN_PORT}")
     (config / "passerelle.toml").write_text(main)
+    # The shipped city takes its records from its mailbox; the push scenarios push to all four.
+    partners = (config / "partners.toml").read_text()
+    partners = partners.replace(PULLED, f'[partner.delivery]\nendpoint = "http://127.0.0.1:{RECIPIENT_PORTS["ottawa-city"]}/inbox"\nconcurrency = 4')
+    (config / "partners.toml").write_text(partners)
+    # The same with every recipient taking its records from its mailbox (the request agreement,
+    # whose responder must be pushed to, left out).
+    pulled = WORK / "config-pull"
+    shutil.copytree(config, pulled)
+    (pulled / "agreements" / "sin-validation-ohip.toml").unlink()
+    text = re.sub(r'\[partner\.delivery\]\nendpoint = "[^"]*"(\nconcurrency = \d+)?', PULLED, partners)
+    (pulled / "partners.toml").write_text(text)
     run([str(ROOT / "target/release/passerelle"), "dev-pki", "--config", str(config / "passerelle.toml")], stdout=subprocess.DEVNULL)
     pki = WORK / "data" / "pki"
     records = WORK / "records"
@@ -364,6 +377,66 @@ def scenario_backlog(ctx):
     return {"passerelle": result, "nginx": None}
 
 
+def drain(ctx, expected, before, clients=()):
+    """Waits until `expected` more deliveries are delivered than `before`; returns the seconds
+    it took and the CPU seconds of the gateway and of `clients` meanwhile."""
+    gateway = [ctx.passerelle.pid()]
+    cpu_before = (cpu_seconds(gateway), cpu_seconds([c.pid for c in clients]))
+    started = time.time()
+    while ctx.passerelle.metric("passerelle_deliveries_total", {"outcome": "delivered"}) - before < expected:
+        if time.time() - started > 900:
+            raise RuntimeError(f"the backlog of {expected} deliveries did not drain in 15 minutes")
+        time.sleep(0.05)
+    seconds = time.time() - started
+    return seconds, cpu_seconds(gateway) - cpu_before[0], cpu_seconds([c.pid for c in clients]) - cpu_before[1]
+
+
+def scenario_modes(ctx):
+    """Deliveries per second by each delivery mode, draining the same backlog: records accepted
+    while nobody takes them, then push (four nginx recipients) or pull (four `passerelle inbox`
+    clients, batches of 100)."""
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
+    results = {}
+
+    def fill():
+        accepted = oha(url, tls, ctx.records / "birth.json", count=ctx.modes_records)
+        before = ctx.passerelle.metric("passerelle_deliveries_total", {"outcome": "delivered"})
+        return accepted["ok"] * 4, before
+
+    # Push: the recipients are down while the backlog is made, then come back.
+    ctx.recipients.stop()
+    ctx.city.stop()
+    ctx.restart_passerelle()
+    expected, before = fill()
+    ctx.recipients.start(RECIPIENT_PORTS["esdc-sin-registry"])
+    ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
+    seconds, cpu, _ = drain(ctx, expected, before)
+    results["push"] = {"deliveries": expected, "seconds": seconds, "per_s": expected / seconds, "cpu": cpu, "client_cpu": 0.0}
+    log(f"  push: {expected} deliveries in {seconds:.1f} s, {expected / seconds:.0f}/s, gateway CPU {cpu:.1f} s")
+
+    # Pull: every recipient takes its deliveries with the reference client.
+    ctx.use_config(WORK / "config-pull" / "passerelle.toml")
+    expected, before = fill()
+    binary = str(ROOT / "target/release/passerelle")
+    clients = []
+    for partner in RECIPIENT_PORTS:
+        cmd = [binary, "inbox", "--url", f"https://localhost:{PARTNER_PORT}", "--ca", str(ctx.pki / "ca.pem"),
+               "--cert", str(ctx.pki / "clients" / f"{partner}.pem"), "--key", str(ctx.pki / "clients" / f"{partner}-key.pem"),
+               "--limit", "100", "--wait", "1"]
+        clients.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        seconds, cpu, client_cpu = drain(ctx, expected, before, clients)
+    finally:
+        for c in clients:
+            c.terminate()
+            c.wait(timeout=30)
+    results["pull"] = {"deliveries": expected, "seconds": seconds, "per_s": expected / seconds, "cpu": cpu, "client_cpu": client_cpu}
+    log(f"  pull: {expected} deliveries in {seconds:.1f} s, {expected / seconds:.0f}/s, gateway CPU {cpu:.1f} s, clients {client_cpu:.1f} s")
+    ctx.use_config(ctx.config)
+    return {"passerelle": results, "nginx": None}
+
+
 class Context:
     def __init__(self, args, config, pki, records):
         self.duration = 3 if args.quick else args.duration
@@ -371,6 +444,8 @@ class Context:
         self.fsync_count = 2000 if args.quick else 20000
         self.backlog = 5000 if args.quick else 100000
         self.records, self.pki = records, pki
+        self.modes_records = 2000 if args.quick else 20000
+        self.config = config
         self.passerelle = Passerelle(config)
         ports = "\n".join(f"        listen 127.0.0.1:{p};" for k, p in RECIPIENT_PORTS.items() if k != "ottawa-city")
         self.recipients = Nginx("recipients", "recipients.conf", {"@PORTS@": ports}).start(RECIPIENT_PORTS["esdc-sin-registry"])
@@ -389,6 +464,12 @@ class Context:
         for f in (WORK / "data").glob("passerelle.sqlite*"):
             f.unlink()
         self.passerelle.start()
+
+    def use_config(self, config):
+        """A fresh gateway on an empty store, on another configuration."""
+        self.passerelle.stop()
+        self.passerelle = Passerelle(config)
+        self.restart_passerelle()
 
     def restart_nginx(self):
         self.nginx.stop()
@@ -423,6 +504,7 @@ SCENARIOS = {
     "invalid": ("invalid flood", scenario_invalid),
     "large": ("large record (256 KB)", scenario_large),
     "backlog": ("backlog", scenario_backlog),
+    "modes": ("delivery modes", scenario_modes),
 }
 
 
@@ -458,6 +540,16 @@ def report(results, args):
         if not r:
             continue
         p, n = r["passerelle"], r["nginx"]
+        if key == "modes":
+            push = p["push"]
+            for mode, m in p.items():
+                per_cpu = m["deliveries"] / max(m["cpu"], 1e-9)
+                lines.append(
+                    f"| {title}: {mode} | {m['deliveries']} deliveries drained in {m['seconds']:.1f} s: {m['per_s']:.0f}/s "
+                    f"({per_cpu:.0f} per gateway CPU second; clients {m['client_cpu']:.1f} CPU s) | | "
+                    f"{ratio(m['per_s'], push['per_s'])} × push | | | | {m['cpu']:.1f} / | |"
+                )
+            continue
         if key == "backlog":
             lines.append(
                 f"| {title} | {p['accepted']} accepted in {p['accept_s']:.1f} s; RSS {p['rss_before']:.0f} → {p['rss_after']:.0f} MiB; "

@@ -17,7 +17,8 @@
 //! # Layout
 //!
 //! One core, two thin engines. `writer` is the group commit both engines run (the bounded queue,
-//! each caller's deadline, the batch drain) and what each write decides; `read` the reads, each
+//! each caller's deadline, the batch drain) and what each write decides; `entries` what each
+//! write changes in a delivery row and records in the audit trail; `read` the reads, each
 //! one statement; `sql` the SQL they share and the two seams an engine fills (how a value binds,
 //! what a column holds); `error` the kinds of failure ([`StoreError`]). [`sqlite`] and
 //! [`postgres`] open connections, classify their errors, and run the few statements whose text
@@ -25,6 +26,7 @@
 
 #[cfg(test)]
 pub mod conformance;
+mod entries;
 mod error;
 pub mod postgres;
 mod read;
@@ -37,8 +39,8 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
+pub use self::entries::AttemptEffect;
 pub use self::error::{StoreError, StoreErrorKind};
-pub use self::writer::AttemptEffect;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 
 /// A boxed future returned by store operations.

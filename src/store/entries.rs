@@ -1,0 +1,93 @@
+//! What each write changes and records, written once so both engines write the same rows and
+//! the same audit entries: a record's acceptance entry, how an attempt's result changes its
+//! delivery row and the entry it gets, a replay's and a purge's entries.
+
+use super::*;
+use crate::audit::AuditEvent;
+
+impl NewRecord {
+    /// The record's audit entry, written in its own transaction.
+    pub fn accepted_event(&self) -> AuditEvent {
+        let mut event =
+            AuditEvent::new(self.received_at, crate::audit::kind::RECORD_ACCEPTED, &self.sender, "accepted");
+        event.record_id = Some(self.record_id.clone());
+        event.body_digest = Some(self.audit_digest);
+        event.reason = Some(format!("{}/{}", self.record_type, self.schema_version));
+        event
+    }
+}
+
+/// How an attempt's result changes its delivery row.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEffect<'a> {
+    pub status: DeliveryStatus,
+    pub http_status: Option<u16>,
+    pub error: Option<&'a str>,
+    pub next_attempt_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+impl AttemptUpdate {
+    /// The delivery row's new state.
+    pub fn effect(&self) -> AttemptEffect<'_> {
+        let (status, http_status, error, next_attempt_at, delivered_at) = match &self.result {
+            AttemptResult::Delivered { status } => (DeliveryStatus::Delivered, *status, None, self.at, Some(self.at)),
+            AttemptResult::Retry { next_attempt_at, status, error } => {
+                (DeliveryStatus::Retrying, *status, Some(error.as_str()), *next_attempt_at, None)
+            }
+            AttemptResult::Dead { status, error } => {
+                (DeliveryStatus::Dead, *status, Some(error.as_str()), self.at, None)
+            }
+        };
+        AttemptEffect { status, http_status, error, next_attempt_at, delivered_at }
+    }
+
+    /// The attempt's audit entry (written only if the worker still held the lease). A pull
+    /// recipient's acknowledgement has no HTTP status: its reason says it came from the mailbox.
+    pub fn event(&self) -> AuditEvent {
+        use crate::audit::kind;
+        let (kind, outcome) = match self.result {
+            AttemptResult::Delivered { .. } => (kind::DELIVERY_DELIVERED, "delivered"),
+            AttemptResult::Retry { .. } => (kind::DELIVERY_RETRIED, "retry"),
+            AttemptResult::Dead { .. } => (kind::DELIVERY_DEAD, "dead"),
+        };
+        let effect = self.effect();
+        let mut event = AuditEvent::new(self.at, kind, "gateway", outcome);
+        event.record_id = Some(self.record_id.clone());
+        event.agreement = Some(self.agreement.clone());
+        event.recipient = Some(self.recipient.clone());
+        event.body_digest = Some(self.body_digest);
+        event.reason = match (&self.result, effect.http_status) {
+            (_, Some(c)) => Some(format!("HTTP {c}")),
+            (AttemptResult::Delivered { .. }, None) => Some("acknowledged from the mailbox".to_owned()),
+            _ => effect.error.map(str::to_owned),
+        };
+        event
+    }
+}
+
+impl ReplayRequest {
+    /// The audit entry of one replayed delivery.
+    pub fn event(&self, record_id: String, agreement: &str, recipient: &str, body_digest: [u8; 32]) -> AuditEvent {
+        let mut event = AuditEvent::new(self.now, crate::audit::kind::DELIVERY_REPLAYED, &self.actor, "replayed");
+        event.record_id = Some(record_id);
+        event.agreement = Some(agreement.to_owned());
+        event.recipient = Some(recipient.to_owned());
+        event.body_digest = Some(body_digest);
+        event
+    }
+}
+
+impl PurgeReport {
+    /// The purge's audit entry, if anything was purged.
+    pub fn event(&self, at: i64) -> Option<AuditEvent> {
+        let total = self.record_bodies + self.delivery_bodies;
+        (total > 0).then(|| {
+            let mut event = AuditEvent::new(at, crate::audit::kind::BODIES_PURGED, "gateway", "purged");
+            event.count = total as i64;
+            event.reason =
+                Some(format!("{} record bodies, {} delivery bodies", self.record_bodies, self.delivery_bodies));
+            event
+        })
+    }
+}
