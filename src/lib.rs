@@ -11,8 +11,9 @@
 //! Schema, cuts one projection per recipient down to the fields its agreement allows, and commits
 //! the record, its deliveries (with their projected bodies) and an audit entry in one
 //! transaction before it answers `202` with a receipt. Delivery workers, one per recipient, then
-//! lease due deliveries from the store and POST each stored body, retrying with backoff until the
-//! recipient has it or the delivery is dead and an operator is told.
+//! lease due deliveries from the store and POST each stored body (or publish it to the
+//! recipient's NATS JetStream stream), retrying with backoff until the recipient has it or the
+//! delivery is dead and an operator is told.
 //!
 //! ```text
 //!  partner ──HTTP──▶ server ─▶ http::partner ─▶ auth ─▶ policy::route ─▶ schema ─▶ policy::project
@@ -42,7 +43,9 @@
 //! - [`store`]: the [`store::Store`] trait, one group-commit core and two thin engines over it,
 //!   SQLite (embedded, one writer thread) and PostgreSQL (several instances, `FOR UPDATE SKIP
 //!   LOCKED`), held to one conformance suite.
-//! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client.
+//! - [`delivery`]: per-recipient workers, backoff, circuit breakers, and the hand-over: the
+//!   outbound HTTP client ([`delivery::client`]) or a NATS JetStream publisher
+//!   ([`delivery::nats`]).
 //!   [`upkeep`]: checkpoints, aggregated rejections and the retention purge, as tasks.
 //! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
 //!   becomes of a request body answered before it was read ([`server::body`]) and the lingering

@@ -94,9 +94,8 @@ pub async fn settlements_are_all_or_nothing_under_their_lease(s: &dyn Store) {
     let ack = || AttemptResult::Delivered { status: None };
     let ids = |taken: Vec<ClaimedDelivery>| taken.iter().map(|d| d.id).collect::<Vec<_>>();
     assert_eq!(ids(s.claim_due(claim("L1", 2, 2_000, false)).await.unwrap()), [1, 2]);
-    let status = |n| async move {
-        s.record("s".into(), record(n, &[]).record_id).await.unwrap().unwrap().deliveries[0].status
-    };
+    let status =
+        |n| async move { s.record("s".into(), record(n, &[]).record_id).await.unwrap().unwrap().deliveries[0].status };
     // One delivery not held: nothing changes, and the answer names it.
     let Settled::NotHeld(missing) = s.settle(settle("L1", &[1, 3], ack())).await.unwrap() else { panic!() };
     assert_eq!(missing, [3]);
@@ -110,8 +109,7 @@ pub async fn settlements_are_all_or_nothing_under_their_lease(s: &dyn Store) {
     assert_eq!(outcomes.iter().filter(|o| matches!(o, Settled::NotHeld(m) if m == &[1, 2])).count(), 1);
     assert_eq!((status(0).await, status(1).await), (DeliveryStatus::Delivered, DeliveryStatus::Delivered));
     let entries = s.audit_entries(0, 10).await.unwrap();
-    let delivered: Vec<_> =
-        entries.iter().filter(|e| e.event.kind == crate::audit::kind::DELIVERY_DELIVERED).collect();
+    let delivered: Vec<_> = entries.iter().filter(|e| e.event.kind == crate::audit::kind::DELIVERY_DELIVERED).collect();
     assert_eq!(delivered.len(), 2, "each delivery once");
     assert_eq!(delivered[0].event.reason.as_deref(), Some("acknowledged from the mailbox"));
     // A lease that expired and was taken by another caller settles nothing; the new holder can.
