@@ -19,6 +19,7 @@ mod hostile;
 mod integrity;
 mod isolation;
 mod limits;
+mod nats;
 mod openapi;
 mod operators;
 mod permissions;
