@@ -11,11 +11,12 @@
 //! Schema, cuts one projection per recipient down to the fields its agreement allows, and commits
 //! the record, its deliveries (with their projected bodies) and an audit entry in one
 //! transaction before it answers `202` with a receipt. Delivery workers, one per recipient, then
-//! lease due deliveries from the store and POST each stored body, retrying with backoff until the
-//! recipient has it or the delivery is dead and an operator is told. A pull recipient (one that
-//! accepts no connection) leases its due deliveries itself over the partner API instead
-//! (`GET /v1/inbox`) and settles them (`ack`, `nack`): the same leases, backoff, dead letters and
-//! audit entries, in [`delivery::mailbox`] and [`http::inbox`].
+//! lease due deliveries from the store and POST each stored body (or publish it to the
+//! recipient's NATS JetStream stream), retrying with backoff until the recipient has it or the
+//! delivery is dead and an operator is told. A pull recipient (one that accepts no connection)
+//! leases its due deliveries itself over the partner API instead (`GET /v1/inbox`) and settles
+//! them (`ack`, `nack`): the same leases, backoff, dead letters and audit entries, in
+//! [`delivery::mailbox`] and [`http::inbox`].
 //!
 //! ```text
 //!  partner ──HTTP──▶ server ─▶ http::partner ─▶ auth ─▶ policy::route ─▶ schema ─▶ policy::project
@@ -45,8 +46,9 @@
 //! - [`store`]: the [`store::Store`] trait, one group-commit core and two thin engines over it,
 //!   SQLite (embedded, one writer thread) and PostgreSQL (several instances, `FOR UPDATE SKIP
 //!   LOCKED`), held to one conformance suite.
-//! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client, and
-//!   pull recipients' mailboxes ([`delivery::mailbox`]).
+//! - [`delivery`]: per-recipient workers, backoff, circuit breakers, and the hand-over: the
+//!   outbound HTTP client ([`delivery::client`]), a NATS JetStream publisher
+//!   ([`delivery::nats`]), or a pull recipient's mailbox ([`delivery::mailbox`]).
 //!   [`upkeep`]: checkpoints, aggregated rejections and the retention purge, as tasks.
 //! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
 //!   becomes of a request body answered before it was read ([`server::body`]) and the lingering

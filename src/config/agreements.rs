@@ -11,6 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use super::model::Partner;
 use super::raw;
 use super::sources::{Sources, is_slug, problem};
+use crate::delivery::DeliveryMode;
 use crate::pointer::FieldPointer;
 use crate::policy::{Agreement, AgreementRecipient, Conflict, FieldList, Mode};
 use crate::problem::Problem;
@@ -198,8 +199,12 @@ fn check_agreement(
             // A responder answers while the sender waits: the gateway must be able to call it.
             Some(p) if mode == Mode::Request && p.delivery.as_ref().is_some_and(|d| d.endpoint().is_none()) => report(
                 format!(
-                    "responder `{}` takes its records from a mailbox (mode = \"pull\"); a request agreement needs an endpoint the gateway calls",
-                    r.partner
+                    "responder `{}` {}; a request agreement needs an endpoint the gateway calls",
+                    r.partner,
+                    match p.delivery {
+                        Some(DeliveryMode::Nats(_)) => "has its records published on NATS (mode = \"nats\")",
+                        _ => "takes its records from a mailbox (mode = \"pull\")",
+                    }
                 ),
                 Some("give the responder a push endpoint, or make the agreement mode = \"push\""),
             ),

@@ -143,7 +143,8 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     // partner: references are only checked against a partners file that was read.
     let loaded = partners::load(&files, &partners_file, &delivery, &mut problems);
     let partners_known = loaded.is_some();
-    let partners::PartnersFile { partners, certificates, inline_keys, recipient_tls } = loaded.unwrap_or_default();
+    let partners::PartnersFile { partners, certificates, inline_keys, recipient_tls, nats_credentials } =
+        loaded.unwrap_or_default();
     let api_keys_file = main.api_keys_file.as_deref().map(|f| resolve(&base, Some(f), ""));
     let api_keys = partners::api_keys(
         &files,
@@ -182,6 +183,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         partner_tls,
         postgres_tls,
         recipient_tls,
+        nats_credentials,
         otlp,
         agreements: agreements.into_iter().map(Arc::new).collect(),
         catalog,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::keys::TrustedKeys;
+use crate::delivery::nats::NatsCredentials;
 use crate::delivery::{DeliveryMode, DeliveryPlan, DeliverySettings, PlannedRecipient, Transport};
 use crate::ids::PartnerId;
 use crate::policy::Agreement;
@@ -174,6 +175,8 @@ pub struct Built {
     pub postgres_tls: Option<Arc<rustls::ClientConfig>>,
     /// The TLS client configuration of each recipient (its CAs, the gateway's certificate).
     pub recipient_tls: BTreeMap<PartnerId, Arc<rustls::ClientConfig>>,
+    /// The credentials file of each NATS recipient that names one, read and checked.
+    pub nats_credentials: BTreeMap<PartnerId, NatsCredentials>,
     /// Span export, when a collector is configured; read at start (a reload does not change it).
     pub otlp: Option<OtlpSettings>,
     /// The agreement table [`crate::policy::route`] routes by.
@@ -200,7 +203,7 @@ impl Config {
         files.extend(s.api_keys_file.clone());
         files.extend(s.tls.key_files.iter().cloned());
         for p in s.partners.values() {
-            files.extend(p.delivery.as_ref().and_then(|d| d.endpoint()?.client_key_file.clone()));
+            files.extend(p.delivery.iter().flat_map(DeliveryMode::secret_files));
         }
         files.sort();
         files.dedup();
@@ -215,6 +218,7 @@ impl Config {
     /// What the delivery workers put in force: the delivery settings and every recipient, in
     /// strict order if any agreement asks it for that recipient.
     pub fn delivery_plan(&self) -> DeliveryPlan {
+        let agreements = || self.built.agreements.iter().flat_map(|a| a.recipients.iter().map(move |r| (a, r)));
         let recipients = self
             .recipients()
             .filter_map(|partner| {
@@ -224,13 +228,17 @@ impl Config {
                         tls: self.built.recipient_tls.get(&partner.id)?.clone(),
                     },
                     DeliveryMode::Pull => Transport::Mailbox,
+                    DeliveryMode::Nats(endpoint) => Transport::Nats {
+                        endpoint: endpoint.clone(),
+                        tls: self.built.recipient_tls.get(&partner.id)?.clone(),
+                        credentials: self.built.nats_credentials.get(&partner.id).cloned(),
+                        record_types: agreements()
+                            .filter(|(_, r)| r.partner == partner.id)
+                            .map(|(a, _)| a.record_type.to_string())
+                            .collect(),
+                    },
                 };
-                let ordered = self
-                    .built
-                    .agreements
-                    .iter()
-                    .flat_map(|a| a.recipients.iter())
-                    .any(|r| r.partner == partner.id && r.ordered);
+                let ordered = agreements().any(|(_, r)| r.partner == partner.id && r.ordered);
                 Some(PlannedRecipient { id: partner.id.clone(), transport, ordered })
             })
             .collect();

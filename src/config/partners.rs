@@ -2,13 +2,14 @@
 //! and API keys are recognised. Read once per load.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::model::{Jurisdiction, Partner};
 use super::raw;
 use super::sources::{Sources, is_slug, problem, resolve};
+use crate::delivery::nats::{self, NatsAuth, NatsCredentials, NatsEndpoint, SubjectTemplate};
 use crate::delivery::{DeliveryEndpoint, DeliveryMode, DeliverySettings};
 use crate::ids::PartnerId;
 use crate::problem::Problem;
@@ -25,8 +26,10 @@ pub(super) struct PartnersFile {
     pub(super) certificates: crate::tls::CertIndex,
     /// `(partner, SHA-256 hex)` pairs, checked with the API keys file's (see [`api_keys`]).
     pub(super) inline_keys: Vec<(String, String)>,
-    /// Each recipient's TLS client configuration.
+    /// Each push or NATS recipient's TLS client configuration.
     pub(super) recipient_tls: BTreeMap<PartnerId, Arc<rustls::ClientConfig>>,
+    /// The credentials file of each NATS recipient that names one.
+    pub(super) nats_credentials: BTreeMap<PartnerId, NatsCredentials>,
 }
 
 /// The partners file, read once, or `None` when it cannot be read or parsed (that problem is
@@ -44,6 +47,7 @@ pub(super) fn load(
     let mut seen = BTreeSet::new();
     let mut partners = Vec::new();
     let mut recipient_tls = BTreeMap::new();
+    let mut nats_credentials = BTreeMap::new();
     for p in &raw.partners {
         if !is_slug(&p.id) {
             problems.push(problem(file, format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id), None));
@@ -72,14 +76,21 @@ pub(super) fn load(
             }
         };
         let delivery = p.delivery.as_ref().and_then(|d| {
-            mode(file, p, d, problems).and_then(|mode| match mode {
+            let recipient = Recipient { files, file, base, partner: p, raw: d, delivery };
+            match mode(file, p, d, problems)? {
                 Mode::Pull => Some(DeliveryMode::Pull),
                 Mode::Push => {
-                    let endpoint = push(files, file, base, p, d, delivery, problems)?;
-                    recipient_tls.insert(PartnerId::from(p.id.as_str()), endpoint.1);
-                    Some(DeliveryMode::Push(endpoint.0))
+                    let (endpoint, tls) = recipient.push(problems)?;
+                    recipient_tls.insert(PartnerId::from(p.id.as_str()), tls);
+                    Some(DeliveryMode::Push(endpoint))
                 }
-            })
+                Mode::Nats => {
+                    let (endpoint, tls, credentials) = recipient.nats(problems)?;
+                    recipient_tls.insert(PartnerId::from(p.id.as_str()), tls);
+                    nats_credentials.extend(credentials.map(|c| (PartnerId::from(p.id.as_str()), c)));
+                    Some(DeliveryMode::Nats(endpoint))
+                }
+            }
         });
         let rate_limit = p.rate_limit.as_ref().and_then(|r| {
             if r.per_second.is_finite() && r.per_second > 0.0 {
@@ -104,119 +115,274 @@ pub(super) fn load(
         });
     }
     let certificates = certificates(file, &raw, &partners, problems);
-    Some(PartnersFile { partners, certificates, inline_keys, recipient_tls })
+    Some(PartnersFile { partners, certificates, inline_keys, recipient_tls, nats_credentials })
 }
 
 /// How a recipient takes its records (`[partner.delivery] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Push,
     Pull,
+    Nats,
 }
 
-fn mode(file: &Path, p: &raw::RawPartner, d: &raw::RawPartnerDelivery, problems: &mut Vec<Problem>) -> Option<Mode> {
-    match d.mode.as_deref().unwrap_or("push") {
-        "push" => Some(Mode::Push),
-        "pull" => {
-            let push_only = [
-                ("endpoint", d.endpoint.is_some()),
-                ("ca_file", d.ca_file.is_some()),
-                ("client_cert_file", d.client_cert_file.is_some()),
-                ("client_key_file", d.client_key_file.is_some()),
-                ("bearer_token_env", d.bearer_token_env.is_some()),
-                ("timeout_ms", d.timeout_ms.is_some()),
-                ("concurrency", d.concurrency.is_some()),
-            ];
-            for (key, _) in push_only.iter().filter(|(_, set)| *set) {
-                problems.push(problem(
-                    file,
-                    format!("partner `{}`: `{key}` is for push delivery; a pull recipient takes its records from its mailbox", p.id),
-                    Some("remove it, or set mode = \"push\""),
-                ));
-            }
-            Some(Mode::Pull)
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Push => "push",
+            Mode::Pull => "pull",
+            Mode::Nats => "nats",
         }
+    }
+
+    /// What a recipient of this mode does without a key it does not use.
+    fn takes(self) -> &'static str {
+        match self {
+            Mode::Push => "a push recipient is sent its records at its endpoint",
+            Mode::Pull => "a pull recipient takes its records from its mailbox",
+            Mode::Nats => "a nats recipient has its records published on its NATS server",
+        }
+    }
+}
+
+/// The `[partner.delivery]` keys besides `mode`: whether each is set, and the modes that use it.
+fn keys(d: &raw::RawPartnerDelivery) -> [(&'static str, bool, &'static [Mode]); 12] {
+    const PUSH: &[Mode] = &[Mode::Push];
+    const NATS: &[Mode] = &[Mode::Nats];
+    const BOTH: &[Mode] = &[Mode::Push, Mode::Nats];
+    [
+        ("endpoint", d.endpoint.is_some(), PUSH),
+        ("bearer_token_env", d.bearer_token_env.is_some(), PUSH),
+        ("url", d.url.is_some(), NATS),
+        ("subject", d.subject.is_some(), NATS),
+        ("creds_file", d.creds_file.is_some(), NATS),
+        ("user_env", d.user_env.is_some(), NATS),
+        ("password_env", d.password_env.is_some(), NATS),
+        ("ca_file", d.ca_file.is_some(), BOTH),
+        ("client_cert_file", d.client_cert_file.is_some(), BOTH),
+        ("client_key_file", d.client_key_file.is_some(), BOTH),
+        ("timeout_ms", d.timeout_ms.is_some(), BOTH),
+        ("concurrency", d.concurrency.is_some(), BOTH),
+    ]
+}
+
+/// The recipient's mode; each key set that the mode does not use is a problem.
+fn mode(file: &Path, p: &raw::RawPartner, d: &raw::RawPartnerDelivery, problems: &mut Vec<Problem>) -> Option<Mode> {
+    let mode = match d.mode.as_deref().unwrap_or("push") {
+        "push" => Mode::Push,
+        "pull" => Mode::Pull,
+        "nats" => Mode::Nats,
         other => {
             problems.push(problem(
                 file,
-                format!("partner `{}`: delivery mode `{other}` is not one of push, pull", p.id),
+                format!("partner `{}`: delivery mode `{other}` is not one of push, pull, nats", p.id),
                 None,
             ));
-            None
+            return None;
         }
+    };
+    for (key, _, modes) in keys(d).into_iter().filter(|(_, set, modes)| *set && !modes.contains(&mode)) {
+        let owners: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+        problems.push(problem(
+            file,
+            format!("partner `{}`: `{key}` is for {} delivery; {}", p.id, owners.join(" and "), mode.takes()),
+            Some(&format!("remove it, or set mode = \"{}\"", owners[0])),
+        ));
     }
+    Some(mode)
 }
 
-/// A push recipient's endpoint and the TLS client configuration toward it.
-fn push(
-    files: &Sources,
-    file: &Path,
-    base: &Path,
-    p: &raw::RawPartner,
-    d: &raw::RawPartnerDelivery,
-    delivery: &DeliverySettings,
-    problems: &mut Vec<Problem>,
-) -> Option<(DeliveryEndpoint, Arc<rustls::ClientConfig>)> {
-    let Some(url) = &d.endpoint else {
-        problems.push(problem(
-            file,
-            format!("partner `{}`: a push recipient needs a delivery endpoint", p.id),
-            Some("set endpoint in its [partner.delivery], or mode = \"pull\" for a mailbox"),
-        ));
-        return None;
-    };
-    let url_ok = (url.starts_with("http://") || url.starts_with("https://")) && url.parse::<http::Uri>().is_ok();
-    if !url_ok {
-        problems.push(problem(
-            file,
-            format!("partner `{}`: delivery endpoint `{}` is not an http(s) URL", p.id, url),
-            None,
-        ));
+/// One `[partner.delivery]` being read, with what reading it needs.
+struct Recipient<'a> {
+    files: &'a Sources,
+    /// The partners file.
+    file: &'a Path,
+    /// Its directory, which relative paths resolve against.
+    base: &'a Path,
+    partner: &'a raw::RawPartner,
+    raw: &'a raw::RawPartnerDelivery,
+    /// The main file's `[delivery]`, which gives the defaults.
+    delivery: &'a DeliverySettings,
+}
+
+/// The TLS side of a push or NATS recipient: the files it is built from, and the client
+/// configuration built.
+struct RecipientTls {
+    ca_file: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Recipient<'_> {
+    fn problem(&self, problems: &mut Vec<Problem>, message: impl std::fmt::Display, fix: Option<&str>) {
+        problems.push(problem(self.file, format!("partner `{}`: {message}", self.partner.id), fix));
     }
-    let ca_files = match &d.ca_file {
-        Some(f) => vec![resolve(base, Some(f), "")],
-        None => delivery.ca_files.clone(),
-    };
-    if url.starts_with("https://") && ca_files.is_empty() {
-        problems.push(problem(
-            file,
-            format!("partner `{}`: an HTTPS endpoint needs a CA to verify it", p.id),
-            Some("set delivery.ca_files in passerelle.toml or ca_file in the partner's [partner.delivery]"),
-        ));
+
+    /// A push recipient's endpoint and the TLS client configuration toward it.
+    fn push(&self, problems: &mut Vec<Problem>) -> Option<(DeliveryEndpoint, Arc<rustls::ClientConfig>)> {
+        let d = self.raw;
+        let Some(url) = &d.endpoint else {
+            self.problem(
+                problems,
+                "a push recipient needs a delivery endpoint",
+                Some("set endpoint in its [partner.delivery], or mode = \"pull\" for a mailbox"),
+            );
+            return None;
+        };
+        let url_ok = (url.starts_with("http://") || url.starts_with("https://")) && url.parse::<http::Uri>().is_ok();
+        if !url_ok {
+            self.problem(problems, format!("delivery endpoint `{url}` is not an http(s) URL"), None);
+        }
+        let tls = self.tls(url.starts_with("https://").then_some("an HTTPS endpoint"), problems);
+        let endpoint = DeliveryEndpoint {
+            endpoint: url.trim_end_matches('/').to_owned(),
+            ca_file: tls.ca_file,
+            client_cert_file: tls.cert,
+            client_key_file: tls.key,
+            bearer_token_env: d.bearer_token_env.clone(),
+            timeout: self.attempt_timeout(problems),
+            concurrency: self.concurrency(),
+        };
+        Some((endpoint, tls.config))
     }
-    let cert = d.client_cert_file.as_deref().map(|f| resolve(base, Some(f), "")).or(delivery.client_cert_file.clone());
-    let key = d.client_key_file.as_deref().map(|f| resolve(base, Some(f), "")).or(delivery.client_key_file.clone());
-    let tls = crate::tls::recipient_client(&ca_files, cert.as_deref(), key.as_deref(), &|f| files.read(f))
-        .unwrap_or_else(|e| {
-            problems.push(problem(file, format!("partner `{}`: {e}", p.id), None));
-            crate::tls::plain_client()
-        });
-    let timeout = d.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout);
-    // A lease shorter than an attempt lets another worker take the delivery while it is
-    // still in flight (a duplicate, and strict order broken): the lease must outlast
-    // the attempt and the recording of its result.
-    if timeout + LEASE_MARGIN > delivery.lease {
-        problems.push(problem(
-            file,
-            format!(
-                "partner `{}`: its delivery timeout ({} ms) plus {} s must be within delivery.lease_secs ({} s)",
-                p.id,
-                timeout.as_millis(),
-                LEASE_MARGIN.as_secs(),
-                delivery.lease.as_secs()
-            ),
-            Some("lower the partner's delivery.timeout_ms or raise delivery.lease_secs in the main file"),
-        ));
+
+    /// A NATS recipient's server, subject and credentials, and the TLS client configuration
+    /// toward its server.
+    fn nats(
+        &self,
+        problems: &mut Vec<Problem>,
+    ) -> Option<(NatsEndpoint, Arc<rustls::ClientConfig>, Option<NatsCredentials>)> {
+        let d = self.raw;
+        let (Some(url), Some(subject)) = (&d.url, &d.subject) else {
+            if d.url.is_none() {
+                self.problem(
+                    problems,
+                    "a nats recipient needs its NATS server's url",
+                    Some("set url = \"nats://host:4222\" (or tls://) in its [partner.delivery]"),
+                );
+            }
+            if d.subject.is_none() {
+                self.problem(
+                    problems,
+                    "a nats recipient needs the subject its records are published on",
+                    Some("set subject in its [partner.delivery], such as subject = \"records.{type}\""),
+                );
+            }
+            return None;
+        };
+        if let Err(e) = nats::check_url(url) {
+            let fix = matches!(e, nats::NatsSetupError::CredentialsInUrl)
+                .then_some("remove them from the url; use creds_file, or user_env and password_env");
+            self.problem(problems, e, fix);
+        }
+        let subject = SubjectTemplate::parse(subject).map_err(|e| self.problem(problems, e, None)).ok();
+        let auth = self.nats_auth(problems);
+        let credentials = match &auth {
+            NatsAuth::CredsFile(path) => self.nats_credentials(path, problems),
+            _ => None,
+        };
+        let tls = self.tls(url.starts_with("tls://").then_some("a tls:// NATS server"), problems);
+        let endpoint = NatsEndpoint {
+            url: url.clone(),
+            subject: subject?,
+            auth,
+            ca_file: tls.ca_file,
+            client_cert_file: tls.cert,
+            client_key_file: tls.key,
+            timeout: self.attempt_timeout(problems),
+            concurrency: self.concurrency(),
+        };
+        Some((endpoint, tls.config, credentials))
     }
-    let endpoint = DeliveryEndpoint {
-        endpoint: url.trim_end_matches('/').to_owned(),
-        ca_file: ca_files.first().cloned(),
-        client_cert_file: cert,
-        client_key_file: key,
-        bearer_token_env: d.bearer_token_env.clone(),
-        timeout,
-        concurrency: d.concurrency.unwrap_or(delivery.concurrency_per_recipient).max(1),
-    };
-    Some((endpoint, tls))
+
+    /// How the gateway authenticates to a NATS server: a credentials file, or a user and
+    /// password from the environment; never a secret in the file.
+    fn nats_auth(&self, problems: &mut Vec<Problem>) -> NatsAuth {
+        let d = self.raw;
+        match (&d.creds_file, &d.user_env, &d.password_env) {
+            (None, None, None) => NatsAuth::None,
+            (Some(file), None, None) => NatsAuth::CredsFile(resolve(self.base, Some(file), "")),
+            (None, Some(user_env), Some(password_env)) => {
+                NatsAuth::UserPassword { user_env: user_env.clone(), password_env: password_env.clone() }
+            }
+            (Some(_), _, _) => {
+                self.problem(problems, "set creds_file, or user_env and password_env, not both", None);
+                NatsAuth::None
+            }
+            (None, _, _) => {
+                self.problem(problems, "user_env and password_env go together", None);
+                NatsAuth::None
+            }
+        }
+    }
+
+    fn nats_credentials(&self, path: &Path, problems: &mut Vec<Problem>) -> Option<NatsCredentials> {
+        let text = match self.files.read(path).map(String::from_utf8) {
+            Ok(Ok(text)) => text,
+            Ok(Err(_)) => String::new(),
+            Err(e) => {
+                self.problem(problems, format!("creds_file {} cannot be read: {e}", path.display()), None);
+                return None;
+            }
+        };
+        NatsCredentials::parse(&text).map_err(|e| self.problem(problems, e, None)).ok()
+    }
+
+    /// The recipient's CAs (its own, or the main file's), the certificate the gateway presents
+    /// to it, and the TLS client configuration they make. `secure` names what needs a CA, when
+    /// the recipient's URL asks for TLS.
+    fn tls(&self, secure: Option<&str>, problems: &mut Vec<Problem>) -> RecipientTls {
+        let (d, base, delivery) = (self.raw, self.base, self.delivery);
+        let ca_files = match &d.ca_file {
+            Some(f) => vec![resolve(base, Some(f), "")],
+            None => delivery.ca_files.clone(),
+        };
+        if let Some(what) = secure
+            && ca_files.is_empty()
+        {
+            self.problem(
+                problems,
+                format!("{what} needs a CA to verify it"),
+                Some("set delivery.ca_files in passerelle.toml or ca_file in the partner's [partner.delivery]"),
+            );
+        }
+        let cert =
+            d.client_cert_file.as_deref().map(|f| resolve(base, Some(f), "")).or(delivery.client_cert_file.clone());
+        let key = d.client_key_file.as_deref().map(|f| resolve(base, Some(f), "")).or(delivery.client_key_file.clone());
+        let config = crate::tls::recipient_client(&ca_files, cert.as_deref(), key.as_deref(), &|f| self.files.read(f))
+            .unwrap_or_else(|e| {
+                self.problem(problems, e, None);
+                crate::tls::plain_client()
+            });
+        RecipientTls { ca_file: ca_files.first().cloned(), cert, key, config }
+    }
+
+    /// Time allowed for one attempt, which the delivery lease must outlast.
+    fn attempt_timeout(&self, problems: &mut Vec<Problem>) -> Duration {
+        let delivery = self.delivery;
+        let timeout = self.raw.timeout_ms.map(Duration::from_millis).unwrap_or(delivery.attempt_timeout);
+        // A lease shorter than an attempt lets another worker take the delivery while it is
+        // still in flight (a duplicate, and strict order broken): the lease must outlast
+        // the attempt and the recording of its result.
+        if timeout + LEASE_MARGIN > delivery.lease {
+            self.problem(
+                problems,
+                format!(
+                    "its delivery timeout ({} ms) plus {} s must be within delivery.lease_secs ({} s)",
+                    timeout.as_millis(),
+                    LEASE_MARGIN.as_secs(),
+                    delivery.lease.as_secs()
+                ),
+                Some("lower the partner's delivery.timeout_ms or raise delivery.lease_secs in the main file"),
+            );
+        }
+        timeout
+    }
+
+    fn concurrency(&self) -> usize {
+        self.raw.concurrency.unwrap_or(self.delivery.concurrency_per_recipient).max(1)
+    }
 }
 
 /// Certificate names and SPKI pins, each claimed by one partner. Only entries of partners that

@@ -278,18 +278,31 @@ pub struct RawPartner {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPartnerDelivery {
-    /// `push` (the default: the gateway POSTs each record to `endpoint`) or `pull` (the
-    /// recipient takes its records from its mailbox, `GET /v1/inbox`; no endpoint).
+    /// `push` (the default: the gateway POSTs each record to `endpoint`), `pull` (the
+    /// recipient takes its records from its mailbox, `GET /v1/inbox`; no endpoint) or `nats`
+    /// (the gateway publishes each record to a NATS JetStream stream at `url`, on `subject`).
     pub mode: Option<String>,
     /// Base URL; records go to `{endpoint}/{type}`. Push only, and required for it.
     pub endpoint: Option<String>,
-    /// CA (PEM) of the endpoint's certificate, instead of `delivery.ca_files`.
+    /// The NATS server, `nats://host:port` or `tls://host:port`, without credentials in it.
+    /// NATS only, and required for it.
+    pub url: Option<String>,
+    /// The subject each record is published on; `{type}` stands for its record type, as in
+    /// `records.{type}`. NATS only, and required for it.
+    pub subject: Option<String>,
+    /// A NATS credentials file (a user JWT and its NKey seed), kept owner-only. NATS only.
+    pub creds_file: Option<String>,
+    /// Environment variable holding the NATS user name, with `password_env`. NATS only.
+    pub user_env: Option<String>,
+    /// Environment variable holding the NATS password, with `user_env`. NATS only.
+    pub password_env: Option<String>,
+    /// CA (PEM) of the endpoint's (or NATS server's) certificate, instead of `delivery.ca_files`.
     pub ca_file: Option<String>,
     /// The certificate the gateway presents to this recipient, instead of the main file's.
     pub client_cert_file: Option<String>,
     /// The key of that certificate.
     pub client_key_file: Option<String>,
-    /// Environment variable holding a bearer token sent to this recipient.
+    /// Environment variable holding a bearer token sent to this recipient. Push only.
     pub bearer_token_env: Option<String>,
     /// Time allowed for one attempt, instead of `delivery.attempt_timeout_ms`.
     pub timeout_ms: Option<u64>,

@@ -1,4 +1,5 @@
-//! The outbound side: one pooled HTTP client per recipient, and what one attempt returns.
+//! The outbound side: one pooled HTTP client per recipient, what one attempt returns, and the
+//! headers every recipient gets (over HTTP, or as NATS message headers).
 //!
 //! Redirects are never followed (the client does not follow them, and a 3xx is not a success).
 //! Recipient URLs come only from configuration.
@@ -26,13 +27,14 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// How one attempt ended, as seen from the wire.
 #[derive(Debug, Clone)]
 pub enum AttemptOutcome {
-    /// A 2xx.
-    Accepted { status: u16 },
+    /// Taken: a 2xx, or JetStream's acknowledgement that the message is stored (no status).
+    Accepted { status: Option<u16> },
     /// A status that may succeed later (408, 425, 429, 5xx).
     Transient { status: u16, retry_after: Option<Duration> },
-    /// Any other status: retrying will not help.
-    Refused { status: u16 },
-    /// No answer: connection failure or timeout.
+    /// Retrying will not help: any other status, or a message a NATS server never takes.
+    Refused { status: Option<u16>, error: String },
+    /// Not handed over: a connection failure, a timeout, or (NATS) no acknowledgement, such as
+    /// when no stream takes the subject yet.
     Unreachable { error: String },
 }
 
@@ -72,6 +74,36 @@ pub struct Envelope<'a> {
     pub idempotency_key: &'a str,
     pub traceparent: Option<&'a str>,
     pub tracestate: Option<&'a str>,
+}
+
+impl<'a> Envelope<'a> {
+    /// The envelope of delivery `d`, sent as the hop `trace` (whose `traceparent` is given).
+    pub fn of(d: &'a ClaimedDelivery, key: &'a str, traceparent: &'a str, trace: &'a TraceContext) -> Self {
+        Envelope {
+            record_id: &d.record_id,
+            sender: &d.sender,
+            agreement: &d.agreement,
+            record_type: &d.record_type,
+            schema_version: &d.schema_version,
+            idempotency_key: key,
+            traceparent: Some(traceparent),
+            tracestate: trace.state.as_deref(),
+        }
+    }
+
+    /// The metadata headers, by name: the same for every transport.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("Idempotency-Key", self.idempotency_key.to_owned()),
+            ("Passerelle-Record-Id", self.record_id.to_owned()),
+            ("Passerelle-Sender", self.sender.to_owned()),
+            ("Passerelle-Agreement", self.agreement.to_owned()),
+            ("Passerelle-Schema", format!("{}/{}", self.record_type, self.schema_version)),
+        ];
+        headers.extend(self.traceparent.map(|tp| ("traceparent", tp.to_owned())));
+        headers.extend(self.tracestate.map(|state| ("tracestate", state.to_owned())));
+        headers
+    }
 }
 
 /// A recipient's HTTP client and settings.
@@ -118,16 +150,7 @@ impl RecipientClient {
     async fn exchange(&self, d: &ClaimedDelivery, trace: &TraceContext) -> AttemptOutcome {
         let key = idempotency_key(d);
         let traceparent = trace.traceparent();
-        let envelope = Envelope {
-            record_id: &d.record_id,
-            sender: &d.sender,
-            agreement: &d.agreement,
-            record_type: &d.record_type,
-            schema_version: &d.schema_version,
-            idempotency_key: &key,
-            traceparent: Some(&traceparent),
-            tracestate: trace.state.as_deref(),
-        };
+        let envelope = Envelope::of(d, &key, &traceparent, trace);
         let response = match self.post(&envelope, d.body.clone()).await {
             Ok(r) => r,
             Err(error) => return AttemptOutcome::Unreachable { error },
@@ -145,17 +168,9 @@ impl RecipientClient {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}/{}", self.endpoint, e.record_type))
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", e.idempotency_key)
-            .header("Passerelle-Record-Id", e.record_id)
-            .header("Passerelle-Sender", e.sender)
-            .header("Passerelle-Agreement", e.agreement)
-            .header("Passerelle-Schema", format!("{}/{}", e.record_type, e.schema_version));
-        if let Some(tp) = e.traceparent {
-            request = request.header("traceparent", tp);
-        }
-        if let Some(state) = e.tracestate {
-            request = request.header("tracestate", state);
+            .header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in e.headers() {
+            request = request.header(name, value);
         }
         if let Some(token) = &self.bearer {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -195,9 +210,9 @@ pub fn idempotency_key(d: &ClaimedDelivery) -> String {
 fn classify(status: StatusCode, retry_after: Option<Duration>) -> AttemptOutcome {
     let code = status.as_u16();
     match code {
-        200..=299 => AttemptOutcome::Accepted { status: code },
+        200..=299 => AttemptOutcome::Accepted { status: Some(code) },
         408 | 425 | 429 | 500..=599 => AttemptOutcome::Transient { status: code, retry_after },
-        _ => AttemptOutcome::Refused { status: code },
+        _ => AttemptOutcome::Refused { status: Some(code), error: format!("HTTP {code}") },
     }
 }
 

@@ -1,5 +1,9 @@
 //! Delivery: one worker per recipient claims due deliveries and sends each stored projected body.
 //!
+//! A worker hands its deliveries over through an [`Outbound`]: an HTTP POST ([`client`]) or a
+//! NATS JetStream publication ([`nats`]); leases, caps, backoff, breakers, dead letters and the
+//! audit are the same for both. Pull recipients have no worker: their [`mailbox`] waits for them.
+//!
 //! Each recipient has its own worker, client, circuit breaker and concurrency cap, so a slow or
 //! dead recipient only ever occupies its own slots: the others keep their pace. Workers lease
 //! deliveries from the store (see [`crate::store::Store::claim_due`]); a worker that dies leaves
@@ -13,8 +17,9 @@ pub mod backoff;
 pub mod breaker;
 pub mod client;
 pub mod mailbox;
+pub mod nats;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +38,7 @@ use backoff::{Backoff, Failure};
 use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
 pub use mailbox::{InboxSettings, Mailboxes};
+use nats::{NatsCredentials, NatsEndpoint, NatsPublisher};
 use tracing::Instrument;
 
 /// Retry policy and worker settings for deliveries.
@@ -93,6 +99,8 @@ pub enum DeliveryMode {
     /// The recipient takes its deliveries from its mailbox over the partner API
     /// (`GET /v1/inbox`), from behind a firewall that lets no connection in.
     Pull,
+    /// The gateway publishes each delivery to a NATS JetStream stream.
+    Nats(NatsEndpoint),
 }
 
 impl DeliveryMode {
@@ -100,15 +108,32 @@ impl DeliveryMode {
     pub fn endpoint(&self) -> Option<&DeliveryEndpoint> {
         match self {
             DeliveryMode::Push(endpoint) => Some(endpoint),
-            DeliveryMode::Pull => None,
+            DeliveryMode::Pull | DeliveryMode::Nats(_) => None,
         }
     }
 
-    /// `push` or `pull`, as the configuration writes it.
+    /// `push`, `pull` or `nats`, as the configuration writes it.
     pub fn as_str(&self) -> &'static str {
         match self {
             DeliveryMode::Push(_) => "push",
             DeliveryMode::Pull => "pull",
+            DeliveryMode::Nats(_) => "nats",
+        }
+    }
+
+    /// The files holding this recipient's secrets: the key of the gateway's certificate toward
+    /// it, and a NATS credentials file.
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        match self {
+            DeliveryMode::Push(endpoint) => endpoint.client_key_file.iter().cloned().collect(),
+            DeliveryMode::Pull => Vec::new(),
+            DeliveryMode::Nats(endpoint) => {
+                let creds = match &endpoint.auth {
+                    nats::NatsAuth::CredsFile(file) => Some(file.clone()),
+                    _ => None,
+                };
+                endpoint.client_key_file.iter().cloned().chain(creds).collect()
+            }
         }
     }
 }
@@ -140,6 +165,42 @@ pub enum Transport {
     },
     /// The deliveries wait in the recipient's mailbox until it takes them.
     Mailbox,
+    /// A worker publishes each delivery to the recipient's NATS server.
+    Nats {
+        endpoint: NatsEndpoint,
+        /// The TLS client configuration toward the server (its CAs, the gateway's certificate).
+        tls: Arc<rustls::ClientConfig>,
+        /// The credentials file's contents, when the endpoint names one.
+        credentials: Option<NatsCredentials>,
+        /// The record types it receives, whose subjects are checked for a stream at start.
+        record_types: BTreeSet<String>,
+    },
+}
+
+/// How a worker hands a delivery over: the seam between the worker and the wire.
+pub enum Outbound {
+    /// POSTed to the recipient's endpoint.
+    Http(RecipientClient),
+    /// Published on the recipient's NATS server, acknowledged by JetStream.
+    Nats(NatsPublisher),
+}
+
+impl Outbound {
+    /// Sends one stored projected body as the hop `trace` of its record's trace, returning the
+    /// outcome and how long it took.
+    pub async fn send(&self, delivery: &ClaimedDelivery, trace: &TraceContext) -> (AttemptOutcome, Duration) {
+        match self {
+            Outbound::Http(client) => client.send(delivery, trace).await,
+            Outbound::Nats(publisher) => publisher.send(delivery, trace).await,
+        }
+    }
+
+    /// Opens what can be opened before the first delivery (the NATS connection).
+    async fn open(&self) {
+        if let Outbound::Nats(publisher) = self {
+            publisher.open().await;
+        }
+    }
 }
 
 /// What the gateway keeps per recipient: shared by its delivery worker and by request/response
@@ -151,11 +212,21 @@ pub struct Recipient {
     /// Kept across reloads (unless its settings change): a reload does not forget that a
     /// recipient is down.
     pub breaker: Arc<Breaker>,
-    pub client: RecipientClient,
+    pub outbound: Outbound,
     /// Caps deliveries in flight to this recipient. Kept across reloads while the cap is the same,
     /// so the attempts a retired worker still has in flight count against the new worker's cap.
     slots: Arc<Semaphore>,
     concurrency: usize,
+}
+
+impl Recipient {
+    /// The HTTP client of a push recipient: what request/response calls go through.
+    pub fn http(&self) -> Option<&RecipientClient> {
+        match &self.outbound {
+            Outbound::Http(client) => Some(client),
+            Outbound::Nats(_) => None,
+        }
+    }
 }
 
 /// Every configured recipient, by id: the set in force, swapped whole by a reload.
@@ -190,7 +261,7 @@ impl Recipients {
 /// exit. Leases keep the two generations from sending the same delivery, and an ordered
 /// recipient's head stays leased until its attempt ends, so order holds across the switch.
 pub struct Dispatcher {
-    /// Push recipients: their workers' wake-ups, breakers and clients.
+    /// Push and NATS recipients: their workers' wake-ups, breakers and clients.
     pub recipients: Recipients,
     /// Pull recipients' mailboxes.
     pub mailboxes: Mailboxes,
@@ -266,8 +337,14 @@ impl Dispatcher {
         let mut mailboxes = Vec::new();
         for planned in &plan.recipients {
             let (partner, ordered) = (&planned.id, planned.ordered);
-            let (endpoint, tls) = match &planned.transport {
-                Transport::Http { endpoint, tls } => (endpoint, tls),
+            let (outbound, concurrency) = match &planned.transport {
+                Transport::Http { endpoint, tls } => {
+                    (Outbound::Http(RecipientClient::new(endpoint, tls)), endpoint.concurrency)
+                }
+                Transport::Nats { endpoint, tls, credentials, record_types } => {
+                    let publisher = NatsPublisher::new(partner, endpoint, tls, credentials.clone(), record_types);
+                    (Outbound::Nats(publisher), endpoint.concurrency)
+                }
                 Transport::Mailbox => {
                     mailboxes.push((partner.to_string(), ordered));
                     continue;
@@ -278,7 +355,7 @@ impl Dispatcher {
             let breaker = kept
                 .filter(|b| b.has_settings(threshold, open_for))
                 .unwrap_or_else(|| Arc::new(Breaker::new(partner, threshold, open_for, self.metrics.clone())));
-            let concurrency = if ordered { 1 } else { endpoint.concurrency };
+            let concurrency = if ordered { 1 } else { concurrency };
             // A changed cap starts afresh: for one attempt timeout both caps may be in use.
             let slots = previous
                 .get(&partner.to_string())
@@ -289,7 +366,7 @@ impl Dispatcher {
                 id: partner.to_string(),
                 wake: Notify::new(),
                 breaker,
-                client: RecipientClient::new(endpoint, tls),
+                outbound,
                 slots: slots.clone(),
                 concurrency,
             });
@@ -339,6 +416,7 @@ impl Dispatcher {
 impl Worker {
     /// Claims and sends until the gateway shuts down or a reload retires this worker's generation.
     async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, mut retired: watch::Receiver<bool>) {
+        self.recipient.outbound.open().await;
         loop {
             if *shutdown.borrow() || *retired.borrow() {
                 break;
@@ -407,7 +485,7 @@ impl Worker {
             parent
         });
         let hop = Hop::start("delivery", HopKind::Client, parent.as_ref());
-        let (outcome, duration) = self.recipient.client.send(&d, &hop.context).instrument(hop.span.clone()).await;
+        let (outcome, duration) = self.recipient.outbound.send(&d, &hop.context).instrument(hop.span.clone()).await;
         self.recipient.breaker.record(outcome.shows_recipient_up());
         let attempt = d.attempts + 1;
         let now = clock::now_ms();
@@ -415,10 +493,8 @@ impl Worker {
         let jitter = crate::random::unit();
         let failure = |status: Option<u16>, error: String, retry_after| Failure { status, error, retry_after };
         let result = match outcome {
-            AttemptOutcome::Accepted { status } => AttemptResult::Delivered { status: Some(status) },
-            AttemptOutcome::Refused { status } => {
-                AttemptResult::Dead { status: Some(status), error: format!("HTTP {status}") }
-            }
+            AttemptOutcome::Accepted { status } => AttemptResult::Delivered { status },
+            AttemptOutcome::Refused { status, error } => AttemptResult::Dead { status, error },
             AttemptOutcome::Transient { status, retry_after } => self.backoff.after_failure(
                 failure(Some(status), format!("HTTP {status}"), retry_after),
                 attempt,

@@ -53,6 +53,8 @@ pub(super) async fn handle(
     let (agreement, responder) = route.responder(version).ok_or(ApiError::NoAgreement)?;
     let recipient =
         state.dispatcher.recipients.get(&responder.partner).ok_or(ApiError::UpstreamError { status: None })?;
+    // A responder is a push recipient (the configuration checks it).
+    let client = recipient.http().ok_or(ApiError::UpstreamError { status: None })?;
     let projected = Bytes::from(responder.fields.project_canonical(&value));
     // The request is audited under this request's id, which its answer carries.
     let request_id = call.request_id.to_owned();
@@ -75,8 +77,7 @@ pub(super) async fn handle(
             traceparent: Some(&tp),
             tracestate: hop.context.state.as_deref(),
         };
-        let (call, _) = recipient
-            .client
+        let (call, _) = client
             .call(&envelope, projected.clone(), config.settings.limits.max_body_bytes)
             .instrument(hop.span.clone())
             .await;

@@ -339,3 +339,112 @@ fn the_fingerprint_covers_every_file_the_configuration_was_built_from() {
         seen.push(now);
     }
 }
+
+/// The City of Ottawa's `[partner.delivery]` in the shipped partners file, to replace.
+/// The city as a push recipient (the shipped city pulls; each case below replaces this).
+const CITY_DELIVERY: &str = "endpoint = \"http://127.0.0.1:18104/inbox\"\nconcurrency = 4";
+
+/// Every NATS setting is checked, each problem naming the partner, and a password written in
+/// the url is not repeated.
+#[test]
+fn a_nats_recipients_mistakes_are_each_named_with_the_partner() {
+    let (dir, main) = shipped();
+    let partners = dir.path().join("config/partners.toml");
+    let shipped_partners = std::fs::read_to_string(&partners).unwrap().replacen(
+        "[partner.delivery]\nmode = \"pull\"",
+        &format!("[partner.delivery]\n{CITY_DELIVERY}"),
+        1,
+    );
+    let server = "mode = \"nats\"\nurl = \"nats://127.0.0.1:4222\"";
+    let cases = [
+        ("mode = \"nats\"\nsubject = \"records.{type}\"".to_owned(), "a nats recipient needs its NATS server's url"),
+        (server.to_owned(), "a nats recipient needs the subject its records are published on"),
+        (
+            "mode = \"nats\"\nurl = \"http://127.0.0.1:4222\"\nsubject = \"records\"".to_owned(),
+            "url `http://127.0.0.1:4222` is not a nats:// or tls:// URL",
+        ),
+        (
+            "mode = \"nats\"\nurl = \"nats://city:hunter2@127.0.0.1:4222\"\nsubject = \"records\"".to_owned(),
+            "the NATS url carries a user name or password",
+        ),
+        (
+            format!("{server}\nsubject = \"records.{{kind}}\""),
+            "subject `records.{kind}` has `{kind}`; the only placeholder is `{type}`",
+        ),
+        (format!("{server}\nsubject = \"records.>\""), "subject `records.>` has a wildcard"),
+        (format!("{server}\nsubject = \"records..{{type}}\""), "has an empty token"),
+        (
+            format!("{server}\nsubject = \"records\"\nendpoint = \"http://127.0.0.1:18104/inbox\""),
+            "`endpoint` is for push delivery; a nats recipient has its records published on its NATS server",
+        ),
+        (
+            format!("{server}\nsubject = \"records\"\nbearer_token_env = \"TOKEN\""),
+            "`bearer_token_env` is for push delivery",
+        ),
+        (
+            format!("{CITY_DELIVERY}\nsubject = \"records\""),
+            "`subject` is for nats delivery; a push recipient is sent its records at its endpoint",
+        ),
+        (
+            "mode = \"pull\"\nurl = \"nats://127.0.0.1:4222\"".to_owned(),
+            "`url` is for nats delivery; a pull recipient takes its records from its mailbox",
+        ),
+        (
+            format!(
+                "{server}\nsubject = \"records\"\ncreds_file = \"city.creds\"\nuser_env = \"U\"\npassword_env = \"P\""
+            ),
+            "set creds_file, or user_env and password_env, not both",
+        ),
+        (format!("{server}\nsubject = \"records\"\nuser_env = \"U\""), "user_env and password_env go together"),
+        (format!("{server}\nsubject = \"records\"\ncreds_file = \"no-such.creds\""), "no-such.creds cannot be read"),
+        (
+            format!("{server}\nsubject = \"records\"\ncreds_file = \"partners.toml\""),
+            "the creds_file is not a NATS credentials file",
+        ),
+        (
+            "mode = \"nats\"\nurl = \"tls://nats.example.ca:4222\"\nsubject = \"records\"".to_owned(),
+            "a tls:// NATS server needs a CA to verify it",
+        ),
+        ("mode = \"kafka\"".to_owned(), "delivery mode `kafka` is not one of push, pull, nats"),
+    ];
+    for (delivery, expected) in cases {
+        std::fs::write(&partners, shipped_partners.replace(CITY_DELIVERY, &delivery)).unwrap();
+        let (code, out) = check(&main);
+        assert_eq!(code, 1, "{delivery}: {out}");
+        let found = problems_of(&out, "partners.toml");
+        let named = found.lines().any(|l| l.contains("partner `ottawa-city`: ") && l.contains(expected));
+        assert!(named, "{delivery}: {out}");
+        assert!(!out.contains("hunter2"), "a password is never repeated: {out}");
+    }
+}
+
+/// A responder answers while its sender waits: it cannot be a NATS recipient.
+#[test]
+fn a_nats_recipient_cannot_answer_requests() {
+    let (dir, main) = shipped();
+    edit_file(
+        &dir.path().join("config/partners.toml"),
+        "endpoint = \"http://127.0.0.1:18101/inbox\"",
+        "mode = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"records.{type}\"",
+    );
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        problems_of(&out, "sin-validation-ohip.toml")
+            .contains("responder `esdc-sin-registry` has its records published on NATS (mode = \"nats\")"),
+        "{out}"
+    );
+}
+
+/// The example of a NATS JetStream recipient in the README checks clean.
+#[test]
+fn the_nats_example_configuration_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("config/examples/nats"), &dir.path().join("config/examples/nats"));
+    copy_dir(&repo().join("schemas"), &dir.path().join("schemas"));
+    let main = dir.path().join("config/examples/nats/passerelle.toml");
+    let (code, out) = cli(&["dev-pki", "--config", main.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = check(&main);
+    assert_eq!(code, 0, "{out}");
+}

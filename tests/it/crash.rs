@@ -3,6 +3,7 @@
 //! recipient; clients retry with their idempotency keys; the audit chain still verifies.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -57,55 +58,94 @@ async fn drive(client: TestClient, api_key: String, body: String, accepted: Acce
     }
 }
 
-async fn crash_run(kill_after: usize) {
-    let recipients = mock_recipients().await;
-    let setup = Setup::new()
-        .delivery("lease_secs = 2")
-        .delivery("attempt_timeout_ms = 1000")
-        .delivery("poll_interval_ms = 100");
-    setup.write_for(&recipients);
-    let config = setup.main_config();
-    let api_key = setup.keys["on-vital-stats"].clone();
-    let body = record("birth-registration-1.1.json").to_string();
-    let accepted: Accepted = Arc::default();
-    let progress = Arc::new(AtomicUsize::new(0));
+/// Records sent by 8 clients through a gateway process killed with `kill -9` midway, then
+/// restarted on the same data directory (what the NATS tests put their recipient through too).
+pub(crate) struct CrashRun {
+    config: PathBuf,
+    api_key: String,
+    body: String,
+    accepted: Accepted,
+    progress: Arc<AtomicUsize>,
+}
 
-    let gateway = ChildGateway::spawn(&config, &[]).await;
-    let run =
-        tokio::spawn(drive(gateway.client.clone(), api_key.clone(), body.clone(), accepted.clone(), progress.clone()));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while progress.load(Ordering::Relaxed) < kill_after {
-        assert!(Instant::now() < deadline, "only {} records accepted", progress.load(Ordering::Relaxed));
-        tokio::time::sleep(Duration::from_millis(2)).await;
+impl CrashRun {
+    /// Short leases, so that the deliveries the killed process had claimed are soon taken again.
+    pub(crate) fn setup() -> Setup {
+        Setup::new().delivery("lease_secs = 2").delivery("attempt_timeout_ms = 1000").delivery("poll_interval_ms = 100")
     }
-    gateway.kill9();
-    run.await.unwrap();
-    let before_restart = accepted.lock().await.len();
 
-    // Restart on the same data directory; every client resumes, retrying its cut request.
-    let gateway = ChildGateway::spawn(&config, &[]).await;
-    let replayed = Arc::new(AtomicUsize::new(0));
-    {
-        // Keys sent before the crash without an answer: a retry tells whether they were committed.
-        let done = accepted.lock().await.clone();
-        for c in 0..CLIENTS {
-            let next = (0..PER_CLIENT).find(|n| !done.contains_key(&format!("client-{c}-{n}")));
-            if let Some(n) = next {
-                let key = format!("client-{c}-{n}");
-                if let Some((id, was_replayed)) = send(&gateway.client, &key, &api_key, &body).await {
-                    if was_replayed {
-                        replayed.fetch_add(1, Ordering::Relaxed);
+    /// Starts the gateway on `setup`'s (written) configuration and has the clients send until
+    /// `kill_after` records are accepted; then kills it with `kill -9`.
+    pub(crate) async fn kill_after(setup: &Setup, kill_after: usize) -> CrashRun {
+        let run = CrashRun {
+            config: setup.main_config(),
+            api_key: setup.keys["on-vital-stats"].clone(),
+            body: record("birth-registration-1.1.json").to_string(),
+            accepted: Accepted::default(),
+            progress: Arc::new(AtomicUsize::new(0)),
+        };
+        let gateway = ChildGateway::spawn(&run.config, &[]).await;
+        let sending = tokio::spawn(drive(
+            gateway.client.clone(),
+            run.api_key.clone(),
+            run.body.clone(),
+            run.accepted.clone(),
+            run.progress.clone(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while run.progress.load(Ordering::Relaxed) < kill_after {
+            assert!(Instant::now() < deadline, "only {} records accepted", run.progress.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        gateway.kill9();
+        sending.await.unwrap();
+        run
+    }
+
+    /// How many records had a 202 before the crash.
+    pub(crate) async fn accepted_before_restart(&self) -> usize {
+        self.accepted.lock().await.len()
+    }
+
+    /// Restarts the gateway on the same data directory; every client resumes, first retrying
+    /// the request the crash cut. Returns each accepted record's id by idempotency key (all of
+    /// them, one record per key), the running gateway, and how many retried keys replayed their
+    /// receipt.
+    pub(crate) async fn restart(self) -> (BTreeMap<String, String>, ChildGateway, usize) {
+        let CrashRun { config, api_key, body, accepted, progress } = self;
+        let gateway = ChildGateway::spawn(&config, &[]).await;
+        let mut replayed = 0;
+        {
+            // Keys sent before the crash without an answer: a retry tells whether they were committed.
+            let done = accepted.lock().await.clone();
+            for c in 0..CLIENTS {
+                let next = (0..PER_CLIENT).find(|n| !done.contains_key(&format!("client-{c}-{n}")));
+                if let Some(n) = next {
+                    let key = format!("client-{c}-{n}");
+                    if let Some((id, was_replayed)) = send(&gateway.client, &key, &api_key, &body).await {
+                        replayed += usize::from(was_replayed);
+                        accepted.lock().await.insert(key, id);
                     }
-                    accepted.lock().await.insert(key, id);
                 }
             }
         }
+        drive(gateway.client.clone(), api_key, body, accepted.clone(), progress).await;
+        let accepted = accepted.lock().await.clone();
+        assert_eq!(accepted.len(), CLIENTS * PER_CLIENT, "every record was eventually accepted");
+        let ids: BTreeSet<&str> = accepted.values().map(String::as_str).collect();
+        assert_eq!(ids.len(), accepted.len(), "one record per idempotency key");
+        (accepted, gateway, replayed)
     }
-    drive(gateway.client.clone(), api_key.clone(), body.clone(), accepted.clone(), progress.clone()).await;
-    let accepted = accepted.lock().await.clone();
-    assert_eq!(accepted.len(), CLIENTS * PER_CLIENT, "every record was eventually accepted");
+}
+
+async fn crash_run(kill_after: usize) {
+    let recipients = mock_recipients().await;
+    let setup = CrashRun::setup();
+    setup.write_for(&recipients);
+    let run = CrashRun::kill_after(&setup, kill_after).await;
+    let before_restart = run.accepted_before_restart().await;
+    let (accepted, gateway, replayed) = run.restart().await;
     let expected: BTreeSet<&str> = accepted.values().map(String::as_str).collect();
-    assert_eq!(expected.len(), accepted.len(), "one record per idempotency key");
 
     // Every accepted record reaches every recipient.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -126,11 +166,10 @@ async fn crash_run(kill_after: usize) {
     }
     let duplicates: usize = recipients.values().map(|m| m.duplicates()).sum();
     eprintln!(
-        "kill after {kill_after}: {before_restart} accepted before the crash, {} retried keys replayed their receipt, {duplicates} duplicate deliveries dropped by recipients",
-        replayed.load(Ordering::Relaxed)
+        "kill after {kill_after}: {before_restart} accepted before the crash, {replayed} retried keys replayed their receipt, {duplicates} duplicate deliveries dropped by recipients"
     );
     gateway.terminate();
-    let (code, out) = cli(&["audit", "verify", "--config", config.to_str().unwrap()]);
+    let (code, out) = cli(&["audit", "verify", "--config", setup.main_config().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
 

@@ -6,21 +6,21 @@ use serde_json::Value;
 
 use crate::support::*;
 
-async fn post_birth(gw: &TestGateway) -> String {
+pub(crate) async fn post_birth(gw: &TestGateway) -> String {
     let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
     assert_eq!(r.status.as_u16(), 202, "{}", r.text());
     r.json()["record_id"].as_str().unwrap().to_owned()
 }
 
-async fn status_of(gw: &TestGateway, id: &str) -> Value {
+pub(crate) async fn status_of(gw: &TestGateway, id: &str) -> Value {
     gw.client.get(&format!("/v1/records/{id}"), gw.key("on-vital-stats")).await.json()
 }
 
-fn delivery<'a>(view: &'a Value, recipient: &str) -> &'a Value {
+pub(crate) fn delivery<'a>(view: &'a Value, recipient: &str) -> &'a Value {
     view["deliveries"].as_array().unwrap().iter().find(|d| d["recipient"] == recipient).unwrap()
 }
 
-async fn wait_status(gw: &TestGateway, id: &str, recipient: &str, status: &str) -> Value {
+pub(crate) async fn wait_status(gw: &TestGateway, id: &str, recipient: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let view = status_of(gw, id).await;

@@ -14,7 +14,7 @@ use crate::support::*;
 
 const TOKEN: [(&str, &str); 1] = [("authorization", "Bearer test-admin-token")];
 
-async fn reload(gw: &TestGateway) {
+pub(crate) async fn reload(gw: &TestGateway) {
     let r = gw.admin.send(Method::POST, "/admin/v1/reload", &TOKEN, "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
