@@ -48,6 +48,8 @@
 //! - [`delivery`]: per-recipient workers, backoff, circuit breakers, the outbound client, and
 //!   pull recipients' mailboxes ([`delivery::mailbox`]).
 //!   [`upkeep`]: checkpoints, aggregated rejections and the retention purge, as tasks.
+//!   [`notices`]: completion notices to senders that asked, each a signed notice
+//!   ([`audit::notice`]) committed as a record of the gateway's own with one durable delivery.
 //! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
 //!   becomes of a request body answered before it was read ([`server::body`]) and the lingering
 //!   close of a connection ([`server::io`]).
@@ -78,7 +80,7 @@
 //! | 1 | `rate_limit`, `schema`, `secrets`, `telemetry` |
 //! | 2 | `audit`, `pki`, `policy`, `tls` |
 //! | 3 | `auth`, `store` |
-//! | 4 | `delivery`, `upkeep` |
+//! | 4 | `delivery`, `notices`, `upkeep` |
 //! | 5 | `server` |
 //! | 6 | `config` |
 //! | 7 | `http` |
@@ -125,6 +127,7 @@ pub mod gateway;
 pub mod http;
 pub mod ids;
 pub mod json;
+pub mod notices;
 pub mod pki;
 pub mod pointer;
 pub mod policy;

@@ -49,6 +49,14 @@ pub(super) fn load(
             problems.push(problem(file, format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id), None));
             continue;
         }
+        if p.id == crate::audit::notice::SENDER {
+            problems.push(problem(
+                file,
+                format!("partner id `{}` is reserved: the gateway's completion notices are sent under it", p.id),
+                Some("give the partner another id"),
+            ));
+            continue;
+        }
         if !seen.insert(p.id.clone()) {
             problems.push(problem(
                 file,
@@ -71,7 +79,7 @@ pub(super) fn load(
                 continue;
             }
         };
-        let delivery = p.delivery.as_ref().and_then(|d| {
+        let delivery = channel(file, p, problems).and_then(|d| {
             mode(file, p, d, problems).and_then(|mode| match mode {
                 Mode::Pull => Some(DeliveryMode::Pull),
                 Mode::Push => {
@@ -100,11 +108,57 @@ pub(super) fn load(
             jurisdiction,
             region: p.region.clone(),
             delivery,
+            notify: p.notify.is_some(),
             rate_limit,
         });
     }
     let certificates = certificates(file, &raw, &partners, problems);
     Some(PartnersFile { partners, certificates, inline_keys, recipient_tls })
+}
+
+/// The table that says how a partner takes what the gateway sends it: `[partner.delivery]` if
+/// it receives records (its completion notices go the same way), else `[partner.notify]` if it
+/// asked for notices.
+fn channel<'p>(
+    file: &Path,
+    p: &'p raw::RawPartner,
+    problems: &mut Vec<Problem>,
+) -> Option<&'p raw::RawPartnerDelivery> {
+    match (&p.delivery, &p.notify) {
+        (Some(delivery), Some(notify)) => {
+            for key in notify.mode.as_ref().map(|_| "mode").into_iter().chain(push_keys(notify)) {
+                problems.push(problem(
+                    file,
+                    format!("partner `{}`: [partner.notify] `{key}` is not used: a partner that receives records takes its notices the way of its [partner.delivery]", p.id),
+                    Some("leave [partner.notify] empty"),
+                ));
+            }
+            Some(delivery)
+        }
+        (None, Some(notify)) if notify.endpoint.is_none() && notify.mode.as_deref().unwrap_or("push") == "push" => {
+            problems.push(problem(
+                file,
+                format!("partner `{}`: [partner.notify] needs an endpoint to push its completion notices to", p.id),
+                Some("set endpoint in [partner.notify], or mode = \"pull\" to take them from its mailbox"),
+            ));
+            None
+        }
+        (delivery, notify) => delivery.as_ref().or(notify.as_ref()),
+    }
+}
+
+/// The keys of a delivery table set that only push delivery uses.
+fn push_keys(d: &raw::RawPartnerDelivery) -> impl Iterator<Item = &'static str> {
+    let keys = [
+        ("endpoint", d.endpoint.is_some()),
+        ("ca_file", d.ca_file.is_some()),
+        ("client_cert_file", d.client_cert_file.is_some()),
+        ("client_key_file", d.client_key_file.is_some()),
+        ("bearer_token_env", d.bearer_token_env.is_some()),
+        ("timeout_ms", d.timeout_ms.is_some()),
+        ("concurrency", d.concurrency.is_some()),
+    ];
+    keys.into_iter().filter(|(_, set)| *set).map(|(key, _)| key)
 }
 
 /// How a recipient takes its records (`[partner.delivery] mode`).
@@ -117,16 +171,7 @@ fn mode(file: &Path, p: &raw::RawPartner, d: &raw::RawPartnerDelivery, problems:
     match d.mode.as_deref().unwrap_or("push") {
         "push" => Some(Mode::Push),
         "pull" => {
-            let push_only = [
-                ("endpoint", d.endpoint.is_some()),
-                ("ca_file", d.ca_file.is_some()),
-                ("client_cert_file", d.client_cert_file.is_some()),
-                ("client_key_file", d.client_key_file.is_some()),
-                ("bearer_token_env", d.bearer_token_env.is_some()),
-                ("timeout_ms", d.timeout_ms.is_some()),
-                ("concurrency", d.concurrency.is_some()),
-            ];
-            for (key, _) in push_only.iter().filter(|(_, set)| *set) {
+            for key in push_keys(d) {
                 problems.push(problem(
                     file,
                     format!("partner `{}`: `{key}` is for push delivery; a pull recipient takes its records from its mailbox", p.id),

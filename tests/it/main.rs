@@ -21,6 +21,7 @@ mod inbox;
 mod integrity;
 mod isolation;
 mod limits;
+mod notices;
 mod openapi;
 mod operators;
 mod permissions;
