@@ -82,6 +82,26 @@ pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Sto
     )?))
 }
 
+/// The completion notices' task, reading the senders that asked for notices from the
+/// configuration in force and waking their delivery through the workers in force.
+fn notifier(state: &Arc<State>) -> crate::notices::Notifier {
+    let config = state.config();
+    let settings = &config.settings;
+    let (senders, wake) = (state.clone(), state.clone());
+    crate::notices::Notifier {
+        store: state.store.clone(),
+        notary: state.trail.notary.clone(),
+        digest_key: state.trail.digest_key.clone(),
+        senders: Box::new(move || {
+            senders.config().settings.partners.values().filter(|p| p.notify).map(|p| p.id.to_string()).collect()
+        }),
+        wake: Box::new(move |recipient| wake.dispatcher.wake(recipient)),
+        interval: settings.delivery.poll_interval,
+        look_back: settings.retention.dead,
+        overlap: settings.delivery.lease + settings.store.commit_timeout,
+    }
+}
+
 impl Gateway {
     /// Opens the store, starts delivery and binds both listeners.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
@@ -152,7 +172,7 @@ impl Gateway {
                 checkpoints_rx,
             )),
         );
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(crate::upkeep::run_flush(
                 rejections.clone(),
                 store.clone(),
@@ -169,6 +189,7 @@ impl Gateway {
         let trail = Trail { digest_key, notary, rejections };
         let console = Console { sessions: Default::default(), history: console_history };
         let state = Arc::new(State::new(config, store, metrics, dispatcher, trail, console));
+        background.push(tokio::spawn(notifier(&state).run(shutdown_rx.clone())));
         let (s, t) = (state.clone(), state.clone());
         let partner_task = tokio::spawn(server::serve(
             partner,

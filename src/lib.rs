@@ -50,6 +50,8 @@
 //!   outbound HTTP client ([`delivery::client`]), a NATS JetStream publisher
 //!   ([`delivery::nats`]), or a pull recipient's mailbox ([`delivery::mailbox`]).
 //!   [`upkeep`]: checkpoints, aggregated rejections and the retention purge, as tasks.
+//!   [`notices`]: completion notices to senders that asked, each a signed notice
+//!   ([`audit::notice`]) committed as a record of the gateway's own with one durable delivery.
 //! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
 //!   becomes of a request body answered before it was read ([`server::body`]) and the lingering
 //!   close of a connection ([`server::io`]).
@@ -80,7 +82,7 @@
 //! | 1 | `rate_limit`, `schema`, `secrets`, `telemetry` |
 //! | 2 | `audit`, `pki`, `policy`, `tls` |
 //! | 3 | `auth`, `store` |
-//! | 4 | `delivery`, `upkeep` |
+//! | 4 | `delivery`, `notices`, `upkeep` |
 //! | 5 | `server` |
 //! | 6 | `config` |
 //! | 7 | `http` |
@@ -127,6 +129,7 @@ pub mod gateway;
 pub mod http;
 pub mod ids;
 pub mod json;
+pub mod notices;
 pub mod pki;
 pub mod pointer;
 pub mod policy;

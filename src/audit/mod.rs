@@ -58,6 +58,7 @@ pub mod digest;
 pub mod export;
 pub mod keys;
 pub mod notary;
+pub mod notice;
 pub mod receipt;
 pub mod rejections;
 pub mod verify;
@@ -229,6 +230,9 @@ pub mod kind {
     pub const REQUEST_ANSWERED: &str = "request.answered";
     pub const CONFIG_LOADED: &str = "config.loaded";
     pub const BODIES_PURGED: &str = "bodies.purged";
+    /// A completion notice committed for delivery to a record's sender (its `record_id` is the
+    /// notice's own record; `reason` names the record it reports on and the kind).
+    pub const NOTICE_ISSUED: &str = "notice.issued";
 }
 
 #[cfg(test)]

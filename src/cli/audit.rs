@@ -1,5 +1,5 @@
 //! `passerelle audit`: the signing key, verifying the chain (live or exported), exporting it, and
-//! checking a receipt.
+//! checking a receipt or a completion notice.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -90,6 +90,24 @@ pub enum AuditCommand {
         #[arg(long = "key", value_name = "FILE")]
         keys: Vec<PathBuf>,
     },
+    /// Check a completion notice a sender received: the gateway's signature, offline.
+    ///
+    /// Reads the notice (the body pushed to `{endpoint}/completion-notice`, or taken from the
+    /// mailbox) and the trusted public keys (--key, or the configuration's). Prints `valid:` with
+    /// the notice's kind and record, when and by which key it was signed, or `INVALID:` saying why
+    /// (a field changed after signing, an untrusted key); exits 1 then.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle audit verify-notice notice.json --key gateway.pub\n  \
+                                 passerelle audit verify-notice notice.json --config config/passerelle.toml")]
+    VerifyNotice {
+        /// The notice file.
+        notice: PathBuf,
+        #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
+        config: PathBuf,
+        /// Trusted public key files; default: the configuration's keys.
+        #[arg(long = "key", value_name = "FILE")]
+        keys: Vec<PathBuf>,
+    },
 }
 
 pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -112,6 +130,19 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             } else {
                 Ok(verify_receipt_offline(&bytes, &trusted(&config, &keys)?))
             }
+        }
+        AuditCommand::VerifyNotice { notice, config, keys } => {
+            let bytes = std::fs::read(&notice).with_context(|| format!("cannot read {}", notice.display()))?;
+            Ok(match crate::audit::notice::verify(&bytes, &trusted(&config, &keys)?) {
+                Ok(notice) => {
+                    println!("valid: {}", notice.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("INVALID: {e}");
+                    ExitCode::FAILURE
+                }
+            })
         }
     }
 }

@@ -38,8 +38,10 @@ pub struct Partner {
     pub name_fr: String,
     pub jurisdiction: Jurisdiction,
     pub region: String,
-    /// How it takes the records it receives, if it receives any.
+    /// How it takes the records it receives, if it receives any, and its completion notices.
     pub delivery: Option<DeliveryMode>,
+    /// Whether it is sent a completion notice for each record it sends (`[partner.notify]`).
+    pub notify: bool,
     pub rate_limit: Option<RateLimit>,
 }
 

@@ -53,6 +53,14 @@ pub(super) fn load(
             problems.push(problem(file, format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id), None));
             continue;
         }
+        if p.id == crate::audit::notice::SENDER {
+            problems.push(problem(
+                file,
+                format!("partner id `{}` is reserved: the gateway's completion notices are sent under it", p.id),
+                Some("give the partner another id"),
+            ));
+            continue;
+        }
         if !seen.insert(p.id.clone()) {
             problems.push(problem(
                 file,
@@ -75,7 +83,7 @@ pub(super) fn load(
                 continue;
             }
         };
-        let delivery = p.delivery.as_ref().and_then(|d| {
+        let delivery = channel(file, p, problems).and_then(|d| {
             let recipient = Recipient { files, file, base, partner: p, raw: d, delivery };
             match mode(file, p, d, problems)? {
                 Mode::Pull => Some(DeliveryMode::Pull),
@@ -111,11 +119,44 @@ pub(super) fn load(
             jurisdiction,
             region: p.region.clone(),
             delivery,
+            notify: p.notify.is_some(),
             rate_limit,
         });
     }
     let certificates = certificates(file, &raw, &partners, problems);
     Some(PartnersFile { partners, certificates, inline_keys, recipient_tls, nats_credentials })
+}
+
+/// The table that says how a partner takes what the gateway sends it: `[partner.delivery]` if
+/// it receives records (its completion notices go the same way), else `[partner.notify]` if it
+/// asked for notices.
+fn channel<'p>(
+    file: &Path,
+    p: &'p raw::RawPartner,
+    problems: &mut Vec<Problem>,
+) -> Option<&'p raw::RawPartnerDelivery> {
+    match (&p.delivery, &p.notify) {
+        (Some(delivery), Some(notify)) => {
+            let set = keys(notify).into_iter().filter(|(_, set, _)| *set).map(|(key, _, _)| key);
+            for key in notify.mode.as_ref().map(|_| "mode").into_iter().chain(set) {
+                problems.push(problem(
+                    file,
+                    format!("partner `{}`: [partner.notify] `{key}` is not used: a partner that receives records takes its notices the way of its [partner.delivery]", p.id),
+                    Some("leave [partner.notify] empty"),
+                ));
+            }
+            Some(delivery)
+        }
+        (None, Some(notify)) if notify.endpoint.is_none() && notify.mode.as_deref().unwrap_or("push") == "push" => {
+            problems.push(problem(
+                file,
+                format!("partner `{}`: [partner.notify] needs an endpoint to push its completion notices to", p.id),
+                Some("set endpoint in [partner.notify], or mode = \"pull\" to take them from its mailbox"),
+            ));
+            None
+        }
+        (delivery, notify) => delivery.as_ref().or(notify.as_ref()),
+    }
 }
 
 /// How a recipient takes its records (`[partner.delivery] mode`).

@@ -272,6 +272,10 @@ pub struct RawPartner {
     pub delivery: Option<RawPartnerDelivery>,
     /// `[partner.rate_limit]`: how fast it may send, if limited.
     pub rate_limit: Option<RawRateLimit>,
+    /// `[partner.notify]`: send it a signed completion notice for each record it sends. A partner
+    /// with `[partner.delivery]` takes its notices the same way, and this table stays empty;
+    /// otherwise it takes the keys of `[partner.delivery]` (`mode`, `endpoint`, ...) for them.
+    pub notify: Option<RawPartnerDelivery>,
 }
 
 /// `[partner.delivery]`: how a recipient takes its records.

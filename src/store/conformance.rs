@@ -328,6 +328,62 @@ pub async fn a_record_is_counted_complete_once_by_its_last_delivery(s: &dyn Stor
     assert_eq!(completions(), (2, 5.0));
 }
 
+/// A record is due a completion notice once complete, or once a delivery is dead, and no more
+/// once its notice is committed (a record of the gateway's own, keyed `<record id>.<kind>`);
+/// only records with a delivery settled since the scan's time are looked at, and only the
+/// sender's.
+pub async fn notices_fall_due_once_per_record_and_kind(s: &dyn Store) {
+    let (bundle, dead) = (record(1, &["r", "q"]), record(2, &["r"]));
+    let other = NewRecord { sender: "t".into(), ..record(3, &["r"]) };
+    for r in [&bundle, &dead, &other] {
+        s.commit_record(r.clone()).await.unwrap();
+    }
+    let scan = |settled_since: i64| NoticeScan { sender: "s".into(), settled_since, limit: 10 };
+    let due = |since: i64| async move {
+        let due = s.notices_due(scan(since)).await.unwrap();
+        due.into_iter().map(|d| (d.record_id, d.kind, d.deliveries.len())).collect::<Vec<_>>()
+    };
+    assert!(due(0).await.is_empty(), "nothing has settled");
+    let to_r = s.claim_due(claim("w", 10, 2_000, false)).await.unwrap();
+    let dead_result = AttemptResult::Dead { status: Some(400), error: "HTTP 400".into() };
+    s.finish_attempts(vec![
+        update(to_r[0].id, "w", 2_100, AttemptResult::Delivered { status: Some(200) }),
+        update(to_r[1].id, "w", 2_200, dead_result),
+        update(to_r[2].id, "w", 2_300, AttemptResult::Delivered { status: Some(200) }),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(due(0).await, [(dead.record_id.clone(), NoticeKind::Incomplete, 1)], "the bundle waits for q");
+    assert!(due(2_201).await.is_empty(), "settled before the scan's time");
+
+    let to_q = s.claim_due(ClaimRequest { recipient: "q".into(), ..claim("w", 10, 2_000, false) }).await.unwrap();
+    s.finish_attempts(vec![update(to_q[0].id, "w", 2_500, AttemptResult::Delivered { status: Some(200) })])
+        .await
+        .unwrap();
+    let all = s.notices_due(scan(0)).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let complete = &all[0];
+    assert_eq!(
+        (complete.kind, complete.received_at, complete.schema_version.as_str()),
+        (NoticeKind::Complete, 1_001, "1.0")
+    );
+    assert!(complete.deliveries.iter().all(|d| d.status == DeliveryStatus::Delivered && d.delivered_at.is_some()));
+    assert_eq!(all[1].deliveries[0].last_error.as_deref(), Some("HTTP 400"));
+
+    // The notice for the bundle is committed: it is due no more, and the other one still is.
+    let notice = NewRecord {
+        record_id: "00000000-0000-7000-8000-100000000001".into(),
+        sender: crate::audit::notice::SENDER.into(),
+        idempotency_key: Some(NoticeKind::Complete.idempotency_key(&bundle.record_id)),
+        ..record(4, &["s"])
+    };
+    s.commit_record(notice).await.unwrap();
+    assert_eq!(due(0).await, [(dead.record_id.clone(), NoticeKind::Incomplete, 1)]);
+    let issued = s.audit_entries(0, 100).await.unwrap();
+    let issued = issued.iter().find(|e| e.event.kind == crate::audit::kind::NOTICE_ISSUED).unwrap();
+    assert_eq!(issued.event.reason.as_deref(), Some(format!("{}.complete", bundle.record_id).as_str()));
+}
+
 /// Runs futures concurrently on the current task and collects their outputs in order (they
 /// borrow the store, so they cannot be spawned).
 async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
@@ -364,7 +420,8 @@ macro_rules! store_conformance {
             concurrent_appends_make_one_chain,
             replay_requeues_dead_deliveries_only,
             purge_keeps_metadata_and_the_chain,
-            records_are_complete_when_every_delivery_is_delivered
+            records_are_complete_when_every_delivery_is_delivered,
+            notices_fall_due_once_per_record_and_kind
         );
     };
     (@tests $make:expr; $($check:ident),*) => {

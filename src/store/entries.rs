@@ -6,13 +6,23 @@ use super::*;
 use crate::audit::AuditEvent;
 
 impl NewRecord {
-    /// The record's audit entry, written in its own transaction.
+    /// The record's audit entry, written in its own transaction. A completion notice the gateway
+    /// issues is `notice.issued`, its reason the record it reports on and the kind (its
+    /// idempotency key), so the trail tells notices from the records partners sent.
     pub fn accepted_event(&self) -> AuditEvent {
-        let mut event =
-            AuditEvent::new(self.received_at, crate::audit::kind::RECORD_ACCEPTED, &self.sender, "accepted");
+        let notice = self.sender == crate::audit::notice::SENDER;
+        let (kind, outcome) = if notice {
+            (crate::audit::kind::NOTICE_ISSUED, "issued")
+        } else {
+            (crate::audit::kind::RECORD_ACCEPTED, "accepted")
+        };
+        let mut event = AuditEvent::new(self.received_at, kind, &self.sender, outcome);
         event.record_id = Some(self.record_id.clone());
         event.body_digest = Some(self.audit_digest);
-        event.reason = Some(format!("{}/{}", self.record_type, self.schema_version));
+        event.reason = match (&self.idempotency_key, notice) {
+            (Some(key), true) => Some(key.clone()),
+            _ => Some(format!("{}/{}", self.record_type, self.schema_version)),
+        };
         event
     }
 }

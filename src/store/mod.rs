@@ -41,6 +41,7 @@ use bytes::Bytes;
 
 pub use self::entries::AttemptEffect;
 pub use self::error::{StoreError, StoreErrorKind};
+pub use crate::audit::notice::NoticeKind;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 
 /// A boxed future returned by store operations.
@@ -360,6 +361,31 @@ pub struct RecordQuery {
     pub limit: usize,
 }
 
+/// Which of one sender's records to look at for completion notices.
+#[derive(Debug, Clone)]
+pub struct NoticeScan {
+    pub sender: String,
+    /// Only records with a delivery attempted at or after this unix ms (an acknowledgement is an
+    /// attempt): a record's notice falls due when one of its deliveries settles.
+    pub settled_since: i64,
+    pub limit: usize,
+}
+
+/// A record due a completion notice it does not have yet: complete (every delivery delivered) and
+/// without a `complete` notice, or with a dead delivery and without an `incomplete` notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeDue {
+    pub kind: NoticeKind,
+    pub record_id: String,
+    pub record_type: String,
+    pub schema_version: String,
+    /// Unix ms.
+    pub received_at: i64,
+    /// The record's `record.accepted` entry.
+    pub audit_seq: i64,
+    pub deliveries: Vec<DeliveryView>,
+}
+
 /// Pending and dead deliveries of one recipient, for the gauges.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecipientBacklog {
@@ -481,6 +507,8 @@ pub trait Store: Send + Sync + 'static {
     fn receipt(&self, record_id: String) -> StoreFuture<'_, Option<StoredReceipt>>;
     /// A page of `sender`'s records.
     fn list_records(&self, query: RecordQuery) -> StoreFuture<'_, Vec<RecordView>>;
+    /// Records of one sender due a completion notice, oldest first, each with its deliveries.
+    fn notices_due(&self, scan: NoticeScan) -> StoreFuture<'_, Vec<NoticeDue>>;
     /// Pending and dead deliveries per recipient.
     fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>>;
     /// Whether the store answers.

@@ -45,37 +45,79 @@ fn record_row(r: &dyn Row) -> Result<(RecordView, Option<DeliveryView>), StoreEr
         completed_at: r.opt_int(5)?,
         deliveries: Vec::new(),
     };
-    // A record without deliveries comes once, with NULL delivery columns.
-    let delivery = match r.opt_text(6)? {
-        None => None,
-        Some(recipient) => {
-            let status: DeliveryStatus = r.label(8)?;
-            let pending = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
-            Some(DeliveryView {
-                recipient,
-                agreement: r.text(7)?,
-                status,
-                attempts: r.small(9)?,
-                last_attempt_at: r.opt_int(10)?,
-                delivered_at: r.opt_int(11)?,
-                next_attempt_at: if pending { Some(r.int(12)?) } else { None },
-                last_error: r.opt_text(13)?,
-            })
-        }
-    };
-    Ok((record, delivery))
+    Ok((record, delivery_columns(r)?))
+}
+
+/// The delivery in columns 6 to 13 (`recipient, agreement, status, attempts, last_attempt_at,
+/// delivered_at, next_attempt_at, last_error`), if the row has one: a record without deliveries
+/// comes once, with NULL delivery columns.
+fn delivery_columns(r: &dyn Row) -> Result<Option<DeliveryView>, StoreError> {
+    let Some(recipient) = r.opt_text(6)? else { return Ok(None) };
+    let status: DeliveryStatus = r.label(8)?;
+    let pending = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
+    Ok(Some(DeliveryView {
+        recipient,
+        agreement: r.text(7)?,
+        status,
+        attempts: r.small(9)?,
+        last_attempt_at: r.opt_int(10)?,
+        delivered_at: r.opt_int(11)?,
+        next_attempt_at: if pending { Some(r.int(12)?) } else { None },
+        last_error: r.opt_text(13)?,
+    }))
+}
+
+/// Records of one sender due a completion notice, each with its deliveries, in one statement.
+pub(super) async fn notices_due(s: &mut impl Sql, scan: NoticeScan) -> Result<Vec<NoticeDue>, StoreError> {
+    let params: [Param<'_>; 4] = [
+        (&scan.sender).into(),
+        scan.settled_since.into(),
+        crate::audit::notice::SENDER.into(),
+        (scan.limit as i64).into(),
+    ];
+    let rows = s
+        .query(sql::NOTICES_DUE, &params, |r| {
+            let kind = r.text(5)?;
+            let due = NoticeDue {
+                kind: NoticeKind::parse(&kind)
+                    .ok_or_else(|| StoreError::corrupt(format!("column 5 holds `{kind}`, not a notice kind")))?,
+                record_id: r.text(0)?,
+                record_type: r.text(1)?,
+                schema_version: r.text(2)?,
+                received_at: r.int(3)?,
+                audit_seq: r.int(4)?,
+                deliveries: Vec::new(),
+            };
+            Ok((due, delivery_columns(r)?))
+        })
+        .await?;
+    Ok(group_by(rows, |d| &d.record_id, |d| &mut d.deliveries))
 }
 
 /// Rows of records with their deliveries (a record's rows are adjacent) as one view per record.
 fn group(rows: Vec<(RecordView, Option<DeliveryView>)>) -> Vec<RecordView> {
-    let mut views: Vec<RecordView> = Vec::new();
+    group_by(rows, |v| &v.record_id, |v| &mut v.deliveries)
+}
+
+/// Rows of records, each with one of its deliveries or none (a record's rows are adjacent), as
+/// one value per record holding all its deliveries.
+fn group_by<R>(
+    rows: Vec<(R, Option<DeliveryView>)>,
+    id: impl Fn(&R) -> &String,
+    deliveries: impl Fn(&mut R) -> &mut Vec<DeliveryView>,
+) -> Vec<R> {
+    let mut grouped: Vec<R> = Vec::new();
     for (record, delivery) in rows {
-        match views.last_mut() {
-            Some(last) if last.record_id == record.record_id => last.deliveries.extend(delivery),
-            _ => views.push(RecordView { deliveries: delivery.into_iter().collect(), ..record }),
+        match grouped.last_mut() {
+            Some(last) if id(last) == id(&record) => deliveries(last).extend(delivery),
+            _ => {
+                let mut record = record;
+                deliveries(&mut record).extend(delivery);
+                grouped.push(record);
+            }
         }
     }
-    views
+    grouped
 }
 
 /// The receipt stored with a record, and the record's audit entry.

@@ -22,6 +22,8 @@ use super::{StoreError, UnknownLabel};
 pub(super) const INDEXES: &str = include_str!("migrations/shared/0001_indexes.sql");
 /// Schema version 2.
 pub(super) const TRACESTATE: &str = include_str!("migrations/shared/0002_tracestate.sql");
+/// Schema version 3.
+pub(super) const SETTLED_INDEX: &str = include_str!("migrations/shared/0003_settled_index.sql");
 
 /// A value bound to a statement parameter. Each engine converts it to the parameter's type.
 #[derive(Debug, Clone, Copy)]
@@ -408,6 +410,30 @@ pub(super) const RECEIPT: &str =
     "SELECT r.receipt, a.seq, a.hash, a.body_digest FROM records r JOIN audit_log a ON a.seq = r.audit_seq
      WHERE r.record_id = $1";
 
+/// Records of sender `$1` with a delivery attempted at or after `$2` that are due a completion
+/// notice of a kind they have none of (its record is sender `$3`'s with idempotency key
+/// `<record id>.<kind>`), oldest first, at most `$4` records, each with its deliveries in order:
+/// `record_id, record_type, schema_version, received_at, audit_seq, kind`, then the delivery's
+/// `recipient, agreement, status, attempts, last_attempt_at, delivered_at, next_attempt_at,
+/// last_error`. `incomplete` as soon as a delivery is dead, `complete` once every one is delivered.
+pub(super) const NOTICES_DUE: &str = "SELECT p.record_id, p.record_type, p.schema_version, p.received_at, p.audit_seq, p.kind,
+        d.recipient, d.agreement, d.status, d.attempts, d.last_attempt_at, d.delivered_at, d.next_attempt_at, d.last_error
+     FROM (
+        SELECT k.* FROM (
+            SELECT r.record_id, r.record_type, r.schema_version, r.received_at, r.audit_seq,
+                CASE WHEN EXISTS (SELECT 1 FROM deliveries s WHERE s.record_id = r.record_id AND s.status = 'dead')
+                     THEN 'incomplete'
+                     WHEN NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.record_id = r.record_id AND s.status <> 'delivered')
+                     THEN 'complete' END AS kind
+            FROM records r
+            WHERE r.sender = $1 AND r.record_id IN (SELECT record_id FROM deliveries WHERE last_attempt_at >= $2)
+        ) k
+        WHERE k.kind IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM records n WHERE n.sender = $3 AND n.idempotency_key = k.record_id || '.' || k.kind)
+        ORDER BY k.received_at, k.record_id LIMIT $4
+     ) p JOIN deliveries d ON d.record_id = p.record_id
+     ORDER BY p.received_at, p.record_id, d.id";
+
 /// Per recipient with pending or dead deliveries: pending count, oldest pending creation, dead count.
 pub(super) const BACKLOG: &str = "SELECT recipient,
         COUNT(*) FILTER (WHERE status IN ('queued', 'retrying')),
@@ -461,6 +487,7 @@ pub(super) const SHARED: &[&str] = &[
     RECORD,
     RECORD_PAGE,
     RECEIPT,
+    NOTICES_DUE,
     BACKLOG,
     AUDIT_ENTRIES,
     CHECKPOINTS,

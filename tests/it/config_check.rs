@@ -448,3 +448,39 @@ fn the_nats_example_configuration_is_clean() {
     let (code, out) = check(&main);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn completion_notice_mistakes_are_each_named() {
+    let (dir, main) = shipped();
+    let partners = dir.path().join("config/partners.toml");
+    let sender = "cert_names = [\"on-vital-stats\"]   # the demo PKI's client certificate CN";
+    // A sender that asks for notices without saying where to push them.
+    edit_file(&partners, sender, &format!("{sender}\n[partner.notify]\nbearer_token_env = \"NOTICE_TOKEN\""));
+    // A recipient whose notices go the way of its deliveries, given an endpoint of their own.
+    edit_file(
+        &partners,
+        "endpoint = \"http://127.0.0.1:18103/inbox\"",
+        "endpoint = \"http://127.0.0.1:18103/inbox\"\n[partner.notify]\nendpoint = \"http://127.0.0.1:1/notices\"",
+    );
+    // A pull channel for notices with a push key.
+    let territory = "rate_limit = { per_second = 50, burst = 100 }";
+    edit_file(&partners, territory, &format!("{territory}\n[partner.notify]\nmode = \"pull\"\ntimeout_ms = 5"));
+    // A partner that takes the gateway's own id.
+    std::fs::write(
+        &partners,
+        std::fs::read_to_string(&partners).unwrap()
+            + "\n[[partner]]\nid = \"passerelle\"\nname_en = \"x\"\nname_fr = \"x\"\njurisdiction = \"federal\"\nregion = \"CA\"\n",
+    )
+    .unwrap();
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    let found = problems_of(&out, "partners.toml");
+    for expected in [
+        "partner `on-vital-stats`: [partner.notify] needs an endpoint to push its completion notices to",
+        "partner `on-health-plan`: [partner.notify] `endpoint` is not used",
+        "partner `nt-vital-stats`: `timeout_ms` is for push and nats delivery",
+        "partner id `passerelle` is reserved",
+    ] {
+        assert!(found.contains(expected), "missing {expected:?} in:\n{found}");
+    }
+}

@@ -22,6 +22,7 @@ mod integrity;
 mod isolation;
 mod limits;
 mod nats;
+mod notices;
 mod openapi;
 mod operators;
 mod permissions;

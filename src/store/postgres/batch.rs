@@ -17,8 +17,11 @@ use crate::store::{AttemptUpdate, NewRecord, StoreError};
 
 /// Schema migrations, applied in order under an advisory lock, each once: a version and the
 /// scripts that make it (this engine's tables, then what both engines share).
-const MIGRATIONS: &[(i64, &[&str])] =
-    &[(1, &[include_str!("../migrations/postgres/0001_tables.sql"), sql::INDEXES]), (2, &[sql::TRACESTATE])];
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (1, &[include_str!("../migrations/postgres/0001_tables.sql"), sql::INDEXES]),
+    (2, &[sql::TRACESTATE]),
+    (3, &[sql::SETTLED_INDEX]),
+];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
 const MIGRATION_LOCK: i64 = 0x7061_7373_6572_656c; // "passerel"

@@ -280,6 +280,10 @@ impl Store for PostgresStore {
         Box::pin(async move { read::list_records(&mut Pooled(&self.client().await?), query).await })
     }
 
+    fn notices_due(&self, scan: NoticeScan) -> StoreFuture<'_, Vec<NoticeDue>> {
+        Box::pin(async move { read::notices_due(&mut Pooled(&self.client().await?), scan).await })
+    }
+
     fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>> {
         Box::pin(async move { read::backlog(&mut Pooled(&self.client().await?)).await })
     }

@@ -15,8 +15,11 @@ use crate::store::{AttemptUpdate, NewRecord, StoreError, StoreErrorKind};
 
 /// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`: a
 /// version and the scripts that make it (this engine's tables, then what both engines share).
-const MIGRATIONS: &[(i64, &[&str])] =
-    &[(1, &[include_str!("../migrations/sqlite/0001_tables.sql"), sql::INDEXES]), (2, &[sql::TRACESTATE])];
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (1, &[include_str!("../migrations/sqlite/0001_tables.sql"), sql::INDEXES]),
+    (2, &[sql::TRACESTATE]),
+    (3, &[sql::SETTLED_INDEX]),
+];
 
 /// The schema version this program writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -321,6 +321,10 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |c| Box::pin(read::list_records(c, query))))
     }
 
+    fn notices_due(&self, scan: NoticeScan) -> StoreFuture<'_, Vec<NoticeDue>> {
+        Box::pin(self.read(move |c| Box::pin(read::notices_due(c, scan))))
+    }
+
     fn backlog(&self) -> StoreFuture<'_, Vec<RecipientBacklog>> {
         Box::pin(self.read(|c| Box::pin(read::backlog(c))))
     }
