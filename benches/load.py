@@ -33,6 +33,9 @@ PARTNER_PORT, ADMIN_PORT, NGINX_PORT = 18443, 19090, 28443
 RECIPIENT_PORTS = {"esdc-sin-registry": 18101, "cra-child-benefit": 18102, "on-health-plan": 18103, "ottawa-city": 18104}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONCURRENCY = 64
+# The NATS server with JetStream the NATS leg publishes to, and the stream's subjects.
+NATS = "127.0.0.1:4222"
+NATS_STREAM, NATS_SUBJECT = "PASSERELLE_BENCH", "passerelle.bench"
 # How the shipped partners file makes a recipient take its records from its mailbox.
 PULLED = '[partner.delivery]\nmode = "pull"'
 
@@ -193,6 +196,16 @@ def prepare(args):
     (pulled / "agreements" / "sin-validation-ohip.toml").unlink()
     text = re.sub(r'\[partner\.delivery\]\nendpoint = "[^"]*"(\nconcurrency = \d+)?', PULLED, partners)
     (pulled / "partners.toml").write_text(text)
+    # And with every recipient's records published to a JetStream stream (one subject each).
+    nats = WORK / "config-nats"
+    shutil.copytree(pulled, nats)
+    text = re.sub(
+        r'(id = "([a-z0-9-]+)"(?:(?!\[\[partner\]\]).)*?)\[partner\.delivery\]\nmode = "pull"',
+        lambda m: m.group(1) + f'[partner.delivery]\nmode = "nats"\nurl = "nats://{NATS}"\nsubject = "{NATS_SUBJECT}.{m.group(2)}.{{type}}"\nconcurrency = 16',
+        text,
+        flags=re.S,
+    )
+    (nats / "partners.toml").write_text(text)
     run([str(ROOT / "target/release/passerelle"), "dev-pki", "--config", str(config / "passerelle.toml")], stdout=subprocess.DEVNULL)
     pki = WORK / "data" / "pki"
     records = WORK / "records"
@@ -391,33 +404,44 @@ def drain(ctx, expected, before, clients=()):
     return seconds, cpu_seconds(gateway) - cpu_before[0], cpu_seconds([c.pid for c in clients]) - cpu_before[1]
 
 
+def load_jetstream():
+    """The example's JetStream helper (standard library only), as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("jetstream", ROOT / "config/examples/nats/jetstream.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def scenario_modes(ctx):
-    """Deliveries per second by each delivery mode, draining the same backlog: records accepted
-    while nobody takes them, then push (four nginx recipients) or pull (four `passerelle inbox`
-    clients, batches of 100)."""
+    """Deliveries per second by each delivery mode, draining the same backlog. The backlog is
+    made with every recipient pulling and nobody taking anything; then the gateway restarts on
+    the same store with the recipients pushed to (four nginx recipients) or published to (NATS
+    JetStream, one subject each on one stream of the local server), or four `passerelle inbox`
+    clients take batches of 100."""
     tls = client_tls(ctx.pki, "on-vital-stats")
     url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
+    pulled = WORK / "config-pull" / "passerelle.toml"
     results = {}
 
-    def fill():
+    def backlog():
+        """A fresh store holding the deliveries of `modes_records` records; how many."""
+        ctx.use_config(pulled)
         accepted = oha(url, tls, ctx.records / "birth.json", count=ctx.modes_records)
-        before = ctx.passerelle.metric("passerelle_deliveries_total", {"outcome": "delivered"})
-        return accepted["ok"] * 4, before
+        return accepted["ok"] * 4
 
-    # Push: the recipients are down while the backlog is made, then come back.
-    ctx.recipients.stop()
-    ctx.city.stop()
-    ctx.restart_passerelle()
-    expected, before = fill()
-    ctx.recipients.start(RECIPIENT_PORTS["esdc-sin-registry"])
-    ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
-    seconds, cpu, _ = drain(ctx, expected, before)
-    results["push"] = {"deliveries": expected, "seconds": seconds, "per_s": expected / seconds, "cpu": cpu, "client_cpu": 0.0}
-    log(f"  push: {expected} deliveries in {seconds:.1f} s, {expected / seconds:.0f}/s, gateway CPU {cpu:.1f} s")
+    def record(mode, expected, seconds, cpu, client_cpu=0.0, **extra):
+        results[mode] = {"deliveries": expected, "seconds": seconds, "per_s": expected / seconds, "cpu": cpu, "client_cpu": client_cpu, **extra}
+        log(f"  {mode}: {expected} deliveries in {seconds:.1f} s, {expected / seconds:.0f}/s, gateway CPU {cpu:.1f} s, clients {client_cpu:.1f} s")
+
+    # Push: the same store, the recipients now pushed to.
+    expected = backlog()
+    ctx.switch_config(ctx.config)
+    record("push", expected, *drain(ctx, expected, 0.0)[:2])
 
     # Pull: every recipient takes its deliveries with the reference client.
-    ctx.use_config(WORK / "config-pull" / "passerelle.toml")
-    expected, before = fill()
+    expected = backlog()
     binary = str(ROOT / "target/release/passerelle")
     clients = []
     for partner in RECIPIENT_PORTS:
@@ -425,14 +449,31 @@ def scenario_modes(ctx):
                "--cert", str(ctx.pki / "clients" / f"{partner}.pem"), "--key", str(ctx.pki / "clients" / f"{partner}-key.pem"),
                "--limit", "100", "--wait", "1"]
         clients.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    before = ctx.passerelle.metric("passerelle_deliveries_total", {"outcome": "delivered"})
     try:
         seconds, cpu, client_cpu = drain(ctx, expected, before, clients)
     finally:
         for c in clients:
             c.terminate()
             c.wait(timeout=30)
-    results["pull"] = {"deliveries": expected, "seconds": seconds, "per_s": expected / seconds, "cpu": cpu, "client_cpu": client_cpu}
-    log(f"  pull: {expected} deliveries in {seconds:.1f} s, {expected / seconds:.0f}/s, gateway CPU {cpu:.1f} s, clients {client_cpu:.1f} s")
+    record("pull", expected, seconds, cpu, client_cpu)
+
+    # NATS JetStream: each delivery counts once JetStream has stored it. The stream is made
+    # before and deleted after.
+    jetstream = load_jetstream()
+    stream = {"name": NATS_STREAM, "subjects": [f"{NATS_SUBJECT}.>"], "storage": "file", "duplicate_window": 120 * 10**9}
+    jetstream.request(f"$JS.API.STREAM.DELETE.{NATS_STREAM}", {})
+    answer = jetstream.request(f"$JS.API.STREAM.CREATE.{NATS_STREAM}", stream)
+    if "error" in answer:
+        raise RuntimeError(f"JetStream: {answer['error']}")
+    try:
+        expected = backlog()
+        ctx.switch_config(WORK / "config-nats" / "passerelle.toml")
+        seconds, cpu, _ = drain(ctx, expected, 0.0)
+        stored = jetstream.request(f"$JS.API.STREAM.INFO.{NATS_STREAM}", {})["state"]["messages"]
+    finally:
+        jetstream.request(f"$JS.API.STREAM.DELETE.{NATS_STREAM}", {})
+    record("nats", expected, seconds, cpu, stored=stored)
     ctx.use_config(ctx.config)
     return {"passerelle": results, "nginx": None}
 
@@ -470,6 +511,12 @@ class Context:
         self.passerelle.stop()
         self.passerelle = Passerelle(config)
         self.restart_passerelle()
+
+    def switch_config(self, config):
+        """The gateway restarted on another configuration, keeping its store."""
+        self.passerelle.stop()
+        self.passerelle = Passerelle(config)
+        self.passerelle.start()
 
     def restart_nginx(self):
         self.nginx.stop()
