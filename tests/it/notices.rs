@@ -126,8 +126,7 @@ async fn a_dead_delivery_gives_an_incomplete_notice_naming_it() {
 #[tokio::test]
 async fn a_sender_without_an_endpoint_takes_its_notices_from_its_mailbox() {
     let gw = Setup::new()
-        // Single quotes: the test setup rewrites the city's `mode = "pull"` to a mock endpoint.
-        .edit_partners(SENDER_LINE, &format!("{SENDER_LINE}\n[partner.notify]\nmode = 'pull'"))
+        .edit_partners(SENDER_LINE, &format!("{SENDER_LINE}\n[partner.notify]\nmode = \"pull\""))
         .start()
         .await;
     let id = post_birth(&gw).await;

@@ -207,7 +207,10 @@ impl Setup {
                 continue;
             }
             let endpoint = endpoints.get(id).cloned().unwrap_or_else(|| "http://127.0.0.1:9/closed".to_owned());
-            partners = partners.replace(shipped, &format!("endpoint = \"{endpoint}\""));
+            // Only in this partner's own entry: another partner a test gives the same line keeps it.
+            let entry = partners.find(&format!("id = \"{id}\"")).unwrap_or_else(|| panic!("no partner {id}"));
+            let at = entry + partners[entry..].find(shipped).unwrap_or_else(|| panic!("{id} has no {shipped:?}"));
+            partners.replace_range(at..at + shipped.len(), &format!("endpoint = \"{endpoint}\""));
         }
         std::fs::write(self.config_dir().join("partners.toml"), partners).unwrap();
         let mut keys = String::from("[keys]\n");
