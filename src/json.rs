@@ -63,12 +63,14 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
 ///
 /// A literal is carried exactly when serde_json holds it as a 64-bit integer (an integer
 /// literal within `i64` or `u64`), or when it holds it as a finite double of which the literal
-/// is a shortest round-trip form (no more significant digits than the form the canonical writer
-/// prints: what any language's shortest printing gives, whichever way it breaks a tie between
-/// two such forms), and, for magnitudes from 2^53 to 2^64, where 64-bit integers are finer
-/// than doubles, when that double is the literal's value itself. So `0.1`, `1.0`, `90e-1`, `-0` and
-/// `1e20` are carried exactly; `9.0000000000000000001` (whose double is 9),
-/// `18446744073709551616` and `9007199254740993.0` (whose double is 2^53) are not.
+/// is a shortest round-trip form: the form the canonical writer prints, or the other of two such
+/// forms when the double lies exactly half-way between them (what any language's shortest
+/// printing gives, whichever way it breaks that tie); and, for magnitudes from 2^53 to 2^64,
+/// where 64-bit integers are finer than doubles, when that double is the literal's value itself.
+/// So `0.1`, `1.0`, `90e-1`, `-0` and `1e20` are carried exactly; `9.0000000000000000001` (whose
+/// double is 9), `-15978736368576.065` (as short as the double's form `-15978736368576.064`,
+/// but another decimal), `18446744073709551616` and `9007199254740993.0` (whose double is 2^53)
+/// are not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InexactNumber {
     /// Beyond the range of a double (`1e400`).
@@ -153,7 +155,16 @@ fn exactness(literal: &str) -> Result<(), InexactNumber> {
     // between them (`-1676939070918890.2` and `.3` for `...890.25`); whichever the partner's
     // system printed is what it holds, and both are taken.
     let written = Decimal::parse(literal);
-    if written.digits.len() > Decimal::parse(&printed.to_string()).digits.len() {
+    let shortest = Decimal::parse(&printed.to_string());
+    if written.digits.len() > shortest.digits.len() {
+        return Err(InexactNumber::TooPrecise);
+    }
+    // As many digits but other ones: another decimal of that length that rounds to the same
+    // double (`-15978736368576.065` is the double `...576.064453125`, printed `.064`). What the
+    // double holds is the printed one, and the validator reads that, so the literal is not carried
+    // exactly; unless the double lies exactly half-way between the two, where both are its
+    // shortest forms.
+    if written != shortest && !half_way(double, &written, &shortest) {
         return Err(InexactNumber::TooPrecise);
     }
     const TWO_TO_53: f64 = 9_007_199_254_740_992.0;
@@ -167,6 +178,47 @@ fn exactness(literal: &str) -> Result<(), InexactNumber> {
         }
     }
     Ok(())
+}
+
+/// Whether `double` is exactly half-way between the decimals `a` and `b`, computed on integers
+/// (`false` when they do not fit, which only very large or very small magnitudes reach, and there
+/// two decimals of a double's shortest length are never both its shortest forms anyway).
+fn half_way(double: f64, a: &Decimal, b: &Decimal) -> bool {
+    if a.negative != b.negative || a.negative != (double < 0.0) {
+        return false;
+    }
+    // Both as integers times 10^q.
+    let q = a.exponent.min(b.exponent);
+    let integer = |d: &Decimal| -> Option<i128> {
+        let value =
+            d.digits.iter().try_fold(0i128, |n, &digit| n.checked_mul(10)?.checked_add(i128::from(digit - b'0')))?;
+        value.checked_mul(10i128.checked_pow(u32::try_from(d.exponent - q).ok()?)?)
+    };
+    let (Some(a), Some(b)) = (integer(a), integer(b)) else { return false };
+    let Some(sum) = a.checked_add(b) else { return false };
+    // |double| = m × 2^e exactly; half-way means m × 2^(e + 1) = sum × 10^q.
+    let bits = double.abs().to_bits();
+    let (biased, fraction) = ((bits >> 52) as i64, (bits & ((1 << 52) - 1)) as i128);
+    let (m, e) = if biased == 0 { (fraction, -1074) } else { (fraction | (1 << 52), biased - 1075) };
+    // Multiply out the powers of five and two onto the side that has them.
+    let (mut left, mut right) = (m, sum);
+    let fives = u32::try_from(q.unsigned_abs()).ok().and_then(|n| 5i128.checked_pow(n));
+    let Some(fives) = fives else { return false };
+    let product = if q < 0 { left.checked_mul(fives) } else { right.checked_mul(fives) };
+    let Some(product) = product else { return false };
+    if q < 0 {
+        left = product
+    } else {
+        right = product
+    }
+    // Powers of two: 2^(e + 1) on the left, 2^q on the right.
+    let twos = e + 1 - q;
+    let shifted = u32::try_from(twos.unsigned_abs()).ok().filter(|n| *n < 126).and_then(|n| {
+        let side = if twos >= 0 { left } else { right };
+        side.checked_mul(1i128 << n)
+    });
+    let Some(shifted) = shifted else { return false };
+    if twos >= 0 { shifted == right } else { left == shifted }
 }
 
 /// Whether `text` is one number of JSON's grammar: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
@@ -582,6 +634,17 @@ mod tests {
             ("1152921504606846976.0", Err(TooPrecise)),
             ("1.152921504606847e18", Err(TooPrecise)),
             ("0.1000000000000000055511151231257827", Err(TooPrecise)),
+            // As many digits as the double's shortest form, but not it: `...576.064453125` is
+            // printed `.064`, and `.065` reads as another decimal.
+            ("-15978736368576.065", Err(TooPrecise)),
+            ("-15978736368576.064", Ok(())),
+            ("21201222403149.854", Err(TooPrecise)),
+            ("21201222403149.855", Ok(())),
+            // Exactly half-way between two shortest forms: both are taken.
+            ("-1676939070918890.2", Ok(())),
+            ("-1676939070918890.3", Ok(())),
+            ("1070468.14", Ok(())),
+            ("0.30000000000000004", Ok(())),
             ("1e400", Err(OutOfRange)),
             ("-1.8e308", Err(OutOfRange)),
         ] {

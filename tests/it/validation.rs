@@ -260,7 +260,13 @@ fn carried_exactly(literal: &str) -> bool {
     // A shortest round-trip form: no more significant digits than std's shortest printing
     // (`-1676939070918890.2` and `.3` are both shortest forms of the double `...890.25`).
     let written = Exact::parse(literal);
-    if written.digits.len() > Exact::parse(&format!("{double:e}")).digits.len() {
+    let printed = Exact::parse(&format!("{double:e}"));
+    if written.digits.len() > printed.digits.len() {
+        return false;
+    }
+    // As many digits but others (`-15978736368576.065` for the double printed `.064`): the
+    // literal is another decimal, unless the double is exactly half-way between the two.
+    if written != printed && !half_way(double, &written, &printed) {
         return false;
     }
     let magnitude = double.abs();
@@ -269,6 +275,47 @@ fn carried_exactly(literal: &str) -> bool {
         return written == Exact::parse(&exact);
     }
     true
+}
+
+/// Whether `double` is exactly half-way between `a` and `b` (of its sign), on exact digits.
+fn half_way(double: f64, a: &Exact, b: &Exact) -> bool {
+    let times = |digits: &[u8], k: u8| -> Vec<u8> {
+        let mut out = Vec::with_capacity(digits.len() + 1);
+        let mut carry = 0;
+        for &d in digits.iter().rev() {
+            let v = d * k + carry;
+            out.push(v % 10);
+            carry = v / 10;
+        }
+        if carry > 0 {
+            out.push(carry);
+        }
+        out.reverse();
+        out
+    };
+    // The double's exact value: m × 2^e, written as digits × 10^exponent.
+    let bits = double.abs().to_bits();
+    let (biased, fraction) = ((bits >> 52) as i64, bits & ((1 << 52) - 1));
+    let (m, e) = if biased == 0 { (fraction, -1074) } else { (fraction | (1 << 52), biased - 1075) };
+    let mut exact: Vec<u8> = m.to_string().bytes().map(|b| b - b'0').collect();
+    let factor = if e >= 0 { 2 } else { 5 };
+    for _ in 0..e.abs() {
+        exact = times(&exact, factor);
+    }
+    let exact_exponent = e.min(0);
+    // All three over the smallest exponent, then the two distances.
+    let low = a.exponent.min(b.exponent).min(exact_exponent);
+    let aligned = |digits: &[u8], exponent: i64| {
+        let mut d = digits.to_vec();
+        d.extend(std::iter::repeat_n(0, (exponent - low) as usize));
+        d
+    };
+    let x = aligned(&exact, exact_exponent);
+    let distance = |v: &Exact| {
+        let v = aligned(&v.digits, v.exponent);
+        if compare_digits(&v, &x).is_ge() { subtract(&v, &x) } else { subtract(&x, &v) }
+    };
+    a.negative == b.negative && compare_digits(&distance(a), &distance(b)).is_eq()
 }
 
 /// The numeric keywords that apply at one instance location.
