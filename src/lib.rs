@@ -33,7 +33,8 @@
 //! - Leaves: [`ids`] (partner and agreement ids), [`digest`] (SHA-256 and hex), [`problem`] (a
 //!   problem found in a file), [`mod@pointer`] (JSON Pointers with `*`), [`random`], [`clock`] and
 //!   [`json`] (strict parsing, numbers as written, the canonical serialisation).
-//! - [`secrets`]: owner-only files. [`schema`]: the schema catalog, compiled once, validation
+//! - [`secrets`]: owner-only files. [`seal`]: envelope encryption of bodies (AES-256-GCM data
+//!   keys wrapped under a key-encryption key; groundwork for issue 14, not yet used by the store). [`schema`]: the schema catalog, compiled once, validation
 //!   into violations. [`tls`]: rustls (ring only), certificate identity. [`telemetry`]: the
 //!   Prometheus registry, typed events that log and count together, W3C trace context
 //!   ([`telemetry::trace`]) and its export over OTLP ([`telemetry::otlp`]). [`rate_limit`]:
@@ -79,7 +80,7 @@
 //! | layer | modules |
 //! |---|---|
 //! | 0 | `clock`, `digest`, `ids`, `json`, `pointer`, `problem`, `random` |
-//! | 1 | `rate_limit`, `schema`, `secrets`, `telemetry` |
+//! | 1 | `rate_limit`, `schema`, `seal`, `secrets`, `telemetry` |
 //! | 2 | `audit`, `pki`, `policy`, `tls` |
 //! | 3 | `auth`, `store` |
 //! | 4 | `delivery`, `notices`, `upkeep` |
@@ -137,6 +138,7 @@ pub mod problem;
 pub mod random;
 pub mod rate_limit;
 pub mod schema;
+pub mod seal;
 pub mod secrets;
 pub mod server;
 pub mod store;
