@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::json_response;
+use super::records::query_count;
 use super::state::State;
 use super::store_json::time;
 use crate::auth::AuthenticatedPartner;
@@ -62,21 +63,9 @@ pub(super) async fn take(
         return Ok(json_response(StatusCode::OK, br#"{"lease":null,"deliveries":[]}"#.to_vec()));
     }
     let query = req.uri().query().unwrap_or("");
-    let number = |name: &'static str, max: u64| -> Result<Option<u64>, ApiError> {
-        match super::records::query_value(query, name)? {
-            None => Ok(None),
-            Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => {
-                v.parse::<u64>().ok().filter(|n| *n <= max).map(Some).ok_or(ApiError::BadQuery { parameter: name })
-            }
-            Some(_) => Err(ApiError::BadQuery { parameter: name }),
-        }
-    };
-    let limit = match number("limit", inbox.max_batch as u64)? {
-        Some(0) => return Err(ApiError::BadQuery { parameter: "limit" }),
-        Some(n) => n as usize,
-        None => DEFAULT_LIMIT.min(inbox.max_batch),
-    };
-    let wait = Duration::from_secs(number("wait", inbox.max_wait.as_secs())?.unwrap_or(0));
+    let limit = query_count(query, "limit", 1..=inbox.max_batch as u64)?
+        .map_or(DEFAULT_LIMIT.min(inbox.max_batch), |n| n as usize);
+    let wait = Duration::from_secs(query_count(query, "wait", 0..=inbox.max_wait.as_secs())?.unwrap_or(0));
     let poll = config.settings.delivery.poll_interval;
     let taken = mailbox.take(state.store.as_ref(), limit, wait, inbox.lease, poll).await?;
     MailboxTaken { recipient: &mailbox.id, deliveries: taken.deliveries.len() }.emit(&state.metrics);

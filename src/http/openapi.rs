@@ -181,12 +181,11 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
             }
         }
     }
-    if let Some(Value::Object(list)) = document.pointer_mut("/components/schemas/Acknowledgement/properties/deliveries")
-    {
-        list.insert("maxItems".to_owned(), json!(inbox.max_batch));
-    }
-    if let Some(Value::Object(list)) = document.pointer_mut("/components/schemas/Refusal/properties/deliveries") {
-        list.insert("maxItems".to_owned(), json!(inbox.max_batch));
+    for settlement in ["Acknowledgement", "Refusal"] {
+        let pointer = format!("/components/schemas/{settlement}/properties/deliveries");
+        if let Some(Value::Object(list)) = document.pointer_mut(&pointer) {
+            list.insert("maxItems".to_owned(), json!(inbox.max_batch));
+        }
     }
     for (pointer, example) in examples {
         if let (Some(example), Some(Value::Object(media))) = (example, document.pointer_mut(pointer)) {

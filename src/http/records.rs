@@ -74,6 +74,25 @@ pub(super) fn query_value(query: &str, name: &'static str) -> Result<Option<Stri
     }
 }
 
+/// The query parameter `name` as a count within `range`, if present. Digits only: `parse` would
+/// also take a sign (`+5`), which the documents' integers do not allow.
+pub(super) fn query_count(
+    query: &str,
+    name: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, ApiError> {
+    query_value(query, name)?
+        .map(|s| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+                .filter(|n| range.contains(n))
+                .ok_or(ApiError::BadQuery { parameter: name })
+        })
+        .transpose()
+}
+
 /// `GET /v1/records`: the caller's records, newest first, one page at a time.
 ///
 /// Every parameter is either absent or a valid value, as the OpenAPI document types it. An empty
@@ -112,19 +131,7 @@ pub(super) async fn list_records(
     let invalid = |parameter: &'static str| move || ApiError::BadQuery { parameter };
     let status = param("status")?.map(|s| s.parse::<RecordFilter>().ok().ok_or_else(invalid("status"))).transpose()?;
     let since = param("since")?.map(|s| crate::clock::parse_rfc3339_ms(&s).ok_or_else(invalid("since"))).transpose()?;
-    let limit = param("limit")?
-        .map(|s| {
-            // Digits only: `parse` would also take a sign (`+5`), which the document's integer
-            // does not allow.
-            s.bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| s.parse::<usize>().ok())
-                .flatten()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(invalid("limit"))
-        })
-        .transpose()?
-        .unwrap_or(50);
+    let limit = query_count(query, "limit", 1..=MAX_PAGE as u64)?.map_or(50, |n| n as usize);
     let before = param("cursor")?.map(|c| parse_cursor(&c).ok_or_else(invalid("cursor"))).transpose()?;
     let records = state
         .store
