@@ -190,6 +190,10 @@ pub struct ClaimedDelivery {
     pub attempts: u32,
     /// Unix ms when the delivery was created.
     pub created_at: i64,
+    /// Unix ms when the gateway accepted the record.
+    pub received_at: i64,
+    /// The seq of the audit entry that accepted the record.
+    pub audit_seq: i64,
 }
 
 /// The result of one attempt, to be recorded.

@@ -222,12 +222,13 @@ pub(super) struct Dialect {
     pub completed: &'static str,
 }
 
-/// The columns of a claimed delivery, then its `next_attempt_at` and `claimed_until`; from
+/// The columns of a claimed delivery (with its record's acceptance time and audit seq), then its
+/// `next_attempt_at` and `claimed_until`; from
 /// `deliveries d JOIN records r`.
 macro_rules! claim_columns {
     () => {
         "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, r.tracestate,
-         d.body, d.body_digest, d.attempts, d.created_at, d.next_attempt_at, d.claimed_until"
+         d.body, d.body_digest, d.attempts, d.created_at, r.received_at, r.audit_seq, d.next_attempt_at, d.claimed_until"
     };
 }
 

@@ -482,8 +482,10 @@ fn claimed_row(r: &dyn Row) -> Result<(ClaimedDelivery, i64, i64), StoreError> {
         body_digest: r.hash(10)?,
         attempts: r.small(11)?,
         created_at: r.int(12)?,
+        received_at: r.int(13)?,
+        audit_seq: r.int(14)?,
     };
-    Ok((delivery, r.int(13)?, r.int(14)?))
+    Ok((delivery, r.int(15)?, r.int(16)?))
 }
 
 /// Requeues dead deliveries whose body is kept, in one statement, each replay audited.
