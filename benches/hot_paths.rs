@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the hot paths: validation, projection, audit hashing and signing, and the
-//! store's group commit. `cargo bench --bench hot_paths`; compare ratios within one run.
+//! Micro-benchmarks of the hot paths: validation, projection, audit hashing and signing, sealing
+//! bodies at rest, and the store's group commit (SQLite with bodies sealed and in plaintext,
+//! PostgreSQL sealed). `cargo bench --bench hot_paths`; compare ratios within one run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use passerelle::audit::{AuditEvent, AuditStamp, GENESIS};
 use passerelle::config::Config;
+use passerelle::seal::{Binding, DataKey, KeyEncryptionKey};
+use passerelle::store::keys::Keks;
 use passerelle::store::postgres::{PostgresOptions, PostgresStore};
 use passerelle::store::sqlite::{SqliteOptions, SqliteStore};
 use passerelle::store::{NewDelivery, NewRecord, Store};
@@ -135,10 +138,39 @@ fn new_record(n: u64, body: &Bytes) -> NewRecord {
                 ordered: false,
                 body: body.slice(..body.len() / 2),
                 body_digest: [3; 32],
+                key_id: None,
             })
             .collect(),
         receipt: Bytes::from_static(b"{\"record_id\":\"x\"}"),
+        key_id: None,
     }
+}
+
+/// The key-encryption key the benchmark's stores seal under.
+fn keks() -> Arc<Keks> {
+    Arc::new(Keks { current: KeyEncryptionKey::from_bytes(&[7; 32]).unwrap(), previous: vec![] })
+}
+
+/// Sealing a record's bodies at rest (the record as posted and four projections, as intake
+/// does), and opening one projection (as a claim does).
+fn sealing(c: &mut Criterion) {
+    let body = record("birth-registration-1.1.json");
+    let half = &body[..body.len() / 2];
+    let key = DataKey::generate("birth/2026-12-03").unwrap();
+    let record_id = "019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21";
+    let recipients = ["esdc-sin-registry", "cra-child-benefit", "on-health-plan", "ottawa-city"];
+    c.bench_function("seal/record_and_four_projections", |b| {
+        b.iter(|| {
+            let mut sealed = vec![key.seal(&body, &Binding { record_id, recipient: None }).unwrap()];
+            for r in recipients {
+                sealed.push(key.seal(half, &Binding { record_id, recipient: Some(r) }).unwrap());
+            }
+            sealed
+        })
+    });
+    let one = Binding { record_id, recipient: Some("ottawa-city") };
+    let sealed = key.seal(half, &one).unwrap();
+    c.bench_function("seal/open_one_projection", |b| b.iter(|| key.open(&sealed, &one).unwrap()));
 }
 
 /// A PostgreSQL store in a schema of its own on the test server (see the README's Tests
@@ -161,6 +193,7 @@ async fn postgres_store() -> (Arc<dyn Store>, String) {
         max_batch: 512,
         commit_timeout: Duration::from_secs(30),
         tls: None,
+        encryption: Some(keks()),
     };
     (Arc::new(PostgresStore::open(options, passerelle::telemetry::Metrics::new()).await.unwrap()), schema)
 }
@@ -170,25 +203,22 @@ async fn postgres_store() -> (Arc<dyn Store>, String) {
 fn group_commit(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite: Arc<dyn Store> = runtime.block_on(async {
-        Arc::new(
-            SqliteStore::open(
-                SqliteOptions {
-                    path: dir.path().join("bench.sqlite"),
-                    queue: 4096,
-                    max_batch: 512,
-                    commit_timeout: Duration::from_secs(30),
-                },
-                passerelle::telemetry::Metrics::new(),
-            )
-            .unwrap(),
-        )
-    });
+    let sqlite = |name: &str, encryption: Option<Arc<Keks>>| -> Arc<dyn Store> {
+        let options = SqliteOptions {
+            path: dir.path().join(name),
+            queue: 4096,
+            max_batch: 512,
+            commit_timeout: Duration::from_secs(30),
+            encryption,
+        };
+        runtime.block_on(async { Arc::new(SqliteStore::open(options, passerelle::telemetry::Metrics::new()).unwrap()) })
+    };
+    let (sealed, plain) = (sqlite("sealed.sqlite", Some(keks())), sqlite("plain.sqlite", None));
     let (postgres, schema) = runtime.block_on(postgres_store());
     let body = Bytes::from(record("birth-registration-1.1.json"));
     let mut group = c.benchmark_group("store_group_commit");
     group.sample_size(20);
-    for (engine, store) in [("sqlite", &sqlite), ("postgres", &postgres)] {
+    for (engine, store) in [("sqlite", &sealed), ("sqlite-plaintext", &plain), ("postgres", &postgres)] {
         for n in [1u64, 64, 512] {
             group.throughput(Throughput::Elements(n));
             group.bench_function(BenchmarkId::new(engine, n), |b| {
@@ -223,5 +253,5 @@ fn group_commit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, validation, projection, audit, group_commit);
+criterion_group!(benches, validation, projection, audit, sealing, group_commit);
 criterion_main!(benches);

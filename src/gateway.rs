@@ -33,6 +33,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("audit keys: {0}")]
     Keys(#[from] crate::audit::keys::KeyError),
+    #[error("{0}")]
+    StoreKey(#[from] crate::store::keys::KekError),
     #[error("cannot listen on {addr} ({listener}): {source}")]
     Listen { listener: &'static str, addr: SocketAddr, source: std::io::Error },
 }
@@ -58,28 +60,80 @@ pub fn notary(config: &Config) -> Result<Notary, StartError> {
     Ok(Notary::new(key, config.built.trusted_keys.clone()))
 }
 
-/// Opens the store a configuration names: PostgreSQL when `store.url` is set, else SQLite.
+/// Opens the store a configuration names: PostgreSQL when `store.url` is set, else SQLite; with
+/// its bodies sealed under the configured key-encryption key (generated into the data directory
+/// at the first start if it is a file that does not exist yet), after checking that key opens
+/// every data key the store holds.
 pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Store>, StartError> {
-    if let Some(pg) = &config.settings.store.postgres {
+    let settings = &config.settings.store;
+    let generated = settings.encryption.as_ref().is_some_and(|e| e.key_file_missing());
+    let encryption = match &settings.encryption {
+        Some(e) => {
+            let keks = e.load(true)?;
+            if generated && let crate::store::keys::KekSource::File(path) = &e.key {
+                tracing::info!(
+                    message = "Generated the store's key-encryption key (owner-only); keep a copy apart from the \
+                               database and its backups, which cannot be read without it.",
+                    path = %path.display(),
+                    key_id = keks.current.id(),
+                );
+            }
+            Some(keks)
+        }
+        None => None,
+    };
+    let store: Arc<dyn Store> = if let Some(pg) = &settings.postgres {
         let options = crate::store::postgres::PostgresOptions {
             config: pg.config.clone(),
             pool_size: pg.pool_size,
-            queue: config.settings.store.commit_queue,
-            max_batch: config.settings.store.max_batch,
-            commit_timeout: config.settings.store.commit_timeout,
+            queue: settings.commit_queue,
+            max_batch: settings.max_batch,
+            commit_timeout: settings.commit_timeout,
             tls: config.built.postgres_tls.clone(),
+            encryption,
         };
-        return Ok(Arc::new(crate::store::postgres::PostgresStore::open(options, metrics).await?));
+        Arc::new(crate::store::postgres::PostgresStore::open(options, metrics).await?)
+    } else {
+        Arc::new(SqliteStore::open(
+            SqliteOptions {
+                path: settings.sqlite_path.clone(),
+                queue: settings.commit_queue,
+                max_batch: settings.max_batch,
+                commit_timeout: settings.commit_timeout,
+                encryption,
+            },
+            metrics,
+        )?)
+    };
+    let census = match store.check_keys().await {
+        Ok(census) => census,
+        Err(e) => {
+            // A key generated just now for a store whose keys another key wraps is only in the
+            // way of the right one (a restore that forgot the key file): it is not kept.
+            if let Some(e) = &settings.encryption
+                && generated
+                && let crate::store::keys::KekSource::File(path) = &e.key
+            {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e.into());
+        }
+    };
+    if settings.encryption.is_none() {
+        tracing::warn!(
+            message =
+                "Encryption at rest is off (store.encryption.enabled = false): new bodies are stored in plaintext.",
+            record_bodies = census.plain_records,
+            delivery_bodies = census.plain_deliveries,
+        );
+    } else if census.plain() > 0 {
+        tracing::warn!(
+            message = "Bodies stored before encryption are still in plaintext: run `passerelle store encrypt`.",
+            record_bodies = census.plain_records,
+            delivery_bodies = census.plain_deliveries,
+        );
     }
-    Ok(Arc::new(SqliteStore::open(
-        SqliteOptions {
-            path: config.settings.store.sqlite_path.clone(),
-            queue: config.settings.store.commit_queue,
-            max_batch: config.settings.store.max_batch,
-            commit_timeout: config.settings.store.commit_timeout,
-        },
-        metrics,
-    )?))
+    Ok(store)
 }
 
 /// The completion notices' task, reading the senders that asked for notices from the

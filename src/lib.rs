@@ -34,7 +34,7 @@
 //!   problem found in a file), [`mod@pointer`] (JSON Pointers with `*`), [`random`], [`clock`] and
 //!   [`json`] (strict parsing, numbers as written, the canonical serialisation).
 //! - [`secrets`]: owner-only files. [`seal`]: envelope encryption of bodies (AES-256-GCM data
-//!   keys wrapped under a key-encryption key; groundwork for issue 14, not yet used by the store). [`schema`]: the schema catalog, compiled once, validation
+//!   keys wrapped under a key-encryption key). [`schema`]: the schema catalog, compiled once, validation
 //!   into violations. [`tls`]: rustls (ring only), certificate identity. [`telemetry`]: the
 //!   Prometheus registry, typed events that log and count together, W3C trace context
 //!   ([`telemetry::trace`]) and its export over OTLP ([`telemetry::otlp`]). [`rate_limit`]:
@@ -46,7 +46,8 @@
 //!   ([`audit::receipt`]), verification, export, rejection tallies. [`pki`]: the development PKI.
 //! - [`store`]: the [`store::Store`] trait, one group-commit core and two thin engines over it,
 //!   SQLite (embedded, one writer thread) and PostgreSQL (several instances, `FOR UPDATE SKIP
-//!   LOCKED`), held to one conformance suite.
+//!   LOCKED`), held to one conformance suite; [`store::keys`] seals every body with [`seal`]
+//!   before it is written and opens it when it is handed out.
 //! - [`delivery`]: per-recipient workers, backoff, circuit breakers, and the hand-over: the
 //!   outbound HTTP client ([`delivery::client`]), a NATS JetStream publisher
 //!   ([`delivery::nats`]), or a pull recipient's mailbox ([`delivery::mailbox`]).
@@ -105,6 +106,13 @@
 //!   selected paths, fixed at acceptance and stored; a later configuration never changes them.
 //! - **No record value leaves the request.** Logs, metrics labels, error messages and the audit
 //!   trail carry identifiers, pointers, keywords and digests, never values.
+//! - **No personal value is written to disk unencrypted.** Every body the store keeps (the
+//!   record as posted, each projection) is sealed with AES-256-GCM under a data key per
+//!   agreement and day, bound to its row, before it is queued for the writer; data keys are
+//!   stored only wrapped under the key-encryption key, which never enters the store
+//!   ([`store::keys`]). A purge destroys the data keys no body is left under, so what remains in
+//!   free pages cannot be opened; audit entries stay and the chain still verifies. (With
+//!   `store.encryption.enabled = false` an operator chooses plaintext, warned at every start.)
 //! - **Schema validation does no I/O.** Schemas are compiled at load; `$ref` resolves only inside
 //!   the schemas directory.
 //! - **Every queue is bounded.** The commit channel, per-recipient concurrency, claim batches and

@@ -144,9 +144,11 @@ impl Notifier {
                     ordered: false,
                     body: body.clone(),
                     body_digest: digest,
+                    key_id: None,
                 }],
                 receipt: Bytes::from(receipt.to_bytes()),
                 body,
+                key_id: None,
             })
             .await?;
         // Another instance may have issued it first: then there is nothing more to do.

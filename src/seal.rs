@@ -1,5 +1,5 @@
-//! Envelope encryption of stored bodies: the primitive issue 14 ("sealed records") builds on.
-//! Not yet wired into the store: nothing calls it outside its tests.
+//! Envelope encryption of stored bodies: the primitive the store's key ring
+//! (`store::keys`) seals and opens every stored body with.
 //!
 //! A body is sealed with AES-256-GCM (ring) under a [`DataKey`]. The plan is one data key per
 //! agreement and period, so that destroying a key destroys exactly the bodies past their
@@ -8,8 +8,11 @@
 //! re-encrypts a body.
 //!
 //! What a ciphertext belongs to is bound as associated data: the data key's id, the record id
-//! and the delivery id (or none, for the record's own body). A ciphertext copied into another
-//! row, or opened under another key, does not open. A wrapped key is bound to its own id and
+//! and the delivery (or none, for the record's own body). A delivery is named by its identity,
+//! the recipient of that record (the pair its idempotency key carries), not by its row id: the
+//! database assigns the row id at insert, and bodies are sealed before, outside the store's
+//! single writer. A ciphertext copied into another row, or opened under another key, does not
+//! open. A wrapped key is bound to its own id and
 //! to the id of the key that wrapped it in the same way.
 //!
 //! Nonces are 96 random bits from the operating system per seal. With random nonces NIST SP
@@ -43,13 +46,14 @@ pub enum SealError {
 #[derive(Debug, Clone, Copy)]
 pub struct Binding<'a> {
     pub record_id: &'a str,
-    /// The delivery whose projected body this is; `None` for the record as posted.
-    pub delivery_id: Option<i64>,
+    /// The recipient whose projected body this is; `None` for the record as posted.
+    pub recipient: Option<&'a str>,
 }
 
 impl Binding<'_> {
     fn aad(&self, key_id: &str) -> Vec<u8> {
-        let delivery = self.delivery_id.map_or_else(|| "record".to_owned(), |id| id.to_string());
+        // A recipient id is never empty, so the record's own body cannot pass for a delivery's.
+        let delivery = self.recipient.unwrap_or("");
         format!("passerelle:body:v1\0{key_id}\0{}\0{delivery}", self.record_id).into_bytes()
     }
 }
@@ -171,33 +175,33 @@ mod tests {
 
     const RECORD: &str = "019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21";
 
-    fn body(delivery_id: Option<i64>) -> Binding<'static> {
-        Binding { record_id: RECORD, delivery_id }
+    fn body(recipient: Option<&'static str>) -> Binding<'static> {
+        Binding { record_id: RECORD, recipient }
     }
 
     #[test]
     fn a_sealed_body_opens_only_under_its_key_for_its_row() {
         let key = DataKey::generate("birth-ottawa/2026-12-03").unwrap();
         let plain = br#"{"child":{"date_of_birth":"2026-11-28"}}"#;
-        let sealed = key.seal(plain, &body(Some(42))).unwrap();
+        let sealed = key.seal(plain, &body(Some("ottawa-city"))).unwrap();
         assert!(!sealed.windows(10).any(|w| w == b"2026-11-28"), "no plaintext in the ciphertext");
-        assert_eq!(key.open(&sealed, &body(Some(42))).unwrap(), plain);
+        assert_eq!(key.open(&sealed, &body(Some("ottawa-city"))).unwrap(), plain);
         // Moved to another delivery, to the record's own body, or to another record: refused.
-        assert_eq!(key.open(&sealed, &body(Some(43))), Err(SealError::Open));
+        assert_eq!(key.open(&sealed, &body(Some("on-health"))), Err(SealError::Open));
         assert_eq!(key.open(&sealed, &body(None)), Err(SealError::Open));
-        let other = Binding { record_id: "019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e22", delivery_id: Some(42) };
+        let other = Binding { record_id: "019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e22", recipient: Some("ottawa-city") };
         assert_eq!(key.open(&sealed, &other), Err(SealError::Open));
         // Another key, even under the same name: refused.
         let stranger = DataKey::generate("birth-ottawa/2026-12-03").unwrap();
-        assert_eq!(stranger.open(&sealed, &body(Some(42))), Err(SealError::Open));
+        assert_eq!(stranger.open(&sealed, &body(Some("ottawa-city"))), Err(SealError::Open));
         // Any byte changed: refused.
         for i in 0..sealed.len() {
             let mut tampered = sealed.clone();
             tampered[i] ^= 1;
-            assert_eq!(key.open(&tampered, &body(Some(42))), Err(SealError::Open), "byte {i}");
+            assert_eq!(key.open(&tampered, &body(Some("ottawa-city"))), Err(SealError::Open), "byte {i}");
         }
-        assert_eq!(key.open(&sealed[..sealed.len() - 1], &body(Some(42))), Err(SealError::Open));
-        assert_eq!(key.open(&[], &body(Some(42))), Err(SealError::Open));
+        assert_eq!(key.open(&sealed[..sealed.len() - 1], &body(Some("ottawa-city"))), Err(SealError::Open));
+        assert_eq!(key.open(&[], &body(Some("ottawa-city"))), Err(SealError::Open));
     }
 
     #[test]
@@ -212,18 +216,22 @@ mod tests {
     fn a_data_key_unwraps_only_under_its_wrapping_key_and_its_name() {
         let kek = KeyEncryptionKey::from_bytes(&[7u8; KEY_LEN]).unwrap();
         let key = DataKey::generate("birth-ottawa/2026-12-03").unwrap();
-        let sealed = key.seal(b"body", &body(Some(1))).unwrap();
+        let sealed = key.seal(b"body", &body(Some("ottawa-city"))).unwrap();
         let wrapped = kek.wrap(&key).unwrap();
         assert!(!wrapped.windows(KEY_LEN).any(|w| w == key.bytes), "the key is not in its wrapping");
         let back = kek.unwrap("birth-ottawa/2026-12-03", &wrapped).unwrap();
-        assert_eq!(back.open(&sealed, &body(Some(1))).unwrap(), b"body", "the unwrapped key opens the body");
+        assert_eq!(
+            back.open(&sealed, &body(Some("ottawa-city"))).unwrap(),
+            b"body",
+            "the unwrapped key opens the body"
+        );
         assert!(kek.unwrap("birth-ottawa/2026-12-04", &wrapped).is_err(), "under another name");
         let other = KeyEncryptionKey::from_bytes(&[8u8; KEY_LEN]).unwrap();
         assert!(other.unwrap("birth-ottawa/2026-12-03", &wrapped).is_err(), "under another wrapping key");
         // Rotation: the same data key wrapped under a new key opens the same bodies.
         let rewrapped = other.wrap(&back).unwrap();
         let again = other.unwrap("birth-ottawa/2026-12-03", &rewrapped).unwrap();
-        assert_eq!(again.open(&sealed, &body(Some(1))).unwrap(), b"body");
+        assert_eq!(again.open(&sealed, &body(Some("ottawa-city"))).unwrap(), b"body");
     }
 
     #[test]

@@ -230,6 +230,13 @@ pub mod kind {
     pub const REQUEST_ANSWERED: &str = "request.answered";
     pub const CONFIG_LOADED: &str = "config.loaded";
     pub const BODIES_PURGED: &str = "bodies.purged";
+    /// Bodies stored in plaintext sealed in place (`passerelle store encrypt`); `count` of them.
+    pub const BODIES_SEALED: &str = "bodies.sealed";
+    /// Data keys re-wrapped under a new key-encryption key (`passerelle store rotate-key`);
+    /// `reason` names the keys' ids from and to.
+    pub const KEYS_REWRAPPED: &str = "keys.rewrapped";
+    /// Data keys destroyed by the purge (crypto-shredding); `reason` names them.
+    pub const KEYS_DESTROYED: &str = "keys.destroyed";
     /// A completion notice committed for delivery to a record's sender (its `record_id` is the
     /// notice's own record; `reason` names the record it reports on and the kind).
     pub const NOTICE_ISSUED: &str = "notice.issued";

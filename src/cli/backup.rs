@@ -155,11 +155,18 @@ fn copy(source: &Path, target: &Path, pages_per_step: i32) -> anyhow::Result<i64
 
 /// Names the secret files of the data directory that the backup leaves out.
 fn print_secrets_not_copied(config: &Config) {
+    let store_key = match &config.settings.store.encryption {
+        Some(crate::store::keys::EncryptionSettings { key: crate::store::keys::KekSource::File(f), .. }) => {
+            Some(f.clone())
+        }
+        _ => None,
+    };
     let secrets: Vec<PathBuf> = [
         config.settings.audit.signing_key_file.clone(),
         config.settings.data_dir.join(crate::audit::digest::SECRET_FILE),
     ]
     .into_iter()
+    .chain(store_key)
     .filter(|f| f.exists())
     .collect();
     if secrets.is_empty() {

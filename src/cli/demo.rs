@@ -64,12 +64,26 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         let data_dir = config.settings.data_dir.clone();
         let admin_token_file = config.settings.admin.token_file.clone();
         let tls = config.built.partner_tls.is_some();
+        let encryption = config.settings.store.encryption.clone();
+        let key_generated = encryption.as_ref().is_some_and(|e| e.key_file_missing());
         let gateway = Gateway::start(config).await.context("the gateway could not start")?;
         let port = gateway.partner_addr.port();
         let base = if tls { format!("https://localhost:{port}") } else { format!("http://127.0.0.1:{port}") };
         let partners = PartnerClients { pki: pki.clone(), credentials: credentials.clone(), tls };
         println!("Passerelle demo: partner API {base}, admin http://{}", gateway.admin_addr);
-        println!("Data directory: {} (credentials in demo-credentials.toml)\n", data_dir.display());
+        println!("Data directory: {} (credentials in demo-credentials.toml)", data_dir.display());
+        match encryption.as_ref().map(|e| &e.key) {
+            Some(crate::store::keys::KekSource::File(path)) => println!(
+                "Bodies are sealed at rest (AES-256-GCM) under the key-encryption key {}{} (owner-only); \
+                 without it the store's bodies cannot be read.\n",
+                path.display(),
+                if key_generated { ", generated now" } else { "" }
+            ),
+            Some(crate::store::keys::KekSource::Env(var)) => {
+                println!("Bodies are sealed at rest (AES-256-GCM) under the key-encryption key in ${var}.\n")
+            }
+            None => println!("Bodies are stored in plaintext: store.encryption.enabled is false.\n"),
+        }
         println!("Demo partners' API keys (for Authorization: Bearer ...):");
         for (partner, key) in &credentials {
             println!("  {partner:<20} {key}");

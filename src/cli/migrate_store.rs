@@ -1,7 +1,7 @@
 //! `passerelle migrate-store`: copy a SQLite store into PostgreSQL, evidence included.
 //!
-//! Records not yet purged (with their bodies), every delivery (ids kept), the whole audit chain
-//! and its checkpoints are copied in one PostgreSQL transaction, so a partner that starts small
+//! Records not yet purged (with their bodies, sealed as they are), every delivery (ids kept), the
+//! data keys (still wrapped), the whole audit chain and its checkpoints are copied in one PostgreSQL transaction, so a partner that starts small
 //! can grow to several instances without losing its evidence. The chain is verified on
 //! PostgreSQL afterwards, with this instance's key and the configured trusted keys.
 
@@ -38,13 +38,17 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
     let count = |table: &str| -> anyhow::Result<u64> {
         Ok(sqlite.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
     };
-    let total = count("audit_log")? + count("audit_checkpoints")? + count("records")? + count("deliveries")?;
+    let total = count("audit_log")?
+        + count("audit_checkpoints")?
+        + count("data_keys")?
+        + count("records")?
+        + count("deliveries")?;
 
     // Read before the copy, so a missing trusted key file stops the migration before it starts.
     let keys = super::audit::trusted_keys(&config)?;
     super::runtime()?.block_on(async move {
         // Opening the store applies the migrations (and proves the schema is the one we write).
-        let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone() };
+        let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone(), encryption: None };
         drop(PostgresStore::open(options, Metrics::new()).await?);
         let mut client = connect(&target, &tls).await.context("cannot connect to PostgreSQL")?;
         let existing: i64 = client.query_one("SELECT COUNT(*) FROM audit_log", &[]).await?.get(0);
@@ -80,11 +84,20 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
             }
         }
         {
-            let mut rows = sqlite.prepare("SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate FROM records ORDER BY received_at")?;
-            let insert = tx.prepare("INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)").await?;
+            // The data keys as they are, wrapped: the bodies copied below stay sealed under them.
+            let mut rows = sqlite.prepare("SELECT id, kek_id, wrapped, created_at, not_after, destroyed_at FROM data_keys ORDER BY id")?;
             let mut it = rows.query([])?;
             while let Some(r) = it.next()? {
-                tx.execute(&insert, &[&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, i64>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, Option<String>>(7)?, &r.get::<_, Option<String>>(8)?, &r.get::<_, Vec<u8>>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, Option<String>>(11)?]).await?;
+                tx.execute("INSERT INTO data_keys (id, kek_id, wrapped, created_at, not_after, destroyed_at) VALUES ($1,$2,$3,$4,$5,$6)", &[&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, Option<Vec<u8>>>(2)?, &r.get::<_, i64>(3)?, &r.get::<_, i64>(4)?, &r.get::<_, Option<i64>>(5)?]).await?;
+                copied += 1;
+            }
+        }
+        {
+            let mut rows = sqlite.prepare("SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, key_id FROM records ORDER BY received_at")?;
+            let insert = tx.prepare("INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, key_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)").await?;
+            let mut it = rows.query([])?;
+            while let Some(r) = it.next()? {
+                tx.execute(&insert, &[&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, i64>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, Option<String>>(7)?, &r.get::<_, Option<String>>(8)?, &r.get::<_, Vec<u8>>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, Option<String>>(11)?, &r.get::<_, Option<String>>(12)?]).await?;
                 copied += 1;
                 if copied.is_multiple_of(STEP as u64) {
                     bar.set_position(copied);
@@ -92,12 +105,12 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
             }
         }
         {
-            let mut rows = sqlite.prepare("SELECT id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at FROM deliveries ORDER BY id")?;
-            let insert = tx.prepare("INSERT INTO deliveries (id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)").await?;
+            let mut rows = sqlite.prepare("SELECT id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id FROM deliveries ORDER BY id")?;
+            let insert = tx.prepare("INSERT INTO deliveries (id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)").await?;
             let mut it = rows.query([])?;
             while let Some(r) = it.next()? {
                 // Leases are not copied: every pending delivery is free to be claimed again.
-                tx.execute(&insert, &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, bool>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, String>(7)?, &r.get::<_, i32>(8)?, &r.get::<_, i32>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, i64>(11)?, &r.get::<_, Option<i64>>(12)?, &r.get::<_, Option<i32>>(13)?, &r.get::<_, Option<String>>(14)?, &r.get::<_, Option<i64>>(15)?]).await?;
+                tx.execute(&insert, &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, bool>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, String>(7)?, &r.get::<_, i32>(8)?, &r.get::<_, i32>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, i64>(11)?, &r.get::<_, Option<i64>>(12)?, &r.get::<_, Option<i32>>(13)?, &r.get::<_, Option<String>>(14)?, &r.get::<_, Option<i64>>(15)?, &r.get::<_, Option<String>>(16)?]).await?;
                 copied += 1;
                 if copied.is_multiple_of(STEP as u64) {
                     bar.set_position(copied);
@@ -110,7 +123,7 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
         eprintln!("Copied {copied} rows from {} into PostgreSQL.", source.display());
 
         // The evidence survived the move: verify the chain where it now lives.
-        let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone() };
+        let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone(), encryption: None };
         let store = PostgresStore::open(options, Metrics::new()).await?;
         match super::audit::verify_chain(&store, &keys).await? {
             Ok(summary) => {

@@ -13,6 +13,7 @@ pub mod dev_pki;
 pub mod inbox;
 pub mod migrate_store;
 pub mod serve;
+pub mod store;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -142,6 +143,9 @@ pub enum Command {
     /// Dead and retrying deliveries: list them, replay them (through the running gateway).
     #[command(subcommand)]
     Deliveries(deliveries::DeliveriesCommand),
+    /// The sealed store's keys: seal plaintext bodies, rotate the key-encryption key.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Take a pull recipient's deliveries from a gateway, hand them over, then acknowledge them.
     ///
     /// A reference client for a recipient whose partners file entry says `mode = "pull"`: it
@@ -199,6 +203,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DevPki { config } => dev_pki::run(&config),
         Command::MigrateStore { config, to, to_ca_file } => migrate_store::run(&config, &to, to_ca_file.as_deref()),
         Command::Deliveries(command) => deliveries::run(command),
+        Command::Store(command) => store::run(command),
         Command::Inbox(args) => inbox::run(args),
         Command::Backup { dest, config, force, pages_per_step } => backup::run(&config, &dest, force, pages_per_step),
         Command::Validate { record_type, file, schema_version, config, fr } => {

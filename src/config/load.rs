@@ -13,6 +13,7 @@ use crate::audit::keys::{KeyError, TrustedKeys};
 use crate::delivery::{DeliverySettings, InboxSettings};
 use crate::problem::Problem;
 use crate::schema::SchemaCatalog;
+use crate::store::keys::{self, EncryptionSettings, KekSource};
 use crate::telemetry::logging::LogFormat;
 use crate::upkeep::RetentionSettings;
 
@@ -76,6 +77,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         commit_queue: main.store.commit_queue.unwrap_or(4096).max(1),
         max_batch: main.store.max_batch.unwrap_or(512).max(1),
         commit_timeout: ms(main.store.commit_timeout_ms, 5_000),
+        encryption: load_encryption(&path, &base, &data_dir, &main.store.encryption, &mut problems),
     };
     let d = &main.delivery;
     let delivery = DeliverySettings {
@@ -240,6 +242,51 @@ fn load_admin(
         token,
         metrics_open: raw.metrics_open.unwrap_or(true),
     }
+}
+
+/// `[store.encryption]`, with its keys read to check them: a key that exists but cannot be
+/// read, or is not a key, is a problem; a missing key file is generated at the first start.
+fn load_encryption(
+    path: &Path,
+    base: &Path,
+    data_dir: &Path,
+    raw: &raw::RawEncryption,
+    problems: &mut Vec<Problem>,
+) -> Option<EncryptionSettings> {
+    if raw.enabled == Some(false) {
+        return None;
+    }
+    let key = match (&raw.key_env, &raw.key_file) {
+        (Some(_), Some(_)) => {
+            problems.push(problem(
+                path,
+                "store.encryption sets both key_file and key_env",
+                Some("keep the one the key is kept in"),
+            ));
+            return None;
+        }
+        (Some(var), None) => KekSource::Env(var.clone()),
+        (None, Some(file)) => KekSource::File(resolve(base, Some(file), "")),
+        (None, None) => KekSource::File(data_dir.join(keys::KEY_FILE)),
+    };
+    let settings = EncryptionSettings {
+        key,
+        previous_key_files: raw.previous_key_files.iter().map(|f| resolve(base, Some(f), "")).collect(),
+    };
+    // A key file still missing is generated at the first start; the earlier keys must exist.
+    let checked = if settings.key_file_missing() {
+        settings.previous_key_files.iter().try_for_each(|f| keys::read_key_file(f).map(drop))
+    } else {
+        settings.load(false).map(drop)
+    };
+    if let Err(e) = checked {
+        problems.push(problem(
+            path,
+            format!("store.encryption: {e}"),
+            Some("give a file of 64 hexadecimal digits, readable by the gateway only (`openssl rand -hex 32`)"),
+        ));
+    }
+    Some(settings)
 }
 
 /// The audit keys trusted besides the gateway's own, from `audit.trusted_keys`.

@@ -76,6 +76,8 @@ pub struct StoreSettings {
     pub max_batch: usize,
     /// How long a request waits for its commit before it is answered 503.
     pub commit_timeout: Duration,
+    /// How bodies are sealed at rest; `None` when `store.encryption.enabled = false`.
+    pub encryption: Option<crate::store::keys::EncryptionSettings>,
 }
 
 /// How to reach PostgreSQL.
@@ -200,6 +202,11 @@ impl Config {
         let mut files = vec![s.data_dir.join(crate::audit::digest::SECRET_FILE), s.audit.signing_key_file.clone()];
         if s.store.postgres.is_none() {
             files.push(s.store.sqlite_path.clone());
+        }
+        if let Some(crate::store::keys::EncryptionSettings { key: crate::store::keys::KekSource::File(f), .. }) =
+            &s.store.encryption
+        {
+            files.push(f.clone());
         }
         files.extend(s.admin.token_file.clone());
         files.extend(s.api_keys_file.clone());

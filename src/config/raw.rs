@@ -157,6 +157,26 @@ pub struct RawStore {
     pub max_batch: Option<usize>,
     /// How long a request waits for its commit before it is answered 503 (default 5000).
     pub commit_timeout_ms: Option<u64>,
+    /// `[store.encryption]`: bodies sealed at rest (on by default).
+    #[serde(default)]
+    pub encryption: RawEncryption,
+}
+
+/// `[store.encryption]` of the main file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    /// Seal every stored body (default true); `false` stores new bodies in plaintext.
+    pub enabled: Option<bool>,
+    /// The key-encryption key: 64 hexadecimal digits in a file, relative to the configuration
+    /// (default `store.key` in the data directory, generated owner-only at the first start).
+    pub key_file: Option<String>,
+    /// An environment variable holding the key-encryption key instead of `key_file`.
+    pub key_env: Option<String>,
+    /// Key files of earlier key-encryption keys, read until `passerelle store rotate-key` has
+    /// re-wrapped every data key under the current one (default none).
+    #[serde(default)]
+    pub previous_key_files: Vec<String>,
 }
 
 /// `[delivery]` of the main file.

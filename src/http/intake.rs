@@ -208,6 +208,7 @@ pub(super) async fn submit(
                 ordered: share.ordered,
                 body_digest: state.trail.digest_key.digest(&body),
                 body: Bytes::from(body),
+                key_id: None,
             }
         })
         .collect();
@@ -238,6 +239,7 @@ pub(super) async fn submit(
         traceparent: Some(trace.traceparent()),
         tracestate: trace.state.clone(),
         deliveries,
+        key_id: None,
         receipt: Bytes::from(receipt),
     };
     let commit = crate::telemetry::trace::step("commit");

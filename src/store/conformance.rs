@@ -32,9 +32,11 @@ pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
                 ordered: false,
                 body: Bytes::new(),
                 body_digest: [2; 32],
+                key_id: None,
             })
             .collect(),
         receipt: Bytes::from_static(b"{}"),
+        key_id: None,
     }
 }
 
@@ -149,6 +151,8 @@ pub async fn idempotency_is_enforced_inside_the_transaction(s: &dyn Store) {
     let mut other = record(3, &["r"]);
     other.idempotency_key = Some("k".into());
     other.body_sha256 = [9; 32];
+    // The day's data key made first, so the three reach the writer in the order they were sent.
+    s.commit_record(record(9, &["r"])).await.unwrap();
     let (a, b, c) = tokio::join!(s.commit_record(first), s.commit_record(same), s.commit_record(other));
     let CommitOutcome::Accepted { receipt, stamp } = a.unwrap() else { panic!("the first is accepted") };
     assert_eq!(receipt, Bytes::from_static(b"{\"first\":true}"));
@@ -240,10 +244,49 @@ pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
         .purge(PurgeRequest { now: 1_000_000, delivered_retention_ms: 1_000, dead_retention_ms: 1_000 })
         .await
         .unwrap();
-    assert_eq!(report, PurgeReport { record_bodies: 1, delivery_bodies: 1 });
+    assert_eq!(report, PurgeReport { record_bodies: 1, delivery_bodies: 1, keys_destroyed: vec![] });
     let view = s.record("s".into(), record(1, &[]).record_id).await.unwrap().unwrap();
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Delivered);
     let entries = s.audit_entries(0, 100).await.unwrap();
+    let mut verifier = ChainVerifier::new(&Default::default(), Vec::new(), Start::Beginning).unwrap();
+    for e in &entries {
+        verifier.entry(e).unwrap();
+    }
+    verifier.finish().unwrap();
+}
+
+/// Every body is sealed at rest and opened for its delivery; once no body is left under a data
+/// key and its day is over, the purge destroys the key, audited, and the chain still verifies.
+pub async fn bodies_are_sealed_and_their_key_destroyed_once_none_is_left(s: &dyn Store) {
+    let mut sealed = record(1, &["r", "q"]);
+    sealed.body = Bytes::from_static(br#"{"sin":"046454286"}"#);
+    for d in &mut sealed.deliveries {
+        d.body = Bytes::from(format!("body for {}", d.recipient));
+    }
+    s.commit_record(sealed).await.unwrap();
+    let census = s.check_keys().await.unwrap();
+    assert_eq!((census.live_by_kek.len(), census.live_by_kek[0].1, census.plain()), (1, 1, 0), "{census:?}");
+    for (n, recipient) in ["r", "q"].into_iter().enumerate() {
+        let mut c = claim("w", 1, 2_000, false);
+        c.recipient = recipient.into();
+        let claimed = s.claim_due(c).await.unwrap();
+        assert_eq!(claimed[0].body, format!("body for {recipient}").as_bytes(), "opened for its delivery");
+        let done = update(claimed[0].id, "w", 2_100 + n as i64, AttemptResult::Delivered { status: Some(200) });
+        s.finish_attempts(vec![done]).await.unwrap();
+    }
+    // Its day (1970-01-01) is not over yet: the bodies go, the key stays.
+    let purge = |now| PurgeRequest { now, delivered_retention_ms: 1_000, dead_retention_ms: 1_000 };
+    let report = s.purge(purge(80_000_000)).await.unwrap();
+    assert_eq!((report.record_bodies, report.delivery_bodies, report.keys_destroyed.len()), (1, 2, 0));
+    // Over, and past the grace: the key is destroyed, once.
+    let report = s.purge(purge(3 * 86_400_000)).await.unwrap();
+    assert_eq!(report.keys_destroyed, ["a/1970-01-01"]);
+    assert!(s.purge(purge(4 * 86_400_000)).await.unwrap().keys_destroyed.is_empty());
+    let census = s.check_keys().await.unwrap();
+    assert_eq!((census.live_by_kek.len(), census.destroyed), (0, 1));
+    let entries = s.audit_entries(0, 100).await.unwrap();
+    let destroyed = entries.iter().find(|e| e.event.kind == crate::audit::kind::KEYS_DESTROYED).unwrap();
+    assert_eq!(destroyed.event.reason.as_deref(), Some("a/1970-01-01"));
     let mut verifier = ChainVerifier::new(&Default::default(), Vec::new(), Start::Beginning).unwrap();
     for e in &entries {
         verifier.entry(e).unwrap();
@@ -421,7 +464,8 @@ macro_rules! store_conformance {
             replay_requeues_dead_deliveries_only,
             purge_keeps_metadata_and_the_chain,
             records_are_complete_when_every_delivery_is_delivered,
-            notices_fall_due_once_per_record_and_kind
+            notices_fall_due_once_per_record_and_kind,
+            bodies_are_sealed_and_their_key_destroyed_once_none_is_left
         );
     };
     (@tests $make:expr; $($check:ident),*) => {

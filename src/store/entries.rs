@@ -89,15 +89,23 @@ impl ReplayRequest {
 }
 
 impl PurgeReport {
-    /// The purge's audit entry, if anything was purged.
-    pub fn event(&self, at: i64) -> Option<AuditEvent> {
+    /// The purge's audit entries: the bodies it deleted, and the data keys it destroyed.
+    pub fn events(&self, at: i64) -> Vec<AuditEvent> {
+        let mut events = Vec::new();
         let total = self.record_bodies + self.delivery_bodies;
-        (total > 0).then(|| {
+        if total > 0 {
             let mut event = AuditEvent::new(at, crate::audit::kind::BODIES_PURGED, "gateway", "purged");
             event.count = total as i64;
             event.reason =
                 Some(format!("{} record bodies, {} delivery bodies", self.record_bodies, self.delivery_bodies));
-            event
-        })
+            events.push(event);
+        }
+        if !self.keys_destroyed.is_empty() {
+            let mut event = AuditEvent::new(at, crate::audit::kind::KEYS_DESTROYED, "gateway", "destroyed");
+            event.count = self.keys_destroyed.len() as i64;
+            event.reason = Some(self.keys_destroyed.join(", "));
+            events.push(event);
+        }
+        events
     }
 }

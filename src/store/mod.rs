@@ -28,6 +28,7 @@
 pub mod conformance;
 mod entries;
 mod error;
+pub mod keys;
 pub mod postgres;
 mod read;
 mod sql;
@@ -41,6 +42,7 @@ use bytes::Bytes;
 
 pub use self::entries::AttemptEffect;
 pub use self::error::{StoreError, StoreErrorKind};
+pub use self::keys::{KeyCensus, RewrapProgress, SealProgress};
 pub use crate::audit::notice::NoticeKind;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 
@@ -116,6 +118,8 @@ pub struct NewDelivery {
     pub body: Bytes,
     /// HMAC-SHA-256 of `body`: what the audit trail records for each attempt.
     pub body_digest: [u8; 32],
+    /// The data key `body` is sealed under; `None` while it is plaintext (the store seals it).
+    pub key_id: Option<String>,
 }
 
 /// An accepted record, ready to commit.
@@ -142,6 +146,8 @@ pub struct NewRecord {
     /// The receipt returned to the sender (without its audit proof, which is derived from the
     /// stamp), stored so a replay of the request returns the same receipt.
     pub receipt: Bytes,
+    /// The data key `body` is sealed under; `None` while it is plaintext (the store seals it).
+    pub key_id: Option<String>,
 }
 
 /// What committing a record did.
@@ -488,10 +494,12 @@ pub struct PurgeRequest {
 }
 
 /// What a purge removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurgeReport {
     pub record_bodies: u64,
     pub delivery_bodies: u64,
+    /// The data keys destroyed because no body was left under them (crypto-shredding).
+    pub keys_destroyed: Vec<String>,
 }
 
 /// The durable store.
@@ -534,8 +542,18 @@ pub trait Store: Send + Sync + 'static {
     fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>>;
     /// Requeues dead deliveries for one more round of attempts, each audited.
     fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<ReplayResult>>;
-    /// Deletes bodies past their retention; metadata and audit entries stay.
+    /// Deletes bodies past their retention, then destroys the data keys no body is left under;
+    /// metadata and audit entries stay.
     fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport>;
+
+    /// The store's data keys and plaintext bodies, once every live data key is shown to unwrap
+    /// under a configured key-encryption key (the start calls it, so a wrong key stops it).
+    fn check_keys(&self) -> StoreFuture<'_, KeyCensus>;
+    /// Seals up to [`keys::BATCH`] bodies still stored in plaintext (`passerelle store encrypt`).
+    fn seal_plaintext(&self) -> StoreFuture<'_, SealProgress>;
+    /// Re-wraps up to [`keys::BATCH`] data keys under the current key-encryption key (`passerelle
+    /// store rotate-key`).
+    fn rewrap_keys(&self) -> StoreFuture<'_, RewrapProgress>;
 }
 
 #[cfg(test)]

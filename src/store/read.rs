@@ -213,3 +213,49 @@ pub(super) async fn deliveries(s: &mut impl Sql, filter: DeliveryFilter) -> Resu
     })
     .await
 }
+
+/// Data key `id` as stored, if there is one.
+pub(super) async fn stored_key(s: &mut impl Sql, id: String) -> Result<Option<keys::StoredKey>, StoreError> {
+    Ok(s.query(sql::DATA_KEY, &[(&id).into()], super::writer::stored_key).await?.pop())
+}
+
+/// Up to `limit` live data keys wrapped under another key than `kek_id`.
+pub(super) async fn keys_wrapped_elsewhere(
+    s: &mut impl Sql,
+    kek_id: String,
+    limit: usize,
+) -> Result<Vec<keys::StoredKey>, StoreError> {
+    s.query(sql::KEYS_WRAPPED_ELSEWHERE, &[(&kek_id).into(), (limit as i64).into()], super::writer::stored_key).await
+}
+
+/// Up to `limit` bodies stored in plaintext, records' first.
+pub(super) async fn plain_bodies(s: &mut impl Sql, limit: usize) -> Result<Vec<keys::PlainBody>, StoreError> {
+    use keys::{BodyRow, PlainBody};
+    let mut bodies = s
+        .query(sql::PLAIN_RECORDS, &[(limit as i64).into()], |r| {
+            Ok(PlainBody { row: BodyRow::Record { record_id: r.text(0)? }, body: r.bytes(1)?, agreement: r.text(2)? })
+        })
+        .await?;
+    let left = limit.saturating_sub(bodies.len());
+    if left > 0 {
+        bodies.extend(
+            s.query(sql::PLAIN_DELIVERIES, &[(left as i64).into()], |r| {
+                Ok(PlainBody {
+                    row: BodyRow::Delivery { id: r.int(0)?, record_id: r.text(1)?, recipient: r.text(2)? },
+                    body: r.bytes(3)?,
+                    agreement: r.text(4)?,
+                })
+            })
+            .await?,
+        );
+    }
+    Ok(bodies)
+}
+
+/// The data keys by state and the bodies still in plaintext.
+pub(super) async fn key_census(s: &mut impl Sql) -> Result<keys::KeyCensus, StoreError> {
+    let live_by_kek = s.query(sql::LIVE_KEYS, &[], |r| Ok((r.text(0)?, r.small::<u64>(1)?))).await?;
+    let counts = s.query(sql::KEY_COUNTS, &[], |r| Ok((r.small(0)?, r.small(1)?, r.small(2)?))).await?;
+    let (destroyed, plain_records, plain_deliveries) = counts.first().copied().unwrap_or_default();
+    Ok(keys::KeyCensus { live_by_kek, destroyed, plain_records, plain_deliveries })
+}

@@ -24,6 +24,8 @@ pub(super) const INDEXES: &str = include_str!("migrations/shared/0001_indexes.sq
 pub(super) const TRACESTATE: &str = include_str!("migrations/shared/0002_tracestate.sql");
 /// Schema version 3.
 pub(super) const SETTLED_INDEX: &str = include_str!("migrations/shared/0003_settled_index.sql");
+/// Schema version 4 on both engines, after the engine's `data_keys` table.
+pub(super) const SEALED_BODIES: &str = include_str!("migrations/shared/0004_sealed_bodies.sql");
 
 /// A value bound to a statement parameter. Each engine converts it to the parameter's type.
 #[derive(Debug, Clone, Copy)]
@@ -222,13 +224,14 @@ pub(super) struct Dialect {
     pub completed: &'static str,
 }
 
-/// The columns of a claimed delivery (with its record's acceptance time and audit seq), then its
-/// `next_attempt_at` and `claimed_until`; from
+/// The columns of a claimed delivery (with its record's acceptance time and audit seq, and the data
+/// key its body is sealed under), then its `next_attempt_at` and `claimed_until`; from
 /// `deliveries d JOIN records r`.
 macro_rules! claim_columns {
     () => {
         "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, r.tracestate,
-         d.body, d.body_digest, d.attempts, d.created_at, r.received_at, r.audit_seq, d.next_attempt_at, d.claimed_until"
+         d.body, d.body_digest, d.attempts, d.created_at, r.received_at, r.audit_seq, d.key_id, d.next_attempt_at,
+         d.claimed_until"
     };
 }
 
@@ -479,6 +482,57 @@ pub(super) const PURGE_RECORDS: &str =
     "UPDATE records SET body = NULL WHERE body IS NOT NULL AND received_at < $1 AND NOT EXISTS (
          SELECT 1 FROM deliveries d WHERE d.record_id = records.record_id AND d.body IS NOT NULL)";
 
+/// Data key `$1`: its id, its wrapping key's id, and the wrapped key (NULL once destroyed).
+pub(super) const DATA_KEY: &str = "SELECT id, kek_id, wrapped FROM data_keys WHERE id = $1";
+
+/// Adds data key `$1` wrapped under `$2` as `$3`, created at `$4`, for bodies until `$5`,
+/// unless a key has that id (another instance made the day's key first).
+pub(super) const ADD_DATA_KEY: &str = "INSERT INTO data_keys (id, kek_id, wrapped, created_at, not_after)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
+
+/// Up to `$2` live data keys wrapped under another key than `$1`, as `DATA_KEY` reads them.
+pub(super) const KEYS_WRAPPED_ELSEWHERE: &str =
+    "SELECT id, kek_id, wrapped FROM data_keys WHERE wrapped IS NOT NULL AND kek_id <> $1 ORDER BY id LIMIT $2";
+
+/// Wraps data key `$3` as `$2` under `$1`, if it is still wrapped under `$4`.
+pub(super) const REWRAP_KEY: &str =
+    "UPDATE data_keys SET kek_id = $1, wrapped = $2 WHERE id = $3 AND kek_id = $4 AND wrapped IS NOT NULL";
+
+/// Destroys, at `$1`, the data keys whose day ended before `$2` and under which no body is
+/// left; their ids.
+pub(super) const DESTROY_KEYS: &str = "UPDATE data_keys SET wrapped = NULL, destroyed_at = $1
+     WHERE wrapped IS NOT NULL AND not_after < $2
+       AND NOT EXISTS (SELECT 1 FROM records r WHERE r.key_id = data_keys.id AND r.body IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.key_id = data_keys.id AND d.body IS NOT NULL)
+     RETURNING id";
+
+/// Live data keys per wrapping key: `kek_id`, count.
+pub(super) const LIVE_KEYS: &str =
+    "SELECT kek_id, COUNT(*) FROM data_keys WHERE wrapped IS NOT NULL GROUP BY kek_id ORDER BY kek_id";
+
+/// How many data keys were destroyed, and how many record and delivery bodies are plaintext.
+pub(super) const KEY_COUNTS: &str = "SELECT (SELECT COUNT(*) FROM data_keys WHERE wrapped IS NULL),
+            (SELECT COUNT(*) FROM records WHERE key_id IS NULL AND body IS NOT NULL),
+            (SELECT COUNT(*) FROM deliveries WHERE key_id IS NULL AND body IS NOT NULL)";
+
+/// Up to `$1` record bodies in plaintext: record id, body, and the agreement of its first
+/// delivery (its sender when it has none).
+pub(super) const PLAIN_RECORDS: &str = "SELECT r.record_id, r.body,
+            COALESCE((SELECT d.agreement FROM deliveries d WHERE d.record_id = r.record_id ORDER BY d.id LIMIT 1), r.sender)
+     FROM records r WHERE r.key_id IS NULL AND r.body IS NOT NULL ORDER BY r.record_id LIMIT $1";
+
+/// Up to `$1` delivery bodies in plaintext: id, record id, recipient, body, agreement.
+pub(super) const PLAIN_DELIVERIES: &str = "SELECT id, record_id, recipient, body, agreement FROM deliveries
+     WHERE key_id IS NULL AND body IS NOT NULL ORDER BY id LIMIT $1";
+
+/// Replaces record `$3`'s plaintext body with `$1`, sealed under `$2`, if it is still plaintext.
+pub(super) const SEAL_RECORD: &str =
+    "UPDATE records SET body = $1, key_id = $2 WHERE record_id = $3 AND key_id IS NULL AND body IS NOT NULL";
+
+/// Replaces delivery `$3`'s plaintext body with `$1`, sealed under `$2`, if it is still plaintext.
+pub(super) const SEAL_DELIVERY: &str =
+    "UPDATE deliveries SET body = $1, key_id = $2 WHERE id = $3 AND key_id IS NULL AND body IS NOT NULL";
+
 /// Whether the store answers.
 pub(super) const PING: &str = "SELECT 1";
 
@@ -497,6 +551,17 @@ pub(super) const SHARED: &[&str] = &[
     IDEMPOTENT,
     PURGE_DELIVERIES,
     PURGE_RECORDS,
+    DATA_KEY,
+    ADD_DATA_KEY,
+    KEYS_WRAPPED_ELSEWHERE,
+    REWRAP_KEY,
+    DESTROY_KEYS,
+    LIVE_KEYS,
+    KEY_COUNTS,
+    PLAIN_RECORDS,
+    PLAIN_DELIVERIES,
+    SEAL_RECORD,
+    SEAL_DELIVERY,
     PING,
 ];
 

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::keys::{self, BodyRow, NewDataKey, RewrappedKey, SealedBody, SealedClaim, StoredKey};
 use super::sql::{self, Param, Row, Sql};
 use super::*;
 use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, Checkpoint, GENESIS};
@@ -52,13 +53,16 @@ impl<I, O> Ask<I, O> {
 /// A write for the writer.
 pub(super) enum Write {
     Commit(Ask<Box<NewRecord>, CommitOutcome>),
-    Claim(Ask<ClaimRequest, Vec<ClaimedDelivery>>),
+    Claim(Ask<ClaimRequest, Vec<SealedClaim>>),
     Finish(Ask<Vec<AttemptUpdate>, ()>),
     Settle(Ask<Settlement, Settled>),
     Append(Ask<Vec<AuditEvent>, Vec<AuditStamp>>),
     Checkpoint(Ask<Checkpoint, ()>),
     Replay(Ask<ReplayRequest, Vec<ReplayResult>>),
     Purge(Ask<PurgeRequest, PurgeReport>),
+    AddKey(Ask<NewDataKey, StoredKey>),
+    SealBodies(Ask<(Vec<SealedBody>, i64), u64>),
+    Rewrap(Ask<(Vec<RewrappedKey>, i64), u64>),
 }
 
 impl Write {
@@ -72,6 +76,9 @@ impl Write {
             Write::Checkpoint(ask) => ask.answer(failure),
             Write::Replay(ask) => ask.answer(failure),
             Write::Purge(ask) => ask.answer(failure),
+            Write::AddKey(ask) => ask.answer(failure),
+            Write::SealBodies(ask) => ask.answer(failure),
+            Write::Rewrap(ask) => ask.answer(failure),
         }
     }
 }
@@ -116,7 +123,7 @@ impl Queue {
         self.ask(Box::new(record), Write::Commit).await
     }
 
-    pub async fn claim_due(&self, claim: ClaimRequest) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    pub async fn claim_due(&self, claim: ClaimRequest) -> Result<Vec<SealedClaim>, StoreError> {
         self.ask(claim, Write::Claim).await
     }
 
@@ -138,6 +145,18 @@ impl Queue {
 
     pub async fn replay(&self, request: ReplayRequest) -> Result<Vec<ReplayResult>, StoreError> {
         self.ask(request, Write::Replay).await
+    }
+
+    pub async fn add_key(&self, key: NewDataKey) -> Result<StoredKey, StoreError> {
+        self.ask(key, Write::AddKey).await
+    }
+
+    pub async fn write_sealed(&self, bodies: Vec<SealedBody>, at: i64) -> Result<u64, StoreError> {
+        self.ask((bodies, at), Write::SealBodies).await
+    }
+
+    pub async fn write_rewrapped(&self, keys: Vec<RewrappedKey>, at: i64) -> Result<u64, StoreError> {
+        self.ask((keys, at), Write::Rewrap).await
     }
 
     pub async fn purge(&self, request: PurgeRequest) -> Result<PurgeReport, StoreError> {
@@ -303,6 +322,9 @@ async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Committed, Sto
             }
             Write::Replay(ask) => ask.output = Some(replay(b, &mut chain, &ask.input).await?),
             Write::Purge(ask) => ask.output = Some(purge(b, &mut chain, &ask.input).await?),
+            Write::AddKey(ask) => ask.output = Some(add_key(b, &ask.input).await?),
+            Write::SealBodies(ask) => ask.output = Some(seal_bodies(b, &mut chain, &ask.input.0, ask.input.1).await?),
+            Write::Rewrap(ask) => ask.output = Some(rewrap(b, &mut chain, &ask.input.0, ask.input.1).await?),
         }
     }
     // The head is known only if this transaction extended the chain.
@@ -399,7 +421,7 @@ async fn commit_record<B: Batch>(
 /// Leases due deliveries of one recipient, oldest first, with one statement to lease them all.
 /// SQLite runs this in the writer; PostgreSQL in a short transaction of its own (claims do not
 /// touch the chain), where the dialect's row locks keep instances apart.
-pub(super) async fn claim<S: Sql>(s: &mut S, claim: &ClaimRequest) -> Result<Vec<ClaimedDelivery>, StoreError> {
+pub(super) async fn claim<S: Sql>(s: &mut S, claim: &ClaimRequest) -> Result<Vec<SealedClaim>, StoreError> {
     let rows = if claim.head_only {
         s.query(S::DIALECT.claim_head, &[(&claim.recipient).into()], claimed_row).await?
     } else {
@@ -408,15 +430,15 @@ pub(super) async fn claim<S: Sql>(s: &mut S, claim: &ClaimRequest) -> Result<Vec
     };
     // The head is read whatever its state: if it is not due or another worker holds it, nothing
     // behind it may go either.
-    let claimed: Vec<ClaimedDelivery> = rows
+    let claimed: Vec<SealedClaim> = rows
         .into_iter()
         .filter(|(_, next_attempt_at, claimed_until)| {
             !claim.head_only || (*next_attempt_at <= claim.now && *claimed_until < claim.now)
         })
-        .map(|(delivery, _, _)| delivery)
+        .map(|(claim, _, _)| claim)
         .collect();
     if !claimed.is_empty() {
-        let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
+        let ids: Vec<i64> = claimed.iter().map(|c| c.delivery.id).collect();
         let params = [claim.lease_until.into(), (&claim.worker).into(), Param::Ids(&ids)];
         s.execute(S::DIALECT.lease, &params).await?;
     }
@@ -466,8 +488,9 @@ async fn settle<B: Batch>(b: &mut B, s: &Settlement) -> Result<Settled, StoreErr
     Ok(Settled::Done(held.iter().map(|h| h.attempts + 1).zip(updates).collect()))
 }
 
-/// A claimed delivery (`sql::claim_columns!`), with its `next_attempt_at` and `claimed_until`.
-fn claimed_row(r: &dyn Row) -> Result<(ClaimedDelivery, i64, i64), StoreError> {
+/// A claimed delivery (`sql::claim_columns!`), its body still sealed, with its
+/// `next_attempt_at` and `claimed_until`.
+fn claimed_row(r: &dyn Row) -> Result<(SealedClaim, i64, i64), StoreError> {
     let delivery = ClaimedDelivery {
         id: r.int(0)?,
         record_id: r.text(1)?,
@@ -485,7 +508,7 @@ fn claimed_row(r: &dyn Row) -> Result<(ClaimedDelivery, i64, i64), StoreError> {
         received_at: r.int(13)?,
         audit_seq: r.int(14)?,
     };
-    Ok((delivery, r.int(15)?, r.int(16)?))
+    Ok((SealedClaim { delivery, key_id: r.opt_text(15)? }, r.int(16)?, r.int(17)?))
 }
 
 /// Requeues dead deliveries whose body is kept, in one statement, each replay audited.
@@ -535,11 +558,87 @@ async fn purge<B: Batch>(b: &mut B, chain: &mut Chain, request: &PurgeRequest) -
     let delivery_bodies = b.execute(sql::PURGE_DELIVERIES, &[delivered_before.into(), dead_before.into()]).await?;
     // A record's own body goes once it is old enough and none of its deliveries still needs a body.
     let record_bodies = b.execute(sql::PURGE_RECORDS, &[delivered_before.into()]).await?;
-    let report = PurgeReport { record_bodies, delivery_bodies };
-    if let Some(event) = report.event(request.now) {
-        chain.append(b, vec![event]).await?;
+    // Then the data keys with no body left under them whose day is over: crypto-shredding.
+    let ended_before = request.now - keys::SHRED_GRACE_MS;
+    let keys_destroyed = b.query(sql::DESTROY_KEYS, &[request.now.into(), ended_before.into()], |r| r.text(0)).await?;
+    let report = PurgeReport { record_bodies, delivery_bodies, keys_destroyed };
+    let events = report.events(request.now);
+    if !events.is_empty() {
+        chain.append(b, events).await?;
     }
     Ok(report)
+}
+
+/// Adds a data key unless one has its id, and returns the one stored under that id.
+async fn add_key<B: Batch>(b: &mut B, new: &NewDataKey) -> Result<StoredKey, StoreError> {
+    let k = &new.key;
+    let wrapped = k.wrapped.as_deref().map(Param::Bytes).unwrap_or(Param::Null);
+    let params = [(&k.id).into(), (&k.kek_id).into(), wrapped, new.created_at.into(), new.not_after.into()];
+    b.execute(sql::ADD_DATA_KEY, &params).await?;
+    b.query(sql::DATA_KEY, &[(&k.id).into()], stored_key)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::new(StoreErrorKind::Failed, "a data key just added is not there"))
+}
+
+/// A data key's row (`sql::DATA_KEY`).
+pub(super) fn stored_key(r: &dyn Row) -> Result<StoredKey, StoreError> {
+    Ok(StoredKey { id: r.text(0)?, kek_id: r.text(1)?, wrapped: r.opt_bytes(2)? })
+}
+
+/// Writes sealed bodies over the rows still plaintext, with one audit entry for them all.
+async fn seal_bodies<B: Batch>(
+    b: &mut B,
+    chain: &mut Chain,
+    bodies: &[SealedBody],
+    at: i64,
+) -> Result<u64, StoreError> {
+    let mut sealed = 0;
+    for body in bodies {
+        sealed += match &body.row {
+            BodyRow::Record { record_id } => {
+                let params = [Param::Bytes(&body.sealed), (&body.key_id).into(), record_id.into()];
+                b.execute(sql::SEAL_RECORD, &params).await?
+            }
+            BodyRow::Delivery { id, .. } => {
+                let params = [Param::Bytes(&body.sealed), (&body.key_id).into(), (*id).into()];
+                b.execute(sql::SEAL_DELIVERY, &params).await?
+            }
+        };
+    }
+    if sealed > 0 {
+        let mut event = AuditEvent::new(at, audit::kind::BODIES_SEALED, "operator", "sealed");
+        event.count = sealed as i64;
+        chain.append(b, vec![event]).await?;
+    }
+    Ok(sealed)
+}
+
+/// Replaces the wrappings of data keys still wrapped as read, with one audit entry per pair of
+/// wrapping keys.
+async fn rewrap<B: Batch>(b: &mut B, chain: &mut Chain, keys: &[RewrappedKey], at: i64) -> Result<u64, StoreError> {
+    let mut by_pair: Vec<((&str, &str), i64)> = Vec::new();
+    for k in keys {
+        let params = [(&k.to).into(), Param::Bytes(&k.wrapped), (&k.id).into(), (&k.from).into()];
+        if b.execute(sql::REWRAP_KEY, &params).await? > 0 {
+            match by_pair.iter_mut().find(|(pair, _)| *pair == (k.from.as_str(), k.to.as_str())) {
+                Some((_, n)) => *n += 1,
+                None => by_pair.push(((k.from.as_str(), k.to.as_str()), 1)),
+            }
+        }
+    }
+    let events: Vec<AuditEvent> = by_pair
+        .iter()
+        .map(|((from, to), n)| {
+            let mut event = AuditEvent::new(at, audit::kind::KEYS_REWRAPPED, "operator", "rewrapped");
+            event.count = *n;
+            event.reason = Some(format!("from {from} to {to}"));
+            event
+        })
+        .collect();
+    let total = by_pair.iter().map(|(_, n)| *n as u64).sum();
+    chain.append(b, events).await?;
+    Ok(total)
 }
 
 /// A check both engines' tests run (beside the conformance suite): in one batch, a late answer

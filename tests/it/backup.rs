@@ -109,7 +109,7 @@ async fn a_backup_taken_while_records_arrive_verifies_and_holds_every_record_acc
     drop(copy);
 
     // The README's restore: a configuration whose data directory holds the copy as the store,
-    // and the signing key (backed up apart); the WAL files of the old store are not carried over.
+    // and the keys (backed up apart); the WAL files of the old store are not carried over.
     let restored = tempfile::tempdir().unwrap();
     copy_dir(&setup.config_dir(), &restored.path().join("config"));
     let data = restored.path().join("data");
@@ -118,6 +118,7 @@ async fn a_backup_taken_while_records_arrive_verifies_and_holds_every_record_acc
     std::fs::copy(&dest, data.join("passerelle.sqlite")).unwrap();
     std::fs::copy(setup.data_dir().join("audit-signing-key"), data.join("audit-signing-key")).unwrap();
     std::fs::copy(setup.data_dir().join("audit-secret"), data.join("audit-secret")).unwrap();
+    std::fs::copy(setup.data_dir().join("store.key"), data.join("store.key")).unwrap();
     let restored_config = restored.path().join("config/passerelle.toml");
     let (code, out) = cli(&["audit", "verify", "--config", restored_config.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");

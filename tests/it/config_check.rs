@@ -196,6 +196,46 @@ fn a_database_url_asking_for_tls_needs_the_servers_ca() {
     assert!(!out.contains("asks for TLS"), "with a CA the URL's sslmode is satisfied: {out}");
 }
 
+/// The store's key-encryption key: one that exists must be readable and a key; a missing file
+/// is generated at the first start, and said so; an environment variable must be set.
+#[test]
+fn a_store_key_that_cannot_be_read_is_refused() {
+    let (dir, main) = shipped();
+    // The shipped data directory has no key yet: it is generated at the first start.
+    assert!(!check(&main).1.contains("store.encryption"));
+    let key = dir.path().join("store.key");
+    let with_key =
+        |line: &str| edit_file(&main, "[delivery]\n", &format!("[store.encryption]\n{line}\n\n[delivery]\n"));
+    with_key(&format!("key_file = \"{}\"", key.display()));
+    std::fs::write(&key, "not a key").unwrap();
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    let found = problems_of(&out, "passerelle.toml");
+    assert!(
+        found.contains("store.encryption: the store's encryption key")
+            && found.contains("is not 64 hexadecimal digits"),
+        "{out}"
+    );
+    assert!(found.contains("openssl rand -hex 32"), "the fix says how to make one: {out}");
+    assert!(!found.contains("not a key"), "the file's content is never shown: {out}");
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+    assert!(!check(&main).1.contains("store.encryption"), "a good key passes");
+    // A previous key that is missing, and a variable that is not set.
+    edit_file(&main, "[store.encryption]\n", "[store.encryption]\nprevious_key_files = [\"missing.key\"]\n");
+    let found = problems_of(&check(&main).1, "passerelle.toml");
+    assert!(found.contains("missing.key"), "{found}");
+    let text = std::fs::read_to_string(&main).unwrap();
+    let start = text.find("[store.encryption]").unwrap();
+    let end = text[start..].find("[delivery]").unwrap() + start;
+    std::fs::write(
+        &main,
+        format!("{}[store.encryption]\nkey_env = \"PASSERELLE_NO_SUCH_KEY\"\n\n{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+    let found = problems_of(&check(&main).1, "passerelle.toml");
+    assert!(found.contains("PASSERELLE_NO_SUCH_KEY") && found.contains("is not set"), "{found}");
+}
+
 #[test]
 fn an_otlp_endpoint_must_be_an_http_url_and_an_https_one_needs_its_ca() {
     let (_dir, main) = shipped();

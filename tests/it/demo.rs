@@ -38,6 +38,10 @@ fn the_demo_delivers_every_record_to_every_recipient() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.matches("202 Accepted").count(), 4, "{stdout}");
     assert!(stdout.contains("(10 of 10 deliveries)"), "{stdout}");
+    // Bodies are sealed at rest under a key the demo generated into its data directory.
+    let key_line =
+        stdout.lines().find(|l| l.starts_with("Bodies are sealed at rest")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(key_line.contains("store.key, generated now (owner-only)"), "{key_line}");
     // The city takes its four from its mailbox, and is shown the command that does it.
     assert!(
         stdout.contains("ottawa-city takes its records from its mailbox (mode = \"pull\"): 4 deliveries wait for it"),

@@ -12,8 +12,8 @@ fn server() -> String {
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned())
 }
 
-/// A schema of its own, dropped at the end.
-struct Schema(String);
+/// A schema of its own, dropped at the end, and the key-encryption key its instances share.
+struct Schema(String, tempfile::TempDir);
 
 impl Schema {
     async fn create() -> Schema {
@@ -23,11 +23,20 @@ impl Schema {
             .unwrap_or_else(|e| panic!("PostgreSQL is required for these tests ({}): {e}", server()));
         tokio::spawn(connection);
         client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
-        Schema(name)
+        let keys = tempfile::tempdir().unwrap();
+        std::fs::write(keys.path().join("store.key"), hex(&passerelle::random::bytes::<32>())).unwrap();
+        Schema(name, keys)
     }
 
     fn url(&self) -> String {
         format!("{} options='-c search_path={}'", server(), self.0)
+    }
+
+    /// The `[store]` lines of an instance on this schema. Instances sharing a store share its
+    /// key-encryption key (README, "Encryption at rest").
+    fn instance(&self) -> String {
+        let key = self.1.path().join("store.key");
+        format!("url = \"{}\"\nencryption = {{ key_file = \"{}\" }}", self.url(), key.display())
     }
 
     async fn drop_now(self) {
@@ -129,8 +138,9 @@ async fn two_instances_share_one_store_and_survive_a_kill() {
 
     let schema = Schema::create().await;
     let recipients = mock_recipients().await;
-    // Two instances: same partners, agreements and store; each its own data directory and key.
-    let url = format!("url = \"{}\"", schema.url());
+    // Two instances: same partners, agreements, store and store key; each its own data directory
+    // and audit key.
+    let url = schema.instance();
     let a = Setup::new().store(&url).delivery("lease_secs = 2").delivery("attempt_timeout_ms = 1000");
     let mut b = Setup::new().store(&url).delivery("lease_secs = 2").delivery("attempt_timeout_ms = 1000");
     b.keys = a.keys.clone();
@@ -279,7 +289,7 @@ async fn strict_order_holds_across_two_instances() {
     let ordered = std::fs::read_to_string(repo().join("config/agreements/birth-ottawa.toml"))
         .unwrap()
         .replace("partner = \"ottawa-city\"", "partner = \"ottawa-city\"\nordered = true");
-    let url = format!("url = \"{}\"", schema.url());
+    let url = schema.instance();
     let a = Setup::new().store(&url).agreement("birth-ottawa", &ordered);
     let mut b = Setup::new().store(&url).agreement("birth-ottawa", &ordered);
     b.keys = a.keys.clone();
@@ -348,7 +358,7 @@ async fn a_damaged_row_is_an_error_on_postgresql_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_waiting_on_one_instance_is_given_a_commit_on_another() {
     let schema = Schema::create().await;
-    let url = format!("url = \"{}\"", schema.url());
+    let url = schema.instance();
     let a = Setup::new().store(&url).pull("ottawa-city").delivery("poll_interval_ms = 500");
     let mut b = Setup::new().store(&url).pull("ottawa-city").delivery("poll_interval_ms = 500");
     b.keys = a.keys.clone();

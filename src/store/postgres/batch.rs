@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (1, &[include_str!("../migrations/postgres/0001_tables.sql"), sql::INDEXES]),
     (2, &[sql::TRACESTATE]),
     (3, &[sql::SETTLED_INDEX]),
+    (4, &[include_str!("../migrations/postgres/0004_data_keys.sql"), sql::SEALED_BODIES]),
 ];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
@@ -60,17 +61,17 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, kind, actor, record_
           WITH ORDINALITY AS u(seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash, n)
      ORDER BY n";
 
-const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate)
-     SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate
+const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, key_id)
+     SELECT record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, key_id
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bytea[], $7::bytea[], $8::text[],
-                 $9::text[], $10::bytea[], $11::bigint[], $12::text[])
-          WITH ORDINALITY AS u(record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, n)
+                 $9::text[], $10::bytea[], $11::bigint[], $12::text[], $13::text[])
+          WITH ORDINALITY AS u(record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, key_id, n)
      ORDER BY n";
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at)
-     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[])
-          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, n)
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id)
+     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at, key_id
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[])
+          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, key_id, n)
      ORDER BY n";
 
 /// Every attempt result of a batch in one statement. A worker that lost its lease matches
@@ -216,6 +217,7 @@ impl Batch for WriterConnection {
         r.receipt.push(record.receipt.to_vec());
         r.audit_seq.push(audit_seq);
         r.tracestate.push(record.tracestate.clone());
+        r.key_id.push(record.key_id.clone());
         let d = &mut self.pending.deliveries;
         for delivery in &record.deliveries {
             d.record_id.push(record.record_id.clone());
@@ -225,6 +227,7 @@ impl Batch for WriterConnection {
             d.body.push(delivery.body.clone());
             d.body_digest.push(delivery.body_digest.to_vec());
             d.created_at.push(record.received_at);
+            d.key_id.push(delivery.key_id.clone());
         }
         Ok(())
     }
@@ -304,6 +307,7 @@ struct RecordColumns {
     receipt: Vec<Vec<u8>>,
     audit_seq: Vec<i64>,
     tracestate: Vec<Option<String>>,
+    key_id: Vec<Option<String>>,
 }
 
 #[derive(Default)]
@@ -315,6 +319,7 @@ struct DeliveryColumns {
     body: Vec<Bytes>,
     body_digest: Vec<Vec<u8>>,
     created_at: Vec<i64>,
+    key_id: Vec<Option<String>>,
 }
 
 impl WriterConnection {
@@ -365,6 +370,7 @@ impl WriterConnection {
                         &r.receipt,
                         &r.audit_seq,
                         &r.tracestate,
+                        &r.key_id,
                     ],
                 )
                 .await?;
@@ -382,6 +388,7 @@ impl WriterConnection {
                         &delivery_bodies,
                         &d.body_digest,
                         &d.created_at,
+                        &d.key_id,
                     ],
                 )
                 .await?;

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::keys::{self, Keks, KeyRing, KeySource, NewDataKey, PlainBody, RewrappedKey, SealedBody, StoredKey};
 use super::sql::{self, Column, Dialect, Param, Row, Sql};
 use super::writer::{Queue, Write, Writer};
 use super::*;
@@ -67,6 +68,8 @@ pub struct PostgresOptions {
     pub commit_timeout: Duration,
     /// TLS to the server (`store.ca_file`); `None` is plain TCP.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The key-encryption keys bodies are sealed under; `None` stores them in plaintext.
+    pub encryption: Option<Arc<Keks>>,
 }
 
 /// The connector for `tls`: rustls when configured; otherwise one that is never used, because
@@ -131,6 +134,7 @@ pub struct PostgresStore {
     queue: Queue,
     /// Reads and claims.
     pool: Pool,
+    keys: KeyRing,
 }
 
 impl PostgresStore {
@@ -150,7 +154,7 @@ impl PostgresStore {
         let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
         tokio::spawn(observe_pool(pool.clone(), metrics.clone(), queue.watch()));
         tokio::spawn(Writer::new(connection, metrics, options.max_batch).run(rx));
-        Ok(PostgresStore { queue, pool })
+        Ok(PostgresStore { queue, pool, keys: KeyRing::new(options.encryption) })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
@@ -247,7 +251,10 @@ impl ToSql for Param<'_> {
 
 impl Store for PostgresStore {
     fn commit_record(&self, record: NewRecord) -> StoreFuture<'_, CommitOutcome> {
-        Box::pin(self.queue.commit_record(record))
+        Box::pin(async move {
+            let record = self.keys.seal(self, record).await?;
+            self.queue.commit_record(record).await
+        })
     }
 
     fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>> {
@@ -256,7 +263,8 @@ impl Store for PostgresStore {
             let tx = client.transaction().await?;
             let claimed = writer::claim(&mut Pooled(&tx), &claim).await?;
             tx.commit().await?;
-            Ok(claimed)
+            drop(client);
+            self.keys.open(self, claimed).await
         })
     }
 
@@ -325,7 +333,43 @@ impl Store for PostgresStore {
     }
 
     fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport> {
-        Box::pin(self.queue.purge(request))
+        Box::pin(async move {
+            let report = self.queue.purge(request).await?;
+            self.keys.forget_ended(request.now - keys::SHRED_GRACE_MS);
+            Ok(report)
+        })
+    }
+
+    keys::key_methods!();
+}
+
+impl KeySource for PostgresStore {
+    fn stored_key(&self, id: String) -> StoreFuture<'_, Option<StoredKey>> {
+        Box::pin(async move { read::stored_key(&mut Pooled(&self.client().await?), id).await })
+    }
+
+    fn add_key(&self, key: NewDataKey) -> StoreFuture<'_, StoredKey> {
+        Box::pin(self.queue.add_key(key))
+    }
+
+    fn plain_bodies(&self, limit: usize) -> StoreFuture<'_, Vec<PlainBody>> {
+        Box::pin(async move { read::plain_bodies(&mut Pooled(&self.client().await?), limit).await })
+    }
+
+    fn write_sealed(&self, bodies: Vec<SealedBody>, at: i64) -> StoreFuture<'_, u64> {
+        Box::pin(self.queue.write_sealed(bodies, at))
+    }
+
+    fn keys_wrapped_elsewhere(&self, kek_id: String, limit: usize) -> StoreFuture<'_, Vec<StoredKey>> {
+        Box::pin(async move { read::keys_wrapped_elsewhere(&mut Pooled(&self.client().await?), kek_id, limit).await })
+    }
+
+    fn write_rewrapped(&self, keys: Vec<RewrappedKey>, at: i64) -> StoreFuture<'_, u64> {
+        Box::pin(self.queue.write_rewrapped(keys, at))
+    }
+
+    fn key_census(&self) -> StoreFuture<'_, KeyCensus> {
+        Box::pin(async move { read::key_census(&mut Pooled(&self.client().await?)).await })
     }
 }
 
@@ -389,6 +433,7 @@ mod tests {
             max_batch: 16,
             commit_timeout: Duration::from_secs(10),
             tls: None,
+            encryption: Some(keys::test_keks()),
         };
         PostgresStore::open(options, metrics).await.unwrap()
     }
@@ -507,6 +552,7 @@ mod tests {
             max_batch: 4,
             commit_timeout: Duration::from_secs(5),
             tls: Some(crate::tls::recipient_client(&[ca], None, None, &crate::tls::disk).unwrap()),
+            encryption: None,
         };
         let Err(error) = PostgresStore::open(options, Metrics::new()).await else {
             panic!("a server certificate from another CA was accepted");

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (1, &[include_str!("../migrations/sqlite/0001_tables.sql"), sql::INDEXES]),
     (2, &[sql::TRACESTATE]),
     (3, &[sql::SETTLED_INDEX]),
+    (4, &[include_str!("../migrations/sqlite/0004_data_keys.sql"), sql::SEALED_BODIES]),
 ];
 
 /// The schema version this program writes.
@@ -63,11 +64,11 @@ pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreE
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, tracestate, receipt, audit_seq)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, tracestate, receipt, audit_seq, key_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at)
-     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7)";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id)
+     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8)";
 
 /// Only while the worker still holds the lease (`claimed_by`).
 const FINISH_ATTEMPT: &str = "UPDATE deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3, last_error = $4,
@@ -139,6 +140,7 @@ impl Batch for Conn {
             record.tracestate,
             &record.receipt[..],
             audit_seq,
+            record.key_id,
         ])?;
         let mut insert = self.0.prepare_cached(INSERT_DELIVERY)?;
         for d in &record.deliveries {
@@ -149,7 +151,8 @@ impl Batch for Conn {
                 d.ordered,
                 &d.body[..],
                 &d.body_digest[..],
-                record.received_at
+                record.received_at,
+                d.key_id
             ])?;
         }
         Ok(())

@@ -24,6 +24,7 @@ use std::time::Duration;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
+use super::keys::{self, Keks, KeyRing, KeySource, NewDataKey, PlainBody, RewrappedKey, SealedBody, StoredKey};
 use super::sql::{self, Column, Dialect, Param, Row, Sql};
 use super::writer::{Queue, Writer};
 use super::*;
@@ -37,6 +38,8 @@ pub struct SqliteOptions {
     pub queue: usize,
     pub max_batch: usize,
     pub commit_timeout: Duration,
+    /// The key-encryption keys bodies are sealed under; `None` stores them in plaintext.
+    pub encryption: Option<Arc<Keks>>,
 }
 
 /// The statements whose text is SQLite's own. The writer holds the write lock for its whole
@@ -62,6 +65,7 @@ pub struct SqliteStore {
     /// The writer's queue; `None` when the store is opened read-only: there is no writer, and
     /// writes are refused.
     queue: Option<Queue>,
+    keys: KeyRing,
     readers: Arc<ReadPool>,
     /// Tells the checkpoint thread to stop when the store goes away.
     stop_checkpoints: Arc<AtomicBool>,
@@ -132,6 +136,9 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     // FULL in WAL mode fsyncs the log on every commit: an acknowledged record survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // What a statement deletes from a page is overwritten with zeros there, at no extra I/O: a
+    // destroyed data key leaves no copy of its wrapping in its page's free space.
+    conn.pragma_update(None, "secure_delete", "FAST")?;
     // Room for every statement a connection runs, so none is prepared twice.
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
@@ -238,6 +245,7 @@ impl SqliteStore {
             .map_err(|e| unavailable("cannot start the writer thread".into()).caused_by(e))?;
         Ok(SqliteStore {
             queue: Some(queue),
+            keys: KeyRing::new(options.encryption),
             stop_checkpoints: stop,
             readers: Arc::new(ReadPool { path: options.path, read_only: false, idle: Mutex::new(Vec::new()) }),
         })
@@ -254,6 +262,7 @@ impl SqliteStore {
         batch::check_version(&conn, path)?;
         Ok(SqliteStore {
             queue: None,
+            keys: KeyRing::plaintext(),
             stop_checkpoints: Arc::new(AtomicBool::new(true)),
             readers: Arc::new(ReadPool {
                 path: path.to_path_buf(),
@@ -294,11 +303,14 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn commit_record(&self, record: NewRecord) -> StoreFuture<'_, CommitOutcome> {
-        Box::pin(async move { self.queue()?.commit_record(record).await })
+        Box::pin(async move {
+            let record = self.keys.seal(self, record).await?;
+            self.queue()?.commit_record(record).await
+        })
     }
 
     fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>> {
-        Box::pin(async move { self.queue()?.claim_due(claim).await })
+        Box::pin(async move { self.keys.open(self, self.queue()?.claim_due(claim).await?).await })
     }
 
     fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()> {
@@ -374,7 +386,43 @@ impl Store for SqliteStore {
     }
 
     fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport> {
-        Box::pin(async move { self.queue()?.purge(request).await })
+        Box::pin(async move {
+            let report = self.queue()?.purge(request).await?;
+            self.keys.forget_ended(request.now - keys::SHRED_GRACE_MS);
+            Ok(report)
+        })
+    }
+
+    keys::key_methods!();
+}
+
+impl KeySource for SqliteStore {
+    fn stored_key(&self, id: String) -> StoreFuture<'_, Option<StoredKey>> {
+        Box::pin(self.read(move |c| Box::pin(read::stored_key(c, id))))
+    }
+
+    fn add_key(&self, key: NewDataKey) -> StoreFuture<'_, StoredKey> {
+        Box::pin(async move { self.queue()?.add_key(key).await })
+    }
+
+    fn plain_bodies(&self, limit: usize) -> StoreFuture<'_, Vec<PlainBody>> {
+        Box::pin(self.read(move |c| Box::pin(read::plain_bodies(c, limit))))
+    }
+
+    fn write_sealed(&self, bodies: Vec<SealedBody>, at: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move { self.queue()?.write_sealed(bodies, at).await })
+    }
+
+    fn keys_wrapped_elsewhere(&self, kek_id: String, limit: usize) -> StoreFuture<'_, Vec<StoredKey>> {
+        Box::pin(self.read(move |c| Box::pin(read::keys_wrapped_elsewhere(c, kek_id, limit))))
+    }
+
+    fn write_rewrapped(&self, keys: Vec<RewrappedKey>, at: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move { self.queue()?.write_rewrapped(keys, at).await })
+    }
+
+    fn key_census(&self) -> StoreFuture<'_, KeyCensus> {
+        Box::pin(self.read(|c| Box::pin(read::key_census(c))))
     }
 }
 
@@ -395,6 +443,7 @@ mod tests {
             queue: 64,
             max_batch: 16,
             commit_timeout: Duration::from_secs(5),
+            encryption: Some(keys::test_keks()),
         };
         SqliteStore::open(options, metrics).unwrap()
     }

@@ -149,8 +149,10 @@ impl Setup {
         self
     }
 
-    /// A line of `[store]`.
+    /// A line of `[store]`, in place of an earlier line setting the same key.
     pub fn store(mut self, line: &str) -> Self {
+        let key = |l: &str| l.split('=').next().unwrap_or("").trim().to_owned();
+        self.store.retain(|l| key(l) != key(line));
         self.store.push(line.to_owned());
         self
     }
