@@ -206,6 +206,13 @@ def prepare(args):
         flags=re.S,
     )
     (nats / "partners.toml").write_text(text)
+    # And with bodies stored in plaintext and deliveries unsigned (both on by default), to
+    # measure what sealing and signing cost.
+    plain = WORK / "config-plain"
+    shutil.copytree(config, plain)
+    text = (plain / "passerelle.toml").read_text()
+    text = text.replace("[delivery]\n", "[delivery]\n" + PLAIN_DELIVERY)
+    (plain / "passerelle.toml").write_text(text + "\n[store.encryption]\nenabled = false\n")
     run([str(ROOT / "target/release/passerelle"), "dev-pki", "--config", str(config / "passerelle.toml")], stdout=subprocess.DEVNULL)
     pki = WORK / "data" / "pki"
     records = WORK / "records"
@@ -220,6 +227,10 @@ def prepare(args):
     roll["entries"] = [entry] * (256 * 1024 // per_entry)
     (records / "roll.json").write_text(json.dumps(roll))
     return config / "passerelle.toml", pki, records
+
+
+# What turns signed deliveries off, for the cost measurement (`scenario_sealed`).
+PLAIN_DELIVERY = "sign = false\n"
 
 
 def client_tls(pki, partner):
@@ -478,6 +489,49 @@ def scenario_modes(ctx):
     return {"passerelle": results, "nginx": None}
 
 
+def scenario_sealed(ctx):
+    """What sealing bodies at rest and signing deliveries cost: the same two runs with both on
+    (the default) and both off, alternated twice in one run. The burst accepts with every
+    recipient down (sealing only); the sustained run offers a rate both keep up with and drains
+    every delivery (sealing, opening and one signature per delivery). The cost is the gateway's
+    CPU per record, in µs."""
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
+    body = ctx.records / "birth.json"
+    plain = WORK / "config-plain" / "passerelle.toml"
+    runs = {"on": [], "off": []}
+    for _ in range(2):
+        for label, config in (("on", ctx.config), ("off", plain)):
+            ctx.use_config(config)
+            ctx.recipients.stop()
+            ctx.city.stop()
+            ctx.restart_passerelle()
+            burst = ctx.passerelle_run(lambda: oha(url, tls, body, duration=ctx.duration))
+            ctx.recipients.start(RECIPIENT_PORTS["esdc-sin-registry"])
+            ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
+            ctx.restart_passerelle()
+            cpu_before = cpu_seconds(ctx.passerelle_pids())
+            sustained = oha(url, tls, body, duration=ctx.duration, rate=ctx.sealed_rate)
+            seconds, _, _ = drain(ctx, sustained["ok"] * 4, 0.0)
+            cpu = cpu_seconds(ctx.passerelle_pids()) - cpu_before
+            run = {
+                "burst_rps": burst["rps"],
+                "burst_us": burst["cpu"] / max(burst["ok"], 1) * 1e6,
+                "burst_p50": burst["p50"],
+                "burst_p99": burst["p99"],
+                "sustained_rps": sustained["rps"],
+                "sustained_us": cpu / max(sustained["ok"], 1) * 1e6,
+                "sustained_p50": sustained["p50"],
+                "sustained_p99": sustained["p99"],
+                "drain_s": seconds,
+            }
+            log(f"  {label}: burst {run['burst_rps']:.0f}/s at {run['burst_us']:.0f} µs CPU/record; sustained {run['sustained_rps']:.0f}/s, "
+                f"{run['sustained_us']:.0f} µs CPU/record with its four deliveries")
+            runs[label].append(run)
+    ctx.use_config(ctx.config)
+    return {"passerelle": runs, "nginx": None}
+
+
 class Context:
     def __init__(self, args, config, pki, records):
         self.duration = 3 if args.quick else args.duration
@@ -486,6 +540,7 @@ class Context:
         self.backlog = 5000 if args.quick else 100000
         self.records, self.pki = records, pki
         self.modes_records = 2000 if args.quick else 20000
+        self.sealed_rate = 500 if args.quick else 1000
         self.config = config
         self.passerelle = Passerelle(config)
         ports = "\n".join(f"        listen 127.0.0.1:{p};" for k, p in RECIPIENT_PORTS.items() if k != "ottawa-city")
@@ -552,6 +607,7 @@ SCENARIOS = {
     "large": ("large record (256 KB)", scenario_large),
     "backlog": ("backlog", scenario_backlog),
     "modes": ("delivery modes", scenario_modes),
+    "sealed": ("sealed at rest and signed", scenario_sealed),
 }
 
 
@@ -595,6 +651,17 @@ def report(results, args):
                     f"| {title}: {mode} | {m['deliveries']} deliveries drained in {m['seconds']:.1f} s: {m['per_s']:.0f}/s "
                     f"({per_cpu:.0f} per gateway CPU second; clients {m['client_cpu']:.1f} CPU s) | | "
                     f"{ratio(m['per_s'], push['per_s'])} × push | | | | {m['cpu']:.1f} / | |"
+                )
+            continue
+        if key == "sealed":
+            def mean(label, field):
+                return sum(r[field] for r in p[label]) / len(p[label])
+            for field, what in (("burst", "acceptance burst, recipients down"), ("sustained", f"sustained at {p['on'][0]['sustained_rps']:.0f}/s, four deliveries each")):
+                on, off = mean("on", f"{field}_us"), mean("off", f"{field}_us")
+                lines.append(
+                    f"| {title}: {what} | on: {mean('on', f'{field}_rps'):.0f} req/s, {on:.0f} µs CPU/record; off: {mean('off', f'{field}_rps'):.0f} req/s, "
+                    f"{off:.0f} µs CPU/record; cost {on - off:+.0f} µs/record | | {ratio(mean('on', f'{field}_rps'), mean('off', f'{field}_rps'))} × off | "
+                    f"{mean('on', f'{field}_p50'):.2f} / {mean('off', f'{field}_p50'):.2f} (on / off) | {mean('on', f'{field}_p99'):.2f} / {mean('off', f'{field}_p99'):.2f} | | | |"
                 )
             continue
         if key == "backlog":
