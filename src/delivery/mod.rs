@@ -18,6 +18,7 @@ pub mod breaker;
 pub mod client;
 pub mod mailbox;
 pub mod nats;
+pub mod signature;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
