@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the hot paths: validation, projection, audit hashing and signing, and the
-//! store's group commit. `cargo bench --bench hot_paths`; compare ratios within one run.
+//! Micro-benchmarks of the hot paths: validation, projection, audit hashing and signing, signing
+//! and verifying a delivery, and the store's group commit. `cargo bench --bench hot_paths`;
+//! compare ratios within one run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +115,37 @@ fn audit(c: &mut Criterion) {
     });
 }
 
+/// What each delivery costs to sign (once per attempt) and a recipient to verify: the city's
+/// projection of a birth registration (its smallest body), and a whole 1.3 KB registration.
+fn delivery_signature(c: &mut Criterion) {
+    use passerelle::delivery::signature::{self, DeliveryFacts};
+    let dir = tempfile::tempdir().unwrap();
+    let key = passerelle::audit::keys::SigningKey::load_or_create(&dir.path().join("key")).unwrap();
+    let mut keys = passerelle::audit::keys::TrustedKeys::default();
+    let (id, public) = key.trusted();
+    keys.add(id, public);
+    let facts = DeliveryFacts {
+        record_id: "01a22845-b4d8-76e5-8af9-10c28aa06121".into(),
+        agreement: "birth-ottawa".into(),
+        sender: "on-vital-stats".into(),
+        recipient: "ottawa-city".into(),
+        schema: "birth-registration/1.1".into(),
+        received_at: "2026-11-18T11:06:40.001Z".into(),
+        audit_seq: 1042,
+    };
+    let city = br#"{"child":{"date_of_birth":"2026-03-28","place_of_birth":{"municipality":"Ottawa"}},"parents":[{"address":{"postal_code":"K1A 0B1"}},{"address":{"postal_code":"K1A 0B1"}}]}"#.to_vec();
+    let mut group = c.benchmark_group("delivery/signature");
+    for (name, body) in [("city_projection", city), ("whole_registration", record("birth-registration-1.1.json"))] {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(BenchmarkId::new("sign", name), |b| b.iter(|| signature::sign(&key, &facts, &body)));
+        let signed = signature::sign(&key, &facts, &body);
+        group.bench_function(BenchmarkId::new("verify", name), |b| {
+            b.iter(|| signature::verify(&signed, &body, &keys).unwrap())
+        });
+    }
+    group.finish();
+}
+
 fn new_record(n: u64, body: &Bytes) -> NewRecord {
     NewRecord {
         record_id: uuid::Uuid::now_v7().to_string(),
@@ -223,5 +255,5 @@ fn group_commit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, validation, projection, audit, group_commit);
+criterion_group!(benches, validation, projection, audit, delivery_signature, group_commit);
 criterion_main!(benches);

@@ -32,6 +32,7 @@ mod receipts;
 mod rejections;
 mod reload;
 mod requests;
+mod signature;
 mod spans;
 mod tls;
 mod validation;
