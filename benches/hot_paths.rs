@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot paths: validation, projection, audit hashing and signing, sealing
-//! bodies at rest, and the store's group commit (SQLite with bodies sealed and in plaintext,
-//! PostgreSQL sealed). `cargo bench --bench hot_paths`; compare ratios within one run.
+//! bodies at rest, signing and verifying a delivery, and the store's group commit (SQLite with
+//! bodies sealed and in plaintext, PostgreSQL sealed). `cargo bench --bench hot_paths`; compare
+//! ratios within one run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -115,6 +116,37 @@ fn audit(c: &mut Criterion) {
     c.bench_function("audit/receipt_signature", |b| {
         b.iter(|| notary.sign_receipt(&stored, &[7; 32], stamp, 1_795_000_000_000))
     });
+}
+
+/// What each delivery costs to sign (once per attempt) and a recipient to verify: the city's
+/// projection of a birth registration (its smallest body), and a whole 1.3 KB registration.
+fn delivery_signature(c: &mut Criterion) {
+    use passerelle::delivery::signature::{self, DeliveryFacts};
+    let dir = tempfile::tempdir().unwrap();
+    let key = passerelle::audit::keys::SigningKey::load_or_create(&dir.path().join("key")).unwrap();
+    let mut keys = passerelle::audit::keys::TrustedKeys::default();
+    let (id, public) = key.trusted();
+    keys.add(id, public);
+    let facts = DeliveryFacts {
+        record_id: "01a22845-b4d8-76e5-8af9-10c28aa06121".into(),
+        agreement: "birth-ottawa".into(),
+        sender: "on-vital-stats".into(),
+        recipient: "ottawa-city".into(),
+        schema: "birth-registration/1.1".into(),
+        received_at: "2026-11-18T11:06:40.001Z".into(),
+        audit_seq: 1042,
+    };
+    let city = br#"{"child":{"date_of_birth":"2026-03-28","place_of_birth":{"municipality":"Ottawa"}},"parents":[{"address":{"postal_code":"K1A 0B1"}},{"address":{"postal_code":"K1A 0B1"}}]}"#.to_vec();
+    let mut group = c.benchmark_group("delivery/signature");
+    for (name, body) in [("city_projection", city), ("whole_registration", record("birth-registration-1.1.json"))] {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(BenchmarkId::new("sign", name), |b| b.iter(|| signature::sign(&key, &facts, &body)));
+        let signed = signature::sign(&key, &facts, &body);
+        group.bench_function(BenchmarkId::new("verify", name), |b| {
+            b.iter(|| signature::verify(&signed, &body, &keys).unwrap())
+        });
+    }
+    group.finish();
 }
 
 fn new_record(n: u64, body: &Bytes) -> NewRecord {
@@ -253,5 +285,5 @@ fn group_commit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, validation, projection, audit, sealing, group_commit);
+criterion_group!(benches, validation, projection, audit, sealing, delivery_signature, group_commit);
 criterion_main!(benches);

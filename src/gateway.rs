@@ -178,8 +178,13 @@ impl Gateway {
         loaded.reason = Some(format!("sha256:{}", config.fingerprint));
         store.append_audit(vec![loaded]).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let dispatcher =
-            Dispatcher::start(&config.delivery_plan(), store.clone(), metrics.clone(), shutdown_rx.clone());
+        let dispatcher = Dispatcher::start(
+            &config.delivery_plan(),
+            store.clone(),
+            metrics.clone(),
+            notary.clone(),
+            shutdown_rx.clone(),
+        );
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| StartError::Listen { listener, addr, source })

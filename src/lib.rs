@@ -50,7 +50,9 @@
 //!   before it is written and opens it when it is handed out.
 //! - [`delivery`]: per-recipient workers, backoff, circuit breakers, and the hand-over: the
 //!   outbound HTTP client ([`delivery::client`]), a NATS JetStream publisher
-//!   ([`delivery::nats`]), or a pull recipient's mailbox ([`delivery::mailbox`]).
+//!   ([`delivery::nats`]), or a pull recipient's mailbox ([`delivery::mailbox`]); every delivery
+//!   signed with the audit key, a detached JWS over its body and facts, and the public keys
+//!   published as a JWKS ([`delivery::signature`]).
 //!   [`upkeep`]: checkpoints, aggregated rejections and the retention purge, as tasks.
 //!   [`notices`]: completion notices to senders that asked, each a signed notice
 //!   ([`audit::notice`]) committed as a record of the gateway's own with one durable delivery.
@@ -121,6 +123,9 @@
 //!   reload swaps the snapshot only when the new configuration passes every check.
 //! - **The audit chain is one chain.** Every append reads the head inside the transaction that
 //!   extends it; an accepted record's entry is in the record's own transaction.
+//! - **A delivery's signature covers what is delivered.** It is made over the stored body's
+//!   exact bytes and the facts fixed at acceptance, never over anything of one attempt, so a
+//!   retry or a replay carries the same signature and nothing is re-serialised after signing.
 //! - **Identity comes only from credentials.** A client certificate verified against the
 //!   partner CAs, a forwarded one only from a configured proxy, or an API key; never a header
 //!   or a body field.

@@ -136,6 +136,11 @@ impl TrustedKeys {
         self.keys.keys().map(String::as_str)
     }
 
+    /// Every key with its id, by id: what the gateway publishes in its JWKS.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.keys.iter().map(|(id, key)| (id.as_str(), key.as_slice()))
+    }
+
     /// Whether `signature` over `message` was made by the trusted key `key_id`.
     pub fn verify(&self, key_id: &str, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
         let key = self.keys.get(key_id).ok_or(SignatureError::UnknownKey)?;

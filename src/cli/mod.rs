@@ -15,6 +15,7 @@ pub mod migrate_store;
 pub mod serve;
 pub mod store;
 pub mod validate;
+pub mod verify_delivery;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -179,6 +180,19 @@ pub enum Command {
         #[arg(long)]
         fr: bool,
     },
+    /// Check a delivery's signature offline, as its recipient: the body, its signature, the key.
+    ///
+    /// Every delivery (push, NATS, or taken from a mailbox) carries a detached JWS over its exact
+    /// body bytes and its facts (record id, agreement, sender, recipient, schema, acceptance time,
+    /// audit seq), made with the gateway's Ed25519 key (README, "Signed deliveries"). Reads the
+    /// gateway's public keys (a JWKS from `GET /v1/keys`, or `passerelle audit key` lines), the
+    /// body and the signature; prints the signed facts as JSON, or `INVALID:` and why (a changed
+    /// body or fact, an unknown key, a fact given here that differs); exits 1 then.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle verify-delivery --key gateway.pub body.json \"$SIGNATURE\" \\\n    \
+                                 --record-id 019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21 --recipient ottawa-city\n  \
+                                 passerelle verify-delivery --key keys.json --inbox received/019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21.ottawa-city.json")]
+    VerifyDelivery(verify_delivery::VerifyDeliveryArgs),
     /// Print a shell completion script for passerelle to standard output.
     ///
     /// Load it from the shell's start-up file, or install it where the shell looks for
@@ -205,6 +219,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries(command) => deliveries::run(command),
         Command::Store(command) => store::run(command),
         Command::Inbox(args) => inbox::run(args),
+        Command::VerifyDelivery(args) => verify_delivery::run(args),
         Command::Backup { dest, config, force, pages_per_step } => backup::run(&config, &dest, force, pages_per_step),
         Command::Validate { record_type, file, schema_version, config, fr } => {
             validate::run(&config, &record_type, &file, schema_version.as_deref(), fr)

@@ -100,6 +100,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
             max_batch: d.inbox_max_batch.unwrap_or(500).max(1),
             waiting_per_partner: d.inbox_waiting_per_partner.unwrap_or(8).max(1),
         },
+        sign: d.sign.unwrap_or(true),
     };
     let audit = AuditSettings {
         signing_key_file: main

@@ -220,6 +220,10 @@ pub struct RawDelivery {
     pub breaker_failures: Option<u32>,
     /// How long an open breaker waits before one probe goes out (default 30000).
     pub breaker_open_ms: Option<u64>,
+    /// Sign every delivery (push, pull and NATS) with the gateway's audit key: a detached JWS in
+    /// `Passerelle-Signature`, or an inbox delivery's `signature` (default true). `false` only to
+    /// measure what signing costs: recipients then have nothing to check a delivery with.
+    pub sign: Option<bool>,
 }
 
 /// `[admin]` of the main file.

@@ -1,5 +1,6 @@
 //! The outbound side: one pooled HTTP client per recipient, what one attempt returns, and the
-//! headers every recipient gets (over HTTP, or as NATS message headers).
+//! headers every recipient gets (over HTTP, or as NATS message headers), the delivery's
+//! signature among them ([`super::signature`]).
 //!
 //! Redirects are never followed (the client does not follow them, and a 3xx is not a success).
 //! Recipient URLs come only from configuration.
@@ -74,11 +75,21 @@ pub struct Envelope<'a> {
     pub idempotency_key: &'a str,
     pub traceparent: Option<&'a str>,
     pub tracestate: Option<&'a str>,
+    /// The delivery's detached JWS, sent as `Passerelle-Signature` (none when signing is off,
+    /// and for request/response calls, which are not deliveries).
+    pub signature: Option<&'a str>,
 }
 
 impl<'a> Envelope<'a> {
-    /// The envelope of delivery `d`, sent as the hop `trace` (whose `traceparent` is given).
-    pub fn of(d: &'a ClaimedDelivery, key: &'a str, traceparent: &'a str, trace: &'a TraceContext) -> Self {
+    /// The envelope of delivery `d` with its `signature`, sent as the hop `trace` (whose
+    /// `traceparent` is given).
+    pub fn of(
+        d: &'a ClaimedDelivery,
+        key: &'a str,
+        signature: Option<&'a str>,
+        traceparent: &'a str,
+        trace: &'a TraceContext,
+    ) -> Self {
         Envelope {
             record_id: &d.record_id,
             sender: &d.sender,
@@ -88,6 +99,7 @@ impl<'a> Envelope<'a> {
             idempotency_key: key,
             traceparent: Some(traceparent),
             tracestate: trace.state.as_deref(),
+            signature,
         }
     }
 
@@ -102,6 +114,7 @@ impl<'a> Envelope<'a> {
         ];
         headers.extend(self.traceparent.map(|tp| ("traceparent", tp.to_owned())));
         headers.extend(self.tracestate.map(|state| ("tracestate", state.to_owned())));
+        headers.extend(self.signature.map(|signature| (super::signature::HEADER, signature.to_owned())));
         headers
     }
 }
@@ -136,21 +149,26 @@ impl RecipientClient {
         RecipientClient { endpoint: settings.endpoint.clone(), bearer, timeout: settings.timeout, http }
     }
 
-    /// Posts one stored projected body as the hop `trace` of its record's trace, returning the
-    /// outcome and how long it took.
-    pub async fn send(&self, delivery: &ClaimedDelivery, trace: &TraceContext) -> (AttemptOutcome, Duration) {
+    /// Posts one stored projected body, with its `signature`, as the hop `trace` of its record's
+    /// trace, returning the outcome and how long it took.
+    pub async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        signature: Option<&str>,
+        trace: &TraceContext,
+    ) -> (AttemptOutcome, Duration) {
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(self.timeout, self.exchange(delivery, trace)).await {
+        let outcome = match tokio::time::timeout(self.timeout, self.exchange(delivery, signature, trace)).await {
             Ok(outcome) => outcome,
             Err(_) => AttemptOutcome::Unreachable { error: "timed out".to_owned() },
         };
         (outcome, started.elapsed())
     }
 
-    async fn exchange(&self, d: &ClaimedDelivery, trace: &TraceContext) -> AttemptOutcome {
+    async fn exchange(&self, d: &ClaimedDelivery, signature: Option<&str>, trace: &TraceContext) -> AttemptOutcome {
         let key = idempotency_key(d);
         let traceparent = trace.traceparent();
-        let envelope = Envelope::of(d, &key, &traceparent, trace);
+        let envelope = Envelope::of(d, &key, signature, &traceparent, trace);
         let response = match self.post(&envelope, d.body.clone()).await {
             Ok(r) => r,
             Err(error) => return AttemptOutcome::Unreachable { error },

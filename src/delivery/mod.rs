@@ -3,6 +3,8 @@
 //! A worker hands its deliveries over through an [`Outbound`]: an HTTP POST ([`client`]) or a
 //! NATS JetStream publication ([`nats`]); leases, caps, backoff, breakers, dead letters and the
 //! audit are the same for both. Pull recipients have no worker: their [`mailbox`] waits for them.
+//! Every delivery is signed with the gateway's key, once per attempt, over its stored body and
+//! the facts fixed at acceptance ([`signature`]), so a retry or a replay carries the same bytes.
 //!
 //! Each recipient has its own worker, client, circuit breaker and concurrency cap, so a slow or
 //! dead recipient only ever occupies its own slots: the others keep their pace. Workers lease
@@ -18,6 +20,7 @@ pub mod breaker;
 pub mod client;
 pub mod mailbox;
 pub mod nats;
+pub mod signature;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -28,6 +31,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::audit::notary::Notary;
 use crate::clock;
 use crate::ids::PartnerId;
 use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store};
@@ -60,6 +64,8 @@ pub struct DeliverySettings {
     pub client_key_file: Option<PathBuf>,
     /// How pull recipients take their deliveries.
     pub inbox: InboxSettings,
+    /// Sign every delivery (`Passerelle-Signature`, or an inbox delivery's `signature`).
+    pub sign: bool,
 }
 
 impl DeliverySettings {
@@ -186,12 +192,17 @@ pub enum Outbound {
 }
 
 impl Outbound {
-    /// Sends one stored projected body as the hop `trace` of its record's trace, returning the
-    /// outcome and how long it took.
-    pub async fn send(&self, delivery: &ClaimedDelivery, trace: &TraceContext) -> (AttemptOutcome, Duration) {
+    /// Sends one stored projected body, with its `signature` if it is signed, as the hop
+    /// `trace` of its record's trace, returning the outcome and how long it took.
+    pub async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        signature: Option<&str>,
+        trace: &TraceContext,
+    ) -> (AttemptOutcome, Duration) {
         match self {
-            Outbound::Http(client) => client.send(delivery, trace).await,
-            Outbound::Nats(publisher) => publisher.send(delivery, trace).await,
+            Outbound::Http(client) => client.send(delivery, signature, trace).await,
+            Outbound::Nats(publisher) => publisher.send(delivery, signature, trace).await,
         }
     }
 
@@ -267,6 +278,8 @@ pub struct Dispatcher {
     pub mailboxes: Mailboxes,
     store: Arc<dyn Store>,
     metrics: Metrics,
+    /// Holds the key deliveries are signed with (the audit key, fixed for the process).
+    notary: Arc<Notary>,
     /// Names this process's leases; a generation number is added per worker.
     instance: String,
     shutdown: watch::Receiver<bool>,
@@ -293,14 +306,18 @@ struct Worker {
     metrics: Metrics,
     settings: DeliverySettings,
     backoff: Backoff,
+    /// The key each delivery is signed with, unless `[delivery] sign = false`.
+    signer: Option<Arc<Notary>>,
 }
 
 impl Dispatcher {
-    /// Starts one worker per recipient of `plan`, and the backlog gauge updater.
+    /// Starts one worker per recipient of `plan`, signing with `notary`'s key, and the backlog
+    /// gauge updater.
     pub fn start(
         plan: &DeliveryPlan,
         store: Arc<dyn Store>,
         metrics: Metrics,
+        notary: Arc<Notary>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let mut tasks = JoinSet::new();
@@ -312,6 +329,7 @@ impl Dispatcher {
             mailboxes,
             store,
             metrics,
+            notary,
             instance: uuid::Uuid::now_v7().simple().to_string(),
             shutdown,
             workers: std::sync::Mutex::new(Generation { number: 0, stop: watch::channel(false).0, tasks }),
@@ -381,6 +399,7 @@ impl Dispatcher {
                 metrics: self.metrics.clone(),
                 settings: settings.clone(),
                 backoff: backoff.clone(),
+                signer: settings.sign.then(|| self.notary.clone()),
             };
             generation.tasks.spawn(Arc::new(worker).run(self.shutdown.clone(), stop_rx.clone()));
         }
@@ -485,7 +504,9 @@ impl Worker {
             parent
         });
         let hop = Hop::start("delivery", HopKind::Client, parent.as_ref());
-        let (outcome, duration) = self.recipient.outbound.send(&d, &hop.context).instrument(hop.span.clone()).await;
+        let signature = self.signer.as_ref().map(|notary| signature::sign_delivery(&notary.key, &d));
+        let (outcome, duration) =
+            self.recipient.outbound.send(&d, signature.as_deref(), &hop.context).instrument(hop.span.clone()).await;
         self.recipient.breaker.record(outcome.shows_recipient_up());
         let attempt = d.attempts + 1;
         let now = clock::now_ms();

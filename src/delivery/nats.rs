@@ -3,10 +3,11 @@
 //!
 //! Everything else is the push path's: the same worker ([`super`]) leases, caps, backs off,
 //! opens the breaker, writes dead letters and audits; only the hand-over differs. Each message is
-//! the stored projected body, byte for byte, with the headers a push recipient gets and
-//! `Nats-Msg-Id` set to the delivery's idempotency key, so the stream's duplicate window drops a
-//! repeat (a publish whose acknowledgement was lost, or one made again after the gateway died
-//! before it recorded the first).
+//! the stored projected body, byte for byte, with the headers a push recipient gets (its
+//! signature, `Passerelle-Signature`, among them) and `Nats-Msg-Id` set to the delivery's
+//! idempotency key, so the stream's duplicate window drops a repeat (a publish whose
+//! acknowledgement was lost, or one made again after the gateway died before it recorded the
+//! first).
 //!
 //! The connection is opened when the worker starts and reconnects on its own (async-nats).
 //! While it is down, nothing is published: an attempt waits for it within its timeout, then
@@ -299,18 +300,24 @@ impl NatsPublisher {
         Ok(Box::new(Connection { client, jetstream, link }))
     }
 
-    /// Publishes one stored projected body as the hop `trace` of its record's trace, returning
-    /// the outcome and how long it took.
-    pub async fn send(&self, delivery: &ClaimedDelivery, trace: &TraceContext) -> (AttemptOutcome, Duration) {
+    /// Publishes one stored projected body, with its `signature`, as the hop `trace` of its
+    /// record's trace, returning the outcome and how long it took.
+    pub async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        signature: Option<&str>,
+        trace: &TraceContext,
+    ) -> (AttemptOutcome, Duration) {
         let started = Instant::now();
-        let outcome =
-            self.publish(delivery, trace, tokio::time::Instant::from_std(started + self.endpoint.timeout)).await;
+        let deadline = tokio::time::Instant::from_std(started + self.endpoint.timeout);
+        let outcome = self.publish(delivery, signature, trace, deadline).await;
         (outcome, started.elapsed())
     }
 
     async fn publish(
         &self,
         d: &ClaimedDelivery,
+        signature: Option<&str>,
         trace: &TraceContext,
         deadline: tokio::time::Instant,
     ) -> AttemptOutcome {
@@ -327,7 +334,7 @@ impl NatsPublisher {
         let subject = self.endpoint.subject.render(&d.record_type);
         let key = idempotency_key(d);
         let traceparent = trace.traceparent();
-        let envelope = Envelope::of(d, &key, &traceparent, trace);
+        let envelope = Envelope::of(d, &key, signature, &traceparent, trace);
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, key.as_str());
         headers.insert("Content-Type", "application/json");

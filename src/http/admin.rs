@@ -1,5 +1,6 @@
-//! The admin API: probes, metrics, dead letters, replay, the audit trail, configuration reload
-//! and this API's own OpenAPI document, for operators.
+//! The admin API: probes, metrics, dead letters, replay, the audit trail, configuration reload,
+//! the public keys deliveries are signed with (the JWKS the partner API also serves) and this
+//! API's own OpenAPI document, for operators.
 //!
 //! `/healthz` (alive) and `/readyz` (store reachable, configuration loaded) are always open, for
 //! probes. `/metrics` is open unless configured otherwise. Everything under `/admin/v1` needs the
@@ -61,11 +62,12 @@ pub enum OperatorCall {
     Reload,
     Overview,
     OpenApi,
+    Keys,
 }
 
 /// Every route of the admin API; `HEAD` goes wherever `GET` does. The admin OpenAPI document
 /// ([`super::openapi::ADMIN_DOCUMENT`]) describes exactly these, and a test holds the two together.
-pub static ROUTES: [HttpRoute<Operation>; 13] = {
+pub static ROUTES: [HttpRoute<Operation>; 14] = {
     use ConsolePage as C;
     use Operation::{Console, Operator};
     use OperatorCall as O;
@@ -91,6 +93,7 @@ pub static ROUTES: [HttpRoute<Operation>; 13] = {
         HttpRoute { method: Method::POST, template: "/console/login", operation: Console(C::Login) },
         HttpRoute { method: Method::POST, template: "/console/logout", operation: Console(C::Logout) },
         HttpRoute { method: Method::GET, template: "/admin/v1/openapi.json", operation: Operator(O::OpenApi) },
+        HttpRoute { method: Method::GET, template: "/admin/v1/keys", operation: Operator(O::Keys) },
     ]
 };
 
@@ -213,6 +216,7 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
                     .into_bytes(),
             )),
             OperatorCall::Audit => audit(state, req.uri().query().unwrap_or("")).await,
+            OperatorCall::Keys => Ok(super::discovery::keys(&state.trail.notary)),
             OperatorCall::OpenApi => {
                 Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec()))
             }

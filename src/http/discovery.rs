@@ -1,8 +1,11 @@
-//! Discovery: what a partner may send and receive, and under which agreements.
+//! Discovery: what a partner may send and receive, under which agreements, and the keys that
+//! sign what it receives.
 //!
 //! `GET /v1/schemas`, `GET /v1/schemas/{type}/{version}` and `GET /v1/agreements` answer from
 //! the configuration alone; the OpenAPI document ([`super::openapi`]) gives the same lists as
-//! its examples.
+//! its examples. `GET /v1/keys` (and the admin listener's `GET /admin/v1/keys`) answers the
+//! gateway's public keys as a JWKS, to verify signed deliveries with
+//! ([`crate::delivery::signature`]).
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -12,6 +15,7 @@ use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::json_response;
+use crate::audit::notary::Notary;
 use crate::auth::AuthenticatedPartner;
 use crate::config::Config;
 use crate::schema::Version;
@@ -61,6 +65,16 @@ pub(super) fn schema(
 pub(super) fn agreements(config: &Config, partner: &AuthenticatedPartner) -> Response<Full<Bytes>> {
     let list = agreement_list(config, &partner.id, OffsetDateTime::now_utc());
     json_response(StatusCode::OK, list.to_string().into_bytes())
+}
+
+/// `GET /v1/keys`: the public keys deliveries are signed with, the current one first, as a JSON
+/// Web Key Set. The same for every caller: public keys are no secret, but the route is the
+/// partner API's, so it asks for credentials like every other.
+pub(super) fn keys(notary: &Notary) -> Response<Full<Bytes>> {
+    let set = crate::delivery::signature::published_keys(notary);
+    let mut response = json_response(StatusCode::OK, set.to_string().into_bytes());
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+    response
 }
 
 /// What `GET /v1/schemas` answers `partner`.

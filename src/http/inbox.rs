@@ -4,7 +4,8 @@
 //!
 //! Only a partner whose `[partner.delivery]` says `mode = "pull"` has a mailbox; anyone else gets
 //! 404, and a recipient only ever sees its own deliveries. Each delivery comes with what a push
-//! sends in its headers and the projected body exactly as stored at acceptance, embedded as is.
+//! sends in its headers (its signature as `signature`) and the projected body exactly as stored
+//! at acceptance, embedded as is.
 //! Deliveries taken are leased to the call that took them; a settlement names that lease, and one
 //! naming a delivery no longer held under it is refused whole (409) and changes nothing.
 
@@ -75,11 +76,13 @@ pub(super) async fn take(
     // `{"lease":…}` then the deliveries, each body spliced in as stored.
     body.pop();
     body.extend_from_slice(b",\"deliveries\":[");
+    let signer = config.settings.delivery.sign.then_some(&state.trail.notary);
     for (i, d) in taken.deliveries.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        write_delivery(d, &mut body);
+        let signature = signer.map(|notary| crate::delivery::signature::sign_delivery(&notary.key, d));
+        write_delivery(d, signature.as_deref(), &mut body);
     }
     body.extend_from_slice(b"]}");
     Ok(json_response(StatusCode::OK, body))
@@ -99,11 +102,15 @@ struct Envelope<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tracestate: Option<&'a str>,
     attempts: u32,
+    /// The detached JWS a push sends as `Passerelle-Signature`, over the bytes of `body`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a str>,
 }
 
 /// One delivery as a JSON object: its envelope, then `"body"` with the stored bytes unchanged
-/// (canonical JSON written at acceptance, so they are a JSON value as they stand).
-fn write_delivery(d: &ClaimedDelivery, out: &mut Vec<u8>) {
+/// (canonical JSON written at acceptance, so they are a JSON value as they stand, and what
+/// `signature` covers).
+fn write_delivery(d: &ClaimedDelivery, signature: Option<&str>, out: &mut Vec<u8>) {
     let envelope = Envelope {
         delivery_id: d.id,
         record_id: &d.record_id,
@@ -114,6 +121,7 @@ fn write_delivery(d: &ClaimedDelivery, out: &mut Vec<u8>) {
         traceparent: d.traceparent.as_deref(),
         tracestate: d.tracestate.as_deref(),
         attempts: d.attempts,
+        signature,
     };
     let start = out.len();
     if serde_json::to_writer(&mut *out, &envelope).is_err() {

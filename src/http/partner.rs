@@ -4,7 +4,8 @@
 //! Checks run in the design's order and the first failure answers: here the head and route
 //! (1, 2), credentials (3) and rate limit (4); then the operation's own module: [`super::intake`]
 //! for records sent and dry runs (5 to 14), [`super::requests`] for request/response,
-//! [`super::records`] for the caller's records, [`super::discovery`] for schemas and agreements,
+//! [`super::records`] for the caller's records, [`super::discovery`] for schemas, agreements and
+//! the gateway's public keys,
 //! [`super::inbox`] for a pull recipient's mailbox.
 //! A rejected record is never stored and never delivered.
 
@@ -40,6 +41,7 @@ pub enum Operation {
     Schema,
     Agreements,
     OpenApi,
+    Keys,
     Inbox,
     Ack,
     Nack,
@@ -63,6 +65,7 @@ impl Operation {
             Operation::Schema => "schema",
             Operation::Agreements => "agreements",
             Operation::OpenApi => "openapi",
+            Operation::Keys => "keys",
             Operation::Inbox => "inbox",
             Operation::Ack => "inbox_ack",
             Operation::Nack => "inbox_nack",
@@ -72,7 +75,7 @@ impl Operation {
 
 /// Every route of the partner API; `HEAD` goes wherever `GET` does. The OpenAPI document
 /// ([`super::openapi`]) describes exactly these, and a test holds the two together.
-pub static ROUTES: [HttpRoute<Operation>; 12] = [
+pub static ROUTES: [HttpRoute<Operation>; 13] = [
     HttpRoute { method: Method::POST, template: "/v1/records/{record_type}", operation: Operation::Submit },
     HttpRoute { method: Method::POST, template: "/v1/requests/{record_type}", operation: Operation::Request },
     HttpRoute { method: Method::POST, template: "/v1/validate/{record_type}", operation: Operation::Validate },
@@ -82,6 +85,7 @@ pub static ROUTES: [HttpRoute<Operation>; 12] = [
     HttpRoute { method: Method::GET, template: "/v1/schemas/{record_type}/{version}", operation: Operation::Schema },
     HttpRoute { method: Method::GET, template: "/v1/agreements", operation: Operation::Agreements },
     HttpRoute { method: Method::GET, template: "/v1/openapi.json", operation: Operation::OpenApi },
+    HttpRoute { method: Method::GET, template: "/v1/keys", operation: Operation::Keys },
     HttpRoute { method: Method::GET, template: "/v1/inbox", operation: Operation::Inbox },
     HttpRoute { method: Method::POST, template: "/v1/inbox/ack", operation: Operation::Ack },
     HttpRoute { method: Method::POST, template: "/v1/inbox/nack", operation: Operation::Nack },
@@ -211,6 +215,7 @@ async fn dispatch(
         Operation::Schemas => served(super::discovery::schemas(config, partner)),
         Operation::Schema => served(super::discovery::schema(config, partner, record_type, route.param("version"))?),
         Operation::Agreements => served(super::discovery::agreements(config, partner)),
+        Operation::Keys => served(super::discovery::keys(&state.trail.notary)),
         Operation::Inbox => served(super::inbox::take(state, config, partner, &req).await?),
         Operation::Ack => served(super::inbox::settle(state, config, partner, req, true).await?),
         Operation::Nack => served(super::inbox::settle(state, config, partner, req, false).await?),

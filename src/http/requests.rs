@@ -76,6 +76,8 @@ pub(super) async fn handle(
             idempotency_key: &key,
             traceparent: Some(&tp),
             tracestate: hop.context.state.as_deref(),
+            // A synchronous call is not a delivery: nothing stored, no audit seq to sign.
+            signature: None,
         };
         let (call, _) = client
             .call(&envelope, projected.clone(), config.settings.limits.max_body_bytes)

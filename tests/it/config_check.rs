@@ -221,11 +221,15 @@ fn a_store_key_that_cannot_be_read_is_refused() {
     std::fs::write(&key, "ab".repeat(32)).unwrap();
     assert!(!check(&main).1.contains("store.encryption"), "a good key passes");
     // A previous key that is missing, and a variable that is not set.
-    edit_file(&main, "[store.encryption]\n", "[store.encryption]\nprevious_key_files = [\"missing.key\"]\n");
+    edit_file(
+        &main,
+        "[store.encryption]\nkey_file",
+        "[store.encryption]\nprevious_key_files = [\"missing.key\"]\nkey_file",
+    );
     let found = problems_of(&check(&main).1, "passerelle.toml");
     assert!(found.contains("missing.key"), "{found}");
     let text = std::fs::read_to_string(&main).unwrap();
-    let start = text.find("[store.encryption]").unwrap();
+    let start = text.find("\n[store.encryption]").unwrap() + 1;
     let end = text[start..].find("[delivery]").unwrap() + start;
     std::fs::write(
         &main,

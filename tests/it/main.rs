@@ -33,6 +33,7 @@ mod rejections;
 mod reload;
 mod requests;
 mod sealed;
+mod signature;
 mod spans;
 mod tls;
 mod validation;

@@ -20,13 +20,13 @@ use crate::reload::reload;
 use crate::support::*;
 
 /// The machine's NATS server with JetStream.
-const SHARED_SERVER: &str = "nats://127.0.0.1:4222";
+pub(crate) const SHARED_SERVER: &str = "nats://127.0.0.1:4222";
 
 /// The NATS recipient these tests add: the City of Ottawa's event stream.
-const RECIPIENT: &str = "ottawa-events";
+pub(crate) const RECIPIENT: &str = "ottawa-events";
 
 /// A JetStream stream of one test's own, on subjects no other test uses; deleted when dropped.
-struct TestStream {
+pub(crate) struct TestStream {
     server: String,
     name: String,
     /// Every subject of the stream starts with it.
@@ -45,7 +45,7 @@ impl TestStream {
     }
 
     /// Creates the stream on `server`, taking every subject under its prefix.
-    async fn create(server: &str, storage: StorageType) -> TestStream {
+    pub(crate) async fn create(server: &str, storage: StorageType) -> TestStream {
         let stream = TestStream::named(server);
         stream.create_now(storage).await;
         stream
@@ -62,7 +62,7 @@ impl TestStream {
     }
 
     /// The recipient's subject template: one subject per record type, under the prefix.
-    fn subject_template(&self) -> String {
+    pub(crate) fn subject_template(&self) -> String {
         format!("{}.records.{{type}}", self.prefix)
     }
 
@@ -72,7 +72,7 @@ impl TestStream {
     }
 
     /// Every message in the stream, in order.
-    async fn messages(&self) -> Vec<StreamMessage> {
+    pub(crate) async fn messages(&self) -> Vec<StreamMessage> {
         let mut stream = jetstream_of(&self.server).await.get_stream(&self.name).await.unwrap();
         let state = stream.info().await.unwrap().state.clone();
         if state.messages == 0 {
@@ -86,7 +86,7 @@ impl TestStream {
     }
 
     /// Waits until the stream holds at least `n` messages.
-    async fn wait_for(&self, n: u64, within: Duration) {
+    pub(crate) async fn wait_for(&self, n: u64, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
             let count = self.count().await;
@@ -137,14 +137,14 @@ async fn jetstream_of(server: &str) -> jetstream::Context {
 }
 
 /// A header of a stored message.
-fn header<'a>(message: &'a StreamMessage, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(message: &'a StreamMessage, name: &str) -> Option<&'a str> {
     message.headers.get(name).map(|v| v.as_str())
 }
 
 /// `setup` with a NATS recipient, `ottawa-events`, publishing to `server` on `subject`: a
 /// second recipient of the City of Ottawa's agreement, with the same fields as the city's push
 /// endpoint, so that both get the same projection.
-fn with_nats_recipient(setup: Setup, server: &str, subject: &str, extra: &str) -> Setup {
+pub(crate) fn with_nats_recipient(setup: Setup, server: &str, subject: &str, extra: &str) -> Setup {
     let partner = format!(
         "[[partner]]\nid = \"{RECIPIENT}\"\nname_en = \"City of Ottawa, event stream\"\nname_fr = \"Ville d'Ottawa, flux d'événements\"\njurisdiction = \"municipal\"\nregion = \"ON-Ottawa\"\n[partner.delivery]\nmode = \"nats\"\nurl = \"{server}\"\nsubject = \"{subject}\"\n{extra}\n\n"
     );

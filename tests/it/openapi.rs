@@ -396,6 +396,7 @@ async fn answers_match_the_documented_schemas() {
         ("/v1/records/01900000-0000-7000-8000-000000000000", "/v1/records/{record_id}"),
         ("/v1/schemas/birth-registration/9.9", "/v1/schemas/{record_type}/{version}"),
         ("/v1/openapi.json", "/v1/openapi.json"),
+        ("/v1/keys", "/v1/keys"),
     ] {
         assert_documented(&doc, "get", template, &gw.client.get(path, gw.key("on-vital-stats")).await);
     }
@@ -442,6 +443,7 @@ async fn answers_match_the_documented_schemas() {
         ("/admin/v1/audit?limit=5", "/admin/v1/audit"),
         ("/admin/v1/openapi.json", "/admin/v1/openapi.json"),
         ("/admin/v1/overview", "/admin/v1/overview"),
+        ("/admin/v1/keys", "/admin/v1/keys"),
     ] {
         assert_documented(&doc, "get", template, &gw.admin.send(Method::GET, path, &[ADMIN], "").await);
     }
