@@ -17,10 +17,11 @@
 //! # Layout
 //!
 //! One core, two thin engines. `writer` is the group commit both engines run (the bounded queue,
-//! each caller's deadline, the batch drain) and what each write decides; `entries` what each
+//! each caller's deadline, the batch drain), `writes` what each write decides; `entries` what each
 //! write changes in a delivery row and records in the audit trail; `read` the reads, each
 //! one statement; `sql` the SQL they share and the two seams an engine fills (how a value binds,
-//! what a column holds); `error` the kinds of failure ([`StoreError`]). [`sqlite`] and
+//! what a column holds); [`keys`] the key ring that seals bodies at rest; `error` the kinds of
+//! failure ([`StoreError`]). [`sqlite`] and
 //! [`postgres`] open connections, classify their errors, and run the few statements whose text
 //! is their own; `conformance` holds both to one contract.
 
@@ -34,6 +35,7 @@ mod read;
 mod sql;
 pub mod sqlite;
 mod writer;
+mod writes;
 
 use std::future::Future;
 use std::pin::Pin;

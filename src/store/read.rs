@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::sql::{self, Param, Row, Sql};
-use super::writer::stamp;
+use super::writes::stamp;
 use super::*;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 
@@ -216,7 +216,7 @@ pub(super) async fn deliveries(s: &mut impl Sql, filter: DeliveryFilter) -> Resu
 
 /// Data key `id` as stored, if there is one.
 pub(super) async fn stored_key(s: &mut impl Sql, id: String) -> Result<Option<keys::StoredKey>, StoreError> {
-    Ok(s.query(sql::DATA_KEY, &[(&id).into()], super::writer::stored_key).await?.pop())
+    Ok(s.query(sql::DATA_KEY, &[(&id).into()], super::writes::stored_key).await?.pop())
 }
 
 /// Up to `limit` live data keys wrapped under another key than `kek_id`.
@@ -225,7 +225,7 @@ pub(super) async fn keys_wrapped_elsewhere(
     kek_id: String,
     limit: usize,
 ) -> Result<Vec<keys::StoredKey>, StoreError> {
-    s.query(sql::KEYS_WRAPPED_ELSEWHERE, &[(&kek_id).into(), (limit as i64).into()], super::writer::stored_key).await
+    s.query(sql::KEYS_WRAPPED_ELSEWHERE, &[(&kek_id).into(), (limit as i64).into()], super::writes::stored_key).await
 }
 
 /// Up to `limit` bodies stored in plaintext, records' first.

@@ -12,7 +12,7 @@ use tokio_postgres::Statement;
 use super::{DIALECT, bind};
 use crate::audit::AuditEntry;
 use crate::store::sql::{self, Dialect, Param, Row, Sql};
-use crate::store::writer::Batch;
+use crate::store::writes::Batch;
 use crate::store::{AttemptUpdate, NewRecord, StoreError};
 
 /// Schema migrations, applied in order under an advisory lock, each once: a version and the

@@ -28,6 +28,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::keys::{self, Keks, KeyRing, KeySource, NewDataKey, PlainBody, RewrappedKey, SealedBody, StoredKey};
 use super::sql::{self, Column, Dialect, Param, Row, Sql};
 use super::writer::{Queue, Write, Writer};
+use super::writes;
 use super::*;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 use crate::telemetry::Metrics;
@@ -261,7 +262,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
-            let claimed = writer::claim(&mut Pooled(&tx), &claim).await?;
+            let claimed = writes::claim(&mut Pooled(&tx), &claim).await?;
             tx.commit().await?;
             drop(client);
             self.keys.open(self, claimed).await

@@ -10,7 +10,7 @@ use rusqlite::{Connection, params};
 use super::Conn;
 use crate::audit::AuditEntry;
 use crate::store::sql;
-use crate::store::writer::Batch;
+use crate::store::writes::Batch;
 use crate::store::{AttemptUpdate, NewRecord, StoreError, StoreErrorKind};
 
 /// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`: a

@@ -1,0 +1,337 @@
+//! What each write of the group commit decides, in the transaction the writer opened: the
+//! engine's side of that transaction ([`Batch`]), the audit chain it extends ([`Chain`], its head
+//! read once per batch under the engine's lock), and each write's own statements: when an
+//! idempotency key replays a record, what a claim leases, what a pull recipient's settlement
+//! needs, what a replay and a purge change, and the sealed store's key writes.
+//!
+//! The writer (`writer`) only queues, batches, commits and answers; an engine only opens and
+//! commits the transaction and runs the statements whose text is its own.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use super::keys::{self, BodyRow, NewDataKey, RewrappedKey, SealedBody, SealedClaim, StoredKey};
+use super::sql::{self, Param, Row, Sql};
+use super::*;
+use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, GENESIS};
+
+/// The writer's connection: a transaction at a time, and the statements only this engine runs.
+pub(super) trait Batch: Sql {
+    /// `sqlite` or `postgres`, for the metrics.
+    const ENGINE: &'static str;
+
+    async fn begin(&mut self) -> Result<(), StoreError>;
+    /// Sends whatever the engine kept back, then commits.
+    async fn commit(&mut self) -> Result<(), StoreError>;
+    /// Rolls back after a failure; a connection that cannot even do that fails the next batch.
+    async fn rollback(&mut self);
+
+    /// Inserts chained audit entries (the engine may hold them until its next statement).
+    async fn insert_entries(&mut self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
+    /// Inserts an accepted record and its deliveries (the same).
+    async fn insert_record(&mut self, record: &NewRecord, audit_seq: i64) -> Result<(), StoreError>;
+    /// Applies attempt results to the deliveries their worker still holds, and returns the
+    /// positions in `updates` of those applied: a worker that lost its lease changes nothing.
+    async fn record_attempts(&mut self, updates: &[&AttemptUpdate]) -> Result<HashSet<usize>, StoreError>;
+}
+
+/// The audit chain as one transaction extends it.
+#[derive(Default)]
+pub(super) struct Chain {
+    /// The head, read under the engine's lock at the transaction's first append, then moved by
+    /// each append.
+    pub head: Option<AuditStamp>,
+    /// The kinds of the entries appended, for the metrics after commit.
+    pub appended: Vec<String>,
+}
+
+impl Chain {
+    /// Appends `events` to the chain, in order.
+    pub async fn append<B: Batch>(
+        &mut self,
+        b: &mut B,
+        events: Vec<AuditEvent>,
+    ) -> Result<Vec<AuditStamp>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let head = match self.head {
+            Some(head) => head,
+            None => {
+                b.query(B::DIALECT.chain_head, &[], stamp).await?.pop().unwrap_or(AuditStamp { seq: 0, hash: GENESIS })
+            }
+        };
+        let entries = audit::chain(head, events);
+        let stamps: Vec<AuditStamp> = entries.iter().map(|e| AuditStamp { seq: e.seq, hash: e.hash }).collect();
+        self.appended.extend(entries.iter().map(|e| e.event.kind.clone()));
+        self.head = stamps.last().copied();
+        b.insert_entries(entries).await?;
+        Ok(stamps)
+    }
+}
+
+/// An audit stamp from `seq, hash`.
+pub(super) fn stamp(row: &dyn Row) -> Result<AuditStamp, StoreError> {
+    Ok(AuditStamp { seq: row.int(0)?, hash: row.hash(1)? })
+}
+
+/// A record, unless its idempotency key was used before: then the original receipt again for
+/// the same body, or a conflict for another. The key's uniqueness holds because this runs inside
+/// the transaction that inserts the record.
+pub(super) async fn commit_record<B: Batch>(
+    b: &mut B,
+    chain: &mut Chain,
+    record: &NewRecord,
+) -> Result<CommitOutcome, StoreError> {
+    if let Some(key) = &record.idempotency_key {
+        let earlier = b
+            .query(sql::IDEMPOTENT, &[(&record.sender).into(), key.into()], |r| {
+                Ok((r.bytes(0)?, Bytes::from(r.bytes(1)?), AuditStamp { seq: r.int(2)?, hash: r.hash(3)? }))
+            })
+            .await?
+            .pop();
+        if let Some((body_sha256, receipt, stamp)) = earlier {
+            return Ok(if body_sha256 == record.body_sha256 {
+                CommitOutcome::Duplicate { receipt, stamp }
+            } else {
+                CommitOutcome::Conflict
+            });
+        }
+    }
+    let stamp = chain.append(b, vec![record.accepted_event()]).await?[0];
+    b.insert_record(record, stamp.seq).await?;
+    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp })
+}
+
+/// Leases due deliveries of one recipient, oldest first, with one statement to lease them all.
+/// SQLite runs this in the writer; PostgreSQL in a short transaction of its own (claims do not
+/// touch the chain), where the dialect's row locks keep instances apart.
+pub(super) async fn claim<S: Sql>(s: &mut S, claim: &ClaimRequest) -> Result<Vec<SealedClaim>, StoreError> {
+    let rows = if claim.head_only {
+        s.query(S::DIALECT.claim_head, &[(&claim.recipient).into()], claimed_row).await?
+    } else {
+        let params = [(&claim.recipient).into(), claim.now.into(), (claim.limit as i64).into()];
+        s.query(S::DIALECT.claim_due, &params, claimed_row).await?
+    };
+    // The head is read whatever its state: if it is not due or another worker holds it, nothing
+    // behind it may go either.
+    let claimed: Vec<SealedClaim> = rows
+        .into_iter()
+        .filter(|(_, next_attempt_at, claimed_until)| {
+            !claim.head_only || (*next_attempt_at <= claim.now && *claimed_until < claim.now)
+        })
+        .map(|(claim, _, _)| claim)
+        .collect();
+    if !claimed.is_empty() {
+        let ids: Vec<i64> = claimed.iter().map(|c| c.delivery.id).collect();
+        let params = [claim.lease_until.into(), (&claim.worker).into(), Param::Ids(&ids)];
+        s.execute(S::DIALECT.lease, &params).await?;
+    }
+    Ok(claimed)
+}
+
+/// Records a pull recipient's settlement if every delivery it names is held under its lease (the
+/// rows locked until the transaction ends), else changes nothing.
+pub(super) async fn settle<B: Batch>(b: &mut B, s: &Settlement) -> Result<Settled, StoreError> {
+    let read = |r: &dyn Row| -> Result<HeldDelivery, StoreError> {
+        Ok(HeldDelivery {
+            id: r.int(0)?,
+            record_id: r.text(1)?,
+            agreement: r.text(2)?,
+            body_digest: r.hash(3)?,
+            attempts: r.small(4)?,
+            created_at: r.int(5)?,
+        })
+    };
+    let mut ids = s.ids.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    let params = [(&s.recipient).into(), (&s.lease).into(), Param::Ids(&ids)];
+    let held = b.query(B::DIALECT.held, &params, read).await?;
+    if held.len() < ids.len() {
+        let found: HashSet<i64> = held.iter().map(|h| h.id).collect();
+        return Ok(Settled::NotHeld(ids.into_iter().filter(|id| !found.contains(id)).collect()));
+    }
+    let updates: Vec<AttemptUpdate> = held
+        .iter()
+        .map(|h| AttemptUpdate {
+            delivery_id: h.id,
+            worker: s.lease.clone(),
+            record_id: h.record_id.clone(),
+            recipient: s.recipient.clone(),
+            agreement: h.agreement.clone(),
+            body_digest: h.body_digest,
+            at: s.at,
+            result: (s.decide)(h),
+        })
+        .collect();
+    let applied = b.record_attempts(&updates.iter().collect::<Vec<_>>()).await?;
+    if applied.len() != updates.len() {
+        // The rows are locked and were read held: only a store that broke its own lock gets here.
+        return Err(StoreError::new(StoreErrorKind::Failed, "a settlement's deliveries changed under it"));
+    }
+    Ok(Settled::Done(held.iter().map(|h| h.attempts + 1).zip(updates).collect()))
+}
+
+/// A claimed delivery (`sql::claim_columns!`), its body still sealed, with its
+/// `next_attempt_at` and `claimed_until`.
+fn claimed_row(r: &dyn Row) -> Result<(SealedClaim, i64, i64), StoreError> {
+    let delivery = ClaimedDelivery {
+        id: r.int(0)?,
+        record_id: r.text(1)?,
+        recipient: r.text(2)?,
+        agreement: r.text(3)?,
+        sender: r.text(4)?,
+        record_type: r.text(5)?,
+        schema_version: r.text(6)?,
+        traceparent: r.opt_text(7)?,
+        tracestate: r.opt_text(8)?,
+        body: Bytes::from(r.opt_bytes(9)?.unwrap_or_default()),
+        body_digest: r.hash(10)?,
+        attempts: r.small(11)?,
+        created_at: r.int(12)?,
+        received_at: r.int(13)?,
+        audit_seq: r.int(14)?,
+    };
+    Ok((SealedClaim { delivery, key_id: r.opt_text(15)? }, r.int(16)?, r.int(17)?))
+}
+
+/// Requeues dead deliveries whose body is kept, in one statement, each replay audited.
+pub(super) async fn replay<B: Batch>(
+    b: &mut B,
+    chain: &mut Chain,
+    request: &ReplayRequest,
+) -> Result<Vec<ReplayResult>, StoreError> {
+    let read = |r: &dyn Row| -> Result<_, StoreError> {
+        let status: DeliveryStatus = r.label(6)?;
+        Ok((r.int(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.hash(4)?, r.flag(5)?, status))
+    };
+    let candidates = match &request.target {
+        ReplayTarget::One(id) => b.query(B::DIALECT.replay_one, &[(*id).into()], read).await?,
+        ReplayTarget::Recipient(recipient) => b.query(B::DIALECT.replay_recipient, &[recipient.into()], read).await?,
+    };
+    if candidates.is_empty()
+        && let ReplayTarget::One(id) = request.target
+    {
+        return Ok(vec![ReplayResult { id, recipient: None, agreement: None, outcome: ReplayOutcome::NotFound }]);
+    }
+    let (mut results, mut requeued, mut events) = (Vec::with_capacity(candidates.len()), Vec::new(), Vec::new());
+    for (id, record_id, recipient, agreement, digest, body_kept, status) in candidates {
+        let outcome = if status != DeliveryStatus::Dead {
+            ReplayOutcome::NotDead
+        } else if !body_kept {
+            ReplayOutcome::BodyPurged
+        } else {
+            requeued.push(id);
+            events.push(request.event(record_id, &agreement, &recipient, digest));
+            ReplayOutcome::Replayed
+        };
+        results.push(ReplayResult { id, recipient: Some(recipient), agreement: Some(agreement), outcome });
+    }
+    if !requeued.is_empty() {
+        b.execute(B::DIALECT.requeue, &[request.now.into(), Param::Ids(&requeued)]).await?;
+    }
+    chain.append(b, events).await?;
+    Ok(results)
+}
+
+/// Deletes bodies past their retention; metadata and audit entries stay, and the purge itself
+/// is audited.
+pub(super) async fn purge<B: Batch>(
+    b: &mut B,
+    chain: &mut Chain,
+    request: &PurgeRequest,
+) -> Result<PurgeReport, StoreError> {
+    let delivered_before = request.now - request.delivered_retention_ms;
+    let dead_before = request.now - request.dead_retention_ms;
+    let delivery_bodies = b.execute(sql::PURGE_DELIVERIES, &[delivered_before.into(), dead_before.into()]).await?;
+    // A record's own body goes once it is old enough and none of its deliveries still needs a body.
+    let record_bodies = b.execute(sql::PURGE_RECORDS, &[delivered_before.into()]).await?;
+    // Then the data keys with no body left under them whose day is over: crypto-shredding.
+    let ended_before = request.now - keys::SHRED_GRACE_MS;
+    let keys_destroyed = b.query(sql::DESTROY_KEYS, &[request.now.into(), ended_before.into()], |r| r.text(0)).await?;
+    let report = PurgeReport { record_bodies, delivery_bodies, keys_destroyed };
+    let events = report.events(request.now);
+    if !events.is_empty() {
+        chain.append(b, events).await?;
+    }
+    Ok(report)
+}
+
+/// Adds a data key unless one has its id, and returns the one stored under that id.
+pub(super) async fn add_key<B: Batch>(b: &mut B, new: &NewDataKey) -> Result<StoredKey, StoreError> {
+    let k = &new.key;
+    let wrapped = k.wrapped.as_deref().map(Param::Bytes).unwrap_or(Param::Null);
+    let params = [(&k.id).into(), (&k.kek_id).into(), wrapped, new.created_at.into(), new.not_after.into()];
+    b.execute(sql::ADD_DATA_KEY, &params).await?;
+    b.query(sql::DATA_KEY, &[(&k.id).into()], stored_key)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::new(StoreErrorKind::Failed, "a data key just added is not there"))
+}
+
+/// A data key's row (`sql::DATA_KEY`).
+pub(super) fn stored_key(r: &dyn Row) -> Result<StoredKey, StoreError> {
+    Ok(StoredKey { id: r.text(0)?, kek_id: r.text(1)?, wrapped: r.opt_bytes(2)? })
+}
+
+/// Writes sealed bodies over the rows still plaintext, with one audit entry for them all.
+pub(super) async fn seal_bodies<B: Batch>(
+    b: &mut B,
+    chain: &mut Chain,
+    bodies: &[SealedBody],
+    at: i64,
+) -> Result<u64, StoreError> {
+    let mut sealed = 0;
+    for body in bodies {
+        sealed += match &body.row {
+            BodyRow::Record { record_id } => {
+                let params = [Param::Bytes(&body.sealed), (&body.key_id).into(), record_id.into()];
+                b.execute(sql::SEAL_RECORD, &params).await?
+            }
+            BodyRow::Delivery { id, .. } => {
+                let params = [Param::Bytes(&body.sealed), (&body.key_id).into(), (*id).into()];
+                b.execute(sql::SEAL_DELIVERY, &params).await?
+            }
+        };
+    }
+    if sealed > 0 {
+        let mut event = AuditEvent::new(at, audit::kind::BODIES_SEALED, "operator", "sealed");
+        event.count = sealed as i64;
+        chain.append(b, vec![event]).await?;
+    }
+    Ok(sealed)
+}
+
+/// Replaces the wrappings of data keys still wrapped as read, with one audit entry per pair of
+/// wrapping keys.
+pub(super) async fn rewrap<B: Batch>(
+    b: &mut B,
+    chain: &mut Chain,
+    keys: &[RewrappedKey],
+    at: i64,
+) -> Result<u64, StoreError> {
+    let mut by_pair: Vec<((&str, &str), i64)> = Vec::new();
+    for k in keys {
+        let params = [(&k.to).into(), Param::Bytes(&k.wrapped), (&k.id).into(), (&k.from).into()];
+        if b.execute(sql::REWRAP_KEY, &params).await? > 0 {
+            match by_pair.iter_mut().find(|(pair, _)| *pair == (k.from.as_str(), k.to.as_str())) {
+                Some((_, n)) => *n += 1,
+                None => by_pair.push(((k.from.as_str(), k.to.as_str()), 1)),
+            }
+        }
+    }
+    let events: Vec<AuditEvent> = by_pair
+        .iter()
+        .map(|((from, to), n)| {
+            let mut event = AuditEvent::new(at, audit::kind::KEYS_REWRAPPED, "operator", "rewrapped");
+            event.count = *n;
+            event.reason = Some(format!("from {from} to {to}"));
+            event
+        })
+        .collect();
+    let total = by_pair.iter().map(|(_, n)| *n as u64).sum();
+    chain.append(b, events).await?;
+    Ok(total)
+}
