@@ -57,8 +57,9 @@
 //!   [`notices`]: completion notices to senders that asked, each a signed notice
 //!   ([`audit::notice`]) committed as a record of the gateway's own with one durable delivery.
 //! - [`server`]: listeners, TLS handshakes, connection caps and timeouts, graceful drain; what
-//!   becomes of a request body answered before it was read ([`server::body`]) and the lingering
-//!   close of a connection ([`server::io`]).
+//!   becomes of a request body answered before it was read ([`server::body`]), the lingering
+//!   close of a connection ([`server::io`]), and HTTP/2 answers written from their connection's
+//!   task so that an answer's head and body leave together ([`server::streams`]).
 //! - [`config`]: reads the TOML files and builds the parts above from them, reporting every
 //!   problem with its file (`passerelle check` prints them); a [`config::Config`] is one
 //!   immutable snapshot a reload swaps whole. Each file is read once per load

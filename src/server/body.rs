@@ -14,7 +14,10 @@
 //!   close ([`super::io`]): curl up to at least 8.x reports even a `NO_ERROR` reset as a
 //!   framing error while it is still uploading, so the stream ends normally when the client
 //!   finishes its body, and with `RST_STREAM(NO_ERROR)` only past the bounds. Other streams of
-//!   the connection are not held up meanwhile.
+//!   the connection are not held up meanwhile. A client may also end its body early when it
+//!   reads an error status (curl 7.88 sends `END_STREAM` short of its declared length): h2
+//!   resets such a malformed request with `PROTOCOL_ERROR`, which is harmless once the answer
+//!   has left whole, and [`super::streams`] makes an answer's head and body leave together.
 //! - **HTTP/1.1.** The rest of the body is read and discarded when it is small
 //!   ([`DRAIN_BYTES`] within [`DRAIN_TIME`]), and the connection stays open for the next
 //!   request. A larger or slower rest is not read: the answer says `Connection: close`, and the

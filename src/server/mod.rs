@@ -3,6 +3,7 @@
 //!
 //! - [`io`]: a connection's stream, and its lingering close.
 //! - [`body`]: request and answer bodies, and a request body the handler answered unread.
+//! - [`streams`]: a connection's HTTP/2 streams, answered from the connection's own task.
 //!
 //! The partner and admin listeners share this loop; what differs is the TLS configuration and
 //! the handler. The TLS handshake runs in the connection's own task under a timeout, so a slow
@@ -12,12 +13,14 @@
 
 pub mod body;
 pub mod io;
+pub mod streams;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,12 +28,13 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::auth::ConnectionInfo;
 use crate::telemetry::Metrics;
@@ -38,6 +42,7 @@ use crate::telemetry::events::TlsHandshakeFailed;
 use body::UnreadSlot;
 pub use body::{RequestBody, ResponseBody};
 use io::{Connection, Stream};
+use streams::Streams;
 
 /// Settings of one listener.
 #[derive(Debug, Clone)]
@@ -123,22 +128,6 @@ pub async fn serve<T, H, F>(
     // Caps open connections; a connection waits in the kernel backlog while the cap is reached.
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Also closes a keep-alive connection that sends nothing for this long.
-        .header_read_timeout(settings.header_timeout)
-        .max_buf_size(settings.max_head_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(settings.max_head_bytes as u32)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(10));
-    // One builder per way of choosing the protocol (see `Protocol`).
-    let builders = Arc::new([builder.clone(), builder.clone().http1_only(), builder.http2_only()]);
     let settings = Arc::new(settings);
     loop {
         let permit = tokio::select! {
@@ -158,8 +147,7 @@ pub async fn serve<T, H, F>(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (handler, builders, settings, metrics) =
-            (handler.clone(), builders.clone(), settings.clone(), metrics.clone());
+        let (handler, settings, metrics) = (handler.clone(), settings.clone(), metrics.clone());
         let tls_config = tls();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -172,15 +160,12 @@ pub async fn serve<T, H, F>(
             let io = Connection::new(stream, linger.clone());
             let service = service_fn(move |req: Request<Incoming>| {
                 let (handler, info, linger) = (handler.clone(), info.clone(), linger.clone());
-                async move { Ok::<_, Infallible>(serve_request(req, info, &linger, handler).await) }
+                Handling(tokio::spawn(serve_request(req, info, linger, handler)))
             });
-            let builder = match protocol {
-                Protocol::Detect => &builders[0],
-                Protocol::Http1 => &builders[1],
-                Protocol::Http2 => &builders[2],
-            };
+            let streams = Streams::default();
+            let builder = builder(&settings, protocol, streams.clone());
             let connection = builder.serve_connection(TokioIo::new(io), service);
-            let _ = watcher.watch(connection).await;
+            let _ = streams::serve(watcher.watch(connection), streams).await;
             drop(permit);
         });
     }
@@ -189,11 +174,60 @@ pub async fn serve<T, H, F>(
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
 }
 
+/// Hyper's settings for one connection, whose HTTP/2 streams go to `streams`.
+fn builder(settings: &ListenerSettings, protocol: Protocol, streams: Streams) -> auto::Builder<Streams> {
+    let mut builder = auto::Builder::new(streams);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Also closes a keep-alive connection that sends nothing for this long.
+        .header_read_timeout(settings.header_timeout)
+        .max_buf_size(settings.max_head_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(settings.max_head_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    match protocol {
+        Protocol::Detect => builder,
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+    }
+}
+
+/// A request handled in a task of its own, so that the streams of one HTTP/2 connection are
+/// handled in parallel while their answers are written from the connection's task (see
+/// [`streams`]). Dropped by hyper (the client reset the stream, or the connection ended), it
+/// aborts the task, as dropping the handler's future would.
+struct Handling(JoinHandle<Response<ResponseBody>>);
+
+/// The task handling a request ended without an answer (it panicked): hyper resets the stream
+/// (HTTP/2) or closes the connection (HTTP/1.1).
+#[derive(Debug, thiserror::Error)]
+#[error("the request handling ended without an answer")]
+struct HandlingFailed(#[source] JoinError);
+
+impl Future for Handling {
+    type Output = Result<Response<ResponseBody>, HandlingFailed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().0).poll(cx).map_err(HandlingFailed)
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs `handler` on one request, then settles what it left of the request body (see [`body`]).
 async fn serve_request<H, F>(
     req: Request<Incoming>,
     info: Arc<ConnectionInfo>,
-    linger: &AtomicBool,
+    linger: Arc<AtomicBool>,
     handler: H,
 ) -> Response<ResponseBody>
 where
@@ -207,5 +241,5 @@ where
     let unread = (!hyper::body::Body::is_end_stream(req.body())).then(UnreadSlot::default);
     let req = req.map(|body| RequestBody::new(body, unread.clone()));
     let response = handler(req, info).await;
-    body::settle(response, unread.as_ref(), version, expects_continue, linger).await
+    body::settle(response, unread.as_ref(), version, expects_continue, &linger).await
 }
