@@ -211,7 +211,7 @@ def prepare(args):
     plain = WORK / "config-plain"
     shutil.copytree(config, plain)
     text = (plain / "passerelle.toml").read_text()
-    text = text.replace("[delivery]\n", "[delivery]\n" + PLAIN_DELIVERY)
+    text = re.sub(r"^sign = true\b.*$", "", text, flags=re.M).replace("[delivery]\n", "[delivery]\n" + PLAIN_DELIVERY)
     (plain / "passerelle.toml").write_text(text + "\n[store.encryption]\nenabled = false\n")
     run([str(ROOT / "target/release/passerelle"), "dev-pki", "--config", str(config / "passerelle.toml")], stdout=subprocess.DEVNULL)
     pki = WORK / "data" / "pki"
