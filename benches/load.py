@@ -631,7 +631,7 @@ def report(results, args):
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         f"Measured {stamp:%Y-%m-%d %H:%M} UTC on {machine()}, load generator included, with "
-        f"`python3 benches/load.py{' --quick' if args.quick else ''}`; oha at {CONCURRENCY} connections "
+        f"`python3 benches/load.py{' --quick' if args.quick else ''}{''.join(f' --only {o}' for o in args.only or [])}`; oha at {CONCURRENCY} connections "
         f"(16 for 256 KB records), mutual TLS on both sides, {args.duration if not args.quick else 3} s per run.",
         "",
         "| scenario | Passerelle | nginx | ratio | p50 ms (P / n) | p99 ms (P / n) | p99.9 ms (P / n) | CPU s (P / n) | peak RSS MiB (P / n) |",
