@@ -31,9 +31,21 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct AgreementRecipient {
     pub partner: PartnerId,
+    /// What it may receive, in the terms of the version it receives.
     pub fields: FieldList,
     /// One delivery in flight at a time, in acceptance order.
     pub ordered: bool,
+    /// The schema version it receives (pinned); `None` receives each record as it was sent.
+    pub version: Option<Version>,
+    /// Fields of a sent version its translation may drop, as the agreement accepts.
+    pub accept_loss: Vec<FieldPointer>,
+}
+
+impl AgreementRecipient {
+    /// The version this recipient receives a record sent in `sent` as.
+    pub fn receives(&self, sent: Version) -> Version {
+        self.version.unwrap_or(sent)
+    }
 }
 
 /// A data-sharing agreement.
@@ -397,7 +409,13 @@ mod tests {
             mode: Mode::Push,
             recipients: recipients
                 .iter()
-                .map(|r| AgreementRecipient { partner: (*r).into(), fields: fields(&["/a"]), ordered: false })
+                .map(|r| AgreementRecipient {
+                    partner: (*r).into(),
+                    fields: fields(&["/a"]),
+                    ordered: false,
+                    version: None,
+                    accept_loss: Vec::new(),
+                })
                 .collect(),
             response_fields: None,
             file: PathBuf::from(format!("{id}.toml")),

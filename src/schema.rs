@@ -82,6 +82,7 @@ use crate::pointer::FieldPointer;
 use crate::problem::Problem;
 
 mod producible;
+pub mod translation;
 mod violations;
 
 use producible::producible;
@@ -195,6 +196,8 @@ pub struct SchemaCatalog {
     /// Record types with a file that did not load; their problems are reported once, by the
     /// catalog, and agreements naming them do not repeat it.
     broken: std::collections::BTreeSet<String>,
+    /// Declared translations between versions, by record type, source and target version.
+    translations: BTreeMap<(Arc<str>, Version, Version), translation::Translation>,
 }
 
 fn file_uri(path: &Path) -> String {
@@ -214,16 +217,77 @@ fn file_uri(path: &Path) -> String {
     uri
 }
 
-fn collect_json_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn collect_files(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            collect_json_files(&path, out)?;
-        } else if path.extension().is_some_and(|x| x == "json") {
+            collect_files(&path, extension, out)?;
+        } else if path.extension().is_some_and(|x| x == extension) {
             out.push(path);
         }
     }
     Ok(())
+}
+
+/// Reads every translation file (`<type>/<from>-to-<to>.toml`) and checks it against the two
+/// versions' schemas; a file named otherwise, or for a version that does not exist, is a problem.
+fn load_translations(
+    dir: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+    types: &BTreeMap<Arc<str>, RecordType>,
+    report: &mut impl FnMut(&Path, String),
+) -> BTreeMap<(Arc<str>, Version, Version), translation::Translation> {
+    let mut files = Vec::new();
+    if collect_files(dir, "toml", &mut files).is_err() {
+        return BTreeMap::new();
+    }
+    files.sort();
+    let mut translations = BTreeMap::new();
+    for file in files {
+        let (Some(type_name), Some(file_name)) = (
+            file.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()),
+            file.file_name().and_then(|n| n.to_str()),
+        ) else {
+            continue;
+        };
+        let Some((from, to)) = translation::versions_of(file_name) else {
+            report(&file, "translation files are named FROM-to-TO.toml, such as 1.1-to-1.0.toml".to_owned());
+            continue;
+        };
+        let Some(t) = types.get(type_name) else {
+            report(&file, format!("`{type_name}` is not a record type of the schemas directory"));
+            continue;
+        };
+        let (Some(source), Some(target)) = (t.version(from), t.version(to)) else {
+            report(&file, format!("`{type_name}` has no schema version {from} or no version {to}"));
+            continue;
+        };
+        let text = match read(&file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                report(&file, format!("cannot be read: {e}"));
+                continue;
+            }
+        };
+        match translation::Translation::parse(
+            file.clone(),
+            from,
+            to,
+            &text,
+            source.dereferenced(),
+            target.dereferenced(),
+        ) {
+            Ok(parsed) => {
+                translations.insert((t.name.clone(), from, to), parsed);
+            }
+            Err(problems) => {
+                for message in problems {
+                    report(&file, message);
+                }
+            }
+        }
+    }
+    translations
 }
 
 impl SchemaCatalog {
@@ -242,7 +306,7 @@ impl SchemaCatalog {
         let mut report =
             |file: &Path, message: String| problems.push(Problem { file: file.to_path_buf(), message, fix: None });
         let mut files = Vec::new();
-        if let Err(e) = collect_json_files(&dir, &mut files) {
+        if let Err(e) = collect_files(&dir, "json", &mut files) {
             report(&dir, format!("the schemas directory cannot be read: {e}"));
             return (SchemaCatalog::default(), problems);
         }
@@ -343,7 +407,13 @@ impl SchemaCatalog {
                 record_type.versions.insert(version, SchemaVersion { version, request: compiled, response: None });
             }
         }
-        (SchemaCatalog { types, documents: shared_documents, broken }, problems)
+        let translations = load_translations(&dir, read, &types, &mut report);
+        (SchemaCatalog { types, documents: shared_documents, broken, translations }, problems)
+    }
+
+    /// The declared translation of `record_type` from version `from` to `to`, if there is one.
+    pub fn translation(&self, record_type: &str, from: Version, to: Version) -> Option<&translation::Translation> {
+        self.translations.get(&(Arc::from(record_type), from, to))
     }
 
     /// Every schema file in the catalog, in a stable order.
@@ -353,6 +423,7 @@ impl SchemaCatalog {
             .values()
             .flat_map(|t| t.versions.values())
             .flat_map(|v| std::iter::once(v.request.file.clone()).chain(v.response.as_ref().map(|r| r.file.clone())))
+            .chain(self.translations.values().map(|t| t.file.clone()))
             .collect();
         files.sort();
         files

@@ -15,7 +15,7 @@ use crate::delivery::DeliveryMode;
 use crate::pointer::FieldPointer;
 use crate::policy::{Agreement, AgreementRecipient, Conflict, FieldList, Mode};
 use crate::problem::Problem;
-use crate::schema::{SchemaCatalog, Version};
+use crate::schema::{RecordType, SchemaCatalog, Version};
 
 /// Every `<id>.toml` in the agreements directory, checked against the partners and schemas,
 /// then against each other ([`crate::policy::conflicts`]).
@@ -217,9 +217,26 @@ fn check_agreement(
             report(format!("recipient `{}` is listed twice", r.partner), None);
         }
         let fields = parse_fields(&r.fields, &format!("recipient `{}`", r.partner), &mut report);
+        let pinned = r.version.as_deref().and_then(|v| match v.parse::<Version>() {
+            Ok(version) if record_type.is_none_or(|t| t.version(version).is_some()) => Some(version),
+            Ok(_) => {
+                report(
+                    format!("recipient `{}`: schema `{}` version {v} does not exist", r.partner, raw.record_type),
+                    Some("pin a version the schemas directory holds"),
+                );
+                None
+            }
+            Err(_) => {
+                report(format!("recipient `{}`: version `{v}` is not MAJOR.MINOR", r.partner), None);
+                None
+            }
+        });
         if let Some(t) = record_type {
+            // A pinned recipient's fields are in its version's terms; another receives each
+            // accepted version as sent, so its fields must hold in every one.
+            let received: Vec<Version> = pinned.map_or_else(|| versions.clone(), |v| vec![v]);
             for field in fields.pointers() {
-                for version in &versions {
+                for version in &received {
                     if let Some(s) = t.version(*version)
                         && !s.can_produce(field)
                     {
@@ -228,13 +245,37 @@ fn check_agreement(
                                 "recipient `{}`: field `{field}` cannot be produced by schema `{}` version {version}",
                                 r.partner, raw.record_type
                             ),
-                            Some("correct the pointer, or drop the version from versions"),
+                            Some(if pinned.is_some() {
+                                "correct the pointer: a pinned recipient's fields are in its version's terms"
+                            } else {
+                                "correct the pointer, or drop the version from versions"
+                            }),
                         );
                     }
                 }
             }
         }
-        recipients.push(AgreementRecipient { partner: Arc::from(r.partner.as_str()), fields, ordered: r.ordered });
+        if let (Some(t), Some(pin)) = (record_type, pinned) {
+            check_translations(raw.id.as_str(), &r, t, pin, &versions, &fields, catalog, &mut report);
+        }
+        let accept_loss = r
+            .accept_loss
+            .iter()
+            .filter_map(|p| match p.parse::<FieldPointer>() {
+                Ok(pointer) => Some(pointer),
+                Err(_) => {
+                    report(format!("recipient `{}`: accept_loss `{p}` is not a JSON Pointer", r.partner), None);
+                    None
+                }
+            })
+            .collect();
+        recipients.push(AgreementRecipient {
+            partner: Arc::from(r.partner.as_str()),
+            fields,
+            ordered: r.ordered,
+            version: pinned,
+            accept_loss,
+        });
     }
 
     let response_fields = match mode {
@@ -289,6 +330,62 @@ fn check_agreement(
         response_fields,
         file: file.to_path_buf(),
     })
+}
+
+/// What `check` proves for a recipient pinned to `pin`: for every other version the agreement
+/// accepts, a declared translation exists, produces every field the recipient selects, and
+/// drops nothing the recipient may receive unless `accept_loss` says so.
+#[allow(clippy::too_many_arguments)]
+fn check_translations(
+    agreement: &str,
+    r: &raw::RawRecipient,
+    t: &RecordType,
+    pin: Version,
+    versions: &[Version],
+    fields: &FieldList,
+    catalog: &SchemaCatalog,
+    report: &mut impl FnMut(String, Option<&str>),
+) {
+    let Some(target) = t.version(pin) else { return };
+    for &sent in versions.iter().filter(|v| **v != pin) {
+        let Some(source) = t.version(sent) else { continue };
+        let who = format!("agreement `{agreement}`, recipient `{}` (pinned to {pin})", r.partner);
+        let Some(translation) = catalog.translation(&t.name, sent, pin) else {
+            report(
+                format!("{who}: records sent in {sent} have no translation to {pin}"),
+                Some(&format!("add schemas/{}/{sent}-to-{pin}.toml, or drop {sent} from versions", t.name)),
+            );
+            continue;
+        };
+        for field in translation.unproduced(fields.pointers(), source.dereferenced()) {
+            report(
+                format!(
+                    "{who}: field `{field}` of {pin} is produced by nothing in the translation from {sent}: version \
+                     {sent} has no such field and no rule writes it"
+                ),
+                Some("add a map, join, split or constant rule for it, or drop the field"),
+            );
+        }
+        let accepted: Vec<Vec<crate::pointer::Segment>> = r
+            .accept_loss
+            .iter()
+            .filter_map(|p| p.parse::<FieldPointer>().ok())
+            .map(|p| p.segments().to_vec())
+            .collect();
+        for lost in translation.losses(fields.pointers(), source.dereferenced(), target.dereferenced()) {
+            let Ok(pointer) = lost.parse::<FieldPointer>() else { continue };
+            if accepted.iter().any(|a| pointer.segments().starts_with(a)) {
+                continue;
+            }
+            report(
+                format!(
+                    "{who}: the translation from {sent} drops `{lost}`, which the recipient may receive in {sent} \
+                     and {pin} has no place for"
+                ),
+                Some(&format!("map it to a field of {pin}, or accept the loss: accept_loss = [\"{lost}\"]")),
+            );
+        }
+    }
 }
 
 fn parse_fields(fields: &[String], whose: &str, report: &mut impl FnMut(String, Option<&str>)) -> FieldList {

@@ -396,6 +396,13 @@ pub struct RawRecipient {
     /// Deliver this recipient's records in acceptance order, one at a time (default false).
     #[serde(default)]
     pub ordered: bool,
+    /// The schema version this recipient receives, MAJOR.MINOR (default: the version each
+    /// record was sent in); a record sent in another version is translated first.
+    pub version: Option<String>,
+    /// Fields of the sent version the translation to `version` may drop, knowingly (default
+    /// none): JSON Pointers in the sent version's terms.
+    #[serde(default)]
+    pub accept_loss: Vec<String>,
 }
 
 /// The API key hash file: `[keys] partner-id = ["hex", ...]`.
