@@ -171,6 +171,7 @@ fn new_record(n: u64, body: &Bytes) -> NewRecord {
                 body: body.slice(..body.len() / 2),
                 body_digest: [3; 32],
                 key_id: None,
+                schema_version: None,
             })
             .collect(),
         receipt: Bytes::from_static(b"{\"record_id\":\"x\"}"),

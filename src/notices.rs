@@ -145,6 +145,7 @@ impl Notifier {
                     body: body.clone(),
                     body_digest: digest,
                     key_id: None,
+                    schema_version: None,
                 }],
                 receipt: Bytes::from(receipt.to_bytes()),
                 body,

@@ -411,6 +411,11 @@ impl SchemaCatalog {
         (SchemaCatalog { types, documents: shared_documents, broken, translations }, problems)
     }
 
+    /// Every declared translation: record type, and the translation.
+    pub fn translations(&self) -> impl Iterator<Item = (&str, &translation::Translation)> {
+        self.translations.iter().map(|((t, _, _), translation)| (&**t, translation))
+    }
+
     /// The declared translation of `record_type` from version `from` to `to`, if there is one.
     pub fn translation(&self, record_type: &str, from: Version, to: Version) -> Option<&translation::Translation> {
         self.translations.get(&(Arc::from(record_type), from, to))

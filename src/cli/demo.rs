@@ -32,7 +32,8 @@ use crate::config::{self, raw::RawMain};
 use crate::gateway::Gateway;
 
 /// What the demo recipients received: (recipient, path, body).
-type Inbox = Arc<Mutex<Vec<(String, String, Bytes)>>>;
+/// What the demo recipients received: recipient, path, the `Passerelle-Schema` it came as, body.
+type Inbox = Arc<Mutex<Vec<(String, String, String, Bytes)>>>;
 
 pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     let credentials = prepare_credentials(config_path)?;
@@ -64,6 +65,12 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         let data_dir = config.settings.data_dir.clone();
         let admin_token_file = config.settings.admin.token_file.clone();
         let tls = config.built.partner_tls.is_some();
+        let pins: Vec<(String, String, String)> = config
+            .built
+            .agreements
+            .iter()
+            .flat_map(|a| a.recipients.iter().filter_map(move |r| Some((a.id.to_string(), r.partner.to_string(), r.version?.to_string()))))
+            .collect();
         let encryption = config.settings.store.encryption.clone();
         let key_generated = encryption.as_ref().is_some_and(|e| e.key_file_missing());
         let gateway = Gateway::start(config).await.context("the gateway could not start")?;
@@ -131,15 +138,21 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         }
         let received = inbox.lock().map(|i| i.clone()).unwrap_or_default();
         println!("What each recipient received ({} of {expected} deliveries):", received.len());
-        let mut by_recipient: BTreeMap<&str, Vec<(&str, &Bytes)>> = BTreeMap::new();
-        for (recipient, path, body) in &received {
-            by_recipient.entry(recipient).or_default().push((path, body));
+        let mut by_recipient: BTreeMap<&str, Vec<(&str, &str, &Bytes)>> = BTreeMap::new();
+        for (recipient, path, schema, body) in &received {
+            by_recipient.entry(recipient).or_default().push((path, schema, body));
         }
         for (recipient, items) in by_recipient {
             println!("  {recipient}:");
-            for (path, body) in items {
-                println!("    POST {path}  {}", String::from_utf8_lossy(body));
+            for (path, schema, body) in items {
+                println!("    POST {path}  [{schema}]  {}", String::from_utf8_lossy(body));
             }
+        }
+        for (agreement, recipient, version) in &pins {
+            println!(
+                "\n{recipient} is pinned to version {version} in agreement {agreement}: the records sent in a newer \
+                 version reach it translated (schemas/<type>/<from>-to-{version}.toml), as the [...] above show."
+            );
         }
         let sender_key = credentials.get("on-vital-stats").map(String::as_str).unwrap_or("");
         let client_cert = pki.client_cert("on-vital-stats");
@@ -300,13 +313,19 @@ async fn start_recipient(id: String, endpoint: &str, inbox: Inbox) -> anyhow::Re
                     let (id, inbox) = (id.clone(), inbox.clone());
                     async move {
                         let path = req.uri().path().to_owned();
+                        let schema = req
+                            .headers()
+                            .get("passerelle-schema")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
                         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                         // The registry answers SIN validation requests; every other call is a delivery.
                         let answer = if path.ends_with("/sin-validation") {
                             Bytes::from(sin_answer(&body).to_string())
                         } else {
                             if let Ok(mut i) = inbox.lock() {
-                                i.push((id, path, body));
+                                i.push((id, path, schema, body));
                             }
                             Bytes::from_static(b"{\"received\":true}")
                         };

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::i18n::{Lang, violation_message};
 use crate::json::JsonError;
-use crate::schema::{Version, Violations};
+use crate::schema::{Version, Violation, Violations};
 use crate::telemetry::RecordOutcome;
 
 /// What is wrong with a request header the gateway reads.
@@ -59,6 +59,10 @@ pub enum ApiError {
     TooDeep { limit: usize },
     #[error("record violates its schema")]
     Invalid { violations: Violations },
+    /// The record is valid, but its declared translation for a pinned recipient is not valid
+    /// under the version the recipient receives: the agreement's translation is at fault.
+    #[error("the record's translation from {from} to {to} is invalid")]
+    TranslationFailed { recipient: String, from: Version, to: Version, violations: Vec<Violation>, total: usize },
     #[error("invalid idempotency key")]
     InvalidIdempotencyKey,
     #[error("invalid header {header}: {fault:?}")]
@@ -147,6 +151,7 @@ impl ApiError {
             BodyAborted => row(S::BAD_REQUEST, "malformed-json", O::Malformed, "Malformed JSON", "JSON mal formé"),
             TooDeep { .. } => row(S::PAYLOAD_TOO_LARGE, "nesting-too-deep", O::Malformed, "Record nested too deeply", "Enregistrement trop imbriqué"),
             Invalid { .. } => row(S::UNPROCESSABLE_ENTITY, "schema-violation", O::Invalid, "The record does not match its schema", "L'enregistrement ne respecte pas son schéma"),
+            TranslationFailed { .. } => row(S::UNPROCESSABLE_ENTITY, "translation-failed", O::Invalid, "The record's translation for a recipient is invalid", "La traduction de l'enregistrement pour un destinataire est invalide"),
             InvalidIdempotencyKey => row(S::BAD_REQUEST, "invalid-idempotency-key", O::Malformed, "Invalid Idempotency-Key", "Idempotency-Key invalide"),
             InvalidHeader { .. } => row(S::BAD_REQUEST, "invalid-header", O::Malformed, "Invalid request header", "En-tête de requête invalide"),
             IdempotencyConflict => row(S::CONFLICT, "idempotency-conflict", O::Conflict, "Idempotency-Key already used", "Idempotency-Key déjà utilisée"),
@@ -242,6 +247,21 @@ impl ApiError {
                     format!("{n} violation(s) du schéma; voir « violations ».")
                 } else {
                     format!("{n} schema violation(s); see \"violations\".")
+                }
+            }
+            TranslationFailed { recipient, from, to, total: n, .. } => {
+                if fr {
+                    format!(
+                        "L'enregistrement est valide en version {from}, mais sa traduction vers la version {to}, que \
+                         reçoit {recipient}, enfreint le schéma {to} ({n} violation(s), voir « violations »). La \
+                         traduction déclarée de l'entente doit être corrigée; rien n'a été conservé."
+                    )
+                } else {
+                    format!(
+                        "The record is valid in version {from}, but its translation to version {to}, which \
+                         {recipient} receives, breaks the {to} schema ({n} violation(s), see \"violations\"). The \
+                         agreement's declared translation must be fixed; nothing was stored."
+                    )
                 }
             }
             InvalidIdempotencyKey => lang
@@ -350,6 +370,16 @@ impl ApiError {
                 // The list stops at `LISTED_VIOLATIONS`, so the answer stays smaller than a
                 // request full of mistakes; the total says how many there are.
                 doc["violations_total"] = json!(violations.total());
+            }
+            ApiError::TranslationFailed { recipient, from, to, violations, total } => {
+                doc["translation"] = json!({"recipient": recipient, "from": from.to_string(), "to": to.to_string()});
+                doc["violations"] = Value::Array(
+                    violations
+                        .iter()
+                        .map(|v| json!({"pointer": v.pointer, "keyword": v.keyword, "message": violation_message(v, lang)}))
+                        .collect(),
+                );
+                doc["violations_total"] = json!(total);
             }
             ApiError::UnsupportedVersion { accepted } => {
                 doc["accepted_versions"] = json!(accepted.iter().map(|v| v.to_string()).collect::<Vec<_>>());

@@ -207,6 +207,12 @@ pub fn violation_message(v: &Violation, lang: Lang) -> String {
                 "Le nombre est plus précis que ce que contient un nombre à virgule flottante de 64 bits (double IEEE 754) : il ne peut être ni vérifié ni transmis exactement; envoyez-le tel qu'un double l'affiche.",
             )
             .to_owned(),
+        D::Untranslatable => lang
+            .pick(
+                "The translation to this version has no rule for this value.",
+                "La traduction vers cette version n'a pas de règle pour cette valeur.",
+            )
+            .to_owned(),
         D::Other => {
             if fr {
                 format!("La valeur enfreint la règle « {} » du schéma.", v.keyword)

@@ -5,6 +5,8 @@
 //! request/response ([`super::requests`]), so both are checked by the same code in the same
 //! order, and the first failure answers.
 
+use std::collections::BTreeMap;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -19,8 +21,8 @@ use super::state::State;
 use crate::audit::receipt::{Receipt, ReceiptDelivery};
 use crate::auth::AuthenticatedPartner;
 use crate::config::Config;
-use crate::policy::{self, Mode, Route, RouteError};
-use crate::schema::{Version, VersionError};
+use crate::policy::{self, AgreementRecipient, Mode, Route, RouteError, Share};
+use crate::schema::{Version, VersionError, Violation, ViolationDetail};
 use crate::server::RequestBody;
 use crate::store::{CommitOutcome, NewDelivery, NewRecord};
 use crate::telemetry::trace::TraceContext;
@@ -120,6 +122,52 @@ fn parse_and_validate(config: &Config, record_type: &str, version: Version, body
     Ok(checked.value)
 }
 
+/// Check 13b: the record in each version a pinned recipient receives other than the one it was
+/// sent in, translated by the declared translation and valid under that version's schema. A
+/// translation that fails is the agreement's fault, not the sender's, and says so (422
+/// `translation-failed`, with the pointers); nothing is stored.
+fn translate(
+    config: &Config,
+    record_type: &str,
+    sent: Version,
+    value: &Value,
+    shares: &[(Share, &AgreementRecipient)],
+) -> Result<BTreeMap<Version, Value>, ApiError> {
+    let mut translated = BTreeMap::new();
+    for (share, recipient) in shares {
+        let to = recipient.receives(sent);
+        if to == sent || translated.contains_key(&to) {
+            continue;
+        }
+        let catalog = &config.built.catalog;
+        let failed = |mut violations: Vec<Violation>| {
+            let total = violations.len();
+            violations.truncate(crate::schema::LISTED_VIOLATIONS);
+            ApiError::TranslationFailed { recipient: share.recipient.to_string(), from: sent, to, violations, total }
+        };
+        // `check` refuses a pinned recipient without its translation or schema: a configuration
+        // that loaded has both.
+        let (Some(translation), Some(target)) =
+            (catalog.translation(record_type, sent, to), catalog.record_type(record_type).and_then(|t| t.version(to)))
+        else {
+            return Err(failed(Vec::new()));
+        };
+        let out = translation.apply(value, target.dereferenced()).map_err(|e| {
+            failed(vec![Violation {
+                pointer: e.pointer,
+                keyword: "translation",
+                detail: ViolationDetail::Untranslatable,
+            }])
+        })?;
+        let violations = target.validate(&out);
+        if !violations.is_empty() {
+            return Err(failed(violations));
+        }
+        translated.insert(to, out);
+    }
+    Ok(translated)
+}
+
 /// A record that passed checks 5 to 13.
 pub(super) struct Intake {
     pub(super) route: Route,
@@ -198,10 +246,13 @@ pub(super) async fn submit(
     let record_id = uuid::Uuid::now_v7().to_string();
     let received_at = crate::clock::to_ms(now);
     let shares: Vec<_> = route.shares(version).collect();
+    let translated = translate(config, record_type, version, &value, &shares)?;
     let deliveries: Vec<NewDelivery> = shares
         .iter()
         .map(|(share, recipient)| {
-            let body = recipient.fields.project_canonical(&value);
+            let receives = recipient.receives(version);
+            let source = translated.get(&receives).unwrap_or(&value);
+            let body = recipient.fields.project_canonical(source);
             NewDelivery {
                 recipient: share.recipient.to_string(),
                 agreement: share.agreement.to_string(),
@@ -209,6 +260,7 @@ pub(super) async fn submit(
                 body_digest: state.trail.digest_key.digest(&body),
                 body: Bytes::from(body),
                 key_id: None,
+                schema_version: (receives != version).then(|| receives.to_string()),
             }
         })
         .collect();

@@ -35,6 +35,9 @@ pub enum ViolationDetail {
     Combination,
     /// A number literal the validated value does not carry exactly.
     NumberPrecision(InexactNumber),
+    /// A value a declared translation has no rule for (a value table without it, or not a
+    /// string where a rule joins or splits strings).
+    Untranslatable,
     Other,
 }
 

@@ -33,6 +33,7 @@ pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
                 body: Bytes::new(),
                 body_digest: [2; 32],
                 key_id: None,
+                schema_version: None,
             })
             .collect(),
         receipt: Bytes::from_static(b"{}"),

@@ -122,6 +122,9 @@ pub struct NewDelivery {
     pub body_digest: [u8; 32],
     /// The data key `body` is sealed under; `None` while it is plaintext (the store seals it).
     pub key_id: Option<String>,
+    /// The schema version `body` is in, when the recipient is pinned to another version than
+    /// the record was sent in (its body is the record translated); `None`: the record's.
+    pub schema_version: Option<String>,
 }
 
 /// An accepted record, ready to commit.

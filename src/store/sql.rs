@@ -26,6 +26,8 @@ pub(super) const TRACESTATE: &str = include_str!("migrations/shared/0002_tracest
 pub(super) const SETTLED_INDEX: &str = include_str!("migrations/shared/0003_settled_index.sql");
 /// Schema version 4 on both engines, after the engine's `data_keys` table.
 pub(super) const SEALED_BODIES: &str = include_str!("migrations/shared/0004_sealed_bodies.sql");
+/// Schema version 5.
+pub(super) const DELIVERY_VERSION: &str = include_str!("migrations/shared/0005_delivery_version.sql");
 
 /// A value bound to a statement parameter. Each engine converts it to the parameter's type.
 #[derive(Debug, Clone, Copy)]
@@ -229,7 +231,8 @@ pub(super) struct Dialect {
 /// `deliveries d JOIN records r`.
 macro_rules! claim_columns {
     () => {
-        "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type, r.schema_version, r.traceparent, r.tracestate,
+        "d.id, d.record_id, d.recipient, d.agreement, r.sender, r.record_type,
+         COALESCE(d.schema_version, r.schema_version), r.traceparent, r.tracestate,
          d.body, d.body_digest, d.attempts, d.created_at, r.received_at, r.audit_seq, d.key_id, d.next_attempt_at,
          d.claimed_until"
     };

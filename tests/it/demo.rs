@@ -38,6 +38,11 @@ fn the_demo_delivers_every_record_to_every_recipient() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.matches("202 Accepted").count(), 4, "{stdout}");
     assert!(stdout.contains("(10 of 10 deliveries)"), "{stdout}");
+    // The health plan is pinned to birth-registration 1.0: the 1.1 births reach it translated.
+    assert!(stdout.contains("on-health-plan is pinned to version 1.0 in agreement birth-ohip"), "{stdout}");
+    let ohip = stdout.split("  on-health-plan:").nth(1).unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(ohip.lines().filter(|l| l.contains("[birth-registration/1.0]")).count(), 3, "{stdout}");
+    assert!(stdout.contains("[birth-registration/1.1]"), "the others receive what was sent: {stdout}");
     // Bodies are sealed at rest under a key the demo generated into its data directory.
     let key_line =
         stdout.lines().find(|l| l.starts_with("Bodies are sealed at rest")).unwrap_or_else(|| panic!("{stdout}"));

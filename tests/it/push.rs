@@ -136,7 +136,9 @@ async fn birth_bundle_reaches_each_recipient_with_only_its_fields() {
         assert_eq!(delivery.body, passerelle::json::to_canonical_vec(&delivery.json()));
         assert_eq!(delivery.header("passerelle-record-id"), Some(id.as_str()));
         assert_eq!(delivery.header("passerelle-sender"), Some("on-vital-stats"));
-        assert_eq!(delivery.header("passerelle-schema"), Some("birth-registration/1.1"));
+        // The health plan is pinned to 1.0 (config/agreements/birth-ohip.toml): translated.
+        let version = if recipient == "on-health-plan" { "1.0" } else { "1.1" };
+        assert_eq!(delivery.header("passerelle-schema"), Some(format!("birth-registration/{version}").as_str()));
         assert_eq!(delivery.header("content-type"), Some("application/json"));
         assert!(delivery.header("passerelle-agreement").is_some());
         assert!(delivery.header("idempotency-key").is_some_and(|k| k.contains(&id)));

@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (2, &[sql::TRACESTATE]),
     (3, &[sql::SETTLED_INDEX]),
     (4, &[include_str!("../migrations/postgres/0004_data_keys.sql"), sql::SEALED_BODIES]),
+    (5, &[sql::DELIVERY_VERSION]),
 ];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
@@ -68,10 +69,10 @@ const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type
           WITH ORDINALITY AS u(record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, key_id, n)
      ORDER BY n";
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id)
-     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at, key_id
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[])
-          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, key_id, n)
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version)
+     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at, key_id, schema_version
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[], $9::text[])
+          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, key_id, schema_version, n)
      ORDER BY n";
 
 /// Every attempt result of a batch in one statement. A worker that lost its lease matches
@@ -228,6 +229,7 @@ impl Batch for WriterConnection {
             d.body_digest.push(delivery.body_digest.to_vec());
             d.created_at.push(record.received_at);
             d.key_id.push(delivery.key_id.clone());
+            d.schema_version.push(delivery.schema_version.clone());
         }
         Ok(())
     }
@@ -320,6 +322,7 @@ struct DeliveryColumns {
     body_digest: Vec<Vec<u8>>,
     created_at: Vec<i64>,
     key_id: Vec<Option<String>>,
+    schema_version: Vec<Option<String>>,
 }
 
 impl WriterConnection {
@@ -389,6 +392,7 @@ impl WriterConnection {
                         &d.body_digest,
                         &d.created_at,
                         &d.key_id,
+                        &d.schema_version,
                     ],
                 )
                 .await?;

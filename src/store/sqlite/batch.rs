@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (2, &[sql::TRACESTATE]),
     (3, &[sql::SETTLED_INDEX]),
     (4, &[include_str!("../migrations/sqlite/0004_data_keys.sql"), sql::SEALED_BODIES]),
+    (5, &[sql::DELIVERY_VERSION]),
 ];
 
 /// The schema version this program writes.
@@ -67,8 +68,8 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, kind, actor, record_
 const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, tracestate, receipt, audit_seq, key_id)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id)
-     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8)";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version)
+     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, $9)";
 
 /// Only while the worker still holds the lease (`claimed_by`).
 const FINISH_ATTEMPT: &str = "UPDATE deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3, last_error = $4,
@@ -152,7 +153,8 @@ impl Batch for Conn {
                 &d.body[..],
                 &d.body_digest[..],
                 record.received_at,
-                d.key_id
+                d.key_id,
+                d.schema_version
             ])?;
         }
         Ok(())

@@ -92,6 +92,8 @@ pub struct Setup {
     partners_edits: Vec<(String, String)>,
     /// Recipients left to take their records from their mailbox, as shipped.
     pulled: Vec<String>,
+    /// A schemas directory in place of the repository's.
+    schemas: Option<PathBuf>,
 }
 
 impl Setup {
@@ -117,6 +119,7 @@ impl Setup {
             telemetry: Vec::new(),
             partners_edits: Vec::new(),
             pulled: Vec::new(),
+            schemas: None,
         }
     }
 
@@ -130,6 +133,12 @@ impl Setup {
 
     pub fn main_config(&self) -> PathBuf {
         self.config_dir().join("passerelle.toml")
+    }
+
+    /// Reads the schemas (and translations) from `dir` instead of the repository's.
+    pub fn schemas(mut self, dir: &Path) -> Self {
+        self.schemas = Some(dir.to_path_buf());
+        self
     }
 
     /// Leaves `recipient` taking its records from its mailbox, as the shipped configuration has
@@ -247,7 +256,7 @@ token_file = "admin-token"
 [log]
 level = "info"
 "#,
-            schemas = repo().join("schemas").display(),
+            schemas = self.schemas.clone().unwrap_or_else(|| repo().join("schemas")).display(),
             limits = self.limits.join("\n"),
             delivery = with_defaults(
                 &self.delivery,
