@@ -37,3 +37,4 @@ mod signature;
 mod spans;
 mod tls;
 mod validation;
+mod views;
