@@ -16,6 +16,7 @@ mod delivery;
 mod demo;
 mod discovery;
 mod edge;
+mod explain;
 mod hostile;
 mod inbox;
 mod integrity;
