@@ -35,13 +35,14 @@
 //!   [`json`] (strict parsing, numbers as written, the canonical serialisation).
 //! - [`secrets`]: owner-only files. [`seal`]: envelope encryption of bodies (AES-256-GCM data
 //!   keys wrapped under a key-encryption key). [`schema`]: the schema catalog, compiled once, validation
-//!   into violations. [`tls`]: rustls (ring only), certificate identity. [`telemetry`]: the
+//!   into violations, declared translations between versions ([`schema::translation`]) and views,
+//!   the schema of exactly what a recipient receives ([`schema::view`]). [`tls`]: rustls (ring only), certificate identity. [`telemetry`]: the
 //!   Prometheus registry, typed events that log and count together, W3C trace context
 //!   ([`telemetry::trace`]) and its export over OTLP ([`telemetry::otlp`]). [`rate_limit`]:
 //!   per-partner token buckets.
 //! - [`auth`]: credentials to an [`auth::AuthenticatedPartner`] (a client certificate, one a
 //!   trusted proxy forwarded, or an API key). [`policy`]: agreements, who may send what to
-//!   whom ([`policy::route`]) and the field projection per recipient. [`audit`]: the hash chain
+//!   whom ([`policy::route`]) and the field projection per recipient, with its view. [`audit`]: the hash chain
 //!   (its canonical form is documented there), signing checkpoints and receipts
 //!   ([`audit::receipt`]), verification, export, rejection tallies. [`pki`]: the development PKI.
 //! - [`store`]: the [`store::Store`] trait, one group-commit core and two thin engines over it,

@@ -1,7 +1,12 @@
 //! JSON Pointers with one extension, a segment `*` for every element of an array: how field
 //! lists name what a recipient may receive, and what the schemas are asked whether they can
 //! produce. A leaf every other module may use.
+//!
+//! A list of pointers is also a tree ([`Selection`]): the shape by which a record is cut down
+//! to a recipient's fields (`policy::FieldList::project`), and by which a schema is cut down to
+//! the schema of what that recipient receives (`schema::view`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -64,6 +69,35 @@ impl FromStr for FieldPointer {
             segments.push(Segment::Key(key));
         }
         Ok(FieldPointer { text: text.to_owned(), segments })
+    }
+}
+
+/// Field pointers held as a tree of selected paths: one node per segment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// The whole subtree at this point is selected.
+    pub whole: bool,
+    /// The object keys (or, on an array, the indices) selected below this point.
+    pub keys: BTreeMap<String, Selection>,
+    /// `*`: what is selected in every element of an array at this point.
+    pub every: Option<Box<Selection>>,
+}
+
+impl Selection {
+    /// The tree of `pointers`.
+    pub fn of(pointers: &[FieldPointer]) -> Selection {
+        let mut root = Selection::default();
+        for p in pointers {
+            let mut node = &mut root;
+            for segment in p.segments() {
+                node = match segment {
+                    Segment::Key(k) => node.keys.entry(k.clone()).or_default(),
+                    Segment::Every => node.every.get_or_insert_with(Default::default),
+                };
+            }
+            node.whole = true;
+        }
+        root
     }
 }
 

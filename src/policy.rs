@@ -3,7 +3,8 @@
 //! [`route`] finds, for an authenticated sender and a record type, the agreements in force and
 //! the recipients they name. [`FieldList::project`] cuts a record down to a recipient's fields:
 //! JSON Pointers, with `*` standing for every element of an array; the projection keeps the
-//! original nesting and holds exactly the selected subtrees.
+//! original nesting and holds exactly the selected subtrees; [`Agreement::view`] is the JSON
+//! Schema of exactly that projection, for the version a recipient receives.
 //!
 //! **Invariant:** a recipient never receives a value outside its field list; the projection
 //! builds a new document from the selected paths instead of deleting from the original.
@@ -16,8 +17,8 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::ids::{AgreementId, PartnerId};
-use crate::pointer::{FieldPointer, Segment};
-use crate::schema::Version;
+use crate::pointer::{FieldPointer, Segment, Selection};
+use crate::schema::{SchemaCatalog, Version};
 
 /// Whether an agreement is store-and-forward or synchronous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -45,6 +46,15 @@ impl AgreementRecipient {
     /// The version this recipient receives a record sent in `sent` as.
     pub fn receives(&self, sent: Version) -> Version {
         self.version.unwrap_or(sent)
+    }
+
+    /// Every version this recipient receives records in, under an agreement that accepts
+    /// `accepted`: its pin, or each accepted version; oldest first.
+    pub fn versions_received(&self, accepted: &[Version]) -> Vec<Version> {
+        let mut versions: Vec<Version> = accepted.iter().map(|v| self.receives(*v)).collect();
+        versions.sort();
+        versions.dedup();
+        versions
     }
 }
 
@@ -85,6 +95,35 @@ impl Agreement {
     pub fn is_party(&self, partner: &str) -> bool {
         &*self.sender == partner || self.recipients.iter().any(|r| &*r.partner == partner)
     }
+
+    /// The recipient `partner`, if it is one.
+    pub fn recipient(&self, partner: &str) -> Option<&AgreementRecipient> {
+        self.recipients.iter().find(|r| &*r.partner == partner)
+    }
+
+    /// The view of what `recipient` receives under this agreement in `version`: the JSON Schema
+    /// of exactly its projection ([`crate::schema::view`]), or `None` if it does not receive
+    /// that version (or the catalog has no such schema).
+    pub fn view(&self, catalog: &SchemaCatalog, recipient: &AgreementRecipient, version: Version) -> Option<Value> {
+        if !recipient.versions_received(&self.versions).contains(&version) {
+            return None;
+        }
+        let schema = catalog.record_type(&self.record_type)?.version(version)?;
+        let (record_type, partner, id) = (&*self.record_type, &*recipient.partner, &*self.id);
+        let title = format!("{record_type} {version} as {partner} receives it under {id}");
+        let fields: Vec<String> = recipient.fields.pointers().iter().map(|p| format!("`{p}`")).collect();
+        let mut description = format!(
+            "What {partner} receives of a {record_type} record, in version {version}, under the agreement {id} ({}): \
+             only {}, cut out of the record with the nesting kept. A field the schema requires stays required \
+             where it is always sent.",
+            self.title_en,
+            fields.join(", ")
+        );
+        if let Some(source) = schema.document.get("title").and_then(Value::as_str) {
+            description.push_str(&format!(" From the schema \"{source}\"."));
+        }
+        Some(crate::schema::view::view(schema.dereferenced(), recipient.fields.pointers(), &title, &description))
+    }
 }
 
 /// A recipient's fields, held as a tree of selected paths.
@@ -96,27 +135,9 @@ pub struct FieldList {
     non_bmp_keys: bool,
 }
 
-#[derive(Debug, Clone, Default)]
-struct Selection {
-    /// The whole subtree at this point is selected.
-    whole: bool,
-    keys: BTreeMap<String, Selection>,
-    every: Option<Box<Selection>>,
-}
-
 impl FieldList {
     pub fn new(pointers: Vec<FieldPointer>) -> Self {
-        let mut root = Selection::default();
-        for p in &pointers {
-            let mut node = &mut root;
-            for segment in p.segments() {
-                node = match segment {
-                    Segment::Key(k) => node.keys.entry(k.clone()).or_default(),
-                    Segment::Every => node.every.get_or_insert_with(Default::default),
-                };
-            }
-            node.whole = true;
-        }
+        let root = Selection::of(&pointers);
         let non_bmp_keys = pointers
             .iter()
             .flat_map(|p| p.segments())
@@ -498,6 +519,20 @@ mod tests {
             if &*earlier.id == "request" && &*later.id == "push"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn a_recipient_receives_each_accepted_version_or_its_pin_alone() {
+        let (v10, v11) = (Version { major: 1, minor: 0 }, Version { major: 1, minor: 1 });
+        let mut a = agreement("a", "on", FROM, None, &["city"]);
+        a.versions = vec![v10, v11];
+        assert_eq!(a.recipient("city").unwrap().versions_received(&a.versions), [v10, v11]);
+        a.recipients[0].version = Some(v10);
+        assert_eq!(a.recipient("city").unwrap().versions_received(&a.versions), [v10]);
+        // A pin outside the accepted versions is what it receives all the same.
+        a.recipients[0].version = Some(Version { major: 2, minor: 0 });
+        assert_eq!(a.recipients[0].versions_received(&a.versions), [Version { major: 2, minor: 0 }]);
+        assert!(a.recipient("on").is_none(), "the sender is no recipient");
     }
 
     fn fields(list: &[&str]) -> FieldList {

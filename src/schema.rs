@@ -83,6 +83,7 @@ use crate::problem::Problem;
 
 mod producible;
 pub mod translation;
+pub mod view;
 mod violations;
 
 use producible::producible;

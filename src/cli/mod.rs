@@ -85,11 +85,20 @@ pub enum Command {
     ///
     /// Reports every problem, not just the first, grouped by file, each with how to fix it: an
     /// unknown partner, a schema that does not compile, a field an accepted schema version cannot
-    /// produce, overlapping agreements, a duplicate id, an unknown key in any file.
-    #[command(after_long_help = "Example:\n  passerelle check --config config/passerelle.toml")]
+    /// produce, overlapping agreements, a duplicate id, an unknown key in any file. With
+    /// `--explain AGREEMENT`, a clean configuration is followed by what each recipient of that
+    /// agreement receives, in English then in French.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle check --config config/passerelle.toml\n  \
+                                 passerelle check --explain birth-ottawa")]
     Check {
         #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG, help = CONFIG_HELP)]
         config: PathBuf,
+        /// Print, for each recipient of this agreement (its id), the schema version it receives,
+        /// each field it receives and the field of each accepted version it comes from (the same
+        /// one, or through the declared translation); exit 1 if there is no such agreement.
+        #[arg(long, value_name = "AGREEMENT")]
+        explain: Option<String>,
     },
     /// Write a development PKI into the data directory (never for production).
     ///
@@ -212,7 +221,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve::run(&config),
         Command::Demo { config, once } => demo::run(&config, once),
-        Command::Check { config } => check::run(&config),
+        Command::Check { config, explain } => check::run(&config, explain.as_deref()),
         Command::Audit(command) => audit::run(command),
         Command::DevPki { config } => dev_pki::run(&config),
         Command::MigrateStore { config, to, to_ca_file } => migrate_store::run(&config, &to, to_ca_file.as_deref()),

@@ -10,6 +10,14 @@
 //! own agreements; no other partner's type appears, and no component the caller's operations do
 //! not use.
 //!
+//! What the caller receives is there too. Each view it may read (the JSON Schema of exactly what
+//! it receives under one agreement in one version, [`crate::policy::Agreement::view`]) is the
+//! component `view.<agreement>.<type>.<version>`, given as the body of what it is sent: for a push
+//! recipient, one `webhooks` entry per record type (the POST the gateway makes to
+//! `{endpoint}/{type}`, its headers, and for a request agreement's responder the answer it must
+//! give); for a pull recipient, the `body` of each delivery its mailbox hands out, with an example
+//! of its own.
+//!
 //! A schema file becomes the component named after its path inside the schemas directory
 //! (`birth-registration/1.1.json` is `birth-registration.1.1`), as written but for its `$defs`
 //! and its `$ref`s between files. Each `$defs` entry that is referenced becomes a component of
@@ -26,7 +34,8 @@
 //! **Invariant:** the documents describe the code. `tests/it/openapi.rs` checks that every
 //! documented operation is routed, every route is documented, only the caller's types are listed,
 //! the bundled schemas mean what the files in `schemas/` mean and every example is valid under
-//! its schema; `.ci/schemathesis` checks the running gateway's answers against the document, and
+//! its schema; `tests/it/views.rs` that the bundled views are the served ones and what a
+//! recipient is sent fits them; `.ci/schemathesis` checks the running gateway's answers against the document, and
 //! lints both documents with Redocly.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,10 +52,12 @@ use crate::policy::{FieldList, Route};
 use crate::schema::{CompiledSchema, SchemaCatalog, Version};
 
 mod components;
+mod received;
 
 use crate::store::{DeliveryStatus, DeliveryView, RecordState, RecordView};
 pub use components::component_name;
 use components::{add_schema_file, component_ref, drop_unused_components, embed};
+use received::{delivery_webhooks, inbox_bodies, received_views};
 
 /// The admin API's document, served as written.
 pub const ADMIN_DOCUMENT: &str = include_str!("openapi/admin.json");
@@ -144,6 +155,28 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
     }
     if let Some(Value::Object(written)) = document.get_mut("paths") {
         written.extend(paths);
+    }
+    // What the caller receives: each view a component, shown where it is sent.
+    let received = received_views(config, partner, &mut components);
+    match config.partner(partner).and_then(|p| p.delivery.as_ref()) {
+        Some(crate::delivery::DeliveryMode::Push(_)) if !received.is_empty() => {
+            let webhooks = delivery_webhooks(&config.built.catalog, &received, &mut components);
+            document["webhooks"] = Value::Object(webhooks);
+            if let Some(Value::Array(tags)) = document.get_mut("tags") {
+                tags.push(json!({"name": "deliveries", "description": "What the gateway sends the caller: every record it receives, as a webhook to its endpoint."}));
+            }
+        }
+        Some(crate::delivery::DeliveryMode::Pull) => {
+            let notices = config.partner(partner).is_some_and(|p| p.notify);
+            inbox_bodies(&mut document, partner, &received, notices);
+        }
+        _ => {}
+    }
+    let agreements: BTreeSet<&str> = received.iter().map(|r| &*r.agreement.id).collect();
+    if !agreements.is_empty()
+        && let Some(Value::Object(schema)) = document.pointer_mut("/components/parameters/ViewAgreement/schema")
+    {
+        schema.insert("enum".to_owned(), json!(agreements));
     }
     let readable: BTreeSet<String> =
         super::discovery::schema_entries(config, partner).into_iter().map(|(record_type, _, _)| record_type).collect();

@@ -4,8 +4,8 @@
 //! Checks run in the design's order and the first failure answers: here the head and route
 //! (1, 2), credentials (3) and rate limit (4); then the operation's own module: [`super::intake`]
 //! for records sent and dry runs (5 to 14), [`super::requests`] for request/response,
-//! [`super::records`] for the caller's records, [`super::discovery`] for schemas, agreements and
-//! the gateway's public keys,
+//! [`super::records`] for the caller's records, [`super::discovery`] for schemas, the views of
+//! what the caller receives, agreements and the gateway's public keys,
 //! [`super::inbox`] for a pull recipient's mailbox.
 //! A rejected record is never stored and never delivered.
 
@@ -39,6 +39,7 @@ pub enum Operation {
     ListRecords,
     Schemas,
     Schema,
+    SchemaView,
     Agreements,
     OpenApi,
     Keys,
@@ -63,6 +64,7 @@ impl Operation {
             Operation::ListRecords => "records",
             Operation::Schemas => "schemas",
             Operation::Schema => "schema",
+            Operation::SchemaView => "schema_view",
             Operation::Agreements => "agreements",
             Operation::OpenApi => "openapi",
             Operation::Keys => "keys",
@@ -75,7 +77,7 @@ impl Operation {
 
 /// Every route of the partner API; `HEAD` goes wherever `GET` does. The OpenAPI document
 /// ([`super::openapi`]) describes exactly these, and a test holds the two together.
-pub static ROUTES: [HttpRoute<Operation>; 13] = [
+pub static ROUTES: [HttpRoute<Operation>; 14] = [
     HttpRoute { method: Method::POST, template: "/v1/records/{record_type}", operation: Operation::Submit },
     HttpRoute { method: Method::POST, template: "/v1/requests/{record_type}", operation: Operation::Request },
     HttpRoute { method: Method::POST, template: "/v1/validate/{record_type}", operation: Operation::Validate },
@@ -83,6 +85,11 @@ pub static ROUTES: [HttpRoute<Operation>; 13] = [
     HttpRoute { method: Method::GET, template: "/v1/records", operation: Operation::ListRecords },
     HttpRoute { method: Method::GET, template: "/v1/schemas", operation: Operation::Schemas },
     HttpRoute { method: Method::GET, template: "/v1/schemas/{record_type}/{version}", operation: Operation::Schema },
+    HttpRoute {
+        method: Method::GET,
+        template: "/v1/schemas/{record_type}/{version}/views/{agreement}",
+        operation: Operation::SchemaView,
+    },
     HttpRoute { method: Method::GET, template: "/v1/agreements", operation: Operation::Agreements },
     HttpRoute { method: Method::GET, template: "/v1/openapi.json", operation: Operation::OpenApi },
     HttpRoute { method: Method::GET, template: "/v1/keys", operation: Operation::Keys },
@@ -214,6 +221,13 @@ async fn dispatch(
         Operation::ListRecords => served(super::records::list_records(state, partner, &req).await?),
         Operation::Schemas => served(super::discovery::schemas(config, partner)),
         Operation::Schema => served(super::discovery::schema(config, partner, record_type, route.param("version"))?),
+        Operation::SchemaView => served(super::discovery::view(
+            config,
+            partner,
+            record_type,
+            route.param("version"),
+            route.param("agreement"),
+        )?),
         Operation::Agreements => served(super::discovery::agreements(config, partner)),
         Operation::Keys => served(super::discovery::keys(&state.trail.notary)),
         Operation::Inbox => served(super::inbox::take(state, config, partner, &req).await?),
@@ -267,7 +281,8 @@ mod tests {
                 .template
                 .replace("{record_type}", "birth-registration")
                 .replace("{record_id}", "01900000-0000-7000-8000-000000000000")
-                .replace("{version}", "1.1");
+                .replace("{version}", "1.1")
+                .replace("{agreement}", "birth-ottawa");
             let found = find_route(&route.method, &path).unwrap_or_else(|e| panic!("{} {path}: {e}", route.method));
             assert_eq!(found.route.operation, route.operation, "{} {path}", route.method);
         }

@@ -58,7 +58,7 @@ fn array_item_producible(obj: &serde_json::Map<String, Value>, rest: &[Segment])
     matches!(obj.get("prefixItems"), Some(Value::Array(items)) if items.iter().any(|i| producible(i, rest)))
 }
 
-fn regex_matches(pattern: &str, name: &str) -> bool {
+pub(super) fn regex_matches(pattern: &str, name: &str) -> bool {
     // The catalog compiled every pattern already; compiling a throwaway validator keeps one
     // regex dialect for both.
     jsonschema::options()

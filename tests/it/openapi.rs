@@ -125,7 +125,8 @@ async fn every_documented_operation_is_routed_and_every_route_is_documented() {
             let concrete = path
                 .replace("{record_id}", "01900000-0000-7000-8000-000000000000")
                 .replace("{record_type}", "birth-registration")
-                .replace("{version}", "1.1");
+                .replace("{version}", "1.1")
+                .replace("{agreement}", "birth-ohip");
             let r = gw.client.request(method.parse().unwrap(), &concrete).bearer(gw.key(partner)).send().await;
             assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {concrete}");
             if r.status == StatusCode::NOT_FOUND {

@@ -143,6 +143,8 @@ async fn birth_bundle_reaches_each_recipient_with_only_its_fields() {
         assert!(delivery.header("passerelle-agreement").is_some());
         assert!(delivery.header("idempotency-key").is_some_and(|k| k.contains(&id)));
         assert!(delivery.header("traceparent").is_some_and(|t| t.starts_with("00-")));
+        // And it is what the view the recipient reads says it receives.
+        assert_eq!(gw.assert_received_in_view(recipient).await, 1, "{recipient}");
     }
     // Nothing outside the birth bundle's fields, such as the 1.1-only SIN application flag, left.
     assert!(gw.recipients.values().all(|m| m.received().iter().all(|r| r.json().get("sin_application").is_none())));

@@ -1,4 +1,6 @@
-//! Mock recipient systems: real HTTP servers on 127.0.0.1 that record what they receive.
+//! Mock recipient systems: real HTTP servers on 127.0.0.1 that record what they receive, and
+//! the check that what a recipient received is what its view (the JSON Schema the gateway
+//! serves it of what it receives) says it receives.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -30,6 +32,51 @@ impl Received {
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("recipient received JSON")
+    }
+    /// The agreement and the schema (`type/version`) the gateway sent this body under.
+    pub fn delivered_as(&self) -> (String, String) {
+        let header = |name| self.header(name).unwrap_or_else(|| panic!("no {name} header")).to_owned();
+        (header("passerelle-agreement"), header("passerelle-schema"))
+    }
+}
+
+impl super::TestGateway {
+    /// The view `partner` reads, with its own key, of what it receives under `agreement` in
+    /// `schema` (`type/version`): `GET /v1/schemas/{type}/{version}/views/{agreement}`.
+    pub async fn view(&self, partner: &str, agreement: &str, schema: &str) -> serde_json::Value {
+        let path = format!("/v1/schemas/{schema}/views/{agreement}");
+        let r = self.client.get(&path, self.key(partner)).await;
+        assert_eq!(r.status, StatusCode::OK, "{partner}: GET {path}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/schema+json"));
+        r.json()
+    }
+
+    /// Asserts that `body`, delivered to `partner` under `agreement` in `schema`, is valid under
+    /// the view the gateway serves `partner` (formats checked too).
+    pub async fn assert_in_view(&self, partner: &str, agreement: &str, schema: &str, body: &serde_json::Value) {
+        let view = self.view(partner, agreement, schema).await;
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&view)
+            .unwrap_or_else(|e| panic!("the view of {agreement} {schema} for {partner} compiles: {e}"));
+        let errors: Vec<String> =
+            validator.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(
+            errors.is_empty(),
+            "{partner} received under {agreement} {schema} a body its view refuses: {errors:?}\n{body}"
+        );
+    }
+
+    /// Asserts that every body `partner`'s mock has received is valid under its view, and
+    /// returns how many it checked.
+    pub async fn assert_received_in_view(&self, partner: &str) -> usize {
+        let received = self.recipient(partner).received();
+        for r in &received {
+            let (agreement, schema) = r.delivered_as();
+            self.assert_in_view(partner, &agreement, &schema, &r.json()).await;
+        }
+        received.len()
     }
 }
 
