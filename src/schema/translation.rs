@@ -14,6 +14,7 @@
 //!   target value): a renamed or moved field. A source value `values` does not list fails the
 //!   translation. Its `from` is then not copied by the rule above.
 //! - `[[constant]]` `to`, `value`: a field the target requires that the source cannot supply.
+//! - `[[default]]` `to`, `value`: the same, written only where the record left it empty.
 //! - `[[join]]` `from` (a list), `to`, `separator`: strings joined, absent ones skipped.
 //! - `[[split]]` `from`, `to` (a list), `separator`: a string cut in at most `to.len()` parts.
 //!
@@ -45,6 +46,8 @@ struct RawTranslation {
     map: Vec<RawMap>,
     #[serde(default)]
     constant: Vec<RawConstant>,
+    #[serde(default)]
+    default: Vec<RawConstant>,
     #[serde(default)]
     join: Vec<RawJoin>,
     #[serde(default)]
@@ -85,10 +88,30 @@ struct RawSplit {
 /// One rule of a translation.
 #[derive(Debug, Clone)]
 enum Rule {
-    Map { from: FieldPointer, to: FieldPointer, values: Option<BTreeMap<String, Value>> },
-    Constant { to: FieldPointer, value: Value },
-    Join { from: Vec<FieldPointer>, to: FieldPointer, separator: String },
-    Split { from: FieldPointer, to: Vec<FieldPointer>, separator: String },
+    Map {
+        from: FieldPointer,
+        to: FieldPointer,
+        values: Option<BTreeMap<String, Value>>,
+    },
+    Constant {
+        to: FieldPointer,
+        value: Value,
+    },
+    /// A constant written only where nothing else was.
+    Default {
+        to: FieldPointer,
+        value: Value,
+    },
+    Join {
+        from: Vec<FieldPointer>,
+        to: FieldPointer,
+        separator: String,
+    },
+    Split {
+        from: FieldPointer,
+        to: Vec<FieldPointer>,
+        separator: String,
+    },
 }
 
 impl Rule {
@@ -96,13 +119,15 @@ impl Rule {
         match self {
             Rule::Map { from, .. } | Rule::Split { from, .. } => vec![from],
             Rule::Join { from, .. } => from.iter().collect(),
-            Rule::Constant { .. } => Vec::new(),
+            Rule::Constant { .. } | Rule::Default { .. } => Vec::new(),
         }
     }
 
     fn targets(&self) -> Vec<&FieldPointer> {
         match self {
-            Rule::Map { to, .. } | Rule::Constant { to, .. } | Rule::Join { to, .. } => vec![to],
+            Rule::Map { to, .. } | Rule::Constant { to, .. } | Rule::Default { to, .. } | Rule::Join { to, .. } => {
+                vec![to]
+            }
             Rule::Split { to, .. } => to.iter().collect(),
         }
     }
@@ -168,6 +193,11 @@ impl Translation {
         for c in &raw.constant {
             if let Some(t) = pointer(&c.to, &mut problems) {
                 rules.push(Rule::Constant { to: t, value: json(&c.value) });
+            }
+        }
+        for d in &raw.default {
+            if let Some(t) = pointer(&d.to, &mut problems) {
+                rules.push(Rule::Default { to: t, value: json(&d.value) });
             }
         }
         for j in &raw.join {
@@ -236,6 +266,11 @@ impl Translation {
                     }
                 }
                 Rule::Constant { to, value } => set(&mut out, to.segments(), &[], value.clone()),
+                Rule::Default { to, value } => {
+                    if get(&out, to.segments()).is_none_or(Value::is_null) {
+                        set(&mut out, to.segments(), &[], value.clone());
+                    }
+                }
                 Rule::Join { from, to, separator } => {
                     // Joined per index of the first source's `*`s (all share them).
                     let mut joined: BTreeMap<Vec<usize>, Vec<String>> = BTreeMap::new();
@@ -323,6 +358,12 @@ impl Translation {
             if rule.targets().iter().any(|t| related(t.segments(), field.segments())) {
                 match rule {
                     Rule::Constant { .. } => found.push("(a constant)".to_owned()),
+                    Rule::Default { .. } => {
+                        found.push("(a default where the record has none)".to_owned());
+                        if producible(source, field.segments()) {
+                            found.push(field.to_string());
+                        }
+                    }
                     _ => found.extend(rule.sources().iter().map(|s| s.to_string())),
                 }
             }
@@ -538,6 +579,15 @@ fn matches<'v>(record: &'v Value, pointer: &[Segment]) -> Vec<(Vec<usize>, Strin
     out
 }
 
+/// The value at a pointer without `*`, if there is one.
+fn get<'v>(value: &'v Value, pointer: &[Segment]) -> Option<&'v Value> {
+    pointer.iter().try_fold(value, |v, segment| match (segment, v) {
+        (Segment::Key(k), Value::Object(fields)) => fields.get(k),
+        (Segment::Key(k), Value::Array(items)) => k.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
 /// Writes `value` at `pointer` in `out`, its `*`s taking `indices` in order, making the objects
 /// and array elements on the way.
 fn set(out: &mut Value, pointer: &[Segment], indices: &[usize], value: Value) {
@@ -607,6 +657,10 @@ separator = " "
 [[constant]]
 to = "/origin"
 value = "passerelle"
+
+[[default]]
+to = "/child/born"
+value = "1970-01-01"
 "#;
 
     fn translation() -> Translation {
@@ -635,6 +689,9 @@ value = "passerelle"
             json!({"child": {"given": "Liam", "family": "Gagnon", "born": "2026-03-28"},
                    "parents": [{"language": "F", "postal": "H2H 2B4"}, {"language": "E"}], "origin": "passerelle"})
         );
+        // A default fills only what the record left empty.
+        let without_birth = translation().apply(&json!({"child": {"name": "Noor"}}), &target()).unwrap();
+        assert_eq!(without_birth["child"]["born"], "1970-01-01");
         let unmapped = json!({"parents": [{"lang": "de"}]});
         assert_eq!(
             translation().apply(&unmapped, &target()),
