@@ -311,8 +311,9 @@ impl Translation {
             Value::Object(fields) => {
                 let mut kept = Map::new();
                 for (key, v) in fields {
-                    path.push(Segment::Key(key.clone()));
-                    let sub = child(schema, path.last().expect("just pushed")); // invariant: pushed above
+                    let segment = Segment::Key(key.clone());
+                    let sub = child(schema, &segment);
+                    path.push(segment);
                     if let Some(sub) = sub
                         && let Some(copied) = self.copy(v, sub, path)
                     {
