@@ -177,6 +177,12 @@ impl Gateway {
             AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "gateway", "loaded");
         loaded.reason = Some(format!("sha256:{}", config.fingerprint));
         store.append_audit(vec![loaded]).await?;
+        if config.built.operators.has_bootstrap() {
+            tracing::warn!(
+                message = "The shared admin token is in force: whoever holds it acts as the admin `bootstrap-admin`. \
+                           Name each operator in the operators file ([admin] operators_file) and remove the token.",
+            );
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let dispatcher = Dispatcher::start(
             &config.delivery_plan(),
@@ -281,9 +287,9 @@ impl Gateway {
         })
     }
 
-    /// Re-reads the configuration from its file; see [`State::reload`].
+    /// Re-reads the configuration from its file on `SIGHUP`; see [`State::reload`].
     pub async fn reload(&self) -> Result<String, crate::http::state::ReloadError> {
-        self.state.reload().await
+        self.state.reload("signal:SIGHUP").await
     }
 
     /// Stops accepting, lets requests and delivery attempts in flight finish, then returns.

@@ -39,7 +39,8 @@
 //!   the schema of exactly what a recipient receives ([`schema::view`]). [`tls`]: rustls (ring only), certificate identity. [`telemetry`]: the
 //!   Prometheus registry, typed events that log and count together, W3C trace context
 //!   ([`telemetry::trace`]) and its export over OTLP ([`telemetry::otlp`]). [`rate_limit`]:
-//!   per-partner token buckets.
+//!   per-partner token buckets. [`operators`]: named operators, their roles and scopes, and the
+//!   directory their credentials resolve through.
 //! - [`auth`]: credentials to an [`auth::AuthenticatedPartner`] (a client certificate, one a
 //!   trusted proxy forwarded, or an API key). [`policy`]: agreements, who may send what to
 //!   whom ([`policy::route`]) and the field projection per recipient, with its view. [`audit`]: the hash chain
@@ -85,7 +86,7 @@
 //! | layer | modules |
 //! |---|---|
 //! | 0 | `clock`, `digest`, `ids`, `json`, `pointer`, `problem`, `random` |
-//! | 1 | `rate_limit`, `schema`, `seal`, `secrets`, `telemetry` |
+//! | 1 | `operators`, `rate_limit`, `schema`, `seal`, `secrets`, `telemetry` |
 //! | 2 | `audit`, `pki`, `policy`, `tls` |
 //! | 3 | `auth`, `store` |
 //! | 4 | `delivery`, `notices`, `upkeep` |
@@ -146,6 +147,7 @@ pub mod http;
 pub mod ids;
 pub mod json;
 pub mod notices;
+pub mod operators;
 pub mod pki;
 pub mod pointer;
 pub mod policy;

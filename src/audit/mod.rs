@@ -240,6 +240,8 @@ pub mod kind {
     /// A completion notice committed for delivery to a record's sender (its `record_id` is the
     /// notice's own record; `reason` names the record it reports on and the kind).
     pub const NOTICE_ISSUED: &str = "notice.issued";
+    /// An operator read a page of the audit trail; `count` entries, `reason` their seq range.
+    pub const AUDIT_READ: &str = "audit.read";
 }
 
 #[cfg(test)]

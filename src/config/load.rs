@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::model::*;
 use super::sources::{Sources, ms, normalize, problem, resolve};
-use super::{agreements, partners, raw, tls};
+use super::{agreements, operators, partners, raw, tls};
 use crate::audit::keys::{KeyError, TrustedKeys};
 use crate::delivery::{DeliverySettings, InboxSettings};
 use crate::problem::Problem;
@@ -162,6 +162,12 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     let (catalog, schema_problems) = SchemaCatalog::load_partial(&schemas_dir, &|file| files.read(file));
     problems.extend(schema_problems);
     let agreements = agreements::load(&files, &agreements_dir, &partners, partners_known, &catalog, &mut problems);
+    let known = operators::Known {
+        partners: partners.iter().map(|p| &*p.id).collect(),
+        agreements: agreements.iter().map(|a| &*a.id).collect(),
+    };
+    let operators =
+        operators::load(&files, admin.operators_file.as_deref(), admin.token.as_deref(), &known, &mut problems);
 
     if !problems.is_empty() {
         return Err(LoadError { problems });
@@ -192,6 +198,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         catalog,
         credentials: crate::auth::Credentials { certificates, api_keys, forwarding },
         trusted_keys,
+        operators,
     };
     Ok(Config { source: path, fingerprint, settings, built })
 }
@@ -242,6 +249,7 @@ fn load_admin(
         token_file: raw.token_file.as_deref().map(|f| resolve(base, Some(f), "")),
         token,
         metrics_open: raw.metrics_open.unwrap_or(true),
+        operators_file: raw.operators_file.as_deref().map(|f| resolve(base, Some(f), "")),
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod agreements;
 pub mod load;
 pub mod model;
+pub mod operators;
 pub mod partners;
 pub mod raw;
 pub mod sources;

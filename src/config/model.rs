@@ -125,6 +125,8 @@ pub struct AdminSettings {
     /// metrics is closed.
     pub token: Option<Arc<str>>,
     pub metrics_open: bool,
+    /// The operators file, if any: named operators, their grants and token digests.
+    pub operators_file: Option<PathBuf>,
 }
 
 /// Logging settings.
@@ -191,6 +193,8 @@ pub struct Built {
     pub credentials: crate::auth::Credentials,
     /// Audit keys whose signatures are trusted besides the gateway's own (`audit.trusted_keys`).
     pub trusted_keys: TrustedKeys,
+    /// Every operator who may sign in, and what each may do.
+    pub operators: crate::operators::Directory,
 }
 
 impl Config {

@@ -236,6 +236,44 @@ pub struct RawAdmin {
     pub token_file: Option<String>,
     /// Whether `/metrics` is served without the admin token (default true).
     pub metrics_open: Option<bool>,
+    /// The operators file (relative to this file): named operators, their roles and tokens.
+    pub operators_file: Option<String>,
+}
+
+/// The operators file: `[[operator]]` entries.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperators {
+    #[serde(default, rename = "operator")]
+    pub operators: Vec<RawOperator>,
+}
+
+/// One `[[operator]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperator {
+    /// The operator's name, as the audit trail writes it (`operator:<name>`).
+    pub name: String,
+    /// Roles held over the whole gateway.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Roles held over some partners or agreements only.
+    #[serde(default)]
+    pub grant: Vec<RawGrant>,
+    /// SHA-256 (hex) of each token the operator's scripts present; the tokens are not kept.
+    #[serde(default)]
+    pub token_sha256: Vec<String>,
+}
+
+/// A role limited to some partners or agreements (either list empty: no limit on that side).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrant {
+    pub role: String,
+    #[serde(default)]
+    pub partners: Vec<String>,
+    #[serde(default)]
+    pub agreements: Vec<String>,
 }
 
 /// `[log]` of the main file.

@@ -15,15 +15,17 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::error::{AdminError, ApiError};
 use super::i18n::Lang;
 use super::routes::{AnyShape, Route as HttpRoute, RouteTable};
 use super::state::State;
 use super::{json_response, store_json, text_response};
+use crate::audit::AuditEvent;
 use crate::auth::ConnectionInfo;
-use crate::store::{DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget};
+use crate::config::Config;
+use crate::operators::{Directory, Grant, Operator, Permission, Target};
+use crate::store::{DeliveryAdminView, DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget};
 use crate::telemetry::events::DeliveryReplayed;
 use crate::telemetry::events::RequestServed;
 use crate::telemetry::trace::TraceContext;
@@ -63,11 +65,34 @@ pub enum OperatorCall {
     Overview,
     OpenApi,
     Keys,
+    WhoAmI,
+    Operators,
+}
+
+impl OperatorCall {
+    /// The permission the call needs: the one table of who may do what on the admin API.
+    pub fn needs(self) -> Permission {
+        use OperatorCall as O;
+        match self {
+            O::Metrics | O::Deliveries | O::Overview | O::OpenApi | O::Keys | O::WhoAmI => Permission::View,
+            O::ReplayDelivery | O::ReplayRecipient => Permission::Replay,
+            O::Reload => Permission::Reload,
+            O::Audit => Permission::ReadAudit,
+            O::Operators => Permission::Administer,
+        }
+    }
+
+    /// Whether the call acts on the whole gateway, so that a grant limited to some partners or
+    /// agreements does not allow it: the metrics, a reload, the list of operators. Calls on one
+    /// delivery or recipient check the grant's scope against it; lists are cut to it.
+    pub fn whole_gateway(self) -> bool {
+        matches!(self, OperatorCall::Metrics | OperatorCall::Reload | OperatorCall::Operators)
+    }
 }
 
 /// Every route of the admin API; `HEAD` goes wherever `GET` does. The admin OpenAPI document
 /// ([`super::openapi::ADMIN_DOCUMENT`]) describes exactly these, and a test holds the two together.
-pub static ROUTES: [HttpRoute<Operation>; 14] = {
+pub static ROUTES: [HttpRoute<Operation>; 16] = {
     use ConsolePage as C;
     use Operation::{Console, Operator};
     use OperatorCall as O;
@@ -94,6 +119,8 @@ pub static ROUTES: [HttpRoute<Operation>; 14] = {
         HttpRoute { method: Method::POST, template: "/console/logout", operation: Console(C::Logout) },
         HttpRoute { method: Method::GET, template: "/admin/v1/openapi.json", operation: Operator(O::OpenApi) },
         HttpRoute { method: Method::GET, template: "/admin/v1/keys", operation: Operator(O::Keys) },
+        HttpRoute { method: Method::GET, template: "/admin/v1/whoami", operation: Operator(O::WhoAmI) },
+        HttpRoute { method: Method::GET, template: "/admin/v1/operators", operation: Operator(O::Operators) },
     ]
 };
 
@@ -120,7 +147,7 @@ pub async fn handle(state: Arc<State>, req: Request<RequestBody>, conn: Arc<Conn
         status: answer.response.status().as_u16(),
         latency: started.elapsed(),
         peer: conn.peer,
-        partner: answer.operator.then_some("operator"),
+        partner: answer.operator.as_ref().map(Operator::actor).as_deref(),
         request_id: &request_id,
         trace_id: trace_id.as_deref(),
         record: None,
@@ -134,8 +161,8 @@ struct Answer {
     response: Response<Full<Bytes>>,
     /// The route template, or `unknown`.
     route: &'static str,
-    /// The caller presented the admin token or a console session.
-    operator: bool,
+    /// The operator the caller's credentials stand for, if any.
+    operator: Option<Operator>,
 }
 
 /// The answer to one admin request. As on the partner API, the route and its method are checked
@@ -145,7 +172,7 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let refused = |e: ApiError| Answer { response: e.to_response(lang, &path), route: "unknown", operator: false };
+    let refused = |e: ApiError| Answer { response: e.to_response(lang, &path), route: "unknown", operator: None };
     if let Err(e) = super::check_host(&req) {
         return refused(e);
     }
@@ -154,15 +181,9 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
         Err(miss) => return refused(miss.into()),
     };
     let template = route.route.template;
-    let open = |response| Answer { response, route: template, operator: false };
+    let open = |response| Answer { response, route: template, operator: None };
     let metrics = || text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render());
-    let signed_in = || {
-        has_admin_token(config.settings.admin.token.as_deref(), &req)
-            || state.console.sessions.valid(
-                req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()),
-                config.settings.admin.token.as_deref(),
-            )
-    };
+    let operator = || signed_in(state, &config, &req);
     let call = match route.route.operation {
         Operation::Healthz => return open(text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")),
         Operation::Readyz => {
@@ -181,33 +202,50 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
         Operation::Metrics if config.settings.admin.metrics_open => return open(metrics()),
         Operation::Metrics => OperatorCall::Metrics,
         Operation::Console(page) => {
-            let signed_in = signed_in();
-            let response = console(state, config.settings.admin.token.as_deref(), req, page, lang, signed_in).await;
-            return Answer { response, route: template, operator: signed_in };
+            let operator = operator();
+            let response = console(state, &config, req, page, lang, operator.as_ref()).await;
+            return Answer { response, route: template, operator };
         }
         Operation::Operator(call) => call,
     };
-    let signed_in = signed_in();
+    let operator = operator();
     let result = async {
-        if !signed_in {
-            return Err(AdminError::TokenRequired);
+        let Some(operator) = &operator else { return Err(AdminError::TokenRequired) };
+        let needs = call.needs();
+        if !operator.may(needs) || (call.whole_gateway() && !operator.may_everywhere(needs)) {
+            return Err(AdminError::Forbidden { needs, scoped: operator.may(needs) });
         }
         if method == Method::POST && !same_origin(&req) {
             return Err(AdminError::CrossOrigin);
         }
+        let query = req.uri().query().unwrap_or("");
         match call {
             OperatorCall::Metrics => Ok(metrics()),
-            OperatorCall::Deliveries => deliveries(state, req.uri().query().unwrap_or("")).await,
+            OperatorCall::Deliveries => deliveries(state, operator, query).await,
             OperatorCall::ReplayDelivery => {
                 let id = route.param("delivery_id").parse::<i64>().map_err(|_| AdminError::DeliveryNotFound)?;
-                replay(state, ReplayTarget::One(id)).await
+                if !operator.may_everywhere(needs) {
+                    let delivery = state.store.deliveries(DeliveryFilter::one(id)).await.map_err(ApiError::store)?;
+                    let delivery = delivery.first().filter(|d| d.id == id).ok_or(AdminError::DeliveryNotFound)?;
+                    if !covers(operator, needs, delivery) {
+                        return Err(AdminError::Forbidden { needs, scoped: true });
+                    }
+                }
+                replay(state, operator, ReplayTarget::One(id)).await
             }
             OperatorCall::ReplayRecipient => {
                 let recipient = route.param("recipient");
                 if config.partner(recipient).is_none() {
                     return Err(ApiError::RouteNotFound.into());
                 }
-                replay(state, ReplayTarget::Recipient(recipient.to_owned())).await
+                if !operator.may_on(needs, &Target { partners: &[recipient], agreement: None }) {
+                    return Err(AdminError::Forbidden { needs, scoped: true });
+                }
+                replay(state, operator, ReplayTarget::Recipient(recipient.to_owned())).await
+            }
+            OperatorCall::WhoAmI => Ok(json_response(StatusCode::OK, whoami(operator).to_string().into_bytes())),
+            OperatorCall::Operators => {
+                Ok(json_response(StatusCode::OK, operators(&config.built.operators).to_string().into_bytes()))
             }
             OperatorCall::Overview => Ok(json_response(
                 StatusCode::OK,
@@ -215,12 +253,12 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
                     .to_string()
                     .into_bytes(),
             )),
-            OperatorCall::Audit => audit(state, req.uri().query().unwrap_or("")).await,
+            OperatorCall::Audit => audit(state, operator, query).await,
             OperatorCall::Keys => Ok(super::discovery::keys(&state.trail.notary)),
             OperatorCall::OpenApi => {
                 Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec()))
             }
-            OperatorCall::Reload => match state.reload().await {
+            OperatorCall::Reload => match state.reload(&operator.actor()).await {
                 Ok(fingerprint) => Ok(json_response(
                     StatusCode::OK,
                     json!({"reloaded": true, "fingerprint": fingerprint}).to_string().into_bytes(),
@@ -234,17 +272,35 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
     let mut response = result.unwrap_or_else(|e| e.to_response(lang, &path));
     // Operators' data (dead letters, the overview, the audit trail) is never kept by a cache.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Answer { response, route: template, operator: signed_in }
+    Answer { response, route: template, operator }
+}
+
+/// The operator the request's credentials stand for: a bearer token (an operator's own or the
+/// bootstrap token), else a console session. `None`: not signed in.
+fn signed_in(state: &State, config: &Config, req: &Request<RequestBody>) -> Option<Operator> {
+    let directory = &config.built.operators;
+    let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(token) = bearer.and_then(|b| b.strip_prefix("Bearer ")) {
+        return directory.by_token(token);
+    }
+    state.console.sessions.operator(req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()), directory)
+}
+
+/// Whether `operator` holds `permission` over a delivery: its sender, its recipient, its
+/// agreement.
+fn covers(operator: &Operator, permission: Permission, d: &DeliveryAdminView) -> bool {
+    let partners = [d.sender.as_str(), d.recipient.as_str()];
+    operator.may_on(permission, &Target { partners: &partners, agreement: Some(&d.agreement) })
 }
 
 /// The console: the page for a signed-in operator, else the sign-in form; signing in and out.
 async fn console(
     state: &State,
-    token: Option<&str>,
+    config: &Config,
     req: Request<RequestBody>,
     page: ConsolePage,
     lang: Lang,
-    signed_in: bool,
+    operator: Option<&Operator>,
 ) -> Response<Full<Bytes>> {
     use super::console;
     let lang_tag = match lang {
@@ -254,7 +310,9 @@ async fn console(
     let nonce: String = crate::random::bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
     let path = req.uri().path().to_owned();
     match page {
-        ConsolePage::Page if signed_in => html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce)),
+        ConsolePage::Page if operator.is_some() => {
+            html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce))
+        }
         ConsolePage::Page => html_response(StatusCode::OK, &nonce, console::login(lang_tag, &nonce, false)),
         ConsolePage::Login | ConsolePage::Logout if !same_origin(&req) => {
             AdminError::CrossOrigin.to_response(lang, &path)
@@ -268,16 +326,17 @@ async fn console(
                 Ok(body) => console::form_token(&body.to_bytes()),
                 Err(_) => None,
             };
-            let token = match (token, presented) {
-                (Some(token), Some(presented)) if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) => token,
-                _ => {
-                    state.console.sessions.failed();
-                    tracing::warn!(message = "Console sign-in refused.");
-                    return html_response(StatusCode::UNAUTHORIZED, &nonce, console::login(lang_tag, &nonce, true));
-                }
+            let directory = &config.built.operators;
+            let Some((operator, digest)) = presented.and_then(|token| {
+                let digest = crate::digest::sha256(token.as_bytes());
+                Some((directory.by_token_digest(&digest)?, digest))
+            }) else {
+                state.console.sessions.failed();
+                tracing::warn!(message = "Console sign-in refused.");
+                return html_response(StatusCode::UNAUTHORIZED, &nonce, console::login(lang_tag, &nonce, true));
             };
-            tracing::info!(message = "Console sign-in.");
-            let session = state.console.sessions.start(token);
+            tracing::info!(message = "Console sign-in.", operator = %operator.name, credential = operator.credential.as_str());
+            let session = state.console.sessions.start(console::Identity::Token(digest));
             redirect_to_console(&console::set_cookie(Some(&session)))
         }
         ConsolePage::Logout => {
@@ -318,17 +377,6 @@ fn redirect_to_console(cookie: &str) -> Response<Full<Bytes>> {
     response
 }
 
-/// Whether the request carries the admin token as a bearer header (compared in constant time).
-pub fn has_admin_token(token: Option<&str>, req: &Request<RequestBody>) -> bool {
-    let (Some(token), Some(presented)) =
-        (token, req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
-    else {
-        return false;
-    };
-    let presented = presented.strip_prefix("Bearer ").unwrap_or("");
-    bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
-}
-
 /// A state-changing call is accepted only with a `Host`, and, when the client names its origin
 /// (browsers do), only from that same host; a cross-site fetch is refused.
 fn same_origin(req: &Request<RequestBody>) -> bool {
@@ -350,7 +398,7 @@ fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     })
 }
 
-async fn deliveries(state: &State, query: &str) -> Result<Response<Full<Bytes>>, AdminError> {
+async fn deliveries(state: &State, operator: &Operator, query: &str) -> Result<Response<Full<Bytes>>, AdminError> {
     let status = match param(query, "status") {
         None => None,
         Some(s) => Some(s.parse::<DeliveryStatus>().map_err(|_| ApiError::BadQuery { parameter: "status" })?),
@@ -365,16 +413,50 @@ async fn deliveries(state: &State, query: &str) -> Result<Response<Full<Bytes>>,
         .map(|a| a.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "after" }))
         .transpose()?;
     let filter = DeliveryFilter { status, recipient: param(query, "recipient").map(str::to_owned), after_id, limit };
-    let list = state.store.deliveries(filter).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let list = state.store.deliveries(filter).await.map_err(ApiError::store)?;
     let next = (list.len() == limit).then(|| list.last().map(|d| d.id)).flatten();
-    let list: Vec<_> = list.iter().map(store_json::admin_delivery).collect();
+    // A scoped operator sees the page cut to their partners and agreements; `next_after` still
+    // pages through the whole list, so a page may hold fewer than `limit`.
+    let list: Vec<_> =
+        list.iter().filter(|d| covers(operator, Permission::View, d)).map(store_json::admin_delivery).collect();
     Ok(json_response(StatusCode::OK, json!({"deliveries": list, "next_after": next}).to_string().into_bytes()))
 }
 
-async fn replay(state: &State, target: ReplayTarget) -> Result<Response<Full<Bytes>>, AdminError> {
+/// Who the caller is and what they may do (the console shows what the roles allow).
+fn whoami(operator: &Operator) -> serde_json::Value {
+    json!({
+        "name": operator.name,
+        "credential": operator.credential.as_str(),
+        "roles": operator.roles().iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "grants": operator.grants.iter().map(grant_json).collect::<Vec<_>>(),
+        "permissions": Permission::ALL.iter().filter(|p| operator.may(**p)).map(|p| p.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+/// Every operator the configuration names and every OpenID group, with their grants; never a
+/// token or its digest.
+fn operators(directory: &Directory) -> serde_json::Value {
+    json!({
+        "bootstrap_token": directory.has_bootstrap(),
+        "operators": directory.entries().map(|e| json!({
+            "name": e.name,
+            "grants": e.grants.iter().map(grant_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "groups": directory.groups().map(|(g, grants)| json!({
+            "group": g,
+            "grants": grants.iter().map(grant_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn grant_json(g: &Grant) -> serde_json::Value {
+    json!({"role": g.role.as_str(), "partners": g.scope.partners, "agreements": g.scope.agreements})
+}
+
+async fn replay(state: &State, operator: &Operator, target: ReplayTarget) -> Result<Response<Full<Bytes>>, AdminError> {
     let single = matches!(target, ReplayTarget::One(_));
-    let request = ReplayRequest { target, actor: "operator".to_owned(), now: crate::clock::now_ms() };
-    let results = state.store.replay(request).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let request = ReplayRequest { target, actor: operator.actor(), now: crate::clock::now_ms() };
+    let results = state.store.replay(request).await.map_err(ApiError::store)?;
     if single && results.first().is_some_and(|r| r.outcome == ReplayOutcome::NotFound) {
         return Err(AdminError::DeliveryNotFound);
     }
@@ -391,7 +473,10 @@ async fn replay(state: &State, target: ReplayTarget) -> Result<Response<Full<Byt
     Ok(json_response(status, json!({"replayed": replayed, "deliveries": results}).to_string().into_bytes()))
 }
 
-async fn audit(state: &State, query: &str) -> Result<Response<Full<Bytes>>, AdminError> {
+/// A page of the audit trail. Reading it is itself audited (`audit.read`, with the operator's
+/// name and the entries' range); a scoped auditor sees only the entries that name a partner or
+/// agreement of theirs.
+async fn audit(state: &State, operator: &Operator, query: &str) -> Result<Response<Full<Bytes>>, AdminError> {
     let after = param(query, "after")
         .map(|a| a.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "after" }))
         .transpose()?
@@ -402,9 +487,29 @@ async fn audit(state: &State, query: &str) -> Result<Response<Full<Bytes>>, Admi
             n.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or(ApiError::BadQuery { parameter: "limit" })?
         }
     };
-    let entries =
-        state.store.audit_entries(after, limit).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
-    let lines: Vec<_> = entries.iter().map(crate::audit::export::entry_json).collect();
+    let entries = state.store.audit_entries(after, limit).await.map_err(ApiError::store)?;
+    let everywhere = operator.may_everywhere(Permission::ReadAudit);
+    let shown: Vec<_> = entries
+        .iter()
+        .filter(|e| {
+            let event = &e.event;
+            let partners: Vec<&str> =
+                [Some(event.actor.as_str()), event.recipient.as_deref()].into_iter().flatten().collect();
+            everywhere
+                || operator.may_on(
+                    Permission::ReadAudit,
+                    &Target { partners: &partners, agreement: event.agreement.as_deref() },
+                )
+        })
+        .collect();
+    let mut read = AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::AUDIT_READ, &operator.actor(), "read");
+    read.count = shown.len() as i64;
+    read.reason = Some(match (entries.first(), entries.last()) {
+        (Some(first), Some(last)) => format!("seq {} to {}", first.seq, last.seq),
+        _ => format!("after seq {after}: none"),
+    });
+    state.store.append_audit(vec![read]).await.map_err(ApiError::store)?;
+    let lines: Vec<_> = shown.into_iter().map(crate::audit::export::entry_json).collect();
     let mut response = json_response(StatusCode::OK, json!({"entries": lines}).to_string().into_bytes());
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)

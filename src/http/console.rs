@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::operators::{Directory, Operator};
 use crate::telemetry::{Metrics, RecordOutcome};
 
 /// The session cookie's name.
@@ -46,8 +47,9 @@ pub struct Console {
 }
 
 /// Signed-in console sessions, by the SHA-256 of their cookie (the cookie itself is not kept).
-/// Each remembers the digest of the admin token it was opened with: rotating or removing the
-/// token (a reload) ends every session opened with the old one.
+/// Each remembers how its operator signed in, not what they may do: the operator is resolved
+/// again through the configuration in force at every request, so a reload that removes an
+/// operator, their token or their group's grants ends or narrows their sessions at once.
 #[derive(Default)]
 pub struct Sessions {
     by_digest: Mutex<HashMap<[u8; 32], Session>>,
@@ -60,12 +62,21 @@ const MAX_FAILURES_PER_MINUTE: usize = 10;
 
 struct Session {
     expires: Instant,
-    token: [u8; 32],
+    identity: Identity,
+}
+
+/// How a session's operator signed in.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// With a token (an operator's own or the bootstrap token): its SHA-256.
+    Token([u8; 32]),
+    /// Through the OpenID provider: the name and groups its ID token gave.
+    SignIn { name: String, groups: Vec<String> },
 }
 
 impl Sessions {
-    /// Starts a session for `token` and returns the cookie value that stands for it.
-    pub fn start(&self, token: &str) -> String {
+    /// Starts a session for `identity` and returns the cookie value that stands for it.
+    pub fn start(&self, identity: Identity) -> String {
         let secret: [u8; 32] = crate::random::bytes();
         let cookie: String = secret.iter().map(|b| format!("{b:02x}")).collect();
         let now = Instant::now();
@@ -76,18 +87,23 @@ impl Sessions {
         {
             sessions.remove(&oldest);
         }
-        sessions.insert(digest(&cookie), Session { expires: now + SESSION_TTL, token: digest(token) });
+        sessions.insert(digest(&cookie), Session { expires: now + SESSION_TTL, identity });
         cookie
     }
 
-    /// Whether the request's `Cookie` header carries a live session opened with `token`, the
-    /// admin token in force (none: no session is valid).
-    pub fn valid(&self, cookie_header: Option<&str>, token: Option<&str>) -> bool {
-        let (Some(value), Some(token)) = (cookie_header.and_then(session_cookie), token) else { return false };
-        let sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.get(&digest(value)).is_some_and(|s| {
-            s.expires > Instant::now() && bool::from(subtle::ConstantTimeEq::ct_eq(&s.token[..], &digest(token)[..]))
-        })
+    /// The operator of the live session the request's `Cookie` header carries, as `directory`
+    /// (the configuration in force) resolves them now.
+    pub fn operator(&self, cookie_header: Option<&str>, directory: &Directory) -> Option<Operator> {
+        let value = cookie_header.and_then(session_cookie)?;
+        let identity = {
+            let sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+            let session = sessions.get(&digest(value)).filter(|s| s.expires > Instant::now())?;
+            session.identity.clone()
+        };
+        match identity {
+            Identity::Token(token) => directory.by_token_digest(&token),
+            Identity::SignIn { name, groups } => directory.by_sign_in(&name, &groups),
+        }
     }
 
     /// Whether a sign-in may be tried now; `Err` holds the seconds to wait. After
@@ -481,18 +497,25 @@ pub fn form_token(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn token(t: &str) -> Identity {
+        Identity::Token(crate::digest::sha256(t.as_bytes()))
+    }
+
     #[test]
     fn a_session_is_known_by_its_cookie_only_and_ends() {
         let sessions = Sessions::default();
-        let cookie = sessions.start("t");
-        assert!(sessions.valid(Some(&format!("other=1; {COOKIE}={cookie}")), Some("t")));
-        assert!(!sessions.valid(Some(&format!("{COOKIE}={}", "0".repeat(64))), Some("t")));
-        assert!(!sessions.valid(None, Some("t")));
+        let directory = Directory::new(Vec::new(), Some("t"));
+        let cookie = sessions.start(token("t"));
+        let signed_in = |header: Option<&str>, directory: &Directory| sessions.operator(header, directory);
+        let name = signed_in(Some(&format!("other=1; {COOKIE}={cookie}")), &directory).map(|o| o.name);
+        assert_eq!(name.as_deref(), Some(crate::operators::BOOTSTRAP));
+        assert!(signed_in(Some(&format!("{COOKIE}={}", "0".repeat(64))), &directory).is_none());
+        assert!(signed_in(None, &directory).is_none());
         // A rotated or removed token ends the session.
-        assert!(!sessions.valid(Some(&format!("{COOKIE}={cookie}")), Some("new")));
-        assert!(!sessions.valid(Some(&format!("{COOKIE}={cookie}")), None));
+        assert!(signed_in(Some(&format!("{COOKIE}={cookie}")), &Directory::new(Vec::new(), Some("new"))).is_none());
+        assert!(signed_in(Some(&format!("{COOKIE}={cookie}")), &Directory::default()).is_none());
         sessions.end(Some(&format!("{COOKIE}={cookie}")));
-        assert!(!sessions.valid(Some(&format!("{COOKIE}={cookie}")), Some("t")));
+        assert!(signed_in(Some(&format!("{COOKIE}={cookie}")), &directory).is_none());
     }
 
     #[test]
@@ -509,11 +532,13 @@ mod tests {
     #[test]
     fn sessions_are_bounded() {
         let sessions = Sessions::default();
-        let first = sessions.start("t");
+        let first = sessions.start(token("t"));
         for _ in 0..MAX_SESSIONS {
-            sessions.start("t");
+            sessions.start(token("t"));
         }
-        assert!(!sessions.valid(Some(&format!("{COOKIE}={first}")), Some("t")), "the oldest session made room");
+        let directory = Directory::new(Vec::new(), Some("t"));
+        let oldest = sessions.operator(Some(&format!("{COOKIE}={first}")), &directory);
+        assert!(oldest.is_none(), "the oldest session made room");
         assert_eq!(sessions.by_digest.lock().unwrap().len(), MAX_SESSIONS);
     }
 

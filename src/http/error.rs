@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::i18n::{Lang, violation_message};
 use crate::json::JsonError;
+use crate::operators::Permission;
 use crate::schema::{Version, Violation, Violations};
 use crate::telemetry::RecordOutcome;
 
@@ -127,6 +128,11 @@ impl From<super::routes::Miss> for ApiError {
 }
 
 impl ApiError {
+    /// The store failed: `503 store-unavailable`, its cause logged and never shown.
+    pub fn store(e: crate::store::StoreError) -> Self {
+        ApiError::StoreUnavailable(e.to_string())
+    }
+
     /// Everything about this error that does not depend on its data: one row per kind (status,
     /// problem type, record outcome, title in English and French).
     #[rustfmt::skip]
@@ -453,6 +459,10 @@ pub enum AdminError {
     CrossOrigin,
     #[error("delivery not found")]
     DeliveryNotFound,
+    /// The operator's roles do not hold the permission the call needs (`scoped`: they hold it,
+    /// but not over what the call acts on).
+    #[error("the operator may not: it needs {}", .needs.as_str())]
+    Forbidden { needs: Permission, scoped: bool },
     /// A reload whose configuration has problems: the old one stays in force.
     #[error("the new configuration has {} problem(s)", .0.len())]
     ReloadRefused(Vec<crate::problem::Problem>),
@@ -468,6 +478,7 @@ impl AdminError {
             AdminError::TokenRequired => row(S::UNAUTHORIZED, "admin-token-required", O::Unauthenticated, "Admin token required", "Jeton d'administration requis"),
             AdminError::CrossOrigin => row(S::FORBIDDEN, "cross-origin", O::Forbidden, "Refused: another origin", "Refusé : autre origine"),
             AdminError::DeliveryNotFound => row(S::NOT_FOUND, "delivery-not-found", O::NotFound, "Delivery not found", "Livraison introuvable"),
+            AdminError::Forbidden { .. } => row(S::FORBIDDEN, "operator-forbidden", O::Forbidden, "Not allowed for your role", "Non permis à votre rôle"),
             AdminError::Shared(_) | AdminError::ReloadRefused(_) => None,
         }
     }
@@ -485,6 +496,16 @@ impl AdminError {
                 )
                 .into(),
             DeliveryNotFound => lang.pick("No delivery has this id.", "Aucune livraison n'a cet identifiant.").into(),
+            Forbidden { needs, scoped } => {
+                let roles = needs.roles().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+                let needs = needs.as_str();
+                match (scoped, lang) {
+                    (false, Lang::En) => format!("This call needs the permission `{needs}`, which only these roles hold: {roles}."),
+                    (false, Lang::Fr) => format!("Cet appel exige la permission « {needs} », que seuls ces rôles détiennent : {roles}."),
+                    (true, Lang::En) => format!("Your grant of `{needs}` is limited to other partners or agreements than the ones this call acts on."),
+                    (true, Lang::Fr) => format!("Votre permission « {needs} » est limitée à d'autres partenaires ou ententes que ceux que cet appel touche."),
+                }
+            }
             Shared(_) | ReloadRefused(_) => String::new(),
         }
     }

@@ -86,8 +86,9 @@ impl State {
     /// Loads the configuration file again and, if it passes every check, swaps it in: requests
     /// in flight finish under the snapshot they started with, new requests and new connections
     /// (TLS certificates and CRLs) take the new one. A configuration that fails is refused and
-    /// counted, and the old one stays. Each reload is audited with the new configuration's hash.
-    pub async fn reload(&self) -> Result<String, ReloadError> {
+    /// counted, and the old one stays. Each reload is audited with the new configuration's hash
+    /// and `actor`, who asked for it (`operator:<name>`, or `signal:SIGHUP`).
+    pub async fn reload(&self, actor: &str) -> Result<String, ReloadError> {
         // One reload at a time (SIGHUP and the admin call may race): the configuration in force,
         // the delivery workers and the audit trail then change in the same order.
         let _one_at_a_time = self.reloading.lock().await;
@@ -107,8 +108,7 @@ impl State {
             }
         };
         let fingerprint = config.fingerprint.clone();
-        let mut event =
-            AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, "operator", "reloaded");
+        let mut event = AuditEvent::new(crate::clock::now_ms(), crate::audit::kind::CONFIG_LOADED, actor, "reloaded");
         event.reason = Some(format!("sha256:{fingerprint}"));
         self.store.append_audit(vec![event]).await?;
         let config = Arc::new(config);

@@ -421,6 +421,13 @@ pub struct DeliveryFilter {
     pub limit: usize,
 }
 
+impl DeliveryFilter {
+    /// The delivery `id` alone (the answer is empty, or holds a later delivery, if it is gone).
+    pub fn one(id: i64) -> Self {
+        DeliveryFilter { status: None, recipient: None, after_id: Some(id.saturating_sub(1)), limit: 1 }
+    }
+}
+
 /// A delivery as operators see it (no body). Times are unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryAdminView {

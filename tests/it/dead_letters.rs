@@ -118,7 +118,7 @@ async fn a_replay_resends_the_stored_body_to_that_recipient_only() {
         metric(&page, "passerelle_deliveries_total", &[("recipient", "ottawa-city"), ("outcome", "replayed")]),
         1.0
     );
-    assert_eq!(gw.audited("delivery.replayed", |e| e.actor == "operator").await, 1);
+    assert_eq!(gw.audited("delivery.replayed", |e| e.actor == "operator:bootstrap-admin").await, 1);
 }
 
 #[tokio::test]

@@ -34,6 +34,7 @@ mod receipts;
 mod rejections;
 mod reload;
 mod requests;
+mod roles;
 mod sealed;
 mod signature;
 mod spans;

@@ -88,6 +88,8 @@ pub struct Setup {
     listen: Vec<String>,
     store: Vec<String>,
     telemetry: Vec<String>,
+    /// Lines of `[admin]` besides the bootstrap token file.
+    admin: Vec<String>,
     /// Text replacements applied to the shipped partners file.
     partners_edits: Vec<(String, String)>,
     /// Recipients left to take their records from their mailbox, as shipped.
@@ -117,6 +119,7 @@ impl Setup {
             listen: Vec::new(),
             store: Vec::new(),
             telemetry: Vec::new(),
+            admin: Vec::new(),
             partners_edits: Vec::new(),
             pulled: Vec::new(),
             schemas: None,
@@ -170,6 +173,18 @@ impl Setup {
     pub fn telemetry(mut self, line: &str) -> Self {
         self.telemetry.push(line.to_owned());
         self
+    }
+
+    /// A line of `[admin]` (after `token_file`, so a table such as `[admin.oidc]` may follow).
+    pub fn admin(mut self, line: &str) -> Self {
+        self.admin.push(line.to_owned());
+        self
+    }
+
+    /// An operators file with `toml`, named by `[admin] operators_file`.
+    pub fn operators(self, toml: &str) -> Self {
+        std::fs::write(self.config_dir().join("operators.toml"), toml).unwrap();
+        self.admin("operators_file = \"operators.toml\"")
     }
 
     /// A line of `[listen]`.
@@ -251,10 +266,11 @@ admin = "127.0.0.1:0"
 {retention}
 [telemetry]
 {telemetry}
-[admin]
-token_file = "admin-token"
 [log]
 level = "info"
+[admin]
+token_file = "admin-token"
+{admin}
 "#,
             schemas = self.schemas.clone().unwrap_or_else(|| repo().join("schemas")).display(),
             limits = self.limits.join("\n"),
@@ -273,6 +289,7 @@ level = "info"
             tls = if self.tls.is_empty() { "insecure_plaintext = true".to_owned() } else { self.tls.join("\n") },
             retention = self.retention.join("\n"),
             telemetry = self.telemetry.join("\n"),
+            admin = self.admin.join("\n"),
         );
         std::fs::write(self.main_config(), main).unwrap();
         std::fs::write(self.config_dir().join("admin-token"), "test-admin-token\n").unwrap();
