@@ -566,4 +566,32 @@ mod tests {
         let states = RecordState::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(PARTNER["components"]["schemas"]["RecordView"]["properties"]["status"]["enum"], labels(states));
     }
+
+    /// Each operator call's documented `x-passerelle-permission` is the one the admin API
+    /// checks, and the roles, credentials and permissions documented are the code's.
+    #[test]
+    fn each_admin_operation_documents_the_permission_it_needs() {
+        use crate::operators::{Permission, Role};
+        let admin: Value = serde_json::from_str(ADMIN_DOCUMENT).unwrap();
+        let mut checked = 0;
+        for route in super::super::admin::ROUTES.iter() {
+            let super::super::admin::Operation::Operator(call) = route.operation else { continue };
+            let operation = &admin["paths"][route.template][route.method.as_str().to_lowercase()];
+            assert_eq!(
+                operation["x-passerelle-permission"],
+                call.needs().as_str(),
+                "{} {}",
+                route.method,
+                route.template
+            );
+            assert!(operation["responses"]["403"].is_object(), "{} {} documents no 403", route.method, route.template);
+            checked += 1;
+        }
+        assert!(checked >= 10);
+        let schemas = &admin["components"]["schemas"];
+        let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(schemas["Grant"]["properties"]["role"]["enum"], json!(roles));
+        let permissions: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(schemas["WhoAmI"]["properties"]["permissions"]["items"]["enum"], json!(permissions));
+    }
 }

@@ -184,7 +184,10 @@ async fn every_request_on_both_listeners_has_one_line_with_route_status_latency_
     assert_eq!(line("partner", "unknown")[0]["status"], 404);
     assert_eq!(line("admin", "/healthz")[0]["status"], 200);
     let overview = line("admin", "/admin/v1/overview");
-    assert_eq!((overview[0]["partner"].as_str(), overview[0]["status"].as_u64()), (Some("operator"), Some(200)));
+    assert_eq!(
+        (overview[0]["partner"].as_str(), overview[0]["status"].as_u64()),
+        (Some("operator:bootstrap-admin"), Some(200))
+    );
     assert_eq!(lines.len(), 5, "exactly one line per request: {lines:#?}");
 }
 

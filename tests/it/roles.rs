@@ -33,7 +33,6 @@ token_sha256 = ["{admin}"]
 
 [[operator]]
 name = "olivia.ottawa"
-roles = ["viewer"]
 token_sha256 = ["{ottawa}"]
 
 [[operator.grant]]
@@ -166,8 +165,8 @@ async fn a_grant_limited_to_one_partner_replays_only_that_partners_deliveries() 
     gw.recipient("ottawa-city").wait_for(2, Duration::from_secs(5)).await;
     assert_eq!(gw.recipient("esdc-sin-registry").received().len(), 1, "esdc was not replayed");
 
-    // The lists it sees hold its partners' deliveries only... (the sender is Ontario's registrar,
-    // so every delivery involves the city or not by its recipient).
+    // The lists it sees hold its partners' deliveries only (the sender, Ontario's registrar, is
+    // not one of them)...
     let seen = call(&gw, "ottawa", Method::GET, "/admin/v1/deliveries", "en").await.json();
     let recipients: Vec<&str> =
         seen["deliveries"].as_array().unwrap().iter().map(|d| d["recipient"].as_str().unwrap()).collect();
