@@ -4,6 +4,7 @@
 //! the long form with examples); `passerelle completions SHELL` writes a completion script from
 //! the same definitions, so the two never drift apart.
 
+pub mod alertmanager_config;
 pub mod audit;
 pub mod backup;
 pub mod check;
@@ -147,6 +148,19 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = backup::PAGES_PER_STEP, value_parser = clap::value_parser!(i32).range(1..))]
         pages_per_step: i32,
     },
+    /// Print an Alertmanager configuration that sends each partner's alerts to its contacts.
+    ///
+    /// Reads the contacts of the partners file (`[[partner.contact]]`: name, email, lang) and
+    /// prints an alertmanager.yml: a route per partner with contacts, matching the `partner` label
+    /// every alert about one partner carries, to a receiver that e-mails each contact in the
+    /// language they read first (the templates of deploy/alertmanager/templates/, copied beside
+    /// it), and every alert to the operators. Only the main file and the partners file are read.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle alertmanager-config > deploy/alertmanager/alertmanager.yml\n  \
+                                 passerelle alertmanager-config --config /etc/passerelle/passerelle.toml \\\n    \
+                                 --operator passerelle-ops@example.gc.ca --smtp-smarthost smtp.example.gc.ca:587 \\\n    \
+                                 --smtp-from passerelle-alerts@example.gc.ca > /etc/alertmanager/alertmanager.yml")]
+    AlertmanagerConfig(alertmanager_config::AlertmanagerArgs),
     /// The audit trail: this instance's key, verification, export, receipts.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -222,6 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve::run(&config),
         Command::Demo { config, once } => demo::run(&config, once),
         Command::Check { config, explain } => check::run(&config, explain.as_deref()),
+        Command::AlertmanagerConfig(args) => alertmanager_config::run(&args),
         Command::Audit(command) => audit::run(command),
         Command::DevPki { config } => dev_pki::run(&config),
         Command::MigrateStore { config, to, to_ca_file } => migrate_store::run(&config, &to, to_ca_file.as_deref()),

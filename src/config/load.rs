@@ -1,6 +1,7 @@
 //! Loading: every file read once through [`super::sources::Sources`], the settings resolved, and the parts built
 //! and checked together; the result is a [`Config`] or every problem found.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use super::sources::{Sources, ms, normalize, problem, resolve};
 use super::{agreements, operators, partners, raw, tls};
 use crate::audit::keys::{KeyError, TrustedKeys};
 use crate::delivery::{DeliverySettings, InboxSettings};
+use crate::ids::PartnerId;
 use crate::problem::Problem;
 use crate::schema::SchemaCatalog;
 use crate::store::keys::{self, EncryptionSettings, KekSource};
@@ -28,7 +30,7 @@ pub struct LoadError {
 pub fn load(path: &Path) -> Result<Config, LoadError> {
     let mut problems = Vec::new();
     let files = Sources::default();
-    let path = normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+    let path = main_path(path);
     let Some(main) = files.read_toml::<raw::RawMain>(&path, &mut problems) else {
         return Err(LoadError { problems });
     };
@@ -36,7 +38,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
 
     let data_dir = resolve(&base, main.data_dir.as_deref(), "../data");
     let schemas_dir = resolve(&base, main.schemas_dir.as_deref(), "../schemas");
-    let partners_file = resolve(&base, main.partners_file.as_deref(), "partners.toml");
+    let partners_file = partners_file(&base, &main);
     let agreements_dir = resolve(&base, main.agreements_dir.as_deref(), "agreements");
 
     let listen = load_listen(&path, &main.listen, &mut problems);
@@ -201,6 +203,34 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         operators,
     };
     Ok(Config { source: path, fingerprint, settings, built })
+}
+
+/// Each partner's contacts, by partner id, from the partners file the main file at `path`
+/// names. Only the main file and the partners file are read, and only what contacts need is
+/// checked (the partner ids and the contacts), so this works where the TLS material, keys and
+/// schemas a full [`load()`] reads are not, such as a repository of configuration files.
+pub fn contacts(path: &Path) -> Result<BTreeMap<PartnerId, Vec<Contact>>, LoadError> {
+    let mut problems = Vec::new();
+    let files = Sources::default();
+    let path = main_path(path);
+    let contacts = files.read_toml::<raw::RawMain>(&path, &mut problems).and_then(|main| {
+        let file = partners_file(path.parent().unwrap_or(Path::new(".")), &main);
+        partners::contacts_only(&files, &file, &mut problems)
+    });
+    match contacts {
+        Some(contacts) if problems.is_empty() => Ok(contacts),
+        _ => Err(LoadError { problems }),
+    }
+}
+
+/// The main file's path, absolute and without `.` or `..`, as every problem names it.
+fn main_path(path: &Path) -> PathBuf {
+    normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// The partners file the main file names, resolved against the main file's directory `base`.
+fn partners_file(base: &Path, main: &raw::RawMain) -> PathBuf {
+    resolve(base, main.partners_file.as_deref(), "partners.toml")
 }
 
 fn load_listen(path: &Path, raw: &raw::RawListen, problems: &mut Vec<Problem>) -> Listen {

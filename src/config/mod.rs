@@ -7,6 +7,9 @@
 //! [`crate::problem::Problem`] found, each with its file. `passerelle check` prints those
 //! problems and starts nothing; `serve` refuses to start on them; a reload swaps the whole `Config`.
 //!
+//! [`contacts()`] reads only the main file and the partners file, for what is generated from
+//! the partners' contacts (`passerelle alertmanager-config`) where the rest is not at hand.
+//!
 //! Every file is read once per load, through one reader that keeps the bytes, and the
 //! configuration's fingerprint is computed from those bytes.
 //!
@@ -21,6 +24,6 @@ pub mod raw;
 pub mod sources;
 pub mod tls;
 
-pub use load::{LoadError, load};
+pub use load::{LoadError, contacts, load};
 pub use model::*;
 pub use sources::normalize;

@@ -43,6 +43,51 @@ pub struct Partner {
     /// Whether it is sent a completion notice for each record it sends (`[partner.notify]`).
     pub notify: bool,
     pub rate_limit: Option<RateLimit>,
+    /// Read through [`Partner::contacts`].
+    pub(super) contacts: Vec<Contact>,
+}
+
+impl Partner {
+    /// The people on this partner's team its alerts reach (`[[partner.contact]]`), in the
+    /// partners file's order. Operators' data about partner staff: never in a log line, a
+    /// metric label or an error message.
+    pub fn contacts(&self) -> &[Contact] {
+        &self.contacts
+    }
+}
+
+/// The language a contact reads first; the other follows, as every alert is bilingual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    En,
+    Fr,
+}
+
+impl Language {
+    /// `en` or `fr`, as written in the partners file.
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Fr => "fr",
+        }
+    }
+}
+
+/// Someone on a partner's team, told when the partner's records are in trouble
+/// (`[[partner.contact]]`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub name: String,
+    /// Checked to be one address, `name@domain`, without spaces or `<>,;"` in it.
+    pub email: String,
+    pub language: Language,
+}
+
+impl fmt::Debug for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A person's name and address stay out of anything printed for debugging.
+        f.debug_struct("Contact").field("language", &self.language).finish_non_exhaustive()
+    }
 }
 
 /// Listener addresses and caps.

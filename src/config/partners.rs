@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::model::{Jurisdiction, Partner};
+use super::model::{Contact, Jurisdiction, Language, Partner};
 use super::raw;
 use super::sources::{Sources, is_slug, problem, resolve};
 use crate::delivery::nats::{self, NatsAuth, NatsCredentials, NatsEndpoint, SubjectTemplate};
@@ -49,24 +49,7 @@ pub(super) fn load(
     let mut recipient_tls = BTreeMap::new();
     let mut nats_credentials = BTreeMap::new();
     for p in &raw.partners {
-        if !is_slug(&p.id) {
-            problems.push(problem(file, format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id), None));
-            continue;
-        }
-        if p.id == crate::audit::notice::SENDER {
-            problems.push(problem(
-                file,
-                format!("partner id `{}` is reserved: the gateway's completion notices are sent under it", p.id),
-                Some("give the partner another id"),
-            ));
-            continue;
-        }
-        if !seen.insert(p.id.clone()) {
-            problems.push(problem(
-                file,
-                format!("partner id `{}` is defined twice", p.id),
-                Some("give each partner its own id"),
-            ));
+        if !id_is_free(file, p, &mut seen, problems) {
             continue;
         }
         let jurisdiction = match p.jurisdiction.as_str() {
@@ -121,10 +104,117 @@ pub(super) fn load(
             delivery,
             notify: p.notify.is_some(),
             rate_limit,
+            contacts: contacts(file, p, problems),
         });
     }
     let certificates = certificates(file, &raw, &partners, problems);
     Some(PartnersFile { partners, certificates, inline_keys, recipient_tls, nats_credentials })
+}
+
+/// Each partner's contacts, by partner id, read from the partners file alone and checked as a
+/// full load checks them (ids and contacts; not delivery, certificates or keys), or `None` when
+/// the file cannot be read or parsed (that problem is reported).
+pub(super) fn contacts_only(
+    files: &Sources,
+    file: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<BTreeMap<PartnerId, Vec<Contact>>> {
+    let raw = files.read_toml::<raw::RawPartners>(file, problems)?;
+    let mut seen = BTreeSet::new();
+    let mut partners = BTreeMap::new();
+    for p in &raw.partners {
+        if id_is_free(file, p, &mut seen, problems) {
+            partners.insert(PartnerId::from(p.id.as_str()), contacts(file, p, problems));
+        }
+    }
+    Some(partners)
+}
+
+/// Whether `p`'s id can name a partner: a slug, not the gateway's own, not taken by an earlier
+/// partner of the file (`seen`). Each reason it cannot is reported.
+fn id_is_free(file: &Path, p: &raw::RawPartner, seen: &mut BTreeSet<String>, problems: &mut Vec<Problem>) -> bool {
+    if !is_slug(&p.id) {
+        problems.push(problem(file, format!("partner id `{}` must be a slug (a-z, 0-9, -)", p.id), None));
+        return false;
+    }
+    if p.id == crate::audit::notice::SENDER {
+        problems.push(problem(
+            file,
+            format!("partner id `{}` is reserved: the gateway's completion notices are sent under it", p.id),
+            Some("give the partner another id"),
+        ));
+        return false;
+    }
+    if !seen.insert(p.id.clone()) {
+        problems.push(problem(
+            file,
+            format!("partner id `{}` is defined twice", p.id),
+            Some("give each partner its own id"),
+        ));
+        return false;
+    }
+    true
+}
+
+/// A partner's `[[partner.contact]]` tables, each checked; those with a problem are left out.
+/// A problem names a contact by its place in the partner's list (1 for the first), never by
+/// its name or address: problems are logged when a reload is refused, and a person's name and
+/// address stay out of logs.
+fn contacts(file: &Path, p: &raw::RawPartner, problems: &mut Vec<Problem>) -> Vec<Contact> {
+    let mut report = |message: String, fix: Option<&str>| {
+        problems.push(problem(file, format!("partner `{}`: {message}", p.id), fix));
+    };
+    let mut contacts: Vec<(usize, Contact)> = Vec::new();
+    for (n, c) in (1..).zip(&p.contacts) {
+        let mut ok = true;
+        if c.name.trim().is_empty() || c.name.chars().any(char::is_control) {
+            report(
+                format!("contact {n} has an empty name, or a line break or control character in it"),
+                Some("write the person's or the team's name on one line"),
+            );
+            ok = false;
+        }
+        if !is_email(&c.email) {
+            report(
+                format!("the email of contact {n} is not one address such as name@example.gc.ca"),
+                Some("write the address alone, in ASCII, without a display name, spaces or <>,;\""),
+            );
+            ok = false;
+        }
+        let language = match c.lang.as_str() {
+            "en" => Some(Language::En),
+            "fr" => Some(Language::Fr),
+            other => {
+                report(format!("contact {n}: lang `{other}` is not one of en, fr"), None);
+                None
+            }
+        };
+        if let Some(&(first, _)) = contacts.iter().find(|(_, k)| k.email.eq_ignore_ascii_case(&c.email)) {
+            report(format!("contacts {first} and {n} have the same email"), Some("list each person once per partner"));
+            ok = false;
+        }
+        if let (true, Some(language)) = (ok, language) {
+            contacts.push((n, Contact { name: c.name.trim().to_owned(), email: c.email.clone(), language }));
+        }
+    }
+    contacts.into_iter().map(|(_, c)| c).collect()
+}
+
+/// `local@domain` in ASCII: one `@`, a local part, and a domain of dot-separated labels, with no
+/// space, control character or `<>,;:"()[]\{}` anywhere (Alertmanager would read those as a
+/// display name, a second address or a template).
+pub fn is_email(address: &str) -> bool {
+    let plain =
+        |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_graphic() && !"<>,;:\"()[]\\@{}".contains(c));
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    address.len() <= 254
+        && local.len() <= 64
+        && plain(local)
+        && plain(domain)
+        && domain.contains('.')
+        && domain.split('.').all(|label| !label.is_empty())
 }
 
 /// The table that says how a partner takes what the gateway sends it: `[partner.delivery]` if
@@ -506,4 +596,36 @@ pub(super) fn api_keys(
         }
     }
     index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_email;
+
+    #[test]
+    fn an_email_is_one_plain_address() {
+        for address in ["jane.doe@esdc.example", "o'brien+alerts@sub.ottawa.example", "a@b.ca"] {
+            assert!(is_email(address), "{address}");
+        }
+        for address in [
+            "",
+            "jane.doe",
+            "@esdc.example",
+            "jane@",
+            "jane@localhost",
+            "jane@esdc..example",
+            "jane@.esdc.example",
+            "jane@esdc.example.",
+            "jane@doe@esdc.example",
+            "Jane Doe <jane@esdc.example>",
+            "jane@esdc.example, kim@esdc.example",
+            "jane@esdc.example;kim@esdc.example",
+            "\"jane\"@esdc.example",
+            "rené@esdc.example",
+            "jane\n@esdc.example",
+            "{{ .x }}@esdc.example",
+        ] {
+            assert!(!is_email(address), "{address:?}");
+        }
+    }
 }

@@ -338,6 +338,21 @@ pub struct RawPartner {
     /// with `[partner.delivery]` takes its notices the same way, and this table stays empty;
     /// otherwise it takes the keys of `[partner.delivery]` (`mode`, `endpoint`, ...) for them.
     pub notify: Option<RawPartnerDelivery>,
+    /// One `[[partner.contact]]` table each: the people on the partner's team its alerts reach.
+    #[serde(default, rename = "contact")]
+    pub contacts: Vec<RawContact>,
+}
+
+/// One `[[partner.contact]]`: someone on a partner's team, told when its records are in trouble.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContact {
+    /// The person's (or the team's) name, as their e-mails are addressed.
+    pub name: String,
+    /// Where the partner's alerts are sent: `name@domain`, once per partner.
+    pub email: String,
+    /// The language they read first: `en` or `fr` (alerts are bilingual, this one first).
+    pub lang: String,
 }
 
 /// `[partner.delivery]`: how a recipient takes its records.

@@ -31,6 +31,18 @@ fn problems_of(output: &str, file: &str) -> String {
     found
 }
 
+/// Checks `main`, which must be refused with each of `expected` among the problems printed under
+/// `file`'s heading; returns the whole output.
+fn refused_with(main: &Path, file: &str, expected: &[&str]) -> String {
+    let (code, out) = check(main);
+    assert_eq!(code, 1, "{out}");
+    let found = problems_of(&out, file);
+    for expected in expected {
+        assert!(found.contains(expected), "missing {expected:?} under {file} in:\n{out}");
+    }
+    out
+}
+
 #[test]
 fn the_shipped_configuration_is_clean_once_its_development_pki_exists() {
     let (_dir, main) = shipped();
@@ -319,16 +331,15 @@ fn delivery_modes_are_checked() {
     edit_file(&partners, "endpoint = \"http://127.0.0.1:18101/inbox\"", "mode = \"pull\"");
     edit_file(&partners, "endpoint = \"http://127.0.0.1:18103/inbox\"", "mode = \"carrier-pigeon\"");
     edit_file(&partners, "endpoint = \"http://127.0.0.1:18102/inbox\"", "timeout_ms = 1000");
-    let (code, out) = check(&main);
-    assert_eq!(code, 1, "{out}");
-    let problems = problems_of(&out, "partners.toml");
-    for expected in [
-        "partner `ottawa-city`: `endpoint` is for push delivery; a pull recipient takes its records from its mailbox",
-        "partner `on-health-plan`: delivery mode `carrier-pigeon` is not one of push, pull",
-        "partner `cra-child-benefit`: a push recipient needs a delivery endpoint",
-    ] {
-        assert!(problems.contains(expected), "{expected:?} in {out}");
-    }
+    let out = refused_with(
+        &main,
+        "partners.toml",
+        &[
+            "partner `ottawa-city`: `endpoint` is for push delivery; a pull recipient takes its records from its mailbox",
+            "partner `on-health-plan`: delivery mode `carrier-pigeon` is not one of push, pull",
+            "partner `cra-child-benefit`: a push recipient needs a delivery endpoint",
+        ],
+    );
     let responder = problems_of(&out, "sin-validation-ohip.toml");
     assert!(
         responder.contains("responder `esdc-sin-registry` takes its records from a mailbox (mode = \"pull\")"),
@@ -516,15 +527,70 @@ fn completion_notice_mistakes_are_each_named() {
             + "\n[[partner]]\nid = \"passerelle\"\nname_en = \"x\"\nname_fr = \"x\"\njurisdiction = \"federal\"\nregion = \"CA\"\n",
     )
     .unwrap();
-    let (code, out) = check(&main);
-    assert_eq!(code, 1, "{out}");
-    let found = problems_of(&out, "partners.toml");
-    for expected in [
-        "partner `on-vital-stats`: [partner.notify] needs an endpoint to push its completion notices to",
-        "partner `on-health-plan`: [partner.notify] `endpoint` is not used",
-        "partner `nt-vital-stats`: `timeout_ms` is for push and nats delivery",
-        "partner id `passerelle` is reserved",
-    ] {
-        assert!(found.contains(expected), "missing {expected:?} in:\n{found}");
+    refused_with(
+        &main,
+        "partners.toml",
+        &[
+            "partner `on-vital-stats`: [partner.notify] needs an endpoint to push its completion notices to",
+            "partner `on-health-plan`: [partner.notify] `endpoint` is not used",
+            "partner `nt-vital-stats`: `timeout_ms` is for push and nats delivery",
+            "partner id `passerelle` is reserved",
+        ],
+    );
+}
+
+/// A copy of the shipped configuration with `contacts` (`[[partner.contact]]` tables) given to
+/// nt-vital-stats; returns it, its main file and its partners file.
+fn with_territory_contacts(contacts: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, main) = shipped();
+    let partners = main.with_file_name("partners.toml");
+    let territory = "rate_limit = { per_second = 50, burst = 100 }";
+    edit_file(&partners, territory, &format!("{territory}\n{contacts}"));
+    (dir, main, partners)
+}
+
+/// A partner's contacts: an address that is not one address, a language other than en or fr,
+/// an address listed twice, an empty name, each named by the contact's place in the list and
+/// never by its name or address (problems are logged when a reload is refused).
+#[test]
+fn contact_mistakes_are_each_named_without_the_contact() {
+    let contact = |name: &str, email: &str, lang: &str| {
+        format!("[[partner.contact]]\nname = \"{name}\"\nemail = \"{email}\"\nlang = \"{lang}\"\n")
+    };
+    let (_dir, main, _) = with_territory_contacts(
+        &[
+            contact("Kim Secret-Name", "Kim Secret-Name <kim.secret@nt.example>", "en"),
+            contact("Lee", "lee.secret@nt", "fr"),
+            contact("Sam", "sam.secret@nt.example", "de"),
+            contact("Pat", "pat.secret@nt.example", "en"),
+            contact("Pat again", "PAT.SECRET@nt.example", "fr"),
+            contact(" ", "blank.secret@nt.example", "en"),
+        ]
+        .concat(),
+    );
+    let out = refused_with(
+        &main,
+        "partners.toml",
+        &[
+            "partner `nt-vital-stats`: the email of contact 1 is not one address such as name@example.gc.ca",
+            "without a display name",
+            "partner `nt-vital-stats`: the email of contact 2 is not one address",
+            "partner `nt-vital-stats`: contact 3: lang `de` is not one of en, fr",
+            "partner `nt-vital-stats`: contacts 4 and 5 have the same email",
+            "partner `nt-vital-stats`: contact 6 has an empty name",
+        ],
+    );
+    for private in ["Secret-Name", ".secret@", "@nt.example", "Pat again"] {
+        assert!(!out.contains(private), "a contact's name or address is printed ({private}): {out}");
     }
+}
+
+/// A `[[partner.contact]]` with a key it does not have, or without one it needs, is a problem
+/// of the partners file, as any misspelt key is.
+#[test]
+fn a_contact_without_an_email_or_with_an_unknown_key_is_refused() {
+    let (_dir, main, partners) = with_territory_contacts("[[partner.contact]]\nname = \"Kim\"\nlang = \"en\"\n");
+    refused_with(&main, "partners.toml", &["missing field `email`"]);
+    edit_file(&partners, "name = \"Kim\"\n", "name = \"Kim\"\nemail = \"kim@nt.example\"\nphone = \"555-0100\"\n");
+    refused_with(&main, "partners.toml", &["unknown field `phone`"]);
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alerting;
 mod architecture;
 mod audit;
 mod backup;
