@@ -61,6 +61,7 @@ pub mod notary;
 pub mod notice;
 pub mod receipt;
 pub mod rejections;
+pub mod subject;
 pub mod verify;
 
 use serde_json::{Map, Value};

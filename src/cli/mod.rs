@@ -131,9 +131,9 @@ pub enum Command {
     /// SQLite's online backup API copies one consistent snapshot while records keep arriving. The
     /// copy is owner-only, one self-contained file, written under a temporary name and renamed, so
     /// DEST is never half-written. Its audit chain is verified like `audit verify` does; the exit
-    /// status is 1 if it does not hold. The audit signing key and digest secret are not copied:
-    /// back them up apart (README, "Backup and restore"). A PostgreSQL store is refused: use
-    /// pg_dump.
+    /// status is 1 if it does not hold. The audit signing key, digest secret, subject key and
+    /// store key are not copied: back them up apart (README, "Backup and restore"). A PostgreSQL
+    /// store is refused: use pg_dump.
     #[command(after_long_help = "Example:\n  passerelle backup /backups/passerelle-$(date +%F).sqlite")]
     Backup {
         /// The file to write (owner-only); it must not exist yet, unless --force is given.

@@ -91,6 +91,10 @@ pub struct RawAudit {
     pub checkpoint_every: Option<u64>,
     /// ...or after this many seconds with new entries, whichever comes first (default 60).
     pub checkpoint_interval_secs: Option<u64>,
+    /// The key of the subject digests the access record is looked up by (32 bytes in hex;
+    /// default `subject.key` in the data directory, generated owner-only at the first start).
+    /// Instances sharing a store must share it.
+    pub subject_key_file: Option<String>,
 }
 
 /// `[retention]` of the main file.
