@@ -241,6 +241,11 @@ pub mod kind {
     /// A completion notice committed for delivery to a record's sender (its `record_id` is the
     /// notice's own record; `reason` names the record it reports on and the kind).
     pub const NOTICE_ISSUED: &str = "notice.issued";
+    /// An operator read the access record of a person; `actor` is the operator, `count` the
+    /// disclosures answered. Never the subject, nor its digest.
+    pub const ACCESS_READ: &str = "access.read";
+    /// The purge removed record subjects past the access record's retention; `count` of them.
+    pub const ACCESS_PURGED: &str = "access.purged";
 }
 
 #[cfg(test)]

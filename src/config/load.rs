@@ -125,6 +125,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     let retention = RetentionSettings {
         delivered: days(main.retention.delivered_days, 7.0, "delivered_days", &mut problems),
         dead: days(main.retention.dead_days, 30.0, "dead_days", &mut problems),
+        access: days(main.retention.access_days, 2555.0, "access_days", &mut problems),
         purge_interval: Duration::from_secs(main.retention.purge_interval_secs.unwrap_or(3600).max(1)),
     };
     let admin = load_admin(&files, &path, &base, &main.admin, &mut problems);
