@@ -63,11 +63,12 @@ pub enum OperatorCall {
     Overview,
     OpenApi,
     Keys,
+    Access,
 }
 
 /// Every route of the admin API; `HEAD` goes wherever `GET` does. The admin OpenAPI document
 /// ([`super::openapi::ADMIN_DOCUMENT`]) describes exactly these, and a test holds the two together.
-pub static ROUTES: [HttpRoute<Operation>; 14] = {
+pub static ROUTES: [HttpRoute<Operation>; 15] = {
     use ConsolePage as C;
     use Operation::{Console, Operator};
     use OperatorCall as O;
@@ -94,6 +95,7 @@ pub static ROUTES: [HttpRoute<Operation>; 14] = {
         HttpRoute { method: Method::POST, template: "/console/logout", operation: Console(C::Logout) },
         HttpRoute { method: Method::GET, template: "/admin/v1/openapi.json", operation: Operator(O::OpenApi) },
         HttpRoute { method: Method::GET, template: "/admin/v1/keys", operation: Operator(O::Keys) },
+        HttpRoute { method: Method::GET, template: "/admin/v1/access", operation: Operator(O::Access) },
     ]
 };
 
@@ -217,6 +219,10 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
             )),
             OperatorCall::Audit => audit(state, req.uri().query().unwrap_or("")).await,
             OperatorCall::Keys => Ok(super::discovery::keys(&state.trail.notary)),
+            OperatorCall::Access => {
+                let page = super::access::wants_page(req.headers());
+                super::access::access(state, req.uri().query().unwrap_or(""), lang, "operator", page).await
+            }
             OperatorCall::OpenApi => {
                 Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec()))
             }

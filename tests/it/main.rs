@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod architecture;
 mod audit;
 mod backup;
