@@ -4,6 +4,8 @@
 //! the long form with examples); `passerelle completions SHELL` writes a completion script from
 //! the same definitions, so the two never drift apart.
 
+pub mod access;
+pub mod admin_api;
 pub mod audit;
 pub mod backup;
 pub mod check;
@@ -153,6 +155,20 @@ pub enum Command {
     /// Dead and retrying deliveries: list them, replay them (through the running gateway).
     #[command(subcommand)]
     Deliveries(deliveries::DeliveriesCommand),
+    /// The access record of a person: every disclosure about them (through the running gateway).
+    ///
+    /// Finds, by one of the person's identifiers (a field a schema marks `x-passerelle-subject`:
+    /// a SIN, a registration number, a health card number), every delivery of a record they are
+    /// a subject of: which partner received which fields, under which agreement and purpose,
+    /// when, its status and its audit entries. Asks the running gateway's admin API (`GET
+    /// /admin/v1/access`, every page), with PASSERELLE_ADMIN_TOKEN or the configured token; each
+    /// call is audited. Give `-` to read the identifier from standard input, so it stays out of
+    /// the shell's history and the process list; it is printed nowhere.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle access 046454286\n  \
+                                 passerelle access ON-2026-004217 --lang fr\n  \
+                                 printf '%s\\n' \"$SIN\" | passerelle access - --json")]
+    Access(access::AccessArgs),
     /// The sealed store's keys: seal plaintext bodies, rotate the key-encryption key.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -226,6 +242,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DevPki { config } => dev_pki::run(&config),
         Command::MigrateStore { config, to, to_ca_file } => migrate_store::run(&config, &to, to_ca_file.as_deref()),
         Command::Deliveries(command) => deliveries::run(command),
+        Command::Access(args) => access::run(args),
         Command::Store(command) => store::run(command),
         Command::Inbox(args) => inbox::run(args),
         Command::VerifyDelivery(args) => verify_delivery::run(args),

@@ -332,8 +332,8 @@ fn printable(p: &Printable<'_>, nonce: &str) -> Response<Full<Bytes>> {
     response
 }
 
-/// A delivery's status as the page says it.
-fn status_text(status: DeliveryStatus, lang: Lang) -> &'static str {
+/// A delivery's status as the page (and `passerelle access`) says it.
+pub fn status_text(status: DeliveryStatus, lang: Lang) -> &'static str {
     match status {
         DeliveryStatus::Queued => lang.pick("queued", "en attente"),
         DeliveryStatus::Retrying => lang.pick("retrying", "nouvel essai prévu"),

@@ -353,3 +353,65 @@ async fn the_access_record_outlives_the_bodies_and_goes_after_its_own_retention(
     let entries = store.audit_entries(0, 10_000).await.unwrap();
     assert!(entries.iter().any(|e| e.event.kind == "access.purged" && e.event.count == 9));
 }
+
+#[tokio::test]
+async fn passerelle_access_prints_the_disclosures_as_a_table_or_as_json() {
+    let gw = Setup::new().start().await;
+    let records = send_records(&gw).await;
+    delivered(&gw, SIN, 10).await;
+    let config = gw.setup.main_config().to_str().unwrap().to_owned();
+    let base = gw.admin.base.clone();
+    let run = async |args: &[&str]| {
+        let args: Vec<&str> =
+            ["access"].iter().chain(args).chain(&["--config", &config, "--admin", &base]).copied().collect();
+        cli_env(&args, &[]).await
+    };
+
+    let (code, table) = run(&[SIN]).await;
+    assert_eq!(code, 0, "{table}");
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("accepted"), "{table}");
+    assert!(table.ends_with("10 disclosures.\n"), "{table}");
+    for a in &records[..3] {
+        assert_eq!(table.matches(&a.record_id).count(), a.receipt["deliveries"].as_array().unwrap().len(), "{table}");
+    }
+    assert!(!table.contains(&records[3].record_id), "another person's record");
+    assert!(table.contains(
+        "    fields: /child/date_of_birth, /child/place_of_birth/municipality, /parents/*/address/postal_code"
+    ));
+    assert!(table.contains("    purpose: Plan child care and public health visits by neighbourhood."));
+    let rows = |text: &str, status: &str| text.lines().skip(1).filter(|l| l.contains(&format!("  {status}  "))).count();
+    assert_eq!(rows(&table, "delivered"), 10, "{table}");
+    assert!(!table.contains(SIN), "the identifier is printed nowhere");
+
+    let (code, french) = run(&[SIN, "--lang", "fr"]).await;
+    assert_eq!(code, 0, "{french}");
+    assert!(
+        french.starts_with("acceptée") && french.contains("    champs : ") && french.ends_with("10 communications.\n")
+    );
+    assert_eq!(rows(&french, "livrée"), 10, "{french}");
+    let (_, none) = run(&["999999998"]).await;
+    assert!(none.ends_with("No disclosure is recorded for this identifier.\n"), "{none}");
+
+    // From standard input, as JSON: what the admin API answers, every page together.
+    let args: Vec<String> =
+        ["access", "-", "--json", "--config", &config, "--admin", &base].iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(binary())
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{SIN}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(keys(answer["disclosures"].as_array().unwrap()), announced(&records[..3]));
+    gw.stop().await;
+}
