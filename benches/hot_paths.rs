@@ -15,7 +15,7 @@ use passerelle::seal::{Binding, DataKey, KeyEncryptionKey};
 use passerelle::store::keys::Keks;
 use passerelle::store::postgres::{PostgresOptions, PostgresStore};
 use passerelle::store::sqlite::{SqliteOptions, SqliteStore};
-use passerelle::store::{NewDelivery, NewRecord, Store};
+use passerelle::store::{DisclosureTerms, NewDelivery, NewRecord, Store};
 
 /// The shipped agreements and schemas, on a plaintext listener (no certificates needed).
 fn config(dir: &Path) -> Config {
@@ -172,10 +172,19 @@ fn new_record(n: u64, body: &Bytes) -> NewRecord {
                 body_digest: [3; 32],
                 key_id: None,
                 schema_version: None,
+                // What intake records of each delivery for the access record.
+                terms: Some(DisclosureTerms {
+                    purpose: "Issue a Social Insurance Number at birth and start Canada Child Benefit payments.".into(),
+                    fields: ["/registration_number", "/child/given_names", "/child/surname", "/parents/*/address"]
+                        .map(String::from)
+                        .to_vec(),
+                }),
             })
             .collect(),
         receipt: Bytes::from_static(b"{\"record_id\":\"x\"}"),
         key_id: None,
+        // A registration number and two parents' SINs.
+        subjects: vec![[4; 32], [5; 32], [6; 32]],
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::audit::keys::SigningKey;
 use crate::audit::notary::Notary;
 use crate::audit::rejections::RejectionTally;
+use crate::audit::subject::SubjectKey;
 use crate::audit::{AuditEvent, DigestKey};
 use crate::config::Config;
 use crate::delivery::Dispatcher;
@@ -35,6 +36,8 @@ pub enum StartError {
     Keys(#[from] crate::audit::keys::KeyError),
     #[error("{0}")]
     StoreKey(#[from] crate::store::keys::KekError),
+    #[error("cannot read or create the subject key {path}: {source}")]
+    SubjectKey { path: String, source: std::io::Error },
     #[error("cannot listen on {addr} ({listener}): {source}")]
     Listen { listener: &'static str, addr: SocketAddr, source: std::io::Error },
 }
@@ -164,6 +167,9 @@ impl Gateway {
             .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
         let digest_key = DigestKey::load_or_create(&data_dir)
             .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        let subject_path = &config.settings.audit.subject_key_file;
+        let subject_key = SubjectKey::load_or_create(subject_path)
+            .map_err(|source| StartError::SubjectKey { path: subject_path.display().to_string(), source })?;
         let metrics = Metrics::new();
         let notary = Arc::new(notary(&config)?);
         let store = open_store(&config, metrics.clone()).await?;
@@ -251,7 +257,7 @@ impl Gateway {
                 shutdown_rx.clone(),
             )),
         ];
-        let trail = Trail { digest_key, notary, rejections };
+        let trail = Trail { digest_key, subject_key, notary, rejections };
         let console = Console { sessions: Default::default(), history: console_history };
         let state = Arc::new(State::new(config, store, metrics, dispatcher, trail, console));
         background.push(tokio::spawn(notifier(&state).run(shutdown_rx.clone())));

@@ -71,7 +71,9 @@
 //!   state ([`http::state`]), [`http::error`] the one place errors become answers, and
 //!   [`http::openapi`] their contract (OpenAPI 3.1). [`http::partner`] only routes and
 //!   describes each call; intake (checks 5 to 14), request/response, the caller's records and
-//!   discovery each have their own module, and return their answer with a typed outcome.
+//!   discovery each have their own module, and return their answer with a typed outcome. On the
+//!   admin side, [`http::access`] answers the access record of a person: every disclosure about
+//!   them, found by the digest of one of their identifiers.
 //! - [`gateway`]: assembles the parts into a running gateway. [`cli`]: one module per
 //!   subcommand.
 //!
@@ -98,7 +100,8 @@
 //!
 //! Inside a module, the modules side by side use each other in one direction only (in `http`,
 //! `partner` routes to `intake`, `requests`, `records`, `discovery` and `inbox`, which share
-//! `outcome`, and `inbox` reads bodies and queries as `intake` and `records` do; in `config`, `load` drives `partners`, `agreements` and `tls`, which share
+//! `outcome`, and `inbox` reads bodies and queries as `intake` and `records` do, as `access`,
+//! which `admin` routes to, reads its query; in `config`, `load` drives `partners`, `agreements` and `tls`, which share
 //! `sources`). The same test fails on any cycle among siblings.
 //!
 //! # Invariants
@@ -111,6 +114,11 @@
 //!   selected paths, fixed at acceptance and stored; a later configuration never changes them.
 //! - **No record value leaves the request.** Logs, metrics labels, error messages and the audit
 //!   trail carry identifiers, pointers, keywords and digests, never values.
+//! - **A person is found by a digest, never by a value.** The access record keeps, for each
+//!   record, the HMAC-SHA-256 under the subject key of each value at its schema's subject
+//!   identifier fields, taken before projection; no subject value is stored, logged or audited,
+//!   and a lookup digests the identifier it is given as soon as it reads it
+//!   ([`audit::subject`]).
 //! - **No personal value is written to disk unencrypted.** Every body the store keeps (the
 //!   record as posted, each projection) is sealed with AES-256-GCM under a data key per
 //!   agreement and day, bound to its row, before it is queued for the writer; data keys are

@@ -146,10 +146,13 @@ impl Notifier {
                     body_digest: digest,
                     key_id: None,
                     schema_version: None,
+                    // A notice tells the sender about its own record: no person's data in it.
+                    terms: None,
                 }],
                 receipt: Bytes::from(receipt.to_bytes()),
                 body,
                 key_id: None,
+                subjects: Vec::new(),
             })
             .await?;
         // Another instance may have issued it first: then there is nothing more to do.

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use serde_json::Value;
+
 /// One segment of a field pointer.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Segment {
@@ -99,6 +101,37 @@ impl Selection {
         }
         root
     }
+
+    /// Every value of `value` at a selected point (keys in sorted order, array elements in
+    /// theirs): what a record holds at the selected fields, a `*` matching each element of an
+    /// array and a numeric key one element.
+    pub fn values<'v>(&self, value: &'v Value) -> Vec<&'v Value> {
+        let mut out = Vec::new();
+        self.collect(value, &mut out);
+        out
+    }
+
+    fn collect<'v>(&self, value: &'v Value, out: &mut Vec<&'v Value>) {
+        if self.whole {
+            out.push(value);
+            return;
+        }
+        for (key, child) in &self.keys {
+            let found = match value {
+                Value::Object(map) => map.get(key),
+                Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+                _ => None,
+            };
+            if let Some(found) = found {
+                child.collect(found, out);
+            }
+        }
+        if let (Some(every), Value::Array(items)) = (&self.every, value) {
+            for item in items {
+                every.collect(item, out);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -112,5 +145,19 @@ mod tests {
         assert!("a/b".parse::<FieldPointer>().is_err());
         assert!("/a//b".parse::<FieldPointer>().is_err());
         assert!("/a~2".parse::<FieldPointer>().is_err());
+    }
+
+    #[test]
+    fn the_values_at_selected_points() {
+        let pointers: Vec<FieldPointer> =
+            ["/id", "/people/*/sin", "/pair/1", "/absent/x"].iter().map(|p| p.parse().unwrap()).collect();
+        let doc = serde_json::json!({
+            "id": "A-1",
+            "people": [{"sin": "1"}, {"name": "no sin"}, {"sin": 2}],
+            "pair": ["first", "second"],
+            "absent": "a scalar has no key x"
+        });
+        let found: Vec<&Value> = Selection::of(&pointers).values(&doc);
+        assert_eq!(found, [&doc["id"], &doc["pair"][1], &doc["people"][0]["sin"], &doc["people"][2]["sin"]]);
     }
 }

@@ -78,10 +78,11 @@ use jsonschema::{Draft, Validator};
 use serde_json::Value;
 
 use crate::json::JsonError;
-use crate::pointer::FieldPointer;
+use crate::pointer::{FieldPointer, Selection};
 use crate::problem::Problem;
 
 mod producible;
+pub mod subjects;
 pub mod translation;
 pub mod view;
 mod violations;
@@ -144,6 +145,9 @@ pub struct CompiledSchema {
     /// The document with every `$ref` inlined, walked to check field pointers.
     dereferenced: Value,
     validator: Validator,
+    /// The fields it marks as subject identifiers ([`subjects`]), as written and as a tree.
+    subject_fields: Vec<FieldPointer>,
+    subjects: Selection,
 }
 
 impl fmt::Debug for CompiledSchema {
@@ -477,12 +481,15 @@ fn compile(
     let dereferenced = options()
         .dereference(document)
         .map_err(|e| format!("has a `$ref` that cannot be resolved inside the schemas directory: {e}"))?;
+    let subject_fields = subjects::subjects(&dereferenced).map_err(|problems| problems.join("; "))?;
     Ok(CompiledSchema {
         file: path.to_path_buf(),
         path: relative.to_owned(),
         document: Arc::new(document.clone()),
         dereferenced,
         validator,
+        subjects: Selection::of(&subject_fields),
+        subject_fields,
     })
 }
 
@@ -541,6 +548,17 @@ impl CompiledSchema {
     /// The document with every `$ref` inlined: self-contained, as the validator sees it.
     pub fn dereferenced(&self) -> &Value {
         &self.dereferenced
+    }
+
+    /// The fields this schema marks as subject identifiers (`x-passerelle-subject`).
+    pub fn subject_fields(&self) -> &[FieldPointer] {
+        &self.subject_fields
+    }
+
+    /// What `record` holds at the subject identifier fields: the values the access record keys
+    /// its disclosures by (once digested), each field once per value it has.
+    pub fn subject_values<'v>(&self, record: &'v Value) -> Vec<&'v Value> {
+        self.subjects.values(record)
     }
 }
 
@@ -620,6 +638,64 @@ mod tests {
         assert_eq!(checked.violations.total(), 250 + 250 + 4);
         let all = schema.validate(&checked.value);
         assert_eq!(all.len(), 250 + 4);
+    }
+
+    #[test]
+    fn the_shipped_schemas_mark_their_subject_identifiers() {
+        let catalog = catalog();
+        for (ty, v, expected) in [
+            ("birth-registration", "1.0", &["/registration_number"][..]),
+            ("birth-registration", "1.1", &["/parents/*/sin", "/registration_number"]),
+            ("address-change", "1.0", &["/person/health_card_number", "/person/sin"]),
+            ("sin-validation", "1.0", &["/sin"]),
+        ] {
+            let schema = catalog.record_type(ty).unwrap().version(v.parse().unwrap()).unwrap();
+            let mut found: Vec<String> = schema.subject_fields().iter().map(ToString::to_string).collect();
+            found.sort();
+            assert_eq!(found, expected, "{ty} {v}");
+        }
+        let schema = catalog.record_type("birth-registration").unwrap().version("1.1".parse().unwrap()).unwrap();
+        let mut record: Value = serde_json::from_slice(
+            &std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/records/birth-registration-1.1.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        record["parents"][1]["sin"] = Value::from("046454286");
+        let values: Vec<&Value> = schema.subject_values(&record);
+        assert_eq!(values, [&Value::from("046454286"), &Value::from("QC-2026-018355")]);
+    }
+
+    #[test]
+    fn a_subject_mark_that_cannot_work_stops_the_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("common")).unwrap();
+        std::fs::create_dir_all(dir.path().join("person")).unwrap();
+        std::fs::write(
+            dir.path().join("common/definitions.json"),
+            r#"{"$defs": {"sin": {"type": "string", "x-passerelle-subject": true}}}"#,
+        )
+        .unwrap();
+        // A mark reached through a `$ref` counts where the reference is used.
+        std::fs::write(
+            dir.path().join("person/1.0.json"),
+            r#"{"properties": {"sin": {"$ref": "../common/definitions.json#/$defs/sin"}}}"#,
+        )
+        .unwrap();
+        let catalog = SchemaCatalog::load(dir.path()).unwrap();
+        let schema = catalog.record_type("person").unwrap().version("1.0".parse().unwrap()).unwrap();
+        assert_eq!(schema.subject_fields().iter().map(ToString::to_string).collect::<Vec<_>>(), ["/sin"]);
+
+        std::fs::write(
+            dir.path().join("person/1.1.json"),
+            r#"{"properties": {"names": {"type": "array", "x-passerelle-subject": true}}}"#,
+        )
+        .unwrap();
+        let problems = SchemaCatalog::load(dir.path()).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].file.ends_with("person/1.1.json"));
+        assert!(problems[0].message.contains("`/names`") && problems[0].message.contains("not an object or an array"));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! **Retention:** delivered records' bodies (the record and its projections) go after
 //! `retention.delivered_days` (7 by default); a dead delivery keeps its body for
 //! `retention.dead_days` (30) so an operator can replay it. Record metadata, idempotency keys and
-//! every audit entry are kept, so `audit verify` passes after a purge.
+//! every audit entry are kept, so `audit verify` passes after a purge. The access record of a
+//! person has a retention of its own, `retention.access_days` (2555, seven years): until then a
+//! record's subjects stay, whatever became of its bodies, and its disclosures can be found.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,8 @@ pub struct RetentionSettings {
     pub delivered: Duration,
     /// Bodies of dead deliveries (kept for replay).
     pub dead: Duration,
+    /// The subjects of records, by which the access record of a person finds its disclosures.
+    pub access: Duration,
     pub purge_interval: Duration,
 }
 
@@ -130,14 +134,24 @@ pub async fn purge_once(settings: &RetentionSettings, store: &dyn Store) {
         now: crate::clock::now_ms(),
         delivered_retention_ms: settings.delivered.as_millis() as i64,
         dead_retention_ms: settings.dead.as_millis() as i64,
+        access_retention_ms: settings.access.as_millis() as i64,
     };
     match store.purge(request).await {
-        Ok(report) if report.record_bodies + report.delivery_bodies > 0 => tracing::info!(
-            message = "Bodies purged after their retention.",
-            record_bodies = report.record_bodies,
-            delivery_bodies = report.delivery_bodies
-        ),
-        Ok(_) => {}
+        Ok(report) => {
+            if report.record_bodies + report.delivery_bodies > 0 {
+                tracing::info!(
+                    message = "Bodies purged after their retention.",
+                    record_bodies = report.record_bodies,
+                    delivery_bodies = report.delivery_bodies
+                );
+            }
+            if report.subjects > 0 {
+                tracing::info!(
+                    message = "Record subjects removed after the access record's retention.",
+                    subjects = report.subjects
+                );
+            }
+        }
         Err(error) => tracing::warn!(message = "Purging bodies failed.", %error),
     }
 }

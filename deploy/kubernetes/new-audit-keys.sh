@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes the audit keys of a Kubernetes deployment (deploy/kubernetes/deployment.yaml explains
 # why both replicas share them): an Ed25519 signing key made by `passerelle audit key`, its
-# public key line, the 32-byte body-digest secret and the store's key-encryption key
-# (`store.key`), in OUTPUT_DIR (owner-only). Then prints
+# public key line, the 32-byte body-digest secret, the store's key-encryption key
+# (`store.key`) and the subject key (`subject.key`), in OUTPUT_DIR (owner-only). Then prints
 # the command that stores them as the Secret `passerelle-audit`.
 #
 #   deploy/kubernetes/new-audit-keys.sh ./audit-keys          # `passerelle` on PATH, or
@@ -19,7 +19,7 @@ passerelle=${PASSERELLE:-passerelle}
 umask 077
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-for f in audit-signing-key audit-secret store.key; do
+for f in audit-signing-key audit-secret store.key subject.key; do
     if [[ -e "$out/$f" ]]; then
         echo "$out/$f exists: refusing to replace a key (move it away first)" >&2
         exit 1
@@ -41,10 +41,13 @@ printf "data_dir = '%s'\nschemas_dir = 'schemas'\n[tls]\ninsecure_plaintext = tr
 head -c 32 /dev/urandom | od -An -tx1 -v | tr -d ' \n' > "$out/audit-secret"
 # The store's key-encryption key: every replica unwraps the same data keys with it.
 head -c 32 /dev/urandom | od -An -tx1 -v | tr -d ' \n' > "$out/store.key"
+# The subject key: every replica digests a person's identifiers alike, so either finds the
+# disclosures the other recorded.
+head -c 32 /dev/urandom | od -An -tx1 -v | tr -d ' \n' > "$out/subject.key"
 chmod 0644 "$out/audit-signing-key.pub"
 
 echo "Public key (key id second): $(cat "$out/audit-signing-key.pub")"
 echo "Store the private files as the Secret the Deployment mounts:"
 echo "  kubectl -n passerelle create secret generic passerelle-audit \\"
 echo "    --from-file=audit-signing-key=$out/audit-signing-key --from-file=audit-secret=$out/audit-secret \\"
-echo "    --from-file=store.key=$out/store.key"
+echo "    --from-file=store.key=$out/store.key --from-file=subject.key=$out/subject.key"

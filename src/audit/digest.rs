@@ -27,8 +27,12 @@ impl std::fmt::Debug for DigestKey {
 impl DigestKey {
     /// Loads the secret from `data_dir`, creating it (owner-only) on first start.
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
-        let bytes = secrets::load_or_create(&data_dir.join(SECRET_FILE), 32)?;
-        Ok(DigestKey(hmac::Key::new(hmac::HMAC_SHA256, &bytes)))
+        Ok(DigestKey::new(&secrets::load_or_create(&data_dir.join(SECRET_FILE), 32)?))
+    }
+
+    /// An HMAC-SHA-256 key of these bytes (the subject key is one too, under a secret of its own).
+    pub fn new(bytes: &[u8]) -> Self {
+        DigestKey(hmac::Key::new(hmac::HMAC_SHA256, bytes))
     }
 
     /// The body digest of `body`.

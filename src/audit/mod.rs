@@ -61,6 +61,7 @@ pub mod notary;
 pub mod notice;
 pub mod receipt;
 pub mod rejections;
+pub mod subject;
 pub mod verify;
 
 use serde_json::{Map, Value};
@@ -242,6 +243,11 @@ pub mod kind {
     pub const NOTICE_ISSUED: &str = "notice.issued";
     /// An operator read a page of the audit trail; `count` entries, `reason` their seq range.
     pub const AUDIT_READ: &str = "audit.read";
+    /// An operator read the access record of a person; `actor` is the operator, `count` the
+    /// disclosures answered. Never the subject, nor its digest.
+    pub const ACCESS_READ: &str = "access.read";
+    /// The purge removed record subjects past the access record's retention; `count` of them.
+    pub const ACCESS_PURGED: &str = "access.purged";
 }
 
 #[cfg(test)]

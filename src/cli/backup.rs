@@ -14,9 +14,9 @@
 //! whole. Its audit chain is then verified with the code `audit verify` runs, reading the copy
 //! without changing it.
 //!
-//! **Invariant:** no secret is copied. The audit signing key and the body-digest secret stay in
-//! the data directory; the command names them so the operator backs them up apart (README,
-//! "Backup and restore").
+//! **Invariant:** no secret is copied. The audit signing key, the body-digest secret, the subject
+//! key and the store's key-encryption key stay where they are; the command names them so the
+//! operator backs them up apart (README, "Backup and restore").
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -164,6 +164,7 @@ fn print_secrets_not_copied(config: &Config) {
     let secrets: Vec<PathBuf> = [
         config.settings.audit.signing_key_file.clone(),
         config.settings.data_dir.join(crate::audit::digest::SECRET_FILE),
+        config.settings.audit.subject_key_file.clone(),
     ]
     .into_iter()
     .chain(store_key)

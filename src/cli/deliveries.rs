@@ -1,18 +1,13 @@
 //! `passerelle deliveries`: list dead or retrying deliveries and replay them, through the running
 //! gateway's admin API (so the replay wakes its workers and is audited like any other).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use bytes::Bytes;
 use clap::Subcommand;
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::Method;
 use serde_json::Value;
+
+use super::admin_api::{AdminArgs, AdminClient};
 
 #[derive(Debug, Subcommand)]
 pub enum DeliveriesCommand {
@@ -51,57 +46,6 @@ pub enum DeliveriesCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-}
-
-/// Where the admin API is and how to authenticate to it.
-#[derive(Debug, clap::Args)]
-pub struct AdminArgs {
-    #[arg(long, value_name = "FILE", default_value = super::DEFAULT_CONFIG, help = super::CONFIG_HELP)]
-    config: PathBuf,
-    /// The admin API's base URL (default: `listen.admin` of the configuration).
-    #[arg(long, value_name = "URL")]
-    admin: Option<String>,
-}
-
-struct AdminClient {
-    base: String,
-    token: String,
-    /// The configuration's partners, for the width of the recipient column.
-    partner_ids: Vec<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl AdminClient {
-    fn new(args: &AdminArgs) -> anyhow::Result<Self> {
-        let config = super::load_config(&args.config)?;
-        let token = std::env::var("PASSERELLE_ADMIN_TOKEN")
-            .ok()
-            .or_else(|| config.settings.admin.token.as_deref().map(str::to_owned))
-            .context("no admin token: set PASSERELLE_ADMIN_TOKEN or admin.token_file")?;
-        let base = args.admin.clone().unwrap_or_else(|| format!("http://{}", config.settings.listen.admin));
-        Ok(AdminClient {
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-            partner_ids: config.settings.partners.keys().map(|p| p.to_string()).collect(),
-            http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
-        })
-    }
-
-    async fn call(&self, method: Method, path: &str) -> anyhow::Result<(u16, Value)> {
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .body(Full::new(Bytes::new()))?;
-        let response = self
-            .http
-            .request(request)
-            .await
-            .with_context(|| format!("the admin API at {} does not answer", self.base))?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-    }
 }
 
 pub fn run(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {

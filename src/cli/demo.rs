@@ -125,7 +125,7 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
 
         // Request/response: the health plan checks a SIN with the federal registry.
         let question =
-            json!({"sin": "046454286", "given_names": ["Julie"], "surname": "Tremblay", "date_of_birth": "1992-03-14"});
+            json!({"sin": JULIE_SIN, "given_names": ["Julie"], "surname": "Tremblay", "date_of_birth": "1992-03-14"});
         let (status, body) = partners
             .post("on-health-plan", &format!("{base}/v1/requests/sin-validation"), None, question.to_string())
             .await?;
@@ -190,6 +190,10 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         }
         println!("\nOperators:");
         println!("  the console: http://{}/console", gateway.admin_addr);
+        println!(
+            "  what was disclosed about Julie Tremblay: passerelle access {JULIE_SIN} --config {}",
+            config_path.display()
+        );
         match &admin_token_file {
             Some(file) => println!("  sign in with the admin token in {}", file.display()),
             None => println!("  (no admin token is configured: set admin.token_file to sign in)"),
@@ -367,7 +371,13 @@ fn sin_answer(request: &[u8]) -> Value {
     })
 }
 
-/// Three births in Ontario and one address change: fictional people.
+/// The SIN of Julie Tremblay, a fictional mother: it passes the Luhn check.
+const JULIE_SIN: &str = "046454286";
+
+/// Three births in Ontario and one address change: fictional people. Julie Tremblay, the first
+/// child's mother, gives her SIN with the birth (a parent's SIN is optional) and again with her
+/// address change, so her access record (`passerelle access 046454286`) holds both records'
+/// deliveries.
 fn demo_records() -> Vec<(&'static str, &'static str, Value)> {
     let births = [
         (
@@ -436,13 +446,14 @@ fn demo_records() -> Vec<(&'static str, &'static str, Value)> {
             }),
         ));
     }
+    records[0].2["parents"][0]["sin"] = json!(JULIE_SIN);
     records.push((
         "on-health-plan",
         "address-change",
         json!({
             "change_id": "AC-2026-00001234",
             "effective_date": "2026-12-01",
-            "person": {"given_names": ["Julie"], "surname": "Tremblay", "date_of_birth": "1992-03-14"},
+            "person": {"given_names": ["Julie"], "surname": "Tremblay", "date_of_birth": "1992-03-14", "sin": JULIE_SIN},
             "previous_address": {"street": "120 Rue Principale", "municipality": "Ottawa", "province": "ON", "postal_code": "K1N 5T5"},
             "new_address": {"street": "45 Avenue des Érables", "unit": "3", "municipality": "Ottawa", "province": "ON", "postal_code": "K1L 6X2"},
             "reported_at": "2026-11-25T14:05:00Z"

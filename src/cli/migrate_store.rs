@@ -1,7 +1,7 @@
 //! `passerelle migrate-store`: copy a SQLite store into PostgreSQL, evidence included.
 //!
 //! Records not yet purged (with their bodies, sealed as they are), every delivery (ids kept), the
-//! data keys (still wrapped), the whole audit chain and its checkpoints are copied in one PostgreSQL transaction, so a partner that starts small
+//! data keys (still wrapped), the record subjects of the access record, the whole audit chain and its checkpoints are copied in one PostgreSQL transaction, so a partner that starts small
 //! can grow to several instances without losing its evidence. The chain is verified on
 //! PostgreSQL afterwards, with this instance's key and the configured trusted keys.
 
@@ -42,7 +42,8 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
         + count("audit_checkpoints")?
         + count("data_keys")?
         + count("records")?
-        + count("deliveries")?;
+        + count("deliveries")?
+        + count("record_subjects")?;
 
     // Read before the copy, so a missing trusted key file stops the migration before it starts.
     let keys = super::audit::trusted_keys(&config)?;
@@ -105,18 +106,29 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
             }
         }
         {
-            let mut rows = sqlite.prepare("SELECT id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id, schema_version FROM deliveries ORDER BY id")?;
-            let insert = tx.prepare("INSERT INTO deliveries (id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id, schema_version) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)").await?;
+            let mut rows = sqlite.prepare("SELECT id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id, schema_version, purpose, fields FROM deliveries ORDER BY id")?;
+            let insert = tx.prepare("INSERT INTO deliveries (id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id, schema_version, purpose, fields) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)").await?;
             let mut it = rows.query([])?;
             while let Some(r) = it.next()? {
                 // Leases are not copied: every pending delivery is free to be claimed again.
-                tx.execute(&insert, &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, bool>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, String>(7)?, &r.get::<_, i32>(8)?, &r.get::<_, i32>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, i64>(11)?, &r.get::<_, Option<i64>>(12)?, &r.get::<_, Option<i32>>(13)?, &r.get::<_, Option<String>>(14)?, &r.get::<_, Option<i64>>(15)?, &r.get::<_, Option<String>>(16)?, &r.get::<_, Option<String>>(17)?]).await?;
+                tx.execute(&insert, &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, bool>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, String>(7)?, &r.get::<_, i32>(8)?, &r.get::<_, i32>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, i64>(11)?, &r.get::<_, Option<i64>>(12)?, &r.get::<_, Option<i32>>(13)?, &r.get::<_, Option<String>>(14)?, &r.get::<_, Option<i64>>(15)?, &r.get::<_, Option<String>>(16)?, &r.get::<_, Option<String>>(17)?, &r.get::<_, Option<String>>(18)?, &r.get::<_, Option<String>>(19)?]).await?;
                 copied += 1;
                 if copied.is_multiple_of(STEP as u64) {
                     bar.set_position(copied);
                 }
             }
             tx.execute("SELECT setval(pg_get_serial_sequence('deliveries', 'id'), GREATEST((SELECT MAX(id) FROM deliveries), 1))", &[]).await?;
+        }
+        {
+            // The access record: subject digests, copied as they are (the subject key is the
+            // same file, or the same value, for the new store).
+            let mut rows = sqlite.prepare("SELECT subject, record_id, received_at FROM record_subjects ORDER BY record_id")?;
+            let insert = tx.prepare("INSERT INTO record_subjects (subject, record_id, received_at) VALUES ($1,$2,$3)").await?;
+            let mut it = rows.query([])?;
+            while let Some(r) = it.next()? {
+                tx.execute(&insert, &[&r.get::<_, Vec<u8>>(0)?, &r.get::<_, String>(1)?, &r.get::<_, i64>(2)?]).await?;
+                copied += 1;
+            }
         }
         tx.commit().await?;
         bar.finish_and_clear();

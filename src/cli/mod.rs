@@ -4,6 +4,8 @@
 //! the long form with examples); `passerelle completions SHELL` writes a completion script from
 //! the same definitions, so the two never drift apart.
 
+pub mod access;
+pub mod admin_api;
 pub mod alertmanager_config;
 pub mod audit;
 pub mod backup;
@@ -132,9 +134,9 @@ pub enum Command {
     /// SQLite's online backup API copies one consistent snapshot while records keep arriving. The
     /// copy is owner-only, one self-contained file, written under a temporary name and renamed, so
     /// DEST is never half-written. Its audit chain is verified like `audit verify` does; the exit
-    /// status is 1 if it does not hold. The audit signing key and digest secret are not copied:
-    /// back them up apart (README, "Backup and restore"). A PostgreSQL store is refused: use
-    /// pg_dump.
+    /// status is 1 if it does not hold. The audit signing key, digest secret, subject key and
+    /// store key are not copied: back them up apart (README, "Backup and restore"). A PostgreSQL
+    /// store is refused: use pg_dump.
     #[command(after_long_help = "Example:\n  passerelle backup /backups/passerelle-$(date +%F).sqlite")]
     Backup {
         /// The file to write (owner-only); it must not exist yet, unless --force is given.
@@ -167,6 +169,20 @@ pub enum Command {
     /// Dead and retrying deliveries: list them, replay them (through the running gateway).
     #[command(subcommand)]
     Deliveries(deliveries::DeliveriesCommand),
+    /// The access record of a person: every disclosure about them (through the running gateway).
+    ///
+    /// Finds, by one of the person's identifiers (a field a schema marks `x-passerelle-subject`:
+    /// a SIN, a registration number, a health card number), every delivery of a record they are
+    /// a subject of: which partner received which fields, under which agreement and purpose,
+    /// when, its status and its audit entries. Asks the running gateway's admin API (`GET
+    /// /admin/v1/access`, every page), with PASSERELLE_ADMIN_TOKEN or the configured token; each
+    /// call is audited. Give `-` to read the identifier from standard input, so it stays out of
+    /// the shell's history and the process list; it is printed nowhere.
+    #[command(after_long_help = "Examples:\n  \
+                                 passerelle access 046454286\n  \
+                                 passerelle access ON-2026-004217 --lang fr\n  \
+                                 printf '%s\\n' \"$SIN\" | passerelle access - --json")]
+    Access(access::AccessArgs),
     /// The sealed store's keys: seal plaintext bodies, rotate the key-encryption key.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -241,6 +257,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DevPki { config } => dev_pki::run(&config),
         Command::MigrateStore { config, to, to_ca_file } => migrate_store::run(&config, &to, to_ca_file.as_deref()),
         Command::Deliveries(command) => deliveries::run(command),
+        Command::Access(args) => access::run(args),
         Command::Store(command) => store::run(command),
         Command::Inbox(args) => inbox::run(args),
         Command::VerifyDelivery(args) => verify_delivery::run(args),

@@ -104,15 +104,16 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         },
         sign: d.sign.unwrap_or(true),
     };
+    // A key file named relative to the configuration, else generated into the data directory.
+    let key_file = |file: Option<&str>, generated: &str| {
+        file.map_or_else(|| data_dir.join(generated), |f| resolve(&base, Some(f), ""))
+    };
     let audit = AuditSettings {
-        signing_key_file: main
-            .audit
-            .signing_key_file
-            .as_deref()
-            .map_or_else(|| data_dir.join(crate::audit::keys::SIGNING_KEY_FILE), |f| resolve(&base, Some(f), "")),
+        signing_key_file: key_file(main.audit.signing_key_file.as_deref(), crate::audit::keys::SIGNING_KEY_FILE),
         trusted_key_files: main.audit.trusted_keys.iter().map(|f| resolve(&base, Some(f), "")).collect(),
         checkpoint_every: main.audit.checkpoint_every.unwrap_or(1000).max(1),
         checkpoint_interval: Duration::from_secs(main.audit.checkpoint_interval_secs.unwrap_or(60).max(1)),
+        subject_key_file: key_file(main.audit.subject_key_file.as_deref(), crate::audit::subject::KEY_FILE),
     };
     let trusted_keys = trusted_keys(&files, &path, &audit.trusted_key_files, &mut problems);
     let days = |v: Option<f64>, default: f64, key: &str, problems: &mut Vec<Problem>| {
@@ -126,6 +127,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     let retention = RetentionSettings {
         delivered: days(main.retention.delivered_days, 7.0, "delivered_days", &mut problems),
         dead: days(main.retention.dead_days, 30.0, "dead_days", &mut problems),
+        access: days(main.retention.access_days, 2555.0, "access_days", &mut problems),
         purge_interval: Duration::from_secs(main.retention.purge_interval_secs.unwrap_or(3600).max(1)),
     };
     let admin = load_admin(&files, &path, &base, &main.admin, &mut problems);

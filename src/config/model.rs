@@ -149,6 +149,8 @@ pub struct AuditSettings {
     pub trusted_key_files: Vec<PathBuf>,
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
+    /// The key subject identifiers are digested under ([`crate::audit::subject`]).
+    pub subject_key_file: PathBuf,
 }
 
 /// How partners reach the partner listener (the TLS built from it is [`Built::partner_tls`]).
@@ -248,7 +250,11 @@ impl Config {
     /// (one created before the store was made owner-only may still be world-readable).
     pub fn secret_files(&self) -> Vec<PathBuf> {
         let s = &self.settings;
-        let mut files = vec![s.data_dir.join(crate::audit::digest::SECRET_FILE), s.audit.signing_key_file.clone()];
+        let mut files = vec![
+            s.data_dir.join(crate::audit::digest::SECRET_FILE),
+            s.audit.signing_key_file.clone(),
+            s.audit.subject_key_file.clone(),
+        ];
         if s.store.postgres.is_none() {
             files.push(s.store.sqlite_path.clone());
         }

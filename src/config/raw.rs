@@ -42,7 +42,7 @@ pub struct RawMain {
     /// `[audit]`: the signing key, trusted keys and checkpoint cadence.
     #[serde(default)]
     pub audit: RawAudit,
-    /// `[retention]`: how long stored bodies are kept.
+    /// `[retention]`: how long stored bodies, and the access record, are kept.
     #[serde(default)]
     pub retention: RawRetention,
     /// `[tls]`: the partner listener's TLS, or a trusted proxy in front of it.
@@ -91,6 +91,10 @@ pub struct RawAudit {
     pub checkpoint_every: Option<u64>,
     /// ...or after this many seconds with new entries, whichever comes first (default 60).
     pub checkpoint_interval_secs: Option<u64>,
+    /// The key of the subject digests the access record is looked up by (32 bytes in hex;
+    /// default `subject.key` in the data directory, generated owner-only at the first start).
+    /// Instances sharing a store must share it.
+    pub subject_key_file: Option<String>,
 }
 
 /// `[retention]` of the main file.
@@ -102,6 +106,9 @@ pub struct RawRetention {
     /// Bodies of dead deliveries are deleted after this many days, after which replay is
     /// impossible (default 30).
     pub dead_days: Option<f64>,
+    /// How long a person's disclosures can be found by the access record, in days from the
+    /// record's acceptance (default 2555, seven years), whatever became of its bodies.
+    pub access_days: Option<f64>,
     /// How often the purge runs, in seconds (default 3600).
     pub purge_interval_secs: Option<u64>,
 }

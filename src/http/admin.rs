@@ -67,6 +67,7 @@ pub enum OperatorCall {
     Keys,
     WhoAmI,
     Operators,
+    Access,
 }
 
 impl OperatorCall {
@@ -79,6 +80,7 @@ impl OperatorCall {
             O::Reload => Permission::Reload,
             O::Audit => Permission::ReadAudit,
             O::Operators => Permission::Administer,
+            O::Access => Permission::ReadAccess,
         }
     }
 
@@ -92,7 +94,7 @@ impl OperatorCall {
 
 /// Every route of the admin API; `HEAD` goes wherever `GET` does. The admin OpenAPI document
 /// ([`super::openapi::ADMIN_DOCUMENT`]) describes exactly these, and a test holds the two together.
-pub static ROUTES: [HttpRoute<Operation>; 16] = {
+pub static ROUTES: [HttpRoute<Operation>; 17] = {
     use ConsolePage as C;
     use Operation::{Console, Operator};
     use OperatorCall as O;
@@ -121,6 +123,7 @@ pub static ROUTES: [HttpRoute<Operation>; 16] = {
         HttpRoute { method: Method::GET, template: "/admin/v1/keys", operation: Operator(O::Keys) },
         HttpRoute { method: Method::GET, template: "/admin/v1/whoami", operation: Operator(O::WhoAmI) },
         HttpRoute { method: Method::GET, template: "/admin/v1/operators", operation: Operator(O::Operators) },
+        HttpRoute { method: Method::GET, template: "/admin/v1/access", operation: Operator(O::Access) },
     ]
 };
 
@@ -255,6 +258,10 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
             )),
             OperatorCall::Audit => audit(state, operator, query).await,
             OperatorCall::Keys => Ok(super::discovery::keys(&state.trail.notary)),
+            OperatorCall::Access => {
+                let page = super::access::wants_page(req.headers());
+                super::access::access(state, query, lang, operator, page).await
+            }
             OperatorCall::OpenApi => {
                 Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec()))
             }

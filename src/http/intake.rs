@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::policy::{self, AgreementRecipient, Mode, Route, RouteError, Share};
 use crate::schema::{Version, VersionError, Violation, ViolationDetail};
 use crate::server::RequestBody;
-use crate::store::{CommitOutcome, NewDelivery, NewRecord};
+use crate::store::{CommitOutcome, DisclosureTerms, NewDelivery, NewRecord};
 use crate::telemetry::trace::TraceContext;
 
 /// Longest `Idempotency-Key` accepted.
@@ -245,6 +245,9 @@ pub(super) async fn submit(
 
     let record_id = uuid::Uuid::now_v7().to_string();
     let received_at = crate::clock::to_ms(now);
+    // Who the record is about, digested from the validated record before any projection: every
+    // recipient is in the access record of these subjects, whatever fields it receives.
+    let subjects = subjects(state, config, record_type, version, &value);
     let shares: Vec<_> = route.shares(version).collect();
     let translated = translate(config, record_type, version, &value, &shares)?;
     let deliveries: Vec<NewDelivery> = shares
@@ -253,6 +256,7 @@ pub(super) async fn submit(
             let receives = recipient.receives(version);
             let source = translated.get(&receives).unwrap_or(&value);
             let body = recipient.fields.project_canonical(source);
+            let purpose = route.agreements.iter().find(|a| a.id == share.agreement).map(|a| a.purpose.clone());
             NewDelivery {
                 recipient: share.recipient.to_string(),
                 agreement: share.agreement.to_string(),
@@ -261,6 +265,10 @@ pub(super) async fn submit(
                 body: Bytes::from(body),
                 key_id: None,
                 schema_version: (receives != version).then(|| receives.to_string()),
+                terms: Some(DisclosureTerms {
+                    purpose: purpose.unwrap_or_default(),
+                    fields: recipient.fields.pointers().iter().map(ToString::to_string).collect(),
+                }),
             }
         })
         .collect();
@@ -293,6 +301,7 @@ pub(super) async fn submit(
         deliveries,
         key_id: None,
         receipt: Bytes::from(receipt),
+        subjects,
     };
     let commit = crate::telemetry::trace::step("commit");
     let (receipt, stamp, outcome) = match state.store.commit_record(record).instrument(commit).await {
@@ -340,6 +349,19 @@ pub(super) async fn submit(
     }
     add_deprecation(h, &route, version);
     Ok((response, outcome))
+}
+
+/// The digests of the record's subject identifiers (the values at the fields its schema marks
+/// `x-passerelle-subject`), each once. The values never leave this function.
+fn subjects(state: &State, config: &Config, record_type: &str, version: Version, record: &Value) -> Vec<[u8; 32]> {
+    let Some(schema) = config.built.catalog.record_type(record_type).and_then(|t| t.version(version)) else {
+        return Vec::new();
+    };
+    let mut digests: Vec<[u8; 32]> =
+        schema.subject_values(record).into_iter().filter_map(|v| state.trail.subject_key.digest_value(v)).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    digests
 }
 
 fn add_deprecation(h: &mut HeaderMap, route: &Route, version: Version) {

@@ -5,6 +5,7 @@
 //! [`error::ApiError`] for every failure; [`error::ApiError::to_response`] is the only place
 //! that turns failures into answers.
 
+pub mod access;
 pub mod admin;
 pub mod console;
 pub mod discovery;

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::audit::notary::Notary;
 use crate::audit::rejections::RejectionTally;
+use crate::audit::subject::SubjectKey;
 use crate::audit::{AuditEvent, DigestKey};
 use crate::config::Config;
 use crate::delivery::Dispatcher;
@@ -22,6 +23,8 @@ use crate::telemetry::{Metrics, ReloadOutcome};
 pub struct Trail {
     /// The deployment's key for body digests.
     pub digest_key: DigestKey,
+    /// The deployment's key for subject digests, which the access record is looked up by.
+    pub subject_key: SubjectKey,
     /// Signs receipts (and checkpoints, from [`crate::upkeep`]).
     pub notary: Arc<Notary>,
     /// Rejections waiting to be audited in aggregate.

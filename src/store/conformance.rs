@@ -34,10 +34,12 @@ pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
                 body_digest: [2; 32],
                 key_id: None,
                 schema_version: None,
+                terms: Some(DisclosureTerms { purpose: "p".into(), fields: vec![format!("/{r}")] }),
             })
             .collect(),
         receipt: Bytes::from_static(b"{}"),
         key_id: None,
+        subjects: Vec::new(),
     }
 }
 
@@ -242,13 +244,97 @@ pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
         .await
         .unwrap();
     let report = s
-        .purge(PurgeRequest { now: 1_000_000, delivered_retention_ms: 1_000, dead_retention_ms: 1_000 })
+        .purge(PurgeRequest {
+            now: 1_000_000,
+            delivered_retention_ms: 1_000,
+            dead_retention_ms: 1_000,
+            access_retention_ms: i64::MAX / 2,
+        })
         .await
         .unwrap();
-    assert_eq!(report, PurgeReport { record_bodies: 1, delivery_bodies: 1, keys_destroyed: vec![] });
+    assert_eq!(report, PurgeReport { record_bodies: 1, delivery_bodies: 1, keys_destroyed: vec![], subjects: 0 });
     let view = s.record("s".into(), record(1, &[]).record_id).await.unwrap().unwrap();
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Delivered);
     let entries = s.audit_entries(0, 100).await.unwrap();
+    let mut verifier = ChainVerifier::new(&Default::default(), Vec::new(), Start::Beginning).unwrap();
+    for e in &entries {
+        verifier.entry(e).unwrap();
+    }
+    verifier.finish().unwrap();
+}
+
+/// The access record: a subject's disclosures are every delivery of every record it appears in,
+/// each with its terms, status and audit entries, paged by delivery id; a purge of bodies keeps
+/// them, and only the access record's own retention removes them, audited.
+pub async fn the_access_record_finds_every_delivery_of_a_subjects_records(s: &dyn Store) {
+    let (a, b) = ([0xa; 32], [0xb; 32]);
+    let bundle = NewRecord { subjects: vec![a, b], ..record(1, &["r", "q"]) };
+    let mut pinned = NewRecord { subjects: vec![a], ..record(2, &["r"]) };
+    pinned.deliveries[0].schema_version = Some("0.9".into());
+    let other = NewRecord { subjects: vec![b], ..record(3, &["q"]) };
+    let mut stamps = Vec::new();
+    for r in [&bundle, &pinned, &other] {
+        let CommitOutcome::Accepted { stamp, .. } = s.commit_record(r.clone()).await.unwrap() else { panic!() };
+        stamps.push(stamp.seq);
+    }
+    let access = |subject, after_id, limit| s.access(AccessQuery { subject, after_id, limit });
+    let found = access(a, None, 10).await.unwrap();
+    let ids: Vec<(&str, &str)> = found.iter().map(|d| (d.record_id.as_str(), d.recipient.as_str())).collect();
+    assert_eq!(ids, [(&*bundle.record_id, "r"), (&*bundle.record_id, "q"), (&*pinned.record_id, "r")]);
+    let first = &found[0];
+    assert_eq!(
+        (first.sender.as_str(), first.record_type.as_str(), first.agreement.as_str(), first.accepted_at),
+        ("s", "t", "a", 1_001)
+    );
+    assert_eq!(first.terms, Some(DisclosureTerms { purpose: "p".into(), fields: vec!["/r".into()] }));
+    assert_eq!(
+        (first.accepted_seq, first.status, first.delivered_at, first.delivered_seq),
+        (stamps[0], DeliveryStatus::Queued, None, None)
+    );
+    assert_eq!((found[2].schema_version.as_str(), found[2].received_version.as_str()), ("1.0", "0.9"));
+    assert_eq!(found[2].accepted_seq, stamps[1]);
+    // Paged by delivery id; a subject in no record has none.
+    let page = access(a, Some(found[0].delivery_id), 1).await.unwrap();
+    assert_eq!(page.iter().map(|d| d.delivery_id).collect::<Vec<_>>(), [found[1].delivery_id]);
+    assert!(access([0xc; 32], None, 10).await.unwrap().is_empty());
+
+    // Delivered: the delivery's status, time and own audit entry.
+    let to_r = s.claim_due(claim("w", 10, 2_000, false)).await.unwrap();
+    let done = update(to_r[0].id, "w", 2_100, AttemptResult::Delivered { status: Some(200) });
+    s.finish_attempts(vec![AttemptUpdate { record_id: bundle.record_id.clone(), ..done }]).await.unwrap();
+    let delivered = s
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event.kind == crate::audit::kind::DELIVERY_DELIVERED)
+        .unwrap();
+    let first = &access(a, None, 10).await.unwrap()[0];
+    assert_eq!(
+        (first.status, first.delivered_at, first.delivered_seq),
+        (DeliveryStatus::Delivered, Some(2_100), Some(delivered.seq))
+    );
+
+    // The bodies' purge keeps the access record; its own retention removes it, audited.
+    let purge = |access_retention_ms| PurgeRequest {
+        now: 1_000_000,
+        delivered_retention_ms: 1_000,
+        dead_retention_ms: 1_000,
+        access_retention_ms,
+    };
+    let report = s.purge(purge(2_000_000)).await.unwrap();
+    assert_eq!((report.delivery_bodies, report.subjects), (1, 0), "the delivered body goes");
+    assert_eq!(access(a, None, 10).await.unwrap().len(), 3);
+    let report = s.purge(purge(998_998)).await.unwrap();
+    assert_eq!(report.subjects, 2, "the records accepted before 1002: the bundle's two subjects");
+    assert_eq!(
+        access(a, None, 10).await.unwrap().iter().map(|d| &*d.record_id).collect::<Vec<_>>(),
+        [&*pinned.record_id]
+    );
+    assert_eq!(access(b, None, 10).await.unwrap().len(), 1, "the other record's subject stays");
+    let entries = s.audit_entries(0, 100).await.unwrap();
+    let purged = entries.iter().find(|e| e.event.kind == crate::audit::kind::ACCESS_PURGED).unwrap();
+    assert_eq!(purged.event.count, 2);
     let mut verifier = ChainVerifier::new(&Default::default(), Vec::new(), Start::Beginning).unwrap();
     for e in &entries {
         verifier.entry(e).unwrap();
@@ -276,7 +362,12 @@ pub async fn bodies_are_sealed_and_their_key_destroyed_once_none_is_left(s: &dyn
         s.finish_attempts(vec![done]).await.unwrap();
     }
     // Its day (1970-01-01) is not over yet: the bodies go, the key stays.
-    let purge = |now| PurgeRequest { now, delivered_retention_ms: 1_000, dead_retention_ms: 1_000 };
+    let purge = |now| PurgeRequest {
+        now,
+        delivered_retention_ms: 1_000,
+        dead_retention_ms: 1_000,
+        access_retention_ms: i64::MAX / 2,
+    };
     let report = s.purge(purge(80_000_000)).await.unwrap();
     assert_eq!((report.record_bodies, report.delivery_bodies, report.keys_destroyed.len()), (1, 2, 0));
     // Over, and past the grace: the key is destroyed, once.
@@ -466,7 +557,8 @@ macro_rules! store_conformance {
             purge_keeps_metadata_and_the_chain,
             records_are_complete_when_every_delivery_is_delivered,
             notices_fall_due_once_per_record_and_kind,
-            bodies_are_sealed_and_their_key_destroyed_once_none_is_left
+            bodies_are_sealed_and_their_key_destroyed_once_none_is_left,
+            the_access_record_finds_every_delivery_of_a_subjects_records
         );
     };
     (@tests $make:expr; $($check:ident),*) => {

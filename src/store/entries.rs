@@ -1,6 +1,7 @@
 //! What each write changes and records, written once so both engines write the same rows and
 //! the same audit entries: a record's acceptance entry, how an attempt's result changes its
-//! delivery row and the entry it gets, a replay's and a purge's entries.
+//! delivery row and the entry it gets, a replay's and a purge's entries, and how a delivery's
+//! disclosure terms are kept in its row.
 
 use super::*;
 use crate::audit::AuditEvent;
@@ -88,8 +89,24 @@ impl ReplayRequest {
     }
 }
 
+impl DisclosureTerms {
+    /// The `fields` column: the pointers as a JSON array.
+    pub fn fields_column(&self) -> String {
+        serde_json::Value::from(self.fields.clone()).to_string()
+    }
+
+    /// The terms of the `purpose` and `fields` columns, if the delivery has them.
+    pub fn from_columns(purpose: Option<String>, fields: Option<String>) -> Result<Option<Self>, StoreError> {
+        let (Some(purpose), Some(fields)) = (purpose, fields) else { return Ok(None) };
+        let fields = serde_json::from_str(&fields)
+            .map_err(|e| StoreError::corrupt("a delivery's fields are not a list of pointers").caused_by(e))?;
+        Ok(Some(DisclosureTerms { purpose, fields }))
+    }
+}
+
 impl PurgeReport {
-    /// The purge's audit entries: the bodies it deleted, and the data keys it destroyed.
+    /// The purge's audit entries: the bodies it deleted, the data keys it destroyed, and the
+    /// record subjects past the access record's retention.
     pub fn events(&self, at: i64) -> Vec<AuditEvent> {
         let mut events = Vec::new();
         let total = self.record_bodies + self.delivery_bodies;
@@ -104,6 +121,12 @@ impl PurgeReport {
             let mut event = AuditEvent::new(at, crate::audit::kind::KEYS_DESTROYED, "gateway", "destroyed");
             event.count = self.keys_destroyed.len() as i64;
             event.reason = Some(self.keys_destroyed.join(", "));
+            events.push(event);
+        }
+        if self.subjects > 0 {
+            let mut event = AuditEvent::new(at, crate::audit::kind::ACCESS_PURGED, "gateway", "purged");
+            event.count = self.subjects as i64;
+            event.reason = Some("record subjects past the access record's retention".to_owned());
             events.push(event);
         }
         events

@@ -9,7 +9,9 @@
 //!   expired lease (a worker that died) makes the delivery claimable again;
 //! - [`Store::finish_attempts`] records each attempt's result, only while the worker still holds
 //!   the lease; [`Store::settle`] does the same for a pull recipient's acknowledgements, for all
-//!   the deliveries it names or none.
+//!   the deliveries it names or none;
+//! - [`Store::access`] finds every delivery of the records a subject (a person's identifier,
+//!   digested) appears in: the access record, kept for its own retention by [`Store::purge`].
 //!
 //! **Invariant:** nothing is acknowledged before it is committed: `commit_record` resolves only
 //! after the transaction (fsync included) has succeeded.
@@ -125,6 +127,19 @@ pub struct NewDelivery {
     /// The schema version `body` is in, when the recipient is pinned to another version than
     /// the record was sent in (its body is the record translated); `None`: the record's.
     pub schema_version: Option<String>,
+    /// What the delivery discloses and why, for the access record; `None` for a delivery that
+    /// discloses nothing of a person (a completion notice).
+    pub terms: Option<DisclosureTerms>,
+}
+
+/// What a delivery discloses and why, fixed at acceptance: a later configuration never changes
+/// what the access record says was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureTerms {
+    /// The agreement's purpose, as it read when the record was accepted.
+    pub purpose: String,
+    /// The fields the recipient receives: its agreement's pointers, never values.
+    pub fields: Vec<String>,
 }
 
 /// An accepted record, ready to commit.
@@ -153,6 +168,9 @@ pub struct NewRecord {
     pub receipt: Bytes,
     /// The data key `body` is sealed under; `None` while it is plaintext (the store seals it).
     pub key_id: Option<String>,
+    /// The record's subjects: HMAC-SHA-256 digests of the values at its schema's subject
+    /// identifier fields (`audit::subject`), each once, taken before projection. Never a value.
+    pub subjects: Vec<[u8; 32]>,
 }
 
 /// What committing a record did.
@@ -494,7 +512,7 @@ pub struct ReplayRequest {
     pub now: i64,
 }
 
-/// Body retention, applied by [`Store::purge`].
+/// Body retention, and the access record's, applied by [`Store::purge`].
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeRequest {
     /// Unix ms.
@@ -503,6 +521,9 @@ pub struct PurgeRequest {
     pub delivered_retention_ms: i64,
     /// Bodies of dead deliveries older than this are deleted (ms).
     pub dead_retention_ms: i64,
+    /// The subjects of records accepted longer ago than this are deleted (ms): their
+    /// disclosures can no longer be found by person. Independent of the bodies' retention.
+    pub access_retention_ms: i64,
 }
 
 /// What a purge removed.
@@ -512,6 +533,43 @@ pub struct PurgeReport {
     pub delivery_bodies: u64,
     /// The data keys destroyed because no body was left under them (crypto-shredding).
     pub keys_destroyed: Vec<String>,
+    /// The record subjects removed past the access record's retention.
+    pub subjects: u64,
+}
+
+/// A page of the disclosures about one subject: the access record of a person.
+#[derive(Debug, Clone)]
+pub struct AccessQuery {
+    /// The subject's digest under the subject key.
+    pub subject: [u8; 32],
+    /// Continue after this delivery id.
+    pub after_id: Option<i64>,
+    pub limit: usize,
+}
+
+/// One delivery of a record a subject appears in: who received what of it, under which
+/// agreement and purpose, when, and where the audit trail says so. Times are unix ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disclosure {
+    pub delivery_id: i64,
+    pub record_id: String,
+    pub sender: String,
+    pub record_type: String,
+    /// The version the record was sent in.
+    pub schema_version: String,
+    /// The version the recipient receives it in (its pin, or the record's).
+    pub received_version: String,
+    pub recipient: String,
+    pub agreement: String,
+    /// `None` for a delivery stored before the gateway recorded them.
+    pub terms: Option<DisclosureTerms>,
+    pub accepted_at: i64,
+    /// The seq of the record's `record.accepted` entry.
+    pub accepted_seq: i64,
+    pub status: DeliveryStatus,
+    pub delivered_at: Option<i64>,
+    /// The seq of the delivery's `delivery.delivered` entry, once delivered.
+    pub delivered_seq: Option<i64>,
 }
 
 /// The durable store.
@@ -555,8 +613,11 @@ pub trait Store: Send + Sync + 'static {
     /// Requeues dead deliveries for one more round of attempts, each audited.
     fn replay(&self, request: ReplayRequest) -> StoreFuture<'_, Vec<ReplayResult>>;
     /// Deletes bodies past their retention, then destroys the data keys no body is left under;
-    /// metadata and audit entries stay.
+    /// deletes record subjects past the access record's retention; metadata and audit entries
+    /// stay.
     fn purge(&self, request: PurgeRequest) -> StoreFuture<'_, PurgeReport>;
+    /// A page of the deliveries of the records `query.subject` appears in, by delivery id.
+    fn access(&self, query: AccessQuery) -> StoreFuture<'_, Vec<Disclosure>>;
 
     /// The store's data keys and plaintext bodies, once every live data key is shown to unwrap
     /// under a configured key-encryption key (the start calls it, so a wrong key stops it).

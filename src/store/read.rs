@@ -214,6 +214,31 @@ pub(super) async fn deliveries(s: &mut impl Sql, filter: DeliveryFilter) -> Resu
     .await
 }
 
+/// A page of the disclosures about one subject, in one statement.
+pub(super) async fn access(s: &mut impl Sql, query: AccessQuery) -> Result<Vec<Disclosure>, StoreError> {
+    let params: [Param<'_>; 3] =
+        [Param::Bytes(&query.subject), query.after_id.unwrap_or(0).into(), (query.limit as i64).into()];
+    s.query(sql::ACCESS, &params, |r| {
+        Ok(Disclosure {
+            delivery_id: r.int(0)?,
+            record_id: r.text(1)?,
+            sender: r.text(2)?,
+            record_type: r.text(3)?,
+            schema_version: r.text(4)?,
+            received_version: r.text(5)?,
+            recipient: r.text(6)?,
+            agreement: r.text(7)?,
+            terms: DisclosureTerms::from_columns(r.opt_text(8)?, r.opt_text(9)?)?,
+            accepted_at: r.int(10)?,
+            accepted_seq: r.int(11)?,
+            status: r.label(12)?,
+            delivered_at: r.opt_int(13)?,
+            delivered_seq: r.opt_int(14)?,
+        })
+    })
+    .await
+}
+
 /// Data key `id` as stored, if there is one.
 pub(super) async fn stored_key(s: &mut impl Sql, id: String) -> Result<Option<keys::StoredKey>, StoreError> {
     Ok(s.query(sql::DATA_KEY, &[(&id).into()], super::writes::stored_key).await?.pop())

@@ -28,6 +28,8 @@ pub(super) const SETTLED_INDEX: &str = include_str!("migrations/shared/0003_sett
 pub(super) const SEALED_BODIES: &str = include_str!("migrations/shared/0004_sealed_bodies.sql");
 /// Schema version 5.
 pub(super) const DELIVERY_VERSION: &str = include_str!("migrations/shared/0005_delivery_version.sql");
+/// Schema version 6 on both engines, after the engine's `record_subjects` table.
+pub(super) const DISCLOSURES: &str = include_str!("migrations/shared/0006_disclosures.sql");
 
 /// A value bound to a statement parameter. Each engine converts it to the parameter's type.
 #[derive(Debug, Clone, Copy)]
@@ -480,6 +482,22 @@ pub(super) const IDEMPOTENT: &str =
 pub(super) const PURGE_DELIVERIES: &str = "UPDATE deliveries SET body = NULL WHERE body IS NOT NULL AND (
          (status = 'delivered' AND delivered_at < $1) OR (status = 'dead' AND last_attempt_at < $2))";
 
+/// Deletes the subjects of records received before `$1`: past the access record's retention.
+pub(super) const PURGE_SUBJECTS: &str = "DELETE FROM record_subjects WHERE received_at < $1";
+
+/// The deliveries of the records subject `$1` appears in, after delivery id `$2`, at most `$3`,
+/// by id: `id, record_id, sender, record_type, schema_version`, the version the recipient
+/// receives, `recipient, agreement, purpose, fields, received_at`, the acceptance entry's seq,
+/// `status, delivered_at`, and the seq of the delivery's `delivery.delivered` entry.
+pub(super) const ACCESS: &str = "SELECT d.id, d.record_id, r.sender, r.record_type, r.schema_version,
+        COALESCE(d.schema_version, r.schema_version), d.recipient, d.agreement, d.purpose, d.fields,
+        r.received_at, r.audit_seq, d.status, d.delivered_at,
+        (SELECT MAX(a.seq) FROM audit_log a
+         WHERE a.kind = 'delivery.delivered' AND a.record_id = d.record_id AND a.recipient = d.recipient)
+     FROM record_subjects s JOIN records r ON r.record_id = s.record_id JOIN deliveries d ON d.record_id = s.record_id
+     WHERE s.subject = $1 AND d.id > $2
+     ORDER BY d.id LIMIT $3";
+
 /// Deletes the bodies of records received before `$1` once none of their deliveries needs a body.
 pub(super) const PURGE_RECORDS: &str =
     "UPDATE records SET body = NULL WHERE body IS NOT NULL AND received_at < $1 AND NOT EXISTS (
@@ -554,6 +572,8 @@ pub(super) const SHARED: &[&str] = &[
     IDEMPOTENT,
     PURGE_DELIVERIES,
     PURGE_RECORDS,
+    PURGE_SUBJECTS,
+    ACCESS,
     DATA_KEY,
     ADD_DATA_KEY,
     KEYS_WRAPPED_ELSEWHERE,

@@ -236,8 +236,8 @@ pub(super) async fn replay<B: Batch>(
     Ok(results)
 }
 
-/// Deletes bodies past their retention; metadata and audit entries stay, and the purge itself
-/// is audited.
+/// Deletes bodies past their retention, and record subjects past the access record's; metadata
+/// and audit entries stay, and the purge itself is audited.
 pub(super) async fn purge<B: Batch>(
     b: &mut B,
     chain: &mut Chain,
@@ -251,7 +251,9 @@ pub(super) async fn purge<B: Batch>(
     // Then the data keys with no body left under them whose day is over: crypto-shredding.
     let ended_before = request.now - keys::SHRED_GRACE_MS;
     let keys_destroyed = b.query(sql::DESTROY_KEYS, &[request.now.into(), ended_before.into()], |r| r.text(0)).await?;
-    let report = PurgeReport { record_bodies, delivery_bodies, keys_destroyed };
+    // The access record has a retention of its own: subjects go only past it, bodies or not.
+    let subjects = b.execute(sql::PURGE_SUBJECTS, &[(request.now - request.access_retention_ms).into()]).await?;
+    let report = PurgeReport { record_bodies, delivery_bodies, keys_destroyed, subjects };
     let events = report.events(request.now);
     if !events.is_empty() {
         chain.append(b, events).await?;

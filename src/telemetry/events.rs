@@ -307,6 +307,27 @@ impl DeliveryReplayed<'_> {
     }
 }
 
+/// An operator read the access record of a person. The line names the operator and how many
+/// disclosures were answered, never the subject nor its digest; the lookup's audit entry is
+/// counted with every other (`passerelle_audit_entries_total{kind="access.read"}`).
+pub struct AccessRead<'a> {
+    pub actor: &'a str,
+    pub disclosures: usize,
+    /// The seq of the lookup's `access.read` entry.
+    pub audit_seq: i64,
+}
+
+impl AccessRead<'_> {
+    pub fn emit(&self) {
+        info!(
+            message = "Access record read.",
+            actor = self.actor,
+            disclosures = self.disclosures,
+            audit_seq = self.audit_seq
+        );
+    }
+}
+
 /// A recipient's circuit breaker changed state.
 pub struct BreakerChanged<'a> {
     pub recipient: &'a str,

@@ -79,7 +79,9 @@ async fn a_backup_taken_while_records_arrive_verifies_and_holds_every_record_acc
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("OK: the copy's audit chain verifies"), "{stdout}");
-    assert!(stdout.contains("audit-signing-key") && stdout.contains("audit-secret"), "secrets are named: {stdout}");
+    for secret in ["audit-signing-key", "audit-secret", "subject.key", "store.key"] {
+        assert!(stdout.contains(secret), "secrets are named: {stdout}");
+    }
     assert!(ended > started, "records were accepted while the backup ran ({started} then {ended})");
 
     // Owner-only, one self-contained file, nothing left beside it.
@@ -119,6 +121,7 @@ async fn a_backup_taken_while_records_arrive_verifies_and_holds_every_record_acc
     std::fs::copy(setup.data_dir().join("audit-signing-key"), data.join("audit-signing-key")).unwrap();
     std::fs::copy(setup.data_dir().join("audit-secret"), data.join("audit-secret")).unwrap();
     std::fs::copy(setup.data_dir().join("store.key"), data.join("store.key")).unwrap();
+    std::fs::copy(setup.data_dir().join("subject.key"), data.join("subject.key")).unwrap();
     let restored_config = restored.path().join("config/passerelle.toml");
     let (code, out) = cli(&["audit", "verify", "--config", restored_config.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");

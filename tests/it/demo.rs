@@ -64,6 +64,7 @@ fn the_demo_delivers_every_record_to_every_recipient() {
     assert!(console.contains("http://127.0.0.1:"), "{console}");
     let token_file = dir.path().join("data/admin-token");
     assert!(stdout.contains(&format!("admin token in {}", token_file.display())), "{stdout}");
+    assert!(stdout.contains("what was disclosed about Julie Tremblay: passerelle access 046454286"), "{stdout}");
     assert!(token_file.exists());
     // Standard error is a pipe here: no colour codes in the log lines.
     let stderr = String::from_utf8_lossy(&out.stderr);

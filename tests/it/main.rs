@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod alerting;
 mod architecture;
 mod audit;

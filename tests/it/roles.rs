@@ -78,7 +78,7 @@ async fn wait_dead(gw: &TestGateway, recipient: &str, n: usize) -> Vec<Value> {
 async fn each_role_may_do_its_calls_and_is_refused_the_others_in_english_and_french() {
     let gw = Setup::new().operators(&operators_file()).start().await;
     // Who may call what: the table, call by call.
-    let calls: [(Method, &str, [bool; 4]); 8] = [
+    let calls: [(Method, &str, [bool; 4]); 9] = [
         //                                               viewer operator auditor admin
         (Method::GET, "/admin/v1/whoami", [true, true, true, true]),
         (Method::GET, "/admin/v1/overview", [true, true, true, true]),
@@ -87,6 +87,7 @@ async fn each_role_may_do_its_calls_and_is_refused_the_others_in_english_and_fre
         (Method::POST, "/admin/v1/reload", [false, true, false, true]),
         (Method::GET, "/admin/v1/audit", [false, false, true, true]),
         (Method::GET, "/admin/v1/operators", [false, false, false, true]),
+        (Method::GET, "/admin/v1/access?subject=046454286", [false, false, true, true]),
         (Method::GET, "/admin/v1/keys", [true, true, true, true]),
     ];
     for (method, path, allowed) in calls {

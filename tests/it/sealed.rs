@@ -114,7 +114,15 @@ async fn no_record_value_reaches_the_disk_and_a_purge_leaves_nothing_that_opens(
     let config = passerelle::config::load(&setup.main_config()).unwrap();
     let store = passerelle::gateway::open_store(&config, passerelle::telemetry::Metrics::new()).await.unwrap();
     let now = passerelle::clock::now_ms() + 3 * 86_400_000;
-    let report = store.purge(PurgeRequest { now, delivered_retention_ms: 1, dead_retention_ms: 1 }).await.unwrap();
+    let report = store
+        .purge(PurgeRequest {
+            now,
+            delivered_retention_ms: 1,
+            dead_retention_ms: 1,
+            access_retention_ms: config.settings.retention.access.as_millis() as i64,
+        })
+        .await
+        .unwrap();
     assert_eq!((report.record_bodies, report.delivery_bodies), (5, 20));
     let destroyed: BTreeSet<&str> = report.keys_destroyed.iter().map(String::as_str).collect();
     let expected: BTreeSet<&str> = keys_before.iter().map(|(id, _)| id.as_str()).collect();

@@ -1,7 +1,7 @@
 //! The PostgreSQL writer's side: the schema migrations, and the connection the shared writer
 //! runs its batches on ([`Batch`]), with the statements only PostgreSQL runs: a batch's audit
-//! entries, records and deliveries go to the server as one multi-row insert per table, and every
-//! attempt result of a batch as one update.
+//! entries, records, deliveries and record subjects go to the server as one multi-row insert per
+//! table, and every attempt result of a batch as one update.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use super::{DIALECT, bind};
 use crate::audit::AuditEntry;
 use crate::store::sql::{self, Dialect, Param, Row, Sql};
 use crate::store::writes::Batch;
-use crate::store::{AttemptUpdate, NewRecord, StoreError};
+use crate::store::{AttemptUpdate, DisclosureTerms, NewRecord, StoreError};
 
 /// Schema migrations, applied in order under an advisory lock, each once: a version and the
 /// scripts that make it (this engine's tables, then what both engines share).
@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (3, &[sql::SETTLED_INDEX]),
     (4, &[include_str!("../migrations/postgres/0004_data_keys.sql"), sql::SEALED_BODIES]),
     (5, &[sql::DELIVERY_VERSION]),
+    (6, &[include_str!("../migrations/postgres/0006_subjects.sql"), sql::DISCLOSURES]),
 ];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
@@ -69,11 +70,15 @@ const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type
           WITH ORDINALITY AS u(record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, key_id, n)
      ORDER BY n";
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version)
-     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at, key_id, schema_version
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[], $9::text[])
-          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, key_id, schema_version, n)
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, purpose, fields)
+     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at, key_id, schema_version, purpose, fields
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[], $9::text[],
+                 $10::text[], $11::text[])
+          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, key_id, schema_version, purpose, fields, n)
      ORDER BY n";
+
+const INSERT_SUBJECTS: &str = "INSERT INTO record_subjects (subject, record_id, received_at)
+     SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::bigint[])";
 
 /// Every attempt result of a batch in one statement. A worker that lost its lease matches
 /// nothing, and RETURNING says which results (by their 1-based position) were applied; of two
@@ -87,7 +92,8 @@ const FINISH_ATTEMPTS: &str = "UPDATE deliveries AS d SET status = u.status, att
      RETURNING u.n";
 
 /// Every statement only PostgreSQL's writer runs.
-pub(super) const STATEMENTS: &[&str] = &[INSERT_AUDIT, INSERT_RECORD, INSERT_DELIVERY, FINISH_ATTEMPTS];
+pub(super) const STATEMENTS: &[&str] =
+    &[INSERT_AUDIT, INSERT_RECORD, INSERT_DELIVERY, INSERT_SUBJECTS, FINISH_ATTEMPTS];
 
 /// The statements of the shared writer this engine's writer runs.
 const SHARED: &[&str] = &[
@@ -95,6 +101,7 @@ const SHARED: &[&str] = &[
     sql::ADD_CHECKPOINT,
     sql::PURGE_DELIVERIES,
     sql::PURGE_RECORDS,
+    sql::PURGE_SUBJECTS,
     DIALECT.chain_head,
     DIALECT.replay_one,
     DIALECT.replay_recipient,
@@ -230,6 +237,14 @@ impl Batch for WriterConnection {
             d.created_at.push(record.received_at);
             d.key_id.push(delivery.key_id.clone());
             d.schema_version.push(delivery.schema_version.clone());
+            d.purpose.push(delivery.terms.as_ref().map(|t| t.purpose.clone()));
+            d.fields.push(delivery.terms.as_ref().map(DisclosureTerms::fields_column));
+        }
+        let s = &mut self.pending.subjects;
+        for subject in &record.subjects {
+            s.subject.push(subject.to_vec());
+            s.record_id.push(record.record_id.clone());
+            s.received_at.push(record.received_at);
         }
         Ok(())
     }
@@ -261,8 +276,8 @@ impl Batch for WriterConnection {
     }
 }
 
-/// Inserts waiting to be sent, one array per column: a batch's audit entries, records and
-/// deliveries go to the server in three statements at the next [`WriterConnection::flush`],
+/// Inserts waiting to be sent, one array per column: a batch's audit entries, records,
+/// deliveries and subjects go to the server in four statements at the next [`WriterConnection::flush`],
 /// instead of one round trip per row. Every other statement flushes first; any failure still
 /// fails the whole batch.
 #[derive(Default)]
@@ -270,6 +285,7 @@ struct Pending {
     audit: AuditColumns,
     records: RecordColumns,
     deliveries: DeliveryColumns,
+    subjects: SubjectColumns,
     /// Body bytes waiting; past [`MAX_PENDING_BYTES`] they are sent before the next record.
     bytes: usize,
 }
@@ -323,12 +339,21 @@ struct DeliveryColumns {
     created_at: Vec<i64>,
     key_id: Vec<Option<String>>,
     schema_version: Vec<Option<String>>,
+    purpose: Vec<Option<String>>,
+    fields: Vec<Option<String>>,
+}
+
+#[derive(Default)]
+struct SubjectColumns {
+    subject: Vec<Vec<u8>>,
+    record_id: Vec<String>,
+    received_at: Vec<i64>,
 }
 
 impl WriterConnection {
-    /// Sends the pending rows: audit entries, then records, then their deliveries.
+    /// Sends the pending rows: audit entries, then records, then their deliveries and subjects.
     async fn flush(&mut self) -> Result<(), StoreError> {
-        let Pending { audit: a, records: r, deliveries: d, bytes: _ } = std::mem::take(&mut self.pending);
+        let Pending { audit: a, records: r, deliveries: d, subjects: s, bytes: _ } = std::mem::take(&mut self.pending);
         // Bound as `bytea[]` without copying the bodies.
         let record_bodies: Vec<&[u8]> = r.body.iter().map(|b| &b[..]).collect();
         let delivery_bodies: Vec<&[u8]> = d.body.iter().map(|b| &b[..]).collect();
@@ -393,9 +418,15 @@ impl WriterConnection {
                         &d.created_at,
                         &d.key_id,
                         &d.schema_version,
+                        &d.purpose,
+                        &d.fields,
                     ],
                 )
                 .await?;
+        }
+        if !s.subject.is_empty() {
+            let statement = self.statement(INSERT_SUBJECTS).await?;
+            self.client.execute(&statement, &[&s.subject, &s.record_id, &s.received_at]).await?;
         }
         Ok(())
     }

@@ -341,6 +341,10 @@ impl Store for PostgresStore {
         })
     }
 
+    fn access(&self, query: AccessQuery) -> StoreFuture<'_, Vec<Disclosure>> {
+        Box::pin(async move { read::access(&mut Pooled(&self.client().await?), query).await })
+    }
+
     keys::key_methods!();
 }
 

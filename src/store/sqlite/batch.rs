@@ -11,7 +11,7 @@ use super::Conn;
 use crate::audit::AuditEntry;
 use crate::store::sql;
 use crate::store::writes::Batch;
-use crate::store::{AttemptUpdate, NewRecord, StoreError, StoreErrorKind};
+use crate::store::{AttemptUpdate, DisclosureTerms, NewRecord, StoreError, StoreErrorKind};
 
 /// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`: a
 /// version and the scripts that make it (this engine's tables, then what both engines share).
@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (3, &[sql::SETTLED_INDEX]),
     (4, &[include_str!("../migrations/sqlite/0004_data_keys.sql"), sql::SEALED_BODIES]),
     (5, &[sql::DELIVERY_VERSION]),
+    (6, &[include_str!("../migrations/sqlite/0006_subjects.sql"), sql::DISCLOSURES]),
 ];
 
 /// The schema version this program writes.
@@ -68,8 +69,10 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, kind, actor, record_
 const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, tracestate, receipt, audit_seq, key_id)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version)
-     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, $9)";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, purpose, fields)
+     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, $9, $10, $11)";
+
+const INSERT_SUBJECT: &str = "INSERT INTO record_subjects (subject, record_id, received_at) VALUES ($1, $2, $3)";
 
 /// Only while the worker still holds the lease (`claimed_by`).
 const FINISH_ATTEMPT: &str = "UPDATE deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3, last_error = $4,
@@ -78,7 +81,7 @@ const FINISH_ATTEMPT: &str = "UPDATE deliveries SET status = $1, attempts = atte
 
 /// Every statement only SQLite runs, for the test of their parameters.
 #[cfg(test)]
-pub(super) const STATEMENTS: &[&str] = &[INSERT_AUDIT, INSERT_RECORD, INSERT_DELIVERY, FINISH_ATTEMPT];
+pub(super) const STATEMENTS: &[&str] = &[INSERT_AUDIT, INSERT_RECORD, INSERT_DELIVERY, INSERT_SUBJECT, FINISH_ATTEMPT];
 
 impl Batch for Conn {
     const ENGINE: &'static str = "sqlite";
@@ -154,8 +157,14 @@ impl Batch for Conn {
                 &d.body_digest[..],
                 record.received_at,
                 d.key_id,
-                d.schema_version
+                d.schema_version,
+                d.terms.as_ref().map(|t| &t.purpose),
+                d.terms.as_ref().map(DisclosureTerms::fields_column),
             ])?;
+        }
+        let mut insert = self.0.prepare_cached(INSERT_SUBJECT)?;
+        for subject in &record.subjects {
+            insert.execute(params![&subject[..], record.record_id, record.received_at])?;
         }
         Ok(())
     }

@@ -393,6 +393,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn access(&self, query: AccessQuery) -> StoreFuture<'_, Vec<Disclosure>> {
+        Box::pin(self.read(move |c| Box::pin(read::access(c, query))))
+    }
+
     keys::key_methods!();
 }
 
