@@ -184,7 +184,10 @@ async fn a_person_in_two_bundles_and_an_address_change_gets_exactly_those_disclo
     let reads: Vec<_> = gw.audit_entries().await.into_iter().filter(|e| e.event.kind == "access.read").collect();
     assert!(reads.len() >= 7, "{}", reads.len());
     let last = reads.last().unwrap();
-    assert_eq!((last.event.actor.as_str(), last.event.count, last.event.outcome.as_str()), ("operator:bootstrap-admin", 6, "read"));
+    assert_eq!(
+        (last.event.actor.as_str(), last.event.count, last.event.outcome.as_str()),
+        ("operator:bootstrap-admin", 6, "read")
+    );
     assert!(last.event.record_id.is_none() && last.event.body_digest.is_none() && last.event.reason.is_none());
     assert_eq!(rest["audit_seq"], last.seq, "the answer names its own entry");
     gw.stop().await;
