@@ -29,7 +29,7 @@ use super::{json_response, store_json, text_response};
 use crate::audit::{AuditEvent, kind};
 use crate::config::Config;
 use crate::operators::{Operator, Permission, Target};
-use crate::store::{AccessQuery, DeliveryStatus, Disclosure, StoreError};
+use crate::store::{AccessQuery, DeliveryStatus, Disclosure};
 use crate::telemetry::events::AccessRead;
 
 /// Most disclosures one answer holds.
@@ -79,7 +79,8 @@ pub async fn access(
         .trail
         .subject_key
         .digest(&query_value(query, "subject")?.ok_or(ApiError::BadQuery { parameter: "subject" })?);
-    let mut disclosures = state.store.access(AccessQuery { subject, after_id, limit }).await.map_err(unavailable)?;
+    let mut disclosures =
+        state.store.access(AccessQuery { subject, after_id, limit }).await.map_err(ApiError::store)?;
     // An auditor limited to some partners or agreements sees the disclosures they cover; paging
     // goes on through the whole record (`next_after` is taken before the cut).
     let next_after = (disclosures.len() == limit).then(|| disclosures.last().map(|d| d.delivery_id)).flatten();
@@ -93,7 +94,7 @@ pub async fn access(
     let at = crate::clock::now_ms();
     let mut read = AuditEvent::new(at, kind::ACCESS_READ, actor, "read");
     read.count = disclosures.len() as i64;
-    let stamps = state.store.append_audit(vec![read]).await.map_err(unavailable)?;
+    let stamps = state.store.append_audit(vec![read]).await.map_err(ApiError::store)?;
     let audit_seq = stamps.first().map_or(0, |s| s.seq);
     AccessRead { actor, disclosures: disclosures.len(), audit_seq }.emit();
 
@@ -114,10 +115,6 @@ pub async fn access(
 }
 
 /// A store that cannot answer, or cannot audit the lookup: nothing is answered unaudited.
-fn unavailable(e: StoreError) -> AdminError {
-    ApiError::StoreUnavailable(e.to_string()).into()
-}
-
 /// The answer as JSON (the admin OpenAPI document's `AccessRecord`).
 #[derive(Serialize)]
 struct AccessJson<'a> {

@@ -31,7 +31,7 @@ pub(super) async fn record_status(
         .store
         .record(partner.id.to_string(), record_id.to_owned())
         .await
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?
+        .map_err(ApiError::store)?
         .ok_or(ApiError::RecordNotFound)?;
     Ok(json_response(StatusCode::OK, serde_json::to_vec(&store_json::record(&view)).unwrap_or_default()))
 }
@@ -137,7 +137,7 @@ pub(super) async fn list_records(
         .store
         .list_records(RecordQuery { sender: partner.id.to_string(), status, since, before, limit })
         .await
-        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+        .map_err(ApiError::store)?;
     let next = (records.len() == limit).then(|| records.last()).flatten().map(|r| cursor(r.received_at, &r.record_id));
     let records: Vec<_> = records.iter().map(store_json::record).collect();
     let body = json!({ "records": records, "next_cursor": next });
