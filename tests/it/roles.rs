@@ -296,3 +296,31 @@ agreements = ["birth-esdc"]
     }
     assert!(problems.iter().all(|p| p.contains("operators.toml")), "{all}");
 }
+
+#[tokio::test]
+async fn the_shared_token_warns_at_every_start_while_it_is_in_force() {
+    let warning = |logs: &[String]| {
+        logs.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("The shared admin token is in force")))
+            .map(|l| l["level"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let setup = Setup::new().operators(&operators_file());
+    setup.write_for(&mock_recipients().await);
+
+    // With the token file: one warning per start.
+    let gateway = ChildGateway::spawn(&setup.main_config(), &[]).await;
+    assert_eq!(warning(&gateway.logs.lock().unwrap()), ["WARN"]);
+    let viewer = gateway.admin.get("/admin/v1/whoami", &token("viewer")).await.json();
+    assert_eq!(viewer["name"], "vera.viewer");
+    gateway.terminate();
+
+    // The operators file alone: no warning, and the old token no longer opens anything.
+    edit_file(&setup.main_config(), "token_file = \"admin-token\"", "");
+    let gateway = ChildGateway::spawn(&setup.main_config(), &[]).await;
+    assert!(warning(&gateway.logs.lock().unwrap()).is_empty(), "{:?}", gateway.logs.lock().unwrap());
+    gateway.admin.get("/admin/v1/whoami", "test-admin-token").await.problem(401, "admin-token-required");
+    assert_eq!(gateway.admin.get("/admin/v1/whoami", &token("admin")).await.json()["name"], "adam.admin");
+    gateway.terminate();
+}
