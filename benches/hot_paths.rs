@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the hot paths: validation, projection, audit hashing and signing, sealing
-//! bodies at rest, signing and verifying a delivery, and the store's group commit (SQLite with
+//! bodies at rest, signing and verifying a delivery, a request's log line, and the store's group commit (SQLite with
 //! bodies sealed and in plaintext, PostgreSQL sealed). `cargo bench --bench hot_paths`; compare
 //! ratios within one run.
 
@@ -295,5 +295,63 @@ fn group_commit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, validation, projection, audit, sealing, delivery_signature, group_commit);
+/// A pipe whose other end a thread reads and discards, like standard error read by journald or a
+/// container runtime: each `write` to it is a real system call.
+fn drained_pipe() -> std::io::PipeWriter {
+    use std::io::Read;
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 1 << 16];
+        while reader.read(&mut buffer).is_ok_and(|n| n > 0) {}
+    });
+    writer
+}
+
+/// The cost, to the request's task, of its one log line (`Request served.` as JSON, and its
+/// metrics): written in place, one `write` per line as before, or queued for the writer thread
+/// that batches them ([`passerelle::telemetry::logging`]).
+fn log_line(c: &mut Criterion) {
+    use passerelle::telemetry::events::{RecordCall, RequestServed};
+    use passerelle::telemetry::{Metrics, RecordOutcome};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let metrics = Metrics::new();
+    let peer = "127.0.0.1:50000".parse().unwrap();
+    let line = || RequestServed {
+        listener: "partner",
+        method: "POST",
+        route: "/v1/records/{record_type}",
+        metric_route: Some("submit"),
+        status: 202,
+        latency: Duration::from_micros(812),
+        peer,
+        partner: Some("on-vital-stats"),
+        request_id: "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        record: Some(RecordCall {
+            sender: "on-vital-stats",
+            record_type: "birth-registration",
+            outcome: RecordOutcome::Accepted,
+            record_id: Some("0195f3a2-7c1e-7d2b-9a41-3c5e8f0b6d12"),
+            violations: &[],
+        }),
+    };
+    let json =
+        || tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(false).with_span_list(false);
+    let mut group = c.benchmark_group("log_line");
+    group.throughput(Throughput::Elements(1));
+
+    let direct = tracing_subscriber::registry().with(json().with_writer(std::sync::Mutex::new(drained_pipe())));
+    tracing::subscriber::with_default(direct, || {
+        group.bench_function("written_in_place", |b| b.iter(|| line().emit(&metrics)));
+    });
+    let (queued, guard) = passerelle::telemetry::logging::line_writer(drained_pipe());
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(json().with_writer(queued)), || {
+        group.bench_function("queued_and_batched", |b| b.iter(|| line().emit(&metrics)));
+    });
+    drop(guard);
+    group.finish();
+}
+
+criterion_group!(benches, validation, projection, audit, sealing, delivery_signature, log_line, group_commit);
 criterion_main!(benches);

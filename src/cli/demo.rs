@@ -46,7 +46,7 @@ pub fn run(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             anyhow::bail!("the demo configuration has problems");
         }
     };
-    crate::telemetry::logging::init(crate::telemetry::logging::LogFormat::Text, "warn", None)?;
+    let _logging = crate::telemetry::logging::init(crate::telemetry::logging::LogFormat::Text, "warn", None)?;
     let recipients: Vec<(String, String)> = config
         .recipients()
         .filter_map(|p| Some((p.id.to_string(), p.delivery.as_ref()?.endpoint()?.endpoint.clone())))

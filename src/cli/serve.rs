@@ -18,13 +18,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     };
     let runtime = super::runtime()?;
     let otlp = config.built.otlp.as_ref().map(|settings| (settings, runtime.handle().clone()));
-    let exporting = crate::telemetry::logging::init(config.settings.log.format, &config.settings.log.level, otlp)?;
+    let mut logging = crate::telemetry::logging::init(config.settings.log.format, &config.settings.log.level, otlp)?;
     runtime.block_on(async {
         let gateway = Gateway::start(config).await.context("the gateway could not start")?;
         reload_on_sighup(&gateway).await;
         tracing::info!(message = "Shutting down.");
         gateway.shutdown().await;
-        if let Some(exporting) = exporting {
+        if let Some(exporting) = logging.exporting.take() {
             // The last spans are sent while the runtime still runs the export's request.
             let _ = tokio::task::spawn_blocking(move || exporting.shutdown()).await;
         }
