@@ -57,6 +57,7 @@
 pub mod digest;
 pub mod export;
 pub mod keys;
+pub mod merkle;
 pub mod notary;
 pub mod notice;
 pub mod receipt;
