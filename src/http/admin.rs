@@ -419,7 +419,15 @@ async fn deliveries(state: &State, operator: &Operator, query: &str) -> Result<R
     let after_id = param(query, "after")
         .map(|a| a.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "after" }))
         .transpose()?;
-    let filter = DeliveryFilter { status, recipient: param(query, "recipient").map(str::to_owned), after_id, limit };
+    let filter = DeliveryFilter {
+        status,
+        recipient: param(query, "recipient").map(str::to_owned),
+        agreement: param(query, "agreement").map(str::to_owned),
+        partner: param(query, "partner").map(str::to_owned),
+        record_id: None,
+        after_id,
+        limit,
+    };
     let list = state.store.deliveries(filter).await.map_err(ApiError::store)?;
     let next = (list.len() == limit).then(|| list.last().map(|d| d.id)).flatten();
     // A scoped operator sees the page cut to their partners and agreements; `next_after` still
