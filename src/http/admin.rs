@@ -543,13 +543,10 @@ async fn audit(state: &State, operator: &Operator, query: &str) -> Result<Respon
     };
     let entries = state.store.audit_range(AuditRange { after, from, to, limit }).await.map_err(ApiError::store)?;
     // The signed checkpoints among the entries shown: where the chain was sealed.
-    let checkpoints = state.store.checkpoints().await.map_err(ApiError::store)?;
     let (first, last) = (entries.first().map_or(0, |e| e.seq), entries.last().map_or(-1, |e| e.seq));
-    let marks: Vec<_> = checkpoints
-        .iter()
-        .filter(|c| (first..=last).contains(&c.seq))
-        .map(|c| json!({"seq": c.seq, "at": store_json::time(c.at), "key_id": c.key_id}))
-        .collect();
+    let checkpoints = state.store.checkpoints_between(first, last).await.map_err(ApiError::store)?;
+    let marks: Vec<_> =
+        checkpoints.iter().map(|c| json!({"seq": c.seq, "at": store_json::time(c.at), "key_id": c.key_id})).collect();
     let everywhere = operator.may_everywhere(Permission::ReadAudit);
     let shown: Vec<_> = entries
         .iter()

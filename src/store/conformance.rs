@@ -318,6 +318,12 @@ pub async fn records_are_found_by_id_key_and_time(s: &dyn Store) {
     assert_eq!(timed.iter().map(|e| e.event.at).collect::<Vec<_>>(), [1_002, 1_003]);
     let after = s.audit_range(AuditRange { after: timed[0].seq, from: Some(1_002), to: None, limit: 10 }).await;
     assert_eq!(after.unwrap().iter().map(|e| e.event.at).collect::<Vec<_>>(), [1_003, 1_004]);
+    for seq in [1, 3] {
+        let checkpoint = Checkpoint { seq, key_id: "k".into(), hash: [0; 32], at: 5_000, signature: vec![1] };
+        s.add_checkpoint(checkpoint).await.unwrap();
+    }
+    let marks = s.checkpoints_between(2, 4).await.unwrap();
+    assert_eq!(marks.iter().map(|c| c.seq).collect::<Vec<_>>(), [3]);
 }
 
 /// Each attempt whose result is recorded joins its delivery's timeline in the same

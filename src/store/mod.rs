@@ -779,6 +779,8 @@ pub trait Store: Send + Sync + 'static {
     fn audit_naming(&self, record_id: String, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>>;
     /// Audit entries by seq and time, in order.
     fn audit_range(&self, range: AuditRange) -> StoreFuture<'_, Vec<AuditEntry>>;
+    /// The checkpoints of the entries `first` to `last` (seqs, inclusive), oldest first.
+    fn checkpoints_between(&self, first: i64, last: i64) -> StoreFuture<'_, Vec<Checkpoint>>;
     /// Counts per bucket over a time range.
     fn stats(&self, query: StatsQuery) -> StoreFuture<'_, Stats>;
     /// A stored body, opened: `None` if there is no such record or delivery, `Some(None)` once

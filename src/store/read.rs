@@ -182,10 +182,20 @@ fn audit_entry(r: &dyn Row) -> Result<AuditEntry, StoreError> {
 }
 
 pub(super) async fn checkpoints(s: &mut impl Sql) -> Result<Vec<Checkpoint>, StoreError> {
-    s.query(sql::CHECKPOINTS, &[], |r| {
-        Ok(Checkpoint { seq: r.int(0)?, key_id: r.text(1)?, hash: r.hash(2)?, at: r.int(3)?, signature: r.bytes(4)? })
-    })
-    .await
+    s.query(sql::CHECKPOINTS, &[], checkpoint).await
+}
+
+pub(super) async fn checkpoints_between(
+    s: &mut impl Sql,
+    first: i64,
+    last: i64,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    s.query(sql::CHECKPOINTS_BETWEEN, &[first.into(), last.into()], checkpoint).await
+}
+
+/// A checkpoint from the columns `sql::CHECKPOINTS` reads.
+fn checkpoint(r: &dyn Row) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint { seq: r.int(0)?, key_id: r.text(1)?, hash: r.hash(2)?, at: r.int(3)?, signature: r.bytes(4)? })
 }
 
 pub(super) async fn deliveries(s: &mut impl Sql, filter: DeliveryFilter) -> Result<Vec<DeliveryAdminView>, StoreError> {

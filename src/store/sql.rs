@@ -462,6 +462,10 @@ pub(super) const AUDIT_ENTRIES: &str =
 pub(super) const CHECKPOINTS: &str =
     "SELECT seq, key_id, hash, at, signature FROM audit_checkpoints ORDER BY seq, key_id";
 
+/// The checkpoints of the entries `$1` to `$2`, oldest first (`CHECKPOINTS` columns).
+pub(super) const CHECKPOINTS_BETWEEN: &str =
+    "SELECT seq, key_id, hash, at, signature FROM audit_checkpoints WHERE seq >= $1 AND seq <= $2 ORDER BY seq, key_id";
+
 /// Records a checkpoint (`$1` seq, `$2` key id, `$3` hash, `$4` at, `$5` signature) once.
 pub(super) const ADD_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, key_id, hash, at, signature)
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
@@ -658,6 +662,7 @@ pub(super) const SHARED: &[&str] = &[
     BACKLOG,
     AUDIT_ENTRIES,
     CHECKPOINTS,
+    CHECKPOINTS_BETWEEN,
     ADD_CHECKPOINT,
     DELIVERIES,
     FIND_RECORDS,

@@ -361,6 +361,10 @@ impl Store for PostgresStore {
         Box::pin(async move { read::audit_range(&mut Pooled(&self.client().await?), range).await })
     }
 
+    fn checkpoints_between(&self, first: i64, last: i64) -> StoreFuture<'_, Vec<Checkpoint>> {
+        Box::pin(async move { read::checkpoints_between(&mut Pooled(&self.client().await?), first, last).await })
+    }
+
     fn stats(&self, query: StatsQuery) -> StoreFuture<'_, Stats> {
         Box::pin(async move { read::stats(&mut Pooled(&self.client().await?), query).await })
     }

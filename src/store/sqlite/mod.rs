@@ -413,6 +413,10 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |c| Box::pin(read::audit_range(c, range))))
     }
 
+    fn checkpoints_between(&self, first: i64, last: i64) -> StoreFuture<'_, Vec<Checkpoint>> {
+        Box::pin(self.read(move |c| Box::pin(read::checkpoints_between(c, first, last))))
+    }
+
     fn stats(&self, query: StatsQuery) -> StoreFuture<'_, Stats> {
         Box::pin(self.read(move |c| Box::pin(read::stats(c, query))))
     }
