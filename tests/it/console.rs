@@ -631,3 +631,32 @@ async fn an_operator_finds_a_record_and_follows_its_deliveries_in_english_and_fr
         go(&browser, "").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_the_timeline_but_no_replay_no_body_and_no_value() {
+    let gw = Setup::new().operators(&crate::investigate::operators_file()).start().await;
+    gw.recipient("ottawa-city").fail_times(1, 503);
+    let id = crate::delivery::post_birth(&gw).await;
+    crate::delivery::wait_status(&gw, &id, "ottawa-city", "delivered").await;
+    let browser = Browser::start().await;
+    browser.set_window(1280, 800).await;
+    browser.goto(&format!("{}/console", admin_base(&gw))).await;
+    browser.type_into(&browser.find("#token").await, "viewer-token-0123456789abcdef").await;
+    browser.click(&browser.find("#sign-in").await).await;
+    browser.wait_until("return !!document.body.dataset.generated;", Duration::from_secs(10)).await;
+    for lang in ["en", "fr"] {
+        speak(&browser, lang).await;
+        go(&browser, &format!("#record/{id}")).await;
+        let city = ".delivery[data-recipient=\"ottawa-city\"]";
+        investigated(&browser, &format!("#record/{id}"), &format!("{city} table")).await;
+        assert_eq!(browser.find_all(&format!("{city} tbody tr")).await.len(), 2);
+        assert!(browser.find_all("button.replay, button.show-body").await.is_empty(), "{lang}: a viewer may neither");
+        assert!(browser.find_all("#record-audit").await.is_empty(), "{lang}: a viewer does not read the trail");
+        let text = browser.execute("return document.body.innerText;", json!([])).await;
+        for value in RECORD_VALUES {
+            assert!(!text.as_str().unwrap().contains(value), "{lang}: the page shows {value}");
+        }
+        screenshot_1280(&browser, &format!("record-viewer-{lang}")).await;
+        go(&browser, "").await;
+    }
+}
