@@ -615,6 +615,13 @@ async fn an_operator_finds_a_record_and_follows_its_deliveries_in_english_and_fr
             assert!(!text.as_str().unwrap().contains(value), "{lang}: the page shows {value}");
         }
         screenshot_1280(&browser, &format!("record-{lang}")).await;
+        // A body is fetched only on a click, and the read is audited.
+        let reads = gw.audited("body.read", |_| true).await;
+        assert!(browser.find_all(&format!("{city} pre.body")).await.is_empty());
+        browser.click(&browser.find(&format!("{city} button.show-body")).await).await;
+        let shown = format!("return !!document.querySelector({:?});", format!("{city} pre.body"));
+        browser.wait_until(&shown, Duration::from_secs(10)).await;
+        assert_eq!(gw.audited("body.read", |e| e.recipient.as_deref() == Some("ottawa-city")).await, reads + 1);
 
         // The city's page over the last 24 hours from the store, and the audit trail.
         browser.execute("document.getElementById('range').value = '24h';", json!([])).await;
