@@ -91,6 +91,31 @@ fn covers_record(operator: &Operator, permission: Permission, r: &RecordFound) -
     })
 }
 
+/// Whether `operator` may read a record's own body: it holds all of the record (the sender,
+/// under every agreement the record went under), since the record as posted holds more than any
+/// one recipient receives.
+fn covers_record_body(operator: &Operator, r: &RecordFound) -> bool {
+    let needs = Permission::ReadBodies;
+    if operator.may_everywhere(needs) {
+        return true;
+    }
+    let sender = [r.sender.as_str()];
+    if r.deliveries.is_empty() {
+        return operator.may_on(needs, &Target { partners: &sender, agreement: None });
+    }
+    (r.deliveries.iter())
+        .all(|(_, agreement, _)| operator.may_on(needs, &Target { partners: &sender, agreement: Some(agreement) }))
+}
+
+/// Whether `operator` holds `permission` over an audit entry: it names a partner (its actor or
+/// recipient) or an agreement in their scope, as `GET /admin/v1/audit` cuts its pages.
+fn covers_entry(operator: &Operator, permission: Permission, e: &crate::audit::AuditEntry) -> bool {
+    let event = &e.event;
+    let partners: Vec<&str> = [Some(event.actor.as_str()), event.recipient.as_deref()].into_iter().flatten().collect();
+    operator.may_everywhere(permission)
+        || operator.may_on(permission, &Target { partners: &partners, agreement: event.agreement.as_deref() })
+}
+
 /// Whether `operator` holds `permission` over a delivery: its sender, its recipient, its
 /// agreement.
 fn covers_delivery(operator: &Operator, permission: Permission, d: &DeliveryAdminView) -> bool {
@@ -193,7 +218,9 @@ pub async fn record(state: &State, operator: &Operator, record_id: &str) -> Resu
         })
     });
     let audit = if covers_record(operator, Permission::ReadAudit, &record) {
-        let entries = state.store.audit_naming(record.record_id.clone(), MAX_ENTRIES).await.map_err(ApiError::store)?;
+        let mut entries =
+            state.store.audit_naming(record.record_id.clone(), MAX_ENTRIES).await.map_err(ApiError::store)?;
+        entries.retain(|e| covers_entry(operator, Permission::ReadAudit, e));
         let mut read = AuditEvent::new(crate::clock::now_ms(), kind::AUDIT_READ, &operator.actor(), "read");
         read.count = entries.len() as i64;
         read.record_id = Some(record.record_id.clone());
@@ -209,7 +236,7 @@ pub async fn record(state: &State, operator: &Operator, record_id: &str) -> Resu
         "deliveries": deliveries,
         "audit": audit,
         "may": {
-            "read_body": covers_record(operator, Permission::ReadBodies, &record),
+            "read_body": covers_record_body(operator, &record),
             "read_audit": audit.is_some(),
         },
     });
@@ -226,6 +253,9 @@ pub async fn body(state: &State, operator: &Operator, body: BodyRef) -> Result<R
     match &body {
         BodyRef::Record(record_id) => {
             let record = record_in_scope(state, operator, needs, record_id).await?;
+            if !covers_record_body(operator, &record) {
+                return Err(AdminError::Forbidden { needs, scoped: true });
+            }
             read.record_id = Some(record.record_id);
             read.reason = Some("the record as posted".to_owned());
         }

@@ -41,6 +41,14 @@ token_sha256 = ["{ottawa}"]
 [[operator.grant]]
 role = "operator"
 partners = ["ottawa-city"]
+
+[[operator]]
+name = "aline.ottawa"
+token_sha256 = ["{ottawa-auditor}"]
+
+[[operator.grant]]
+role = "auditor"
+partners = ["ottawa-city"]
 "#;
 
 fn token(name: &str) -> String {
@@ -49,7 +57,7 @@ fn token(name: &str) -> String {
 
 pub(crate) fn operators_file() -> String {
     let mut text = OPERATORS.to_owned();
-    for name in ["viewer", "operator", "auditor", "admin", "ottawa"] {
+    for name in ["viewer", "operator", "auditor", "admin", "ottawa", "ottawa-auditor"] {
         let digest = passerelle::digest::to_hex(&passerelle::digest::sha256(token(name).as_bytes()));
         text = text.replace(&format!("{{{name}}}"), &digest);
     }
@@ -325,4 +333,36 @@ async fn stats_count_from_the_store_over_every_range() {
     let past = ok(&gw, "auditor", "/admin/v1/audit?to=2000-01-01T00%3A00%3A00Z").await;
     assert!(past["entries"].as_array().unwrap().is_empty());
     call(&gw, "auditor", "/admin/v1/audit?from=nope", "en").await.problem(400, "invalid-query");
+}
+
+#[tokio::test]
+async fn an_auditor_limited_to_a_recipient_reads_its_body_only_and_the_entries_naming_it() {
+    let gw = Setup::new().operators(&operators_file()).start().await;
+    let id = post_birth(&gw).await;
+    for recipient in ["ottawa-city", "esdc-sin-registry"] {
+        wait_status(&gw, &id, recipient, "delivered").await;
+    }
+    let page = ok(&gw, "ottawa-auditor", &format!("/admin/v1/records/{id}")).await;
+    assert_eq!(page["may"]["read_body"], false, "the record as posted holds more than the city receives");
+    let deliveries = page["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0]["may_read_body"], true);
+    let city = deliveries[0]["id"].as_i64().unwrap();
+    let entries = page["audit"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["kind"] == "delivery.delivered" && e["recipient"] == "ottawa-city"));
+    assert!(entries.iter().all(|e| e["recipient"].is_null() || e["recipient"] == "ottawa-city"), "{entries:?}");
+    ok(&gw, "ottawa-auditor", &format!("/admin/v1/deliveries/{city}/body")).await;
+    let federal = ok(&gw, "admin", &format!("/admin/v1/records/{id}")).await["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["recipient"] == "esdc-sin-registry")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    for path in [format!("/admin/v1/records/{id}/body"), format!("/admin/v1/deliveries/{federal}/body")] {
+        let doc = call(&gw, "ottawa-auditor", &path, "en").await.problem(403, "operator-forbidden");
+        assert!(doc["detail"].as_str().unwrap().contains("limited to other partners"), "{path}: {doc}");
+    }
+    assert_eq!(gw.audited("body.read", |e| e.actor == "operator:aline.ottawa").await, 1);
 }
