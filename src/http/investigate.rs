@@ -27,6 +27,7 @@ use super::{json_response, store_json};
 use crate::audit::{AuditEvent, kind};
 use crate::operators::{Operator, Permission, Target};
 use crate::store::{AttemptView, BodyRef, DeliveryAdminView, DeliveryFilter, RecordFound, RecordSearch, StatsQuery};
+use crate::telemetry::events::BodyRead;
 
 /// Most records one search page returns.
 const MAX_PAGE: u64 = 200;
@@ -274,7 +275,10 @@ pub async fn body(state: &State, operator: &Operator, body: BodyRef) -> Result<R
     let stored = state.store.body(body).await.map_err(ApiError::store)?;
     let Some(stored) = stored else { return Err(AdminError::RecordNotFound) };
     let Some(bytes) = stored else { return Err(AdminError::BodyPurged) };
-    state.store.append_audit(vec![read]).await.map_err(ApiError::store)?;
+    let stamps = state.store.append_audit(vec![read.clone()]).await.map_err(ApiError::store)?;
+    let audit_seq = stamps.first().map_or(0, |s| s.seq);
+    let record_id = read.record_id.as_deref().unwrap_or_default();
+    BodyRead { actor: &read.actor, record_id, recipient: read.recipient.as_deref(), audit_seq }.emit();
     let mut response = json_response(StatusCode::OK, bytes.to_vec());
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
