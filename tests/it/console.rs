@@ -1,7 +1,8 @@
 //! The operator console in a real headless Chromium: sign in, numbers that match `/metrics`,
 //! French and English, replaying dead letters with the mouse and with the keyboard, tables that
 //! fit their panels at 1,280 and 1,400 px, a narrow window, chart labels, and screenshots
-//! (printed paths under `target/console/`).
+//! (printed paths under `target/console/`); finding a record and following its deliveries in EN
+//! and FR, as an admin and as a viewer, with screenshots under `target/console-screenshots/`.
 
 use std::time::Duration;
 
