@@ -73,7 +73,9 @@
 //!   describes each call; intake (checks 5 to 14), request/response, the caller's records and
 //!   discovery each have their own module, and return their answer with a typed outcome. On the
 //!   admin side, [`http::access`] answers the access record of a person: every disclosure about
-//!   them, found by the digest of one of their identifiers.
+//!   them, found by the digest of one of their identifiers; [`http::investigate`] finds a record
+//!   and follows it (its attempt timeline, the entries naming it, its bodies, read only by roles
+//!   that may and each read audited as `body.read`), and counts over a range from the store.
 //! - [`gateway`]: assembles the parts into a running gateway. [`cli`]: one module per
 //!   subcommand.
 //!
@@ -101,7 +103,8 @@
 //! Inside a module, the modules side by side use each other in one direction only (in `http`,
 //! `partner` routes to `intake`, `requests`, `records`, `discovery` and `inbox`, which share
 //! `outcome`, and `inbox` reads bodies and queries as `intake` and `records` do, as `access`,
-//! which `admin` routes to, reads its query; in `config`, `load` drives `partners`, `agreements` and `tls`, which share
+//! which `admin` routes to, reads its query, and `investigate` too, which also reads the circuit
+//! breakers from `console`; in `config`, `load` drives `partners`, `agreements` and `tls`, which share
 //! `sources`). The same test fails on any cycle among siblings.
 //!
 //! # Invariants

@@ -249,6 +249,10 @@ pub mod kind {
     pub const ACCESS_READ: &str = "access.read";
     /// The purge removed record subjects past the access record's retention; `count` of them.
     pub const ACCESS_PURGED: &str = "access.purged";
+    /// An operator read a stored body (a record as posted, or a delivery as its recipient
+    /// receives it); `actor` is the operator, `record_id` the record, `recipient` and
+    /// `agreement` the delivery's. Never the body, nor its digest.
+    pub const BODY_READ: &str = "body.read";
 }
 
 #[cfg(test)]

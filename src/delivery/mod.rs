@@ -549,6 +549,7 @@ impl Worker {
             body_digest: d.body_digest,
             at: now,
             result,
+            latency_ms: Some(duration.as_millis().min(i64::MAX as u128) as i64),
         };
         if let Err(error) = self.store.finish_attempts(vec![update]).await {
             // The lease will expire and the delivery will be attempted again; the recipient's

@@ -25,7 +25,9 @@ use crate::audit::AuditEvent;
 use crate::auth::ConnectionInfo;
 use crate::config::Config;
 use crate::operators::{Directory, Grant, Operator, Permission, Target};
-use crate::store::{DeliveryAdminView, DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget};
+use crate::store::{
+    AuditRange, BodyRef, DeliveryAdminView, DeliveryFilter, DeliveryStatus, ReplayOutcome, ReplayRequest, ReplayTarget,
+};
 use crate::telemetry::events::DeliveryReplayed;
 use crate::telemetry::events::RequestServed;
 use crate::telemetry::trace::TraceContext;
@@ -68,6 +70,11 @@ pub enum OperatorCall {
     WhoAmI,
     Operators,
     Access,
+    Records,
+    Record,
+    RecordBody,
+    DeliveryBody,
+    Stats,
 }
 
 impl OperatorCall {
@@ -76,6 +83,8 @@ impl OperatorCall {
         use OperatorCall as O;
         match self {
             O::Metrics | O::Deliveries | O::Overview | O::OpenApi | O::Keys | O::WhoAmI => Permission::View,
+            O::Records | O::Record | O::Stats => Permission::View,
+            O::RecordBody | O::DeliveryBody => Permission::ReadBodies,
             O::ReplayDelivery | O::ReplayRecipient => Permission::Replay,
             O::Reload => Permission::Reload,
             O::Audit => Permission::ReadAudit,
@@ -94,7 +103,7 @@ impl OperatorCall {
 
 /// Every route of the admin API; `HEAD` goes wherever `GET` does. The admin OpenAPI document
 /// ([`super::openapi::ADMIN_DOCUMENT`]) describes exactly these, and a test holds the two together.
-pub static ROUTES: [HttpRoute<Operation>; 17] = {
+pub static ROUTES: [HttpRoute<Operation>; 22] = {
     use ConsolePage as C;
     use Operation::{Console, Operator};
     use OperatorCall as O;
@@ -124,6 +133,19 @@ pub static ROUTES: [HttpRoute<Operation>; 17] = {
         HttpRoute { method: Method::GET, template: "/admin/v1/whoami", operation: Operator(O::WhoAmI) },
         HttpRoute { method: Method::GET, template: "/admin/v1/operators", operation: Operator(O::Operators) },
         HttpRoute { method: Method::GET, template: "/admin/v1/access", operation: Operator(O::Access) },
+        HttpRoute { method: Method::GET, template: "/admin/v1/records", operation: Operator(O::Records) },
+        HttpRoute { method: Method::GET, template: "/admin/v1/records/{record_id}", operation: Operator(O::Record) },
+        HttpRoute {
+            method: Method::GET,
+            template: "/admin/v1/records/{record_id}/body",
+            operation: Operator(O::RecordBody),
+        },
+        HttpRoute {
+            method: Method::GET,
+            template: "/admin/v1/deliveries/{delivery_id}/body",
+            operation: Operator(O::DeliveryBody),
+        },
+        HttpRoute { method: Method::GET, template: "/admin/v1/stats", operation: Operator(O::Stats) },
     ]
 };
 
@@ -262,6 +284,17 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
                 let page = super::access::wants_page(req.headers());
                 super::access::access(state, query, lang, operator, page).await
             }
+            OperatorCall::Records => super::investigate::records(state, operator, query).await,
+            OperatorCall::Record => super::investigate::record(state, operator, route.param("record_id")).await,
+            OperatorCall::RecordBody => {
+                let record = BodyRef::Record(route.param("record_id").to_owned());
+                super::investigate::body(state, operator, record).await
+            }
+            OperatorCall::DeliveryBody => {
+                let id = route.param("delivery_id").parse::<i64>().map_err(|_| AdminError::DeliveryNotFound)?;
+                super::investigate::body(state, operator, BodyRef::Delivery(id)).await
+            }
+            OperatorCall::Stats => super::investigate::stats(state, operator, query).await,
             OperatorCall::OpenApi => {
                 Ok(json_response(StatusCode::OK, super::openapi::ADMIN_DOCUMENT.as_bytes().to_vec()))
             }
@@ -419,7 +452,15 @@ async fn deliveries(state: &State, operator: &Operator, query: &str) -> Result<R
     let after_id = param(query, "after")
         .map(|a| a.parse::<i64>().map_err(|_| ApiError::BadQuery { parameter: "after" }))
         .transpose()?;
-    let filter = DeliveryFilter { status, recipient: param(query, "recipient").map(str::to_owned), after_id, limit };
+    let filter = DeliveryFilter {
+        status,
+        recipient: param(query, "recipient").map(str::to_owned),
+        agreement: param(query, "agreement").map(str::to_owned),
+        partner: param(query, "partner").map(str::to_owned),
+        record_id: None,
+        after_id,
+        limit,
+    };
     let list = state.store.deliveries(filter).await.map_err(ApiError::store)?;
     let next = (list.len() == limit).then(|| list.last().map(|d| d.id)).flatten();
     // A scoped operator sees the page cut to their partners and agreements; `next_after` still
@@ -494,7 +535,18 @@ async fn audit(state: &State, operator: &Operator, query: &str) -> Result<Respon
             n.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or(ApiError::BadQuery { parameter: "limit" })?
         }
     };
-    let entries = state.store.audit_entries(after, limit).await.map_err(ApiError::store)?;
+    let time = |name| super::records::query_value(query, name).map(|t| t.map(|t| crate::clock::parse_rfc3339_ms(&t)));
+    let (from, to) = match (time("from")?, time("to")?) {
+        (Some(None), _) => return Err(ApiError::BadQuery { parameter: "from" }.into()),
+        (_, Some(None)) => return Err(ApiError::BadQuery { parameter: "to" }.into()),
+        (from, to) => (from.flatten(), to.flatten()),
+    };
+    let entries = state.store.audit_range(AuditRange { after, from, to, limit }).await.map_err(ApiError::store)?;
+    // The signed checkpoints among the entries shown: where the chain was sealed.
+    let (first, last) = (entries.first().map_or(0, |e| e.seq), entries.last().map_or(-1, |e| e.seq));
+    let checkpoints = state.store.checkpoints_between(first, last).await.map_err(ApiError::store)?;
+    let marks: Vec<_> =
+        checkpoints.iter().map(|c| json!({"seq": c.seq, "at": store_json::time(c.at), "key_id": c.key_id})).collect();
     let everywhere = operator.may_everywhere(Permission::ReadAudit);
     let shown: Vec<_> = entries
         .iter()
@@ -517,7 +569,8 @@ async fn audit(state: &State, operator: &Operator, query: &str) -> Result<Respon
     });
     state.store.append_audit(vec![read]).await.map_err(ApiError::store)?;
     let lines: Vec<_> = shown.into_iter().map(crate::audit::export::entry_json).collect();
-    let mut response = json_response(StatusCode::OK, json!({"entries": lines}).to_string().into_bytes());
+    let mut response =
+        json_response(StatusCode::OK, json!({"entries": lines, "checkpoints": marks}).to_string().into_bytes());
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

@@ -285,6 +285,20 @@ fn rate(then: u64, now: u64, window_ms: i64) -> f64 {
 }
 
 /// A per-recipient gauge's values, by recipient.
+/// Each recipient's circuit breaker as the console and the statistics name its state.
+pub fn breakers(metrics: &Metrics) -> HashMap<String, &'static str> {
+    by_recipient(&metrics.breaker_state).into_iter().map(|(recipient, v)| (recipient, breaker_state(v))).collect()
+}
+
+/// The breaker gauge's value as a state.
+fn breaker_state(value: f64) -> &'static str {
+    match value as i64 {
+        2 => "open",
+        1 => "probing",
+        _ => "closed",
+    }
+}
+
 fn by_recipient(collector: &impl Collector) -> HashMap<String, f64> {
     series(collector, &["recipient"]).into_iter().map(|(mut labels, v)| (labels.swap_remove(0), v)).collect()
 }
@@ -413,11 +427,7 @@ pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Conf
                 "pending": now.pending.get(&id).copied().unwrap_or(0),
                 "oldest_pending_seconds": oldest.get(&id).copied().unwrap_or(0.0),
                 "dead": dead.get(&id).copied().unwrap_or(0.0) as u64,
-                "breaker": match breakers.get(&id).copied().unwrap_or(0.0) as i64 {
-                    2 => "open",
-                    1 => "probing",
-                    _ => "closed",
-                },
+                "breaker": breaker_state(breakers.get(&id).copied().unwrap_or(0.0)),
             })
         })
         .collect();

@@ -459,6 +459,11 @@ pub enum AdminError {
     CrossOrigin,
     #[error("delivery not found")]
     DeliveryNotFound,
+    #[error("record not found")]
+    RecordNotFound,
+    /// The body asked for was deleted after its retention; its metadata stays.
+    #[error("the body was purged")]
+    BodyPurged,
     /// The operator's roles do not hold the permission the call needs (`scoped`: they hold it,
     /// but not over what the call acts on).
     #[error("the operator may not: it needs {}", .needs.as_str())]
@@ -478,6 +483,8 @@ impl AdminError {
             AdminError::TokenRequired => row(S::UNAUTHORIZED, "admin-token-required", O::Unauthenticated, "Admin token required", "Jeton d'administration requis"),
             AdminError::CrossOrigin => row(S::FORBIDDEN, "cross-origin", O::Forbidden, "Refused: another origin", "Refusé : autre origine"),
             AdminError::DeliveryNotFound => row(S::NOT_FOUND, "delivery-not-found", O::NotFound, "Delivery not found", "Livraison introuvable"),
+            AdminError::RecordNotFound => row(S::NOT_FOUND, "record-not-found", O::NotFound, "Record not found", "Enregistrement introuvable"),
+            AdminError::BodyPurged => row(S::GONE, "body-purged", O::NotFound, "Body purged", "Contenu purgé"),
             AdminError::Forbidden { .. } => row(S::FORBIDDEN, "operator-forbidden", O::Forbidden, "Not allowed for your role", "Non permis à votre rôle"),
             AdminError::Shared(_) | AdminError::ReloadRefused(_) => None,
         }
@@ -496,6 +503,13 @@ impl AdminError {
                 )
                 .into(),
             DeliveryNotFound => lang.pick("No delivery has this id.", "Aucune livraison n'a cet identifiant.").into(),
+            RecordNotFound => lang.pick("No record has this id.", "Aucun enregistrement n'a cet identifiant.").into(),
+            BodyPurged => lang
+                .pick(
+                    "The body was deleted after its retention period; its metadata and audit entries remain.",
+                    "Le contenu a été supprimé après sa durée de conservation; ses métadonnées et ses entrées d'audit demeurent.",
+                )
+                .into(),
             Forbidden { needs, scoped } => {
                 let roles = needs.roles().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
                 let needs = needs.as_str();

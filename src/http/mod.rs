@@ -13,6 +13,7 @@ pub mod error;
 pub mod i18n;
 pub mod inbox;
 pub mod intake;
+pub mod investigate;
 pub mod openapi;
 pub mod outcome;
 pub mod partner;

@@ -6,7 +6,9 @@
 
 use serde::Serialize;
 
-use crate::store::{DeliveryAdminView, DeliveryView, RecordView, ReplayResult};
+use crate::store::{
+    AttemptView, DeliveryAdminView, DeliveryView, ErrorClass, RecordFound, RecordView, ReplayResult, StatsBucket,
+};
 
 /// A time as the APIs write it: RFC 3339 in UTC, to the millisecond.
 pub fn time(ms: i64) -> String {
@@ -89,6 +91,8 @@ struct AdminDeliveryJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<&'a str>,
     body_kept: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
 }
 
 /// A delivery as `GET /admin/v1/deliveries` shows it to operators (no body).
@@ -108,6 +112,102 @@ pub fn admin_delivery(view: &DeliveryAdminView) -> impl Serialize + '_ {
         last_status: view.last_status,
         last_error: view.last_error.as_deref(),
         body_kept: view.body_kept,
+        next_attempt_at: view.next_attempt_at.map(time),
+    }
+}
+
+#[derive(Serialize)]
+struct FoundJson<'a> {
+    record_id: &'a str,
+    sender: &'a str,
+    record_type: &'a str,
+    schema_version: &'a str,
+    received_at: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<&'a str>,
+    body_kept: bool,
+    audit_seq: i64,
+    deliveries: Vec<FoundDeliveryJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct FoundDeliveryJson<'a> {
+    recipient: &'a str,
+    agreement: &'a str,
+    status: &'static str,
+}
+
+/// A record as `GET /admin/v1/records` finds it (metadata only, never a value).
+pub fn found(view: &RecordFound) -> impl Serialize + '_ {
+    FoundJson {
+        record_id: &view.record_id,
+        sender: &view.sender,
+        record_type: &view.record_type,
+        schema_version: &view.schema_version,
+        received_at: time(view.received_at),
+        status: view.status.as_str(),
+        idempotency_key: view.idempotency_key.as_deref(),
+        body_kept: view.body_kept,
+        audit_seq: view.audit_seq,
+        deliveries: (view.deliveries.iter())
+            .map(|(recipient, agreement, status)| FoundDeliveryJson { recipient, agreement, status: status.as_str() })
+            .collect(),
+    }
+}
+
+#[derive(Serialize)]
+struct AttemptJson {
+    attempt: u32,
+    at: String,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_class: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
+}
+
+/// One attempt of a delivery's timeline (`GET /admin/v1/records/{record_id}`).
+pub fn attempt(view: &AttemptView) -> impl Serialize + use<> {
+    AttemptJson {
+        attempt: view.attempt,
+        at: time(view.at),
+        outcome: view.outcome.as_str(),
+        status: view.status,
+        latency_ms: view.latency_ms,
+        error_class: view.error_class.map(ErrorClass::as_str),
+        next_attempt_at: view.next_attempt_at.map(time),
+    }
+}
+
+#[derive(Serialize)]
+struct BucketJson {
+    start: String,
+    accepted: i64,
+    delivered: i64,
+    retried: i64,
+    dead: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_avg_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_max_ms: Option<i64>,
+}
+
+/// One bucket of `GET /admin/v1/stats`.
+pub fn bucket(b: &StatsBucket) -> impl Serialize + use<> {
+    let measured = b.latency_count > 0;
+    BucketJson {
+        start: time(b.start),
+        accepted: b.accepted,
+        delivered: b.delivered,
+        retried: b.retried,
+        dead: b.dead,
+        latency_avg_ms: measured.then(|| b.latency_sum_ms / b.latency_count),
+        latency_max_ms: measured.then_some(b.latency_max_ms),
     }
 }
 
@@ -197,6 +297,7 @@ mod tests {
             last_status: Some(400),
             last_error: Some("HTTP 400".into()),
             body_kept: false,
+            next_attempt_at: None,
         };
         assert_eq!(
             serde_json::to_string(&admin_delivery(&admin)).unwrap(),

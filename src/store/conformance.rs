@@ -54,6 +54,7 @@ pub fn update(delivery_id: i64, worker: &str, at: i64, result: AttemptResult) ->
         body_digest: [2; 32],
         at,
         result,
+        latency_ms: Some(5),
     }
 }
 
@@ -261,6 +262,194 @@ pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
         verifier.entry(e).unwrap();
     }
     verifier.finish().unwrap();
+}
+
+/// An operator finds a record by id, by its sender's idempotency key, or by time range (newest
+/// first, paged, by type), each with its deliveries' parties; the audit entries naming it come
+/// in order, and the trail reads by time.
+pub async fn records_are_found_by_id_key_and_time(s: &dyn Store) {
+    for n in 1..=4 {
+        let mut r = record(n, &["r", "q"]);
+        if n == 2 {
+            r.idempotency_key = Some("k-2".into());
+        }
+        if n == 4 {
+            r.record_type = "u".into();
+        }
+        s.commit_record(r).await.unwrap();
+    }
+    let id = |n| record(n, &[]).record_id;
+    let search = |f: fn(&mut RecordSearch)| {
+        let mut q = RecordSearch { limit: 10, ..RecordSearch::default() };
+        f(&mut q);
+        q
+    };
+    let one = s.find_records(search(|q| q.record_id = Some(record(3, &[]).record_id))).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!((one[0].sender.as_str(), one[0].status, one[0].body_kept), ("s", RecordState::Pending, true));
+    let parties: Vec<_> = one[0].deliveries.iter().map(|(r, a, _)| (r.as_str(), a.as_str())).collect();
+    assert_eq!(parties, [("r", "a"), ("q", "a")]);
+    let keyed = s
+        .find_records(search(|q| {
+            q.sender = Some("s".into());
+            q.idempotency_key = Some("k-2".into());
+        }))
+        .await
+        .unwrap();
+    assert_eq!(keyed.iter().map(|r| r.record_id.clone()).collect::<Vec<_>>(), [id(2)]);
+    assert_eq!(keyed[0].idempotency_key.as_deref(), Some("k-2"));
+    let range = s
+        .find_records(search(|q| {
+            q.from = Some(1_002);
+            q.to = Some(1_004);
+        }))
+        .await
+        .unwrap();
+    assert_eq!(range.iter().map(|r| r.record_id.clone()).collect::<Vec<_>>(), [id(3), id(2)], "newest first");
+    let page = s.find_records(RecordSearch { before: Some((1_003, id(3))), limit: 1, ..search(|_| ()) }).await;
+    assert_eq!(page.unwrap().iter().map(|r| r.record_id.clone()).collect::<Vec<_>>(), [id(2)]);
+    let typed = s.find_records(search(|q| q.record_type = Some("u".into()))).await.unwrap();
+    assert_eq!(typed.iter().map(|r| r.record_id.clone()).collect::<Vec<_>>(), [id(4)]);
+    assert!(s.find_records(search(|q| q.record_id = Some("absent".into()))).await.unwrap().is_empty());
+
+    let naming = s.audit_naming(id(3), 10).await.unwrap();
+    assert_eq!(naming.iter().map(|e| e.event.kind.as_str()).collect::<Vec<_>>(), ["record.accepted"]);
+    let timed = s.audit_range(AuditRange { after: 0, from: Some(1_002), to: Some(1_004), limit: 10 }).await.unwrap();
+    assert_eq!(timed.iter().map(|e| e.event.at).collect::<Vec<_>>(), [1_002, 1_003]);
+    let after = s.audit_range(AuditRange { after: timed[0].seq, from: Some(1_002), to: None, limit: 10 }).await;
+    assert_eq!(after.unwrap().iter().map(|e| e.event.at).collect::<Vec<_>>(), [1_003, 1_004]);
+    for seq in [1, 3] {
+        let checkpoint = Checkpoint { seq, key_id: "k".into(), hash: [0; 32], at: 5_000, signature: vec![1] };
+        s.add_checkpoint(checkpoint).await.unwrap();
+    }
+    let marks = s.checkpoints_between(2, 4).await.unwrap();
+    assert_eq!(marks.iter().map(|c| c.seq).collect::<Vec<_>>(), [3]);
+}
+
+/// Each attempt whose result is recorded joins its delivery's timeline in the same
+/// transaction, with its number, outcome, status, latency, error class and next attempt; a late
+/// answer from a worker that lost its lease does not. The deliveries list filters by record,
+/// agreement and partner, and says when the next attempt is due.
+pub async fn each_attempt_is_on_its_deliverys_timeline(s: &dyn Store) {
+    let r = record(1, &["r"]);
+    s.commit_record(r.clone()).await.unwrap();
+    let held = s.claim_due(claim("w", 1, 2_000, false)).await.unwrap();
+    let id = held[0].id;
+    let retry = AttemptResult::Retry { next_attempt_at: 3_000, status: Some(503), error: "HTTP 503".into() };
+    s.finish_attempts(vec![update(id, "w", 2_100, retry)]).await.unwrap();
+    let pending =
+        s.deliveries(DeliveryFilter { record_id: Some(r.record_id.clone()), limit: 10, ..Default::default() });
+    assert_eq!(pending.await.unwrap()[0].next_attempt_at, Some(3_000));
+    s.claim_due(claim("w", 1, 3_000, false)).await.unwrap();
+    let late = update(id, "gone", 3_050, AttemptResult::Delivered { status: Some(201) });
+    s.finish_attempts(vec![update(id, "w", 3_100, AttemptResult::Delivered { status: Some(200) }), late])
+        .await
+        .unwrap();
+    let timeline = s.attempts(r.record_id.clone()).await.unwrap();
+    let expected = [
+        AttemptView {
+            delivery_id: id,
+            attempt: 1,
+            at: 2_100,
+            outcome: DeliveryStatus::Retrying,
+            status: Some(503),
+            latency_ms: Some(5),
+            error_class: Some(ErrorClass::ServerError),
+            next_attempt_at: Some(3_000),
+        },
+        AttemptView {
+            delivery_id: id,
+            attempt: 2,
+            at: 3_100,
+            outcome: DeliveryStatus::Delivered,
+            status: Some(200),
+            latency_ms: Some(5),
+            error_class: None,
+            next_attempt_at: None,
+        },
+    ];
+    assert_eq!(timeline, expected);
+    let filter = |f: fn(&mut DeliveryFilter)| {
+        let mut q = DeliveryFilter { limit: 10, ..Default::default() };
+        f(&mut q);
+        q
+    };
+    let done = s.deliveries(filter(|q| q.record_id = Some(record(1, &[]).record_id))).await.unwrap();
+    assert_eq!((done.len(), done[0].next_attempt_at), (1, None));
+    assert_eq!(s.deliveries(filter(|q| q.partner = Some("s".into()))).await.unwrap().len(), 1, "its sender");
+    assert_eq!(s.deliveries(filter(|q| q.partner = Some("r".into()))).await.unwrap().len(), 1, "its recipient");
+    assert!(s.deliveries(filter(|q| q.partner = Some("x".into()))).await.unwrap().is_empty());
+    assert!(s.deliveries(filter(|q| q.agreement = Some("b".into()))).await.unwrap().is_empty());
+}
+
+/// Statistics over a range, per bucket: records accepted, attempts by outcome with their
+/// latency, rejections by reason from the trail's tallies; cut to a partner or an agreement.
+pub async fn stats_count_records_attempts_and_rejections_per_bucket(s: &dyn Store) {
+    for n in 1..=3 {
+        s.commit_record(record(n, &["r"])).await.unwrap();
+    }
+    let held = s.claim_due(claim("w", 3, 2_000, false)).await.unwrap();
+    let dead = AttemptResult::Dead { status: Some(400), error: "HTTP 400".into() };
+    s.finish_attempts(vec![
+        update(held[0].id, "w", 2_100, AttemptResult::Delivered { status: Some(200) }),
+        update(held[1].id, "w", 2_200, dead),
+    ])
+    .await
+    .unwrap();
+    let mut rejected = AuditEvent::new(1_500, crate::audit::kind::RECORDS_REJECTED, "s", "invalid");
+    rejected.count = 4;
+    s.append_audit(vec![rejected]).await.unwrap();
+    let query = |partner: Option<&str>, agreement: Option<&str>| StatsQuery {
+        from: 0,
+        to: 10_000,
+        bucket_ms: 1_000,
+        partner: partner.map(str::to_owned),
+        agreement: agreement.map(str::to_owned),
+    };
+    let all = s.stats(query(None, None)).await.unwrap();
+    let expected = vec![
+        StatsBucket { start: 1_000, accepted: 3, ..Default::default() },
+        StatsBucket {
+            start: 2_000,
+            delivered: 1,
+            dead: 1,
+            latency_sum_ms: 10,
+            latency_count: 2,
+            latency_max_ms: 5,
+            ..Default::default()
+        },
+    ];
+    assert_eq!(all.buckets, expected);
+    assert_eq!(all.rejected, vec![("invalid".to_owned(), 4)]);
+    assert_eq!(s.stats(query(Some("r"), None)).await.unwrap().buckets, expected);
+    let other = s.stats(query(Some("x"), None)).await.unwrap();
+    assert_eq!(other, Stats::default());
+    let agreement = s.stats(query(None, Some("a"))).await.unwrap();
+    assert_eq!((agreement.buckets, agreement.rejected), (expected, vec![]));
+}
+
+/// A record's body and a delivery's come back opened until the purge removes them.
+pub async fn bodies_are_read_until_purged(s: &dyn Store) {
+    let mut r = record(1, &["r"]);
+    r.body = Bytes::from_static(b"{\"a\":1}");
+    r.deliveries[0].body = Bytes::from_static(b"{\"b\":2}");
+    s.commit_record(r.clone()).await.unwrap();
+    let id = s.claim_due(claim("w", 1, 2_000, false)).await.unwrap()[0].id;
+    assert_eq!(s.body(BodyRef::Record(r.record_id.clone())).await.unwrap(), Some(Some(r.body.clone())));
+    assert_eq!(s.body(BodyRef::Delivery(id)).await.unwrap(), Some(Some(r.deliveries[0].body.clone())));
+    assert_eq!(s.body(BodyRef::Record("absent".into())).await.unwrap(), None);
+    assert_eq!(s.body(BodyRef::Delivery(id + 100)).await.unwrap(), None);
+    s.finish_attempts(vec![update(id, "w", 2_100, AttemptResult::Delivered { status: Some(200) })]).await.unwrap();
+    let purge = PurgeRequest {
+        now: 1_000_000,
+        delivered_retention_ms: 1_000,
+        dead_retention_ms: 1_000,
+        access_retention_ms: i64::MAX / 2,
+    };
+    s.purge(purge).await.unwrap();
+    assert_eq!(s.body(BodyRef::Record(r.record_id.clone())).await.unwrap(), Some(None));
+    assert_eq!(s.body(BodyRef::Delivery(id)).await.unwrap(), Some(None));
+    assert_eq!(s.attempts(r.record_id).await.unwrap().len(), 1, "the timeline stays");
 }
 
 /// The access record: a subject's disclosures are every delivery of every record it appears in,
@@ -558,7 +747,11 @@ macro_rules! store_conformance {
             records_are_complete_when_every_delivery_is_delivered,
             notices_fall_due_once_per_record_and_kind,
             bodies_are_sealed_and_their_key_destroyed_once_none_is_left,
-            the_access_record_finds_every_delivery_of_a_subjects_records
+            the_access_record_finds_every_delivery_of_a_subjects_records,
+            records_are_found_by_id_key_and_time,
+            each_attempt_is_on_its_deliverys_timeline,
+            stats_count_records_attempts_and_rejections_per_bucket,
+            bodies_are_read_until_purged
         );
     };
     (@tests $make:expr; $($check:ident),*) => {

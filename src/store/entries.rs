@@ -53,6 +53,23 @@ impl AttemptUpdate {
         AttemptEffect { status, http_status, error, next_attempt_at, delivered_at }
     }
 
+    /// What kind of failure the attempt met, from the recipient's status, or the error when it
+    /// did not answer; `None` once delivered.
+    pub fn error_class(&self) -> Option<ErrorClass> {
+        let (status, error) = match &self.result {
+            AttemptResult::Delivered { .. } => return None,
+            AttemptResult::Retry { status, error, .. } | AttemptResult::Dead { status, error } => (*status, error),
+        };
+        Some(match status {
+            Some(429) => ErrorClass::RateLimited,
+            Some(408 | 425) => ErrorClass::Timeout,
+            Some(500..) => ErrorClass::ServerError,
+            Some(_) => ErrorClass::Refused,
+            None if error.contains("timed out") => ErrorClass::Timeout,
+            None => ErrorClass::Unreachable,
+        })
+    }
+
     /// The attempt's audit entry (written only if the worker still held the lease). A pull
     /// recipient's acknowledgement has no HTTP status: its reason says it came from the mailbox.
     pub fn event(&self) -> AuditEvent {

@@ -222,6 +222,16 @@ pub trait KeySource: Send + Sync {
     fn key_census(&self) -> StoreFuture<'_, KeyCensus>;
 }
 
+/// A stored body as read, still sealed under `key_id` if it has one; `body` is `None` once
+/// purged.
+pub struct StoredBody {
+    pub record_id: String,
+    /// The recipient of a delivery's body; `None` for the record's own.
+    pub recipient: Option<String>,
+    pub body: Option<Vec<u8>>,
+    pub key_id: Option<String>,
+}
+
 /// A claimed delivery whose body may still be sealed under `key_id`.
 pub struct SealedClaim {
     pub delivery: ClaimedDelivery,
@@ -350,6 +360,18 @@ impl KeyRing {
             opened.push(delivery);
         }
         Ok(opened)
+    }
+
+    /// A stored body opened, or `None` once purged.
+    pub async fn open_body(&self, source: &dyn KeySource, stored: StoredBody) -> Result<Option<Bytes>, StoreError> {
+        let Some(body) = stored.body else { return Ok(None) };
+        let Some(id) = stored.key_id else { return Ok(Some(Bytes::from(body))) };
+        let key = self.key(source, &id).await?;
+        let binding = Binding { record_id: &stored.record_id, recipient: stored.recipient.as_deref() };
+        let plain = key
+            .open(&body, &binding)
+            .map_err(|e| StoreError::corrupt(format!("a body of record {} does not open: {e}", stored.record_id)))?;
+        Ok(Some(Bytes::from(plain)))
     }
 
     /// Drops from memory the data keys whose day ended before `before`: the purge may destroy

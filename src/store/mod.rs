@@ -11,7 +11,12 @@
 //!   the lease; [`Store::settle`] does the same for a pull recipient's acknowledgements, for all
 //!   the deliveries it names or none;
 //! - [`Store::access`] finds every delivery of the records a subject (a person's identifier,
-//!   digested) appears in: the access record, kept for its own retention by [`Store::purge`].
+//!   digested) appears in: the access record, kept for its own retention by [`Store::purge`];
+//! - [`Store::find_records`], [`Store::attempts`], [`Store::audit_naming`],
+//!   [`Store::audit_range`], [`Store::stats`] and [`Store::body`] serve an operator investigating
+//!   a record: each attempt joins its delivery's timeline (`delivery_attempts`) in the
+//!   transaction that records its result, and the timeline, like the delivery rows, holds no
+//!   body or value and stays when bodies are purged.
 //!
 //! **Invariant:** nothing is acknowledged before it is committed: `commit_record` resolves only
 //! after the transaction (fsync included) has succeeded.
@@ -238,6 +243,8 @@ pub struct AttemptUpdate {
     /// Unix ms.
     pub at: i64,
     pub result: AttemptResult,
+    /// How long the attempt took, in ms (`None` for a pull recipient's acknowledgement).
+    pub latency_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -434,6 +441,12 @@ pub struct RecipientBacklog {
 pub struct DeliveryFilter {
     pub status: Option<DeliveryStatus>,
     pub recipient: Option<String>,
+    /// Only the deliveries of this agreement.
+    pub agreement: Option<String>,
+    /// Only the deliveries this partner sent or receives.
+    pub partner: Option<String>,
+    /// Only the deliveries of this record.
+    pub record_id: Option<String>,
     /// Continue after this delivery id.
     pub after_id: Option<i64>,
     pub limit: usize,
@@ -442,7 +455,7 @@ pub struct DeliveryFilter {
 impl DeliveryFilter {
     /// The delivery `id` alone (the answer is empty, or holds a later delivery, if it is gone).
     pub fn one(id: i64) -> Self {
-        DeliveryFilter { status: None, recipient: None, after_id: Some(id.saturating_sub(1)), limit: 1 }
+        DeliveryFilter { after_id: Some(id.saturating_sub(1)), limit: 1, ..DeliveryFilter::default() }
     }
 }
 
@@ -464,6 +477,8 @@ pub struct DeliveryAdminView {
     pub last_error: Option<String>,
     /// Whether the stored body is still there (a purged dead delivery cannot be replayed).
     pub body_kept: bool,
+    /// When the next attempt is due, while the delivery is queued or retrying.
+    pub next_attempt_at: Option<i64>,
 }
 
 /// Which dead deliveries an operator replays.
@@ -572,6 +587,143 @@ pub struct Disclosure {
     pub delivered_seq: Option<i64>,
 }
 
+/// What kind of failure an attempt met, as the attempt timeline keeps it: a label from a
+/// fixed set, never the recipient's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The recipient answered 429.
+    RateLimited,
+    /// The recipient answered 408 or 425, or did not answer in time.
+    Timeout,
+    /// The recipient answered another 4xx: refused, not retried.
+    Refused,
+    /// The recipient answered 5xx.
+    ServerError,
+    /// No answer: the connection, TLS or the transport failed.
+    Unreachable,
+}
+
+labels!("error class", ErrorClass {
+    RateLimited => "rate_limited",
+    Timeout => "timeout",
+    Refused => "refused",
+    ServerError => "server_error",
+    Unreachable => "unreachable",
+});
+
+/// One attempt of a delivery, as the timeline shows it. Never a body or a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptView {
+    pub delivery_id: i64,
+    /// From 1.
+    pub attempt: u32,
+    /// Unix ms.
+    pub at: i64,
+    /// What the attempt made of the delivery: delivered, retrying or dead.
+    pub outcome: DeliveryStatus,
+    /// The recipient's HTTP status, if it answered.
+    pub status: Option<u16>,
+    pub latency_ms: Option<i64>,
+    pub error_class: Option<ErrorClass>,
+    /// When the next attempt was scheduled, after a retry.
+    pub next_attempt_at: Option<i64>,
+}
+
+/// Records an operator looks for: by id, by (sender, idempotency key), or by time range,
+/// newest first, paged.
+#[derive(Debug, Clone, Default)]
+pub struct RecordSearch {
+    pub record_id: Option<String>,
+    pub sender: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub record_type: Option<String>,
+    /// Only records received at or after this unix ms.
+    pub from: Option<i64>,
+    /// Only records received before this unix ms.
+    pub to: Option<i64>,
+    /// Continue after this (received_at, record_id) position.
+    pub before: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+/// A record as operators find it: its metadata and the parties of its deliveries, never its
+/// values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFound {
+    pub record_id: String,
+    pub sender: String,
+    pub record_type: String,
+    pub schema_version: String,
+    /// Unix ms.
+    pub received_at: i64,
+    pub status: RecordState,
+    pub idempotency_key: Option<String>,
+    /// Whether the record's own body is still stored (not purged).
+    pub body_kept: bool,
+    /// The seq of its `record.accepted` entry.
+    pub audit_seq: i64,
+    /// Each delivery's recipient, agreement and status, by delivery id.
+    pub deliveries: Vec<(String, String, DeliveryStatus)>,
+}
+
+/// Which stored body an operator reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyRef {
+    /// The record as its sender posted it.
+    Record(String),
+    /// What one recipient receives.
+    Delivery(i64),
+}
+
+/// Part of the audit trail by time and seq.
+#[derive(Debug, Clone)]
+pub struct AuditRange {
+    /// Entries with a seq above this.
+    pub after: i64,
+    /// Entries at or after this unix ms.
+    pub from: Option<i64>,
+    /// Entries before this unix ms.
+    pub to: Option<i64>,
+    pub limit: usize,
+}
+
+/// Counts over a time range from the store, in buckets, for a partner or an agreement or the
+/// whole gateway.
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    /// Unix ms, inclusive.
+    pub from: i64,
+    /// Unix ms, exclusive.
+    pub to: i64,
+    /// Bucket width in ms.
+    pub bucket_ms: i64,
+    /// Records it sent or deliveries it sent or received.
+    pub partner: Option<String>,
+    pub agreement: Option<String>,
+}
+
+/// One bucket of [`Stats`]; `start` is its unix ms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsBucket {
+    pub start: i64,
+    pub accepted: i64,
+    pub delivered: i64,
+    pub retried: i64,
+    pub dead: i64,
+    /// Sum and count of the attempts' latencies, and the longest, in ms.
+    pub latency_sum_ms: i64,
+    pub latency_count: i64,
+    pub latency_max_ms: i64,
+}
+
+/// What the store counted over a range: the buckets that hold anything, oldest first, and the
+/// rejections by reason (from the audit trail's per-minute rejection entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub buckets: Vec<StatsBucket>,
+    pub rejected: Vec<(String, i64)>,
+}
+
 /// The durable store.
 pub trait Store: Send + Sync + 'static {
     /// Commits a record with its deliveries and audit entry in one transaction.
@@ -619,6 +771,22 @@ pub trait Store: Send + Sync + 'static {
     /// A page of the deliveries of the records `query.subject` appears in, by delivery id.
     fn access(&self, query: AccessQuery) -> StoreFuture<'_, Vec<Disclosure>>;
 
+    /// Records by id, by sender and idempotency key, or by time range, newest first.
+    fn find_records(&self, search: RecordSearch) -> StoreFuture<'_, Vec<RecordFound>>;
+    /// Every attempt of every delivery of a record, by delivery then attempt.
+    fn attempts(&self, record_id: String) -> StoreFuture<'_, Vec<AttemptView>>;
+    /// Up to `limit` audit entries that name a record, in order.
+    fn audit_naming(&self, record_id: String, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>>;
+    /// Audit entries by seq and time, in order.
+    fn audit_range(&self, range: AuditRange) -> StoreFuture<'_, Vec<AuditEntry>>;
+    /// The checkpoints of the entries `first` to `last` (seqs, inclusive), oldest first.
+    fn checkpoints_between(&self, first: i64, last: i64) -> StoreFuture<'_, Vec<Checkpoint>>;
+    /// Counts per bucket over a time range.
+    fn stats(&self, query: StatsQuery) -> StoreFuture<'_, Stats>;
+    /// A stored body, opened: `None` if there is no such record or delivery, `Some(None)` once
+    /// the body was purged.
+    fn body(&self, body: BodyRef) -> StoreFuture<'_, Option<Option<Bytes>>>;
+
     /// The store's data keys and plaintext bodies, once every live data key is shown to unwrap
     /// under a configured key-encryption key (the start calls it, so a wrong key stops it).
     fn check_keys(&self) -> StoreFuture<'_, KeyCensus>;
@@ -649,6 +817,7 @@ mod tests {
         check(RecordState::ALL, RecordState::as_str);
         check(RecordFilter::ALL, RecordFilter::as_str);
         check(ReplayOutcome::ALL, ReplayOutcome::as_str);
+        check(ErrorClass::ALL, ErrorClass::as_str);
         assert_eq!("lost".parse::<RecordState>().unwrap_err().to_string(), "unknown record state `lost`");
     }
 }

@@ -157,40 +157,55 @@ pub(super) async fn audit_head<S: Sql>(s: &mut S) -> Result<Option<AuditStamp>, 
 }
 
 pub(super) async fn audit_entries(s: &mut impl Sql, after: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-    s.query(sql::AUDIT_ENTRIES, &[after.into(), (limit as i64).into()], |r| {
-        Ok(AuditEntry {
-            seq: r.int(0)?,
-            event: AuditEvent {
-                at: r.int(1)?,
-                kind: r.text(2)?,
-                actor: r.text(3)?,
-                record_id: r.opt_text(4)?,
-                agreement: r.opt_text(5)?,
-                recipient: r.opt_text(6)?,
-                body_digest: r.opt_hash(7)?,
-                outcome: r.text(8)?,
-                reason: r.opt_text(9)?,
-                count: r.int(10)?,
-            },
-            prev_hash: r.hash(11)?,
-            hash: r.hash(12)?,
-        })
+    s.query(sql::AUDIT_ENTRIES, &[after.into(), (limit as i64).into()], audit_entry).await
+}
+
+/// An audit entry from the columns `sql::AUDIT_ENTRIES` reads.
+fn audit_entry(r: &dyn Row) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: r.int(0)?,
+        event: AuditEvent {
+            at: r.int(1)?,
+            kind: r.text(2)?,
+            actor: r.text(3)?,
+            record_id: r.opt_text(4)?,
+            agreement: r.opt_text(5)?,
+            recipient: r.opt_text(6)?,
+            body_digest: r.opt_hash(7)?,
+            outcome: r.text(8)?,
+            reason: r.opt_text(9)?,
+            count: r.int(10)?,
+        },
+        prev_hash: r.hash(11)?,
+        hash: r.hash(12)?,
     })
-    .await
 }
 
 pub(super) async fn checkpoints(s: &mut impl Sql) -> Result<Vec<Checkpoint>, StoreError> {
-    s.query(sql::CHECKPOINTS, &[], |r| {
-        Ok(Checkpoint { seq: r.int(0)?, key_id: r.text(1)?, hash: r.hash(2)?, at: r.int(3)?, signature: r.bytes(4)? })
-    })
-    .await
+    s.query(sql::CHECKPOINTS, &[], checkpoint).await
+}
+
+pub(super) async fn checkpoints_between(
+    s: &mut impl Sql,
+    first: i64,
+    last: i64,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    s.query(sql::CHECKPOINTS_BETWEEN, &[first.into(), last.into()], checkpoint).await
+}
+
+/// A checkpoint from the columns `sql::CHECKPOINTS` reads.
+fn checkpoint(r: &dyn Row) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint { seq: r.int(0)?, key_id: r.text(1)?, hash: r.hash(2)?, at: r.int(3)?, signature: r.bytes(4)? })
 }
 
 pub(super) async fn deliveries(s: &mut impl Sql, filter: DeliveryFilter) -> Result<Vec<DeliveryAdminView>, StoreError> {
-    let params: [Param<'_>; 4] = [
+    let params: [Param<'_>; 7] = [
         filter.status.map(DeliveryStatus::as_str).into(),
         filter.recipient.as_ref().into(),
         filter.after_id.unwrap_or(0).into(),
+        filter.agreement.as_ref().into(),
+        filter.partner.as_ref().into(),
+        filter.record_id.as_ref().into(),
         (filter.limit as i64).into(),
     ];
     s.query(sql::DELIVERIES, &params, |r| {
@@ -209,9 +224,161 @@ pub(super) async fn deliveries(s: &mut impl Sql, filter: DeliveryFilter) -> Resu
             last_status: r.opt_small(11)?,
             last_error: r.opt_text(12)?,
             body_kept: r.flag(13)?,
+            next_attempt_at: match r.label(6)? {
+                DeliveryStatus::Queued | DeliveryStatus::Retrying => Some(r.int(14)?),
+                _ => None,
+            },
         })
     })
     .await
+}
+
+/// Records operators look for, each with its deliveries' parties, in one statement.
+pub(super) async fn find_records(s: &mut impl Sql, search: RecordSearch) -> Result<Vec<RecordFound>, StoreError> {
+    let (before_at, before_id) = search.before.as_ref().map_or((None, None), |(at, id)| (Some(*at), Some(id)));
+    let params: [Param<'_>; 9] = [
+        search.record_id.as_ref().into(),
+        search.sender.as_ref().into(),
+        search.idempotency_key.as_ref().into(),
+        search.record_type.as_ref().into(),
+        search.from.into(),
+        search.to.into(),
+        before_at.into(),
+        before_id.into(),
+        (search.limit as i64).into(),
+    ];
+    let rows = s
+        .query(sql::FIND_RECORDS, &params, |r| {
+            let found = RecordFound {
+                record_id: r.text(0)?,
+                sender: r.text(1)?,
+                record_type: r.text(2)?,
+                schema_version: r.text(3)?,
+                received_at: r.int(4)?,
+                status: r.label(5)?,
+                idempotency_key: r.opt_text(6)?,
+                body_kept: r.flag(7)?,
+                audit_seq: r.int(8)?,
+                deliveries: Vec::new(),
+            };
+            let delivery = match r.opt_text(9)? {
+                Some(recipient) => Some((recipient, r.text(10)?, r.label(11)?)),
+                None => None,
+            };
+            Ok((found, delivery))
+        })
+        .await?;
+    let mut found: Vec<RecordFound> = Vec::new();
+    for (record, delivery) in rows {
+        match found.last_mut() {
+            Some(last) if last.record_id == record.record_id => last.deliveries.extend(delivery),
+            _ => {
+                let mut record = record;
+                record.deliveries.extend(delivery);
+                found.push(record);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The attempt timeline of a record's deliveries.
+pub(super) async fn attempts(s: &mut impl Sql, record_id: String) -> Result<Vec<AttemptView>, StoreError> {
+    s.query(sql::ATTEMPTS, &[(&record_id).into()], |r| {
+        Ok(AttemptView {
+            delivery_id: r.int(0)?,
+            attempt: r.small(1)?,
+            at: r.int(2)?,
+            outcome: r.label(3)?,
+            status: r.opt_small(4)?,
+            latency_ms: r.opt_int(5)?,
+            error_class: r
+                .opt_text(6)?
+                .map(|c| c.parse())
+                .transpose()
+                .map_err(|e: UnknownLabel| StoreError::corrupt(format!("column 6: {e}")))?,
+            next_attempt_at: r.opt_int(7)?,
+        })
+    })
+    .await
+}
+
+pub(super) async fn audit_naming(
+    s: &mut impl Sql,
+    record_id: String,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    s.query(sql::AUDIT_NAMING, &[(&record_id).into(), (limit as i64).into()], audit_entry).await
+}
+
+pub(super) async fn audit_range(s: &mut impl Sql, range: AuditRange) -> Result<Vec<AuditEntry>, StoreError> {
+    let params: [Param<'_>; 4] = [range.after.into(), range.from.into(), range.to.into(), (range.limit as i64).into()];
+    s.query(sql::AUDIT_RANGE, &params, audit_entry).await
+}
+
+/// Counts per bucket over a range, in three statements (records, attempts, rejections).
+pub(super) async fn stats(s: &mut impl Sql, q: StatsQuery) -> Result<Stats, StoreError> {
+    use std::collections::BTreeMap;
+    let bucket_ms = q.bucket_ms.max(1);
+    let mut buckets: BTreeMap<i64, StatsBucket> = BTreeMap::new();
+    let params: [Param<'_>; 5] =
+        [bucket_ms.into(), q.from.into(), q.to.into(), q.partner.as_ref().into(), q.agreement.as_ref().into()];
+    for (start, n) in s.query(sql::STATS_ACCEPTED, &params, |r| Ok((r.int(0)?, r.int(1)?))).await? {
+        buckets.entry(start).or_insert_with(|| StatsBucket { start, ..StatsBucket::default() }).accepted += n;
+    }
+    let attempts = s
+        .query(sql::STATS_ATTEMPTS, &params, |r| {
+            Ok((r.int(0)?, r.label::<DeliveryStatus>(1)?, r.int(2)?, r.int(3)?, r.int(4)?, r.int(5)?))
+        })
+        .await?;
+    for (start, outcome, n, sum, count, max) in attempts {
+        let b = buckets.entry(start).or_insert_with(|| StatsBucket { start, ..StatsBucket::default() });
+        match outcome {
+            DeliveryStatus::Delivered => b.delivered += n,
+            DeliveryStatus::Dead => b.dead += n,
+            DeliveryStatus::Retrying | DeliveryStatus::Queued => b.retried += n,
+        }
+        b.latency_sum_ms += sum;
+        b.latency_count += count;
+        b.latency_max_ms = b.latency_max_ms.max(max);
+    }
+    // Rejections name their sender only: an agreement's statistics have none.
+    let rejected = if q.agreement.is_some() {
+        Vec::new()
+    } else {
+        let params: [Param<'_>; 3] = [q.from.into(), q.to.into(), q.partner.as_ref().into()];
+        s.query(sql::STATS_REJECTED, &params, |r| Ok((r.text(0)?, r.int(1)?))).await?
+    };
+    Ok(Stats { buckets: buckets.into_values().collect(), rejected })
+}
+
+/// A stored body, still sealed, with the key it is sealed under and what binds it.
+pub(super) async fn body(s: &mut impl Sql, body: BodyRef) -> Result<Option<keys::StoredBody>, StoreError> {
+    let rows = match &body {
+        BodyRef::Record(id) => {
+            s.query(sql::RECORD_BODY, &[id.into()], |r| {
+                Ok(keys::StoredBody {
+                    record_id: r.text(0)?,
+                    recipient: None,
+                    body: r.opt_bytes(1)?,
+                    key_id: r.opt_text(2)?,
+                })
+            })
+            .await?
+        }
+        BodyRef::Delivery(id) => {
+            s.query(sql::DELIVERY_BODY, &[(*id).into()], |r| {
+                Ok(keys::StoredBody {
+                    record_id: r.text(0)?,
+                    recipient: Some(r.text(1)?),
+                    body: r.opt_bytes(2)?,
+                    key_id: r.opt_text(3)?,
+                })
+            })
+            .await?
+        }
+    };
+    Ok(rows.into_iter().next())
 }
 
 /// A page of the disclosures about one subject, in one statement.

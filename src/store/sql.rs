@@ -30,6 +30,9 @@ pub(super) const SEALED_BODIES: &str = include_str!("migrations/shared/0004_seal
 pub(super) const DELIVERY_VERSION: &str = include_str!("migrations/shared/0005_delivery_version.sql");
 /// Schema version 6 on both engines, after the engine's `record_subjects` table.
 pub(super) const DISCLOSURES: &str = include_str!("migrations/shared/0006_disclosures.sql");
+/// Schema version 7, the same on both engines: the attempt timeline and the investigation's
+/// indexes.
+pub(super) const INVESTIGATION: &str = include_str!("migrations/shared/0007_investigation.sql");
 
 /// A value bound to a statement parameter. Each engine converts it to the parameter's type.
 #[derive(Debug, Clone, Copy)]
@@ -459,18 +462,110 @@ pub(super) const AUDIT_ENTRIES: &str =
 pub(super) const CHECKPOINTS: &str =
     "SELECT seq, key_id, hash, at, signature FROM audit_checkpoints ORDER BY seq, key_id";
 
+/// The checkpoints of the entries `$1` to `$2`, oldest first (`CHECKPOINTS` columns).
+pub(super) const CHECKPOINTS_BETWEEN: &str =
+    "SELECT seq, key_id, hash, at, signature FROM audit_checkpoints WHERE seq >= $1 AND seq <= $2 ORDER BY seq, key_id";
+
 /// Records a checkpoint (`$1` seq, `$2` key id, `$3` hash, `$4` at, `$5` signature) once.
 pub(super) const ADD_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, key_id, hash, at, signature)
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 
 /// Deliveries as operators see them: in status `$1` if set, to recipient `$2` if set, after id
-/// `$3`, at most `$4`, oldest first.
+/// `$3`, of agreement `$4` if set, sent or received by partner `$5` if set, of record `$6` if
+/// set, at most `$7`, oldest first.
 pub(super) const DELIVERIES: &str =
     "SELECT d.id, d.record_id, r.sender, r.record_type, d.recipient, d.agreement, d.status, d.attempts, d.replays,
-            d.created_at, d.last_attempt_at, d.last_status, d.last_error, d.body IS NOT NULL
+            d.created_at, d.last_attempt_at, d.last_status, d.last_error, d.body IS NOT NULL, d.next_attempt_at
      FROM deliveries d JOIN records r ON r.record_id = d.record_id
      WHERE (CAST($1 AS TEXT) IS NULL OR d.status = $1) AND (CAST($2 AS TEXT) IS NULL OR d.recipient = $2) AND d.id > $3
-     ORDER BY d.id LIMIT $4";
+       AND (CAST($4 AS TEXT) IS NULL OR d.agreement = $4)
+       AND (CAST($5 AS TEXT) IS NULL OR d.recipient = $5 OR r.sender = $5)
+       AND (CAST($6 AS TEXT) IS NULL OR d.record_id = $6)
+     ORDER BY d.id LIMIT $7";
+
+/// Records operators look for, newest first, each with its deliveries' recipient, agreement and
+/// status (one row per delivery, one with NULLs for a record without any): record `$1` if set,
+/// sent by `$2` if set, with idempotency key `$3` if set, of type `$4` if set, received at or
+/// after `$5` and before `$6` if set, before the position (`$7` received_at, `$8` record_id) if
+/// set, at most `$9` records. Columns: `record_id, sender, record_type, schema_version,
+/// received_at, state, idempotency_key`, whether the body is kept, `audit_seq`, then the
+/// delivery's `recipient, agreement, status`.
+pub(super) const FIND_RECORDS: &str = concat!(
+    "SELECT p.record_id, p.sender, p.record_type, p.schema_version, p.received_at, p.state, p.idempotency_key,
+            p.body_kept, p.audit_seq, d.recipient, d.agreement, d.status
+     FROM (
+        SELECT r.record_id, r.sender, r.record_type, r.schema_version, r.received_at, ",
+    record_state!(),
+    " AS state, r.idempotency_key, r.body IS NOT NULL AS body_kept, r.audit_seq
+        FROM records r
+        WHERE (CAST($1 AS TEXT) IS NULL OR r.record_id = $1) AND (CAST($2 AS TEXT) IS NULL OR r.sender = $2)
+          AND (CAST($3 AS TEXT) IS NULL OR r.idempotency_key = $3) AND (CAST($4 AS TEXT) IS NULL OR r.record_type = $4)
+          AND (CAST($5 AS BIGINT) IS NULL OR r.received_at >= $5) AND (CAST($6 AS BIGINT) IS NULL OR r.received_at < $6)
+          AND (CAST($7 AS BIGINT) IS NULL OR (r.received_at, r.record_id) < ($7, CAST($8 AS TEXT)))
+        ORDER BY r.received_at DESC, r.record_id DESC LIMIT $9
+     ) p LEFT JOIN deliveries d ON d.record_id = p.record_id
+     ORDER BY p.received_at DESC, p.record_id DESC, d.id"
+);
+
+/// Records one attempt of delivery `$7`, whose row the attempt's result has just updated (its
+/// `attempts` is the attempt's number): at `$1`, outcome `$2`, status `$3`, latency `$4`, error
+/// class `$5`, next attempt `$6`.
+pub(super) const INSERT_ATTEMPT: &str =
+    "INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, status, latency_ms, error_class, next_attempt_at)
+     SELECT id, attempts, CAST($1 AS BIGINT), CAST($2 AS TEXT), CAST($3 AS INTEGER), CAST($4 AS BIGINT),
+            CAST($5 AS TEXT), CAST($6 AS BIGINT)
+     FROM deliveries WHERE id = $7";
+
+/// Every attempt of the deliveries of record `$1`, by delivery then attempt.
+pub(super) const ATTEMPTS: &str =
+    "SELECT a.delivery_id, a.attempt, a.at, a.outcome, a.status, a.latency_ms, a.error_class, a.next_attempt_at
+     FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+     WHERE d.record_id = $1 ORDER BY a.delivery_id, a.attempt";
+
+/// The audit columns `AUDIT_ENTRIES` reads, of the entries naming record `$1`, at most `$2`.
+pub(super) const AUDIT_NAMING: &str =
+    "SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash
+     FROM audit_log WHERE record_id = $1 ORDER BY seq LIMIT $2";
+
+/// The audit columns `AUDIT_ENTRIES` reads, of the entries after seq `$1`, at or after `$2` if
+/// set, before `$3` if set, at most `$4`, in order.
+pub(super) const AUDIT_RANGE: &str =
+    "SELECT seq, at, kind, actor, record_id, agreement, recipient, body_digest, outcome, reason, count, prev_hash, hash
+     FROM audit_log WHERE seq > $1 AND (CAST($2 AS BIGINT) IS NULL OR at >= $2) AND (CAST($3 AS BIGINT) IS NULL OR at < $3)
+     ORDER BY seq LIMIT $4";
+
+/// Records accepted per bucket of `$1` ms from `$2` to `$3`, sent by or delivered to partner
+/// `$4` if set, with a delivery under agreement `$5` if set: bucket start, count.
+pub(super) const STATS_ACCEPTED: &str = "SELECT (r.received_at / $1) * $1 AS bucket, COUNT(*) FROM records r
+     WHERE r.received_at >= $2 AND r.received_at < $3
+       AND (CAST($4 AS TEXT) IS NULL OR r.sender = $4
+            OR EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.record_id AND d.recipient = $4))
+       AND (CAST($5 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.record_id AND d.agreement = $5))
+     GROUP BY bucket ORDER BY bucket";
+
+/// Attempts per bucket of `$1` ms from `$2` to `$3` and outcome, of deliveries sent or received
+/// by partner `$4` if set, under agreement `$5` if set: bucket start, outcome, count, sum of
+/// latencies, how many had one, longest.
+pub(super) const STATS_ATTEMPTS: &str =
+    "SELECT (a.at / $1) * $1 AS bucket, a.outcome, COUNT(*), CAST(COALESCE(SUM(a.latency_ms), 0) AS BIGINT),
+        COUNT(a.latency_ms), COALESCE(MAX(a.latency_ms), 0)
+     FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN records r ON r.record_id = d.record_id
+     WHERE a.at >= $2 AND a.at < $3
+       AND (CAST($4 AS TEXT) IS NULL OR d.recipient = $4 OR r.sender = $4)
+       AND (CAST($5 AS TEXT) IS NULL OR d.agreement = $5)
+     GROUP BY bucket, a.outcome ORDER BY bucket";
+
+/// Rejected records from `$1` to `$2` by reason, from the audit trail's per-minute tallies,
+/// of sender `$3` if set: reason, count.
+pub(super) const STATS_REJECTED: &str = "SELECT outcome, CAST(SUM(count) AS BIGINT) FROM audit_log
+     WHERE kind = 'records.rejected' AND at >= $1 AND at < $2 AND (CAST($3 AS TEXT) IS NULL OR actor = $3)
+     GROUP BY outcome ORDER BY outcome";
+
+/// Record `$1`'s body as stored, and the data key it is sealed under.
+pub(super) const RECORD_BODY: &str = "SELECT record_id, body, key_id FROM records WHERE record_id = $1";
+
+/// Delivery `$1`'s body as stored, its record and recipient, and the data key it is sealed under.
+pub(super) const DELIVERY_BODY: &str = "SELECT record_id, recipient, body, key_id FROM deliveries WHERE id = $1";
 
 /// The record sender `$1` committed with idempotency key `$2`: its body's SHA-256, receipt, and
 /// entry's seq and hash.
@@ -567,8 +662,19 @@ pub(super) const SHARED: &[&str] = &[
     BACKLOG,
     AUDIT_ENTRIES,
     CHECKPOINTS,
+    CHECKPOINTS_BETWEEN,
     ADD_CHECKPOINT,
     DELIVERIES,
+    FIND_RECORDS,
+    INSERT_ATTEMPT,
+    ATTEMPTS,
+    AUDIT_NAMING,
+    AUDIT_RANGE,
+    STATS_ACCEPTED,
+    STATS_ATTEMPTS,
+    STATS_REJECTED,
+    RECORD_BODY,
+    DELIVERY_BODY,
     IDEMPOTENT,
     PURGE_DELIVERIES,
     PURGE_RECORDS,

@@ -254,6 +254,7 @@ async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Committed, Sto
             .flatten()
             .collect();
         let applied = if updates.is_empty() { HashSet::new() } else { b.record_attempts(&updates).await? };
+        log_attempts(b, &updates, &applied).await?;
         // What was delivered: the applied push results, and every pull acknowledgement settled.
         let settled = writes.iter().filter_map(|w| match w {
             Write::Settle(Ask { output: Some(Settled::Done(done)), .. }) => Some(done.iter().map(|(_, u)| u)),

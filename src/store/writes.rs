@@ -164,14 +164,44 @@ pub(super) async fn settle<B: Batch>(b: &mut B, s: &Settlement) -> Result<Settle
             body_digest: h.body_digest,
             at: s.at,
             result: (s.decide)(h),
+            latency_ms: None,
         })
         .collect();
-    let applied = b.record_attempts(&updates.iter().collect::<Vec<_>>()).await?;
+    let updates_ref: Vec<&AttemptUpdate> = updates.iter().collect();
+    let applied = b.record_attempts(&updates_ref).await?;
+    log_attempts(b, &updates_ref, &applied).await?;
     if applied.len() != updates.len() {
         // The rows are locked and were read held: only a store that broke its own lock gets here.
         return Err(StoreError::new(StoreErrorKind::Failed, "a settlement's deliveries changed under it"));
     }
     Ok(Settled::Done(held.iter().map(|h| h.attempts + 1).zip(updates).collect()))
+}
+
+/// Adds each applied attempt (by its position in `updates`) to its delivery's timeline, in the
+/// transaction that recorded its result, after its row was updated.
+pub(super) async fn log_attempts<B: Batch>(
+    b: &mut B,
+    updates: &[&AttemptUpdate],
+    applied: &HashSet<usize>,
+) -> Result<(), StoreError> {
+    for (position, u) in updates.iter().enumerate() {
+        if !applied.contains(&position) {
+            continue;
+        }
+        let effect = u.effect();
+        let next = matches!(u.result, AttemptResult::Retry { .. }).then_some(effect.next_attempt_at);
+        let params = [
+            u.at.into(),
+            effect.status.as_str().into(),
+            effect.http_status.map(i64::from).into(),
+            u.latency_ms.into(),
+            u.error_class().map(ErrorClass::as_str).into(),
+            next.into(),
+            u.delivery_id.into(),
+        ];
+        b.execute(sql::INSERT_ATTEMPT, &params).await?;
+    }
+    Ok(())
 }
 
 /// A claimed delivery (`sql::claim_columns!`), its body still sealed, with its

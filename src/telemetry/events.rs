@@ -328,6 +328,30 @@ impl AccessRead<'_> {
     }
 }
 
+/// An operator read a stored body. The line names the operator, the record and (for a
+/// delivery's body) the recipient, never the body; the read's audit entry is counted with every
+/// other (`passerelle_audit_entries_total{kind="body.read"}`).
+pub struct BodyRead<'a> {
+    pub actor: &'a str,
+    pub record_id: &'a str,
+    /// The recipient whose delivery's body was read; `None` for the record as posted.
+    pub recipient: Option<&'a str>,
+    /// The seq of the read's `body.read` entry.
+    pub audit_seq: i64,
+}
+
+impl BodyRead<'_> {
+    pub fn emit(&self) {
+        info!(
+            message = "Stored body read.",
+            actor = self.actor,
+            record_id = self.record_id,
+            recipient = self.recipient,
+            audit_seq = self.audit_seq
+        );
+    }
+}
+
 /// A recipient's circuit breaker changed state.
 pub struct BreakerChanged<'a> {
     pub recipient: &'a str,

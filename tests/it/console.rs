@@ -1,7 +1,8 @@
 //! The operator console in a real headless Chromium: sign in, numbers that match `/metrics`,
 //! French and English, replaying dead letters with the mouse and with the keyboard, tables that
 //! fit their panels at 1,280 and 1,400 px, a narrow window, chart labels, and screenshots
-//! (printed paths under `target/console/`).
+//! (printed paths under `target/console/`); finding a record and following its deliveries in EN
+//! and FR, as an admin and as a viewer, with screenshots under `target/console-screenshots/`.
 
 use std::time::Duration;
 
@@ -546,4 +547,124 @@ async fn the_console_needs_a_session_and_speaks_the_browsers_language() {
     let overview = gw.admin.send(Method::GET, "/admin/v1/overview", &[("cookie", &session)], "").await;
     assert_eq!(overview.status, StatusCode::UNAUTHORIZED, "a signed-out session is gone");
     gw.stop().await;
+}
+
+/// Record values the investigation pages must not show unless a body is asked for.
+const RECORD_VALUES: [&str; 5] = ["QC-2026-018355", "Gagnon-Okafor", "Sainte-Justine", "Lorimier", "H2H 2B4"];
+
+/// Moves the console to the view of `hash`.
+async fn go(browser: &Browser, hash: &str) {
+    browser.execute("location.hash = arguments[0];", json!([hash])).await;
+}
+
+/// Saves a screenshot 1,280 px wide of the whole page to `target/console-screenshots/<name>.png`,
+/// and says where in the test's output.
+async fn screenshot_1280(browser: &Browser, name: &str) {
+    let height = browser.execute("return document.documentElement.scrollHeight;", json!([])).await;
+    browser.set_window(1280, height.as_u64().unwrap_or(800).clamp(800, 4000) as u32 + 16).await;
+    let path = repo().join("target/console-screenshots").join(format!("{name}.png"));
+    browser.screenshot(&path).await;
+    browser.set_window(1280, 800).await;
+    report(&format!("console screenshot ({name}, 1280 px): {}", path.display()));
+}
+
+/// Waits for the investigation view to have loaded `hash` and for `css` to be on the page.
+async fn investigated(browser: &Browser, hash: &str, css: &str) {
+    let script = format!(
+        "return document.getElementById('investigate').dataset.loaded === {hash:?} && !!document.querySelector({css:?});"
+    );
+    browser.wait_until(&script, Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_finds_a_record_and_follows_its_deliveries_in_english_and_french() {
+    let gw = Setup::new().start().await;
+    gw.recipient("ottawa-city").fail_times(1, 503);
+    let id = crate::delivery::post_birth(&gw).await;
+    crate::delivery::wait_status(&gw, &id, "ottawa-city", "delivered").await;
+    let browser = Browser::start().await;
+    browser.set_window(1280, 800).await;
+    sign_in(&browser, &gw).await;
+    for (lang, retrying, title) in
+        [("en", "retrying", "Find records"), ("fr", "nouvel essai prévu", "Trouver des enregistrements")]
+    {
+        speak(&browser, lang).await;
+        // Find the record by its id with the search form.
+        go(&browser, "#records").await;
+        investigated(&browser, "#records", "#record-search").await;
+        assert_eq!(browser.text(&browser.find("#investigate h2").await).await, title);
+        browser.type_into(&browser.find("#record-search input[name=\"id\"]").await, &id).await;
+        browser.click(&browser.find("#search").await).await;
+        browser
+            .wait_until("return !!document.querySelector('#records-found tbody tr');", Duration::from_secs(10))
+            .await;
+        // Open its page: the receipt, each delivery's timeline, the audit entries that name it.
+        browser.click(&browser.find(&format!("#records-found a[href=\"#record/{id}\"]")).await).await;
+        let city = ".delivery[data-recipient=\"ottawa-city\"]";
+        investigated(&browser, &format!("#record/{id}"), &format!("{city} table")).await;
+        let attempts = browser.find_all(&format!("{city} tbody tr")).await;
+        assert_eq!(attempts.len(), 2, "a failed attempt, then the delivery");
+        let first = browser.find(&format!("{city} tbody tr:first-child [data-status]")).await;
+        assert_eq!(browser.text(&first).await, retrying);
+        assert!(!browser.find_all("#receipt").await.is_empty());
+        assert!(!browser.find_all("#record-audit tbody tr").await.is_empty(), "the admin reads the audit trail");
+        // The admin may replay and read bodies: the buttons are there; no value is shown.
+        assert!(!browser.find_all(&format!("{city} button.replay.recipient")).await.is_empty());
+        assert!(!browser.find_all(&format!("{city} button.show-body")).await.is_empty());
+        let text = browser.execute("return document.body.innerText;", json!([])).await;
+        for value in RECORD_VALUES {
+            assert!(!text.as_str().unwrap().contains(value), "{lang}: the page shows {value}");
+        }
+        screenshot_1280(&browser, &format!("record-{lang}")).await;
+        // A body is fetched only on a click, and the read is audited.
+        let reads = gw.audited("body.read", |_| true).await;
+        assert!(browser.find_all(&format!("{city} pre.body")).await.is_empty());
+        browser.click(&browser.find(&format!("{city} button.show-body")).await).await;
+        let shown = format!("return !!document.querySelector({:?});", format!("{city} pre.body"));
+        browser.wait_until(&shown, Duration::from_secs(10)).await;
+        assert_eq!(gw.audited("body.read", |e| e.recipient.as_deref() == Some("ottawa-city")).await, reads + 1);
+
+        // The city's page over the last 24 hours from the store, and the audit trail.
+        browser.execute("document.getElementById('range').value = '24h';", json!([])).await;
+        go(&browser, "#partner/ottawa-city").await;
+        investigated(&browser, "#partner/ottawa-city", "#stats-buckets").await;
+        let breaker = browser.find("#stats-breakers .badge").await;
+        assert_eq!(browser.text(&breaker).await, if lang == "en" { "closed" } else { "fermé" });
+        screenshot_1280(&browser, &format!("partner-{lang}")).await;
+        go(&browser, "#audit").await;
+        investigated(&browser, "#audit", "#audit-entries tbody tr").await;
+        screenshot_1280(&browser, &format!("audit-{lang}")).await;
+        go(&browser, "#deliveries?status=retrying").await;
+        investigated(&browser, "#deliveries?status=retrying", "#delivery-filters").await;
+        go(&browser, "").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_the_timeline_but_no_replay_no_body_and_no_value() {
+    let gw = Setup::new().operators(&crate::investigate::operators_file()).start().await;
+    gw.recipient("ottawa-city").fail_times(1, 503);
+    let id = crate::delivery::post_birth(&gw).await;
+    crate::delivery::wait_status(&gw, &id, "ottawa-city", "delivered").await;
+    let browser = Browser::start().await;
+    browser.set_window(1280, 800).await;
+    browser.goto(&format!("{}/console", admin_base(&gw))).await;
+    browser.type_into(&browser.find("#token").await, "viewer-token-0123456789abcdef").await;
+    browser.click(&browser.find("#sign-in").await).await;
+    browser.wait_until("return !!document.body.dataset.generated;", Duration::from_secs(10)).await;
+    for lang in ["en", "fr"] {
+        speak(&browser, lang).await;
+        go(&browser, &format!("#record/{id}")).await;
+        let city = ".delivery[data-recipient=\"ottawa-city\"]";
+        investigated(&browser, &format!("#record/{id}"), &format!("{city} table")).await;
+        assert_eq!(browser.find_all(&format!("{city} tbody tr")).await.len(), 2);
+        assert!(browser.find_all("button.replay, button.show-body").await.is_empty(), "{lang}: a viewer may neither");
+        assert!(browser.find_all("#record-audit").await.is_empty(), "{lang}: a viewer does not read the trail");
+        let text = browser.execute("return document.body.innerText;", json!([])).await;
+        for value in RECORD_VALUES {
+            assert!(!text.as_str().unwrap().contains(value), "{lang}: the page shows {value}");
+        }
+        screenshot_1280(&browser, &format!("record-viewer-{lang}")).await;
+        go(&browser, "").await;
+    }
 }

@@ -23,6 +23,7 @@ mod explain;
 mod hostile;
 mod inbox;
 mod integrity;
+mod investigate;
 mod isolation;
 mod limits;
 mod nats;

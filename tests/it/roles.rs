@@ -78,7 +78,7 @@ async fn wait_dead(gw: &TestGateway, recipient: &str, n: usize) -> Vec<Value> {
 async fn each_role_may_do_its_calls_and_is_refused_the_others_in_english_and_french() {
     let gw = Setup::new().operators(&operators_file()).start().await;
     // Who may call what: the table, call by call.
-    let calls: [(Method, &str, [bool; 4]); 9] = [
+    let calls: [(Method, &str, [bool; 4]); 11] = [
         //                                               viewer operator auditor admin
         (Method::GET, "/admin/v1/whoami", [true, true, true, true]),
         (Method::GET, "/admin/v1/overview", [true, true, true, true]),
@@ -89,6 +89,8 @@ async fn each_role_may_do_its_calls_and_is_refused_the_others_in_english_and_fre
         (Method::GET, "/admin/v1/operators", [false, false, false, true]),
         (Method::GET, "/admin/v1/access?subject=046454286", [false, false, true, true]),
         (Method::GET, "/admin/v1/keys", [true, true, true, true]),
+        (Method::GET, "/admin/v1/records", [true, true, true, true]),
+        (Method::GET, "/admin/v1/stats?range=24h", [true, true, true, true]),
     ];
     for (method, path, allowed) in calls {
         for (who, allowed) in ["viewer", "operator", "auditor", "admin"].into_iter().zip(allowed) {

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (4, &[include_str!("../migrations/postgres/0004_data_keys.sql"), sql::SEALED_BODIES]),
     (5, &[sql::DELIVERY_VERSION]),
     (6, &[include_str!("../migrations/postgres/0006_subjects.sql"), sql::DISCLOSURES]),
+    (7, &[sql::INVESTIGATION]),
 ];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
@@ -99,6 +100,7 @@ pub(super) const STATEMENTS: &[&str] =
 const SHARED: &[&str] = &[
     sql::IDEMPOTENT,
     sql::ADD_CHECKPOINT,
+    sql::INSERT_ATTEMPT,
     sql::PURGE_DELIVERIES,
     sql::PURGE_RECORDS,
     sql::PURGE_SUBJECTS,

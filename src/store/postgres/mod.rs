@@ -345,6 +345,38 @@ impl Store for PostgresStore {
         Box::pin(async move { read::access(&mut Pooled(&self.client().await?), query).await })
     }
 
+    fn find_records(&self, search: RecordSearch) -> StoreFuture<'_, Vec<RecordFound>> {
+        Box::pin(async move { read::find_records(&mut Pooled(&self.client().await?), search).await })
+    }
+
+    fn attempts(&self, record_id: String) -> StoreFuture<'_, Vec<AttemptView>> {
+        Box::pin(async move { read::attempts(&mut Pooled(&self.client().await?), record_id).await })
+    }
+
+    fn audit_naming(&self, record_id: String, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(async move { read::audit_naming(&mut Pooled(&self.client().await?), record_id, limit).await })
+    }
+
+    fn audit_range(&self, range: AuditRange) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(async move { read::audit_range(&mut Pooled(&self.client().await?), range).await })
+    }
+
+    fn checkpoints_between(&self, first: i64, last: i64) -> StoreFuture<'_, Vec<Checkpoint>> {
+        Box::pin(async move { read::checkpoints_between(&mut Pooled(&self.client().await?), first, last).await })
+    }
+
+    fn stats(&self, query: StatsQuery) -> StoreFuture<'_, Stats> {
+        Box::pin(async move { read::stats(&mut Pooled(&self.client().await?), query).await })
+    }
+
+    fn body(&self, body: BodyRef) -> StoreFuture<'_, Option<Option<Bytes>>> {
+        Box::pin(async move {
+            let stored = read::body(&mut Pooled(&self.client().await?), body).await?;
+            let Some(stored) = stored else { return Ok(None) };
+            self.keys.open_body(self, stored).await.map(Some)
+        })
+    }
+
     keys::key_methods!();
 }
 

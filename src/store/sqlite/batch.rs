@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (4, &[include_str!("../migrations/sqlite/0004_data_keys.sql"), sql::SEALED_BODIES]),
     (5, &[sql::DELIVERY_VERSION]),
     (6, &[include_str!("../migrations/sqlite/0006_subjects.sql"), sql::DISCLOSURES]),
+    (7, &[sql::INVESTIGATION]),
 ];
 
 /// The schema version this program writes.

@@ -397,6 +397,37 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |c| Box::pin(read::access(c, query))))
     }
 
+    fn find_records(&self, search: RecordSearch) -> StoreFuture<'_, Vec<RecordFound>> {
+        Box::pin(self.read(move |c| Box::pin(read::find_records(c, search))))
+    }
+
+    fn attempts(&self, record_id: String) -> StoreFuture<'_, Vec<AttemptView>> {
+        Box::pin(self.read(move |c| Box::pin(read::attempts(c, record_id))))
+    }
+
+    fn audit_naming(&self, record_id: String, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(self.read(move |c| Box::pin(read::audit_naming(c, record_id, limit))))
+    }
+
+    fn audit_range(&self, range: AuditRange) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(self.read(move |c| Box::pin(read::audit_range(c, range))))
+    }
+
+    fn checkpoints_between(&self, first: i64, last: i64) -> StoreFuture<'_, Vec<Checkpoint>> {
+        Box::pin(self.read(move |c| Box::pin(read::checkpoints_between(c, first, last))))
+    }
+
+    fn stats(&self, query: StatsQuery) -> StoreFuture<'_, Stats> {
+        Box::pin(self.read(move |c| Box::pin(read::stats(c, query))))
+    }
+
+    fn body(&self, body: BodyRef) -> StoreFuture<'_, Option<Option<Bytes>>> {
+        Box::pin(async move {
+            let Some(stored) = self.read(move |c| Box::pin(read::body(c, body))).await? else { return Ok(None) };
+            self.keys.open_body(self, stored).await.map(Some)
+        })
+    }
+
     keys::key_methods!();
 }
 
