@@ -27,6 +27,7 @@ mod isolation;
 mod limits;
 mod nats;
 mod notices;
+mod oidc;
 mod openapi;
 mod operators;
 mod permissions;
