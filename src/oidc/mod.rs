@@ -270,3 +270,51 @@ const ASYMMETRIC: [CoreJwsSigningAlgorithm; 9] = [
     CoreJwsSigningAlgorithm::EcdsaP384Sha384,
     CoreJwsSigningAlgorithm::EdDsa,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(name_claim: Option<&str>) -> Provider {
+        let settings = ProviderSettings {
+            issuer: "https://idp.example.com".into(),
+            client_id: "passerelle".into(),
+            client_secret: "s".into(),
+            redirect_url: "https://admin.example.com/console/oidc/callback".into(),
+            scopes: vec!["profile".into()],
+            name_claim: name_claim.map(str::to_owned),
+            groups_claim: "groups".into(),
+        };
+        Provider::new(settings, &crate::tls::plain_client()).expect("valid settings")
+    }
+
+    fn claims(extra: serde_json::Value) -> Claims {
+        let mut all = serde_json::json!({
+            "iss": "https://idp.example.com", "aud": "passerelle", "exp": 2_000_000_000, "iat": 1_700_000_000,
+            "sub": "f3c1-77",
+        });
+        all.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(all).expect("claims")
+    }
+
+    #[test]
+    fn the_name_and_groups_come_from_the_configured_claims() {
+        let person = provider(None)
+            .person(&claims(serde_json::json!({"preferred_username": "Aude.Roy@Example.ca", "groups": ["a", 7, "b"]})))
+            .unwrap();
+        assert_eq!(person, Person { name: "aude.roy@example.ca".into(), groups: vec!["a".into(), "b".into()] });
+        // Without preferred_username, the subject; one group as a string is one group.
+        let person = provider(None).person(&claims(serde_json::json!({"groups": "ops"}))).unwrap();
+        assert_eq!((person.name.as_str(), person.groups), ("f3c1-77", vec!["ops".to_owned()]));
+        // A configured claim, standard or not.
+        let upn = provider(Some("upn")).person(&claims(serde_json::json!({"upn": "ana@example.ca"}))).unwrap();
+        assert_eq!(upn.name, "ana@example.ca");
+        assert!(matches!(provider(Some("upn")).person(&claims(serde_json::json!({}))), Err(SignInError::NoName(_))));
+        // A name an operator may not have is refused, and groups are bounded.
+        let spaced = provider(None).person(&claims(serde_json::json!({"preferred_username": "Aude Roy"})));
+        assert!(matches!(spaced, Err(SignInError::BadName)));
+        let many: Vec<String> = (0..500).map(|i| format!("g{i}")).collect();
+        let person = provider(None).person(&claims(serde_json::json!({"groups": many}))).unwrap();
+        assert_eq!(person.groups.len(), MAX_GROUPS);
+    }
+}
