@@ -141,7 +141,9 @@
 //!   retry or a replay carries the same signature and nothing is re-serialised after signing.
 //! - **Identity comes only from credentials.** A client certificate verified against the
 //!   partner CAs, a forwarded one only from a configured proxy, or an API key; never a header
-//!   or a body field.
+//!   or a body field. An operator's: a token (by its digest), or an ID token whose signature,
+//!   issuer, audience, expiry and nonce [`oidc`] verified, its groups resolved to grants at
+//!   every call.
 
 #![forbid(unsafe_code)]
 
