@@ -46,6 +46,8 @@
 //!   whom ([`policy::route`]) and the field projection per recipient, with its view. [`audit`]: the hash chain
 //!   (its canonical form is documented there), signing checkpoints and receipts
 //!   ([`audit::receipt`]), verification, export, rejection tallies. [`pki`]: the development PKI.
+//!   [`oidc`]: OpenID Connect sign-in for people, the gateway as a relying party (authorization
+//!   code with PKCE, the ID token verified against the issuer's JWKS).
 //! - [`store`]: the [`store::Store`] trait, one group-commit core and two thin engines over it,
 //!   SQLite (embedded, one writer thread) and PostgreSQL (several instances, `FOR UPDATE SKIP
 //!   LOCKED`), held to one conformance suite; [`store::keys`] seals every body with [`seal`]
@@ -91,7 +93,7 @@
 //! |---|---|
 //! | 0 | `clock`, `digest`, `ids`, `json`, `pointer`, `problem`, `random` |
 //! | 1 | `operators`, `rate_limit`, `schema`, `seal`, `secrets`, `telemetry` |
-//! | 2 | `audit`, `pki`, `policy`, `tls` |
+//! | 2 | `audit`, `oidc`, `pki`, `policy`, `tls` |
 //! | 3 | `auth`, `store` |
 //! | 4 | `delivery`, `notices`, `upkeep` |
 //! | 5 | `server` |
@@ -142,7 +144,9 @@
 //!   retry or a replay carries the same signature and nothing is re-serialised after signing.
 //! - **Identity comes only from credentials.** A client certificate verified against the
 //!   partner CAs, a forwarded one only from a configured proxy, or an API key; never a header
-//!   or a body field.
+//!   or a body field. An operator's: a token (by its digest), or an ID token whose signature,
+//!   issuer, audience, expiry and nonce [`oidc`] verified, its groups resolved to grants at
+//!   every call.
 
 #![forbid(unsafe_code)]
 
@@ -158,6 +162,7 @@ pub mod http;
 pub mod ids;
 pub mod json;
 pub mod notices;
+pub mod oidc;
 pub mod operators;
 pub mod pki;
 pub mod pointer;

@@ -26,6 +26,13 @@ use crate::digest::sha256;
 /// The name the shared bootstrap token signs in under.
 pub const BOOTSTRAP: &str = "bootstrap-admin";
 
+/// Whether `s` may be an operator's name: what an identity provider's `preferred_username` or an
+/// e-mail address usually is, lowercase; the operators file and OpenID sign-ins hold to it.
+pub fn is_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_@".contains(&b))
+}
+
 /// A role, a fixed set of permissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {

@@ -198,6 +198,21 @@ pub fn plain_client() -> Arc<ClientConfig> {
     Arc::new(config.unwrap_or_else(|_| unreachable!("TLS 1.2 and 1.3 are supported by ring")))
 }
 
+/// A client configuration trusting the operating system's root certificates: for a public
+/// service the gateway signs people in through (an OpenID issuer named without a `ca_file`).
+pub fn system_client() -> Result<Arc<ClientConfig>, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(TlsError::Config("the system holds no trusted root certificate".into()));
+    }
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+}
+
 /// What a client certificate says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertIdentity {

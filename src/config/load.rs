@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::model::*;
 use super::sources::{Sources, ms, normalize, problem, resolve};
-use super::{agreements, operators, partners, raw, tls};
+use super::{agreements, oidc, operators, partners, raw, tls};
 use crate::audit::keys::{KeyError, TrustedKeys};
 use crate::delivery::{DeliverySettings, InboxSettings};
 use crate::ids::PartnerId;
@@ -172,6 +172,9 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     };
     let operators =
         operators::load(&files, admin.operators_file.as_deref(), admin.token.as_deref(), &known, &mut problems);
+    let (oidc_settings, oidc, operators) =
+        oidc::load(&files, &path, &base, main.admin.oidc.as_ref(), operators, &known, &mut problems);
+    let admin = AdminSettings { oidc: oidc_settings, ..admin };
 
     if !problems.is_empty() {
         return Err(LoadError { problems });
@@ -203,6 +206,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         credentials: crate::auth::Credentials { certificates, api_keys, forwarding },
         trusted_keys,
         operators,
+        oidc,
     };
     Ok(Config { source: path, fingerprint, settings, built })
 }
@@ -282,6 +286,7 @@ fn load_admin(
         token,
         metrics_open: raw.metrics_open.unwrap_or(true),
         operators_file: raw.operators_file.as_deref().map(|f| resolve(base, Some(f), "")),
+        oidc: None,
     }
 }
 

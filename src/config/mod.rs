@@ -18,6 +18,7 @@
 pub mod agreements;
 pub mod load;
 pub mod model;
+pub mod oidc;
 pub mod operators;
 pub mod partners;
 pub mod raw;

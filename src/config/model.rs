@@ -174,6 +174,18 @@ pub struct AdminSettings {
     pub metrics_open: bool,
     /// The operators file, if any: named operators, their grants and token digests.
     pub operators_file: Option<PathBuf>,
+    /// `[admin.oidc]`, if people sign in through an OpenID provider.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// `[admin.oidc]`, resolved: the provider's settings (the secret read) and the files named.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub provider: crate::oidc::ProviderSettings,
+    /// The file the client secret came from, if not the environment.
+    pub secret_file: Option<PathBuf>,
+    /// The CA certificates the issuer is verified with; `None`: the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Logging settings.
@@ -242,6 +254,8 @@ pub struct Built {
     pub trusted_keys: TrustedKeys,
     /// Every operator who may sign in, and what each may do.
     pub operators: crate::operators::Directory,
+    /// The OpenID provider people sign in through, if `[admin.oidc]` names one.
+    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl Config {
@@ -264,6 +278,7 @@ impl Config {
             files.push(f.clone());
         }
         files.extend(s.admin.token_file.clone());
+        files.extend(s.admin.oidc.as_ref().and_then(|o| o.secret_file.clone()));
         files.extend(s.api_keys_file.clone());
         files.extend(s.tls.key_files.iter().cloned());
         for p in s.partners.values() {

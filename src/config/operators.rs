@@ -18,7 +18,7 @@ use std::path::Path;
 
 use super::raw;
 use super::sources::{Sources, problem};
-use crate::operators::{BOOTSTRAP, Directory, Entry, Grant, Role, Scope};
+use crate::operators::{BOOTSTRAP, Directory, Entry, Grant, Role, Scope, is_name};
 use crate::problem::Problem;
 
 /// What grants may name: the partners and agreements the configuration defines.
@@ -104,11 +104,4 @@ pub(super) fn grant(raw: &raw::RawGrant, known: &Known<'_>) -> Result<Grant, Str
         agreements: raw.agreements.iter().cloned().collect(),
     };
     Ok(Grant { role, scope })
-}
-
-/// An operator's name: what an identity provider's `preferred_username` or an e-mail address
-/// usually is, lowercase.
-pub(super) fn is_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_@".contains(&b))
 }

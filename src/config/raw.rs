@@ -245,6 +245,47 @@ pub struct RawAdmin {
     pub metrics_open: Option<bool>,
     /// The operators file (relative to this file): named operators, their roles and tokens.
     pub operators_file: Option<String>,
+    /// `[admin.oidc]`: sign-in to the console through an OpenID provider.
+    pub oidc: Option<RawOidc>,
+}
+
+/// `[admin.oidc]`: the OpenID provider people sign in through, and what their groups may do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    /// The issuer URL (`https://`, or `http://` on loopback only).
+    pub issuer: String,
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// File holding the client secret (relative to this file).
+    pub client_secret_file: Option<String>,
+    /// This gateway's `/console/oidc/callback`, as registered with the provider.
+    pub redirect_url: String,
+    /// The claim listing the person's groups (default `groups`).
+    pub groups_claim: Option<String>,
+    /// The claim naming the person (default `preferred_username`, else `sub`).
+    pub name_claim: Option<String>,
+    /// Scopes asked for besides `openid` (default `["profile"]`).
+    pub scopes: Option<Vec<String>>,
+    /// CA certificates (PEM) the issuer's certificate is verified with; default: the system's.
+    pub ca_file: Option<String>,
+    /// `[[admin.oidc.group]]`: a group's grant.
+    #[serde(default)]
+    pub group: Vec<RawOidcGroup>,
+}
+
+/// `[[admin.oidc.group]]`: members of `group` hold `role`, over some partners or agreements or
+/// (both lists empty) the whole gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidcGroup {
+    pub group: String,
+    pub role: String,
+    #[serde(default)]
+    pub partners: Vec<String>,
+    #[serde(default)]
+    pub agreements: Vec<String>,
 }
 
 /// The operators file: `[[operator]]` entries.

@@ -53,6 +53,10 @@ pub enum ConsolePage {
     Page,
     Login,
     Logout,
+    /// Sign-in through the OpenID provider: off to the issuer ([`super::sign_in`]).
+    OidcLogin,
+    /// Back from the issuer.
+    OidcCallback,
 }
 
 /// What an operator may do.
@@ -103,7 +107,7 @@ impl OperatorCall {
 
 /// Every route of the admin API; `HEAD` goes wherever `GET` does. The admin OpenAPI document
 /// ([`super::openapi::ADMIN_DOCUMENT`]) describes exactly these, and a test holds the two together.
-pub static ROUTES: [HttpRoute<Operation>; 22] = {
+pub static ROUTES: [HttpRoute<Operation>; 24] = {
     use ConsolePage as C;
     use Operation::{Console, Operator};
     use OperatorCall as O;
@@ -146,6 +150,8 @@ pub static ROUTES: [HttpRoute<Operation>; 22] = {
             operation: Operator(O::DeliveryBody),
         },
         HttpRoute { method: Method::GET, template: "/admin/v1/stats", operation: Operator(O::Stats) },
+        HttpRoute { method: Method::GET, template: "/console/oidc/login", operation: Console(C::OidcLogin) },
+        HttpRoute { method: Method::GET, template: "/console/oidc/callback", operation: Console(C::OidcCallback) },
     ]
 };
 
@@ -353,7 +359,11 @@ async fn console(
         ConsolePage::Page if operator.is_some() => {
             html_response(StatusCode::OK, &nonce, console::page(lang_tag, &nonce))
         }
-        ConsolePage::Page => html_response(StatusCode::OK, &nonce, console::login(lang_tag, &nonce, false)),
+        ConsolePage::Page => {
+            html_response(StatusCode::OK, &nonce, super::sign_in::login_page(config, lang_tag, &nonce, false))
+        }
+        ConsolePage::OidcLogin => super::sign_in::login(state, config, lang, &nonce, html_response).await,
+        ConsolePage::OidcCallback => super::sign_in::callback(state, config, &req, lang, &nonce, html_response).await,
         ConsolePage::Login | ConsolePage::Logout if !same_origin(&req) => {
             AdminError::CrossOrigin.to_response(lang, &path)
         }
@@ -373,7 +383,8 @@ async fn console(
             }) else {
                 state.console.sessions.failed();
                 tracing::warn!(message = "Console sign-in refused.");
-                return html_response(StatusCode::UNAUTHORIZED, &nonce, console::login(lang_tag, &nonce, true));
+                let page = super::sign_in::login_page(config, lang_tag, &nonce, true);
+                return html_response(StatusCode::UNAUTHORIZED, &nonce, page);
             };
             tracing::info!(message = "Console sign-in.", operator = %operator.name, credential = operator.credential.as_str());
             let session = state.console.sessions.start(console::Identity::Token(digest));

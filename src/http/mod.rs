@@ -20,6 +20,7 @@ pub mod partner;
 pub mod records;
 pub mod requests;
 pub mod routes;
+pub mod sign_in;
 pub mod state;
 pub mod store_json;
 

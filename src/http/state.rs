@@ -45,6 +45,9 @@ pub struct State {
     pub rate_limiter: RateLimiter,
     /// Signed-in console sessions and the sampled counters the console shows.
     pub console: super::console::Console,
+    /// OpenID sign-ins under way and the issuer's cached discovery; kept across reloads, so a
+    /// sign-in started before one finishes after it.
+    pub sign_ins: crate::oidc::SignIns,
     /// Held for the whole of a reload.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -75,6 +78,7 @@ impl State {
             trail,
             rate_limiter: RateLimiter::default(),
             console,
+            sign_ins: Default::default(),
             reloading: Default::default(),
         }
     }

@@ -28,6 +28,7 @@ mod isolation;
 mod limits;
 mod nats;
 mod notices;
+mod oidc;
 mod openapi;
 mod operators;
 mod permissions;

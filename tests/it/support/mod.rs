@@ -7,6 +7,7 @@ pub mod browser;
 mod client;
 mod contract;
 pub mod mock;
+pub mod oidc;
 pub mod raw;
 pub mod tls;
 
@@ -187,7 +188,7 @@ impl Setup {
         self.admin("operators_file = \"operators.toml\"")
     }
 
-    /// A line of `[listen]`.
+    /// A line of `[listen]` (`admin = ...` or `partner = ...` in place of port 0).
     pub fn edit_listen(mut self, line: &str) -> Self {
         self.listen.push(line.to_owned());
         self
@@ -249,8 +250,6 @@ impl Setup {
 schemas_dir = "{schemas}"
 api_keys_file = "api-keys.toml"
 [listen]
-partner = "127.0.0.1:0"
-admin = "127.0.0.1:0"
 {listen}
 [limits]
 {limits}
@@ -284,7 +283,7 @@ token_file = "admin-token"
                 ]
             ),
             audit = self.audit.join("\n"),
-            listen = self.listen.join("\n"),
+            listen = with_defaults(&self.listen, &["partner = \"127.0.0.1:0\"", "admin = \"127.0.0.1:0\""]),
             store = self.store.join("\n"),
             tls = if self.tls.is_empty() { "insecure_plaintext = true".to_owned() } else { self.tls.join("\n") },
             retention = self.retention.join("\n"),
