@@ -265,10 +265,10 @@ async fn the_console_shows_what_metrics_show_and_replays_dead_letters() {
     browser
         .wait_until("return !!document.querySelector('#chart-records text.axis-from');", Duration::from_secs(15))
         .await;
-    let axis = browser.text(&browser.find("#chart-records text.axis-from").await).await;
+    let axis = browser.text_at("#chart-records text.axis-from").await;
     let held: u64 = axis.strip_prefix('−').and_then(|l| l.strip_suffix(" s")).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!((1..=89).contains(&held), "a gateway up for seconds holds seconds of history, not {axis:?}");
-    let peak = browser.text(&browser.find("#chart-records text.peak").await).await;
+    let peak = browser.text_at("#chart-records text.peak").await;
     assert!(peak.starts_with("peak ") && peak.ends_with("/min"), "{peak:?}");
 
     let screenshots = repo().join("target/console");

@@ -112,6 +112,21 @@ impl Browser {
         self.call(Method::GET, &format!("/element/{element}/text"), json!({})).await.as_str().unwrap().to_owned()
     }
 
+    /// The text of the first element matching `css`, found and read in one step in the page,
+    /// waiting up to 10 s for one: for what the page redraws on its own (the charts), where an
+    /// element found, then read, may already be replaced.
+    pub async fn text_at(&self, css: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let script = "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;";
+            if let Some(text) = self.execute(script, json!([css])).await.as_str() {
+                return text.to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "no element matches {css}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Presses keys on the focused element, as a person at the keyboard would.
     pub async fn press(&self, keys: &[&str]) {
         let actions: Vec<Value> = keys
