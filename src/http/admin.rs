@@ -280,9 +280,15 @@ async fn answer(state: &State, req: Request<RequestBody>) -> Answer {
             }
             OperatorCall::Overview => Ok(json_response(
                 StatusCode::OK,
-                super::console::overview(&state.metrics, &state.console.history, state.store.engine(), &config)
-                    .to_string()
-                    .into_bytes(),
+                super::console::overview(
+                    &state.metrics,
+                    &state.console.history,
+                    state.store.engine(),
+                    &config,
+                    operator,
+                )
+                .to_string()
+                .into_bytes(),
             )),
             OperatorCall::Audit => audit(state, operator, query).await,
             OperatorCall::Keys => Ok(super::discovery::keys(&state.trail.notary)),

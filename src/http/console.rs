@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::operators::{Directory, Operator};
+use crate::operators::{Directory, Operator, Permission, Target};
 use crate::telemetry::{Metrics, RecordOutcome};
 
 /// The session cookie's name.
@@ -365,7 +365,15 @@ fn chart(points: &[Sample]) -> Vec<Value> {
 
 /// What the console shows, from the counters as they are now and the sampled history; `store`
 /// names the store's engine.
-pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Config) -> Value {
+///
+/// Cut to `operator`'s scope: an operator whose grants are limited sees the senders, flows,
+/// recipients, partners and agreements its grants cover, and neither the gateway-wide charts nor
+/// the rejection reasons (totals over every partner).
+pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Config, operator: &Operator) -> Value {
+    let whole = operator.may_everywhere(Permission::View);
+    let sees = |partners: &[&str], agreement: Option<&str>| {
+        whole || operator.may_on(Permission::View, &Target { partners, agreement })
+    };
     let now = sample(metrics);
     let history = history.snapshot();
     // The sample about a minute old (or the oldest there is) is the base of the rates.
@@ -376,6 +384,7 @@ pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Conf
     let has_base = base.is_some();
     let senders: Vec<Value> = senders
         .into_iter()
+        .filter(|((sender, _), _)| sees(&[sender], None))
         .map(|((sender, record_type), t)| {
             json!({
                 "sender": sender,
@@ -399,6 +408,7 @@ pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Conf
     }
     let deliveries: Vec<Value> = flows
         .into_iter()
+        .filter(|((recipient, agreement), _)| sees(&[recipient], Some(agreement)))
         .map(|((recipient, agreement), outcomes)| {
             let mut row = json!({"recipient": recipient, "agreement": agreement});
             for outcome in ["delivered", "retry", "dead", "replayed"] {
@@ -416,6 +426,7 @@ pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Conf
     let recipients: Vec<Value> = config
         .recipients()
         .filter_map(|p| Some((p, p.delivery.as_ref()?)))
+        .filter(|(p, _)| sees(&[&p.id], None))
         .map(|(p, delivery)| {
             let id = p.id.to_string();
             json!({
@@ -435,18 +446,24 @@ pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Conf
     // Charts: per minute between consecutive samples, the last one being now.
     let mut points = history;
     points.push(now.clone());
-    let chart = chart(&points);
+    let chart = if whole { chart(&points) } else { Vec::new() };
 
     let partners: Vec<Value> = config
         .settings
         .partners
         .values()
+        .filter(|p| sees(&[&p.id], None))
         .map(|p| json!({"id": p.id.to_string(), "name_en": p.name_en, "name_fr": p.name_fr}))
         .collect();
     let agreements: Vec<Value> = config
         .built
         .agreements
         .iter()
+        .filter(|a| {
+            let parties: Vec<&str> =
+                std::iter::once(&*a.sender).chain(a.recipients.iter().map(|r| &*r.partner)).collect();
+            sees(&parties, Some(&a.id))
+        })
         .map(|a| json!({"id": a.id.to_string(), "title_en": a.title_en, "title_fr": a.title_fr}))
         .collect();
     let checkpoint_at = metrics.audit_last_checkpoint.get();
@@ -459,7 +476,8 @@ pub fn overview(metrics: &Metrics, history: &History, store: &str, config: &Conf
         "partners": partners,
         "agreements": agreements,
         "senders": senders,
-        "rejection_reasons": reasons.into_iter().map(|(reason, count)| json!({"reason": reason, "count": count})).collect::<Vec<_>>(),
+        "scope": if whole { "whole" } else { "limited" },
+        "rejection_reasons": reasons.into_iter().filter(|_| whole).map(|(reason, count)| json!({"reason": reason, "count": count})).collect::<Vec<_>>(),
         "deliveries": deliveries,
         "recipients": recipients,
         "chart": chart,

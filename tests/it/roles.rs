@@ -177,6 +177,23 @@ async fn a_grant_limited_to_one_partner_replays_only_that_partners_deliveries() 
     // ...while a viewer over the whole gateway sees all four.
     let all = call(&gw, "viewer", Method::GET, "/admin/v1/deliveries", "en").await.json();
     assert_eq!(all["deliveries"].as_array().unwrap().len(), 4);
+
+    // The console's overview is cut the same way: its partner's rows only, and no gateway-wide
+    // totals (charts, rejection reasons).
+    let ids = |doc: &Value, list: &str, key: &str| -> Vec<String> {
+        doc[list].as_array().unwrap().iter().map(|r| r[key].as_str().unwrap().to_owned()).collect()
+    };
+    let seen = call(&gw, "ottawa", Method::GET, "/admin/v1/overview", "en").await.json();
+    assert_eq!(seen["scope"], "limited");
+    assert_eq!(ids(&seen, "recipients", "recipient"), ["ottawa-city"]);
+    assert_eq!(ids(&seen, "partners", "id"), ["ottawa-city"]);
+    assert!(ids(&seen, "deliveries", "recipient").iter().all(|r| r == "ottawa-city"), "{seen}");
+    assert!(!ids(&seen, "deliveries", "recipient").is_empty(), "{seen}");
+    assert!(seen["senders"].as_array().unwrap().is_empty(), "the sender is not its partner: {seen}");
+    assert!(seen["chart"].as_array().unwrap().is_empty() && seen["rejection_reasons"].as_array().unwrap().is_empty());
+    let all = call(&gw, "viewer", Method::GET, "/admin/v1/overview", "en").await.json();
+    assert_eq!(all["scope"], "whole");
+    assert!(ids(&all, "recipients", "recipient").len() > 1 && !all["senders"].as_array().unwrap().is_empty(), "{all}");
 }
 
 #[tokio::test]
