@@ -98,10 +98,32 @@ fn encrypt(config_path: &Path, vacuum: bool) -> anyhow::Result<ExitCode> {
         let path = &config.settings.store.sqlite_path;
         let db = rusqlite::Connection::open(path)?;
         db.busy_timeout(std::time::Duration::from_secs(60))?;
-        db.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        db.execute_batch("VACUUM")?;
+        empty_log(&db)?;
         println!("Vacuumed {}: no plaintext is left in its free pages or its log.", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies the whole write-ahead log into the database file and truncates it to nothing, so the
+/// old pages it held (plaintext ones among them) are gone. A checkpoint that finds another
+/// connection still reading (the store just closed may still be letting go of its own) reports
+/// itself busy rather than failing: it is tried again for up to a minute, then refused loudly.
+fn empty_log(db: &rusqlite::Connection) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        // (busy, frames in the log, frames copied): a complete TRUNCATE leaves (0, 0, 0).
+        let (busy, frames): (i64, i64) =
+            db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if busy == 0 && frames <= 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the store's log could not be emptied: another process still has the store open (stop the gateway)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn rotate_key(config_path: &Path) -> anyhow::Result<ExitCode> {
