@@ -234,6 +234,7 @@ async fn postgres_store() -> (Arc<dyn Store>, String) {
         queue: 4096,
         max_batch: 512,
         commit_timeout: Duration::from_secs(30),
+        linger: Duration::ZERO,
         tls: None,
         encryption: Some(keks()),
     };
@@ -251,6 +252,7 @@ fn group_commit(c: &mut Criterion) {
             queue: 4096,
             max_batch: 512,
             commit_timeout: Duration::from_secs(30),
+            linger: Duration::ZERO,
             encryption,
         };
         runtime.block_on(async { Arc::new(SqliteStore::open(options, passerelle::telemetry::Metrics::new()).unwrap()) })

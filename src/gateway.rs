@@ -92,6 +92,7 @@ pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Sto
             queue: settings.commit_queue,
             max_batch: settings.max_batch,
             commit_timeout: settings.commit_timeout,
+            linger: settings.commit_linger,
             tls: config.built.postgres_tls.clone(),
             encryption,
         };
@@ -103,6 +104,7 @@ pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Sto
                 queue: settings.commit_queue,
                 max_batch: settings.max_batch,
                 commit_timeout: settings.commit_timeout,
+                linger: settings.commit_linger,
                 encryption,
             },
             metrics,

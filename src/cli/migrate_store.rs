@@ -49,7 +49,7 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
     let keys = super::audit::trusted_keys(&config)?;
     super::runtime()?.block_on(async move {
         // Opening the store applies the migrations (and proves the schema is the one we write).
-        let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone(), encryption: None };
+        let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), linger: std::time::Duration::ZERO, tls: tls.clone(), encryption: None };
         drop(PostgresStore::open(options, Metrics::new()).await?);
         let mut client = connect(&target, &tls).await.context("cannot connect to PostgreSQL")?;
         let existing: i64 = client.query_one("SELECT COUNT(*) FROM audit_log", &[]).await?.get(0);
@@ -135,7 +135,7 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
         eprintln!("Copied {copied} rows from {} into PostgreSQL.", source.display());
 
         // The evidence survived the move: verify the chain where it now lives.
-        let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), tls: tls.clone(), encryption: None };
+        let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), linger: std::time::Duration::ZERO, tls: tls.clone(), encryption: None };
         let store = PostgresStore::open(options, Metrics::new()).await?;
         match super::audit::verify_chain(&store, &keys).await? {
             Ok(summary) => {

@@ -19,6 +19,10 @@ use crate::store::keys::{self, EncryptionSettings, KekSource};
 use crate::telemetry::logging::LogFormat;
 use crate::upkeep::RetentionSettings;
 
+/// The longest `store.commit_linger_ms` accepted: longer would only add latency to every
+/// commit under load, with no fsync left to save.
+const MAX_COMMIT_LINGER_MS: u64 = 50;
+
 /// The configuration could not be loaded; every problem found is listed.
 #[derive(Debug, thiserror::Error)]
 #[error("the configuration has {} problem(s)", problems.len())]
@@ -79,8 +83,16 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         commit_queue: main.store.commit_queue.unwrap_or(4096).max(1),
         max_batch: main.store.max_batch.unwrap_or(512).max(1),
         commit_timeout: ms(main.store.commit_timeout_ms, 5_000),
+        commit_linger: ms(main.store.commit_linger_ms, 1),
         encryption: load_encryption(&path, &base, &data_dir, &main.store.encryption, &mut problems),
     };
+    if store.commit_linger > Duration::from_millis(MAX_COMMIT_LINGER_MS) {
+        problems.push(problem(
+            &path,
+            format!("store.commit_linger_ms must be at most {MAX_COMMIT_LINGER_MS}: every busy commit waits for it"),
+            None,
+        ));
+    }
     let d = &main.delivery;
     let delivery = DeliverySettings {
         max_attempts: d.max_attempts.unwrap_or(12).max(1),

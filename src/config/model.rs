@@ -121,6 +121,8 @@ pub struct StoreSettings {
     pub max_batch: usize,
     /// How long a request waits for its commit before it is answered 503.
     pub commit_timeout: Duration,
+    /// How long the writer, when busy, lets a shallow batch wait for more before it commits.
+    pub commit_linger: Duration,
     /// How bodies are sealed at rest; `None` when `store.encryption.enabled = false`.
     pub encryption: Option<crate::store::keys::EncryptionSettings>,
 }

@@ -168,22 +168,69 @@ pub(super) struct Writer<B> {
     metrics: Metrics,
     /// Writes per transaction at most: one commit's latency stays bounded under load.
     max_batch: usize,
+    /// How long a shallow batch waits for company when the writer is busy (see [`Linger`]).
+    linger: Linger,
+}
+
+/// A short wait before committing a shallow batch, so one fsync carries more writes.
+///
+/// The writer lingers only when it is busy: writes queued while its last batch committed. A
+/// write that finds the writer idle is committed at once, so a lone record is never delayed; under load a batch waits at most `bound` for more,
+/// and no longer once it holds `deep_enough` writes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Linger {
+    pub bound: Duration,
+    pub deep_enough: usize,
+}
+
+impl Linger {
+    /// Lingering for `bound` (zero: never), until a batch holds an eighth of `max_batch`.
+    pub fn new(bound: Duration, max_batch: usize) -> Self {
+        Linger { bound, deep_enough: (max_batch / 8).max(2) }
+    }
+
+    /// Whether a batch of `queued` writes waits for more, `busy` if writes had queued while the
+    /// last batch committed.
+    fn applies(&self, busy: bool, queued: usize) -> bool {
+        busy && !self.bound.is_zero() && queued < self.deep_enough
+    }
 }
 
 impl<B: Batch> Writer<B> {
-    pub fn new(batch: B, metrics: Metrics, max_batch: usize) -> Self {
-        Writer { batch, metrics, max_batch: max_batch.max(1) }
+    pub fn new(batch: B, metrics: Metrics, max_batch: usize, linger: Duration) -> Self {
+        let max_batch = max_batch.max(1);
+        Writer { batch, metrics, max_batch, linger: Linger::new(linger, max_batch) }
     }
 
     /// Runs until every [`Queue`] is gone.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Write>) {
         let mut writes = Vec::with_capacity(self.max_batch);
+        // Whether writes queued while the last batch committed; the first batch finds none.
+        let mut busy = false;
         while rx.recv_many(&mut writes, self.max_batch).await > 0 {
-            self.commit_batch(&mut writes).await;
+            if self.linger.applies(busy, writes.len()) {
+                let deadline = tokio::time::Instant::now() + self.linger.bound;
+                while writes.len() < self.linger.deep_enough {
+                    let room = self.max_batch - writes.len();
+                    match tokio::time::timeout_at(deadline, rx.recv_many(&mut writes, room)).await {
+                        Ok(n) if n > 0 => {}
+                        // The deadline passed, or every queue is gone: commit what is here.
+                        _ => break,
+                    }
+                }
+            }
+            let failure = self.commit_batch(&mut writes).await;
+            // Decided before the batch's callers hear back, so their own next writes do not count.
+            busy = !rx.is_empty();
+            for write in writes.drain(..) {
+                write.answer(failure.as_ref());
+            }
         }
     }
 
-    async fn commit_batch(&mut self, writes: &mut Vec<Write>) {
+    /// Runs `writes` in one transaction and reports it; returns the failure every write shares,
+    /// if it did not commit.
+    async fn commit_batch(&mut self, writes: &mut [Write]) -> Option<StoreError> {
         let started = Instant::now();
         let records = writes.iter().filter(|w| matches!(w, Write::Commit(_))).count();
         let result = match self.batch.begin().await {
@@ -209,10 +256,7 @@ impl<B: Batch> Writer<B> {
                 RecordCompleted { record_id: &c.record_id, record_type: &c.record_type, duration }.emit(&self.metrics);
             }
         }
-        let failure = result.err();
-        for write in writes.drain(..) {
-            write.answer(failure.as_ref());
-        }
+        result.err()
     }
 }
 

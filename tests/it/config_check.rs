@@ -320,6 +320,19 @@ fn a_lease_shorter_than_a_delivery_attempt_is_refused() {
     drop(dir);
 }
 
+#[test]
+fn a_commit_linger_past_its_bound_is_refused() {
+    let (dir, main) = shipped();
+    edit_file(&main, "commit_linger_ms = 1", "commit_linger_ms = 51");
+    let (code, out) = check(&main);
+    assert_eq!(code, 1, "{out}");
+    assert!(problems_of(&out, "passerelle.toml").contains("store.commit_linger_ms must be at most 50"), "{out}");
+    edit_file(&main, "commit_linger_ms = 51", "commit_linger_ms = 0");
+    let (_, out) = check(&main);
+    assert!(!out.contains("commit_linger_ms"), "0 turns the linger off: {out}");
+    drop(dir);
+}
+
 /// A recipient's delivery mode: push needs an endpoint, pull takes none of push's settings, and a
 /// responder the sender waits on must be one the gateway can call.
 #[test]

@@ -67,6 +67,8 @@ pub struct PostgresOptions {
     pub queue: usize,
     pub max_batch: usize,
     pub commit_timeout: Duration,
+    /// How long a shallow batch waits for more writes while the writer is busy (zero: never).
+    pub linger: Duration,
     /// TLS to the server (`store.ca_file`); `None` is plain TCP.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The key-encryption keys bodies are sealed under; `None` stores them in plaintext.
@@ -154,7 +156,7 @@ impl PostgresStore {
         let connection = batch::WriterConnection::open(&options.config, &options.tls).await?;
         let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
         tokio::spawn(observe_pool(pool.clone(), metrics.clone(), queue.watch()));
-        tokio::spawn(Writer::new(connection, metrics, options.max_batch).run(rx));
+        tokio::spawn(Writer::new(connection, metrics, options.max_batch, options.linger).run(rx));
         Ok(PostgresStore { queue, pool, keys: KeyRing::new(options.encryption) })
     }
 
@@ -469,6 +471,7 @@ mod tests {
             queue: 64,
             max_batch: 16,
             commit_timeout: Duration::from_secs(10),
+            linger: Duration::ZERO,
             tls: None,
             encryption: Some(keys::test_keks()),
         };
@@ -588,6 +591,7 @@ mod tests {
             queue: 4,
             max_batch: 4,
             commit_timeout: Duration::from_secs(5),
+            linger: Duration::ZERO,
             tls: Some(crate::tls::recipient_client(&[ca], None, None, &crate::tls::disk).unwrap()),
             encryption: None,
         };

@@ -38,6 +38,8 @@ pub struct SqliteOptions {
     pub queue: usize,
     pub max_batch: usize,
     pub commit_timeout: Duration,
+    /// How long a shallow batch waits for more writes while the writer is busy (zero: never).
+    pub linger: Duration,
     /// The key-encryption keys bodies are sealed under; `None` stores them in plaintext.
     pub encryption: Option<Arc<Keks>>,
 }
@@ -235,10 +237,11 @@ impl SqliteStore {
         // The shared writer is async; on its own thread it runs on a runtime of its own, which
         // only waits for the queue (SQLite's calls block that thread, and no other).
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .map_err(|e| unavailable("cannot start the writer's runtime".into()).caused_by(e))?;
         let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
-        let writer = Writer::new(Conn(conn), metrics, options.max_batch);
+        let writer = Writer::new(Conn(conn), metrics, options.max_batch, options.linger);
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || runtime.block_on(writer.run(rx)))
@@ -478,9 +481,71 @@ mod tests {
             queue: 64,
             max_batch: 16,
             commit_timeout: Duration::from_secs(5),
+            linger: Duration::ZERO,
             encryption: Some(keys::test_keks()),
         };
         SqliteStore::open(options, metrics).unwrap()
+    }
+
+    /// A store whose writer lingers for `linger` when busy, its batches counted in `metrics`.
+    fn lingering(dir: &Path, metrics: Metrics, linger: Duration) -> Arc<SqliteStore> {
+        let options = SqliteOptions {
+            path: dir.join("s.sqlite"),
+            queue: 64,
+            max_batch: 512,
+            commit_timeout: Duration::from_secs(5),
+            linger,
+            encryption: None,
+        };
+        Arc::new(SqliteStore::open(options, metrics).unwrap())
+    }
+
+    /// Commits `record(n)` in a task of its own.
+    fn commit(store: &Arc<SqliteStore>, n: usize) -> tokio::task::JoinHandle<Result<CommitOutcome, StoreError>> {
+        let store = store.clone();
+        tokio::spawn(async move { store.commit_record(crate::store::conformance::record(n, &["r"])).await })
+    }
+
+    #[tokio::test]
+    async fn an_idle_writer_commits_a_lone_record_at_once_whatever_its_linger() {
+        // A linger longer than the commit timeout: a lone record it delayed would time out.
+        let dir = tempfile::tempdir().unwrap();
+        let store = lingering(dir.path(), Metrics::new(), Duration::from_secs(60));
+        for n in 1..=3 {
+            commit(&store, n).await.unwrap().expect("a lone record is committed at once");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_writer_lets_a_shallow_batch_gather_what_arrives_within_its_linger() {
+        for linger in [Duration::from_secs(2), Duration::ZERO] {
+            let (dir, metrics) = (tempfile::tempdir().unwrap(), Metrics::new());
+            let store = lingering(dir.path(), metrics.clone(), linger);
+            // Another connection holds the write lock, so the writer is stuck on its first batch
+            // while three more records queue behind it: when it comes back, it is busy.
+            let blocker = rusqlite::Connection::open(dir.path().join("s.sqlite")).unwrap();
+            blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+            let first = commit(&store, 1);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let queued: Vec<_> = (2..=4).map(|n| commit(&store, n)).collect();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            blocker.execute_batch("COMMIT").unwrap();
+            // Two more arrive while those three are lingering (if the writer lingers).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let late: Vec<_> = (5..=6).map(|n| commit(&store, n)).collect();
+            for handle in std::iter::once(first).chain(queued).chain(late) {
+                handle.await.unwrap().unwrap();
+            }
+            let sizes = &metrics.store_commit_batch_size;
+            assert_eq!(sizes.get_sample_sum(), 6.0, "every record is committed once");
+            let batches = sizes.get_sample_count();
+            if linger.is_zero() {
+                // The first alone, the three queued, then the late ones in one or two more.
+                assert!(batches >= 3, "without a linger the late records commit apart: {batches} batches");
+            } else {
+                assert_eq!(batches, 2, "the first alone (the writer was idle), then the five together");
+            }
+        }
     }
 
     async fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
