@@ -139,7 +139,8 @@ class Passerelle:
             [*wrapper, str(ROOT / "target/release/passerelle"), "serve", "--config", str(self.config)],
             stderr=open(WORK / "passerelle.log", "a"),
         )
-        wait_port(PARTNER_PORT)
+        # Under valgrind the gateway starts some fifty times slower.
+        wait_port(PARTNER_PORT, timeout=180 if wrapper else 30)
         wait_port(ADMIN_PORT)
         return self
 
@@ -213,6 +214,12 @@ def prepare(args):
     text = (plain / "passerelle.toml").read_text()
     text = re.sub(r"^sign = true\b.*$", "", text, flags=re.M).replace("[delivery]\n", "[delivery]\n" + PLAIN_DELIVERY)
     (plain / "passerelle.toml").write_text(text + "\n[store.encryption]\nenabled = false\n")
+    # And with the group commit's linger off (on by default), to measure what it changes.
+    eager = WORK / "config-eager"
+    shutil.copytree(config, eager)
+    text = (eager / "passerelle.toml").read_text()
+    assert "commit_linger_ms = 1" in text, "the shipped configuration names its linger"
+    (eager / "passerelle.toml").write_text(text.replace("commit_linger_ms = 1", "commit_linger_ms = 0"))
     run([str(ROOT / "target/release/passerelle"), "dev-pki", "--config", str(config / "passerelle.toml")], stdout=subprocess.DEVNULL)
     pki = WORK / "data" / "pki"
     records = WORK / "records"
@@ -401,16 +408,17 @@ def scenario_backlog(ctx):
     return {"passerelle": result, "nginx": None}
 
 
-def drain(ctx, expected, before, clients=()):
-    """Waits until `expected` more deliveries are delivered than `before`; returns the seconds
-    it took and the CPU seconds of the gateway and of `clients` meanwhile."""
+def drain(ctx, expected, before, clients=(), poll=0.05):
+    """Waits until `expected` more deliveries are delivered than `before`, reading the metrics
+    every `poll` seconds; returns the seconds it took and the CPU seconds of the gateway and of
+    `clients` meanwhile."""
     gateway = [ctx.passerelle.pid()]
     cpu_before = (cpu_seconds(gateway), cpu_seconds([c.pid for c in clients]))
     started = time.time()
     while ctx.passerelle.metric("passerelle_deliveries_total", {"outcome": "delivered"}) - before < expected:
         if time.time() - started > 900:
             raise RuntimeError(f"the backlog of {expected} deliveries did not drain in 15 minutes")
-        time.sleep(0.05)
+        time.sleep(poll)
     seconds = time.time() - started
     return seconds, cpu_seconds(gateway) - cpu_before[0], cpu_seconds([c.pid for c in clients]) - cpu_before[1]
 
@@ -532,6 +540,87 @@ def scenario_sealed(ctx):
     return {"passerelle": runs, "nginx": None}
 
 
+def scenario_linger(ctx):
+    """What the group commit's linger changes at the acceptance burst (recipients down): the
+    same burst with `store.commit_linger_ms` at 1 (the default) and 0, alternated twice in one
+    run, with the fsyncs per accepted record counted from outside."""
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
+    eager = WORK / "config-eager" / "passerelle.toml"
+    runs = {"1 ms": [], "0": []}
+    ctx.recipients.stop()
+    ctx.city.stop()
+    for _ in range(2):
+        for label, config in (("1 ms", ctx.config), ("0", eager)):
+            ctx.use_config(config)
+            burst = ctx.passerelle_run(lambda: oha(url, tls, ctx.records / "birth.json", duration=ctx.duration))
+            ctx.restart_passerelle()
+            calls, accepted = count_fsyncs(ctx, url, tls)
+            burst["fsyncs_per_record"] = calls / max(accepted, 1)
+            log(f"  linger {label}: {burst['rps']:.0f} req/s, p50 {burst['p50']:.2f} ms, p99 {burst['p99']:.2f} ms, "
+                f"{burst['fsyncs_per_record']:.3f} fsync/record")
+            runs[label].append(burst)
+    ctx.recipients.start(RECIPIENT_PORTS["esdc-sin-registry"])
+    ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
+    ctx.use_config(ctx.config)
+    return {"passerelle": runs, "nginx": None}
+
+
+# Functions whose exclusive instructions are the async tasks inlined into them (see scenario_profile).
+RUNTIME_FRAMES = re.compile(
+    r"tokio::runtime::|tokio::task::spawn|std::sys::|thread_start|call_once|clone\.S|start_thread|__rust_begin_short_backtrace"
+)
+
+
+def scenario_profile(ctx):
+    """Where a record's instructions go: the gateway under callgrind (instruction counts, the
+    same for the same binary and inputs however busy the machine is), counters zeroed once it
+    has started, then `profile_records` records accepted with the recipients down, and then
+    their deliveries drained with the recipients up. Writes each phase's top functions
+    (exclusive instructions) beside the results."""
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
+    out = WORK / "callgrind"
+    out.mkdir(exist_ok=True)
+    ctx.recipients.stop()
+    ctx.city.stop()
+    ctx.passerelle.stop()
+    for f in (WORK / "data").glob("passerelle.sqlite*"):
+        f.unlink()
+    ctx.passerelle.start(wrapper=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.%p.out", "--dump-instr=no"))
+    pid = str(ctx.passerelle.pid())
+    phases = {}
+
+    def phase(name, fn):
+        run(["callgrind_control", "--zero", pid], stdout=subprocess.DEVNULL)
+        units = fn()
+        run(["callgrind_control", "--dump=" + name, pid], stdout=subprocess.DEVNULL)
+        time.sleep(1)
+        dump = max(out.glob(f"callgrind.{pid}.out.*"), key=lambda f: f.stat().st_mtime)
+        text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(dump)], capture_output=True, text=True, check=True).stdout
+        total = int(re.search(r"^([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS", text, re.M).group(1).replace(",", ""))
+        top = []
+        for m in re.finditer(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(\S.*)$", text, re.M):
+            # Frames of the runtime and of thread start-up hold the async code inlined into them:
+            # their share is what no named function below accounts for.
+            if "PROGRAM TOTALS" in m.group(3) or RUNTIME_FRAMES.search(m.group(3)):
+                continue
+            top.append((float(m.group(2)), m.group(3).strip()))
+            if len(top) == 25:
+                break
+        phases[name] = {"units": units, "instructions": total, "per_unit": total / max(units, 1), "top": top}
+        log(f"  {name}: {total / max(units, 1) / 1e6:.2f} M instructions per unit over {units}")
+
+    phase("accept", lambda: oha(url, tls, ctx.records / "birth.json", count=ctx.profile_records, concurrency=8)["ok"])
+    before = ctx.passerelle.metric("passerelle_deliveries_total", {"outcome": "delivered"})
+    ctx.recipients.start(RECIPIENT_PORTS["esdc-sin-registry"])
+    ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
+    # The metrics are read every 2 s, as a scraper would: their encoding is not a delivery's cost.
+    phase("deliver", lambda: (drain(ctx, ctx.profile_records * 4, before, poll=2.0), ctx.profile_records * 4)[1])
+    ctx.restart_passerelle()
+    return {"passerelle": phases, "nginx": None}
+
+
 class Context:
     def __init__(self, args, config, pki, records):
         self.duration = 3 if args.quick else args.duration
@@ -541,6 +630,7 @@ class Context:
         self.records, self.pki = records, pki
         self.modes_records = 2000 if args.quick else 20000
         self.sealed_rate = 500 if args.quick else 1000
+        self.profile_records = 200 if args.quick else 2000
         self.config = config
         self.passerelle = Passerelle(config)
         ports = "\n".join(f"        listen 127.0.0.1:{p};" for k, p in RECIPIENT_PORTS.items() if k != "ottawa-city")
@@ -608,6 +698,8 @@ SCENARIOS = {
     "backlog": ("backlog", scenario_backlog),
     "modes": ("delivery modes", scenario_modes),
     "sealed": ("sealed at rest and signed", scenario_sealed),
+    "linger": ("group commit linger", scenario_linger),
+    "profile": ("instructions per record (callgrind)", scenario_profile),
 }
 
 
@@ -627,7 +719,9 @@ def ratio(a, b):
 
 def report(results, args):
     stamp = datetime.datetime.now(datetime.timezone.utc)
-    out = ROOT / "benches" / "results" / stamp.strftime("%Y-%m-%d")
+    # A partial run (--only) goes beside the full runs and leaves latest.md to the last full one.
+    name = stamp.strftime("%Y-%m-%d") + "".join(f"-{o}" for o in args.only or [])
+    out = ROOT / "benches" / "results" / name
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         f"Measured {stamp:%Y-%m-%d %H:%M} UTC on {machine()}, load generator included, with "
@@ -664,6 +758,26 @@ def report(results, args):
                     f"{mean('on', f'{field}_p50'):.2f} / {mean('off', f'{field}_p50'):.2f} (on / off) | {mean('on', f'{field}_p99'):.2f} / {mean('off', f'{field}_p99'):.2f} | | | |"
                 )
             continue
+        if key == "profile":
+            for name, ph in p.items():
+                unit, units = ("accepted record", "accepted records") if name == "accept" else ("delivery", "deliveries")
+                lines.append(f"| {title}: {name} | {ph['per_unit'] / 1e6:.2f} M per {unit} ({ph['units']} {units}) | | | | | | | |")
+                (out / f"profile-{name}.txt").write_text(
+                    f"{ph['per_unit'] / 1e6:.2f} M instructions per {unit}; the named functions with the most exclusive "
+                    "instructions (the async tasks' own code is inlined into the runtime's frames, left out):\n"
+                    + "".join(f"{pct:6.2f} %  {fn}\n" for pct, fn in ph["top"])
+                )
+            continue
+        if key == "linger":
+            def mean(label, field):
+                return sum(r[field] for r in p[label]) / len(p[label])
+            for label in p:
+                lines.append(
+                    f"| {title} {label} | {mean(label, 'rps'):.0f} req/s, {mean(label, 'fsyncs_per_record'):.3f} fsync/record | | "
+                    f"{ratio(mean(label, 'rps'), mean('0', 'rps'))} × no linger | {mean(label, 'p50'):.2f} / | {mean(label, 'p99'):.2f} / | "
+                    f"{mean(label, 'p999'):.2f} / | {mean(label, 'cpu'):.1f} / | |"
+                )
+            continue
         if key == "backlog":
             lines.append(
                 f"| {title} | {p['accepted']} accepted in {p['accept_s']:.1f} s; RSS {p['rss_before']:.0f} → {p['rss_after']:.0f} MiB; "
@@ -690,7 +804,8 @@ def report(results, args):
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "throughput.svg").write_text(svg_bars(bars))
     (out / "latency.svg").write_text(svg_latency(bars))
-    (ROOT / "benches" / "results" / "latest.md").write_text(f"Results: [{out.name}]({out.name}/results.md)\n\n" + table)
+    if not args.only:
+        (ROOT / "benches" / "results" / "latest.md").write_text(f"Results: [{out.name}]({out.name}/results.md)\n\n" + table)
     print(table)
     log(f"Written to {out}")
 
