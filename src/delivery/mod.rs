@@ -11,7 +11,8 @@
 //! deliveries from the store (see [`crate::store::Store::claim_due`]); a worker that dies leaves
 //! leases that expire, and the delivery is claimed again, here or in another process. Intake
 //! wakes a recipient's worker after each commit; a poll interval covers work from other
-//! processes and retries coming due.
+//! processes and retries coming due. The results of the attempts that end together are written
+//! in one store call ([`recorder`]).
 //!
 //! **Invariant:** a delivery's body is the one stored at acceptance; nothing here re-projects.
 
@@ -20,6 +21,7 @@ pub mod breaker;
 pub mod client;
 pub mod mailbox;
 pub mod nats;
+pub mod recorder;
 pub mod signature;
 
 use std::collections::{BTreeSet, HashMap};
@@ -43,6 +45,7 @@ use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
 pub use mailbox::{InboxSettings, Mailboxes};
 use nats::{NatsCredentials, NatsEndpoint, NatsPublisher};
+use recorder::Recorder;
 use tracing::Instrument;
 
 /// Retry policy and worker settings for deliveries.
@@ -303,6 +306,8 @@ struct Worker {
     slots: Arc<Semaphore>,
     concurrency: usize,
     store: Arc<dyn Store>,
+    /// Writes the results of the attempts that end together in one store call.
+    recorder: Recorder,
     metrics: Metrics,
     settings: DeliverySettings,
     backoff: Backoff,
@@ -389,6 +394,8 @@ impl Dispatcher {
                 concurrency,
             });
             by_id.insert(partner.to_string(), recipient.clone());
+            let (recorder, recording) = Recorder::new(self.store.clone(), slots.clone(), concurrency);
+            generation.tasks.spawn(recording);
             let worker = Worker {
                 recipient,
                 ordered,
@@ -396,6 +403,7 @@ impl Dispatcher {
                 slots,
                 concurrency,
                 store: self.store.clone(),
+                recorder,
                 metrics: self.metrics.clone(),
                 settings: settings.clone(),
                 backoff: backoff.clone(),
@@ -551,11 +559,7 @@ impl Worker {
             result,
             latency_ms: Some(duration.as_millis().min(i64::MAX as u128) as i64),
         };
-        if let Err(error) = self.store.finish_attempts(vec![update]).await {
-            // The lease will expire and the delivery will be attempted again; the recipient's
-            // idempotency key makes that harmless.
-            tracing::warn!(message = "Recording a delivery attempt failed.", delivery_id = d.id, %error);
-        }
+        self.recorder.record(update).await;
     }
 }
 
