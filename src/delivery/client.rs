@@ -2,6 +2,10 @@
 //! headers every recipient gets (over HTTP, or as NATS message headers), the delivery's
 //! signature among them ([`super::signature`]).
 //!
+//! An HTTPS recipient that offers HTTP/2 (ALPN `h2`) gets it, its deliveries multiplexed on one
+//! pooled connection; one that offers only HTTP/1.1 gets a keep-alive connection per delivery
+//! in flight. Plain-HTTP endpoints stay HTTP/1.1.
+//!
 //! Redirects are never followed (the client does not follow them, and a 3xx is not a success).
 //! Recipient URLs come only from configuration.
 

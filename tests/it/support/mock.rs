@@ -24,6 +24,8 @@ pub struct Received {
     pub body: Bytes,
     /// The names in the client certificate the gateway presented (TLS mocks only).
     pub client_names: Vec<String>,
+    /// The HTTP version the request came in.
+    pub version: http::Version,
 }
 
 impl Received {
@@ -98,6 +100,8 @@ struct State {
     /// Accepted requests by Idempotency-Key, to count duplicates the way a real recipient would.
     seen_keys: HashMap<String, usize>,
     duplicates: usize,
+    /// TCP connections accepted.
+    connections: usize,
 }
 
 /// A recipient system that records every request and answers as told.
@@ -119,6 +123,16 @@ impl MockRecipient {
     /// Starts an HTTPS recipient with `cert`/`key` (PEM), asking the gateway for a client
     /// certificate issued by `client_ca` when given.
     pub async fn start_tls(cert: &str, key: &str, client_ca: Option<&str>) -> MockRecipient {
+        Self::start_tls_offering(cert, key, client_ca, &[b"h2", b"http/1.1"]).await
+    }
+
+    /// Starts an HTTPS recipient with `cert`/`key` (PEM) that offers only HTTP/1.1.
+    pub async fn start_tls_http1(cert: &str, key: &str) -> MockRecipient {
+        Self::start_tls_offering(cert, key, None, &[b"http/1.1"]).await
+    }
+
+    /// Starts an HTTPS recipient offering the ALPN `protocols`.
+    async fn start_tls_offering(cert: &str, key: &str, client_ca: Option<&str>, protocols: &[&[u8]]) -> MockRecipient {
         use rustls_pki_types::pem::PemObject;
         let chain = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap).collect();
         let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
@@ -142,7 +156,7 @@ impl MockRecipient {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_single_cert(chain, key).unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self::serve_with(listener, Some(Arc::new(config)))
     }
@@ -169,6 +183,7 @@ impl MockRecipient {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
+                m.state.lock().unwrap().connections += 1;
                 let (m, tls) = (m.clone(), tls.clone());
                 tokio::spawn(async move {
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -257,6 +272,7 @@ impl MockRecipient {
             (b.delay, status, b.header.clone(), b.body.clone())
         };
         let path = req.uri().path().to_owned();
+        let version = req.version();
         let headers = req.headers().clone();
         let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
         if !delay.is_zero() {
@@ -264,7 +280,7 @@ impl MockRecipient {
         }
         {
             let mut s = self.state.lock().unwrap();
-            let received = Received { path, headers, body, client_names };
+            let received = Received { path, headers, body, client_names, version };
             if (200..300).contains(&status)
                 && let Some(key) = received.header("idempotency-key").map(str::to_owned)
             {
@@ -288,6 +304,11 @@ impl MockRecipient {
     /// Every request received so far, answered or not.
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
     }
 
     /// Requests that repeated an Idempotency-Key this mock had already accepted.
