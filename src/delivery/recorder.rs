@@ -17,9 +17,10 @@ use crate::store::{AttemptUpdate, Store};
 /// before its result is written anyway: short beside an attempt, long beside a commit's queueing.
 const ROUND_WAIT: Duration = Duration::from_millis(5);
 
-/// One result waiting to be written, and who to tell once it is.
+/// The results of one attempt (one delivery, or the records of one batch) waiting to be
+/// written, and who to tell once they are.
 struct Pending {
-    update: AttemptUpdate,
+    updates: Vec<AttemptUpdate>,
     written: oneshot::Sender<()>,
 }
 
@@ -44,17 +45,18 @@ impl Recorder {
         (Recorder { queue }, write_rounds(waiting, store, slots, concurrency))
     }
 
-    /// Records `update` with the others of its round and returns once it is written, or once
-    /// writing it failed (logged; the lease will expire and the delivery be attempted again).
-    pub async fn record(&self, update: AttemptUpdate) {
+    /// Records one attempt's `updates` with the others of its round and returns once they are
+    /// written, or once writing them failed (logged; the leases will expire and the deliveries
+    /// be attempted again).
+    pub async fn record(&self, updates: Vec<AttemptUpdate>) {
         let (written, done) = oneshot::channel();
-        if self.queue.send(Pending { update, written }).await.is_ok() {
+        if self.queue.send(Pending { updates, written }).await.is_ok() {
             let _ = done.await;
         }
     }
 }
 
-/// Takes what is waiting (at most `concurrency` results), waits up to [`ROUND_WAIT`] for the
+/// Takes what is waiting (the results of at most `concurrency` attempts), waits up to [`ROUND_WAIT`] for the
 /// attempts still in flight, and writes the round in one call.
 async fn write_rounds(
     mut waiting: mpsc::Receiver<Pending>,
@@ -72,8 +74,12 @@ async fn write_rounds(
                 Ok(None) | Err(_) => break,
             }
         }
-        let (updates, written): (Vec<AttemptUpdate>, Vec<oneshot::Sender<()>>) =
-            round.drain(..).map(|p| (p.update, p.written)).unzip();
+        let mut updates = Vec::new();
+        let mut written = Vec::with_capacity(round.len());
+        for pending in round.drain(..) {
+            updates.extend(pending.updates);
+            written.push(pending.written);
+        }
         let ids: Vec<i64> = updates.iter().map(|u| u.delivery_id).collect();
         if let Err(error) = store.finish_attempts(updates).await {
             // The leases will expire and the deliveries will be attempted again; the recipient's

@@ -92,6 +92,9 @@ struct Behaviour {
     /// Extra header on every answer.
     header: Option<(&'static str, String)>,
     body: Bytes,
+    /// Statuses to answer the records of batches with, one per record in the order they come,
+    /// before 200 (a batch answered 2xx as a whole only).
+    per_record: VecDeque<u16>,
 }
 
 #[derive(Default)]
@@ -176,6 +179,7 @@ impl MockRecipient {
                 delay: Duration::ZERO,
                 header: None,
                 body: Bytes::from_static(b"{}"),
+                per_record: VecDeque::new(),
             })),
             notify: Arc::default(),
         };
@@ -259,6 +263,12 @@ impl MockRecipient {
         self
     }
 
+    /// Answer the next records of batches with `statuses`, one per record, then 200.
+    pub fn answer_records(&self, statuses: &[u16]) -> &Self {
+        self.behaviour.lock().unwrap().per_record.extend(statuses);
+        self
+    }
+
     /// Add a header to every answer.
     pub fn with_header(&self, name: &'static str, value: &str) -> &Self {
         self.behaviour.lock().unwrap().header = Some((name, value.to_owned()));
@@ -266,7 +276,7 @@ impl MockRecipient {
     }
 
     async fn answer(&self, req: Request<Incoming>, client_names: Vec<String>) -> Response<Full<Bytes>> {
-        let (delay, status, header, answer) = {
+        let (delay, status, header, mut answer) = {
             let mut b = self.behaviour.lock().unwrap();
             let status = b.script.pop_front().map(|(s, _)| s).unwrap_or(b.status);
             (b.delay, status, b.header.clone(), b.body.clone())
@@ -275,6 +285,10 @@ impl MockRecipient {
         let version = req.version();
         let headers = req.headers().clone();
         let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let batch = headers.get("content-type").is_some_and(|t| t == passerelle::delivery::batch::CONTENT_TYPE);
+        if batch && (200..300).contains(&status) {
+            answer = self.answer_batch(&body);
+        }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -299,6 +313,22 @@ impl MockRecipient {
             response.headers_mut().insert(name, value.parse().unwrap());
         }
         response
+    }
+
+    /// The per-record answer to a batch: each record's scripted status, or 200.
+    fn answer_batch(&self, body: &[u8]) -> Bytes {
+        let batch: serde_json::Value = serde_json::from_slice(body).expect("a batch is JSON");
+        let mut b = self.behaviour.lock().unwrap();
+        let results: Vec<serde_json::Value> = batch["records"]
+            .as_array()
+            .expect("a batch has records")
+            .iter()
+            .map(|r| {
+                let status = b.per_record.pop_front().unwrap_or(200);
+                serde_json::json!({"idempotency_key": r["idempotency_key"], "status": status})
+            })
+            .collect();
+        Bytes::from(serde_json::json!({ "results": results }).to_string())
     }
 
     /// Every request received so far, answered or not.
