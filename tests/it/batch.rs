@@ -70,6 +70,19 @@ async fn each_record_of_a_batch_is_answered_retried_dead_lettered_audited_and_si
         assert_eq!(&verify_delivery_object(&keys, record, text, SIN).facts.record_id, id);
     }
 
+    // The recipient's contract documents the batch, and what it received is valid under it.
+    let doc = partner_document(&gw, SIN).await;
+    let webhook = &doc["webhooks"]["batch"]["post"];
+    let schema = &webhook["requestBody"]["content"][passerelle::delivery::batch::CONTENT_TYPE]["schema"];
+    assert_eq!(schema["properties"]["records"]["maxItems"], 10);
+    for batch in &got {
+        let errors: Vec<String> = validator(&doc, schema).iter_errors(&batch.json()).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    let answer = &webhook["responses"]["200"]["content"]["application/json"]["schema"];
+    let answered = serde_json::json!({"results": [{"idempotency_key": first[0]["idempotency_key"], "status": 200}]});
+    assert!(validator(&doc, answer).is_valid(&answered));
+
     // The audit trail, the dead letters and the metrics count each record on its own.
     assert_eq!(audited(&gw, "delivery.delivered", &ids[0]).await, 1);
     assert_eq!(audited(&gw, "delivery.dead", &ids[1]).await, 1);
