@@ -487,7 +487,11 @@ impl Worker {
                 continue;
             }
             if let Some(batch) = self.batch {
-                let claimed = self.fill(claimed, batch, &mut shutdown, &mut retired).await;
+                // A probe goes alone, at once.
+                let claimed = match admission {
+                    Admission::Go => self.fill(claimed, batch, &mut shutdown, &mut retired).await,
+                    _ => claimed,
+                };
                 if !self.in_a_slot(|worker| async move { worker.attempt_batch(claimed).await }).await {
                     return;
                 }
