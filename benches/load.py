@@ -32,6 +32,8 @@ LOAD = ROOT / "benches" / "load"
 WORK = ROOT / "target" / "bench-load"
 PARTNER_PORT, ADMIN_PORT, NGINX_PORT = 18443, 19090, 28443
 RECIPIENT_PORTS = {"esdc-sin-registry": 18101, "cra-child-benefit": 18102, "on-health-plan": 18103, "ottawa-city": 18104}
+# The recipients' ports as the shipped partners file and benches/load/nginx.conf name them.
+SHIPPED_RECIPIENT_PORTS = dict(RECIPIENT_PORTS)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONCURRENCY = 64
 # The NATS server with JetStream the NATS leg publishes to, and the stream's subjects.
@@ -41,6 +43,21 @@ NATS_STREAM, NATS_SUBJECT = "PASSERELLE_BENCH", "passerelle.bench"
 PULLED = '[partner.delivery]\nmode = "pull"'
 # How a recipient asks for batches in the batch leg (`scenario_batch`).
 BATCH = "batch = { max_records = 100, max_wait_ms = 5 }"
+
+
+def shift_ports(offset):
+    """Every port moved up by `offset`, so that two runs on one machine do not meet."""
+    global PARTNER_PORT, ADMIN_PORT, NGINX_PORT
+    PARTNER_PORT, ADMIN_PORT, NGINX_PORT = PARTNER_PORT + offset, ADMIN_PORT + offset, NGINX_PORT + offset
+    for partner in RECIPIENT_PORTS:
+        RECIPIENT_PORTS[partner] += offset
+
+
+def with_recipient_ports(text):
+    """`text` with the shipped recipients' ports replaced by this run's."""
+    for partner, port in SHIPPED_RECIPIENT_PORTS.items():
+        text = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{RECIPIENT_PORTS[partner]}")
+    return text
 
 
 def log(*args):
@@ -111,6 +128,7 @@ class Nginx:
         text = (LOAD / template).read_text()
         for k, v in {"@PREFIX@": str(self.prefix), **replacements}.items():
             text = text.replace(k, v)
+        text = with_recipient_ports(text)
         self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(text)
         self.proc = None
@@ -189,7 +207,7 @@ def prepare(args):
     main = main.replace("127.0.0.1:8443", f"127.0.0.1:{PARTNER_PORT}").replace("127.0.0.1:9090", f"127.0.0.1:{ADMIN_PORT}")
     (config / "passerelle.toml").write_text(main)
     # The shipped city takes its records from its mailbox; the push scenarios push to all four.
-    partners = (config / "partners.toml").read_text()
+    partners = with_recipient_ports((config / "partners.toml").read_text())
     partners = partners.replace(PULLED, f'[partner.delivery]\nendpoint = "http://127.0.0.1:{RECIPIENT_PORTS["ottawa-city"]}/inbox"\nconcurrency = 4')
     (config / "partners.toml").write_text(partners)
     # The same with every recipient taking its records from its mailbox (the request agreement,
@@ -794,7 +812,9 @@ def main():
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--only", choices=list(SCENARIOS), action="append", help="run only these scenarios")
     parser.add_argument("--no-build", action="store_true", help="use the release binary as it is")
+    parser.add_argument("--port-offset", type=int, default=0, help="move every port up by this much (another run on the machine)")
     args = parser.parse_args()
+    shift_ports(args.port_offset)
     ensure_tools()
     config, pki, records = prepare(args)
     ctx = Context(args, config, pki, records)
