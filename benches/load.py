@@ -4,6 +4,7 @@
     python3 benches/load.py                 # every scenario, results in benches/results/
     python3 benches/load.py --quick         # shorter runs (a smoke test of the harness)
     python3 benches/load.py --only request  # one scenario
+    python3 benches/load.py --only batch    # deliveries/s, one record per POST and batched
 
 Builds the release binary; starts fast local recipient systems (nginx answering 200); starts
 Passerelle with mutual TLS and its default settings on the shipped configuration; starts nginx
@@ -31,6 +32,8 @@ LOAD = ROOT / "benches" / "load"
 WORK = ROOT / "target" / "bench-load"
 PARTNER_PORT, ADMIN_PORT, NGINX_PORT = 18443, 19090, 28443
 RECIPIENT_PORTS = {"esdc-sin-registry": 18101, "cra-child-benefit": 18102, "on-health-plan": 18103, "ottawa-city": 18104}
+# The recipients' ports as the shipped partners file and benches/load/nginx.conf name them.
+SHIPPED_RECIPIENT_PORTS = dict(RECIPIENT_PORTS)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONCURRENCY = 64
 # The NATS server with JetStream the NATS leg publishes to, and the stream's subjects.
@@ -38,6 +41,23 @@ NATS = "127.0.0.1:4222"
 NATS_STREAM, NATS_SUBJECT = "PASSERELLE_BENCH", "passerelle.bench"
 # How the shipped partners file makes a recipient take its records from its mailbox.
 PULLED = '[partner.delivery]\nmode = "pull"'
+# How a recipient asks for batches in the batch leg (`scenario_batch`).
+BATCH = "batch = { max_records = 100, max_wait_ms = 5 }"
+
+
+def shift_ports(offset):
+    """Every port moved up by `offset`, so that two runs on one machine do not meet."""
+    global PARTNER_PORT, ADMIN_PORT, NGINX_PORT
+    PARTNER_PORT, ADMIN_PORT, NGINX_PORT = PARTNER_PORT + offset, ADMIN_PORT + offset, NGINX_PORT + offset
+    for partner in RECIPIENT_PORTS:
+        RECIPIENT_PORTS[partner] += offset
+
+
+def with_recipient_ports(text):
+    """`text` with the shipped recipients' ports replaced by this run's."""
+    for partner, port in SHIPPED_RECIPIENT_PORTS.items():
+        text = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{RECIPIENT_PORTS[partner]}")
+    return text
 
 
 def log(*args):
@@ -108,6 +128,7 @@ class Nginx:
         text = (LOAD / template).read_text()
         for k, v in {"@PREFIX@": str(self.prefix), **replacements}.items():
             text = text.replace(k, v)
+        text = with_recipient_ports(text)
         self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(text)
         self.proc = None
@@ -187,7 +208,7 @@ def prepare(args):
     main = main.replace("127.0.0.1:8443", f"127.0.0.1:{PARTNER_PORT}").replace("127.0.0.1:9090", f"127.0.0.1:{ADMIN_PORT}")
     (config / "passerelle.toml").write_text(main)
     # The shipped city takes its records from its mailbox; the push scenarios push to all four.
-    partners = (config / "partners.toml").read_text()
+    partners = with_recipient_ports((config / "partners.toml").read_text())
     partners = partners.replace(PULLED, f'[partner.delivery]\nendpoint = "http://127.0.0.1:{RECIPIENT_PORTS["ottawa-city"]}/inbox"\nconcurrency = 4')
     (config / "partners.toml").write_text(partners)
     # The same with every recipient taking its records from its mailbox (the request agreement,
@@ -207,6 +228,11 @@ def prepare(args):
         flags=re.S,
     )
     (nats / "partners.toml").write_text(text)
+    # And with every push recipient taking its records in batches.
+    batched = WORK / "config-batch"
+    shutil.copytree(config, batched)
+    text = re.sub(r'(\[partner\.delivery\]\nendpoint = "[^"]*")', lambda m: m.group(1) + "\n" + BATCH, partners)
+    (batched / "partners.toml").write_text(text)
     # And with bodies stored in plaintext and deliveries unsigned (both on by default), to
     # measure what sealing and signing cost.
     plain = WORK / "config-plain"
@@ -433,34 +459,35 @@ def load_jetstream():
     return module
 
 
+def backlog(ctx):
+    """A fresh store holding the deliveries of `modes_records` records, made with every
+    recipient pulling and nobody taking anything; how many."""
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
+    ctx.use_config(WORK / "config-pull" / "passerelle.toml")
+    accepted = oha(url, tls, ctx.records / "birth.json", count=ctx.modes_records)
+    return accepted["ok"] * 4
+
+
 def scenario_modes(ctx):
     """Deliveries per second by each delivery mode, draining the same backlog. The backlog is
     made with every recipient pulling and nobody taking anything; then the gateway restarts on
     the same store with the recipients pushed to (four nginx recipients) or published to (NATS
     JetStream, one subject each on one stream of the local server), or four `passerelle inbox`
     clients take batches of 100."""
-    tls = client_tls(ctx.pki, "on-vital-stats")
-    url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
-    pulled = WORK / "config-pull" / "passerelle.toml"
     results = {}
-
-    def backlog():
-        """A fresh store holding the deliveries of `modes_records` records; how many."""
-        ctx.use_config(pulled)
-        accepted = oha(url, tls, ctx.records / "birth.json", count=ctx.modes_records)
-        return accepted["ok"] * 4
 
     def record(mode, expected, seconds, cpu, client_cpu=0.0, **extra):
         results[mode] = {"deliveries": expected, "seconds": seconds, "per_s": expected / seconds, "cpu": cpu, "client_cpu": client_cpu, **extra}
         log(f"  {mode}: {expected} deliveries in {seconds:.1f} s, {expected / seconds:.0f}/s, gateway CPU {cpu:.1f} s, clients {client_cpu:.1f} s")
 
     # Push: the same store, the recipients now pushed to.
-    expected = backlog()
+    expected = backlog(ctx)
     ctx.switch_config(ctx.config)
     record("push", expected, *drain(ctx, expected, 0.0)[:2])
 
     # Pull: every recipient takes its deliveries with the reference client.
-    expected = backlog()
+    expected = backlog(ctx)
     binary = str(ROOT / "target/release/passerelle")
     clients = []
     for partner in RECIPIENT_PORTS:
@@ -486,7 +513,7 @@ def scenario_modes(ctx):
     if "error" in answer:
         raise RuntimeError(f"JetStream: {answer['error']}")
     try:
-        expected = backlog()
+        expected = backlog(ctx)
         ctx.switch_config(WORK / "config-nats" / "passerelle.toml")
         seconds, cpu, _ = drain(ctx, expected, 0.0)
         stored = jetstream.request(f"$JS.API.STREAM.INFO.{NATS_STREAM}", {})["state"]["messages"]
@@ -495,6 +522,44 @@ def scenario_modes(ctx):
     record("nats", expected, seconds, cpu, stored=stored)
     ctx.use_config(ctx.config)
     return {"passerelle": results, "nginx": None}
+
+
+def scenario_batch(ctx):
+    """Deliveries per second, one record per POST and batched (`BATCH`), each draining the same
+    backlog, next to nginx's one-to-one forwarding (requests/s, each one record to one
+    upstream). One record per POST is measured twice: to the nginx recipients, and to the
+    per-record recipient the batched leg needs (nginx cannot answer per record), so that
+    batching is compared on the same recipient."""
+    results = {}
+
+    def leg(name, config, recipient=None):
+        expected = backlog(ctx)
+        ctx.switch_config(config)
+        seconds, cpu, recipient_cpu = drain(ctx, expected, 0.0, [recipient] if recipient else [])
+        results[name] = {"deliveries": expected, "seconds": seconds, "per_s": expected / seconds, "cpu": cpu, "recipient_cpu": recipient_cpu}
+        log(f"  {name}: {expected} deliveries in {seconds:.1f} s, {expected / seconds:.0f}/s, gateway CPU {cpu:.1f} s, recipient {recipient_cpu:.1f} s")
+
+    leg("single, nginx recipients", ctx.config)
+    ctx.recipients.stop()
+    ctx.city.stop()
+    ports = [str(p) for p in RECIPIENT_PORTS.values()]
+    recipient = subprocess.Popen([sys.executable, str(LOAD / "batch_recipient.py"), *ports])
+    try:
+        for port in RECIPIENT_PORTS.values():
+            wait_port(port)
+        leg("single, per-record recipient", ctx.config, recipient)
+        leg(f"batched ({BATCH}), per-record recipient", WORK / "config-batch" / "passerelle.toml", recipient)
+    finally:
+        recipient.terminate()
+        recipient.wait(timeout=30)
+        ctx.recipients.start(RECIPIENT_PORTS["esdc-sin-registry"])
+        ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
+    ctx.use_config(ctx.config)
+    tls = client_tls(ctx.pki, "on-vital-stats")
+    forward = f"https://localhost:{NGINX_PORT}/v1/forward/birth-registration"
+    nginx = ctx.nginx_run(lambda: oha(forward, tls, ctx.records / "birth.json", duration=ctx.duration))
+    log(f"  nginx one-to-one forwarding: {nginx['rps']:.0f} req/s")
+    return {"passerelle": results, "nginx": nginx}
 
 
 def scenario_sealed(ctx):
@@ -697,6 +762,7 @@ SCENARIOS = {
     "large": ("large record (256 KB)", scenario_large),
     "backlog": ("backlog", scenario_backlog),
     "modes": ("delivery modes", scenario_modes),
+    "batch": ("deliveries, single and batched", scenario_batch),
     "sealed": ("sealed at rest and signed", scenario_sealed),
     "linger": ("group commit linger", scenario_linger),
     "profile": ("instructions per record (callgrind)", scenario_profile),
@@ -745,6 +811,14 @@ def report(results, args):
                     f"| {title}: {mode} | {m['deliveries']} deliveries drained in {m['seconds']:.1f} s: {m['per_s']:.0f}/s "
                     f"({per_cpu:.0f} per gateway CPU second; clients {m['client_cpu']:.1f} CPU s) | | "
                     f"{ratio(m['per_s'], push['per_s'])} × push | | | | {m['cpu']:.1f} / | |"
+                )
+            continue
+        if key == "batch":
+            for leg, m in p.items():
+                lines.append(
+                    f"| {title}: {leg} | {m['deliveries']} deliveries drained in {m['seconds']:.1f} s: {m['per_s']:.0f}/s "
+                    f"(recipient {m['recipient_cpu']:.1f} CPU s) | {n['rps']:.0f} req/s (one-to-one forwarding) | "
+                    f"{ratio(m['per_s'], n['rps'])} | | | | {m['cpu']:.1f} / {n['cpu']:.1f} | |"
                 )
             continue
         if key == "sealed":
@@ -853,7 +927,9 @@ def main():
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--only", choices=list(SCENARIOS), action="append", help="run only these scenarios")
     parser.add_argument("--no-build", action="store_true", help="use the release binary as it is")
+    parser.add_argument("--port-offset", type=int, default=0, help="move every port up by this much (another run on the machine)")
     args = parser.parse_args()
+    shift_ports(args.port_offset)
     ensure_tools()
     config, pki, records = prepare(args)
     ctx = Context(args, config, pki, records)

@@ -53,8 +53,9 @@
 //!   LOCKED`), held to one conformance suite; [`store::keys`] seals every body with [`seal`]
 //!   before it is written and opens it when it is handed out.
 //! - [`delivery`]: per-recipient workers, backoff, circuit breakers, and the hand-over: the
-//!   outbound HTTP client ([`delivery::client`]), a NATS JetStream publisher
-//!   ([`delivery::nats`]), or a pull recipient's mailbox ([`delivery::mailbox`]); every delivery
+//!   outbound HTTP client ([`delivery::client`]; several records per POST for a recipient that
+//!   asks, [`delivery::batch`]), a NATS JetStream publisher ([`delivery::nats`]), or a pull
+//!   recipient's mailbox ([`delivery::mailbox`]); every delivery
 //!   signed with the audit key, a detached JWS over its body and facts, and the public keys
 //!   published as a JWKS ([`delivery::signature`]).
 //!   [`upkeep`]: checkpoints, aggregated rejections and the retention purge, as tasks.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::model::{Contact, Jurisdiction, Language, Partner};
 use super::raw;
 use super::sources::{Sources, is_slug, problem, resolve};
+use crate::delivery::batch::{BatchSettings, MAX_BATCH_RECORDS, MAX_BATCH_WAIT};
 use crate::delivery::nats::{self, NatsAuth, NatsCredentials, NatsEndpoint, SubjectTemplate};
 use crate::delivery::{DeliveryEndpoint, DeliveryMode, DeliverySettings};
 use crate::ids::PartnerId;
@@ -277,13 +278,14 @@ impl Mode {
 }
 
 /// The `[partner.delivery]` keys besides `mode`: whether each is set, and the modes that use it.
-fn keys(d: &raw::RawPartnerDelivery) -> [(&'static str, bool, &'static [Mode]); 12] {
+fn keys(d: &raw::RawPartnerDelivery) -> [(&'static str, bool, &'static [Mode]); 13] {
     const PUSH: &[Mode] = &[Mode::Push];
     const NATS: &[Mode] = &[Mode::Nats];
     const BOTH: &[Mode] = &[Mode::Push, Mode::Nats];
     [
         ("endpoint", d.endpoint.is_some(), PUSH),
         ("bearer_token_env", d.bearer_token_env.is_some(), PUSH),
+        ("batch", d.batch.is_some(), PUSH),
         ("url", d.url.is_some(), NATS),
         ("subject", d.subject.is_some(), NATS),
         ("creds_file", d.creds_file.is_some(), NATS),
@@ -366,14 +368,16 @@ impl Recipient<'_> {
             self.problem(problems, format!("delivery endpoint `{url}` is not an http(s) URL"), None);
         }
         let tls = self.tls(url.starts_with("https://").then_some("an HTTPS endpoint"), problems);
+        let timeout = self.attempt_timeout(problems);
         let endpoint = DeliveryEndpoint {
             endpoint: url.trim_end_matches('/').to_owned(),
             ca_file: tls.ca_file,
             client_cert_file: tls.cert,
             client_key_file: tls.key,
             bearer_token_env: d.bearer_token_env.clone(),
-            timeout: self.attempt_timeout(problems),
+            timeout,
             concurrency: self.concurrency(),
+            batch: self.batch(timeout, problems),
         };
         Some((endpoint, tls.config))
     }
@@ -513,6 +517,42 @@ impl Recipient<'_> {
 
     fn concurrency(&self) -> usize {
         self.raw.concurrency.unwrap_or(self.delivery.concurrency_per_recipient).max(1)
+    }
+
+    /// A push recipient's batch delivery, when it asks for one. Its wait comes out of the lease
+    /// the batch's first records were claimed under, beside the attempt and its recording.
+    fn batch(&self, timeout: Duration, problems: &mut Vec<Problem>) -> Option<BatchSettings> {
+        let raw = self.raw.batch.as_ref()?;
+        let mut ok = true;
+        if !(1..=MAX_BATCH_RECORDS).contains(&raw.max_records) {
+            self.problem(
+                problems,
+                format!("batch.max_records ({}) is not from 1 to {MAX_BATCH_RECORDS}", raw.max_records),
+                None,
+            );
+            ok = false;
+        }
+        let max_wait = Duration::from_millis(raw.max_wait_ms);
+        if max_wait > MAX_BATCH_WAIT {
+            let limit = MAX_BATCH_WAIT.as_millis();
+            self.problem(problems, format!("batch.max_wait_ms ({}) is over {limit}", raw.max_wait_ms), None);
+            ok = false;
+        }
+        if ok && max_wait + timeout + LEASE_MARGIN > self.delivery.lease {
+            self.problem(
+                problems,
+                format!(
+                    "its batch.max_wait_ms ({} ms) plus its delivery timeout ({} ms) plus {} s must be within delivery.lease_secs ({} s)",
+                    raw.max_wait_ms,
+                    timeout.as_millis(),
+                    LEASE_MARGIN.as_secs(),
+                    self.delivery.lease.as_secs()
+                ),
+                Some("lower batch.max_wait_ms or the delivery timeout, or raise delivery.lease_secs in the main file"),
+            );
+            ok = false;
+        }
+        ok.then_some(BatchSettings { max_records: raw.max_records, max_wait })
     }
 }
 

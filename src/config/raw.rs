@@ -440,6 +440,21 @@ pub struct RawPartnerDelivery {
     pub timeout_ms: Option<u64>,
     /// Attempts in flight at once, instead of `delivery.concurrency_per_recipient`.
     pub concurrency: Option<usize>,
+    /// Several records per POST (`batch = { max_records = 50, max_wait_ms = 20 }`), each with
+    /// its own idempotency key and signature, answered per record. Push only; opt-in.
+    pub batch: Option<RawBatch>,
+}
+
+/// `[partner.delivery] batch`: how many records one POST may carry, and how long the worker
+/// waits for more when fewer are due.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    /// Records per POST at most, from 1 to 1000.
+    pub max_records: usize,
+    /// How long to wait for more records when fewer than `max_records` are due, in ms (at most
+    /// 10000; 0 sends what is due at once).
+    pub max_wait_ms: u64,
 }
 
 /// `[partner.rate_limit]`: a token bucket.

@@ -2,6 +2,10 @@
 //! headers every recipient gets (over HTTP, or as NATS message headers), the delivery's
 //! signature among them ([`super::signature`]).
 //!
+//! An HTTPS recipient that offers HTTP/2 (ALPN `h2`) gets it, its deliveries multiplexed on one
+//! pooled connection; one that offers only HTTP/1.1 gets a keep-alive connection per delivery
+//! in flight. Plain-HTTP endpoints stay HTTP/1.1.
+//!
 //! Redirects are never followed (the client does not follow them, and a 3xx is not a success).
 //! Recipient URLs come only from configuration.
 
@@ -17,8 +21,9 @@ use hyper_util::rt::TokioExecutor;
 
 use std::sync::Arc;
 
-use super::DeliveryEndpoint;
 use super::backoff::parse_retry_after;
+use super::batch::{self, BatchRecord};
+use super::{DeliveryEndpoint, idempotency_key};
 use crate::store::ClaimedDelivery;
 use crate::telemetry::trace::TraceContext;
 
@@ -44,6 +49,22 @@ impl AttemptOutcome {
     /// 408, 425, 429 and 5xx.
     pub fn shows_recipient_up(&self) -> bool {
         matches!(self, AttemptOutcome::Accepted { .. } | AttemptOutcome::Refused { .. })
+    }
+}
+
+/// How a batch POST ended: as a whole, and for each of its records.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// The request's own outcome: whether the recipient answered, for its circuit breaker.
+    pub request: AttemptOutcome,
+    /// Each record's outcome, in the order sent.
+    pub each: Vec<AttemptOutcome>,
+}
+
+impl BatchOutcome {
+    /// `outcome` for the request and for each of its `records`.
+    fn whole(outcome: AttemptOutcome, records: usize) -> Self {
+        BatchOutcome { each: vec![outcome.clone(); records], request: outcome }
     }
 }
 
@@ -183,18 +204,72 @@ impl RecipientClient {
 
     /// POSTs `body` to `{endpoint}/{type}` with the envelope's headers.
     async fn post(&self, e: &Envelope<'_>, body: Bytes) -> Result<http::Response<hyper::body::Incoming>, String> {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}/{}", self.endpoint, e.record_type))
-            .header(header::CONTENT_TYPE, "application/json");
-        for (name, value) in e.headers() {
-            request = request.header(name, value);
+        let uri = format!("{}/{}", self.endpoint, e.record_type);
+        self.post_to(uri, "application/json", &e.headers(), body).await
+    }
+
+    /// POSTs `body` of `content_type` to `uri` with `headers` and the gateway's credentials.
+    async fn post_to(
+        &self,
+        uri: String,
+        content_type: &str,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        let mut request = Request::builder().method(Method::POST).uri(uri).header(header::CONTENT_TYPE, content_type);
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         if let Some(token) = &self.bearer {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request.body(Full::new(body)).map_err(|_| "the request could not be built".to_owned())?;
         self.http.request(request).await.map_err(|e| transport_error(&e))
+    }
+
+    /// POSTs `records` in one batch to the endpoint itself ([`super::batch`]), returning the
+    /// outcome of the request as a whole (for the circuit breaker), each record's outcome in
+    /// order, and how long it took.
+    pub async fn send_batch(&self, records: &[BatchRecord<'_>]) -> (BatchOutcome, Duration) {
+        let started = Instant::now();
+        let exchange = async {
+            let body = Bytes::from(batch::body(records));
+            let response = match self.post_to(self.endpoint.clone(), batch::CONTENT_TYPE, &[], body).await {
+                Ok(r) => r,
+                Err(error) => return BatchOutcome::whole(AttemptOutcome::Unreachable { error }, records.len()),
+            };
+            let status = response.status();
+            let retry_after =
+                response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let answer = Limited::new(response.into_body(), batch::answer_limit(records.len())).collect().await;
+            let request = classify(status, retry_after);
+            if !matches!(request, AttemptOutcome::Accepted { .. }) {
+                return BatchOutcome::whole(request, records.len());
+            }
+            match answer.ok().and_then(|a| batch::answers(records, &a.to_bytes())) {
+                Some(answers) => {
+                    let each = answers
+                        .into_iter()
+                        .map(|answer| match answer {
+                            Some(answered) => classify_status(answered.status, answered.retry_after),
+                            None => AttemptOutcome::Unreachable {
+                                error: "the batch answer named no result for it".to_owned(),
+                            },
+                        })
+                        .collect();
+                    BatchOutcome { request, each }
+                }
+                None => BatchOutcome::whole(
+                    AttemptOutcome::Unreachable { error: "the batch answer could not be read".to_owned() },
+                    records.len(),
+                ),
+            }
+        };
+        let outcome = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => BatchOutcome::whole(AttemptOutcome::Unreachable { error: "timed out".to_owned() }, records.len()),
+        };
+        (outcome, started.elapsed())
     }
 
     /// A synchronous call: sends `body` and reads the answer (up to `max_answer` bytes), all
@@ -220,13 +295,13 @@ impl RecipientClient {
     }
 }
 
-/// Stable per record and recipient, so a recipient can drop a duplicate.
-pub fn idempotency_key(d: &ClaimedDelivery) -> String {
-    format!("{}.{}", d.record_id, d.recipient)
+fn classify(status: StatusCode, retry_after: Option<Duration>) -> AttemptOutcome {
+    classify_status(status.as_u16(), retry_after)
 }
 
-fn classify(status: StatusCode, retry_after: Option<Duration>) -> AttemptOutcome {
-    let code = status.as_u16();
+/// What an answer with status `code` makes of an attempt: the same for a single POST and for
+/// each record of a batch.
+pub fn classify_status(code: u16, retry_after: Option<Duration>) -> AttemptOutcome {
     match code {
         200..=299 => AttemptOutcome::Accepted { status: Some(code) },
         408 | 425 | 429 | 500..=599 => AttemptOutcome::Transient { status: code, retry_after },

@@ -11,15 +11,18 @@
 //! deliveries from the store (see [`crate::store::Store::claim_due`]); a worker that dies leaves
 //! leases that expire, and the delivery is claimed again, here or in another process. Intake
 //! wakes a recipient's worker after each commit; a poll interval covers work from other
-//! processes and retries coming due.
+//! processes and retries coming due. The results of the attempts that end together are written
+//! in one store call ([`recorder`]).
 //!
 //! **Invariant:** a delivery's body is the one stored at acceptance; nothing here re-projects.
 
 pub mod backoff;
+pub mod batch;
 pub mod breaker;
 pub mod client;
 pub mod mailbox;
 pub mod nats;
+pub mod recorder;
 pub mod signature;
 
 use std::collections::{BTreeSet, HashMap};
@@ -39,10 +42,12 @@ use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, RecipientRemo
 use crate::telemetry::trace::{Hop, HopKind, TraceContext};
 use crate::telemetry::{DeliveryOutcome, Metrics};
 use backoff::{Backoff, Failure};
+use batch::{BatchRecord, BatchSettings};
 use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
 pub use mailbox::{InboxSettings, Mailboxes};
 use nats::{NatsCredentials, NatsEndpoint, NatsPublisher};
+use recorder::Recorder;
 use tracing::Instrument;
 
 /// Retry policy and worker settings for deliveries.
@@ -93,8 +98,10 @@ pub struct DeliveryEndpoint {
     /// Environment variable holding a bearer token for this recipient.
     pub bearer_token_env: Option<String>,
     pub timeout: Duration,
-    /// Deliveries in flight to this recipient at once.
+    /// Deliveries in flight to this recipient at once (POSTs, for a batch recipient).
     pub concurrency: usize,
+    /// Several records per POST, when the recipient asks for it (`batch`).
+    pub batch: Option<BatchSettings>,
 }
 
 /// How a recipient takes its deliveries (`[partner.delivery] mode`).
@@ -297,12 +304,16 @@ struct Generation {
 struct Worker {
     recipient: Arc<Recipient>,
     ordered: bool,
+    /// Several records per POST (a push recipient that asks for it, and is not ordered).
+    batch: Option<BatchSettings>,
     /// A unique name for this worker's leases.
     worker_id: String,
     /// Caps deliveries in flight to this recipient; claims never exceed the free permits.
     slots: Arc<Semaphore>,
     concurrency: usize,
     store: Arc<dyn Store>,
+    /// Writes the results of the attempts that end together in one store call.
+    recorder: Recorder,
     metrics: Metrics,
     settings: DeliverySettings,
     backoff: Backoff,
@@ -355,13 +366,15 @@ impl Dispatcher {
         let mut mailboxes = Vec::new();
         for planned in &plan.recipients {
             let (partner, ordered) = (&planned.id, planned.ordered);
-            let (outbound, concurrency) = match &planned.transport {
+            let (outbound, concurrency, batch) = match &planned.transport {
                 Transport::Http { endpoint, tls } => {
-                    (Outbound::Http(RecipientClient::new(endpoint, tls)), endpoint.concurrency)
+                    // Strict order sends one record at a time: an ordered recipient is never batched.
+                    let batch = endpoint.batch.filter(|_| !ordered);
+                    (Outbound::Http(RecipientClient::new(endpoint, tls)), endpoint.concurrency, batch)
                 }
                 Transport::Nats { endpoint, tls, credentials, record_types } => {
                     let publisher = NatsPublisher::new(partner, endpoint, tls, credentials.clone(), record_types);
-                    (Outbound::Nats(publisher), endpoint.concurrency)
+                    (Outbound::Nats(publisher), endpoint.concurrency, None)
                 }
                 Transport::Mailbox => {
                     mailboxes.push((partner.to_string(), ordered));
@@ -389,13 +402,17 @@ impl Dispatcher {
                 concurrency,
             });
             by_id.insert(partner.to_string(), recipient.clone());
+            let (recorder, recording) = Recorder::new(self.store.clone(), slots.clone(), concurrency);
+            generation.tasks.spawn(recording);
             let worker = Worker {
                 recipient,
                 ordered,
+                batch,
                 worker_id: format!("{}/{partner}/{number}", self.instance),
                 slots,
                 concurrency,
                 store: self.store.clone(),
+                recorder,
                 metrics: self.metrics.clone(),
                 settings: settings.clone(),
                 backoff: backoff.clone(),
@@ -442,13 +459,19 @@ impl Worker {
             }
             let free = self.slots.available_permits();
             // The breaker decides how much may go: all free slots, one probe, or nothing yet.
-            let (limit, wait) = match self.recipient.breaker.admit() {
+            let admission = self.recipient.breaker.admit();
+            let (limit, wait) = match admission {
                 _ if free == 0 => (0, None),
                 Admission::Go => (free, None),
                 Admission::Probe => (1, None),
                 Admission::Wait(d) => (0, Some(d)),
             };
-            let claimed = if limit == 0 { Vec::new() } else { self.claim(limit).await };
+            // A batch fills one slot with up to `max_records`; a probe is one record alone.
+            let records = match self.batch {
+                Some(batch) if limit > 0 && admission == Admission::Go => batch.max_records,
+                _ => limit,
+            };
+            let claimed = if records == 0 { Vec::new() } else { self.claim(records).await };
             if limit == 1 && claimed.is_empty() && self.recipient.breaker.is_probing() {
                 self.recipient.breaker.cancel_probe();
             }
@@ -463,19 +486,44 @@ impl Worker {
                 }
                 continue;
             }
+            if let Some(batch) = self.batch {
+                // A probe goes alone, at once.
+                let claimed = match admission {
+                    Admission::Go => self.fill(claimed, batch, &mut shutdown, &mut retired).await,
+                    _ => claimed,
+                };
+                if !self.in_a_slot(|worker| async move { worker.attempt_batch(claimed).await }).await {
+                    return;
+                }
+                continue;
+            }
             for delivery in claimed {
-                let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
-                let worker = self.clone();
-                tokio::spawn(async move {
-                    worker.attempt(delivery).await;
-                    drop(permit);
-                    // A freed slot may let the next claim through.
-                    worker.recipient.wake.notify_one();
-                });
+                if !self.in_a_slot(|worker| async move { worker.attempt(delivery).await }).await {
+                    return;
+                }
             }
         }
         // Let attempts in flight finish (each is bounded by its timeout).
         let _ = self.slots.acquire_many(self.concurrency as u32).await;
+    }
+
+    /// Waits for a free slot, then runs `attempt` in its own task, holding the slot until it
+    /// ends; false when the slots are closed.
+    async fn in_a_slot<F, A>(self: &Arc<Self>, attempt: A) -> bool
+    where
+        A: FnOnce(Arc<Self>) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Ok(permit) = self.slots.clone().acquire_owned().await else { return false };
+        let worker = self.clone();
+        let attempt = attempt(self.clone());
+        tokio::spawn(async move {
+            attempt.await;
+            drop(permit);
+            // A freed slot may let the next claim through.
+            worker.recipient.wake.notify_one();
+        });
+        true
     }
 
     async fn claim(&self, limit: usize) -> Vec<ClaimedDelivery> {
@@ -497,17 +545,84 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, d: ClaimedDelivery) {
-        // Each attempt is a hop of the record's trace: its own span, the record's intake as parent.
+    /// Tops a batch up to `max_records`, claiming again as more deliveries come due, for at most
+    /// `max_wait` (less when the gateway stops or this worker is retired).
+    async fn fill(
+        &self,
+        mut claimed: Vec<ClaimedDelivery>,
+        batch: BatchSettings,
+        shutdown: &mut watch::Receiver<bool>,
+        retired: &mut watch::Receiver<bool>,
+    ) -> Vec<ClaimedDelivery> {
+        let deadline = tokio::time::Instant::now() + batch.max_wait;
+        while claimed.len() < batch.max_records && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = self.recipient.wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = shutdown.changed() => break,
+                _ = retired.changed() => break,
+            }
+            claimed.extend(self.claim(batch.max_records - claimed.len()).await);
+        }
+        claimed
+    }
+
+    /// Each attempt is a hop of the record's trace: its own span, the record's intake as parent.
+    fn hop(d: &ClaimedDelivery) -> Hop {
         let parent = d.traceparent.as_deref().and_then(TraceContext::parse_traceparent).map(|mut parent| {
             parent.state = d.tracestate.clone();
             parent
         });
-        let hop = Hop::start("delivery", HopKind::Client, parent.as_ref());
-        let signature = self.signer.as_ref().map(|notary| signature::sign_delivery(&notary.key, &d));
+        Hop::start("delivery", HopKind::Client, parent.as_ref())
+    }
+
+    fn sign(&self, d: &ClaimedDelivery) -> Option<String> {
+        self.signer.as_ref().map(|notary| signature::sign_delivery(&notary.key, d))
+    }
+
+    async fn attempt(&self, d: ClaimedDelivery) {
+        let hop = Self::hop(&d);
+        let signature = self.sign(&d);
         let (outcome, duration) =
             self.recipient.outbound.send(&d, signature.as_deref(), &hop.context).instrument(hop.span.clone()).await;
         self.recipient.breaker.record(outcome.shows_recipient_up());
+        let update = self.result_of(&d, outcome, duration);
+        self.recorder.record(vec![update]).await;
+    }
+
+    /// Sends `claimed` in one POST, then records each record's own result. The circuit breaker
+    /// counts the POST once: whether the recipient answered it, not how it answered each record.
+    async fn attempt_batch(&self, claimed: Vec<ClaimedDelivery>) {
+        let Outbound::Http(client) = &self.recipient.outbound else {
+            // Only a push recipient is batched; anything else is sent one delivery at a time.
+            for d in claimed {
+                self.attempt(d).await;
+            }
+            return;
+        };
+        let hops: Vec<Hop> = claimed.iter().map(Self::hop).collect();
+        let traceparents: Vec<String> = hops.iter().map(|hop| hop.context.traceparent()).collect();
+        let signatures: Vec<Option<String>> = claimed.iter().map(|d| self.sign(d)).collect();
+        let records: Vec<BatchRecord> = claimed
+            .iter()
+            .zip(&signatures)
+            .zip(&traceparents)
+            .map(|((delivery, signature), traceparent)| BatchRecord {
+                delivery,
+                signature: signature.as_deref(),
+                traceparent,
+            })
+            .collect();
+        let (outcome, duration) = client.send_batch(&records).await;
+        drop(hops);
+        self.recipient.breaker.record(outcome.request.shows_recipient_up());
+        let updates = claimed.iter().zip(outcome.each).map(|(d, each)| self.result_of(d, each, duration)).collect();
+        self.recorder.record(updates).await;
+    }
+
+    /// What `outcome` makes of an attempt at `d` that took `duration`: its result to record,
+    /// after its telemetry is emitted.
+    fn result_of(&self, d: &ClaimedDelivery, outcome: AttemptOutcome, duration: Duration) -> AttemptUpdate {
         let attempt = d.attempts + 1;
         let now = clock::now_ms();
         let age = Duration::from_millis((now - d.created_at).max(0) as u64);
@@ -540,7 +655,7 @@ impl Worker {
             duration: Some(duration),
         }
         .emit(&self.metrics);
-        let update = AttemptUpdate {
+        AttemptUpdate {
             delivery_id: d.id,
             worker: self.worker_id.clone(),
             record_id: d.record_id.clone(),
@@ -550,13 +665,13 @@ impl Worker {
             at: now,
             result,
             latency_ms: Some(duration.as_millis().min(i64::MAX as u128) as i64),
-        };
-        if let Err(error) = self.store.finish_attempts(vec![update]).await {
-            // The lease will expire and the delivery will be attempted again; the recipient's
-            // idempotency key makes that harmless.
-            tracing::warn!(message = "Recording a delivery attempt failed.", delivery_id = d.id, %error);
         }
     }
+}
+
+/// Stable per record and recipient, so a recipient can drop a duplicate.
+pub fn idempotency_key(d: &ClaimedDelivery) -> String {
+    format!("{}.{}", d.record_id, d.recipient)
 }
 
 /// What an attempt's result counts as, its HTTP status and its error, for the telemetry.

@@ -28,7 +28,8 @@ use async_nats::{ConnectOptions, Event, HeaderMap, ServerAddr};
 use tokio::sync::{OnceCell, watch};
 use tokio::time::timeout_at;
 
-use super::client::{AttemptOutcome, Envelope, idempotency_key};
+use super::client::{AttemptOutcome, Envelope};
+use super::idempotency_key;
 use crate::store::ClaimedDelivery;
 use crate::telemetry::trace::TraceContext;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
@@ -25,10 +25,10 @@ use super::state::State;
 use super::store_json::time;
 use crate::auth::AuthenticatedPartner;
 use crate::config::Config;
-use crate::delivery::client::idempotency_key;
+use crate::delivery::batch::write_delivery;
 use crate::delivery::mailbox::{InboxError, Mailbox, Verdict};
 use crate::server::RequestBody;
-use crate::store::{AttemptResult, ClaimedDelivery};
+use crate::store::AttemptResult;
 use crate::telemetry::events::{DeliveryAttempted, MailboxTaken};
 
 /// How many deliveries `GET /v1/inbox` takes when the caller names no limit.
@@ -82,58 +82,10 @@ pub(super) async fn take(
             body.push(b',');
         }
         let signature = signer.map(|notary| crate::delivery::signature::sign_delivery(&notary.key, d));
-        write_delivery(d, signature.as_deref(), &mut body);
+        write_delivery(d, signature.as_deref(), d.traceparent.as_deref(), &mut body);
     }
     body.extend_from_slice(b"]}");
     Ok(json_response(StatusCode::OK, body))
-}
-
-/// What a push sends in its headers, beside the body.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    delivery_id: i64,
-    record_id: &'a str,
-    agreement: &'a str,
-    sender: &'a str,
-    schema: String,
-    idempotency_key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    traceparent: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tracestate: Option<&'a str>,
-    attempts: u32,
-    /// The detached JWS a push sends as `Passerelle-Signature`, over the bytes of `body`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signature: Option<&'a str>,
-}
-
-/// One delivery as a JSON object: its envelope, then `"body"` with the stored bytes unchanged
-/// (canonical JSON written at acceptance, so they are a JSON value as they stand, and what
-/// `signature` covers).
-fn write_delivery(d: &ClaimedDelivery, signature: Option<&str>, out: &mut Vec<u8>) {
-    let envelope = Envelope {
-        delivery_id: d.id,
-        record_id: &d.record_id,
-        agreement: &d.agreement,
-        sender: &d.sender,
-        schema: format!("{}/{}", d.record_type, d.schema_version),
-        idempotency_key: idempotency_key(d),
-        traceparent: d.traceparent.as_deref(),
-        tracestate: d.tracestate.as_deref(),
-        attempts: d.attempts,
-        signature,
-    };
-    let start = out.len();
-    if serde_json::to_writer(&mut *out, &envelope).is_err() {
-        out.truncate(start);
-        out.extend_from_slice(b"{");
-    } else {
-        out.pop();
-        out.push(b',');
-    }
-    out.extend_from_slice(b"\"body\":");
-    out.extend_from_slice(if d.body.is_empty() { b"null" } else { &d.body });
-    out.push(b'}');
 }
 
 /// A settlement as posted.

@@ -57,7 +57,7 @@ mod received;
 use crate::store::{DeliveryStatus, DeliveryView, RecordState, RecordView};
 pub use components::component_name;
 use components::{add_schema_file, component_ref, drop_unused_components, embed};
-use received::{delivery_webhooks, inbox_bodies, received_views};
+use received::{batch_webhook, delivery_webhooks, inbox_bodies, received_views};
 
 /// The admin API's document, served as written.
 pub const ADMIN_DOCUMENT: &str = include_str!("openapi/admin.json");
@@ -159,8 +159,11 @@ pub fn partner_document(config: &Config, partner: &str) -> Value {
     // What the caller receives: each view a component, shown where it is sent.
     let received = received_views(config, partner, &mut components);
     match config.partner(partner).and_then(|p| p.delivery.as_ref()) {
-        Some(crate::delivery::DeliveryMode::Push(_)) if !received.is_empty() => {
-            let webhooks = delivery_webhooks(&config.built.catalog, &received, &mut components);
+        Some(crate::delivery::DeliveryMode::Push(endpoint)) if !received.is_empty() => {
+            let mut webhooks = delivery_webhooks(&config.built.catalog, &received, &mut components);
+            if let Some(batch) = endpoint.batch {
+                webhooks.insert("batch".to_owned(), batch_webhook(&mut document, &received, batch));
+            }
             document["webhooks"] = Value::Object(webhooks);
             if let Some(Value::Array(tags)) = document.get_mut("tags") {
                 tags.push(json!({"name": "deliveries", "description": "What the gateway sends the caller: every record it receives, as a webhook to its endpoint."}));

@@ -361,6 +361,35 @@ fn delivery_modes_are_checked() {
     drop(dir);
 }
 
+/// A batch is for push recipients, bounded in size and wait, and its wait must fit in the lease
+/// beside the attempt.
+#[test]
+fn batch_delivery_settings_are_checked() {
+    let (dir, main) = shipped();
+    edit_file(&main, "lease_secs = 60", "lease_secs = 20");
+    let partners = main.with_file_name("partners.toml");
+    let batch = |endpoint: &str, batch: &str| {
+        let line = format!("endpoint = \"http://127.0.0.1:{endpoint}/inbox\"");
+        edit_file(&partners, &line, &format!("{line}\nbatch = {{ {batch} }}"));
+    };
+    batch("18101", "max_records = 0, max_wait_ms = 10");
+    batch("18102", "max_records = 5, max_wait_ms = 20000");
+    batch("18103", "max_records = 5, max_wait_ms = 9500");
+    let pulled = "[partner.delivery]\nmode = \"pull\"";
+    edit_file(&partners, pulled, &format!("{pulled}\nbatch = {{ max_records = 5, max_wait_ms = 10 }}"));
+    refused_with(
+        &main,
+        "partners.toml",
+        &[
+            "partner `esdc-sin-registry`: batch.max_records (0) is not from 1 to 1000",
+            "partner `cra-child-benefit`: batch.max_wait_ms (20000) is over 10000",
+            "partner `on-health-plan`: its batch.max_wait_ms (9500 ms) plus its delivery timeout (10000 ms) plus 1 s must be within delivery.lease_secs (20 s)",
+            "partner `ottawa-city`: `batch` is for push delivery; a pull recipient takes its records from its mailbox",
+        ],
+    );
+    drop(dir);
+}
+
 /// A partners file that cannot be parsed is one problem: the agreements and keys that name its
 /// partners are not reported again as naming unknown partners.
 #[test]

@@ -18,7 +18,7 @@ async fn post_births(gw: &TestGateway, n: usize) -> Vec<String> {
     ids
 }
 
-async fn dead_of(gw: &TestGateway, recipient: &str) -> Vec<serde_json::Value> {
+pub(crate) async fn dead_of(gw: &TestGateway, recipient: &str) -> Vec<serde_json::Value> {
     let r = gw
         .admin
         .send(

@@ -194,3 +194,36 @@ async fn accepted_records_survive_a_restart_and_are_delivered_once() {
         assert_eq!(m.received().len(), 3, "{id}");
     }
 }
+
+#[tokio::test]
+async fn a_recipient_offering_http2_gets_its_deliveries_multiplexed_on_one_connection() {
+    let authority = passerelle::pki::Authority::new("Recipient CA").unwrap();
+    let server = authority.server(&["localhost"]).unwrap();
+    let h2 = MockRecipient::start_tls(&server.cert_pem, &server.key_pem, None).await;
+    let h1 = MockRecipient::start_tls_http1(&server.cert_pem, &server.key_pem).await;
+    // Slow answers keep several deliveries in flight at once.
+    h2.delay(Duration::from_millis(300));
+    h1.delay(Duration::from_millis(300));
+    let setup = Setup::new();
+    let ca = setup.dir.path().join("recipient-ca.pem");
+    std::fs::write(&ca, &authority.cert_pem).unwrap();
+    let mut recipients = mock_recipients().await;
+    let mut endpoints: std::collections::HashMap<String, String> =
+        recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
+    for (id, mock) in [("esdc-sin-registry", &h2), ("cra-child-benefit", &h1)] {
+        endpoints.insert(id.to_owned(), mock.https_endpoint());
+        recipients.insert(id.to_owned(), mock.clone());
+    }
+    let gw = setup.delivery(&format!("ca_files = [\"{}\"]", ca.display())).start_on(recipients, &endpoints).await;
+
+    // The first delivery opens the connection; the next ten, sent together, share it.
+    post_birth(&gw).await;
+    h2.wait_for(1, Duration::from_secs(10)).await;
+    futures_util::future::join_all((0..10).map(|_| post_birth(&gw))).await;
+    let got = h2.wait_for(11, Duration::from_secs(15)).await;
+    assert!(got.iter().all(|r| r.version == http::Version::HTTP_2), "every delivery went over HTTP/2");
+    assert_eq!(h2.connections(), 1, "eleven deliveries, one connection");
+    let got = h1.wait_for(11, Duration::from_secs(15)).await;
+    assert!(got.iter().all(|r| r.version == http::Version::HTTP_11), "an HTTP/1.1 recipient is still served");
+    assert!(h1.connections() > 1, "HTTP/1.1 runs one delivery per connection at a time");
+}

@@ -8,6 +8,7 @@ mod alerting;
 mod architecture;
 mod audit;
 mod backup;
+mod batch;
 mod command_line;
 mod completion;
 mod config_check;

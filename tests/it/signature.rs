@@ -43,6 +43,30 @@ fn kids(jwks: &str) -> Vec<String> {
     set["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
 }
 
+/// Checks a delivery given as a JSON object (a mailbox's, or a batch's record) within `text`,
+/// the answer or request it came in, as `recipient` would: the signature over the bytes of its
+/// `body` as they stand in `text` (its canonical form), then the signed facts against its members.
+pub(crate) fn verify_delivery_object(
+    keys: &TrustedKeys,
+    delivery: &Value,
+    text: &str,
+    recipient: &str,
+) -> VerifiedDelivery {
+    let signature = delivery["signature"].as_str().expect("a signature");
+    let body = passerelle::json::to_canonical_vec(&delivery["body"]);
+    assert!(text.contains(&format!("\"body\":{}}}", String::from_utf8(body.clone()).unwrap())));
+    let verified = signature::verify(signature, &body, keys).unwrap_or_else(|e| panic!("{recipient}: {e}"));
+    let told = ReceivedFacts {
+        record_id: delivery["record_id"].as_str(),
+        agreement: delivery["agreement"].as_str(),
+        sender: delivery["sender"].as_str(),
+        recipient: Some(recipient),
+        schema: delivery["schema"].as_str(),
+    };
+    verified.matches(&told).unwrap_or_else(|e| panic!("{recipient}: {e}"));
+    verified
+}
+
 /// Checks a delivery of `body` to `recipient` as its recipient would: the signature with the
 /// published keys, then the signed facts against the headers it came with.
 fn verify_pushed(keys: &TrustedKeys, received: &mock::Received, recipient: &str) -> VerifiedDelivery {
@@ -102,20 +126,8 @@ async fn a_delivery_taken_from_the_mailbox_carries_its_signature() {
     let taken = gw.client.get("/v1/inbox?limit=10", gw.key(CITY)).await;
     assert_eq!(taken.status, StatusCode::OK, "{}", taken.text());
     let delivery = taken.json()["deliveries"][0].clone();
-    let signature = delivery["signature"].as_str().expect("a signature").to_owned();
-    // What was signed is the body's bytes as they stand in the answer: its canonical form.
-    let body = passerelle::json::to_canonical_vec(&delivery["body"]);
-    assert!(taken.text().contains(&format!("\"body\":{}}}", String::from_utf8(body.clone()).unwrap())));
     let (jwks, keys) = published_keys(&gw, CITY).await;
-    let verified = signature::verify(&signature, &body, &keys).unwrap();
-    let told = ReceivedFacts {
-        record_id: delivery["record_id"].as_str(),
-        agreement: delivery["agreement"].as_str(),
-        sender: delivery["sender"].as_str(),
-        recipient: Some(CITY),
-        schema: delivery["schema"].as_str(),
-    };
-    verified.matches(&told).unwrap();
+    let verified = verify_delivery_object(&keys, &delivery, &taken.text(), CITY);
     assert_facts_of(&verified, &receipt);
 
     // `passerelle verify-delivery --inbox` takes the delivery as `passerelle inbox --out` writes it.

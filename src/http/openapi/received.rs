@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::components::{add_schema_file, component_ref};
 use super::{EXAMPLE_RECORD_ID, SAMPLES, sample};
 use crate::config::Config;
+use crate::delivery::batch::BatchSettings;
 use crate::policy::{Agreement, Mode};
 use crate::schema::{SchemaCatalog, Version};
 
@@ -197,6 +198,58 @@ pub(super) fn delivery_webhooks(
 /// `agreement` and `schema` version (or, with notices, is a completion notice), and the example
 /// shows one of its own.
 pub(super) fn inbox_bodies(document: &mut Value, partner: &str, received: &[ReceivedView<'_>], notices: bool) {
+    delivery_bodies(document, received, notices);
+    let example = "/paths/~1v1~1inbox/get/responses/200/content/application~1json/example";
+    let Some(page) = document.pointer_mut(example) else { return };
+    let Some((view, body)) = received.iter().find_map(|r| r.example.clone().map(|body| (r, body))) else {
+        // Nothing to show that fits: an empty page.
+        *page = json!({"lease": null, "deliveries": []});
+        return;
+    };
+    page["lease"]["id"] = json!(format!("inbox/{partner}/019ad0a55c007c3a9d2e6b1f0a4c8e22"));
+    if let Some(delivery) = page.pointer_mut("/deliveries/0") {
+        let a = view.agreement;
+        delivery["agreement"] = json!(&*a.id);
+        delivery["sender"] = json!(&*a.sender);
+        delivery["schema"] = json!(format!("{}/{}", a.record_type, view.version));
+        delivery["idempotency_key"] = json!(format!("{EXAMPLE_RECORD_ID}.{partner}"));
+        delivery["body"] = body;
+    }
+}
+
+/// A batch recipient's webhook: up to `batch.max_records` deliveries in one POST to
+/// `{endpoint}`, each a mailbox delivery's object, answered per record.
+pub(super) fn batch_webhook(document: &mut Value, received: &[ReceivedView<'_>], batch: BatchSettings) -> Value {
+    delivery_bodies(document, received, false);
+    let description = format!(
+        "With `batch` in your entry of the partners file, the gateway POSTs up to {} records at once (waiting up to {} ms for more) \
+         to `{{endpoint}}` itself, as `{}`: each record is an object with the members a single POST sends as headers, its own \
+         `idempotency_key` and `signature`, and `body`, the projected record byte for byte (what `signature` covers). \
+         Answer 200 with one result per record (`DeliveryBatchAnswer`); each is counted as a single POST's status would be. \
+         Any other answer, a timeout or a connection failure is the answer for every record of the batch.",
+        batch.max_records,
+        batch.max_wait.as_millis(),
+        crate::delivery::batch::CONTENT_TYPE
+    );
+    let records = json!({"type": "array", "minItems": 1, "maxItems": batch.max_records, "items": {"$ref": "#/components/schemas/InboxDelivery"}});
+    json!({"post": {
+        "operationId": "deliver.batch",
+        "tags": ["deliveries"],
+        "summary": "Several records delivered to you in one POST, each answered on its own.",
+        "description": description,
+        "security": [],
+        "requestBody": {"required": true, "content": {(crate::delivery::batch::CONTENT_TYPE): {"schema": {"type": "object", "required": ["records"], "properties": {"records": records}}}}},
+        "responses": {
+            "200": {"description": "Each record's result.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeliveryBatchAnswer"}}}},
+            "4XX": {"description": "Refused as a whole: every record of the batch is dead at once, but for 408, 425 and 429, which are retried like a 5XX."},
+            "5XX": {"description": "Not received now: every record of the batch is retried with backoff."}
+        }
+    }})
+}
+
+/// What a delivery object's `body` is: valid under the view of its `agreement` and `schema`
+/// version (or, with notices, a completion notice).
+fn delivery_bodies(document: &mut Value, received: &[ReceivedView<'_>], notices: bool) {
     let mut bodies: Vec<Value> = received.iter().map(|r| r.schema.clone()).collect();
     if notices {
         bodies.push(json!({"type": "object", "description": "A completion notice (`agreement` `completion-notice`, `schema` `completion-notice/1.0`): see `passerelle audit verify-notice`."}));
@@ -213,21 +266,5 @@ pub(super) fn inbox_bodies(document: &mut Value, partner: &str, received: &[Rece
             )),
         );
         body.insert("anyOf".to_owned(), Value::Array(bodies));
-    }
-    let example = "/paths/~1v1~1inbox/get/responses/200/content/application~1json/example";
-    let Some(page) = document.pointer_mut(example) else { return };
-    let Some((view, body)) = received.iter().find_map(|r| r.example.clone().map(|body| (r, body))) else {
-        // Nothing to show that fits: an empty page.
-        *page = json!({"lease": null, "deliveries": []});
-        return;
-    };
-    page["lease"]["id"] = json!(format!("inbox/{partner}/019ad0a55c007c3a9d2e6b1f0a4c8e22"));
-    if let Some(delivery) = page.pointer_mut("/deliveries/0") {
-        let a = view.agreement;
-        delivery["agreement"] = json!(&*a.id);
-        delivery["sender"] = json!(&*a.sender);
-        delivery["schema"] = json!(format!("{}/{}", a.record_type, view.version));
-        delivery["idempotency_key"] = json!(format!("{EXAMPLE_RECORD_ID}.{partner}"));
-        delivery["body"] = body;
     }
 }

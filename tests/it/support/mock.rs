@@ -24,6 +24,8 @@ pub struct Received {
     pub body: Bytes,
     /// The names in the client certificate the gateway presented (TLS mocks only).
     pub client_names: Vec<String>,
+    /// The HTTP version the request came in.
+    pub version: http::Version,
 }
 
 impl Received {
@@ -90,6 +92,9 @@ struct Behaviour {
     /// Extra header on every answer.
     header: Option<(&'static str, String)>,
     body: Bytes,
+    /// Statuses to answer the records of batches with, one per record in the order they come,
+    /// before 200 (a batch answered 2xx as a whole only).
+    per_record: VecDeque<u16>,
 }
 
 #[derive(Default)]
@@ -98,6 +103,8 @@ struct State {
     /// Accepted requests by Idempotency-Key, to count duplicates the way a real recipient would.
     seen_keys: HashMap<String, usize>,
     duplicates: usize,
+    /// TCP connections accepted.
+    connections: usize,
 }
 
 /// A recipient system that records every request and answers as told.
@@ -119,6 +126,16 @@ impl MockRecipient {
     /// Starts an HTTPS recipient with `cert`/`key` (PEM), asking the gateway for a client
     /// certificate issued by `client_ca` when given.
     pub async fn start_tls(cert: &str, key: &str, client_ca: Option<&str>) -> MockRecipient {
+        Self::start_tls_offering(cert, key, client_ca, &[b"h2", b"http/1.1"]).await
+    }
+
+    /// Starts an HTTPS recipient with `cert`/`key` (PEM) that offers only HTTP/1.1.
+    pub async fn start_tls_http1(cert: &str, key: &str) -> MockRecipient {
+        Self::start_tls_offering(cert, key, None, &[b"http/1.1"]).await
+    }
+
+    /// Starts an HTTPS recipient offering the ALPN `protocols`.
+    async fn start_tls_offering(cert: &str, key: &str, client_ca: Option<&str>, protocols: &[&[u8]]) -> MockRecipient {
         use rustls_pki_types::pem::PemObject;
         let chain = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap).collect();
         let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
@@ -142,7 +159,7 @@ impl MockRecipient {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_single_cert(chain, key).unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self::serve_with(listener, Some(Arc::new(config)))
     }
@@ -162,6 +179,7 @@ impl MockRecipient {
                 delay: Duration::ZERO,
                 header: None,
                 body: Bytes::from_static(b"{}"),
+                per_record: VecDeque::new(),
             })),
             notify: Arc::default(),
         };
@@ -169,6 +187,7 @@ impl MockRecipient {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
+                m.state.lock().unwrap().connections += 1;
                 let (m, tls) = (m.clone(), tls.clone());
                 tokio::spawn(async move {
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -244,6 +263,12 @@ impl MockRecipient {
         self
     }
 
+    /// Answer the next records of batches with `statuses`, one per record, then 200.
+    pub fn answer_records(&self, statuses: &[u16]) -> &Self {
+        self.behaviour.lock().unwrap().per_record.extend(statuses);
+        self
+    }
+
     /// Add a header to every answer.
     pub fn with_header(&self, name: &'static str, value: &str) -> &Self {
         self.behaviour.lock().unwrap().header = Some((name, value.to_owned()));
@@ -251,20 +276,25 @@ impl MockRecipient {
     }
 
     async fn answer(&self, req: Request<Incoming>, client_names: Vec<String>) -> Response<Full<Bytes>> {
-        let (delay, status, header, answer) = {
+        let (delay, status, header, mut answer) = {
             let mut b = self.behaviour.lock().unwrap();
             let status = b.script.pop_front().map(|(s, _)| s).unwrap_or(b.status);
             (b.delay, status, b.header.clone(), b.body.clone())
         };
         let path = req.uri().path().to_owned();
+        let version = req.version();
         let headers = req.headers().clone();
         let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let batch = headers.get("content-type").is_some_and(|t| t == passerelle::delivery::batch::CONTENT_TYPE);
+        if batch && (200..300).contains(&status) {
+            answer = self.answer_batch(&body);
+        }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         {
             let mut s = self.state.lock().unwrap();
-            let received = Received { path, headers, body, client_names };
+            let received = Received { path, headers, body, client_names, version };
             if (200..300).contains(&status)
                 && let Some(key) = received.header("idempotency-key").map(str::to_owned)
             {
@@ -285,9 +315,30 @@ impl MockRecipient {
         response
     }
 
+    /// The per-record answer to a batch: each record's scripted status, or 200.
+    fn answer_batch(&self, body: &[u8]) -> Bytes {
+        let batch: serde_json::Value = serde_json::from_slice(body).expect("a batch is JSON");
+        let mut b = self.behaviour.lock().unwrap();
+        let results: Vec<serde_json::Value> = batch["records"]
+            .as_array()
+            .expect("a batch has records")
+            .iter()
+            .map(|r| {
+                let status = b.per_record.pop_front().unwrap_or(200);
+                serde_json::json!({"idempotency_key": r["idempotency_key"], "status": status})
+            })
+            .collect();
+        Bytes::from(serde_json::json!({ "results": results }).to_string())
+    }
+
     /// Every request received so far, answered or not.
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
     }
 
     /// Requests that repeated an Idempotency-Key this mock had already accepted.

@@ -315,7 +315,17 @@ token_file = "admin-token"
 
     /// Starts a gateway on the given mock recipients (absent ones point at a closed port).
     pub async fn start_with(self, recipients: HashMap<String, MockRecipient>) -> TestGateway {
-        self.write_for(&recipients);
+        let endpoints = recipients.iter().map(|(id, m)| (id.clone(), m.endpoint())).collect();
+        self.start_on(recipients, &endpoints).await
+    }
+
+    /// Starts a gateway delivering to `endpoints` (HTTPS ones among them), served by `recipients`.
+    pub async fn start_on(
+        self,
+        recipients: HashMap<String, MockRecipient>,
+        endpoints: &HashMap<String, String>,
+    ) -> TestGateway {
+        self.write(endpoints);
         let config =
             passerelle::config::load(&self.main_config()).unwrap_or_else(|e| panic!("test config: {:?}", e.problems));
         let gateway = Gateway::start(config).await.unwrap();
