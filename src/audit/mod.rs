@@ -243,13 +243,22 @@ pub fn receipt_message_v2(receipt: &Value) -> Vec<u8> {
 /// The hash of a format-3 receipt's leaf: everything in the receipt but `audit.signature`,
 /// `audit.proof` and `audit.tree` (see the module documentation).
 pub fn receipt_leaf_v3(receipt: &Value) -> merkle::Hash {
+    const LEFT_OUT: [&str; 3] = ["signature", "proof", "tree"];
+    let leaf_of = |leaf: &Value| {
+        merkle::leaf_hash(&[b"passerelle:receipt:v3:".as_slice(), &crate::json::to_canonical_vec(leaf)].concat())
+    };
+    // The writer hashes receipts that have none of those members yet: no copy is needed.
+    let audit = receipt.get("audit").and_then(Value::as_object);
+    if audit.is_none_or(|a| !LEFT_OUT.iter().any(|k| a.contains_key(*k))) {
+        return leaf_of(receipt);
+    }
     let mut leaf = receipt.clone();
     if let Some(audit) = leaf.get_mut("audit").and_then(Value::as_object_mut) {
-        audit.remove("signature");
-        audit.remove("proof");
-        audit.remove("tree");
+        for member in LEFT_OUT {
+            audit.remove(member);
+        }
     }
-    merkle::leaf_hash(&[b"passerelle:receipt:v3:".as_slice(), &crate::json::to_canonical_vec(&leaf)].concat())
+    leaf_of(&leaf)
 }
 
 /// The bytes a tree head's signature covers: where the tree starts, how many receipts it holds,
