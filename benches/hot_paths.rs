@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use passerelle::audit::receipt::{self, Inclusion, StoredReceipt, TreeHead};
 use passerelle::audit::{AuditEvent, AuditStamp, GENESIS};
 use passerelle::config::Config;
 use passerelle::seal::{Binding, DataKey, KeyEncryptionKey};
@@ -116,6 +117,40 @@ fn audit(c: &mut Criterion) {
     c.bench_function("audit/receipt_signature", |b| {
         b.iter(|| notary.sign_receipt(&stored, &[7; 32], stamp, 1_795_000_000_000))
     });
+    // Per record: format 2 signs each receipt; format 3 makes each receipt's leaf and its share
+    // of the tree and of the one signature in the writer, then writes its proof in the request.
+    let mut group = c.benchmark_group("audit/receipt_per_record");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("format2_signature", |b| {
+        b.iter(|| notary.sign_receipt(&stored, &[7; 32], stamp, 1_795_000_000_000))
+    });
+    for n in [1u64, 64, 512] {
+        let receipts: Vec<StoredReceipt> = (0..n as i64)
+            .map(|i| StoredReceipt {
+                receipt: Bytes::from(stored.clone()),
+                stamp: AuditStamp { seq: 42 + i, hash: [9; 32] },
+                body_digest: Some([7; 32]),
+                tree: None,
+            })
+            .collect();
+        group.throughput(Throughput::Elements(n));
+        group.bench_function(BenchmarkId::new("format3_tree", n), |b| {
+            b.iter(|| {
+                let signer = receipt::Signer { signed_at: 1_795_000_000_000, key_id: notary.key.id() };
+                let tree = receipt::tree_of(&receipts, signer).unwrap();
+                let head = Arc::new(TreeHead::sign(42, &tree, signer.signed_at, &notary.key));
+                let sealed: Vec<Vec<u8>> = (receipts.iter().enumerate())
+                    .map(|(i, r)| {
+                        let inclusion =
+                            Inclusion { head: head.clone(), index: i as u64, path: tree.proof(i).unwrap_or_default() };
+                        receipt::seal_in_tree(&r.receipt, r.stamp, &[7; 32], &inclusion).unwrap()
+                    })
+                    .collect();
+                sealed
+            })
+        });
+    }
+    group.finish();
 }
 
 /// What each delivery costs to sign (once per attempt) and a recipient to verify: the city's
@@ -188,6 +223,11 @@ fn new_record(n: u64, body: &Bytes) -> NewRecord {
     }
 }
 
+/// The key the benchmark's stores sign their receipt trees with, as a gateway's do.
+fn receipt_key() -> Arc<passerelle::audit::keys::SigningKey> {
+    Arc::new(passerelle::audit::keys::SigningKey::generate().unwrap())
+}
+
 /// The key-encryption key the benchmark's stores seal under.
 fn keks() -> Arc<Keks> {
     Arc::new(Keks { current: KeyEncryptionKey::from_bytes(&[7; 32]).unwrap(), previous: vec![] })
@@ -237,6 +277,7 @@ async fn postgres_store() -> (Arc<dyn Store>, String) {
         linger: Duration::ZERO,
         tls: None,
         encryption: Some(keks()),
+        receipts: Some(receipt_key()),
     };
     (Arc::new(PostgresStore::open(options, passerelle::telemetry::Metrics::new()).await.unwrap()), schema)
 }
@@ -254,6 +295,7 @@ fn group_commit(c: &mut Criterion) {
             commit_timeout: Duration::from_secs(30),
             linger: Duration::ZERO,
             encryption,
+            receipts: Some(receipt_key()),
         };
         runtime.block_on(async { Arc::new(SqliteStore::open(options, passerelle::telemetry::Metrics::new()).unwrap()) })
     };

@@ -85,6 +85,13 @@ pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Sto
         }
         None => None,
     };
+    // Each group commit's receipt tree is signed with the notary's key. The gateway creates it
+    // before it opens the store; a command run before any key exists commits no record.
+    let key_file = &config.settings.audit.signing_key_file;
+    let receipts = match key_file.exists() {
+        true => Some(Arc::new(SigningKey::load_or_create(key_file)?)),
+        false => None,
+    };
     let store: Arc<dyn Store> = if let Some(pg) = &settings.postgres {
         let options = crate::store::postgres::PostgresOptions {
             config: pg.config.clone(),
@@ -95,6 +102,7 @@ pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Sto
             linger: settings.commit_linger,
             tls: config.built.postgres_tls.clone(),
             encryption,
+            receipts,
         };
         Arc::new(crate::store::postgres::PostgresStore::open(options, metrics).await?)
     } else {
@@ -106,6 +114,7 @@ pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Sto
                 commit_timeout: settings.commit_timeout,
                 linger: settings.commit_linger,
                 encryption,
+                receipts,
             },
             metrics,
         )?)

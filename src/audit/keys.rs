@@ -63,6 +63,15 @@ impl SigningKey {
         Ok(SigningKey { pair, id })
     }
 
+    /// A new key that lives in memory only (tests and benchmarks).
+    pub fn generate() -> Result<Self, KeyError> {
+        let failed = || KeyError::Format { path: "(memory)".into(), what: "key generation failed" };
+        let document = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|_| failed())?;
+        let pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).map_err(|_| failed())?;
+        let id = key_id(pair.public_key().as_ref());
+        Ok(SigningKey { pair, id })
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }

@@ -51,8 +51,27 @@
 //!   `received_at` or `deliveries`. Such receipts still verify; the verifier says which fields
 //!   the signature leaves out, and checked online it compares them with the gateway's record.
 //!
-//! The two prefixes differ, so a signature made for one format never verifies as the other:
-//! removing or changing `format` on a format-2 receipt only makes its signature fail.
+//! - **Format 3** (`"format": 3`, every receipt issued by a gateway that signs its group
+//!   commits) is signed with the other receipts committed in the same transaction. Its `audit`
+//!   member holds the members of format 2, and `leaf_index`, `proof` (an inclusion proof:
+//!   lowercase hex SHA-256 hashes, from the leaf up) and `tree`, the tree of those receipts:
+//!   `first_seq` (the audit entry of its first receipt), `size` and `root`.
+//!   - The receipt's leaf is [`merkle::leaf_hash`] of `"passerelle:receipt:v3:" ||
+//!     canonical(R)`, where `R` is the receipt as received with the three members
+//!     `audit.signature`, `audit.proof` and `audit.tree` removed: every other member,
+//!     `leaf_index`, `signed_at`, `key_id` and `format` included, is covered.
+//!   - `proof` must lead from that leaf, at `leaf_index` in a tree of `tree.size` leaves, to
+//!     `tree.root` (RFC 9162 §2.1.3.2; the hashes are RFC 6962's, see [`merkle`]).
+//!   - `signature` (Ed25519, by `key_id`) signs the tree head, `"passerelle:receipts:v3:" ||
+//!     canonical({first_seq, key_id, root, signed_at, size})` (`root` in hex, `signed_at` and
+//!     `key_id` the receipt's), so the size, hence every leaf's place, is bound.
+//!
+//!   The gateway signs once per group commit instead of once per receipt; the heads, one per
+//!   commit in `first_seq` order, are the sequence a transparency log would publish.
+//!
+//! The prefixes differ, so a signature made for one format never verifies as another:
+//! removing or changing `format` on a format-2 receipt only makes its signature fail, and on a
+//! format-3 receipt it changes the leaf, which then is not in the signed tree.
 
 pub mod digest;
 pub mod export;
@@ -219,6 +238,40 @@ pub fn receipt_message_v2(receipt: &Value) -> Vec<u8> {
         audit.remove("signature");
     }
     [b"passerelle:receipt:v2:".as_slice(), &crate::json::to_canonical_vec(&signed)].concat()
+}
+
+/// The hash of a format-3 receipt's leaf: everything in the receipt but `audit.signature`,
+/// `audit.proof` and `audit.tree` (see the module documentation).
+pub fn receipt_leaf_v3(receipt: &Value) -> merkle::Hash {
+    const LEFT_OUT: [&str; 3] = ["signature", "proof", "tree"];
+    let leaf_of = |leaf: &Value| {
+        merkle::leaf_hash(&[b"passerelle:receipt:v3:".as_slice(), &crate::json::to_canonical_vec(leaf)].concat())
+    };
+    // The writer hashes receipts that have none of those members yet: no copy is needed.
+    let audit = receipt.get("audit").and_then(Value::as_object);
+    if audit.is_none_or(|a| !LEFT_OUT.iter().any(|k| a.contains_key(*k))) {
+        return leaf_of(receipt);
+    }
+    let mut leaf = receipt.clone();
+    if let Some(audit) = leaf.get_mut("audit").and_then(Value::as_object_mut) {
+        for member in LEFT_OUT {
+            audit.remove(member);
+        }
+    }
+    leaf_of(&leaf)
+}
+
+/// The bytes a tree head's signature covers: where the tree starts, how many receipts it holds,
+/// its root, when and by which key it was signed.
+pub fn tree_head_message(first_seq: i64, size: u64, root: &merkle::Hash, signed_at: i64, key_id: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "first_seq": first_seq,
+        "size": size,
+        "root": to_hex(root),
+        "signed_at": crate::clock::rfc3339_ms(signed_at),
+        "key_id": key_id,
+    });
+    [b"passerelle:receipts:v3:".as_slice(), &crate::json::to_canonical_vec(&body)].concat()
 }
 
 /// The kinds of entries, as written in `kind`.

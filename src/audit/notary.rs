@@ -1,8 +1,11 @@
 //! The notary: signs receipts and checkpoints with this instance's key.
 //!
-//! Receipts are signed in the request's own task, after the commit, from the entry's stamp:
-//! Ed25519 signatures are deterministic, so a replayed request re-signs the same proof without
-//! the writer thread ever doing the (comparatively slow) signing.
+//! A store opened with the signing key signs each group commit's receipts once, as a tree
+//! (format 3, in the store's writer); a receipt is signed here on its own (format 2) only when
+//! its record is in no signed tree: a store opened without the key, or a record committed before
+//! trees were signed, whose replay must return the receipt first issued. That happens in the
+//! request's own task, after the commit, from the entry's stamp: Ed25519 signatures are
+//! deterministic, so a replayed request re-signs the same proof.
 
 use super::keys::{SigningKey, TrustedKeys};
 use super::{AuditStamp, Checkpoint, checkpoint_message};

@@ -21,16 +21,33 @@
 //! two messages have different prefixes, so stripping `format` from a format 2 receipt does not
 //! downgrade it: its signature then fails.
 //!
+//! # Format 3: one signature per group commit
+//!
+//! A **format 3** receipt is not signed on its own. The writer, once per group commit, builds a
+//! Merkle tree ([`crate::audit::merkle`]) over the leaves of the receipts the commit issues (each
+//! leaf covers its whole receipt but the signature, the proof and the tree) in audit order, signs
+//! its head ([`TreeHead`]: where it starts, its size, its root, when, by which key) and stores
+//! the head in the same transaction. Each receipt keeps every member of format 2 (its
+//! `signature` is now the head's) and adds its `leaf_index`, the inclusion `proof` and the
+//! `tree` (`first_seq`, `size`, `root`), so that it checks offline with SHA-256 and one Ed25519
+//! verification, as format 2 does, while the gateway signs once per commit instead of once per
+//! record. The heads, one per
+//! commit in `first_seq` order, are what a transparency log would publish; a receipt's inclusion
+//! proof stays what it is if one is built over them.
+//!
 //! Online, [`PresentedReceipt::compare`] also compares a receipt with the one stored with the
 //! record (the store keeps it without the proof) and the record's audit entry, and names the
 //! first field that differs. That is how a changed field of a format-1 receipt is caught, and how
 //! an edited receipt is told from an edited store (the receipt's signature then still holds).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::audit::keys::{SignatureError, TrustedKeys};
-use crate::audit::{AuditStamp, receipt_message_v1, receipt_message_v2};
+use crate::audit::keys::{SignatureError, SigningKey, TrustedKeys};
+use crate::audit::merkle::{self, Hash, Tree};
+use crate::audit::{AuditStamp, receipt_leaf_v3, receipt_message_v1, receipt_message_v2, tree_head_message};
 use crate::digest::{decode_hex, to_hex};
 use crate::json::JsonError;
 
@@ -44,10 +61,188 @@ pub struct StoredReceipt {
     pub stamp: AuditStamp,
     /// That entry's body digest.
     pub body_digest: Option<[u8; 32]>,
+    /// The signed head of the tree the receipt is in (format 3); `None` for a receipt signed on
+    /// its own (formats 1 and 2).
+    pub tree: Option<TreeHead>,
 }
 
-/// The format of the receipts this gateway issues (see the module documentation).
+/// The format of the receipts a gateway signs one by one (see the module documentation).
 pub const FORMAT: u64 = 2;
+
+/// The format of the receipts a gateway issues in signed trees, one per group commit.
+pub const FORMAT_TREE: u64 = 3;
+
+/// The longest inclusion proof read: a tree of 2^32 receipts, far beyond any group commit.
+const MAX_PROOF: usize = 32;
+
+/// The signed head of the tree over the receipts one group commit issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeHead {
+    /// The audit entry of the tree's first receipt: where the head sits in the sequence of heads.
+    pub first_seq: i64,
+    /// How many receipts the tree holds.
+    pub size: u64,
+    pub root: Hash,
+    /// Unix ms.
+    pub signed_at: i64,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+impl TreeHead {
+    /// The head of `tree`, whose first receipt is audit entry `first_seq`, signed by `key` at
+    /// `signed_at` (unix ms).
+    pub fn sign(first_seq: i64, tree: &Tree, signed_at: i64, key: &SigningKey) -> TreeHead {
+        let mut head = TreeHead {
+            first_seq,
+            size: tree.size(),
+            root: tree.root(),
+            signed_at,
+            key_id: key.id().to_owned(),
+            signature: Vec::new(),
+        };
+        head.signature = key.sign(&head.message());
+        head
+    }
+
+    /// The bytes its signature covers.
+    pub fn message(&self) -> Vec<u8> {
+        tree_head_message(self.first_seq, self.size, &self.root, self.signed_at, &self.key_id)
+    }
+
+    /// Whether a trusted key signed it.
+    pub fn check_signature(&self, keys: &TrustedKeys) -> Result<(), ReceiptError> {
+        keys.verify(&self.key_id, &self.message(), &self.signature).map_err(|e| match e {
+            SignatureError::UnknownKey => ReceiptError::UntrustedKey(self.key_id.clone()),
+            SignatureError::Invalid => ReceiptError::TreeSignature,
+        })
+    }
+}
+
+/// Where a receipt sits in its group commit's signed tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inclusion {
+    pub head: Arc<TreeHead>,
+    /// Its leaf's place in the tree, from 0.
+    pub index: u64,
+    /// The sibling hashes from its leaf up to the root.
+    pub path: Vec<Hash>,
+}
+
+/// When and by which key a tree is signed: what each of its receipts shows, and its leaf covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Signer<'a> {
+    /// Unix ms.
+    pub signed_at: i64,
+    pub key_id: &'a str,
+}
+
+impl TreeHead {
+    /// When and by which key it was signed.
+    pub fn signer(&self) -> Signer<'_> {
+        Signer { signed_at: self.signed_at, key_id: &self.key_id }
+    }
+}
+
+/// The leaf of the receipt `stored` at `index` of a tree `signer` signs: the stored receipt with
+/// its format-3 proof but for the three members the leaf does not cover.
+pub fn leaf(stored: &StoredReceipt, index: u64, signer: Signer<'_>) -> Result<Hash, ReceiptError> {
+    let (_, mut receipt) = stored_members(&stored.receipt)?;
+    let proof = TreeProof::new(stored.stamp, &stored.body_digest.unwrap_or_default(), index, signer);
+    if let Some(members) = receipt.as_object_mut() {
+        // Serialising strings and integers cannot fail.
+        members.insert("audit".into(), serde_json::to_value(&proof).unwrap_or_default());
+    }
+    Ok(receipt_leaf_v3(&receipt))
+}
+
+/// The tree over `receipts`, the receipts of one group commit in audit order, as `signer` signs
+/// it.
+pub fn tree_of(receipts: &[StoredReceipt], signer: Signer<'_>) -> Result<Tree, ReceiptError> {
+    let leaves =
+        (receipts.iter().enumerate()).map(|(index, r)| leaf(r, index as u64, signer)).collect::<Result<_, _>>()?;
+    Ok(Tree::new(leaves))
+}
+
+/// The `audit` member of a format-3 receipt: format 2's members, then its place in the tree.
+/// `signature`, `proof` and `tree` are left out of its leaf.
+#[derive(Debug, Clone, Serialize)]
+struct TreeProof {
+    seq: i64,
+    entry_hash: String,
+    body_digest: String,
+    signed_at: String,
+    key_id: String,
+    format: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+    leaf_index: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tree: Option<TreeMember>,
+}
+
+impl TreeProof {
+    fn new(stamp: AuditStamp, body_digest: &[u8; 32], index: u64, signer: Signer<'_>) -> Self {
+        TreeProof {
+            seq: stamp.seq,
+            entry_hash: to_hex(&stamp.hash),
+            body_digest: to_hex(body_digest),
+            signed_at: crate::clock::rfc3339_ms(signer.signed_at),
+            key_id: signer.key_id.to_owned(),
+            format: FORMAT_TREE,
+            signature: None,
+            leaf_index: index,
+            proof: None,
+            tree: None,
+        }
+    }
+}
+
+/// A tree as a receipt's `audit.tree` shows it (who signed it when is in `audit`).
+#[derive(Debug, Clone, Serialize)]
+struct TreeMember {
+    first_seq: i64,
+    size: u64,
+    root: String,
+}
+
+/// `stored` (a receipt as committed, without a proof) with the format-3 proof that its record's
+/// entry `stamp`, with `body_digest`, is in the signed tree `inclusion` names.
+///
+/// Nothing is signed here: a replay rebuilds the same inclusion from the store and gets the same
+/// bytes.
+pub fn seal_in_tree(
+    stored: &[u8],
+    stamp: AuditStamp,
+    body_digest: &[u8; 32],
+    inclusion: &Inclusion,
+) -> Result<Vec<u8>, ReceiptError> {
+    let (was_empty, _) = stored_members(stored)?;
+    let head = &inclusion.head;
+    let proof = TreeProof {
+        signature: Some(to_hex(&head.signature)),
+        proof: Some(inclusion.path.iter().map(|h| to_hex(h)).collect()),
+        tree: Some(TreeMember { first_seq: head.first_seq, size: head.size, root: to_hex(&head.root) }),
+        ..TreeProof::new(stamp, body_digest, inclusion.index, head.signer())
+    };
+    Ok(append_audit(stored, &proof, was_empty))
+}
+
+/// Whether `stored` is a JSON object without an `audit` member (and whether it is empty), with
+/// its members.
+fn stored_members(stored: &[u8]) -> Result<(bool, Value), ReceiptError> {
+    let receipt = crate::json::parse_strict(stored, MAX_DEPTH)?;
+    let Some(members) = receipt.as_object() else {
+        return Err(ReceiptError::Field { field: "receipt", problem: "is not a JSON object" });
+    };
+    // A second `audit` member would be a duplicate key: readers could see either proof.
+    if members.contains_key("audit") {
+        return Err(ReceiptError::Field { field: "audit", problem: "is already present in the stored receipt" });
+    }
+    Ok((members.is_empty(), receipt))
+}
 
 /// The deepest nesting a receipt is read with: it has three levels, and the margin leaves room
 /// for later fields while keeping a hostile file from recursing far.
@@ -101,6 +296,8 @@ pub enum Format {
     V1,
     /// Every member of the receipt but `audit.signature`.
     V2,
+    /// Every member but `audit.proof` and `audit.tree`, as a leaf of a signed tree.
+    V3,
 }
 
 /// Why a receipt does not check out, or cannot be signed.
@@ -110,7 +307,7 @@ pub enum ReceiptError {
     Json(#[from] JsonError),
     #[error("the receipt is malformed: `{field}` {problem}")]
     Field { field: &'static str, problem: &'static str },
-    #[error("`audit.format` is {0}; this verifier knows formats 1 and 2")]
+    #[error("`audit.format` is {0}; this verifier knows formats 1, 2 and 3")]
     UnknownFormat(u64),
     #[error("`audit.key_id` names key {0}, which is not trusted")]
     UntrustedKey(String),
@@ -121,6 +318,16 @@ pub enum ReceiptError {
          (`audit.format` absent or 1)"
     )]
     ProofMismatch,
+    #[error(
+        "the receipt body does not match its signature: it is not in the tree the gateway signed (a field was \
+         changed after the gateway signed it, or `audit.proof` or `audit.leaf_index` does not lead to `audit.tree.root`)"
+    )]
+    NotInTree,
+    #[error(
+        "the receipt body does not match its signature: the signed tree head (`audit.tree`, `audit.signed_at`, \
+         `audit.key_id`) was changed after the gateway signed it"
+    )]
+    TreeSignature,
 }
 
 /// How a receipt differs from the gateway's own record of it (checked online).
@@ -150,25 +357,19 @@ pub enum Discrepancy {
 /// The signature covers the receipt as the sender will parse it. The bytes returned keep the
 /// stored member order with `audit` last, which is the same JSON value: the order is not signed.
 pub fn seal(stored: &[u8], mut proof: Proof, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> Result<Vec<u8>, ReceiptError> {
-    let mut receipt = crate::json::parse_strict(stored, MAX_DEPTH)?;
-    let Some(members) = receipt.as_object_mut() else {
-        return Err(ReceiptError::Field { field: "receipt", problem: "is not a JSON object" });
-    };
-    // A second `audit` member would be a duplicate key: readers could see either proof.
-    if members.contains_key("audit") {
-        return Err(ReceiptError::Field { field: "audit", problem: "is already present in the stored receipt" });
-    }
-    let was_empty = members.is_empty();
+    let (was_empty, mut receipt) = stored_members(stored)?;
     proof.format = Some(FORMAT);
     proof.signature = String::new();
-    // Serialising strings and integers cannot fail.
-    members.insert("audit".into(), serde_json::to_value(&proof).unwrap_or_default());
+    if let Some(members) = receipt.as_object_mut() {
+        // Serialising strings and integers cannot fail.
+        members.insert("audit".into(), serde_json::to_value(&proof).unwrap_or_default());
+    }
     proof.signature = to_hex(&sign(&receipt_message_v2(&receipt)));
     Ok(append_audit(stored, &proof, was_empty))
 }
 
 /// `receipt` (a JSON object's bytes) with `"audit": proof` added as its last member.
-fn append_audit(receipt: &[u8], proof: &Proof, empty: bool) -> Vec<u8> {
+fn append_audit(receipt: &[u8], proof: &impl Serialize, empty: bool) -> Vec<u8> {
     let proof = serde_json::to_vec(proof).unwrap_or_default();
     let Some(end) = receipt.iter().rposition(|b| *b == b'}') else {
         return receipt.to_vec();
@@ -201,6 +402,8 @@ pub struct PresentedReceipt {
     /// Unix ms.
     signed_at: i64,
     signature: Vec<u8>,
+    /// Format 3: the leaf's place, its proof and the signed tree head.
+    inclusion: Option<Inclusion>,
 }
 
 impl PresentedReceipt {
@@ -214,10 +417,15 @@ impl PresentedReceipt {
             .ok_or_else(malformed("record_id", "is not a string"))?
             .to_owned();
         let audit = value.get("audit").and_then(Value::as_object).ok_or_else(malformed("audit", "is not an object"))?;
-        // `field` is the member's full name, `audit.<member>`, so that errors name it as written.
+        let tree = audit.get("tree").and_then(Value::as_object);
+        // `field` is the member's full name, `audit.<member>` or `audit.tree.<member>`, so that
+        // errors name it as written.
+        let member = |field: &'static str| match field.strip_prefix("audit.tree.") {
+            Some(member) => tree.and_then(|t| t.get(member)),
+            None => audit.get(field.trim_start_matches("audit.")),
+        };
         let text = |field: &'static str| {
-            let member = field.trim_start_matches("audit.");
-            audit.get(member).and_then(Value::as_str).map(str::to_owned).ok_or_else(malformed(field, "is not a string"))
+            member(field).and_then(Value::as_str).map(str::to_owned).ok_or_else(malformed(field, "is not a string"))
         };
         let digest = |hex: &str, field: &'static str| {
             decode_hex(hex)
@@ -229,6 +437,7 @@ impl PresentedReceipt {
             Some(v) => match v.as_u64() {
                 Some(1) => Format::V1,
                 Some(2) => Format::V2,
+                Some(3) => Format::V3,
                 Some(other) => return Err(ReceiptError::UnknownFormat(other)),
                 None => return Err(malformed("audit.format", "is not a positive integer")()),
             },
@@ -242,37 +451,81 @@ impl PresentedReceipt {
             format: audit.get("format").and_then(Value::as_u64),
             signature: text("audit.signature")?,
         };
+        let signed_at = crate::clock::parse_rfc3339_ms(&proof.signed_at)
+            .ok_or_else(malformed("audit.signed_at", "is not an RFC 3339 time"))?;
+        let signature = decode_hex(&proof.signature).ok_or_else(malformed("audit.signature", "is not hexadecimal"))?;
+        // Format 3: the receipt's place in the tree whose head `signature` signs.
+        let inclusion = match format {
+            Format::V1 | Format::V2 => None,
+            Format::V3 => {
+                let count = |field: &'static str| {
+                    member(field).and_then(Value::as_u64).ok_or_else(malformed(field, "is not a positive integer"))
+                };
+                let not_hashes = malformed("audit.proof", "is not a list of at most 32 hashes");
+                let path = (audit.get("proof").and_then(Value::as_array))
+                    .filter(|p| p.len() <= MAX_PROOF)
+                    .ok_or_else(not_hashes)?
+                    .iter()
+                    .map(|h| h.as_str().ok_or_else(not_hashes).and_then(|h| digest(h, "audit.proof")))
+                    .collect::<Result<Vec<Hash>, _>>()?;
+                let head = TreeHead {
+                    first_seq: (member("audit.tree.first_seq").and_then(Value::as_i64))
+                        .ok_or_else(malformed("audit.tree.first_seq", "is not an integer"))?,
+                    size: count("audit.tree.size")?,
+                    root: digest(&text("audit.tree.root")?, "audit.tree.root")?,
+                    signed_at,
+                    key_id: proof.key_id.clone(),
+                    signature: signature.clone(),
+                };
+                Some(Inclusion { head: Arc::new(head), index: count("audit.leaf_index")?, path })
+            }
+        };
         Ok(PresentedReceipt {
             record_id,
             entry_hash: digest(&proof.entry_hash, "audit.entry_hash")?,
             body_digest: digest(&proof.body_digest, "audit.body_digest")?,
-            signed_at: crate::clock::parse_rfc3339_ms(&proof.signed_at)
-                .ok_or_else(malformed("audit.signed_at", "is not an RFC 3339 time"))?,
-            signature: decode_hex(&proof.signature).ok_or_else(malformed("audit.signature", "is not hexadecimal"))?,
+            signed_at,
+            signature,
+            inclusion,
             format,
             proof,
             value,
         })
     }
 
-    /// The bytes its signature should cover, by its format.
+    /// The bytes its signature should cover, by its format (1 or 2).
     fn message(&self) -> Vec<u8> {
         match self.format {
             Format::V1 => {
                 let stamp = AuditStamp { seq: self.proof.seq, hash: self.entry_hash };
                 receipt_message_v1(&self.record_id, &self.body_digest, stamp, self.signed_at, &self.proof.key_id)
             }
-            Format::V2 => receipt_message_v2(&self.value),
+            Format::V2 | Format::V3 => receipt_message_v2(&self.value),
         }
     }
 
-    /// Whether a trusted key signed what this receipt's format covers.
+    /// Whether a trusted key signed what this receipt's format covers: for format 3, the tree
+    /// head, and the receipt's leaf is in that tree.
     pub fn check_signature(&self, keys: &TrustedKeys) -> Result<(), ReceiptError> {
+        if let Some(inclusion) = &self.inclusion {
+            let head = &inclusion.head;
+            head.check_signature(keys)?;
+            let leaf = receipt_leaf_v3(&self.value);
+            return match merkle::verify_inclusion(&leaf, inclusion.index, head.size, &inclusion.path, &head.root) {
+                true => Ok(()),
+                false => Err(ReceiptError::NotInTree),
+            };
+        }
         keys.verify(&self.proof.key_id, &self.message(), &self.signature).map_err(|e| match (e, self.format) {
             (SignatureError::UnknownKey, _) => ReceiptError::UntrustedKey(self.proof.key_id.clone()),
-            (SignatureError::Invalid, Format::V2) => ReceiptError::BodyMismatch,
             (SignatureError::Invalid, Format::V1) => ReceiptError::ProofMismatch,
+            (SignatureError::Invalid, _) => ReceiptError::BodyMismatch,
         })
+    }
+
+    /// The signed tree head it quotes (format 3).
+    pub fn tree(&self) -> Option<&TreeHead> {
+        self.inclusion.as_ref().map(|i| &*i.head)
     }
 
     /// Which record and entry it names, and who signed it when.
@@ -297,6 +550,15 @@ impl PresentedReceipt {
     pub fn coverage(&self) -> String {
         match self.format {
             Format::V2 => "the signature covers every field of the receipt (format 2)".to_owned(),
+            Format::V3 => match self.tree() {
+                Some(head) => format!(
+                    "every field of the receipt is leaf {} of the signed tree of {} receipts from audit entry {} (format 3)",
+                    self.inclusion.as_ref().map_or(0, |i| i.index),
+                    head.size,
+                    head.first_seq
+                ),
+                None => "format 3".to_owned(),
+            },
             Format::V1 => {
                 let unsigned: Vec<String> = self.unsigned_fields().iter().map(|f| format!("`{f}`")).collect();
                 format!(
@@ -331,6 +593,12 @@ impl PresentedReceipt {
         }
         if stored.body_digest != Some(self.body_digest) {
             return differs("audit.body_digest");
+        }
+        // A format-3 receipt's tree head must be the one the gateway stored with its commit.
+        if let Some(presented) = self.tree()
+            && stored.tree.as_ref() != Some(presented)
+        {
+            return differs("audit.tree");
         }
         let theirs = crate::json::parse_strict(&stored.receipt, MAX_DEPTH)
             .map_err(|e| Discrepancy::Unreadable(e.to_string()))?;
@@ -423,6 +691,7 @@ mod tests {
             receipt: bytes::Bytes::from_static(STORED.as_bytes()),
             stamp: stamp(),
             body_digest: Some([0xcd; 32]),
+            tree: None,
         }
     }
 
@@ -491,8 +760,8 @@ mod tests {
         let mut receipt = sealed(&key);
         receipt["audit"].as_object_mut().unwrap().remove("format");
         assert!(matches!(check(&receipt, &trusted), Err(ReceiptError::ProofMismatch)));
-        receipt["audit"]["format"] = 3.into();
-        assert!(matches!(check(&receipt, &trusted), Err(ReceiptError::UnknownFormat(3))));
+        receipt["audit"]["format"] = 4.into();
+        assert!(matches!(check(&receipt, &trusted), Err(ReceiptError::UnknownFormat(4))));
     }
 
     #[test]
@@ -570,5 +839,151 @@ mod tests {
         let other = StoredReceipt { stamp: AuditStamp { seq: 9, hash: [1; 32] }, ..stored() };
         assert_eq!(parsed.compare(Some(&other)), Err(Discrepancy::OtherRecord { record_id: "r1".into(), seq: 9 }));
         assert_eq!(parsed.compare(None), Err(Discrepancy::UnknownRecord { record_id: "r1".into() }));
+    }
+
+    /// A group commit of `n` receipts (STORED with other record ids), from audit entry 7: the
+    /// receipts as issued, and what the store keeps of each.
+    fn group(key: &SigningKey, n: usize) -> (Vec<Value>, Vec<StoredReceipt>) {
+        let stored: Vec<StoredReceipt> = (0..n)
+            .map(|i| StoredReceipt {
+                receipt: bytes::Bytes::from(STORED.replace(r#""r1""#, &format!(r#""r{i}""#))),
+                stamp: AuditStamp { seq: 7 + i as i64, hash: [i as u8; 32] },
+                body_digest: Some([0xcd; 32]),
+                tree: None,
+            })
+            .collect();
+        let tree = tree_of(&stored, Signer { signed_at: 1_795_000_000_009, key_id: key.id() }).unwrap();
+        let head = Arc::new(TreeHead::sign(7, &tree, 1_795_000_000_009, key));
+        let issued = stored
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let inclusion = Inclusion { head: head.clone(), index: i as u64, path: tree.proof(i).unwrap() };
+                let bytes = seal_in_tree(&r.receipt, r.stamp, &[0xcd; 32], &inclusion).unwrap();
+                serde_json::from_slice(&bytes).unwrap()
+            })
+            .collect();
+        let stored = stored.into_iter().map(|r| StoredReceipt { tree: Some((*head).clone()), ..r }).collect();
+        (issued, stored)
+    }
+
+    #[test]
+    fn every_receipt_of_a_group_commit_verifies_by_its_proof_and_the_one_signature() {
+        let (_dir, key, trusted) = key();
+        let (issued, stored) = group(&key, 5);
+        for (i, receipt) in issued.iter().enumerate() {
+            let checked = check(receipt, &trusted).unwrap();
+            assert_eq!(checked.format, Format::V3);
+            assert!(checked.unsigned_fields().is_empty());
+            assert_eq!(checked.tree().unwrap().size, 5);
+            assert_eq!(checked.compare(Some(&stored[i])), Ok(()));
+            assert_eq!(receipt["audit"]["leaf_index"], i);
+            assert_eq!(receipt["audit"]["signature"], issued[0]["audit"]["signature"], "one signature");
+        }
+        assert_eq!(
+            (issued[3]["audit"]["format"].as_u64(), issued[3]["audit"]["proof"].as_array().map(Vec::len)),
+            (Some(3), Some(3))
+        );
+        // Every member of a format-2 receipt is still there: a receipt grows, never changes.
+        let (two, three) = (sealed(&key), &issued[3]["audit"]);
+        for member in two["audit"].as_object().unwrap().keys() {
+            assert!(three.get(member).is_some(), "{member}");
+        }
+        // The same inputs give the same bytes: what a replay relies on.
+        let (again, _) = group(&key, 5);
+        assert_eq!(issued, again);
+    }
+
+    /// An edit of a receipt, named.
+    type Edit = (&'static str, fn(&mut Value));
+
+    /// Checks that each of `edits`, made to `receipt`, fails as `expected` says.
+    fn each_edit_fails(receipt: &Value, edits: &[Edit], trusted: &TrustedKeys, expected: fn(&ReceiptError) -> bool) {
+        for (what, edit) in edits {
+            let mut forged = receipt.clone();
+            edit(&mut forged);
+            let result = check(&forged, trusted);
+            assert!(result.as_ref().is_err_and(expected), "{what}: {:?}", result.err());
+        }
+    }
+
+    #[test]
+    fn every_edit_of_a_format_3_receipt_takes_it_out_of_its_tree() {
+        let (_dir, key, trusted) = key();
+        let (issued, _) = group(&key, 6);
+        let edits: [Edit; 8] = [
+            ("sender", |r| r["sender"] = "qc-etat-civil".into()),
+            ("a delivery's agreement", |r| r["deliveries"][0]["agreement"] = "a3".into()),
+            ("a field added", |r| r["note"] = "added".into()),
+            ("the entry", |r| r["audit"]["seq"] = 8.into()),
+            ("the body digest", |r| r["audit"]["body_digest"] = "00".repeat(32).into()),
+            ("the index", |r| r["audit"]["leaf_index"] = 3.into()),
+            ("a sibling", |r| r["audit"]["proof"][0] = "00".repeat(32).into()),
+            ("a sibling dropped", |r| drop(r["audit"]["proof"].as_array_mut().unwrap().pop())),
+        ];
+        each_edit_fails(&issued[2], &edits, &trusted, |e| matches!(e, ReceiptError::NotInTree));
+        // Another receipt's proof does not fit this one.
+        let mut forged = issued[2].clone();
+        forged["audit"]["proof"] = issued[3]["audit"]["proof"].clone();
+        assert!(matches!(check(&forged, &trusted), Err(ReceiptError::NotInTree)));
+        // Lowering the format changes what is checked: the tree's signature is no receipt's.
+        let mut forged = issued[2].clone();
+        forged["audit"]["format"] = 2.into();
+        assert!(matches!(check(&forged, &trusted), Err(ReceiptError::BodyMismatch)));
+    }
+
+    #[test]
+    fn a_changed_tree_head_fails_its_signature() {
+        let (_dir, key, trusted) = key();
+        let (issued, stored) = group(&key, 6);
+        let edits: [Edit; 5] = [
+            ("size", |r| r["audit"]["tree"]["size"] = 7.into()),
+            ("first_seq", |r| r["audit"]["tree"]["first_seq"] = 8.into()),
+            ("root", |r| r["audit"]["tree"]["root"] = "00".repeat(32).into()),
+            ("signed_at", |r| r["audit"]["signed_at"] = "2026-11-18T11:06:40.010Z".into()),
+            ("signature", |r| r["audit"]["signature"] = "00".repeat(64).into()),
+        ];
+        each_edit_fails(&issued[1], &edits, &trusted, |e| matches!(e, ReceiptError::TreeSignature));
+        // A size that the proof's shape allows (RFC 9162: 6 and 7 leaves give leaf 1 the same
+        // path), signed by the gateway, is still refused, since the signature binds the size.
+        let mut forged = issued[1].clone();
+        forged["audit"]["tree"]["size"] = 7.into();
+        assert!(check(&forged, &trusted).is_err());
+        // An untrusted key.
+        let (_other_dir, _, others) = self::key();
+        assert!(matches!(check(&issued[1], &others), Err(ReceiptError::UntrustedKey(_))));
+        // Online, a head that is not the stored one is named.
+        let parsed = PresentedReceipt::parse(issued[1].to_string().as_bytes()).unwrap();
+        let mut other = stored[1].clone();
+        other.tree.as_mut().unwrap().root = [0; 32];
+        assert_eq!(parsed.compare(Some(&other)), Err(Discrepancy::Differs { field: "audit.tree".into() }));
+    }
+
+    #[test]
+    fn a_format_3_leaf_and_tree_head_are_documented_exactly() {
+        let (_dir, key, _) = key();
+        let (issued, stored) = group(&key, 3);
+        let mut leaf = issued[1].clone();
+        let audit = leaf["audit"].as_object_mut().unwrap();
+        audit.remove("signature");
+        audit.remove("proof");
+        audit.remove("tree");
+        let message = [b"passerelle:receipt:v3:".as_slice(), &crate::json::to_canonical_vec(&leaf)].concat();
+        let head = stored[1].tree.clone().unwrap();
+        assert_eq!(self::leaf(&stored[1], 1, head.signer()).unwrap(), merkle::leaf_hash(&message));
+        assert!(String::from_utf8(message).unwrap().starts_with(&format!(
+            r#"passerelle:receipt:v3:{{"audit":{{"body_digest":"{}","entry_hash":"{}","format":3,"key_id":"{}","leaf_index":1,"seq":8,"signed_at":"2026-11-18T11:06:40.009Z"}},"deliveries":"#,
+            "cd".repeat(32),
+            "01".repeat(32),
+            key.id()
+        )));
+        assert_eq!(
+            String::from_utf8(head.message()).unwrap(),
+            format!(
+                r#"passerelle:receipts:v3:{{"first_seq":7,"key_id":"{}","root":"{}","signed_at":"2026-11-18T11:06:40.009Z","size":3}}"#,
+                key.id(),
+                to_hex(&head.root)
+            )
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Verifying the chain: every hash, every link, every checkpoint signature.
+//! Verifying the chain: every hash, every link, every checkpoint signature; and every signed
+//! receipt tree against the receipts stored with its records ([`check_receipt_tree`]).
 //!
 //! The verifier is fed entries in `seq` order (from the store or from an export file) and stops
 //! at the first one that does not hold, naming it and saying why. It keeps only the previous
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::keys::{SignatureError, TrustedKeys};
+use super::receipt::{ReceiptError, StoredReceipt, TreeHead};
 use super::{AuditEntry, AuditStamp, Checkpoint, GENESIS, checkpoint_message, entry_hash};
 use crate::digest::to_hex;
 
@@ -30,6 +32,67 @@ pub enum VerifyFailure {
     Truncated { last: i64, checkpoint: i64 },
     /// The first entry of a full chain does not start from the beginning.
     BadStart { seq: i64 },
+    /// A group commit's signed receipt tree does not hold, named by its first entry.
+    ReceiptTree { first_seq: i64, why: TreeProblem },
+}
+
+/// Why a signed receipt tree does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeProblem {
+    /// Its head's signature is invalid or by an untrusted key.
+    Signature(String),
+    /// It signed `signed` receipts, but the store holds `stored` in its range.
+    Size { signed: u64, stored: u64 },
+    /// Its first receipt is not the record of entry `first_seq`.
+    FirstEntry { found: Option<i64> },
+    /// The stored receipts do not make its signed root.
+    Root,
+    /// A stored receipt cannot be read as one.
+    Unreadable(String),
+}
+
+impl fmt::Display for TreeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TreeProblem::Signature(why) => write!(f, "its head's signature does not hold: {why}"),
+            TreeProblem::Size { signed, stored } => {
+                write!(f, "it signed {signed} receipts but the store holds {stored} (a record was added or removed)")
+            }
+            TreeProblem::FirstEntry { found: Some(seq) } => {
+                write!(f, "its first receipt is entry {seq}'s (a record was moved or removed)")
+            }
+            TreeProblem::FirstEntry { found: None } => write!(f, "the store holds none of its receipts"),
+            TreeProblem::Root => {
+                write!(f, "the stored receipts do not make its signed root (a stored receipt or its entry was changed)")
+            }
+            TreeProblem::Unreadable(why) => write!(f, "a stored receipt cannot be read: {why}"),
+        }
+    }
+}
+
+/// Checks a group commit's signed receipt tree `head` against `receipts`, the receipts stored
+/// with the records of its range in audit order: a trusted key signed the head, the store holds
+/// as many receipts as it signed, starting at its first entry, and their leaves make its root.
+pub fn check_receipt_tree(
+    head: &TreeHead,
+    receipts: &[StoredReceipt],
+    keys: &TrustedKeys,
+) -> Result<(), VerifyFailure> {
+    let failed = |why| VerifyFailure::ReceiptTree { first_seq: head.first_seq, why };
+    head.check_signature(keys).map_err(|e: ReceiptError| failed(TreeProblem::Signature(e.to_string())))?;
+    if receipts.len() as u64 != head.size {
+        return Err(failed(TreeProblem::Size { signed: head.size, stored: receipts.len() as u64 }));
+    }
+    let first = receipts.first().map(|r| r.stamp.seq);
+    if first != Some(head.first_seq) {
+        return Err(failed(TreeProblem::FirstEntry { found: first }));
+    }
+    let tree =
+        super::receipt::tree_of(receipts, head.signer()).map_err(|e| failed(TreeProblem::Unreadable(e.to_string())))?;
+    if tree.root() != head.root {
+        return Err(failed(TreeProblem::Root));
+    }
+    Ok(())
 }
 
 impl fmt::Display for VerifyFailure {
@@ -63,6 +126,9 @@ impl fmt::Display for VerifyFailure {
                 last + 1
             ),
             VerifyFailure::BadStart { seq } => write!(f, "the chain starts at entry {seq}, not at entry 1"),
+            VerifyFailure::ReceiptTree { first_seq, why } => {
+                write!(f, "the signed receipt tree from entry {first_seq}: {why}")
+            }
         }
     }
 }
@@ -74,6 +140,8 @@ pub struct Summary {
     pub checkpoints: u64,
     pub first: Option<i64>,
     pub last: Option<AuditStamp>,
+    /// The signed receipt trees checked (a store's, not an export's).
+    pub receipt_trees: u64,
 }
 
 /// Where the verified range starts.
@@ -111,7 +179,7 @@ impl ChainVerifier {
             checkpoints: by_seq,
             start,
             prev: None,
-            summary: Summary { entries: 0, checkpoints, first: None, last: None },
+            summary: Summary { entries: 0, checkpoints, first: None, last: None, receipt_trees: 0 },
         })
     }
 
@@ -189,6 +257,10 @@ impl fmt::Display for Summary {
                 to_hex(&last.hash)
             ),
             _ => write!(f, "the chain is empty; {} checkpoint signatures verified", self.checkpoints),
+        }?;
+        match self.receipt_trees {
+            0 => Ok(()),
+            n => write!(f, "; {n} signed receipt trees verified against the stored receipts"),
         }
     }
 }

@@ -12,13 +12,16 @@ use super::{load_config as load, progress_bar};
 use crate::audit::export::{self, Line};
 use crate::audit::keys::{SigningKey, TrustedKeys};
 use crate::audit::receipt::{Format, PresentedReceipt};
-use crate::audit::verify::{ChainVerifier, Start, Summary, VerifyFailure};
+use crate::audit::verify::{ChainVerifier, Start, Summary, VerifyFailure, check_receipt_tree};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// Entries read from the store per page.
 const PAGE: usize = 5000;
+
+/// Signed receipt trees read from the store per page (each then reads its receipts).
+const TREES_PAGE: usize = 500;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -194,9 +197,9 @@ fn verify_receipt_online(config: &Config, bytes: &[u8]) -> anyhow::Result<ExitCo
         }
         (Ok(()), Err(e)) => println!("INVALID: {e}"),
         (Err(d), Err(e)) => println!("INVALID: {d}, and {e}"),
-        // A format-2 signature covers every field, so a stored copy that contradicts it is what
-        // changed; `audit verify` cannot see that, as stored receipts are not in the chain.
-        (Err(d), Ok(())) if receipt.format == Format::V2 => {
+        // A format-2 or -3 signature covers every field, so a stored copy that contradicts it is
+        // what changed (for format 3, `audit verify` then finds the tree it no longer makes).
+        (Err(d), Ok(())) if receipt.format != Format::V1 => {
             println!("INVALID: {d}, yet the receipt's signature holds: the gateway's own record was changed or lost")
         }
         // Format 1 leaves most fields unsigned: either side may have changed.
@@ -251,8 +254,9 @@ fn verify_store(config: &Config, keys: TrustedKeys) -> anyhow::Result<ExitCode> 
     })
 }
 
-/// Verifies a store's whole chain, from entry 1 to the head, with a progress bar on standard
-/// error: what `audit verify` does, and what `migrate-store` and `backup` do to their copies.
+/// Verifies a store's whole chain, from entry 1 to the head, then every signed receipt tree
+/// against the receipts stored with its records, with a progress bar on standard error: what
+/// `audit verify` does, and what `migrate-store` and `backup` do to their copies.
 pub async fn verify_chain(store: &dyn Store, keys: &TrustedKeys) -> Result<Result<Summary, VerifyFailure>, StoreError> {
     let mut head = store.audit_head().await?.map_or(0, |h| h.seq);
     let mut verifier = match ChainVerifier::new(keys, store.checkpoints().await?, Start::Beginning) {
@@ -279,7 +283,25 @@ pub async fn verify_chain(store: &dyn Store, keys: &TrustedKeys) -> Result<Resul
         bar.set_position(after as u64);
     }
     bar.finish_and_clear();
-    Ok(verifier.finish())
+    let mut summary = match verifier.finish() {
+        Ok(summary) => summary,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let mut after = 0;
+    loop {
+        let trees = store.receipt_trees(after, TREES_PAGE).await?;
+        let Some(last) = trees.last() else { break };
+        after = last.head.first_seq;
+        for tree in trees {
+            let head = tree.head.clone();
+            let receipts = store.tree_receipts(tree).await?;
+            if let Err(failure) = check_receipt_tree(&head, &receipts, keys) {
+                return Ok(Err(failure));
+            }
+            summary.receipt_trees += 1;
+        }
+    }
+    Ok(Ok(summary))
 }
 
 fn verify_file(file: &Path, keys: TrustedKeys) -> anyhow::Result<ExitCode> {

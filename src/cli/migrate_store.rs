@@ -1,7 +1,7 @@
 //! `passerelle migrate-store`: copy a SQLite store into PostgreSQL, evidence included.
 //!
 //! Records not yet purged (with their bodies, sealed as they are), every delivery (ids kept), the
-//! data keys (still wrapped), the record subjects of the access record, the whole audit chain and its checkpoints are copied in one PostgreSQL transaction, so a partner that starts small
+//! data keys (still wrapped), the record subjects of the access record, the whole audit chain, its checkpoints and the signed receipt trees are copied in one PostgreSQL transaction, so a partner that starts small
 //! can grow to several instances without losing its evidence. The chain is verified on
 //! PostgreSQL afterwards, with this instance's key and the configured trusted keys.
 
@@ -49,7 +49,7 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
     let keys = super::audit::trusted_keys(&config)?;
     super::runtime()?.block_on(async move {
         // Opening the store applies the migrations (and proves the schema is the one we write).
-        let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), linger: std::time::Duration::ZERO, tls: tls.clone(), encryption: None };
+        let options = PostgresOptions { config: target.clone(), pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), linger: std::time::Duration::ZERO, tls: tls.clone(), encryption: None, receipts: None };
         drop(PostgresStore::open(options, Metrics::new()).await?);
         let mut client = connect(&target, &tls).await.context("cannot connect to PostgreSQL")?;
         let existing: i64 = client.query_one("SELECT COUNT(*) FROM audit_log", &[]).await?.get(0);
@@ -82,6 +82,16 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
             while let Some(r) = it.next()? {
                 tx.execute("INSERT INTO audit_checkpoints (seq, key_id, hash, at, signature) VALUES ($1,$2,$3,$4,$5)", &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, Vec<u8>>(2)?, &r.get::<_, i64>(3)?, &r.get::<_, Vec<u8>>(4)?]).await?;
                 copied += 1;
+            }
+        }
+        // The signed receipt trees, which the receipts partners hold point to (a store a program
+        // before schema version 8 wrote has none).
+        let has_trees: i64 = sqlite.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'receipt_trees'", [], |r| r.get(0))?;
+        if has_trees > 0 {
+            let mut rows = sqlite.prepare("SELECT first_seq, last_seq, size, root, signed_at, key_id, signature FROM receipt_trees ORDER BY first_seq")?;
+            let mut it = rows.query([])?;
+            while let Some(r) = it.next()? {
+                tx.execute("INSERT INTO receipt_trees (first_seq, last_seq, size, root, signed_at, key_id, signature) VALUES ($1,$2,$3,$4,$5,$6,$7)", &[&r.get::<_, i64>(0)?, &r.get::<_, i64>(1)?, &r.get::<_, i64>(2)?, &r.get::<_, Vec<u8>>(3)?, &r.get::<_, i64>(4)?, &r.get::<_, String>(5)?, &r.get::<_, Vec<u8>>(6)?]).await?;
             }
         }
         {
@@ -135,7 +145,7 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
         eprintln!("Copied {copied} rows from {} into PostgreSQL.", source.display());
 
         // The evidence survived the move: verify the chain where it now lives.
-        let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), linger: std::time::Duration::ZERO, tls: tls.clone(), encryption: None };
+        let options = PostgresOptions { config: target, pool_size: 2, queue: 16, max_batch: 16, commit_timeout: std::time::Duration::from_secs(60), linger: std::time::Duration::ZERO, tls: tls.clone(), encryption: None, receipts: None };
         let store = PostgresStore::open(options, Metrics::new()).await?;
         match super::audit::verify_chain(&store, &keys).await? {
             Ok(summary) => {

@@ -304,17 +304,23 @@ pub(super) async fn submit(
         subjects,
     };
     let commit = crate::telemetry::trace::step("commit");
-    let (receipt, stamp, outcome) = match state.store.commit_record(record).instrument(commit).await {
-        Ok(CommitOutcome::Accepted { receipt, stamp }) => {
+    let (receipt, stamp, inclusion, outcome) = match state.store.commit_record(record).instrument(commit).await {
+        Ok(CommitOutcome::Accepted { receipt, stamp, inclusion }) => {
             for (share, _) in &shares {
                 state.dispatcher.wake(&share.recipient);
             }
-            (receipt, stamp, Outcome::Accepted { record_id })
+            (receipt, stamp, inclusion, Outcome::Accepted { record_id })
         }
         Ok(CommitOutcome::Duplicate { receipt, stamp }) => {
             let record_id =
                 serde_json::from_slice::<Value>(&receipt).ok().and_then(|r| r["record_id"].as_str().map(str::to_owned));
-            (receipt, stamp, Outcome::Duplicate { record_id })
+            // The original's place in its signed tree, rebuilt from the store, so the sender gets
+            // the same receipt; a record committed before trees were signed has none.
+            let inclusion = state.store.inclusion(stamp.seq).await.map_err(|e| {
+                tracing::error!(message = "Reading a replayed receipt's tree failed.", sender = %partner.id, record_type, error = %e);
+                ApiError::StoreUnavailable(e.to_string())
+            })?;
+            (receipt, stamp, inclusion, Outcome::Duplicate { record_id })
         }
         Ok(CommitOutcome::Conflict) => return Err(ApiError::IdempotencyConflict),
         Err(e) => {
@@ -332,12 +338,13 @@ pub(super) async fn submit(
     } else {
         received_at
     };
-    // The signature covers the stored receipt itself, so every field the sender reads is bound.
-    let receipt = state
-        .trail
-        .notary
-        .sign_receipt(&receipt, &audit_digest, stamp, signed_at)
-        .map_err(|e| ApiError::StoreUnavailable(format!("the stored receipt cannot be signed: {e}")))?;
+    // The signature (of the receipt, or of the tree its commit signed, which holds its leaf)
+    // covers the stored receipt itself, so every field the sender reads is bound.
+    let receipt = match &inclusion {
+        Some(inclusion) => crate::audit::receipt::seal_in_tree(&receipt, stamp, &audit_digest, inclusion),
+        None => state.trail.notary.sign_receipt(&receipt, &audit_digest, stamp, signed_at),
+    }
+    .map_err(|e| ApiError::StoreUnavailable(format!("the stored receipt cannot be signed: {e}")))?;
     let location = outcome.record_id().map(|id| format!("/v1/records/{id}")).unwrap_or_default();
     let mut response = json_response(StatusCode::ACCEPTED, receipt);
     let h = response.headers_mut();

@@ -442,11 +442,15 @@ fn receipt_example(partner: &str, record_type: &str, version: Version, route: &R
         body_digest: "a3c5e7f9b1d2046e8c0a2b4d6f8e1c3a5b7d9f0e2c4a6b8d0f1e3c5a7b9d2f4e".to_owned(),
         signed_at: EXAMPLE_TIME.to_owned(),
         key_id: "5c1e9a7b2d4f6e80".to_owned(),
-        format: Some(2),
+        format: Some(3),
         signature: "9e".repeat(64),
     };
     let mut value = serde_json::to_value(&receipt).unwrap_or_default();
     value["audit"] = serde_json::to_value(&proof).unwrap_or_default();
+    // Format 3: the third of five receipts committed together, and its proof.
+    value["audit"]["leaf_index"] = 2.into();
+    value["audit"]["proof"] = json!(["1f".repeat(32), "2e".repeat(32), "3d".repeat(32)]);
+    value["audit"]["tree"] = json!({"first_seq": 1040, "size": 5, "root": "4c".repeat(32)});
     value
 }
 

@@ -4,11 +4,26 @@
 //! exclusive leases that expire, strict order behind a failing head, idempotency inside the
 //! transaction, one audit chain whatever the concurrency, replay and purge.
 
+use std::sync::{Arc, LazyLock};
+
 use bytes::Bytes;
 
 use super::*;
+use crate::audit::keys::{SigningKey, TrustedKeys};
 use crate::audit::verify::{ChainVerifier, Start};
 use crate::telemetry::Metrics;
+
+/// The key the engines' test stores sign their receipt trees with.
+pub fn receipt_key() -> Arc<SigningKey> {
+    static KEY: LazyLock<Arc<SigningKey>> =
+        LazyLock::new(|| Arc::new(SigningKey::generate().expect("a key is generated")));
+    KEY.clone()
+}
+
+/// The receipt issued for `stored` at `inclusion`, as intake builds it.
+fn issued(stored: &[u8], stamp: AuditStamp, inclusion: &Inclusion) -> Vec<u8> {
+    crate::audit::receipt::seal_in_tree(stored, stamp, &[1; 32], inclusion).expect("a stored receipt is an object")
+}
 
 /// A record with one delivery per recipient.
 pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
@@ -158,10 +173,62 @@ pub async fn idempotency_is_enforced_inside_the_transaction(s: &dyn Store) {
     // The day's data key made first, so the three reach the writer in the order they were sent.
     s.commit_record(record(9, &["r"])).await.unwrap();
     let (a, b, c) = tokio::join!(s.commit_record(first), s.commit_record(same), s.commit_record(other));
-    let CommitOutcome::Accepted { receipt, stamp } = a.unwrap() else { panic!("the first is accepted") };
+    let CommitOutcome::Accepted { receipt, stamp, inclusion } = a.unwrap() else { panic!("the first is accepted") };
     assert_eq!(receipt, Bytes::from_static(b"{\"first\":true}"));
     assert_eq!(b.unwrap(), CommitOutcome::Duplicate { receipt, stamp }, "the original receipt and entry");
     assert_eq!(c.unwrap(), CommitOutcome::Conflict);
+    // The replay's place in the tree, read once it committed (maybe with the original), is the
+    // original's: the sender gets the same receipt.
+    assert!(inclusion.is_some(), "the test stores sign their trees");
+    assert_eq!(s.inclusion(stamp.seq).await.unwrap(), inclusion);
+}
+
+/// Records committed together get one signed tree: a proof per receipt that verifies offline, the
+/// same proof again for a replay, and the tree's stored receipts rebuild its signed root.
+pub async fn a_group_commit_signs_one_tree_with_a_proof_per_receipt(s: &dyn Store) {
+    let mut trusted = TrustedKeys::default();
+    let (id, public) = receipt_key().trusted();
+    trusted.add(id, public);
+    let records: Vec<NewRecord> = (1..=24)
+        .map(|n| NewRecord {
+            receipt: Bytes::from(format!(r#"{{"record_id":"{n}","sender":"s"}}"#)),
+            ..record(n, &["r"])
+        })
+        .collect();
+    s.commit_record(record(99, &["r"])).await.unwrap();
+    let mut commits: Vec<_> = records.iter().map(|r| s.commit_record(r.clone())).collect();
+    // Another write in the same batches: the chain entries between receipts are no receipts.
+    let appended = s.append_audit(vec![AuditEvent::new(5, "test.event", "gateway", "ok")]);
+    commits.push(Box::pin(async move { appended.await.map(|_| CommitOutcome::Conflict) }) as StoreFuture<'_, _>);
+    let mut outcomes = futures_join_all(commits).await;
+    outcomes.pop();
+    let mut heads: Vec<Arc<TreeHead>> = Vec::new();
+    for (record, outcome) in records.iter().zip(outcomes) {
+        let CommitOutcome::Accepted { receipt, stamp, inclusion: Some(inclusion) } = outcome.unwrap() else {
+            panic!("accepted, with its place in a signed tree")
+        };
+        let bytes = issued(&receipt, stamp, &inclusion);
+        let checked = crate::audit::receipt::verify(&bytes, &trusted).expect("the receipt verifies offline");
+        assert_eq!(checked.proof.seq, stamp.seq);
+        let stored = s.receipt(record.record_id.clone()).await.unwrap().unwrap();
+        assert_eq!(checked.compare(Some(&stored)), Ok(()), "and online");
+        let again = s.inclusion(stamp.seq).await.unwrap().expect("a replay finds the tree");
+        assert_eq!(issued(&receipt, stamp, &again), bytes, "a replay gets the same bytes");
+        if !heads.contains(&inclusion.head) {
+            heads.push(inclusion.head.clone());
+        }
+    }
+    // One head per commit, each signed once, holding every receipt that commit issued.
+    let trees = s.receipt_trees(0, 100).await.unwrap();
+    let heads_of_batch: Vec<&TreeHead> = trees.iter().map(|t| &t.head).filter(|h| h.first_seq > 1).collect();
+    assert_eq!(heads_of_batch, heads.iter().map(|h| &**h).collect::<Vec<_>>());
+    assert_eq!(heads.iter().map(|h| h.size).sum::<u64>(), 24);
+    assert!(heads.len() < 24, "records committed together share a tree: {} trees", heads.len());
+    for tree in trees {
+        let head = tree.head.clone();
+        let receipts = s.tree_receipts(tree).await.unwrap();
+        assert_eq!(crate::audit::verify::check_receipt_tree(&head, &receipts, &trusted), Ok(()));
+    }
 }
 
 /// A record's receipt comes back as committed, with the audit entry it quotes, whoever asks.
@@ -175,7 +242,12 @@ pub async fn stored_receipts_come_back_with_their_entry(s: &dyn Store) {
     let stored = s.receipt(first.record_id.clone()).await.unwrap().expect("the record is found");
     assert_eq!(
         stored,
-        StoredReceipt { receipt: first.receipt, stamp, body_digest: Some(first.audit_digest) },
+        StoredReceipt {
+            receipt: first.receipt,
+            stamp,
+            body_digest: Some(first.audit_digest),
+            tree: s.inclusion(stamp.seq).await.unwrap().map(|i| (*i.head).clone()),
+        },
         "the receipt as committed and the record's own entry"
     );
     assert_eq!(s.receipt("00000000-0000-7000-8000-999999999999".into()).await.unwrap(), None);
@@ -740,6 +812,7 @@ macro_rules! store_conformance {
             settlements_are_all_or_nothing_under_their_lease,
             head_only_claims_hold_the_queue_behind_a_failing_head,
             idempotency_is_enforced_inside_the_transaction,
+            a_group_commit_signs_one_tree_with_a_proof_per_receipt,
             stored_receipts_come_back_with_their_entry,
             concurrent_appends_make_one_chain,
             replay_requeues_dead_deliveries_only,

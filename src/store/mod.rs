@@ -181,16 +181,27 @@ pub struct NewRecord {
 /// What committing a record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
-    /// Committed; the receipt as stored and the record's audit entry.
-    Accepted { receipt: Bytes, stamp: AuditStamp },
+    /// Committed; the receipt as stored, the record's audit entry, and where the receipt sits in
+    /// its commit's signed tree (`None` when the store signs no trees: the receipt is then
+    /// signed on its own).
+    Accepted { receipt: Bytes, stamp: AuditStamp, inclusion: Option<Inclusion> },
     /// The sender already used this idempotency key with the same body: the original receipt
-    /// and audit entry.
+    /// and audit entry (its place in a signed tree is read with [`Store::inclusion`] once this
+    /// has committed, since the original may be in the same commit).
     Duplicate { receipt: Bytes, stamp: AuditStamp },
     /// The sender already used this idempotency key with another body; nothing was stored.
     Conflict,
 }
 
-pub use crate::audit::receipt::StoredReceipt;
+pub use crate::audit::receipt::{Inclusion, StoredReceipt, TreeHead};
+
+/// A group commit's signed receipt tree as stored: its head, and the last audit entry its
+/// receipts lie up to (they are the records whose entries lie from `head.first_seq` to there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTree {
+    pub head: TreeHead,
+    pub last_seq: i64,
+}
 
 /// A request to lease due deliveries of one recipient.
 #[derive(Debug, Clone)]
@@ -760,6 +771,13 @@ pub trait Store: Send + Sync + 'static {
     fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
     /// Every checkpoint, oldest first.
     fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>>;
+    /// Up to `limit` signed receipt trees whose first entry is after `after`, in order.
+    fn receipt_trees(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<StoredTree>>;
+    /// The stored receipts of `tree`, in audit order: what its leaves are made of.
+    fn tree_receipts(&self, tree: StoredTree) -> StoreFuture<'_, Vec<StoredReceipt>>;
+    /// Where the receipt of the record whose entry is `seq` sits in its signed tree, rebuilt
+    /// from the stored receipts (for a replayed request); `None` if no tree holds it.
+    fn inclusion(&self, seq: i64) -> StoreFuture<'_, Option<Inclusion>>;
     /// Deliveries matching `filter`, oldest first.
     fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>>;
     /// Requeues dead deliveries for one more round of attempts, each audited.

@@ -120,18 +120,70 @@ fn group_by<R>(
     grouped
 }
 
-/// The receipt stored with a record, and the record's audit entry.
+/// The receipt stored with a record, the record's audit entry, and its signed tree if it has one.
 pub(super) async fn receipt(s: &mut impl Sql, record_id: String) -> Result<Option<StoredReceipt>, StoreError> {
-    let rows = s
-        .query(sql::RECEIPT, &[(&record_id).into()], |r| {
-            Ok(StoredReceipt {
-                receipt: Bytes::from(r.bytes(0)?),
-                stamp: AuditStamp { seq: r.int(1)?, hash: r.hash(2)? },
-                body_digest: r.opt_hash(3)?,
-            })
-        })
-        .await?;
-    Ok(rows.into_iter().next())
+    let Some(mut receipt) = s.query(sql::RECEIPT, &[(&record_id).into()], stored_receipt).await?.pop() else {
+        return Ok(None);
+    };
+    receipt.tree = tree_of(s, receipt.stamp.seq).await?.map(|t| t.head);
+    Ok(Some(receipt))
+}
+
+/// A stored receipt from the columns `sql::RECEIPT` reads (its tree not yet read).
+fn stored_receipt(r: &dyn Row) -> Result<StoredReceipt, StoreError> {
+    Ok(StoredReceipt {
+        receipt: Bytes::from(r.bytes(0)?),
+        stamp: AuditStamp { seq: r.int(1)?, hash: r.hash(2)? },
+        body_digest: r.opt_hash(3)?,
+        tree: None,
+    })
+}
+
+/// A signed receipt tree from the columns `sql::RECEIPT_TREE` reads.
+fn stored_tree(r: &dyn Row) -> Result<StoredTree, StoreError> {
+    Ok(StoredTree {
+        head: TreeHead {
+            first_seq: r.int(0)?,
+            size: r.small(2)?,
+            root: r.hash(3)?,
+            signed_at: r.int(4)?,
+            key_id: r.text(5)?,
+            signature: r.bytes(6)?,
+        },
+        last_seq: r.int(1)?,
+    })
+}
+
+/// The signed tree that holds the receipt of audit entry `seq`, if one does.
+pub(super) async fn tree_of(s: &mut impl Sql, seq: i64) -> Result<Option<StoredTree>, StoreError> {
+    Ok(s.query(sql::RECEIPT_TREE, &[seq.into()], stored_tree).await?.pop())
+}
+
+pub(super) async fn receipt_trees(s: &mut impl Sql, after: i64, limit: usize) -> Result<Vec<StoredTree>, StoreError> {
+    s.query(sql::RECEIPT_TREES, &[after.into(), (limit as i64).into()], stored_tree).await
+}
+
+pub(super) async fn tree_receipts(s: &mut impl Sql, tree: StoredTree) -> Result<Vec<StoredReceipt>, StoreError> {
+    let params = [tree.head.first_seq.into(), tree.last_seq.into()];
+    let receipts = s.query(sql::TREE_RECEIPTS, &params, stored_receipt).await?;
+    let head = Some(tree.head);
+    Ok(receipts.into_iter().map(|r| StoredReceipt { tree: head.clone(), ..r }).collect())
+}
+
+/// Where the receipt of audit entry `seq` sits in its signed tree, rebuilt from the stored
+/// receipts (a replayed request's receipt); `None` if no tree holds it.
+pub(super) async fn inclusion(s: &mut impl Sql, seq: i64) -> Result<Option<Inclusion>, StoreError> {
+    let Some(tree) = tree_of(s, seq).await? else { return Ok(None) };
+    let receipts = tree_receipts(s, tree.clone()).await?;
+    let corrupt =
+        |what: &str| StoreError::corrupt(format!("the receipt tree from entry {}: {what}", tree.head.first_seq));
+    let index = receipts.iter().position(|r| r.stamp.seq == seq).ok_or_else(|| corrupt("its receipt is missing"))?;
+    let rebuilt = crate::audit::receipt::tree_of(&receipts, tree.head.signer()).map_err(|e| corrupt(&e.to_string()))?;
+    if rebuilt.root() != tree.head.root || rebuilt.size() != tree.head.size {
+        return Err(corrupt("its receipts do not make its signed root"));
+    }
+    let path = rebuilt.proof(index).ok_or_else(|| corrupt("its receipt is missing"))?;
+    Ok(Some(Inclusion { head: std::sync::Arc::new(tree.head), index: index as u64, path }))
 }
 
 pub(super) async fn backlog(s: &mut impl Sql) -> Result<Vec<RecipientBacklog>, StoreError> {

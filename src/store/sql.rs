@@ -567,6 +567,37 @@ pub(super) const RECORD_BODY: &str = "SELECT record_id, body, key_id FROM record
 /// Delivery `$1`'s body as stored, its record and recipient, and the data key it is sealed under.
 pub(super) const DELIVERY_BODY: &str = "SELECT record_id, recipient, body, key_id FROM deliveries WHERE id = $1";
 
+/// The columns of a signed receipt tree, as `stored_tree` reads them.
+macro_rules! tree_columns {
+    () => {
+        "t.first_seq, t.last_seq, t.size, t.root, t.signed_at, t.key_id, t.signature"
+    };
+}
+
+/// The signed receipt tree that holds the receipt of audit entry `$1`, if one does.
+pub(super) const RECEIPT_TREE: &str = concat!(
+    "SELECT ",
+    tree_columns!(),
+    " FROM receipt_trees t
+     WHERE t.first_seq = (SELECT MAX(first_seq) FROM receipt_trees WHERE first_seq <= $1) AND t.last_seq >= $1"
+);
+
+/// Up to `$2` signed receipt trees after first entry `$1`, in order.
+pub(super) const RECEIPT_TREES: &str =
+    concat!("SELECT ", tree_columns!(), " FROM receipt_trees t WHERE t.first_seq > $1 ORDER BY t.first_seq LIMIT $2");
+
+/// The receipts of the records whose entries lie from `$1` to `$2`, in audit order, each with its
+/// entry's seq, hash and body digest (`RECEIPT` columns).
+pub(super) const TREE_RECEIPTS: &str =
+    "SELECT r.receipt, a.seq, a.hash, a.body_digest FROM records r JOIN audit_log a ON a.seq = r.audit_seq
+     WHERE r.audit_seq >= $1 AND r.audit_seq <= $2 ORDER BY r.audit_seq";
+
+/// Records the signed head of a group commit's receipt tree: `$1` first seq, `$2` last seq, `$3`
+/// size, `$4` root, `$5` signed at, `$6` key id, `$7` signature.
+pub(super) const ADD_RECEIPT_TREE: &str =
+    "INSERT INTO receipt_trees (first_seq, last_seq, size, root, signed_at, key_id, signature)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
 /// The record sender `$1` committed with idempotency key `$2`: its body's SHA-256, receipt, and
 /// entry's seq and hash.
 pub(super) const IDEMPOTENT: &str =
@@ -676,6 +707,10 @@ pub(super) const SHARED: &[&str] = &[
     RECORD_BODY,
     DELIVERY_BODY,
     IDEMPOTENT,
+    RECEIPT_TREE,
+    RECEIPT_TREES,
+    TREE_RECEIPTS,
+    ADD_RECEIPT_TREE,
     PURGE_DELIVERIES,
     PURGE_RECORDS,
     PURGE_SUBJECTS,

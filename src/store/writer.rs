@@ -11,10 +11,15 @@
 //! the chain head is locked), and which records a batch completed; what each write does is in
 //! `writes`, written once for both engines.
 //!
+//! With a signing key, the writer also signs the receipts a batch issues, once for the batch: a
+//! Merkle tree over their leaves, its head signed and stored in the same transaction, and each
+//! record's caller told its place in the tree (`audit::receipt`, format 3).
+//!
 //! **Invariant:** a caller's future resolves only after the transaction carrying its write has
 //! committed (or failed and rolled back).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +28,8 @@ use super::keys::{NewDataKey, RewrappedKey, SealedBody, SealedClaim, StoredKey};
 use super::sql::{self, Param};
 use super::writes::*;
 use super::*;
+use crate::audit::keys::SigningKey;
+use crate::audit::receipt::Signer;
 use crate::audit::{AuditEvent, AuditStamp, Checkpoint};
 use crate::telemetry::Metrics;
 use crate::telemetry::events::{AuditAppended, RecordCompleted, StoreCommitted};
@@ -170,13 +177,17 @@ pub(super) struct Writer<B> {
     max_batch: usize,
     /// How long a shallow batch waits for company when the writer is busy (see [`Linger`]).
     linger: Linger,
+    /// The key each batch's receipt tree is signed with; `None`: receipts are signed one by one
+    /// after the commit (format 2), by whoever answers the sender.
+    receipts: Option<Arc<SigningKey>>,
 }
 
 /// A short wait before committing a shallow batch, so one fsync carries more writes.
 ///
 /// The writer lingers only when it is busy: writes queued while its last batch committed. A
-/// write that finds the writer idle is committed at once, so a lone record is never delayed; under load a batch waits at most `bound` for more,
-/// and no longer once it holds `deep_enough` writes.
+/// write that finds the writer idle is committed at once, so a lone record is never delayed;
+/// under load a batch waits at most `bound` for more, and no longer once it holds `deep_enough`
+/// writes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Linger {
     pub bound: Duration,
@@ -197,9 +208,15 @@ impl Linger {
 }
 
 impl<B: Batch> Writer<B> {
-    pub fn new(batch: B, metrics: Metrics, max_batch: usize, linger: Duration) -> Self {
+    pub fn new(
+        batch: B,
+        metrics: Metrics,
+        max_batch: usize,
+        linger: Duration,
+        receipts: Option<Arc<SigningKey>>,
+    ) -> Self {
         let max_batch = max_batch.max(1);
-        Writer { batch, metrics, max_batch, linger: Linger::new(linger, max_batch) }
+        Writer { batch, metrics, max_batch, linger: Linger::new(linger, max_batch), receipts }
     }
 
     /// Runs until every [`Queue`] is gone.
@@ -234,7 +251,7 @@ impl<B: Batch> Writer<B> {
         let started = Instant::now();
         let records = writes.iter().filter(|w| matches!(w, Write::Commit(_))).count();
         let result = match self.batch.begin().await {
-            Ok(()) => match run(&mut self.batch, writes).await {
+            Ok(()) => match run(&mut self.batch, writes, self.receipts.as_deref()).await {
                 Ok(appended) => self.batch.commit().await.map(|()| appended),
                 Err(e) => {
                     self.batch.rollback().await;
@@ -278,9 +295,13 @@ struct Completion {
     completed_at: i64,
 }
 
-/// Runs a batch's writes in its open transaction, in order; returns what the metrics report
-/// after the commit.
-async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Committed, StoreError> {
+/// Runs a batch's writes in its open transaction, in order, then signs the tree of the receipts
+/// they issued with `receipts` if given; returns what the metrics report after the commit.
+async fn run<B: Batch>(
+    b: &mut B,
+    writes: &mut [Write],
+    receipts: Option<&SigningKey>,
+) -> Result<Committed, StoreError> {
     let mut chain = Chain::default();
     // Settlements, each whole or not at all, in order (a second acknowledgement of the same
     // deliveries in the batch finds them settled), also before the chain head is locked.
@@ -350,11 +371,61 @@ async fn run<B: Batch>(b: &mut B, writes: &mut [Write]) -> Result<Committed, Sto
             Write::Rewrap(ask) => ask.output = Some(rewrap(b, &mut chain, &ask.input.0, ask.input.1).await?),
         }
     }
+    if let Some(key) = receipts {
+        sign_receipts(b, writes, key).await?;
+    }
     // The head is known only if this transaction extended the chain.
     if let (Some(head), Some(move_head)) = (chain.head, B::DIALECT.move_head) {
         b.execute(move_head, &[head.seq.into(), Param::Bytes(&head.hash)]).await?;
     }
     Ok(Committed { appended: chain.appended, completed })
+}
+
+/// Signs the tree over the receipts of the records the batch accepted (in audit order), once,
+/// stores its head in the batch's transaction, and gives each record's caller its receipt's
+/// place in the tree. A batch that accepted no record signs nothing.
+async fn sign_receipts<B: Batch>(b: &mut B, writes: &mut [Write], key: &SigningKey) -> Result<(), StoreError> {
+    let issued: Vec<StoredReceipt> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Commit(Ask { input, output: Some(CommitOutcome::Accepted { receipt, stamp, .. }), .. }) => {
+                Some(StoredReceipt {
+                    receipt: receipt.clone(),
+                    stamp: *stamp,
+                    body_digest: Some(input.audit_digest),
+                    tree: None,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let (Some(first), Some(last)) = (issued.first(), issued.last()) else {
+        return Ok(());
+    };
+    // Each receipt shows when and by which key its tree was signed, and its leaf covers that.
+    let signer = Signer { signed_at: crate::clock::now_ms(), key_id: key.id() };
+    let tree = crate::audit::receipt::tree_of(&issued, signer)
+        .map_err(|e| StoreError::new(StoreErrorKind::Failed, "a receipt of the batch cannot be signed").caused_by(e))?;
+    let head = Arc::new(TreeHead::sign(first.stamp.seq, &tree, signer.signed_at, key));
+    let params = [
+        head.first_seq.into(),
+        last.stamp.seq.into(),
+        (head.size as i64).into(),
+        Param::Bytes(&head.root),
+        head.signed_at.into(),
+        (&head.key_id).into(),
+        Param::Bytes(&head.signature),
+    ];
+    b.execute(sql::ADD_RECEIPT_TREE, &params).await?;
+    let accepted = writes.iter_mut().filter_map(|w| match w {
+        Write::Commit(Ask { output: Some(CommitOutcome::Accepted { inclusion, .. }), .. }) => Some(inclusion),
+        _ => None,
+    });
+    for (index, inclusion) in accepted.enumerate() {
+        let path = tree.proof(index).unwrap_or_default();
+        *inclusion = Some(Inclusion { head: head.clone(), index: index as u64, path });
+    }
+    Ok(())
 }
 
 /// The records the deliveries `delivered` (delivered by this batch) completed: those whose every

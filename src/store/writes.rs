@@ -101,7 +101,8 @@ pub(super) async fn commit_record<B: Batch>(
     }
     let stamp = chain.append(b, vec![record.accepted_event()]).await?[0];
     b.insert_record(record, stamp.seq).await?;
-    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp })
+    // Its place in the batch's receipt tree is given once every write of the batch has run.
+    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp, inclusion: None })
 }
 
 /// Leases due deliveries of one recipient, oldest first, with one statement to lease them all.

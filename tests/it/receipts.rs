@@ -1,6 +1,8 @@
 //! Receipts bind everything they show: a change to any field of a receipt is detected, offline
 //! with the gateway's public key and online against its store, and names the field or says the
-//! receipt body does not match its signature. Receipts of the earlier format still verify.
+//! receipt body does not match its signature. Receipts are signed once per group commit (format
+//! 3: a signed tree and an inclusion proof per receipt), `audit verify` checks every stored tree,
+//! and receipts of the earlier formats still verify.
 
 use std::path::PathBuf;
 
@@ -25,8 +27,11 @@ struct Held {
 async fn held() -> Held {
     let gw = Setup::new().start().await;
     let mut receipts = Vec::new();
-    for _ in 0..2 {
-        let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
+    // Together, so that they may share a group commit and its tree.
+    let body = record("birth-registration-1.1.json");
+    let post = || gw.post_record("on-vital-stats", "birth-registration", &body);
+    let (a, b) = tokio::join!(post(), post());
+    for r in [a, b] {
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
         receipts.push(r.json());
     }
@@ -104,14 +109,14 @@ fn edit(what: impl Into<String>, field: &str, edit: impl Fn(&mut Value) + 'stati
 async fn an_untouched_receipt_is_valid_offline_and_online() {
     let held = held().await;
     let id = held.receipt["record_id"].as_str().unwrap();
-    assert_eq!(held.receipt["audit"]["format"], 2, "receipts say which message is signed");
+    assert_eq!(held.receipt["audit"]["format"], 3, "receipts say which message is signed");
     let (code, out) = held.offline(&held.receipt);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with(&format!("valid: record {id} is audit entry ")), "{out}");
-    assert!(out.contains("the signature covers every field of the receipt (format 2)"), "{out}");
+    assert!(out.contains(" of the signed tree of ") && out.trim_end().ends_with("(format 3)"), "{out}");
     let (code, out) = held.online(&held.receipt);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("(format 2), and the receipt matches the gateway's record"), "{out}");
+    assert!(out.contains("(format 3), and the receipt matches the gateway's record"), "{out}");
     // Member order and whitespace are not what is signed: the same JSON, pretty-printed, holds.
     let file = held.setup.dir.path().join("pretty.json");
     std::fs::write(&file, serde_json::to_string_pretty(&held.receipt).unwrap()).unwrap();
@@ -200,10 +205,22 @@ async fn editing_any_member_of_a_receipts_audit_proof_makes_it_invalid() {
         },
         Edit {
             what: "audit.format unknown".into(),
-            edit: Box::new(audit("format", Value::from(3))),
-            offline: "`audit.format` is 3",
-            online: "`audit.format` is 3".into(),
+            edit: Box::new(audit("format", Value::from(4))),
+            offline: "`audit.format` is 4",
+            online: "`audit.format` is 4".into(),
         },
+        // The receipt's place in its tree: not stored apart, so online the proof says it.
+        edit("audit.leaf_index", "audit", audit("leaf_index", Value::from(7))).offline_only(),
+        edit("a sibling added to audit.proof", "audit", |r| {
+            r["audit"]["proof"].as_array_mut().unwrap().push(Value::String("ab".repeat(32)))
+        })
+        .offline_only(),
+        // The tree head: stored with its commit, so online names it.
+        edit("audit.tree.size", "audit.tree", |r| {
+            r["audit"]["tree"]["size"] = (r["audit"]["tree"]["size"].as_u64().unwrap() + 1).into()
+        }),
+        edit("audit.tree.first_seq", "audit.tree", |r| r["audit"]["tree"]["first_seq"] = 1.into()),
+        edit("audit.tree.root", "audit.tree", |r| r["audit"]["tree"]["root"] = "00".repeat(32).into()),
         Edit {
             what: "audit.signature".into(),
             edit: Box::new(|r| {
@@ -238,7 +255,9 @@ async fn an_old_format_receipt_still_verifies_and_says_what_it_does_not_cover() 
     .unwrap();
     let mut old = held.receipt.clone();
     let audit = old["audit"].as_object_mut().unwrap();
-    audit.remove("format");
+    for format_3 in ["format", "leaf_index", "proof", "tree"] {
+        audit.remove(format_3);
+    }
     let digest = |name: &str| -> [u8; 32] {
         let hex = audit[name].as_str().unwrap();
         (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect::<Vec<_>>().try_into().unwrap()
@@ -277,6 +296,22 @@ async fn an_old_format_receipt_still_verifies_and_says_what_it_does_not_cover() 
     edited["audit"]["seq"] = 1.into();
     let (code, out) = held.offline(&edited);
     assert_eq!(code, 1, "{out}");
+
+    // A format-2 receipt, as issued before trees: the whole receipt signed on its own.
+    let mut two = old.clone();
+    two["audit"]["format"] = 2.into();
+    let message = passerelle::audit::receipt_message_v2(&two);
+    two["audit"]["signature"] = passerelle::digest::to_hex(&key.sign(&message)).into();
+    let (code, out) = held.offline(&two);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("the signature covers every field of the receipt (format 2)"), "{out}");
+    let (code, out) = held.online(&two);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(format 2), and the receipt matches the gateway's record"), "{out}");
+    let mut edited = two.clone();
+    edited["sender"] = "nt-vital-stats".into();
+    let (code, out) = held.offline(&edited);
+    assert!(code == 1 && out.contains(BODY_MISMATCH), "{out}");
 }
 
 #[tokio::test]
@@ -297,6 +332,68 @@ async fn a_changed_stored_receipt_is_named_online_while_the_receipt_still_verifi
     assert_eq!(code, 1, "{out}");
     assert!(
         out.starts_with("INVALID: field `sender` differs from the gateway's record, yet the receipt's signature holds"),
+        "{out}"
+    );
+    // The stored receipt no longer makes the tree its commit signed.
+    let (code, out) = cli(&["audit", "verify", "--config", held.setup.main_config().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the stored receipts do not make its signed root"), "{out}");
+}
+
+/// Records posted together through the gateway share group commits: each commit signs one tree,
+/// every receipt verifies offline by its proof, `audit verify` checks every stored tree, and
+/// fails, naming the tree, once a stored root is altered.
+#[tokio::test]
+async fn concurrent_records_are_signed_once_per_commit_and_audit_verify_checks_every_tree() {
+    let gw = Setup::new().start().await;
+    let body = record("birth-registration-1.1.json");
+    let posts = (0..16).map(|_| gw.post_record("on-vital-stats", "birth-registration", &body));
+    let receipts: Vec<Value> = futures_util::future::join_all(posts)
+        .await
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+            r.json()
+        })
+        .collect();
+    let setup = gw.stop().await;
+    let (code, line) = cli(&["audit", "key", "--config", setup.main_config().to_str().unwrap()]);
+    assert_eq!(code, 0, "{line}");
+    let key = setup.dir.path().join("gateway.pub");
+    std::fs::write(&key, line).unwrap();
+
+    let mut trees: Vec<(Value, Value)> = Vec::new();
+    for (i, receipt) in receipts.iter().enumerate() {
+        let audit = &receipt["audit"];
+        assert_eq!(audit["format"], 3, "{receipt}");
+        let (tree, signature) = (audit["tree"].clone(), audit["signature"].clone());
+        match trees.iter().find(|(t, _)| *t == tree) {
+            Some((_, same)) => assert_eq!(*same, signature, "one signature per tree"),
+            None => trees.push((tree, signature)),
+        }
+        let file = setup.dir.path().join(format!("receipt-{i}.json"));
+        std::fs::write(&file, receipt.to_string()).unwrap();
+        let (code, out) = cli(&["audit", "verify-receipt", file.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+        assert_eq!(code, 0, "receipt {i}: {out}");
+        assert!(out.trim_end().ends_with("(format 3)"), "{out}");
+    }
+    let size: u64 = trees.iter().map(|(t, _)| t["size"].as_u64().unwrap()).sum();
+    assert_eq!(size, 16, "every receipt is in one tree: {trees:?}");
+
+    let config = setup.main_config();
+    let (code, out) = cli(&["audit", "verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("; {} signed receipt trees verified", trees.len())), "{out}");
+
+    let first_seq = trees[0].0["first_seq"].as_i64().unwrap();
+    let conn = rusqlite::Connection::open(setup.data_dir().join("passerelle.sqlite")).unwrap();
+    let changed =
+        conn.execute("UPDATE receipt_trees SET root = zeroblob(32) WHERE first_seq = ?1", [first_seq]).unwrap();
+    assert_eq!(changed, 1);
+    let (code, out) = cli(&["audit", "verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!("FAILED: the signed receipt tree from entry {first_seq}: its head's signature")),
         "{out}"
     );
 }

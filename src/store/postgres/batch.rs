@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (5, &[sql::DELIVERY_VERSION]),
     (6, &[include_str!("../migrations/postgres/0006_subjects.sql"), sql::DISCLOSURES]),
     (7, &[sql::INVESTIGATION]),
+    (8, &[include_str!("../migrations/postgres/0008_receipt_trees.sql")]),
 ];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
@@ -100,6 +101,7 @@ pub(super) const STATEMENTS: &[&str] =
 const SHARED: &[&str] = &[
     sql::IDEMPOTENT,
     sql::ADD_CHECKPOINT,
+    sql::ADD_RECEIPT_TREE,
     sql::INSERT_ATTEMPT,
     sql::PURGE_DELIVERIES,
     sql::PURGE_RECORDS,

@@ -73,6 +73,9 @@ pub struct PostgresOptions {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The key-encryption keys bodies are sealed under; `None` stores them in plaintext.
     pub encryption: Option<Arc<Keks>>,
+    /// The key that signs each group commit's receipt tree; `None`: no tree is signed, and
+    /// receipts are signed one by one after the commit.
+    pub receipts: Option<Arc<crate::audit::keys::SigningKey>>,
 }
 
 /// The connector for `tls`: rustls when configured; otherwise one that is never used, because
@@ -156,7 +159,9 @@ impl PostgresStore {
         let connection = batch::WriterConnection::open(&options.config, &options.tls).await?;
         let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
         tokio::spawn(observe_pool(pool.clone(), metrics.clone(), queue.watch()));
-        tokio::spawn(Writer::new(connection, metrics, options.max_batch, options.linger).run(rx));
+        tokio::spawn(
+            Writer::new(connection, metrics, options.max_batch, options.linger, options.receipts.clone()).run(rx),
+        );
         Ok(PostgresStore { queue, pool, keys: KeyRing::new(options.encryption) })
     }
 
@@ -327,6 +332,18 @@ impl Store for PostgresStore {
         Box::pin(async move { read::checkpoints(&mut Pooled(&self.client().await?)).await })
     }
 
+    fn receipt_trees(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<StoredTree>> {
+        Box::pin(async move { read::receipt_trees(&mut Pooled(&self.client().await?), after, limit).await })
+    }
+
+    fn tree_receipts(&self, tree: StoredTree) -> StoreFuture<'_, Vec<StoredReceipt>> {
+        Box::pin(async move { read::tree_receipts(&mut Pooled(&self.client().await?), tree).await })
+    }
+
+    fn inclusion(&self, seq: i64) -> StoreFuture<'_, Option<Inclusion>> {
+        Box::pin(async move { read::inclusion(&mut Pooled(&self.client().await?), seq).await })
+    }
+
     fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>> {
         Box::pin(async move { read::deliveries(&mut Pooled(&self.client().await?), filter).await })
     }
@@ -474,6 +491,7 @@ mod tests {
             linger: Duration::ZERO,
             tls: None,
             encryption: Some(keys::test_keks()),
+            receipts: Some(crate::store::conformance::receipt_key()),
         };
         PostgresStore::open(options, metrics).await.unwrap()
     }
@@ -594,6 +612,7 @@ mod tests {
             linger: Duration::ZERO,
             tls: Some(crate::tls::recipient_client(&[ca], None, None, &crate::tls::disk).unwrap()),
             encryption: None,
+            receipts: None,
         };
         let Err(error) = PostgresStore::open(options, Metrics::new()).await else {
             panic!("a server certificate from another CA was accepted");

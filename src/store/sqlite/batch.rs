@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (5, &[sql::DELIVERY_VERSION]),
     (6, &[include_str!("../migrations/sqlite/0006_subjects.sql"), sql::DISCLOSURES]),
     (7, &[sql::INVESTIGATION]),
+    (8, &[include_str!("../migrations/sqlite/0008_receipt_trees.sql")]),
 ];
 
 /// The schema version this program writes.

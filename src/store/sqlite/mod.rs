@@ -42,6 +42,9 @@ pub struct SqliteOptions {
     pub linger: Duration,
     /// The key-encryption keys bodies are sealed under; `None` stores them in plaintext.
     pub encryption: Option<Arc<Keks>>,
+    /// The key that signs each group commit's receipt tree; `None`: no tree is signed, and
+    /// receipts are signed one by one after the commit.
+    pub receipts: Option<Arc<crate::audit::keys::SigningKey>>,
 }
 
 /// The statements whose text is SQLite's own. The writer holds the write lock for its whole
@@ -241,7 +244,7 @@ impl SqliteStore {
             .build()
             .map_err(|e| unavailable("cannot start the writer's runtime".into()).caused_by(e))?;
         let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
-        let writer = Writer::new(Conn(conn), metrics, options.max_batch, options.linger);
+        let writer = Writer::new(Conn(conn), metrics, options.max_batch, options.linger, options.receipts);
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || runtime.block_on(writer.run(rx)))
@@ -380,6 +383,18 @@ impl Store for SqliteStore {
         Box::pin(self.read(|c| Box::pin(read::checkpoints(c))))
     }
 
+    fn receipt_trees(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<StoredTree>> {
+        Box::pin(self.read(move |c| Box::pin(read::receipt_trees(c, after, limit))))
+    }
+
+    fn tree_receipts(&self, tree: StoredTree) -> StoreFuture<'_, Vec<StoredReceipt>> {
+        Box::pin(self.read(move |c| Box::pin(read::tree_receipts(c, tree))))
+    }
+
+    fn inclusion(&self, seq: i64) -> StoreFuture<'_, Option<Inclusion>> {
+        Box::pin(self.read(move |c| Box::pin(read::inclusion(c, seq))))
+    }
+
     fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<'_, Vec<DeliveryAdminView>> {
         Box::pin(self.read(move |c| Box::pin(read::deliveries(c, filter))))
     }
@@ -483,6 +498,7 @@ mod tests {
             commit_timeout: Duration::from_secs(5),
             linger: Duration::ZERO,
             encryption: Some(keys::test_keks()),
+            receipts: Some(crate::store::conformance::receipt_key()),
         };
         SqliteStore::open(options, metrics).unwrap()
     }
@@ -496,6 +512,7 @@ mod tests {
             commit_timeout: Duration::from_secs(5),
             linger,
             encryption: None,
+            receipts: None,
         };
         Arc::new(SqliteStore::open(options, metrics).unwrap())
     }
