@@ -4,6 +4,7 @@
     python3 benches/load.py                 # every scenario, results in benches/results/
     python3 benches/load.py --quick         # shorter runs (a smoke test of the harness)
     python3 benches/load.py --only request  # one scenario
+    python3 benches/load.py --skip profile  # every scenario but these
     python3 benches/load.py --only batch    # deliveries/s, one record per POST and batched
 
 Builds the release binary; starts fast local recipient systems (nginx answering 200); starts
@@ -240,12 +241,12 @@ def prepare(args):
     text = (plain / "passerelle.toml").read_text()
     text = re.sub(r"^sign = true\b.*$", "", text, flags=re.M).replace("[delivery]\n", "[delivery]\n" + PLAIN_DELIVERY)
     (plain / "passerelle.toml").write_text(text + "\n[store.encryption]\nenabled = false\n")
-    # And with the group commit's linger off (on by default), to measure what it changes.
-    eager = WORK / "config-eager"
-    shutil.copytree(config, eager)
-    text = (eager / "passerelle.toml").read_text()
-    assert "commit_linger_ms = 1" in text, "the shipped configuration names its linger"
-    (eager / "passerelle.toml").write_text(text.replace("commit_linger_ms = 1", "commit_linger_ms = 0"))
+    # And with the group commit's linger on (off by default), to measure what it changes.
+    linger = WORK / "config-linger"
+    shutil.copytree(config, linger)
+    text = (linger / "passerelle.toml").read_text()
+    assert "commit_linger_ms = 0" in text, "the shipped configuration names its linger"
+    (linger / "passerelle.toml").write_text(text.replace("commit_linger_ms = 0", "commit_linger_ms = 1"))
     run([str(ROOT / "target/release/passerelle"), "dev-pki", "--config", str(config / "passerelle.toml")], stdout=subprocess.DEVNULL)
     pki = WORK / "data" / "pki"
     records = WORK / "records"
@@ -607,16 +608,16 @@ def scenario_sealed(ctx):
 
 def scenario_linger(ctx):
     """What the group commit's linger changes at the acceptance burst (recipients down): the
-    same burst with `store.commit_linger_ms` at 1 (the default) and 0, alternated twice in one
+    same burst with `store.commit_linger_ms` at 1 and 0 (the default), alternated twice in one
     run, with the fsyncs per accepted record counted from outside."""
     tls = client_tls(ctx.pki, "on-vital-stats")
     url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
-    eager = WORK / "config-eager" / "passerelle.toml"
+    lingering = WORK / "config-linger" / "passerelle.toml"
     runs = {"1 ms": [], "0": []}
     ctx.recipients.stop()
     ctx.city.stop()
     for _ in range(2):
-        for label, config in (("1 ms", ctx.config), ("0", eager)):
+        for label, config in (("1 ms", lingering), ("0", ctx.config)):
             ctx.use_config(config)
             burst = ctx.passerelle_run(lambda: oha(url, tls, ctx.records / "birth.json", duration=ctx.duration))
             ctx.restart_passerelle()
@@ -791,7 +792,7 @@ def report(results, args):
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         f"Measured {stamp:%Y-%m-%d %H:%M} UTC on {machine()}, load generator included, with "
-        f"`python3 benches/load.py{' --quick' if args.quick else ''}{''.join(f' --only {o}' for o in args.only or [])}`; oha at {CONCURRENCY} connections "
+        f"`python3 benches/load.py{' --quick' if args.quick else ''}{''.join(f' --only {o}' for o in args.only or [])}{''.join(f' --skip {o}' for o in args.skip)}`; oha at {CONCURRENCY} connections "
         f"(16 for 256 KB records), mutual TLS on both sides, {args.duration if not args.quick else 3} s per run.",
         "",
         "| scenario | Passerelle | nginx | ratio | p50 ms (P / n) | p99 ms (P / n) | p99.9 ms (P / n) | CPU s (P / n) | peak RSS MiB (P / n) |",
@@ -926,6 +927,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="short runs, to check the harness")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--only", choices=list(SCENARIOS), action="append", help="run only these scenarios")
+    parser.add_argument("--skip", choices=list(SCENARIOS), action="append", default=[], help="leave these scenarios out of a full run")
     parser.add_argument("--no-build", action="store_true", help="use the release binary as it is")
     parser.add_argument("--port-offset", type=int, default=0, help="move every port up by this much (another run on the machine)")
     args = parser.parse_args()
@@ -936,7 +938,7 @@ def main():
     results = {}
     try:
         for key, (title, fn) in SCENARIOS.items():
-            if args.only and key not in args.only:
+            if (args.only and key not in args.only) or key in args.skip:
                 continue
             log(f"Scenario: {title}")
             results[key] = fn(ctx)

@@ -83,7 +83,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         commit_queue: main.store.commit_queue.unwrap_or(4096).max(1),
         max_batch: main.store.max_batch.unwrap_or(512).max(1),
         commit_timeout: ms(main.store.commit_timeout_ms, 5_000),
-        commit_linger: ms(main.store.commit_linger_ms, 1),
+        commit_linger: ms(main.store.commit_linger_ms, 0),
         encryption: load_encryption(&path, &base, &data_dir, &main.store.encryption, &mut problems),
     };
     if store.commit_linger > Duration::from_millis(MAX_COMMIT_LINGER_MS) {

@@ -164,8 +164,8 @@ pub struct RawStore {
     pub max_batch: Option<usize>,
     /// How long a request waits for its commit before it is answered 503 (default 5000).
     pub commit_timeout_ms: Option<u64>,
-    /// How long the writer, when busy, lets a shallow batch wait for more writes (default 1; 0
-    /// commits at once). An idle writer never waits.
+    /// How long the writer, when busy, lets a shallow batch of records wait for more writes
+    /// (default 0: commits at once). An idle writer never waits.
     pub commit_linger_ms: Option<u64>,
     /// `[store.encryption]`: bodies sealed at rest (on by default).
     #[serde(default)]

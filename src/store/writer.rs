@@ -187,7 +187,7 @@ pub(super) struct Writer<B> {
 /// The writer lingers only when it is busy: writes queued while its last batch committed. A
 /// write that finds the writer idle is committed at once, so a lone record is never delayed;
 /// under load a batch waits at most `bound` for more, and no longer once it holds `deep_enough`
-/// writes.
+/// writes. Only batches carrying a record linger (see [`Linger::applies`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Linger {
     pub bound: Duration,
@@ -200,10 +200,13 @@ impl Linger {
         Linger { bound, deep_enough: (max_batch / 8).max(2) }
     }
 
-    /// Whether a batch of `queued` writes waits for more, `busy` if writes had queued while the
-    /// last batch committed.
-    fn applies(&self, busy: bool, queued: usize) -> bool {
-        busy && !self.bound.is_zero() && queued < self.deep_enough
+    /// Whether `batch` waits for more, `busy` if writes had queued while the last batch
+    /// committed. Only a batch carrying a record lingers: claims and attempt results come from
+    /// delivery workers each waiting on its answer, which a linger would only slow.
+    fn applies(&self, busy: bool, batch: &[Write]) -> bool {
+        busy && !self.bound.is_zero()
+            && batch.len() < self.deep_enough
+            && batch.iter().any(|w| matches!(w, Write::Commit(_)))
     }
 }
 
@@ -225,7 +228,7 @@ impl<B: Batch> Writer<B> {
         // Whether writes queued while the last batch committed; the first batch finds none.
         let mut busy = false;
         while rx.recv_many(&mut writes, self.max_batch).await > 0 {
-            if self.linger.applies(busy, writes.len()) {
+            if self.linger.applies(busy, &writes) {
                 let deadline = tokio::time::Instant::now() + self.linger.bound;
                 while writes.len() < self.linger.deep_enough {
                     let room = self.max_batch - writes.len();

@@ -323,7 +323,7 @@ fn a_lease_shorter_than_a_delivery_attempt_is_refused() {
 #[test]
 fn a_commit_linger_past_its_bound_is_refused() {
     let (dir, main) = shipped();
-    edit_file(&main, "commit_linger_ms = 1", "commit_linger_ms = 51");
+    edit_file(&main, "commit_linger_ms = 0", "commit_linger_ms = 51");
     let (code, out) = check(&main);
     assert_eq!(code, 1, "{out}");
     assert!(problems_of(&out, "passerelle.toml").contains("store.commit_linger_ms must be at most 50"), "{out}");

@@ -534,6 +534,33 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claims_never_linger_even_when_the_writer_is_busy() {
+        // A linger longer than the commit timeout: a claim it delayed would time out.
+        let dir = tempfile::tempdir().unwrap();
+        let store = lingering(dir.path(), Metrics::new(), Duration::from_secs(60));
+        let blocker = rusqlite::Connection::open(dir.path().join("s.sqlite")).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let first = commit(&store, 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Two workers' claims queue behind the held batch: when it commits, the writer is busy.
+        let claims: Vec<_> = ["w1", "w2"]
+            .map(|worker| {
+                let store = store.clone();
+                tokio::spawn(
+                    async move { store.claim_due(crate::store::conformance::claim(worker, 1, 2_000, false)).await },
+                )
+            })
+            .into_iter()
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        blocker.execute_batch("COMMIT").unwrap();
+        first.await.unwrap().unwrap();
+        for claim in claims {
+            claim.await.unwrap().expect("a claim is committed without a linger");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_writer_lets_a_shallow_batch_gather_what_arrives_within_its_linger() {
         for linger in [Duration::from_secs(2), Duration::ZERO] {
             let (dir, metrics) = (tempfile::tempdir().unwrap(), Metrics::new());
