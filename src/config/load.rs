@@ -160,7 +160,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     let (tls, partner_tls, forwarding) = tls::load_tls(&files, &path, &base, &main.tls, &mut problems);
     // A partners file that cannot be read is one problem, not one more for every reference to a
     // partner: references are only checked against a partners file that was read.
-    let loaded = partners::load(&files, &partners_file, &delivery, &mut problems);
+    let loaded = partners::load(&files, &partners_file, &delivery, limits.max_body_bytes, &mut problems);
     let partners_known = loaded.is_some();
     let partners::PartnersFile { partners, certificates, inline_keys, recipient_tls, nats_credentials } =
         loaded.unwrap_or_default();

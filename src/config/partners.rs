@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::model::{Contact, Jurisdiction, Language, Partner};
 use super::raw;
 use super::sources::{Sources, is_slug, problem, resolve};
-use crate::delivery::batch::{BatchSettings, MAX_BATCH_RECORDS, MAX_BATCH_WAIT};
+use crate::delivery::batch::{BatchSettings, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_BATCH_WAIT};
 use crate::delivery::nats::{self, NatsAuth, NatsCredentials, NatsEndpoint, SubjectTemplate};
 use crate::delivery::{DeliveryEndpoint, DeliveryMode, DeliverySettings};
 use crate::ids::PartnerId;
@@ -39,6 +39,7 @@ pub(super) fn load(
     files: &Sources,
     file: &Path,
     delivery: &DeliverySettings,
+    max_body_bytes: usize,
     problems: &mut Vec<Problem>,
 ) -> Option<PartnersFile> {
     let raw = files.read_toml::<raw::RawPartners>(file, problems)?;
@@ -68,7 +69,7 @@ pub(super) fn load(
             }
         };
         let delivery = channel(file, p, problems).and_then(|d| {
-            let recipient = Recipient { files, file, base, partner: p, raw: d, delivery };
+            let recipient = Recipient { files, file, base, partner: p, raw: d, delivery, max_body_bytes };
             match mode(file, p, d, problems)? {
                 Mode::Pull => Some(DeliveryMode::Pull),
                 Mode::Push => {
@@ -336,6 +337,8 @@ struct Recipient<'a> {
     raw: &'a raw::RawPartnerDelivery,
     /// The main file's `[delivery]`, which gives the defaults.
     delivery: &'a DeliverySettings,
+    /// The main file's `limits.max_body_bytes`: the largest record, so the largest body.
+    max_body_bytes: usize,
 }
 
 /// The TLS side of a push or NATS recipient: the files it is built from, and the client
@@ -529,6 +532,19 @@ impl Recipient<'_> {
                 problems,
                 format!("batch.max_records ({}) is not from 1 to {MAX_BATCH_RECORDS}", raw.max_records),
                 None,
+            );
+            ok = false;
+        }
+        if ok && raw.max_records.saturating_mul(self.max_body_bytes) > MAX_BATCH_BYTES {
+            self.problem(
+                problems,
+                format!(
+                    "batch.max_records ({}) records of up to limits.max_body_bytes ({} bytes) each could make a batch of more than {} MiB",
+                    raw.max_records,
+                    self.max_body_bytes,
+                    MAX_BATCH_BYTES / (1024 * 1024)
+                ),
+                Some("lower batch.max_records, or limits.max_body_bytes in the main file"),
             );
             ok = false;
         }

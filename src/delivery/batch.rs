@@ -45,6 +45,11 @@ pub const MAX_BATCH_RECORDS: usize = 1000;
 /// The longest a worker may wait to fill a batch.
 pub const MAX_BATCH_WAIT: Duration = Duration::from_secs(10);
 
+/// The most bytes of bodies one batch may hold, judged at its worst (every record as large as
+/// `limits.max_body_bytes` lets it be): a batch's bodies are in memory while it is claimed and
+/// sent, and in one POST.
+pub const MAX_BATCH_BYTES: usize = 128 * 1024 * 1024;
+
 /// The bytes of an answer read per record of the batch (an answer entry is under 200 bytes).
 const ANSWER_BYTES_PER_RECORD: usize = 512;
 

@@ -390,6 +390,27 @@ fn batch_delivery_settings_are_checked() {
     drop(dir);
 }
 
+/// A batch's bodies are held together and sent in one POST: at their largest they must stay
+/// within a bound, so raising the body limit can make a batch that was fine too large.
+#[test]
+fn a_batch_that_could_outgrow_its_byte_bound_is_refused() {
+    let (dir, main) = shipped();
+    let partners = main.with_file_name("partners.toml");
+    let line = "endpoint = \"http://127.0.0.1:18101/inbox\"";
+    edit_file(&partners, line, &format!("{line}\nbatch = {{ max_records = 100, max_wait_ms = 10 }}"));
+    let (_, out) = check(&main);
+    assert!(!out.contains("could make a batch"), "100 records of up to 1 MiB fit: {out}");
+    edit_file(&main, "max_body_bytes = 1048576", "max_body_bytes = 2097152");
+    refused_with(
+        &main,
+        "partners.toml",
+        &[
+            "partner `esdc-sin-registry`: batch.max_records (100) records of up to limits.max_body_bytes (2097152 bytes) each could make a batch of more than 128 MiB",
+        ],
+    );
+    drop(dir);
+}
+
 /// A partners file that cannot be parsed is one problem: the agreements and keys that name its
 /// partners are not reported again as naming unknown partners.
 #[test]
