@@ -195,8 +195,7 @@ impl RecipientClient {
             Err(error) => return AttemptOutcome::Unreachable { error },
         };
         let status = response.status();
-        let retry_after =
-            response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let retry_after = retry_after(&response);
         // Drain (a bounded amount of) the answer so the connection can be reused.
         let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await;
         classify(status, retry_after)
@@ -239,8 +238,7 @@ impl RecipientClient {
                 Err(error) => return BatchOutcome::whole(AttemptOutcome::Unreachable { error }, records.len()),
             };
             let status = response.status();
-            let retry_after =
-                response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let retry_after = retry_after(&response);
             let answer = Limited::new(response.into_body(), batch::answer_limit(records.len())).collect().await;
             let request = classify(status, retry_after);
             if !matches!(request, AttemptOutcome::Accepted { .. }) {
@@ -293,6 +291,11 @@ impl RecipientClient {
         let outcome = tokio::time::timeout(self.timeout, exchange).await.unwrap_or(CallOutcome::TimedOut);
         (outcome, started.elapsed())
     }
+}
+
+/// The answer's `Retry-After`, when it has a readable one.
+fn retry_after<B>(response: &http::Response<B>) -> Option<Duration> {
+    response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after)
 }
 
 fn classify(status: StatusCode, retry_after: Option<Duration>) -> AttemptOutcome {

@@ -330,19 +330,22 @@ pub(super) async fn submit(
     };
     // The proof is derived from the stored receipt and the entry, so a replay gets the same one.
     let replayed = matches!(outcome, Outcome::Duplicate { .. });
-    let signed_at = if replayed {
-        serde_json::from_slice::<Value>(&receipt)
-            .ok()
-            .and_then(|r| r["received_at"].as_str().and_then(crate::clock::parse_rfc3339_ms))
-            .unwrap_or(received_at)
-    } else {
-        received_at
-    };
     // The signature (of the receipt, or of the tree its commit signed, which holds its leaf)
     // covers the stored receipt itself, so every field the sender reads is bound.
     let receipt = match &inclusion {
         Some(inclusion) => crate::audit::receipt::seal_in_tree(&receipt, stamp, &audit_digest, inclusion),
-        None => state.trail.notary.sign_receipt(&receipt, &audit_digest, stamp, signed_at),
+        None => {
+            // Signed one by one (format 2), at the time the original was received.
+            let signed_at = if replayed {
+                serde_json::from_slice::<Value>(&receipt)
+                    .ok()
+                    .and_then(|r| r["received_at"].as_str().and_then(crate::clock::parse_rfc3339_ms))
+                    .unwrap_or(received_at)
+            } else {
+                received_at
+            };
+            state.trail.notary.sign_receipt(&receipt, &audit_digest, stamp, signed_at)
+        }
     }
     .map_err(|e| ApiError::StoreUnavailable(format!("the stored receipt cannot be signed: {e}")))?;
     let location = outcome.record_id().map(|id| format!("/v1/records/{id}")).unwrap_or_default();
