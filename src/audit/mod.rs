@@ -145,6 +145,11 @@ pub struct AuditStamp {
     pub hash: [u8; 32],
 }
 
+impl AuditStamp {
+    /// The head of an empty chain: the first entry follows it.
+    pub const GENESIS: AuditStamp = AuditStamp { seq: 0, hash: GENESIS };
+}
+
 /// The canonical bytes of an entry (see the module documentation).
 pub fn canonical_bytes(seq: i64, e: &AuditEvent) -> Vec<u8> {
     let mut m = Map::new();

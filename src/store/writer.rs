@@ -338,10 +338,23 @@ async fn run<B: Batch>(
         let completed = completions(b, &delivered).await?;
         (applied, completed)
     };
+    // A batch carrying records locks the chain head here, as late as it can, and reads its keys'
+    // earlier uses once under the lock; other batches lock it at their first append.
+    let mut earlier = EarlierUses::new();
+    if writes.iter().any(|w| matches!(w, Write::Commit(_))) {
+        let keys: Vec<KeyUse> = writes
+            .iter()
+            .filter_map(|w| if let Write::Commit(ask) = w { Some(&ask.input) } else { None })
+            .filter_map(|r| Some((r.sender.as_str(), r.idempotency_key.as_deref()?)))
+            .collect();
+        let (head, found) = b.lock_chain_and_find(&keys).await?;
+        chain.head = Some(head);
+        earlier = found;
+    }
     let mut position = 0;
     for write in writes.iter_mut() {
         match write {
-            Write::Commit(ask) => ask.output = Some(commit_record(b, &mut chain, &ask.input).await?),
+            Write::Commit(ask) => ask.output = Some(commit_record(b, &mut chain, &ask.input, &mut earlier).await?),
             Write::Claim(ask) => ask.output = Some(claim(b, &ask.input).await?),
             Write::Finish(ask) => {
                 let mut events = Vec::new();
@@ -377,9 +390,11 @@ async fn run<B: Batch>(
     if let Some(key) = receipts {
         sign_receipts(b, writes, key).await?;
     }
-    // The head is known only if this transaction extended the chain.
-    if let (Some(head), Some(move_head)) = (chain.head, B::DIALECT.move_head) {
-        b.execute(move_head, &[head.seq.into(), Param::Bytes(&head.hash)]).await?;
+    // The head moves only if this transaction extended the chain.
+    if let Some(head) = chain.head
+        && !chain.appended.is_empty()
+    {
+        b.move_head(head).await?;
     }
     Ok(Committed { appended: chain.appended, completed })
 }
@@ -410,16 +425,7 @@ async fn sign_receipts<B: Batch>(b: &mut B, writes: &mut [Write], key: &SigningK
     let tree = crate::audit::receipt::tree_of(&issued, signer)
         .map_err(|e| StoreError::new(StoreErrorKind::Failed, "a receipt of the batch cannot be signed").caused_by(e))?;
     let head = Arc::new(TreeHead::sign(first.stamp.seq, &tree, signer.signed_at, key));
-    let params = [
-        head.first_seq.into(),
-        last.stamp.seq.into(),
-        (head.size as i64).into(),
-        Param::Bytes(&head.root),
-        head.signed_at.into(),
-        (&head.key_id).into(),
-        Param::Bytes(&head.signature),
-    ];
-    b.execute(sql::ADD_RECEIPT_TREE, &params).await?;
+    b.insert_tree(&head, last.stamp.seq).await?;
     let accepted = writes.iter_mut().filter_map(|w| match w {
         Write::Commit(Ask { output: Some(CommitOutcome::Accepted { inclusion, .. }), .. }) => Some(inclusion),
         _ => None,

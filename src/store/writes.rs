@@ -7,14 +7,15 @@
 //! The writer (`writer`) only queues, batches, commits and answers; an engine only opens and
 //! commits the transaction and runs the statements whose text is its own.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 
 use super::keys::{self, BodyRow, NewDataKey, RewrappedKey, SealedBody, SealedClaim, StoredKey};
 use super::sql::{self, Param, Row, Sql};
 use super::*;
-use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp, GENESIS};
+use crate::audit::receipt::TreeHead;
+use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp};
 
 /// The writer's connection: a transaction at a time, and the statements only this engine runs.
 pub(super) trait Batch: Sql {
@@ -34,6 +35,88 @@ pub(super) trait Batch: Sql {
     /// Applies attempt results to the deliveries their worker still holds, and returns the
     /// positions in `updates` of those applied: a worker that lost its lease changes nothing.
     async fn record_attempts(&mut self, updates: &[&AttemptUpdate]) -> Result<HashSet<usize>, StoreError>;
+
+    /// Adds applied attempts to their deliveries' timelines, after their rows were updated (the
+    /// engine may hold them until its next statement).
+    async fn insert_attempts(&mut self, attempts: &[&AttemptUpdate]) -> Result<(), StoreError> {
+        for u in attempts {
+            let effect = u.effect();
+            let next = matches!(u.result, AttemptResult::Retry { .. }).then_some(effect.next_attempt_at);
+            let params = [
+                u.at.into(),
+                effect.status.as_str().into(),
+                effect.http_status.map(i64::from).into(),
+                u.latency_ms.into(),
+                u.error_class().map(ErrorClass::as_str).into(),
+                next.into(),
+                u.delivery_id.into(),
+            ];
+            self.execute(sql::INSERT_ATTEMPT, &params).await?;
+        }
+        Ok(())
+    }
+
+    /// Locks the chain head until the transaction ends and returns it, with the earlier uses of
+    /// the idempotency `keys` the batch's records carry, read once the lock is held: an instance
+    /// that committed a key before releasing the head is seen.
+    async fn lock_chain_and_find(&mut self, keys: &[KeyUse<'_>]) -> Result<(AuditStamp, EarlierUses), StoreError> {
+        let head = self.query(Self::DIALECT.chain_head, &[], stamp).await?.pop().unwrap_or(AuditStamp::GENESIS);
+        let mut found = EarlierUses::new();
+        for &(sender, key) in keys {
+            let earlier = self.query(sql::IDEMPOTENT, &[sender.into(), key.into()], |r| earlier_use(r, 0)).await?;
+            if let Some(earlier) = earlier.into_iter().next() {
+                found.insert((sender.to_owned(), key.to_owned()), earlier);
+            }
+        }
+        Ok((head, found))
+    }
+
+    /// Stores a signed receipt tree whose last receipt is audit entry `last_seq` (the engine may
+    /// hold it until its next statement).
+    async fn insert_tree(&mut self, head: &TreeHead, last_seq: i64) -> Result<(), StoreError> {
+        let params = [
+            head.first_seq.into(),
+            last_seq.into(),
+            (head.size as i64).into(),
+            Param::Bytes(&head.root),
+            head.signed_at.into(),
+            (&head.key_id).into(),
+            Param::Bytes(&head.signature),
+        ];
+        self.execute(sql::ADD_RECEIPT_TREE, &params).await.map(drop)
+    }
+
+    /// Moves the chain head to `head` before the commit, if the engine keeps it in a row of its
+    /// own (the engine may hold this until it commits).
+    async fn move_head(&mut self, head: AuditStamp) -> Result<(), StoreError> {
+        match Self::DIALECT.move_head {
+            Some(move_head) => self.execute(move_head, &[head.seq.into(), Param::Bytes(&head.hash)]).await.map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An idempotency key a record carries: its sender and the key.
+pub(super) type KeyUse<'a> = (&'a str, &'a str);
+
+/// The earlier use of each idempotency key, by sender and key.
+pub(super) type EarlierUses = HashMap<(String, String), EarlierUse>;
+
+/// What the record that first used an idempotency key left: its body's digest, its receipt and
+/// its audit entry.
+pub(super) struct EarlierUse {
+    body_sha256: Vec<u8>,
+    receipt: Bytes,
+    stamp: AuditStamp,
+}
+
+/// An earlier use from the columns `body_sha256, receipt, seq, hash` starting at column `first`.
+pub(super) fn earlier_use(r: &dyn Row, first: usize) -> Result<EarlierUse, StoreError> {
+    Ok(EarlierUse {
+        body_sha256: r.bytes(first)?,
+        receipt: Bytes::from(r.bytes(first + 1)?),
+        stamp: AuditStamp { seq: r.int(first + 2)?, hash: r.hash(first + 3)? },
+    })
 }
 
 /// The audit chain as one transaction extends it.
@@ -58,9 +141,7 @@ impl Chain {
         }
         let head = match self.head {
             Some(head) => head,
-            None => {
-                b.query(B::DIALECT.chain_head, &[], stamp).await?.pop().unwrap_or(AuditStamp { seq: 0, hash: GENESIS })
-            }
+            None => b.query(B::DIALECT.chain_head, &[], stamp).await?.pop().unwrap_or(AuditStamp::GENESIS),
         };
         let entries = audit::chain(head, events);
         let stamps: Vec<AuditStamp> = entries.iter().map(|e| AuditStamp { seq: e.seq, hash: e.hash }).collect();
@@ -77,36 +158,35 @@ pub(super) fn stamp(row: &dyn Row) -> Result<AuditStamp, StoreError> {
 }
 
 /// A record, unless its idempotency key was used before: then the original receipt again for
-/// the same body, or a conflict for another. The key's uniqueness holds because this runs inside
-/// the transaction that inserts the record.
+/// the same body, or a conflict for another. `earlier` holds the keys' earlier uses, read under
+/// the chain head's lock in this transaction; a record accepted here adds its own, so a second
+/// use in the same batch finds it.
 pub(super) async fn commit_record<B: Batch>(
     b: &mut B,
     chain: &mut Chain,
     record: &NewRecord,
+    earlier: &mut EarlierUses,
 ) -> Result<CommitOutcome, StoreError> {
-    if let Some(key) = &record.idempotency_key {
-        let earlier = b
-            .query(sql::IDEMPOTENT, &[(&record.sender).into(), key.into()], |r| {
-                Ok((r.bytes(0)?, Bytes::from(r.bytes(1)?), AuditStamp { seq: r.int(2)?, hash: r.hash(3)? }))
-            })
-            .await?
-            .pop();
-        if let Some((body_sha256, receipt, stamp)) = earlier {
-            return Ok(if body_sha256 == record.body_sha256 {
-                CommitOutcome::Duplicate { receipt, stamp }
-            } else {
-                CommitOutcome::Conflict
-            });
-        }
+    let key = record.idempotency_key.as_ref().map(|key| (record.sender.clone(), key.clone()));
+    if let Some(earlier) = key.as_ref().and_then(|key| earlier.get(key)) {
+        return Ok(if earlier.body_sha256 == record.body_sha256 {
+            CommitOutcome::Duplicate { receipt: earlier.receipt.clone(), stamp: earlier.stamp }
+        } else {
+            CommitOutcome::Conflict
+        });
     }
     let stamp = chain.append(b, vec![record.accepted_event()]).await?[0];
     b.insert_record(record, stamp.seq).await?;
+    if let Some(key) = key {
+        let first = EarlierUse { body_sha256: record.body_sha256.to_vec(), receipt: record.receipt.clone(), stamp };
+        earlier.insert(key, first);
+    }
     // Its place in the batch's receipt tree is given once every write of the batch has run.
     Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp, inclusion: None })
 }
 
 /// Leases due deliveries of one recipient, oldest first, with one statement to lease them all.
-/// SQLite runs this in the writer; PostgreSQL in a short transaction of its own (claims do not
+/// SQLite runs this in the writer; PostgreSQL in a writer of its own for claims (claims do not
 /// touch the chain), where the dialect's row locks keep instances apart.
 pub(super) async fn claim<S: Sql>(s: &mut S, claim: &ClaimRequest) -> Result<Vec<SealedClaim>, StoreError> {
     let rows = if claim.head_only {
@@ -185,24 +265,12 @@ pub(super) async fn log_attempts<B: Batch>(
     updates: &[&AttemptUpdate],
     applied: &HashSet<usize>,
 ) -> Result<(), StoreError> {
-    for (position, u) in updates.iter().enumerate() {
-        if !applied.contains(&position) {
-            continue;
-        }
-        let effect = u.effect();
-        let next = matches!(u.result, AttemptResult::Retry { .. }).then_some(effect.next_attempt_at);
-        let params = [
-            u.at.into(),
-            effect.status.as_str().into(),
-            effect.http_status.map(i64::from).into(),
-            u.latency_ms.into(),
-            u.error_class().map(ErrorClass::as_str).into(),
-            next.into(),
-            u.delivery_id.into(),
-        ];
-        b.execute(sql::INSERT_ATTEMPT, &params).await?;
+    let logged: Vec<&AttemptUpdate> =
+        updates.iter().enumerate().filter(|(position, _)| applied.contains(position)).map(|(_, u)| *u).collect();
+    if logged.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    b.insert_attempts(&logged).await
 }
 
 /// A claimed delivery (`sql::claim_columns!`), its body still sealed, with its

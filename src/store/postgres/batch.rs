@@ -9,11 +9,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio_postgres::Statement;
 
+use tokio_postgres::types::ToSql;
+
 use super::{DIALECT, bind};
-use crate::audit::AuditEntry;
+use crate::audit::receipt::TreeHead;
+use crate::audit::{AuditEntry, AuditStamp};
 use crate::store::sql::{self, Dialect, Param, Row, Sql};
-use crate::store::writes::Batch;
-use crate::store::{AttemptUpdate, DisclosureTerms, NewRecord, StoreError};
+use crate::store::writes::{self, Batch, EarlierUses, KeyUse};
+use crate::store::{AttemptResult, AttemptUpdate, DisclosureTerms, ErrorClass, NewRecord, StoreError};
 
 /// Schema migrations, applied in order under an advisory lock, each once: a version and the
 /// scripts that make it (this engine's tables, then what both engines share).
@@ -93,9 +96,25 @@ const FINISH_ATTEMPTS: &str = "UPDATE deliveries AS d SET status = u.status, att
      WHERE d.id = u.id AND d.claimed_by = u.worker
      RETURNING u.n";
 
+/// Applied attempts added to their deliveries' timelines, each numbered by its delivery's
+/// attempts (updated earlier in the transaction).
+const INSERT_ATTEMPTS: &str = "INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, status, latency_ms, error_class, next_attempt_at)
+     SELECT d.id, d.attempts, u.at, u.outcome, u.status, u.latency_ms, u.error_class, u.next
+     FROM UNNEST($1::bigint[], $2::text[], $3::integer[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[])
+          WITH ORDINALITY AS u(at, outcome, status, latency_ms, error_class, next, id, n)
+     JOIN deliveries d ON d.id = u.id
+     ORDER BY u.n";
+
+/// The earlier uses of a batch's idempotency keys (`$1` senders, `$2` keys, pairwise), in one
+/// statement: `sender, key`, then the columns of `sql::IDEMPOTENT`.
+const EARLIER_USES: &str = "SELECT u.sender, u.key, r.body_sha256, r.receipt, a.seq, a.hash
+     FROM UNNEST($1::text[], $2::text[]) AS u(sender, key)
+     JOIN records r ON r.sender = u.sender AND r.idempotency_key = u.key
+     JOIN audit_log a ON a.seq = r.audit_seq";
+
 /// Every statement only PostgreSQL's writer runs.
 pub(super) const STATEMENTS: &[&str] =
-    &[INSERT_AUDIT, INSERT_RECORD, INSERT_DELIVERY, INSERT_SUBJECTS, FINISH_ATTEMPTS];
+    &[INSERT_AUDIT, INSERT_RECORD, INSERT_DELIVERY, INSERT_SUBJECTS, FINISH_ATTEMPTS, INSERT_ATTEMPTS, EARLIER_USES];
 
 /// The statements of the shared writer this engine's writer runs.
 const SHARED: &[&str] = &[
@@ -135,6 +154,16 @@ impl WriterConnection {
             statements.insert(*sql, client.prepare(sql).await?);
         }
         Ok(WriterConnection { client, statements, pending: Pending::default() })
+    }
+
+    /// A connection for the claims' group commit, once [`WriterConnection::open`] has migrated:
+    /// it prepares the claim statements on first use.
+    pub async fn open_for_claims(
+        config: &tokio_postgres::Config,
+        tls: &Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, StoreError> {
+        let client = super::connect(config, tls).await?;
+        Ok(WriterConnection { client, statements: HashMap::new(), pending: Pending::default() })
     }
 
     /// A statement prepared at open; one the list missed is prepared now, once.
@@ -178,9 +207,9 @@ impl Batch for WriterConnection {
         Ok(self.client.batch_execute("BEGIN").await?)
     }
 
+    /// The batch's last rows, its tree, the head's move and the commit go in one flight.
     async fn commit(&mut self) -> Result<(), StoreError> {
-        self.flush().await?;
-        Ok(self.client.batch_execute("COMMIT").await?)
+        self.send_pending(true).await
     }
 
     async fn rollback(&mut self) {
@@ -253,6 +282,54 @@ impl Batch for WriterConnection {
         Ok(())
     }
 
+    /// The lock and the lookup go in one flight: the lookup runs once the lock is granted, so it
+    /// sees every key another instance committed before releasing the head.
+    async fn lock_chain_and_find(&mut self, keys: &[KeyUse<'_>]) -> Result<(AuditStamp, EarlierUses), StoreError> {
+        self.flush().await?;
+        let lock = self.statement(DIALECT.chain_head).await?;
+        let find = self.statement(EARLIER_USES).await?;
+        let (senders, keys): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+        let lookup = async {
+            if senders.is_empty() { Ok(Vec::new()) } else { self.client.query(&find, &[&senders, &keys]).await }
+        };
+        let (head, found) = tokio::try_join!(self.client.query(&lock, &[]), lookup)?;
+        let head = match head.first() {
+            Some(row) => writes::stamp(row)?,
+            None => AuditStamp::GENESIS,
+        };
+        let mut earlier = EarlierUses::new();
+        for row in &found {
+            let row: &dyn Row = row;
+            earlier.insert((row.text(0)?, row.text(1)?), writes::earlier_use(row, 2)?);
+        }
+        Ok((head, earlier))
+    }
+
+    async fn insert_attempts(&mut self, attempts: &[&AttemptUpdate]) -> Result<(), StoreError> {
+        let a = &mut self.pending.attempts;
+        for u in attempts {
+            let effect = u.effect();
+            a.at.push(u.at);
+            a.outcome.push(effect.status.as_str());
+            a.status.push(effect.http_status.map(i32::from));
+            a.latency_ms.push(u.latency_ms);
+            a.error_class.push(u.error_class().map(ErrorClass::as_str));
+            a.next.push(matches!(u.result, AttemptResult::Retry { .. }).then_some(effect.next_attempt_at));
+            a.id.push(u.delivery_id);
+        }
+        Ok(())
+    }
+
+    async fn insert_tree(&mut self, head: &TreeHead, last_seq: i64) -> Result<(), StoreError> {
+        self.pending.tree = Some((head.clone(), last_seq));
+        Ok(())
+    }
+
+    async fn move_head(&mut self, head: AuditStamp) -> Result<(), StoreError> {
+        self.pending.head = Some(head);
+        Ok(())
+    }
+
     /// The rows were committed by earlier transactions (a delivery is claimed only once
     /// committed), so nothing pending needs sending first.
     async fn record_attempts(&mut self, updates: &[&AttemptUpdate]) -> Result<HashSet<usize>, StoreError> {
@@ -290,8 +367,25 @@ struct Pending {
     records: RecordColumns,
     deliveries: DeliveryColumns,
     subjects: SubjectColumns,
+    attempts: AttemptColumns,
+    /// The batch's receipt tree and the seq of its last receipt.
+    tree: Option<(TreeHead, i64)>,
+    /// Where the chain head moves before the commit.
+    head: Option<AuditStamp>,
     /// Body bytes waiting; past [`MAX_PENDING_BYTES`] they are sent before the next record.
     bytes: usize,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.audit.seq.is_empty()
+            && self.records.record_id.is_empty()
+            && self.deliveries.record_id.is_empty()
+            && self.subjects.subject.is_empty()
+            && self.attempts.id.is_empty()
+            && self.tree.is_none()
+            && self.head.is_none()
+    }
 }
 
 /// Body bytes one flush sends at most (plus one record's worth): PostgreSQL refuses a message
@@ -348,6 +442,17 @@ struct DeliveryColumns {
 }
 
 #[derive(Default)]
+struct AttemptColumns {
+    at: Vec<i64>,
+    outcome: Vec<&'static str>,
+    status: Vec<Option<i32>>,
+    latency_ms: Vec<Option<i64>>,
+    error_class: Vec<Option<&'static str>>,
+    next: Vec<Option<i64>>,
+    id: Vec<i64>,
+}
+
+#[derive(Default)]
 struct SubjectColumns {
     subject: Vec<Vec<u8>>,
     record_id: Vec<String>,
@@ -355,83 +460,122 @@ struct SubjectColumns {
 }
 
 impl WriterConnection {
-    /// Sends the pending rows: audit entries, then records, then their deliveries and subjects.
+    /// Sends the pending rows before another statement.
     async fn flush(&mut self) -> Result<(), StoreError> {
-        let Pending { audit: a, records: r, deliveries: d, subjects: s, bytes: _ } = std::mem::take(&mut self.pending);
+        self.send_pending(false).await
+    }
+
+    /// Sends the pending rows (audit entries, then records, their deliveries and subjects, then
+    /// attempts), the receipt tree and the head's move, and with `commit` the commit, pipelined:
+    /// one round trip in all. The first failure fails the batch (a commit sent after a failed
+    /// statement only rolls back).
+    async fn send_pending(&mut self, commit: bool) -> Result<(), StoreError> {
+        if !commit && self.pending.is_empty() {
+            return Ok(());
+        }
+        let Pending { audit: a, records: r, deliveries: d, subjects: s, attempts: t, tree, head, bytes: _ } =
+            std::mem::take(&mut self.pending);
+        let statements =
+            [INSERT_AUDIT, INSERT_RECORD, INSERT_DELIVERY, INSERT_SUBJECTS, INSERT_ATTEMPTS, sql::ADD_RECEIPT_TREE];
+        let mut prepared = Vec::with_capacity(statements.len() + 1);
+        for sql in statements.iter().chain(&DIALECT.move_head) {
+            prepared.push(self.statement(sql).await?);
+        }
+        let [audit, record, delivery, subject, attempt, add_tree, move_head] = &prepared[..] else {
+            unreachable!("seven statements were prepared");
+        };
+        let client = &self.client;
         // Bound as `bytea[]` without copying the bodies.
         let record_bodies: Vec<&[u8]> = r.body.iter().map(|b| &b[..]).collect();
         let delivery_bodies: Vec<&[u8]> = d.body.iter().map(|b| &b[..]).collect();
-        if !a.seq.is_empty() {
-            let statement = self.statement(INSERT_AUDIT).await?;
-            self.client
-                .execute(
-                    &statement,
-                    &[
-                        &a.seq,
-                        &a.at,
-                        &a.kind,
-                        &a.actor,
-                        &a.record_id,
-                        &a.agreement,
-                        &a.recipient,
-                        &a.body_digest,
-                        &a.outcome,
-                        &a.reason,
-                        &a.count,
-                        &a.prev_hash,
-                        &a.hash,
-                    ],
-                )
-                .await?;
-        }
-        if !r.record_id.is_empty() {
-            let statement = self.statement(INSERT_RECORD).await?;
-            self.client
-                .execute(
-                    &statement,
-                    &[
-                        &r.record_id,
-                        &r.sender,
-                        &r.record_type,
-                        &r.schema_version,
-                        &r.received_at,
-                        &record_bodies,
-                        &r.body_sha256,
-                        &r.idempotency_key,
-                        &r.traceparent,
-                        &r.receipt,
-                        &r.audit_seq,
-                        &r.tracestate,
-                        &r.key_id,
-                    ],
-                )
-                .await?;
-        }
-        if !d.record_id.is_empty() {
-            let statement = self.statement(INSERT_DELIVERY).await?;
-            self.client
-                .execute(
-                    &statement,
-                    &[
-                        &d.record_id,
-                        &d.recipient,
-                        &d.agreement,
-                        &d.ordered,
-                        &delivery_bodies,
-                        &d.body_digest,
-                        &d.created_at,
-                        &d.key_id,
-                        &d.schema_version,
-                        &d.purpose,
-                        &d.fields,
-                    ],
-                )
-                .await?;
-        }
-        if !s.subject.is_empty() {
-            let statement = self.statement(INSERT_SUBJECTS).await?;
-            self.client.execute(&statement, &[&s.subject, &s.record_id, &s.received_at]).await?;
-        }
+        let audit = async {
+            if a.seq.is_empty() {
+                return Ok(0);
+            }
+            let params: [&(dyn ToSql + Sync); 13] = [
+                &a.seq,
+                &a.at,
+                &a.kind,
+                &a.actor,
+                &a.record_id,
+                &a.agreement,
+                &a.recipient,
+                &a.body_digest,
+                &a.outcome,
+                &a.reason,
+                &a.count,
+                &a.prev_hash,
+                &a.hash,
+            ];
+            client.execute(audit, &params).await
+        };
+        let records = async {
+            if r.record_id.is_empty() {
+                return Ok(0);
+            }
+            let params: [&(dyn ToSql + Sync); 13] = [
+                &r.record_id,
+                &r.sender,
+                &r.record_type,
+                &r.schema_version,
+                &r.received_at,
+                &record_bodies,
+                &r.body_sha256,
+                &r.idempotency_key,
+                &r.traceparent,
+                &r.receipt,
+                &r.audit_seq,
+                &r.tracestate,
+                &r.key_id,
+            ];
+            client.execute(record, &params).await
+        };
+        let deliveries = async {
+            if d.record_id.is_empty() {
+                return Ok(0);
+            }
+            let params: [&(dyn ToSql + Sync); 11] = [
+                &d.record_id,
+                &d.recipient,
+                &d.agreement,
+                &d.ordered,
+                &delivery_bodies,
+                &d.body_digest,
+                &d.created_at,
+                &d.key_id,
+                &d.schema_version,
+                &d.purpose,
+                &d.fields,
+            ];
+            client.execute(delivery, &params).await
+        };
+        let subjects = async {
+            if s.subject.is_empty() {
+                return Ok(0);
+            }
+            client.execute(subject, &[&s.subject, &s.record_id, &s.received_at]).await
+        };
+        let attempts = async {
+            if t.id.is_empty() {
+                return Ok(0);
+            }
+            let params: [&(dyn ToSql + Sync); 7] =
+                [&t.at, &t.outcome, &t.status, &t.latency_ms, &t.error_class, &t.next, &t.id];
+            client.execute(attempt, &params).await
+        };
+        let tree = async {
+            let Some((h, last_seq)) = &tree else { return Ok(0) };
+            let size = h.size as i64;
+            let params: [&(dyn ToSql + Sync); 7] =
+                [&h.first_seq, last_seq, &size, &&h.root[..], &h.signed_at, &h.key_id, &h.signature];
+            client.execute(add_tree, &params).await
+        };
+        let moved = async {
+            let Some(head) = &head else { return Ok(0) };
+            client.execute(move_head, &[&head.seq, &&head.hash[..]]).await
+        };
+        let commit = async { if commit { client.batch_execute("COMMIT").await } else { Ok(()) } };
+        tokio::try_join!(audit, records, deliveries, subjects, attempts, tree, moved, commit)?;
         Ok(())
     }
 }

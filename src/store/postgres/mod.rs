@@ -4,10 +4,17 @@
 //! Writes that extend the audit chain (records, attempt results, replays, purges, appended
 //! entries, checkpoints) go through one writer task per instance, the shared group commit
 //! (`store::writer`), on a connection of its own (`batch`). The chain stays one chain across
-//! instances because each such transaction first locks the `audit_head` row (`FOR UPDATE`), once
-//! per batch, and moves it forward before committing. Claims do not touch the chain: they run in
-//! their own short transactions on a pooled connection with `FOR UPDATE SKIP LOCKED`, so workers
-//! in every instance take disjoint deliveries, and a lease held by an instance that died expires.
+//! instances because each such transaction locks the `audit_head` row (`FOR UPDATE`), once per
+//! batch, and moves it forward before committing. Instances take turns on that row, so it is
+//! held as briefly as the batch allows: everything that does not touch the chain (attempt
+//! results, completions) runs before it; the lock and the lookup of the batch's idempotency keys
+//! go in one round trip; the batch's rows, its receipt tree, the head's move and the commit go in
+//! a second (pipelined: `batch::WriterConnection::send_pending`), then the commit's fsync.
+//!
+//! Claims do not touch the chain: they have a group commit of their own, on a second
+//! connection, so the claims of every worker of an instance share one transaction; `FOR UPDATE
+//! SKIP LOCKED` makes workers in every instance take disjoint deliveries, and a lease held by an
+//! instance that died expires.
 //! Reads prepare each statement once per pooled connection.
 //!
 //! **Invariant:** a caller's future resolves only after the transaction carrying its operation
@@ -28,7 +35,6 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::keys::{self, Keks, KeyRing, KeySource, NewDataKey, PlainBody, RewrappedKey, SealedBody, StoredKey};
 use super::sql::{self, Column, Dialect, Param, Row, Sql};
 use super::writer::{Queue, Write, Writer};
-use super::writes;
 use super::*;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 use crate::telemetry::Metrics;
@@ -138,6 +144,10 @@ const DIALECT: Dialect = Dialect {
 pub struct PostgresStore {
     /// This instance's writer queue.
     queue: Queue,
+    /// The queue of this instance's claims: a group commit of its own, on its own connection,
+    /// so the delivery workers' claims share a transaction and its fsync, and never wait for
+    /// the chain head.
+    claims: Queue,
     /// Reads and claims.
     pool: Pool,
     keys: KeyRing,
@@ -157,12 +167,15 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::new(StoreErrorKind::Failed, "cannot build the connection pool").caused_by(e))?;
         let connection = batch::WriterConnection::open(&options.config, &options.tls).await?;
+        let claiming = batch::WriterConnection::open_for_claims(&options.config, &options.tls).await?;
         let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
+        let (claims, claims_rx) = Queue::new(options.queue, options.commit_timeout);
         tokio::spawn(observe_pool(pool.clone(), metrics.clone(), queue.watch()));
+        tokio::spawn(Writer::new(claiming, metrics.clone(), options.max_batch, Duration::ZERO, None).run(claims_rx));
         tokio::spawn(
             Writer::new(connection, metrics, options.max_batch, options.linger, options.receipts.clone()).run(rx),
         );
-        Ok(PostgresStore { queue, pool, keys: KeyRing::new(options.encryption) })
+        Ok(PostgresStore { queue, claims, pool, keys: KeyRing::new(options.encryption) })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
@@ -266,14 +279,7 @@ impl Store for PostgresStore {
     }
 
     fn claim_due(&self, claim: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedDelivery>> {
-        Box::pin(async move {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let claimed = writes::claim(&mut Pooled(&tx), &claim).await?;
-            tx.commit().await?;
-            drop(client);
-            self.keys.open(self, claimed).await
-        })
+        Box::pin(async move { self.keys.open(self, self.claims.claim_due(claim).await?).await })
     }
 
     fn finish_attempts(&self, updates: Vec<AttemptUpdate>) -> StoreFuture<'_, ()> {
@@ -509,6 +515,48 @@ mod tests {
         let ((config, _schema), metrics) = (schema().await, Metrics::new());
         let store = open(config, metrics.clone()).await;
         crate::store::conformance::a_record_is_counted_complete_once_by_its_last_delivery(&store, &metrics).await;
+    }
+
+    /// Two instances given the same keyed records at once: each key makes one record, and every
+    /// other commit of it is a replay of that record's receipt and entry. The key's earlier use
+    /// is read under the chain head's lock, so it sees what the other instance committed while
+    /// it waited.
+    #[tokio::test]
+    async fn two_instances_given_one_key_make_one_record() {
+        let (config, _schema) = schema().await;
+        let (a, b) = (open(config.clone(), Metrics::new()).await, open(config, Metrics::new()).await);
+        const KEYS: usize = 20;
+        let keyed = |n: usize, copy: usize| {
+            let mut r = crate::store::conformance::record(n * 10 + copy, &["r"]);
+            r.idempotency_key = Some(format!("k-{n}"));
+            r.body_sha256 = [n as u8; 32];
+            r
+        };
+        let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
+        for n in 0..KEYS {
+            on_a.push(a.commit_record(keyed(n, 1)));
+            on_b.push(b.commit_record(keyed(n, 2)));
+        }
+        let (on_a, on_b) = tokio::join!(futures_util::future::join_all(on_a), futures_util::future::join_all(on_b));
+        for (n, (x, y)) in on_a.into_iter().zip(on_b).enumerate() {
+            let outcomes = [x.unwrap(), y.unwrap()];
+            let accepted: Vec<_> = outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    CommitOutcome::Accepted { stamp, receipt, .. } => Some((*stamp, receipt.clone())),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(accepted.len(), 1, "key {n}: one record, {outcomes:?}");
+            let (stamp, receipt) = accepted[0].clone();
+            assert!(
+                outcomes.contains(&CommitOutcome::Duplicate { receipt, stamp }),
+                "key {n}: the other commit replays the first, {outcomes:?}"
+            );
+        }
+        let entries = a.audit_entries(0, 1_000).await.unwrap();
+        let accepted = entries.iter().filter(|e| e.event.kind == crate::audit::kind::RECORD_ACCEPTED).count();
+        assert_eq!(accepted, KEYS, "one audit entry per key");
     }
 
     /// Two instances each delivering one of the last two deliveries of the same records, at the
