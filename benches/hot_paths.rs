@@ -137,13 +137,13 @@ fn audit(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("format3_tree", n), |b| {
             b.iter(|| {
                 let signer = receipt::Signer { signed_at: 1_795_000_000_000, key_id: notary.key.id() };
-                let tree = receipt::tree_of(&receipts, signer).unwrap();
+                let tree = receipt::tree_of_issued(&receipts, signer).unwrap();
                 let head = Arc::new(TreeHead::sign(42, &tree, signer.signed_at, &notary.key));
                 let sealed: Vec<Vec<u8>> = (receipts.iter().enumerate())
                     .map(|(i, r)| {
                         let inclusion =
                             Inclusion { head: head.clone(), index: i as u64, path: tree.proof(i).unwrap_or_default() };
-                        receipt::seal_in_tree(&r.receipt, r.stamp, &[7; 32], &inclusion).unwrap()
+                        receipt::seal_issued_in_tree(&r.receipt, r.stamp, &[7; 32], &inclusion).unwrap()
                     })
                     .collect();
                 sealed

@@ -164,6 +164,48 @@ pub fn tree_of(receipts: &[StoredReceipt], signer: Signer<'_>) -> Result<Tree, R
     Ok(Tree::new(leaves))
 }
 
+/// [`tree_of`] for the receipts a group commit has just issued: each written by
+/// [`Receipt::to_bytes`], so its leaf is made without reading the receipt again
+/// ([`issued_leaf`]). Any other receipt takes [`leaf`]'s way.
+pub fn tree_of_issued(receipts: &[StoredReceipt], signer: Signer<'_>) -> Result<Tree, ReceiptError> {
+    let leaves = (receipts.iter().enumerate())
+        .map(|(index, r)| match issued_leaf(r, index as u64, signer) {
+            Some(hash) => Ok(hash),
+            None => leaf(r, index as u64, signer),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Tree::new(leaves))
+}
+
+/// The leaf of a receipt [`Receipt::to_bytes`] wrote, made from its bytes: they are canonical
+/// JSON whose first member is `deliveries`, so the canonical leaf is `{"audit":` and the
+/// canonical proof, then the receipt's own members. `None` for bytes of another shape (receipts
+/// stored before receipts were canonical).
+fn issued_leaf(stored: &StoredReceipt, index: u64, signer: Signer<'_>) -> Option<Hash> {
+    let receipt = &stored.receipt[..];
+    if !is_issued(receipt) {
+        return None;
+    }
+    let mut message = Vec::with_capacity(receipt.len() + 320);
+    message.extend_from_slice(b"passerelle:receipt:v3:{\"audit\":");
+    // The members of `TreeProof` the leaf covers, in canonical (sorted) order.
+    message.extend_from_slice(b"{\"body_digest\":\"");
+    message.extend_from_slice(to_hex(&stored.body_digest.unwrap_or_default()).as_bytes());
+    message.extend_from_slice(b"\",\"entry_hash\":\"");
+    message.extend_from_slice(to_hex(&stored.stamp.hash).as_bytes());
+    message.extend_from_slice(format!("\",\"format\":{FORMAT_TREE},\"key_id\":").as_bytes());
+    crate::json::write_string(signer.key_id, &mut message);
+    message
+        .extend_from_slice(format!(",\"leaf_index\":{index},\"seq\":{},\"signed_at\":", stored.stamp.seq).as_bytes());
+    crate::json::write_string(&crate::clock::rfc3339_ms(signer.signed_at), &mut message);
+    message.extend_from_slice(b"},");
+    message.extend_from_slice(&receipt[1..]);
+    let hash = merkle::leaf_hash(&message);
+    // The shortcut must make the documented leaf; every debug build (the tests) checks it.
+    debug_assert_eq!(Some(hash), leaf(stored, index, signer).ok(), "the quick leaf is the leaf");
+    Some(hash)
+}
+
 /// The `audit` member of a format-3 receipt: format 2's members, then its place in the tree.
 /// `signature`, `proof` and `tree` are left out of its leaf.
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +240,17 @@ impl TreeProof {
             tree: None,
         }
     }
+
+    /// The whole member, with the head's signature, the proof and the tree.
+    fn sealed(stamp: AuditStamp, body_digest: &[u8; 32], inclusion: &Inclusion) -> Self {
+        let head = &inclusion.head;
+        TreeProof {
+            signature: Some(to_hex(&head.signature)),
+            proof: Some(inclusion.path.iter().map(|h| to_hex(h)).collect()),
+            tree: Some(TreeMember { first_seq: head.first_seq, size: head.size, root: to_hex(&head.root) }),
+            ..TreeProof::new(stamp, body_digest, inclusion.index, head.signer())
+        }
+    }
 }
 
 /// A tree as a receipt's `audit.tree` shows it (who signed it when is in `audit`).
@@ -220,14 +273,30 @@ pub fn seal_in_tree(
     inclusion: &Inclusion,
 ) -> Result<Vec<u8>, ReceiptError> {
     let (was_empty, _) = stored_members(stored)?;
-    let head = &inclusion.head;
-    let proof = TreeProof {
-        signature: Some(to_hex(&head.signature)),
-        proof: Some(inclusion.path.iter().map(|h| to_hex(h)).collect()),
-        tree: Some(TreeMember { first_seq: head.first_seq, size: head.size, root: to_hex(&head.root) }),
-        ..TreeProof::new(stamp, body_digest, inclusion.index, head.signer())
-    };
-    Ok(append_audit(stored, &proof, was_empty))
+    Ok(append_audit(stored, &TreeProof::sealed(stamp, body_digest, inclusion), was_empty))
+}
+
+/// [`seal_in_tree`] for a receipt its commit has just issued, written by [`Receipt::to_bytes`]:
+/// canonical JSON whose first member is `deliveries`, so it has no `audit` member and is not
+/// read again. A receipt of another shape is read as [`seal_in_tree`] reads it.
+pub fn seal_issued_in_tree(
+    stored: &[u8],
+    stamp: AuditStamp,
+    body_digest: &[u8; 32],
+    inclusion: &Inclusion,
+) -> Result<Vec<u8>, ReceiptError> {
+    if !is_issued(stored) {
+        return seal_in_tree(stored, stamp, body_digest, inclusion);
+    }
+    let sealed = append_audit(stored, &TreeProof::sealed(stamp, body_digest, inclusion), false);
+    debug_assert_eq!(Some(&sealed), seal_in_tree(stored, stamp, body_digest, inclusion).ok().as_ref());
+    Ok(sealed)
+}
+
+/// Whether `receipt` has the shape [`Receipt::to_bytes`] writes: canonical JSON, `deliveries`
+/// first (a member sorting before it, such as `audit`, would come first).
+fn is_issued(receipt: &[u8]) -> bool {
+    receipt.starts_with(br#"{"deliveries":"#) && receipt.ends_with(b"}")
 }
 
 /// Whether `stored` is a JSON object without an `audit` member (and whether it is empty), with
@@ -268,9 +337,11 @@ pub struct Receipt<'a> {
 }
 
 impl Receipt<'_> {
+    /// The receipt as stored: canonical JSON (members sorted, `deliveries` first), so the writer
+    /// makes its leaf without reading it again ([`tree_of_issued`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising plain strings and numbers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::to_canonical_vec(&serde_json::to_value(self).unwrap_or_default())
     }
 }
 
@@ -697,6 +768,36 @@ mod tests {
 
     fn check(receipt: &Value, keys: &TrustedKeys) -> Result<PresentedReceipt, ReceiptError> {
         verify(receipt.to_string().as_bytes(), keys)
+    }
+
+    /// A receipt as the gateway stores it is canonical JSON, and the writer's quick leaf of it
+    /// is the documented leaf, whatever its strings hold; a receipt of another shape takes the
+    /// documented way.
+    #[test]
+    fn an_issued_receipt_is_canonical_and_its_quick_leaf_is_the_leaf() {
+        let deliveries = [ReceiptDelivery { recipient: "ottawa-city", agreement: "a\"2", status: "queued" }];
+        let issued = Receipt {
+            record_id: "r1",
+            record_type: "naissance-é",
+            schema_version: "1.1".into(),
+            sender: "on\\vital\u{1}",
+            received_at: "2026-11-18T11:06:40.001Z".into(),
+            deliveries: deliveries.to_vec(),
+        }
+        .to_bytes();
+        let value: Value = serde_json::from_slice(&issued).unwrap();
+        assert_eq!(issued, crate::json::to_canonical_vec(&value), "stored canonical");
+        for key_id in ["k1", "clé \"2\""] {
+            for (index, signed_at) in [(0, 1_795_000_000_000), (41, 1_795_000_000_001)] {
+                let signer = Signer { signed_at, key_id };
+                let (new, old) = (StoredReceipt { receipt: issued.clone().into(), ..stored() }, stored());
+                assert_eq!(issued_leaf(&new, index, signer), Some(leaf(&new, index, signer).unwrap()));
+                assert_eq!(issued_leaf(&old, index, signer), None, "an older receipt is read");
+                let trees = (tree_of_issued(&[new.clone(), old.clone()], signer).unwrap().root())
+                    == tree_of(&[new, old], signer).unwrap().root();
+                assert!(trees, "both ways make one tree");
+            }
+        }
     }
 
     #[test]

@@ -333,7 +333,9 @@ pub(super) async fn submit(
     // The signature (of the receipt, or of the tree its commit signed, which holds its leaf)
     // covers the stored receipt itself, so every field the sender reads is bound.
     let receipt = match &inclusion {
-        Some(inclusion) => crate::audit::receipt::seal_in_tree(&receipt, stamp, &audit_digest, inclusion),
+        // A replay's stored receipt is read again; a fresh one is as this request wrote it.
+        Some(inclusion) if replayed => crate::audit::receipt::seal_in_tree(&receipt, stamp, &audit_digest, inclusion),
+        Some(inclusion) => crate::audit::receipt::seal_issued_in_tree(&receipt, stamp, &audit_digest, inclusion),
         None => {
             // Signed one by one (format 2), at the time the original was received.
             let signed_at = if replayed {

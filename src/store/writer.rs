@@ -422,7 +422,7 @@ async fn sign_receipts<B: Batch>(b: &mut B, writes: &mut [Write], key: &SigningK
     };
     // Each receipt shows when and by which key its tree was signed, and its leaf covers that.
     let signer = Signer { signed_at: crate::clock::now_ms(), key_id: key.id() };
-    let tree = crate::audit::receipt::tree_of(&issued, signer)
+    let tree = crate::audit::receipt::tree_of_issued(&issued, signer)
         .map_err(|e| StoreError::new(StoreErrorKind::Failed, "a receipt of the batch cannot be signed").caused_by(e))?;
     let head = Arc::new(TreeHead::sign(first.stamp.seq, &tree, signer.signed_at, key));
     b.insert_tree(&head, last.stamp.seq).await?;
