@@ -4,6 +4,14 @@ PostgreSQL with two instances sharing one database.
 
     python3 benches/stores.py               # 10 s per setup, results in benches/results/<date>/stores.md
     python3 benches/stores.py --duration 3  # a quick look
+    python3 benches/stores.py --pin         # PostgreSQL on core 0, everything else on the others
+
+With `--pin` (Linux `taskset`), PostgreSQL's processes (the postmaster and every backend it
+forks) run on core 0 and the gateways, oha and nginx on the other cores, so the database has
+its own share of the machine and an instance cannot take its CPU; the affinity is restored at
+the end. Each setup also reports the CPU each side spent per accepted record (from
+/proc/PID/stat), and for PostgreSQL each instance's group commits (records per commit and how
+long a commit takes, from its /metrics): what a second machine would give follows from those.
 
 Uses the load benchmark's harness (benches/load.py): the release binary, the shipped
 configuration with mutual TLS, the development PKI, and nginx answering 200 as the four
@@ -22,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -34,6 +43,34 @@ SERVER = os.environ.get("PASSERELLE_TEST_POSTGRES", "host=127.0.0.1 port=5432 us
 def psql(sql):
     env = {**os.environ, "PGOPTIONS": "-c client_min_messages=warning"}
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql], check=True, env=env)
+
+
+def postgres_pids():
+    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def postgres_cpu():
+    """CPU seconds of every PostgreSQL process, by pid (backends come and go)."""
+    return {pid: load.cpu_seconds([pid]) for pid in postgres_pids()}
+
+
+def pin_postgres(cores):
+    """Sets the affinity of the postmaster and every process it has forked (new backends inherit it)."""
+    for pid in postgres_pids():
+        subprocess.run(["taskset", "-a", "-p", "-c", cores, str(pid)], check=False, capture_output=True)
+
+
+def histogram_mean(text, name):
+    """The mean of a histogram on a /metrics page (summed over its series)."""
+    total = count = 0.0
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series.startswith(name + "_sum"):
+            total += float(value)
+        elif series.startswith(name + "_count"):
+            count += float(value)
+    return total / count if count else 0.0
 
 
 def shared_kek():
@@ -49,7 +86,7 @@ def shared_kek():
 class Instance:
     """One gateway process on its own ports and data directory."""
 
-    def __init__(self, name, base_config, partner_port, admin_port, store_url=None):
+    def __init__(self, name, base_config, partner_port, admin_port, store_url=None, wrapper=()):
         self.partner_port, self.admin_port = partner_port, admin_port
         text = base_config.read_text()
         text = text.replace(f"127.0.0.1:{load.PARTNER_PORT}", f"127.0.0.1:{partner_port}")
@@ -69,27 +106,41 @@ class Instance:
         self.config = base_config.parent / f"{name}.toml"
         self.config.write_text(text)
         self.proc = subprocess.Popen(
-            [str(load.ROOT / "target/release/passerelle"), "serve", "--config", str(self.config)],
+            [*wrapper, str(load.ROOT / "target/release/passerelle"), "serve", "--config", str(self.config)],
             stderr=open(load.WORK / f"{name}.log", "a"),
         )
         load.wait_port(partner_port)
         load.wait_port(admin_port)
+
+    def commits(self):
+        """Records per group commit and ms per commit so far, from this instance's /metrics."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=10).read().decode()
+        size = histogram_mean(text, "passerelle_store_commit_batch_size")
+        ms = histogram_mean(text, "passerelle_store_commit_duration_seconds") * 1000
+        return size, ms
 
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=60)
 
 
-def drive(instances, body, tls, duration):
-    """oha against every instance at once; returns the summed rate and the worst p99."""
+def drive(instances, body, tls, duration, wrapper=()):
+    """oha against every instance at once; returns the summed rate and the worst p99, with the
+    CPU the gateways and PostgreSQL spent per accepted record."""
     per = load.CONCURRENCY // len(instances)
     procs = []
     for inst in instances:
         url = f"https://localhost:{inst.partner_port}/v1/records/birth-registration"
-        cmd = ["oha", "--no-tui", "--output-format", "json", "-c", str(per), "-z", f"{duration}s", *tls]
+        cmd = [*wrapper, "oha", "--no-tui", "--output-format", "json", "-c", str(per), "-z", f"{duration}s", *tls]
         cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-D", str(body), url]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+    gateways = [inst.proc.pid for inst in instances]
+    gateway_before, postgres_before = load.cpu_seconds(gateways), postgres_cpu()
     results = [json.loads(p.communicate()[0]) for p in procs]
+    gateway_cpu = load.cpu_seconds(gateways) - gateway_before
+    postgres_after = postgres_cpu()
+    postgres_spent = sum(cpu - postgres_before.get(pid, 0.0) for pid, cpu in postgres_after.items())
+    commits = [inst.commits() for inst in instances]
     accepted = sum(r.get("statusCodeDistribution", {}).get("202", 0) for r in results)
     total = sum(sum(r.get("statusCodeDistribution", {}).values()) for r in results)
     # Rates of accepted records (202) only: an instance answering 503 fast is not throughput.
@@ -99,6 +150,9 @@ def drive(instances, body, tls, duration):
         "p99": max((r["latencyPercentiles"]["p99"] or 0) * 1000 for r in results),
         "accepted": accepted,
         "total": total,
+        "gateway_us": gateway_cpu * 1e6 / max(accepted, 1),
+        "postgres_us": postgres_spent * 1e6 / max(accepted, 1),
+        "commits": commits,
     }
 
 
@@ -106,16 +160,33 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--pin", action="store_true", help="PostgreSQL on core 0, the rest on the other cores")
+    parser.add_argument("--postgres-only", action="store_true", help="skip the SQLite setup")
+    parser.add_argument("--only", choices=["sqlite", "one", "two"], help="run one setup only")
     args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    if args.pin and cores < 2:
+        parser.error("--pin needs at least two cores")
+    others = f"1-{cores - 1}" if cores > 2 else "1"
+    wrapper = ("taskset", "-c", others) if args.pin else ()
     load.ensure_tools()
     config, pki, records = load.prepare(argparse.Namespace(no_build=args.no_build))
     ports = "\n".join(f"        listen 127.0.0.1:{p};" for p in load.RECIPIENT_PORTS.values())
-    recipients = load.Nginx("recipients", "recipients.conf", {"@PORTS@": ports}).start(load.RECIPIENT_PORTS["esdc-sin-registry"])
+    recipients = load.Nginx("recipients", "recipients.conf", {"@PORTS@": ports})
+    recipients.start(load.RECIPIENT_PORTS["esdc-sin-registry"])
+    if args.pin:
+        pin_postgres("0")
+        for pid in recipients.pids():
+            subprocess.run(["taskset", "-a", "-p", "-c", others, str(pid)], check=True, capture_output=True)
     tls = load.client_tls(pki, "on-vital-stats")
     body = records / "birth.json"
     rows = []
     try:
         setups = [("SQLite", None, 1), ("PostgreSQL, one instance", "pg", 1), ("PostgreSQL, two instances", "pg", 2)]
+        if args.postgres_only:
+            setups = setups[1:]
+        if args.only:
+            setups = [setups[["sqlite", "one", "two"].index(args.only)]] if not args.postgres_only else []
         for label, engine, count in setups:
             schema = None
             url = None
@@ -127,11 +198,11 @@ def main():
             try:
                 for i in range(count):
                     name = f"{'pg' if engine else 'sqlite'}-{count}-{i}"
-                    instances.append(Instance(name, config, 18443 + i, 19090 + i, url))
+                    instances.append(Instance(name, config, 18443 + i, 19090 + i, url, wrapper))
                     # The second instance starts once the first has migrated the schema.
                     time.sleep(0.5)
                 load.log(f"{label}: {args.duration} s at {load.CONCURRENCY} connections...")
-                result = drive(instances, body, tls, args.duration)
+                result = drive(instances, body, tls, args.duration, wrapper)
                 load.log(f"  {result['rps']:.0f} records/s, p99 {result['p99']:.1f} ms, {result['accepted']}/{result['total']} accepted")
                 rows.append((label, result))
             finally:
@@ -141,24 +212,45 @@ def main():
                     psql(f"DROP SCHEMA {schema} CASCADE")
     finally:
         recipients.stop()
+        if args.pin:
+            pin_postgres(f"0-{cores - 1}")
 
     now = datetime.datetime.now(datetime.timezone.utc)
     out = load.ROOT / "benches" / "results" / now.strftime("%Y-%m-%d")
     out.mkdir(parents=True, exist_ok=True)
+    command = "python3 benches/stores.py --duration " + str(args.duration)
+    command += " --pin" * args.pin + " --postgres-only" * args.postgres_only
+    command += f" --only {args.only}" if args.only else ""
+    pinning = (
+        f"PostgreSQL pinned to core 0, gateways, oha and nginx to cores {others} (`taskset`)."
+        if args.pin
+        else "No pinning: every process shares every core."
+    )
     lines = [
         "# Push throughput by store engine",
         "",
         f"Measured {now:%Y-%m-%d %H:%M} UTC on {load.machine()}, load generator, recipients and PostgreSQL",
-        f"included, with `python3 benches/stores.py --duration {args.duration}`: oha at {load.CONCURRENCY} connections",
+        f"included, with `{command}`: oha at {load.CONCURRENCY} connections",
         "(split between instances), mutual TLS, a 2 KB birth registration with four recipients taking deliveries.",
+        pinning,
         "",
-        "| store | records/s accepted | per instance | p99 ms | non-202 answers |",
-        "|---|---|---|---|---|",
+        "| store | records/s accepted | per instance | p99 ms | non-202 answers | gateway CPU µs/record | PostgreSQL CPU µs/record | records per commit | ms per commit |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, r in rows:
         each = " + ".join(f"{x:.0f}" for x in r["each"])
-        lines.append(f"| {label} | {r['rps']:.0f} | {each} | {r['p99']:.1f} | {r['total'] - r['accepted']} |")
-    (out / "stores.md").write_text("\n".join(lines) + "\n")
+        size = " / ".join(f"{c[0]:.1f}" for c in r["commits"])
+        ms = " / ".join(f"{c[1]:.1f}" for c in r["commits"])
+        pg = f"{r['postgres_us']:.0f}" if label.startswith("PostgreSQL") else "-"
+        lines.append(
+            f"| {label} | {r['rps']:.0f} | {each} | {r['p99']:.1f} | {r['total'] - r['accepted']} "
+            f"| {r['gateway_us']:.0f} | {pg} | {size} | {ms} |"
+        )
+    by_label = dict(rows)
+    one, two = by_label.get("PostgreSQL, one instance"), by_label.get("PostgreSQL, two instances")
+    if one and two and one["rps"]:
+        lines += ["", f"Two instances / one: {two['rps'] / one['rps']:.2f}."]
+    (out / ("stores-pinned.md" if args.pin else "stores.md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
