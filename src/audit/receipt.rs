@@ -165,8 +165,8 @@ pub fn tree_of(receipts: &[StoredReceipt], signer: Signer<'_>) -> Result<Tree, R
 }
 
 /// [`tree_of`] for the receipts a group commit has just issued: each written by
-/// [`Receipt::to_bytes`], so its leaf is made without reading the receipt again
-/// ([`issued_leaf`]). Any other receipt takes [`leaf`]'s way.
+/// [`Receipt::to_bytes`], so its leaf is made from its bytes, without reading the receipt
+/// again. Any other receipt takes [`leaf`]'s way.
 pub fn tree_of_issued(receipts: &[StoredReceipt], signer: Signer<'_>) -> Result<Tree, ReceiptError> {
     let leaves = (receipts.iter().enumerate())
         .map(|(index, r)| match issued_leaf(r, index as u64, signer) {
