@@ -135,10 +135,15 @@ const SHARED: &[&str] = &[
 /// The writer's own connection, outside the pool.
 pub(super) struct WriterConnection {
     client: tokio_postgres::Client,
-    /// Every statement the writer runs, prepared once at open (each prepare is a round trip).
+    /// Every statement the writer runs, prepared once per connection (each prepare is a round
+    /// trip): at open for the records' writer, on first use for the claims'.
     statements: HashMap<&'static str, Statement>,
     /// Rows inserted by the batch but not sent yet.
     pending: Pending,
+    /// How to connect again once the server has closed the connection (a restart, a failover,
+    /// an administrator ending the session).
+    config: tokio_postgres::Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl WriterConnection {
@@ -153,7 +158,13 @@ impl WriterConnection {
         for sql in SHARED.iter().chain(STATEMENTS).chain(&DIALECT.move_head) {
             statements.insert(*sql, client.prepare(sql).await?);
         }
-        Ok(WriterConnection { client, statements, pending: Pending::default() })
+        Ok(WriterConnection {
+            client,
+            statements,
+            pending: Pending::default(),
+            config: config.clone(),
+            tls: tls.clone(),
+        })
     }
 
     /// A connection for the claims' group commit, once [`WriterConnection::open`] has migrated:
@@ -163,7 +174,28 @@ impl WriterConnection {
         tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, StoreError> {
         let client = super::connect(config, tls).await?;
-        Ok(WriterConnection { client, statements: HashMap::new(), pending: Pending::default() })
+        let statements = HashMap::new();
+        Ok(WriterConnection {
+            client,
+            statements,
+            pending: Pending::default(),
+            config: config.clone(),
+            tls: tls.clone(),
+        })
+    }
+
+    /// Connects again if the server closed the connection: the batch that found it closed has
+    /// failed (its callers were told), the next one runs on a new connection, its statements
+    /// prepared again as they are used. A server still down fails this batch too.
+    async fn reconnect_if_closed(&mut self) -> Result<(), StoreError> {
+        if !self.client.is_closed() {
+            return Ok(());
+        }
+        self.client = super::connect(&self.config, &self.tls).await?;
+        self.statements.clear();
+        self.pending = Pending::default();
+        tracing::info!(message = "The store writer connected to the database again.");
+        Ok(())
     }
 
     /// A statement prepared at open; one the list missed is prepared now, once.
@@ -204,6 +236,7 @@ impl Batch for WriterConnection {
     const ENGINE: &'static str = "postgres";
 
     async fn begin(&mut self) -> Result<(), StoreError> {
+        self.reconnect_if_closed().await?;
         Ok(self.client.batch_execute("BEGIN").await?)
     }
 

@@ -477,6 +477,8 @@ mod tests {
         client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
         let mut config: tokio_postgres::Config = server().parse().unwrap();
         config.options(format!("-c search_path={schema}"));
+        // The test's sessions are found by this name (to end them).
+        config.application_name(&schema);
         (config, Schema(schema))
     }
 
@@ -515,6 +517,56 @@ mod tests {
         let ((config, _schema), metrics) = (schema().await, Metrics::new());
         let store = open(config, metrics.clone()).await;
         crate::store::conformance::a_record_is_counted_complete_once_by_its_last_delivery(&store, &metrics).await;
+    }
+
+    /// The server ends every session of the store (a restart, a failover, an administrator):
+    /// the writers connect again at their next batch, so records are accepted and deliveries
+    /// claimed again without restarting the gateway, and the chain goes on unbroken.
+    #[tokio::test]
+    async fn the_writers_connect_again_after_the_server_ends_their_sessions() {
+        let (config, schema) = schema().await;
+        let store = open(config, Metrics::new()).await;
+        store.commit_record(crate::store::conformance::record(1, &["r"])).await.unwrap();
+        let (admin, connection) = tokio_postgres::connect(&server(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let ended = admin
+            .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", &[&schema.0])
+            .await
+            .unwrap();
+        assert!(ended >= 2, "the two writers' sessions and the pool's were ended ({ended})");
+        let claim = ClaimRequest {
+            recipient: "r".into(),
+            worker: "w".into(),
+            limit: 10,
+            now: 2_000,
+            lease_until: 60_000,
+            head_only: false,
+        };
+        // A write that finds its session ended fails (its caller is told); a later one succeeds.
+        let (mut accepted, mut claimed) = (None, None);
+        for _ in 0..50 {
+            accepted = store.commit_record(crate::store::conformance::record(2, &["r"])).await.ok();
+            if accepted.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for _ in 0..50 {
+            claimed = store.claim_due(claim.clone()).await.ok();
+            if claimed.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(matches!(accepted, Some(CommitOutcome::Accepted { .. })), "a record is accepted again: {accepted:?}");
+        assert_eq!(claimed.map(|c| c.len()), Some(2), "both records' deliveries are claimed again");
+        let entries = store.audit_entries(0, 10).await.unwrap();
+        let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2], "one chain, unbroken");
+        assert_eq!(entries[1].prev_hash, entries[0].hash, "the second entry follows the first");
+        for e in &entries {
+            assert_eq!(e.hash, crate::audit::entry_hash(&e.prev_hash, e.seq, &e.event));
+        }
     }
 
     /// Two instances given the same keyed records at once: each key makes one record, and every
