@@ -152,19 +152,13 @@ impl WriterConnection {
         config: &tokio_postgres::Config,
         tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, StoreError> {
-        let mut client = super::connect(config, tls).await?;
-        migrate(&mut client).await?;
-        let mut statements = HashMap::new();
+        let mut connection = Self::open_for_claims(config, tls).await?;
+        migrate(&mut connection.client).await?;
         for sql in SHARED.iter().chain(STATEMENTS).chain(&DIALECT.move_head) {
-            statements.insert(*sql, client.prepare(sql).await?);
+            let statement = connection.client.prepare(sql).await?;
+            connection.statements.insert(*sql, statement);
         }
-        Ok(WriterConnection {
-            client,
-            statements,
-            pending: Pending::default(),
-            config: config.clone(),
-            tls: tls.clone(),
-        })
+        Ok(connection)
     }
 
     /// A connection for the claims' group commit, once [`WriterConnection::open`] has migrated:
