@@ -102,6 +102,24 @@ impl Selection {
         root
     }
 
+    /// What `self` or `other` selects: for an array element that both a `*` and its index
+    /// select.
+    pub fn union(&self, other: &Selection) -> Selection {
+        let mut keys = self.keys.clone();
+        for (key, child) in &other.keys {
+            let merged = match keys.get(key) {
+                Some(mine) => mine.union(child),
+                None => child.clone(),
+            };
+            keys.insert(key.clone(), merged);
+        }
+        let every = match (&self.every, &other.every) {
+            (Some(a), Some(b)) => Some(Box::new(a.union(b))),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
+        Selection { whole: self.whole || other.whole, keys, every }
+    }
+
     /// Every value of `value` at a selected point (keys in sorted order, array elements in
     /// theirs): what a record holds at the selected fields, a `*` matching each element of an
     /// array and a numeric key one element.

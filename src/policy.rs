@@ -201,7 +201,7 @@ fn write_selected(node: &Selection, value: &Value, out: &mut Vec<u8>) -> bool {
             true
         }
         Value::Array(items) => {
-            if let Some(every) = &node.every {
+            if let Some(every) = node.every.as_ref().filter(|_| node.keys.is_empty()) {
                 if items.is_empty() {
                     return false;
                 }
@@ -246,10 +246,19 @@ fn select(node: &Selection, value: &Value) -> Option<Value> {
         }
         Value::Array(items) => {
             if let Some(every) = &node.every {
-                // Elements keep their positions; one with nothing selected becomes empty.
-                let out = items
-                    .iter()
-                    .map(|item| select(every, item).unwrap_or_else(|| empty_like(item)))
+                // Elements keep their positions; one with nothing selected becomes empty. An
+                // element that its index selects too gets what either selects.
+                let out = (items.iter().enumerate())
+                    .map(|(i, item)| {
+                        let indexed = (node.keys.iter()).filter(|(k, _)| k.parse::<usize>().ok() == Some(i));
+                        let selected = match indexed.fold(None, |all: Option<Selection>, (_, n)| {
+                            Some(all.map_or_else(|| every.union(n), |all| all.union(n)))
+                        }) {
+                            Some(both) => select(&both, item),
+                            None => select(every, item),
+                        };
+                        selected.unwrap_or_else(|| empty_like(item))
+                    })
                     .collect::<Vec<_>>();
                 return (!out.is_empty()).then_some(Value::Array(out));
             }
@@ -554,6 +563,22 @@ mod tests {
             projected,
             json!({"child": {"surname": "Roy"}, "parents": [{"address": {"postal_code": "K1A 0B1"}}, {}]})
         );
+    }
+
+    /// An element that both `*` and its index select gets what either selects (found by the
+    /// property below: `/0` was dropped beside `/*/1`, and the recipient got `null` for `false`).
+    #[test]
+    fn an_element_selected_by_every_and_by_its_index_gets_both() {
+        let record = json!([[false, null], [true, 7]]);
+        let list = fields(&["/*/1", "/0"]);
+        let expected = json!([[false, null], [null, 7]]);
+        assert_eq!(list.project(&record), expected);
+        assert_eq!(list.project_canonical(&record), crate::json::to_canonical_vec(&expected));
+        let parents = json!({"parents": [{"sin": "1", "surname": "Roy"}, {"sin": "2", "surname": "Diallo"}]});
+        let list = fields(&["/parents/*/surname", "/parents/1/sin", "/parents/01/sin"]);
+        let expected = json!({"parents": [{"surname": "Roy"}, {"sin": "2", "surname": "Diallo"}]});
+        assert_eq!(list.project(&parents), expected);
+        assert_eq!(list.project_canonical(&parents), crate::json::to_canonical_vec(&expected));
     }
 
     #[test]

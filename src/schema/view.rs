@@ -310,6 +310,10 @@ fn partial(schema: &Value, node: &Selection) -> Value {
     if types.contains(&"array") {
         match &node.every {
             Some(every) => {
+                // An element its index selects too gets what either selects: the view of each
+                // element allows the union.
+                let indexed = node.keys.iter().filter(|(k, _)| index(k).is_some());
+                let every = &indexed.fold((**every).clone(), |all, (_, n)| all.union(n));
                 let items = obj.get("items");
                 let prefix = obj.get("prefixItems").and_then(Value::as_array);
                 match items {
@@ -470,6 +474,21 @@ mod tests {
         assert!(check.is_valid(&json!({"d": [null, {"e": 2}]})), "{v}");
         assert!(!check.is_valid(&json!({"d": [null, {"e": 2}, null]})));
         assert!(!check.is_valid(&json!({"d": [null, {"f": "x"}]})));
+    }
+
+    /// `*` beside an index: the indexed element carries what either selects, and its
+    /// projection is valid under the view.
+    #[test]
+    fn an_index_beside_every_element_widens_the_elements() {
+        let schema = json!({"type": "object", "properties": {"d": {"type": "array", "items": {
+            "type": "object", "properties": {"e": {"type": "integer"}, "f": {"type": "string"}}}}}});
+        let list = crate::policy::FieldList::new(["/d/*/e", "/d/1/f"].iter().map(|p| p.parse().unwrap()).collect());
+        let v = view(&schema, list.pointers(), "T", "D");
+        let projected = list.project(&json!({"d": [{"e": 1, "f": "a"}, {"e": 2, "f": "b"}]}));
+        assert_eq!(projected, json!({"d": [{"e": 1}, {"e": 2, "f": "b"}]}));
+        let check = validator(&v);
+        assert!(check.is_valid(&projected), "{v}");
+        assert!(!check.is_valid(&json!({"d": [{"e": "1"}]})));
     }
 
     #[test]
