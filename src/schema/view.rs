@@ -310,10 +310,19 @@ fn partial(schema: &Value, node: &Selection) -> Value {
     if types.contains(&"array") {
         match &node.every {
             Some(every) => {
-                // An element its index selects too gets what either selects: the view of each
-                // element allows the union.
-                let indexed = node.keys.iter().filter(|(k, _)| index(k).is_some());
-                let every = &indexed.fold((**every).clone(), |all, (_, n)| all.union(n));
+                // An element its index selects too gets what either selects: beside `*` alone,
+                // each such union is a branch of the element's view.
+                let widened: Vec<Selection> =
+                    node.keys.iter().filter(|(k, _)| index(k).is_some()).map(|(_, n)| every.union(n)).collect();
+                let element = |schema: &Value, every: &Selection| {
+                    let view = element(schema, every);
+                    if widened.is_empty() {
+                        return view;
+                    }
+                    let mut any = vec![view];
+                    any.extend(widened.iter().map(|w| element(schema, w)));
+                    json!({"anyOf": any})
+                };
                 let items = obj.get("items");
                 let prefix = obj.get("prefixItems").and_then(Value::as_array);
                 match items {
