@@ -183,10 +183,10 @@ def main():
     rows = []
     try:
         setups = [("SQLite", None, 1), ("PostgreSQL, one instance", "pg", 1), ("PostgreSQL, two instances", "pg", 2)]
-        if args.postgres_only:
-            setups = setups[1:]
         if args.only:
-            setups = [setups[["sqlite", "one", "two"].index(args.only)]] if not args.postgres_only else []
+            setups = [setups[["sqlite", "one", "two"].index(args.only)]]
+        elif args.postgres_only:
+            setups = setups[1:]
         for label, engine, count in setups:
             schema = None
             url = None

@@ -11,7 +11,7 @@ use tokio_postgres::Statement;
 
 use tokio_postgres::types::ToSql;
 
-use super::{DIALECT, bind};
+use super::{DIALECT, MOVE_HEAD, bind};
 use crate::audit::receipt::TreeHead;
 use crate::audit::{AuditEntry, AuditStamp};
 use crate::store::sql::{self, Dialect, Param, Row, Sql};
@@ -154,7 +154,7 @@ impl WriterConnection {
     ) -> Result<Self, StoreError> {
         let mut connection = Self::open_for_claims(config, tls).await?;
         migrate(&mut connection.client).await?;
-        for sql in SHARED.iter().chain(STATEMENTS).chain(&DIALECT.move_head) {
+        for sql in SHARED.iter().chain(STATEMENTS).chain([&MOVE_HEAD]) {
             let statement = connection.client.prepare(sql).await?;
             connection.statements.insert(*sql, statement);
         }
@@ -502,15 +502,13 @@ impl WriterConnection {
         }
         let Pending { audit: a, records: r, deliveries: d, subjects: s, attempts: t, tree, head, bytes: _ } =
             std::mem::take(&mut self.pending);
-        let statements =
-            [INSERT_AUDIT, INSERT_RECORD, INSERT_DELIVERY, INSERT_SUBJECTS, INSERT_ATTEMPTS, sql::ADD_RECEIPT_TREE];
-        let mut prepared = Vec::with_capacity(statements.len() + 1);
-        for sql in statements.iter().chain(&DIALECT.move_head) {
-            prepared.push(self.statement(sql).await?);
-        }
-        let [audit, record, delivery, subject, attempt, add_tree, move_head] = &prepared[..] else {
-            unreachable!("seven statements were prepared");
-        };
+        let audit = self.statement(INSERT_AUDIT).await?;
+        let record = self.statement(INSERT_RECORD).await?;
+        let delivery = self.statement(INSERT_DELIVERY).await?;
+        let subject = self.statement(INSERT_SUBJECTS).await?;
+        let attempt = self.statement(INSERT_ATTEMPTS).await?;
+        let add_tree = self.statement(sql::ADD_RECEIPT_TREE).await?;
+        let move_head = self.statement(MOVE_HEAD).await?;
         let client = &self.client;
         // Bound as `bytea[]` without copying the bodies.
         let record_bodies: Vec<&[u8]> = r.body.iter().map(|b| &b[..]).collect();
@@ -534,7 +532,7 @@ impl WriterConnection {
                 &a.prev_hash,
                 &a.hash,
             ];
-            client.execute(audit, &params).await
+            client.execute(&audit, &params).await
         };
         let records = async {
             if r.record_id.is_empty() {
@@ -555,7 +553,7 @@ impl WriterConnection {
                 &r.tracestate,
                 &r.key_id,
             ];
-            client.execute(record, &params).await
+            client.execute(&record, &params).await
         };
         let deliveries = async {
             if d.record_id.is_empty() {
@@ -574,13 +572,13 @@ impl WriterConnection {
                 &d.purpose,
                 &d.fields,
             ];
-            client.execute(delivery, &params).await
+            client.execute(&delivery, &params).await
         };
         let subjects = async {
             if s.subject.is_empty() {
                 return Ok(0);
             }
-            client.execute(subject, &[&s.subject, &s.record_id, &s.received_at]).await
+            client.execute(&subject, &[&s.subject, &s.record_id, &s.received_at]).await
         };
         let attempts = async {
             if t.id.is_empty() {
@@ -588,18 +586,18 @@ impl WriterConnection {
             }
             let params: [&(dyn ToSql + Sync); 7] =
                 [&t.at, &t.outcome, &t.status, &t.latency_ms, &t.error_class, &t.next, &t.id];
-            client.execute(attempt, &params).await
+            client.execute(&attempt, &params).await
         };
         let tree = async {
             let Some((h, last_seq)) = &tree else { return Ok(0) };
             let size = h.size as i64;
             let params: [&(dyn ToSql + Sync); 7] =
                 [&h.first_seq, last_seq, &size, &&h.root[..], &h.signed_at, &h.key_id, &h.signature];
-            client.execute(add_tree, &params).await
+            client.execute(&add_tree, &params).await
         };
         let moved = async {
             let Some(head) = &head else { return Ok(0) };
-            client.execute(move_head, &[&head.seq, &&head.hash[..]]).await
+            client.execute(&move_head, &[&head.seq, &&head.hash[..]]).await
         };
         let commit = async { if commit { client.batch_execute("COMMIT").await } else { Ok(()) } };
         tokio::try_join!(audit, records, deliveries, subjects, attempts, tree, moved, commit)?;

@@ -117,12 +117,16 @@ pub async fn connect(
     Ok(client)
 }
 
+/// Moves the chain head (`$1` seq, `$2` hash): the last statement of a batch that extended the
+/// chain.
+const MOVE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
+
 /// The statements whose text is PostgreSQL's own: the chain head is a row of its own, rows are
 /// locked where instances could collide, and a list of ids is an array.
 const DIALECT: Dialect = Dialect {
     audit_head: "SELECT seq, hash FROM audit_head WHERE id = 1",
     chain_head: "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-    move_head: Some("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1"),
+    move_head: Some(MOVE_HEAD),
     // Deliveries another instance is claiming are skipped: workers everywhere take disjoint ones.
     claim_due: sql::claim_due!(" FOR UPDATE OF d SKIP LOCKED"),
     // The head, locked: one instance at a time decides about it. No SKIP LOCKED here: skipping a
