@@ -137,3 +137,22 @@ async fn requests_are_checked_like_records() {
     r.problem(404, "no-agreement");
     assert!(gw.recipient("esdc-sin-registry").received().is_empty());
 }
+
+#[tokio::test]
+async fn a_responder_asked_more_than_its_concurrency_at_once_keeps_its_connections() {
+    // Twelve calls at once to a responder whose cap for deliveries is two: the gateway opens a
+    // connection for each, then reuses them. An idle pool bounded by the cap closed ten of every
+    // twelve after each answer, and opened them again for the next wave.
+    let gw = Setup::new().delivery("concurrency_per_recipient = 2").start().await;
+    let responder = gw.recipient("esdc-sin-registry");
+    responder.respond_with(200, &answer("REF-1")).delay(Duration::from_millis(200));
+    for wave in 0..3 {
+        let answers = futures_util::future::join_all((0..12).map(|_| ask(&gw))).await;
+        for r in answers {
+            assert_eq!(r.status, StatusCode::OK, "wave {wave}: {}", r.text());
+        }
+    }
+    assert_eq!(responder.received().len(), 36);
+    let opened = responder.connections();
+    assert!(opened <= 12, "{opened} connections opened for 3 waves of 12 calls");
+}
