@@ -686,6 +686,21 @@ pub fn summary(result: &AttemptResult) -> (DeliveryOutcome, Option<u16>, Option<
     }
 }
 
+/// How often the backlog gauges are read: every [`BACKLOG_EVERY`], or less often when the
+/// store's answer is slow. The query counts every pending and dead delivery, so its cost grows
+/// with the backlog; waiting [`BACKLOG_COST_SHARE`] times as long as the last read took keeps
+/// the gauges' share of the store's time bounded (at most 1/20) however deep the backlog is.
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
+/// See [`BACKLOG_EVERY`].
+const BACKLOG_COST_SHARE: u32 = 20;
+/// The longest wait between two reads, so the gauges never go stale for long.
+const BACKLOG_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
+/// The wait after a backlog read that took `took`.
+fn backlog_wait(took: Duration) -> Duration {
+    took.saturating_mul(BACKLOG_COST_SHARE).clamp(BACKLOG_EVERY, BACKLOG_AT_MOST_EVERY)
+}
+
 /// Keeps the pending, oldest-pending and dead gauges current.
 async fn observe_backlog(
     (recipients, mailboxes): (Recipients, Mailboxes),
@@ -694,7 +709,10 @@ async fn observe_backlog(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        if let Ok(backlog) = store.backlog().await {
+        let started = std::time::Instant::now();
+        let read = store.backlog().await;
+        let wait = backlog_wait(started.elapsed());
+        if let Ok(backlog) = read {
             let now = clock::now_ms();
             for recipient in recipients.ids().iter().chain(&mailboxes.ids()) {
                 let b = backlog.iter().find(|b| &b.recipient == recipient);
@@ -711,8 +729,24 @@ async fn observe_backlog(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_backlog_read_is_made_less_often_within_bounds() {
+        // A quick read: the usual two seconds.
+        assert_eq!(backlog_wait(Duration::from_millis(5)), Duration::from_secs(2));
+        // A read of 150 ms (a deep backlog on PostgreSQL): every 2 s it would take 7.5 % of the
+        // store's time; waiting 20 times as long keeps it at 5 %.
+        assert_eq!(backlog_wait(Duration::from_millis(150)), Duration::from_secs(3));
+        // A store that hangs: the gauges are still read twice a minute.
+        assert_eq!(backlog_wait(Duration::from_secs(10)), Duration::from_secs(30));
     }
 }
