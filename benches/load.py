@@ -194,6 +194,18 @@ class Passerelle:
 # ---------------------------------------------------------------- setup
 
 
+def ports_free():
+    """Refuses to start when one of the benchmark's ports is taken: `wait_port` would take
+    whatever listens there (an nginx a killed run left behind) for the server it started."""
+    import socket
+
+    for port in [PARTNER_PORT, ADMIN_PORT, NGINX_PORT, *RECIPIENT_PORTS.values()]:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                sys.exit(f"load.py: port {port} is taken; a run killed midway leaves its nginx behind "
+                         f"(pkill -f {WORK}), or use --port-offset")
+
+
 def prepare(args):
     if not args.no_build:
         log("Building the release binary...")
@@ -932,6 +944,7 @@ def main():
     parser.add_argument("--port-offset", type=int, default=0, help="move every port up by this much (another run on the machine)")
     args = parser.parse_args()
     shift_ports(args.port_offset)
+    ports_free()
     ensure_tools()
     config, pki, records = prepare(args)
     ctx = Context(args, config, pki, records)
