@@ -120,6 +120,20 @@ impl Selection {
         Selection { whole: self.whole || other.whole, keys, every }
     }
 
+    /// On an array under `*`, what each element that an index also selects gets: `*`'s selection
+    /// together with every index key naming that element (`1` and `01` name the same one).
+    /// Elements not in the map get `*`'s alone. `None` without a `*`.
+    pub fn indexed_with_every(&self) -> Option<BTreeMap<usize, Selection>> {
+        let every = self.every.as_deref()?;
+        let mut elements: BTreeMap<usize, Selection> = BTreeMap::new();
+        for (key, child) in &self.keys {
+            let Ok(i) = key.parse::<usize>() else { continue };
+            let merged = elements.get(&i).unwrap_or(every).union(child);
+            elements.insert(i, merged);
+        }
+        Some(elements)
+    }
+
     /// Every value of `value` at a selected point (keys in sorted order, array elements in
     /// theirs): what a record holds at the selected fields, a `*` matching each element of an
     /// array and a numeric key one element.

@@ -245,20 +245,11 @@ fn select(node: &Selection, value: &Value) -> Option<Value> {
             (!out.is_empty()).then_some(Value::Object(out))
         }
         Value::Array(items) => {
-            if let Some(every) = &node.every {
+            if let (Some(every), Some(indexed)) = (&node.every, node.indexed_with_every()) {
                 // Elements keep their positions; one with nothing selected becomes empty. An
                 // element that its index selects too gets what either selects.
                 let out = (items.iter().enumerate())
-                    .map(|(i, item)| {
-                        let indexed = (node.keys.iter()).filter(|(k, _)| k.parse::<usize>().ok() == Some(i));
-                        let selected = match indexed.fold(None, |all: Option<Selection>, (_, n)| {
-                            Some(all.map_or_else(|| every.union(n), |all| all.union(n)))
-                        }) {
-                            Some(both) => select(&both, item),
-                            None => select(every, item),
-                        };
-                        selected.unwrap_or_else(|| empty_like(item))
-                    })
+                    .map(|(i, item)| select(indexed.get(&i).unwrap_or(every), item).unwrap_or_else(|| empty_like(item)))
                     .collect::<Vec<_>>();
                 return (!out.is_empty()).then_some(Value::Array(out));
             }

@@ -313,7 +313,7 @@ fn partial(schema: &Value, node: &Selection) -> Value {
                 // An element its index selects too gets what either selects: beside `*` alone,
                 // each such union is a branch of the element's view.
                 let widened: Vec<Selection> =
-                    node.keys.iter().filter(|(k, _)| index(k).is_some()).map(|(_, n)| every.union(n)).collect();
+                    node.indexed_with_every().into_iter().flat_map(|e| e.into_values()).collect();
                 let element = |schema: &Value, every: &Selection| {
                     let view = element(schema, every);
                     if widened.is_empty() {
@@ -498,6 +498,21 @@ mod tests {
         let check = validator(&v);
         assert!(check.is_valid(&projected), "{v}");
         assert!(!check.is_valid(&json!({"d": [{"e": "1"}]})));
+    }
+
+    /// Two spellings of one index beside `*` (`1` and `01`): the element gets all three
+    /// selections, and its view has the branch that allows them together.
+    #[test]
+    fn two_spellings_of_one_index_beside_every_element_make_one_branch() {
+        let schema = json!({"type": "object", "properties": {"d": {"type": "array", "items": {
+            "type": "object", "properties": {"e": {"type": "integer"}, "f": {"type": "string"}, "g": {"type": "string"}}}}}});
+        let list =
+            crate::policy::FieldList::new(["/d/*/e", "/d/1/f", "/d/01/g"].iter().map(|p| p.parse().unwrap()).collect());
+        let v = view(&schema, list.pointers(), "T", "D");
+        let projected = list.project(&json!({"d": [{"e": 1, "f": "a", "g": "x"}, {"e": 2, "f": "b", "g": "y"}]}));
+        assert_eq!(projected, json!({"d": [{"e": 1}, {"e": 2, "f": "b", "g": "y"}]}));
+        let check = validator(&v);
+        assert!(check.is_valid(&projected), "{v}");
     }
 
     #[test]
