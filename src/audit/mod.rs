@@ -84,11 +84,11 @@ pub mod rejections;
 pub mod subject;
 pub mod verify;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use digest::DigestKey;
 
-use crate::digest::{sha256, to_hex};
+use crate::digest::to_hex;
 
 /// `prev_hash` of the first entry.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -151,34 +151,61 @@ impl AuditStamp {
 }
 
 /// The canonical bytes of an entry (see the module documentation).
+///
+/// Written member by member in the canonical key order rather than through a JSON map: the
+/// store writer hashes every entry it appends, one at a time, and this was most of that work.
 pub fn canonical_bytes(seq: i64, e: &AuditEvent) -> Vec<u8> {
-    let mut m = Map::new();
-    m.insert("seq".into(), seq.into());
-    m.insert("at".into(), crate::clock::rfc3339_ms(e.at).into());
-    m.insert("kind".into(), e.kind.clone().into());
-    m.insert("actor".into(), e.actor.clone().into());
-    m.insert("outcome".into(), e.outcome.clone().into());
-    m.insert("count".into(), e.count.into());
-    for (key, value) in
-        [("record_id", &e.record_id), ("agreement", &e.agreement), ("recipient", &e.recipient), ("reason", &e.reason)]
-    {
-        if let Some(v) = value {
-            m.insert(key.into(), v.clone().into());
+    /// A member's value: every one is a string, an integer or a digest written as hex.
+    enum Member<'a> {
+        Text(&'a str),
+        Int(i64),
+        Digest(&'a [u8; 32]),
+    }
+    let at = crate::clock::rfc3339_ms(e.at);
+    // Sorted by key (ASCII, so UTF-8 and UTF-16 order agree); absent members are left out.
+    let members = [
+        ("actor", Some(Member::Text(&e.actor))),
+        ("agreement", e.agreement.as_deref().map(Member::Text)),
+        ("at", Some(Member::Text(&at))),
+        ("body_digest", e.body_digest.as_ref().map(Member::Digest)),
+        ("count", Some(Member::Int(e.count))),
+        ("kind", Some(Member::Text(&e.kind))),
+        ("outcome", Some(Member::Text(&e.outcome))),
+        ("reason", e.reason.as_deref().map(Member::Text)),
+        ("recipient", e.recipient.as_deref().map(Member::Text)),
+        ("record_id", e.record_id.as_deref().map(Member::Text)),
+        ("seq", Some(Member::Int(seq))),
+    ];
+    let mut out = Vec::with_capacity(256);
+    for (key, value) in members.into_iter().filter_map(|(key, value)| Some((key, value?))) {
+        out.push(if out.is_empty() { b'{' } else { b',' });
+        crate::json::write_string(key, &mut out);
+        out.push(b':');
+        match value {
+            Member::Text(text) => crate::json::write_string(text, &mut out),
+            Member::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Member::Digest(d) => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                out.push(b'"');
+                for b in d {
+                    out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
+                }
+                out.push(b'"');
+            }
         }
     }
-    if let Some(d) = &e.body_digest {
-        m.insert("body_digest".into(), to_hex(d).into());
-    }
-    crate::json::to_canonical_vec(&Value::Object(m))
+    out.push(b'}');
+    out
 }
 
 /// The hash of entry `seq` holding `event`, linked to `prev_hash`.
 pub fn entry_hash(prev_hash: &[u8; 32], seq: i64, event: &AuditEvent) -> [u8; 32] {
-    let canonical = canonical_bytes(seq, event);
-    let mut input = Vec::with_capacity(32 + canonical.len());
-    input.extend_from_slice(prev_hash);
-    input.extend_from_slice(&canonical);
-    sha256(&input)
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    hash.update(prev_hash);
+    hash.update(&canonical_bytes(seq, event));
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hash.finish().as_ref());
+    out
 }
 
 /// Appends `events` after the head `(seq, hash)`, returning the new entries.
@@ -316,6 +343,7 @@ pub mod kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::sha256;
 
     fn event(n: i64) -> AuditEvent {
         let mut e = AuditEvent::new(1_795_000_000_000 + n, kind::RECORD_ACCEPTED, "on-vital-stats", "accepted");
@@ -360,6 +388,40 @@ mod tests {
             String::from_utf8(receipt_message_v2(&receipt)).unwrap(),
             r#"passerelle:receipt:v2:{"audit":{"format":2,"key_id":"k","seq":7},"deliveries":[{"agreement":"a","recipient":"ottawa-city","status":"queued"}],"record_id":"r1","sender":"on-vital-stats"}"#
         );
+    }
+
+    /// The canonical bytes as an outside verifier recomputes them from an exported line: the
+    /// line's members less `type`, `prev_hash` and `hash`, serialised canonically.
+    fn canonical_from_the_export(seq: i64, e: &AuditEvent) -> Vec<u8> {
+        let entry = AuditEntry { seq, event: e.clone(), prev_hash: GENESIS, hash: GENESIS };
+        let Value::Object(mut line) = export::entry_json(&entry) else {
+            unreachable!("an exported entry is an object")
+        };
+        for member in ["type", "prev_hash", "hash"] {
+            line.remove(member);
+        }
+        crate::json::to_canonical_vec(&Value::Object(line))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_bytes_are_the_canonical_json_of_the_entry(
+            seq in proptest::num::i64::ANY,
+            at in -62_135_596_800_000i64..253_402_300_799_999,
+            count in proptest::num::i64::ANY,
+            texts in proptest::collection::vec(".*", 4),
+            set in proptest::collection::vec(proptest::option::of(".*"), 4),
+            digest in proptest::option::of(proptest::array::uniform32(0u8..)),
+        ) {
+            let mut e = AuditEvent::new(at, &texts[0], &texts[1], &texts[2]);
+            e.count = count;
+            e.record_id = set[0].clone();
+            e.agreement = set[1].clone();
+            e.recipient = set[2].clone();
+            e.reason = set[3].clone().map(|r| r + &texts[3]);
+            e.body_digest = digest;
+            proptest::prop_assert_eq!(canonical_bytes(seq, &e), canonical_from_the_export(seq, &e));
+        }
     }
 
     #[test]
