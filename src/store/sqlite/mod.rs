@@ -187,7 +187,17 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_size_limit", LOG_SIZE_LIMIT)?;
     // Room for every statement a connection runs, so none is prepared twice.
     conn.set_prepared_statement_cache_capacity(32);
+    plans_ignore_values(&conn)?;
     Ok(conn)
+}
+
+/// Plans that do not depend on the values bound (SQLite's query planner stability guarantee).
+/// Without it, SQLite prepares a statement again whenever a value its plan looked at is bound
+/// anew, such as a `LIMIT $3`: every delivery worker's claim was compiled again each round,
+/// 5 % of the store writer's time while deliveries drained. No statement here needs a plan
+/// chosen by value: the partial indexes' conditions are written in the statements themselves.
+fn plans_ignore_values(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map(|_| ())
 }
 
 /// A connection that can only read, and changes nothing in the file: not its journal mode, not
@@ -195,6 +205,7 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    plans_ignore_values(&conn)?;
     Ok(conn)
 }
 
@@ -695,6 +706,21 @@ mod tests {
                 assert_eq!(statement.parameter_name(i), Some(expected.as_str()), "{sql}");
             }
         }
+    }
+
+    /// A statement's plan does not depend on the values bound to it (SQLite's query planner
+    /// stability guarantee), so running it again with other values does not prepare it again:
+    /// a delivery worker's claim, its `LIMIT` bound each time, was prepared anew every round.
+    #[test]
+    fn statements_are_not_prepared_again_for_new_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("s.sqlite")).unwrap();
+        batch::migrate(&mut conn).unwrap();
+        let mut claim = conn.prepare_cached(DIALECT.claim_due).unwrap();
+        for limit in [5, 7, 9] {
+            claim.query(rusqlite::params!["r", 1_000, limit]).unwrap().next().unwrap();
+        }
+        assert_eq!(claim.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 
     #[tokio::test]
