@@ -801,6 +801,9 @@ def report(results, args):
     # A partial run (--only) goes beside the full runs and leaves latest.md to the last full one.
     name = stamp.strftime("%Y-%m-%d") + "".join(f"-{o}" for o in args.only or [])
     out = ROOT / "benches" / "results" / name
+    # A second run the same day goes beside the first rather than over it (committed results).
+    if out.exists():
+        out = out.with_name(f"{name}-{stamp:%H%M}")
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         f"Measured {stamp:%Y-%m-%d %H:%M} UTC on {machine()}, load generator included, with "
