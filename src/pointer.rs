@@ -12,6 +12,12 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+/// An object key read as an array index, as every part of the gateway reads one: a decimal
+/// number, so `1`, `01` and `+1` all name element 1, and `-1` or `x` no element.
+pub fn array_index(key: &str) -> Option<usize> {
+    key.parse().ok()
+}
+
 /// One segment of a field pointer.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Segment {
@@ -127,7 +133,7 @@ impl Selection {
         let every = self.every.as_deref()?;
         let mut elements: BTreeMap<usize, Selection> = BTreeMap::new();
         for (key, child) in &self.keys {
-            let Ok(i) = key.parse::<usize>() else { continue };
+            let Some(i) = array_index(key) else { continue };
             let merged = elements.get(&i).unwrap_or(every).union(child);
             elements.insert(i, merged);
         }
@@ -151,7 +157,7 @@ impl Selection {
         for (key, child) in &self.keys {
             let found = match value {
                 Value::Object(map) => map.get(key),
-                Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+                Value::Array(items) => array_index(key).and_then(|i| items.get(i)),
                 _ => None,
             };
             if let Some(found) = found {

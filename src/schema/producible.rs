@@ -43,7 +43,7 @@ pub(super) fn producible(schema: &Value, segments: &[Segment]) -> bool {
                 Some(sub @ Value::Object(_)) => producible(sub, rest),
                 _ => {
                     // A numeric key may also index an array.
-                    name.parse::<usize>().is_ok() && array_item_producible(obj, rest)
+                    crate::pointer::array_index(name).is_some() && array_item_producible(obj, rest)
                 }
             }
         }

@@ -567,7 +567,7 @@ fn matches<'v>(record: &'v Value, pointer: &[Segment]) -> Vec<(Vec<usize>, Strin
                 }
             }
             (Segment::Key(k), Value::Array(items)) => {
-                if let Some(v) = k.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                if let Some(v) = crate::pointer::array_index(k).and_then(|i| items.get(i)) {
                     at.push_str(&format!("/{k}"));
                     go(v, rest, indices, at, out);
                     at.truncate(len);
@@ -584,7 +584,7 @@ fn matches<'v>(record: &'v Value, pointer: &[Segment]) -> Vec<(Vec<usize>, Strin
 fn get<'v>(value: &'v Value, pointer: &[Segment]) -> Option<&'v Value> {
     pointer.iter().try_fold(value, |v, segment| match (segment, v) {
         (Segment::Key(k), Value::Object(fields)) => fields.get(k),
-        (Segment::Key(k), Value::Array(items)) => k.parse::<usize>().ok().and_then(|i| items.get(i)),
+        (Segment::Key(k), Value::Array(items)) => crate::pointer::array_index(k).and_then(|i| items.get(i)),
         _ => None,
     })
 }

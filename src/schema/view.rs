@@ -29,7 +29,7 @@
 use serde_json::{Map, Value, json};
 
 use super::producible::regex_matches;
-use crate::pointer::{FieldPointer, Selection};
+use crate::pointer::{FieldPointer, Selection, array_index};
 
 /// The dialect of every view.
 pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -76,10 +76,6 @@ fn only(obj: &Map<String, Value>, t: &str) -> bool {
 }
 
 /// An array index, as a key of a selection applied to an array.
-fn index(key: &str) -> Option<usize> {
-    key.parse().ok()
-}
-
 fn branches<'s>(obj: &'s Map<String, Value>, keyword: &str) -> &'s [Value] {
     obj.get(keyword).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
@@ -157,7 +153,7 @@ fn guaranteed(schema: &Value, node: &Selection) -> bool {
             return min_items >= 1;
         }
         for (key, child) in &node.keys {
-            let Some(i) = index(key) else { continue };
+            let Some(i) = array_index(key) else { continue };
             if (i as u64) < min_items && (child.whole || element_schema(obj, i).is_some_and(|s| guaranteed(s, child))) {
                 return true;
             }
@@ -269,7 +265,7 @@ fn partial(schema: &Value, node: &Selection) -> Value {
     if !node.keys.is_empty() {
         types.push("object");
     }
-    if node.every.is_some() || node.keys.keys().any(|k| index(k).is_some()) {
+    if node.every.is_some() || node.keys.keys().any(|k| array_index(k).is_some()) {
         types.push("array");
     }
     if let Some(declared) = declared_types(obj) {
@@ -345,7 +341,7 @@ fn partial(schema: &Value, node: &Selection) -> Value {
                     .keys
                     .iter()
                     .filter_map(|(k, child)| {
-                        let i = index(k)?;
+                        let i = array_index(k)?;
                         let schema = element_schema(obj, i).unwrap_or(&Value::Bool(true));
                         Some((i, member(&[schema], child)))
                     })
