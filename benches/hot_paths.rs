@@ -65,6 +65,16 @@ fn validation(c: &mut Criterion) {
             b.iter(|| schema.validate(&passerelle::json::parse_strict(&body, 64).unwrap()).len())
         });
     }
+    // A 256 KB address roll, as `benches/load.py`'s large-record scenario posts: parsing it and
+    // letting the tree go is most of that scenario's cost.
+    let entry = r#"{"address":{"street":"1200 Rue Saint-Laurent","unit":"12","municipality":"Ottawa","province":"ON","postal_code":"K1L 6X2","country":"CA"},"occupants":3}"#;
+    let entries = vec![entry; 256 * 1024 / (entry.len() + 2)].join(", ");
+    let roll =
+        format!(r#"{{"roll_id":"ROLL-2026-000001","municipality":"Ottawa","entries":[{entries}]}}"#).into_bytes();
+    group.throughput(Throughput::Bytes(roll.len() as u64));
+    group.bench_function("parse_strict/roll_256k", |b| {
+        b.iter(|| passerelle::json::parse_strict(&roll, 64).unwrap().as_object().map(|o| o.len()))
+    });
     group.finish();
 }
 

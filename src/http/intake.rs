@@ -272,6 +272,11 @@ pub(super) async fn submit(
             }
         })
         .collect();
+    // The parsed record is done with: let it go while its tree is still in the cache, not after
+    // the commit's wait, when other requests have pushed it out (a 256 KB record's tree is a few
+    // MiB), and so it is not held for the wait.
+    drop(translated);
+    drop(value);
     let receipt = Receipt {
         record_id: &record_id,
         record_type,

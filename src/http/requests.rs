@@ -56,6 +56,8 @@ pub(super) async fn handle(
     // A responder is a push recipient (the configuration checks it).
     let client = recipient.http().ok_or(ApiError::UpstreamError { status: None })?;
     let projected = Bytes::from(responder.fields.project_canonical(&value));
+    // Not held across the responder's call and the audit commit (see `intake::submit`).
+    drop(value);
     // The request is audited under this request's id, which its answer carries.
     let request_id = call.request_id.to_owned();
 
