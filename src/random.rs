@@ -1,6 +1,8 @@
 //! Randomness from the operating system's secure generator (ring): ids, keys, tokens, jitter.
 //! A leaf every other module may use.
 
+use std::cell::RefCell;
+
 use ring::rand::SecureRandom;
 
 /// Fills `out` with bytes from the operating system's secure generator.
@@ -16,7 +18,66 @@ pub fn bytes<const N: usize>() -> [u8; N] {
     out
 }
 
+/// How many bytes of the operating system's generator a thread takes at a time for
+/// [`not_secret`].
+const POOL: usize = 512;
+
+/// Bytes from the operating system's generator not yet handed out, per thread.
+struct Pool {
+    bytes: [u8; POOL],
+    next: usize,
+}
+
+thread_local! {
+    static NOT_SECRET: RefCell<Pool> = const { RefCell::new(Pool { bytes: [0; POOL], next: POOL }) };
+}
+
+/// `N` random bytes for what is random but not secret (trace and span ids, jitter), taken from a
+/// per-thread pool the operating system's generator fills `POOL` bytes at a time, so that a
+/// request does not make a system call per id. No byte is handed out twice. Keys, tokens and
+/// nonces use [`bytes`]: a secret never sits in a pool.
+pub fn not_secret<const N: usize>() -> [u8; N] {
+    const { assert!(N <= POOL) };
+    NOT_SECRET.with_borrow_mut(|pool| {
+        if pool.next + N > POOL {
+            fill(&mut pool.bytes);
+            pool.next = 0;
+        }
+        let mut out = [0u8; N];
+        out.copy_from_slice(&pool.bytes[pool.next..pool.next + N]);
+        // Handed out once: what is left in the pool is only what no one has yet.
+        pool.bytes[pool.next..pool.next + N].fill(0);
+        pool.next += N;
+        out
+    })
+}
+
 /// A uniform number in [0, 1), for jitter.
 pub fn unit() -> f64 {
-    (u64::from_le_bytes(bytes::<8>()) >> 11) as f64 / (1u64 << 53) as f64
+    (u64::from_le_bytes(not_secret::<8>()) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_secret_bytes_are_never_handed_out_twice_across_refills() {
+        // 3 pools' worth of 24-byte ids (a refill every 21): all distinct, none all zero.
+        let ids: Vec<[u8; 24]> = (0..3 * POOL / 24).map(|_| not_secret::<24>()).collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        assert!(ids.iter().all(|id| id != &[0; 24]));
+        // Mixed sizes straddling a refill still give fresh bytes.
+        let (a, b) = (not_secret::<500>(), not_secret::<500>());
+        assert_ne!(a, b);
+        assert_ne!(a, [0; 500]);
+    }
+
+    #[test]
+    fn each_thread_has_its_own_pool() {
+        let here = not_secret::<16>();
+        let there = std::thread::spawn(not_secret::<16>).join().unwrap();
+        assert_ne!(here, there);
+    }
 }

@@ -77,7 +77,7 @@ impl TraceContext {
 
     /// A new trace, sampled, with a random trace id and this hop's random span id.
     pub fn new_root() -> TraceContext {
-        let ids = crate::random::bytes::<24>();
+        let ids = crate::random::not_secret::<24>();
         let (mut trace_id, mut span_id) = ([0u8; 16], [0u8; 8]);
         trace_id.copy_from_slice(&ids[..16]);
         span_id.copy_from_slice(&ids[16..]);
@@ -87,7 +87,7 @@ impl TraceContext {
     /// The next hop of this trace: same trace, flags and state, span `span_id` (a random one if
     /// `None`).
     pub fn child(&self, span_id: Option<[u8; 8]>) -> TraceContext {
-        TraceContext { span_id: span_id.unwrap_or_else(crate::random::bytes::<8>), ..self.clone() }
+        TraceContext { span_id: span_id.unwrap_or_else(crate::random::not_secret::<8>), ..self.clone() }
     }
 
     /// The `traceparent` value naming this hop as the parent.
