@@ -164,7 +164,7 @@ const MAX_PAGE: usize = 1000;
 pub async fn handle(state: Arc<State>, req: Request<RequestBody>, conn: Arc<ConnectionInfo>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let method = req.method().clone();
-    let request_id = uuid::Uuid::now_v7().to_string();
+    let request_id = crate::random::correlation_uuid().to_string();
     let trace_id = TraceContext::from_headers(req.headers()).map(|t| t.trace_id_hex());
     let mut answer = answer(&state, req).await;
     if let Ok(id) = HeaderValue::from_str(&request_id) {

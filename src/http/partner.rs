@@ -128,7 +128,7 @@ pub async fn handle(state: Arc<State>, req: Request<RequestBody>, conn: Arc<Conn
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let request_id = uuid::Uuid::now_v7().to_string();
+    let request_id = crate::random::correlation_uuid().to_string();
     // This request is a hop of the caller's trace (or the first of a new one).
     let intake = Hop::start("intake", HopKind::Server, TraceContext::from_headers(req.headers()).as_ref());
     let call = Call { request_id: &request_id, trace: &intake.context };
