@@ -35,7 +35,7 @@ thread_local! {
 /// `N` random bytes for what is random but not secret (trace and span ids, jitter), taken from a
 /// per-thread pool the operating system's generator fills `POOL` bytes at a time, so that a
 /// request does not make a system call per id. No byte is handed out twice. Keys, tokens and
-/// nonces use [`bytes`]: a secret never sits in a pool.
+/// nonces use [`bytes()`]: a secret never sits in a pool.
 pub fn not_secret<const N: usize>() -> [u8; N] {
     const { assert!(N <= POOL) };
     NOT_SECRET.with_borrow_mut(|pool| {
