@@ -362,8 +362,9 @@ fn drained_pipe() -> std::io::PipeWriter {
 }
 
 /// The cost, to the request's task, of its one log line (`Request served.` as JSON, and its
-/// metrics): written in place, one `write` per line as before, or queued for the writer thread
-/// that batches them ([`passerelle::telemetry::logging`]).
+/// metrics): tracing-subscriber's JSON format written in place, one `write` per line as before,
+/// or queued for the writer thread that batches them ([`passerelle::telemetry::logging`]); and
+/// what the gateway installs, the same line from [`passerelle::telemetry::json_lines`], queued.
 fn log_line(c: &mut Criterion) {
     use passerelle::telemetry::events::{RecordCall, RequestServed};
     use passerelle::telemetry::{Metrics, RecordOutcome};
@@ -402,6 +403,16 @@ fn log_line(c: &mut Criterion) {
     let (queued, guard) = passerelle::telemetry::logging::line_writer(drained_pipe());
     tracing::subscriber::with_default(tracing_subscriber::registry().with(json().with_writer(queued)), || {
         group.bench_function("queued_and_batched", |b| b.iter(|| line().emit(&metrics)));
+    });
+    drop(guard);
+    // What the gateway installs: the same queue, the line written by our own JSON format.
+    let (queued, guard) = passerelle::telemetry::logging::line_writer(drained_pipe());
+    let ours = tracing_subscriber::fmt::layer()
+        .event_format(passerelle::telemetry::json_lines::JsonLines)
+        .with_writer(queued)
+        .with_ansi(false);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(ours), || {
+        group.bench_function("queued_json_lines", |b| b.iter(|| line().emit(&metrics)));
     });
     drop(guard);
     group.finish();

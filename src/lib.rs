@@ -37,8 +37,9 @@
 //!   keys wrapped under a key-encryption key). [`schema`]: the schema catalog, compiled once, validation
 //!   into violations, declared translations between versions ([`schema::translation`]) and views,
 //!   the schema of exactly what a recipient receives ([`schema::view`]). [`tls`]: rustls (ring only), certificate identity. [`telemetry`]: the
-//!   Prometheus registry, typed events that log and count together, W3C trace context
-//!   ([`telemetry::trace`]) and its export over OTLP ([`telemetry::otlp`]). [`rate_limit`]:
+//!   Prometheus registry, typed events that log and count together, their JSON lines
+//!   ([`telemetry::json_lines`]) queued off the request path ([`telemetry::logging`]), W3C trace
+//!   context ([`telemetry::trace`]) and its export over OTLP ([`telemetry::otlp`]). [`rate_limit`]:
 //!   per-partner token buckets. [`operators`]: named operators, their roles and scopes, and the
 //!   directory their credentials resolve through.
 //! - [`auth`]: credentials to an [`auth::AuthenticatedPartner`] (a client certificate, one a

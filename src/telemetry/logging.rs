@@ -26,6 +26,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::json_lines::JsonLines;
 use super::otlp::OtlpSettings;
 use super::otlp::{self, Exporting, OtlpError};
 
@@ -121,14 +122,7 @@ pub fn init(
     let (writer, guard) = line_writer(std::io::stderr());
     // Colours only for a person at a terminal: a file or a pipe gets plain text.
     let lines = if json {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_writer(writer)
-            .with_ansi(false)
-            .boxed()
+        tracing_subscriber::fmt::layer().event_format(JsonLines).with_writer(writer).with_ansi(false).boxed()
     } else {
         tracing_subscriber::fmt::layer().with_target(false).with_writer(writer).with_ansi(terminal).boxed()
     };
@@ -184,7 +178,7 @@ mod tests {
         let sink = Sink::default();
         let (writer, guard) = line_writer(sink.clone());
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(writer).with_ansi(false));
+            .with(tracing_subscriber::fmt::layer().event_format(JsonLines).with_writer(writer).with_ansi(false));
         let dispatch = tracing::Dispatch::new(subscriber);
         std::thread::scope(|scope| {
             for task in 0..TASKS {

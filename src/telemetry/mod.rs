@@ -6,6 +6,7 @@
 //! as `unknown`, so the number of series is bounded whatever partners send.
 
 pub mod events;
+pub mod json_lines;
 pub mod logging;
 pub mod otlp;
 pub mod trace;
