@@ -36,6 +36,8 @@ where
     fn format_event(&self, _: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        // Never borrowed twice: tracing drops an event logged on a thread that is already
+        // dispatching one (a field's `Debug` that logs; see the test).
         BUFFERS.with_borrow_mut(|(line, text)| {
             line.clear();
             text.clear();
@@ -182,6 +184,30 @@ mod tests {
         let start = line.find("\"timestamp\":\"").unwrap() + 13;
         let end = start + line[start..].find('"').unwrap();
         (format!("{}{}", &line[..start], &line[end..]), line[start..end].to_owned())
+    }
+
+    /// A value whose `Debug` logs, as a careless dependency's might.
+    struct Chatty;
+
+    impl fmt::Debug for Chatty {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            tracing::info!(message = "logged from inside a field");
+            f.write_str("chatty")
+        }
+    }
+
+    #[test]
+    fn a_field_that_logs_while_its_line_is_written_does_not_reenter_the_format() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let layer = tracing_subscriber::fmt::layer().event_format(JsonLines).with_writer(move || writer.clone());
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || tracing::info!(message = "outer", value = ?Chatty));
+        let text = String::from_utf8(std::mem::take(&mut *sink.0.lock().unwrap())).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        // tracing drops the inner event rather than dispatch it while the outer one is written.
+        assert_eq!(lines.len(), 1, "{text}");
+        assert_eq!((&lines[0]["message"], &lines[0]["value"]), (&"outer".into(), &"chatty".into()));
     }
 
     #[test]
