@@ -437,7 +437,11 @@ fn problem(row: &Row, lang: Lang, detail: String, instance: &str) -> Value {
 
 /// `doc` as an answer with `status`, in `lang`.
 fn respond(status: StatusCode, lang: Lang, doc: &Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(doc.to_string())));
+    // Straight into bytes: `to_string` goes through `Display`, whose adaptor checks each piece
+    // for UTF-8 (half of building a rejection's answer at the invalid flood). A `Value` always
+    // serialises; the same bytes either way.
+    let body = serde_json::to_vec(doc).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -541,6 +545,23 @@ impl AdminError {
                 Some(row) => respond(row.status, lang, &problem(&row, lang, own.detail(lang), instance)),
                 None => ApiError::RouteNotFound.to_response(lang, instance),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_problem_document_is_the_compact_json_of_its_value_in_either_language() {
+        for lang in [Lang::En, Lang::Fr] {
+            let error = ApiError::UnsupportedMediaType;
+            let doc = problem(&error.row(), lang, error.detail(lang), "/v1/records/birth-registration");
+            let body = respond(error.status(), lang, &doc).into_body();
+            let bytes = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+            assert_eq!(std::str::from_utf8(&bytes).unwrap(), doc.to_string());
+            assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), doc);
         }
     }
 }
