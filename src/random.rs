@@ -95,8 +95,10 @@ mod tests {
         assert!((before..before + 5_000).contains(&millis), "{millis} vs {before}");
     }
 
+    /// A new thread's pool is filled before its first id, not handed out from a start that
+    /// every thread shares (such as the zeroed bytes the pool begins as).
     #[test]
-    fn each_thread_has_its_own_pool() {
+    fn two_threads_do_not_start_from_the_same_bytes() {
         let here = not_secret::<16>();
         let there = std::thread::spawn(not_secret::<16>).join().unwrap();
         assert_ne!(here, there);

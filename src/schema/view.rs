@@ -75,7 +75,6 @@ fn only(obj: &Map<String, Value>, t: &str) -> bool {
     declared_types(obj).is_some_and(|types| types == [t])
 }
 
-/// An array index, as a key of a selection applied to an array.
 fn branches<'s>(obj: &'s Map<String, Value>, keyword: &str) -> &'s [Value] {
     obj.get(keyword).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
