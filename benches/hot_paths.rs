@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the hot paths: validation, projection, audit hashing and signing, sealing
+//! Micro-benchmarks of the hot paths: validation, projection, translation to a pinned version, audit hashing and signing, sealing
 //! bodies at rest, signing and verifying a delivery, a request's log line, and the store's group commit (SQLite with
 //! bodies sealed and in plaintext, PostgreSQL sealed). `cargo bench --bench hot_paths`; compare
 //! ratios within one run.
@@ -99,6 +99,18 @@ fn projection(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+}
+
+/// A birth registration sent in 1.1 given to a recipient pinned to 1.0: the copy the
+/// translation makes of every record before projecting it.
+fn translation(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let value = passerelle::json::parse_strict(&record("birth-registration-1.1.json"), 64).unwrap();
+    let catalog = &config.built.catalog;
+    let translation =
+        catalog.translation("birth-registration", "1.1".parse().unwrap(), "1.0".parse().unwrap()).unwrap();
+    c.bench_function("translation/birth_1.1_to_1.0", |b| b.iter(|| translation.apply(&value).unwrap()));
 }
 
 fn audit(c: &mut Criterion) {
@@ -418,5 +430,15 @@ fn log_line(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validation, projection, audit, sealing, delivery_signature, log_line, group_commit);
+criterion_group!(
+    benches,
+    validation,
+    projection,
+    translation,
+    audit,
+    sealing,
+    delivery_signature,
+    log_line,
+    group_commit
+);
 criterion_main!(benches);

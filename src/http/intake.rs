@@ -152,7 +152,7 @@ fn translate(
         else {
             return Err(failed(Vec::new()));
         };
-        let out = translation.apply(value, target.dereferenced()).map_err(|e| {
+        let out = translation.apply(value).map_err(|e| {
             failed(vec![Violation {
                 pointer: e.pointer,
                 keyword: "translation",
