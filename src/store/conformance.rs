@@ -309,6 +309,37 @@ pub async fn replay_requeues_dead_deliveries_only(s: &dyn Store) {
     assert_eq!(replays, 1);
 }
 
+/// The backlog gauges' figures per recipient: pending (queued, claimed or retrying), when the
+/// oldest of them was created, and dead; a recipient with neither is not listed.
+pub async fn the_backlog_counts_pending_and_dead_deliveries_per_recipient(s: &dyn Store) {
+    for n in 0..4 {
+        s.commit_record(record(n, &["r", "q", "done"])).await.unwrap();
+    }
+    let claim_of =
+        |recipient: &str, limit| ClaimRequest { recipient: recipient.into(), ..claim("w", limit, 2_000, false) };
+    let r = s.claim_due(claim_of("r", 4)).await.unwrap();
+    let done = s.claim_due(claim_of("done", 4)).await.unwrap();
+    let delivered = || AttemptResult::Delivered { status: Some(200) };
+    let mut results = vec![
+        update(r[0].id, "w", 2_100, AttemptResult::Dead { status: Some(400), error: "HTTP 400".into() }),
+        update(
+            r[1].id,
+            "w",
+            2_100,
+            AttemptResult::Retry { next_attempt_at: 9_000, status: Some(503), error: "HTTP 503".into() },
+        ),
+        update(r[2].id, "w", 2_100, delivered()),
+    ];
+    results.extend(done.iter().map(|d| update(d.id, "w", 2_100, delivered())));
+    s.finish_attempts(results).await.unwrap();
+    let mut backlog = s.backlog().await.unwrap();
+    backlog.sort_by(|a, b| a.recipient.cmp(&b.recipient));
+    let figures: Vec<_> =
+        backlog.iter().map(|b| (b.recipient.as_str(), b.pending, b.oldest_pending_at, b.dead)).collect();
+    // r: record 1's delivery retrying and record 3's still under its lease; record 0's dead.
+    assert_eq!(figures, [("q", 4, Some(1_000), 0), ("r", 2, Some(1_001), 1)]);
+}
+
 /// A purge removes bodies past their retention and keeps everything else.
 pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
     s.commit_record(record(1, &["r"])).await.unwrap();
@@ -816,6 +847,7 @@ macro_rules! store_conformance {
             stored_receipts_come_back_with_their_entry,
             concurrent_appends_make_one_chain,
             replay_requeues_dead_deliveries_only,
+            the_backlog_counts_pending_and_dead_deliveries_per_recipient,
             purge_keeps_metadata_and_the_chain,
             records_are_complete_when_every_delivery_is_delivered,
             notices_fall_due_once_per_record_and_kind,

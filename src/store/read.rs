@@ -186,16 +186,28 @@ pub(super) async fn inclusion(s: &mut impl Sql, seq: i64) -> Result<Option<Inclu
     Ok(Some(Inclusion { head: std::sync::Arc::new(tree.head), index: index as u64, path }))
 }
 
+/// Pending and dead deliveries per recipient, folded from one row per (status, recipient).
 pub(super) async fn backlog(s: &mut impl Sql) -> Result<Vec<RecipientBacklog>, StoreError> {
-    s.query(sql::BACKLOG, &[], |r| {
-        Ok(RecipientBacklog {
-            recipient: r.text(0)?,
-            pending: r.int(1)?,
-            oldest_pending_at: r.opt_int(2)?,
-            dead: r.int(3)?,
-        })
-    })
-    .await
+    let rows =
+        s.query(sql::BACKLOG, &[], |r| Ok((r.text(0)?, r.label::<DeliveryStatus>(1)?, r.int(2)?, r.int(3)?))).await?;
+    let mut backlog: Vec<RecipientBacklog> = Vec::new();
+    for (recipient, status, count, first_created_at) in rows {
+        let at = match backlog.iter().position(|b| b.recipient == recipient) {
+            Some(at) => at,
+            None => {
+                backlog.push(RecipientBacklog { recipient, pending: 0, oldest_pending_at: None, dead: 0 });
+                backlog.len() - 1
+            }
+        };
+        let b = &mut backlog[at];
+        if status == DeliveryStatus::Dead {
+            b.dead += count;
+        } else {
+            b.pending += count;
+            b.oldest_pending_at = Some(b.oldest_pending_at.map_or(first_created_at, |at| at.min(first_created_at)));
+        }
+    }
+    Ok(backlog)
 }
 
 pub(super) async fn ping(s: &mut impl Sql) -> Result<(), StoreError> {
