@@ -17,7 +17,52 @@ pub fn from_ms(ms: i64) -> OffsetDateTime {
 }
 
 /// `ms` as RFC 3339 in UTC with millisecond precision, e.g. `2026-11-29T17:04:05.123Z`.
+///
+/// Written digit by digit for years 0 to 9999: every accepted record's receipt, audit entry and
+/// signed delivery stamps one or more, and going through `time`'s calendar and `format!` was
+/// 2.5 % of the request threads' samples at the acceptance burst.
 pub fn rfc3339_ms(ms: i64) -> String {
+    const MS_PER_DAY: i64 = 86_400_000;
+    let (days, in_day) = (ms.div_euclid(MS_PER_DAY), ms.rem_euclid(MS_PER_DAY));
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return rfc3339_ms_by_calendar(ms);
+    }
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, in_day / 3_600_000);
+    put(14, 2, in_day / 60_000 % 60);
+    put(17, 2, in_day / 1_000 % 60);
+    put(20, 3, in_day % 1_000);
+    // invariant: only ASCII digits and punctuation were written
+    String::from_utf8(text.to_vec()).unwrap_or_default()
+}
+
+/// The proleptic Gregorian (year, month, day) of `days` since 1970-01-01: Howard Hinnant's
+/// `civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// [`rfc3339_ms`] through `time`'s calendar: years outside 0 to 9999 (and instants outside
+/// `time`'s range, shown as the epoch).
+fn rfc3339_ms_by_calendar(ms: i64) -> String {
     let t = from_ms(ms);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -62,5 +107,22 @@ mod tests {
         assert_eq!(parse_rfc3339_ms(&rfc3339_ms(ms)), Some(ms));
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(http_date(from_ms(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(rfc3339_ms(951_782_400_000 - 1), "2000-02-28T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    proptest::proptest! {
+        /// Digit by digit gives what `time`'s calendar gives, across years 0 to 9999 and past
+        /// both ends.
+        #[test]
+        fn digits_agree_with_the_calendar(ms in -63_000_000_000_000i64..254_000_000_000_000) {
+            proptest::prop_assert_eq!(rfc3339_ms(ms), rfc3339_ms_by_calendar(ms));
+        }
+
+        #[test]
+        fn day_boundaries_and_leap_days_agree(day in -719_528i64..2_932_897, ms in proptest::prop_oneof![0i64..2, 86_399_998i64..86_400_000]) {
+            let at = day * 86_400_000 + ms;
+            proptest::prop_assert_eq!(rfc3339_ms(at), rfc3339_ms_by_calendar(at));
+        }
     }
 }
