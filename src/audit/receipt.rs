@@ -339,9 +339,38 @@ pub struct Receipt<'a> {
 impl Receipt<'_> {
     /// The receipt as stored: canonical JSON (members sorted, `deliveries` first), so the writer
     /// makes its leaf without reading it again ([`tree_of_issued`]).
+    ///
+    /// Written member by member in canonical order: building a `serde_json::Value` to sort was
+    /// 4 % of the request threads' samples at the acceptance burst. A test holds it to the
+    /// canonical form of the derived serialisation, so a new member cannot be left out.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Serialising plain strings and numbers cannot fail.
-        crate::json::to_canonical_vec(&serde_json::to_value(self).unwrap_or_default())
+        use crate::json::write_string;
+        let mut out = Vec::with_capacity(160 + 96 * self.deliveries.len());
+        out.extend_from_slice(b"{\"deliveries\":[");
+        for (i, d) in self.deliveries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"agreement\":");
+            write_string(d.agreement, &mut out);
+            out.extend_from_slice(b",\"recipient\":");
+            write_string(d.recipient, &mut out);
+            out.extend_from_slice(b",\"status\":");
+            write_string(d.status, &mut out);
+            out.push(b'}');
+        }
+        for (name, value) in [
+            ("],\"received_at\":", self.received_at.as_str()),
+            (",\"record_id\":", self.record_id),
+            (",\"record_type\":", self.record_type),
+            (",\"schema_version\":", self.schema_version.as_str()),
+            (",\"sender\":", self.sender),
+        ] {
+            out.extend_from_slice(name.as_bytes());
+            write_string(value, &mut out);
+        }
+        out.push(b'}');
+        out
     }
 }
 
@@ -723,6 +752,29 @@ fn first_difference(path: &str, ours: &Value, theirs: &Value) -> Option<Discrepa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The receipt written member by member is the canonical form of its derived
+        /// serialisation, whatever its strings hold.
+        #[test]
+        fn receipt_bytes_are_the_canonical_form_of_its_fields(
+            texts in proptest::collection::vec(".{0,12}", 8),
+            deliveries in 0usize..4,
+        ) {
+            let receipt = Receipt {
+                record_id: &texts[0],
+                record_type: &texts[1],
+                schema_version: texts[2].clone(),
+                sender: &texts[3],
+                received_at: texts[4].clone(),
+                deliveries: (0..deliveries)
+                    .map(|i| ReceiptDelivery { recipient: &texts[5 + i % 2], agreement: &texts[6 + i % 2], status: "queued" })
+                    .collect(),
+            };
+            let derived = crate::json::to_canonical_vec(&serde_json::to_value(&receipt).unwrap());
+            proptest::prop_assert_eq!(String::from_utf8(receipt.to_bytes()).unwrap(), String::from_utf8(derived).unwrap());
+        }
+    }
     use crate::audit::keys::SigningKey;
 
     const STORED: &str = r#"{"record_id":"r1","record_type":"birth-registration","schema_version":"1.1","sender":"on-vital-stats","received_at":"2026-11-18T11:06:40.001Z","deliveries":[{"recipient":"esdc-sin-registry","agreement":"a1","status":"queued"},{"recipient":"ottawa-city","agreement":"a2","status":"queued"}]}"#;
