@@ -28,6 +28,16 @@ pub enum Mode {
     Request,
 }
 
+/// What a delivery discloses and why, fixed at acceptance: a later configuration never changes
+/// what the access record says was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureTerms {
+    /// The agreement's purpose, as it read when the record was accepted.
+    pub purpose: String,
+    /// The fields the recipient receives: its agreement's pointers, never values.
+    pub fields: Vec<String>,
+}
+
 /// One recipient of an agreement and the fields it may receive.
 #[derive(Debug, Clone)]
 pub struct AgreementRecipient {
@@ -40,6 +50,9 @@ pub struct AgreementRecipient {
     pub version: Option<Version>,
     /// Fields of a sent version its translation may drop, as the agreement accepts.
     pub accept_loss: Vec<FieldPointer>,
+    /// What each delivery to it discloses and why (the agreement's purpose, `fields`), made
+    /// once per configuration and kept by every delivery it receives.
+    pub terms: Arc<DisclosureTerms>,
 }
 
 impl AgreementRecipient {
@@ -436,6 +449,7 @@ mod tests {
                     ordered: false,
                     version: None,
                     accept_loss: Vec::new(),
+                    terms: Arc::new(DisclosureTerms { purpose: "test".into(), fields: vec!["/a".into()] }),
                 })
                 .collect(),
             response_fields: None,

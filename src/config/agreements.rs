@@ -13,7 +13,7 @@ use super::raw;
 use super::sources::{Sources, is_slug, problem};
 use crate::delivery::DeliveryMode;
 use crate::pointer::FieldPointer;
-use crate::policy::{Agreement, AgreementRecipient, Conflict, FieldList, Mode};
+use crate::policy::{Agreement, AgreementRecipient, Conflict, DisclosureTerms, FieldList, Mode};
 use crate::problem::Problem;
 use crate::schema::{RecordType, SchemaCatalog, Version};
 
@@ -269,9 +269,14 @@ fn check_agreement(
                 }
             })
             .collect();
+        let terms = Arc::new(DisclosureTerms {
+            purpose: raw.purpose.clone(),
+            fields: fields.pointers().iter().map(ToString::to_string).collect(),
+        });
         recipients.push(AgreementRecipient {
             partner: Arc::from(r.partner.as_str()),
             fields,
+            terms,
             ordered: r.ordered,
             version: pinned,
             accept_loss,

@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::policy::{self, AgreementRecipient, Mode, Route, RouteError, Share};
 use crate::schema::{Version, VersionError, Violation, ViolationDetail};
 use crate::server::RequestBody;
-use crate::store::{CommitOutcome, DisclosureTerms, NewDelivery, NewRecord};
+use crate::store::{CommitOutcome, NewDelivery, NewRecord};
 use crate::telemetry::trace::TraceContext;
 
 /// Longest `Idempotency-Key` accepted.
@@ -256,7 +256,6 @@ pub(super) async fn submit(
             let receives = recipient.receives(version);
             let source = translated.get(&receives).unwrap_or(&value);
             let body = recipient.fields.project_canonical(source);
-            let purpose = route.agreements.iter().find(|a| a.id == share.agreement).map(|a| a.purpose.clone());
             NewDelivery {
                 recipient: share.recipient.to_string(),
                 agreement: share.agreement.to_string(),
@@ -265,10 +264,7 @@ pub(super) async fn submit(
                 body: Bytes::from(body),
                 key_id: None,
                 schema_version: (receives != version).then(|| receives.to_string()),
-                terms: Some(DisclosureTerms {
-                    purpose: purpose.unwrap_or_default(),
-                    fields: recipient.fields.pointers().iter().map(ToString::to_string).collect(),
-                }),
+                terms: Some(recipient.terms.clone()),
             }
         })
         .collect();

@@ -49,7 +49,7 @@ pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
                 body_digest: [2; 32],
                 key_id: None,
                 schema_version: None,
-                terms: Some(DisclosureTerms { purpose: "p".into(), fields: vec![format!("/{r}")] }),
+                terms: Some(Arc::new(DisclosureTerms { purpose: "p".into(), fields: vec![format!("/{r}")] })),
             })
             .collect(),
         receipt: Bytes::from_static(b"{}"),

@@ -133,19 +133,12 @@ pub struct NewDelivery {
     /// the record was sent in (its body is the record translated); `None`: the record's.
     pub schema_version: Option<String>,
     /// What the delivery discloses and why, for the access record; `None` for a delivery that
-    /// discloses nothing of a person (a completion notice).
-    pub terms: Option<DisclosureTerms>,
+    /// discloses nothing of a person (a completion notice). Shared with the configuration's
+    /// recipient: the same for every record it receives under one agreement.
+    pub terms: Option<std::sync::Arc<DisclosureTerms>>,
 }
 
-/// What a delivery discloses and why, fixed at acceptance: a later configuration never changes
-/// what the access record says was given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DisclosureTerms {
-    /// The agreement's purpose, as it read when the record was accepted.
-    pub purpose: String,
-    /// The fields the recipient receives: its agreement's pointers, never values.
-    pub fields: Vec<String>,
-}
+pub use crate::policy::DisclosureTerms;
 
 /// An accepted record, ready to commit.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use crate::audit::receipt::TreeHead;
 use crate::audit::{AuditEntry, AuditStamp};
 use crate::store::sql::{self, Dialect, Param, Row, Sql};
 use crate::store::writes::{self, Batch, EarlierUses, KeyUse};
-use crate::store::{AttemptResult, AttemptUpdate, DisclosureTerms, ErrorClass, NewRecord, StoreError};
+use crate::store::{AttemptResult, AttemptUpdate, ErrorClass, NewRecord, StoreError};
 
 /// Schema migrations, applied in order under an advisory lock, each once: a version and the
 /// scripts that make it (this engine's tables, then what both engines share).
@@ -298,7 +298,7 @@ impl Batch for WriterConnection {
             d.key_id.push(delivery.key_id.clone());
             d.schema_version.push(delivery.schema_version.clone());
             d.purpose.push(delivery.terms.as_ref().map(|t| t.purpose.clone()));
-            d.fields.push(delivery.terms.as_ref().map(DisclosureTerms::fields_column));
+            d.fields.push(delivery.terms.as_ref().map(|t| t.fields_column()));
         }
         let s = &mut self.pending.subjects;
         for subject in &record.subjects {

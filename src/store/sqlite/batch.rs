@@ -11,7 +11,7 @@ use super::Conn;
 use crate::audit::AuditEntry;
 use crate::store::sql;
 use crate::store::writes::Batch;
-use crate::store::{AttemptUpdate, DisclosureTerms, NewRecord, StoreError, StoreErrorKind};
+use crate::store::{AttemptUpdate, NewRecord, StoreError, StoreErrorKind};
 
 /// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`: a
 /// version and the scripts that make it (this engine's tables, then what both engines share).
@@ -161,7 +161,7 @@ impl Batch for Conn {
                 d.key_id,
                 d.schema_version,
                 d.terms.as_ref().map(|t| &t.purpose),
-                d.terms.as_ref().map(DisclosureTerms::fields_column),
+                d.terms.as_ref().map(|t| t.fields_column()),
             ])?;
         }
         let mut insert = self.0.prepare_cached(INSERT_SUBJECT)?;
