@@ -150,6 +150,7 @@ pub struct Translation {
     pub file: PathBuf,
     rules: Vec<Rule>,
     /// The target schema's shapes, resolved once at load: what `copy` consults per record.
+    /// Never empty: `shape` pushes the target schema's own shape last, after its subschemas'.
     shapes: Vec<Shape>,
     /// The fields a rule moves, as a tree of segments, so `copy` leaves them out.
     moved: MovedFields,
