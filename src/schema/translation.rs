@@ -206,11 +206,8 @@ fn shape(schema: &Value, shapes: &mut Vec<Shape>, seen: &mut HashMap<*const Valu
     collect_keys(schema, &mut keys);
     let mut resolved = Shape::default();
     for key in keys {
-        let segment = Segment::Key(key);
-        if let Some(sub) = child(schema, &segment) {
-            let index = shape(sub, shapes, seen);
-            let Segment::Key(key) = segment else { continue };
-            resolved.properties.insert(key, index);
+        if let Some(sub) = child(schema, &Segment::Key(key.clone())) {
+            resolved.properties.insert(key, shape(sub, shapes, seen));
         }
     }
     resolved.other = additional(schema).map(|sub| shape(sub, shapes, seen));
