@@ -362,7 +362,10 @@ def scenario_burst(ctx):
     ctx.city.stop()
     ctx.restart_passerelle()
     url = f"https://localhost:{PARTNER_PORT}/v1/records/birth-registration"
+    # The share of the run the store writer spent in transactions: near 1, the writer sets the pace.
+    busy, started = ctx.passerelle.metric("passerelle_store_writer_busy_seconds_total"), time.monotonic()
     p = ctx.passerelle_run(lambda: oha(url, tls, ctx.records / "birth.json", duration=ctx.duration))
+    p["writer_busy"] = (ctx.passerelle.metric("passerelle_store_writer_busy_seconds_total") - busy) / (time.monotonic() - started)
     ctx.recipients.start(RECIPIENT_PORTS["esdc-sin-registry"])
     ctx.city.start(RECIPIENT_PORTS["ottawa-city"])
     n = ctx.nginx_run(lambda: oha(f"https://localhost:{NGINX_PORT}/v1/forward/birth-registration", tls, ctx.records / "birth.json", duration=ctx.duration))
@@ -884,6 +887,8 @@ def report(results, args):
             value, nv, rr = f"{p['rps']:.0f} req/s", f"{n['rps']:.0f} req/s", ratio(p["rps"], n["rps"])
         if key == "burst":
             value += f", {p['fsyncs_per_record']:.3f} fsync/record"
+            if "writer_busy" in p:
+                value += f", store writer busy {p['writer_busy'] * 100:.0f} %"
         lines.append(
             f"| {title} | {value} | {nv} | {rr} | {p['p50']:.2f} / {n['p50']:.2f} | {p['p99']:.2f} / {n['p99']:.2f} | "
             f"{p['p999']:.2f} / {n['p999']:.2f} | {p['cpu']:.1f} / {n['cpu']:.1f} | {p['rss_mib']:.0f} / {n['rss_mib']:.0f} |"

@@ -755,6 +755,23 @@ pub async fn a_record_is_counted_complete_once_by_its_last_delivery(s: &dyn Stor
     assert_eq!(completions(), (2, 5.0));
 }
 
+/// The writer reports the time it spends in transactions, whatever they carry: a batch of
+/// records, and a claim alone. One writer runs one transaction at a time, so its busy time
+/// never exceeds the time that passed.
+pub async fn the_writer_reports_the_time_it_is_busy(s: &dyn Store, metrics: &Metrics) {
+    let busy = || metrics.store_writer_busy.with_label_values(&[s.engine()]).get();
+    let started = std::time::Instant::now();
+    assert_eq!(busy(), 0.0, "nothing written yet");
+    s.commit_record(record(1, &["r"])).await.unwrap();
+    let after_record = busy();
+    assert!(after_record > 0.0, "a transaction carrying a record counts");
+    s.claim_due(claim("w", 10, 2_000, false)).await.unwrap();
+    let after_claim = busy();
+    assert!(after_claim > after_record, "a transaction carrying a claim alone counts too");
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(after_claim <= elapsed, "busy {after_claim} s in {elapsed} s: more than the time that passed");
+}
+
 /// A record is due a completion notice once complete, or once a delivery is dead, and no more
 /// once its notice is committed (a record of the gateway's own, keyed `<record id>.<kind>`);
 /// only records with a delivery settled since the scan's time are looked at, and only the

@@ -32,7 +32,7 @@ use crate::audit::keys::SigningKey;
 use crate::audit::receipt::Signer;
 use crate::audit::{AuditEvent, AuditStamp, Checkpoint};
 use crate::telemetry::Metrics;
-use crate::telemetry::events::{AuditAppended, RecordCompleted, StoreCommitted};
+use crate::telemetry::events::{AuditAppended, RecordCompleted, StoreCommitted, StoreTransactionEnded};
 
 /// One write and its caller's answer, kept until the batch's transaction ends.
 pub(super) struct Ask<I, O> {
@@ -263,6 +263,7 @@ impl<B: Batch> Writer<B> {
             },
             Err(e) => Err(e),
         };
+        StoreTransactionEnded { engine: B::ENGINE, duration: started.elapsed() }.emit(&self.metrics);
         if records > 0 {
             StoreCommitted { engine: B::ENGINE, records, duration: started.elapsed(), ok: result.is_ok() }
                 .emit(&self.metrics);

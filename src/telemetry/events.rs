@@ -191,6 +191,21 @@ impl StoreCommitted {
     }
 }
 
+/// The store's writer ended one transaction (committed or not), whatever it carried: records,
+/// claims, attempt results, audit entries.
+pub struct StoreTransactionEnded {
+    /// `sqlite` or `postgres`.
+    pub engine: &'static str,
+    /// From its start to its commit (fsync included) or rollback.
+    pub duration: Duration,
+}
+
+impl StoreTransactionEnded {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.store_writer_busy.with_label_values(&[self.engine]).inc_by(self.duration.as_secs_f64());
+    }
+}
+
 /// The pending and dead deliveries of one recipient were measured.
 pub struct BacklogObserved<'a> {
     pub recipient: &'a str,

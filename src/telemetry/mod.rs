@@ -189,6 +189,7 @@ pub struct Metrics {
     pub mailbox_taken: IntCounterVec,
     pub store_commit_duration: HistogramVec,
     pub store_commit_batch_size: Histogram,
+    pub store_writer_busy: prometheus::CounterVec,
     pub audit_entries: IntCounterVec,
     pub audit_checkpoints: prometheus::IntCounter,
     pub audit_last_checkpoint: prometheus::Gauge,
@@ -329,6 +330,16 @@ impl Metrics {
                         "Duration of one store transaction carrying records, fsync included, by engine."
                     )
                     .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["engine"]
+                )
+                .defined()
+            ),
+            store_writer_busy: register!(
+                prometheus::CounterVec::new(
+                    Opts::new(
+                        "passerelle_store_writer_busy_seconds_total",
+                        "Seconds the store's writer spent in transactions (fsync included), by engine: its rate is the share of time the writer is busy; near 1, writes queue behind it."
+                    ),
                     &["engine"]
                 )
                 .defined()

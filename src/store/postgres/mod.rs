@@ -517,6 +517,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_writer_reports_the_time_it_is_busy() {
+        let ((config, _schema), metrics) = (schema().await, Metrics::new());
+        let store = open(config, metrics.clone()).await;
+        crate::store::conformance::the_writer_reports_the_time_it_is_busy(&store, &metrics).await;
+    }
+
+    #[tokio::test]
     async fn a_record_is_counted_complete_once_by_its_last_delivery() {
         let ((config, _schema), metrics) = (schema().await, Metrics::new());
         let store = open(config, metrics.clone()).await;

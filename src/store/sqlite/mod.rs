@@ -686,6 +686,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_writer_reports_the_time_it_is_busy() {
+        let (dir, metrics) = (tempfile::tempdir().unwrap(), Metrics::new());
+        let store = open_with(dir.path(), metrics.clone());
+        crate::store::conformance::the_writer_reports_the_time_it_is_busy(&store, &metrics).await;
+    }
+
+    #[tokio::test]
     async fn a_record_is_counted_complete_once_by_its_last_delivery() {
         let (dir, metrics) = (tempfile::tempdir().unwrap(), Metrics::new());
         let store = open_with(dir.path(), metrics.clone());
