@@ -230,12 +230,12 @@ fn new_record(n: u64, body: &Bytes) -> NewRecord {
                 key_id: None,
                 schema_version: None,
                 // What intake records of each delivery for the access record.
-                terms: Some(Arc::new(DisclosureTerms {
-                    purpose: "Issue a Social Insurance Number at birth and start Canada Child Benefit payments.".into(),
-                    fields: ["/registration_number", "/child/given_names", "/child/surname", "/parents/*/address"]
+                terms: Some(Arc::new(DisclosureTerms::new(
+                    "Issue a Social Insurance Number at birth and start Canada Child Benefit payments.".into(),
+                    ["/registration_number", "/child/given_names", "/child/surname", "/parents/*/address"]
                         .map(String::from)
                         .to_vec(),
-                })),
+                ))),
             })
             .collect(),
         receipt: Bytes::from_static(b"{\"record_id\":\"x\"}"),

@@ -36,6 +36,39 @@ pub struct DisclosureTerms {
     pub purpose: String,
     /// The fields the recipient receives: its agreement's pointers, never values.
     pub fields: Vec<String>,
+    /// `fields` as the store's column holds them, written once here rather than by the store's
+    /// writer for every delivery it inserts ([`DisclosureTerms::fields_column`]).
+    column: String,
+}
+
+impl DisclosureTerms {
+    /// The terms of a purpose and the fields it discloses.
+    pub fn new(purpose: String, fields: Vec<String>) -> Self {
+        let column = column_of(&fields);
+        DisclosureTerms { purpose, fields, column }
+    }
+
+    /// The store's `fields` column: the pointers as a JSON array.
+    pub fn fields_column(&self) -> &str {
+        &self.column
+    }
+}
+
+/// The pointers as a JSON array, written directly (through a `serde_json::Value` it was 4 % of the
+/// store writer's time at the acceptance burst, when the writer made one per delivery; made per
+/// delivery even directly, it was still 1.2 % of the writer's samples).
+fn column_of(fields: &[String]) -> String {
+    let mut out = Vec::with_capacity(2 + fields.iter().map(|f| f.len() + 3).sum::<usize>());
+    out.push(b'[');
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        crate::json::write_string(field, &mut out);
+    }
+    out.push(b']');
+    // invariant: only UTF-8 strings and ASCII punctuation were written
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// One recipient of an agreement and the fields it may receive.
@@ -449,7 +482,7 @@ mod tests {
                     ordered: false,
                     version: None,
                     accept_loss: Vec::new(),
-                    terms: Arc::new(DisclosureTerms { purpose: "test".into(), fields: vec!["/a".into()] }),
+                    terms: Arc::new(DisclosureTerms::new("test".into(), vec!["/a".into()])),
                 })
                 .collect(),
             response_fields: None,

@@ -269,10 +269,10 @@ fn check_agreement(
                 }
             })
             .collect();
-        let terms = Arc::new(DisclosureTerms {
-            purpose: raw.purpose.clone(),
-            fields: fields.pointers().iter().map(ToString::to_string).collect(),
-        });
+        let terms = Arc::new(DisclosureTerms::new(
+            raw.purpose.clone(),
+            fields.pointers().iter().map(ToString::to_string).collect(),
+        ));
         recipients.push(AgreementRecipient {
             partner: Arc::from(r.partner.as_str()),
             fields,

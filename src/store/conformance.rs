@@ -49,7 +49,7 @@ pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
                 body_digest: [2; 32],
                 key_id: None,
                 schema_version: None,
-                terms: Some(Arc::new(DisclosureTerms { purpose: "p".into(), fields: vec![format!("/{r}")] })),
+                terms: Some(Arc::new(DisclosureTerms::new("p".into(), vec![format!("/{r}")]))),
             })
             .collect(),
         receipt: Bytes::from_static(b"{}"),
@@ -578,7 +578,7 @@ pub async fn the_access_record_finds_every_delivery_of_a_subjects_records(s: &dy
         (first.sender.as_str(), first.record_type.as_str(), first.agreement.as_str(), first.accepted_at),
         ("s", "t", "a", 1_001)
     );
-    assert_eq!(first.terms, Some(DisclosureTerms { purpose: "p".into(), fields: vec!["/r".into()] }));
+    assert_eq!(first.terms, Some(DisclosureTerms::new("p".into(), vec!["/r".into()])));
     assert_eq!(
         (first.accepted_seq, first.status, first.delivered_at, first.delivered_seq),
         (stamps[0], DeliveryStatus::Queued, None, None)

@@ -298,7 +298,7 @@ impl Batch for WriterConnection {
             d.key_id.push(delivery.key_id.clone());
             d.schema_version.push(delivery.schema_version.clone());
             d.purpose.push(delivery.terms.as_ref().map(|t| t.purpose.clone()));
-            d.fields.push(delivery.terms.as_ref().map(|t| t.fields_column()));
+            d.fields.push(delivery.terms.as_ref().map(|t| t.fields_column().to_owned()));
         }
         let s = &mut self.pending.subjects;
         for subject in &record.subjects {
