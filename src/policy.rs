@@ -33,11 +33,12 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisclosureTerms {
     /// The agreement's purpose, as it read when the record was accepted.
-    pub purpose: String,
+    purpose: String,
     /// The fields the recipient receives: its agreement's pointers, never values.
-    pub fields: Vec<String>,
+    fields: Vec<String>,
     /// `fields` as the store's column holds them, written once here rather than by the store's
-    /// writer for every delivery it inserts ([`DisclosureTerms::fields_column`]).
+    /// writer for every delivery it inserts ([`DisclosureTerms::fields_column`]). Derived from
+    /// `fields` in [`DisclosureTerms::new`], the only way to make terms, so it never disagrees.
     column: String,
 }
 
@@ -46,6 +47,16 @@ impl DisclosureTerms {
     pub fn new(purpose: String, fields: Vec<String>) -> Self {
         let column = column_of(&fields);
         DisclosureTerms { purpose, fields, column }
+    }
+
+    /// The agreement's purpose, as it read when the record was accepted.
+    pub fn purpose(&self) -> &str {
+        &self.purpose
+    }
+
+    /// The fields the recipient receives: its agreement's pointers, never values.
+    pub fn fields(&self) -> &[String] {
+        &self.fields
     }
 
     /// The store's `fields` column: the pointers as a JSON array.

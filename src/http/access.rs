@@ -181,10 +181,10 @@ fn disclosure<'a>(config: &'a Config, d: &'a Disclosure, lang: Lang) -> Disclosu
         agreement: AgreementJson {
             id: &d.agreement,
             title: agreement.map(|a| lang.pick(a.title_en.as_str(), a.title_fr.as_str())),
-            purpose: d.terms.as_ref().map(|t| t.purpose.as_str()),
+            purpose: d.terms.as_ref().map(|t| t.purpose()),
         },
         received_version: &d.received_version,
-        fields: d.terms.as_ref().map(|t| t.fields.as_slice()),
+        fields: d.terms.as_ref().map(|t| t.fields()),
         accepted_at: store_json::time(d.accepted_at),
         accepted_seq: d.accepted_seq,
         status: d.status,

@@ -263,10 +263,10 @@ impl<B: Batch> Writer<B> {
             },
             Err(e) => Err(e),
         };
-        StoreTransactionEnded { engine: B::ENGINE, duration: started.elapsed() }.emit(&self.metrics);
+        let duration = started.elapsed();
+        StoreTransactionEnded { engine: B::ENGINE, duration }.emit(&self.metrics);
         if records > 0 {
-            StoreCommitted { engine: B::ENGINE, records, duration: started.elapsed(), ok: result.is_ok() }
-                .emit(&self.metrics);
+            StoreCommitted { engine: B::ENGINE, records, duration, ok: result.is_ok() }.emit(&self.metrics);
         }
         if let Ok(committed) = &result {
             for kind in &committed.appended {

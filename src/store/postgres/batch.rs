@@ -297,7 +297,7 @@ impl Batch for WriterConnection {
             d.created_at.push(record.received_at);
             d.key_id.push(delivery.key_id.clone());
             d.schema_version.push(delivery.schema_version.clone());
-            d.purpose.push(delivery.terms.as_ref().map(|t| t.purpose.clone()));
+            d.purpose.push(delivery.terms.as_ref().map(|t| t.purpose().to_owned()));
             d.fields.push(delivery.terms.as_ref().map(|t| t.fields_column().to_owned()));
         }
         let s = &mut self.pending.subjects;

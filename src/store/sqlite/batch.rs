@@ -160,7 +160,7 @@ impl Batch for Conn {
                 record.received_at,
                 d.key_id,
                 d.schema_version,
-                d.terms.as_ref().map(|t| &t.purpose),
+                d.terms.as_ref().map(|t| t.purpose()),
                 d.terms.as_ref().map(|t| t.fields_column()),
             ])?;
         }
