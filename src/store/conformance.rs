@@ -342,11 +342,21 @@ pub async fn the_backlog_counts_pending_and_dead_deliveries_per_recipient(s: &dy
 
 /// A purge removes bodies past their retention and keeps everything else.
 pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
-    s.commit_record(record(1, &["r"])).await.unwrap();
-    let claimed = s.claim_due(claim("w", 1, 2_000, false)).await.unwrap();
-    s.finish_attempts(vec![update(claimed[0].id, "w", 2_100, AttemptResult::Delivered { status: Some(200) })])
-        .await
-        .unwrap();
+    for n in 1..=4 {
+        s.commit_record(record(n, &["r"])).await.unwrap();
+    }
+    let ids: Vec<i64> = s.claim_due(claim("w", 4, 2_000, false)).await.unwrap().iter().map(|d| d.id).collect();
+    let dead = || AttemptResult::Dead { status: Some(400), error: "refused".into() };
+    let retry = AttemptResult::Retry { next_attempt_at: 5_000, status: Some(503), error: "busy".into() };
+    s.finish_attempts(vec![
+        update(ids[0], "w", 2_100, AttemptResult::Delivered { status: Some(200) }),
+        update(ids[1], "w", 2_100, dead()),
+        // Dead within the dead letters' retention, and still pending: both keep their bodies.
+        update(ids[2], "w", 999_500, dead()),
+        update(ids[3], "w", 2_100, retry),
+    ])
+    .await
+    .unwrap();
     let report = s
         .purge(PurgeRequest {
             now: 1_000_000,
@@ -356,7 +366,12 @@ pub async fn purge_keeps_metadata_and_the_chain(s: &dyn Store) {
         })
         .await
         .unwrap();
-    assert_eq!(report, PurgeReport { record_bodies: 1, delivery_bodies: 1, keys_destroyed: vec![], subjects: 0 });
+    assert_eq!(report, PurgeReport { record_bodies: 2, delivery_bodies: 2, keys_destroyed: vec![], subjects: 0 });
+    let mut kept = Vec::new();
+    for id in &ids {
+        kept.push(s.body(BodyRef::Delivery(*id)).await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(kept, [false, false, true, true]);
     let view = s.record("s".into(), record(1, &[]).record_id).await.unwrap().unwrap();
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Delivered);
     let entries = s.audit_entries(0, 100).await.unwrap();

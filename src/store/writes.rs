@@ -344,7 +344,8 @@ pub(super) async fn purge<B: Batch>(
 ) -> Result<PurgeReport, StoreError> {
     let delivered_before = request.now - request.delivered_retention_ms;
     let dead_before = request.now - request.dead_retention_ms;
-    let delivery_bodies = b.execute(sql::PURGE_DELIVERIES, &[delivered_before.into(), dead_before.into()]).await?;
+    let delivery_bodies = b.execute(sql::PURGE_DELIVERED, &[delivered_before.into()]).await?
+        + b.execute(sql::PURGE_DEAD, &[dead_before.into()]).await?;
     // A record's own body goes once it is old enough and none of its deliveries still needs a body.
     let record_bodies = b.execute(sql::PURGE_RECORDS, &[delivered_before.into()]).await?;
     // Then the data keys with no body left under them whose day is over: crypto-shredding.

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (6, &[include_str!("../migrations/postgres/0006_subjects.sql"), sql::DISCLOSURES]),
     (7, &[sql::INVESTIGATION]),
     (8, &[include_str!("../migrations/postgres/0008_receipt_trees.sql")]),
+    (9, &[sql::DELIVERY_INDEXES]),
 ];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
@@ -122,7 +123,8 @@ const SHARED: &[&str] = &[
     sql::ADD_CHECKPOINT,
     sql::ADD_RECEIPT_TREE,
     sql::INSERT_ATTEMPT,
-    sql::PURGE_DELIVERIES,
+    sql::PURGE_DELIVERED,
+    sql::PURGE_DEAD,
     sql::PURGE_RECORDS,
     sql::PURGE_SUBJECTS,
     DIALECT.chain_head,

@@ -137,7 +137,7 @@ const DIALECT: Dialect = Dialect {
     replay_one: sql::replay_one!(" FOR UPDATE"),
     replay_recipient: sql::replay_recipient!(" FOR UPDATE"),
     requeue: sql::requeue!("= ANY($2)"),
-    held: sql::held!("= ANY($3)", " FOR UPDATE"),
+    held: sql::held!("deliveries", "= ANY($3)", " FOR UPDATE"),
     // Instances' writers run side by side: two of them delivering a record's last deliveries
     // each find it complete only if they take turns on the record.
     lock_records: Some(sql::lock_records!("= ANY($1)")),

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (6, &[include_str!("../migrations/sqlite/0006_subjects.sql"), sql::DISCLOSURES]),
     (7, &[sql::INVESTIGATION]),
     (8, &[include_str!("../migrations/sqlite/0008_receipt_trees.sql")]),
+    (9, &[sql::DELIVERY_INDEXES]),
 ];
 
 /// The schema version this program writes.

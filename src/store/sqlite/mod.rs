@@ -60,7 +60,8 @@ const DIALECT: Dialect = Dialect {
     replay_one: sql::replay_one!(""),
     replay_recipient: sql::replay_recipient!(""),
     requeue: sql::requeue!("IN (SELECT value FROM json_each($2))"),
-    held: sql::held!("IN (SELECT value FROM json_each($3))", ""),
+    // By id: otherwise SQLite walks the recipient's whole pending index for a few ids.
+    held: sql::held!("deliveries NOT INDEXED", "IN (SELECT value FROM json_each($3))", ""),
     lock_records: None,
     completed: sql::completed!("IN (SELECT value FROM json_each($1))"),
 };
@@ -728,6 +729,61 @@ mod tests {
             claim.query(rusqlite::params!["r", 1_000, limit]).unwrap().next().unwrap();
         }
         assert_eq!(claim.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
+
+    /// SQLite's plan for `sql`, one step per line.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut rows = statement.raw_query();
+        let mut steps = String::new();
+        while let Some(row) = rows.next().unwrap() {
+            steps.push_str(&row.get::<_, String>(3).unwrap());
+            steps.push('\n');
+        }
+        steps
+    }
+
+    /// No statement walks a whole table that grows with traffic: each reaches its rows through
+    /// an index, and the few whose wrong index would cost a walk of a recipient's backlog or of
+    /// every delivery ever attempted use the one meant for them. SQLite has no statistics to
+    /// go by, so a new index can change a plan the statement's text did not.
+    #[test]
+    fn every_statement_reaches_its_rows_through_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("s.sqlite")).unwrap();
+        batch::migrate(&mut conn).unwrap();
+        // A derived table, a list of ids or the data keys (one per agreement and day) may be read
+        // whole, and the chain head is the audit log's last row by rowid (a backward scan that
+        // stops at one).
+        let whole = ["p", "b", "data_keys", "CONSTANT ROW"];
+        for sql in sql::SHARED.iter().chain(&DIALECT.statements()).chain(batch::STATEMENTS) {
+            let plan = plan(&conn, sql);
+            let head = sql.ends_with("FROM audit_log ORDER BY seq DESC LIMIT 1");
+            for step in plan.lines() {
+                if let Some(table) = step.strip_prefix("SCAN ") {
+                    let derived =
+                        table.starts_with("(subquery-") || table.starts_with("json_each ") || whole.contains(&table);
+                    let read = table.contains(" USING ") || (head && table == "audit_log");
+                    assert!(derived || read, "{step}\n{plan}\n{sql}");
+                }
+            }
+        }
+        for (sql, step) in [
+            (DIALECT.held, "SEARCH deliveries USING INTEGER PRIMARY KEY (rowid=?)"),
+            (DIALECT.claim_due, "SEARCH d USING INDEX deliveries_pending (recipient=? AND next_attempt_at<?)"),
+            (sql::PURGE_DELIVERED, "SEARCH deliveries USING INDEX deliveries_delivered_with_body (delivered_at<?)"),
+            (sql::PURGE_DEAD, "SEARCH deliveries USING INDEX deliveries_dead_with_body (last_attempt_at<?)"),
+            (sql::NOTICES_DUE, "SEARCH deliveries USING INDEX deliveries_settled (last_attempt_at>?)"),
+            (sql::BACKLOG, "SCAN deliveries USING COVERING INDEX deliveries_pending"),
+            (sql::BACKLOG, "SCAN deliveries USING COVERING INDEX deliveries_dead"),
+            (DIALECT.replay_recipient, "SEARCH deliveries USING INDEX deliveries_dead (recipient=?)"),
+        ] {
+            let plan = plan(&conn, sql);
+            assert!(plan.lines().any(|s| s == step), "expected `{step}` in\n{plan}\n{sql}");
+        }
+        // The statistics' agreement filter looks among each record's own deliveries.
+        let stats = plan(&conn, sql::STATS_ACCEPTED);
+        assert_eq!(stats.matches("SEARCH d USING INDEX deliveries_by_record (record_id=?)").count(), 2, "{stats}");
     }
 
     #[tokio::test]

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Alternates gateway binaries at the acceptance burst (every recipient down) in one session, so
+that a change is measured against its base on the same machine at the same time: these shared
+machines drift by more than most changes are worth, so only figures from one run compare.
+
+    cargo build --release && cp target/release/passerelle /tmp/base
+    (change, then) cargo build --release && cp target/release/passerelle /tmp/new
+    python3 benches/alternate.py --rounds 3 /tmp/base /tmp/new
+
+Each round runs each binary once, on a fresh store, for `--duration` seconds, and prints what the
+burst's row in `load.py` prints plus the store writer's view from `/metrics`: its busy share, the
+records per commit and the commit's mean duration. The binary under target/release is replaced
+while it runs and left as the last one run. Uses load.py's setup (configuration, PKI, nginx as
+the stopped recipients); traffic goes to 127.0.0.1 only."""
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import load  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("binaries", nargs="+", type=Path, help="release binaries to alternate")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=12, help="seconds per run")
+    args = parser.parse_args()
+    setup = argparse.Namespace(quick=False, duration=args.duration, only=["burst"], skip=[], no_build=True, port_offset=0)
+    load.ports_free()
+    load.ensure_tools()
+    target = load.ROOT / "target/release/passerelle"
+    shutil.copy(args.binaries[0], target)
+    config, pki, records = load.prepare(setup)
+    ctx = load.Context(setup, config, pki, records)
+    tls = load.client_tls(pki, "on-vital-stats")
+    url = f"https://localhost:{load.PARTNER_PORT}/v1/records/birth-registration"
+    ctx.recipients.stop()
+    ctx.city.stop()
+    rows = []
+    try:
+        for round in range(args.rounds):
+            for binary in args.binaries:
+                ctx.passerelle.stop()
+                shutil.copy(binary, target)
+                ctx.restart_passerelle()
+                m = ctx.passerelle.metric
+                names = ("passerelle_store_writer_busy_seconds_total", "passerelle_store_commit_batch_size_count",
+                         "passerelle_store_commit_batch_size_sum", "passerelle_store_commit_duration_seconds_sum")
+                before, started = [m(n) for n in names], time.monotonic()
+                p = ctx.passerelle_run(lambda: load.oha(url, tls, records / "birth.json", duration=args.duration))
+                busy, commits, batched, committing = (m(n) - b for n, b in zip(names, before))
+                busy /= time.monotonic() - started
+                commits = max(commits, 1)
+                row = (f"{binary.name:>12} round {round + 1}: {p['rps']:7.0f} records/s, p50 {p['p50']:.2f} ms, p99 {p['p99']:.2f} ms, "
+                       f"{p['cpu'] / max(p['ok'], 1) * 1e6:.0f} µs CPU/record; writer busy {busy * 100:.0f} %, "
+                       f"{batched / commits:.1f} records/commit, {committing / commits * 1000:.2f} ms/commit")
+                load.log(row)
+                rows.append(row)
+    finally:
+        ctx.stop()
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
