@@ -13,11 +13,11 @@
 //! has committed (or failed and rolled back).
 
 mod batch;
+mod checkpoint;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use super::writer::{Queue, Writer};
 use super::*;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 use crate::telemetry::Metrics;
+use checkpoint::Checkpoints;
 
 /// Settings of the SQLite engine.
 #[derive(Debug, Clone)]
@@ -73,68 +74,12 @@ pub struct SqliteStore {
     queue: Option<Queue>,
     keys: KeyRing,
     readers: Arc<ReadPool>,
-    /// Tells the checkpoint thread to stop when the store goes away.
-    stop_checkpoints: Arc<AtomicBool>,
+    /// The checkpoint thread, stopped when the store goes away; `None` read-only.
+    _checkpoints: Option<Checkpoints>,
 }
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        self.stop_checkpoints.store(true, Ordering::Relaxed);
-    }
-}
-
-/// The log's length, in frames (pages), beyond which the writer catches up with it: 16 MiB
-/// (1 MiB in unit tests, so a test fills it quickly).
-#[cfg(not(test))]
-const CATCH_UP_LOG_FRAMES: i64 = 4096;
-#[cfg(test)]
-const CATCH_UP_LOG_FRAMES: i64 = 256;
 
 /// What the log file is cut back to when it starts over (`journal_size_limit`), in bytes.
 const LOG_SIZE_LIMIT: i64 = 64 << 20;
-
-/// Copies the write-ahead log into the database file every half second (passive: never blocks
-/// the writer or readers), so the log stays short without the writer paying for it.
-///
-/// Alone, these checkpoints never let a writer that does not pause start the log over. Each
-/// copies the frames committed when it began while the writer appends more, and SQLite starts
-/// the log over only once a checkpoint has caught up: the log grew as long as the load lasted
-/// (4.7 GB beside a 0.8 GB database after 100,000 records in the backlog benchmark, a fifth of
-/// the gateway's CPU spent by the kernel zeroing its new blocks). The writer therefore catches
-/// up itself when the log is long ([`catch_up_long_log`]).
-fn checkpoints(path: &Path, stop: &AtomicBool) {
-    let Ok(conn) = open(path) else { return };
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(500));
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(message = "A store checkpoint failed; it is retried.", %error);
-        }
-    }
-    // A last one on the way out, so a stopped gateway leaves a short log behind.
-    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-}
-
-/// After a commit that leaves more than [`CATCH_UP_LOG_FRAMES`] in the log, the writer runs a
-/// passive checkpoint itself, between two of its transactions: nothing is appended while it
-/// runs, so it copies what the checkpoint thread has not yet (at most half a second's frames)
-/// and catches up, unless a reader still uses older frames. The writer's next transaction then
-/// writes the log from its start. Passive, it waits for no one: when the checkpoint thread or a
-/// reader is in the way, the next commit tries again. (SQLite's own automatic checkpoint works
-/// this way, every 1,000 frames, which would put all the copying on the writer.)
-///
-/// A failure is logged and left for the next commit: the commit that ran this has happened, and
-/// an error returned here would make it report one.
-fn catch_up_long_log(conn: &mut Connection) -> rusqlite::Result<()> {
-    conn.wal_hook(Some(|wal: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
-        if i64::from(frames) > CATCH_UP_LOG_FRAMES
-            && let Err(error) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE)
-            && error.sqlite_error_code() != Some(rusqlite::ErrorCode::DatabaseBusy)
-        {
-            tracing::warn!(message = "A store checkpoint by the writer failed; the next commit tries again.", %error);
-        }
-        Ok(())
-    }))
-}
 
 struct ReadPool {
     path: PathBuf,
@@ -282,16 +227,10 @@ impl SqliteStore {
         let mut conn = open(&options.path)?;
         batch::migrate(&mut conn)?;
         // Checkpoints copy the log into the database file and fsync it: on the writer they would
-        // stall every commit queued behind them, so another thread does them (see `checkpoints`),
-        // and the writer only the tail of a long log (see `catch_up_long_log`).
+        // stall every commit queued behind them, so another thread does them, and the writer
+        // only the tail of a long log (see `checkpoint`).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // After `wal_autocheckpoint`, which replaces the connection's log hook.
-        catch_up_long_log(&mut conn)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (path, flag) = (options.path.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("store-checkpoint".into())
-            .spawn(move || checkpoints(&path, &flag))
+        let checkpoints = Checkpoints::start(options.path.clone(), &mut conn)
             .map_err(|e| unavailable("cannot start the checkpoint thread".into()).caused_by(e))?;
         // The shared writer is async; on its own thread it runs on a runtime of its own, which
         // only waits for the queue (SQLite's calls block that thread, and no other).
@@ -308,7 +247,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             queue: Some(queue),
             keys: KeyRing::new(options.encryption),
-            stop_checkpoints: stop,
+            _checkpoints: Some(checkpoints),
             readers: Arc::new(ReadPool { path: options.path, read_only: false, idle: Mutex::new(Vec::new()) }),
         })
     }
@@ -325,7 +264,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             queue: None,
             keys: KeyRing::plaintext(),
-            stop_checkpoints: Arc::new(AtomicBool::new(true)),
+            _checkpoints: None,
             readers: Arc::new(ReadPool {
                 path: path.to_path_buf(),
                 read_only: true,
