@@ -78,8 +78,9 @@ pub struct SqliteStore {
     _checkpoints: Option<Checkpoints>,
 }
 
-/// What the log file is cut back to when it starts over (`journal_size_limit`), in bytes.
-const LOG_SIZE_LIMIT: i64 = 64 << 20;
+/// What the log file is cut back to when it starts over (`journal_size_limit`), in bytes: the
+/// log's bound, so a log started over is not cut and grown again.
+const LOG_SIZE_LIMIT: i64 = 128 << 20;
 
 struct ReadPool {
     path: PathBuf,
