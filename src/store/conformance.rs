@@ -775,14 +775,20 @@ pub async fn a_record_is_counted_complete_once_by_its_last_delivery(s: &dyn Stor
 /// never exceeds the time that passed.
 pub async fn the_writer_reports_the_time_it_is_busy(s: &dyn Store, metrics: &Metrics) {
     let busy = || metrics.store_writer_busy.with_label_values(&[s.engine()]).get();
+    let transactions = || metrics.store_writer_transactions.with_label_values(&[s.engine()]).get();
     let started = std::time::Instant::now();
     assert_eq!(busy(), 0.0, "nothing written yet");
+    let before = transactions();
     s.commit_record(record(1, &["r"])).await.unwrap();
     let after_record = busy();
     assert!(after_record > 0.0, "a transaction carrying a record counts");
+    // The record's own transaction, after its data key's when the store seals bodies.
+    let counted = transactions();
+    assert!(counted > before, "a transaction carrying a record is counted");
     s.claim_due(claim("w", 10, 2_000, false)).await.unwrap();
     let after_claim = busy();
     assert!(after_claim > after_record, "a transaction carrying a claim alone counts too");
+    assert_eq!(transactions(), counted + 1, "and is counted: one transaction for one claim");
     let elapsed = started.elapsed().as_secs_f64();
     assert!(after_claim <= elapsed, "busy {after_claim} s in {elapsed} s: more than the time that passed");
 }

@@ -203,6 +203,7 @@ pub struct StoreTransactionEnded {
 impl StoreTransactionEnded {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.store_writer_busy.with_label_values(&[self.engine]).inc_by(self.duration.as_secs_f64());
+        metrics.store_writer_transactions.with_label_values(&[self.engine]).inc();
     }
 }
 

@@ -190,6 +190,7 @@ pub struct Metrics {
     pub store_commit_duration: HistogramVec,
     pub store_commit_batch_size: Histogram,
     pub store_writer_busy: prometheus::CounterVec,
+    pub store_writer_transactions: IntCounterVec,
     pub audit_entries: IntCounterVec,
     pub audit_checkpoints: prometheus::IntCounter,
     pub audit_last_checkpoint: prometheus::Gauge,
@@ -339,6 +340,16 @@ impl Metrics {
                     Opts::new(
                         "passerelle_store_writer_busy_seconds_total",
                         "Seconds the store's writer spent in transactions (fsync included), by engine: its rate is the share of time the writer is busy; near 1, writes queue behind it."
+                    ),
+                    &["engine"]
+                )
+                .defined()
+            ),
+            store_writer_transactions: register!(
+                IntCounterVec::new(
+                    Opts::new(
+                        "passerelle_store_writer_transactions_total",
+                        "Transactions the store's writer ended (committed or rolled back), whatever they carried: records, claims, attempt results, audit entries; by engine. On SQLite each commit is one fsync; while deliveries drain, their rate is the claims' and results' commits."
                     ),
                     &["engine"]
                 )

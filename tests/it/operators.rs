@@ -26,6 +26,7 @@ async fn probes_and_metrics_are_served_on_the_admin_listener() {
         "passerelle_store_commit_duration_seconds_bucket",
         "passerelle_store_commit_batch_size_bucket",
         "passerelle_store_writer_busy_seconds_total",
+        "passerelle_store_writer_transactions_total",
         "passerelle_build_info",
     ] {
         assert!(page.contains(name), "{name} missing from /metrics");
