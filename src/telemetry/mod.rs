@@ -349,7 +349,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "passerelle_store_writer_transactions_total",
-                        "Transactions the store's writer ended (committed or rolled back), whatever they carried: records, claims, attempt results, audit entries; by engine. On SQLite each commit is one fsync; while deliveries drain, their rate is the claims' and results' commits."
+                        "Transactions the store's writer ended (committed, rolled back, or failed to begin), whatever they carried: records, claims, attempt results, audit entries; by engine. On SQLite each commit is one fsync; while deliveries drain, their rate is the claims' and results' commits."
                     ),
                     &["engine"]
                 )

@@ -12,8 +12,10 @@
 //! So the writer copies the tail itself, between two of its transactions, when the log is long
 //! and the thread has copied all but a little of it ([`WRITER_TAIL_FRAMES`]); the writer's next
 //! transaction then writes the log from its start. The writer copies everything left only when
-//! the log has grown past twice its bound ([`LONGEST_LOG_FRAMES`]): a thread that cannot keep
-//! up does not let the log grow without end.
+//! the log has grown past its bound ([`LONGEST_LOG_FRAMES`], twice the length at which it asks):
+//! a thread that cannot keep up does not let the log grow without end. A reader that holds one
+//! transaction open (a `passerelle backup`) keeps any checkpoint from copying past what it reads,
+//! and the log grows until it ends.
 //!
 //! **Invariant:** while the store is open, checkpoints are passive: none waits for the writer or
 //! a reader. None is ever needed for a commit to be durable (the log is fsynced at every commit).
@@ -38,11 +40,20 @@ const LONG_LOG_FRAMES: i64 = 256;
 
 /// At most this much of a long log is left for the writer to copy: about two commits' frames at
 /// the acceptance burst (~125 frames per commit), a millisecond of copying. With 1,024 frames
-/// instead, the writer still spent 9 % of its time copying (1 % with this).
-const WRITER_TAIL_FRAMES: i64 = LONG_LOG_FRAMES / 64;
+/// instead, the writer still spent 9 % of its time copying (1 % with this). (A quarter of the
+/// length in unit tests, where a commit is a few frames, so that tests reach the tail.)
+#[cfg(not(test))]
+const WRITER_TAIL_FRAMES: i64 = 256;
+#[cfg(test)]
+const WRITER_TAIL_FRAMES: i64 = LONG_LOG_FRAMES / 4;
 
 /// Beyond this, the writer copies whatever the thread has not: the log's bound.
 const LONGEST_LOG_FRAMES: i64 = 2 * LONG_LOG_FRAMES;
+
+/// What the log file is cut back to when it starts over (`journal_size_limit`), in bytes: the
+/// log at its bound (a frame is a 4 KiB page and a 24-byte header) and a burst's commits beyond
+/// it, so that a log started over is not cut and grown again.
+pub(super) const LOG_SIZE_LIMIT: i64 = 136 << 20;
 
 /// How often the thread copies the log when nobody asks.
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -54,35 +65,28 @@ pub(super) struct Checkpoints {
 
 struct Shared {
     stop: AtomicBool,
-    /// The log's length and how much of it the thread had copied at the end of its last pass
-    /// ([`Progress`], packed).
-    progress: AtomicU64,
+    /// How many times the writer has seen the log start over: which log a pass was over.
+    generation: AtomicU64,
+    /// How far the thread's last pass got.
+    progress: Mutex<Progress>,
     /// Set when the writer asks for a pass; the thread runs one at once.
     asked: Mutex<bool>,
     wake: Condvar,
 }
 
 /// How far the thread's last pass got, in frames of the log it saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Progress {
-    log: u32,
-    copied: u32,
+    /// The log's generation when the pass began ([`Shared::generation`]).
+    generation: u64,
+    copied: i64,
 }
 
 impl Progress {
-    fn pack(self) -> u64 {
-        (u64::from(self.log) << 32) | u64::from(self.copied)
-    }
-
-    fn unpack(packed: u64) -> Self {
-        Progress { log: (packed >> 32) as u32, copied: packed as u32 }
-    }
-
-    /// What the writer has to copy itself, in a log of `frames` after its commit. A pass over a
-    /// log longer than this one saw a log that has since started over: none of this one is
-    /// copied.
-    fn left(self, frames: i64) -> i64 {
-        if i64::from(self.log) <= frames { frames - i64::from(self.copied) } else { frames }
+    /// What the writer has to copy itself, in a log of `frames` of generation `generation` after
+    /// its commit. A pass over an earlier log copied none of this one.
+    fn left(self, generation: u64, frames: i64) -> i64 {
+        if self.generation == generation { frames - self.copied } else { frames }
     }
 }
 
@@ -97,10 +101,10 @@ enum AfterCommit {
     CopyTheRest,
 }
 
-fn after_commit(frames: i64, progress: Progress) -> AfterCommit {
+fn after_commit(generation: u64, frames: i64, progress: Progress) -> AfterCommit {
     if frames <= LONG_LOG_FRAMES {
         AfterCommit::Nothing
-    } else if progress.left(frames) <= WRITER_TAIL_FRAMES || frames > LONGEST_LOG_FRAMES {
+    } else if progress.left(generation, frames) <= WRITER_TAIL_FRAMES || frames > LONGEST_LOG_FRAMES {
         AfterCommit::CopyTheRest
     } else {
         AfterCommit::AskTheThread
@@ -113,7 +117,8 @@ impl Checkpoints {
     pub(super) fn start(path: PathBuf, writer: &mut Connection) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            progress: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            progress: Mutex::new(Progress::default()),
             asked: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -125,7 +130,8 @@ impl Checkpoints {
 }
 
 impl Drop for Checkpoints {
-    /// Stops the thread, which leaves the log short behind it.
+    /// Stops the thread, which tries once, without waiting for anyone, to leave the log short
+    /// behind it.
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         self.shared.ask();
@@ -140,6 +146,10 @@ impl Shared {
         self.wake.notify_one();
     }
 
+    fn progress(&self) -> Progress {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Waits for the writer to ask, or for the interval to pass.
     fn wait(&self) {
         let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
@@ -152,26 +162,36 @@ impl Shared {
 
 /// The thread: a passive checkpoint every [`INTERVAL`], or at once when the writer asks.
 fn run(path: &Path, shared: &Shared) {
-    let Ok(conn) = super::open(path) else { return };
+    let conn = match super::open(path) {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::warn!(message = "The store's checkpoint thread cannot open the store; the writer copies its log alone.", %error);
+            return;
+        }
+    };
     loop {
         shared.wait();
         if shared.stop.load(Ordering::Relaxed) {
             break;
         }
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        }) {
-            // Busy: the writer was copying; its own pass tells the next hook what is left.
-            Ok((0, log, copied)) => {
-                if let (Ok(log), Ok(copied)) = (u32::try_from(log), u32::try_from(copied)) {
-                    shared.progress.store(Progress { log, copied }.pack(), Ordering::Relaxed);
-                }
+        // Read before the pass: if the log starts over meanwhile, the pass is taken for one over
+        // the earlier log, which only makes the writer ask again.
+        let generation = shared.generation.load(Ordering::Acquire);
+        match conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(2)?)))
+        {
+            // Columns: busy, the log's frames, the frames copied (-1 and -1 when another
+            // checkpoint held the lock: the writer's, which leaves nothing to report).
+            Ok((0, copied)) if copied >= 0 => {
+                *shared.progress.lock().unwrap_or_else(|e| e.into_inner()) = Progress { generation, copied };
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(message = "A store checkpoint failed; it is retried.", %error),
         }
     }
-    // A last one on the way out, so a stopped gateway leaves a short log behind.
+    // A last one on the way out, so a stopped gateway leaves a short log behind; it waits for
+    // no one (a command-line process may be using the file).
+    let _ = conn.busy_timeout(Duration::ZERO);
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
@@ -180,9 +200,16 @@ fn run(path: &Path, shared: &Shared) {
 /// A failure is logged and left for the next commit: the commit that ran this has happened, and
 /// an error returned here would make it report one.
 fn writer_hook(shared: Arc<Shared>) -> impl FnMut(&mut Wal, std::ffi::c_int) -> rusqlite::Result<()> + Send + 'static {
+    // The log's length after the previous commit: a shorter one has started over.
+    let mut last = 0;
     move |wal, frames| {
-        let progress = Progress::unpack(shared.progress.load(Ordering::Relaxed));
-        match after_commit(i64::from(frames), progress) {
+        let frames = i64::from(frames);
+        if frames < last {
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        last = frames;
+        let generation = shared.generation.load(Ordering::Acquire);
+        match after_commit(generation, frames, shared.progress()) {
             AfterCommit::Nothing => {}
             AfterCommit::AskTheThread => shared.ask(),
             AfterCommit::CopyTheRest => {
@@ -202,25 +229,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn progress_packs_both_lengths() {
-        let progress = Progress { log: 70_000, copied: 65_000 };
-        assert_eq!(Progress::unpack(progress.pack()), progress);
-    }
-
-    #[test]
     fn the_writer_copies_only_a_tail_or_a_log_at_its_bound() {
-        let at = |log: i64, copied: i64| Progress { log: log as u32, copied: copied as u32 };
+        let now = 7;
+        let at = |generation: u64, copied: i64| Progress { generation, copied };
         let long = LONG_LOG_FRAMES + 100;
-        assert_eq!(after_commit(LONG_LOG_FRAMES, at(0, 0)), AfterCommit::Nothing);
+        assert_eq!(after_commit(now, LONG_LOG_FRAMES, at(now, 0)), AfterCommit::Nothing);
         // The thread has copied nothing of this log yet.
-        assert_eq!(after_commit(long, at(0, 0)), AfterCommit::AskTheThread);
+        assert_eq!(after_commit(now, long, at(now, 0)), AfterCommit::AskTheThread);
         // Its last pass left a tail.
         let tail = long - WRITER_TAIL_FRAMES;
-        assert_eq!(after_commit(long, at(tail, tail)), AfterCommit::CopyTheRest);
-        assert_eq!(after_commit(long, at(tail, tail - 1)), AfterCommit::AskTheThread);
-        // A pass over a longer log saw one that has started over since.
-        assert_eq!(after_commit(long, at(long + 10, long + 10)), AfterCommit::AskTheThread);
+        assert_eq!(after_commit(now, long, at(now, tail)), AfterCommit::CopyTheRest);
+        assert_eq!(after_commit(now, long, at(now, tail - 1)), AfterCommit::AskTheThread);
+        // A pass over the log before this one, which had reached this length: nothing of this
+        // one is copied.
+        assert_eq!(after_commit(now, long, at(now - 1, long)), AfterCommit::AskTheThread);
         // The bound.
-        assert_eq!(after_commit(LONGEST_LOG_FRAMES + 1, at(0, 0)), AfterCommit::CopyTheRest);
+        assert_eq!(after_commit(now, LONGEST_LOG_FRAMES + 1, at(now, 0)), AfterCommit::CopyTheRest);
     }
 }

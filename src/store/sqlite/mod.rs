@@ -30,7 +30,7 @@ use super::writer::{Queue, Writer};
 use super::*;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 use crate::telemetry::Metrics;
-use checkpoint::Checkpoints;
+use checkpoint::{Checkpoints, LOG_SIZE_LIMIT};
 
 /// Settings of the SQLite engine.
 #[derive(Debug, Clone)]
@@ -77,10 +77,6 @@ pub struct SqliteStore {
     /// The checkpoint thread, stopped when the store goes away; `None` read-only.
     _checkpoints: Option<Checkpoints>,
 }
-
-/// What the log file is cut back to when it starts over (`journal_size_limit`), in bytes: the
-/// log's bound, so a log started over is not cut and grown again.
-const LOG_SIZE_LIMIT: i64 = 128 << 20;
 
 struct ReadPool {
     path: PathBuf,
@@ -593,7 +589,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = lingering(dir.path(), Metrics::new(), Duration::ZERO);
         let (path, log) = (dir.path().join("s.sqlite"), dir.path().join("s.sqlite-wal"));
-        // The writer catches up with a log beyond 256 frames (1 MiB) in unit tests.
+        // In unit tests the writer asks the checkpoint thread at 256 frames (1 MiB), copies a
+        // tail of 64 frames itself, and the whole log at 512 (2 MiB).
         // 2,000 records, always 16 in flight: the writer never waits for work.
         let mut in_flight = std::collections::VecDeque::new();
         let mut longest = 0;
