@@ -200,15 +200,16 @@ fn run(path: &Path, shared: &Shared) {
 /// A failure is logged and left for the next commit: the commit that ran this has happened, and
 /// an error returned here would make it report one.
 fn writer_hook(shared: Arc<Shared>) -> impl FnMut(&mut Wal, std::ffi::c_int) -> rusqlite::Result<()> + Send + 'static {
-    // The log's length after the previous commit: a shorter one has started over.
-    let mut last = 0;
+    // The log's length after the previous commit (a shorter one has started over), and how many
+    // times it has; only this hook counts, the thread reads the count.
+    let (mut last, mut generation) = (0, 0);
     move |wal, frames| {
         let frames = i64::from(frames);
         if frames < last {
-            shared.generation.fetch_add(1, Ordering::AcqRel);
+            generation += 1;
+            shared.generation.store(generation, Ordering::Release);
         }
         last = frames;
-        let generation = shared.generation.load(Ordering::Acquire);
         match after_commit(generation, frames, shared.progress()) {
             AfterCommit::Nothing => {}
             AfterCommit::AskTheThread => shared.ask(),
