@@ -6,6 +6,12 @@ machines drift by more than most changes are worth, so only figures from one run
     cargo build --release && cp target/release/passerelle /tmp/base
     (change, then) cargo build --release && cp target/release/passerelle /tmp/new
     python3 benches/alternate.py --rounds 3 /tmp/base /tmp/new
+    python3 benches/alternate.py --push 500 /tmp/base /tmp/new   # sustained push at 500 records/s instead
+
+With `--push RATE` the recipients are up and oha offers RATE records/s: each run prints the
+records accepted and delivered, the gateway's CPU per record (its four deliveries included), the
+writer's transactions per delivery, the share of deliveries handed over at acceptance, and the
+mean time from acceptance to a record's last delivery.
 
 Each round runs each binary once, on a fresh store, for `--duration` seconds, and prints what the
 burst's row in `load.py` prints plus the store writer's view from `/metrics`: its busy share, the
@@ -28,6 +34,7 @@ def main():
     parser.add_argument("binaries", nargs="+", type=Path, help="release binaries to alternate")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=12, help="seconds per run")
+    parser.add_argument("--push", type=int, metavar="RATE", help="sustained push at RATE records/s, recipients up")
     args = parser.parse_args()
     setup = argparse.Namespace(quick=False, duration=args.duration, only=["burst"], skip=[], no_build=True, port_offset=0)
     load.ports_free()
@@ -38,8 +45,9 @@ def main():
     ctx = load.Context(setup, config, pki, records)
     tls = load.client_tls(pki, "on-vital-stats")
     url = f"https://localhost:{load.PARTNER_PORT}/v1/records/birth-registration"
-    ctx.recipients.stop()
-    ctx.city.stop()
+    if not args.push:
+        ctx.recipients.stop()
+        ctx.city.stop()
     rows = []
     try:
         for round in range(args.rounds):
@@ -48,6 +56,11 @@ def main():
                 shutil.copy(binary, target)
                 ctx.restart_passerelle()
                 m = ctx.passerelle.metric
+                if args.push:
+                    row = f"{binary.name:>12} round {round + 1}: " + push(ctx, m, url, tls, records, args)
+                    load.log(row)
+                    rows.append(row)
+                    continue
                 names = ("passerelle_store_writer_busy_seconds_total", "passerelle_store_commit_batch_size_count",
                          "passerelle_store_commit_batch_size_sum", "passerelle_store_commit_duration_seconds_sum")
                 before, started = [m(n) for n in names], time.monotonic()
@@ -63,6 +76,22 @@ def main():
     finally:
         ctx.stop()
     print("\n".join(rows))
+
+
+def push(ctx, m, url, tls, records, args):
+    """One run of sustained push at `args.push` records/s, as a row."""
+    delivered = ("passerelle_deliveries_total", {"outcome": "delivered"})
+    names = [("passerelle_store_writer_transactions_total", None), delivered,
+             ("passerelle_deliveries_handed_over_total", None),
+             ("passerelle_record_completion_seconds_sum", None), ("passerelle_record_completion_seconds_count", None)]
+    before = [m(*n) for n in names]
+    p = ctx.passerelle_run(lambda: load.oha(url, tls, records / "birth.json", duration=args.duration, rate=args.push))
+    time.sleep(2.5)  # the last deliveries land
+    transactions, sent, handed, completing, completed = (m(*n) - b for n, b in zip(names, before))
+    sent = max(sent, 1)
+    return (f"{p['rps']:6.0f} accepted/s, {sent / 4 / args.duration:6.0f} delivered records/s, "
+            f"{p['cpu'] / max(p['ok'], 1) * 1e6:.0f} µs CPU/record, {transactions / sent:.2f} transactions/delivery, "
+            f"{handed / sent * 100:.0f} % handed over, completion {completing / max(completed, 1) * 1000:.1f} ms mean")
 
 
 if __name__ == "__main__":

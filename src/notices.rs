@@ -148,6 +148,7 @@ impl Notifier {
                     schema_version: None,
                     // A notice tells the sender about its own record: no person's data in it.
                     terms: None,
+                    lease: None,
                 }],
                 receipt: Bytes::from(receipt.to_bytes()),
                 body,

@@ -57,6 +57,11 @@ impl Breaker {
         }
     }
 
+    /// Whether everything goes (closed), without moving an open breaker on.
+    pub fn is_closed(&self) -> bool {
+        self.phase.lock().is_ok_and(|phase| matches!(*phase, Phase::Closed { .. }))
+    }
+
     /// Whether an attempt may go now.
     pub fn admit(&self) -> Admission {
         let Ok(mut phase) = self.phase.lock() else { return Admission::Go };

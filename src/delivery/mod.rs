@@ -20,6 +20,7 @@ pub mod backoff;
 pub mod batch;
 pub mod breaker;
 pub mod client;
+pub mod handoff;
 pub mod mailbox;
 pub mod nats;
 pub mod recorder;
@@ -27,24 +28,25 @@ pub mod signature;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::audit::notary::Notary;
 use crate::clock;
 use crate::ids::PartnerId;
 use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store};
-use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, RecipientRemoved};
+use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, DeliveryHandedOver, RecipientRemoved};
 use crate::telemetry::trace::{Hop, HopKind, TraceContext};
 use crate::telemetry::{DeliveryOutcome, Metrics};
 use backoff::{Backoff, Failure};
 use batch::{BatchRecord, BatchSettings};
 use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
+pub use handoff::{Handoff, Reservation};
 pub use mailbox::{InboxSettings, Mailboxes};
 use nats::{NatsCredentials, NatsEndpoint, NatsPublisher};
 use recorder::Recorder;
@@ -283,6 +285,9 @@ pub struct Dispatcher {
     pub recipients: Recipients,
     /// Pull recipients' mailboxes.
     pub mailboxes: Mailboxes,
+    /// The workers in force that take hand-offs (neither ordered nor batched), by recipient; not
+    /// kept alive by this (a worker's recorder ends with the last reference to it).
+    takers: ArcSwap<HashMap<String, Weak<Worker>>>,
     store: Arc<dyn Store>,
     metrics: Metrics,
     /// Holds the key deliveries are signed with (the audit key, fixed for the process).
@@ -319,6 +324,8 @@ struct Worker {
     backoff: Backoff,
     /// The key each delivery is signed with, unless `[delivery] sign = false`.
     signer: Option<Arc<Notary>>,
+    /// Whether it takes hand-offs: caught up, a freed slot need not claim ([`handoff`]).
+    handing: handoff::Handing,
 }
 
 impl Dispatcher {
@@ -338,6 +345,7 @@ impl Dispatcher {
         let dispatcher = Dispatcher {
             recipients,
             mailboxes,
+            takers: ArcSwap::default(),
             store,
             metrics,
             notary,
@@ -363,6 +371,7 @@ impl Dispatcher {
         let (stop, stop_rx) = watch::channel(false);
         let number = generation.number + 1;
         let mut by_id = HashMap::new();
+        let mut takers = HashMap::new();
         let mut mailboxes = Vec::new();
         for planned in &plan.recipients {
             let (partner, ordered) = (&planned.id, planned.ordered);
@@ -417,8 +426,13 @@ impl Dispatcher {
                 settings: settings.clone(),
                 backoff: backoff.clone(),
                 signer: settings.sign.then(|| self.notary.clone()),
+                handing: handoff::Handing::default(),
             };
-            generation.tasks.spawn(Arc::new(worker).run(self.shutdown.clone(), stop_rx.clone()));
+            let worker = Arc::new(worker);
+            if !ordered && batch.is_none() {
+                takers.insert(partner.to_string(), Arc::downgrade(&worker));
+            }
+            generation.tasks.spawn(worker.run(self.shutdown.clone(), stop_rx.clone()));
         }
         // A recipient no longer configured is no longer measured: its gauges go, rather than
         // freeze at their last value (its deliveries wait in the store).
@@ -428,11 +442,21 @@ impl Dispatcher {
             RecipientRemoved { recipient: &gone }.emit(&self.metrics);
         }
         self.recipients.by_id.store(Arc::new(by_id));
+        self.takers.store(Arc::new(takers));
         // Workers of earlier generations that have finished are reaped here, not at shutdown.
         while generation.tasks.try_join_next().is_some() {}
         let _ = generation.stop.send(true);
         generation.stop = stop;
         generation.number = number;
+    }
+
+    /// A slot of `recipient`'s worker for one delivery of a record about to commit, if its worker
+    /// takes hand-offs now ([`handoff`]). Held until the commit has ended.
+    pub fn reserve(&self, recipient: &str) -> Reservation {
+        match self.takers.load().get(recipient).and_then(Weak::upgrade) {
+            Some(worker) if !*self.shutdown.borrow() => handoff::Handing::reserve(&worker),
+            _ => Reservation::None,
+        }
     }
 
     /// Tells `recipient` there is new work: its worker, or the callers waiting on its mailbox.
@@ -471,16 +495,26 @@ impl Worker {
                 Some(batch) if limit > 0 && admission == Admission::Go => batch.max_records,
                 _ => limit,
             };
+            let before = self.handing.before_claim();
             let claimed = if records == 0 { Vec::new() } else { self.claim(records).await };
+            // Whether the store has nothing more due, once what was claimed has started.
+            let (asked, got) = (records, claimed.len());
+            let caught_up = move |worker: &Self| {
+                if asked > 0 {
+                    worker.handing.after_claim(before, asked, got);
+                }
+            };
             if limit == 1 && claimed.is_empty() && self.recipient.breaker.is_probing() {
                 self.recipient.breaker.cancel_probe();
             }
             if claimed.is_empty() {
+                caught_up(&self);
                 let idle = wait.unwrap_or(self.settings.poll_interval).min(self.settings.poll_interval);
                 tokio::select! {
                     _ = self.recipient.wake.notified() => {}
                     _ = tokio::time::sleep(idle) => {}
-                    _ = self.slots.clone().acquire_owned(), if free == 0 => {}
+                    // A caught-up worker's slots free up with nothing to claim.
+                    _ = self.slots.clone().acquire_owned(), if free == 0 && !self.handing.caught_up() => {}
                     _ = shutdown.changed() => {}
                     _ = retired.changed() => {}
                 }
@@ -502,6 +536,7 @@ impl Worker {
                     return;
                 }
             }
+            caught_up(&self);
         }
         // Let attempts in flight finish (each is bounded by its timeout).
         let _ = self.slots.acquire_many(self.concurrency as u32).await;
@@ -515,6 +550,16 @@ impl Worker {
         F: Future<Output = ()> + Send + 'static,
     {
         let Ok(permit) = self.slots.clone().acquire_owned().await else { return false };
+        self.spawn_in(permit, attempt);
+        true
+    }
+
+    /// Runs `attempt` in its own task, holding `permit` (a slot) until it ends.
+    fn spawn_in<F, A>(self: &Arc<Self>, permit: OwnedSemaphorePermit, attempt: A)
+    where
+        A: FnOnce(Arc<Self>) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
         let worker = self.clone();
         // Boxed: an attempt's future is several kilobytes (the HTTP client's, the span's), and a
         // task moves its future whole on spawn and on completion; a box moves as a pointer
@@ -523,10 +568,16 @@ impl Worker {
         tokio::spawn(async move {
             attempt.await;
             drop(permit);
-            // A freed slot may let the next claim through.
-            worker.recipient.wake.notify_one();
+            // A freed slot may let the next claim through, unless nothing waits to be claimed.
+            if !worker.handing.caught_up() {
+                worker.recipient.wake.notify_one();
+            }
         });
-        true
+    }
+
+    /// Counts a delivery handed over at acceptance.
+    fn handed_over(&self) {
+        DeliveryHandedOver { recipient: &self.recipient.id }.emit(&self.metrics);
     }
 
     async fn claim(&self, limit: usize) -> Vec<ClaimedDelivery> {

@@ -50,6 +50,7 @@ pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
                 key_id: None,
                 schema_version: None,
                 terms: Some(Arc::new(DisclosureTerms::new("p".into(), vec![format!("/{r}")]))),
+                lease: None,
             })
             .collect(),
         receipt: Bytes::from_static(b"{}"),
@@ -97,6 +98,52 @@ pub async fn claims_are_exclusive_until_the_lease_expires(s: &dyn Store) {
     s.finish_attempts(vec![late]).await.unwrap();
     let view = s.record("s".into(), record(0, &[]).record_id).await.unwrap().unwrap();
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Queued);
+}
+
+/// A delivery stored with a lease (handed to a worker at acceptance) is that worker's until the
+/// lease expires, then anyone's; the commit gives each record its deliveries' ids, in the
+/// record's order, also when several records share a group commit.
+pub async fn deliveries_leased_at_acceptance_are_their_workers_until_the_lease_expires(s: &dyn Store) {
+    let leased = |n: usize, which: [bool; 2]| {
+        let mut r = record(n, &["r", "q"]);
+        for (d, held) in r.deliveries.iter_mut().zip(which) {
+            d.lease = held.then(|| Lease { worker: "w".into(), until: 2_000 });
+        }
+        r
+    };
+    let (a, b, c) = tokio::join!(
+        s.commit_record(leased(1, [true, false])),
+        s.commit_record(leased(2, [false, true])),
+        s.commit_record(leased(3, [true, true])),
+    );
+    let ids = |outcome: Result<CommitOutcome, StoreError>| match outcome.unwrap() {
+        CommitOutcome::Accepted { deliveries, .. } => deliveries,
+        other => panic!("accepted, not {other:?}"),
+    };
+    let (a, b, c) = (ids(a), ids(b), ids(c));
+    let claim_of = |recipient: &str, now: i64| ClaimRequest {
+        recipient: recipient.into(),
+        worker: "other".into(),
+        limit: 10,
+        now,
+        lease_until: now + 1_000,
+        head_only: false,
+    };
+    let taken = |claimed: Vec<ClaimedDelivery>| -> Vec<(i64, String)> {
+        claimed.into_iter().map(|d| (d.id, d.record_id)).collect()
+    };
+    let id = |n: usize| record(n, &[]).record_id;
+    // While the leases hold, another worker takes only what no worker holds.
+    assert_eq!(taken(s.claim_due(claim_of("r", 1_500)).await.unwrap()), [(b[0], id(2))]);
+    assert_eq!(taken(s.claim_due(claim_of("q", 1_500)).await.unwrap()), [(a[1], id(1))]);
+    // The holder's answer applies.
+    s.finish_attempts(vec![update(a[0], "w", 1_600, AttemptResult::Delivered { status: Some(200) })]).await.unwrap();
+    let view = s.record("s".into(), id(1)).await.unwrap().unwrap();
+    let r = view.deliveries.iter().find(|d| d.recipient == "r").unwrap();
+    assert_eq!(r.status, DeliveryStatus::Delivered, "delivered by the worker it was handed to");
+    // Once the leases end, what their worker did not answer is anyone's.
+    assert_eq!(taken(s.claim_due(claim_of("r", 2_001)).await.unwrap()), [(c[0], id(3))]);
+    assert_eq!(taken(s.claim_due(claim_of("q", 2_001)).await.unwrap()), [(b[1], id(2)), (c[1], id(3))]);
 }
 
 /// A pull recipient's settlement: whole when every delivery is held under its lease, else
@@ -173,7 +220,7 @@ pub async fn idempotency_is_enforced_inside_the_transaction(s: &dyn Store) {
     // The day's data key made first, so the three reach the writer in the order they were sent.
     s.commit_record(record(9, &["r"])).await.unwrap();
     let (a, b, c) = tokio::join!(s.commit_record(first), s.commit_record(same), s.commit_record(other));
-    let CommitOutcome::Accepted { receipt, stamp, inclusion } = a.unwrap() else { panic!("the first is accepted") };
+    let CommitOutcome::Accepted { receipt, stamp, inclusion, .. } = a.unwrap() else { panic!("the first is accepted") };
     assert_eq!(receipt, Bytes::from_static(b"{\"first\":true}"));
     assert_eq!(b.unwrap(), CommitOutcome::Duplicate { receipt, stamp }, "the original receipt and entry");
     assert_eq!(c.unwrap(), CommitOutcome::Conflict);
@@ -204,7 +251,7 @@ pub async fn a_group_commit_signs_one_tree_with_a_proof_per_receipt(s: &dyn Stor
     outcomes.pop();
     let mut heads: Vec<Arc<TreeHead>> = Vec::new();
     for (record, outcome) in records.iter().zip(outcomes) {
-        let CommitOutcome::Accepted { receipt, stamp, inclusion: Some(inclusion) } = outcome.unwrap() else {
+        let CommitOutcome::Accepted { receipt, stamp, inclusion: Some(inclusion), .. } = outcome.unwrap() else {
             panic!("accepted, with its place in a signed tree")
         };
         let bytes = issued(&receipt, stamp, &inclusion);
@@ -878,6 +925,7 @@ macro_rules! store_conformance {
     ($make:expr) => {
         $crate::store_conformance!(@tests $make;
             claims_are_exclusive_until_the_lease_expires,
+            deliveries_leased_at_acceptance_are_their_workers_until_the_lease_expires,
             settlements_are_all_or_nothing_under_their_lease,
             head_only_claims_hold_the_queue_behind_a_failing_head,
             idempotency_is_enforced_inside_the_transaction,

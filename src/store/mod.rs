@@ -136,6 +136,17 @@ pub struct NewDelivery {
     /// discloses nothing of a person (a completion notice). Shared with the configuration's
     /// recipient: the same for every record it receives under one agreement.
     pub terms: Option<std::sync::Arc<DisclosureTerms>>,
+    /// Leased from the start to a worker of this process that has a free slot for it, which is
+    /// handed the delivery once the record commits (no claim); `None`: stored for any worker
+    /// to claim.
+    pub lease: Option<Lease>,
+}
+
+/// A delivery's lease: who holds it, and until when (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub worker: String,
+    pub until: i64,
 }
 
 pub use crate::policy::DisclosureTerms;
@@ -176,8 +187,9 @@ pub struct NewRecord {
 pub enum CommitOutcome {
     /// Committed; the receipt as stored, the record's audit entry, and where the receipt sits in
     /// its commit's signed tree (`None` when the store signs no trees: the receipt is then
-    /// signed on its own).
-    Accepted { receipt: Bytes, stamp: AuditStamp, inclusion: Option<Inclusion> },
+    /// signed on its own), and the ids its deliveries were stored under, in the order of
+    /// [`NewRecord::deliveries`].
+    Accepted { receipt: Bytes, stamp: AuditStamp, inclusion: Option<Inclusion>, deliveries: Vec<i64> },
     /// The sender already used this idempotency key with the same body: the original receipt
     /// and audit entry (its place in a signed tree is read with [`Store::inclusion`] once this
     /// has committed, since the original may be in the same commit).

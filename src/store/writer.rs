@@ -255,7 +255,10 @@ impl<B: Batch> Writer<B> {
         let records = writes.iter().filter(|w| matches!(w, Write::Commit(_))).count();
         let result = match self.batch.begin().await {
             Ok(()) => match run(&mut self.batch, writes, self.receipts.as_deref()).await {
-                Ok(appended) => self.batch.commit().await.map(|()| appended),
+                Ok(appended) => self.batch.commit().await.map(|()| {
+                    give_delivery_ids(writes, self.batch.take_inserted_deliveries());
+                    appended
+                }),
                 Err(e) => {
                     self.batch.rollback().await;
                     Err(e)
@@ -278,6 +281,33 @@ impl<B: Batch> Writer<B> {
             }
         }
         result.err()
+    }
+}
+
+/// Gives each accepted record of a committed batch the ids of its deliveries: `ids` are the
+/// batch's inserted deliveries, in the order its records inserted them. Ids that do not add up
+/// to the records' deliveries are given to none (a record without them is still accepted; its
+/// deliveries are only not handed to a worker).
+fn give_delivery_ids(writes: &mut [Write], ids: Vec<i64>) {
+    let mut accepted: Vec<(&mut Vec<i64>, usize)> = writes
+        .iter_mut()
+        .filter_map(|w| match w {
+            Write::Commit(Ask { input, output: Some(CommitOutcome::Accepted { deliveries, .. }), .. }) => {
+                Some((deliveries, input.deliveries.len()))
+            }
+            _ => None,
+        })
+        .collect();
+    if accepted.iter().map(|(_, n)| n).sum::<usize>() != ids.len() {
+        tracing::error!(
+            message = "A batch's inserted deliveries do not match its records'; none is handed to a worker.",
+            inserted = ids.len()
+        );
+        return;
+    }
+    let mut ids = ids.into_iter();
+    for (deliveries, n) in &mut accepted {
+        deliveries.extend(ids.by_ref().take(*n));
     }
 }
 

@@ -32,6 +32,9 @@ pub(super) trait Batch: Sql {
     async fn insert_entries(&mut self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
     /// Inserts an accepted record and its deliveries (the same).
     async fn insert_record(&mut self, record: &NewRecord, audit_seq: i64) -> Result<(), StoreError>;
+    /// The ids of the deliveries this transaction inserted, in the order inserted, once it has
+    /// committed; each call takes them.
+    fn take_inserted_deliveries(&mut self) -> Vec<i64>;
     /// Applies attempt results to the deliveries their worker still holds, and returns the
     /// positions in `updates` of those applied: a worker that lost its lease changes nothing.
     async fn record_attempts(&mut self, updates: &[&AttemptUpdate]) -> Result<HashSet<usize>, StoreError>;
@@ -182,7 +185,9 @@ pub(super) async fn commit_record<B: Batch>(
         earlier.insert(key, first);
     }
     // Its place in the batch's receipt tree is given once every write of the batch has run.
-    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp, inclusion: None })
+    // Its deliveries' ids are given once the batch has committed (an engine may send its rows
+    // only with the commit).
+    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp, inclusion: None, deliveries: Vec::new() })
 }
 
 /// Leases due deliveries of one recipient, oldest first, with one statement to lease them all.

@@ -267,6 +267,17 @@ impl CheckpointRecalled {
     }
 }
 
+/// A delivery was leased at acceptance to this process's worker and handed to it, unclaimed.
+pub struct DeliveryHandedOver<'a> {
+    pub recipient: &'a str,
+}
+
+impl DeliveryHandedOver<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.deliveries_handed_over.with_label_values(&[self.recipient]).inc();
+    }
+}
+
 /// A reload removed a recipient: its per-recipient gauges are dropped.
 pub struct RecipientRemoved<'a> {
     pub recipient: &'a str,

@@ -178,6 +178,7 @@ pub struct Metrics {
     pub records_received: IntCounterVec,
     pub validation_violations: IntCounterVec,
     pub deliveries: IntCounterVec,
+    pub deliveries_handed_over: IntCounterVec,
     pub delivery_attempt_duration: HistogramVec,
     pub record_completion: HistogramVec,
     pub request_duration: HistogramVec,
@@ -254,6 +255,11 @@ impl Metrics {
                 "passerelle_deliveries_total",
                 "Delivery attempts by recipient, agreement and outcome (delivered, retry, dead, replayed).",
                 &["recipient", "agreement", "outcome"]
+            )),
+            deliveries_handed_over: register!(counter(
+                "passerelle_deliveries_handed_over_total",
+                "Deliveries leased at acceptance to this process's worker for their recipient and handed to it in memory, so no claim read them back; by recipient. The rest wait in the store for a claim.",
+                &["recipient"]
             )),
             delivery_attempt_duration: register!(histogram(
                 "passerelle_delivery_attempt_duration_seconds",

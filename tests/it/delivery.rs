@@ -227,3 +227,31 @@ async fn a_recipient_offering_http2_gets_its_deliveries_multiplexed_on_one_conne
     assert!(got.iter().all(|r| r.version == http::Version::HTTP_11), "an HTTP/1.1 recipient is still served");
     assert!(h1.connections() > 1, "HTTP/1.1 runs one delivery per connection at a time");
 }
+
+#[tokio::test]
+async fn a_fresh_record_is_handed_to_a_caught_up_worker_and_never_overtakes_a_stored_one() {
+    let gw = Setup::new().delivery("concurrency_per_recipient = 1").start().await;
+    let health = gw.recipient("on-health-plan");
+    health.delay(Duration::from_millis(300));
+    let handed =
+        |page: &str| metric(page, "passerelle_deliveries_handed_over_total", &[("recipient", "on-health-plan")]);
+    // The workers have claimed once and found nothing due: each takes a fresh record's delivery
+    // in memory, without a claim.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = post_birth(&gw).await;
+    // Its one slot is busy for 300 ms: the next two wait in the store for a claim, and the
+    // worker takes no hand-off until it has claimed them, so they leave in acceptance order.
+    let (second, third) = (post_birth(&gw).await, post_birth(&gw).await);
+    let got = health.wait_for(3, Duration::from_secs(10)).await;
+    let order: Vec<&str> = got.iter().map(|r| r.header("passerelle-record-id").unwrap()).collect();
+    assert_eq!(order, [first.as_str(), second.as_str(), third.as_str()]);
+    for id in [&first, &second, &third] {
+        wait_status(&gw, id, "on-health-plan", "delivered").await;
+    }
+    assert_eq!(handed(&gw.metrics().await), 1.0, "only the first was handed over");
+    // Caught up again (a poll's claim found nothing): the next is handed over.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fourth = post_birth(&gw).await;
+    wait_status(&gw, &fourth, "on-health-plan", "delivered").await;
+    assert_eq!(handed(&gw.metrics().await), 2.0);
+}

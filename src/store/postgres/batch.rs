@@ -76,12 +76,15 @@ const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type
           WITH ORDINALITY AS u(record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, receipt, audit_seq, tracestate, key_id, n)
      ORDER BY n";
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, purpose, fields)
-     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at, key_id, schema_version, purpose, fields
+/// Returns the ids given; they are drawn from the sequence in the arrays' order, so sorted they
+/// are the rows' ids in that order (whatever order RETURNING lists them in).
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, purpose, fields, claimed_until, claimed_by)
+     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at, key_id, schema_version, purpose, fields, claimed_until, claimed_by
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[], $9::text[],
-                 $10::text[], $11::text[])
-          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, key_id, schema_version, purpose, fields, n)
-     ORDER BY n";
+                 $10::text[], $11::text[], $12::bigint[], $13::text[])
+          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, key_id, schema_version, purpose, fields, claimed_until, claimed_by, n)
+     ORDER BY n
+     RETURNING id";
 
 const INSERT_SUBJECTS: &str = "INSERT INTO record_subjects (subject, record_id, received_at)
      SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::bigint[])";
@@ -142,6 +145,8 @@ pub(super) struct WriterConnection {
     statements: HashMap<&'static str, Statement>,
     /// Rows inserted by the batch but not sent yet.
     pending: Pending,
+    /// The ids of the deliveries the open transaction inserted, in the order inserted.
+    inserted: Vec<i64>,
     /// How to connect again once the server has closed the connection (a restart, a failover,
     /// an administrator ending the session).
     config: tokio_postgres::Config,
@@ -175,6 +180,7 @@ impl WriterConnection {
             client,
             statements,
             pending: Pending::default(),
+            inserted: Vec::new(),
             config: config.clone(),
             tls: tls.clone(),
         })
@@ -233,6 +239,7 @@ impl Batch for WriterConnection {
 
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.reconnect_if_closed().await?;
+        self.inserted.clear();
         Ok(self.client.batch_execute("BEGIN").await?)
     }
 
@@ -301,6 +308,8 @@ impl Batch for WriterConnection {
             d.schema_version.push(delivery.schema_version.clone());
             d.purpose.push(delivery.terms.as_ref().map(|t| t.purpose().to_owned()));
             d.fields.push(delivery.terms.as_ref().map(|t| t.fields_column().to_owned()));
+            d.claimed_until.push(delivery.lease.as_ref().map_or(0, |l| l.until));
+            d.claimed_by.push(delivery.lease.as_ref().map(|l| l.worker.clone()));
         }
         let s = &mut self.pending.subjects;
         for subject in &record.subjects {
@@ -361,6 +370,10 @@ impl Batch for WriterConnection {
 
     /// The rows were committed by earlier transactions (a delivery is claimed only once
     /// committed), so nothing pending needs sending first.
+    fn take_inserted_deliveries(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.inserted)
+    }
+
     async fn record_attempts(&mut self, updates: &[&AttemptUpdate]) -> Result<HashSet<usize>, StoreError> {
         let n = updates.len();
         let (mut status, mut at, mut code, mut error) =
@@ -468,6 +481,8 @@ struct DeliveryColumns {
     schema_version: Vec<Option<String>>,
     purpose: Vec<Option<String>>,
     fields: Vec<Option<String>>,
+    claimed_until: Vec<i64>,
+    claimed_by: Vec<Option<String>>,
 }
 
 #[derive(Default)]
@@ -559,9 +574,9 @@ impl WriterConnection {
         };
         let deliveries = async {
             if d.record_id.is_empty() {
-                return Ok(0);
+                return Ok(Vec::new());
             }
-            let params: [&(dyn ToSql + Sync); 11] = [
+            let params: [&(dyn ToSql + Sync); 13] = [
                 &d.record_id,
                 &d.recipient,
                 &d.agreement,
@@ -573,8 +588,10 @@ impl WriterConnection {
                 &d.schema_version,
                 &d.purpose,
                 &d.fields,
+                &d.claimed_until,
+                &d.claimed_by,
             ];
-            client.execute(&delivery, &params).await
+            client.query(&delivery, &params).await
         };
         let subjects = async {
             if s.subject.is_empty() {
@@ -602,7 +619,13 @@ impl WriterConnection {
             client.execute(&move_head, &[&head.seq, &&head.hash[..]]).await
         };
         let commit = async { if commit { client.batch_execute("COMMIT").await } else { Ok(()) } };
-        tokio::try_join!(audit, records, deliveries, subjects, attempts, tree, moved, commit)?;
+        let (_, _, inserted, ..) =
+            tokio::try_join!(audit, records, deliveries, subjects, attempts, tree, moved, commit)?;
+        let first = self.inserted.len();
+        for row in &inserted {
+            self.inserted.push(row.try_get(0)?);
+        }
+        self.inserted[first..].sort_unstable();
         Ok(())
     }
 }

@@ -72,8 +72,8 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, kind, actor, record_
 const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, tracestate, receipt, audit_seq, key_id)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, purpose, fields)
-     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, $9, $10, $11)";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, purpose, fields, claimed_until, claimed_by)
+     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, $9, $10, $11, $12, $13)";
 
 const INSERT_SUBJECT: &str = "INSERT INTO record_subjects (subject, record_id, received_at) VALUES ($1, $2, $3)";
 
@@ -94,6 +94,7 @@ impl Batch for Conn {
         if !self.0.is_autocommit() {
             self.0.execute_batch("ROLLBACK")?;
         }
+        self.1.clear();
         // The write lock now, not at the first write: the chain head read under it stays the head.
         Ok(self.0.execute_batch("BEGIN IMMEDIATE")?)
     }
@@ -163,13 +164,20 @@ impl Batch for Conn {
                 d.schema_version,
                 d.terms.as_ref().map(|t| t.purpose()),
                 d.terms.as_ref().map(|t| t.fields_column()),
+                d.lease.as_ref().map_or(0, |l| l.until),
+                d.lease.as_ref().map(|l| &l.worker),
             ])?;
+            self.1.push(self.0.last_insert_rowid());
         }
         let mut insert = self.0.prepare_cached(INSERT_SUBJECT)?;
         for subject in &record.subjects {
             insert.execute(params![&subject[..], record.record_id, record.received_at])?;
         }
         Ok(())
+    }
+
+    fn take_inserted_deliveries(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.1)
     }
 
     async fn record_attempts(&mut self, updates: &[&AttemptUpdate]) -> Result<HashSet<usize>, StoreError> {

@@ -89,7 +89,7 @@ struct ReadPool {
 
 impl ReadPool {
     fn connect(&self) -> rusqlite::Result<Conn> {
-        Ok(Conn(if self.read_only { open_read_only(&self.path)? } else { open(&self.path)? }))
+        Ok(Conn::new(if self.read_only { open_read_only(&self.path)? } else { open(&self.path)? }))
     }
 }
 
@@ -153,8 +153,15 @@ fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// A connection the shared reads, claims and writer run their statements on. Its futures are
-/// ready at once: SQLite does its I/O inside each call, on the thread that makes it.
-pub(super) struct Conn(Connection);
+/// ready at once: SQLite does its I/O inside each call, on the thread that makes it. The writer's
+/// also keeps the ids of the deliveries its open transaction inserted.
+pub(super) struct Conn(Connection, Vec<i64>);
+
+impl Conn {
+    fn new(conn: Connection) -> Self {
+        Conn(conn, Vec::new())
+    }
+}
 
 impl Sql for Conn {
     const DIALECT: Dialect = DIALECT;
@@ -236,7 +243,7 @@ impl SqliteStore {
             .build()
             .map_err(|e| unavailable("cannot start the writer's runtime".into()).caused_by(e))?;
         let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
-        let writer = Writer::new(Conn(conn), metrics, options.max_batch, options.linger, options.receipts);
+        let writer = Writer::new(Conn::new(conn), metrics, options.max_batch, options.linger, options.receipts);
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || runtime.block_on(writer.run(rx)))
@@ -265,7 +272,7 @@ impl SqliteStore {
             readers: Arc::new(ReadPool {
                 path: path.to_path_buf(),
                 read_only: true,
-                idle: Mutex::new(vec![Conn(conn)]),
+                idle: Mutex::new(vec![Conn::new(conn)]),
             }),
         })
     }
