@@ -333,12 +333,21 @@ async fn bodies_are_purged_after_retention_and_the_chain_still_verifies() {
         assert!(std::time::Instant::now() < deadline, "delivered bodies were not purged");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Dead deliveries keep their body (an operator may replay them), so their records do too.
-    let dead_kept: i64 = gw
-        .db()
-        .query_row("SELECT COUNT(*) FROM deliveries WHERE body IS NOT NULL AND status = 'dead'", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(dead_kept, 3);
+    // Dead deliveries keep their body (an operator may replay them), so their records do too;
+    // the purges that ran since the city's refusals were recorded kept them.
+    let refused = gw.recipient("ottawa-city").wait_for(3, Duration::from_secs(5)).await;
+    assert_eq!(refused.len(), 3);
+    let dead_kept = || -> i64 {
+        gw.db()
+            .query_row("SELECT COUNT(*) FROM deliveries WHERE body IS NOT NULL AND status = 'dead'", [], |r| r.get(0))
+            .unwrap()
+    };
+    while dead_kept() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the city's refusals were not recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(dead_kept(), 3, "a purge took a dead delivery's body");
     // The records are still known to their sender.
     let list = gw.client.get("/v1/records", gw.key("on-vital-stats")).await.json();
     assert_eq!(list["records"].as_array().unwrap().len(), 3);
