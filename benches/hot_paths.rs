@@ -236,7 +236,7 @@ fn new_record(n: u64, body: &Bytes) -> NewRecord {
                         .map(String::from)
                         .to_vec(),
                 ))),
-                lease: None,
+                taker: None,
             })
             .collect(),
         receipt: Bytes::from_static(b"{\"record_id\":\"x\"}"),

@@ -155,7 +155,7 @@ pub async fn open_store(config: &Config, metrics: Metrics) -> Result<Arc<dyn Sto
 fn notifier(state: &Arc<State>) -> crate::notices::Notifier {
     let config = state.config();
     let settings = &config.settings;
-    let (senders, wake) = (state.clone(), state.clone());
+    let (senders, wake, taker) = (state.clone(), state.clone(), state.clone());
     crate::notices::Notifier {
         store: state.store.clone(),
         notary: state.trail.notary.clone(),
@@ -164,6 +164,7 @@ fn notifier(state: &Arc<State>) -> crate::notices::Notifier {
             senders.config().settings.partners.values().filter(|p| p.notify).map(|p| p.id.to_string()).collect()
         }),
         wake: Box::new(move |recipient| wake.dispatcher.wake(recipient)),
+        taker: Box::new(move |recipient, body| taker.dispatcher.taker(recipient, body)),
         interval: settings.delivery.poll_interval,
         look_back: settings.retention.dead,
         overlap: settings.delivery.lease + settings.store.commit_timeout,

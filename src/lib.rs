@@ -22,7 +22,7 @@
 //!  partner ──HTTP──▶ server ─▶ http::partner ─▶ auth ─▶ policy::route ─▶ schema ─▶ policy::project
 //!                                                                                      │
 //!                                        store (one transaction: record+deliveries+audit) ◀─┘
-//!                                                    │ lease
+//!                                                    │ lease: claimed, or taken as it commits
 //!                                         delivery::Worker (per recipient) ──HTTP──▶ recipient
 //! ```
 //!
@@ -144,6 +144,9 @@
 //! - **A delivery's signature covers what is delivered.** It is made over the stored body's
 //!   exact bytes and the facts fixed at acceptance, never over anything of one attempt, so a
 //!   retry or a replay carries the same signature and nothing is re-serialised after signing.
+//! - **First attempts leave in acceptance order** (per recipient, on each instance). A worker
+//!   takes a delivery as its record commits ([`delivery::handoff`]) only while nothing stored
+//!   for it waits for a claim; claims take the oldest due first.
 //! - **Identity comes only from credentials.** A client certificate verified against the
 //!   partner CAs, a forwarded one only from a configured proxy, or an API key; never a header
 //!   or a body field. An operator's: a token (by its digest), or an ID token whose signature,

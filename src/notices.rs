@@ -30,7 +30,9 @@ use crate::audit::notary::Notary;
 use crate::audit::notice::{self, Notice, NoticeDelivery};
 use crate::audit::receipt::{Receipt, ReceiptDelivery};
 use crate::clock::{now_ms, rfc3339_ms};
-use crate::store::{CommitOutcome, DeliveryStatus, NewDelivery, NewRecord, NoticeDue, NoticeKind, NoticeScan, Store};
+use crate::store::{
+    CommitOutcome, DeliveryStatus, NewDelivery, NewRecord, NoticeDue, NoticeKind, NoticeScan, Store, Taker,
+};
 
 /// The records one scan of one sender reads at most; a fuller scan goes on at once.
 const SCAN_BATCH: usize = 100;
@@ -48,6 +50,9 @@ pub struct Notifier {
     pub senders: Box<dyn Fn() -> Vec<String> + Send + Sync>,
     /// Tells a recipient's worker (or mailbox) that a notice waits for it.
     pub wake: Box<dyn Fn(&str) + Send + Sync>,
+    /// The worker that may take a notice's delivery as it commits (`Store`'s [`Taker`]), as for
+    /// a record: so a notice is not overtaken by the sender's next delivery.
+    pub taker: TakerOf,
     /// How often the store is scanned.
     pub interval: Duration,
     /// How far back the first scan looks: no delivery older than this can still change.
@@ -56,6 +61,9 @@ pub struct Notifier {
     /// this long after the time it records (the lease, then the commit).
     pub overlap: Duration,
 }
+
+/// The worker here that may take a delivery to a recipient as it commits, if any.
+pub type TakerOf = Box<dyn Fn(&str, &Bytes) -> Option<Arc<dyn Taker>> + Send + Sync>;
 
 impl Notifier {
     /// Scans and issues until shutdown.
@@ -125,37 +133,38 @@ impl Notifier {
             deliveries: vec![ReceiptDelivery { recipient: sender, agreement: AGREEMENT, status: "queued" }],
         };
         let digest = self.digest_key.digest(&body);
-        let outcome = self
-            .store
-            .commit_record(NewRecord {
-                record_id: record_id.clone(),
-                sender: notice::SENDER.to_owned(),
-                record_type: notice::RECORD_TYPE.to_owned(),
-                schema_version: notice::SCHEMA_VERSION.to_owned(),
-                received_at: at,
-                body_sha256: crate::digest::sha256(&body),
-                audit_digest: digest,
-                idempotency_key: Some(record.kind.idempotency_key(&record.record_id)),
-                traceparent: None,
-                tracestate: None,
-                deliveries: vec![NewDelivery {
-                    recipient: sender.to_owned(),
-                    agreement: AGREEMENT.to_owned(),
-                    ordered: false,
-                    body: body.clone(),
-                    body_digest: digest,
-                    key_id: None,
-                    schema_version: None,
-                    // A notice tells the sender about its own record: no person's data in it.
-                    terms: None,
-                    lease: None,
-                }],
-                receipt: Bytes::from(receipt.to_bytes()),
-                body,
+        let mut notice_record = NewRecord {
+            record_id: record_id.clone(),
+            sender: notice::SENDER.to_owned(),
+            record_type: notice::RECORD_TYPE.to_owned(),
+            schema_version: notice::SCHEMA_VERSION.to_owned(),
+            received_at: at,
+            body_sha256: crate::digest::sha256(&body),
+            audit_digest: digest,
+            idempotency_key: Some(record.kind.idempotency_key(&record.record_id)),
+            traceparent: None,
+            tracestate: None,
+            deliveries: vec![NewDelivery {
+                recipient: sender.to_owned(),
+                agreement: AGREEMENT.to_owned(),
+                ordered: false,
+                body: body.clone(),
+                body_digest: digest,
                 key_id: None,
-                subjects: Vec::new(),
-            })
-            .await?;
+                schema_version: None,
+                // A notice tells the sender about its own record: no person's data in it.
+                terms: None,
+                taker: None,
+            }],
+            receipt: Bytes::from(receipt.to_bytes()),
+            body,
+            key_id: None,
+            subjects: Vec::new(),
+        };
+        let taker = (self.taker)(sender, &notice_record.deliveries[0].body);
+        let taken = taker.is_some();
+        notice_record.deliveries[0].taker = taker;
+        let outcome = self.store.commit_record(notice_record).await?;
         // Another instance may have issued it first: then there is nothing more to do.
         if let CommitOutcome::Accepted { .. } = outcome {
             tracing::info!(
@@ -165,7 +174,10 @@ impl Notifier {
                 kind = record.kind.as_str(),
                 notice_id = %record_id
             );
-            (self.wake)(sender);
+            // Offered to a worker, it was handed over or its worker woken by the store.
+            if !taken {
+                (self.wake)(sender);
+            }
         }
         Ok(())
     }

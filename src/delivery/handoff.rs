@@ -1,84 +1,89 @@
-//! Hand-off: a fresh record's delivery leased at acceptance to this process's worker for its
+//! Hand-off: a fresh record's delivery leased as it is stored to this process's worker for its
 //! recipient, and given to it in memory once the record commits, instead of being claimed.
 //!
-//! Intake reserves a slot of the recipient's worker before the commit ([`Reservation::Slot`]);
-//! the delivery is stored already leased to that worker, so no other worker claims it, and once
-//! the record has committed the worker is handed it, with the id it was stored under, and
-//! attempts it in the reserved slot. A record's deliveries then cost no claim transaction.
+//! Intake gives each delivery whose recipient has a worker here a [`Taker`]; the store's writer
+//! offers it the delivery as it inserts it, in the order the records commit. A worker that takes
+//! it reserves a slot, the delivery is stored already leased to the worker (so no other worker
+//! claims it), and once the batch has committed the worker is handed it, with the id it was
+//! stored under, and attempts it in the reserved slot. A record's deliveries then cost no claim.
 //! Nothing else changes: the attempt's result is recorded as a claimed one's is, and a process
 //! that dies before the attempt leaves a lease that expires, after which any worker claims the
-//! delivery (a minute later, by default, instead of at once).
+//! delivery (a minute later, by default, instead of at once). The writer hands over whether or
+//! not the request that sent the record is still there to hear its answer.
 //!
-//! **Invariant:** first attempts leave in acceptance order (the design's promise for every
-//! recipient). A worker takes hand-offs only while it is caught up: its last claim found fewer
-//! deliveries due than it asked for, had started every one it found, and no delivery was stored
-//! for it meanwhile. A delivery that finds no free slot, or the breaker not closed, is stored
-//! for claiming ([`Reservation::Stored`]) and marks the worker behind, so no later delivery is
-//! handed over ahead of it; until that record's commit has ended, no claim can show the worker
-//! caught up again. Ordered and batched recipients take no hand-offs: their workers choose what
-//! goes next from the store.
+//! **Invariant:** first attempts leave this process in acceptance order (the design's promise
+//! for every recipient; several instances on one store each keep it for what they send). A
+//! worker takes a delivery only while it is caught up: its last claim found fewer deliveries due
+//! than it asked for, had started every one it found, and no delivery was stored for it
+//! meanwhile. A delivery it declines (no slot free, the breaker not closed, or behind) is stored
+//! for its claim and marks it behind, so no later one is taken ahead of it; until that record's
+//! commit has ended, no claim can show the worker caught up again, and the worker is woken then.
+//! Ordered and batched recipients take no hand-offs: their workers choose from the store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 
-use tokio::sync::OwnedSemaphorePermit;
+use bytes::Bytes;
 
-use super::Worker;
+use super::{Recipient, Worker};
 use crate::clock;
-use crate::store::{ClaimedDelivery, Lease};
+use crate::store::{ClaimedDelivery, Lease, NewRecord, Offer, Taker};
 
-/// What intake holds for one delivery of a record about to commit.
-pub enum Reservation {
-    /// The recipient takes no hand-offs (a mailbox, an ordered or a batched recipient, or the
-    /// gateway is stopping): the delivery is stored for a claim.
-    None,
-    /// A slot of the recipient's worker: the delivery is stored leased to it and handed over.
-    /// Dropped without [`Handoff::hand`] (the record was not stored), it frees the slot.
-    Slot(Handoff),
-    /// The worker had no slot free, or was behind: the delivery is stored for its claim. Held
-    /// until the record's commit has ended.
-    Stored(Behind),
+/// One delivery to be offered to one worker, with the body it attempts if it takes it: the
+/// projection in plaintext (what the store is given may be sealed by the time it is offered).
+pub(super) struct Offered {
+    worker: Arc<Worker>,
+    body: Bytes,
 }
 
-impl Reservation {
-    /// The lease the delivery is stored under, if it is handed over.
-    pub fn lease(&self) -> Option<Lease> {
-        match self {
-            Reservation::Slot(handoff) => Some(handoff.lease.clone()),
-            Reservation::None | Reservation::Stored(_) => None,
-        }
+impl Offered {
+    pub fn new(worker: Arc<Worker>, body: Bytes) -> Self {
+        Offered { worker, body }
     }
 }
 
-/// A reserved slot of a recipient's worker.
-pub struct Handoff {
-    worker: Arc<Worker>,
-    permit: OwnedSemaphorePermit,
-    lease: Lease,
-}
-
-impl Handoff {
-    /// Attempts `delivery`, stored under the reservation's lease, in the reserved slot.
-    pub fn hand(self, delivery: ClaimedDelivery) {
-        let Handoff { worker, permit, .. } = self;
-        worker.handed_over();
-        worker.spawn_in(permit, |worker| async move { worker.attempt(delivery).await });
+impl Taker for Offered {
+    fn offer(&self, record: &NewRecord, i: usize) -> Offer {
+        let worker = &self.worker;
+        let handing = &worker.recipient.handing;
+        let ready = handing.caught_up() && worker.recipient.breaker.is_closed();
+        let permit = ready.then(|| worker.slots.clone().try_acquire_owned().ok()).flatten();
+        let Some(permit) = permit else {
+            handing.uncommitted.fetch_add(1, SeqCst);
+            handing.stored.fetch_add(1, SeqCst);
+            handing.caught_up.store(false, SeqCst);
+            return Offer::Declined(Box::new(Behind { recipient: worker.recipient.clone() }));
+        };
+        let mut delivery = ClaimedDelivery::unclaimed(record, i);
+        delivery.body = self.body.clone();
+        let until = clock::now_ms() + worker.settings.lease.as_millis() as i64;
+        let lease = Lease { worker: worker.worker_id.clone(), until };
+        let worker = worker.clone();
+        let take = move |id, audit_seq| {
+            (delivery.id, delivery.audit_seq) = (id, audit_seq);
+            worker.handed_over();
+            worker.spawn_in(permit, |worker| async move { worker.attempt(delivery).await });
+        };
+        Offer::Taken { lease, take: Box::new(take) }
     }
 }
 
 /// A delivery stored for its worker's claim while its record commits: the worker cannot count
-/// itself caught up until this is dropped.
-pub struct Behind {
-    worker: Arc<Worker>,
+/// itself caught up until this is dropped, once the commit has ended; then it is woken to claim.
+struct Behind {
+    recipient: Arc<Recipient>,
 }
 
 impl Drop for Behind {
     fn drop(&mut self) {
-        self.worker.handing.uncommitted.fetch_sub(1, SeqCst);
+        self.recipient.handing.uncommitted.fetch_sub(1, SeqCst);
+        self.recipient.wake.notify_one();
     }
 }
 
-/// Whether a worker takes hand-offs ([`Handing::caught_up`]), and what it learns that from.
+/// Whether a recipient's worker takes hand-offs ([`Handing::caught_up`]), and what it learns that
+/// from. Kept across reloads with the recipient, like its breaker: what the store holds for it
+/// does not change with the worker.
 #[derive(Default)]
 pub(super) struct Handing {
     caught_up: AtomicBool,
@@ -106,11 +111,11 @@ impl Handing {
         BeforeClaim { stored: self.stored.load(SeqCst), settled: self.uncommitted.load(SeqCst) == 0 }
     }
 
-    /// After a claim that asked for `asked` and got `got`, once every claimed delivery has
-    /// started: caught up if the store had no more due, unless a delivery was stored for a
-    /// claim since `before` (or was still being committed then).
-    pub fn after_claim(&self, before: BeforeClaim, asked: usize, got: usize) {
-        if got >= asked || !before.settled {
+    /// After a claim that asked for `asked` and got `got` (`None`: it failed), once every claimed
+    /// delivery has started: caught up if the store had no more due, unless a delivery was
+    /// stored for a claim since `before` (or was still being committed then).
+    pub fn after_claim(&self, before: BeforeClaim, asked: usize, got: Option<usize>) {
+        if got.is_none_or(|got| got >= asked) || !before.settled {
             self.caught_up.store(false, SeqCst);
             return;
         }
@@ -118,26 +123,6 @@ impl Handing {
         // A delivery stored meanwhile: either it is counted by now, or its own mark comes after.
         if self.stored.load(SeqCst) != before.stored {
             self.caught_up.store(false, SeqCst);
-        }
-    }
-
-    /// Reserves a slot of `worker` if it takes hand-offs now; if not, marks it behind until the
-    /// record's commit has ended, since the delivery will wait in the store for its claim.
-    pub fn reserve(worker: &Arc<Worker>) -> Reservation {
-        let handing = &worker.handing;
-        let taken = handing.caught_up() && worker.recipient.breaker.is_closed();
-        match taken.then(|| worker.slots.clone().try_acquire_owned().ok()).flatten() {
-            Some(permit) => {
-                let until = clock::now_ms() + worker.settings.lease.as_millis() as i64;
-                let lease = Lease { worker: worker.worker_id.clone(), until };
-                Reservation::Slot(Handoff { worker: worker.clone(), permit, lease })
-            }
-            None => {
-                handing.uncommitted.fetch_add(1, SeqCst);
-                handing.stored.fetch_add(1, SeqCst);
-                handing.caught_up.store(false, SeqCst);
-                Reservation::Stored(Behind { worker: worker.clone() })
-            }
         }
     }
 }
@@ -152,24 +137,27 @@ mod tests {
         assert!(!handing.caught_up(), "a new worker claims first: the store may hold a backlog");
         // A claim that got what it asked for: there may be more.
         let before = handing.before_claim();
-        handing.after_claim(before, 4, 4);
+        handing.after_claim(before, 4, Some(4));
         assert!(!handing.caught_up());
         // Fewer than asked: caught up.
-        handing.after_claim(handing.before_claim(), 4, 1);
+        handing.after_claim(handing.before_claim(), 4, Some(1));
         assert!(handing.caught_up());
         // A delivery stored while a claim ran: the claim may have missed it.
         let before = handing.before_claim();
         handing.stored.fetch_add(1, SeqCst);
-        handing.after_claim(before, 4, 0);
+        handing.after_claim(before, 4, Some(0));
         assert!(!handing.caught_up());
         // A delivery stored before the claim but still committing when it was sent.
         handing.uncommitted.fetch_add(1, SeqCst);
         let before = handing.before_claim();
         handing.uncommitted.fetch_sub(1, SeqCst);
-        handing.after_claim(before, 4, 0);
+        handing.after_claim(before, 4, Some(0));
+        assert!(!handing.caught_up());
+        // A claim that failed shows nothing.
+        handing.after_claim(handing.before_claim(), 4, None);
         assert!(!handing.caught_up());
         // Its commit ended: the next claim sees it, and then there is nothing left.
-        handing.after_claim(handing.before_claim(), 4, 1);
+        handing.after_claim(handing.before_claim(), 4, Some(1));
         assert!(handing.caught_up());
     }
 }

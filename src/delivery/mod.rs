@@ -32,13 +32,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::audit::notary::Notary;
 use crate::clock;
 use crate::ids::PartnerId;
-use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store};
+use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store, Taker};
 use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, DeliveryHandedOver, RecipientRemoved};
 use crate::telemetry::trace::{Hop, HopKind, TraceContext};
 use crate::telemetry::{DeliveryOutcome, Metrics};
@@ -46,7 +47,6 @@ use backoff::{Backoff, Failure};
 use batch::{BatchRecord, BatchSettings};
 use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
-pub use handoff::{Handoff, Reservation};
 pub use mailbox::{InboxSettings, Mailboxes};
 use nats::{NatsCredentials, NatsEndpoint, NatsPublisher};
 use recorder::Recorder;
@@ -237,6 +237,8 @@ pub struct Recipient {
     /// so the attempts a retired worker still has in flight count against the new worker's cap.
     slots: Arc<Semaphore>,
     concurrency: usize,
+    /// Whether its worker takes hand-offs ([`handoff`]); kept across reloads.
+    handing: Arc<handoff::Handing>,
 }
 
 impl Recipient {
@@ -324,8 +326,10 @@ struct Worker {
     backoff: Backoff,
     /// The key each delivery is signed with, unless `[delivery] sign = false`.
     signer: Option<Arc<Notary>>,
-    /// Whether it takes hand-offs: caught up, a freed slot need not claim ([`handoff`]).
-    handing: handoff::Handing,
+    /// Whether it takes hand-offs ([`handoff`]): neither ordered nor batched.
+    takes_handoffs: bool,
+    /// Where its attempts run, also when a hand-off starts one from the store's writer thread.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
@@ -402,6 +406,14 @@ impl Dispatcher {
                 .filter(|r| r.concurrency == concurrency)
                 .map(|r| r.slots.clone())
                 .unwrap_or_else(|| Arc::new(Semaphore::new(concurrency)));
+            // What the store holds for the recipient does not change with its worker; a worker
+            // that takes no hand-offs starts afresh, so it never counts itself caught up.
+            let takes_handoffs = !ordered && batch.is_none();
+            let handing = previous
+                .get(&partner.to_string())
+                .filter(|_| takes_handoffs)
+                .map(|r| r.handing.clone())
+                .unwrap_or_default();
             let recipient = Arc::new(Recipient {
                 id: partner.to_string(),
                 wake: Notify::new(),
@@ -409,6 +421,7 @@ impl Dispatcher {
                 outbound,
                 slots: slots.clone(),
                 concurrency,
+                handing,
             });
             by_id.insert(partner.to_string(), recipient.clone());
             let (recorder, recording) = Recorder::new(self.store.clone(), slots.clone(), concurrency);
@@ -426,10 +439,11 @@ impl Dispatcher {
                 settings: settings.clone(),
                 backoff: backoff.clone(),
                 signer: settings.sign.then(|| self.notary.clone()),
-                handing: handoff::Handing::default(),
+                takes_handoffs,
+                runtime: tokio::runtime::Handle::current(),
             };
             let worker = Arc::new(worker);
-            if !ordered && batch.is_none() {
+            if takes_handoffs {
                 takers.insert(partner.to_string(), Arc::downgrade(&worker));
             }
             generation.tasks.spawn(worker.run(self.shutdown.clone(), stop_rx.clone()));
@@ -450,13 +464,16 @@ impl Dispatcher {
         generation.number = number;
     }
 
-    /// A slot of `recipient`'s worker for one delivery of a record about to commit, if its worker
-    /// takes hand-offs now ([`handoff`]). Held until the commit has ended.
-    pub fn reserve(&self, recipient: &str) -> Reservation {
-        match self.takers.load().get(recipient).and_then(Weak::upgrade) {
-            Some(worker) if !*self.shutdown.borrow() => handoff::Handing::reserve(&worker),
-            _ => Reservation::None,
+    /// What the store offers `delivery` to as its record commits: `recipient`'s worker, if it
+    /// takes hand-offs ([`handoff`]); `None`: the delivery is stored for a claim, and its
+    /// recipient is to be woken once committed.
+    /// `body` is the delivery's projection in plaintext.
+    pub fn taker(&self, recipient: &str, body: &Bytes) -> Option<Arc<dyn Taker>> {
+        let worker = self.takers.load().get(recipient).and_then(Weak::upgrade)?;
+        if *self.shutdown.borrow() {
+            return None;
         }
+        Some(Arc::new(handoff::Offered::new(worker, body.clone())))
     }
 
     /// Tells `recipient` there is new work: its worker, or the callers waiting on its mailbox.
@@ -495,13 +512,14 @@ impl Worker {
                 Some(batch) if limit > 0 && admission == Admission::Go => batch.max_records,
                 _ => limit,
             };
-            let before = self.handing.before_claim();
-            let claimed = if records == 0 { Vec::new() } else { self.claim(records).await };
+            let before = self.recipient.handing.before_claim();
+            let claimed = if records == 0 { Some(Vec::new()) } else { self.claim(records).await };
             // Whether the store has nothing more due, once what was claimed has started.
-            let (asked, got) = (records, claimed.len());
+            let (asked, got) = (records, claimed.as_ref().map(Vec::len));
+            let claimed = claimed.unwrap_or_default();
             let caught_up = move |worker: &Self| {
-                if asked > 0 {
-                    worker.handing.after_claim(before, asked, got);
+                if asked > 0 && worker.takes_handoffs {
+                    worker.recipient.handing.after_claim(before, asked, got);
                 }
             };
             if limit == 1 && claimed.is_empty() && self.recipient.breaker.is_probing() {
@@ -514,7 +532,7 @@ impl Worker {
                     _ = self.recipient.wake.notified() => {}
                     _ = tokio::time::sleep(idle) => {}
                     // A caught-up worker's slots free up with nothing to claim.
-                    _ = self.slots.clone().acquire_owned(), if free == 0 && !self.handing.caught_up() => {}
+                    _ = self.slots.clone().acquire_owned(), if free == 0 && !self.caught_up() => {}
                     _ = shutdown.changed() => {}
                     _ = retired.changed() => {}
                 }
@@ -565,14 +583,19 @@ impl Worker {
         // task moves its future whole on spawn and on completion; a box moves as a pointer
         // (callgrind: memcpy fell from 13 % of a delivery's instructions).
         let attempt = Box::pin(attempt(self.clone()));
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             attempt.await;
             drop(permit);
             // A freed slot may let the next claim through, unless nothing waits to be claimed.
-            if !worker.handing.caught_up() {
+            if !worker.caught_up() {
                 worker.recipient.wake.notify_one();
             }
         });
+    }
+
+    /// Whether it takes hand-offs now, with nothing left in the store to claim.
+    fn caught_up(&self) -> bool {
+        self.takes_handoffs && self.recipient.handing.caught_up()
     }
 
     /// Counts a delivery handed over at acceptance.
@@ -580,7 +603,8 @@ impl Worker {
         DeliveryHandedOver { recipient: &self.recipient.id }.emit(&self.metrics);
     }
 
-    async fn claim(&self, limit: usize) -> Vec<ClaimedDelivery> {
+    /// `None` when the claim failed (logged).
+    async fn claim(&self, limit: usize) -> Option<Vec<ClaimedDelivery>> {
         let now = clock::now_ms();
         let claim = ClaimRequest {
             recipient: self.recipient.id.clone(),
@@ -591,10 +615,10 @@ impl Worker {
             head_only: self.ordered,
         };
         match self.store.claim_due(claim).await {
-            Ok(c) => c,
+            Ok(c) => Some(c),
             Err(error) => {
                 tracing::warn!(message = "Claiming deliveries failed.", recipient = %self.recipient.id, %error);
-                Vec::new()
+                None
             }
         }
     }
@@ -616,7 +640,7 @@ impl Worker {
                 _ = shutdown.changed() => break,
                 _ = retired.changed() => break,
             }
-            claimed.extend(self.claim(batch.max_records - claimed.len()).await);
+            claimed.extend(self.claim(batch.max_records - claimed.len()).await.unwrap_or_default());
         }
         claimed
     }

@@ -21,11 +21,10 @@ use super::state::State;
 use crate::audit::receipt::{Receipt, ReceiptDelivery};
 use crate::auth::AuthenticatedPartner;
 use crate::config::Config;
-use crate::delivery::Reservation;
 use crate::policy::{self, AgreementRecipient, Mode, Route, RouteError, Share};
 use crate::schema::{Version, VersionError, Violation, ViolationDetail};
 use crate::server::RequestBody;
-use crate::store::{ClaimedDelivery, CommitOutcome, NewDelivery, NewRecord};
+use crate::store::{CommitOutcome, NewDelivery, NewRecord};
 use crate::telemetry::trace::TraceContext;
 
 /// Longest `Idempotency-Key` accepted.
@@ -251,16 +250,9 @@ pub(super) async fn submit(
     let subjects = subjects(state, config, record_type, version, &value);
     let shares: Vec<_> = route.shares(version).collect();
     let translated = translate(config, record_type, version, &value, &shares)?;
-    // A delivery whose recipient's worker has a slot free is leased to it now, and handed to it
-    // once the record commits, unclaimed.
-    let reservations: Vec<Reservation> = shares
-        .iter()
-        .map(|(share, _)| if share.ordered { Reservation::None } else { state.dispatcher.reserve(&share.recipient) })
-        .collect();
     let deliveries: Vec<NewDelivery> = shares
         .iter()
-        .zip(&reservations)
-        .map(|((share, recipient), reservation)| {
+        .map(|(share, recipient)| {
             let receives = recipient.receives(version);
             let source = translated.get(&receives).unwrap_or(&value);
             let body = recipient.fields.project_canonical(source);
@@ -273,7 +265,7 @@ pub(super) async fn submit(
                 key_id: None,
                 schema_version: (receives != version).then(|| receives.to_string()),
                 terms: Some(recipient.terms.clone()),
-                lease: reservation.lease(),
+                taker: None,
             }
         })
         .collect();
@@ -295,7 +287,7 @@ pub(super) async fn submit(
     }
     .to_bytes();
     let audit_digest = state.trail.digest_key.digest(&body);
-    let record = NewRecord {
+    let mut record = NewRecord {
         record_id: record_id.clone(),
         sender: partner.id.to_string(),
         record_type: record_type.to_owned(),
@@ -313,35 +305,19 @@ pub(super) async fn submit(
         receipt: Bytes::from(receipt),
         subjects,
     };
-    // What each handed-over delivery's worker is given, but for the id it is stored under; the
-    // workers of the deliveries stored for a claim count themselves behind until the commit ends.
-    let (mut handed, mut behind) = (Vec::new(), Vec::new());
-    for (i, reservation) in reservations.into_iter().enumerate() {
-        match reservation {
-            Reservation::Slot(handoff) => handed.push((i, handoff, unclaimed(&record, i))),
-            Reservation::Stored(stored) => behind.push(stored),
-            Reservation::None => {}
-        }
+    // Each delivery is offered, as it is stored, to its recipient's worker here, which may take
+    // it at once instead of claiming it (an ordered recipient's worker chooses from the store).
+    for d in &mut record.deliveries {
+        d.taker = (!d.ordered).then(|| state.dispatcher.taker(&d.recipient, &d.body)).flatten();
     }
+    // A delivery with no taker is claimed: its recipient is woken once it is committed.
+    let claimed: Vec<String> =
+        record.deliveries.iter().filter(|d| d.taker.is_none()).map(|d| d.recipient.clone()).collect();
     let commit = crate::telemetry::trace::step("commit");
     let (receipt, stamp, inclusion, outcome) = match state.store.commit_record(record).instrument(commit).await {
-        Ok(CommitOutcome::Accepted { receipt, stamp, inclusion, deliveries }) => {
-            drop(behind);
-            let mut woken: Vec<bool> = vec![true; shares.len()];
-            // Without its deliveries' ids (never, short of a store fault) nothing is handed over:
-            // their leases expire and they are claimed then.
-            if deliveries.len() == shares.len() {
-                for (i, handoff, mut delivery) in handed {
-                    delivery.id = deliveries[i];
-                    delivery.audit_seq = stamp.seq;
-                    handoff.hand(delivery);
-                    woken[i] = false;
-                }
-            }
-            for ((share, _), wake) in shares.iter().zip(woken) {
-                if wake {
-                    state.dispatcher.wake(&share.recipient);
-                }
+        Ok(CommitOutcome::Accepted { receipt, stamp, inclusion, .. }) => {
+            for recipient in &claimed {
+                state.dispatcher.wake(recipient);
             }
             (receipt, stamp, inclusion, Outcome::Accepted { record_id })
         }
@@ -395,29 +371,6 @@ pub(super) async fn submit(
     }
     add_deprecation(h, &route, version);
     Ok((response, outcome))
-}
-
-/// Delivery `i` of `record` as a worker attempts it, once given the id it is stored under and its
-/// record's audit entry.
-fn unclaimed(record: &NewRecord, i: usize) -> ClaimedDelivery {
-    let d = &record.deliveries[i];
-    ClaimedDelivery {
-        id: 0,
-        record_id: record.record_id.clone(),
-        recipient: d.recipient.clone(),
-        agreement: d.agreement.clone(),
-        sender: record.sender.clone(),
-        record_type: record.record_type.clone(),
-        schema_version: d.schema_version.clone().unwrap_or_else(|| record.schema_version.clone()),
-        traceparent: record.traceparent.clone(),
-        tracestate: record.tracestate.clone(),
-        body: d.body.clone(),
-        body_digest: d.body_digest,
-        attempts: 0,
-        created_at: record.received_at,
-        received_at: record.received_at,
-        audit_seq: 0,
-    }
 }
 
 /// The digests of the record's subject identifiers (the values at the fields its schema marks

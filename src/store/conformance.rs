@@ -50,7 +50,7 @@ pub fn record(n: usize, recipients: &[&str]) -> NewRecord {
                 key_id: None,
                 schema_version: None,
                 terms: Some(Arc::new(DisclosureTerms::new("p".into(), vec![format!("/{r}")]))),
-                lease: None,
+                taker: None,
             })
             .collect(),
         receipt: Bytes::from_static(b"{}"),
@@ -100,27 +100,85 @@ pub async fn claims_are_exclusive_until_the_lease_expires(s: &dyn Store) {
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Queued);
 }
 
-/// A delivery stored with a lease (handed to a worker at acceptance) is that worker's until the
-/// lease expires, then anyone's; the commit gives each record its deliveries' ids, in the
-/// record's order, also when several records share a group commit.
-pub async fn deliveries_leased_at_acceptance_are_their_workers_until_the_lease_expires(s: &dyn Store) {
-    let leased = |n: usize, which: [bool; 2]| {
+/// A test worker: takes what it is offered under a lease held by "w" until 2,000 (or declines it),
+/// and notes the offers, what it was handed (delivery id, audit seq) and the declines let go.
+#[derive(Default)]
+struct Notes {
+    offered: Vec<String>,
+    handed: Vec<(i64, i64)>,
+    let_go: usize,
+}
+
+struct TestTaker {
+    takes: bool,
+    name: String,
+    notes: Arc<std::sync::Mutex<Notes>>,
+}
+
+struct LetGo(Arc<std::sync::Mutex<Notes>>);
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().let_go += 1;
+    }
+}
+
+impl Taker for TestTaker {
+    fn offer(&self, _: &NewRecord, _: usize) -> Offer {
+        self.notes.lock().unwrap().offered.push(self.name.clone());
+        if !self.takes {
+            return Offer::Declined(Box::new(LetGo(self.notes.clone())));
+        }
+        let notes = self.notes.clone();
+        let take = move |id, seq| notes.lock().unwrap().handed.push((id, seq));
+        Offer::Taken { lease: Lease { worker: "w".into(), until: 2_000 }, take: Box::new(take) }
+    }
+}
+
+/// A delivery a worker takes as its record commits is stored leased to it, and the worker is
+/// given its id once committed; it is that worker's until the lease expires, then anyone's. A
+/// declined one is stored for any claim, its answer let go once the commit has ended. Offers
+/// follow commit order, also when several records share a group commit.
+pub async fn deliveries_taken_at_commit_are_their_workers_until_the_lease_expires(s: &dyn Store) {
+    let notes = Arc::new(std::sync::Mutex::new(Notes::default()));
+    let offered = |n: usize, takes: [bool; 2]| {
         let mut r = record(n, &["r", "q"]);
-        for (d, held) in r.deliveries.iter_mut().zip(which) {
-            d.lease = held.then(|| Lease { worker: "w".into(), until: 2_000 });
+        for (d, takes) in r.deliveries.iter_mut().zip(takes) {
+            let name = format!("{n}{}", d.recipient);
+            d.taker = Some(Arc::new(TestTaker { takes, name, notes: notes.clone() }));
         }
         r
     };
     let (a, b, c) = tokio::join!(
-        s.commit_record(leased(1, [true, false])),
-        s.commit_record(leased(2, [false, true])),
-        s.commit_record(leased(3, [true, true])),
+        s.commit_record(offered(1, [true, false])),
+        s.commit_record(offered(2, [false, true])),
+        s.commit_record(offered(3, [true, true])),
     );
-    let ids = |outcome: Result<CommitOutcome, StoreError>| match outcome.unwrap() {
-        CommitOutcome::Accepted { deliveries, .. } => deliveries,
+    let accepted = |outcome: Result<CommitOutcome, StoreError>| match outcome.unwrap() {
+        CommitOutcome::Accepted { deliveries, stamp, .. } => (deliveries, stamp.seq),
         other => panic!("accepted, not {other:?}"),
     };
-    let (a, b, c) = (ids(a), ids(b), ids(c));
+    let ((a, a_seq), (b, b_seq), (c, c_seq)) = (accepted(a), accepted(b), accepted(c));
+    {
+        let notes = notes.lock().unwrap();
+        // Offered in commit order (the order of the records' audit entries), each record's in
+        // its own order; handed over in the same order, each with its id and audit seq.
+        let mut by_seq = [(a_seq, 1), (b_seq, 2), (c_seq, 3)];
+        by_seq.sort();
+        let offered: Vec<String> = by_seq.iter().flat_map(|(_, n)| [format!("{n}r"), format!("{n}q")]).collect();
+        assert_eq!(notes.offered, offered);
+        let mut handed = vec![(a[0], a_seq), (b[1], b_seq), (c[0], c_seq), (c[1], c_seq)];
+        handed.sort_by_key(|(_, seq)| *seq);
+        assert_eq!(notes.handed, handed);
+        assert_eq!(notes.let_go, 2, "both declines let go once committed");
+    }
+    // A duplicate stores nothing, so nothing is offered.
+    let mut again = offered(4, [true, true]);
+    again.idempotency_key = Some("k".into());
+    s.commit_record(again.clone()).await.unwrap();
+    let before = notes.lock().unwrap().offered.len();
+    assert!(matches!(s.commit_record(again).await.unwrap(), CommitOutcome::Duplicate { .. }));
+    assert_eq!(notes.lock().unwrap().offered.len(), before);
     let claim_of = |recipient: &str, now: i64| ClaimRequest {
         recipient: recipient.into(),
         worker: "other".into(),
@@ -134,16 +192,24 @@ pub async fn deliveries_leased_at_acceptance_are_their_workers_until_the_lease_e
     };
     let id = |n: usize| record(n, &[]).record_id;
     // While the leases hold, another worker takes only what no worker holds.
-    assert_eq!(taken(s.claim_due(claim_of("r", 1_500)).await.unwrap()), [(b[0], id(2))]);
-    assert_eq!(taken(s.claim_due(claim_of("q", 1_500)).await.unwrap()), [(a[1], id(1))]);
+    let mut r = taken(s.claim_due(claim_of("r", 1_500)).await.unwrap());
+    let mut q = taken(s.claim_due(claim_of("q", 1_500)).await.unwrap());
+    r.sort();
+    q.sort();
+    assert_eq!(r, [(b[0], id(2))]);
+    assert_eq!(q, [(a[1], id(1))]);
     // The holder's answer applies.
     s.finish_attempts(vec![update(a[0], "w", 1_600, AttemptResult::Delivered { status: Some(200) })]).await.unwrap();
     let view = s.record("s".into(), id(1)).await.unwrap().unwrap();
     let r = view.deliveries.iter().find(|d| d.recipient == "r").unwrap();
     assert_eq!(r.status, DeliveryStatus::Delivered, "delivered by the worker it was handed to");
     // Once the leases end, what their worker did not answer is anyone's.
-    assert_eq!(taken(s.claim_due(claim_of("r", 2_001)).await.unwrap()), [(c[0], id(3))]);
-    assert_eq!(taken(s.claim_due(claim_of("q", 2_001)).await.unwrap()), [(b[1], id(2)), (c[1], id(3))]);
+    // (The duplicate's first use, record 4, was taken too.)
+    let r = taken(s.claim_due(claim_of("r", 2_001)).await.unwrap());
+    let q = taken(s.claim_due(claim_of("q", 2_001)).await.unwrap());
+    assert_eq!(r.iter().map(|(id, _)| *id).filter(|id| *id == c[0]).count(), 1);
+    assert_eq!(q.iter().map(|(id, _)| *id).filter(|id| [b[1], c[1]].contains(id)).count(), 2);
+    assert_eq!((r.len(), q.len()), (2, 3), "{r:?} {q:?}");
 }
 
 /// A pull recipient's settlement: whole when every delivery is held under its lease, else
@@ -925,7 +991,7 @@ macro_rules! store_conformance {
     ($make:expr) => {
         $crate::store_conformance!(@tests $make;
             claims_are_exclusive_until_the_lease_expires,
-            deliveries_leased_at_acceptance_are_their_workers_until_the_lease_expires,
+            deliveries_taken_at_commit_are_their_workers_until_the_lease_expires,
             settlements_are_all_or_nothing_under_their_lease,
             head_only_claims_hold_the_queue_behind_a_failing_head,
             idempotency_is_enforced_inside_the_transaction,

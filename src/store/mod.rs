@@ -46,6 +46,7 @@ mod writes;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -136,10 +137,9 @@ pub struct NewDelivery {
     /// discloses nothing of a person (a completion notice). Shared with the configuration's
     /// recipient: the same for every record it receives under one agreement.
     pub terms: Option<std::sync::Arc<DisclosureTerms>>,
-    /// Leased from the start to a worker of this process that has a free slot for it, which is
-    /// handed the delivery once the record commits (no claim); `None`: stored for any worker
-    /// to claim.
-    pub lease: Option<Lease>,
+    /// The worker of this process that may take the delivery as the record commits, instead of
+    /// claiming it later; `None`: stored for any worker to claim.
+    pub taker: Option<Arc<dyn Taker>>,
 }
 
 /// A delivery's lease: who holds it, and until when (Unix ms).
@@ -147,6 +147,55 @@ pub struct NewDelivery {
 pub struct Lease {
     pub worker: String,
     pub until: i64,
+}
+
+/// A delivery worker of this process that may take a delivery as its record commits
+/// (`delivery::handoff`). The writer offers it the delivery as it stores it, so deliveries are
+/// offered in the order their records commit: the order their first attempts must leave in.
+pub trait Taker: Send + Sync {
+    /// Offers delivery `i` of `record` (its bodies as stored: sealed, if the store seals).
+    fn offer(&self, record: &NewRecord, i: usize) -> Offer;
+}
+
+impl std::fmt::Debug for dyn Taker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Taker")
+    }
+}
+
+/// A worker's answer to a delivery offered as its record commits.
+pub enum Offer {
+    /// Stored under `lease`; once committed, `take` is given the id it was stored under and its
+    /// record's audit seq. Dropped instead (the batch did not commit), the worker lets it go.
+    Taken { lease: Lease, take: Box<dyn FnOnce(i64, i64) + Send> },
+    /// Stored for the worker's claim. The writer drops this once the commit has ended.
+    Declined(Box<dyn Send>),
+}
+
+impl ClaimedDelivery {
+    /// Delivery `i` of `record` as a worker attempts it, but for the id it will be stored under
+    /// (0) and its record's audit seq (0), known once committed, and its `body` if `record`'s is
+    /// sealed by now.
+    pub fn unclaimed(record: &NewRecord, i: usize) -> Self {
+        let d = &record.deliveries[i];
+        ClaimedDelivery {
+            id: 0,
+            record_id: record.record_id.clone(),
+            recipient: d.recipient.clone(),
+            agreement: d.agreement.clone(),
+            sender: record.sender.clone(),
+            record_type: record.record_type.clone(),
+            schema_version: d.schema_version.clone().unwrap_or_else(|| record.schema_version.clone()),
+            traceparent: record.traceparent.clone(),
+            tracestate: record.tracestate.clone(),
+            body: d.body.clone(),
+            body_digest: d.body_digest,
+            attempts: 0,
+            created_at: record.received_at,
+            received_at: record.received_at,
+            audit_seq: 0,
+        }
+    }
 }
 
 pub use crate::policy::DisclosureTerms;

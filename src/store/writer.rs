@@ -255,9 +255,10 @@ impl<B: Batch> Writer<B> {
         let records = writes.iter().filter(|w| matches!(w, Write::Commit(_))).count();
         let result = match self.batch.begin().await {
             Ok(()) => match run(&mut self.batch, writes, self.receipts.as_deref()).await {
-                Ok(appended) => self.batch.commit().await.map(|()| {
+                Ok(mut committed) => self.batch.commit().await.map(|()| {
                     give_delivery_ids(writes, self.batch.take_inserted_deliveries());
-                    appended
+                    hand_over(writes, std::mem::take(&mut committed.offers));
+                    committed
                 }),
                 Err(e) => {
                     self.batch.rollback().await;
@@ -311,12 +312,32 @@ fn give_delivery_ids(writes: &mut [Write], ids: Vec<i64>) {
     }
 }
 
+/// Gives the workers that took deliveries of a committed batch's records each delivery's id
+/// and its record's audit seq, in commit order; the other answers (declined offers) are dropped
+/// after, now that the commit has ended. `offers` are by write, then by delivery.
+fn hand_over(writes: &[Write], offers: Vec<(usize, Vec<Option<Offer>>)>) {
+    for (write, offers) in offers {
+        let Some(Write::Commit(Ask { output: Some(CommitOutcome::Accepted { deliveries, stamp, .. }), .. })) =
+            writes.get(write)
+        else {
+            continue;
+        };
+        for (offer, id) in offers.into_iter().zip(deliveries) {
+            if let Some(Offer::Taken { take, .. }) = offer {
+                take(*id, stamp.seq);
+            }
+        }
+    }
+}
+
 /// What a batch did that the metrics report once it has committed.
 struct Committed {
     /// The kinds of the entries appended to the audit chain.
     appended: Vec<String>,
     /// The records the batch's deliveries completed.
     completed: Vec<Completion>,
+    /// Each committed record's offered deliveries' answers: by write, then by delivery.
+    offers: Vec<(usize, Vec<Option<Offer>>)>,
 }
 
 /// A record whose last delivery a batch delivered.
@@ -383,9 +404,16 @@ async fn run<B: Batch>(
         earlier = found;
     }
     let mut position = 0;
-    for write in writes.iter_mut() {
+    let mut offers = Vec::new();
+    for (index, write) in writes.iter_mut().enumerate() {
         match write {
-            Write::Commit(ask) => ask.output = Some(commit_record(b, &mut chain, &ask.input, &mut earlier).await?),
+            Write::Commit(ask) => {
+                let (outcome, offered) = commit_record(b, &mut chain, &ask.input, &mut earlier).await?;
+                ask.output = Some(outcome);
+                if !offered.is_empty() {
+                    offers.push((index, offered));
+                }
+            }
             Write::Claim(ask) => ask.output = Some(claim(b, &ask.input).await?),
             Write::Finish(ask) => {
                 let mut events = Vec::new();
@@ -427,7 +455,7 @@ async fn run<B: Batch>(
     {
         b.move_head(head).await?;
     }
-    Ok(Committed { appended: chain.appended, completed })
+    Ok(Committed { appended: chain.appended, completed, offers })
 }
 
 /// Signs the tree over the receipts of the records the batch accepted (in audit order), once,

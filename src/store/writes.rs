@@ -30,8 +30,14 @@ pub(super) trait Batch: Sql {
 
     /// Inserts chained audit entries (the engine may hold them until its next statement).
     async fn insert_entries(&mut self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
-    /// Inserts an accepted record and its deliveries (the same).
-    async fn insert_record(&mut self, record: &NewRecord, audit_seq: i64) -> Result<(), StoreError>;
+    /// Inserts an accepted record and its deliveries, each under its lease in `leases` if taken
+    /// (the engine may hold them until its next statement).
+    async fn insert_record(
+        &mut self,
+        record: &NewRecord,
+        audit_seq: i64,
+        leases: &[Option<Lease>],
+    ) -> Result<(), StoreError>;
     /// The ids of the deliveries this transaction inserted, in the order inserted, once it has
     /// committed; each call takes them.
     fn take_inserted_deliveries(&mut self) -> Vec<i64>;
@@ -164,22 +170,35 @@ pub(super) fn stamp(row: &dyn Row) -> Result<AuditStamp, StoreError> {
 /// the same body, or a conflict for another. `earlier` holds the keys' earlier uses, read under
 /// the chain head's lock in this transaction; a record accepted here adds its own, so a second
 /// use in the same batch finds it.
+///
+/// Each delivery with a taker is offered to it as it is stored (see [`Offer`]); the answers, by
+/// delivery, are returned for the writer to act on once the batch has ended.
 pub(super) async fn commit_record<B: Batch>(
     b: &mut B,
     chain: &mut Chain,
     record: &NewRecord,
     earlier: &mut EarlierUses,
-) -> Result<CommitOutcome, StoreError> {
+) -> Result<(CommitOutcome, Vec<Option<Offer>>), StoreError> {
     let key = record.idempotency_key.as_ref().map(|key| (record.sender.clone(), key.clone()));
     if let Some(earlier) = key.as_ref().and_then(|key| earlier.get(key)) {
-        return Ok(if earlier.body_sha256 == record.body_sha256 {
+        let outcome = if earlier.body_sha256 == record.body_sha256 {
             CommitOutcome::Duplicate { receipt: earlier.receipt.clone(), stamp: earlier.stamp }
         } else {
             CommitOutcome::Conflict
-        });
+        };
+        return Ok((outcome, Vec::new()));
     }
     let stamp = chain.append(b, vec![record.accepted_event()]).await?[0];
-    b.insert_record(record, stamp.seq).await?;
+    let offers: Vec<Option<Offer>> =
+        record.deliveries.iter().enumerate().map(|(i, d)| d.taker.as_ref().map(|t| t.offer(record, i))).collect();
+    let leases: Vec<Option<Lease>> = offers
+        .iter()
+        .map(|offer| match offer {
+            Some(Offer::Taken { lease, .. }) => Some(lease.clone()),
+            _ => None,
+        })
+        .collect();
+    b.insert_record(record, stamp.seq, &leases).await?;
     if let Some(key) = key {
         let first = EarlierUse { body_sha256: record.body_sha256.to_vec(), receipt: record.receipt.clone(), stamp };
         earlier.insert(key, first);
@@ -187,7 +206,9 @@ pub(super) async fn commit_record<B: Batch>(
     // Its place in the batch's receipt tree is given once every write of the batch has run.
     // Its deliveries' ids are given once the batch has committed (an engine may send its rows
     // only with the commit).
-    Ok(CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp, inclusion: None, deliveries: Vec::new() })
+    let outcome =
+        CommitOutcome::Accepted { receipt: record.receipt.clone(), stamp, inclusion: None, deliveries: Vec::new() };
+    Ok((outcome, offers))
 }
 
 /// Leases due deliveries of one recipient, oldest first, with one statement to lease them all.

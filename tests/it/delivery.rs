@@ -255,3 +255,41 @@ async fn a_fresh_record_is_handed_to_a_caught_up_worker_and_never_overtakes_a_st
     wait_status(&gw, &fourth, "on-health-plan", "delivered").await;
     assert_eq!(handed(&gw.metrics().await), 2.0);
 }
+
+#[tokio::test]
+async fn records_sent_together_leave_in_the_order_they_were_accepted() {
+    // One slot, a recipient that takes 20 ms: most of forty records sent at once find it busy
+    // and wait in the store, while others arrive as it frees. Whichever way each goes (handed
+    // over as it commits, or claimed), a record received and committed before another leaves
+    // before it. (Of two records sent together, the one received first may commit second: then
+    // neither order is the acceptance order, and either may leave first.)
+    let gw = Setup::new().delivery("concurrency_per_recipient = 1").start().await;
+    let health = gw.recipient("on-health-plan");
+    health.delay(Duration::from_millis(20));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = record("birth-registration-1.1.json");
+    let posts = (0..40).map(|_| gw.post_record("on-vital-stats", "birth-registration", &body));
+    let accepted: std::collections::HashMap<String, (i64, String)> = futures_util::future::join_all(posts)
+        .await
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+            let receipt = r.json();
+            let (seq, received_at) = (receipt["audit"]["seq"].as_i64().unwrap(), receipt["received_at"].to_string());
+            (receipt["record_id"].as_str().unwrap().to_owned(), (seq, received_at))
+        })
+        .collect();
+    let got = health.wait_for(40, Duration::from_secs(20)).await;
+    let left: Vec<&(i64, String)> = got.iter().map(|r| &accepted[r.header("passerelle-record-id").unwrap()]).collect();
+    for (i, earlier) in left.iter().enumerate() {
+        for later in &left[i + 1..] {
+            assert!(
+                !(later.0 < earlier.0 && later.1 < earlier.1),
+                "a record received and committed first ({later:?}) left after {earlier:?}"
+            );
+        }
+    }
+    let handed =
+        metric(&gw.metrics().await, "passerelle_deliveries_handed_over_total", &[("recipient", "on-health-plan")]);
+    assert!(handed >= 1.0, "no record went by hand-off: the test shows nothing of it");
+}

@@ -16,7 +16,7 @@ use crate::audit::receipt::TreeHead;
 use crate::audit::{AuditEntry, AuditStamp};
 use crate::store::sql::{self, Dialect, Param, Row, Sql};
 use crate::store::writes::{self, Batch, EarlierUses, KeyUse};
-use crate::store::{AttemptResult, AttemptUpdate, ErrorClass, NewRecord, StoreError};
+use crate::store::{AttemptResult, AttemptUpdate, ErrorClass, Lease, NewRecord, StoreError};
 
 /// Schema migrations, applied in order under an advisory lock, each once: a version and the
 /// scripts that make it (this engine's tables, then what both engines share).
@@ -276,7 +276,12 @@ impl Batch for WriterConnection {
         Ok(())
     }
 
-    async fn insert_record(&mut self, record: &NewRecord, audit_seq: i64) -> Result<(), StoreError> {
+    async fn insert_record(
+        &mut self,
+        record: &NewRecord,
+        audit_seq: i64,
+        leases: &[Option<Lease>],
+    ) -> Result<(), StoreError> {
         if self.pending.bytes >= MAX_PENDING_BYTES {
             self.flush().await?;
         }
@@ -296,7 +301,7 @@ impl Batch for WriterConnection {
         r.tracestate.push(record.tracestate.clone());
         r.key_id.push(record.key_id.clone());
         let d = &mut self.pending.deliveries;
-        for delivery in &record.deliveries {
+        for (delivery, lease) in record.deliveries.iter().zip(leases.iter().chain(std::iter::repeat(&None))) {
             d.record_id.push(record.record_id.clone());
             d.recipient.push(delivery.recipient.clone());
             d.agreement.push(delivery.agreement.clone());
@@ -308,8 +313,8 @@ impl Batch for WriterConnection {
             d.schema_version.push(delivery.schema_version.clone());
             d.purpose.push(delivery.terms.as_ref().map(|t| t.purpose().to_owned()));
             d.fields.push(delivery.terms.as_ref().map(|t| t.fields_column().to_owned()));
-            d.claimed_until.push(delivery.lease.as_ref().map_or(0, |l| l.until));
-            d.claimed_by.push(delivery.lease.as_ref().map(|l| l.worker.clone()));
+            d.claimed_until.push(lease.as_ref().map_or(0, |l| l.until));
+            d.claimed_by.push(lease.as_ref().map(|l| l.worker.clone()));
         }
         let s = &mut self.pending.subjects;
         for subject in &record.subjects {
@@ -368,12 +373,12 @@ impl Batch for WriterConnection {
         Ok(())
     }
 
-    /// The rows were committed by earlier transactions (a delivery is claimed only once
-    /// committed), so nothing pending needs sending first.
     fn take_inserted_deliveries(&mut self) -> Vec<i64> {
         std::mem::take(&mut self.inserted)
     }
 
+    /// The rows were committed by earlier transactions (a delivery is attempted only once
+    /// committed), so nothing pending needs sending first.
     async fn record_attempts(&mut self, updates: &[&AttemptUpdate]) -> Result<HashSet<usize>, StoreError> {
         let n = updates.len();
         let (mut status, mut at, mut code, mut error) =

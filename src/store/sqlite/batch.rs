@@ -11,7 +11,7 @@ use super::Conn;
 use crate::audit::AuditEntry;
 use crate::store::sql;
 use crate::store::writes::Batch;
-use crate::store::{AttemptUpdate, NewRecord, StoreError, StoreErrorKind};
+use crate::store::{AttemptUpdate, Lease, NewRecord, StoreError, StoreErrorKind};
 
 /// Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`: a
 /// version and the scripts that make it (this engine's tables, then what both engines share).
@@ -134,7 +134,12 @@ impl Batch for Conn {
         Ok(())
     }
 
-    async fn insert_record(&mut self, record: &NewRecord, audit_seq: i64) -> Result<(), StoreError> {
+    async fn insert_record(
+        &mut self,
+        record: &NewRecord,
+        audit_seq: i64,
+        leases: &[Option<Lease>],
+    ) -> Result<(), StoreError> {
         self.0.prepare_cached(INSERT_RECORD)?.execute(params![
             record.record_id,
             record.sender,
@@ -151,7 +156,7 @@ impl Batch for Conn {
             record.key_id,
         ])?;
         let mut insert = self.0.prepare_cached(INSERT_DELIVERY)?;
-        for d in &record.deliveries {
+        for (d, lease) in record.deliveries.iter().zip(leases.iter().chain(std::iter::repeat(&None))) {
             insert.execute(params![
                 record.record_id,
                 d.recipient,
@@ -164,8 +169,8 @@ impl Batch for Conn {
                 d.schema_version,
                 d.terms.as_ref().map(|t| t.purpose()),
                 d.terms.as_ref().map(|t| t.fields_column()),
-                d.lease.as_ref().map_or(0, |l| l.until),
-                d.lease.as_ref().map(|l| &l.worker),
+                lease.as_ref().map_or(0, |l| l.until),
+                lease.as_ref().map(|l| &l.worker),
             ])?;
             self.1.push(self.0.last_insert_rowid());
         }
