@@ -164,7 +164,7 @@ fn notifier(state: &Arc<State>) -> crate::notices::Notifier {
             senders.config().settings.partners.values().filter(|p| p.notify).map(|p| p.id.to_string()).collect()
         }),
         wake: Box::new(move |recipient| wake.dispatcher.wake(recipient)),
-        taker: Box::new(move |recipient, body| taker.dispatcher.taker(recipient, body)),
+        taker: Box::new(move |recipient, body| taker.dispatcher.taker(recipient, false, body)),
         interval: settings.delivery.poll_interval,
         look_back: settings.retention.dead,
         overlap: settings.delivery.lease + settings.store.commit_timeout,

@@ -145,8 +145,9 @@
 //!   exact bytes and the facts fixed at acceptance, never over anything of one attempt, so a
 //!   retry or a replay carries the same signature and nothing is re-serialised after signing.
 //! - **First attempts leave in acceptance order** (per recipient, on each instance). A worker
-//!   takes a delivery as its record commits ([`delivery::handoff`]) only while nothing stored
-//!   for it waits for a claim; claims take the oldest due first.
+//!   takes a delivery as its record commits ([`delivery::handoff`]) only while, as far as its
+//!   own claims and this process's commits show, nothing stored for it waits for a claim; claims
+//!   take the oldest due first. [`delivery::handoff`] lists the store faults it does not cover.
 //! - **Identity comes only from credentials.** A client certificate verified against the
 //!   partner CAs, a forwarded one only from a configured proxy, or an API key; never a header
 //!   or a body field. An operator's: a token (by its digest), or an ID token whose signature,

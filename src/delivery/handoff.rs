@@ -12,53 +12,75 @@
 //! not the request that sent the record is still there to hear its answer.
 //!
 //! **Invariant:** first attempts leave this process in acceptance order (the design's promise
-//! for every recipient; several instances on one store each keep it for what they send). A
-//! worker takes a delivery only while it is caught up: its last claim found fewer deliveries due
-//! than it asked for, had started every one it found, and no delivery was stored for it
-//! meanwhile. A delivery it declines (no slot free, the breaker not closed, or behind) is stored
-//! for its claim and marks it behind, so no later one is taken ahead of it; until that record's
-//! commit has ended, no claim can show the worker caught up again, and the worker is woken then.
-//! Ordered and batched recipients take no hand-offs: their workers choose from the store.
+//! for every recipient; several instances on one store each keep it for what they accept). A
+//! worker takes a delivery only while it is caught up: its last claim, the only one in flight,
+//! found fewer deliveries due than it asked for and had started every one it found, and no
+//! delivery was stored for it meanwhile. A delivery it declines (no slot free, the breaker not
+//! closed, the worker behind or retired) is stored for its claim and marks it behind, so no later
+//! one is taken ahead of it; until that record's commit has ended, no claim can show the worker
+//! caught up again, and the worker in force is woken then. Ordered and batched recipients take
+//! no hand-offs: their workers choose from the store.
+//!
+//! What the invariant does not cover: a commit whose outcome the writer cannot know (PostgreSQL's
+//! answer to `COMMIT` lost) leaves the deliveries it took leased until their lease expires, as a
+//! crash does, and later ones may leave first; on PostgreSQL a claim skips rows another
+//! transaction has locked, so while `passerelle store encrypt` or `rotate-key` rewrites queued
+//! deliveries a short claim can show the worker caught up; and a wall clock stepping back can
+//! make a committed delivery look not yet due.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
-use super::{Recipient, Worker};
+use super::{Recipient, Recipients, Worker};
 use crate::clock;
 use crate::store::{ClaimedDelivery, Lease, NewRecord, Offer, Taker};
 
-/// One delivery to be offered to one worker, with the body it attempts if it takes it: the
-/// projection in plaintext (what the store is given may be sealed by the time it is offered).
+/// One delivery to be offered to its recipient's worker, with the body it attempts if it takes
+/// it: the projection in plaintext (what the store is given may be sealed by the time it is
+/// offered). Holds the worker weakly: a delivery still queued for the store does not keep a
+/// stopped worker (and its recorder) alive.
 pub(super) struct Offered {
-    worker: Arc<Worker>,
+    worker: Weak<Worker>,
+    recipient: Arc<Recipient>,
+    /// Who to wake once a declined delivery is committed: the recipient's worker in force then.
+    recipients: Recipients,
     body: Bytes,
+    /// Declined whatever the worker's state: the record was routed under a configuration that
+    /// made the recipient ordered, which its worker in force no longer is.
+    decline: bool,
 }
 
 impl Offered {
-    pub fn new(worker: Arc<Worker>, body: Bytes) -> Self {
-        Offered { worker, body }
+    pub fn new(worker: &Arc<Worker>, recipients: Recipients, body: Bytes, decline: bool) -> Self {
+        let recipient = worker.recipient.clone();
+        Offered { worker: Arc::downgrade(worker), recipient, recipients, body, decline }
+    }
+
+    /// Stored for a claim: the worker is behind until the commit has ended.
+    fn decline(&self) -> Offer {
+        let handing = &self.recipient.handing;
+        handing.uncommitted.fetch_add(1, SeqCst);
+        handing.stored.fetch_add(1, SeqCst);
+        handing.caught_up.store(false, SeqCst);
+        Offer::Declined(Box::new(Behind { recipient: self.recipient.clone(), recipients: self.recipients.clone() }))
     }
 }
 
 impl Taker for Offered {
     fn offer(&self, record: &NewRecord, i: usize) -> Offer {
-        let worker = &self.worker;
-        let handing = &worker.recipient.handing;
-        let ready = handing.caught_up() && worker.recipient.breaker.is_closed();
-        let permit = ready.then(|| worker.slots.clone().try_acquire_owned().ok()).flatten();
-        let Some(permit) = permit else {
-            handing.uncommitted.fetch_add(1, SeqCst);
-            handing.stored.fetch_add(1, SeqCst);
-            handing.caught_up.store(false, SeqCst);
-            return Offer::Declined(Box::new(Behind { recipient: worker.recipient.clone() }));
+        let Some(worker) = self.worker.upgrade().filter(|w| !self.decline && !w.retired()) else {
+            return self.decline();
+        };
+        let ready = self.recipient.handing.caught_up() && worker.recipient.breaker.is_closed();
+        let Some(permit) = ready.then(|| worker.slots.clone().try_acquire_owned().ok()).flatten() else {
+            return self.decline();
         };
         let mut delivery = ClaimedDelivery::unclaimed(record, i);
         delivery.body = self.body.clone();
         let until = clock::now_ms() + worker.settings.lease.as_millis() as i64;
         let lease = Lease { worker: worker.worker_id.clone(), until };
-        let worker = worker.clone();
         let take = move |id, audit_seq| {
             (delivery.id, delivery.audit_seq) = (id, audit_seq);
             worker.handed_over();
@@ -72,12 +94,13 @@ impl Taker for Offered {
 /// itself caught up until this is dropped, once the commit has ended; then it is woken to claim.
 struct Behind {
     recipient: Arc<Recipient>,
+    recipients: Recipients,
 }
 
 impl Drop for Behind {
     fn drop(&mut self) {
         self.recipient.handing.uncommitted.fetch_sub(1, SeqCst);
-        self.recipient.wake.notify_one();
+        self.recipients.wake(&self.recipient.id);
     }
 }
 
@@ -91,13 +114,23 @@ pub(super) struct Handing {
     stored: AtomicU64,
     /// Of those, the ones whose record's commit has not ended yet.
     uncommitted: AtomicUsize,
+    /// Claims sent and not yet done with (their deliveries not all started): during a reload the
+    /// retiring worker's and the new one's.
+    claiming: AtomicUsize,
 }
 
-/// What a worker saw before a claim: whether the claim can show it caught up.
-#[derive(Clone, Copy)]
-pub(super) struct BeforeClaim {
+/// What a worker saw before a claim, whether the claim can show it caught up; a claim in flight
+/// until dropped.
+pub(super) struct BeforeClaim<'a> {
+    handing: &'a Handing,
     stored: u64,
     settled: bool,
+}
+
+impl Drop for BeforeClaim<'_> {
+    fn drop(&mut self) {
+        self.handing.claiming.fetch_sub(1, SeqCst);
+    }
 }
 
 impl Handing {
@@ -107,15 +140,18 @@ impl Handing {
     }
 
     /// Taken just before a claim is sent.
-    pub fn before_claim(&self) -> BeforeClaim {
-        BeforeClaim { stored: self.stored.load(SeqCst), settled: self.uncommitted.load(SeqCst) == 0 }
+    pub fn before_claim(&self) -> BeforeClaim<'_> {
+        self.claiming.fetch_add(1, SeqCst);
+        BeforeClaim { handing: self, stored: self.stored.load(SeqCst), settled: self.uncommitted.load(SeqCst) == 0 }
     }
 
     /// After a claim that asked for `asked` and got `got` (`None`: it failed), once every claimed
     /// delivery has started: caught up if the store had no more due, unless a delivery was
-    /// stored for a claim since `before` (or was still being committed then).
-    pub fn after_claim(&self, before: BeforeClaim, asked: usize, got: Option<usize>) {
-        if got.is_none_or(|got| got >= asked) || !before.settled {
+    /// stored for a claim since `before` (or was still being committed then), or another claim
+    /// is still in flight (it may hold deliveries this one did not see, not yet started).
+    pub fn after_claim(&self, before: BeforeClaim<'_>, asked: usize, got: Option<usize>) {
+        let alone = self.claiming.load(SeqCst) == 1;
+        if got.is_none_or(|got| got >= asked) || !before.settled || !alone {
             self.caught_up.store(false, SeqCst);
             return;
         }
@@ -147,6 +183,11 @@ mod tests {
         handing.stored.fetch_add(1, SeqCst);
         handing.after_claim(before, 4, Some(0));
         assert!(!handing.caught_up());
+        // Another claim in flight (a retiring worker's, during a reload).
+        let other = handing.before_claim();
+        handing.after_claim(handing.before_claim(), 4, Some(0));
+        assert!(!handing.caught_up());
+        drop(other);
         // A delivery stored before the claim but still committing when it was sent.
         handing.uncommitted.fetch_add(1, SeqCst);
         let before = handing.before_claim();

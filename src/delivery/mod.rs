@@ -330,6 +330,9 @@ struct Worker {
     takes_handoffs: bool,
     /// Where its attempts run, also when a hand-off starts one from the store's writer thread.
     runtime: tokio::runtime::Handle,
+    /// Its generation was retired by a reload (or the gateway stops): it takes no more offers.
+    retired: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Dispatcher {
@@ -441,6 +444,8 @@ impl Dispatcher {
                 signer: settings.sign.then(|| self.notary.clone()),
                 takes_handoffs,
                 runtime: tokio::runtime::Handle::current(),
+                retired: stop_rx.clone(),
+                shutdown: self.shutdown.clone(),
             };
             let worker = Arc::new(worker);
             if takes_handoffs {
@@ -467,13 +472,12 @@ impl Dispatcher {
     /// What the store offers `delivery` to as its record commits: `recipient`'s worker, if it
     /// takes hand-offs ([`handoff`]); `None`: the delivery is stored for a claim, and its
     /// recipient is to be woken once committed.
-    /// `body` is the delivery's projection in plaintext.
-    pub fn taker(&self, recipient: &str, body: &Bytes) -> Option<Arc<dyn Taker>> {
+    /// `body` is the delivery's projection in plaintext; `ordered` as the record was routed (a
+    /// worker in force that takes hand-offs is offered it only to be marked behind).
+    pub fn taker(&self, recipient: &str, ordered: bool, body: &Bytes) -> Option<Arc<dyn Taker>> {
         let worker = self.takers.load().get(recipient).and_then(Weak::upgrade)?;
-        if *self.shutdown.borrow() {
-            return None;
-        }
-        Some(Arc::new(handoff::Offered::new(worker, body.clone())))
+        let offered = handoff::Offered::new(&worker, self.recipients.clone(), body.clone(), ordered);
+        Some(Arc::new(offered))
     }
 
     /// Tells `recipient` there is new work: its worker, or the callers waiting on its mailbox.
@@ -512,13 +516,13 @@ impl Worker {
                 Some(batch) if limit > 0 && admission == Admission::Go => batch.max_records,
                 _ => limit,
             };
-            let before = self.recipient.handing.before_claim();
+            let before = (records > 0 && self.takes_handoffs).then(|| self.recipient.handing.before_claim());
             let claimed = if records == 0 { Some(Vec::new()) } else { self.claim(records).await };
             // Whether the store has nothing more due, once what was claimed has started.
             let (asked, got) = (records, claimed.as_ref().map(Vec::len));
             let claimed = claimed.unwrap_or_default();
             let caught_up = move |worker: &Self| {
-                if asked > 0 && worker.takes_handoffs {
+                if let Some(before) = before {
                     worker.recipient.handing.after_claim(before, asked, got);
                 }
             };
@@ -591,6 +595,11 @@ impl Worker {
                 worker.recipient.wake.notify_one();
             }
         });
+    }
+
+    /// Whether a reload retired it, or the gateway stops.
+    fn retired(&self) -> bool {
+        *self.retired.borrow() || *self.shutdown.borrow()
     }
 
     /// Whether it takes hand-offs now, with nothing left in the store to claim.

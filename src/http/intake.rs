@@ -308,7 +308,7 @@ pub(super) async fn submit(
     // Each delivery is offered, as it is stored, to its recipient's worker here, which may take
     // it at once instead of claiming it (an ordered recipient's worker chooses from the store).
     for d in &mut record.deliveries {
-        d.taker = (!d.ordered).then(|| state.dispatcher.taker(&d.recipient, &d.body)).flatten();
+        d.taker = state.dispatcher.taker(&d.recipient, d.ordered, &d.body);
     }
     // A delivery with no taker is claimed: its recipient is woken once it is committed.
     let claimed: Vec<String> =

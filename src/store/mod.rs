@@ -166,7 +166,8 @@ impl std::fmt::Debug for dyn Taker {
 /// A worker's answer to a delivery offered as its record commits.
 pub enum Offer {
     /// Stored under `lease`; once committed, `take` is given the id it was stored under and its
-    /// record's audit seq. Dropped instead (the batch did not commit), the worker lets it go.
+    /// record's audit seq. Dropped instead, the worker lets it go: the batch did not commit, or
+    /// the writer cannot know (then the delivery waits for its lease to expire, as after a crash).
     Taken { lease: Lease, take: Box<dyn FnOnce(i64, i64) + Send> },
     /// Stored for the worker's claim. The writer drops this once the commit has ended.
     Declined(Box<dyn Send>),
