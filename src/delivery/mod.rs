@@ -9,10 +9,11 @@
 //! Each recipient has its own worker, client, circuit breaker and concurrency cap, so a slow or
 //! dead recipient only ever occupies its own slots: the others keep their pace. Workers lease
 //! deliveries from the store (see [`crate::store::Store::claim_due`]); a worker that dies leaves
-//! leases that expire, and the delivery is claimed again, here or in another process. Intake
-//! wakes a recipient's worker after each commit; a poll interval covers work from other
-//! processes and retries coming due. The results of the attempts that end together are written
-//! in one store call ([`recorder`]).
+//! leases that expire, and the delivery is claimed again, here or in another process. A fresh
+//! record's delivery is offered to its worker as the record commits and, taken, reaches it
+//! without a claim ([`handoff`]); a declined one wakes the worker once committed. A poll interval
+//! covers work from other processes and retries coming due. The results of the attempts that
+//! end together are written in one store call ([`recorder`]).
 //!
 //! **Invariant:** a delivery's body is the one stored at acceptance; nothing here re-projects.
 
