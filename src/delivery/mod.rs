@@ -331,8 +331,9 @@ struct Worker {
     takes_handoffs: bool,
     /// Where its attempts run, also when a hand-off starts one from the store's writer thread.
     runtime: tokio::runtime::Handle,
-    /// Its generation was retired by a reload (or the gateway stops): it takes no more offers.
+    /// Its generation was retired by a reload: it stops claiming and takes no more offers.
     retired: watch::Receiver<bool>,
+    /// The gateway stops: the same.
     shutdown: watch::Receiver<bool>,
 }
 
@@ -452,7 +453,7 @@ impl Dispatcher {
             if takes_handoffs {
                 takers.insert(partner.to_string(), Arc::downgrade(&worker));
             }
-            generation.tasks.spawn(worker.run(self.shutdown.clone(), stop_rx.clone()));
+            generation.tasks.spawn(worker.run());
         }
         // A recipient no longer configured is no longer measured: its gauges go, rather than
         // freeze at their last value (its deliveries wait in the store).
@@ -497,7 +498,8 @@ impl Dispatcher {
 
 impl Worker {
     /// Claims and sends until the gateway shuts down or a reload retires this worker's generation.
-    async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, mut retired: watch::Receiver<bool>) {
+    async fn run(self: Arc<Self>) {
+        let (mut shutdown, mut retired) = (self.shutdown.clone(), self.retired.clone());
         self.recipient.outbound.open().await;
         loop {
             if *shutdown.borrow() || *retired.borrow() {
