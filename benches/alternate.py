@@ -11,7 +11,8 @@ machines drift by more than most changes are worth, so only figures from one run
 With `--push RATE` the recipients are up and oha offers RATE records/s: each run prints the
 records accepted and delivered, the gateway's CPU per record (its four deliveries included), the
 writer's transactions per delivery, the share of deliveries handed over at acceptance, and the
-mean time from acceptance to a record's last delivery.
+mean time from acceptance to a record's last delivery, and the store writer's busy share (of the
+run and the 2.5 s after it, in which the last deliveries land).
 
 Each round runs each binary once, on a fresh store, for `--duration` seconds, and prints what the
 burst's row in `load.py` prints plus the store writer's view from `/metrics`: its busy share, the
@@ -83,15 +84,17 @@ def push(ctx, m, url, tls, records, args):
     delivered = ("passerelle_deliveries_total", {"outcome": "delivered"})
     names = [("passerelle_store_writer_transactions_total", None), delivered,
              ("passerelle_deliveries_handed_over_total", None),
-             ("passerelle_record_completion_seconds_sum", None), ("passerelle_record_completion_seconds_count", None)]
-    before = [m(*n) for n in names]
+             ("passerelle_record_completion_seconds_sum", None), ("passerelle_record_completion_seconds_count", None),
+             ("passerelle_store_writer_busy_seconds_total", None)]
+    before, started = [m(*n) for n in names], time.monotonic()
     p = ctx.passerelle_run(lambda: load.oha(url, tls, records / "birth.json", duration=args.duration, rate=args.push))
     time.sleep(2.5)  # the last deliveries land
-    transactions, sent, handed, completing, completed = (m(*n) - b for n, b in zip(names, before))
+    transactions, sent, handed, completing, completed, busy = (m(*n) - b for n, b in zip(names, before))
     sent = max(sent, 1)
     return (f"{p['rps']:6.0f} accepted/s, {sent / 4 / args.duration:6.0f} delivered records/s, "
             f"{p['cpu'] / max(p['ok'], 1) * 1e6:.0f} µs CPU/record, {transactions / sent:.2f} transactions/delivery, "
-            f"{handed / sent * 100:.0f} % handed over, completion {completing / max(completed, 1) * 1000:.1f} ms mean")
+            f"{handed / sent * 100:.0f} % handed over, completion {completing / max(completed, 1) * 1000:.1f} ms mean, "
+            f"writer busy {busy / (time.monotonic() - started) * 100:.0f} %")
 
 
 if __name__ == "__main__":

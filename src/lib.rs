@@ -146,8 +146,10 @@
 //!   retry or a replay carries the same signature and nothing is re-serialised after signing.
 //! - **First attempts leave in acceptance order** (per recipient, on each instance). A worker
 //!   takes a delivery as its record commits ([`delivery::handoff`]) only while, as far as its
-//!   own claims and this process's commits show, nothing stored for it waits for a claim; claims
-//!   take the oldest due first. [`delivery::handoff`] lists the store faults it does not cover.
+//!   own claims and this process's commits show, nothing stored for it waits for a claim; what
+//!   it takes while every slot is busy waits in line (at most its concurrency) in commit order,
+//!   and starts before anything it claims; claims take the oldest due first.
+//!   [`delivery::handoff`] lists the store faults it does not cover.
 //! - **Identity comes only from credentials.** A client certificate verified against the
 //!   partner CAs, a forwarded one only from a configured proxy, or an API key; never a header
 //!   or a body field. An operator's: a token (by its digest), or an ID token whose signature,

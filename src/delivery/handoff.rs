@@ -3,9 +3,11 @@
 //!
 //! Intake gives each delivery whose recipient has a worker here a [`Taker`]; the store's writer
 //! offers it the delivery as it inserts it, in the order the records commit. A worker that takes
-//! it reserves a slot, the delivery is stored already leased to the worker (so no other worker
-//! claims it), and once the batch has committed the worker is handed it, with the id it was
-//! stored under, and attempts it in the reserved slot. A record's deliveries then cost no claim.
+//! it reserves a slot or, when every slot is busy, one of as many places in line ([`Waiting`]);
+//! the delivery is stored already leased to the worker (so no other worker claims it), and once
+//! the batch has committed the worker is handed it, with the id it was stored under, and
+//! attempts it in the reserved slot or the next slot to free, after those in line before it
+//! and before anything it claims. A record's deliveries then cost no claim.
 //! Nothing else changes: the attempt's result is recorded as a claimed one's is, and a process
 //! that dies before the attempt leaves a lease that expires, after which any worker claims the
 //! delivery (a minute later, by default, instead of at once). The writer hands over whether or
@@ -15,8 +17,8 @@
 //! for every recipient; several instances on one store each keep it for what they accept). A
 //! worker takes a delivery only while it is caught up: its last claim, the only one in flight,
 //! found fewer deliveries due than it asked for and had started every one it found, and no
-//! delivery was stored for it meanwhile. A delivery it declines (no slot free, the breaker not
-//! closed, the worker behind or retired) is stored for its claim and marks it behind, so no later
+//! delivery was stored for it meanwhile. A delivery it declines (no slot or place in line free,
+//! the breaker not closed, the worker behind or retired) is stored for its claim and marks it behind, so no later
 //! one is taken ahead of it; until that record's commit has ended, no claim can show the worker
 //! caught up again, and the worker in force is woken then. Ordered and batched recipients take
 //! no hand-offs: their workers choose from the store.
@@ -28,10 +30,12 @@
 //! deliveries a short claim can show the worker caught up; and a wall clock stepping back can
 //! make a committed delivery look not yet due.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Recipient, Recipients, Worker};
 use crate::clock;
@@ -74,7 +78,7 @@ impl Taker for Offered {
             return self.decline();
         };
         let ready = self.recipient.handing.caught_up() && worker.recipient.breaker.is_closed();
-        let Some(permit) = ready.then(|| worker.slots.clone().try_acquire_owned().ok()).flatten() else {
+        let Some(place) = ready.then(|| worker.reserve()).flatten() else {
             return self.decline();
         };
         let mut delivery = ClaimedDelivery::unclaimed(record, i);
@@ -84,9 +88,103 @@ impl Taker for Offered {
         let take = move |id, audit_seq| {
             (delivery.id, delivery.audit_seq) = (id, audit_seq);
             worker.handed_over();
-            worker.spawn_in(permit, |worker| async move { worker.attempt(delivery).await });
+            match place {
+                Place::Slot(slot) => {
+                    worker.spawn_in(slot, |worker, slot| async move { worker.attempt(delivery, slot).await })
+                }
+                Place::Waiting(reserved) => worker.wait_for_slot(delivery, reserved),
+            }
         };
         Offer::Taken { lease, take: Box::new(take) }
+    }
+}
+
+/// A recipient's deliveries handed over while every slot was busy, in the order their records
+/// committed, each to start (by the worker that took it) in the next slot that frees, ahead of
+/// anything claimed: at most `concurrency`, counting those offered whose record is still
+/// committing. While any is reserved, a fresh delivery joins them rather than take a slot that
+/// frees, so none overtakes another.
+#[derive(Default)]
+pub(super) struct Waiting {
+    reserved: usize,
+    deliveries: VecDeque<(Arc<Worker>, ClaimedDelivery)>,
+}
+
+/// Where a delivery taken at its offer starts: a slot reserved for it, or a place in [`Waiting`].
+enum Place {
+    Slot(OwnedSemaphorePermit),
+    Waiting(Reserved),
+}
+
+/// A place in [`Waiting`] reserved at an offer: given up if its record's commit fails.
+struct Reserved {
+    worker: Arc<Worker>,
+    filled: bool,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if !self.filled {
+            self.worker.waiting().reserved -= 1;
+        }
+    }
+}
+
+impl Worker {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.recipient.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where a delivery offered now would start: a free slot if none waits, else a place among
+    /// those waiting; `None` when every place is taken.
+    fn reserve(self: &Arc<Self>) -> Option<Place> {
+        let mut waiting = self.waiting();
+        if waiting.reserved == 0
+            && let Ok(slot) = self.slots.clone().try_acquire_owned()
+        {
+            return Some(Place::Slot(slot));
+        }
+        if waiting.reserved >= self.concurrency {
+            return None;
+        }
+        waiting.reserved += 1;
+        Some(Place::Waiting(Reserved { worker: self.clone(), filled: false }))
+    }
+
+    /// Queues a delivery taken at its offer (its record now committed) behind the others, and
+    /// starts what a free slot allows.
+    fn wait_for_slot(self: &Arc<Self>, delivery: ClaimedDelivery, mut reserved: Reserved) {
+        self.waiting().deliveries.push_back((self.clone(), delivery));
+        reserved.filled = true;
+        self.start_all_waiting();
+    }
+
+    /// Whether a delivery taken at its offer waits for a slot.
+    pub(super) fn has_waiting(&self) -> bool {
+        !self.waiting().deliveries.is_empty()
+    }
+
+    /// Starts the first delivery waiting in `slot`, by the worker that took it; gives `slot`
+    /// back if none waits.
+    pub(super) fn start_waiting(&self, slot: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        let (worker, delivery) = {
+            let mut waiting = self.waiting();
+            let Some(first) = waiting.deliveries.pop_front() else { return Some(slot) };
+            waiting.reserved -= 1;
+            first
+        };
+        worker.spawn_in(slot, |worker, slot| async move { worker.attempt(delivery, slot).await });
+        None
+    }
+
+    /// Starts the deliveries waiting, as many as there are free slots.
+    pub(super) fn start_all_waiting(&self) {
+        while self.has_waiting() {
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else { return };
+            if self.start_waiting(slot).is_some() {
+                return;
+            }
+        }
     }
 }
 

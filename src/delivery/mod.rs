@@ -50,7 +50,7 @@ use breaker::{Admission, Breaker};
 use client::{AttemptOutcome, RecipientClient};
 pub use mailbox::{InboxSettings, Mailboxes};
 use nats::{NatsCredentials, NatsEndpoint, NatsPublisher};
-use recorder::Recorder;
+use recorder::{InFlight, Recorder};
 use tracing::Instrument;
 
 /// Retry policy and worker settings for deliveries.
@@ -234,10 +234,15 @@ pub struct Recipient {
     /// recipient is down.
     pub breaker: Arc<Breaker>,
     pub outbound: Outbound,
-    /// Caps deliveries in flight to this recipient. Kept across reloads while the cap is the same,
-    /// so the attempts a retired worker still has in flight count against the new worker's cap.
+    /// Caps the requests in flight to this recipient (its slots) and, as many again, the attempts
+    /// whose results wait for the store. Kept across reloads while the cap is the same, so the
+    /// attempts a retired worker still has in flight count against the new worker's cap.
     slots: Arc<Semaphore>,
+    recording: Arc<Semaphore>,
     concurrency: usize,
+    /// Deliveries handed over while every slot was busy, in line for the next to free; kept
+    /// with the slots, so a retiring worker's line still goes before the new worker's claims.
+    waiting: Arc<std::sync::Mutex<handoff::Waiting>>,
     /// Whether its worker takes hand-offs ([`handoff`]); kept across reloads.
     handing: Arc<handoff::Handing>,
 }
@@ -316,8 +321,10 @@ struct Worker {
     batch: Option<BatchSettings>,
     /// A unique name for this worker's leases.
     worker_id: String,
-    /// Caps deliveries in flight to this recipient; claims never exceed the free permits.
+    /// Caps the requests in flight to this recipient; claims never exceed the free slots.
     slots: Arc<Semaphore>,
+    /// Caps the attempts whose request has ended and whose result waits for the store.
+    recording: Arc<Semaphore>,
     concurrency: usize,
     store: Arc<dyn Store>,
     /// Writes the results of the attempts that end together in one store call.
@@ -406,11 +413,13 @@ impl Dispatcher {
                 .unwrap_or_else(|| Arc::new(Breaker::new(partner, threshold, open_for, self.metrics.clone())));
             let concurrency = if ordered { 1 } else { concurrency };
             // A changed cap starts afresh: for one attempt timeout both caps may be in use.
-            let slots = previous
+            let (slots, recording, waiting) = previous
                 .get(&partner.to_string())
                 .filter(|r| r.concurrency == concurrency)
-                .map(|r| r.slots.clone())
-                .unwrap_or_else(|| Arc::new(Semaphore::new(concurrency)));
+                .map(|r| (r.slots.clone(), r.recording.clone(), r.waiting.clone()))
+                .unwrap_or_else(|| {
+                    (Arc::new(Semaphore::new(concurrency)), Arc::new(Semaphore::new(concurrency)), Arc::default())
+                });
             // What the store holds for the recipient does not change with its worker; a worker
             // that takes no hand-offs starts afresh, so it never counts itself caught up.
             let takes_handoffs = !ordered && batch.is_none();
@@ -425,18 +434,22 @@ impl Dispatcher {
                 breaker,
                 outbound,
                 slots: slots.clone(),
+                recording: recording.clone(),
                 concurrency,
+                waiting,
                 handing,
             });
             by_id.insert(partner.to_string(), recipient.clone());
-            let (recorder, recording) = Recorder::new(self.store.clone(), slots.clone(), concurrency);
-            generation.tasks.spawn(recording);
+            let in_flight = InFlight { slots: slots.clone(), recording: recording.clone(), concurrency };
+            let (recorder, writing) = Recorder::new(self.store.clone(), in_flight);
+            generation.tasks.spawn(writing);
             let worker = Worker {
                 recipient,
                 ordered,
                 batch,
                 worker_id: format!("{}/{partner}/{number}", self.instance),
                 slots,
+                recording,
                 concurrency,
                 store: self.store.clone(),
                 recorder,
@@ -538,8 +551,13 @@ impl Worker {
                 tokio::select! {
                     _ = self.recipient.wake.notified() => {}
                     _ = tokio::time::sleep(idle) => {}
-                    // A caught-up worker's slots free up with nothing to claim.
-                    _ = self.slots.clone().acquire_owned(), if free == 0 && !self.caught_up() => {}
+                    // A caught-up worker's slots free up with nothing to claim. A slot that
+                    // frees goes first to what was handed over and waits in line.
+                    slot = self.slots.clone().acquire_owned(), if free == 0 && !self.caught_up() => {
+                        if let Ok(slot) = slot {
+                            drop(self.start_waiting(slot));
+                        }
+                    }
                     _ = shutdown.changed() => {}
                     _ = retired.changed() => {}
                 }
@@ -551,53 +569,84 @@ impl Worker {
                     Admission::Go => self.fill(claimed, batch, &mut shutdown, &mut retired).await,
                     _ => claimed,
                 };
-                if !self.in_a_slot(|worker| async move { worker.attempt_batch(claimed).await }).await {
+                if !self.in_a_slot(|worker, slot| async move { worker.attempt_batch(claimed, slot).await }).await {
                     return;
                 }
                 continue;
             }
             for delivery in claimed {
-                if !self.in_a_slot(|worker| async move { worker.attempt(delivery).await }).await {
+                if !self.in_a_slot(|worker, slot| async move { worker.attempt(delivery, slot).await }).await {
                     return;
                 }
             }
             caught_up(&self);
         }
-        // Let attempts in flight finish (each is bounded by its timeout).
+        // Start what was handed over and still waits for a slot, then let attempts in flight
+        // finish (each is bounded by its timeout) and their results be written.
+        while self.has_waiting() {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else { break };
+            drop(self.start_waiting(slot));
+        }
         let _ = self.slots.acquire_many(self.concurrency as u32).await;
+        let _ = self.recording.acquire_many(self.concurrency as u32).await;
+        // A hand-off whose record committed meanwhile.
+        self.start_all_waiting();
     }
 
-    /// Waits for a free slot, then runs `attempt` in its own task, holding the slot until it
-    /// ends; false when the slots are closed.
+    /// Waits for a free slot, then runs `attempt` in its own task, giving it the slot; false
+    /// when the slots are closed.
     async fn in_a_slot<F, A>(self: &Arc<Self>, attempt: A) -> bool
     where
-        A: FnOnce(Arc<Self>) -> F,
+        A: FnOnce(Arc<Self>, OwnedSemaphorePermit) -> F,
         F: Future<Output = ()> + Send + 'static,
     {
-        let Ok(permit) = self.slots.clone().acquire_owned().await else { return false };
-        self.spawn_in(permit, attempt);
-        true
+        // What was handed over before this was stored leaves first.
+        loop {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else { return false };
+            if let Some(slot) = self.start_waiting(slot) {
+                self.spawn_in(slot, attempt);
+                return true;
+            }
+        }
     }
 
-    /// Runs `attempt` in its own task, holding `permit` (a slot) until it ends.
-    fn spawn_in<F, A>(self: &Arc<Self>, permit: OwnedSemaphorePermit, attempt: A)
+    /// Runs `attempt` in its own task with `slot`, which it holds for its request and trades,
+    /// once the request has ended, for a place among the results waiting for the store
+    /// ([`Worker::exchanged`]).
+    fn spawn_in<F, A>(self: &Arc<Self>, slot: OwnedSemaphorePermit, attempt: A)
     where
-        A: FnOnce(Arc<Self>) -> F,
+        A: FnOnce(Arc<Self>, OwnedSemaphorePermit) -> F,
         F: Future<Output = ()> + Send + 'static,
     {
         let worker = self.clone();
         // Boxed: an attempt's future is several kilobytes (the HTTP client's, the span's), and a
         // task moves its future whole on spawn and on completion; a box moves as a pointer
         // (callgrind: memcpy fell from 13 % of a delivery's instructions).
-        let attempt = Box::pin(attempt(self.clone()));
+        let attempt = Box::pin(attempt(self.clone(), slot));
         self.runtime.spawn(async move {
             attempt.await;
-            drop(permit);
-            // A freed slot may let the next claim through, unless nothing waits to be claimed.
+            worker.start_all_waiting();
+            // A recorded result may let the next claim through (a retry, an ordered recipient's
+            // next head), unless nothing waits to be claimed.
             if !worker.caught_up() {
                 worker.recipient.wake.notify_one();
             }
         });
+    }
+
+    /// What an attempt holds once its request has ended, until its result is written: a place
+    /// among the results waiting for the store, for which it gives its slot back, so the next
+    /// request can start while the store writes. When `concurrency` results already wait, it
+    /// keeps its slot until one is written: a slow store stops new requests. An ordered
+    /// recipient's attempt keeps its slot (its one slot), so its next delivery is claimed only
+    /// once this result is written.
+    async fn exchanged(self: &Arc<Self>, slot: OwnedSemaphorePermit) -> OwnedSemaphorePermit {
+        if self.ordered {
+            return slot;
+        }
+        let place = recorder::trade_for_place(slot, &self.recording).await;
+        self.start_all_waiting();
+        place
     }
 
     /// Whether a reload retired it, or the gateway stops.
@@ -670,23 +719,33 @@ impl Worker {
         self.signer.as_ref().map(|notary| signature::sign_delivery(&notary.key, d))
     }
 
-    async fn attempt(&self, d: ClaimedDelivery) {
+    async fn attempt(self: &Arc<Self>, d: ClaimedDelivery, slot: OwnedSemaphorePermit) {
         let hop = Self::hop(&d);
         let signature = self.sign(&d);
         let (outcome, duration) =
             self.recipient.outbound.send(&d, signature.as_deref(), &hop.context).instrument(hop.span.clone()).await;
         self.recipient.breaker.record(outcome.shows_recipient_up());
         let update = self.result_of(&d, outcome, duration);
+        let _held = self.exchanged(slot).await;
         self.recorder.record(vec![update]).await;
     }
 
     /// Sends `claimed` in one POST, then records each record's own result. The circuit breaker
     /// counts the POST once: whether the recipient answered it, not how it answered each record.
-    async fn attempt_batch(&self, claimed: Vec<ClaimedDelivery>) {
+    async fn attempt_batch(self: &Arc<Self>, claimed: Vec<ClaimedDelivery>, slot: OwnedSemaphorePermit) {
         let Outbound::Http(client) = &self.recipient.outbound else {
-            // Only a push recipient is batched; anything else is sent one delivery at a time.
+            // Only a push recipient is batched; anything else is sent one delivery at a time, in
+            // this slot.
+            let mut given = Some(slot);
             for d in claimed {
-                self.attempt(d).await;
+                let slot = match given.take() {
+                    Some(slot) => slot,
+                    None => match self.slots.clone().acquire_owned().await {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    },
+                };
+                self.attempt(d, slot).await;
             }
             return;
         };
@@ -707,6 +766,7 @@ impl Worker {
         drop(hops);
         self.recipient.breaker.record(outcome.request.shows_recipient_up());
         let updates = claimed.iter().zip(outcome.each).map(|(d, each)| self.result_of(d, each, duration)).collect();
+        let _held = self.exchanged(slot).await;
         self.recorder.record(updates).await;
     }
 

@@ -239,8 +239,10 @@ async fn a_fresh_record_is_handed_to_a_caught_up_worker_and_never_overtakes_a_st
     // in memory, without a claim.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let first = post_birth(&gw).await;
-    // Its one slot is busy for 300 ms: the next two wait in the store for a claim, and the
-    // worker takes no hand-off until it has claimed them, so they leave in acceptance order.
+    // Its one slot is busy for 300 ms: the second is taken all the same, in line for the slot
+    // (one place per slot); the third finds the line full and waits in the store for a claim,
+    // and the worker takes no hand-off until it has claimed it, so they leave in acceptance
+    // order.
     let (second, third) = (post_birth(&gw).await, post_birth(&gw).await);
     let got = health.wait_for(3, Duration::from_secs(10)).await;
     let order: Vec<&str> = got.iter().map(|r| r.header("passerelle-record-id").unwrap()).collect();
@@ -248,12 +250,28 @@ async fn a_fresh_record_is_handed_to_a_caught_up_worker_and_never_overtakes_a_st
     for id in [&first, &second, &third] {
         wait_status(&gw, id, "on-health-plan", "delivered").await;
     }
-    assert_eq!(handed(&gw.metrics().await), 1.0, "only the first was handed over");
+    assert_eq!(handed(&gw.metrics().await), 2.0, "the first two were handed over, the third claimed");
     // Caught up again (a poll's claim found nothing): the next is handed over.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let fourth = post_birth(&gw).await;
     wait_status(&gw, &fourth, "on-health-plan", "delivered").await;
-    assert_eq!(handed(&gw.metrics().await), 2.0);
+    assert_eq!(handed(&gw.metrics().await), 3.0);
+}
+
+#[tokio::test]
+async fn a_recipient_never_has_more_requests_in_flight_than_its_cap() {
+    // Two slots, a recipient that takes 100 ms, twelve records at once: each request holds a
+    // slot until its answer arrives (its result then waits for the store without it).
+    let gw = Setup::new().delivery("concurrency_per_recipient = 2").start().await;
+    let health = gw.recipient("on-health-plan");
+    health.delay(Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids = futures_util::future::join_all((0..12).map(|_| post_birth(&gw))).await;
+    health.wait_for(12, Duration::from_secs(20)).await;
+    for id in &ids {
+        wait_status(&gw, id, "on-health-plan", "delivered").await;
+    }
+    assert_eq!(health.most_in_flight(), 2, "the cap is used, and never exceeded");
 }
 
 #[tokio::test]

@@ -105,6 +105,9 @@ struct State {
     duplicates: usize,
     /// TCP connections accepted.
     connections: usize,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 /// A recipient system that records every request and answers as told.
@@ -257,6 +260,11 @@ impl MockRecipient {
         self
     }
 
+    /// The most requests it was answering at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.state.lock().unwrap().most_in_flight
+    }
+
     /// Wait this long before answering.
     pub fn delay(&self, delay: Duration) -> &Self {
         self.behaviour.lock().unwrap().delay = delay;
@@ -276,6 +284,11 @@ impl MockRecipient {
     }
 
     async fn answer(&self, req: Request<Incoming>, client_names: Vec<String>) -> Response<Full<Bytes>> {
+        {
+            let mut s = self.state.lock().unwrap();
+            s.in_flight += 1;
+            s.most_in_flight = s.most_in_flight.max(s.in_flight);
+        }
         let (delay, status, header, mut answer) = {
             let mut b = self.behaviour.lock().unwrap();
             let status = b.script.pop_front().map(|(s, _)| s).unwrap_or(b.status);
@@ -305,6 +318,7 @@ impl MockRecipient {
                 }
             }
             s.received.push(received);
+            s.in_flight -= 1;
         }
         self.notify.notify_waiters();
         let mut response = Response::new(Full::new(answer));
