@@ -17,7 +17,7 @@ use crate::problem::Problem;
 use crate::rate_limit::RateLimit;
 
 /// How much longer than an attempt a delivery's lease must last (the result is recorded after it).
-const LEASE_MARGIN: Duration = Duration::from_secs(1);
+pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// What the partners file gives: the partners, how their certificates are recognised, and the
 /// API key hashes it lists inline.

@@ -3,7 +3,7 @@
 //!
 //! Intake gives each delivery whose recipient has a worker here a [`Taker`]; the store's writer
 //! offers it the delivery as it inserts it, in the order the records commit. A worker that takes
-//! it reserves a slot or, when every slot is busy, one of as many places in line ([`Waiting`]);
+//! it reserves a slot or, when every slot is busy, one of as many places in line (`Waiting`);
 //! the delivery is stored already leased to the worker (so no other worker claims it), and once
 //! the batch has committed the worker is handed it, with the id it was stored under, and
 //! attempts it in the reserved slot or the next slot to free, after those in line before it
@@ -34,11 +34,14 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Weak};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Recipient, Recipients, Worker};
 use crate::clock;
+use crate::config::partners::LEASE_MARGIN;
 use crate::store::{ClaimedDelivery, Lease, NewRecord, Offer, Taker};
 
 /// One delivery to be offered to its recipient's worker, with the body it attempts if it takes
@@ -144,7 +147,7 @@ impl Worker {
         {
             return Some(Place::Slot(slot));
         }
-        if waiting.reserved >= self.concurrency {
+        if !self.line || waiting.reserved >= self.concurrency {
             return None;
         }
         waiting.reserved += 1;
@@ -164,6 +167,17 @@ impl Worker {
         !self.waiting().deliveries.is_empty()
     }
 
+    /// How many deliveries taken at their offer wait for a slot.
+    pub(super) fn waiting_count(&self) -> usize {
+        self.waiting().deliveries.len()
+    }
+
+    /// Whether a delivery this worker took waits for a slot (a retiring worker starts its own,
+    /// which are ahead of any its successor took).
+    pub(super) fn has_own_waiting(self: &Arc<Self>) -> bool {
+        self.waiting().deliveries.iter().any(|(worker, _)| Arc::ptr_eq(worker, self))
+    }
+
     /// Starts the first delivery waiting in `slot`, by the worker that took it; gives `slot`
     /// back if none waits.
     pub(super) fn start_waiting(&self, slot: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
@@ -177,15 +191,23 @@ impl Worker {
         None
     }
 
-    /// Starts the deliveries waiting, as many as there are free slots.
+    /// Starts the deliveries waiting, as many as there are free slots. A slot found with
+    /// nothing to start is given back and the line looked at again: a delivery joining it
+    /// meanwhile may have found no slot free because of that one.
     pub(super) fn start_all_waiting(&self) {
         while self.has_waiting() {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else { return };
-            if self.start_waiting(slot).is_some() {
-                return;
-            }
+            drop(self.start_waiting(slot));
         }
     }
+}
+
+/// Whether a delivery may wait in line for a slot under `lease`: its lease runs from its offer,
+/// and it may wait up to one attempt `timeout` (every slot ahead of it ends within one), then
+/// take one. Otherwise a recipient with a long timeout only takes hand-offs into a free slot. (A
+/// store too slow to write results keeps slots busy longer, as it did claimed attempts.)
+pub(super) fn line_fits_lease(timeout: Duration, lease: Duration) -> bool {
+    2 * timeout + LEASE_MARGIN <= lease
 }
 
 /// A delivery stored for its worker's claim while its record commits: the worker cannot count
@@ -264,6 +286,15 @@ impl Handing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hand_off_waits_in_line_only_if_its_lease_outlasts_the_wait_and_its_attempt() {
+        let s = Duration::from_secs;
+        assert!(line_fits_lease(s(10), s(60)), "the defaults");
+        assert!(line_fits_lease(s(29) + Duration::from_millis(500), s(60)));
+        assert!(!line_fits_lease(s(30), s(60)), "a timeout the configuration accepts, too long for the line");
+        assert!(!line_fits_lease(s(55), s(60)));
+    }
 
     #[test]
     fn a_claim_shows_the_worker_caught_up_only_if_nothing_was_stored_for_it_meanwhile() {

@@ -241,7 +241,7 @@ pub struct Recipient {
     recording: Arc<Semaphore>,
     concurrency: usize,
     /// Deliveries handed over while every slot was busy, in line for the next to free; kept
-    /// with the slots, so a retiring worker's line still goes before the new worker's claims.
+    /// across reloads, so a retiring worker's line still goes before the new worker's work.
     waiting: Arc<std::sync::Mutex<handoff::Waiting>>,
     /// Whether its worker takes hand-offs ([`handoff`]); kept across reloads.
     handing: Arc<handoff::Handing>,
@@ -336,6 +336,8 @@ struct Worker {
     signer: Option<Arc<Notary>>,
     /// Whether it takes hand-offs ([`handoff`]): neither ordered nor batched.
     takes_handoffs: bool,
+    /// Whether a hand-off may wait in line for a slot ([`handoff::line_fits_lease`]).
+    line: bool,
     /// Where its attempts run, also when a hand-off starts one from the store's writer thread.
     runtime: tokio::runtime::Handle,
     /// Its generation was retired by a reload: it stops claiming and takes no more offers.
@@ -391,15 +393,15 @@ impl Dispatcher {
         let mut mailboxes = Vec::new();
         for planned in &plan.recipients {
             let (partner, ordered) = (&planned.id, planned.ordered);
-            let (outbound, concurrency, batch) = match &planned.transport {
+            let (outbound, concurrency, batch, timeout) = match &planned.transport {
                 Transport::Http { endpoint, tls } => {
                     // Strict order sends one record at a time: an ordered recipient is never batched.
                     let batch = endpoint.batch.filter(|_| !ordered);
-                    (Outbound::Http(RecipientClient::new(endpoint, tls)), endpoint.concurrency, batch)
+                    (Outbound::Http(RecipientClient::new(endpoint, tls)), endpoint.concurrency, batch, endpoint.timeout)
                 }
                 Transport::Nats { endpoint, tls, credentials, record_types } => {
                     let publisher = NatsPublisher::new(partner, endpoint, tls, credentials.clone(), record_types);
-                    (Outbound::Nats(publisher), endpoint.concurrency, None)
+                    (Outbound::Nats(publisher), endpoint.concurrency, None, endpoint.timeout)
                 }
                 Transport::Mailbox => {
                     mailboxes.push((partner.to_string(), ordered));
@@ -413,13 +415,13 @@ impl Dispatcher {
                 .unwrap_or_else(|| Arc::new(Breaker::new(partner, threshold, open_for, self.metrics.clone())));
             let concurrency = if ordered { 1 } else { concurrency };
             // A changed cap starts afresh: for one attempt timeout both caps may be in use.
-            let (slots, recording, waiting) = previous
+            let (slots, recording) = previous
                 .get(&partner.to_string())
                 .filter(|r| r.concurrency == concurrency)
-                .map(|r| (r.slots.clone(), r.recording.clone(), r.waiting.clone()))
-                .unwrap_or_else(|| {
-                    (Arc::new(Semaphore::new(concurrency)), Arc::new(Semaphore::new(concurrency)), Arc::default())
-                });
+                .map(|r| (r.slots.clone(), r.recording.clone()))
+                .unwrap_or_else(|| (Arc::new(Semaphore::new(concurrency)), Arc::new(Semaphore::new(concurrency))));
+            // The line is kept whatever the cap: a retiring worker's line goes first.
+            let waiting = previous.get(&partner.to_string()).map(|r| r.waiting.clone()).unwrap_or_default();
             // What the store holds for the recipient does not change with its worker; a worker
             // that takes no hand-offs starts afresh, so it never counts itself caught up.
             let takes_handoffs = !ordered && batch.is_none();
@@ -458,6 +460,7 @@ impl Dispatcher {
                 backoff: backoff.clone(),
                 signer: settings.sign.then(|| self.notary.clone()),
                 takes_handoffs,
+                line: handoff::line_fits_lease(timeout, settings.lease),
                 runtime: tokio::runtime::Handle::current(),
                 retired: stop_rx.clone(),
                 shutdown: self.shutdown.clone(),
@@ -557,10 +560,13 @@ impl Worker {
                         if let Ok(slot) = slot {
                             drop(self.start_waiting(slot));
                         }
+                        self.start_all_waiting();
                     }
                     _ = shutdown.changed() => {}
                     _ = retired.changed() => {}
                 }
+                // A slot given back by a branch not taken may have been one a hand-off waited for.
+                self.start_all_waiting();
                 continue;
             }
             if let Some(batch) = self.batch {
@@ -583,7 +589,7 @@ impl Worker {
         }
         // Start what was handed over and still waits for a slot, then let attempts in flight
         // finish (each is bounded by its timeout) and their results be written.
-        while self.has_waiting() {
+        while self.has_own_waiting() {
             let Ok(slot) = self.slots.clone().acquire_owned().await else { break };
             drop(self.start_waiting(slot));
         }
@@ -600,9 +606,17 @@ impl Worker {
         A: FnOnce(Arc<Self>, OwnedSemaphorePermit) -> F,
         F: Future<Output = ()> + Send + 'static,
     {
-        // What was handed over before this was stored leaves first.
+        // What waits in line now was handed over before this was claimed, so before it was
+        // stored or came due again: it leaves first. What joins the line later does not hold
+        // this back (a retry's lease is running).
+        let mut ahead = self.waiting_count();
         loop {
             let Ok(slot) = self.slots.clone().acquire_owned().await else { return false };
+            if ahead == 0 {
+                self.spawn_in(slot, attempt);
+                return true;
+            }
+            ahead -= 1;
             if let Some(slot) = self.start_waiting(slot) {
                 self.spawn_in(slot, attempt);
                 return true;
