@@ -9,15 +9,13 @@ use std::time::Duration;
 use super::model::{Contact, Jurisdiction, Language, Partner};
 use super::raw;
 use super::sources::{Sources, is_slug, problem, resolve};
+use crate::delivery::LEASE_MARGIN;
 use crate::delivery::batch::{BatchSettings, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_BATCH_WAIT};
 use crate::delivery::nats::{self, NatsAuth, NatsCredentials, NatsEndpoint, SubjectTemplate};
 use crate::delivery::{DeliveryEndpoint, DeliveryMode, DeliverySettings};
 use crate::ids::PartnerId;
 use crate::problem::Problem;
 use crate::rate_limit::RateLimit;
-
-/// How much longer than an attempt a delivery's lease must last (the result is recorded after it).
-pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// What the partners file gives: the partners, how their certificates are recognised, and the
 /// API key hashes it lists inline.

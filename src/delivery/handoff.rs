@@ -39,9 +39,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Recipient, Recipients, Worker};
+use super::{LEASE_MARGIN, Recipient, Recipients, Worker};
 use crate::clock;
-use crate::config::partners::LEASE_MARGIN;
 use crate::store::{ClaimedDelivery, Lease, NewRecord, Offer, Taker};
 
 /// One delivery to be offered to its recipient's worker, with the body it attempts if it takes

@@ -224,6 +224,9 @@ impl Outbound {
     }
 }
 
+/// How much longer than an attempt a delivery's lease must last (the result is recorded after it).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
 /// What the gateway keeps per recipient: shared by its delivery worker and by request/response
 /// calls to it.
 pub struct Recipient {
