@@ -161,11 +161,6 @@ impl Worker {
         self.start_all_waiting();
     }
 
-    /// Whether a delivery taken at its offer waits for a slot.
-    pub(super) fn has_waiting(&self) -> bool {
-        !self.waiting().deliveries.is_empty()
-    }
-
     /// How many deliveries taken at their offer wait for a slot.
     pub(super) fn waiting_count(&self) -> usize {
         self.waiting().deliveries.len()
@@ -194,7 +189,7 @@ impl Worker {
     /// nothing to start is given back and the line looked at again: a delivery joining it
     /// meanwhile may have found no slot free because of that one.
     pub(super) fn start_all_waiting(&self) {
-        while self.has_waiting() {
+        while self.waiting_count() > 0 {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else { return };
             drop(self.start_waiting(slot));
         }

@@ -563,7 +563,6 @@ impl Worker {
                         if let Ok(slot) = slot {
                             drop(self.start_waiting(slot));
                         }
-                        self.start_all_waiting();
                     }
                     _ = shutdown.changed() => {}
                     _ = retired.changed() => {}
@@ -642,7 +641,10 @@ impl Worker {
         let attempt = Box::pin(attempt(self.clone(), slot));
         self.runtime.spawn(async move {
             attempt.await;
-            worker.start_all_waiting();
+            // An ordered attempt gives its slot back only now (others did once answered).
+            if worker.ordered {
+                worker.start_all_waiting();
+            }
             // A recorded result may let the next claim through (a retry, an ordered recipient's
             // next head), unless nothing waits to be claimed.
             if !worker.caught_up() {
