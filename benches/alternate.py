@@ -86,15 +86,22 @@ def push(ctx, m, url, tls, records, args):
              ("passerelle_deliveries_handed_over_total", None),
              ("passerelle_record_completion_seconds_sum", None), ("passerelle_record_completion_seconds_count", None),
              ("passerelle_store_writer_busy_seconds_total", None)]
-    before, started = [m(*n) for n in names], time.monotonic()
+    # Per recipient: deliveries made, and of those handed over at acceptance.
+    each = [(n, {"recipient": r, **(labels or {})}) for r in load.RECIPIENT_PORTS
+            for n, labels in (delivered, ("passerelle_deliveries_handed_over_total", None))]
+    before, started = [m(*n) for n in names + each], time.monotonic()
     p = ctx.passerelle_run(lambda: load.oha(url, tls, records / "birth.json", duration=args.duration, rate=args.push))
     time.sleep(2.5)  # the last deliveries land
-    transactions, sent, handed, completing, completed, busy = (m(*n) - b for n, b in zip(names, before))
+    after = [m(*n) - b for n, b in zip(names + each, before)]
+    transactions, sent, handed, completing, completed, busy = after[:len(names)]
+    per_recipient = after[len(names):]
+    shares = ", ".join(f"{r} {h / max(d, 1) * 100:.0f} %"
+                       for r, d, h in zip(load.RECIPIENT_PORTS, per_recipient[0::2], per_recipient[1::2]))
     sent = max(sent, 1)
     return (f"{p['rps']:6.0f} accepted/s, {sent / 4 / args.duration:6.0f} delivered records/s, "
             f"{p['cpu'] / max(p['ok'], 1) * 1e6:.0f} µs CPU/record, {transactions / sent:.2f} transactions/delivery, "
             f"{handed / sent * 100:.0f} % handed over, completion {completing / max(completed, 1) * 1000:.1f} ms mean, "
-            f"writer busy {busy / (time.monotonic() - started) * 100:.0f} %")
+            f"writer busy {busy / (time.monotonic() - started) * 100:.0f} % (handed over: {shares})")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 //! the delivery is stored already leased to the worker (so no other worker claims it), and once
 //! the batch has committed the worker is handed it, with the id it was stored under, and
 //! attempts it in the reserved slot or the next slot to free, after those in line before it
-//! and before anything it claims. A record's deliveries then cost no claim.
+//! and before anything it claims later. A record's deliveries then cost no claim. What a worker
+//! that takes hand-offs claims joins the same line (a claim asks for the free slots and the
+//! free places in line), so the line is its one queue.
 //! Nothing else changes: the attempt's result is recorded as a claimed one's is, and a process
 //! that dies before the attempt leaves a lease that expires, after which any worker claims the
 //! delivery (a minute later, by default, instead of at once). The writer hands over whether or
@@ -16,11 +18,14 @@
 //! **Invariant:** first attempts leave this process in acceptance order (the design's promise
 //! for every recipient; several instances on one store each keep it for what they accept). A
 //! worker takes a delivery only while it is caught up: its last claim, the only one in flight,
-//! found fewer deliveries due than it asked for and had started every one it found, and no
-//! delivery was stored for it meanwhile. A delivery it declines (no slot or place in line free,
-//! the breaker not closed, the worker behind or retired) is stored for its claim and marks it behind, so no later
-//! one is taken ahead of it; until that record's commit has ended, no claim can show the worker
-//! caught up again, and the worker in force is woken then. Ordered and batched recipients take
+//! found fewer deliveries due than it asked for and had started or put in line every one it
+//! found, and no delivery was stored for it meanwhile: since the claim read, where the store
+//! tells when that was ([`ClaimWitness`]: SQLite, whose one writer runs claims between commits),
+//! else since the claim was sent. A delivery it declines (no slot or place in line free,
+//! the breaker not closed, the worker behind or retired) is stored for its claim and marks it
+//! behind, so no later one is taken ahead of it; until a claim has seen it (one that read after
+//! it or, where the store does not tell, one sent after its record's commit ended), no claim can
+//! show the worker caught up again, and the worker in force is woken once it is committed. Ordered and batched recipients take
 //! no hand-offs: their workers choose from the store.
 //!
 //! What the invariant does not cover: a commit whose outcome the writer cannot know (PostgreSQL's
@@ -41,7 +46,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{LEASE_MARGIN, Recipient, Recipients, Worker};
 use crate::clock;
-use crate::store::{ClaimedDelivery, Lease, NewRecord, Offer, Taker};
+use crate::store::{ClaimWitness, ClaimedDelivery, Lease, NewRecord, Offer, Taker};
 
 /// One delivery to be offered to its recipient's worker, with the body it attempts if it takes
 /// it: the projection in plaintext (what the store is given may be sealed by the time it is
@@ -101,11 +106,12 @@ impl Taker for Offered {
     }
 }
 
-/// A recipient's deliveries handed over while every slot was busy, in the order their records
-/// committed, each to start (by the worker that took it) in the next slot that frees, ahead of
-/// anything claimed: at most `concurrency`, counting those offered whose record is still
-/// committing. While any is reserved, a fresh delivery joins them rather than take a slot that
-/// frees, so none overtakes another.
+/// A recipient's deliveries waiting for a slot, in the order they were taken (handed over while
+/// every slot was busy, in the order their records committed, or claimed), each to start (by the
+/// worker that took it) in the next slot that frees: at most `concurrency` handed over, counting
+/// those offered whose record is still committing, and at most twice that in all. While any is
+/// reserved, a fresh delivery joins them rather than take a slot that frees, so none overtakes
+/// another.
 #[derive(Default)]
 pub(super) struct Waiting {
     reserved: usize,
@@ -153,6 +159,30 @@ impl Worker {
         Some(Place::Waiting(Reserved { worker: self.clone(), filled: false }))
     }
 
+    /// Whether what it claims waits in line with what was handed over: one queue, in the order
+    /// the deliveries were taken, so a claim that finds nothing more due shows the worker caught
+    /// up at once, whether or not its slots are free.
+    pub(super) fn claims_join_line(&self) -> bool {
+        self.takes_handoffs && self.line
+    }
+
+    /// How many more deliveries a claim may put in line.
+    pub(super) fn room_in_line(&self) -> usize {
+        if !self.claims_join_line() {
+            return 0;
+        }
+        self.concurrency.saturating_sub(self.waiting().reserved)
+    }
+
+    /// Queues claimed deliveries behind those waiting, in the order claimed. The line may then
+    /// hold more than `concurrency` (offers that filled it while the claim ran), at most twice
+    /// as many; offers wait until it is shorter.
+    pub(super) fn join_line(self: &Arc<Self>, claimed: Vec<ClaimedDelivery>) {
+        let mut waiting = self.waiting();
+        waiting.reserved += claimed.len();
+        waiting.deliveries.extend(claimed.into_iter().map(|d| (self.clone(), d)));
+    }
+
     /// Queues a delivery taken at its offer (its record now committed) behind the others, and
     /// starts what a free slot allows.
     fn wait_for_slot(self: &Arc<Self>, delivery: ClaimedDelivery, mut reserved: Reserved) {
@@ -196,12 +226,13 @@ impl Worker {
     }
 }
 
-/// Whether a delivery may wait in line for a slot under `lease`: its lease runs from its offer,
-/// and it may wait up to one attempt `timeout` (every slot ahead of it ends within one), then
-/// take one. Otherwise a recipient with a long timeout only takes hand-offs into a free slot. (A
-/// store too slow to write results keeps slots busy longer, as it did claimed attempts.)
+/// Whether a delivery may wait in line for a slot under `lease`: its lease runs from its offer
+/// or claim, and it may wait up to two attempt `timeout`s (at most `2 × concurrency` wait, and
+/// each slot ahead ends within one), then take one. Otherwise a recipient with a long timeout
+/// only takes hand-offs into a free slot and claims only for its free slots. (A store too slow
+/// to write results keeps slots busy longer, as it did claimed attempts.)
 pub(super) fn line_fits_lease(timeout: Duration, lease: Duration) -> bool {
-    2 * timeout + LEASE_MARGIN <= lease
+    3 * timeout + LEASE_MARGIN <= lease
 }
 
 /// A delivery stored for its worker's claim while its record commits: the worker cannot count
@@ -235,15 +266,38 @@ pub(super) struct Handing {
 
 /// What a worker saw before a claim, whether the claim can show it caught up; a claim in flight
 /// until dropped.
-pub(super) struct BeforeClaim<'a> {
-    handing: &'a Handing,
-    stored: u64,
-    settled: bool,
+pub(super) struct BeforeClaim {
+    seen: Arc<Seen>,
 }
 
-impl Drop for BeforeClaim<'_> {
+/// How many deliveries had been stored for a claim, and whether every one of them was visible
+/// to it: first as the worker saw it before sending the claim, then, if the store tells
+/// ([`ClaimWitness`]), as the claim read.
+struct Seen {
+    handing: Arc<Handing>,
+    stored: AtomicU64,
+    settled: AtomicBool,
+}
+
+impl ClaimWitness for Seen {
+    /// In the writer's order: every delivery declined until now is in a committed batch or in
+    /// the claim's own transaction (or was rolled back), so the claim sees all it can.
+    fn reading(&self) {
+        self.stored.store(self.handing.stored.load(SeqCst), SeqCst);
+        self.settled.store(true, SeqCst);
+    }
+}
+
+impl BeforeClaim {
+    /// What the store tells when the claim reads.
+    pub fn witness(&self) -> Arc<dyn ClaimWitness> {
+        self.seen.clone()
+    }
+}
+
+impl Drop for BeforeClaim {
     fn drop(&mut self) {
-        self.handing.claiming.fetch_sub(1, SeqCst);
+        self.seen.handing.claiming.fetch_sub(1, SeqCst);
     }
 }
 
@@ -254,24 +308,31 @@ impl Handing {
     }
 
     /// Taken just before a claim is sent.
-    pub fn before_claim(&self) -> BeforeClaim<'_> {
+    pub fn before_claim(self: &Arc<Self>) -> BeforeClaim {
         self.claiming.fetch_add(1, SeqCst);
-        BeforeClaim { handing: self, stored: self.stored.load(SeqCst), settled: self.uncommitted.load(SeqCst) == 0 }
+        let seen = Seen {
+            handing: self.clone(),
+            stored: AtomicU64::new(self.stored.load(SeqCst)),
+            settled: AtomicBool::new(self.uncommitted.load(SeqCst) == 0),
+        };
+        BeforeClaim { seen: Arc::new(seen) }
     }
 
     /// After a claim that asked for `asked` and got `got` (`None`: it failed), once every claimed
-    /// delivery has started: caught up if the store had no more due, unless a delivery was
-    /// stored for a claim since `before` (or was still being committed then), or another claim
-    /// is still in flight (it may hold deliveries this one did not see, not yet started).
-    pub fn after_claim(&self, before: BeforeClaim<'_>, asked: usize, got: Option<usize>) {
+    /// delivery has started or is in line: caught up if the store had no more due, unless a
+    /// delivery was stored for a claim since the claim read (or, if the store does not tell when
+    /// that was, since `before`; or was still being committed then), or another claim is still
+    /// in flight (it may hold deliveries this one did not see, not yet started).
+    pub fn after_claim(&self, before: BeforeClaim, asked: usize, got: Option<usize>) {
         let alone = self.claiming.load(SeqCst) == 1;
-        if got.is_none_or(|got| got >= asked) || !before.settled || !alone {
+        let settled = before.seen.settled.load(SeqCst);
+        if got.is_none_or(|got| got >= asked) || !settled || !alone {
             self.caught_up.store(false, SeqCst);
             return;
         }
         self.caught_up.store(true, SeqCst);
         // A delivery stored meanwhile: either it is counted by now, or its own mark comes after.
-        if self.stored.load(SeqCst) != before.stored {
+        if self.stored.load(SeqCst) != before.seen.stored.load(SeqCst) {
             self.caught_up.store(false, SeqCst);
         }
     }
@@ -285,14 +346,14 @@ mod tests {
     fn a_hand_off_waits_in_line_only_if_its_lease_outlasts_the_wait_and_its_attempt() {
         let s = Duration::from_secs;
         assert!(line_fits_lease(s(10), s(60)), "the defaults");
-        assert!(line_fits_lease(s(29) + Duration::from_millis(500), s(60)));
-        assert!(!line_fits_lease(s(30), s(60)), "a timeout the configuration accepts, too long for the line");
+        assert!(line_fits_lease(s(19) + Duration::from_millis(600), s(60)));
+        assert!(!line_fits_lease(s(20), s(60)), "a timeout the configuration accepts, too long for the line");
         assert!(!line_fits_lease(s(55), s(60)));
     }
 
     #[test]
     fn a_claim_shows_the_worker_caught_up_only_if_nothing_was_stored_for_it_meanwhile() {
-        let handing = Handing::default();
+        let handing = Arc::new(Handing::default());
         assert!(!handing.caught_up(), "a new worker claims first: the store may hold a backlog");
         // A claim that got what it asked for: there may be more.
         let before = handing.before_claim();
@@ -323,5 +384,32 @@ mod tests {
         // Its commit ended: the next claim sees it, and then there is nothing left.
         handing.after_claim(handing.before_claim(), 4, Some(1));
         assert!(handing.caught_up());
+    }
+
+    #[test]
+    fn a_store_that_tells_when_its_claim_read_narrows_what_counts_as_meanwhile() {
+        let handing = Arc::new(Handing::default());
+        let decline = || {
+            handing.uncommitted.fetch_add(1, SeqCst);
+            handing.stored.fetch_add(1, SeqCst);
+        };
+        // Declined while the claim waited in the writer's queue, and still committing when the
+        // claim was sent: the claim read after it, so it saw it.
+        decline();
+        let before = handing.before_claim();
+        decline();
+        before.witness().reading();
+        handing.after_claim(before, 4, Some(2));
+        assert!(handing.caught_up(), "everything declined before the claim read was seen");
+        // Declined after the claim read: the claim missed it.
+        let before = handing.before_claim();
+        before.witness().reading();
+        decline();
+        handing.after_claim(before, 4, Some(0));
+        assert!(!handing.caught_up());
+        // A store that does not tell: what the worker saw before the claim (one still committing).
+        let before = handing.before_claim();
+        handing.after_claim(before, 4, Some(0));
+        assert!(!handing.caught_up());
     }
 }

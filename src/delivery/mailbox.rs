@@ -116,6 +116,7 @@ impl Mailbox {
                 now,
                 lease_until,
                 head_only: self.ordered,
+                witness: None,
             };
             let deliveries = store.claim_due(claim).await?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -40,7 +40,7 @@ use tokio::task::JoinSet;
 use crate::audit::notary::Notary;
 use crate::clock;
 use crate::ids::PartnerId;
-use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimedDelivery, Store, Taker};
+use crate::store::{AttemptResult, AttemptUpdate, ClaimRequest, ClaimWitness, ClaimedDelivery, Store, Taker};
 use crate::telemetry::events::{BacklogObserved, DeliveryAttempted, DeliveryHandedOver, RecipientRemoved};
 use crate::telemetry::trace::{Hop, HopKind, TraceContext};
 use crate::telemetry::{DeliveryOutcome, Metrics};
@@ -339,7 +339,8 @@ struct Worker {
     signer: Option<Arc<Notary>>,
     /// Whether it takes hand-offs ([`handoff`]): neither ordered nor batched.
     takes_handoffs: bool,
-    /// Whether a hand-off may wait in line for a slot ([`handoff::line_fits_lease`]).
+    /// Whether deliveries may wait in line for a slot ([`handoff::line_fits_lease`]): hand-offs
+    /// and, if it takes them, what it claims.
     line: bool,
     /// Where its attempts run, also when a hand-off starts one from the store's writer thread.
     runtime: tokio::runtime::Handle,
@@ -525,11 +526,13 @@ impl Worker {
                 break;
             }
             let free = self.slots.available_permits();
-            // The breaker decides how much may go: all free slots, one probe, or nothing yet.
+            // The breaker decides how much may go: all free slots (and free places in line), one
+            // probe, or nothing yet.
             let admission = self.recipient.breaker.admit();
+            let room = if admission == Admission::Go { self.room_in_line() } else { 0 };
             let (limit, wait) = match admission {
-                _ if free == 0 => (0, None),
-                Admission::Go => (free, None),
+                _ if free + room == 0 => (0, None),
+                Admission::Go => (free + room, None),
                 Admission::Probe => (1, None),
                 Admission::Wait(d) => (0, Some(d)),
             };
@@ -539,7 +542,8 @@ impl Worker {
                 _ => limit,
             };
             let before = (records > 0 && self.takes_handoffs).then(|| self.recipient.handing.before_claim());
-            let claimed = if records == 0 { Some(Vec::new()) } else { self.claim(records).await };
+            let witness = before.as_ref().map(handoff::BeforeClaim::witness);
+            let claimed = if records == 0 { Some(Vec::new()) } else { self.claim(records, witness).await };
             // Whether the store has nothing more due, once what was claimed has started.
             let (asked, got) = (records, claimed.as_ref().map(Vec::len));
             let claimed = claimed.unwrap_or_default();
@@ -582,9 +586,15 @@ impl Worker {
                 }
                 continue;
             }
-            for delivery in claimed {
-                if !self.in_a_slot(|worker, slot| async move { worker.attempt(delivery, slot).await }).await {
-                    return;
+            if self.claims_join_line() {
+                // Claimed deliveries queue behind those waiting, and start as slots free.
+                self.join_line(claimed);
+                self.start_all_waiting();
+            } else {
+                for delivery in claimed {
+                    if !self.in_a_slot(|worker, slot| async move { worker.attempt(delivery, slot).await }).await {
+                        return;
+                    }
                 }
             }
             caught_up(&self);
@@ -683,8 +693,9 @@ impl Worker {
         DeliveryHandedOver { recipient: &self.recipient.id }.emit(&self.metrics);
     }
 
-    /// `None` when the claim failed (logged).
-    async fn claim(&self, limit: usize) -> Option<Vec<ClaimedDelivery>> {
+    /// `None` when the claim failed (logged). `witness` is told when the claim reads, if the
+    /// store can say.
+    async fn claim(&self, limit: usize, witness: Option<Arc<dyn ClaimWitness>>) -> Option<Vec<ClaimedDelivery>> {
         let now = clock::now_ms();
         let claim = ClaimRequest {
             recipient: self.recipient.id.clone(),
@@ -693,6 +704,7 @@ impl Worker {
             now,
             lease_until: now + self.settings.lease.as_millis() as i64,
             head_only: self.ordered,
+            witness,
         };
         match self.store.claim_due(claim).await {
             Ok(c) => Some(c),
@@ -720,7 +732,7 @@ impl Worker {
                 _ = shutdown.changed() => break,
                 _ = retired.changed() => break,
             }
-            claimed.extend(self.claim(batch.max_records - claimed.len()).await.unwrap_or_default());
+            claimed.extend(self.claim(batch.max_records - claimed.len(), None).await.unwrap_or_default());
         }
         claimed
     }

@@ -76,7 +76,15 @@ pub fn update(delivery_id: i64, worker: &str, at: i64, result: AttemptResult) ->
 
 /// A claim on recipient `r`, leased for one second.
 pub fn claim(worker: &str, limit: usize, now: i64, head_only: bool) -> ClaimRequest {
-    ClaimRequest { recipient: "r".into(), worker: worker.into(), limit, now, lease_until: now + 1_000, head_only }
+    ClaimRequest {
+        recipient: "r".into(),
+        worker: worker.into(),
+        limit,
+        now,
+        lease_until: now + 1_000,
+        head_only,
+        witness: None,
+    }
 }
 
 /// A claimed delivery is nobody else's until its lease expires; a late answer from a worker
@@ -186,6 +194,7 @@ pub async fn deliveries_taken_at_commit_are_their_workers_until_the_lease_expire
         now,
         lease_until: now + 1_000,
         head_only: false,
+        witness: None,
     };
     let taken = |claimed: Vec<ClaimedDelivery>| -> Vec<(i64, String)> {
         claimed.into_iter().map(|d| (d.id, d.record_id)).collect()
@@ -210,6 +219,52 @@ pub async fn deliveries_taken_at_commit_are_their_workers_until_the_lease_expire
     assert_eq!(r.iter().map(|(id, _)| *id).filter(|id| *id == c[0]).count(), 1);
     assert_eq!(q.iter().map(|(id, _)| *id).filter(|id| [b[1], c[1]].contains(id)).count(), 2);
     assert_eq!((r.len(), q.len()), (2, 3), "{r:?} {q:?}");
+}
+
+/// Notes how many offers had been made when a claim read.
+struct Reading {
+    notes: Arc<std::sync::Mutex<Notes>>,
+    offered: std::sync::Mutex<Option<usize>>,
+}
+
+impl ClaimWitness for Reading {
+    fn reading(&self) {
+        *self.offered.lock().unwrap() = Some(self.notes.lock().unwrap().offered.len());
+    }
+}
+
+/// A claim's witness, if the store tells it at all (`tells`: its claims run among its commits),
+/// is told where the claim read: the claim holds every delivery declined before that, and none
+/// declined after, whichever of a claim and a commit sent together runs first.
+pub async fn a_claim_is_witnessed_where_it_read_among_the_commits(s: &dyn Store, tells: bool) {
+    let notes = Arc::new(std::sync::Mutex::new(Notes::default()));
+    let declined = |n: usize| {
+        let mut r = record(n, &["r"]);
+        r.deliveries[0].taker = Some(Arc::new(TestTaker { takes: false, name: n.to_string(), notes: notes.clone() }));
+        r
+    };
+    s.commit_record(declined(1)).await.unwrap();
+    let mut held = 0;
+    for n in 2..6 {
+        let reading = Arc::new(Reading { notes: notes.clone(), offered: Default::default() });
+        let claim = ClaimRequest { witness: Some(reading.clone()), ..claim("w", 10, 2_000, false) };
+        // Queued in turn one way and the other; they may share a transaction.
+        let (claiming, committing) = (s.claim_due(claim), s.commit_record(declined(n)));
+        let (claimed, committed) = if n % 2 == 0 {
+            let (committed, claimed) = tokio::join!(committing, claiming);
+            (claimed, committed)
+        } else {
+            tokio::join!(claiming, committing)
+        };
+        committed.unwrap();
+        held += claimed.unwrap().len();
+        let offered = *reading.offered.lock().unwrap();
+        if tells {
+            assert_eq!(offered, Some(held), "the claims hold exactly what was declined before each read");
+        } else {
+            assert_eq!(offered, None, "a store whose claims run apart from its commits does not tell");
+        }
+    }
 }
 
 /// A pull recipient's settlement: whole when every delivery is held under its lease, else

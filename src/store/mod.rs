@@ -163,6 +163,21 @@ impl std::fmt::Debug for dyn Taker {
     }
 }
 
+/// Told the moment a claim reads the store, by a store whose claims run in its writer between
+/// its commits (SQLite's): every delivery the writer stored before is visible to the claim (or
+/// was rolled back), and none it stores after. A worker learns from it which of the deliveries it
+/// declined the claim can have seen (`delivery::handoff`). A store whose claims run apart from its
+/// commits (PostgreSQL's) never tells, and the worker goes by what it saw before the claim.
+pub trait ClaimWitness: Send + Sync {
+    fn reading(&self);
+}
+
+impl std::fmt::Debug for dyn ClaimWitness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClaimWitness")
+    }
+}
+
 /// A worker's answer to a delivery offered as its record commits.
 pub enum Offer {
     /// Stored under `lease`; once committed, `take` is given the id it was stored under and its
@@ -270,6 +285,8 @@ pub struct ClaimRequest {
     pub lease_until: i64,
     /// Strict order: claim only the oldest pending delivery, and only if it is due and free.
     pub head_only: bool,
+    /// Told when the claim reads, if the store can say where that is in its commits.
+    pub witness: Option<Arc<dyn ClaimWitness>>,
 }
 
 /// A leased delivery, with everything needed to attempt it.

@@ -180,6 +180,9 @@ pub(super) struct Writer<B> {
     /// The key each batch's receipt tree is signed with; `None`: receipts are signed one by one
     /// after the commit (format 2), by whoever answers the sender.
     receipts: Option<Arc<SigningKey>>,
+    /// Whether this writer also commits the records whose deliveries it claims, so a claim's
+    /// place among its commits is known ([`ClaimWitness`]).
+    claims_in_commit_order: bool,
 }
 
 /// A short wait before committing a shallow batch, so one fsync carries more writes.
@@ -219,7 +222,13 @@ impl<B: Batch> Writer<B> {
         receipts: Option<Arc<SigningKey>>,
     ) -> Self {
         let max_batch = max_batch.max(1);
-        Writer { batch, metrics, max_batch, linger: Linger::new(linger, max_batch), receipts }
+        let linger = Linger::new(linger, max_batch);
+        Writer { batch, metrics, max_batch, linger, receipts, claims_in_commit_order: false }
+    }
+
+    /// A writer that runs claims as well as commits: each claim's witness is told when it reads.
+    pub fn claiming_in_commit_order(self) -> Self {
+        Writer { claims_in_commit_order: true, ..self }
     }
 
     /// Runs until every [`Queue`] is gone.
@@ -254,7 +263,7 @@ impl<B: Batch> Writer<B> {
         let started = Instant::now();
         let records = writes.iter().filter(|w| matches!(w, Write::Commit(_))).count();
         let result = match self.batch.begin().await {
-            Ok(()) => match run(&mut self.batch, writes, self.receipts.as_deref()).await {
+            Ok(()) => match run(&mut self.batch, writes, self.receipts.as_deref(), self.claims_in_commit_order).await {
                 Ok(mut committed) => self.batch.commit().await.map(|()| {
                     give_delivery_ids(writes, self.batch.take_inserted_deliveries());
                     hand_over(writes, std::mem::take(&mut committed.offers));
@@ -352,10 +361,12 @@ struct Completion {
 
 /// Runs a batch's writes in its open transaction, in order, then signs the tree of the receipts
 /// they issued with `receipts` if given; returns what the metrics report after the commit.
+/// `witnessed`: claims run among the commits, so each claim's witness is told as it reads.
 async fn run<B: Batch>(
     b: &mut B,
     writes: &mut [Write],
     receipts: Option<&SigningKey>,
+    witnessed: bool,
 ) -> Result<Committed, StoreError> {
     let mut chain = Chain::default();
     // Settlements, each whole or not at all, in order (a second acknowledgement of the same
@@ -414,7 +425,14 @@ async fn run<B: Batch>(
                     offers.push((index, offered));
                 }
             }
-            Write::Claim(ask) => ask.output = Some(claim(b, &ask.input).await?),
+            Write::Claim(ask) => {
+                // Every delivery stored before this point, in this transaction or an earlier
+                // one, is visible to the claim; every one stored after is not.
+                if let Some(witness) = ask.input.witness.as_ref().filter(|_| witnessed) {
+                    witness.reading();
+                }
+                ask.output = Some(claim(b, &ask.input).await?)
+            }
             Write::Finish(ask) => {
                 let mut events = Vec::new();
                 for update in &ask.input {

@@ -517,6 +517,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_claim_is_not_witnessed_apart_from_the_commits() {
+        let (store, _schema) = store().await;
+        crate::store::conformance::a_claim_is_witnessed_where_it_read_among_the_commits(store.as_ref(), false).await;
+    }
+
+    #[tokio::test]
     async fn the_writer_reports_the_time_it_is_busy() {
         let ((config, _schema), metrics) = (schema().await, Metrics::new());
         let store = open(config, metrics.clone()).await;
@@ -552,6 +558,7 @@ mod tests {
             now: 2_000,
             lease_until: 60_000,
             head_only: false,
+            witness: None,
         };
         // A write that finds its session ended fails (its caller is told); a later one succeeds.
         let (mut accepted, mut claimed) = (None, None);
@@ -641,6 +648,7 @@ mod tests {
             now: 2_000,
             lease_until: 60_000,
             head_only: false,
+            witness: None,
         };
         let (to_r, to_q) = (a.claim_due(claim("r")).await.unwrap(), b.claim_due(claim("q")).await.unwrap());
         let delivered = |d: &ClaimedDelivery| {
@@ -696,6 +704,7 @@ mod tests {
             now: i64::MAX / 2,
             lease_until: i64::MAX / 2 + 1,
             head_only: false,
+            witness: None,
         };
         let claimed = store.claim_due(claim("r2")).await.unwrap();
         assert_eq!(claimed.len(), 40);

@@ -243,7 +243,8 @@ impl SqliteStore {
             .build()
             .map_err(|e| unavailable("cannot start the writer's runtime".into()).caused_by(e))?;
         let (queue, rx) = Queue::new(options.queue, options.commit_timeout);
-        let writer = Writer::new(Conn::new(conn), metrics, options.max_batch, options.linger, options.receipts);
+        let writer = Writer::new(Conn::new(conn), metrics, options.max_batch, options.linger, options.receipts)
+            .claiming_in_commit_order();
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || runtime.block_on(writer.run(rx)))
@@ -628,6 +629,12 @@ mod tests {
     async fn a_late_answer_in_the_holders_batch_is_not_audited() {
         let (store, _dir) = store().await;
         crate::store::writer::a_late_answer_in_the_holders_batch_is_not_audited(store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_witnessed_where_it_read_among_the_commits() {
+        let (store, _dir) = store().await;
+        crate::store::conformance::a_claim_is_witnessed_where_it_read_among_the_commits(store.as_ref(), true).await;
     }
 
     #[tokio::test]
