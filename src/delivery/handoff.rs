@@ -25,15 +25,20 @@
 //! the breaker not closed, the worker behind or retired) is stored for its claim and marks it
 //! behind, so no later one is taken ahead of it; until a claim has seen it (one that read after
 //! it or, where the store does not tell, one sent after its record's commit ended), no claim can
-//! show the worker caught up again, and the worker in force is woken once it is committed. Ordered and batched recipients take
-//! no hand-offs: their workers choose from the store.
+//! show the worker caught up again, and the worker in force is woken once it is committed.
+//! Ordered and batched recipients take no hand-offs: their workers choose from the store.
 //!
 //! What the invariant does not cover: a commit whose outcome the writer cannot know (PostgreSQL's
 //! answer to `COMMIT` lost) leaves the deliveries it took leased until their lease expires, as a
-//! crash does, and later ones may leave first; on PostgreSQL a claim skips rows another
+//! crash does, and later ones may leave first; so does a claim whose caller stopped waiting for
+//! it (the store's commit timeout) but which ran; on PostgreSQL a claim skips rows another
 //! transaction has locked, so while `passerelle store encrypt` or `rotate-key` rewrites queued
-//! deliveries a short claim can show the worker caught up; and a wall clock stepping back can
-//! make a committed delivery look not yet due.
+//! deliveries a short claim can show the worker caught up; on PostgreSQL, whose claims run on a
+//! connection of their own, a claim may see a declined delivery of a batch that has committed
+//! before the writer has handed over the batch's earlier deliveries taken into line, and the
+//! claimed one may start first; and a wall clock stepping back can make a committed delivery
+//! look not yet due. What waits in line starts as slots free, also if the breaker has opened
+//! since it was taken (at most twice `concurrency`, as claimed attempts did before).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -176,7 +181,7 @@ impl Worker {
 
     /// Queues claimed deliveries behind those waiting, in the order claimed. The line may then
     /// hold more than `concurrency` (offers that filled it while the claim ran), at most twice
-    /// as many; offers wait until it is shorter.
+    /// as many (a claim asks for at most `concurrency`); offers wait until it is shorter.
     pub(super) fn join_line(self: &Arc<Self>, claimed: Vec<ClaimedDelivery>) {
         let mut waiting = self.waiting();
         waiting.reserved += claimed.len();

@@ -324,7 +324,8 @@ struct Worker {
     batch: Option<BatchSettings>,
     /// A unique name for this worker's leases.
     worker_id: String,
-    /// Caps the requests in flight to this recipient; claims never exceed the free slots.
+    /// Caps the requests in flight to this recipient; claims never exceed the free slots and
+    /// free places in line.
     slots: Arc<Semaphore>,
     /// Caps the attempts whose request has ended and whose result waits for the store.
     recording: Arc<Semaphore>,
@@ -532,7 +533,8 @@ impl Worker {
             let room = if admission == Admission::Go { self.room_in_line() } else { 0 };
             let (limit, wait) = match admission {
                 _ if free + room == 0 => (0, None),
-                Admission::Go => (free + room, None),
+                // At most `concurrency` at once, so the line stays within twice that.
+                Admission::Go => ((free + room).min(self.concurrency), None),
                 Admission::Probe => (1, None),
                 Admission::Wait(d) => (0, Some(d)),
             };
@@ -544,7 +546,8 @@ impl Worker {
             let before = (records > 0 && self.takes_handoffs).then(|| self.recipient.handing.before_claim());
             let witness = before.as_ref().map(handoff::BeforeClaim::witness);
             let claimed = if records == 0 { Some(Vec::new()) } else { self.claim(records, witness).await };
-            // Whether the store has nothing more due, once what was claimed has started.
+            // Whether the store has nothing more due, once what was claimed has started (or is
+            // in line).
             let (asked, got) = (records, claimed.as_ref().map(Vec::len));
             let claimed = claimed.unwrap_or_default();
             let caught_up = move |worker: &Self| {

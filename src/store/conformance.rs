@@ -235,11 +235,13 @@ impl ClaimWitness for Reading {
 
 /// A claim's witness, if the store tells it at all (`tells`: its claims run among its commits),
 /// is told where the claim read: the claim holds every delivery declined before that, and none
-/// declined after, whichever of a claim and a commit sent together runs first.
+/// declined after, whichever of a claim and a commit sent together runs first; also a record
+/// received after the worker stamped its claim (the claim reads as of when it is told).
 pub async fn a_claim_is_witnessed_where_it_read_among_the_commits(s: &dyn Store, tells: bool) {
     let notes = Arc::new(std::sync::Mutex::new(Notes::default()));
     let declined = |n: usize| {
         let mut r = record(n, &["r"]);
+        r.received_at = 2_000 + n as i64;
         r.deliveries[0].taker = Some(Arc::new(TestTaker { takes: false, name: n.to_string(), notes: notes.clone() }));
         r
     };

@@ -427,8 +427,13 @@ async fn run<B: Batch>(
             }
             Write::Claim(ask) => {
                 // Every delivery stored before this point, in this transaction or an earlier
-                // one, is visible to the claim; every one stored after is not.
-                if let Some(witness) = ask.input.witness.as_ref().filter(|_| witnessed) {
+                // one, is visible to the claim; every one stored after is not. The claim reads
+                // as of now, so each of those that is fresh is due (its record was received
+                // before it was stored), and its lease runs from now.
+                if let Some(witness) = ask.input.witness.clone().filter(|_| witnessed) {
+                    let claim = &mut ask.input;
+                    let later = (crate::clock::now_ms() - claim.now).max(0);
+                    (claim.now, claim.lease_until) = (claim.now + later, claim.lease_until + later);
                     witness.reading();
                 }
                 ask.output = Some(claim(b, &ask.input).await?)
