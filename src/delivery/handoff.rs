@@ -33,11 +33,11 @@
 //! crash does, and later ones may leave first; so does a claim whose caller stopped waiting for
 //! it (the store's commit timeout) but which ran; on PostgreSQL a claim skips rows another
 //! transaction has locked, so while `passerelle store encrypt` or `rotate-key` rewrites queued
-//! deliveries a short claim can show the worker caught up; on PostgreSQL, whose claims run on a
-//! connection of their own, a claim may see a declined delivery of a batch that has committed
-//! before the writer has handed over the batch's earlier deliveries taken into line, and the
-//! claimed one may start first; and a wall clock stepping back can make a committed delivery
-//! look not yet due. What waits in line starts as slots free, also if the breaker has opened
+//! deliveries a short claim can show the worker caught up; and a wall clock stepping back can
+//! make a committed delivery look not yet due. (On PostgreSQL, whose claims run on a connection
+//! of their own, a claim can see a declined delivery of a batch that has committed before the
+//! writer has handed over the batch's earlier deliveries; a place in line taken at an offer holds
+//! its turn until then, so what the claim found waits behind it.) What waits in line starts as slots free, also if the breaker has opened
 //! since it was taken (at most twice `concurrency`, as claimed attempts did before).
 
 use std::collections::VecDeque;
@@ -114,13 +114,75 @@ impl Taker for Offered {
 /// A recipient's deliveries waiting for a slot, in the order they were taken (handed over while
 /// every slot was busy, in the order their records committed, or claimed), each to start (by the
 /// worker that took it) in the next slot that frees: at most `concurrency` handed over, counting
-/// those offered whose record is still committing, and at most twice that in all. While any is
-/// reserved, a fresh delivery joins them rather than take a slot that frees, so none overtakes
-/// another.
-#[derive(Default)]
-pub(super) struct Waiting {
-    reserved: usize,
-    deliveries: VecDeque<(Arc<Worker>, ClaimedDelivery)>,
+/// those offered whose record is still committing, and at most twice that in all. A place taken
+/// at an offer holds its turn until its record's commit has ended, so nothing behind it starts
+/// first (on PostgreSQL a claim can see a later delivery of the same commit before the writer
+/// hands this one over). While any waits, a fresh delivery joins them rather than take a slot
+/// that frees, so none overtakes another.
+pub(super) type Waiting = Line<Arc<Worker>, ClaimedDelivery>;
+
+/// Places in the order they were taken, each with its owner and, once it is ready, its item; a
+/// place taken before its item exists (a hand-off whose record is committing) holds its turn.
+pub(super) struct Line<O, T> {
+    places: VecDeque<(O, u64, Option<T>)>,
+    /// Names the places taken before their item, to fill or give up.
+    tickets: u64,
+}
+
+impl<O, T> Default for Line<O, T> {
+    fn default() -> Self {
+        Line { places: VecDeque::new(), tickets: 0 }
+    }
+}
+
+impl<O: Clone, T> Line<O, T> {
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    /// Takes a place for an item to come; its ticket.
+    fn hold(&mut self, owner: O) -> u64 {
+        self.tickets += 1;
+        self.places.push_back((owner, self.tickets, None));
+        self.tickets
+    }
+
+    /// Puts `item` in the place `ticket` holds; false if it holds none.
+    fn fill(&mut self, ticket: u64, item: T) -> bool {
+        match self.places.iter_mut().find(|(_, t, item)| *t == ticket && item.is_none()) {
+            Some(place) => {
+                place.2 = Some(item);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn give_up(&mut self, ticket: u64) {
+        self.places.retain(|(_, t, item)| *t != ticket || item.is_some());
+    }
+
+    /// Adds ready places at the end.
+    fn join(&mut self, owner: &O, items: impl IntoIterator<Item = T>) {
+        self.places.extend(items.into_iter().map(|item| (owner.clone(), 0, Some(item))));
+    }
+
+    fn first_is_ready(&self) -> bool {
+        self.places.front().is_some_and(|(_, _, item)| item.is_some())
+    }
+
+    /// The first place's owner and item, if it is ready.
+    fn pop_ready(&mut self) -> Option<(O, T)> {
+        if !self.first_is_ready() {
+            return None;
+        }
+        let (owner, _, item) = self.places.pop_front()?;
+        Some((owner, item?))
+    }
+
+    fn any_owned(&self, by: impl Fn(&O) -> bool) -> bool {
+        self.places.iter().any(|(owner, _, _)| by(owner))
+    }
 }
 
 /// Where a delivery taken at its offer starts: a slot reserved for it, or a place in [`Waiting`].
@@ -132,13 +194,16 @@ enum Place {
 /// A place in [`Waiting`] reserved at an offer: given up if its record's commit fails.
 struct Reserved {
     worker: Arc<Worker>,
+    ticket: u64,
     filled: bool,
 }
 
 impl Drop for Reserved {
     fn drop(&mut self) {
         if !self.filled {
-            self.worker.waiting().reserved -= 1;
+            self.worker.waiting().give_up(self.ticket);
+            // What waited behind it may start now.
+            self.worker.start_all_waiting();
         }
     }
 }
@@ -152,16 +217,16 @@ impl Worker {
     /// those waiting; `None` when every place is taken.
     fn reserve(self: &Arc<Self>) -> Option<Place> {
         let mut waiting = self.waiting();
-        if waiting.reserved == 0
+        if waiting.len() == 0
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
             return Some(Place::Slot(slot));
         }
-        if !self.line || waiting.reserved >= self.concurrency {
+        if !self.line || waiting.len() >= self.concurrency {
             return None;
         }
-        waiting.reserved += 1;
-        Some(Place::Waiting(Reserved { worker: self.clone(), filled: false }))
+        let ticket = waiting.hold(self.clone());
+        Some(Place::Waiting(Reserved { worker: self.clone(), ticket, filled: false }))
     }
 
     /// Whether what it claims waits in line with what was handed over: one queue, in the order
@@ -176,46 +241,38 @@ impl Worker {
         if !self.claims_join_line() {
             return 0;
         }
-        self.concurrency.saturating_sub(self.waiting().reserved)
+        self.concurrency.saturating_sub(self.waiting().len())
     }
 
     /// Queues claimed deliveries behind those waiting, in the order claimed. The line may then
     /// hold more than `concurrency` (offers that filled it while the claim ran), at most twice
     /// as many (a claim asks for at most `concurrency`); offers wait until it is shorter.
     pub(super) fn join_line(self: &Arc<Self>, claimed: Vec<ClaimedDelivery>) {
-        let mut waiting = self.waiting();
-        waiting.reserved += claimed.len();
-        waiting.deliveries.extend(claimed.into_iter().map(|d| (self.clone(), d)));
+        self.waiting().join(self, claimed);
     }
 
-    /// Queues a delivery taken at its offer (its record now committed) behind the others, and
-    /// starts what a free slot allows.
+    /// Puts a delivery taken at its offer (its record now committed) in its place, and starts
+    /// what a free slot allows.
     fn wait_for_slot(self: &Arc<Self>, delivery: ClaimedDelivery, mut reserved: Reserved) {
-        self.waiting().deliveries.push_back((self.clone(), delivery));
-        reserved.filled = true;
+        reserved.filled = self.waiting().fill(reserved.ticket, delivery);
         self.start_all_waiting();
     }
 
-    /// How many deliveries taken at their offer wait for a slot.
+    /// How many deliveries wait for a slot, counting places whose record is still committing.
     pub(super) fn waiting_count(&self) -> usize {
-        self.waiting().deliveries.len()
+        self.waiting().len()
     }
 
     /// Whether a delivery this worker took waits for a slot (a retiring worker starts its own,
     /// which are ahead of any its successor took).
     pub(super) fn has_own_waiting(self: &Arc<Self>) -> bool {
-        self.waiting().deliveries.iter().any(|(worker, _)| Arc::ptr_eq(worker, self))
+        self.waiting().any_owned(|worker| Arc::ptr_eq(worker, self))
     }
 
     /// Starts the first delivery waiting in `slot`, by the worker that took it; gives `slot`
-    /// back if none waits.
+    /// back if none waits, or the first's record is still committing.
     pub(super) fn start_waiting(&self, slot: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
-        let (worker, delivery) = {
-            let mut waiting = self.waiting();
-            let Some(first) = waiting.deliveries.pop_front() else { return Some(slot) };
-            waiting.reserved -= 1;
-            first
-        };
+        let Some((worker, delivery)) = self.waiting().pop_ready() else { return Some(slot) };
         worker.spawn_in(slot, |worker, slot| async move { worker.attempt(delivery, slot).await });
         None
     }
@@ -224,7 +281,7 @@ impl Worker {
     /// nothing to start is given back and the line looked at again: a delivery joining it
     /// meanwhile may have found no slot free because of that one.
     pub(super) fn start_all_waiting(&self) {
-        while self.waiting_count() > 0 {
+        while self.waiting().first_is_ready() {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else { return };
             drop(self.start_waiting(slot));
         }
@@ -346,6 +403,29 @@ impl Handing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_place_taken_at_an_offer_holds_its_turn_until_its_record_has_committed() {
+        let mut line: Line<&str, u32> = Line::default();
+        // A hand-off takes a place while its record commits; a claim then puts two behind it
+        // (on PostgreSQL the claim can see a later delivery of the same commit first).
+        let ticket = line.hold("w");
+        line.join(&"w", [2, 3]);
+        assert_eq!(line.len(), 3, "the place counts against the line's bound");
+        assert_eq!(line.pop_ready(), None, "nothing behind it starts first");
+        assert!(line.fill(ticket, 1));
+        assert_eq!(line.pop_ready(), Some(("w", 1)));
+        assert_eq!(line.pop_ready(), Some(("w", 2)));
+        // A place whose commit failed is given up: what waits behind it may start.
+        let ticket = line.hold("w");
+        line.join(&"v", [4]);
+        line.give_up(ticket);
+        assert!(!line.fill(ticket, 9), "a place given up is not filled");
+        assert_eq!(line.pop_ready(), Some(("w", 3)));
+        assert_eq!(line.pop_ready(), Some(("v", 4)));
+        assert_eq!((line.pop_ready(), line.len()), (None, 0));
+        assert!(!line.any_owned(|owner| *owner == "w"));
+    }
 
     #[test]
     fn a_hand_off_waits_in_line_only_if_its_lease_outlasts_the_wait_and_its_attempt() {

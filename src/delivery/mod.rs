@@ -606,7 +606,12 @@ impl Worker {
         // finish (each is bounded by its timeout) and their results be written.
         while self.has_own_waiting() {
             let Ok(slot) = self.slots.clone().acquire_owned().await else { break };
-            drop(self.start_waiting(slot));
+            if let Some(slot) = self.start_waiting(slot) {
+                // The first in line waits for its record's commit to end (bounded by the
+                // store's commit timeout).
+                drop(slot);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
         let _ = self.slots.acquire_many(self.concurrency as u32).await;
         let _ = self.recording.acquire_many(self.concurrency as u32).await;
