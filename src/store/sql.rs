@@ -35,6 +35,8 @@ pub(super) const DISCLOSURES: &str = include_str!("migrations/shared/0006_disclo
 pub(super) const INVESTIGATION: &str = include_str!("migrations/shared/0007_investigation.sql");
 /// Schema version 9, the same on both engines: delivery indexes a new delivery does not enter.
 pub(super) const DELIVERY_INDEXES: &str = include_str!("migrations/shared/0009_delivery_indexes.sql");
+/// Schema version 10, the same on both engines: an audit index fewer.
+pub(super) const AUDIT_INDEXES: &str = include_str!("migrations/shared/0010_audit_indexes.sql");
 
 /// A value bound to a statement parameter. Each engine converts it to the parameter's type.
 #[derive(Debug, Clone, Copy)]

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (7, &[sql::INVESTIGATION]),
     (8, &[include_str!("../migrations/postgres/0008_receipt_trees.sql")]),
     (9, &[sql::DELIVERY_INDEXES]),
+    (10, &[sql::AUDIT_INDEXES]),
 ];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.

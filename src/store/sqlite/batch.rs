@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (7, &[sql::INVESTIGATION]),
     (8, &[include_str!("../migrations/sqlite/0008_receipt_trees.sql")]),
     (9, &[sql::DELIVERY_INDEXES]),
+    (10, &[sql::AUDIT_INDEXES]),
 ];
 
 /// The schema version this program writes.

@@ -725,6 +725,8 @@ mod tests {
             (sql::PURGE_DELIVERED, "SEARCH deliveries USING INDEX deliveries_delivered_with_body (delivered_at<?)"),
             (sql::PURGE_DEAD, "SEARCH deliveries USING INDEX deliveries_dead_with_body (last_attempt_at<?)"),
             (sql::NOTICES_DUE, "SEARCH deliveries USING INDEX deliveries_settled (last_attempt_at>?)"),
+            (sql::ACCESS, "CORRELATED SCALAR SUBQUERY 1"),
+            (sql::ACCESS, "SEARCH a USING INDEX audit_by_record (record_id=?)"),
             (sql::BACKLOG, "SCAN deliveries USING COVERING INDEX deliveries_pending"),
             (sql::BACKLOG, "SCAN deliveries USING COVERING INDEX deliveries_dead"),
             (DIALECT.replay_recipient, "SEARCH deliveries USING INDEX deliveries_dead (recipient=?)"),
