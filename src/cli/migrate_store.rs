@@ -1,9 +1,11 @@
 //! `passerelle migrate-store`: copy a SQLite store into PostgreSQL, evidence included.
 //!
-//! Records not yet purged (with their bodies, sealed as they are), every delivery (ids kept), the
-//! data keys (still wrapped), the record subjects of the access record, the whole audit chain, its checkpoints and the signed receipt trees are copied in one PostgreSQL transaction, so a partner that starts small
-//! can grow to several instances without losing its evidence. The chain is verified on
-//! PostgreSQL afterwards, with this instance's key and the configured trusted keys.
+//! Records not yet purged (with their bodies, sealed as they are), every delivery (ids kept) and
+//! its attempt timeline, the data keys (still wrapped), the record subjects of the access record,
+//! the whole audit chain, its checkpoints and the signed receipt trees are copied in one
+//! PostgreSQL transaction, so a partner that starts small can grow to several instances without
+//! losing its evidence. The chain is verified on PostgreSQL afterwards, with this instance's key
+//! and the configured trusted keys.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -43,7 +45,8 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
         + count("data_keys")?
         + count("records")?
         + count("deliveries")?
-        + count("record_subjects")?;
+        + count("record_subjects")?
+        + count("delivery_attempts")?;
 
     // Read before the copy, so a missing trusted key file stops the migration before it starts.
     let keys = super::audit::trusted_keys(&config)?;
@@ -128,6 +131,20 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
                 }
             }
             tx.execute("SELECT setval(pg_get_serial_sequence('deliveries', 'id'), GREATEST((SELECT MAX(id) FROM deliveries), 1))", &[]).await?;
+        }
+        {
+            // Each delivery's attempt timeline: what an operator investigating a record reads,
+            // the statistics' attempts, and what the completion notices look back over.
+            let mut rows = sqlite.prepare("SELECT delivery_id, attempt, at, outcome, status, latency_ms, error_class, next_attempt_at FROM delivery_attempts ORDER BY delivery_id, attempt")?;
+            let insert = tx.prepare("INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, status, latency_ms, error_class, next_attempt_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)").await?;
+            let mut it = rows.query([])?;
+            while let Some(r) = it.next()? {
+                tx.execute(&insert, &[&r.get::<_, i64>(0)?, &r.get::<_, i32>(1)?, &r.get::<_, i64>(2)?, &r.get::<_, String>(3)?, &r.get::<_, Option<i32>>(4)?, &r.get::<_, Option<i64>>(5)?, &r.get::<_, Option<String>>(6)?, &r.get::<_, Option<i64>>(7)?]).await?;
+                copied += 1;
+                if copied.is_multiple_of(STEP as u64) {
+                    bar.set_position(copied);
+                }
+            }
         }
         {
             // The access record: subject digests, copied as they are (the subject key is the

@@ -253,11 +253,11 @@ async fn migrate_store_copies_a_sqlite_store_and_its_chain() {
     // Migrating again into a store that is no longer empty is refused.
     let (code, _) = cli(&["migrate-store", "--config", main.to_str().unwrap(), "--to", &schema.url()]);
     assert_ne!(code, 0);
-    // The gateway now runs on PostgreSQL with everything it had.
-    let text =
-        std::fs::read_to_string(&main).unwrap().replace("[store]\n", &format!("[store]\nurl = \"{}\"\n", schema.url()));
-    std::fs::write(&main, text).unwrap();
-    let gw = setup.start().await;
+    // The gateway now runs on PostgreSQL with everything it had (the same data directory, so
+    // the same key-encryption key for the sealed bodies).
+    let gw = setup.store(&format!("url = \"{}\"", schema.url())).start().await;
+    let ready = gw.admin.send(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.text(), "ready (postgres store)\n");
     let list = gw.client.get("/v1/records?limit=10", gw.key("on-vital-stats")).await.json();
     assert_eq!(list["records"].as_array().unwrap().len(), 5);
     let dead = gw
@@ -271,6 +271,17 @@ async fn migrate_store_copies_a_sqlite_store_and_its_chain() {
         .await
         .json();
     assert_eq!(dead["deliveries"].as_array().unwrap().len(), 5, "dead letters came along, replayable");
+    // Each delivery's attempt timeline came along: an operator investigating a record sees it.
+    let id = dead["deliveries"][0]["record_id"].as_str().unwrap().to_owned();
+    let view = gw
+        .admin
+        .send(Method::GET, &format!("/admin/v1/records/{id}"), &[("authorization", "Bearer test-admin-token")], "")
+        .await
+        .json();
+    let city = view["deliveries"].as_array().unwrap().iter().find(|d| d["recipient"] == "ottawa-city").unwrap();
+    let timeline = city["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 1, "{city}");
+    assert_eq!(timeline[0]["outcome"], "dead", "{city}");
     // New records extend the migrated chain.
     let r = gw.post_record("on-vital-stats", "birth-registration", &record("birth-registration-1.1.json")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
