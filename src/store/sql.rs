@@ -35,7 +35,7 @@ pub(super) const DISCLOSURES: &str = include_str!("migrations/shared/0006_disclo
 pub(super) const INVESTIGATION: &str = include_str!("migrations/shared/0007_investigation.sql");
 /// Schema version 9, the same on both engines: delivery indexes a new delivery does not enter.
 pub(super) const DELIVERY_INDEXES: &str = include_str!("migrations/shared/0009_delivery_indexes.sql");
-/// Schema version 10, the same on both engines: an audit index fewer.
+/// Schema version 10, the same on both engines: an audit index and a delivery index fewer.
 pub(super) const AUDIT_INDEXES: &str = include_str!("migrations/shared/0010_audit_indexes.sql");
 
 /// A value bound to a statement parameter. Each engine converts it to the parameter's type.
@@ -430,7 +430,7 @@ pub(super) const RECEIPT: &str =
      WHERE r.record_id = $1";
 
 /// Records of sender `$1` with a delivery settled (delivered or dead) by an attempt at or after
-/// `$2` (`deliveries_settled`) that are due a completion notice of a kind they have none of (its
+/// `$2` (found through the attempts, `delivery_attempts_by_time`) that are due a completion notice of a kind they have none of (its
 /// record is sender `$3`'s with idempotency key `<record id>.<kind>`), oldest first, at most `$4`
 /// records, each with its deliveries in order: `record_id, record_type, schema_version,
 /// received_at, audit_seq, kind`, then the delivery's `recipient, agreement, status, attempts,
@@ -447,7 +447,8 @@ pub(super) const NOTICES_DUE: &str = "SELECT p.record_id, p.record_type, p.schem
                      THEN 'complete' END AS kind
             FROM records r
             WHERE r.sender = $1 AND r.record_id IN (
-                SELECT record_id FROM deliveries WHERE status IN ('delivered', 'dead') AND last_attempt_at >= $2)
+                SELECT d.record_id FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id
+                WHERE t.at >= $2 AND t.outcome IN ('delivered', 'dead'))
         ) k
         WHERE k.kind IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM records n WHERE n.sender = $3 AND n.idempotency_key = k.record_id || '.' || k.kind)

@@ -724,7 +724,7 @@ mod tests {
             (DIALECT.claim_due, "SEARCH d USING INDEX deliveries_pending (recipient=? AND next_attempt_at<?)"),
             (sql::PURGE_DELIVERED, "SEARCH deliveries USING INDEX deliveries_delivered_with_body (delivered_at<?)"),
             (sql::PURGE_DEAD, "SEARCH deliveries USING INDEX deliveries_dead_with_body (last_attempt_at<?)"),
-            (sql::NOTICES_DUE, "SEARCH deliveries USING INDEX deliveries_settled (last_attempt_at>?)"),
+            (sql::NOTICES_DUE, "SEARCH t USING INDEX delivery_attempts_by_time (at>?)"),
             (sql::ACCESS, "CORRELATED SCALAR SUBQUERY 1"),
             (sql::ACCESS, "SEARCH a USING INDEX audit_by_record (record_id=?)"),
             (sql::BACKLOG, "SCAN deliveries USING COVERING INDEX deliveries_pending"),
