@@ -228,16 +228,25 @@ async fn a_recipient_offering_http2_gets_its_deliveries_multiplexed_on_one_conne
     assert!(h1.connections() > 1, "HTTP/1.1 runs one delivery per connection at a time");
 }
 
+/// A gateway whose recipients have one slot each, `on-health-plan` taking `delay` to answer,
+/// once its workers have claimed once and found nothing due: each takes a fresh record's
+/// delivery in memory, without a claim.
+async fn one_slot_and_caught_up(delay: Duration) -> TestGateway {
+    let gw = Setup::new().delivery("concurrency_per_recipient = 1").start().await;
+    gw.recipient("on-health-plan").delay(delay);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw
+}
+
+/// How many of `on-health-plan`'s deliveries were handed over at acceptance.
+async fn handed_to_health(gw: &TestGateway) -> f64 {
+    metric(&gw.metrics().await, "passerelle_deliveries_handed_over_total", &[("recipient", "on-health-plan")])
+}
+
 #[tokio::test]
 async fn a_fresh_record_is_handed_to_a_caught_up_worker_and_never_overtakes_a_stored_one() {
-    let gw = Setup::new().delivery("concurrency_per_recipient = 1").start().await;
+    let gw = one_slot_and_caught_up(Duration::from_millis(300)).await;
     let health = gw.recipient("on-health-plan");
-    health.delay(Duration::from_millis(300));
-    let handed =
-        |page: &str| metric(page, "passerelle_deliveries_handed_over_total", &[("recipient", "on-health-plan")]);
-    // The workers have claimed once and found nothing due: each takes a fresh record's delivery
-    // in memory, without a claim.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let first = post_birth(&gw).await;
     // Its one slot is busy for 300 ms: the second is taken all the same, in line for the slot
     // (one place per slot); the third finds the line full and waits in the store for a claim,
@@ -250,12 +259,33 @@ async fn a_fresh_record_is_handed_to_a_caught_up_worker_and_never_overtakes_a_st
     for id in [&first, &second, &third] {
         wait_status(&gw, id, "on-health-plan", "delivered").await;
     }
-    assert_eq!(handed(&gw.metrics().await), 2.0, "the first two were handed over, the third claimed");
+    assert_eq!(handed_to_health(&gw).await, 2.0, "the first two were handed over, the third claimed");
     // Caught up again (a poll's claim found nothing): the next is handed over.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let fourth = post_birth(&gw).await;
     wait_status(&gw, &fourth, "on-health-plan", "delivered").await;
-    assert_eq!(handed(&gw.metrics().await), 3.0);
+    assert_eq!(handed_to_health(&gw).await, 3.0);
+}
+
+#[tokio::test]
+async fn a_worker_behind_catches_up_while_its_one_slot_is_busy() {
+    // One slot, a recipient that takes 800 ms. The first record is handed over into the slot,
+    // the second into the line, the third finds the line full and is stored: the worker is
+    // behind. Once the second starts, the worker claims the third into its line although its
+    // slot is busy; once the third starts, a claim that finds nothing more shows it caught up,
+    // so a fourth sent while the third is still in flight is handed over, not stored.
+    let gw = one_slot_and_caught_up(Duration::from_millis(800)).await;
+    let health = gw.recipient("on-health-plan");
+    let (first, second, third) = (post_birth(&gw).await, post_birth(&gw).await, post_birth(&gw).await);
+    // The second has been answered: the third is in flight for 800 ms.
+    health.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let fourth = post_birth(&gw).await;
+    let got = health.wait_for(4, Duration::from_secs(10)).await;
+    let order: Vec<&str> = got.iter().map(|r| r.header("passerelle-record-id").unwrap()).collect();
+    assert_eq!(order, [first.as_str(), second.as_str(), third.as_str(), fourth.as_str()]);
+    wait_status(&gw, &fourth, "on-health-plan", "delivered").await;
+    assert_eq!(handed_to_health(&gw).await, 3.0, "the first, second and fourth were handed over, the third claimed");
 }
 
 #[tokio::test]
