@@ -49,7 +49,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{LEASE_MARGIN, Recipient, Recipients, Worker};
+use super::{Attempting, LEASE_MARGIN, Recipient, Recipients, Worker};
 use crate::clock;
 use crate::store::{ClaimWitness, ClaimedDelivery, Lease, NewRecord, Offer, Taker};
 
@@ -101,7 +101,7 @@ impl Taker for Offered {
             (delivery.id, delivery.audit_seq) = (id, audit_seq);
             worker.handed_over();
             match place {
-                Place::Slot(slot) => {
+                Place::Slot(slot, _counted) => {
                     worker.spawn_in(slot, |worker, slot| async move { worker.attempt(delivery, slot).await })
                 }
                 Place::Waiting(reserved) => worker.wait_for_slot(delivery, reserved),
@@ -185,9 +185,10 @@ impl<O: Clone, T> Line<O, T> {
     }
 }
 
-/// Where a delivery taken at its offer starts: a slot reserved for it, or a place in [`Waiting`].
+/// Where a delivery taken at its offer starts: a slot reserved for it (its attempt counted from
+/// the offer, so a retiring worker waits for it), or a place in [`Waiting`].
 enum Place {
-    Slot(OwnedSemaphorePermit),
+    Slot(OwnedSemaphorePermit, Attempting),
     Waiting(Reserved),
 }
 
@@ -220,7 +221,7 @@ impl Worker {
         if waiting.len() == 0
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
-            return Some(Place::Slot(slot));
+            return Some(Place::Slot(slot, self.attempting()));
         }
         if !self.line || waiting.len() >= self.concurrency {
             return None;

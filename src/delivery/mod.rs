@@ -29,6 +29,7 @@ pub mod signature;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -345,6 +346,10 @@ struct Worker {
     line: bool,
     /// Where its attempts run, also when a hand-off starts one from the store's writer thread.
     runtime: tokio::runtime::Handle,
+    /// Its attempts started and not ended (results written included), and a wake-up as each
+    /// ends: what a retiring worker waits for.
+    running: AtomicUsize,
+    attempt_ended: Notify,
     /// Its generation was retired by a reload: it stops claiming and takes no more offers.
     retired: watch::Receiver<bool>,
     /// The gateway stops: the same.
@@ -467,6 +472,8 @@ impl Dispatcher {
                 takes_handoffs,
                 line: handoff::line_fits_lease(timeout, settings.lease),
                 runtime: tokio::runtime::Handle::current(),
+                running: AtomicUsize::new(0),
+                attempt_ended: Notify::new(),
                 retired: stop_rx.clone(),
                 shutdown: self.shutdown.clone(),
             };
@@ -613,8 +620,7 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
-        let _ = self.slots.acquire_many(self.concurrency as u32).await;
-        let _ = self.recording.acquire_many(self.concurrency as u32).await;
+        self.own_attempts_ended().await;
         // A hand-off whose record committed meanwhile.
         self.start_all_waiting();
     }
@@ -644,6 +650,26 @@ impl Worker {
         }
     }
 
+    /// Counts an attempt of this worker until the returned value is dropped.
+    fn attempting(self: &Arc<Self>) -> Attempting {
+        self.running.fetch_add(1, SeqCst);
+        Attempting(self.clone())
+    }
+
+    /// Waits until every attempt this worker started has ended and its result is written: not
+    /// for its recipient's slots, which its successor after a reload shares and keeps using.
+    async fn own_attempts_ended(&self) {
+        loop {
+            let ended = self.attempt_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.running.load(SeqCst) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
     /// Runs `attempt` in its own task with `slot`, which it holds for its request and trades,
     /// once the request has ended, for a place among the results waiting for the store
     /// ([`Worker::exchanged`]).
@@ -653,6 +679,7 @@ impl Worker {
         F: Future<Output = ()> + Send + 'static,
     {
         let worker = self.clone();
+        let counted = self.attempting();
         // Boxed: an attempt's future is several kilobytes (the HTTP client's, the span's), and a
         // task moves its future whole on spawn and on completion; a box moves as a pointer
         // (callgrind: memcpy fell from 13 % of a delivery's instructions).
@@ -668,6 +695,7 @@ impl Worker {
             if !worker.caught_up() {
                 worker.recipient.wake.notify_one();
             }
+            drop(counted);
         });
     }
 
@@ -854,6 +882,17 @@ impl Worker {
             at: now,
             result,
             latency_ms: Some(duration.as_millis().min(i64::MAX as u128) as i64),
+        }
+    }
+}
+
+/// One attempt of a worker, counted until dropped (also when its task is dropped unfinished).
+struct Attempting(Arc<Worker>);
+
+impl Drop for Attempting {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, SeqCst) == 1 {
+            self.0.attempt_ended.notify_waiters();
         }
     }
 }
