@@ -228,11 +228,11 @@ async fn a_recipient_offering_http2_gets_its_deliveries_multiplexed_on_one_conne
     assert!(h1.connections() > 1, "HTTP/1.1 runs one delivery per connection at a time");
 }
 
-/// A gateway whose recipients have one slot each, `on-health-plan` taking `delay` to answer,
+/// A gateway whose recipients have `slots` slots each, `on-health-plan` taking `delay` to answer,
 /// once its workers have claimed once and found nothing due: each takes a fresh record's
 /// delivery in memory, without a claim.
-async fn one_slot_and_caught_up(delay: Duration) -> TestGateway {
-    let gw = Setup::new().delivery("concurrency_per_recipient = 1").start().await;
+async fn caught_up_with_slots(slots: usize, delay: Duration) -> TestGateway {
+    let gw = Setup::new().delivery(&format!("concurrency_per_recipient = {slots}")).start().await;
     gw.recipient("on-health-plan").delay(delay);
     tokio::time::sleep(Duration::from_millis(300)).await;
     gw
@@ -245,7 +245,7 @@ async fn handed_to_health(gw: &TestGateway) -> f64 {
 
 #[tokio::test]
 async fn a_fresh_record_is_handed_to_a_caught_up_worker_and_never_overtakes_a_stored_one() {
-    let gw = one_slot_and_caught_up(Duration::from_millis(300)).await;
+    let gw = caught_up_with_slots(1, Duration::from_millis(300)).await;
     let health = gw.recipient("on-health-plan");
     let first = post_birth(&gw).await;
     // Its one slot is busy for 300 ms: the second is taken all the same, in line for the slot
@@ -274,7 +274,7 @@ async fn a_worker_behind_catches_up_while_its_one_slot_is_busy() {
     // behind. Once the second starts, the worker claims the third into its line although its
     // slot is busy; once the third starts, a claim that finds nothing more shows it caught up,
     // so a fourth sent while the third is still in flight is handed over, not stored.
-    let gw = one_slot_and_caught_up(Duration::from_millis(800)).await;
+    let gw = caught_up_with_slots(1, Duration::from_millis(800)).await;
     let health = gw.recipient("on-health-plan");
     let (first, second, third) = (post_birth(&gw).await, post_birth(&gw).await, post_birth(&gw).await);
     // The second has been answered: the third is in flight for 800 ms.
@@ -292,10 +292,8 @@ async fn a_worker_behind_catches_up_while_its_one_slot_is_busy() {
 async fn a_recipient_never_has_more_requests_in_flight_than_its_cap() {
     // Two slots, a recipient that takes 100 ms, twelve records at once: each request holds a
     // slot until its answer arrives (its result then waits for the store without it).
-    let gw = Setup::new().delivery("concurrency_per_recipient = 2").start().await;
+    let gw = caught_up_with_slots(2, Duration::from_millis(100)).await;
     let health = gw.recipient("on-health-plan");
-    health.delay(Duration::from_millis(100));
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let ids = futures_util::future::join_all((0..12).map(|_| post_birth(&gw))).await;
     health.wait_for(12, Duration::from_secs(20)).await;
     for id in &ids {
@@ -311,10 +309,8 @@ async fn records_sent_together_leave_in_the_order_they_were_accepted() {
     // over as it commits, or claimed), a record received and committed before another leaves
     // before it. (Of two records sent together, the one received first may commit second: then
     // neither order is the acceptance order, and either may leave first.)
-    let gw = Setup::new().delivery("concurrency_per_recipient = 1").start().await;
+    let gw = caught_up_with_slots(1, Duration::from_millis(20)).await;
     let health = gw.recipient("on-health-plan");
-    health.delay(Duration::from_millis(20));
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let body = record("birth-registration-1.1.json");
     let posts = (0..40).map(|_| gw.post_record("on-vital-stats", "birth-registration", &body));
     let accepted: std::collections::HashMap<String, (i64, String)> = futures_util::future::join_all(posts)
