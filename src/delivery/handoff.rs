@@ -20,12 +20,13 @@
 //! worker takes a delivery only while it is caught up: its last claim, the only one in flight,
 //! found fewer deliveries due than it asked for and had started or put in line every one it
 //! found, and no delivery was stored for it meanwhile: since the claim read, where the store
-//! tells when that was ([`ClaimWitness`]: SQLite, whose one writer runs claims between commits),
-//! else since the claim was sent. A delivery it declines (no slot or place in line free,
-//! the breaker not closed, the worker behind or retired) is stored for its claim and marks it
-//! behind, so no later one is taken ahead of it; until a claim has seen it (one that read after
-//! it or, where the store does not tell, one sent after its record's commit ended), no claim can
-//! show the worker caught up again, and the worker in force is woken once it is committed.
+//! tells when that was ([`ClaimWitness`]: SQLite, whose one writer runs each batch's claims after
+//! its records), else since the claim was sent. A delivery it declines (no slot or place in
+//! line free, the breaker not closed, the worker behind or retired) is stored for its claim and
+//! marks it behind, so no later one is taken ahead of it; until a claim has seen it (one that
+//! read after it or, where the store does not tell, one sent after its record's commit ended),
+//! no claim can show the worker caught up again, and the worker in force is woken once it is
+//! committed.
 //! Ordered and batched recipients take no hand-offs: their workers choose from the store.
 //!
 //! What the invariant does not cover: a commit whose outcome the writer cannot know (PostgreSQL's
@@ -37,8 +38,9 @@
 //! make a committed delivery look not yet due. (On PostgreSQL, whose claims run on a connection
 //! of their own, a claim can see a declined delivery of a batch that has committed before the
 //! writer has handed over the batch's earlier deliveries; a place in line taken at an offer holds
-//! its turn until then, so what the claim found waits behind it.) What waits in line starts as slots free, also if the breaker has opened
-//! since it was taken (at most twice `concurrency`, as claimed attempts did before).
+//! its turn until then, so what the claim found waits behind it.) What waits in line starts as
+//! slots free, also if the breaker has opened since it was taken (at most twice `concurrency`, as
+//! claimed attempts did before).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};

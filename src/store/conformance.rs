@@ -269,6 +269,43 @@ pub async fn a_claim_is_witnessed_where_it_read_among_the_commits(s: &dyn Store,
     }
 }
 
+/// A claim reads after every record of its batch: queued before a record whose delivery its
+/// worker declined, and committed in the same transaction, it still holds that delivery, and its
+/// witness is told after the offer. (Otherwise the worker stays behind: the delivery was
+/// declined after the claim read.) The caller holds the store's write lock until `release`, so
+/// the claim and the record queue behind the first record's batch and share the next one.
+pub async fn a_claim_reads_after_the_records_of_its_batch(s: Arc<dyn Store>, release: impl FnOnce()) {
+    let notes = Arc::new(std::sync::Mutex::new(Notes::default()));
+    let declined = |n: usize| {
+        let mut r = record(n, &["r"]);
+        r.deliveries[0].taker = Some(Arc::new(TestTaker { takes: false, name: n.to_string(), notes: notes.clone() }));
+        r
+    };
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(100));
+    let first = tokio::spawn({
+        let (s, r) = (s.clone(), declined(1));
+        async move { s.commit_record(r).await }
+    });
+    pause().await;
+    let reading = Arc::new(Reading { notes: notes.clone(), offered: Default::default() });
+    let claiming = tokio::spawn({
+        let (s, claim) = (s.clone(), ClaimRequest { witness: Some(reading.clone()), ..claim("w", 10, 2_000, false) });
+        async move { s.claim_due(claim).await }
+    });
+    pause().await;
+    let second = tokio::spawn({
+        let (s, r) = (s.clone(), declined(2));
+        async move { s.commit_record(r).await }
+    });
+    pause().await;
+    release();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let claimed = claiming.await.unwrap().unwrap();
+    assert_eq!(claimed.len(), 2, "the claim holds the delivery declined after it in its batch");
+    assert_eq!(*reading.offered.lock().unwrap(), Some(2), "its witness is told after both offers");
+}
+
 /// A pull recipient's settlement: whole when every delivery is held under its lease, else
 /// nothing changes; a lease another caller took after expiry settles nothing; two settlements of
 /// the same deliveries at once settle them once.

@@ -8,8 +8,8 @@
 //! deadline (then [`StoreErrorKind::Saturated`]); it never grows.
 //!
 //! The order of a batch's writes is decided here (settlements and attempt results first, before
-//! the chain head is locked), and which records a batch completed; what each write does is in
-//! `writes`, written once for both engines.
+//! the chain head is locked; claims last, after every record of the batch is stored), and which
+//! records a batch completed; what each write does is in `writes`, written once for both engines.
 //!
 //! With a signing key, the writer also signs the receipts a batch issues, once for the batch: a
 //! Merkle tree over their leaves, its head signed and stored in the same transaction, and each
@@ -361,7 +361,8 @@ struct Completion {
 
 /// Runs a batch's writes in its open transaction, in order, then signs the tree of the receipts
 /// they issued with `receipts` if given; returns what the metrics report after the commit.
-/// `witnessed`: claims run among the commits, so each claim's witness is told as it reads.
+/// `witnessed`: claims run among the commits, so each claim's witness is told as it reads (after
+/// every record of the batch).
 async fn run<B: Batch>(
     b: &mut B,
     writes: &mut [Write],
@@ -425,19 +426,8 @@ async fn run<B: Batch>(
                     offers.push((index, offered));
                 }
             }
-            Write::Claim(ask) => {
-                // Every delivery stored before this point, in this transaction or an earlier
-                // one, is visible to the claim; every one stored after is not. The claim reads
-                // as of now, so each of those that is fresh is due (its record was received
-                // before it was stored), and its lease runs from now.
-                if let Some(witness) = ask.input.witness.clone().filter(|_| witnessed) {
-                    let claim = &mut ask.input;
-                    let later = (crate::clock::now_ms() - claim.now).max(0);
-                    (claim.now, claim.lease_until) = (claim.now + later, claim.lease_until + later);
-                    witness.reading();
-                }
-                ask.output = Some(claim(b, &ask.input).await?)
-            }
+            // Claims read last (below).
+            Write::Claim(_) => {}
             Write::Finish(ask) => {
                 let mut events = Vec::new();
                 for update in &ask.input {
@@ -467,6 +457,24 @@ async fn run<B: Batch>(
             Write::AddKey(ask) => ask.output = Some(add_key(b, &ask.input).await?),
             Write::SealBodies(ask) => ask.output = Some(seal_bodies(b, &mut chain, &ask.input.0, ask.input.1).await?),
             Write::Rewrap(ask) => ask.output = Some(rewrap(b, &mut chain, &ask.input.0, ask.input.1).await?),
+        }
+    }
+    // Claims read after every other write of the batch, in their order: each sees every delivery
+    // stored before it, in this transaction or an earlier one, and none stored after. A claim
+    // that read where it was queued would miss the deliveries its worker declined later in the
+    // same batch (a busy or lingering writer's batches mix claims and records), and those would
+    // keep the worker behind: it would take no hand-off until a claim found a batch without them.
+    for write in writes.iter_mut() {
+        if let Write::Claim(ask) = write {
+            // The claim reads as of now, so each delivery it sees that is fresh is due (its
+            // record was received before it was stored), and its lease runs from now.
+            if let Some(witness) = ask.input.witness.clone().filter(|_| witnessed) {
+                let claim = &mut ask.input;
+                let later = (crate::clock::now_ms() - claim.now).max(0);
+                (claim.now, claim.lease_until) = (claim.now + later, claim.lease_until + later);
+                witness.reading();
+            }
+            ask.output = Some(claim(b, &ask.input).await?)
         }
     }
     if let Some(key) = receipts {

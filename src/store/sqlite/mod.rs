@@ -561,6 +561,17 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_reads_after_the_records_of_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = lingering(dir.path(), Metrics::new(), Duration::ZERO);
+        // Another connection holds the write lock, so what follows the first record queues.
+        let blocker = rusqlite::Connection::open(dir.path().join("s.sqlite")).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let release = move || blocker.execute_batch("COMMIT").unwrap();
+        crate::store::conformance::a_claim_reads_after_the_records_of_its_batch(store, release).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_writer_lets_a_shallow_batch_gather_what_arrives_within_its_linger() {
         for linger in [Duration::from_secs(2), Duration::ZERO] {
             let (dir, metrics) = (tempfile::tempdir().unwrap(), Metrics::new());
