@@ -11,8 +11,9 @@ machines drift by more than most changes are worth, so only figures from one run
 With `--push RATE` the recipients are up and oha offers RATE records/s: each run prints the
 records accepted and delivered, the gateway's CPU per record (its four deliveries included), the
 writer's transactions per delivery, the share of deliveries handed over at acceptance, and the
-mean time from acceptance to a record's last delivery, and the store writer's busy share (of the
-run and the 2.5 s after it, in which the last deliveries land).
+mean time from acceptance to a record's last delivery, the store writer's busy share (of the
+run and the 2.5 s after it, in which the last deliveries land), and what the writer thread wrote
+per accepted record (its log; `benches/wal_frames.py` says which tables and indexes).
 
 Each round runs each binary once, on a fresh store, for `--duration` seconds, and prints what the
 burst's row in `load.py` prints plus the store writer's view from `/metrics`: its busy share, the
@@ -89,10 +90,12 @@ def push(ctx, m, url, tls, records, args):
     # Per recipient: deliveries made, and of those handed over at acceptance.
     each = [(n, {"recipient": r, **(labels or {})}) for r in load.RECIPIENT_PORTS
             for n, labels in (delivered, ("passerelle_deliveries_handed_over_total", None))]
+    writer = writer_io(ctx.passerelle.pid())
     before, started = [m(*n) for n in names + each], time.monotonic()
     p = ctx.passerelle_run(lambda: load.oha(url, tls, records / "birth.json", duration=args.duration, rate=args.push))
     time.sleep(2.5)  # the last deliveries land
     after = [m(*n) - b for n, b in zip(names + each, before)]
+    written = writer_io(ctx.passerelle.pid()) - writer
     transactions, sent, handed, completing, completed, busy = after[:len(names)]
     per_recipient = after[len(names):]
     shares = ", ".join(f"{r} {h / max(d, 1) * 100:.0f} %"
@@ -101,7 +104,20 @@ def push(ctx, m, url, tls, records, args):
     return (f"{p['rps']:6.0f} accepted/s, {sent / 4 / args.duration:6.0f} delivered records/s, "
             f"{p['cpu'] / max(p['ok'], 1) * 1e6:.0f} µs CPU/record, {transactions / sent:.2f} transactions/delivery, "
             f"{handed / sent * 100:.0f} % handed over, completion {completing / max(completed, 1) * 1000:.1f} ms mean, "
-            f"writer busy {busy / (time.monotonic() - started) * 100:.0f} % (handed over: {shares})")
+            f"writer busy {busy / (time.monotonic() - started) * 100:.0f} %, "
+            f"writer wrote {written / 1024 / max(p['ok'], 1):.1f} KiB/record (handed over: {shares})")
+
+
+def writer_io(pid):
+    """Bytes the store writer thread has written (its log frames: `wchar` in /proc), 0 if unknown."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == "store-writer":
+                io = dict(line.split(": ") for line in (task / "io").read_text().splitlines())
+                return int(io["wchar"])
+        except OSError:
+            continue
+    return 0
 
 
 if __name__ == "__main__":
