@@ -235,8 +235,9 @@ impl ClaimWitness for Reading {
 
 /// A claim's witness, if the store tells it at all (`tells`: its claims run among its commits),
 /// is told where the claim read: the claim holds every delivery declined before that, and none
-/// declined after, whichever of a claim and a commit sent together runs first; also a record
-/// received after the worker stamped its claim (the claim reads as of when it is told).
+/// declined after, whichever of a claim and a commit sent together is queued first (in one
+/// transaction the claim reads after the record); also a record received after the worker
+/// stamped its claim (the claim reads as of when it is told).
 pub async fn a_claim_is_witnessed_where_it_read_among_the_commits(s: &dyn Store, tells: bool) {
     let notes = Arc::new(std::sync::Mutex::new(Notes::default()));
     let declined = |n: usize| {
@@ -281,7 +282,8 @@ pub async fn a_claim_reads_after_the_records_of_its_batch(s: Arc<dyn Store>, rel
         r.deliveries[0].taker = Some(Arc::new(TestTaker { takes: false, name: n.to_string(), notes: notes.clone() }));
         r
     };
-    let pause = || tokio::time::sleep(std::time::Duration::from_millis(100));
+    // Long beside a task's start on a loaded machine: each write is queued before the next.
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(250));
     let first = tokio::spawn({
         let (s, r) = (s.clone(), declined(1));
         async move { s.commit_record(r).await }

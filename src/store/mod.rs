@@ -165,8 +165,9 @@ impl std::fmt::Debug for dyn Taker {
 
 /// Told the moment a claim reads the store, by a store whose claims run in its writer between
 /// its commits (SQLite's; each batch's claims read after its records): every delivery the writer
-/// stored before is visible to the claim (or was rolled back), and none it stores after. A worker learns from it which of the deliveries it
-/// declined the claim can have seen (`delivery::handoff`). A store whose claims run apart from its
+/// stored before is visible to the claim (or was rolled back), and none it stores after. A worker
+/// learns from it which of the deliveries it declined the claim can have seen
+/// (`delivery::handoff`). A store whose claims run apart from its
 /// commits (PostgreSQL's) never tells, and the worker goes by what it saw before the claim.
 pub trait ClaimWitness: Send + Sync {
     fn reading(&self);

@@ -359,8 +359,8 @@ struct Completion {
     completed_at: i64,
 }
 
-/// Runs a batch's writes in its open transaction, in order, then signs the tree of the receipts
-/// they issued with `receipts` if given; returns what the metrics report after the commit.
+/// Runs a batch's writes in its open transaction, in order (but settlements and attempt results
+/// first, claims last), then signs the tree of the receipts they issued with `receipts` if given; returns what the metrics report after the commit.
 /// `witnessed`: claims run among the commits, so each claim's witness is told as it reads (after
 /// every record of the batch).
 async fn run<B: Batch>(
