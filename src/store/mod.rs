@@ -167,8 +167,8 @@ impl std::fmt::Debug for dyn Taker {
 /// its commits (SQLite's; each batch's claims read after its records): every delivery the writer
 /// stored before is visible to the claim (or was rolled back), and none it stores after. A worker
 /// learns from it which of the deliveries it declined the claim can have seen
-/// (`delivery::handoff`). A store whose claims run apart from its
-/// commits (PostgreSQL's) never tells, and the worker goes by what it saw before the claim.
+/// (`delivery::handoff`). A store whose claims run apart from its commits (PostgreSQL's) never
+/// tells, and the worker goes by what it saw before the claim.
 pub trait ClaimWitness: Send + Sync {
     fn reading(&self);
 }

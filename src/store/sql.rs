@@ -430,12 +430,13 @@ pub(super) const RECEIPT: &str =
      WHERE r.record_id = $1";
 
 /// Records of sender `$1` with a delivery settled (delivered or dead) by an attempt at or after
-/// `$2` (found through the attempts, `delivery_attempts_by_time`) that are due a completion notice of a kind they have none of (its
-/// record is sender `$3`'s with idempotency key `<record id>.<kind>`), oldest first, at most `$4`
-/// records, each with its deliveries in order: `record_id, record_type, schema_version,
-/// received_at, audit_seq, kind`, then the delivery's `recipient, agreement, status, attempts,
-/// last_attempt_at, delivered_at, next_attempt_at, last_error`. `incomplete` as soon as a
-/// delivery is dead, `complete` once every one is delivered.
+/// `$2` (found through the attempts, `delivery_attempts_by_time`) that are due a completion
+/// notice of a kind they have none of (its record is sender `$3`'s with idempotency key
+/// `<record id>.<kind>`), oldest first, at most `$4` records, each with its deliveries in order:
+/// `record_id, record_type, schema_version, received_at, audit_seq, kind`, then the delivery's
+/// `recipient, agreement, status, attempts, last_attempt_at, delivered_at, next_attempt_at,
+/// last_error`. `incomplete` as soon as a delivery is dead, `complete` once every one is
+/// delivered.
 pub(super) const NOTICES_DUE: &str = "SELECT p.record_id, p.record_type, p.schema_version, p.received_at, p.audit_seq, p.kind,
         d.recipient, d.agreement, d.status, d.attempts, d.last_attempt_at, d.delivered_at, d.next_attempt_at, d.last_error
      FROM (

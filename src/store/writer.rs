@@ -360,9 +360,9 @@ struct Completion {
 }
 
 /// Runs a batch's writes in its open transaction, in order (but settlements and attempt results
-/// first, claims last), then signs the tree of the receipts they issued with `receipts` if given; returns what the metrics report after the commit.
-/// `witnessed`: claims run among the commits, so each claim's witness is told as it reads (after
-/// every record of the batch).
+/// first, claims last), then signs the tree of the receipts they issued with `receipts` if given;
+/// returns what the metrics report after the commit. `witnessed`: claims run among the commits,
+/// so each claim's witness is told as it reads (after every record of the batch).
 async fn run<B: Batch>(
     b: &mut B,
     writes: &mut [Write],
