@@ -206,6 +206,25 @@ fn delivery_signature(c: &mut Criterion) {
     group.finish();
 }
 
+/// One Ed25519 signature of a delivery's signing input (a 600-byte message) by the library
+/// that signs (ed25519-dalek, `ours`) and by ring, which signed before: the ratio of the two,
+/// measured in one run, is why the signing library changed. The signatures are the same bytes.
+fn ed25519_sign(c: &mut Criterion) {
+    use ring::signature::Ed25519KeyPair;
+    let document = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let ring_pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, passerelle::digest::to_hex(document.as_ref())).unwrap();
+    let ours = passerelle::audit::keys::SigningKey::load_or_create(&path).unwrap();
+    let message = vec![b'x'; 600];
+    assert_eq!(ours.sign(&message), ring_pair.sign(&message).as_ref());
+    let mut group = c.benchmark_group("ed25519/sign");
+    group.bench_function("ours", |b| b.iter(|| ours.sign(&message)));
+    group.bench_function("ring", |b| b.iter(|| ring_pair.sign(&message)));
+    group.finish();
+}
+
 fn new_record(n: u64, body: &Bytes) -> NewRecord {
     NewRecord {
         record_id: uuid::Uuid::now_v7().to_string(),
@@ -439,6 +458,7 @@ criterion_group!(
     audit,
     sealing,
     delivery_signature,
+    ed25519_sign,
     log_line,
     group_commit
 );

@@ -4,11 +4,18 @@
 //! (generated into the data directory on first start unless one is configured). A public key is
 //! written as one line, `ed25519 <key-id> <public-key-hex>`: what `passerelle audit key` prints
 //! and what `[audit] trusted_keys` files hold, so several instances and rotated keys verify.
+//!
+//! Two libraries, one algorithm: `ed25519-dalek` signs (its precomputed base-point tables make a
+//! signature about a fifth cheaper than ring's, and every delivery is signed), ring generates
+//! keys and verifies, as rustls does. Ed25519 signatures are deterministic (RFC 8032): both make
+//! the same bytes from the same key and message, which a test checks.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use ed25519_dalek::Signer;
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ring::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
 
 use crate::digest::{decode_hex, sha256, to_hex};
 
@@ -31,7 +38,8 @@ pub fn key_id(public_key: &[u8]) -> String {
 
 /// This instance's signing key.
 pub struct SigningKey {
-    pair: Ed25519KeyPair,
+    key: ed25519_dalek::SigningKey,
+    public: [u8; 32],
     id: String,
 }
 
@@ -57,19 +65,22 @@ impl SigningKey {
             }
             Err(e) => return Err(io(e)),
         };
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
-            .map_err(|_| KeyError::Format { path: path.display().to_string(), what: "PKCS#8 Ed25519" })?;
-        let id = key_id(pair.public_key().as_ref());
-        Ok(SigningKey { pair, id })
+        Self::from_pkcs8(&pkcs8)
+            .ok_or_else(|| KeyError::Format { path: path.display().to_string(), what: "PKCS#8 Ed25519" })
+    }
+
+    /// The key in a PKCS#8 document, v1 or v2; a v2 document's public key must be the key's own.
+    fn from_pkcs8(document: &[u8]) -> Option<Self> {
+        let key = ed25519_dalek::SigningKey::from_pkcs8_der(document).ok()?;
+        let public = key.verifying_key().to_bytes();
+        Some(SigningKey { id: key_id(&public), key, public })
     }
 
     /// A new key that lives in memory only (tests and benchmarks).
     pub fn generate() -> Result<Self, KeyError> {
         let failed = || KeyError::Format { path: "(memory)".into(), what: "key generation failed" };
         let document = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|_| failed())?;
-        let pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).map_err(|_| failed())?;
-        let id = key_id(pair.public_key().as_ref());
-        Ok(SigningKey { pair, id })
+        Self::from_pkcs8(document.as_ref()).ok_or_else(failed)
     }
 
     pub fn id(&self) -> &str {
@@ -77,7 +88,7 @@ impl SigningKey {
     }
 
     pub fn public_key(&self) -> &[u8] {
-        self.pair.public_key().as_ref()
+        &self.public
     }
 
     /// The public key line: `ed25519 <key-id> <hex>`.
@@ -86,7 +97,7 @@ impl SigningKey {
     }
 
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.pair.sign(message).as_ref().to_vec()
+        self.key.sign(message).to_bytes().to_vec()
     }
 
     /// The public half, as a trusted key.
@@ -185,5 +196,34 @@ mod tests {
         assert_eq!(trusted.verify("0000000000000000", b"message", &signature), Err(SignatureError::UnknownKey));
         let line = key.public_line().replace(key.id(), "0123456789abcdef");
         assert!(trusted.add_lines(&line, "test").is_err(), "a key id that does not match its key is refused");
+    }
+
+    /// A key file ring wrote (every instance's, before signing moved to ed25519-dalek) loads,
+    /// and its signatures are ring's byte for byte.
+    #[test]
+    fn signatures_are_the_bytes_ring_makes_from_the_same_key() {
+        use ring::signature::KeyPair;
+        let document = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let ring_pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).unwrap();
+        let key = SigningKey::from_pkcs8(document.as_ref()).unwrap();
+        assert_eq!(key.public_key(), ring_pair.public_key().as_ref());
+        for message in [&b""[..], b"passerelle:receipt", &[0xA5; 1500]] {
+            assert_eq!(key.sign(message), ring_pair.sign(message).as_ref(), "message of {} bytes", message.len());
+        }
+    }
+
+    /// A v2 document whose public key is not its private key's is refused, not signed with.
+    #[test]
+    fn a_document_whose_public_key_is_not_its_own_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SIGNING_KEY_FILE);
+        let document = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let mut altered = document.as_ref().to_vec();
+        *altered.last_mut().unwrap() ^= 1; // ring's v2 document ends with the public key
+        std::fs::write(&path, to_hex(&altered)).unwrap();
+        let error = SigningKey::load_or_create(&path).unwrap_err().to_string();
+        assert!(error.contains("PKCS#8 Ed25519"), "{error}");
+        std::fs::write(&path, to_hex(document.as_ref())).unwrap();
+        assert!(SigningKey::load_or_create(&path).is_ok());
     }
 }
