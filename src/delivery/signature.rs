@@ -108,16 +108,38 @@ impl DeliveryFacts {
 }
 
 /// The protected header of a signature by `key_id` over `facts`, serialised canonically (keys
-/// sorted, no whitespace), so the same delivery always has the same header.
+/// sorted, no whitespace), so the same delivery always has the same header. Written member by
+/// member in that order rather than built as a JSON value first: the same bytes as
+/// `json::to_canonical_vec` of the object (a test compares the two), once per attempt.
 fn protected_header(key_id: &str, facts: &DeliveryFacts) -> Vec<u8> {
-    let header = json!({
-        "alg": ALGORITHM,
-        "b64": false,
-        "crit": ["b64", FACTS],
-        "kid": key_id,
-        FACTS: facts,
-    });
-    crate::json::to_canonical_vec(&header)
+    use crate::json::write_string;
+    let mut out = Vec::with_capacity(384);
+    out.extend_from_slice(br#"{"alg":"#);
+    write_string(ALGORITHM, &mut out);
+    out.extend_from_slice(br#","b64":false,"crit":["b64","#);
+    write_string(FACTS, &mut out);
+    out.extend_from_slice(br#"],"kid":"#);
+    write_string(key_id, &mut out);
+    out.push(b',');
+    write_string(FACTS, &mut out);
+    out.extend_from_slice(br#":{"agreement":"#);
+    write_string(&facts.agreement, &mut out);
+    out.extend_from_slice(br#","audit_seq":"#);
+    out.extend_from_slice(facts.audit_seq.to_string().as_bytes());
+    for (name, value) in [
+        ("received_at", &facts.received_at),
+        ("recipient", &facts.recipient),
+        ("record_id", &facts.record_id),
+        ("schema", &facts.schema),
+        ("sender", &facts.sender),
+    ] {
+        out.push(b',');
+        write_string(name, &mut out);
+        out.push(b':');
+        write_string(value, &mut out);
+    }
+    out.extend_from_slice(b"}}");
+    out
 }
 
 /// `ASCII(BASE64URL(header)) || '.' || body`: what the signature covers (RFC 7797, section 3).
@@ -362,6 +384,38 @@ mod tests {
             text,
             r#"{"alg":"EdDSA","b64":false,"crit":["b64","passerelle"],"kid":"0123456789abcdef","passerelle":{"agreement":"birth-ottawa","audit_seq":42,"received_at":"2026-11-29T17:00:00.000Z","recipient":"ottawa-city","record_id":"019ad0a5-5c00-7c3a-9d2e-6b1f0a4c8e21","schema":"birth-registration/1.1","sender":"on-vital-stats"}}"#
         );
+    }
+
+    /// The header written member by member is the canonical form of the header as a JSON
+    /// value, whatever the facts hold (escapes, non-ASCII, negative and large numbers).
+    #[test]
+    fn the_protected_header_is_the_canonical_form_of_its_object() {
+        let as_value = |key_id: &str, facts: &DeliveryFacts| {
+            crate::json::to_canonical_vec(&json!({
+                "alg": ALGORITHM,
+                "b64": false,
+                "crit": ["b64", FACTS],
+                "kid": key_id,
+                FACTS: facts,
+            }))
+        };
+        let odd = DeliveryFacts {
+            record_id: "quote \" back\\slash".into(),
+            agreement: "tab\tnew\nline\u{1}".into(),
+            sender: "Québec 🍁".into(),
+            recipient: String::new(),
+            schema: "\u{7f}\u{2028}".into(),
+            received_at: "</script>".into(),
+            audit_seq: i64::MIN,
+        };
+        for (key_id, facts) in
+            [("0123456789abcdef", facts()), ("k\"", odd.clone()), ("", DeliveryFacts { audit_seq: i64::MAX, ..odd })]
+        {
+            assert_eq!(
+                String::from_utf8(protected_header(key_id, &facts)).unwrap(),
+                String::from_utf8(as_value(key_id, &facts)).unwrap()
+            );
+        }
     }
 
     #[test]
