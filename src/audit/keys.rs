@@ -212,6 +212,21 @@ mod tests {
         }
     }
 
+    /// A v1 document (a private key without its public half, as `openssl genpkey -algorithm
+    /// ed25519` writes one) loads, as it did with ring: the public key is derived from it.
+    #[test]
+    fn a_v1_document_loads() {
+        use ring::signature::KeyPair;
+        let seed = [0x42u8; 32];
+        let mut v1 = decode_hex("302e020100300506032b657004220420").unwrap();
+        v1.extend_from_slice(&seed);
+        let key = SigningKey::from_pkcs8(&v1).unwrap();
+        let ring_pair = Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+        assert_eq!(key.public_key(), ring_pair.public_key().as_ref());
+        assert_eq!(key.sign(b"message"), ring_pair.sign(b"message").as_ref());
+        assert!(Ed25519KeyPair::from_pkcs8_maybe_unchecked(&v1).is_ok(), "ring read it too");
+    }
+
     /// A v2 document whose public key is not its private key's is refused, not signed with.
     #[test]
     fn a_document_whose_public_key_is_not_its_own_is_refused() {
