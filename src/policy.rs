@@ -30,7 +30,7 @@ pub enum Mode {
 
 /// What a delivery discloses and why, fixed at acceptance: a later configuration never changes
 /// what the access record says was given.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DisclosureTerms {
     /// The agreement's purpose, as it read when the record was accepted.
     purpose: String,

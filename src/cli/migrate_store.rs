@@ -37,6 +37,17 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
             None
         }
     };
+    // The copy reads the tables as this program writes them.
+    let version: i64 = sqlite
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .with_context(|| format!("{} is not a Passerelle store", source.display()))?;
+    anyhow::ensure!(
+        version == crate::store::sqlite::SCHEMA_VERSION,
+        "{} is at schema version {version}, this program's is {}: start the gateway of this version on it once \
+         (it migrates the store), stop it, then migrate",
+        source.display(),
+        crate::store::sqlite::SCHEMA_VERSION
+    );
     let count = |table: &str| -> anyhow::Result<u64> {
         Ok(sqlite.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
     };
@@ -44,6 +55,7 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
         + count("audit_checkpoints")?
         + count("data_keys")?
         + count("records")?
+        + count("disclosure_terms")?
         + count("deliveries")?
         + count("record_subjects")?
         + count("delivery_attempts")?;
@@ -119,12 +131,22 @@ pub fn run(config_path: &Path, to: &str, to_ca_file: Option<&Path>) -> anyhow::R
             }
         }
         {
-            let mut rows = sqlite.prepare("SELECT id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id, schema_version, purpose, fields FROM deliveries ORDER BY id")?;
-            let insert = tx.prepare("INSERT INTO deliveries (id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id, schema_version, purpose, fields) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)").await?;
+            // The disclosure terms the deliveries name, ids kept.
+            let mut rows = sqlite.prepare("SELECT id, purpose, fields FROM disclosure_terms ORDER BY id")?;
+            let mut it = rows.query([])?;
+            while let Some(r) = it.next()? {
+                tx.execute("INSERT INTO disclosure_terms (id, purpose, fields) VALUES ($1,$2,$3)", &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?]).await?;
+                copied += 1;
+            }
+            tx.execute("SELECT setval(pg_get_serial_sequence('disclosure_terms', 'id'), GREATEST((SELECT MAX(id) FROM disclosure_terms), 1))", &[]).await?;
+        }
+        {
+            let mut rows = sqlite.prepare("SELECT id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id, schema_version, terms_id FROM deliveries ORDER BY id")?;
+            let insert = tx.prepare("INSERT INTO deliveries (id, record_id, recipient, agreement, ordered, body, body_digest, status, attempts, replays, created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at, key_id, schema_version, terms_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)").await?;
             let mut it = rows.query([])?;
             while let Some(r) = it.next()? {
                 // Leases are not copied: every pending delivery is free to be claimed again.
-                tx.execute(&insert, &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, bool>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, String>(7)?, &r.get::<_, i32>(8)?, &r.get::<_, i32>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, i64>(11)?, &r.get::<_, Option<i64>>(12)?, &r.get::<_, Option<i32>>(13)?, &r.get::<_, Option<String>>(14)?, &r.get::<_, Option<i64>>(15)?, &r.get::<_, Option<String>>(16)?, &r.get::<_, Option<String>>(17)?, &r.get::<_, Option<String>>(18)?, &r.get::<_, Option<String>>(19)?]).await?;
+                tx.execute(&insert, &[&r.get::<_, i64>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, bool>(4)?, &r.get::<_, Option<Vec<u8>>>(5)?, &r.get::<_, Vec<u8>>(6)?, &r.get::<_, String>(7)?, &r.get::<_, i32>(8)?, &r.get::<_, i32>(9)?, &r.get::<_, i64>(10)?, &r.get::<_, i64>(11)?, &r.get::<_, Option<i64>>(12)?, &r.get::<_, Option<i32>>(13)?, &r.get::<_, Option<String>>(14)?, &r.get::<_, Option<i64>>(15)?, &r.get::<_, Option<String>>(16)?, &r.get::<_, Option<String>>(17)?, &r.get::<_, Option<i64>>(18)?]).await?;
                 copied += 1;
                 if copied.is_multiple_of(STEP as u64) {
                     bar.set_position(copied);

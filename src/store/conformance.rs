@@ -858,6 +858,59 @@ pub async fn the_access_record_finds_every_delivery_of_a_subjects_records(s: &dy
     verifier.finish().unwrap();
 }
 
+/// A delivery's disclosure terms are stored once and named by each delivery with the same
+/// terms; terms first met in a batch that does not commit are stored again by the next batch
+/// that needs them, and no delivery names another's terms or none.
+pub async fn each_delivery_names_the_terms_it_was_accepted_under(s: &dyn Store) {
+    let subject = [0xa; 32];
+    let terms_of = |r: &NewRecord, to: &str, purpose: &str| {
+        let mut r = NewRecord { subjects: vec![subject], ..r.clone() };
+        for d in &mut r.deliveries {
+            d.terms = Some(Arc::new(DisclosureTerms::new(purpose.into(), vec![format!("/{to}")])));
+        }
+        r
+    };
+    // Two records with the same terms, then one whose batch fails (its id is taken) with terms
+    // no batch has stored: whatever its transaction stored is gone with it.
+    s.commit_record(terms_of(&record(1, &["r"]), "r", "p")).await.unwrap();
+    s.commit_record(terms_of(&record(2, &["r"]), "r", "p")).await.unwrap();
+    let failed = terms_of(&record(1, &["r"]), "new", "first met in a failed batch");
+    assert!(s.commit_record(failed.clone()).await.is_err(), "record 1 is stored already");
+    // Other new terms next, then the failed batch's terms again, under a fresh record id.
+    s.commit_record(terms_of(&record(3, &["q"]), "q", "other")).await.unwrap();
+    s.commit_record(NewRecord { record_id: record(4, &[]).record_id, ..failed }).await.unwrap();
+    let found = s.access(AccessQuery { subject, after_id: None, limit: 10 }).await.unwrap();
+    let terms: Vec<(&str, Option<&DisclosureTerms>)> =
+        found.iter().map(|d| (d.record_id.as_str(), d.terms.as_ref())).collect();
+    let (p, other, first) = (
+        DisclosureTerms::new("p".into(), vec!["/r".into()]),
+        DisclosureTerms::new("other".into(), vec!["/q".into()]),
+        DisclosureTerms::new("first met in a failed batch".into(), vec!["/new".into()]),
+    );
+    let ids: Vec<String> = [1, 2, 3, 4].map(|n| record(n, &[]).record_id).into();
+    assert_eq!(terms, [(&*ids[0], Some(&p)), (&*ids[1], Some(&p)), (&*ids[2], Some(&other)), (&*ids[3], Some(&first))]);
+}
+
+/// What both engines' migration tests built at schema version 10 reads after the migration: two
+/// records `r1` and `r2` of `subject`, each with a delivery to `q` (purpose `Pay`), to `r`
+/// (`Plan`), each given its own name as its only field, and to `x` without terms.
+pub async fn the_terms_before_version_11_read_the_same(s: &dyn Store, subject: [u8; 32]) {
+    let found = s.access(AccessQuery { subject, after_id: None, limit: 10 }).await.unwrap();
+    let terms = |purpose: &str, to: &str| Some(DisclosureTerms::new(purpose.into(), vec![format!("/{to}")]));
+    let read: Vec<_> = found.iter().map(|d| (d.record_id.as_str(), d.recipient.as_str(), d.terms.clone())).collect();
+    assert_eq!(
+        read,
+        [
+            ("r1", "q", terms("Pay", "q")),
+            ("r1", "r", terms("Plan", "r")),
+            ("r1", "x", None),
+            ("r2", "q", terms("Pay", "q")),
+            ("r2", "r", terms("Plan", "r")),
+            ("r2", "x", None),
+        ]
+    );
+}
+
 /// Every body is sealed at rest and opened for its delivery; once no body is left under a data
 /// key and its day is over, the purge destroys the key, audited, and the chain still verifies.
 pub async fn bodies_are_sealed_and_their_key_destroyed_once_none_is_left(s: &dyn Store) {
@@ -1101,6 +1154,7 @@ macro_rules! store_conformance {
             notices_fall_due_once_per_record_and_kind,
             bodies_are_sealed_and_their_key_destroyed_once_none_is_left,
             the_access_record_finds_every_delivery_of_a_subjects_records,
+            each_delivery_names_the_terms_it_was_accepted_under,
             records_are_found_by_id_key_and_time,
             each_attempt_is_on_its_deliverys_timeline,
             stats_count_records_attempts_and_rejections_per_bucket,

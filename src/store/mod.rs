@@ -27,7 +27,8 @@
 //! each caller's deadline, the batch drain), `writes` what each write decides; `entries` what each
 //! write changes in a delivery row and records in the audit trail; `read` the reads, each
 //! one statement; `sql` the SQL they share and the two seams an engine fills (how a value binds,
-//! what a column holds); [`keys`] the key ring that seals bodies at rest; `error` the kinds of
+//! what a column holds); `terms` the ids of the disclosure terms deliveries name (each distinct
+//! terms stored once); [`keys`] the key ring that seals bodies at rest; `error` the kinds of
 //! failure ([`StoreError`]). [`sqlite`] and
 //! [`postgres`] open connections, classify their errors, and run the few statements whose text
 //! is their own; `conformance` holds both to one contract.
@@ -41,6 +42,7 @@ pub mod postgres;
 mod read;
 mod sql;
 pub mod sqlite;
+mod terms;
 mod writer;
 mod writes;
 

@@ -37,6 +37,8 @@ pub(super) const INVESTIGATION: &str = include_str!("migrations/shared/0007_inve
 pub(super) const DELIVERY_INDEXES: &str = include_str!("migrations/shared/0009_delivery_indexes.sql");
 /// Schema version 10, the same on both engines: an audit index and a delivery index fewer.
 pub(super) const AUDIT_INDEXES: &str = include_str!("migrations/shared/0010_audit_indexes.sql");
+/// Schema version 11 (after the engine's `disclosure_terms` table).
+pub(super) const DISCLOSURE_TERMS: &str = include_str!("migrations/shared/0011_disclosure_terms.sql");
 
 /// A value bound to a statement parameter. Each engine converts it to the parameter's type.
 #[derive(Debug, Clone, Copy)]
@@ -648,11 +650,12 @@ pub(super) const PURGE_SUBJECTS: &str = "DELETE FROM record_subjects WHERE recei
 /// receives, `recipient, agreement, purpose, fields, received_at`, the acceptance entry's seq,
 /// `status, delivered_at`, and the seq of the delivery's `delivery.delivered` entry.
 pub(super) const ACCESS: &str = "SELECT d.id, d.record_id, r.sender, r.record_type, r.schema_version,
-        COALESCE(d.schema_version, r.schema_version), d.recipient, d.agreement, d.purpose, d.fields,
+        COALESCE(d.schema_version, r.schema_version), d.recipient, d.agreement, t.purpose, t.fields,
         r.received_at, r.audit_seq, d.status, d.delivered_at,
         (SELECT MAX(a.seq) FROM audit_log a
          WHERE a.kind = 'delivery.delivered' AND a.record_id = d.record_id AND a.recipient = d.recipient)
      FROM record_subjects s JOIN records r ON r.record_id = s.record_id JOIN deliveries d ON d.record_id = s.record_id
+          LEFT JOIN disclosure_terms t ON t.id = d.terms_id
      WHERE s.subject = $1 AND d.id > $2
      ORDER BY d.id LIMIT $3";
 
@@ -712,6 +715,12 @@ pub(super) const SEAL_RECORD: &str =
 pub(super) const SEAL_DELIVERY: &str =
     "UPDATE deliveries SET body = $1, key_id = $2 WHERE id = $3 AND key_id IS NULL AND body IS NOT NULL";
 
+/// Stores terms `$1` (purpose), `$2` (fields column) unless they are stored already.
+pub(super) const ADD_TERMS: &str =
+    "INSERT INTO disclosure_terms (purpose, fields) VALUES ($1, $2) ON CONFLICT (purpose, fields) DO NOTHING";
+/// The id of the stored terms `$1` (purpose), `$2` (fields column).
+pub(super) const TERMS_ID: &str = "SELECT id FROM disclosure_terms WHERE purpose = $1 AND fields = $2";
+
 /// Whether the store answers.
 pub(super) const PING: &str = "SELECT 1";
 
@@ -748,6 +757,8 @@ pub(super) const SHARED: &[&str] = &[
     PURGE_RECORDS,
     PURGE_SUBJECTS,
     ACCESS,
+    ADD_TERMS,
+    TERMS_ID,
     DATA_KEY,
     ADD_DATA_KEY,
     KEYS_WRAPPED_ELSEWHERE,

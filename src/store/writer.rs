@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::keys::{NewDataKey, RewrappedKey, SealedBody, SealedClaim, StoredKey};
 use super::sql::{self, Param};
+use super::terms::TermsIds;
 use super::writes::*;
 use super::*;
 use crate::audit::keys::SigningKey;
@@ -183,6 +184,8 @@ pub(super) struct Writer<B> {
     /// Whether this writer also commits the records whose deliveries it claims, so a claim's
     /// place among its commits is known ([`ClaimWitness`]).
     claims_in_commit_order: bool,
+    /// The ids of the disclosure terms rows this writer has stored or found.
+    terms: TermsIds,
 }
 
 /// A short wait before committing a shallow batch, so one fsync carries more writes.
@@ -223,7 +226,15 @@ impl<B: Batch> Writer<B> {
     ) -> Self {
         let max_batch = max_batch.max(1);
         let linger = Linger::new(linger, max_batch);
-        Writer { batch, metrics, max_batch, linger, receipts, claims_in_commit_order: false }
+        Writer {
+            batch,
+            metrics,
+            max_batch,
+            linger,
+            receipts,
+            claims_in_commit_order: false,
+            terms: TermsIds::default(),
+        }
     }
 
     /// A writer that runs claims as well as commits: each claim's witness is told when it reads.
@@ -263,7 +274,15 @@ impl<B: Batch> Writer<B> {
         let started = Instant::now();
         let records = writes.iter().filter(|w| matches!(w, Write::Commit(_))).count();
         let result = match self.batch.begin().await {
-            Ok(()) => match run(&mut self.batch, writes, self.receipts.as_deref(), self.claims_in_commit_order).await {
+            Ok(()) => match run(
+                &mut self.batch,
+                writes,
+                &mut self.terms,
+                self.receipts.as_deref(),
+                self.claims_in_commit_order,
+            )
+            .await
+            {
                 Ok(mut committed) => self.batch.commit().await.map(|()| {
                     give_delivery_ids(writes, self.batch.take_inserted_deliveries());
                     hand_over(writes, std::mem::take(&mut committed.offers));
@@ -276,6 +295,10 @@ impl<B: Batch> Writer<B> {
             },
             Err(e) => Err(e),
         };
+        match &result {
+            Ok(_) => self.terms.committed(),
+            Err(_) => self.terms.rolled_back(),
+        }
         let duration = started.elapsed();
         StoreTransactionEnded { engine: B::ENGINE, duration }.emit(&self.metrics);
         if records > 0 {
@@ -366,6 +389,7 @@ struct Completion {
 async fn run<B: Batch>(
     b: &mut B,
     writes: &mut [Write],
+    terms: &mut TermsIds,
     receipts: Option<&SigningKey>,
     witnessed: bool,
 ) -> Result<Committed, StoreError> {
@@ -406,6 +430,9 @@ async fn run<B: Batch>(
     // earlier uses once under the lock; other batches lock it at their first append.
     let mut earlier = EarlierUses::new();
     if writes.iter().any(|w| matches!(w, Write::Commit(_))) {
+        // The terms the records' deliveries name, before the lock too.
+        let records = writes.iter().filter_map(|w| if let Write::Commit(ask) = w { Some(&*ask.input) } else { None });
+        terms.resolve(b, records).await?;
         let keys: Vec<KeyUse> = writes
             .iter()
             .filter_map(|w| if let Write::Commit(ask) = w { Some(&ask.input) } else { None })
@@ -420,7 +447,7 @@ async fn run<B: Batch>(
     for (index, write) in writes.iter_mut().enumerate() {
         match write {
             Write::Commit(ask) => {
-                let (outcome, offered) = commit_record(b, &mut chain, &ask.input, &mut earlier).await?;
+                let (outcome, offered) = commit_record(b, &mut chain, &ask.input, &mut earlier, terms).await?;
                 ask.output = Some(outcome);
                 if !offered.is_empty() {
                     offers.push((index, offered));

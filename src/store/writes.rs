@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::keys::{self, BodyRow, NewDataKey, RewrappedKey, SealedBody, SealedClaim, StoredKey};
 use super::sql::{self, Param, Row, Sql};
+use super::terms::TermsIds;
 use super::*;
 use crate::audit::receipt::TreeHead;
 use crate::audit::{self, AuditEntry, AuditEvent, AuditStamp};
@@ -31,12 +32,13 @@ pub(super) trait Batch: Sql {
     /// Inserts chained audit entries (the engine may hold them until its next statement).
     async fn insert_entries(&mut self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
     /// Inserts an accepted record and its deliveries, each under its lease in `leases` if taken
-    /// (the engine may hold them until its next statement).
+    /// and naming its stored terms in `terms` (the engine may hold them until its next statement).
     async fn insert_record(
         &mut self,
         record: &NewRecord,
         audit_seq: i64,
         leases: &[Option<Lease>],
+        terms: &[Option<i64>],
     ) -> Result<(), StoreError>;
     /// The ids of the deliveries this transaction inserted, in the order inserted, once it has
     /// committed; each call takes them.
@@ -178,6 +180,7 @@ pub(super) async fn commit_record<B: Batch>(
     chain: &mut Chain,
     record: &NewRecord,
     earlier: &mut EarlierUses,
+    terms: &TermsIds,
 ) -> Result<(CommitOutcome, Vec<Option<Offer>>), StoreError> {
     let key = record.idempotency_key.as_ref().map(|key| (record.sender.clone(), key.clone()));
     if let Some(earlier) = key.as_ref().and_then(|key| earlier.get(key)) {
@@ -198,7 +201,7 @@ pub(super) async fn commit_record<B: Batch>(
             _ => None,
         })
         .collect();
-    b.insert_record(record, stamp.seq, &leases).await?;
+    b.insert_record(record, stamp.seq, &leases, &terms.of(record)?).await?;
     if let Some(key) = key {
         let first = EarlierUse { body_sha256: record.body_sha256.to_vec(), receipt: record.receipt.clone(), stamp };
         earlier.insert(key, first);

@@ -31,12 +31,18 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (8, &[include_str!("../migrations/postgres/0008_receipt_trees.sql")]),
     (9, &[sql::DELIVERY_INDEXES]),
     (10, &[sql::AUDIT_INDEXES]),
+    (11, &[include_str!("../migrations/postgres/0011_disclosure_terms.sql"), sql::DISCLOSURE_TERMS]),
 ];
 
 /// Any number fits: the lock only serialises migrations between instances starting together.
 const MIGRATION_LOCK: i64 = 0x7061_7373_6572_656c; // "passerel"
 
 async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    migrate_to(client, MIGRATIONS.len() as i64).await
+}
+
+/// Applies the migrations up to version `target` (the tests build older stores with it).
+pub(super) async fn migrate_to(client: &mut tokio_postgres::Client, target: i64) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute(
@@ -45,7 +51,7 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> 
     .await?;
     let current: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?.get(0);
     for (version, scripts) in MIGRATIONS {
-        if *version > current {
+        if *version > current && *version <= target {
             for script in *scripts {
                 tx.batch_execute(script).await?;
             }
@@ -79,11 +85,11 @@ const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type
 
 /// Returns the ids given; they are drawn from the sequence in the arrays' order, so sorted they
 /// are the rows' ids in that order (whatever order RETURNING lists them in).
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, purpose, fields, claimed_until, claimed_by)
-     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at, key_id, schema_version, purpose, fields, claimed_until, claimed_by
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, terms_id, claimed_until, claimed_by)
+     SELECT record_id, recipient, agreement, ordered, body, body_digest, 'queued', created_at, created_at, key_id, schema_version, terms_id, claimed_until, claimed_by
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[], $9::text[],
-                 $10::text[], $11::text[], $12::bigint[], $13::text[])
-          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, key_id, schema_version, purpose, fields, claimed_until, claimed_by, n)
+                 $10::bigint[], $11::bigint[], $12::text[])
+          WITH ORDINALITY AS u(record_id, recipient, agreement, ordered, body, body_digest, created_at, key_id, schema_version, terms_id, claimed_until, claimed_by, n)
      ORDER BY n
      RETURNING id";
 
@@ -282,6 +288,7 @@ impl Batch for WriterConnection {
         record: &NewRecord,
         audit_seq: i64,
         leases: &[Option<Lease>],
+        terms: &[Option<i64>],
     ) -> Result<(), StoreError> {
         if self.pending.bytes >= MAX_PENDING_BYTES {
             self.flush().await?;
@@ -302,7 +309,8 @@ impl Batch for WriterConnection {
         r.tracestate.push(record.tracestate.clone());
         r.key_id.push(record.key_id.clone());
         let d = &mut self.pending.deliveries;
-        for (delivery, lease) in record.deliveries.iter().zip(leases.iter().chain(std::iter::repeat(&None))) {
+        let leases = leases.iter().chain(std::iter::repeat(&None));
+        for ((delivery, lease), terms) in record.deliveries.iter().zip(leases).zip(terms) {
             d.record_id.push(record.record_id.clone());
             d.recipient.push(delivery.recipient.clone());
             d.agreement.push(delivery.agreement.clone());
@@ -312,8 +320,7 @@ impl Batch for WriterConnection {
             d.created_at.push(record.received_at);
             d.key_id.push(delivery.key_id.clone());
             d.schema_version.push(delivery.schema_version.clone());
-            d.purpose.push(delivery.terms.as_ref().map(|t| t.purpose().to_owned()));
-            d.fields.push(delivery.terms.as_ref().map(|t| t.fields_column().to_owned()));
+            d.terms_id.push(*terms);
             d.claimed_until.push(lease.as_ref().map_or(0, |l| l.until));
             d.claimed_by.push(lease.as_ref().map(|l| l.worker.clone()));
         }
@@ -485,8 +492,7 @@ struct DeliveryColumns {
     created_at: Vec<i64>,
     key_id: Vec<Option<String>>,
     schema_version: Vec<Option<String>>,
-    purpose: Vec<Option<String>>,
-    fields: Vec<Option<String>>,
+    terms_id: Vec<Option<i64>>,
     claimed_until: Vec<i64>,
     claimed_by: Vec<Option<String>>,
 }
@@ -582,7 +588,7 @@ impl WriterConnection {
             if d.record_id.is_empty() {
                 return Ok(Vec::new());
             }
-            let params: [&(dyn ToSql + Sync); 13] = [
+            let params: [&(dyn ToSql + Sync); 12] = [
                 &d.record_id,
                 &d.recipient,
                 &d.agreement,
@@ -592,8 +598,7 @@ impl WriterConnection {
                 &d.created_at,
                 &d.key_id,
                 &d.schema_version,
-                &d.purpose,
-                &d.fields,
+                &d.terms_id,
                 &d.claimed_until,
                 &d.claimed_by,
             ];

@@ -486,6 +486,49 @@ mod tests {
         (config, Schema(schema))
     }
 
+    /// Schema version 11 moves the terms each delivery held into one row per distinct terms,
+    /// and the access record reads the same disclosures after as before.
+    #[tokio::test]
+    async fn the_terms_deliveries_held_are_stored_once_by_the_migration() {
+        let (config, _schema) = schema().await;
+        let (mut client, connection) = config.connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        batch::migrate_to(&mut client, 10).await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body_sha256, receipt, audit_seq)
+                 VALUES ('r1', 's', 't', '1.0', 1, '\\x00', '\\x00', 1), ('r2', 's', 't', '1.0', 2, '\\x00', '\\x00', 2);
+                 INSERT INTO record_subjects (subject, record_id, received_at)
+                 SELECT decode(repeat('0a', 32), 'hex'), record_id, received_at FROM records;
+                 INSERT INTO deliveries (record_id, recipient, agreement, ordered, body_digest, status, created_at, next_attempt_at, purpose, fields)
+                 SELECT r.record_id, t.recipient, 'a', false, '\\x00', 'queued', r.received_at, r.received_at, t.purpose, t.fields
+                 FROM records r, (VALUES (1, 'q', 'Pay', '[\"/q\"]'), (2, 'r', 'Plan', '[\"/r\"]'), (3, 'x', NULL, NULL))
+                      AS t(n, recipient, purpose, fields)
+                 ORDER BY r.record_id, t.n;",
+            )
+            .await
+            .unwrap();
+
+        let s = open(config, Metrics::new()).await;
+        crate::store::conformance::the_terms_before_version_11_read_the_same(&s, [0xa; 32]).await;
+        let rows: i64 = client.query_one("SELECT COUNT(*) FROM disclosure_terms", &[]).await.unwrap().get(0);
+        assert_eq!(rows, 2, "one row per distinct terms");
+        let dropped: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = 'deliveries' AND column_name IN ('purpose', 'fields')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(dropped, 0);
+        // New terms go on from the migrated rows' ids.
+        s.commit_record(crate::store::conformance::record(3, &["r"])).await.unwrap();
+        let rows: i64 = client.query_one("SELECT COUNT(*) FROM disclosure_terms", &[]).await.unwrap().get(0);
+        assert_eq!(rows, 3);
+    }
+
     /// A store in a schema of its own.
     async fn store() -> (Arc<dyn Store>, Schema) {
         let (config, schema) = schema().await;

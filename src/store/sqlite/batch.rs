@@ -26,19 +26,25 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (8, &[include_str!("../migrations/sqlite/0008_receipt_trees.sql")]),
     (9, &[sql::DELIVERY_INDEXES]),
     (10, &[sql::AUDIT_INDEXES]),
+    (11, &[include_str!("../migrations/sqlite/0011_disclosure_terms.sql"), sql::DISCLOSURE_TERMS]),
 ];
 
 /// The schema version this program writes.
-pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Applies the migrations up to version `target` (the tests build older stores with it).
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: i64 = tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
     for (version, scripts) in MIGRATIONS {
-        if *version > current {
+        if *version > current && *version <= target {
             for script in *scripts {
                 tx.execute_batch(script)?;
             }
@@ -73,8 +79,8 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, kind, actor, record_
 const INSERT_RECORD: &str = "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body, body_sha256, idempotency_key, traceparent, tracestate, receipt, audit_seq, key_id)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, purpose, fields, claimed_until, claimed_by)
-     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, $9, $10, $11, $12, $13)";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body, body_digest, status, created_at, next_attempt_at, key_id, schema_version, terms_id, claimed_until, claimed_by)
+     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, $9, $10, $11, $12)";
 
 const INSERT_SUBJECT: &str = "INSERT INTO record_subjects (subject, record_id, received_at) VALUES ($1, $2, $3)";
 
@@ -140,6 +146,7 @@ impl Batch for Conn {
         record: &NewRecord,
         audit_seq: i64,
         leases: &[Option<Lease>],
+        terms: &[Option<i64>],
     ) -> Result<(), StoreError> {
         self.0.prepare_cached(INSERT_RECORD)?.execute(params![
             record.record_id,
@@ -157,7 +164,8 @@ impl Batch for Conn {
             record.key_id,
         ])?;
         let mut insert = self.0.prepare_cached(INSERT_DELIVERY)?;
-        for (d, lease) in record.deliveries.iter().zip(leases.iter().chain(std::iter::repeat(&None))) {
+        let leases = leases.iter().chain(std::iter::repeat(&None));
+        for ((d, lease), terms) in record.deliveries.iter().zip(leases).zip(terms) {
             insert.execute(params![
                 record.record_id,
                 d.recipient,
@@ -168,8 +176,7 @@ impl Batch for Conn {
                 record.received_at,
                 d.key_id,
                 d.schema_version,
-                d.terms.as_ref().map(|t| t.purpose()),
-                d.terms.as_ref().map(|t| t.fields_column()),
+                terms,
                 lease.as_ref().map_or(0, |l| l.until),
                 lease.as_ref().map(|l| &l.worker),
             ])?;

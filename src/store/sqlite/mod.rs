@@ -30,6 +30,7 @@ use super::writer::{Queue, Writer};
 use super::*;
 use crate::audit::{AuditEntry, AuditEvent, AuditStamp, Checkpoint};
 use crate::telemetry::Metrics;
+pub use batch::SCHEMA_VERSION;
 use checkpoint::{Checkpoints, LOG_SIZE_LIMIT};
 
 /// Settings of the SQLite engine.
@@ -483,6 +484,8 @@ impl KeySource for SqliteStore {
 mod tests {
     use std::time::Instant;
 
+    use rusqlite::params;
+
     use super::*;
 
     fn open_at(dir: &Path) -> SqliteStore {
@@ -759,6 +762,62 @@ mod tests {
         let conn = Connection::open(dir.path().join("s.sqlite")).unwrap();
         let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(versions, batch::SCHEMA_VERSION);
+    }
+
+    /// Schema version 11 moves the terms each delivery held into one row per distinct terms,
+    /// and the access record reads the same disclosures after as before.
+    #[tokio::test]
+    async fn the_terms_deliveries_held_are_stored_once_by_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        batch::migrate_to(&mut conn, 10).unwrap();
+        let subject = [0xa_u8; 32];
+        let fields = |to: &str| format!("[\"/{to}\"]");
+        for n in 1..=2 {
+            let id = format!("r{n}");
+            conn.execute(
+                "INSERT INTO records (record_id, sender, record_type, schema_version, received_at, body_sha256, receipt, audit_seq)
+                 VALUES (?1, 's', 't', '1.0', ?2, x'00', x'00', ?2)",
+                params![id, n],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO record_subjects (subject, record_id, received_at) VALUES (?1, ?2, ?3)",
+                params![&subject[..], id, n],
+            )
+            .unwrap();
+            for (to, purpose, fields) in
+                [("q", Some("Pay"), Some(fields("q"))), ("r", Some("Plan"), Some(fields("r"))), ("x", None, None)]
+            {
+                conn.execute(
+                    "INSERT INTO deliveries (record_id, recipient, agreement, ordered, body_digest, status, created_at, next_attempt_at, purpose, fields)
+                     VALUES (?1, ?2, 'a', 0, x'00', 'queued', ?3, ?3, ?4, ?5)",
+                    params![id, to, n, purpose, fields],
+                )
+                .unwrap();
+            }
+        }
+        drop(conn);
+
+        let s = open_at(dir.path());
+        crate::store::conformance::the_terms_before_version_11_read_the_same(&s, subject).await;
+        let conn = Connection::open(&path).unwrap();
+        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM disclosure_terms", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 2, "one row per distinct terms");
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('deliveries')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(columns.contains(&"terms_id".to_owned()) && !columns.iter().any(|c| c == "purpose" || c == "fields"));
+        // New deliveries with terms already stored name the same rows.
+        s.commit_record(crate::store::conformance::record(3, &["r"])).await.unwrap();
+        s.commit_record(crate::store::conformance::record(4, &["r"])).await.unwrap();
+        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM disclosure_terms", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 3, "the conformance record's terms, once for both records");
     }
 
     #[tokio::test]
