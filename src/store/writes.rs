@@ -32,7 +32,8 @@ pub(super) trait Batch: Sql {
     /// Inserts chained audit entries (the engine may hold them until its next statement).
     async fn insert_entries(&mut self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
     /// Inserts an accepted record and its deliveries, each under its lease in `leases` if taken
-    /// and naming its stored terms in `terms` (the engine may hold them until its next statement).
+    /// and naming its stored terms in `terms` (one per delivery, `None` for none; the engine may
+    /// hold them until its next statement).
     async fn insert_record(
         &mut self,
         record: &NewRecord,
