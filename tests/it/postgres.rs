@@ -244,9 +244,30 @@ async fn migrate_store_copies_a_sqlite_store_and_its_chain() {
     gw.recipient("ottawa-city").wait_for(5, Duration::from_secs(10)).await;
     gw.recipient("esdc-sin-registry").wait_for(5, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The access record of the birth's registration number: every delivery, with the terms it
+    // was accepted under; the same after the move.
+    let access = async |gw: &TestGateway| {
+        let path = "/admin/v1/access?subject=QC-2026-018355";
+        let r = gw.admin.send(Method::GET, path, &[("authorization", "Bearer test-admin-token")], "").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        r.json()["disclosures"].clone()
+    };
+    let disclosed = access(&gw).await;
+    assert_eq!(disclosed.as_array().unwrap().len(), 20, "five records, four deliveries each");
+    assert!(disclosed.as_array().unwrap().iter().all(|d| d["agreement"]["purpose"].is_string()), "{disclosed}");
     let setup = gw.stop().await;
     let schema = Schema::create().await;
     let main = setup.main_config();
+    // A store a program of another schema version wrote is refused, saying what to do.
+    let store = rusqlite::Connection::open(setup.data_dir().join("passerelle.sqlite")).unwrap();
+    let newest =
+        "UPDATE schema_migrations SET version = -version WHERE version = (SELECT MAX(version) FROM schema_migrations)";
+    store.execute(newest, []).unwrap();
+    let (code, out) = cli_env(&["migrate-store", "--config", main.to_str().unwrap(), "--to", &schema.url()], &[]).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("start the gateway of this version on it once"), "{out}");
+    store.execute("UPDATE schema_migrations SET version = -version WHERE version < 0", []).unwrap();
+    drop(store);
     let (code, out) = cli(&["migrate-store", "--config", main.to_str().unwrap(), "--to", &schema.url()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Migrated; the chain verifies on PostgreSQL"), "{out}");
@@ -258,6 +279,7 @@ async fn migrate_store_copies_a_sqlite_store_and_its_chain() {
     let gw = setup.store(&format!("url = \"{}\"", schema.url())).start().await;
     let ready = gw.admin.send(Method::GET, "/readyz", &[], "").await;
     assert_eq!(ready.text(), "ready (postgres store)\n");
+    assert_eq!(access(&gw).await, disclosed, "the access record reads the same on PostgreSQL");
     let list = gw.client.get("/v1/records?limit=10", gw.key("on-vital-stats")).await.json();
     assert_eq!(list["records"].as_array().unwrap().len(), 5);
     let dead = gw
