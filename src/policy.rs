@@ -10,6 +10,7 @@
 //! builds a new document from the selected paths instead of deleting from the original.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ pub enum Mode {
 
 /// What a delivery discloses and why, fixed at acceptance: a later configuration never changes
 /// what the access record says was given.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct DisclosureTerms {
     /// The agreement's purpose, as it read when the record was accepted.
     purpose: String,
@@ -40,13 +41,19 @@ pub struct DisclosureTerms {
     /// writer for every delivery it inserts ([`DisclosureTerms::fields_column`]). Derived from
     /// `fields` in [`DisclosureTerms::new`], the only way to make terms, so it never disagrees.
     column: String,
+    /// A hash of `purpose` and `column`, made once with them: the store's writer names the stored
+    /// terms of every delivery it inserts by looking them up (`store::terms`), and hashing the
+    /// terms whole each time cost 160 ns a lookup.
+    hash: u64,
 }
 
 impl DisclosureTerms {
     /// The terms of a purpose and the fields it discloses.
     pub fn new(purpose: String, fields: Vec<String>) -> Self {
         let column = column_of(&fields);
-        DisclosureTerms { purpose, fields, column }
+        let mut hasher = std::hash::DefaultHasher::new();
+        (&purpose, &column).hash(&mut hasher);
+        DisclosureTerms { hash: hasher.finish(), purpose, fields, column }
     }
 
     /// The agreement's purpose, as it read when the record was accepted.
@@ -62,6 +69,21 @@ impl DisclosureTerms {
     /// The store's `fields` column: the pointers as a JSON array.
     pub fn fields_column(&self) -> &str {
         &self.column
+    }
+}
+
+/// Terms are equal when their purposes and fields are (`column` is `fields`, written one way).
+impl PartialEq for DisclosureTerms {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.purpose == other.purpose && self.column == other.column
+    }
+}
+
+impl Eq for DisclosureTerms {}
+
+impl Hash for DisclosureTerms {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
@@ -463,6 +485,28 @@ mod tests {
     use super::*;
     use serde_json::json;
     use time::macros::datetime;
+
+    /// Terms are the same terms when their purpose and fields are, whichever value holds them,
+    /// and the hash made once at construction agrees.
+    #[test]
+    fn terms_are_equal_and_hash_alike_exactly_when_purpose_and_fields_are() {
+        let hash = |t: &DisclosureTerms| {
+            let mut h = std::hash::DefaultHasher::new();
+            t.hash(&mut h);
+            h.finish()
+        };
+        let terms = |purpose: &str, fields: &[&str]| {
+            DisclosureTerms::new(purpose.into(), fields.iter().map(|f| f.to_string()).collect())
+        };
+        let a = terms("Pay", &["/a", "/b"]);
+        assert_eq!(a, terms("Pay", &["/a", "/b"]));
+        assert_eq!(hash(&a), hash(&terms("Pay", &["/a", "/b"])));
+        for other in [terms("Plan", &["/a", "/b"]), terms("Pay", &["/a"]), terms("Pay", &["/a,/b"]), terms("Pay", &[])]
+        {
+            assert_ne!(a, other);
+            assert_ne!(hash(&a), hash(&other), "{other:?}");
+        }
+    }
 
     /// An agreement `id` from `sender` for `birth`, valid from `from` until `until`, to
     /// `recipients` (each receiving `/a`).

@@ -429,15 +429,13 @@ async fn run<B: Batch>(
     // A batch carrying records locks the chain head here, as late as it can, and reads its keys'
     // earlier uses once under the lock; other batches lock it at their first append.
     let mut earlier = EarlierUses::new();
-    if writes.iter().any(|w| matches!(w, Write::Commit(_))) {
+    let records: Vec<&NewRecord> =
+        writes.iter().filter_map(|w| if let Write::Commit(ask) = w { Some(&*ask.input) } else { None }).collect();
+    if !records.is_empty() {
         // The terms the records' deliveries name, before the lock too.
-        let records = writes.iter().filter_map(|w| if let Write::Commit(ask) = w { Some(&*ask.input) } else { None });
-        terms.resolve(b, records).await?;
-        let keys: Vec<KeyUse> = writes
-            .iter()
-            .filter_map(|w| if let Write::Commit(ask) = w { Some(&ask.input) } else { None })
-            .filter_map(|r| Some((r.sender.as_str(), r.idempotency_key.as_deref()?)))
-            .collect();
+        terms.resolve(b, records.iter().copied()).await?;
+        let keys: Vec<KeyUse> =
+            records.iter().filter_map(|r| Some((r.sender.as_str(), r.idempotency_key.as_deref()?))).collect();
         let (head, found) = b.lock_chain_and_find(&keys).await?;
         chain.head = Some(head);
         earlier = found;
